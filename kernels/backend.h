@@ -1,0 +1,175 @@
+// kernels/backend.h: the fused operations every compute device implements.
+//
+// One plain virtual interface; the CPU implementation (kernels/cpu) is the fp32 reference
+// that every CUDA kernel (kernels/cuda) is tested against. Layers call these operations and
+// never touch raw device memory themselves. All tensors passed to an operation live on the
+// backend's device. Shapes below use: T = tokens in this step (packed, no padding),
+// B = sequences in this step, H = hidden size, nh / nkv = query / key-value heads,
+// hd = head size, V = vocabulary.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+
+#include "core/tensor.h"
+
+namespace kestrel {
+
+// Device memory. Sessions and models take all they need up front through this.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual Device device() const = 0;
+  // Never returns null: throws Error(device or limit) naming `what` on failure.
+  virtual void* allocate(size_t bytes, const char* what) = 0;
+  virtual void deallocate(void* ptr) noexcept = 0;
+};
+
+enum class NormKind : uint8_t { layer_norm, rms_norm };
+enum class Activation : uint8_t { gelu_tanh, gelu_erf, relu, silu };
+// How rotary embeddings pair up the dimensions of a head: NeoX/Llama pairs (i, i + d/2),
+// GPT-J pairs (2i, 2i + 1).
+enum class RotaryStyle : uint8_t { none, neox, gptj };
+
+struct NormParams {
+  NormKind kind = NormKind::layer_norm;
+  TensorView gamma;  // [H]
+  TensorView beta;   // [H], empty for RMSNorm or a LayerNorm without bias
+  float eps = 1e-5f;
+};
+
+struct RotaryParams {
+  RotaryStyle style = RotaryStyle::none;
+  int rotary_dim = 0;       // leading dims of each head that rotate; 0 = head size
+  float theta = 10000.0f;   // base frequency
+  float position_scale = 1.0f;  // linear position interpolation: pos * position_scale
+};
+
+struct AttentionParams {
+  int n_heads = 0;     // nh
+  int n_kv_heads = 0;  // nkv; nh % nkv == 0 (GQA/MQA when nkv < nh)
+  int head_dim = 0;    // hd
+  float scale = 0.0f;  // softmax scale, usually 1/sqrt(hd)
+  RotaryParams rotary;
+};
+
+// One layer's slice of the paged KV cache. Block b of the pool holds the keys of
+// `block_size` consecutive positions of one sequence for every KV head:
+// k, v: [num_blocks, nkv, block_size, hd], same dtype as the activations.
+struct KvCacheLayer {
+  TensorView k;
+  TensorView v;
+  int block_size = 0;
+};
+
+// The sequences of one step. Sequence i owns rows [token_offsets[i], token_offsets[i+1])
+// of the step's activations, and its cache already holds n_past[i] positions, so its new
+// tokens sit at positions n_past[i] ... n_past[i] + n_new - 1. Logical position p of
+// sequence i lives in block block_tables[i * max_blocks_per_seq + p / block_size], slot
+// p % block_size. All three arrays are int32 on the backend's device.
+struct SequenceBatch {
+  int n_seqs = 0;
+  int max_blocks_per_seq = 0;
+  int max_new_tokens = 0;   // max over sequences of new tokens this step (host copy)
+  int max_total_tokens = 0; // max over sequences of n_past + n_new (host copy)
+  TensorView token_offsets;  // [B + 1] i32
+  TensorView n_past;         // [B] i32
+  TensorView block_tables;   // [B, max_blocks_per_seq] i32
+};
+
+// Per-sequence sampling settings, laid out flat so a device kernel can read them.
+struct SamplingRow {
+  float temperature = 0.0f;         // <= 0: greedy (argmax, lowest id on ties)
+  int32_t top_k = 0;                // 0: off
+  float top_p = 1.0f;               // 1: off
+  float min_p = 0.0f;               // 0: off; keep tokens with p >= min_p * p_max
+  float repetition_penalty = 1.0f;  // HF style over prompt + generated tokens; 1: off
+  float presence_penalty = 0.0f;    // OpenAI style over generated tokens; 0: off
+  float frequency_penalty = 0.0f;   // OpenAI style over generated tokens; 0: off
+  uint64_t seed = 0;                // with `step`, fixes the random draw
+  uint64_t step = 0;                // index of the token being sampled in its sequence
+};
+
+// Inputs of one sampling call for B sequences. `history` holds each sequence's prompt
+// followed by the tokens generated so far: row i is history[i, 0 : history_lengths[i]],
+// the first prompt_lengths[i] of which are the prompt.
+struct SamplingBatch {
+  int n_seqs = 0;
+  TensorView rows;             // [B * sizeof(SamplingRow)] i8 bytes of SamplingRow
+  TensorView history;          // [B, max_history] i32
+  TensorView history_lengths;  // [B] i32
+  TensorView prompt_lengths;   // [B] i32
+};
+
+// A draw in [0, 1) that depends only on (seed, step): the same seed gives the same
+// tokens whatever else is in the batch, on every device.
+double sampling_uniform(uint64_t seed, uint64_t step);
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual Allocator& allocator() = 0;
+  // Activation / KV-cache dtype this backend computes in (f32 on the CPU).
+  virtual DType compute_dtype() const = 0;
+
+  // --- data movement ---------------------------------------------------------------
+  // dst = src; either side may be on the host or this backend's device; same bytes.
+  virtual void copy(TensorView dst, const TensorView& src) = 0;
+  // Waits for all queued work (a no-op on the CPU).
+  virtual void synchronize() = 0;
+
+  // --- operations ------------------------------------------------------------------
+  // out[t, :] = wte[ids[t], :] + (wpe ? wpe[positions[t], :] : 0)
+  //   ids, positions: [T] i32; wte: [V, H]; wpe: [P, H] or null; out: [T, H]
+  virtual void embedding(const TensorView& ids, const TensorView& positions,
+                         const TensorView& wte, const TensorView* wpe, TensorView out) = 0;
+
+  // residual += delta + delta_bias (each term optional), then out = norm(residual).
+  //   residual: [T, H] in/out; delta: [T, H] or null; delta_bias: [H] or null; out: [T, H]
+  virtual void add_residual_norm(TensorView residual, const TensorView* delta,
+                                 const TensorView* delta_bias, const NormParams& norm,
+                                 TensorView out) = 0;
+
+  // out = x @ w^T + bias.   x: [T, K]; w: [M, K] (rows are output features); bias: [M] or
+  // null; out: [T, M]
+  virtual void linear(const TensorView& x, const TensorView& w, const TensorView* bias,
+                      TensorView out) = 0;
+
+  // x = act(x + bias) in place.   x: [T, M]; bias: [M] or null
+  virtual void bias_activation(TensorView x, const TensorView* bias, Activation act) = 0;
+
+  // out = act(gate) * up, where gate_up = [gate | up] along the last dim (SwiGLU with silu).
+  //   gate_up: [T, 2F]; out: [T, F]
+  virtual void gated_activation(const TensorView& gate_up, Activation act, TensorView out) = 0;
+
+  // Context phase: causal attention of each sequence's new tokens over its cached and new
+  // positions. Adds qkv_bias, applies rotary at each token's position, writes the new K/V
+  // into the cache, then computes softmax(scale * q k^T) v.
+  //   qkv: [T, (nh + 2 nkv) * hd] as [q heads | k heads | v heads], modified in place
+  //   qkv_bias: [(nh + 2 nkv) * hd] or null; out: [T, nh * hd]
+  virtual void context_attention(TensorView qkv, const TensorView* qkv_bias,
+                                 const AttentionParams& params, const SequenceBatch& batch,
+                                 const KvCacheLayer& cache, TensorView out) = 0;
+
+  // Generation phase: exactly one new token per sequence (T == B); otherwise as above.
+  virtual void masked_attention(TensorView qkv, const TensorView* qkv_bias,
+                                const AttentionParams& params, const SequenceBatch& batch,
+                                const KvCacheLayer& cache, TensorView out) = 0;
+
+  // out[b, :] = x[rows[b], :].   x: [T, H]; rows: [B] i32; out: [B, H]
+  virtual void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) = 0;
+
+  // Applies penalties and temperature to logits (in place) and picks one token per row.
+  //   logits: [B, V] f32; tokens: [B] i32
+  virtual void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) = 0;
+};
+
+// The CPU reference backend (always built).
+std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
+// The CUDA backend; throws Error(unsupported) when this build has no CUDA or no GPU is present.
+std::unique_ptr<Backend> make_cuda_backend(int device_index);
+bool cuda_backend_available() noexcept;
+
+}  // namespace kestrel

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs everything Kestrel needs to build and test on Debian 12, from Debian's packages
+# and PyPI only. Used by the README's first command and by .ci/run. Safe to run twice.
+#   scripts/install-deps.sh            build + test dependencies (C++ and the Python reference env)
+#   scripts/install-deps.sh --no-python   C++ build dependencies only
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+want_python=1
+[[ "${1:-}" == "--no-python" ]] && want_python=0
+
+sudo_cmd=""
+[[ "$(id -u)" != 0 ]] && sudo_cmd="sudo"
+
+packages=(build-essential cmake ninja-build ccache pkg-config
+          libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
+          libgtest-dev libgmock-dev)
+if (( want_python )); then
+  packages+=(python3 python3-venv python3-pip python3-numpy python3-torch)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if (( ${#missing[@]} )); then
+  echo "install-deps: apt-get install ${missing[*]}"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if (( want_python )); then
+  # The reference environment: Debian's torch (CPU) seen through a venv made from Debian's
+  # Python, plus transformers/tokenizers pinned to versions that support torch 1.13.
+  venv="$root/.venv"
+  if [[ ! -x "$venv/bin/python" ]]; then
+    /usr/bin/python3 -m venv --system-site-packages "$venv"
+  fi
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
+fi
+echo "install-deps: done"
