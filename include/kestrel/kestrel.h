@@ -1,0 +1,9 @@
+// kestrel/kestrel.h: the whole public API.
+#pragma once
+
+#include "kestrel/decoder.h"
+#include "kestrel/error.h"
+#include "kestrel/model.h"
+#include "kestrel/session.h"
+#include "kestrel/tokenizer.h"
+#include "kestrel/types.h"

@@ -1,0 +1,73 @@
+// kestrel/model.h: a loaded model, immutable and shared by any number of sessions.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "kestrel/tokenizer.h"
+#include "kestrel/types.h"
+
+namespace kestrel {
+
+namespace detail {
+struct ModelState;  // runtime internals (weights, backend, architecture)
+}
+
+// How to load a model. Validated once by Model::load; errors name the field.
+struct ModelOptions {
+  Device device = Device::cpu();
+  // Runtime precision of weights and activations. Unset: f32 on the CPU, f16 on CUDA.
+  std::optional<DType> dtype;
+  // CPU backend threads; 0 uses every core.
+  int num_threads = 0;
+};
+
+// The shape of a decoder-only transformer, as read from the model's files.
+struct ModelConfig {
+  std::string architecture;  // "gpt2", "llama"
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;  // < num_heads for GQA, 1 for MQA
+  int head_dim = 0;
+  int ffn_size = 0;      // inner size of the feed-forward block
+  int max_positions = 0; // longest sequence the model supports
+  float norm_eps = 1e-5f;
+  bool tied_embeddings = true;
+};
+
+class Model {
+ public:
+  // Loads a Hugging Face model directory (config.json, *.safetensors or sharded
+  // safetensors with model.safetensors.index.json, tokenizer.json or vocab.json +
+  // merges.txt). Weights are memory-mapped and converted once to the runtime precision
+  // on the chosen device. Throws kestrel::Error naming the file, tensor or option at fault.
+  static std::shared_ptr<const Model> load(const std::filesystem::path& path,
+                                           const ModelOptions& options = {});
+
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const;
+  const Tokenizer& tokenizer() const;
+  Device device() const;
+  DType dtype() const;
+  // Bytes of weights held on the model's device.
+  size_t weight_bytes() const;
+  const std::filesystem::path& path() const;
+
+  // Runtime internals, for Session and Decoder.
+  const detail::ModelState& state() const { return *state_; }
+
+ private:
+  explicit Model(std::unique_ptr<detail::ModelState> state);
+  std::unique_ptr<detail::ModelState> state_;
+};
+
+}  // namespace kestrel

@@ -1,0 +1,226 @@
+// kernels/cpu/attention_cpu.cc: fused QKV attention over the paged KV cache, shared by the
+// context phase (many new tokens per sequence) and the generation phase (one per sequence).
+//
+// Three passes over the step's tokens, each an OpenMP loop:
+//   1. per token: add qkv_bias, rotate the q and k heads at the token's position;
+//   2. per token: write its k and v heads into the cache slot of its position;
+//   3. per (token, query head): causal softmax(scale q k^T) v over positions 0..p of its own
+//      sequence, reading every key and value (the new ones included) back from the cache.
+// Pass 3 only starts once pass 2 has finished (the implicit barrier between the loops), so a
+// token sees the keys of the earlier new tokens of its sequence.
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "cpu/cpu_ops.h"
+
+namespace kestrel::cpu {
+
+namespace {
+
+// Where each token of the step sits: its sequence and logical position.
+struct TokenPlacement {
+  std::vector<int32_t> seq;
+  std::vector<int32_t> pos;
+  int32_t max_total = 0;  // max over sequences of n_past + n_new
+};
+
+// Validates the batch against the cache and returns each token's sequence and position.
+TokenPlacement place_tokens(const SequenceBatch& batch, const KvCacheLayer& cache, int64_t T,
+                            bool one_token_per_seq, const char* op) {
+  const int B = batch.n_seqs;
+  if (B < 0) fail(op, "n_seqs is negative");
+  expect_tensor(batch.token_offsets, DType::i32, {B + 1}, op, "token_offsets");
+  expect_tensor(batch.n_past, DType::i32, {B}, op, "n_past");
+  expect_tensor(batch.block_tables, DType::i32, {B, batch.max_blocks_per_seq}, op,
+                "block_tables");
+  const int32_t* offsets = batch.token_offsets.ptr<int32_t>();
+  const int32_t* n_past = batch.n_past.ptr<int32_t>();
+  const int32_t* tables = batch.block_tables.ptr<int32_t>();
+  const int64_t num_blocks = cache.k.dim(0);
+  const int bs = cache.block_size;
+
+  if (offsets[0] != 0 || offsets[B] != T)
+    fail(op, "token_offsets must run from 0 to T = " + std::to_string(T) + ", got " +
+                 std::to_string(offsets[0]) + " .. " + std::to_string(offsets[B]));
+  if (one_token_per_seq && T != B)
+    fail(op, "expects one token per sequence, got T = " + std::to_string(T) + " for B = " +
+                 std::to_string(B));
+  TokenPlacement placement;
+  placement.seq.resize(static_cast<size_t>(T));
+  placement.pos.resize(static_cast<size_t>(T));
+  for (int i = 0; i < B; ++i) {
+    const std::string who = "sequence " + std::to_string(i);
+    const int32_t n_new = offsets[i + 1] - offsets[i];
+    if (n_new < 0) fail(op, who + ": token_offsets decrease");
+    if (one_token_per_seq && n_new != 1) fail(op, who + " has " + std::to_string(n_new) + " new tokens, expected 1");
+    if (n_past[i] < 0) fail(op, who + ": negative n_past " + std::to_string(n_past[i]));
+    if (n_new > batch.max_new_tokens)
+      fail(op, who + " has " + std::to_string(n_new) + " new tokens, above max_new_tokens " +
+                   std::to_string(batch.max_new_tokens));
+    const int64_t total = static_cast<int64_t>(n_past[i]) + n_new;
+    if (total > batch.max_total_tokens)
+      fail(op, who + " holds " + std::to_string(total) + " positions, above max_total_tokens " +
+                   std::to_string(batch.max_total_tokens));
+    const int64_t blocks_needed = (total + bs - 1) / bs;
+    if (blocks_needed > batch.max_blocks_per_seq)
+      fail(op, who + " needs " + std::to_string(blocks_needed) + " blocks, above max_blocks_per_seq " +
+                   std::to_string(batch.max_blocks_per_seq));
+    for (int64_t b = 0; b < blocks_needed; ++b) {
+      const int32_t block = tables[static_cast<int64_t>(i) * batch.max_blocks_per_seq + b];
+      if (block < 0 || block >= num_blocks)
+        fail(op, who + ": block_tables entry " + std::to_string(b) + " = " +
+                     std::to_string(block) + " is outside the cache's " +
+                     std::to_string(num_blocks) + " blocks");
+    }
+    for (int32_t j = 0; j < n_new; ++j) {
+      placement.seq[offsets[i] + j] = i;
+      placement.pos[offsets[i] + j] = n_past[i] + j;
+    }
+    placement.max_total = std::max<int32_t>(placement.max_total, static_cast<int32_t>(total));
+  }
+  return placement;
+}
+
+// Rotates the first `rot` dims of one head in place. cos_t / sin_t hold the rot/2 angles
+// of the token. NeoX pairs dim j with j + rot/2, GPT-J pairs 2j with 2j + 1; pair j turns
+// by angle_j.
+void rotate_head(float* x, int rot, RotaryStyle style, const double* cos_t, const double* sin_t) {
+  const int half = rot / 2;
+  for (int j = 0; j < half; ++j) {
+    const int a = style == RotaryStyle::neox ? j : 2 * j;
+    const int b = style == RotaryStyle::neox ? j + half : 2 * j + 1;
+    const double x0 = x[a], x1 = x[b];
+    x[a] = static_cast<float>(x0 * cos_t[j] - x1 * sin_t[j]);
+    x[b] = static_cast<float>(x1 * cos_t[j] + x0 * sin_t[j]);
+  }
+}
+
+}  // namespace
+
+// qkv: [T, (nh + 2 nkv) hd] as [q heads | k heads | v heads], modified in place (bias,
+// rotary); qkv_bias: [(nh + 2 nkv) hd] or null; cache.k / cache.v: [num_blocks, nkv,
+// block_size, hd]; out: [T, nh hd].
+void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
+               const SequenceBatch& batch, const KvCacheLayer& cache, TensorView out,
+               bool one_token_per_seq, const char* op, int threads) {
+  const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
+  if (nh <= 0 || nkv <= 0 || hd <= 0 || nh % nkv != 0)
+    fail(op, "bad head counts: n_heads " + std::to_string(nh) + ", n_kv_heads " +
+                 std::to_string(nkv) + ", head_dim " + std::to_string(hd));
+  if (!(params.scale > 0.0f) || !std::isfinite(params.scale))
+    fail(op, "scale must be positive and finite (usually 1/sqrt(head_dim)), got " +
+                 std::to_string(params.scale));
+  const RotaryParams& rp = params.rotary;
+  const int rot = rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? hd : rp.rotary_dim);
+  if (rp.style != RotaryStyle::none && (rot < 0 || rot > hd || rot % 2 != 0))
+    fail(op, "rotary_dim " + std::to_string(rp.rotary_dim) + " must be even and within head_dim " +
+                 std::to_string(hd));
+  if (rp.style != RotaryStyle::none && !(rp.theta > 0.0f))
+    fail(op, "rotary theta must be positive, got " + std::to_string(rp.theta));
+
+  const int64_t width = static_cast<int64_t>(nh + 2 * nkv) * hd;
+  expect_tensor(qkv, DType::f32, {-1, width}, op, "qkv");
+  const int64_t T = qkv.dim(0);
+  expect_tensor(out, DType::f32, {T, static_cast<int64_t>(nh) * hd}, op, "out");
+  if (qkv_bias) expect_tensor(*qkv_bias, DType::f32, {width}, op, "qkv_bias");
+  if (cache.block_size <= 0) fail(op, "cache block_size must be positive");
+  expect_tensor(cache.k, DType::f32, {-1, nkv, cache.block_size, hd}, op, "cache.k");
+  expect_tensor(cache.v, DType::f32, {cache.k.dim(0), nkv, cache.block_size, hd}, op, "cache.v");
+  const TokenPlacement place = place_tokens(batch, cache, T, one_token_per_seq, op);
+
+  float* x = qkv.ptr<float>();
+  const float* bias = qkv_bias ? qkv_bias->ptr<float>() : nullptr;
+  float* kc = cache.k.ptr<float>();
+  float* vc = cache.v.ptr<float>();
+  float* o = out.ptr<float>();
+  const int32_t* tables = batch.block_tables.ptr<int32_t>();
+  const int64_t mb = batch.max_blocks_per_seq;
+  const int bs = cache.block_size;
+
+  // inv_freq_j = theta^(-2j / rot), rounded to f32 as Hugging Face stores it. The angle is
+  // the f32 product (pos * position_scale) * inv_freq_j; its cos / sin are taken in double.
+  std::vector<float> inv_freq(static_cast<size_t>(rot / 2));
+  for (int j = 0; j < rot / 2; ++j)
+    inv_freq[j] = static_cast<float>(std::pow(static_cast<double>(rp.theta), -2.0 * j / rot));
+
+  // Start of the cache row holding head g at logical position p of sequence s.
+  auto cache_offset = [&](int32_t s, int32_t p, int g) {
+    const int64_t block = tables[s * mb + p / bs];
+    return ((block * nkv + g) * bs + p % bs) * static_cast<int64_t>(hd);
+  };
+
+  // Passes 1 and 2: bias, rotary, cache write (one token per iteration).
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<double> cos_t(static_cast<size_t>(rot / 2)), sin_t(static_cast<size_t>(rot / 2));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = x + t * width;
+      if (bias)
+        for (int64_t i = 0; i < width; ++i) row[i] += bias[i];
+      if (rot > 0) {
+        const float p = static_cast<float>(place.pos[t]) * rp.position_scale;
+        for (int j = 0; j < rot / 2; ++j) {
+          const double angle = p * inv_freq[j];
+          cos_t[j] = std::cos(angle);
+          sin_t[j] = std::sin(angle);
+        }
+        for (int h = 0; h < nh + nkv; ++h)
+          rotate_head(row + static_cast<int64_t>(h) * hd, rot, rp.style, cos_t.data(), sin_t.data());
+      }
+      for (int g = 0; g < nkv; ++g) {
+        const int64_t dst = cache_offset(place.seq[t], place.pos[t], g);
+        const float* k = row + static_cast<int64_t>(nh + g) * hd;
+        const float* v = row + static_cast<int64_t>(nh + nkv + g) * hd;
+        for (int d = 0; d < hd; ++d) {
+          kc[dst + d] = k[d];
+          vc[dst + d] = v[d];
+        }
+      }
+    }
+  }
+
+  // Pass 3: one (token, query head) per iteration; query head h reads kv head h / (nh/nkv).
+  const int group = nh / nkv;
+  const float scale = params.scale;
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<float> scores(static_cast<size_t>(place.max_total));
+    std::vector<float> acc(static_cast<size_t>(hd));
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t item = 0; item < T * nh; ++item) {
+      const int64_t t = item / nh;
+      const int h = static_cast<int>(item % nh);
+      const int g = h / group;
+      const int32_t s = place.seq[t], p = place.pos[t];
+      const float* q = x + t * width + static_cast<int64_t>(h) * hd;
+
+      float max_score = -INFINITY;
+      for (int32_t j = 0; j <= p; ++j) {
+        const float* k = kc + cache_offset(s, j, g);
+        float dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+        for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
+        scores[j] = dot * scale;
+        max_score = std::max(max_score, scores[j]);
+      }
+      // Softmax with the max subtracted; the normalizer is summed in double.
+      double sum = 0.0;
+      for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
+      for (int32_t j = 0; j <= p; ++j) {
+        const float w = std::exp(scores[j] - max_score);
+        sum += w;
+        const float* v = vc + cache_offset(s, j, g);
+#pragma omp simd
+        for (int d = 0; d < hd; ++d) acc[d] += w * v[d];
+      }
+      const float inv_sum = static_cast<float>(1.0 / sum);
+      float* dst = o + t * static_cast<int64_t>(nh) * hd + static_cast<int64_t>(h) * hd;
+      for (int d = 0; d < hd; ++d) dst[d] = acc[d] * inv_sum;
+    }
+  }
+}
+
+}  // namespace kestrel::cpu

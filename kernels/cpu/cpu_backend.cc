@@ -1,0 +1,152 @@
+// kernels/cpu/cpu_backend.cc: the CPU reference backend: host allocator, copy, the
+// Backend class that dispatches to the per-op files, and make_cpu_backend.
+#include <omp.h>
+
+#include <cblas.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "cpu/cpu_ops.h"
+#include "kestrel/error.h"
+
+namespace kestrel {
+namespace cpu {
+
+void fail(const char* op, const std::string& message) {
+  throw Error(ErrorCategory::internal, std::string(op) + ": " + message);
+}
+
+void expect_tensor(const TensorView& t, DType dtype, std::initializer_list<int64_t> shape,
+                   const char* op, const char* name) {
+  if (t.empty() && t.numel() != 0) fail(op, std::string(name) + " is empty");
+  if (t.device.kind != DeviceKind::cpu)
+    fail(op, std::string(name) + " " + t.shape_string() + " is not host memory");
+  if (t.dtype != dtype)
+    fail(op, std::string(name) + " " + t.shape_string() + " should be " + to_string(dtype));
+  bool ok = t.rank == static_cast<int>(shape.size());
+  int i = 0;
+  for (int64_t d : shape) {
+    if (ok && d >= 0 && t.dims[i] != d) ok = false;
+    ++i;
+  }
+  if (!ok) fail(op, std::string(name) + " has unexpected shape " + t.shape_string());
+}
+
+}  // namespace cpu
+
+namespace {
+
+// 64-byte aligned host memory (a cache line; also enough for any SIMD load).
+class CpuAllocator final : public Allocator {
+ public:
+  static constexpr size_t kAlignment = 64;
+
+  Device device() const override { return Device::cpu(); }
+
+  void* allocate(size_t bytes, const char* what) override {
+    // aligned_alloc wants a multiple of the alignment; zero bytes still gets a block so
+    // the result is never null.
+    size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+    if (rounded == 0) rounded = kAlignment;
+    if (rounded < bytes)
+      throw Error(ErrorCategory::limit, std::string(what) + ": cannot allocate " +
+                                            std::to_string(bytes) + " bytes of host memory");
+    void* p = std::aligned_alloc(kAlignment, rounded);
+    if (!p)
+      throw Error(ErrorCategory::limit, std::string(what) + ": cannot allocate " +
+                                            std::to_string(bytes) + " bytes of host memory");
+    return p;
+  }
+
+  void deallocate(void* ptr) noexcept override { std::free(ptr); }
+};
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int num_threads)
+      : threads_(num_threads > 0 ? num_threads : omp_get_max_threads()) {
+    // OpenBLAS keeps one global thread pool; an explicit count applies to it too.
+    if (num_threads > 0) openblas_set_num_threads(num_threads);
+  }
+
+  Device device() const override { return Device::cpu(); }
+  Allocator& allocator() override { return allocator_; }
+  DType compute_dtype() const override { return DType::f32; }
+
+  void copy(TensorView dst, const TensorView& src) override {
+    if (dst.device.kind != DeviceKind::cpu || src.device.kind != DeviceKind::cpu)
+      cpu::fail("copy", "the CPU backend copies host memory only (dst " + dst.shape_string() +
+                            ", src " + src.shape_string() + ")");
+    if (dst.bytes() != src.bytes())
+      cpu::fail("copy", "dst " + dst.shape_string() + " and src " + src.shape_string() +
+                            " differ in size");
+    if (dst.bytes() == 0) return;
+    if (dst.empty() || src.empty()) cpu::fail("copy", "null dst or src");
+    std::memmove(dst.data, src.data, dst.bytes());
+  }
+
+  void synchronize() override {}
+
+  void embedding(const TensorView& ids, const TensorView& positions, const TensorView& wte,
+                 const TensorView* wpe, TensorView out) override {
+    cpu::embedding(ids, positions, wte, wpe, out, threads_);
+  }
+
+  void add_residual_norm(TensorView residual, const TensorView* delta,
+                         const TensorView* delta_bias, const NormParams& norm,
+                         TensorView out) override {
+    cpu::add_residual_norm(residual, delta, delta_bias, norm, out, threads_);
+  }
+
+  void linear(const TensorView& x, const TensorView& w, const TensorView* bias,
+              TensorView out) override {
+    cpu::linear(x, w, bias, out, threads_);
+  }
+
+  void bias_activation(TensorView x, const TensorView* bias, Activation act) override {
+    cpu::bias_activation(x, bias, act, threads_);
+  }
+
+  void gated_activation(const TensorView& gate_up, Activation act, TensorView out) override {
+    cpu::gated_activation(gate_up, act, out, threads_);
+  }
+
+  void context_attention(TensorView qkv, const TensorView* qkv_bias,
+                         const AttentionParams& params, const SequenceBatch& batch,
+                         const KvCacheLayer& cache, TensorView out) override {
+    cpu::attention(qkv, qkv_bias, params, batch, cache, out, /*one_token_per_seq=*/false,
+                   "context_attention", threads_);
+  }
+
+  void masked_attention(TensorView qkv, const TensorView* qkv_bias,
+                        const AttentionParams& params, const SequenceBatch& batch,
+                        const KvCacheLayer& cache, TensorView out) override {
+    cpu::attention(qkv, qkv_bias, params, batch, cache, out, /*one_token_per_seq=*/true,
+                   "masked_attention", threads_);
+  }
+
+  void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) override {
+    cpu::gather_rows(x, rows, out, threads_);
+  }
+
+  void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) override {
+    cpu::sample(logits, batch, tokens, threads_);
+  }
+
+ private:
+  int threads_;
+  CpuAllocator allocator_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int num_threads) {
+  if (num_threads < 0)
+    throw Error(ErrorCategory::invalid_argument,
+                "num_threads: must be >= 0 (0 = all cores), got " + std::to_string(num_threads));
+  return std::make_unique<CpuBackend>(num_threads);
+}
+
+}  // namespace kestrel

@@ -1,0 +1,47 @@
+// kernels/cpu/cpu_ops.h: the fp32 CPU implementations behind CpuBackend, one free
+// function per Backend operation (shapes and semantics as documented in backend.h), plus
+// the cheap validation helpers they share.
+//
+// Each function validates its inputs before any OpenMP region (an exception must never
+// leave a parallel region), then runs with `threads` OpenMP threads.
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <string>
+
+#include "backend.h"
+
+namespace kestrel::cpu {
+
+// --- validation --------------------------------------------------------------------
+// Throws Error(internal) naming `op` and `name` unless `t` is a non-empty host tensor of
+// `dtype` with exactly `shape` (-1 matches any size).
+void expect_tensor(const TensorView& t, DType dtype, std::initializer_list<int64_t> shape,
+                   const char* op, const char* name);
+[[noreturn]] void fail(const char* op, const std::string& message);
+
+// --- operations (see backend.h) ----------------------------------------------------
+void embedding(const TensorView& ids, const TensorView& positions, const TensorView& wte,
+               const TensorView* wpe, TensorView out, int threads);
+void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, int threads);
+
+void add_residual_norm(TensorView residual, const TensorView* delta,
+                       const TensorView* delta_bias, const NormParams& norm, TensorView out,
+                       int threads);
+
+void linear(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out,
+            int threads);
+
+void bias_activation(TensorView x, const TensorView* bias, Activation act, int threads);
+void gated_activation(const TensorView& gate_up, Activation act, TensorView out, int threads);
+
+// Both attention entry points share this; `op` names the caller in errors and
+// `one_token_per_seq` enforces the generation-phase contract (T == B).
+void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
+               const SequenceBatch& batch, const KvCacheLayer& cache, TensorView out,
+               bool one_token_per_seq, const char* op, int threads);
+
+void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, int threads);
+
+}  // namespace kestrel::cpu

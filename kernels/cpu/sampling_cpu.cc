@@ -1,0 +1,198 @@
+// kernels/cpu/sampling_cpu.cc: penalties, temperature and token choice, one row per sequence.
+//
+// For row i with settings r (a SamplingRow) and logits l[0 : V], in this order:
+//   1. repetition penalty (r.repetition_penalty != 1), Hugging Face style, once per distinct
+//      token t of history[i, 0 : history_lengths[i]] (prompt and generated):
+//        l[t] = l[t] > 0 ? l[t] / penalty : l[t] * penalty
+//   2. presence / frequency penalties (OpenAI style) over the generated part
+//      history[i, prompt_lengths[i] : history_lengths[i]], with c = count of t there:
+//        l[t] -= presence * (c > 0) + frequency * c      (computed in f32)
+//   3. temperature <= 0: the token is argmax l (the lowest id on ties); stop.
+//   4. l /= temperature. Steps 1-4 are written back to the logits (in place).
+//   5. Candidates are sorted by l descending, ties by lower id; p = softmax(l) in double.
+//   6. top-k (r.top_k > 0): keep the first k candidates.
+//   7. top-p (r.top_p < 1): renormalize over the kept candidates (as Hugging Face's chained
+//      warpers do), keep the shortest prefix whose cumulative probability is >= top_p.
+//   8. min-p (r.min_p > 0): keep the prefix of candidates with p >= min_p * p_max.
+//      Every filter keeps at least the first candidate.
+//   9. With u = sampling_uniform(r.seed, r.step) and Z the sum of the kept p, pick the
+//      first kept candidate (in the sorted order) whose cumulative p exceeds u * Z.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "cpu/cpu_ops.h"
+
+namespace kestrel::cpu {
+
+namespace {
+
+struct RowInputs {
+  SamplingRow r;
+  const int32_t* history;  // the row's history
+  int32_t history_length;
+  int32_t prompt_length;
+};
+
+void apply_penalties(float* l, const RowInputs& in, std::vector<int32_t>& scratch) {
+  const SamplingRow& r = in.r;
+  if (r.repetition_penalty != 1.0f && in.history_length > 0) {
+    scratch.assign(in.history, in.history + in.history_length);
+    std::sort(scratch.begin(), scratch.end());
+    const auto end = std::unique(scratch.begin(), scratch.end());
+    for (auto it = scratch.begin(); it != end; ++it) {
+      float& x = l[*it];
+      x = x > 0.0f ? x / r.repetition_penalty : x * r.repetition_penalty;
+    }
+  }
+  if ((r.presence_penalty != 0.0f || r.frequency_penalty != 0.0f) &&
+      in.history_length > in.prompt_length) {
+    scratch.assign(in.history + in.prompt_length, in.history + in.history_length);
+    std::sort(scratch.begin(), scratch.end());
+    for (size_t a = 0; a < scratch.size();) {
+      size_t b = a;
+      while (b < scratch.size() && scratch[b] == scratch[a]) ++b;
+      const float count = static_cast<float>(b - a);
+      l[scratch[a]] -= r.presence_penalty + r.frequency_penalty * count;
+      a = b;
+    }
+  }
+}
+
+int32_t argmax(const float* l, int64_t V) {
+  int64_t best = 0;
+  for (int64_t j = 1; j < V; ++j)
+    if (l[j] > l[best]) best = j;
+  return static_cast<int32_t>(best);
+}
+
+// Steps 5-9 on logits already divided by the temperature.
+int32_t draw(const float* l, int64_t V, const SamplingRow& r, std::vector<int32_t>& order,
+             std::vector<double>& p) {
+  auto before = [l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+  order.resize(static_cast<size_t>(V));
+  for (int64_t j = 0; j < V; ++j) order[j] = static_cast<int32_t>(j);
+  int64_t n = V;
+  if (r.top_k > 0 && r.top_k < V) {
+    n = r.top_k;
+    std::partial_sort(order.begin(), order.begin() + n, order.end(), before);
+  } else {
+    std::sort(order.begin(), order.end(), before);
+  }
+  // Unnormalized p relative to the max (the first candidate); every step below only needs
+  // ratios, so the global softmax normalizer cancels.
+  const double max_logit = l[order[0]];
+  if (!std::isfinite(max_logit)) return order[0];  // all -inf, or an +inf that wins outright
+  p.resize(static_cast<size_t>(n));
+  double kept_sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    p[j] = std::exp(static_cast<double>(l[order[j]]) - max_logit);
+    kept_sum += p[j];
+  }
+  if (r.top_p < 1.0f) {
+    const double target = static_cast<double>(r.top_p) * kept_sum;
+    double cum = 0.0;
+    int64_t m = 0;
+    while (m < n) {
+      cum += p[m++];
+      if (cum >= target) break;
+    }
+    n = std::max<int64_t>(m, 1);
+  }
+  if (r.min_p > 0.0f) {
+    const double threshold = static_cast<double>(r.min_p) * p[0];
+    int64_t m = 1;
+    while (m < n && p[m] >= threshold) ++m;
+    n = m;
+  }
+  double z = 0.0;
+  for (int64_t j = 0; j < n; ++j) z += p[j];
+  const double target = sampling_uniform(r.seed, r.step) * z;
+  double cum = 0.0;
+  for (int64_t j = 0; j < n; ++j) {
+    cum += p[j];
+    if (cum > target) return order[j];
+  }
+  return order[n - 1];  // rounding left u * Z at the very top
+}
+
+}  // namespace
+
+// logits: [B, V] f32, in place; rows: B SamplingRow structs as i8 bytes; history: [B,
+// max_history] i32; history_lengths, prompt_lengths: [B] i32; tokens: [B] i32.
+void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, int threads) {
+  const char* op = "sample";
+  const int B = batch.n_seqs;
+  if (B < 0) fail(op, "n_seqs is negative");
+  expect_tensor(logits, DType::f32, {B, -1}, op, "logits");
+  const int64_t V = logits.dim(1);
+  if (V <= 0) fail(op, "logits " + logits.shape_string() + " has no vocabulary");
+  expect_tensor(tokens, DType::i32, {B}, op, "tokens");
+  expect_tensor(batch.rows, DType::i8, {-1}, op, "rows");
+  if (batch.rows.bytes() != B * sizeof(SamplingRow))
+    fail(op, "rows " + batch.rows.shape_string() + " should hold " + std::to_string(B) +
+                 " SamplingRow structs of " + std::to_string(sizeof(SamplingRow)) + " bytes");
+  expect_tensor(batch.history, DType::i32, {B, -1}, op, "history");
+  expect_tensor(batch.history_lengths, DType::i32, {B}, op, "history_lengths");
+  expect_tensor(batch.prompt_lengths, DType::i32, {B}, op, "prompt_lengths");
+  const int64_t max_history = batch.history.dim(1);
+
+  // Validate every row before the parallel loop (nothing may throw inside it).
+  std::vector<RowInputs> inputs(static_cast<size_t>(B));
+  const int32_t* history = batch.history.ptr<int32_t>();
+  for (int i = 0; i < B; ++i) {
+    RowInputs& in = inputs[i];
+    std::memcpy(static_cast<void*>(&in.r), batch.rows.ptr<int8_t>() + i * sizeof(SamplingRow), sizeof(SamplingRow));
+    in.history = history + i * max_history;
+    in.history_length = batch.history_lengths.ptr<int32_t>()[i];
+    in.prompt_length = batch.prompt_lengths.ptr<int32_t>()[i];
+    const std::string who = "row " + std::to_string(i);
+    if (in.history_length < 0 || in.history_length > max_history || in.prompt_length < 0 ||
+        in.prompt_length > in.history_length)
+      fail(op, who + ": need 0 <= prompt_length (" + std::to_string(in.prompt_length) +
+                   ") <= history_length (" + std::to_string(in.history_length) +
+                   ") <= max_history (" + std::to_string(max_history) + ")");
+    for (int32_t j = 0; j < in.history_length; ++j)
+      if (in.history[j] < 0 || in.history[j] >= V)
+        fail(op, who + ": history token " + std::to_string(in.history[j]) +
+                     " is outside the vocabulary of " + std::to_string(V));
+    const SamplingRow& r = in.r;
+    if (std::isnan(r.temperature) || r.top_k < 0 || std::isnan(r.top_p) ||
+        std::isnan(r.min_p) || !(r.repetition_penalty > 0.0f) ||
+        !std::isfinite(r.presence_penalty) || !std::isfinite(r.frequency_penalty))
+      fail(op, who + ": invalid settings (temperature " + std::to_string(r.temperature) +
+                   ", top_k " + std::to_string(r.top_k) + ", top_p " + std::to_string(r.top_p) +
+                   ", min_p " + std::to_string(r.min_p) + ", repetition_penalty " +
+                   std::to_string(r.repetition_penalty) + ")");
+  }
+
+  float* all_logits = logits.ptr<float>();
+  int32_t* out = tokens.ptr<int32_t>();
+  std::vector<char> has_nan(static_cast<size_t>(B), 0);
+#pragma omp parallel num_threads(threads)
+  {
+    std::vector<int32_t> scratch, order;
+    std::vector<double> p;
+#pragma omp for schedule(dynamic, 1)
+    for (int i = 0; i < B; ++i) {
+      float* l = all_logits + i * V;
+      const RowInputs& in = inputs[i];
+      if (std::any_of(l, l + V, [](float x) { return std::isnan(x); })) {
+        has_nan[i] = 1;
+        continue;
+      }
+      apply_penalties(l, in, scratch);
+      if (in.r.temperature <= 0.0f) {
+        out[i] = argmax(l, V);
+        continue;
+      }
+      for (int64_t j = 0; j < V; ++j) l[j] /= in.r.temperature;
+      out[i] = draw(l, V, in.r, order, p);
+    }
+  }
+  for (int i = 0; i < B; ++i)
+    if (has_nan[i]) fail(op, "logits row " + std::to_string(i) + " contains NaN");
+}
+
+}  // namespace kestrel::cpu

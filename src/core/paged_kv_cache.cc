@@ -1,0 +1,57 @@
+#include "core/paged_kv_cache.h"
+
+#include "kestrel/error.h"
+
+namespace kestrel {
+
+namespace {
+size_t layer_elements(const KvCacheShape& s) {
+  return static_cast<size_t>(s.num_blocks) * s.num_kv_heads * s.block_size * s.head_dim;
+}
+}  // namespace
+
+PagedKvCache::PagedKvCache(Allocator& allocator, DType dtype, const KvCacheShape& shape)
+    : allocator_(allocator), dtype_(dtype), shape_(shape) {
+  if (shape.num_blocks <= 0 || shape.block_size <= 0)
+    throw Error(ErrorCategory::invalid_argument, "KV cache needs at least one block of size >= 1");
+  bytes_ = 2 * layer_elements(shape) * shape.num_layers * dtype_size(dtype);
+  base_ = allocator_.allocate(bytes_, "KV cache");
+  free_.reserve(shape.num_blocks);
+  for (int b = shape.num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out 0, 1, 2, ...
+}
+
+PagedKvCache::~PagedKvCache() { allocator_.deallocate(base_); }
+
+KvCacheLayer PagedKvCache::layer(int index) const {
+  const size_t layer_bytes = layer_elements(shape_) * dtype_size(dtype_);
+  char* k = static_cast<char*>(base_) + 2 * static_cast<size_t>(index) * layer_bytes;
+  KvCacheLayer view;
+  const std::initializer_list<int64_t> dims = {shape_.num_blocks, shape_.num_kv_heads,
+                                               shape_.block_size, shape_.head_dim};
+  view.k = TensorView(k, dtype_, dims, allocator_.device());
+  view.v = TensorView(k + layer_bytes, dtype_, dims, allocator_.device());
+  view.block_size = shape_.block_size;
+  return view;
+}
+
+void PagedKvCache::reserve(std::vector<int32_t>& table, int positions) {
+  const int needed = blocks_for(positions) - static_cast<int>(table.size());
+  if (needed <= 0) return;
+  if (needed > free_blocks())
+    throw Error(ErrorCategory::limit,
+                "KV cache exhausted: " + std::to_string(positions) + " positions need " +
+                    std::to_string(needed) + " more blocks of " + std::to_string(shape_.block_size) +
+                    " but only " + std::to_string(free_blocks()) + " of " +
+                    std::to_string(shape_.num_blocks) + " are free (SessionOptions.kv_blocks)");
+  for (int i = 0; i < needed; ++i) {
+    table.push_back(free_.back());
+    free_.pop_back();
+  }
+}
+
+void PagedKvCache::release(std::vector<int32_t>& table) {
+  for (auto it = table.rbegin(); it != table.rend(); ++it) free_.push_back(*it);
+  table.clear();
+}
+
+}  // namespace kestrel

@@ -1,0 +1,54 @@
+// core/paged_kv_cache.h: the paged KV cache of one session.
+//
+// One preallocated pool of fixed-size blocks for all layers: for layer l, block b holds
+// K and V of `block_size` consecutive positions of one sequence for every KV head,
+// laid out [num_blocks, nkv, block_size, hd] per layer (see KvCacheLayer). A sequence
+// owns a block table (its block ids in position order); blocks return to the free list
+// when the sequence ends. Nothing is allocated after construction.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend.h"
+
+namespace kestrel {
+
+struct KvCacheShape {
+  int num_layers = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int block_size = 16;
+  int num_blocks = 0;
+};
+
+class PagedKvCache {
+ public:
+  PagedKvCache(Allocator& allocator, DType dtype, const KvCacheShape& shape);
+  ~PagedKvCache();
+  PagedKvCache(const PagedKvCache&) = delete;
+  PagedKvCache& operator=(const PagedKvCache&) = delete;
+
+  KvCacheLayer layer(int index) const;
+  const KvCacheShape& shape() const { return shape_; }
+
+  // Grows `table` so it covers `positions` positions. On exhaustion throws Error(limit)
+  // and leaves `table` and the free list unchanged.
+  void reserve(std::vector<int32_t>& table, int positions);
+  // Returns every block of `table` to the pool and clears it.
+  void release(std::vector<int32_t>& table);
+
+  int blocks_for(int positions) const { return (positions + shape_.block_size - 1) / shape_.block_size; }
+  int free_blocks() const { return static_cast<int>(free_.size()); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  Allocator& allocator_;
+  DType dtype_;
+  KvCacheShape shape_;
+  void* base_ = nullptr;
+  size_t bytes_ = 0;
+  std::vector<int32_t> free_;  // stack of free block ids
+};
+
+}  // namespace kestrel

@@ -1,0 +1,48 @@
+// decoding/step_runner.h: stages one model step in the session's buffers, runs it, and
+// samples. The decoder decides what goes into a step; this file knows the buffer layout.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "backend.h"
+#include "core/session_state.h"
+
+namespace kestrel {
+
+// One sequence's part of a step: `count` new tokens starting at `tokens`, appended after
+// the `n_past` positions its cache already holds.
+struct StepSlice {
+  const int32_t* tokens = nullptr;
+  int count = 0;
+  int n_past = 0;
+  const std::vector<int32_t>* block_table = nullptr;
+  bool wants_logits = false;  // logits of its last new token
+};
+
+// What the sampler needs of a sequence whose logits row was produced.
+struct SampleInput {
+  SamplingRow row;
+  std::span<const int32_t> prompt;
+  std::span<const int32_t> generated;
+};
+
+class StepRunner {
+ public:
+  explicit StepRunner(detail::SessionState& session) : s_(session) {}
+
+  // Runs one step; returns the number of logits rows, in slice order of wants_logits.
+  // `all_logits` asks for every new token's logits instead (teacher forcing; one slice).
+  int run(std::span<const StepSlice> slices, bool generation, bool all_logits = false);
+  // Samples one token for each of the first inputs.size() logits rows.
+  std::vector<int32_t> sample(std::span<const SampleInput> inputs);
+  // Copies logits rows [0, rows) to the host, row-major [rows, V].
+  void read_logits(int rows, float* out);
+
+ private:
+  detail::SessionState& s_;
+  std::vector<int32_t> ids_, positions_, offsets_, n_past_, tables_, logit_rows_;
+};
+
+}  // namespace kestrel

@@ -1,0 +1,25 @@
+// layers/blocks.h: the attention and feed-forward blocks shared by every architecture.
+// One block object is not needed: the blocks are stateless functions over the layer's
+// weights and the session's reusable buffers.
+#pragma once
+
+#include "backend.h"
+#include "models/architecture.h"
+#include "models/weights.h"
+
+namespace kestrel {
+
+// proj = out_proj(attention(qkv_proj(normed)))  (the output bias is left for the next
+// residual add, which fuses it).
+//   normed: [T, H]; qkv: [T, (nh + 2 nkv) hd] scratch; attn: [T, nh hd] scratch; proj: [T, H]
+void attention_block(Backend& backend, const LayerWeights& w, const AttentionParams& params,
+                     const SequenceBatch& batch, const KvCacheLayer& cache, bool generation,
+                     const TensorView& normed, TensorView qkv, TensorView attn, TensorView proj);
+
+// proj = down(act(up(normed))) or down(act(gate(normed)) * up(normed)) for a gated FFN
+// (down bias left for the next residual add).
+//   normed: [T, H]; ffn: [T, F or 2F] scratch; ffn_act: [T, F] scratch (gated); proj: [T, H]
+void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKinds& kinds,
+                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj);
+
+}  // namespace kestrel

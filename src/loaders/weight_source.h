@@ -1,0 +1,36 @@
+// loaders/weight_source.h: named tensors read from a model's files, whatever the format.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kestrel/types.h"
+
+namespace kestrel {
+
+// A tensor as stored in a file: row-major dims (outermost first), bytes in the mapping.
+struct SourceTensor {
+  std::string name;
+  DType dtype = DType::f32;
+  std::vector<int64_t> shape;
+  const void* data = nullptr;
+  size_t bytes = 0;
+  std::string file;  // for error messages
+
+  int64_t numel() const;
+  std::string shape_string() const;  // "[768, 2304]"
+};
+
+class WeightSource {
+ public:
+  virtual ~WeightSource() = default;
+  // nullptr when absent.
+  virtual const SourceTensor* find(std::string_view name) const = 0;
+  // Where the weights come from, for error messages.
+  virtual std::string describe() const = 0;
+};
+
+}  // namespace kestrel

@@ -1,0 +1,80 @@
+#include "models/architecture.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kestrel/error.h"
+#include "models/config_json.h"
+
+namespace kestrel {
+
+const char* to_string(WeightSlot slot) {
+  switch (slot) {
+    case WeightSlot::token_embedding: return "token_embedding";
+    case WeightSlot::position_embedding: return "position_embedding";
+    case WeightSlot::final_norm_weight: return "final_norm_weight";
+    case WeightSlot::final_norm_bias: return "final_norm_bias";
+    case WeightSlot::lm_head: return "lm_head";
+    case WeightSlot::attn_norm_weight: return "attn_norm_weight";
+    case WeightSlot::attn_norm_bias: return "attn_norm_bias";
+    case WeightSlot::qkv_weight: return "qkv_weight";
+    case WeightSlot::qkv_bias: return "qkv_bias";
+    case WeightSlot::out_weight: return "out_weight";
+    case WeightSlot::out_bias: return "out_bias";
+    case WeightSlot::ffn_norm_weight: return "ffn_norm_weight";
+    case WeightSlot::ffn_norm_bias: return "ffn_norm_bias";
+    case WeightSlot::up_weight: return "up_weight";
+    case WeightSlot::up_bias: return "up_bias";
+    case WeightSlot::down_weight: return "down_weight";
+    case WeightSlot::down_bias: return "down_bias";
+  }
+  return "?";
+}
+
+void validate_config(const ModelConfig& c, const std::string& where) {
+  auto positive = [&](int value, const char* field) {
+    if (value <= 0 || value > (1 << 24))
+      throw Error(ErrorCategory::format, where + ": " + field + " = " + std::to_string(value) +
+                                             " is out of range");
+  };
+  positive(c.vocab_size, "vocab_size");
+  positive(c.hidden_size, "hidden_size");
+  positive(c.num_layers, "num_layers");
+  positive(c.num_heads, "num_heads");
+  positive(c.num_kv_heads, "num_kv_heads");
+  positive(c.head_dim, "head_dim");
+  positive(c.ffn_size, "ffn_size");
+  positive(c.max_positions, "max_positions");
+  if (c.num_heads % c.num_kv_heads != 0)
+    throw Error(ErrorCategory::format, where + ": num_heads " + std::to_string(c.num_heads) +
+                                           " is not a multiple of num_kv_heads " +
+                                           std::to_string(c.num_kv_heads));
+  if (!(c.norm_eps > 0.0f)) throw Error(ErrorCategory::format, where + ": norm epsilon must be positive");
+}
+
+Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
+                                         const std::function<bool(const std::string&)>& has_tensor) {
+  std::ifstream in(config_path);
+  if (!in) throw Error(ErrorCategory::io, config_path.string() + ": cannot open");
+  nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  const std::string where = config_path.string();
+  if (!json.is_object()) throw Error(ErrorCategory::format, where + ": not a JSON object");
+  auto model_type = json_string(json, "model_type", where);
+  if (!model_type) throw Error(ErrorCategory::format, where + ": missing field 'model_type'");
+
+  Architecture arch;
+  if (*model_type == "gpt2") {
+    arch = gpt2_architecture(json, where, has_tensor);
+  } else if (*model_type == "llama" || *model_type == "mistral") {
+    if (*model_type == "mistral" && json_int(json, {"sliding_window"}, where))
+      throw Error(ErrorCategory::unsupported, where + ": sliding-window attention is not supported yet");
+    arch = llama_architecture(json, where);
+  } else {
+    throw Error(ErrorCategory::unsupported,
+                where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral)");
+  }
+  validate_config(arch.config, where);
+  return arch;
+}
+
+}  // namespace kestrel

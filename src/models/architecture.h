@@ -1,0 +1,83 @@
+// models/architecture.h: a decoder-only transformer described as data.
+//
+// An architecture is a short description: which norm, activation and position scheme it
+// uses, which biases it has, and where each canonical weight comes from in its files.
+// Everything else (loading, layers, the forward pass) is shared.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "kestrel/model.h"
+
+namespace kestrel {
+
+enum class PositionKind : uint8_t { learned, rotary };
+
+// The layer kinds a model composes.
+struct LayerKinds {
+  NormKind norm = NormKind::layer_norm;
+  Activation activation = Activation::gelu_tanh;
+  bool gated_ffn = false;  // SwiGLU-style [gate | up] projection
+  PositionKind positions = PositionKind::learned;
+  RotaryParams rotary;
+};
+
+// The weights the shared layers read, in one canonical layout for every architecture:
+// linear weights are [out_features, in_features]; fused QKV rows are [q | k | v];
+// a gated FFN's up projection rows are [gate | up].
+enum class WeightSlot : uint8_t {
+  token_embedding,     // [V, H]
+  position_embedding,  // [P, H]
+  final_norm_weight,   // [H]
+  final_norm_bias,     // [H]
+  lm_head,             // [V, H]
+  attn_norm_weight,    // [H]
+  attn_norm_bias,      // [H]
+  qkv_weight,          // [(nh + 2 nkv) hd, H]
+  qkv_bias,            // [(nh + 2 nkv) hd]
+  out_weight,          // [H, nh hd]
+  out_bias,            // [H]
+  ffn_norm_weight,     // [H]
+  ffn_norm_bias,       // [H]
+  up_weight,           // [F or 2F, H]
+  up_bias,             // [F or 2F]
+  down_weight,         // [H, F]
+  down_bias,           // [H]
+};
+const char* to_string(WeightSlot slot);
+
+// Where one canonical weight comes from: source tensors concatenated along the output
+// dimension, each stored as [out, in] or, when `transposed`, as [in, out] (GPT-2's Conv1D).
+struct WeightRecipe {
+  std::vector<std::string> sources;  // empty: the model has no such weight
+  bool transposed = false;
+};
+
+struct Architecture {
+  std::string name;
+  ModelConfig config;
+  LayerKinds kinds;
+  // Source tensors of a slot; `layer` is -1 for the model-level slots.
+  std::function<WeightRecipe(WeightSlot slot, int layer)> recipe;
+};
+
+// Reads config.json of a Hugging Face model directory and returns the description of its
+// architecture; throws Error(unsupported) naming an unknown model_type. `has_tensor` lets
+// a description adapt to naming variants in the weight files.
+Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
+                                         const std::function<bool(const std::string&)>& has_tensor);
+
+// One entry per architecture file (models/gpt2.cc, models/llama.cc).
+Architecture gpt2_architecture(const nlohmann::json& config, const std::string& where,
+                               const std::function<bool(const std::string&)>& has_tensor);
+Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
+
+// Checks the dimensions of a description; throws Error(format) naming `where` and the field.
+void validate_config(const ModelConfig& config, const std::string& where);
+
+}  // namespace kestrel

@@ -1,0 +1,80 @@
+// GPT-2: learned positions, pre-LayerNorm, GELU (tanh), biases everywhere, tied LM head.
+// Hugging Face stores its linear weights as Conv1D, i.e. [in, out].
+#include <nlohmann/json.hpp>
+
+#include "kestrel/error.h"
+#include "models/architecture.h"
+#include "models/config_json.h"
+
+namespace kestrel {
+
+namespace {
+
+Activation gpt2_activation(const std::string& name, const std::string& where) {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
+  if (name == "gelu") return Activation::gelu_erf;
+  if (name == "relu") return Activation::relu;
+  throw Error(ErrorCategory::unsupported, where + ": activation_function '" + name + "' is not supported");
+}
+
+}  // namespace
+
+Architecture gpt2_architecture(const nlohmann::json& json, const std::string& where,
+                               const std::function<bool(const std::string&)>& has_tensor) {
+  Architecture arch;
+  arch.name = "gpt2";
+  ModelConfig& c = arch.config;
+  c.architecture = "gpt2";
+  c.vocab_size = static_cast<int>(json_required_int(json, {"vocab_size"}, where));
+  c.hidden_size = static_cast<int>(json_required_int(json, {"n_embd", "hidden_size"}, where));
+  c.num_layers = static_cast<int>(json_required_int(json, {"n_layer", "num_hidden_layers"}, where));
+  c.num_heads = static_cast<int>(json_required_int(json, {"n_head", "num_attention_heads"}, where));
+  c.num_kv_heads = c.num_heads;
+  c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
+  c.ffn_size = static_cast<int>(json_int(json, {"n_inner"}, where).value_or(4 * c.hidden_size));
+  c.max_positions = static_cast<int>(json_required_int(json, {"n_positions", "n_ctx"}, where));
+  c.norm_eps = static_cast<float>(json_number(json, {"layer_norm_epsilon"}, where).value_or(1e-5));
+  c.tied_embeddings = json_bool(json, "tie_word_embeddings", where).value_or(true);
+  if (c.num_heads > 0 && c.hidden_size % c.num_heads != 0)
+    throw Error(ErrorCategory::format, where + ": n_embd " + std::to_string(c.hidden_size) +
+                                           " is not divisible by n_head " + std::to_string(c.num_heads));
+  for (const char* flag : {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"})
+    if (json_bool(json, flag, where).value_or(false))
+      throw Error(ErrorCategory::unsupported, where + ": " + flag + " is not supported");
+
+  arch.kinds.norm = NormKind::layer_norm;
+  arch.kinds.activation =
+      gpt2_activation(json_string(json, "activation_function", where).value_or("gelu_new"), where);
+  arch.kinds.positions = PositionKind::learned;
+
+  // Checkpoints saved from GPT2LMHeadModel prefix names with "transformer."; the original
+  // OpenAI conversions do not.
+  const std::string p = has_tensor("transformer.wte.weight") ? "transformer." : "";
+  const bool tied = c.tied_embeddings || !has_tensor("lm_head.weight");
+  arch.recipe = [p, tied](WeightSlot slot, int layer) -> WeightRecipe {
+    const std::string h = p + "h." + std::to_string(layer) + ".";
+    switch (slot) {
+      case WeightSlot::token_embedding: return {{p + "wte.weight"}};
+      case WeightSlot::position_embedding: return {{p + "wpe.weight"}};
+      case WeightSlot::final_norm_weight: return {{p + "ln_f.weight"}};
+      case WeightSlot::final_norm_bias: return {{p + "ln_f.bias"}};
+      case WeightSlot::lm_head: return {{tied ? p + "wte.weight" : "lm_head.weight"}};
+      case WeightSlot::attn_norm_weight: return {{h + "ln_1.weight"}};
+      case WeightSlot::attn_norm_bias: return {{h + "ln_1.bias"}};
+      case WeightSlot::qkv_weight: return {{h + "attn.c_attn.weight"}, true};
+      case WeightSlot::qkv_bias: return {{h + "attn.c_attn.bias"}};
+      case WeightSlot::out_weight: return {{h + "attn.c_proj.weight"}, true};
+      case WeightSlot::out_bias: return {{h + "attn.c_proj.bias"}};
+      case WeightSlot::ffn_norm_weight: return {{h + "ln_2.weight"}};
+      case WeightSlot::ffn_norm_bias: return {{h + "ln_2.bias"}};
+      case WeightSlot::up_weight: return {{h + "mlp.c_fc.weight"}, true};
+      case WeightSlot::up_bias: return {{h + "mlp.c_fc.bias"}};
+      case WeightSlot::down_weight: return {{h + "mlp.c_proj.weight"}, true};
+      case WeightSlot::down_bias: return {{h + "mlp.c_proj.bias"}};
+    }
+    return {};
+  };
+  return arch;
+}
+
+}  // namespace kestrel

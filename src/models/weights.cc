@@ -1,0 +1,148 @@
+#include "models/weights.h"
+
+#include <sstream>
+
+#include "core/half.h"
+#include "kestrel/error.h"
+
+namespace kestrel {
+
+namespace {
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::ostringstream s;
+  s << '[';
+  for (size_t i = 0; i < shape.size(); ++i) s << (i ? ", " : "") << shape[i];
+  s << ']';
+  return s.str();
+}
+
+bool is_float(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
+
+}  // namespace
+
+WeightStore::~WeightStore() {
+  for (void* p : allocations_) backend_.allocator().deallocate(p);
+}
+
+TensorView WeightStore::materialize(const WeightSource& source, const WeightRecipe& recipe,
+                                    std::vector<int64_t> shape, const std::string& what) {
+  for (const auto& [sources, view] : loaded_)
+    if (sources == recipe.sources) return view;  // a tied weight already on the device
+
+  const bool matrix = shape.size() == 2;
+  const int64_t cols = matrix ? shape[1] : 1;
+  std::vector<const SourceTensor*> parts;
+  int64_t rows_total = 0;
+  for (const auto& name : recipe.sources) {
+    const SourceTensor* t = source.find(name);
+    if (!t)
+      throw Error(ErrorCategory::format,
+                  source.describe() + ": tensor '" + name + "' is missing (needed for " + what + ")");
+    if (!is_float(t->dtype))
+      throw Error(ErrorCategory::unsupported, t->file + ": tensor '" + name + "' has dtype " +
+                                                  to_string(t->dtype) + "; float weights expected");
+    const size_t want_rank = matrix ? 2 : 1;
+    int64_t in = matrix ? (recipe.transposed ? t->shape[0] : t->shape.back()) : 1;
+    if (t->shape.size() != want_rank || in != cols)
+      throw Error(ErrorCategory::format,
+                  t->file + ": tensor '" + name + "' has shape " + t->shape_string() + " but " +
+                      what + " needs " + (recipe.sources.size() > 1 ? "parts of " : "") +
+                      shape_text(shape) + (recipe.transposed ? " (stored transposed)" : ""));
+    rows_total += matrix ? (recipe.transposed ? t->shape[1] : t->shape[0]) : t->shape[0];
+    parts.push_back(t);
+  }
+  if (rows_total != shape[0]) {
+    std::string names;
+    for (const auto* t : parts) names += (names.empty() ? "'" : ", '") + t->name + "' " + t->shape_string();
+    throw Error(ErrorCategory::format, parts.front()->file + ": tensor " + names + " give " +
+                                           std::to_string(rows_total) + " rows but " + what +
+                                           " needs shape " + shape_text(shape));
+  }
+
+  // Convert on the host into the canonical layout and runtime dtype, then copy once.
+  const int64_t numel = shape[0] * cols;
+  std::vector<uint8_t> host(static_cast<size_t>(numel) * dtype_size(dtype_));
+  int64_t row = 0;
+  std::vector<float> src_f32, transposed;
+  for (const SourceTensor* t : parts) {
+    const int64_t part_rows = t->numel() / cols;
+    uint8_t* dst = host.data() + static_cast<size_t>(row * cols) * dtype_size(dtype_);
+    if (!recipe.transposed || !matrix) {
+      convert_floats(t->data, t->dtype, dst, dtype_, static_cast<size_t>(t->numel()));
+    } else {  // stored [in, out]: dst[o, i] = src[i, o]
+      src_f32.resize(static_cast<size_t>(t->numel()));
+      convert_floats(t->data, t->dtype, src_f32.data(), DType::f32, src_f32.size());
+      transposed.resize(src_f32.size());
+      for (int64_t i = 0; i < cols; ++i)
+        for (int64_t o = 0; o < part_rows; ++o) transposed[o * cols + i] = src_f32[i * part_rows + o];
+      convert_floats(transposed.data(), DType::f32, dst, dtype_, transposed.size());
+    }
+    row += part_rows;
+  }
+
+  void* ptr = backend_.allocator().allocate(host.size(), what.c_str());
+  allocations_.push_back(ptr);
+  TensorView view = matrix ? TensorView(ptr, dtype_, {shape[0], shape[1]}, backend_.device())
+                           : TensorView(ptr, dtype_, {shape[0]}, backend_.device());
+  TensorView host_view = view;
+  host_view.data = host.data();
+  host_view.device = Device::cpu();
+  backend_.copy(view, host_view);
+  bytes_ += host.size();
+  loaded_.emplace_back(recipe.sources, view);
+  return view;
+}
+
+ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch) {
+  const ModelConfig& c = arch.config;
+  const int64_t H = c.hidden_size, V = c.vocab_size;
+  const int64_t qkv_rows = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
+  const int64_t attn_cols = static_cast<int64_t>(c.num_heads) * c.head_dim;
+  const int64_t up_rows = (arch.kinds.gated_ffn ? 2 : 1) * static_cast<int64_t>(c.ffn_size);
+
+  // A slot the architecture names must be present; one it does not name stays empty.
+  auto get = [&](WeightSlot slot, int layer, std::vector<int64_t> shape) -> TensorView {
+    WeightRecipe recipe = arch.recipe(slot, layer);
+    if (recipe.sources.empty()) return {};
+    std::string what = std::string(to_string(slot));
+    if (layer >= 0) what = "layer " + std::to_string(layer) + " " + what;
+    return materialize(source, recipe, std::move(shape), what);
+  };
+  auto norm = [&](WeightSlot weight, WeightSlot bias, int layer) {
+    NormParams p;
+    p.kind = arch.kinds.norm;
+    p.eps = c.norm_eps;
+    p.gamma = get(weight, layer, {H});
+    p.beta = get(bias, layer, {H});
+    if (p.gamma.empty())
+      throw Error(ErrorCategory::internal, arch.name + ": no norm weight for layer " + std::to_string(layer));
+    return p;
+  };
+
+  ModelWeights w;
+  w.token_embedding = get(WeightSlot::token_embedding, -1, {V, H});
+  if (arch.kinds.positions == PositionKind::learned)
+    w.position_embedding = get(WeightSlot::position_embedding, -1, {c.max_positions, H});
+  for (int l = 0; l < c.num_layers; ++l) {
+    LayerWeights lw;
+    lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
+    lw.qkv_weight = get(WeightSlot::qkv_weight, l, {qkv_rows, H});
+    lw.qkv_bias = get(WeightSlot::qkv_bias, l, {qkv_rows});
+    lw.out_weight = get(WeightSlot::out_weight, l, {H, attn_cols});
+    lw.out_bias = get(WeightSlot::out_bias, l, {H});
+    lw.ffn_norm = norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l);
+    lw.up_weight = get(WeightSlot::up_weight, l, {up_rows, H});
+    lw.up_bias = get(WeightSlot::up_bias, l, {up_rows});
+    lw.down_weight = get(WeightSlot::down_weight, l, {H, c.ffn_size});
+    lw.down_bias = get(WeightSlot::down_bias, l, {H});
+    w.layers.push_back(lw);
+  }
+  w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
+  w.lm_head = get(WeightSlot::lm_head, -1, {V, H});
+  if (w.token_embedding.empty() || w.lm_head.empty() || w.layers.empty())
+    throw Error(ErrorCategory::internal, arch.name + ": incomplete weight recipe");
+  return w;
+}
+
+}  // namespace kestrel

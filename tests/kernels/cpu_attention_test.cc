@@ -1,0 +1,331 @@
+// The CPU backend's context_attention and masked_attention against a naive attention over
+// contiguous (non-paged) K/V written here, plus consistency between the two entry points.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "cpu_test_util.h"
+#include "kestrel/error.h"
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+using testing::all_near;
+using testing::random_floats;
+using testing::view;
+
+constexpr int kBlockSize = 16;
+constexpr double kTol = 1e-5;
+
+struct AttnConfig {
+  int nh, nkv, hd;
+  RotaryStyle style;
+  int rotary_dim;  // 0 = head size
+  bool bias;
+  float theta = 10000.0f;
+  float position_scale = 1.0f;
+
+  int width() const { return (nh + 2 * nkv) * hd; }
+  AttentionParams params() const {
+    AttentionParams p;
+    p.n_heads = nh;
+    p.n_kv_heads = nkv;
+    p.head_dim = hd;
+    p.scale = static_cast<float>(1.0 / std::sqrt(hd));
+    p.rotary = {style, rotary_dim, theta, position_scale};
+    return p;
+  }
+};
+
+std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
+  const AttnConfig& c = info.param;
+  const char* style = c.style == RotaryStyle::none ? "none" : c.style == RotaryStyle::neox ? "neox" : "gptj";
+  return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" + std::to_string(c.hd) +
+         "_" + style + std::to_string(c.rotary_dim) + (c.bias ? "_bias" : "");
+}
+
+// Several sequences over one paged cache. All raw qkv rows (before bias and rotary) are drawn
+// up front for every position a sequence will ever hold; the naive model keeps the processed
+// q, k, v of every position contiguously in double.
+class PagedAttentionRun {
+ public:
+  PagedAttentionRun(const AttnConfig& cfg, std::vector<int> final_lengths, uint64_t seed)
+      : cfg_(cfg), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
+    const int B = static_cast<int>(lengths_.size());
+    bias_ = cfg.bias ? random_floats(cfg.width(), seed) : std::vector<float>(cfg.width(), 0.0f);
+    int total_blocks = 3;  // a few spare blocks nobody owns
+    max_blocks_ = 0;
+    for (int i = 0; i < B; ++i) {
+      raw_.push_back(random_floats(static_cast<size_t>(lengths_[i]) * cfg.width(), seed + 1 + i));
+      processed_.push_back(naive_process(raw_[i], lengths_[i]));
+      const int blocks = (lengths_[i] + kBlockSize - 1) / kBlockSize;
+      total_blocks += blocks;
+      max_blocks_ = std::max(max_blocks_, blocks + 1);
+    }
+    // Shuffled, non-contiguous block tables; unused entries are -1.
+    std::vector<int32_t> ids(total_blocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), std::mt19937(static_cast<unsigned>(seed)));
+    tables_.assign(static_cast<size_t>(B) * max_blocks_, -1);
+    size_t next = 0;
+    for (int i = 0; i < B; ++i)
+      for (int b = 0; b < (lengths_[i] + kBlockSize - 1) / kBlockSize; ++b)
+        tables_[i * max_blocks_ + b] = ids[next++];
+    // NaN everywhere no position was written: reading such a slot poisons the output.
+    const size_t cache_size = static_cast<size_t>(total_blocks) * cfg.nkv * kBlockSize * cfg.hd;
+    cache_k_.assign(cache_size, NAN);
+    cache_v_.assign(cache_size, NAN);
+    num_blocks_ = total_blocks;
+  }
+
+  // Writes positions [0, n_past[i]) of each sequence straight into the cache, as an earlier
+  // step would have left them.
+  void prefill(const std::vector<int>& n_past) {
+    for (size_t i = 0; i < lengths_.size(); ++i) {
+      for (int p = 0; p < n_past[i]; ++p)
+        for (int g = 0; g < cfg_.nkv; ++g)
+          for (int d = 0; d < cfg_.hd; ++d) {
+            cache_k_[slot(i, p, g) + d] = static_cast<float>(processed_[i][p * cfg_.width() + (cfg_.nh + g) * cfg_.hd + d]);
+            cache_v_[slot(i, p, g) + d] =
+                static_cast<float>(processed_[i][p * cfg_.width() + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
+          }
+      n_past_[i] = n_past[i];
+    }
+  }
+
+  // Naive output for the next n_new[i] tokens of each sequence: [T, nh * hd].
+  std::vector<double> expected(const std::vector<int>& n_new) const {
+    std::vector<double> out;
+    const int hd = cfg_.hd, W = cfg_.width(), group = cfg_.nh / cfg_.nkv;
+    for (size_t i = 0; i < lengths_.size(); ++i) {
+      const std::vector<double>& x = processed_[i];
+      for (int p = n_past_[i]; p < n_past_[i] + n_new[i]; ++p)
+        for (int h = 0; h < cfg_.nh; ++h) {
+          const int g = h / group;
+          std::vector<double> scores(p + 1);
+          for (int j = 0; j <= p; ++j) {
+            double dot = 0;
+            for (int d = 0; d < hd; ++d) dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
+            scores[j] = dot / std::sqrt(hd);
+          }
+          const double m = *std::max_element(scores.begin(), scores.end());
+          double sum = 0;
+          for (double& s : scores) sum += (s = std::exp(s - m));
+          for (int d = 0; d < hd; ++d) {
+            double acc = 0;
+            for (int j = 0; j <= p; ++j) acc += scores[j] / sum * x[j * W + (cfg_.nh + cfg_.nkv + g) * hd + d];
+            out.push_back(acc);
+          }
+        }
+    }
+    return out;
+  }
+
+  // Runs one step (context or masked) over the next n_new[i] tokens of each sequence and
+  // returns its output; checks the q / k written in place and the cache slots it filled.
+  std::vector<float> run(Backend& backend, const std::vector<int>& n_new, bool masked) {
+    const int B = static_cast<int>(lengths_.size()), W = cfg_.width();
+    std::vector<int32_t> offsets(B + 1, 0), n_past(B);
+    std::vector<float> qkv;
+    int max_new = 0, max_total = 0;
+    for (int i = 0; i < B; ++i) {
+      offsets[i + 1] = offsets[i] + n_new[i];
+      n_past[i] = n_past_[i];
+      max_new = std::max(max_new, n_new[i]);
+      max_total = std::max(max_total, n_past_[i] + n_new[i]);
+      qkv.insert(qkv.end(), raw_[i].begin() + static_cast<size_t>(n_past_[i]) * W,
+                 raw_[i].begin() + static_cast<size_t>(n_past_[i] + n_new[i]) * W);
+    }
+    const int T = offsets[B];
+    SequenceBatch batch;
+    batch.n_seqs = B;
+    batch.max_blocks_per_seq = max_blocks_;
+    batch.max_new_tokens = max_new;
+    batch.max_total_tokens = max_total;
+    batch.token_offsets = view(offsets, {B + 1});
+    batch.n_past = view(n_past, {B});
+    batch.block_tables = view(tables_, {B, max_blocks_});
+    std::vector<float> out(static_cast<size_t>(T) * cfg_.nh * cfg_.hd, NAN);
+    TensorView bias = view(bias_, {W});
+    const AttentionParams params = cfg_.params();
+    if (masked)
+      backend.masked_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch, cache(),
+                               view(out, {T, cfg_.nh * cfg_.hd}));
+    else
+      backend.context_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch, cache(),
+                                view(out, {T, cfg_.nh * cfg_.hd}));
+
+    // q and k rotated (and biased) in place; the cache holds the new k and v.
+    std::vector<float> got_q, got_k, got_v;
+    std::vector<double> want_q, want_k, want_v;
+    int t = 0;
+    for (int i = 0; i < B; ++i)
+      for (int p = n_past_[i]; p < n_past_[i] + n_new[i]; ++p, ++t) {
+        for (int e = 0; e < (cfg_.nh + cfg_.nkv) * cfg_.hd; ++e) {
+          got_q.push_back(qkv[t * W + e]);
+          want_q.push_back(processed_[i][p * W + e]);
+        }
+        for (int g = 0; g < cfg_.nkv; ++g)
+          for (int d = 0; d < cfg_.hd; ++d) {
+            got_k.push_back(cache_k_[slot(i, p, g) + d]);
+            got_v.push_back(cache_v_[slot(i, p, g) + d]);
+            want_k.push_back(processed_[i][p * W + (cfg_.nh + g) * cfg_.hd + d]);
+            want_v.push_back(processed_[i][p * W + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
+          }
+      }
+    EXPECT_TRUE(all_near(got_q, want_q, kTol)) << "q and k heads of qkv after the op";
+    EXPECT_TRUE(all_near(got_k, want_k, kTol)) << "keys in the cache";
+    EXPECT_TRUE(all_near(got_v, want_v, kTol)) << "values in the cache";
+    for (int i = 0; i < B; ++i) n_past_[i] += n_new[i];
+    return out;
+  }
+
+  KvCacheLayer cache() {
+    const int64_t nb = num_blocks_;
+    return {TensorView(cache_k_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
+            TensorView(cache_v_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}), kBlockSize};
+  }
+
+ private:
+  // Offset of head g at position p of sequence i in the paged cache.
+  size_t slot(size_t i, int p, int g) const {
+    const int block = tables_[i * max_blocks_ + p / kBlockSize];
+    return ((static_cast<size_t>(block) * cfg_.nkv + g) * kBlockSize + p % kBlockSize) * cfg_.hd;
+  }
+
+  // Bias, then rotary at each position on the q and k heads, in double.
+  std::vector<double> naive_process(const std::vector<float>& raw, int length) const {
+    const int W = cfg_.width(), hd = cfg_.hd;
+    const int rot = cfg_.style == RotaryStyle::none ? 0 : (cfg_.rotary_dim ? cfg_.rotary_dim : hd);
+    std::vector<double> x(raw.size());
+    for (size_t e = 0; e < raw.size(); ++e) x[e] = static_cast<double>(raw[e]) + bias_[e % W];
+    for (int p = 0; p < length; ++p)
+      for (int h = 0; h < cfg_.nh + cfg_.nkv; ++h) {
+        double* head = &x[p * W + h * hd];
+        for (int j = 0; j < rot / 2; ++j) {
+          const double angle = p * static_cast<double>(cfg_.position_scale) *
+                               std::pow(static_cast<double>(cfg_.theta), -2.0 * j / rot);
+          const int a = cfg_.style == RotaryStyle::neox ? j : 2 * j;
+          const int b = cfg_.style == RotaryStyle::neox ? j + rot / 2 : 2 * j + 1;
+          const double x0 = head[a], x1 = head[b];
+          head[a] = x0 * std::cos(angle) - x1 * std::sin(angle);
+          head[b] = x1 * std::cos(angle) + x0 * std::sin(angle);
+        }
+      }
+    return x;
+  }
+
+  AttnConfig cfg_;
+  std::vector<int> lengths_, n_past_;
+  std::vector<float> bias_;
+  std::vector<std::vector<float>> raw_;
+  std::vector<std::vector<double>> processed_;
+  std::vector<int32_t> tables_;
+  int max_blocks_ = 0, num_blocks_ = 0;
+  std::vector<float> cache_k_, cache_v_;
+};
+
+class CpuAttentionTest : public ::testing::TestWithParam<AttnConfig> {
+ protected:
+  std::unique_ptr<Backend> backend = make_cpu_backend(2);
+};
+
+// Three sequences with mixed lengths, a pre-filled cache and blocks crossed mid-step.
+TEST_P(CpuAttentionTest, ContextMatchesNaiveOverPrefilledPagedCache) {
+  const std::vector<int> n_past = {0, 21, 40}, n_new = {37, 14, 3};
+  PagedAttentionRun run(GetParam(), {37, 35, 43}, 100);
+  run.prefill(n_past);
+  const std::vector<double> want = run.expected(n_new);
+  EXPECT_TRUE(all_near(run.run(*backend, n_new, false), want, kTol));
+}
+
+TEST_P(CpuAttentionTest, MaskedEqualsLastRowOfContext) {
+  const std::vector<int> lengths = {18, 33, 5};
+  PagedAttentionRun whole(GetParam(), lengths, 200), split(GetParam(), lengths, 200);
+  const std::vector<float> full = whole.run(*backend, lengths, false);
+  split.run(*backend, {17, 32, 4}, false);
+  const std::vector<double> want = split.expected({1, 1, 1});
+  const std::vector<float> last = split.run(*backend, {1, 1, 1}, true);
+  EXPECT_TRUE(all_near(last, want, kTol));
+  const int row = GetParam().nh * GetParam().hd;
+  std::vector<float> last_rows;
+  for (int end : {18, 18 + 33, 18 + 33 + 5})
+    last_rows.insert(last_rows.end(), full.begin() + (end - 1) * row, full.begin() + end * row);
+  EXPECT_TRUE(all_near(last, last_rows, kTol));
+}
+
+TEST_P(CpuAttentionTest, ContextThenMaskedStepsEqualOneContextPass) {
+  const std::vector<int> lengths = {20, 35, 9}, prefix = {14, 29, 3};
+  PagedAttentionRun whole(GetParam(), lengths, 300), steps(GetParam(), lengths, 300);
+  const std::vector<float> full = whole.run(*backend, lengths, false);
+  std::vector<std::vector<float>> rows_of(3);  // per sequence, in position order
+  const int row = GetParam().nh * GetParam().hd;
+  std::vector<float> first = steps.run(*backend, prefix, false);
+  for (int i = 0, t = 0; i < 3; t += prefix[i], ++i)
+    rows_of[i].assign(first.begin() + t * row, first.begin() + (t + prefix[i]) * row);
+  for (int s = 0; s < 6; ++s) {
+    std::vector<float> step = steps.run(*backend, {1, 1, 1}, true);
+    for (int i = 0; i < 3; ++i) rows_of[i].insert(rows_of[i].end(), step.begin() + i * row, step.begin() + (i + 1) * row);
+  }
+  std::vector<float> stitched;
+  for (auto& r : rows_of) stitched.insert(stitched.end(), r.begin(), r.end());
+  EXPECT_TRUE(all_near(stitched, full, kTol));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, CpuAttentionTest,
+    ::testing::Values(AttnConfig{4, 4, 64, RotaryStyle::none, 0, true},
+                      AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false},
+                      AttnConfig{6, 3, 80, RotaryStyle::neox, 32, true},
+                      AttnConfig{4, 1, 128, RotaryStyle::gptj, 64, true},
+                      AttnConfig{8, 1, 64, RotaryStyle::gptj, 0, false},
+                      AttnConfig{2, 2, 80, RotaryStyle::gptj, 0, true},
+                      AttnConfig{4, 2, 128, RotaryStyle::neox, 0, false, 500000.0f, 0.25f}),
+    config_name);
+
+TEST(CpuAttentionErrors, RejectsMalformedBatches) {
+  auto backend = make_cpu_backend(1);
+  const AttnConfig cfg{2, 1, 8, RotaryStyle::neox, 0, false};
+  PagedAttentionRun two_tokens(cfg, {2}, 1);
+  EXPECT_THROW(two_tokens.run(*backend, {2}, /*masked=*/true), Error);
+
+  // A block id outside the cache.
+  std::vector<float> qkv = random_floats(cfg.width(), 2), out(cfg.nh * cfg.hd);
+  std::vector<float> k(2 * cfg.nkv * kBlockSize * cfg.hd), v = k;
+  std::vector<int32_t> offsets = {0, 1}, n_past = {0}, tables = {2};
+  SequenceBatch batch{1, 1, 1, 1, view(offsets, {2}), view(n_past, {1}), view(tables, {1, 1})};
+  KvCacheLayer cache{TensorView(k.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
+                     TensorView(v.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}), kBlockSize};
+  const AttentionParams params = cfg.params();
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, cache,
+                                          view(out, {1, cfg.nh * cfg.hd})),
+               Error);
+  tables[0] = 1;
+  backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, cache,
+                             view(out, {1, cfg.nh * cfg.hd}));
+  // Positions beyond max_total_tokens, a wrong qkv width, a missing scale.
+  n_past[0] = 5;
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, cache,
+                                          view(out, {1, cfg.nh * cfg.hd})),
+               Error);
+  n_past[0] = 0;
+  EXPECT_THROW(backend->context_attention(view(qkv, {2, cfg.width() / 2}), nullptr, params, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
+               Error);
+  AttentionParams unscaled = params;
+  unscaled.scale = 0.0f;
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, unscaled, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
+               Error);
+}
+
+}  // namespace
+}  // namespace kestrel

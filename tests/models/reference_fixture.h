@@ -1,0 +1,21 @@
+// Reads a Hugging Face reference fixture made by tests/fixtures/make_tiny_gpt2.py:
+// reference.json (prompts, their ids, 20 greedy tokens) and reference.safetensors
+// (logits.{i}: [len(ids_i), vocab] f32 at every prompt position).
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kestrel::testing {
+
+struct ReferencePrompt {
+  std::string text;
+  std::vector<int32_t> ids;
+  std::vector<int32_t> greedy;
+  std::vector<float> logits;  // [ids.size(), vocab]
+};
+
+std::vector<ReferencePrompt> load_reference(const std::filesystem::path& dir, int vocab);
+
+}  // namespace kestrel::testing

@@ -1,0 +1,76 @@
+#include "core/paged_kv_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "core/activation_pool.h"
+
+namespace kestrel {
+namespace {
+
+std::unique_ptr<Backend> cpu() { return make_cpu_backend(1); }
+
+TEST(PagedKvCache, HandsOutAndTakesBackBlocks) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {2, 2, 8, 4, 5});
+  EXPECT_EQ(cache.bytes(), 2u * 2 * 5 * 2 * 4 * 8 * sizeof(float));
+  std::vector<int32_t> a, b;
+  cache.reserve(a, 5);  // 2 blocks of 4
+  EXPECT_EQ(a.size(), 2u);
+  cache.reserve(a, 8);  // still 2
+  EXPECT_EQ(a.size(), 2u);
+  cache.reserve(b, 12);
+  EXPECT_EQ(b.size(), 3u);
+  EXPECT_EQ(cache.free_blocks(), 0);
+  std::set<int32_t> all(a.begin(), a.end());
+  all.insert(b.begin(), b.end());
+  EXPECT_EQ(all.size(), 5u) << "a block handed out twice";
+  cache.release(a);
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(cache.free_blocks(), 2);
+}
+
+TEST(PagedKvCache, ExhaustionIsAClearErrorThatTakesNothing) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 16, 3});
+  std::vector<int32_t> a;
+  cache.reserve(a, 32);
+  try {
+    cache.reserve(a, 100);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::limit);
+    EXPECT_NE(std::string(e.what()).find("KV cache exhausted"), std::string::npos);
+  }
+  EXPECT_EQ(a.size(), 2u);
+  EXPECT_EQ(cache.free_blocks(), 1);
+}
+
+TEST(PagedKvCache, LayersDoNotOverlap) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {3, 2, 8, 4, 6});
+  const size_t layer = 6 * 2 * 4 * 8 * sizeof(float);
+  for (int l = 0; l < 3; ++l) {
+    auto v = cache.layer(l);
+    EXPECT_EQ(static_cast<char*>(v.v.data) - static_cast<char*>(v.k.data), static_cast<ptrdiff_t>(layer));
+    if (l > 0)
+      EXPECT_EQ(static_cast<char*>(v.k.data) - static_cast<char*>(cache.layer(l - 1).k.data),
+                static_cast<ptrdiff_t>(2 * layer));
+    EXPECT_EQ(v.k.dim(0), 6);
+    EXPECT_EQ(v.k.dim(2), 4);
+  }
+}
+
+TEST(ActivationPool, OneAlignedAllocationForAllBuffers) {
+  auto backend = cpu();
+  ActivationPool pool(backend->allocator(), {{"a", DType::f32, {3, 5}}, {"b", DType::i32, {7}}, {"c", DType::f16, {2, 2}}});
+  EXPECT_EQ(pool.view(0).dim(1), 5);
+  EXPECT_EQ(pool.view(1).dtype, DType::i32);
+  for (size_t i = 0; i < 3; ++i) EXPECT_EQ(reinterpret_cast<uintptr_t>(pool.view(i).data) % 256, 0u);
+  EXPECT_GE(static_cast<char*>(pool.view(1).data) - static_cast<char*>(pool.view(0).data), 60);
+  EXPECT_EQ(pool.bytes(), 3u * 256);
+}
+
+}  // namespace
+}  // namespace kestrel
