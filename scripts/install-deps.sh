@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs everything Kestrel needs to build and test on Debian 12, from Debian's packages
 # and PyPI only. Used by the README's first command and by .ci/run. Safe to run twice.
-#   scripts/install-deps.sh            build + test dependencies (C++ and the Python reference env)
-#   scripts/install-deps.sh --no-python   C++ build dependencies only
+#   scripts/install-deps.sh            what building and testing need (C++ toolchain and libraries)
+#   scripts/install-deps.sh --python   also the Python reference environment (.venv) that
+#                                      regenerates the fixtures in tests/fixtures
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(dirname "$here")"
-want_python=1
-[[ "${1:-}" == "--no-python" ]] && want_python=0
+want_python=0
+[[ "${1:-}" == "--python" ]] && want_python=1
 
 sudo_cmd=""
 [[ "$(id -u)" != 0 ]] && sudo_cmd="sudo"

@@ -92,7 +92,7 @@ void rotate_head(float* x, int rot, RotaryStyle style, const double* cos_t, cons
     const int a = style == RotaryStyle::neox ? j : 2 * j;
     const int b = style == RotaryStyle::neox ? j + half : 2 * j + 1;
     const double x0 = x[a], x1 = x[b];
-    x[a] = static_cast<float>(x0 * cos_t[j] - x1 * sin_t[j]);
+    x[a] = static_cast<float>(x0 * cos_t[j] + x1 * sin_t[j]);
     x[b] = static_cast<float>(x1 * cos_t[j] + x0 * sin_t[j]);
   }
 }

@@ -101,6 +101,7 @@ class GgufParser {
     read_header();
     for (uint64_t i = 0; i < kv_count_; ++i) read_metadata_entry(i);
     index_metadata();
+    reading_ = true;
     context_ = "tensor infos";
     check_count(tensor_count_, kMinTensorInfoBytes, "tensor count");
     for (uint64_t i = 0; i < tensor_count_; ++i) read_tensor_info(i);
@@ -111,8 +112,8 @@ class GgufParser {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw Error(ErrorCategory::format, file_.path().string() + ": " + context_ + ": " + what +
-                                           " (at byte " + std::to_string(pos_) + ")");
+    std::string where = reading_ ? " (at byte " + std::to_string(pos_) + ")" : "";
+    throw Error(ErrorCategory::format, file_.path().string() + ": " + context_ + ": " + what + where);
   }
 
   uint64_t remaining() const { return size_ - pos_; }
@@ -129,7 +130,7 @@ class GgufParser {
     if (count > remaining() / min_bytes) {
       fail(what + " " + std::to_string(count) + " cannot fit in the " +
            std::to_string(remaining()) + " bytes left (each takes at least " +
-           std::to_string(min_bytes) + " bytes)");
+           std::to_string(min_bytes) + " bytes); the file is truncated or corrupt");
     }
   }
 
@@ -266,6 +267,7 @@ class GgufParser {
   }
 
   void index_metadata() {
+    reading_ = false;
     auto& index = file_.metadata_index_;
     for (size_t i = 0; i < file_.metadata_.size(); ++i) {
       if (!index.emplace(file_.metadata_[i].key, i).second) {
@@ -317,6 +319,7 @@ class GgufParser {
   }
 
   void index_tensors() {
+    reading_ = false;
     auto& index = file_.tensor_index_;
     for (size_t i = 0; i < file_.tensors_.size(); ++i) {
       if (!index.emplace(file_.tensors_[i].name, i).second) {
@@ -411,6 +414,7 @@ class GgufParser {
   uint64_t tensor_count_ = 0;
   uint64_t kv_count_ = 0;
   std::string context_;
+  bool reading_ = true;  // messages give the byte offset while the header is being read
 };
 
 GgufFile::GgufFile(const std::filesystem::path& path) : map_(path) {
