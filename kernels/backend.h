@@ -50,7 +50,7 @@ struct AttentionParams {
   int n_heads = 0;     // nh
   int n_kv_heads = 0;  // nkv; nh % nkv == 0 (GQA/MQA when nkv < nh)
   int head_dim = 0;    // hd
-  float scale = 0.0f;  // softmax scale, usually 1/sqrt(hd)
+  float scale = 0.0f;  // softmax scale, usually 1/sqrt(hd); must be set (> 0)
   RotaryParams rotary;
 };
 
@@ -87,9 +87,11 @@ struct SamplingRow {
   float repetition_penalty = 1.0f;  // HF style over prompt + generated tokens; 1: off
   float presence_penalty = 0.0f;    // OpenAI style over generated tokens; 0: off
   float frequency_penalty = 0.0f;   // OpenAI style over generated tokens; 0: off
+  uint32_t reserved = 0;            // explicit padding: host and device layouts must agree
   uint64_t seed = 0;                // with `step`, fixes the random draw
   uint64_t step = 0;                // index of the token being sampled in its sequence
 };
+static_assert(sizeof(SamplingRow) == 48, "SamplingRow is read as raw bytes by device kernels");
 
 // Inputs of one sampling call for B sequences. `history` holds each sequence's prompt
 // followed by the tokens generated so far: row i is history[i, 0 : history_lengths[i]],
@@ -162,6 +164,10 @@ class Backend {
   virtual void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) = 0;
 
   // Applies penalties and temperature to logits (in place) and picks one token per row.
+  // Order: repetition penalty, presence/frequency penalties, then greedy argmax if
+  // temperature <= 0; else temperature, softmax, top-k, top-p over the top-k set
+  // renormalized, min-p, and an inverse-CDF draw in descending-probability order with
+  // u = sampling_uniform(seed, step). kernels/cpu/sampling_cpu.cc is the reference.
   //   logits: [B, V] f32; tokens: [B] i32
   virtual void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) = 0;
 };

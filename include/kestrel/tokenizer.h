@@ -17,6 +17,8 @@ namespace kestrel {
 enum class PreTokenizer : uint8_t {
   gpt2,   // the GPT-2 regex ('s|'t|... | ?\p{L}+ | ?\p{N}+ | ...)
   llama3, // the Llama-3 / SmolLM2 style regex (case-insensitive contractions, 1-3 digit groups)
+  smollm, // every digit a word of its own, then the GPT-2 regex (HF Digits(individual_digits)
+          // + ByteLevel; llama.cpp's "smollm" / "starcoder" pre-tokenizer type)
 };
 
 // Everything needed to build a tokenizer, whatever file it came from.
@@ -26,11 +28,25 @@ struct TokenizerSpec {
   // Merge rules in priority order, as pairs of token strings.
   std::vector<std::pair<std::string, std::string>> merges;
   // Ids matched verbatim in input text before pre-tokenization (e.g. "<|endoftext|>").
+  // Their vocab entries are plain text, not byte-level strings.
   std::vector<int32_t> special_ids;
+  // Added tokens that are not special: also matched verbatim (even when encode() is told
+  // not to parse special tokens) and plain text, but kept by decode(skip_special = true).
+  std::vector<int32_t> added_ids;
   PreTokenizer pre_tokenizer = PreTokenizer::gpt2;
   std::optional<int32_t> bos_id;
   std::optional<int32_t> eos_id;
   bool add_bos = false;  // prepend bos_id in encode()
+  bool add_eos = false;  // append eos_id in encode()
+  // Stands for a byte whose byte-level token is missing from the vocab; without it such a
+  // byte is dropped (Hugging Face's behaviour). GPT-2 style vocabs hold all 256 bytes.
+  std::optional<int32_t> unk_id;
+  // A word that is itself a token becomes that token without merging (HF ignore_merges,
+  // set by Llama-3's tokenizer.json).
+  bool ignore_merges = false;
+  // Prepend a space to text not starting with one (HF ByteLevel add_prefix_space); breaks
+  // decode(encode(s)) == s, as it does in Hugging Face.
+  bool add_prefix_space = false;
 };
 
 // Immutable and thread-safe after construction.
@@ -41,7 +57,9 @@ class Tokenizer {
   // GPT-2's vocab.json + merges.txt pair.
   static Tokenizer from_vocab_merges(const std::filesystem::path& vocab_json,
                                      const std::filesystem::path& merges_txt);
-  static Tokenizer from_spec(TokenizerSpec spec);
+  // Throws Error(format) naming the field at fault (an unknown token in a merge, an id out
+  // of range); `source` (e.g. the file the spec was read from) starts every message.
+  static Tokenizer from_spec(TokenizerSpec spec, const std::string& source = "tokenizer spec");
   // tokenizer.json in `dir`, else vocab.json + merges.txt; throws Error(io) naming `dir`.
   static Tokenizer from_directory(const std::filesystem::path& dir);
 
@@ -55,13 +73,18 @@ class Tokenizer {
   // Concatenated bytes of the tokens; special tokens included unless skip_special.
   std::string decode(std::span<const int32_t> ids, bool skip_special = false) const;
   // The raw bytes of one token (may be part of a UTF-8 sequence).
+  // Throws Error(invalid_argument) naming `id` when it is out of range (as decode does).
   const std::string& token_bytes(int32_t id) const;
+  // The token's vocab string (byte-level alphabet; plain text for added tokens).
+  const std::string& token_text(int32_t id) const;
 
   int32_t vocab_size() const;
   std::optional<int32_t> token_id(std::string_view token_text) const;  // by vocab string
   bool is_special(int32_t id) const;
   std::optional<int32_t> bos_id() const;
   std::optional<int32_t> eos_id() const;
+  PreTokenizer pre_tokenizer() const;
+  bool add_bos() const;
 
  private:
   struct Impl;

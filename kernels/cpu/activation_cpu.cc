@@ -14,7 +14,8 @@ inline float activate(float xf) {
   if constexpr (A == Activation::gelu_tanh) {
     // Hugging Face "gelu_new": 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
     constexpr double kSqrt2OverPi = 0.7978845608028654;
-    return static_cast<float>(0.5 * x * (1.0 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x))));
+    return static_cast<float>(0.5 * x *
+                              (1.0 + std::tanh(kSqrt2OverPi * (x + 0.044715 * x * x * x))));
   } else if constexpr (A == Activation::gelu_erf) {
     constexpr double kInvSqrt2 = 0.7071067811865476;
     return static_cast<float>(0.5 * x * (1.0 + std::erf(x * kInvSqrt2)));
@@ -27,7 +28,7 @@ inline float activate(float xf) {
 
 template <Activation A>
 void bias_activation_rows(float* x, const float* bias, int64_t T, int64_t M, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     float* row = x + t * M;
     for (int64_t m = 0; m < M; ++m) row[m] = activate<A>(bias ? row[m] + bias[m] : row[m]);
@@ -36,7 +37,7 @@ void bias_activation_rows(float* x, const float* bias, int64_t T, int64_t M, int
 
 template <Activation A>
 void gated_rows(const float* gate_up, float* out, int64_t T, int64_t F, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(T * F, threads)) schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     const float* gate = gate_up + t * 2 * F;
     const float* up = gate + F;
@@ -49,10 +50,14 @@ void gated_rows(const float* gate_up, float* out, int64_t T, int64_t F, int thre
 template <class Fn>
 void dispatch(Activation act, const char* op, Fn&& fn) {
   switch (act) {
-    case Activation::gelu_tanh: return fn.template operator()<Activation::gelu_tanh>();
-    case Activation::gelu_erf: return fn.template operator()<Activation::gelu_erf>();
-    case Activation::relu: return fn.template operator()<Activation::relu>();
-    case Activation::silu: return fn.template operator()<Activation::silu>();
+    case Activation::gelu_tanh:
+      return fn.template operator()<Activation::gelu_tanh>();
+    case Activation::gelu_erf:
+      return fn.template operator()<Activation::gelu_erf>();
+    case Activation::relu:
+      return fn.template operator()<Activation::relu>();
+    case Activation::silu:
+      return fn.template operator()<Activation::silu>();
   }
   fail(op, "unknown activation " + std::to_string(static_cast<int>(act)));
 }

@@ -33,8 +33,7 @@ TokenPlacement place_tokens(const SequenceBatch& batch, const KvCacheLayer& cach
   if (B < 0) fail(op, "n_seqs is negative");
   expect_tensor(batch.token_offsets, DType::i32, {B + 1}, op, "token_offsets");
   expect_tensor(batch.n_past, DType::i32, {B}, op, "n_past");
-  expect_tensor(batch.block_tables, DType::i32, {B, batch.max_blocks_per_seq}, op,
-                "block_tables");
+  expect_tensor(batch.block_tables, DType::i32, {B, batch.max_blocks_per_seq}, op, "block_tables");
   const int32_t* offsets = batch.token_offsets.ptr<int32_t>();
   const int32_t* n_past = batch.n_past.ptr<int32_t>();
   const int32_t* tables = batch.block_tables.ptr<int32_t>();
@@ -45,8 +44,8 @@ TokenPlacement place_tokens(const SequenceBatch& batch, const KvCacheLayer& cach
     fail(op, "token_offsets must run from 0 to T = " + std::to_string(T) + ", got " +
                  std::to_string(offsets[0]) + " .. " + std::to_string(offsets[B]));
   if (one_token_per_seq && T != B)
-    fail(op, "expects one token per sequence, got T = " + std::to_string(T) + " for B = " +
-                 std::to_string(B));
+    fail(op, "expects one token per sequence, got T = " + std::to_string(T) +
+                 " for B = " + std::to_string(B));
   TokenPlacement placement;
   placement.seq.resize(static_cast<size_t>(T));
   placement.pos.resize(static_cast<size_t>(T));
@@ -54,7 +53,8 @@ TokenPlacement place_tokens(const SequenceBatch& batch, const KvCacheLayer& cach
     const std::string who = "sequence " + std::to_string(i);
     const int32_t n_new = offsets[i + 1] - offsets[i];
     if (n_new < 0) fail(op, who + ": token_offsets decrease");
-    if (one_token_per_seq && n_new != 1) fail(op, who + " has " + std::to_string(n_new) + " new tokens, expected 1");
+    if (one_token_per_seq && n_new != 1)
+      fail(op, who + " has " + std::to_string(n_new) + " new tokens, expected 1");
     if (n_past[i] < 0) fail(op, who + ": negative n_past " + std::to_string(n_past[i]));
     if (n_new > batch.max_new_tokens)
       fail(op, who + " has " + std::to_string(n_new) + " new tokens, above max_new_tokens " +
@@ -65,14 +65,13 @@ TokenPlacement place_tokens(const SequenceBatch& batch, const KvCacheLayer& cach
                    std::to_string(batch.max_total_tokens));
     const int64_t blocks_needed = (total + bs - 1) / bs;
     if (blocks_needed > batch.max_blocks_per_seq)
-      fail(op, who + " needs " + std::to_string(blocks_needed) + " blocks, above max_blocks_per_seq " +
-                   std::to_string(batch.max_blocks_per_seq));
+      fail(op, who + " needs " + std::to_string(blocks_needed) +
+                   " blocks, above max_blocks_per_seq " + std::to_string(batch.max_blocks_per_seq));
     for (int64_t b = 0; b < blocks_needed; ++b) {
       const int32_t block = tables[static_cast<int64_t>(i) * batch.max_blocks_per_seq + b];
       if (block < 0 || block >= num_blocks)
-        fail(op, who + ": block_tables entry " + std::to_string(b) + " = " +
-                     std::to_string(block) + " is outside the cache's " +
-                     std::to_string(num_blocks) + " blocks");
+        fail(op, who + ": block_tables entry " + std::to_string(b) + " = " + std::to_string(block) +
+                     " is outside the cache's " + std::to_string(num_blocks) + " blocks");
     }
     for (int32_t j = 0; j < n_new; ++j) {
       placement.seq[offsets[i] + j] = i;
@@ -92,7 +91,7 @@ void rotate_head(float* x, int rot, RotaryStyle style, const double* cos_t, cons
     const int a = style == RotaryStyle::neox ? j : 2 * j;
     const int b = style == RotaryStyle::neox ? j + half : 2 * j + 1;
     const double x0 = x[a], x1 = x[b];
-    x[a] = static_cast<float>(x0 * cos_t[j] + x1 * sin_t[j]);
+    x[a] = static_cast<float>(x0 * cos_t[j] - x1 * sin_t[j]);
     x[b] = static_cast<float>(x1 * cos_t[j] + x0 * sin_t[j]);
   }
 }
@@ -152,7 +151,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   };
 
   // Passes 1 and 2: bias, rotary, cache write (one token per iteration).
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads_for(T * width, threads))
   {
     std::vector<double> cos_t(static_cast<size_t>(rot / 2)), sin_t(static_cast<size_t>(rot / 2));
 #pragma omp for schedule(static)
@@ -168,7 +167,8 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
           sin_t[j] = std::sin(angle);
         }
         for (int h = 0; h < nh + nkv; ++h)
-          rotate_head(row + static_cast<int64_t>(h) * hd, rot, rp.style, cos_t.data(), sin_t.data());
+          rotate_head(row + static_cast<int64_t>(h) * hd, rot, rp.style, cos_t.data(),
+                      sin_t.data());
       }
       for (int g = 0; g < nkv; ++g) {
         const int64_t dst = cache_offset(place.seq[t], place.pos[t], g);
@@ -185,7 +185,8 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   // Pass 3: one (token, query head) per iteration; query head h reads kv head h / (nh/nkv).
   const int group = nh / nkv;
   const float scale = params.scale;
-#pragma omp parallel num_threads(threads)
+  const int64_t work = T * nh * static_cast<int64_t>(place.max_total) * hd;  // upper bound
+#pragma omp parallel num_threads(threads_for(work, threads))
   {
     std::vector<float> scores(static_cast<size_t>(place.max_total));
     std::vector<float> acc(static_cast<size_t>(hd));

@@ -1,8 +1,7 @@
 // kernels/cpu/cpu_backend.cc: the CPU reference backend: host allocator, copy, the
 // Backend class that dispatches to the per-op files, and make_cpu_backend.
-#include <omp.h>
-
 #include <cblas.h>
+#include <omp.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -80,8 +79,8 @@ class CpuBackend final : public Backend {
       cpu::fail("copy", "the CPU backend copies host memory only (dst " + dst.shape_string() +
                             ", src " + src.shape_string() + ")");
     if (dst.bytes() != src.bytes())
-      cpu::fail("copy", "dst " + dst.shape_string() + " and src " + src.shape_string() +
-                            " differ in size");
+      cpu::fail("copy",
+                "dst " + dst.shape_string() + " and src " + src.shape_string() + " differ in size");
     if (dst.bytes() == 0) return;
     if (dst.empty() || src.empty()) cpu::fail("copy", "null dst or src");
     std::memmove(dst.data, src.data, dst.bytes());
@@ -94,9 +93,8 @@ class CpuBackend final : public Backend {
     cpu::embedding(ids, positions, wte, wpe, out, threads_);
   }
 
-  void add_residual_norm(TensorView residual, const TensorView* delta,
-                         const TensorView* delta_bias, const NormParams& norm,
-                         TensorView out) override {
+  void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
+                         const NormParams& norm, TensorView out) override {
     cpu::add_residual_norm(residual, delta, delta_bias, norm, out, threads_);
   }
 
@@ -113,16 +111,16 @@ class CpuBackend final : public Backend {
     cpu::gated_activation(gate_up, act, out, threads_);
   }
 
-  void context_attention(TensorView qkv, const TensorView* qkv_bias,
-                         const AttentionParams& params, const SequenceBatch& batch,
-                         const KvCacheLayer& cache, TensorView out) override {
+  void context_attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
+                         const SequenceBatch& batch, const KvCacheLayer& cache,
+                         TensorView out) override {
     cpu::attention(qkv, qkv_bias, params, batch, cache, out, /*one_token_per_seq=*/false,
                    "context_attention", threads_);
   }
 
-  void masked_attention(TensorView qkv, const TensorView* qkv_bias,
-                        const AttentionParams& params, const SequenceBatch& batch,
-                        const KvCacheLayer& cache, TensorView out) override {
+  void masked_attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
+                        const SequenceBatch& batch, const KvCacheLayer& cache,
+                        TensorView out) override {
     cpu::attention(qkv, qkv_bias, params, batch, cache, out, /*one_token_per_seq=*/true,
                    "masked_attention", threads_);
   }

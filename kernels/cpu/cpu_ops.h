@@ -21,14 +21,19 @@ void expect_tensor(const TensorView& t, DType dtype, std::initializer_list<int64
                    const char* op, const char* name);
 [[noreturn]] void fail(const char* op, const std::string& message);
 
+// OpenMP threads worth waking for about `work` elements of simple work: one below ~32k,
+// where starting a parallel region costs more than it saves (decode steps are small).
+inline int threads_for(int64_t work, int threads) {
+  return work < (int64_t{1} << 15) ? 1 : threads;
+}
+
 // --- operations (see backend.h) ----------------------------------------------------
 void embedding(const TensorView& ids, const TensorView& positions, const TensorView& wte,
                const TensorView* wpe, TensorView out, int threads);
 void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, int threads);
 
-void add_residual_norm(TensorView residual, const TensorView* delta,
-                       const TensorView* delta_bias, const NormParams& norm, TensorView out,
-                       int threads);
+void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
+                       const NormParams& norm, TensorView out, int threads);
 
 void linear(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out,
             int threads);

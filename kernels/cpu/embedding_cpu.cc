@@ -40,7 +40,7 @@ void embedding(const TensorView& ids, const TensorView& positions, const TensorV
   const float* te = wte.ptr<float>();
   float* o = out.ptr<float>();
 
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(T * H, threads)) schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     const float* row = te + static_cast<int64_t>(id[t]) * H;
     float* dst = o + t * H;
@@ -65,7 +65,7 @@ void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, in
   const int32_t* r = rows.ptr<int32_t>();
   float* dst = out.ptr<float>();
 
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(B * H, threads)) schedule(static)
   for (int64_t b = 0; b < B; ++b)
     std::memcpy(dst + b * H, src + static_cast<int64_t>(r[b]) * H,
                 static_cast<size_t>(H) * sizeof(float));

@@ -30,7 +30,7 @@ void linear(const TensorView& x, const TensorView& w, const TensorView* bias, Te
   }
   if (bias) {
     const float* b = bias->ptr<float>();
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
     for (int64_t t = 0; t < T; ++t)
       for (int64_t m = 0; m < M; ++m) o[t * M + m] += b[m];
   }

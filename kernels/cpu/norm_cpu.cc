@@ -10,9 +10,8 @@ namespace kestrel::cpu {
 // One row per iteration. The updated residual is rounded to f32 first (it is what the
 // next layer adds to), then the statistics of that f32 row are taken in double with a
 // two-pass mean / variance, so the result does not depend on the row's offset.
-void add_residual_norm(TensorView residual, const TensorView* delta,
-                       const TensorView* delta_bias, const NormParams& norm, TensorView out,
-                       int threads) {
+void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
+                       const NormParams& norm, TensorView out, int threads) {
   const char* op = "add_residual_norm";
   expect_tensor(residual, DType::f32, {-1, -1}, op, "residual");
   const int64_t T = residual.dim(0), H = residual.dim(1);
@@ -36,7 +35,7 @@ void add_residual_norm(TensorView residual, const TensorView* delta,
   const bool rms = norm.kind == NormKind::rms_norm;
   const double eps = norm.eps;
 
-#pragma omp parallel for num_threads(threads) schedule(static)
+#pragma omp parallel for num_threads(threads_for(T * H, threads)) schedule(static)
   for (int64_t t = 0; t < T; ++t) {
     float* r = res + t * H;
     if (d || db) {

@@ -67,54 +67,88 @@ int32_t argmax(const float* l, int64_t V) {
   return static_cast<int32_t>(best);
 }
 
+// The candidates of one row in sampling order (logit descending, lower id first on ties),
+// sorted lazily: only the prefix the filters and the draw walk through gets sorted, which
+// for a peaked distribution is a few hundred of the vocabulary. p(j) is the unnormalized
+// probability exp(l - l_max) of the j-th candidate (so p(0) = 1 = p_max).
+class Candidates {
+ public:
+  Candidates(const float* l, int64_t V, double max_logit, std::vector<int32_t>& order)
+      : l_(l), V_(V), max_logit_(max_logit), order_(order) {
+    order_.resize(static_cast<size_t>(V));
+    for (int64_t j = 0; j < V; ++j) order_[j] = static_cast<int32_t>(j);
+  }
+  int32_t id(int64_t j) {
+    sort_prefix(j + 1);
+    return order_[j];
+  }
+  double p(int64_t j) { return std::exp(static_cast<double>(l_[id(j)]) - max_logit_); }
+
+ private:
+  // Makes order_[0, m) final: each call moves the next chunk of the unsorted rest into place;
+  // chunks at least double, so a deep walk costs only a few passes over the vocabulary.
+  void sort_prefix(int64_t m) {
+    if (m <= sorted_) return;
+    const int64_t to = std::min(V_, std::max({m, 2 * sorted_, int64_t{64}}));
+    const float* l = l_;
+    std::partial_sort(order_.begin() + sorted_, order_.begin() + to, order_.end(),
+                      [l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); });
+    sorted_ = to;
+  }
+
+  const float* l_;
+  int64_t V_;
+  double max_logit_;
+  std::vector<int32_t>& order_;
+  int64_t sorted_ = 0;
+};
+
 // Steps 5-9 on logits already divided by the temperature.
-int32_t draw(const float* l, int64_t V, const SamplingRow& r, std::vector<int32_t>& order,
-             std::vector<double>& p) {
-  auto before = [l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
-  order.resize(static_cast<size_t>(V));
-  for (int64_t j = 0; j < V; ++j) order[j] = static_cast<int32_t>(j);
-  int64_t n = V;
+int32_t draw(const float* l, int64_t V, const SamplingRow& r, std::vector<int32_t>& order) {
+  const float max_logit = *std::max_element(l, l + V);
+  Candidates c(l, V, max_logit, order);
+  if (!std::isfinite(max_logit)) return c.id(0);  // all -inf, or an +inf that wins outright
+
+  // Every step only needs ratios of p, so the softmax normalizer over V never appears.
+  int64_t n = V;        // candidates kept so far: always a prefix of the order
+  double kept_sum = 0;  // sum of p over them
   if (r.top_k > 0 && r.top_k < V) {
     n = r.top_k;
-    std::partial_sort(order.begin(), order.begin() + n, order.end(), before);
+    for (int64_t j = 0; j < n; ++j) kept_sum += c.p(j);
   } else {
-    std::sort(order.begin(), order.end(), before);
-  }
-  // Unnormalized p relative to the max (the first candidate); every step below only needs
-  // ratios, so the global softmax normalizer cancels.
-  const double max_logit = l[order[0]];
-  if (!std::isfinite(max_logit)) return order[0];  // all -inf, or an +inf that wins outright
-  p.resize(static_cast<size_t>(n));
-  double kept_sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) {
-    p[j] = std::exp(static_cast<double>(l[order[j]]) - max_logit);
-    kept_sum += p[j];
+    for (int64_t i = 0; i < V; ++i) kept_sum += std::exp(static_cast<double>(l[i]) - max_logit);
   }
   if (r.top_p < 1.0f) {
     const double target = static_cast<double>(r.top_p) * kept_sum;
     double cum = 0.0;
     int64_t m = 0;
     while (m < n) {
-      cum += p[m++];
+      cum += c.p(m++);
       if (cum >= target) break;
     }
     n = std::max<int64_t>(m, 1);
+    kept_sum = cum;
   }
   if (r.min_p > 0.0f) {
-    const double threshold = static_cast<double>(r.min_p) * p[0];
+    const double threshold = static_cast<double>(r.min_p);  // min_p * p_max, p_max = 1
     int64_t m = 1;
-    while (m < n && p[m] >= threshold) ++m;
+    double sum = 1.0;
+    while (m < n) {
+      const double pm = c.p(m);
+      if (pm < threshold) break;
+      sum += pm;
+      ++m;
+    }
+    if (m < n) kept_sum = sum;
     n = m;
   }
-  double z = 0.0;
-  for (int64_t j = 0; j < n; ++j) z += p[j];
-  const double target = sampling_uniform(r.seed, r.step) * z;
+  const double target = sampling_uniform(r.seed, r.step) * kept_sum;
   double cum = 0.0;
   for (int64_t j = 0; j < n; ++j) {
-    cum += p[j];
-    if (cum > target) return order[j];
+    cum += c.p(j);
+    if (cum > target) return c.id(j);
   }
-  return order[n - 1];  // rounding left u * Z at the very top
+  return c.id(n - 1);  // rounding left u * Z at the very top
 }
 
 }  // namespace
@@ -143,7 +177,8 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
   const int32_t* history = batch.history.ptr<int32_t>();
   for (int i = 0; i < B; ++i) {
     RowInputs& in = inputs[i];
-    std::memcpy(static_cast<void*>(&in.r), batch.rows.ptr<int8_t>() + i * sizeof(SamplingRow), sizeof(SamplingRow));
+    std::memcpy(static_cast<void*>(&in.r), batch.rows.ptr<int8_t>() + i * sizeof(SamplingRow),
+                sizeof(SamplingRow));
     in.history = history + i * max_history;
     in.history_length = batch.history_lengths.ptr<int32_t>()[i];
     in.prompt_length = batch.prompt_lengths.ptr<int32_t>()[i];
@@ -158,9 +193,9 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
         fail(op, who + ": history token " + std::to_string(in.history[j]) +
                      " is outside the vocabulary of " + std::to_string(V));
     const SamplingRow& r = in.r;
-    if (std::isnan(r.temperature) || r.top_k < 0 || std::isnan(r.top_p) ||
-        std::isnan(r.min_p) || !(r.repetition_penalty > 0.0f) ||
-        !std::isfinite(r.presence_penalty) || !std::isfinite(r.frequency_penalty))
+    if (std::isnan(r.temperature) || r.top_k < 0 || std::isnan(r.top_p) || std::isnan(r.min_p) ||
+        !(r.repetition_penalty > 0.0f) || !std::isfinite(r.presence_penalty) ||
+        !std::isfinite(r.frequency_penalty))
       fail(op, who + ": invalid settings (temperature " + std::to_string(r.temperature) +
                    ", top_k " + std::to_string(r.top_k) + ", top_p " + std::to_string(r.top_p) +
                    ", min_p " + std::to_string(r.min_p) + ", repetition_penalty " +
@@ -170,10 +205,9 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
   float* all_logits = logits.ptr<float>();
   int32_t* out = tokens.ptr<int32_t>();
   std::vector<char> has_nan(static_cast<size_t>(B), 0);
-#pragma omp parallel num_threads(threads)
+#pragma omp parallel num_threads(threads_for(B * V, threads))
   {
     std::vector<int32_t> scratch, order;
-    std::vector<double> p;
 #pragma omp for schedule(dynamic, 1)
     for (int i = 0; i < B; ++i) {
       float* l = all_logits + i * V;
@@ -188,7 +222,7 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
         continue;
       }
       for (int64_t j = 0; j < V; ++j) l[j] /= in.r.temperature;
-      out[i] = draw(l, V, in.r, order, p);
+      out[i] = draw(l, V, in.r, order);
     }
   }
   for (int i = 0; i < B; ++i)

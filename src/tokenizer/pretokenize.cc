@@ -10,9 +10,44 @@
 
 namespace kestrel::tokenizer {
 
+namespace {
+
+// Unicode White_Space, which \s means in Hugging Face's regex engine (Oniguruma). PCRE2's
+// \s also matches U+180E (MONGOLIAN VOWEL SEPARATOR), no longer a space since Unicode 6.3.
+constexpr std::string_view kWhiteSpace =
+    R"(\t-\r\x20\x{85}\x{a0}\x{1680}\x{2000}-\x{200a}\x{2028}\x{2029}\x{202f}\x{205f}\x{3000})";
+
+// `pattern` with \s and \S spelled out as kWhiteSpace, inside and outside brackets.
+std::string with_unicode_white_space(std::string_view pattern) {
+  std::string out;
+  bool in_class = false;
+  for (size_t i = 0; i < pattern.size(); ++i) {
+    char c = pattern[i];
+    if (c == '\\' && i + 1 < pattern.size()) {
+      char next = pattern[++i];
+      if (next == 's') {
+        out += in_class ? std::string(kWhiteSpace) : "[" + std::string(kWhiteSpace) + "]";
+      } else if (next == 'S' && !in_class) {
+        out += "[^" + std::string(kWhiteSpace) + "]";
+      } else {
+        out += c;
+        out += next;
+      }
+      continue;
+    }
+    if (c == '[') in_class = true;
+    if (c == ']') in_class = false;
+    out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
 struct WordSplitter::Regex {
   pcre2_code* code = nullptr;
-  explicit Regex(std::string_view pattern) {
+  explicit Regex(std::string_view hf_pattern) {
+    std::string pattern = with_unicode_white_space(hf_pattern);
     int error_code = 0;
     PCRE2_SIZE error_offset = 0;
     code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <memory>
 #include <numeric>
+#include <ostream>
 #include <random>
 #include <string>
 #include <vector>
@@ -45,12 +46,18 @@ struct AttnConfig {
   }
 };
 
-std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
-  const AttnConfig& c = info.param;
-  const char* style = c.style == RotaryStyle::none ? "none" : c.style == RotaryStyle::neox ? "neox" : "gptj";
-  return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" + std::to_string(c.hd) +
-         "_" + style + std::to_string(c.rotary_dim) + (c.bias ? "_bias" : "");
+std::string describe(const AttnConfig& c) {
+  const char* style = c.style == RotaryStyle::none   ? "none"
+                      : c.style == RotaryStyle::neox ? "neox"
+                                                     : "gptj";
+  return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" +
+         std::to_string(c.hd) + "_" + style + std::to_string(c.rotary_dim) +
+         (c.bias ? "_bias" : "");
 }
+std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
+  return describe(info.param);
+}
+void PrintTo(const AttnConfig& c, std::ostream* os) { *os << describe(c); }
 
 // Several sequences over one paged cache. All raw qkv rows (before bias and rotary) are drawn
 // up front for every position a sequence will ever hold; the naive model keeps the processed
@@ -93,9 +100,10 @@ class PagedAttentionRun {
       for (int p = 0; p < n_past[i]; ++p)
         for (int g = 0; g < cfg_.nkv; ++g)
           for (int d = 0; d < cfg_.hd; ++d) {
-            cache_k_[slot(i, p, g) + d] = static_cast<float>(processed_[i][p * cfg_.width() + (cfg_.nh + g) * cfg_.hd + d]);
-            cache_v_[slot(i, p, g) + d] =
-                static_cast<float>(processed_[i][p * cfg_.width() + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
+            cache_k_[slot(i, p, g) + d] =
+                static_cast<float>(processed_[i][p * cfg_.width() + (cfg_.nh + g) * cfg_.hd + d]);
+            cache_v_[slot(i, p, g) + d] = static_cast<float>(
+                processed_[i][p * cfg_.width() + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
           }
       n_past_[i] = n_past[i];
     }
@@ -113,7 +121,8 @@ class PagedAttentionRun {
           std::vector<double> scores(p + 1);
           for (int j = 0; j <= p; ++j) {
             double dot = 0;
-            for (int d = 0; d < hd; ++d) dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
+            for (int d = 0; d < hd; ++d)
+              dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
             scores[j] = dot / std::sqrt(hd);
           }
           const double m = *std::max_element(scores.begin(), scores.end());
@@ -121,7 +130,8 @@ class PagedAttentionRun {
           for (double& s : scores) sum += (s = std::exp(s - m));
           for (int d = 0; d < hd; ++d) {
             double acc = 0;
-            for (int j = 0; j <= p; ++j) acc += scores[j] / sum * x[j * W + (cfg_.nh + cfg_.nkv + g) * hd + d];
+            for (int j = 0; j <= p; ++j)
+              acc += scores[j] / sum * x[j * W + (cfg_.nh + cfg_.nkv + g) * hd + d];
             out.push_back(acc);
           }
         }
@@ -157,11 +167,11 @@ class PagedAttentionRun {
     TensorView bias = view(bias_, {W});
     const AttentionParams params = cfg_.params();
     if (masked)
-      backend.masked_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch, cache(),
-                               view(out, {T, cfg_.nh * cfg_.hd}));
+      backend.masked_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch,
+                               cache(), view(out, {T, cfg_.nh * cfg_.hd}));
     else
-      backend.context_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch, cache(),
-                                view(out, {T, cfg_.nh * cfg_.hd}));
+      backend.context_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch,
+                                cache(), view(out, {T, cfg_.nh * cfg_.hd}));
 
     // q and k rotated (and biased) in place; the cache holds the new k and v.
     std::vector<float> got_q, got_k, got_v;
@@ -191,7 +201,8 @@ class PagedAttentionRun {
   KvCacheLayer cache() {
     const int64_t nb = num_blocks_;
     return {TensorView(cache_k_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
-            TensorView(cache_v_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}), kBlockSize};
+            TensorView(cache_v_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
+            kBlockSize};
   }
 
  private:
@@ -273,23 +284,24 @@ TEST_P(CpuAttentionTest, ContextThenMaskedStepsEqualOneContextPass) {
     rows_of[i].assign(first.begin() + t * row, first.begin() + (t + prefix[i]) * row);
   for (int s = 0; s < 6; ++s) {
     std::vector<float> step = steps.run(*backend, {1, 1, 1}, true);
-    for (int i = 0; i < 3; ++i) rows_of[i].insert(rows_of[i].end(), step.begin() + i * row, step.begin() + (i + 1) * row);
+    for (int i = 0; i < 3; ++i)
+      rows_of[i].insert(rows_of[i].end(), step.begin() + i * row, step.begin() + (i + 1) * row);
   }
   std::vector<float> stitched;
   for (auto& r : rows_of) stitched.insert(stitched.end(), r.begin(), r.end());
   EXPECT_TRUE(all_near(stitched, full, kTol));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Shapes, CpuAttentionTest,
-    ::testing::Values(AttnConfig{4, 4, 64, RotaryStyle::none, 0, true},
-                      AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false},
-                      AttnConfig{6, 3, 80, RotaryStyle::neox, 32, true},
-                      AttnConfig{4, 1, 128, RotaryStyle::gptj, 64, true},
-                      AttnConfig{8, 1, 64, RotaryStyle::gptj, 0, false},
-                      AttnConfig{2, 2, 80, RotaryStyle::gptj, 0, true},
-                      AttnConfig{4, 2, 128, RotaryStyle::neox, 0, false, 500000.0f, 0.25f}),
-    config_name);
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
+                         ::testing::Values(AttnConfig{4, 4, 64, RotaryStyle::none, 0, true},
+                                           AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false},
+                                           AttnConfig{6, 3, 80, RotaryStyle::neox, 32, true},
+                                           AttnConfig{4, 1, 128, RotaryStyle::gptj, 64, true},
+                                           AttnConfig{8, 1, 64, RotaryStyle::gptj, 0, false},
+                                           AttnConfig{2, 2, 80, RotaryStyle::gptj, 0, true},
+                                           AttnConfig{4, 2, 128, RotaryStyle::neox, 0, false,
+                                                      500000.0f, 0.25f}),
+                         config_name);
 
 TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   auto backend = make_cpu_backend(1);
@@ -303,18 +315,19 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   std::vector<int32_t> offsets = {0, 1}, n_past = {0}, tables = {2};
   SequenceBatch batch{1, 1, 1, 1, view(offsets, {2}), view(n_past, {1}), view(tables, {1, 1})};
   KvCacheLayer cache{TensorView(k.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
-                     TensorView(v.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}), kBlockSize};
+                     TensorView(v.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
+                     kBlockSize};
   const AttentionParams params = cfg.params();
-  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, cache,
-                                          view(out, {1, cfg.nh * cfg.hd})),
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
   tables[0] = 1;
   backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, cache,
                              view(out, {1, cfg.nh * cfg.hd}));
   // Positions beyond max_total_tokens, a wrong qkv width, a missing scale.
   n_past[0] = 5;
-  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, cache,
-                                          view(out, {1, cfg.nh * cfg.hd})),
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
   n_past[0] = 0;
   EXPECT_THROW(backend->context_attention(view(qkv, {2, cfg.width() / 2}), nullptr, params, batch,

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 #include <memory>
+#include <ostream>
+#include <tuple>
 #include <vector>
 
 #include "backend.h"
@@ -31,9 +33,12 @@ double naive_activation(double x, Activation act) {
   switch (act) {
     case Activation::gelu_tanh:
       return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * std::pow(x, 3))));
-    case Activation::gelu_erf: return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
-    case Activation::relu: return x > 0 ? x : 0.0;
-    case Activation::silu: return x / (1.0 + std::exp(-x));
+    case Activation::gelu_erf:
+      return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0)));
+    case Activation::relu:
+      return x > 0 ? x : 0.0;
+    case Activation::silu:
+      return x / (1.0 + std::exp(-x));
   }
   return 0.0;
 }
@@ -91,7 +96,8 @@ TEST_F(CpuOpsTest, EmbeddingWithAndWithoutPositions) {
     for (int i = 0; i < H; ++i) expected[t * H + i] = wte[ids[t] * H + i];
   EXPECT_TRUE(all_near(out, expected, 0.0));
 
-  backend->embedding(view(ids, {T}), view(pos, {T}), view(wte, {V, H}), &wpe_view, view(out, {T, H}));
+  backend->embedding(view(ids, {T}), view(pos, {T}), view(wte, {V, H}), &wpe_view,
+                     view(out, {T, H}));
   for (int t = 0; t < T; ++t)
     for (int i = 0; i < H; ++i)
       expected[t * H + i] = static_cast<double>(wte[ids[t] * H + i]) + wpe[pos[t] * H + i];
@@ -110,11 +116,24 @@ struct NormCase {
   bool with_beta;
 };
 
-class CpuNormTest : public CpuOpsTest, public ::testing::WithParamInterface<NormCase> {};
+void PrintTo(const NormCase& c, std::ostream* os) {
+  *os << (c.kind == NormKind::layer_norm ? "layer_norm" : "rms_norm")
+      << (c.with_delta ? " +delta" : "") << (c.with_delta_bias ? " +delta_bias" : "")
+      << (c.with_beta ? " +beta" : "");
+}
 
+class CpuNormTest : public CpuOpsTest, public ::testing::WithParamInterface<NormCase> {
+ protected:
+  void check(int T, int H);
+};
+
+// The large shape runs on several OpenMP threads, the small one on one.
 TEST_P(CpuNormTest, MatchesNaive) {
+  for (auto [T, H] : {std::pair{4, 67}, std::pair{40, 1030}}) check(T, H);
+}
+
+void CpuNormTest::check(int T, int H) {
   const NormCase c = GetParam();
-  const int T = 4, H = 67;
   auto residual = random_floats(T * H, 10, -3.0f, 5.0f);  // nonzero mean on purpose
   auto delta = random_floats(T * H, 11);
   auto delta_bias = random_floats(H, 12);
@@ -147,19 +166,19 @@ TEST_P(CpuNormTest, MatchesNaive) {
   TensorView delta_view = view(delta, {T, H}), bias_view = view(delta_bias, {H});
   backend->add_residual_norm(view(residual, {T, H}), c.with_delta ? &delta_view : nullptr,
                              c.with_delta_bias ? &bias_view : nullptr, norm, view(out, {T, H}));
-  EXPECT_TRUE(all_near(residual, std::vector<double>(new_residual.begin(), new_residual.end()), 0.0));
-  EXPECT_TRUE(all_near(out, expected, kTol));
+  EXPECT_TRUE(
+      all_near(residual, std::vector<double>(new_residual.begin(), new_residual.end()), 0.0));
+  EXPECT_TRUE(all_near(out, expected, kTol)) << T << "x" << H;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Kinds, CpuNormTest,
-    ::testing::Values(NormCase{NormKind::layer_norm, true, true, true},
-                      NormCase{NormKind::layer_norm, true, false, true},
-                      NormCase{NormKind::layer_norm, false, false, true},
-                      NormCase{NormKind::layer_norm, true, true, false},
-                      NormCase{NormKind::rms_norm, true, false, false},
-                      NormCase{NormKind::rms_norm, true, true, false},
-                      NormCase{NormKind::rms_norm, false, false, false}));
+INSTANTIATE_TEST_SUITE_P(Kinds, CpuNormTest,
+                         ::testing::Values(NormCase{NormKind::layer_norm, true, true, true},
+                                           NormCase{NormKind::layer_norm, true, false, true},
+                                           NormCase{NormKind::layer_norm, false, false, true},
+                                           NormCase{NormKind::layer_norm, true, true, false},
+                                           NormCase{NormKind::rms_norm, true, false, false},
+                                           NormCase{NormKind::rms_norm, true, true, false},
+                                           NormCase{NormKind::rms_norm, false, false, false}));
 
 TEST_F(CpuOpsTest, RmsNormRejectsBetaAndBadShapes) {
   const int T = 2, H = 8;
@@ -170,9 +189,9 @@ TEST_F(CpuOpsTest, RmsNormRejectsBetaAndBadShapes) {
   norm.kind = NormKind::rms_norm;
   norm.gamma = view(gamma, {H});
   norm.beta = view(gamma, {H});
-  EXPECT_THROW(backend->add_residual_norm(view(residual, {T, H}), nullptr, nullptr, norm,
-                                          view(out, {T, H})),
-               Error);
+  EXPECT_THROW(
+      backend->add_residual_norm(view(residual, {T, H}), nullptr, nullptr, norm, view(out, {T, H})),
+      Error);
   norm.beta = TensorView();
   try {
     backend->add_residual_norm(view(residual, {T, H}), nullptr, nullptr, norm, view(out, {H, T}));
@@ -185,7 +204,8 @@ TEST_F(CpuOpsTest, RmsNormRejectsBetaAndBadShapes) {
 }
 
 TEST_F(CpuOpsTest, LinearOnOddSizesWithAndWithoutBias) {
-  for (auto [T, K, M] : {std::tuple{3, 37, 19}, std::tuple{1, 64, 7}, std::tuple{17, 5, 33}}) {
+  for (auto [T, K, M] : {std::tuple{3, 37, 19}, std::tuple{1, 64, 7}, std::tuple{17, 5, 33},
+                         std::tuple{64, 40, 1100}}) {
     auto x = random_floats(T * K, 30 + T);
     auto w = random_floats(M * K, 31 + K);
     auto bias = random_floats(M, 32 + M);
@@ -207,42 +227,44 @@ TEST_F(CpuOpsTest, LinearOnOddSizesWithAndWithoutBias) {
     EXPECT_TRUE(all_near(out, expected, kTol)) << T << "x" << K << "x" << M << " with bias";
   }
   std::vector<float> x(6), w(6), out(4);
-  EXPECT_THROW(backend->linear(view(x, {2, 3}), view(w, {3, 2}), nullptr, view(out, {2, 2})), Error);
+  EXPECT_THROW(backend->linear(view(x, {2, 3}), view(w, {3, 2}), nullptr, view(out, {2, 2})),
+               Error);
 }
 
 class CpuActivationTest : public CpuOpsTest, public ::testing::WithParamInterface<Activation> {};
 
 TEST_P(CpuActivationTest, BiasActivationMatchesNaive) {
   const Activation act = GetParam();
-  const int T = 5, M = 41;
-  auto x = random_floats(T * M, 40, -6.0f, 6.0f);
-  auto bias = random_floats(M, 41);
-  TensorView bias_view = view(bias, {M});
-  for (bool with_bias : {false, true}) {
-    std::vector<float> y = x;
-    std::vector<double> expected(T * M);
-    for (int t = 0; t < T; ++t)
-      for (int m = 0; m < M; ++m)
-        expected[t * M + m] =
-            naive_activation(x[t * M + m] + (with_bias ? bias[m] : 0.0f), act);
-    backend->bias_activation(view(y, {T, M}), with_bias ? &bias_view : nullptr, act);
-    EXPECT_TRUE(all_near(y, expected, kTol)) << "bias " << with_bias;
-  }
+  for (auto [T, M] : {std::pair{5, 41}, std::pair{37, 1029}})
+    for (bool with_bias : {false, true}) {
+      auto x = random_floats(T * M, 40, -6.0f, 6.0f);
+      auto bias = random_floats(M, 41);
+      TensorView bias_view = view(bias, {M});
+      std::vector<float> y = x;
+      std::vector<double> expected(T * M);
+      for (int t = 0; t < T; ++t)
+        for (int m = 0; m < M; ++m)
+          expected[t * M + m] = naive_activation(x[t * M + m] + (with_bias ? bias[m] : 0.0f), act);
+      backend->bias_activation(view(y, {T, M}), with_bias ? &bias_view : nullptr, act);
+      EXPECT_TRUE(all_near(y, expected, kTol)) << T << "x" << M << " bias " << with_bias;
+    }
 }
 
 TEST_P(CpuActivationTest, GatedActivationMatchesNaive) {
   const Activation act = GetParam();
-  const int T = 3, F = 29;
-  auto gate_up = random_floats(T * 2 * F, 50, -5.0f, 5.0f);
-  std::vector<float> out(T * F, NAN);
-  backend->gated_activation(view(gate_up, {T, 2 * F}), act, view(out, {T, F}));
-  std::vector<double> expected(T * F);
-  for (int t = 0; t < T; ++t)
-    for (int f = 0; f < F; ++f)
-      expected[t * F + f] = naive_activation(gate_up[t * 2 * F + f], act) * gate_up[t * 2 * F + F + f];
-  EXPECT_TRUE(all_near(out, expected, kTol));
-  std::vector<float> odd(T * 7), small(T * 3);
-  EXPECT_THROW(backend->gated_activation(view(odd, {T, 7}), act, view(small, {T, 3})), Error);
+  for (auto [T, F] : {std::pair{3, 29}, std::pair{33, 1001}}) {
+    auto gate_up = random_floats(T * 2 * F, 50, -5.0f, 5.0f);
+    std::vector<float> out(T * F, NAN);
+    backend->gated_activation(view(gate_up, {T, 2 * F}), act, view(out, {T, F}));
+    std::vector<double> expected(T * F);
+    for (int t = 0; t < T; ++t)
+      for (int f = 0; f < F; ++f)
+        expected[t * F + f] =
+            naive_activation(gate_up[t * 2 * F + f], act) * gate_up[t * 2 * F + F + f];
+    EXPECT_TRUE(all_near(out, expected, kTol)) << T << "x" << F;
+  }
+  std::vector<float> odd(2 * 7), small(2 * 3);
+  EXPECT_THROW(backend->gated_activation(view(odd, {2, 7}), act, view(small, {2, 3})), Error);
 }
 
 INSTANTIATE_TEST_SUITE_P(All, CpuActivationTest,
@@ -257,6 +279,31 @@ TEST_F(CpuOpsTest, GeluTanhIsHuggingFaceGeluNew) {
                                         0.8411919906082768,     2.484915733910001};
   backend->bias_activation(view(x, {1, 6}), nullptr, Activation::gelu_tanh);
   EXPECT_TRUE(all_near(x, expected, 1e-6));
+}
+
+TEST_F(CpuOpsTest, LargeEmbeddingAndGatherRunThreaded) {
+  const int T = 70, V = 100, P = 80, H = 1000, B = 40;
+  std::vector<int32_t> ids(T), pos(T), rows(B);
+  for (int t = 0; t < T; ++t) {
+    ids[t] = (t * 37 + 11) % V;
+    pos[t] = (t * 13 + 5) % P;
+  }
+  for (int b = 0; b < B; ++b) rows[b] = (b * 7 + 3) % T;
+  auto wte = random_floats(V * H, 70);
+  auto wpe = random_floats(P * H, 71);
+  TensorView wpe_view = view(wpe, {P, H});
+  std::vector<float> emb(T * H, NAN), gathered(B * H, NAN);
+  backend->embedding(view(ids, {T}), view(pos, {T}), view(wte, {V, H}), &wpe_view,
+                     view(emb, {T, H}));
+  backend->gather_rows(view(emb, {T, H}), view(rows, {B}), view(gathered, {B, H}));
+  std::vector<double> want_emb(T * H), want_gathered(B * H);
+  for (int t = 0; t < T; ++t)
+    for (int i = 0; i < H; ++i)
+      want_emb[t * H + i] = static_cast<double>(wte[ids[t] * H + i]) + wpe[pos[t] * H + i];
+  for (int b = 0; b < B; ++b)
+    for (int i = 0; i < H; ++i) want_gathered[b * H + i] = want_emb[rows[b] * H + i];
+  EXPECT_TRUE(all_near(emb, want_emb, kTol));
+  EXPECT_TRUE(all_near(gathered, want_gathered, kTol));
 }
 
 TEST_F(CpuOpsTest, GatherRows) {

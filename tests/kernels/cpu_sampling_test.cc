@@ -198,19 +198,80 @@ TEST_F(CpuSamplingTest, FrequenciesMatchFilteredSoftmax) {
   // Sorted: 3 (2.0), 5 (1.2), 0 (1.0), 1 (0.2), 4 (0.0), 2 (-0.5).
   const std::vector<float> l = {1.0f, 0.2f, -0.5f, 2.0f, 0.0f, 1.2f};
   SamplingRow r = sampling(1.0f, 0);
-  r.top_k = 4;  // drops 4 and 2
+  r.top_k = 4;      // drops 4 and 2
   r.top_p = 0.85f;  // over the renormalized top 4, not over all 6
   std::vector<double> p = softmax(l, 1.0);
   const double top4 = p[3] + p[5] + p[0] + p[1];
-  ASSERT_LT((p[3] + p[5]) / top4, 0.85);        // two are not enough ...
+  ASSERT_LT((p[3] + p[5]) / top4, 0.85);         // two are not enough ...
   ASSERT_GE((p[3] + p[5] + p[0]) / top4, 0.85);  // ... three are: 1 is dropped
-  ASSERT_LT(p[3] + p[5] + p[0], 0.85);          // (without renormalizing, 1 would stay)
+  ASSERT_LT(p[3] + p[5] + p[0], 0.85);           // (without renormalizing, 1 would stay)
   const double kept = p[3] + p[5] + p[0];
   expect_frequencies(*backend, l, r, {p[0] / kept, 0, 0, p[3] / kept, 0, p[5] / kept});
 
   r = sampling(1.0f, 0);
   r.min_p = 0.4f;  // keeps p >= 0.4 p_max: 3, 5 (e^-0.8 = 0.45) but not 0 (e^-1 = 0.37)
   expect_frequencies(*backend, l, r, {0, 0, 0, p[3] / (p[3] + p[5]), 0, p[5] / (p[3] + p[5])});
+}
+
+// The whole documented pipeline, written plainly: full sort, normalized probabilities.
+int32_t naive_sample(const std::vector<float>& logits, const SamplingRow& r) {
+  const int V = static_cast<int>(logits.size());
+  std::vector<float> l(V);
+  for (int j = 0; j < V; ++j) l[j] = logits[j] / r.temperature;
+  std::vector<int32_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return l[a] > l[b]; });
+  std::vector<double> p = softmax(l, 1.0), q(V);
+  for (int j = 0; j < V; ++j) q[j] = p[order[j]];  // in sampling order
+  int n = r.top_k > 0 ? std::min(r.top_k, V) : V;
+  if (r.top_p < 1.0f) {
+    const double mass = std::accumulate(q.begin(), q.begin() + n, 0.0);
+    double cum = 0;
+    for (int m = 0; m < n; ++m)
+      if ((cum += q[m]) / mass >= r.top_p) {
+        n = m + 1;
+        break;
+      }
+  }
+  if (r.min_p > 0.0f)
+    for (int m = 1; m < n; ++m)
+      if (q[m] < r.min_p * q[0]) {
+        n = m;
+        break;
+      }
+  const double z = std::accumulate(q.begin(), q.begin() + n, 0.0);
+  const double u = sampling_uniform(r.seed, r.step);
+  double cum = 0;
+  for (int j = 0; j < n; ++j)
+    if ((cum += q[j] / z) > u) return order[j];
+  return order[n - 1];
+}
+
+// A vocabulary large enough that the backend sorts its candidates in several chunks.
+TEST_F(CpuSamplingTest, MatchesNaiveSamplerOnLargeVocabulary) {
+  const std::vector<float> big = random_floats(3000, 8, -4.0f, 4.0f);
+  std::vector<SamplingRow> settings(5, sampling(1.0f, 0));
+  settings[1].temperature = 0.7f;
+  settings[1].top_p = 0.9f;
+  settings[2].temperature = 1.3f;
+  settings[2].top_k = 500;
+  settings[2].top_p = 0.97f;
+  settings[3].min_p = 0.05f;
+  settings[4].temperature = 2.0f;
+  settings[4].top_k = 100;
+  settings[4].min_p = 0.2f;
+  for (size_t s = 0; s < settings.size(); ++s) {
+    SampleCall call;
+    std::vector<int32_t> want;
+    for (uint64_t seed = 0; seed < 100; ++seed) {
+      SamplingRow r = settings[s];
+      r.seed = seed;
+      r.step = seed % 7;
+      call.add(big, r);
+      want.push_back(naive_sample(big, r));
+    }
+    EXPECT_EQ(call.run(*backend), want) << "settings " << s;
+  }
 }
 
 TEST_F(CpuSamplingTest, PenaltiesChangeLogitsExactlyAsSpecified) {

@@ -43,9 +43,9 @@ inline ::testing::AssertionResult all_near(const std::vector<float>& actual,
     }
   }
   if (worst <= tol) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "element " << at << ": got " << actual[at]
-                                       << ", expected " << expected[at] << " (error " << worst
-                                       << " > " << tol << ")";
+  return ::testing::AssertionFailure()
+         << "element " << at << ": got " << actual[at] << ", expected " << expected[at]
+         << " (error " << worst << " > " << tol << ")";
 }
 
 inline ::testing::AssertionResult all_near(const std::vector<float>& actual,

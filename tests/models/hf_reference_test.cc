@@ -1,7 +1,10 @@
-// GPT-2 end to end through the public API against Hugging Face transformers (fixtures
-// made by tests/fixtures/make_tiny_gpt2.py): fp32 logits at every prompt position within
-// 1e-4 (max abs) and 20 greedy tokens identical, alone, batched, chunked and with
-// sequences joining mid-run; for f32, f16 and bf16 (sharded) stored weights.
+// Hugging Face architectures end to end through the public API against transformers
+// (fixtures made by tests/fixtures/make_tiny_gpt2.py and make_tiny_llama.py, one
+// reference layout): fp32 logits at every prompt position within 1e-4 (max abs) and 20
+// greedy tokens identical, alone, batched, chunked and with sequences joining mid-run.
+// The same checks run on every fixture directory: GPT-2 with f32, f16 and bf16 (sharded)
+// stored weights, and Llama (RMSNorm, rotary with rope_theta 5000, SwiGLU, GQA with
+// 4 query and 2 KV heads, untied LM head) in f32.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +23,7 @@ using testing::ReferencePrompt;
 
 constexpr float kLogitTolerance = 1e-4f;  // fp32 compute, max abs over all logits
 
-class Gpt2Reference : public ::testing::TestWithParam<std::string> {
+class HfReference : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     dir_ = fixture_dir() / GetParam();
@@ -42,7 +45,7 @@ class Gpt2Reference : public ::testing::TestWithParam<std::string> {
   std::vector<ReferencePrompt> prompts_;
 };
 
-TEST_P(Gpt2Reference, LogitsAtEveryPromptPositionMatch) {
+TEST_P(HfReference, LogitsAtEveryPromptPositionMatch) {
   Session session(model_);
   Decoder decoder(session);
   for (size_t i = 0; i < prompts_.size(); ++i) {
@@ -56,11 +59,11 @@ TEST_P(Gpt2Reference, LogitsAtEveryPromptPositionMatch) {
   EXPECT_EQ(session.free_kv_blocks(), session.options().kv_blocks) << "score leaked KV blocks";
 }
 
-TEST_P(Gpt2Reference, TokenizerMatchesReferenceIds) {
+TEST_P(HfReference, TokenizerMatchesReferenceIds) {
   for (const auto& p : prompts_) EXPECT_EQ(model_->tokenizer().encode(p.text), p.ids) << p.text;
 }
 
-TEST_P(Gpt2Reference, GreedyTokensMatchOneByOne) {
+TEST_P(HfReference, GreedyTokensMatchOneByOne) {
   Session session(model_, {.max_sequences = 1});
   Decoder decoder(session);
   for (const auto& p : prompts_) {
@@ -70,7 +73,7 @@ TEST_P(Gpt2Reference, GreedyTokensMatchOneByOne) {
   }
 }
 
-TEST_P(Gpt2Reference, GreedyTokensMatchInOneBatch) {
+TEST_P(HfReference, GreedyTokensMatchInOneBatch) {
   Session session(model_, {.max_sequences = static_cast<int>(prompts_.size())});
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
@@ -83,7 +86,7 @@ TEST_P(Gpt2Reference, GreedyTokensMatchInOneBatch) {
 
 // Two slots for all prompts (requests join as others finish), prompts prefilled in chunks
 // of 5 tokens, KV blocks of 4 positions: every code path of the scheduler at once.
-TEST_P(Gpt2Reference, GreedyTokensMatchWithChunkedPrefillAndJoiningRequests) {
+TEST_P(HfReference, GreedyTokensMatchWithChunkedPrefillAndJoiningRequests) {
   Session session(model_, {.max_sequences = 2, .max_step_tokens = 5, .kv_block_size = 4});
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
@@ -98,13 +101,19 @@ TEST_P(Gpt2Reference, GreedyTokensMatchWithChunkedPrefillAndJoiningRequests) {
   EXPECT_EQ(session.free_kv_blocks(), session.options().kv_blocks);
 }
 
-INSTANTIATE_TEST_SUITE_P(StoredPrecisions, Gpt2Reference,
+std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  std::replace(name.begin(), name.end(), '-', '_');
+  return name;
+}
+
+// GPT-2 in every stored precision of tests/fixtures/make_tiny_gpt2.py.
+INSTANTIATE_TEST_SUITE_P(Gpt2, HfReference,
                          ::testing::Values("tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-bf16-sharded"),
-                         [](const auto& info) {
-                           std::string name = info.param;
-                           std::replace(name.begin(), name.end(), '-', '_');
-                           return name;
-                         });
+                         fixture_test_name);
+
+// Llama from tests/fixtures/make_tiny_llama.py.
+INSTANTIATE_TEST_SUITE_P(Llama, HfReference, ::testing::Values("tiny-llama"), fixture_test_name);
 
 }  // namespace
 }  // namespace kestrel

@@ -1,0 +1,34 @@
+// tokenizer/tokenizer_files.h: reads Hugging Face tokenizer files into a TokenizerSpec.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kestrel/tokenizer.h"
+
+namespace kestrel::tokenizer {
+
+// Where a spec came from, so that errors found while building it name the file and field.
+struct SpecOrigin {
+  std::string source;                  // starts every message: a path, "tokenizer spec"
+  std::string merges_field = "merges"; // "model.merges" in tokenizer.json
+  std::vector<size_t> merge_lines;     // merges.txt: the 1-based line of each merge
+  std::string merge_label(size_t index) const;
+};
+
+struct LoadedSpec {
+  TokenizerSpec spec;
+  SpecOrigin origin;
+};
+
+// Hugging Face tokenizer.json; tokenizer_config.json beside it may override bos / eos,
+// except a token that the post_processor template adds (it is what encode() adds).
+LoadedSpec read_tokenizer_json(const std::filesystem::path& path);
+// vocab.json + merges.txt (GPT-2 pre-tokenizer); tokenizer_config.json beside vocab.json
+// may add special tokens (added_tokens_decoder) and override bos / eos.
+LoadedSpec read_vocab_merges(const std::filesystem::path& vocab_json,
+                             const std::filesystem::path& merges_txt);
+
+}  // namespace kestrel::tokenizer
