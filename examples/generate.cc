@@ -59,8 +59,10 @@ int main(int argc, char** argv) {
 
     request.prompt = prompt;
     request.stop.stop_at_eos = !ignore_eos;
-    if (!quiet) std::cout << prompt << std::flush;
-    auto result = decoder.generate(request, [](const kestrel::StreamEvent& event) {
+    bool echoed = quiet;  // the prompt is echoed once the request passed validation
+    auto result = decoder.generate(request, [&](const kestrel::StreamEvent& event) {
+      if (!echoed) std::cout << prompt;
+      echoed = true;
       std::cout << event.text << std::flush;
       return true;
     });

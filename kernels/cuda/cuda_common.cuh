@@ -12,10 +12,38 @@
 
 #include <cfloat>
 #include <cstdint>
+#include <string>
 
 #include "cuda/cuda_ops.h"
+#include "kestrel/error.h"
 
 namespace kestrel::cuda {
+
+// --- dtype dispatch (host) ------------------------------------------------------------
+// Calls fn.template operator()<T>() with T the CUDA element type of `dtype` (float, __half
+// or __nv_bfloat16). CudaBackend has validated dtypes already; anything else is a bug.
+template <class Fn>
+void dispatch_float(DType dtype, const char* op, Fn&& fn) {
+  switch (dtype) {
+    case DType::f32:
+      return fn.template operator()<float>();
+    case DType::f16:
+      return fn.template operator()<__half>();
+    case DType::bf16:
+      return fn.template operator()<__nv_bfloat16>();
+    default:
+      throw Error(ErrorCategory::internal,
+                  std::string(op) + ": no CUDA kernel for dtype " + to_string(dtype));
+  }
+}
+
+// Blocks of `threads` covering `n` items, at most `cap` (kernels then loop grid-stride).
+inline unsigned grid_for(int64_t n, int threads, int64_t cap = int64_t{1} << 20) {
+  int64_t blocks = (n + threads - 1) / threads;
+  if (blocks < 1) blocks = 1;
+  if (blocks > cap) blocks = cap;
+  return static_cast<unsigned>(blocks);
+}
 
 // --- element conversion ---------------------------------------------------------------
 __device__ __forceinline__ float to_float(float x) { return x; }

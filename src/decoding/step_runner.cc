@@ -53,7 +53,7 @@ int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all
   shape.tokens = static_cast<int>(ids_.size());
   shape.logit_rows = static_cast<int>(logit_rows_.size());
   if (shape.tokens > s_.options.max_step_tokens || B > s_.options.max_sequences ||
-      shape.logit_rows > s_.logit_rows || shape.logit_rows == 0)
+      shape.logit_rows > s_.logit_rows)
     throw Error(ErrorCategory::internal, "step exceeds the session's buffers");
 
   upload(backend, s_.buf(Buf::ids), ids_);

@@ -55,6 +55,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     pending = &proj;
     pending_bias = lw.down_bias.empty() ? nullptr : &lw.down_bias;
   }
+  if (R == 0) return;  // a prompt chunk that does not end its prompt needs no logits
   backend.add_residual_norm(hidden, pending, pending_bias, w.final_norm, normed);
 
   TensorView last = s.buf(Buf::last).rows(0, R);

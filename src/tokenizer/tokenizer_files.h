@@ -31,4 +31,12 @@ LoadedSpec read_tokenizer_json(const std::filesystem::path& path);
 LoadedSpec read_vocab_merges(const std::filesystem::path& vocab_json,
                              const std::filesystem::path& merges_txt);
 
+// Shared by both readers.
+// GPT-2's convention: <|endoftext|>, where the vocab has it, is both bos and eos.
+void default_special_tokens(TokenizerSpec& spec);
+// tokenizer_config.json in `dir`, if there: its bos_token / eos_token override the spec's;
+// with `read_added`, its added_tokens_decoder also marks added and special tokens.
+void apply_tokenizer_config(const std::filesystem::path& dir, TokenizerSpec& spec,
+                            bool read_added);
+
 }  // namespace kestrel::tokenizer

@@ -1,4 +1,4 @@
-// Reads a Hugging Face reference fixture made by tests/fixtures/make_tiny_gpt2.py:
+// Reads a Hugging Face reference fixture made by tests/fixtures/make_tiny_*.py:
 // reference.json (prompts, their ids, 20 greedy tokens) and reference.safetensors
 // (logits.{i}: [len(ids_i), vocab] f32 at every prompt position).
 #pragma once

@@ -526,7 +526,7 @@ TEST(TokenizerErrors, FieldsOfTheWrongTypeGiveErrors) {
       write_file(dir / "tokenizer.json", edited.dump());
       try {
         Tokenizer tok = Tokenizer::from_json_file(dir / "tokenizer.json");
-        EXPECT_EQ(tok.decode(tok.encode("Hi 12")).substr(tok.add_bos() ? 17 : 0), "Hi 12");
+        EXPECT_TRUE(tok.decode(tok.encode("Hi 12")).ends_with("Hi 12"));
         ++accepted;
       } catch (const Error& e) {
         EXPECT_NE(e.message().find("tokenizer.json"), std::string::npos) << e.what();

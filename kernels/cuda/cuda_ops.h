@@ -1,0 +1,95 @@
+// kernels/cuda/cuda_ops.h: the kernel launchers behind CudaBackend, one per Backend
+// operation (shapes and semantics as documented in backend.h), plus what they share: the
+// stream and device error record of the backend and the CUDA error check.
+//
+// CudaBackend (cuda_backend.cc) validates dtypes, shapes and devices on the host before it
+// calls a launcher; a launcher only enqueues work on ctx.stream: it never allocates and
+// never waits for the device. Indices that live in device memory (token ids, block tables,
+// sampling histories) are checked by the kernels, which record the first bad one in
+// ctx.errors (see DeviceErrorRecord) and stay within bounds.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+#include "backend.h"
+
+namespace kestrel::cuda {
+
+// Throws Error(device, "<op>: <CUDA error string>") unless status is cudaSuccess.
+void check(cudaError_t status, const char* op);
+// Checks the launch that was just enqueued (cudaGetLastError).
+void check_launch(const char* op);
+
+// What a kernel found wrong with its inputs. The first error of a run of operations is
+// kept in device memory; the host reads it at synchronize() / copy to host and throws.
+enum class DeviceErrorCode : int {
+  none = 0,
+  embedding_id,        // detail: token index t whose id is outside wte
+  embedding_position,  // detail: token index t whose position is outside wpe
+  gather_row,          // detail: output row b whose source row is outside x
+  attention_sequence,  // detail: token or sequence index with bad offsets / n_past
+  attention_block,     // detail: sequence whose block table points outside the cache
+  sample_settings,     // detail: row with invalid SamplingRow settings
+  sample_history,      // detail: row whose history lengths or tokens are invalid
+  sample_nan,          // detail: row whose logits contain NaN
+};
+struct DeviceErrorRecord {
+  int code;    // a DeviceErrorCode
+  int detail;  // the index named above
+};
+
+// What every launcher needs from the backend.
+struct LaunchContext {
+  cudaStream_t stream = nullptr;
+  DeviceErrorRecord* errors = nullptr;  // device memory
+  int sm_count = 0;                     // multiprocessors of the device
+  size_t max_shared_bytes = 0;          // opt-in shared memory per block of the device
+};
+
+// --- operations -------------------------------------------------------------------------
+void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView& positions,
+               const TensorView& wte, const TensorView* wpe, TensorView out);
+void gather_rows(const LaunchContext& ctx, const TensorView& x, const TensorView& rows,
+                 TensorView out);
+
+void add_residual_norm(const LaunchContext& ctx, TensorView residual, const TensorView* delta,
+                       const TensorView* delta_bias, const NormParams& norm, TensorView out);
+
+// out[t, :] = bias for every row t (bias: [M]; out: [T, M], any float dtypes). linear uses
+// it to put the bias under a GEMM that accumulates with beta = 1.
+void broadcast_rows(const LaunchContext& ctx, const TensorView& bias, TensorView out);
+
+void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* bias,
+                     Activation act);
+void gated_activation(const LaunchContext& ctx, const TensorView& gate_up, Activation act,
+                      TensorView out);
+
+// Scratch for the multi-block generation attention: per (sequence, head, partition) the
+// running max, the softmax denominator and the unnormalized output (head_dim floats).
+struct AttentionWorkspace {
+  float* data = nullptr;  // device memory
+  size_t floats = 0;
+};
+// Floats of AttentionWorkspace that the multi-block mode needs for this shape.
+size_t masked_attention_workspace_floats(int n_seqs, int n_heads, int head_dim, int partitions);
+
+void context_attention(const LaunchContext& ctx, TensorView qkv, const TensorView* qkv_bias,
+                       const AttentionParams& params, const SequenceBatch& batch,
+                       const KvCacheLayer& cache, TensorView out);
+// partition_size > 0 splits each sequence's keys into partitions of that many positions,
+// one block each, merged by a second kernel (workspace must hold
+// masked_attention_workspace_floats(...) floats); 0 runs one block per (sequence, head).
+void masked_attention(const LaunchContext& ctx, TensorView qkv, const TensorView* qkv_bias,
+                      const AttentionParams& params, const SequenceBatch& batch,
+                      const KvCacheLayer& cache, TensorView out, int partition_size,
+                      const AttentionWorkspace& workspace);
+
+// Shared memory the sampling kernel needs for a vocabulary of V tokens.
+size_t sample_shared_bytes(int64_t V);
+void sample(const LaunchContext& ctx, TensorView logits, const SamplingBatch& batch,
+            TensorView tokens);
+
+}  // namespace kestrel::cuda

@@ -1,0 +1,89 @@
+// kernels/cuda/embedding_cuda.cu: token (+ learned position) embedding lookup and row gather.
+#include "cuda/cuda_common.cuh"
+
+namespace kestrel::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+
+// One block per output row (grid-stride over rows), threads across the H columns.
+// ids, positions: [T] i32; wte: [V, H]; wpe: [P, H] or null; out: [T, H].
+// A bad id or position is recorded and its row is written as zeros.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    embedding_kernel(const int32_t* ids, const int32_t* positions, const T* wte, int64_t V,
+                     const T* wpe, int64_t P, T* out, int64_t n_tokens, int64_t H,
+                     DeviceErrorRecord* errors) {
+  for (int64_t t = blockIdx.x; t < n_tokens; t += gridDim.x) {
+    const int32_t id = ids[t];
+    const int32_t pos = wpe ? positions[t] : 0;
+    const bool id_ok = id >= 0 && id < V;
+    const bool pos_ok = !wpe || (pos >= 0 && pos < P);
+    if (threadIdx.x == 0) {
+      if (!id_ok) report(errors, DeviceErrorCode::embedding_id, static_cast<int>(t));
+      if (!pos_ok) report(errors, DeviceErrorCode::embedding_position, static_cast<int>(t));
+    }
+    T* dst = out + t * H;
+    if (!id_ok || !pos_ok) {
+      for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = from_float<T>(0.0f);
+      continue;
+    }
+    const T* row = wte + static_cast<int64_t>(id) * H;
+    const T* prow = wpe ? wpe + static_cast<int64_t>(pos) * H : nullptr;
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) {
+      float v = to_float(row[i]);
+      if (prow) v += to_float(prow[i]);
+      dst[i] = from_float<T>(v);
+    }
+  }
+}
+
+// One block per output row (grid-stride over rows), threads across the H columns.
+// x: [T, H]; rows: [B] i32; out: [B, H]. A bad row index is recorded and written as zeros.
+template <class T>
+__global__ void __launch_bounds__(kThreads)
+    gather_rows_kernel(const T* x, int64_t n_src, const int32_t* rows, T* out, int64_t B,
+                       int64_t H, DeviceErrorRecord* errors) {
+  for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
+    const int32_t r = rows[b];
+    T* dst = out + b * H;
+    if (r < 0 || r >= n_src) {
+      if (threadIdx.x == 0) report(errors, DeviceErrorCode::gather_row, static_cast<int>(b));
+      for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = from_float<T>(0.0f);
+      continue;
+    }
+    const T* src = x + static_cast<int64_t>(r) * H;
+    for (int64_t i = threadIdx.x; i < H; i += blockDim.x) dst[i] = src[i];
+  }
+}
+
+}  // namespace
+
+void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView& positions,
+               const TensorView& wte, const TensorView* wpe, TensorView out) {
+  const int64_t T = ids.dim(0), H = wte.dim(1);
+  if (T == 0 || H == 0) return;
+  dispatch_float(wte.dtype, "embedding", [&]<class E>() {
+    embedding_kernel<E><<<grid_for(T, 1, 65535), kThreads, 0, ctx.stream>>>(
+        ids.ptr<int32_t>(), wpe ? positions.ptr<int32_t>() : nullptr,
+        static_cast<const E*>(wte.data), wte.dim(0),
+        wpe ? static_cast<const E*>(wpe->data) : nullptr, wpe ? wpe->dim(0) : 0,
+        static_cast<E*>(out.data), T, H, ctx.errors);
+  });
+  check_launch("embedding");
+}
+
+void gather_rows(const LaunchContext& ctx, const TensorView& x, const TensorView& rows,
+                 TensorView out) {
+  const int64_t B = rows.dim(0), H = x.dim(1);
+  if (B == 0 || H == 0) return;
+  dispatch_float(x.dtype, "gather_rows", [&]<class E>() {
+    gather_rows_kernel<E><<<grid_for(B, 1, 65535), kThreads, 0, ctx.stream>>>(
+        static_cast<const E*>(x.data), x.dim(0), rows.ptr<int32_t>(),
+        static_cast<E*>(out.data), B, H, ctx.errors);
+  });
+  check_launch("gather_rows");
+}
+
+}  // namespace kestrel::cuda
