@@ -1,5 +1,5 @@
-// The model the examples use when no --model is given: $KESTREL_MODEL, else the one
-// scripts/run-example.sh prepared (the test fixture until a real model is bundled).
+// The model the examples use when no --model is given: $KESTREL_MODEL, else the default
+// model that scripts/fetch-default-model.sh puts in models/ (SmolLM2-135M-Instruct, Q4_1).
 #pragma once
 
 #include <cstdlib>

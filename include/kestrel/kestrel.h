@@ -1,6 +1,7 @@
 // kestrel/kestrel.h: the whole public API.
 #pragma once
 
+#include "kestrel/chat.h"
 #include "kestrel/decoder.h"
 #include "kestrel/error.h"
 #include "kestrel/model.h"

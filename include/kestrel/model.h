@@ -45,8 +45,11 @@ class Model {
  public:
   // Loads a Hugging Face model directory (config.json, *.safetensors or sharded
   // safetensors with model.safetensors.index.json, tokenizer.json or vocab.json +
-  // merges.txt). Weights are memory-mapped and converted once to the runtime precision
-  // on the chosen device. Throws kestrel::Error naming the file, tensor or option at fault.
+  // merges.txt) or a GGUF file (llama.cpp's format: any regular file starting with the
+  // GGUF magic; architecture "llama" or "gpt2", byte-level BPE tokenizer, tensors in
+  // F32 / F16 / BF16 / Q8_0 / Q4_0 / Q4_1, quantized ones dequantized at load). Weights
+  // are memory-mapped and converted once to the runtime precision on the chosen device.
+  // Throws kestrel::Error naming the file, tensor or option at fault.
   static std::shared_ptr<const Model> load(const std::filesystem::path& path,
                                            const ModelOptions& options = {});
 
@@ -61,6 +64,9 @@ class Model {
   // Bytes of weights held on the model's device.
   size_t weight_bytes() const;
   const std::filesystem::path& path() const;
+  // The model's chat template (Jinja source: tokenizer.chat_template in a GGUF file,
+  // chat_template in tokenizer_config.json); empty when it has none. See kestrel/chat.h.
+  const std::string& chat_template() const;
 
   // Runtime internals, for Session and Decoder.
   const detail::ModelState& state() const { return *state_; }

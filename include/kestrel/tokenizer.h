@@ -15,10 +15,10 @@ namespace kestrel {
 
 // How text is split into words before BPE runs on each word.
 enum class PreTokenizer : uint8_t {
-  gpt2,   // the GPT-2 regex ('s|'t|... | ?\p{L}+ | ?\p{N}+ | ...)
-  llama3, // the Llama-3 / SmolLM2 style regex (case-insensitive contractions, 1-3 digit groups)
-  smollm, // every digit a word of its own, then the GPT-2 regex (HF Digits(individual_digits)
-          // + ByteLevel; llama.cpp's "smollm" / "starcoder" pre-tokenizer type)
+  gpt2,    // the GPT-2 regex ('s|'t|... | ?\p{L}+ | ?\p{N}+ | ...)
+  llama3,  // the Llama-3 / SmolLM2 style regex (case-insensitive contractions, 1-3 digit groups)
+  smollm,  // every digit a word of its own, then the GPT-2 regex (HF Digits(individual_digits)
+           // + ByteLevel; llama.cpp's "smollm" / "starcoder" pre-tokenizer type)
 };
 
 // Everything needed to build a tokenizer, whatever file it came from.
@@ -62,6 +62,9 @@ class Tokenizer {
   static Tokenizer from_spec(TokenizerSpec spec, const std::string& source = "tokenizer spec");
   // tokenizer.json in `dir`, else vocab.json + merges.txt; throws Error(io) naming `dir`.
   static Tokenizer from_directory(const std::filesystem::path& dir);
+  // The tokenizer in a GGUF file's metadata (tokenizer.ggml.*; byte-level BPE only:
+  // tokenizer.ggml.model "gpt2", else Error(unsupported) naming the model).
+  static Tokenizer from_gguf_file(const std::filesystem::path& path);
 
   Tokenizer(Tokenizer&&) noexcept;
   Tokenizer& operator=(Tokenizer&&) noexcept;

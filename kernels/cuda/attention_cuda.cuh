@@ -8,7 +8,7 @@
 //                                      tables[s * max_blocks + p / bs], per KV head
 //   out  [T, nh hd]
 // The host guarantees hd % 8 == 0 (so a head row is a whole number of 16-byte vectors for
-// every dtype), hd <= kMaxHeadDim and 16-byte aligned base pointers.
+// every dtype), hd <= kMaxHeadDim and 16-byte aligned cache pointers.
 #pragma once
 
 #include "cuda/cuda_common.cuh"
@@ -16,23 +16,24 @@
 namespace kestrel::cuda {
 
 constexpr int kAttentionThreads = 128;  // threads per attention block; also keys per chunk
-constexpr int kMaxHeadDim = 256;
+constexpr int kMaxHeadDim = kAttentionMaxHeadDim;
 
 // Everything an attention kernel needs, by value.
 struct AttentionArgs {
   int n_tokens = 0;  // T
   int n_seqs = 0;    // B
   int nh = 0, nkv = 0, hd = 0;
-  int group = 1;     // query heads per KV head (nh / nkv)
-  int64_t width = 0; // (nh + 2 nkv) hd
+  int group = 1;      // query heads per KV head (nh / nkv)
+  int64_t width = 0;  // (nh + 2 nkv) hd
   float scale = 0.0f;
-  int rot = 0;       // rotating dims per head (0 = no rotary)
+  int rot = 0;  // rotating dims per head (0 = no rotary)
   RotaryStyle style = RotaryStyle::none;
   float theta = 10000.0f;
   float position_scale = 1.0f;
   int block_size = 0;
-  int max_blocks = 0;       // block-table entries per sequence
-  int64_t num_blocks = 0;   // blocks in the cache
+  int max_total = 0;       // batch.max_total_tokens: no sequence holds more positions
+  int max_blocks = 0;      // block-table entries per sequence
+  int64_t num_blocks = 0;  // blocks in the cache
   void* qkv = nullptr;
   const void* bias = nullptr;  // [W] or null
   void* k_cache = nullptr;
@@ -60,10 +61,12 @@ inline AttentionArgs attention_args(const LaunchContext& ctx, TensorView qkv,
   a.scale = params.scale;
   const RotaryParams& rp = params.rotary;
   a.style = rp.style;
-  a.rot = rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? params.head_dim : rp.rotary_dim);
+  a.rot =
+      rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? params.head_dim : rp.rotary_dim);
   a.theta = rp.theta;
   a.position_scale = rp.position_scale;
   a.block_size = cache.block_size;
+  a.max_total = batch.max_total_tokens;
   a.max_blocks = batch.max_blocks_per_seq;
   a.num_blocks = cache.k.dim(0);
   a.qkv = qkv.data;
@@ -84,12 +87,16 @@ __device__ __forceinline__ bool place_token(const AttentionArgs& a, int t, int* 
   int lo = 0, hi = a.n_seqs;  // the sequence s with offsets[s] <= t < offsets[s + 1]
   while (hi - lo > 1) {
     const int mid = (lo + hi) / 2;
-    if (a.offsets[mid] <= t) lo = mid; else hi = mid;
+    if (a.offsets[mid] <= t)
+      lo = mid;
+    else
+      hi = mid;
   }
   const int begin = a.offsets[lo], end = a.offsets[lo + 1], past = a.n_past[lo];
   const int64_t p = static_cast<int64_t>(past) + (t - begin);
-  const bool ok = begin <= t && t < end && past >= 0 &&
-                  p < static_cast<int64_t>(a.max_blocks) * a.block_size;
+  // The host checked max_total <= max_blocks * block_size.
+  const bool ok = begin <= t && t < end && past >= 0 && end - begin >= 0 &&
+                  static_cast<int64_t>(past) + (end - begin) <= a.max_total;
   if (!ok && threadIdx.x == 0) report(a.errors, DeviceErrorCode::attention_sequence, t);
   *seq = lo;
   *pos = static_cast<int>(p);
@@ -116,8 +123,7 @@ __device__ __forceinline__ void rotary_angles(const AttentionArgs& a, int pos, d
                                               double* sin_s) {
   const float p = __fmul_rn(static_cast<float>(pos), a.position_scale);
   for (int j = threadIdx.x; j < a.rot / 2; j += blockDim.x) {
-    const float inv_freq =
-        static_cast<float>(pow(static_cast<double>(a.theta), -2.0 * j / a.rot));
+    const float inv_freq = static_cast<float>(pow(static_cast<double>(a.theta), -2.0 * j / a.rot));
     const double angle = __fmul_rn(p, inv_freq);
     sincos(angle, &sin_s[j], &cos_s[j]);
   }
@@ -148,8 +154,8 @@ __device__ __forceinline__ void rotate(float x0, float x1, double c, double s, f
 // One thread per element; a rotated element reads its partner too (src is not written).
 template <class E>
 __device__ __forceinline__ void load_head(const AttentionArgs& a, const E* src, const E* bias,
-                                          bool rotate_it, const double* cos_s,
-                                          const double* sin_s, float* dst) {
+                                          bool rotate_it, const double* cos_s, const double* sin_s,
+                                          float* dst) {
   const int half = a.rot / 2;
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
     const float x = to_float(src[d]) + (bias ? to_float(bias[d]) : 0.0f);
@@ -163,8 +169,10 @@ __device__ __forceinline__ void load_head(const AttentionArgs& a, const E* src, 
       const int partner = first ? ib : ia;
       const float xp = to_float(src[partner]) + (bias ? to_float(bias[partner]) : 0.0f);
       float y0, y1;
-      if (first) rotate(x, xp, cos_s[j], sin_s[j], &y0, &y1);
-      else rotate(xp, x, cos_s[j], sin_s[j], &y0, &y1);
+      if (first)
+        rotate(x, xp, cos_s[j], sin_s[j], &y0, &y1);
+      else
+        rotate(xp, x, cos_s[j], sin_s[j], &y0, &y1);
       y = first ? y0 : y1;
     }
     dst[d] = round_to<E>(y);
@@ -174,14 +182,14 @@ __device__ __forceinline__ void load_head(const AttentionArgs& a, const E* src, 
 // Shared memory of one attend() call.
 template <class E>
 struct AttendShared {
-  float w[kAttentionThreads];                         // softmax weights of the chunk
-  float red[32];                                      // reduction scratch
-  float acc[kAttentionThreads * kVec16<E>];           // per key-group partial outputs
-  float o[kMaxHeadDim];                               // the result: sum_j w_j v_j
+  float w[kAttentionThreads];                // softmax weights of the chunk
+  float red[32];                             // reduction scratch
+  float acc[kAttentionThreads * kVec16<E>];  // per key-group partial outputs
+  float o[kMaxHeadDim];                      // the result: sum_j w_j v_j
 };
 
 // The softmax-weighted sum of V over keys [begin, end) of sequence s, KV head g, for the
-// query q_s (hd floats in shared memory, already scaled by nothing: `scale` applies here).
+// query q_s (hd floats in shared memory; the softmax scale is applied here).
 // Keys come from the paged cache, except position new_pos (-1: none), whose key and value
 // are k_new / v_new in shared memory (the generation kernel's own token, whose cache slot
 // another block may be writing).
@@ -193,9 +201,9 @@ struct AttendShared {
 // softmax is online (running max m and denominator l in fp32), so any length fits.
 // Returns m and l; sh.o[0 : hd] holds the unnormalized output (sum_j exp(s_j - m) v_j).
 template <class E>
-__device__ void attend(const AttentionArgs& a, int s, int g, const float* q_s, int begin,
-                       int end, int new_pos, const float* k_new, const float* v_new,
-                       AttendShared<E>& sh, float* m_out, float* l_out) {
+__device__ void attend(const AttentionArgs& a, int s, int g, const float* q_s, int begin, int end,
+                       int new_pos, const float* k_new, const float* v_new, AttendShared<E>& sh,
+                       float* m_out, float* l_out) {
   constexpr int N = kVec16<E>;
   const int tid = threadIdx.x;
   const int hd = a.hd;

@@ -53,9 +53,13 @@ __device__ __forceinline__ float to_float(__nv_bfloat16 x) { return __bfloat162f
 template <class T>
 __device__ __forceinline__ T from_float(float x);
 template <>
-__device__ __forceinline__ float from_float<float>(float x) { return x; }
+__device__ __forceinline__ float from_float<float>(float x) {
+  return x;
+}
 template <>
-__device__ __forceinline__ __half from_float<__half>(float x) { return __float2half_rn(x); }
+__device__ __forceinline__ __half from_float<__half>(float x) {
+  return __float2half_rn(x);
+}
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
@@ -63,7 +67,9 @@ __device__ __forceinline__ __nv_bfloat16 from_float<__nv_bfloat16>(float x) {
 
 // x rounded through T and back: the value a store to a T buffer would keep.
 template <class T>
-__device__ __forceinline__ float round_to(float x) { return to_float(from_float<T>(x)); }
+__device__ __forceinline__ float round_to(float x) {
+  return to_float(from_float<T>(x));
+}
 
 // Elements of T in one 16-byte vector.
 template <class T>
@@ -133,8 +139,7 @@ __device__ __forceinline__ float block_max(float v, float* scratch) {
 // The kernel itself stays within bounds.
 __device__ __forceinline__ void report(DeviceErrorRecord* record, DeviceErrorCode code,
                                        int detail) {
-  if (atomicCAS(&record->code, 0, static_cast<int>(code)) == 0)
-    atomicExch(&record->detail, detail);
+  if (atomicCAS(&record->code, 0, static_cast<int>(code)) == 0) atomicExch(&record->detail, detail);
 }
 
 }  // namespace kestrel::cuda

@@ -67,6 +67,9 @@ void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* b
 void gated_activation(const LaunchContext& ctx, const TensorView& gate_up, Activation act,
                       TensorView out);
 
+// The attention kernels take head sizes that are a multiple of 8 up to this.
+constexpr int kAttentionMaxHeadDim = 256;
+
 // Scratch for the multi-block generation attention: per (sequence, head, partition) the
 // running max, the softmax denominator and the unnormalized output (head_dim floats).
 struct AttentionWorkspace {

@@ -43,8 +43,8 @@ __global__ void __launch_bounds__(kThreads)
 // x: [T, H]; rows: [B] i32; out: [B, H]. A bad row index is recorded and written as zeros.
 template <class T>
 __global__ void __launch_bounds__(kThreads)
-    gather_rows_kernel(const T* x, int64_t n_src, const int32_t* rows, T* out, int64_t B,
-                       int64_t H, DeviceErrorRecord* errors) {
+    gather_rows_kernel(const T* x, int64_t n_src, const int32_t* rows, T* out, int64_t B, int64_t H,
+                       DeviceErrorRecord* errors) {
   for (int64_t b = blockIdx.x; b < B; b += gridDim.x) {
     const int32_t r = rows[b];
     T* dst = out + b * H;
@@ -80,8 +80,8 @@ void gather_rows(const LaunchContext& ctx, const TensorView& x, const TensorView
   if (B == 0 || H == 0) return;
   dispatch_float(x.dtype, "gather_rows", [&]<class E>() {
     gather_rows_kernel<E><<<grid_for(B, 1, 65535), kThreads, 0, ctx.stream>>>(
-        static_cast<const E*>(x.data), x.dim(0), rows.ptr<int32_t>(),
-        static_cast<E*>(out.data), B, H, ctx.errors);
+        static_cast<const E*>(x.data), x.dim(0), rows.ptr<int32_t>(), static_cast<E*>(out.data), B,
+        H, ctx.errors);
   });
   check_launch("gather_rows");
 }

@@ -49,7 +49,8 @@ __global__ void __launch_bounds__(kBlockThreads)
     for (int64_t i = lane; i < H; i += kRowThreads) {
       float v = to_float(r[i]);
       if (add) {
-        const float extra = (d ? to_float(d[i]) : 0.0f) + (delta_bias ? to_float(delta_bias[i]) : 0.0f);
+        const float extra =
+            (d ? to_float(d[i]) : 0.0f) + (delta_bias ? to_float(delta_bias[i]) : 0.0f);
         const E stored = from_float<E>(v + extra);
         r[i] = stored;
         v = to_float(stored);
@@ -68,8 +69,8 @@ __global__ void __launch_bounds__(kBlockThreads)
 
     E* o = out + t * H;
     for (int64_t i = lane; i < H; i += kRowThreads) {
-      const float y = (to_float(r[i]) - mean) * inv * to_float(gamma[i]) +
-                      (beta ? to_float(beta[i]) : 0.0f);
+      const float y =
+          (to_float(r[i]) - mean) * inv * to_float(gamma[i]) + (beta ? to_float(beta[i]) : 0.0f);
       o[i] = from_float<E>(y);
     }
   }
@@ -96,8 +97,8 @@ void add_residual_norm(const LaunchContext& ctx, TensorView residual, const Tens
               res, d, db, gamma, beta, o, T, H, rms, norm.eps);
     } else {
       add_residual_norm_kernel<E, kBlockRowThreads, kBlockRowThreads>
-          <<<grid_for(T, 1, 65535), kBlockRowThreads, 0, ctx.stream>>>(
-              res, d, db, gamma, beta, o, T, H, rms, norm.eps);
+          <<<grid_for(T, 1, 65535), kBlockRowThreads, 0, ctx.stream>>>(res, d, db, gamma, beta, o,
+                                                                       T, H, rms, norm.eps);
     }
   });
   check_launch("add_residual_norm");

@@ -3,11 +3,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "kestrel/types.h"
+#include "loaders/gguf_quant.h"
 
 namespace kestrel {
 
@@ -15,6 +17,9 @@ namespace kestrel {
 struct SourceTensor {
   std::string name;
   DType dtype = DType::f32;
+  // Set when the bytes are ggml blocks (Q8_0, Q4_0, Q4_1) that no DType describes; `dtype`
+  // is then meaningless. Blocks run along the innermost dimension (shape.back()).
+  std::optional<GgmlType> block_type;
   std::vector<int64_t> shape;
   const void* data = nullptr;
   size_t bytes = 0;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
 #include "models/config_json.h"
 
 namespace kestrel {
@@ -72,6 +73,23 @@ Architecture architecture_from_hf_config(const std::filesystem::path& config_pat
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral)");
+  }
+  validate_config(arch.config, where);
+  return arch;
+}
+
+Architecture architecture_from_gguf(const GgufFile& file) {
+  const std::string where = file.path().string();
+  std::optional<std::string> name = file.get_string("general.architecture");
+  if (!name) throw Error(ErrorCategory::format, where + ": metadata key 'general.architecture' is missing");
+  Architecture arch;
+  if (*name == "llama") {
+    arch = llama_architecture_from_gguf(file);
+  } else if (*name == "gpt2") {
+    arch = gpt2_architecture_from_gguf(file);
+  } else {
+    throw Error(ErrorCategory::unsupported,
+                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama)");
   }
   validate_config(arch.config, where);
   return arch;

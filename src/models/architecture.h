@@ -72,10 +72,20 @@ struct Architecture {
 Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
                                          const std::function<bool(const std::string&)>& has_tensor);
 
-// One entry per architecture file (models/gpt2.cc, models/llama.cc).
+class GgufFile;
+
+// Reads the metadata of a GGUF file (general.architecture and its "<arch>." keys) and
+// returns the description of its architecture, with llama.cpp's tensor names; throws
+// Error(unsupported) naming an unknown general.architecture.
+Architecture architecture_from_gguf(const GgufFile& file);
+
+// One pair of entries per architecture file (models/gpt2.cc, models/llama.cc): the
+// description from a Hugging Face config.json, and from GGUF metadata.
 Architecture gpt2_architecture(const nlohmann::json& config, const std::string& where,
                                const std::function<bool(const std::string&)>& has_tensor);
+Architecture gpt2_architecture_from_gguf(const GgufFile& file);
 Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
+Architecture llama_architecture_from_gguf(const GgufFile& file);
 
 // Checks the dimensions of a description; throws Error(format) naming `where` and the field.
 void validate_config(const ModelConfig& config, const std::string& where);

@@ -1,10 +1,13 @@
 // GPT-2: learned positions, pre-LayerNorm, GELU (tanh), biases everywhere, tied LM head.
-// Hugging Face stores its linear weights as Conv1D, i.e. [in, out].
+// Hugging Face stores its linear weights as Conv1D, i.e. [in, out]; llama.cpp's converter
+// transposes them, so a GGUF GPT-2 stores [out, in] like any Linear.
 #include <nlohmann/json.hpp>
 
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
 #include "models/architecture.h"
 #include "models/config_json.h"
+#include "models/gguf_metadata.h"
 
 namespace kestrel {
 
@@ -71,6 +74,57 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
       case WeightSlot::up_bias: return {{h + "mlp.c_fc.bias"}};
       case WeightSlot::down_weight: return {{h + "mlp.c_proj.weight"}, true};
       case WeightSlot::down_bias: return {{h + "mlp.c_proj.bias"}};
+    }
+    return {};
+  };
+  return arch;
+}
+
+Architecture gpt2_architecture_from_gguf(const GgufFile& file) {
+  const std::string where = file.path().string();
+  Architecture arch;
+  arch.name = "gpt2";
+  ModelConfig& c = arch.config;
+  c.architecture = "gpt2";
+  c.vocab_size = gguf_vocab_size(file, "gpt2");
+  c.hidden_size = gguf_required_dim(file, "gpt2.embedding_length");
+  c.num_layers = gguf_required_dim(file, "gpt2.block_count");
+  c.num_heads = gguf_required_dim(file, "gpt2.attention.head_count");
+  c.num_kv_heads = c.num_heads;
+  c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
+  c.ffn_size = gguf_dim(file, "gpt2.feed_forward_length").value_or(4 * c.hidden_size);
+  c.max_positions = gguf_required_dim(file, "gpt2.context_length");
+  c.norm_eps = static_cast<float>(file.get_float("gpt2.attention.layer_norm_epsilon").value_or(1e-5));
+  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
+  if (c.num_heads > 0 && c.hidden_size % c.num_heads != 0)
+    throw Error(ErrorCategory::format, where + ": gpt2.embedding_length " + std::to_string(c.hidden_size) +
+                                           " is not divisible by gpt2.attention.head_count " +
+                                           std::to_string(c.num_heads));
+  arch.kinds.norm = NormKind::layer_norm;
+  arch.kinds.activation = Activation::gelu_tanh;  // llama.cpp's ggml_gelu
+  arch.kinds.positions = PositionKind::learned;
+
+  const bool tied = c.tied_embeddings;
+  arch.recipe = [tied](WeightSlot slot, int layer) -> WeightRecipe {
+    const std::string b = "blk." + std::to_string(layer) + ".";
+    switch (slot) {
+      case WeightSlot::token_embedding: return {{"token_embd.weight"}};
+      case WeightSlot::position_embedding: return {{"position_embd.weight"}};
+      case WeightSlot::final_norm_weight: return {{"output_norm.weight"}};
+      case WeightSlot::final_norm_bias: return {{"output_norm.bias"}};
+      case WeightSlot::lm_head: return {{tied ? "token_embd.weight" : "output.weight"}};
+      case WeightSlot::attn_norm_weight: return {{b + "attn_norm.weight"}};
+      case WeightSlot::attn_norm_bias: return {{b + "attn_norm.bias"}};
+      case WeightSlot::qkv_weight: return {{b + "attn_qkv.weight"}};
+      case WeightSlot::qkv_bias: return {{b + "attn_qkv.bias"}};
+      case WeightSlot::out_weight: return {{b + "attn_output.weight"}};
+      case WeightSlot::out_bias: return {{b + "attn_output.bias"}};
+      case WeightSlot::ffn_norm_weight: return {{b + "ffn_norm.weight"}};
+      case WeightSlot::ffn_norm_bias: return {{b + "ffn_norm.bias"}};
+      case WeightSlot::up_weight: return {{b + "ffn_up.weight"}};
+      case WeightSlot::up_bias: return {{b + "ffn_up.bias"}};
+      case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
+      case WeightSlot::down_bias: return {{b + "ffn_down.bias"}};
     }
     return {};
   };

@@ -1,13 +1,35 @@
 // Llama family (Llama 2/3, SmolLM2, Mistral without sliding window): RMSNorm, rotary
-// positions (NeoX pairing in Hugging Face checkpoints), SwiGLU, grouped-query attention,
-// no biases, tied or untied LM head.
+// positions, SwiGLU, grouped-query attention, no biases, tied or untied LM head.
+//
+// Rotary pairing differs by file format. Hugging Face checkpoints rotate dimension i with
+// i + head_dim / 2 (NeoX, "rotate_half"). llama.cpp's converter permutes the rows of Q and
+// K in every head (convert_hf_to_gguf.py LlamaModel.permute) so that its rope can rotate
+// adjacent pairs (2i, 2i + 1) instead: a GGUF Llama is the same model with GPT-J pairing.
 #include <nlohmann/json.hpp>
 
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
 #include "models/architecture.h"
 #include "models/config_json.h"
+#include "models/gguf_metadata.h"
 
 namespace kestrel {
+
+namespace {
+
+LayerKinds llama_kinds(RotaryStyle style, int rotary_dim, float theta) {
+  LayerKinds kinds;
+  kinds.norm = NormKind::rms_norm;
+  kinds.activation = Activation::silu;
+  kinds.gated_ffn = true;
+  kinds.positions = PositionKind::rotary;
+  kinds.rotary.style = style;
+  kinds.rotary.rotary_dim = rotary_dim;
+  kinds.rotary.theta = theta;
+  return kinds;
+}
+
+}  // namespace
 
 Architecture llama_architecture(const nlohmann::json& json, const std::string& where) {
   Architecture arch;
@@ -30,13 +52,8 @@ Architecture llama_architecture(const nlohmann::json& json, const std::string& w
   if (json_bool(json, "attention_bias", where).value_or(false) || json_bool(json, "mlp_bias", where).value_or(false))
     throw Error(ErrorCategory::unsupported, where + ": attention_bias / mlp_bias are not supported");
 
-  arch.kinds.norm = NormKind::rms_norm;
-  arch.kinds.activation = Activation::silu;
-  arch.kinds.gated_ffn = true;
-  arch.kinds.positions = PositionKind::rotary;
-  arch.kinds.rotary.style = RotaryStyle::neox;
-  arch.kinds.rotary.rotary_dim = c.head_dim;
-  arch.kinds.rotary.theta = static_cast<float>(json_number(json, {"rope_theta"}, where).value_or(10000.0));
+  arch.kinds = llama_kinds(RotaryStyle::neox, c.head_dim,
+                           static_cast<float>(json_number(json, {"rope_theta"}, where).value_or(10000.0)));
   if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null()) {
     auto type = json_string(*it, "type", where + ": rope_scaling")
                     .value_or(json_string(*it, "rope_type", where + ": rope_scaling").value_or(""));
@@ -61,6 +78,64 @@ Architecture llama_architecture(const nlohmann::json& json, const std::string& w
       case WeightSlot::ffn_norm_weight: return {{l + "post_attention_layernorm.weight"}};
       case WeightSlot::up_weight: return {{l + "mlp.gate_proj.weight", l + "mlp.up_proj.weight"}};
       case WeightSlot::down_weight: return {{l + "mlp.down_proj.weight"}};
+      default: return {};  // no position embedding, no biases
+    }
+  };
+  return arch;
+}
+
+Architecture llama_architecture_from_gguf(const GgufFile& file) {
+  const std::string where = file.path().string();
+  Architecture arch;
+  arch.name = "llama";
+  ModelConfig& c = arch.config;
+  c.architecture = "llama";
+  c.vocab_size = gguf_vocab_size(file, "llama");
+  c.hidden_size = gguf_required_dim(file, "llama.embedding_length");
+  c.num_layers = gguf_required_dim(file, "llama.block_count");
+  c.num_heads = gguf_required_dim(file, "llama.attention.head_count");
+  c.num_kv_heads = gguf_dim(file, "llama.attention.head_count_kv").value_or(c.num_heads);
+  c.head_dim = gguf_dim(file, "llama.attention.key_length")
+                   .value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+  c.ffn_size = gguf_required_dim(file, "llama.feed_forward_length");
+  c.max_positions = gguf_required_dim(file, "llama.context_length");
+  c.norm_eps = static_cast<float>(file.get_float("llama.attention.layer_norm_rms_epsilon").value_or(1e-5));
+  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
+  if (gguf_dim(file, "llama.expert_count").value_or(0) > 0)
+    throw Error(ErrorCategory::unsupported, where + ": mixture-of-experts Llama (llama.expert_count) is not supported");
+  if (file.find_tensor("blk.0.attn_q.bias") || file.find_tensor("blk.0.ffn_up.bias"))
+    throw Error(ErrorCategory::unsupported, where + ": attention / feed-forward biases are not supported in Llama");
+
+  arch.kinds = llama_kinds(RotaryStyle::gptj, gguf_dim(file, "llama.rope.dimension_count").value_or(c.head_dim),
+                           static_cast<float>(file.get_float("llama.rope.freq_base").value_or(10000.0)));
+  // Linear position interpolation: llama.rope.scaling.type "linear" with .factor, or the
+  // older llama.rope.scale_linear.
+  std::optional<double> factor = file.get_float("llama.rope.scale_linear");
+  if (auto type = file.get_string("llama.rope.scaling.type"); type && *type != "none") {
+    if (*type != "linear")
+      throw Error(ErrorCategory::unsupported,
+                  where + ": llama.rope.scaling.type '" + *type + "' is not supported (none, linear)");
+    factor = file.get_float("llama.rope.scaling.factor");
+    if (!factor) throw Error(ErrorCategory::format, where + ": metadata key 'llama.rope.scaling.factor' is missing");
+  }
+  if (factor) {
+    if (!(*factor > 0)) throw Error(ErrorCategory::format, where + ": the rope scaling factor must be positive");
+    arch.kinds.rotary.position_scale = static_cast<float>(1.0 / *factor);
+  }
+
+  const bool tied = c.tied_embeddings;
+  arch.recipe = [tied](WeightSlot slot, int layer) -> WeightRecipe {
+    const std::string b = "blk." + std::to_string(layer) + ".";
+    switch (slot) {
+      case WeightSlot::token_embedding: return {{"token_embd.weight"}};
+      case WeightSlot::final_norm_weight: return {{"output_norm.weight"}};
+      case WeightSlot::lm_head: return {{tied ? "token_embd.weight" : "output.weight"}};
+      case WeightSlot::attn_norm_weight: return {{b + "attn_norm.weight"}};
+      case WeightSlot::qkv_weight: return {{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}};
+      case WeightSlot::out_weight: return {{b + "attn_output.weight"}};
+      case WeightSlot::ffn_norm_weight: return {{b + "ffn_norm.weight"}};
+      case WeightSlot::up_weight: return {{b + "ffn_gate.weight", b + "ffn_up.weight"}};
+      case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
       default: return {};  // no position embedding, no biases
     }
   };

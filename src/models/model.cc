@@ -1,8 +1,14 @@
 #include "kestrel/model.h"
 
+#include <nlohmann/json.hpp>
+
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
+#include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "models/model_state.h"
+#include "tokenizer/file_fields.h"
+#include "tokenizer/tokenizer_gguf.h"
 
 namespace kestrel {
 
@@ -25,6 +31,61 @@ std::shared_ptr<Backend> make_backend(const ModelOptions& options, DType* dtype)
   return backend;
 }
 
+// chat_template in tokenizer_config.json: a string, or (newer transformers) a list of
+// {"name", "template"} of which "default" is the one apply_chat_template uses.
+std::string hf_chat_template(const std::filesystem::path& dir) {
+  const auto path = dir / "tokenizer_config.json";
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return {};
+  nlohmann::json config = tokenizer::parse_json(path);
+  auto it = config.find("chat_template");
+  if (!config.is_object() || it == config.end() || it->is_null()) return {};
+  if (it->is_string()) return it->get<std::string>();
+  if (it->is_array())
+    for (const auto& entry : *it)
+      if (entry.is_object() && entry.value("name", "") == "default" && entry.contains("template") &&
+          entry["template"].is_string())
+        return entry["template"].get<std::string>();
+  throw Error(ErrorCategory::format,
+              path.string() + ": chat_template must be a string or a list with a 'default' template");
+}
+
+// Before the (slow) weight conversion: every token id must have an embedding row.
+void check_vocab(const std::filesystem::path& path, const detail::ModelState& state) {
+  if (state.tokenizer->vocab_size() > state.arch.config.vocab_size)
+    throw Error(ErrorCategory::format,
+                path.string() + ": the tokenizer has " + std::to_string(state.tokenizer->vocab_size()) +
+                    " tokens but the model's vocab_size is " + std::to_string(state.arch.config.vocab_size));
+}
+
+void load_hf_directory(const std::filesystem::path& path, const ModelOptions& options,
+                       detail::ModelState& state) {
+  const auto config_path = path / "config.json";
+  if (!std::filesystem::exists(config_path))
+    throw Error(ErrorCategory::io, config_path.string() + ": missing (every Hugging Face model directory has one)");
+  SafetensorsSource source(path);
+  state.arch = architecture_from_hf_config(
+      config_path, [&](const std::string& name) { return source.find(name) != nullptr; });
+  state.tokenizer.emplace(Tokenizer::from_directory(path));
+  state.chat_template = hf_chat_template(path);
+  check_vocab(path, state);
+  state.backend = make_backend(options, &state.dtype);
+  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype);
+  state.weights = state.store->load(source, state.arch);
+}
+
+void load_gguf(const std::filesystem::path& path, const ModelOptions& options, detail::ModelState& state) {
+  GgufFile file(path);
+  state.arch = architecture_from_gguf(file);
+  state.tokenizer.emplace(Tokenizer::from_spec(tokenizer::read_gguf_tokenizer(file), path.string()));
+  state.chat_template = file.get_string("tokenizer.chat_template").value_or("");
+  check_vocab(path, state);
+  GgufSource source(file);
+  state.backend = make_backend(options, &state.dtype);
+  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype);
+  state.weights = state.store->load(source, state.arch);
+}
+
 }  // namespace
 
 std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
@@ -33,26 +94,14 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, cons
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw Error(ErrorCategory::io, path.string() + ": no such file or directory");
-  if (!std::filesystem::is_directory(path, ec))
+  if (is_gguf_file(path)) {
+    load_gguf(path, options, *state);
+  } else if (std::filesystem::is_directory(path, ec)) {
+    load_hf_directory(path, options, *state);
+  } else {
     throw Error(ErrorCategory::unsupported,
-                path.string() + ": not a model directory (expected config.json and *.safetensors)");
-  const auto config_path = path / "config.json";
-  if (!std::filesystem::exists(config_path))
-    throw Error(ErrorCategory::io, config_path.string() + ": missing (every Hugging Face model directory has one)");
-
-  SafetensorsSource source(path);
-  state->arch = architecture_from_hf_config(
-      config_path, [&](const std::string& name) { return source.find(name) != nullptr; });
-  state->tokenizer.emplace(Tokenizer::from_directory(path));
-  if (state->tokenizer->vocab_size() > state->arch.config.vocab_size)
-    throw Error(ErrorCategory::format,
-                path.string() + ": the tokenizer has " + std::to_string(state->tokenizer->vocab_size()) +
-                    " tokens but config.json says vocab_size " +
-                    std::to_string(state->arch.config.vocab_size));
-
-  state->backend = make_backend(options, &state->dtype);
-  state->store = std::make_unique<WeightStore>(*state->backend, state->dtype);
-  state->weights = state->store->load(source, state->arch);
+                path.string() + ": neither a model directory (config.json and *.safetensors) nor a GGUF file");
+  }
   return std::shared_ptr<const Model>(new Model(std::move(state)));
 }
 
@@ -65,5 +114,6 @@ Device Model::device() const { return state_->backend->device(); }
 DType Model::dtype() const { return state_->dtype; }
 size_t Model::weight_bytes() const { return state_->store->bytes(); }
 const std::filesystem::path& Model::path() const { return state_->path; }
+const std::string& Model::chat_template() const { return state_->chat_template; }
 
 }  // namespace kestrel

@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <string>
 
 #include "backend.h"
 #include "kestrel/model.h"
@@ -21,6 +22,7 @@ struct ModelState {
   std::unique_ptr<WeightStore> store;
   ModelWeights weights;
   std::optional<Tokenizer> tokenizer;
+  std::string chat_template;  // Jinja source; empty when the model has none
 };
 
 }  // namespace kestrel::detail

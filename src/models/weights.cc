@@ -4,6 +4,7 @@
 
 #include "core/half.h"
 #include "kestrel/error.h"
+#include "loaders/gguf_quant.h"
 
 namespace kestrel {
 
@@ -39,7 +40,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
     if (!t)
       throw Error(ErrorCategory::format,
                   source.describe() + ": tensor '" + name + "' is missing (needed for " + what + ")");
-    if (!is_float(t->dtype))
+    if (!t->block_type && !is_float(t->dtype))
       throw Error(ErrorCategory::unsupported, t->file + ": tensor '" + name + "' has dtype " +
                                                   to_string(t->dtype) + "; float weights expected");
     const size_t want_rank = matrix ? 2 : 1;
@@ -61,6 +62,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   }
 
   // Convert on the host into the canonical layout and runtime dtype, then copy once.
+  // Block-quantized tensors are dequantized to f32 first (exactly: every Q8_0 / Q4_0 /
+  // Q4_1 value is representable in f32).
   const int64_t numel = shape[0] * cols;
   std::vector<uint8_t> host(static_cast<size_t>(numel) * dtype_size(dtype_));
   int64_t row = 0;
@@ -68,11 +71,21 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   for (const SourceTensor* t : parts) {
     const int64_t part_rows = t->numel() / cols;
     uint8_t* dst = host.data() + static_cast<size_t>(row * cols) * dtype_size(dtype_);
-    if (!recipe.transposed || !matrix) {
-      convert_floats(t->data, t->dtype, dst, dtype_, static_cast<size_t>(t->numel()));
-    } else {  // stored [in, out]: dst[o, i] = src[i, o]
+    const void* data = t->data;
+    DType data_type = t->dtype;
+    if (t->block_type) {
       src_f32.resize(static_cast<size_t>(t->numel()));
-      convert_floats(t->data, t->dtype, src_f32.data(), DType::f32, src_f32.size());
+      dequantize_row(*t->block_type, t->data, src_f32.data(), t->numel());
+      data = src_f32.data();
+      data_type = DType::f32;
+    }
+    if (!recipe.transposed || !matrix) {
+      convert_floats(data, data_type, dst, dtype_, static_cast<size_t>(t->numel()));
+    } else {  // stored [in, out]: dst[o, i] = src[i, o]
+      if (!t->block_type) {
+        src_f32.resize(static_cast<size_t>(t->numel()));
+        convert_floats(data, data_type, src_f32.data(), DType::f32, src_f32.size());
+      }
       transposed.resize(src_f32.size());
       for (int64_t i = 0; i < cols; ++i)
         for (int64_t o = 0; o < part_rows; ++o) transposed[o * cols + i] = src_f32[i * part_rows + o];

@@ -64,7 +64,8 @@ std::optional<std::string> byte_level_to_bytes(std::string_view symbols) {
     size_t len = utf8_char_length(symbols.substr(i));
     if (len == 0 || len > 2) return std::nullopt;  // the alphabet is all 1- or 2-byte UTF-8
     auto b0 = static_cast<uint8_t>(symbols[i]);
-    uint32_t cp = len == 1 ? b0 : ((b0 & 0x1Fu) << 6) | (static_cast<uint8_t>(symbols[i + 1]) & 0x3Fu);
+    uint32_t cp =
+        len == 1 ? b0 : ((b0 & 0x1Fu) << 6) | (static_cast<uint8_t>(symbols[i + 1]) & 0x3Fu);
     if (cp >= kAlphabetEnd || a.byte_of[cp] < 0) return std::nullopt;
     out.push_back(static_cast<char>(a.byte_of[cp]));
     i += len;
@@ -82,12 +83,12 @@ size_t utf8_char_length(std::string_view s) {
     len = 2;
   } else if (b0 >= 0xE0 && b0 <= 0xEF) {
     len = 3;
-    if (b0 == 0xE0) lo = 0xA0;       // overlong
-    if (b0 == 0xED) hi = 0x9F;       // surrogates
+    if (b0 == 0xE0) lo = 0xA0;  // overlong
+    if (b0 == 0xED) hi = 0x9F;  // surrogates
   } else if (b0 >= 0xF0 && b0 <= 0xF4) {
     len = 4;
-    if (b0 == 0xF0) lo = 0x90;       // overlong
-    if (b0 == 0xF4) hi = 0x8F;       // above U+10FFFF
+    if (b0 == 0xF0) lo = 0x90;  // overlong
+    if (b0 == 0xF4) hi = 0x8F;  // above U+10FFFF
   } else {
     return 0;
   }

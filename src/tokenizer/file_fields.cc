@@ -20,7 +20,6 @@ std::string excerpt(const json& value) {
   return s.size() > 160 ? s.substr(0, 157) + "..." : s;
 }
 
-
 std::string read_text(const fs::path& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) {
@@ -58,8 +57,7 @@ bool flag(const FileContext& file, const json& object, const char* key, bool fal
 }
 
 int32_t token_id_value(const FileContext& file, const json& value, const std::string& field) {
-  if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
-      value.get<int64_t>() > INT32_MAX) {
+  if (!value.is_number_integer() || value.get<int64_t>() < 0 || value.get<int64_t>() > INT32_MAX) {
     file.format(field + ": expected a token id (a non-negative integer), got " + excerpt(value));
   }
   return static_cast<int32_t>(value.get<int64_t>());
@@ -89,13 +87,11 @@ void VocabBuilder::place(int32_t id, const std::string& text, const std::string&
   used[id] = 1;
 }
 
-
 std::vector<std::string> VocabBuilder::finish(const std::string& field) {
   for (size_t id = 0; id < used.size(); ++id) {
     if (!used[id]) {
-      file.format(field + ": no token has id " + std::to_string(id) +
-                  " (ids must run from 0 to " + std::to_string(used.size() - 1) +
-                  " without gaps)");
+      file.format(field + ": no token has id " + std::to_string(id) + " (ids must run from 0 to " +
+                  std::to_string(used.size() - 1) + " without gaps)");
     }
   }
   return std::move(vocab);

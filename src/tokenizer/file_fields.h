@@ -35,8 +35,8 @@ std::string read_text(const std::filesystem::path& path);
 nlohmann::json parse_json(const std::filesystem::path& path);
 
 // In the accessors below `field` names the value in messages (e.g. "model.vocab").
-const nlohmann::json& member(const FileContext& file, const nlohmann::json& object,
-                             const char* key, const std::string& field);
+const nlohmann::json& member(const FileContext& file, const nlohmann::json& object, const char* key,
+                             const std::string& field);
 // A boolean member; `fallback` when absent or null.
 bool flag(const FileContext& file, const nlohmann::json& object, const char* key, bool fallback,
           const std::string& field);

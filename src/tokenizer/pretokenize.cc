@@ -55,10 +55,9 @@ struct WordSplitter::Regex {
     if (code == nullptr) {
       PCRE2_UCHAR buffer[256];
       pcre2_get_error_message(error_code, buffer, sizeof(buffer));
-      throw Error(ErrorCategory::internal,
-                  "pre-tokenizer regex does not compile at offset " +
-                      std::to_string(error_offset) + ": " +
-                      reinterpret_cast<const char*>(buffer));
+      throw Error(ErrorCategory::internal, "pre-tokenizer regex does not compile at offset " +
+                                               std::to_string(error_offset) + ": " +
+                                               reinterpret_cast<const char*>(buffer));
     }
     // JIT is an optimization only: where it is unavailable the interpreter runs.
     pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);
@@ -101,8 +100,12 @@ MatchScratch& scratch() {
 
 WordSplitter::WordSplitter(PreTokenizer kind) : kind_(kind) {
   switch (kind) {
-    case PreTokenizer::gpt2: words_ = std::make_unique<Regex>(kGpt2Pattern); break;
-    case PreTokenizer::llama3: words_ = std::make_unique<Regex>(kLlama3Pattern); break;
+    case PreTokenizer::gpt2:
+      words_ = std::make_unique<Regex>(kGpt2Pattern);
+      break;
+    case PreTokenizer::llama3:
+      words_ = std::make_unique<Regex>(kLlama3Pattern);
+      break;
     case PreTokenizer::smollm:
       words_ = std::make_unique<Regex>(kGpt2Pattern);
       digit_ = std::make_unique<Regex>(R"(\p{N})");
@@ -162,8 +165,8 @@ void WordSplitter::split_with(const Regex& regex, std::string_view run,
   const auto* subject = reinterpret_cast<PCRE2_SPTR>(run.data());
   size_t pos = 0;
   while (pos < run.size()) {
-    int rc = pcre2_match(regex.code, subject, run.size(), pos, PCRE2_NO_UTF_CHECK, s.data,
-                         s.context);
+    int rc =
+        pcre2_match(regex.code, subject, run.size(), pos, PCRE2_NO_UTF_CHECK, s.data, s.context);
     if (rc == PCRE2_ERROR_JIT_STACKLIMIT) {
       rc = pcre2_match(regex.code, subject, run.size(), pos, PCRE2_NO_UTF_CHECK | PCRE2_NO_JIT,
                        s.data, s.context);

@@ -8,11 +8,14 @@
 #include "kestrel/error.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/byte_level.h"
+#include "tokenizer/file_fields.h"
 #include "tokenizer/pretokenize.h"
 #include "tokenizer/tokenizer_files.h"
 
 namespace kestrel {
 namespace {
+
+using tokenizer::in_quotes;
 
 // Hash that lets the vocab map be searched with a string_view.
 struct StringHash {
@@ -27,13 +30,6 @@ struct AddedToken {
   int32_t id;
   bool special;
 };
-
-std::string in_quotes(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out.append(1, '\'').append(s).append(1, '\'');
-  return out;
-}
 
 [[noreturn]] void fail(const tokenizer::SpecOrigin& origin, const std::string& what) {
   throw Error(ErrorCategory::format, origin.source + ": " + what);
@@ -90,7 +86,8 @@ struct Tokenizer::Impl {
       const auto& [left, right] = spec.merges[i];
       auto find = [&](const std::string& token) {
         auto it = ids.find(token);
-        if (it == ids.end()) fail(origin, origin.merge_label(i) + ": unknown token " + in_quotes(token));
+        if (it == ids.end())
+          fail(origin, origin.merge_label(i) + ": unknown token " + in_quotes(token));
         return it->second;
       };
       int32_t left_id = find(left);

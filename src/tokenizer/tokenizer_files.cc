@@ -50,7 +50,8 @@ void read_tokenizer_config(const FileContext& file, const json& config, Tokenize
       std::optional<std::string> content = token_content(file, token, field);
       if (!content) file.format(field + ": missing content");
       if (static_cast<size_t>(id) >= spec.vocab.size() || spec.vocab[id] != *content) {
-        file.format(field + ": token " + in_quotes(*content) + " is not id " + key + " in the vocab");
+        file.format(field + ": token " + in_quotes(*content) + " is not id " + key +
+                    " in the vocab");
       }
       bool special = flag(file, token, "special", false, field + ".special");
       std::erase(spec.special_ids, id);
@@ -65,7 +66,8 @@ void read_tokenizer_config(const FileContext& file, const json& config, Tokenize
     std::optional<std::string> content = token_content(file, *it, key);
     if (!content) return;
     std::optional<int32_t> id = find_token(spec, *content);
-    if (!id) file.format(std::string(key) + ": token " + in_quotes(*content) + " is not in the vocab");
+    if (!id)
+      file.format(std::string(key) + ": token " + in_quotes(*content) + " is not in the vocab");
     target = id;
   };
   override_token("bos_token", spec.bos_id);
@@ -87,7 +89,6 @@ void apply_tokenizer_config(const fs::path& dir, TokenizerSpec& spec, bool read_
   }
 }
 
-// GPT-2's convention: <|endoftext|> is both bos and eos, and special.
 void default_special_tokens(TokenizerSpec& spec) {
   std::optional<int32_t> end_of_text = find_token(spec, "<|endoftext|>");
   if (!end_of_text) return;
@@ -140,6 +141,5 @@ LoadedSpec read_vocab_merges(const fs::path& vocab_json, const fs::path& merges_
   }
   return loaded;
 }
-
 
 }  // namespace kestrel::tokenizer

@@ -12,9 +12,9 @@ namespace kestrel::tokenizer {
 
 // Where a spec came from, so that errors found while building it name the file and field.
 struct SpecOrigin {
-  std::string source;                  // starts every message: a path, "tokenizer spec"
-  std::string merges_field = "merges"; // "model.merges" in tokenizer.json
-  std::vector<size_t> merge_lines;     // merges.txt: the 1-based line of each merge
+  std::string source;                   // starts every message: a path, "tokenizer spec"
+  std::string merges_field = "merges";  // "model.merges" in tokenizer.json
+  std::vector<size_t> merge_lines;      // merges.txt: the 1-based line of each merge
   std::string merge_label(size_t index) const;
 };
 
@@ -36,7 +36,6 @@ LoadedSpec read_vocab_merges(const std::filesystem::path& vocab_json,
 void default_special_tokens(TokenizerSpec& spec);
 // tokenizer_config.json in `dir`, if there: its bos_token / eos_token override the spec's;
 // with `read_added`, its added_tokens_decoder also marks added and special tokens.
-void apply_tokenizer_config(const std::filesystem::path& dir, TokenizerSpec& spec,
-                            bool read_added);
+void apply_tokenizer_config(const std::filesystem::path& dir, TokenizerSpec& spec, bool read_added);
 
 }  // namespace kestrel::tokenizer

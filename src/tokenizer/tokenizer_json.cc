@@ -32,8 +32,8 @@ void read_pre_tokenizer(const FileContext& file, const json& root, TokenizerSpec
   if (is_byte_level(node)) {
     if (!flag(file, node, "use_regex", true, "pre_tokenizer.use_regex")) unsupported();
     spec.pre_tokenizer = PreTokenizer::gpt2;
-    spec.add_prefix_space = flag(file, node, "add_prefix_space", false,
-                                 "pre_tokenizer.add_prefix_space");
+    spec.add_prefix_space =
+        flag(file, node, "add_prefix_space", false, "pre_tokenizer.add_prefix_space");
     return;
   }
   if (!node.is_object() || type_of(node) != "Sequence") unsupported();
@@ -42,14 +42,15 @@ void read_pre_tokenizer(const FileContext& file, const json& root, TokenizerSpec
   const json& steps = *steps_it;
   auto byte_level_last = [&](bool use_regex) {
     const json& last = steps.back();
-    return is_byte_level(last) && flag(file, last, "use_regex", true, "pre_tokenizer.use_regex") == use_regex &&
+    return is_byte_level(last) &&
+           flag(file, last, "use_regex", true, "pre_tokenizer.use_regex") == use_regex &&
            !flag(file, last, "add_prefix_space", false, "pre_tokenizer.add_prefix_space");
   };
   if (steps.size() == 1 && is_byte_level(steps[0])) {
     if (!flag(file, steps[0], "use_regex", true, "pre_tokenizer.use_regex")) unsupported();
     spec.pre_tokenizer = PreTokenizer::gpt2;
-    spec.add_prefix_space = flag(file, steps[0], "add_prefix_space", false,
-                                 "pre_tokenizer.add_prefix_space");
+    spec.add_prefix_space =
+        flag(file, steps[0], "add_prefix_space", false, "pre_tokenizer.add_prefix_space");
     return;
   }
   if (steps.size() != 2) unsupported();
@@ -186,8 +187,8 @@ void read_model(const FileContext& file, const json& model, TokenizerSpec& spec,
       file.fail(ErrorCategory::unsupported, std::string("model.") + key + " is not supported");
     }
   }
-  if (auto it = model.find("dropout"); it != model.end() && !it->is_null() && *it != 0 &&
-                                       *it != 1.0) {
+  if (auto it = model.find("dropout");
+      it != model.end() && !it->is_null() && *it != 0 && *it != 1.0) {
     file.fail(ErrorCategory::unsupported, "model.dropout is not supported");
   }
   if (auto it = model.find("unk_token"); it != model.end() && !it->is_null()) {
@@ -238,11 +239,13 @@ LoadedSpec read_tokenizer_json_root(const FileContext& file, const json& root,
   spec.vocab = vocab.finish("model.vocab");
   if (unk_token) {
     spec.unk_id = find_token(spec, *unk_token);
-    if (!spec.unk_id) file.format("model.unk_token: " + in_quotes(*unk_token) + " is not in the vocab");
+    if (!spec.unk_id)
+      file.format("model.unk_token: " + in_quotes(*unk_token) + " is not in the vocab");
   }
 
   if (auto it = root.find("normalizer"); it != root.end() && !it->is_null()) {
-    file.fail(ErrorCategory::unsupported, "normalizer " + in_quotes(type_of(*it)) + " is not supported");
+    file.fail(ErrorCategory::unsupported,
+              "normalizer " + in_quotes(type_of(*it)) + " is not supported");
   }
   read_pre_tokenizer(file, root, spec);
   if (auto it = root.find("decoder"); it != root.end() && !it->is_null() && !is_byte_level(*it)) {

@@ -188,7 +188,8 @@ TEST(TokenizerLlama3, DigitsGroupInThrees) {
 // The 256 byte symbols, then `extra` tokens.
 TokenizerSpec byte_spec(std::vector<std::string> extra = {}) {
   TokenizerSpec spec;
-  for (int b = 0; b < 256; ++b) spec.vocab.push_back(tokenizer::byte_to_symbol(static_cast<uint8_t>(b)));
+  for (int b = 0; b < 256; ++b)
+    spec.vocab.push_back(tokenizer::byte_to_symbol(static_cast<uint8_t>(b)));
   for (auto& e : extra) spec.vocab.push_back(std::move(e));
   return spec;
 }
@@ -220,7 +221,9 @@ TEST(TokenizerSpec, IgnoreMergesTakesWholeWords) {
 
 TEST(TokenizerSpec, SmollmIsolatesEachDigit) {
   // Expected words from HF: Sequence[Digits(individual_digits), ByteLevel].pre_tokenize_str.
-  TokenizerSpec spec = byte_spec({"12", "\xC4\xA0" "a"});
+  TokenizerSpec spec = byte_spec({"12",
+                                  "\xC4\xA0"
+                                  "a"});
   spec.merges = {{"1", "2"}, {"\xC4\xA0", "a"}};
   Tokenizer gpt2 = Tokenizer::from_spec(spec);
   EXPECT_EQ(token_strings(gpt2, gpt2.encode(" a12a")), (std::vector<std::string>{" a", "12", "a"}));
@@ -236,8 +239,7 @@ TEST(TokenizerSpec, LongestSpecialTokenWins) {
   TokenizerSpec spec = byte_spec({"<|a|>", "<|a|><|b|>"});
   spec.special_ids = {256, 257};
   Tokenizer tok = Tokenizer::from_spec(spec);
-  EXPECT_EQ(tok.encode("x<|a|><|b|>y<|a|>"),
-            (std::vector<int32_t>{'x', 257, 'y', 256}));
+  EXPECT_EQ(tok.encode("x<|a|><|b|>y<|a|>"), (std::vector<int32_t>{'x', 257, 'y', 256}));
 }
 
 TEST(TokenizerSpec, MissingByteTokenUsesUnkOrIsDropped) {
@@ -274,11 +276,42 @@ TEST(TokenizerSpec, BadSpecsNameTheField) {
 // Random strings mixing ASCII, whitespace, multi-byte UTF-8, fragments of it and bytes
 // that are never valid UTF-8.
 std::vector<std::string> random_byte_strings(uint64_t seed, int count) {
-  static const std::vector<std::string> pieces = {
-      "a", "Z", " ", "  ", "\n", "\r\n", "\t", "'s", "'LL", "1", "42", "999999", "é", "ß",
-      "你", "好", "🙂", "👨‍👩‍👧", "\xE2\x80\x8D", "\xC3", "\xA9", "\xF0\x9F", "\x80",
-      "\xFF", "\xFE", "\xC0\xAF", "\xED\xA0\x80", "\xF4\x90\x80\x80", "<|endoftext|>",
-      "<|im_start|>", "[[note]]", "<|", "!", "...", "\x00", "\x7F"};
+  static const std::vector<std::string> pieces = {"a",
+                                                  "Z",
+                                                  " ",
+                                                  "  ",
+                                                  "\n",
+                                                  "\r\n",
+                                                  "\t",
+                                                  "'s",
+                                                  "'LL",
+                                                  "1",
+                                                  "42",
+                                                  "999999",
+                                                  "é",
+                                                  "ß",
+                                                  "你",
+                                                  "好",
+                                                  "🙂",
+                                                  "👨‍👩‍👧",
+                                                  "\xE2\x80\x8D",
+                                                  "\xC3",
+                                                  "\xA9",
+                                                  "\xF0\x9F",
+                                                  "\x80",
+                                                  "\xFF",
+                                                  "\xFE",
+                                                  "\xC0\xAF",
+                                                  "\xED\xA0\x80",
+                                                  "\xF4\x90\x80\x80",
+                                                  "<|endoftext|>",
+                                                  "<|im_start|>",
+                                                  "[[note]]",
+                                                  "<|",
+                                                  "!",
+                                                  "...",
+                                                  "\x00",
+                                                  "\x7F"};
   std::mt19937_64 rng(seed);
   std::vector<std::string> out;
   for (int i = 0; i < count; ++i) {
@@ -321,9 +354,9 @@ TEST(TokenizerRoundTrip, AnyBytesSurviveEncodeDecode) {
 
 TEST(TokenizerRoundTrip, LongRunsStayFast) {
   Tokenizer tok = Tokenizer::from_directory(llama3_dir());
-  for (std::string s : {std::string(200000, ' '), std::string(200000, 'x'),
-                        std::string(200000, '7'), std::string(100000, '!'),
-                        std::string(50000, '\n') + std::string(50000, '\xFF')}) {
+  for (std::string s :
+       {std::string(200000, ' '), std::string(200000, 'x'), std::string(200000, '7'),
+        std::string(100000, '!'), std::string(50000, '\n') + std::string(50000, '\xFF')}) {
     std::vector<int32_t> ids = tok.encode(s, false);
     EXPECT_EQ(tok.decode(std::span(ids).subspan(1)), s);
   }
@@ -364,7 +397,8 @@ TEST(TokenizerJsonForms, DigitsThenByteLevelIsSmollm) {
   auto path = edited_gpt2("tok-smollm", [](json& j) {
     j["pre_tokenizer"] = json::parse(R"({"type": "Sequence", "pretokenizers": [
         {"type": "Digits", "individual_digits": true},
-        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}]})");
+        {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true,
+         "use_regex": true}]})");
   });
   Tokenizer tok = Tokenizer::from_json_file(path);
   EXPECT_EQ(tok.pre_tokenizer(), PreTokenizer::smollm);
@@ -373,7 +407,8 @@ TEST(TokenizerJsonForms, DigitsThenByteLevelIsSmollm) {
 }
 
 TEST(TokenizerJsonForms, AddPrefixSpacePerSegment) {
-  auto path = edited_gpt2("tok-prefix", [](json& j) { j["pre_tokenizer"]["add_prefix_space"] = true; });
+  auto path =
+      edited_gpt2("tok-prefix", [](json& j) { j["pre_tokenizer"]["add_prefix_space"] = true; });
   Tokenizer tok = Tokenizer::from_json_file(path);
   EXPECT_EQ(token_strings(tok, tok.encode("a<|endoftext|>b")),
             (std::vector<std::string>{" a", "<|endoftext|>", " b"}));
@@ -385,11 +420,13 @@ TEST(TokenizerJsonForms, TemplateProcessingAddsBosAndEos) {
   auto path = edited_gpt2("tok-template", [](json& j) {
     j["added_tokens"].push_back({{"id", 1000}, {"content", "<s>"}, {"special", true}});
     j["post_processor"] = json::parse(R"({"type": "TemplateProcessing",
-        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+        "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                   {"Sequence": {"id": "A", "type_id": 0}},
                    {"SpecialToken": {"id": "<|endoftext|>", "type_id": 0}}],
         "pair": [],
         "special_tokens": {"<s>": {"id": "<s>", "ids": [1000], "tokens": ["<s>"]},
-                           "<|endoftext|>": {"id": "<|endoftext|>", "ids": [0], "tokens": ["<|endoftext|>"]}}})");
+                           "<|endoftext|>": {"id": "<|endoftext|>", "ids": [0],
+                                             "tokens": ["<|endoftext|>"]}}})");
   });
   Tokenizer tok = Tokenizer::from_json_file(path);
   EXPECT_EQ(tok.vocab_size(), 1001);
@@ -470,7 +507,8 @@ TEST(TokenizerErrors, UnknownPreTokenizerIsUnsupported) {
 }
 
 TEST(TokenizerErrors, MergeWithUnknownToken) {
-  auto path = edited_gpt2("tok-bad-merge", [](json& j) { j["model"]["merges"][12] = "x\xC4\xA0y qq"; });
+  auto path =
+      edited_gpt2("tok-bad-merge", [](json& j) { j["model"]["merges"][12] = "x\xC4\xA0y qq"; });
   expect_error([&] { Tokenizer::from_json_file(path); }, ErrorCategory::format,
                "tokenizer.json: model.merges[12]: unknown token 'x\xC4\xA0y'");
   auto dir = temp_dir("tok-bad-merges-txt");
@@ -504,18 +542,36 @@ TEST(TokenizerErrors, ConfigNamingUnknownToken) {
 TEST(TokenizerErrors, FieldsOfTheWrongTypeGiveErrors) {
   const json original = json::parse(read_file(llama3_dir() / "tokenizer.json"));
   const std::vector<std::string> pointers = {
-      "/model", "/model/type", "/model/vocab", "/model/vocab/a", "/model/merges",
-      "/model/merges/0", "/model/unk_token", "/model/ignore_merges", "/model/byte_fallback",
-      "/added_tokens", "/added_tokens/0", "/added_tokens/0/id", "/added_tokens/0/content",
-      "/added_tokens/0/special", "/normalizer", "/pre_tokenizer", "/pre_tokenizer/pretokenizers",
-      "/pre_tokenizer/pretokenizers/0", "/pre_tokenizer/pretokenizers/0/pattern",
-      "/pre_tokenizer/pretokenizers/0/pattern/Regex", "/pre_tokenizer/pretokenizers/1/use_regex",
-      "/decoder", "/post_processor", "/post_processor/processors",
-      "/post_processor/processors/1/single", "/post_processor/processors/1/single/0",
+      "/model",
+      "/model/type",
+      "/model/vocab",
+      "/model/vocab/a",
+      "/model/merges",
+      "/model/merges/0",
+      "/model/unk_token",
+      "/model/ignore_merges",
+      "/model/byte_fallback",
+      "/added_tokens",
+      "/added_tokens/0",
+      "/added_tokens/0/id",
+      "/added_tokens/0/content",
+      "/added_tokens/0/special",
+      "/normalizer",
+      "/pre_tokenizer",
+      "/pre_tokenizer/pretokenizers",
+      "/pre_tokenizer/pretokenizers/0",
+      "/pre_tokenizer/pretokenizers/0/pattern",
+      "/pre_tokenizer/pretokenizers/0/pattern/Regex",
+      "/pre_tokenizer/pretokenizers/1/use_regex",
+      "/decoder",
+      "/post_processor",
+      "/post_processor/processors",
+      "/post_processor/processors/1/single",
+      "/post_processor/processors/1/single/0",
       "/post_processor/processors/1/special_tokens",
       "/post_processor/processors/1/special_tokens/<|begin_of_text|>/ids"};
-  const std::vector<json> replacements = {nullptr, 7, -1, 2.5, "x", json::array(), json::object(),
-                                          json::array({"a", 1})};
+  const std::vector<json> replacements = {
+      nullptr, 7, -1, 2.5, "x", json::array(), json::object(), json::array({"a", 1})};
   auto dir = temp_dir("tok-wrong-types");
   int accepted = 0;
   for (const std::string& pointer : pointers) {

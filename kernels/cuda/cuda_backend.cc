@@ -1,0 +1,401 @@
+// kernels/cuda/cuda_backend.cc: the CUDA backend: device allocator, the Backend class (one
+// stream, one cuBLAS handle, preallocated scratch), copies, the device error record, and
+// the factory functions of backend.h.
+//
+// Operations validate on the host (cuda_checks.cc), then enqueue kernels on the backend's
+// stream (cuda_ops.h): no allocation and no host synchronization happens inside an
+// operation; copy() to the host and synchronize() are where the host waits, and where
+// errors recorded by kernels surface as exceptions.
+#include "cuda/cuda_backend.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "cuda/cuda_checks.h"
+#include "cuda/cuda_ops.h"
+#include "kestrel/error.h"
+
+namespace kestrel {
+namespace cuda {
+
+void check(cudaError_t status, const char* op) {
+  if (status != cudaSuccess)
+    throw Error(ErrorCategory::device, std::string(op) + ": " + cudaGetErrorString(status));
+}
+
+void check_launch(const char* op) { check(cudaGetLastError(), op); }
+
+namespace {
+
+void check_cublas(cublasStatus_t status, const char* op) {
+  if (status != CUBLAS_STATUS_SUCCESS)
+    throw Error(ErrorCategory::device, std::string(op) + ": " + cublasGetStatusString(status));
+}
+
+std::string describe(const DeviceErrorRecord& r) {
+  const std::string i = std::to_string(r.detail);
+  switch (static_cast<DeviceErrorCode>(r.code)) {
+    case DeviceErrorCode::none:
+      return "no error";
+    case DeviceErrorCode::embedding_id:
+      return "embedding: ids[" + i + "] is outside the vocabulary of wte";
+    case DeviceErrorCode::embedding_position:
+      return "embedding: positions[" + i + "] is outside wpe";
+    case DeviceErrorCode::gather_row:
+      return "gather_rows: rows[" + i + "] is outside x";
+    case DeviceErrorCode::attention_sequence:
+      return "attention: token / sequence " + i +
+             " has token_offsets or n_past inconsistent with the step (or beyond max_total_tokens)";
+    case DeviceErrorCode::attention_block:
+      return "attention: sequence " + i + ": a block_tables entry is outside the cache";
+    case DeviceErrorCode::sample_settings:
+      return "sample: row " + i + ": invalid sampling settings";
+    case DeviceErrorCode::sample_history:
+      return "sample: row " + i + ": history lengths or tokens are invalid";
+    case DeviceErrorCode::sample_nan:
+      return "sample: logits row " + i + " contains NaN";
+  }
+  return "unknown device error " + std::to_string(r.code) + " (" + i + ")";
+}
+
+// Scratch sizes, taken once at construction.
+constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;     // cuBLAS's advice for Hopper
+constexpr size_t kAttentionWorkspaceBytes = size_t{32} << 20;  // multi-block attention partials
+// Automatic multi-block attention: partitions of this many positions, for sequences of at
+// least two partitions, when sequences x heads would leave the device half idle.
+constexpr int kAutoPartition = 512;
+constexpr int kMaxAutoPartitions = 64;
+
+class CudaAllocator final : public Allocator {
+ public:
+  explicit CudaAllocator(int device) : device_(device) {}
+
+  Device device() const override { return Device::cuda(device_); }
+
+  void* allocate(size_t bytes, const char* what) override {
+    check(cudaSetDevice(device_), what);
+    void* p = nullptr;
+    // Zero bytes still gets a block, so the result is never null.
+    const cudaError_t status = cudaMalloc(&p, std::max<size_t>(bytes, 256));
+    if (status == cudaErrorMemoryAllocation) {
+      cudaGetLastError();  // out of memory is not sticky; clear it
+      size_t free_bytes = 0, total_bytes = 0;
+      cudaMemGetInfo(&free_bytes, &total_bytes);
+      throw Error(ErrorCategory::limit,
+                  std::string(what) + ": cannot allocate " + std::to_string(bytes) +
+                      " bytes of device memory on cuda:" + std::to_string(device_) + " (" +
+                      std::to_string(free_bytes) + " of " + std::to_string(total_bytes) +
+                      " bytes free)");
+    }
+    if (status != cudaSuccess)
+      throw Error(ErrorCategory::device, std::string(what) + ": cudaMalloc of " +
+                                             std::to_string(bytes) +
+                                             " bytes: " + cudaGetErrorString(status));
+    return p;
+  }
+
+  void deallocate(void* ptr) noexcept override {
+    if (!ptr) return;
+    cudaSetDevice(device_);
+    cudaFree(ptr);
+  }
+
+ private:
+  int device_;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, const CudaBackendOptions& options)
+      : device_(device), options_(options), allocator_(device) {
+    try {
+      init();
+    } catch (...) {
+      release();
+      throw;
+    }
+  }
+
+  ~CudaBackend() override {
+    cudaSetDevice(device_);
+    if (stream_) cudaStreamSynchronize(stream_);
+    release();
+  }
+
+  Device device() const override { return Device::cuda(device_); }
+  Allocator& allocator() override { return allocator_; }
+  DType compute_dtype() const override { return DType::f16; }
+
+  void copy(TensorView dst, const TensorView& src) override {
+    const char* op = "copy";
+    if (dst.bytes() != src.bytes())
+      fail(op, "dst " + dst.shape_string() + " and src " + src.shape_string() + " differ in size");
+    const bool dst_host = dst.device.kind == DeviceKind::cpu;
+    const bool src_host = src.device.kind == DeviceKind::cpu;
+    if ((!dst_host && dst.device != device()) || (!src_host && src.device != device()))
+      fail(op, "dst " + dst.shape_string() + " / src " + src.shape_string() +
+                   ": the CUDA backend of cuda:" + std::to_string(device_) +
+                   " copies between its device and the host only");
+    if (dst.bytes() == 0) return;
+    if (dst.empty() || src.empty()) fail(op, "null dst or src");
+    if (dst_host && src_host) {
+      std::memmove(dst.data, src.data, dst.bytes());
+      return;
+    }
+    set_device(op);
+    const cudaMemcpyKind kind = dst_host   ? cudaMemcpyDeviceToHost
+                                : src_host ? cudaMemcpyHostToDevice
+                                           : cudaMemcpyDeviceToDevice;
+    // Pageable host memory is fine: a host-to-device copy has read the source when the
+    // call returns, and a device-to-host copy is waited for below.
+    check(cudaMemcpyAsync(dst.data, src.data, dst.bytes(), kind, stream_), op);
+    if (dst_host) wait_and_report(op);
+  }
+
+  void synchronize() override {
+    set_device("synchronize");
+    wait_and_report("synchronize");
+  }
+
+  void embedding(const TensorView& ids, const TensorView& positions, const TensorView& wte,
+                 const TensorView* wpe, TensorView out) override {
+    check_embedding(device_, ids, positions, wte, wpe, out);
+    set_device("embedding");
+    cuda::embedding(ctx_, ids, positions, wte, wpe, out);
+  }
+
+  void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
+                         const NormParams& norm, TensorView out) override {
+    check_add_residual_norm(device_, residual, delta, delta_bias, norm, out);
+    set_device("add_residual_norm");
+    cuda::add_residual_norm(ctx_, residual, delta, delta_bias, norm, out);
+  }
+
+  // out = x @ w^T (+ bias) in one cublasGemmEx on tensor cores (fp32 compute; f32 inputs
+  // stay in full fp32, no TF32). Row-major out[T, M] is column-major out^T[M, T] = w x^T,
+  // with w^T read from row-major w[M, K] as a transposed column-major [K, M]. The bias is
+  // broadcast into out first and the GEMM accumulates onto it (beta = 1), so it is added in
+  // fp32 and rounded once.
+  void linear(const TensorView& x, const TensorView& w, const TensorView* bias,
+              TensorView out) override {
+    const char* op = "linear";
+    check_linear(device_, x, w, bias, out);
+    set_device(op);
+    const int T = static_cast<int>(x.dim(0)), K = static_cast<int>(x.dim(1));
+    const int M = static_cast<int>(w.dim(0));
+    if (T == 0 || M == 0) return;
+    float beta = 0.0f;
+    if (bias) {
+      cuda::broadcast_rows(ctx_, *bias, out);
+      beta = 1.0f;
+    }
+    if (K == 0) {
+      if (!bias) check(cudaMemsetAsync(out.data, 0, out.bytes(), stream_), op);
+      return;
+    }
+    const float alpha = 1.0f;
+    check_cublas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, M, T, K, &alpha, w.data,
+                              cuda_type(w.dtype), K, x.data, cuda_type(x.dtype), K, &beta, out.data,
+                              cuda_type(out.dtype), M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                 op);
+  }
+
+  void bias_activation(TensorView x, const TensorView* bias, Activation act) override {
+    check_bias_activation(device_, x, bias);
+    set_device("bias_activation");
+    cuda::bias_activation(ctx_, x, bias, act);
+  }
+
+  void gated_activation(const TensorView& gate_up, Activation act, TensorView out) override {
+    check_gated_activation(device_, gate_up, out);
+    set_device("gated_activation");
+    cuda::gated_activation(ctx_, gate_up, act, out);
+  }
+
+  void context_attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
+                         const SequenceBatch& batch, const KvCacheLayer& cache,
+                         TensorView out) override {
+    const char* op = "context_attention";
+    check_attention(device_, qkv, qkv_bias, params, batch, cache, out, false, op);
+    set_device(op);
+    cuda::context_attention(ctx_, qkv, qkv_bias, params, batch, cache, out);
+  }
+
+  void masked_attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
+                        const SequenceBatch& batch, const KvCacheLayer& cache,
+                        TensorView out) override {
+    const char* op = "masked_attention";
+    check_attention(device_, qkv, qkv_bias, params, batch, cache, out, true, op);
+    set_device(op);
+    const int partition = masked_partition(params, batch);
+    cuda::masked_attention(ctx_, qkv, qkv_bias, params, batch, cache, out, partition,
+                           attention_workspace_);
+  }
+
+  void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) override {
+    check_gather_rows(device_, x, rows, out);
+    set_device("gather_rows");
+    cuda::gather_rows(ctx_, x, rows, out);
+  }
+
+  void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) override {
+    // Leave room for the kernel's static shared memory (a few KB) under the opt-in limit.
+    const size_t dynamic_limit = ctx_.max_shared_bytes > 16384 ? ctx_.max_shared_bytes - 16384 : 0;
+    check_sample(device_, logits, batch, tokens, dynamic_limit);
+    set_device("sample");
+    cuda::sample(ctx_, logits, batch, tokens);
+  }
+
+ private:
+  void init() {
+    const char* op = "cuda backend";
+    check(cudaSetDevice(device_), op);
+    cudaDeviceProp prop{};
+    check(cudaGetDeviceProperties(&prop, device_), op);
+    ctx_.sm_count = prop.multiProcessorCount;
+    ctx_.max_shared_bytes = prop.sharedMemPerBlockOptin;
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op);
+    ctx_.stream = stream_;
+    check(cudaMalloc(&errors_, sizeof(DeviceErrorRecord)), op);
+    check(cudaMemset(errors_, 0, sizeof(DeviceErrorRecord)), op);
+    ctx_.errors = errors_;
+    check(cudaMallocHost(&host_errors_, sizeof(DeviceErrorRecord)), op);
+    check_cublas(cublasCreate(&cublas_), op);
+    check_cublas(cublasSetStream(cublas_, stream_), op);
+    check(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes), op);
+    check_cublas(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes), op);
+    void* ws = nullptr;
+    check(cudaMalloc(&ws, kAttentionWorkspaceBytes), op);
+    attention_workspace_.data = static_cast<float*>(ws);
+    attention_workspace_.floats = kAttentionWorkspaceBytes / sizeof(float);
+  }
+
+  void release() noexcept {
+    cudaSetDevice(device_);
+    if (cublas_) cublasDestroy(cublas_);
+    cublas_ = nullptr;
+    cudaFree(cublas_workspace_);
+    cublas_workspace_ = nullptr;
+    cudaFree(attention_workspace_.data);
+    attention_workspace_ = {};
+    cudaFree(errors_);
+    errors_ = nullptr;
+    if (host_errors_) cudaFreeHost(host_errors_);
+    host_errors_ = nullptr;
+    if (stream_) cudaStreamDestroy(stream_);
+    stream_ = nullptr;
+  }
+
+  void set_device(const char* op) { check(cudaSetDevice(device_), op); }
+
+  // Waits for the stream, then throws the first error a kernel recorded since the last
+  // wait (and clears it, so the backend stays usable).
+  void wait_and_report(const char* op) {
+    check(cudaMemcpyAsync(host_errors_, errors_, sizeof(DeviceErrorRecord), cudaMemcpyDeviceToHost,
+                          stream_),
+          op);
+    check(cudaStreamSynchronize(stream_), op);
+    const DeviceErrorRecord record = *host_errors_;
+    if (record.code == 0) return;
+    check(cudaMemsetAsync(errors_, 0, sizeof(DeviceErrorRecord), stream_), op);
+    check(cudaStreamSynchronize(stream_), op);
+    throw Error(ErrorCategory::internal, describe(record));
+  }
+
+  // Positions per block of masked_attention's multi-block mode for this call, 0 for one
+  // block per (sequence, head).
+  int masked_partition(const AttentionParams& params, const SequenceBatch& batch) const {
+    const int total = batch.max_total_tokens;
+    int partition = 0;
+    if (options_.masked_attention_partition > 0) {
+      partition = options_.masked_attention_partition;
+    } else if (options_.masked_attention_partition == 0) {
+      const int64_t blocks = static_cast<int64_t>(batch.n_seqs) * params.n_heads;
+      if (total >= 2 * kAutoPartition && blocks < 2 * static_cast<int64_t>(ctx_.sm_count)) {
+        partition = kAutoPartition;
+        if ((total + partition - 1) / partition > kMaxAutoPartitions)
+          partition = (total + kMaxAutoPartitions - 1) / kMaxAutoPartitions;
+      }
+    }
+    if (partition == 0 || total == 0) return 0;
+    const int parts = (total + partition - 1) / partition;
+    if (parts > 65535 ||
+        masked_attention_workspace_floats(batch.n_seqs, params.n_heads, params.head_dim, parts) >
+            attention_workspace_.floats) {
+      if (options_.masked_attention_partition > 0)
+        throw Error(ErrorCategory::limit, "masked_attention: " + std::to_string(parts) +
+                                              " partitions of " + std::to_string(partition) +
+                                              " positions for " + std::to_string(batch.n_seqs) +
+                                              " sequences exceed the attention workspace");
+      return 0;
+    }
+    return partition;
+  }
+
+  static cudaDataType_t cuda_type(DType dtype) {
+    switch (dtype) {
+      case DType::f16:
+        return CUDA_R_16F;
+      case DType::bf16:
+        return CUDA_R_16BF;
+      default:
+        return CUDA_R_32F;
+    }
+  }
+
+  int device_;
+  CudaBackendOptions options_;
+  CudaAllocator allocator_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  void* cublas_workspace_ = nullptr;
+  AttentionWorkspace attention_workspace_;
+  DeviceErrorRecord* errors_ = nullptr;       // device memory
+  DeviceErrorRecord* host_errors_ = nullptr;  // pinned host memory
+  LaunchContext ctx_;
+};
+
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options) {
+  int count = 0;
+  const cudaError_t status = cudaGetDeviceCount(&count);
+  if (status != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    throw Error(ErrorCategory::unsupported, "device cuda:" + std::to_string(device_index) +
+                                                ": no CUDA device available (" +
+                                                cudaGetErrorString(status) + ")");
+  }
+  if (device_index < 0 || device_index >= count)
+    throw Error(ErrorCategory::invalid_argument, "device cuda:" + std::to_string(device_index) +
+                                                     ": this machine has " + std::to_string(count) +
+                                                     " CUDA device(s)");
+  if (options.masked_attention_partition < -1)
+    throw Error(ErrorCategory::invalid_argument,
+                "CudaBackendOptions.masked_attention_partition must be >= -1, got " +
+                    std::to_string(options.masked_attention_partition));
+  return std::make_unique<CudaBackend>(device_index, options);
+}
+
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend(int device_index) {
+  return cuda::make_cuda_backend(device_index, cuda::CudaBackendOptions{});
+}
+
+bool cuda_backend_available() noexcept { return cuda::device_count() > 0; }
+
+}  // namespace kestrel

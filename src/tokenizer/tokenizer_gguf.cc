@@ -1,0 +1,95 @@
+// The tokenizer of a GGUF file: llama.cpp's tokenizer.ggml.* metadata into a TokenizerSpec.
+#include "tokenizer/tokenizer_gguf.h"
+
+#include <limits>
+
+#include "kestrel/error.h"
+#include "tokenizer/file_fields.h"
+#include "tokenizer/tokenizer_files.h"
+
+namespace kestrel::tokenizer {
+namespace {
+
+// llama.cpp's llama_token_type values in tokenizer.ggml.token_type.
+constexpr int64_t kControlToken = 3;
+constexpr int64_t kUserDefinedToken = 4;
+
+PreTokenizer pre_tokenizer_of(const FileContext& file, const std::optional<std::string>& pre) {
+  if (!pre || *pre == "gpt-2" || *pre == "default") return PreTokenizer::gpt2;
+  if (*pre == "smollm") return PreTokenizer::smollm;
+  if (*pre == "llama-bpe" || *pre == "llama3" || *pre == "llama-v3") return PreTokenizer::llama3;
+  file.fail(ErrorCategory::unsupported,
+            "tokenizer.ggml.pre " + in_quotes(*pre) +
+                " is not supported (gpt-2, default, smollm, llama-bpe, llama3)");
+}
+
+std::optional<int32_t> token_id_key(const FileContext& file, const GgufFile& gguf, const char* key) {
+  std::optional<int64_t> id = gguf.get_int(key);
+  if (!id) return std::nullopt;
+  if (*id < 0 || *id > std::numeric_limits<int32_t>::max())
+    file.format(std::string(key) + " = " + std::to_string(*id) + " is not a token id");
+  return static_cast<int32_t>(*id);
+}
+
+}  // namespace
+
+TokenizerSpec read_gguf_tokenizer(const GgufFile& gguf) {
+  const FileContext file{gguf.path().string()};
+  std::optional<std::string> model = gguf.get_string("tokenizer.ggml.model");
+  if (!model) file.format("metadata key 'tokenizer.ggml.model' is missing (the file has no tokenizer)");
+  if (*model != "gpt2") {
+    const char* what = *model == "llama" ? " (SentencePiece)" : "";
+    file.fail(ErrorCategory::unsupported, "tokenizer.ggml.model " + in_quotes(*model) + what +
+                                              " is not supported; Kestrel reads byte-level BPE ('gpt2')");
+  }
+
+  TokenizerSpec spec;
+  std::optional<std::vector<std::string>> tokens = gguf.get_string_array("tokenizer.ggml.tokens");
+  if (!tokens) file.format("metadata key 'tokenizer.ggml.tokens' is missing");
+  spec.vocab = std::move(*tokens);
+
+  std::optional<std::vector<std::string>> merges = gguf.get_string_array("tokenizer.ggml.merges");
+  if (!merges) file.format("metadata key 'tokenizer.ggml.merges' is missing");
+  spec.merges.reserve(merges->size());
+  for (size_t i = 0; i < merges->size(); ++i) {
+    const std::string& m = (*merges)[i];
+    const size_t space = m.find(' ', 1);
+    if (space == std::string::npos || space + 1 == m.size() || m.find(' ', space + 1) != std::string::npos)
+      file.format("tokenizer.ggml.merges[" + std::to_string(i) +
+                  "]: expected two tokens separated by one space, got " + in_quotes(m));
+    spec.merges.emplace_back(m.substr(0, space), m.substr(space + 1));
+  }
+
+  if (std::optional<std::vector<int64_t>> types = gguf.get_int_array("tokenizer.ggml.token_type")) {
+    if (types->size() != spec.vocab.size())
+      file.format("tokenizer.ggml.token_type has " + std::to_string(types->size()) + " entries but " +
+                  "tokenizer.ggml.tokens has " + std::to_string(spec.vocab.size()));
+    for (size_t id = 0; id < types->size(); ++id) {
+      if ((*types)[id] == kControlToken) spec.special_ids.push_back(static_cast<int32_t>(id));
+      if ((*types)[id] == kUserDefinedToken) spec.added_ids.push_back(static_cast<int32_t>(id));
+    }
+  }
+
+  const std::optional<std::string> pre = gguf.get_string("tokenizer.ggml.pre");
+  spec.pre_tokenizer = pre_tokenizer_of(file, pre);
+  const bool llama3 = spec.pre_tokenizer == PreTokenizer::llama3;
+  spec.ignore_merges = llama3;
+
+  default_special_tokens(spec);  // <|endoftext|>, when the file names no bos / eos
+  if (auto id = token_id_key(file, gguf, "tokenizer.ggml.bos_token_id")) spec.bos_id = id;
+  if (auto id = token_id_key(file, gguf, "tokenizer.ggml.eos_token_id")) spec.eos_id = id;
+  spec.add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token").value_or(llama3 && spec.bos_id.has_value());
+  spec.add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token").value_or(false);
+  return spec;
+}
+
+}  // namespace kestrel::tokenizer
+
+namespace kestrel {
+
+Tokenizer Tokenizer::from_gguf_file(const std::filesystem::path& path) {
+  GgufFile file(path);
+  return from_spec(tokenizer::read_gguf_tokenizer(file), path.string());
+}
+
+}  // namespace kestrel

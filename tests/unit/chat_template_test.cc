@@ -1,0 +1,109 @@
+// apply_chat_template against jinja2 rendering the real templates (tests/fixtures/
+// chat_templates.json, made by tests/fixtures/make_chat_cases.py): SmolLM2's ChatML template
+// with its default system message, plain ChatML and Llama 3; and the errors for templates
+// of other families.
+#include <gtest/gtest.h>
+
+#include <kestrel/chat.h>
+#include <kestrel/error.h>
+#include <kestrel/model.h>
+#include <nlohmann/json.hpp>
+
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+using nlohmann::json;
+
+json chat_cases() {
+  return json::parse(testing::read_file(testing::fixture_dir() / "chat_templates.json"));
+}
+
+std::vector<ChatMessage> messages_of(const json& list) {
+  std::vector<ChatMessage> out;
+  for (const auto& m : list) out.push_back({m.at("role").get<std::string>(), m.at("content").get<std::string>()});
+  return out;
+}
+
+TEST(ChatTemplate, MatchesJinjaOnEveryFixtureCase) {
+  const json doc = chat_cases();
+  ASSERT_GE(doc.at("cases").size(), 40u);
+  for (const auto& c : doc.at("cases")) {
+    const std::string name = c.at("template").get<std::string>();
+    const std::string tmpl = doc.at("templates").at(name).get<std::string>();
+    const std::vector<ChatMessage> messages = messages_of(c.at("messages"));
+    const bool add_generation_prompt = c.at("add_generation_prompt").get<bool>();
+    EXPECT_EQ(apply_chat_template(tmpl, messages, add_generation_prompt, c.at("bos_token").get<std::string>()),
+              c.at("expected").get<std::string>())
+        << name << " with " << messages.size() << " messages, add_generation_prompt " << add_generation_prompt;
+  }
+}
+
+TEST(ChatTemplate, SmolLM2DefaultSystemMessageComesFromTheTemplate) {
+  const std::string tmpl = chat_cases().at("templates").at("smollm2").get<std::string>();
+  const ChatMessage question{"user", "Hi"};
+  const std::string out = apply_chat_template(tmpl, std::span(&question, 1));
+  EXPECT_TRUE(out.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by "
+                              "Hugging Face<|im_end|>\n"))
+      << out;
+}
+
+TEST(ChatTemplate, UnknownFamiliesAreUnsupportedAndQuoted) {
+  const ChatMessage m{"user", "Hi"};
+  const std::string gemma =
+      "{{ bos_token }}{% for message in messages %}<start_of_turn>{{ message['role'] }}\n{{ message['content'] }}"
+      "<end_of_turn>\n{% endfor %}";
+  try {
+    apply_chat_template(gemma, std::span(&m, 1));
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
+    EXPECT_NE(e.message().find("{{ bos_token }}{% for message in messages %}<start_of_turn>"), std::string::npos)
+        << e.message();
+  }
+  try {
+    apply_chat_template("", std::span(&m, 1));
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
+    EXPECT_NE(e.message().find("none"), std::string::npos) << e.message();
+  }
+  const std::string llama31 =
+      "{{- bos_token }}{%- set date_string = \"26 Jul 2024\" %}{{- \"<|start_header_id|>system<|end_header_id|>"
+      "\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}";
+  try {
+    apply_chat_template(llama31, std::span(&m, 1));
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
+    EXPECT_NE(e.message().find("Llama 3.1"), std::string::npos) << e.message();
+  }
+}
+
+// A model without a template (tiny-gpt2.gguf has none) names its file in the error.
+TEST(ChatTemplate, ModelWithoutTemplateNamesTheModel) {
+  auto model = Model::load(testing::fixture_dir() / "tiny-gpt2.gguf");
+  EXPECT_TRUE(model->chat_template().empty());
+  const ChatMessage m{"user", "Hi"};
+  try {
+    apply_chat_template(*model, std::span(&m, 1));
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
+    EXPECT_NE(e.message().find("tiny-gpt2.gguf"), std::string::npos) << e.message();
+  }
+}
+
+// tiny-llama.gguf carries a plain ChatML template; its tokenizer has no <|im_start|> token,
+// so the markers are ordinary text, and it adds no BOS.
+TEST(ChatTemplate, ModelTemplateFromGgufRendersAndEncodes) {
+  auto model = Model::load(testing::fixture_dir() / "tiny-llama.gguf");
+  const std::vector<ChatMessage> messages{{"user", "Once upon a time"}};
+  const std::string text = apply_chat_template(*model, messages);
+  EXPECT_EQ(text, "<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_EQ(encode_chat(*model, text), model->tokenizer().encode(text));
+}
+
+}  // namespace
+}  // namespace kestrel
