@@ -33,7 +33,8 @@ function(kestrel_add_cuda_backend target)
        ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cc)
   target_sources(${target} PRIVATE ${cuda_sources})
   target_compile_definitions(${target} PRIVATE KESTREL_WITH_CUDA=1)
+  # -lineinfo: source lines in compute-sanitizer and profiler reports, at no run-time cost.
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -Xcompiler=-Wall>)
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-Wall>)
   target_link_libraries(${target} PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
 endfunction()

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 #include <kestrel/kestrel.h>
@@ -23,14 +24,14 @@
 
 namespace {
 
+constexpr int kDefaultContext = 4096;  // tokens of conversation the session holds by default
 constexpr const char* kHelp = "commands: /reset forgets the conversation, /quit (or Ctrl-D) leaves\n";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Chat with a Kestrel model", "kestrel-chat"};
-  kestrel_examples::ModelArgs model_args;
-  model_args.max_sequence_tokens = 4096;
+  kestrel_examples::ModelArgs model_args;  // --max-sequence-tokens 0: min(4096, the model's)
   kestrel_examples::SamplingArgs sampling_args;
   sampling_args.stop.max_new_tokens = 512;
   std::string system;
@@ -46,6 +47,8 @@ int main(int argc, char** argv) {
   std::unique_ptr<kestrel::Session> session;
   try {
     model = kestrel_examples::load_model(model_args);
+    if (model_args.max_sequence_tokens == 0)
+      model_args.max_sequence_tokens = std::min(kDefaultContext, model->config().max_positions);
     session = std::make_unique<kestrel::Session>(model, kestrel_examples::single_sequence_session(model_args));
     kestrel::apply_chat_template(*model, {});  // fails now, not at the first message, without a template
   } catch (const kestrel::Error& e) {
@@ -80,11 +83,20 @@ int main(int argc, char** argv) {
     try {
       kestrel::GenerationRequest request = kestrel_examples::make_request(sampling_args);
       request.prompt_ids = kestrel::encode_chat(*model, kestrel::apply_chat_template(*model, history));
+      // The reply may use what the conversation leaves of the session (it ends with
+      // finish "length" there); a conversation that fills it all is an error.
+      const int room = model_args.max_sequence_tokens - static_cast<int>(request.prompt_ids.size());
+      if (room <= 0)
+        throw kestrel::Error(kestrel::ErrorCategory::limit,
+                             "the conversation is " + std::to_string(request.prompt_ids.size()) +
+                                 " tokens, the session holds " + std::to_string(model_args.max_sequence_tokens) +
+                                 " (--max-sequence-tokens)");
+      request.stop.max_new_tokens = std::min(request.stop.max_new_tokens, room);
       kestrel::GenerationResult result = decoder.generate(request, [](const kestrel::StreamEvent& event) {
         std::cout << event.text << std::flush;
         return true;
       });
-      std::cout << "\n";
+      std::cout << std::endl;  // before the stats on stderr
       if (result.finish == kestrel::FinishReason::error) throw kestrel::Error(kestrel::ErrorCategory::limit, result.error);
       history.push_back({"assistant", result.text});
       if (stats) {

@@ -76,7 +76,8 @@ if (( built )); then
   ctest --test-dir "$build" -j "$jobs" --output-on-failure >"$logs/ctest.log" 2>&1
   ctest_rc=$?
   ctest_line="$(grep -E "tests passed|tests failed" "$logs/ctest.log" | tail -n 1)"
-  record "ctest: ${ctest_line:-no summary line} (exit $ctest_rc; see ctest.log)"
+  ctest_skipped="$(grep -c "(Skipped)" "$logs/ctest.log" || true)"
+  record "ctest: ${ctest_line:-no summary line}, $ctest_skipped skipped (exit $ctest_rc; see ctest.log)"
   (( ctest_rc == 0 )) || status=1
 
   # --- the GPU tests on their own: how many ran ---------------------------------------

@@ -31,6 +31,8 @@ struct GgufCase {
   const char* reference_dir;  // in tests/fixtures
 };
 
+void PrintTo(const GgufCase& c, std::ostream* os) { *os << c.file; }
+
 class GgufReference : public ::testing::TestWithParam<GgufCase> {
  protected:
   void SetUp() override {

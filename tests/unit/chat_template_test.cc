@@ -105,5 +105,28 @@ TEST(ChatTemplate, ModelTemplateFromGgufRendersAndEncodes) {
   EXPECT_EQ(encode_chat(*model, text), model->tokenizer().encode(text));
 }
 
+// A Hugging Face directory: chat_template from tokenizer_config.json, as a string or as
+// the list form newer transformers writes.
+TEST(ChatTemplate, ModelTemplateFromHfTokenizerConfig) {
+  const std::filesystem::path src = testing::fixture_dir() / "tiny-llama";
+  const json doc = chat_cases();
+  const std::string chatml = doc.at("templates").at("chatml").get<std::string>();
+  const std::vector<json> configs{
+      {{"chat_template", chatml}},
+      {{"chat_template", json::array({{{"name", "tool_use"}, {"template", "x"}},
+                                      {{"name", "default"}, {"template", chatml}}})}}};
+  for (size_t i = 0; i < configs.size(); ++i) {
+    const auto dir = testing::temp_dir("hf_chat_" + std::to_string(i));
+    for (const char* f : {"config.json", "model.safetensors", "tokenizer.json"})
+      std::filesystem::copy_file(src / f, dir / f);
+    testing::write_file(dir / "tokenizer_config.json", configs[i].dump());
+    auto model = Model::load(dir);
+    EXPECT_EQ(model->chat_template(), chatml) << i;
+    const std::vector<ChatMessage> messages{{"user", "Hi"}};
+    EXPECT_EQ(apply_chat_template(*model, messages), "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  }
+  EXPECT_TRUE(Model::load(src)->chat_template().empty());
+}
+
 }  // namespace
 }  // namespace kestrel
