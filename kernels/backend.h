@@ -3,7 +3,9 @@
 // One plain virtual interface; the CPU implementation (kernels/cpu) is the fp32 reference
 // that every CUDA kernel (kernels/cuda) is tested against. Layers call these operations and
 // never touch raw device memory themselves. All tensors passed to an operation live on the
-// backend's device. Shapes below use: T = tokens in this step (packed, no padding),
+// backend's device. Bad indices held in device memory (a token id outside the vocabulary,
+// a block id outside the cache) are reported by a CUDA backend at the next synchronize()
+// or copy to the host, as Error(internal). Shapes below use: T = tokens in this step (packed, no padding),
 // B = sequences in this step, H = hidden size, nh / nkv = query / key-value heads,
 // hd = head size, V = vocabulary.
 #pragma once
@@ -135,7 +137,7 @@ class Backend {
                                  TensorView out) = 0;
 
   // out = x @ w^T + bias.   x: [T, K]; w: [M, K] (rows are output features); bias: [M] or
-  // null; out: [T, M]
+  // null; out: [T, M] in the activation dtype, or f32 (the LM head writes f32 logits)
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView* bias,
                       TensorView out) = 0;
 
@@ -149,13 +151,15 @@ class Backend {
   // Context phase: causal attention of each sequence's new tokens over its cached and new
   // positions. Adds qkv_bias, applies rotary at each token's position, writes the new K/V
   // into the cache, then computes softmax(scale * q k^T) v.
-  //   qkv: [T, (nh + 2 nkv) * hd] as [q heads | k heads | v heads], modified in place
+  //   qkv: [T, (nh + 2 nkv) * hd] as [q heads | k heads | v heads]; scratch: its contents
+  //   afterwards are unspecified
   //   qkv_bias: [(nh + 2 nkv) * hd] or null; out: [T, nh * hd]
   virtual void context_attention(TensorView qkv, const TensorView* qkv_bias,
                                  const AttentionParams& params, const SequenceBatch& batch,
                                  const KvCacheLayer& cache, TensorView out) = 0;
 
   // Generation phase: exactly one new token per sequence (T == B); otherwise as above.
+  // The CUDA backend needs head_dim to be a multiple of 8, at most 256.
   virtual void masked_attention(TensorView qkv, const TensorView* qkv_bias,
                                 const AttentionParams& params, const SequenceBatch& batch,
                                 const KvCacheLayer& cache, TensorView out) = 0;

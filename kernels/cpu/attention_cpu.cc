@@ -105,19 +105,8 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
                const SequenceBatch& batch, const KvCacheLayer& cache, TensorView out,
                bool one_token_per_seq, const char* op, int threads) {
   const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
-  if (nh <= 0 || nkv <= 0 || hd <= 0 || nh % nkv != 0)
-    fail(op, "bad head counts: n_heads " + std::to_string(nh) + ", n_kv_heads " +
-                 std::to_string(nkv) + ", head_dim " + std::to_string(hd));
-  if (!(params.scale > 0.0f) || !std::isfinite(params.scale))
-    fail(op, "scale must be positive and finite (usually 1/sqrt(head_dim)), got " +
-                 std::to_string(params.scale));
+  const int rot = check_attention_params(params, op);
   const RotaryParams& rp = params.rotary;
-  const int rot = rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? hd : rp.rotary_dim);
-  if (rp.style != RotaryStyle::none && (rot < 0 || rot > hd || rot % 2 != 0))
-    fail(op, "rotary_dim " + std::to_string(rp.rotary_dim) + " must be even and within head_dim " +
-                 std::to_string(hd));
-  if (rp.style != RotaryStyle::none && !(rp.theta > 0.0f))
-    fail(op, "rotary theta must be positive, got " + std::to_string(rp.theta));
 
   const int64_t width = static_cast<int64_t>(nh + 2 * nkv) * hd;
   expect_tensor(qkv, DType::f32, {-1, width}, op, "qkv");

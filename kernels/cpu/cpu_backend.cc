@@ -11,29 +11,6 @@
 #include "kestrel/error.h"
 
 namespace kestrel {
-namespace cpu {
-
-void fail(const char* op, const std::string& message) {
-  throw Error(ErrorCategory::internal, std::string(op) + ": " + message);
-}
-
-void expect_tensor(const TensorView& t, DType dtype, std::initializer_list<int64_t> shape,
-                   const char* op, const char* name) {
-  if (t.empty() && t.numel() != 0) fail(op, std::string(name) + " is empty");
-  if (t.device.kind != DeviceKind::cpu)
-    fail(op, std::string(name) + " " + t.shape_string() + " is not host memory");
-  if (t.dtype != dtype)
-    fail(op, std::string(name) + " " + t.shape_string() + " should be " + to_string(dtype));
-  bool ok = t.rank == static_cast<int>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) {
-    if (ok && d >= 0 && t.dims[i] != d) ok = false;
-    ++i;
-  }
-  if (!ok) fail(op, std::string(name) + " has unexpected shape " + t.shape_string());
-}
-
-}  // namespace cpu
 
 namespace {
 

@@ -11,15 +11,18 @@
 #include <string>
 
 #include "backend.h"
+#include "op_checks.h"
 
 namespace kestrel::cpu {
 
 // --- validation --------------------------------------------------------------------
 // Throws Error(internal) naming `op` and `name` unless `t` is a non-empty host tensor of
 // `dtype` with exactly `shape` (-1 matches any size).
-void expect_tensor(const TensorView& t, DType dtype, std::initializer_list<int64_t> shape,
-                   const char* op, const char* name);
-[[noreturn]] void fail(const char* op, const std::string& message);
+inline void expect_tensor(const TensorView& t, DType dtype, std::initializer_list<int64_t> shape,
+                          const char* op, const char* name) {
+  expect_op_tensor(t, Device::cpu(), dtype, shape, op, name);
+}
+[[noreturn]] inline void fail(const char* op, const std::string& message) { op_fail(op, message); }
 
 // OpenMP threads worth waking for about `work` elements of simple work: one below ~32k,
 // where starting a parallel region costs more than it saves (decode steps are small).

@@ -9,27 +9,6 @@
 
 namespace kestrel::cuda {
 
-void fail(const char* op, const std::string& message) {
-  throw Error(ErrorCategory::internal, std::string(op) + ": " + message);
-}
-
-void expect_tensor(const TensorView& t, int device, DType dtype,
-                   std::initializer_list<int64_t> shape, const char* op, const char* name) {
-  if (t.device != Device::cuda(device))
-    fail(op,
-         std::string(name) + " " + t.shape_string() + " is not on cuda:" + std::to_string(device));
-  if (t.dtype != dtype)
-    fail(op, std::string(name) + " " + t.shape_string() + " should be " + to_string(dtype));
-  bool ok = t.rank == static_cast<int>(shape.size());
-  int i = 0;
-  for (int64_t d : shape) {
-    if (ok && d >= 0 && t.dims[i] != d) ok = false;
-    ++i;
-  }
-  if (!ok) fail(op, std::string(name) + " has unexpected shape " + t.shape_string());
-  if (t.empty() && t.numel() != 0) fail(op, std::string(name) + " is null");
-}
-
 DType expect_float(const TensorView& t, const char* op, const char* name) {
   if (t.dtype != DType::f32 && t.dtype != DType::f16 && t.dtype != DType::bf16)
     fail(op, std::string(name) + " " + t.shape_string() + " should be f32, f16 or bf16");
@@ -124,9 +103,7 @@ void check_attention(int device, const TensorView& qkv, const TensorView* qkv_bi
                      const KvCacheLayer& cache, const TensorView& out, bool one_token_per_seq,
                      const char* op) {
   const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
-  if (nh <= 0 || nkv <= 0 || hd <= 0 || nh % nkv != 0)
-    fail(op, "bad head counts: n_heads " + std::to_string(nh) + ", n_kv_heads " +
-                 std::to_string(nkv) + ", head_dim " + std::to_string(hd));
+  check_attention_params(params, op);
   if (hd % 8 != 0 || hd > kAttentionMaxHeadDim)
     throw Error(ErrorCategory::unsupported,
                 std::string(op) + ": head_dim " + std::to_string(hd) +
@@ -134,16 +111,6 @@ void check_attention(int device, const TensorView& qkv, const TensorView* qkv_bi
                     std::to_string(kAttentionMaxHeadDim) + ")");
   if (nh > 65535)
     throw Error(ErrorCategory::unsupported, std::string(op) + ": more than 65535 heads");
-  if (!(params.scale > 0.0f) || !std::isfinite(params.scale))
-    fail(op, "scale must be positive and finite (usually 1/sqrt(head_dim)), got " +
-                 std::to_string(params.scale));
-  const RotaryParams& rp = params.rotary;
-  const int rot = rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? hd : rp.rotary_dim);
-  if (rp.style != RotaryStyle::none && (rot < 0 || rot > hd || rot % 2 != 0))
-    fail(op, "rotary_dim " + std::to_string(rp.rotary_dim) + " must be even and within head_dim " +
-                 std::to_string(hd));
-  if (rp.style != RotaryStyle::none && !(rp.theta > 0.0f))
-    fail(op, "rotary theta must be positive, got " + std::to_string(rp.theta));
 
   const int64_t width = static_cast<int64_t>(nh + 2 * nkv) * hd;
   const DType a = expect_float(qkv, op, "qkv");

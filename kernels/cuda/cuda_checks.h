@@ -8,15 +8,18 @@
 #include <string>
 
 #include "backend.h"
+#include "op_checks.h"
 
 namespace kestrel::cuda {
 
-[[noreturn]] void fail(const char* op, const std::string& message);
+[[noreturn]] inline void fail(const char* op, const std::string& message) { op_fail(op, message); }
 
 // Throws unless `t` lives on cuda:`device`, has `dtype` and exactly `shape` (-1 matches
 // any size) and is non-null when it has elements.
-void expect_tensor(const TensorView& t, int device, DType dtype,
-                   std::initializer_list<int64_t> shape, const char* op, const char* name);
+inline void expect_tensor(const TensorView& t, int device, DType dtype,
+                          std::initializer_list<int64_t> shape, const char* op, const char* name) {
+  expect_op_tensor(t, Device::cuda(device), dtype, shape, op, name);
+}
 
 // Throws unless `t` has a floating-point dtype (f32, f16, bf16); returns it.
 DType expect_float(const TensorView& t, const char* op, const char* name);

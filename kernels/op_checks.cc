@@ -1,0 +1,47 @@
+#include "op_checks.h"
+
+#include <cmath>
+
+#include "kestrel/error.h"
+
+namespace kestrel {
+
+void op_fail(const char* op, const std::string& message) {
+  throw Error(ErrorCategory::internal, std::string(op) + ": " + message);
+}
+
+void expect_op_tensor(const TensorView& t, Device device, DType dtype,
+                      std::initializer_list<int64_t> shape, const char* op, const char* name) {
+  if (t.empty() && t.numel() != 0) op_fail(op, std::string(name) + " is null");
+  if (t.device != device)
+    op_fail(op, std::string(name) + " " + t.shape_string() + " is not on " + to_string(device));
+  if (t.dtype != dtype)
+    op_fail(op, std::string(name) + " " + t.shape_string() + " should be " + to_string(dtype));
+  bool ok = t.rank == static_cast<int>(shape.size());
+  int i = 0;
+  for (int64_t d : shape) {
+    if (ok && d >= 0 && t.dims[i] != d) ok = false;
+    ++i;
+  }
+  if (!ok) op_fail(op, std::string(name) + " has unexpected shape " + t.shape_string());
+}
+
+int check_attention_params(const AttentionParams& params, const char* op) {
+  const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
+  if (nh <= 0 || nkv <= 0 || hd <= 0 || nh % nkv != 0)
+    op_fail(op, "bad head counts: n_heads " + std::to_string(nh) + ", n_kv_heads " +
+                    std::to_string(nkv) + ", head_dim " + std::to_string(hd));
+  if (!(params.scale > 0.0f) || !std::isfinite(params.scale))
+    op_fail(op, "scale must be positive and finite (usually 1/sqrt(head_dim)), got " +
+                    std::to_string(params.scale));
+  const RotaryParams& rp = params.rotary;
+  if (rp.style == RotaryStyle::none) return 0;
+  const int rot = rp.rotary_dim == 0 ? hd : rp.rotary_dim;
+  if (rot < 0 || rot > hd || rot % 2 != 0)
+    op_fail(op, "rotary_dim " + std::to_string(rp.rotary_dim) + " must be even and within head_dim " +
+                    std::to_string(hd));
+  if (!(rp.theta > 0.0f)) op_fail(op, "rotary theta must be positive, got " + std::to_string(rp.theta));
+  return rot;
+}
+
+}  // namespace kestrel
