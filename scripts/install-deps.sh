@@ -15,7 +15,7 @@ sudo_cmd=""
 [[ "$(id -u)" != 0 ]] && sudo_cmd="sudo"
 
 packages=(build-essential cmake ninja-build ccache pkg-config
-          libopenblas-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
+          libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev
           python3 python3-pip)  # pip fetches the default model (scripts/fetch-default-model.sh)
 if (( want_python )); then
