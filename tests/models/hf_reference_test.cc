@@ -1,10 +1,12 @@
-// Hugging Face architectures end to end through the public API against transformers
-// (fixtures made by tests/fixtures/make_tiny_gpt2.py and make_tiny_llama.py, one
-// reference layout): fp32 logits at every prompt position within 1e-4 (max abs) and 20
-// greedy tokens identical, alone, batched, chunked and with sequences joining mid-run.
-// The same checks run on every fixture directory: GPT-2 with f32, f16 and bf16 (sharded)
-// stored weights, and Llama (RMSNorm, rotary with rope_theta 5000, SwiGLU, GQA with
-// 4 query and 2 KV heads, untied LM head) in f32.
+// Models end to end through the public API against transformers (fixtures made by
+// tests/fixtures/make_tiny_gpt2.py, make_tiny_llama.py and make_tiny_gguf.py, one
+// reference layout): fp32 logits at every prompt position within 1e-4 (max abs), the
+// tokenizer's ids, and 20 greedy tokens identical, alone, batched, chunked and with
+// sequences joining mid-run. The same checks run on every model: GPT-2 with f32, f16 and
+// bf16 (sharded) stored weights, Llama (RMSNorm, rotary with rope_theta 5000, SwiGLU, GQA
+// with 4 query and 2 KV heads, untied LM head), and both converted to GGUF as llama.cpp
+// does (Llama's Q/K rows permuted for adjacent-pair rotary, Q8_0/Q4_0/Q4_1 tensors,
+// referenced against transformers on the dequantized weights; GPT-2 in F16).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -23,12 +25,20 @@ using testing::ReferencePrompt;
 
 constexpr float kLogitTolerance = 1e-4f;  // fp32 compute, max abs over all logits
 
-class HfReference : public ::testing::TestWithParam<std::string> {
+// A model file or directory and the fixture directory holding its reference.
+struct ReferenceCase {
+  const char* name;
+  const char* model;
+  const char* reference;
+};
+
+void PrintTo(const ReferenceCase& c, std::ostream* os) { *os << c.model; }
+
+class HfReference : public ::testing::TestWithParam<ReferenceCase> {
  protected:
   void SetUp() override {
-    dir_ = fixture_dir() / GetParam();
-    model_ = Model::load(dir_);
-    prompts_ = load_reference(dir_, model_->config().vocab_size);
+    model_ = Model::load(fixture_dir() / GetParam().model);
+    prompts_ = load_reference(fixture_dir() / GetParam().reference, model_->config().vocab_size);
     ASSERT_GE(prompts_.size(), 4u);
   }
 
@@ -40,7 +50,6 @@ class HfReference : public ::testing::TestWithParam<std::string> {
     return r;
   }
 
-  std::filesystem::path dir_;
   std::shared_ptr<const Model> model_;
   std::vector<ReferencePrompt> prompts_;
 };
@@ -101,19 +110,26 @@ TEST_P(HfReference, GreedyTokensMatchWithChunkedPrefillAndJoiningRequests) {
   EXPECT_EQ(session.free_kv_blocks(), session.options().kv_blocks);
 }
 
-std::string fixture_test_name(const ::testing::TestParamInfo<std::string>& info) {
-  std::string name = info.param;
-  std::replace(name.begin(), name.end(), '-', '_');
-  return name;
-}
+std::string case_name(const ::testing::TestParamInfo<ReferenceCase>& info) { return info.param.name; }
 
 // GPT-2 in every stored precision of tests/fixtures/make_tiny_gpt2.py.
 INSTANTIATE_TEST_SUITE_P(Gpt2, HfReference,
-                         ::testing::Values("tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-bf16-sharded"),
-                         fixture_test_name);
+                         ::testing::Values(ReferenceCase{"tiny_gpt2", "tiny-gpt2", "tiny-gpt2"},
+                                           ReferenceCase{"tiny_gpt2_f16", "tiny-gpt2-f16", "tiny-gpt2-f16"},
+                                           ReferenceCase{"tiny_gpt2_bf16_sharded", "tiny-gpt2-bf16-sharded",
+                                                         "tiny-gpt2-bf16-sharded"}),
+                         case_name);
 
 // Llama from tests/fixtures/make_tiny_llama.py.
-INSTANTIATE_TEST_SUITE_P(Llama, HfReference, ::testing::Values("tiny-llama"), fixture_test_name);
+INSTANTIATE_TEST_SUITE_P(Llama, HfReference,
+                         ::testing::Values(ReferenceCase{"tiny_llama", "tiny-llama", "tiny-llama"}), case_name);
+
+// The same models converted to GGUF by tests/fixtures/make_tiny_gguf.py. tiny-gpt2.gguf
+// stores exactly tiny-gpt2-f16's values, so it shares that reference.
+INSTANTIATE_TEST_SUITE_P(Gguf, HfReference,
+                         ::testing::Values(ReferenceCase{"tiny_llama_gguf", "tiny-llama.gguf", "tiny-llama-gguf"},
+                                           ReferenceCase{"tiny_gpt2_gguf", "tiny-gpt2.gguf", "tiny-gpt2-f16"}),
+                         case_name);
 
 }  // namespace
 }  // namespace kestrel
