@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "cpu_test_util.h"
+#include "kernel_test_cases.h"
 #include "kestrel/error.h"
 #include "test_support.h"
 
@@ -20,6 +21,7 @@ namespace kestrel {
 namespace {
 
 using testing::all_near;
+using testing::PagedLayout;
 using testing::random_floats;
 using testing::view;
 
@@ -68,29 +70,19 @@ class PagedAttentionRun {
       : cfg_(cfg), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
     const int B = static_cast<int>(lengths_.size());
     bias_ = cfg.bias ? random_floats(cfg.width(), seed) : std::vector<float>(cfg.width(), 0.0f);
-    int total_blocks = 3;  // a few spare blocks nobody owns
-    max_blocks_ = 0;
     for (int i = 0; i < B; ++i) {
       raw_.push_back(random_floats(static_cast<size_t>(lengths_[i]) * cfg.width(), seed + 1 + i));
       processed_.push_back(naive_process(raw_[i], lengths_[i]));
-      const int blocks = (lengths_[i] + kBlockSize - 1) / kBlockSize;
-      total_blocks += blocks;
-      max_blocks_ = std::max(max_blocks_, blocks + 1);
     }
-    // Shuffled, non-contiguous block tables; unused entries are -1.
-    std::vector<int32_t> ids(total_blocks);
-    std::iota(ids.begin(), ids.end(), 0);
-    std::shuffle(ids.begin(), ids.end(), std::mt19937(static_cast<unsigned>(seed)));
-    tables_.assign(static_cast<size_t>(B) * max_blocks_, -1);
-    size_t next = 0;
-    for (int i = 0; i < B; ++i)
-      for (int b = 0; b < (lengths_[i] + kBlockSize - 1) / kBlockSize; ++b)
-        tables_[i * max_blocks_ + b] = ids[next++];
+    // Shuffled, non-contiguous block tables with a few spare blocks; unused entries are -1.
+    const PagedLayout layout(lengths_, kBlockSize, /*spare=*/3, seed);
+    tables_ = layout.tables;
+    max_blocks_ = layout.max_blocks;
+    num_blocks_ = layout.num_blocks;
     // NaN everywhere no position was written: reading such a slot poisons the output.
-    const size_t cache_size = static_cast<size_t>(total_blocks) * cfg.nkv * kBlockSize * cfg.hd;
+    const size_t cache_size = static_cast<size_t>(num_blocks_) * cfg.nkv * kBlockSize * cfg.hd;
     cache_k_.assign(cache_size, NAN);
     cache_v_.assign(cache_size, NAN);
-    num_blocks_ = total_blocks;
   }
 
   // Writes positions [0, n_past[i]) of each sequence straight into the cache, as an earlier

@@ -12,6 +12,7 @@
 
 #include "backend.h"
 #include "cpu_test_util.h"
+#include "kernel_test_cases.h"
 #include "kestrel/error.h"
 #include "test_support.h"
 
@@ -21,45 +22,7 @@ namespace {
 using testing::random_floats;
 using testing::view;
 
-// One sampling call's inputs: logits [B, V] and per-row settings and histories.
-struct SampleCall {
-  int V;
-  std::vector<float> logits;
-  std::vector<SamplingRow> rows;
-  std::vector<std::vector<int32_t>> histories;
-  std::vector<int32_t> prompt_lengths;
-
-  // Adds a row with these logits, settings, history and prompt length.
-  void add(const std::vector<float>& l, SamplingRow r, std::vector<int32_t> history = {},
-           int prompt_length = 0) {
-    V = static_cast<int>(l.size());
-    logits.insert(logits.end(), l.begin(), l.end());
-    rows.push_back(r);
-    histories.push_back(std::move(history));
-    prompt_lengths.push_back(prompt_length);
-  }
-
-  std::vector<int32_t> run(Backend& backend) {
-    const int B = static_cast<int>(rows.size());
-    size_t max_history = 1;
-    for (auto& h : histories) max_history = std::max(max_history, h.size());
-    std::vector<int32_t> history(B * max_history, 0), lengths(B), tokens(B, -1);
-    for (int i = 0; i < B; ++i) {
-      std::copy(histories[i].begin(), histories[i].end(), history.begin() + i * max_history);
-      lengths[i] = static_cast<int32_t>(histories[i].size());
-    }
-    std::vector<int8_t> row_bytes(B * sizeof(SamplingRow));
-    std::memcpy(row_bytes.data(), static_cast<const void*>(rows.data()), row_bytes.size());
-    SamplingBatch batch;
-    batch.n_seqs = B;
-    batch.rows = TensorView(row_bytes.data(), DType::i8, {static_cast<int64_t>(row_bytes.size())});
-    batch.history = view(history, {B, static_cast<int64_t>(max_history)});
-    batch.history_lengths = view(lengths, {B});
-    batch.prompt_lengths = view(prompt_lengths, {B});
-    backend.sample(view(logits, {B, V}), batch, view(tokens, {B}));
-    return tokens;
-  }
-};
+using testing::SampleCall;
 
 SamplingRow sampling(float temperature, uint64_t seed, uint64_t step = 0) {
   SamplingRow r;

@@ -23,6 +23,7 @@
 
 #include "backend.h"
 #include "cuda_test_util.h"
+#include "kernel_test_cases.h"
 #include "test_support.h"
 
 namespace kestrel {
@@ -31,6 +32,7 @@ namespace {
 using testing::close;
 using testing::DeviceTensor;
 using testing::host_view;
+using testing::PagedLayout;
 using testing::random_floats;
 using testing::round_to;
 using testing::tolerance;
@@ -80,23 +82,13 @@ class PagedPair {
         n_past_(lengths_.size(), 0) {
     const int B = static_cast<int>(lengths_.size());
     bias_ = round_to(dtype, random_floats(c.width(), seed));
-    num_blocks_ = 3;  // a few blocks nobody owns
-    max_blocks_ = 0;
-    for (int i = 0; i < B; ++i) {
+    for (int i = 0; i < B; ++i)
       raw_.push_back(round_to(
           dtype, random_floats(static_cast<size_t>(lengths_[i]) * c.width(), seed + 1 + i)));
-      const int blocks = (lengths_[i] + kBlockSize - 1) / kBlockSize;
-      num_blocks_ += blocks;
-      max_blocks_ = std::max(max_blocks_, blocks + 1);
-    }
-    std::vector<int32_t> ids(num_blocks_);
-    std::iota(ids.begin(), ids.end(), 0);
-    std::shuffle(ids.begin(), ids.end(), std::mt19937(static_cast<unsigned>(seed)));
-    tables_.assign(static_cast<size_t>(B) * max_blocks_, -1);
-    size_t next = 0;
-    for (int i = 0; i < B; ++i)
-      for (int b = 0; b < (lengths_[i] + kBlockSize - 1) / kBlockSize; ++b)
-        tables_[i * max_blocks_ + b] = ids[next++];
+    const PagedLayout layout(lengths_, kBlockSize, /*spare=*/3, seed);
+    tables_ = layout.tables;
+    max_blocks_ = layout.max_blocks;
+    num_blocks_ = layout.num_blocks;
 
     const size_t cache_size = static_cast<size_t>(num_blocks_) * c.nkv * kBlockSize * c.hd;
     kc_.assign(cache_size, NAN);

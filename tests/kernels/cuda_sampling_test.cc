@@ -20,6 +20,7 @@
 
 #include "backend.h"
 #include "cuda_test_util.h"
+#include "kernel_test_cases.h"
 #include "kestrel/error.h"
 #include "test_support.h"
 
@@ -30,24 +31,7 @@ using testing::DeviceTensor;
 using testing::host_view;
 using testing::random_floats;
 
-// One sampling call: B rows of V logits with their settings and histories.
-struct SampleCall {
-  int V = 0;
-  std::vector<float> logits;
-  std::vector<SamplingRow> rows;
-  std::vector<std::vector<int32_t>> histories;
-  std::vector<int32_t> prompt_lengths;
-
-  void add(const std::vector<float>& l, SamplingRow r, std::vector<int32_t> history = {},
-           int prompt_length = 0) {
-    V = static_cast<int>(l.size());
-    logits.insert(logits.end(), l.begin(), l.end());
-    rows.push_back(r);
-    histories.push_back(std::move(history));
-    prompt_lengths.push_back(prompt_length);
-  }
-  int B() const { return static_cast<int>(rows.size()); }
-};
+using testing::SampleCall;
 
 struct Outcome {
   std::vector<int32_t> tokens;
@@ -71,34 +55,9 @@ class CudaSampling : public ::testing::Test {
     gpu = make_cuda_backend(0);
   }
 
-  // Flattened histories [B, L] and lengths.
-  static void flatten(const SampleCall& call, std::vector<int32_t>& history,
-                      std::vector<int32_t>& lengths, int64_t& L) {
-    L = 1;
-    for (const auto& h : call.histories) L = std::max<int64_t>(L, static_cast<int64_t>(h.size()));
-    history.assign(static_cast<size_t>(call.B() * L), 0);
-    lengths.assign(call.B(), 0);
-    for (int i = 0; i < call.B(); ++i) {
-      std::copy(call.histories[i].begin(), call.histories[i].end(), history.begin() + i * L);
-      lengths[i] = static_cast<int32_t>(call.histories[i].size());
-    }
-  }
-
   Outcome run_cpu(const SampleCall& call) {
-    const int B = call.B();
-    std::vector<int32_t> history, lengths, prompt_lengths = call.prompt_lengths;
-    int64_t L;
-    flatten(call, history, lengths, L);
-    std::vector<int8_t> row_bytes(B * sizeof(SamplingRow));
-    std::memcpy(row_bytes.data(), static_cast<const void*>(call.rows.data()), row_bytes.size());
-    Outcome out{std::vector<int32_t>(B, -1), call.logits};
-    SamplingBatch batch;
-    batch.n_seqs = B;
-    batch.rows = TensorView(row_bytes.data(), DType::i8, {static_cast<int64_t>(row_bytes.size())});
-    batch.history = host_view(history, {B, L});
-    batch.history_lengths = host_view(lengths, {B});
-    batch.prompt_lengths = host_view(prompt_lengths, {B});
-    cpu->sample(host_view(out.logits, {B, call.V}), batch, host_view(out.tokens, {B}));
+    Outcome out{{}, call.logits};
+    out.tokens = call.run_on_host(*cpu, out.logits);
     return out;
   }
 
@@ -109,8 +68,7 @@ class CudaSampling : public ::testing::Test {
   GpuRun start_gpu(const SampleCall& call) {
     const int B = call.B(), V = call.V;
     std::vector<int32_t> history, lengths;
-    int64_t L;
-    flatten(call, history, lengths, L);
+    const int64_t L = call.flatten(history, lengths);
     GpuRun run;
     run.logits =
         std::make_unique<DeviceTensor>(*gpu, DType::f32, std::initializer_list<int64_t>{B, V});
