@@ -70,25 +70,27 @@ std::vector<int32_t> StepRunner::sample(std::span<const SampleInput> inputs) {
   Backend& backend = s_.backend();
   const int B = static_cast<int>(inputs.size());
   const int L = s_.options.max_sequence_tokens;
-  std::vector<SamplingRow> rows(B);
-  std::vector<int32_t> history(static_cast<size_t>(B) * L, 0), lengths(B), prompt_lengths(B);
+  rows_.resize(B);
+  history_.assign(static_cast<size_t>(B) * L, 0);
+  history_lengths_.resize(B);
+  prompt_lengths_.resize(B);
   for (int i = 0; i < B; ++i) {
     const SampleInput& in = inputs[i];
-    rows[i] = in.row;
-    int32_t* h = history.data() + static_cast<size_t>(i) * L;
+    rows_[i] = in.row;
+    int32_t* h = history_.data() + static_cast<size_t>(i) * L;
     std::copy(in.prompt.begin(), in.prompt.end(), h);
     std::copy(in.generated.begin(), in.generated.end(), h + in.prompt.size());
-    lengths[i] = static_cast<int32_t>(in.prompt.size() + in.generated.size());
-    prompt_lengths[i] = static_cast<int32_t>(in.prompt.size());
+    history_lengths_[i] = static_cast<int32_t>(in.prompt.size() + in.generated.size());
+    prompt_lengths_[i] = static_cast<int32_t>(in.prompt.size());
   }
   TensorView rows_dev = s_.buf(Buf::sampling_rows).rows(0, static_cast<int64_t>(B * sizeof(SamplingRow)));
   TensorView rows_host = rows_dev;
-  rows_host.data = rows.data();
+  rows_host.data = rows_.data();
   rows_host.device = Device::cpu();
   backend.copy(rows_dev, rows_host);
-  upload(backend, s_.buf(Buf::history), history);
-  upload(backend, s_.buf(Buf::history_lengths), lengths);
-  upload(backend, s_.buf(Buf::prompt_lengths), prompt_lengths);
+  upload(backend, s_.buf(Buf::history), history_);
+  upload(backend, s_.buf(Buf::history_lengths), history_lengths_);
+  upload(backend, s_.buf(Buf::prompt_lengths), prompt_lengths_);
 
   SamplingBatch batch;
   batch.n_seqs = B;

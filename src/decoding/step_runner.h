@@ -42,7 +42,10 @@ class StepRunner {
 
  private:
   detail::SessionState& s_;
+  // Host staging, reused every step (no allocation once the largest step has been seen).
   std::vector<int32_t> ids_, positions_, offsets_, n_past_, tables_, logit_rows_;
+  std::vector<SamplingRow> rows_;
+  std::vector<int32_t> history_, history_lengths_, prompt_lengths_;
 };
 
 }  // namespace kestrel
