@@ -31,6 +31,7 @@ function(kestrel_add_cuda_backend target)
   endif()
   file(GLOB_RECURSE cuda_sources CONFIGURE_DEPENDS
        ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cu ${PROJECT_SOURCE_DIR}/kernels/cuda/*.cc)
+  list(FILTER cuda_sources EXCLUDE REGEX "/kernels/cuda/nccl/")  # kestrel_add_parallel
   target_sources(${target} PRIVATE ${cuda_sources})
   target_compile_definitions(${target} PRIVATE KESTREL_WITH_CUDA=1)
   # -lineinfo: source lines in compute-sanitizer and profiler reports, at no run-time cost.

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <iostream>
 #include <kestrel/kestrel.h>
 #include <memory>
 #include <string>
@@ -17,7 +18,20 @@ struct ModelArgs {
   std::string dtype;
   int threads = 0;
   int max_sequence_tokens = 0;
+  kestrel::ParallelOptions parallel;
 };
+
+// --tp / --pp for the examples that run under mpirun (kestrel-generate).
+inline void add_parallel_options(CLI::App& app, ModelArgs& args) {
+  app.add_option("--tp", args.parallel.tensor_parallel,
+                 "Tensor-parallel ranks (heads, FFN columns and vocabulary split across them)")
+      ->capture_default_str();
+  app.add_option("--pp", args.parallel.pipeline_parallel, "Pipeline stages (consecutive layers per stage)")
+      ->capture_default_str();
+  app.add_option("--parallel-timeout", args.parallel.timeout_seconds,
+                 "Seconds a rank waits for its peers before it gives up with an error")
+      ->capture_default_str();
+}
 
 inline void add_model_options(CLI::App& app, ModelArgs& args) {
   app.add_option("-m,--model", args.path, "Model: a .gguf file or a Hugging Face model directory")
@@ -31,7 +45,15 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
 }
 
 inline std::shared_ptr<const kestrel::Model> load_model(const ModelArgs& args) {
+  const int ranks = kestrel::launcher_size();
+  const int wanted = args.parallel.tensor_parallel * args.parallel.pipeline_parallel;
+  if (ranks > 1 && wanted != ranks)
+    throw kestrel::Error(kestrel::ErrorCategory::invalid_argument,
+                         "started as " + std::to_string(ranks) + " MPI ranks but --tp " +
+                             std::to_string(args.parallel.tensor_parallel) + " x --pp " +
+                             std::to_string(args.parallel.pipeline_parallel) + " = " + std::to_string(wanted));
   kestrel::ModelOptions options;
+  options.parallel = args.parallel;
   options.device = kestrel::parse_device(args.device, "--device");
   if (!args.dtype.empty()) options.dtype = kestrel::parse_dtype(args.dtype, "--dtype");
   options.num_threads = args.threads;
@@ -44,6 +66,20 @@ inline kestrel::SessionOptions single_sequence_session(const ModelArgs& args) {
   options.max_sequences = 1;
   options.max_sequence_tokens = args.max_sequence_tokens;
   return options;
+}
+
+// Only rank 0 of a parallel run prints the text and the statistics.
+inline bool is_output_rank() { return kestrel::launcher_rank() == 0; }
+
+// Prints an error and returns the exit status; in a parallel run, names the rank and ends
+// every rank (the others may be waiting for this one).
+inline int report_error(const char* program, const std::exception& e) {
+  if (kestrel::launcher_size() > 1) {
+    std::cerr << program << " (rank " << kestrel::launcher_rank() << "): " << e.what() << std::endl;
+    kestrel::abort_parallel_run(1);
+  }
+  std::cerr << program << ": " << e.what() << std::endl;
+  return 1;
 }
 
 // Sampling and stop options of a request; `ignore_eos` clears request.stop.stop_at_eos

@@ -3,6 +3,7 @@
 //   kestrel-generate [--model PATH] --prompt TEXT [--chat auto|on|off] [--system TEXT]
 //                    [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //                    [--stop STRING]... [--device cpu|cuda] ...   (--help lists all)
+//   mpirun -np 4 kestrel-generate --tp 2 --pp 2 ...    tensor x pipeline parallel
 //
 // With a chat model (one whose files carry a chat template, such as the default
 // SmolLM2-135M-Instruct) the prompt is sent as one user message through the template and
@@ -15,6 +16,15 @@
 
 #include "cli_options.h"
 
+namespace {
+
+std::string parallel_text(const kestrel::ParallelInfo& p) {
+  if (p.tensor_parallel * p.pipeline_parallel == 1) return "";
+  return ", tp " + std::to_string(p.tensor_parallel) + " x pp " + std::to_string(p.pipeline_parallel);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   CLI::App app{"Generate text with a Kestrel model", "kestrel-generate"};
   kestrel_examples::ModelArgs model_args;
@@ -25,6 +35,7 @@ int main(int argc, char** argv) {
   bool quiet = false;
 
   kestrel_examples::add_model_options(app, model_args);
+  kestrel_examples::add_parallel_options(app, model_args);
   app.add_option("-p,--prompt", prompt, "Prompt text")->capture_default_str();
   app.add_option("--chat", chat,
                  "auto: send the prompt as a user message through the model's chat template when it has "
@@ -59,28 +70,31 @@ int main(int argc, char** argv) {
     }
     if (!use_template) request.prompt = prompt;
 
+    const bool output = kestrel_examples::is_output_rank();
     bool echoed = quiet || use_template;  // a raw prompt is echoed once it passed validation
     auto result = decoder.generate(request, [&](const kestrel::StreamEvent& event) {
+      if (!output) return true;
       if (!echoed) std::cout << prompt;
       echoed = true;
       std::cout << event.text << std::flush;
       return true;
     });
+    if (!output) return 0;
     std::cout << std::endl;
     if (!quiet) {
       const size_t n = result.tokens.size();
       std::fprintf(stderr,
-                   "[kestrel] model %s (%s, %s%s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
+                   "[kestrel] model %s (%s, %s%s%s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
                    "finish: %s\n",
                    model_args.path.c_str(), kestrel::to_string(model->device()).c_str(),
-                   kestrel::to_string(model->dtype()), use_template ? ", chat template" : "",
+                   kestrel::to_string(model->dtype()), parallel_text(model->parallel()).c_str(),
+                   use_template ? ", chat template" : "",
                    result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                    n > 1 && result.decode_seconds > 0 ? (n - 1) / result.decode_seconds : 0.0,
                    kestrel::to_string(result.finish));
     }
     return 0;
   } catch (const kestrel::Error& e) {
-    std::cerr << "kestrel-generate: " << e.what() << std::endl;
-    return 1;
+    return kestrel_examples::report_error("kestrel-generate", e);
   }
 }

@@ -59,7 +59,9 @@ struct StreamEvent {
   int32_t token = 0;
   std::string_view text;
 };
-// Return false to cancel that request (it finishes with FinishReason::cancelled).
+// Return false to cancel that request (it finishes with FinishReason::cancelled). In a
+// tensor / pipeline parallel run the callback runs on every rank and rank 0's answer
+// decides for all of them.
 using StreamCallback = std::function<bool(const StreamEvent&)>;
 
 class Decoder {

@@ -5,6 +5,7 @@
 #include "kestrel/decoder.h"
 #include "kestrel/error.h"
 #include "kestrel/model.h"
+#include "kestrel/parallel.h"
 #include "kestrel/session.h"
 #include "kestrel/tokenizer.h"
 #include "kestrel/types.h"

@@ -8,6 +8,7 @@
 #include <optional>
 #include <string>
 
+#include "kestrel/parallel.h"
 #include "kestrel/tokenizer.h"
 #include "kestrel/types.h"
 
@@ -24,6 +25,8 @@ struct ModelOptions {
   std::optional<DType> dtype;
   // CPU backend threads; 0 uses every core.
   int num_threads = 0;
+  // Tensor / pipeline parallel split (kestrel/parallel.h); 1 x 1 by default.
+  ParallelOptions parallel;
 };
 
 // The shape of a decoder-only transformer, as read from the model's files.
@@ -61,8 +64,10 @@ class Model {
   const Tokenizer& tokenizer() const;
   Device device() const;
   DType dtype() const;
-  // Bytes of weights held on the model's device.
+  // Bytes of weights held on the model's device (this rank's slice in a parallel run).
   size_t weight_bytes() const;
+  // This process's place in a tensor / pipeline parallel run.
+  const ParallelInfo& parallel() const;
   const std::filesystem::path& path() const;
   // The model's chat template (Jinja source: tokenizer.chat_template in a GGUF file,
   // chat_template in tokenizer_config.json); empty when it has none. See kestrel/chat.h.

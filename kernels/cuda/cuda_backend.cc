@@ -128,6 +128,7 @@ class CudaBackend final : public Backend {
 
   Device device() const override { return Device::cuda(device_); }
   Allocator& allocator() override { return allocator_; }
+  cudaStream_t stream() const { return stream_; }
   DType compute_dtype() const override { return DType::f16; }
 
   void copy(TensorView dst, const TensorView& src) override {
@@ -369,6 +370,12 @@ int device_count() {
 }
 
 }  // namespace
+
+cudaStream_t backend_stream(Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  if (!cuda) throw Error(ErrorCategory::internal, "backend_stream: not a CUDA backend");
+  return cuda->stream();
+}
 
 std::unique_ptr<Backend> make_cuda_backend(int device_index, const CudaBackendOptions& options) {
   int count = 0;

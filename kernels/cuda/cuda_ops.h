@@ -23,6 +23,10 @@ void check(cudaError_t status, const char* op);
 // Checks the launch that was just enqueued (cudaGetLastError).
 void check_launch(const char* op);
 
+// The stream a CUDA backend enqueues its work on (communication joins it, in order);
+// throws Error(internal) for another backend.
+cudaStream_t backend_stream(Backend& backend);
+
 // What a kernel found wrong with its inputs. The first error of a run of operations is
 // kept in device memory; the host reads it at synchronize() / copy to host and throws.
 enum class DeviceErrorCode : int {

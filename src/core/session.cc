@@ -42,12 +42,14 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
   s.logit_rows = std::max(o.max_sequences, std::min(o.max_step_tokens, 32));
 
   Backend& backend = s.backend();
+  const Shard& shard = s.shard();  // this rank's layers, heads, FFN columns, vocabulary
   s.kv = std::make_unique<PagedKvCache>(
       backend.allocator(), m.dtype,
-      KvCacheShape{c.num_layers, c.num_kv_heads, c.head_dim, o.kv_block_size, o.kv_blocks});
+      KvCacheShape{shard.num_layers(), shard.n_kv_heads, c.head_dim, o.kv_block_size, o.kv_blocks});
 
   const int64_t T = o.max_step_tokens, B = o.max_sequences, R = s.logit_rows, H = c.hidden_size;
-  const int64_t F = c.ffn_size, up = (m.arch.kinds.gated_ffn ? 2 : 1) * F;
+  const int64_t F = shard.ffn, up = (m.arch.kinds.gated_ffn ? 2 : 1) * F;
+  const int64_t V_local = shard.vocab, tp = shard.tp;
   const DType a = m.dtype;
   using detail::Buf;
   std::vector<ActivationPool::BufferSpec> specs(static_cast<size_t>(Buf::count));
@@ -56,19 +58,22 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
   };
   spec(Buf::ids, "ids", DType::i32, {T});
   spec(Buf::positions, "positions", DType::i32, {T});
-  spec(Buf::token_offsets, "token_offsets", DType::i32, {B + 1});
+  spec(Buf::token_offsets, "token_offsets", DType::i32, {shard.pp > 1 ? 2 * B : B + 1});
   spec(Buf::n_past, "n_past", DType::i32, {B});
   spec(Buf::block_tables, "block_tables", DType::i32, {B, s.max_blocks_per_seq});
   spec(Buf::logit_rows, "logit_rows", DType::i32, {R});
   spec(Buf::hidden, "hidden", a, {T, H});
   spec(Buf::normed, "normed", a, {T, H});
-  spec(Buf::qkv, "qkv", a, {T, static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim});
-  spec(Buf::attn, "attn", a, {T, static_cast<int64_t>(c.num_heads) * c.head_dim});
+  spec(Buf::qkv, "qkv", a, {T, static_cast<int64_t>(shard.n_heads + 2 * shard.n_kv_heads) * c.head_dim});
+  spec(Buf::attn, "attn", a, {T, static_cast<int64_t>(shard.n_heads) * c.head_dim});
   spec(Buf::proj, "proj", a, {T, H});
   spec(Buf::ffn, "ffn", a, {T, up});
   spec(Buf::ffn_act, "ffn_act", a, m.arch.kinds.gated_ffn ? std::vector<int64_t>{T, F} : std::vector<int64_t>{1});
   spec(Buf::last, "last", a, {R, H});
   spec(Buf::logits, "logits", DType::f32, {R, c.vocab_size});
+  spec(Buf::logits_local, "logits_local", DType::f32, tp > 1 ? std::vector<int64_t>{R, V_local} : std::vector<int64_t>{1});
+  spec(Buf::gather_scratch, "gather_scratch", DType::f32,
+       tp > 1 ? std::vector<int64_t>{tp * R * V_local} : std::vector<int64_t>{1});
   spec(Buf::sampling_rows, "sampling_rows", DType::i8, {B * static_cast<int64_t>(sizeof(SamplingRow))});
   spec(Buf::history, "history", DType::i32, {B, o.max_sequence_tokens});
   spec(Buf::history_lengths, "history_lengths", DType::i32, {B});

@@ -11,11 +11,12 @@
 namespace kestrel::detail {
 
 // The buffers of the activation pool, in pool order. T = max_step_tokens,
-// B = max_sequences, R = logit_rows, L = max_sequence_tokens.
+// B = max_sequences, R = logit_rows, L = max_sequence_tokens. Widths are this rank's
+// (parallel/shard.h): nh, nkv, F and V / tp are its heads, FFN columns and vocabulary rows.
 enum class Buf : size_t {
   ids,              // [T] i32 token ids of the step
   positions,        // [T] i32 their positions
-  token_offsets,    // [B + 1] i32
+  token_offsets,    // [2B] i32: each micro-batch's offsets from 0 (B + 1 when it is one)
   n_past,           // [B] i32
   block_tables,     // [B, max_blocks_per_seq] i32
   logit_rows,       // [R] i32 rows of the step whose logits are wanted
@@ -27,7 +28,9 @@ enum class Buf : size_t {
   ffn,              // [T, F or 2F]
   ffn_act,          // [T, F] (gated FFN only; 1 element otherwise)
   last,             // [R, H] rows gathered for the LM head
-  logits,           // [R, V] f32
+  logits,           // [R, V] f32 (the whole vocabulary, gathered from the tp ranks)
+  logits_local,     // [R, V / tp] f32 this rank's LM-head rows (tp > 1; 1 element otherwise)
+  gather_scratch,   // [tp, R, V / tp] f32 the flat gather of logits_local (tp > 1)
   sampling_rows,    // [B * sizeof(SamplingRow)] i8
   history,          // [B, L] i32 prompt + generated tokens
   history_lengths,  // [B] i32
@@ -45,6 +48,8 @@ struct SessionState {
   std::unique_ptr<ActivationPool> pool;
 
   const ModelState& m() const { return model->state(); }
+  ParallelContext& parallel() const { return *model->state().parallel; }
+  const Shard& shard() const { return model->state().parallel->shard; }
   Backend& backend() const { return *model->state().backend; }
   TensorView buf(Buf b) const { return pool->view(static_cast<size_t>(b)); }
 };

@@ -157,10 +157,17 @@ class Run {
       inputs.push_back({seq->row, seq->prompt, generated});
     }
     std::vector<int32_t> tokens = runner_.sample(inputs);
-    for (size_t i = 0; i < seqs.size(); ++i) advance(*seqs[i], tokens[i]);
+    std::vector<uint8_t> cancel(seqs.size());
+    for (size_t i = 0; i < seqs.size(); ++i) cancel[i] = advance(*seqs[i], tokens[i]) ? 1 : 0;
+    // Every rank of a parallel run must retire the same sequences: rank 0's callback decides.
+    if (callback_) runner_.agree_with_rank0(cancel);
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (cancel[i] && !seqs[i]->finished) finish(*seqs[i], FinishReason::cancelled, seqs[i]->matcher.text());
   }
 
-  void advance(Sequence& seq, int32_t token) {
+  // Appends the token, streams it and finishes the sequence if a stop condition holds;
+  // returns true when the callback asked to cancel a sequence that goes on otherwise.
+  bool advance(Sequence& seq, int32_t token) {
     GenerationResult& result = results_[seq.request];
     const GenerationRequest& request = requests_[seq.request];
     if (result.tokens.empty()) {
@@ -183,9 +190,9 @@ class Run {
       finish_reason = FinishReason::length;
     if (finish_reason) piece += seq.matcher.flush();
 
-    if (callback_ && !callback_(StreamEvent{seq.request, token, piece}) && !finish_reason)
-      finish_reason = FinishReason::cancelled;
+    const bool wants_cancel = callback_ && !callback_(StreamEvent{seq.request, token, piece});
     if (finish_reason) finish(seq, *finish_reason, seq.matcher.text());
+    return wants_cancel && !finish_reason;
   }
 
   void finish(Sequence& seq, FinishReason reason, const std::string& text) {

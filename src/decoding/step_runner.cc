@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "layers/transformer.h"
+#include "parallel/parallel_context.h"
 
 namespace kestrel {
 
@@ -23,19 +24,57 @@ void upload(Backend& backend, const TensorView& dst, const std::vector<int32_t>&
 
 }  // namespace
 
+namespace {
+
+// Splits the step's sequences into up to `parts` contiguous micro-batches of about equal
+// tokens (each at least one sequence), so pipeline stages can overlap.
+std::vector<MicroBatch> split_micro_batches(std::span<const StepSlice> slices, int parts) {
+  const int B = static_cast<int>(slices.size());
+  parts = std::max(1, std::min(parts, B));
+  int total = 0;
+  for (const StepSlice& slice : slices) total += slice.count;
+  std::vector<MicroBatch> out;
+  MicroBatch mb;
+  int tokens_before = 0;
+  for (int i = 0; i < B; ++i) {
+    const StepSlice& slice = slices[i];
+    if (mb.sequences == 0) {
+      mb.seq_begin = i;
+      mb.token_begin = tokens_before;
+    }
+    mb.sequences += 1;
+    mb.tokens += slice.count;
+    mb.max_new_tokens = std::max(mb.max_new_tokens, slice.count);
+    mb.max_total_tokens = std::max(mb.max_total_tokens, slice.n_past + slice.count);
+    tokens_before += slice.count;
+    const int groups_left = parts - static_cast<int>(out.size()) - 1;  // after this one
+    const int sequences_left = B - i - 1;
+    const bool reached_share =
+        static_cast<int64_t>(tokens_before) * parts >= static_cast<int64_t>(total) * (static_cast<int>(out.size()) + 1);
+    if (i == B - 1 || (groups_left > 0 && (reached_share || sequences_left == groups_left))) {
+      out.push_back(mb);
+      mb = MicroBatch{};
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all_logits) {
   Backend& backend = s_.backend();
   const int B = static_cast<int>(slices.size());
   const int width = s_.max_blocks_per_seq;
   ids_.clear();
   positions_.clear();
-  offsets_.assign(1, 0);
+  offsets_.clear();
   n_past_.clear();
   tables_.assign(static_cast<size_t>(B) * width, 0);
   logit_rows_.clear();
   StepShape shape;
   shape.sequences = B;
   shape.generation = generation;
+  shape.micro_batches = split_micro_batches(slices, s_.shard().pp);
   for (int i = 0; i < B; ++i) {
     const StepSlice& slice = slices[i];
     for (int j = 0; j < slice.count; ++j) {
@@ -44,11 +83,14 @@ int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all
       positions_.push_back(slice.n_past + j);
     }
     if (slice.wants_logits && !all_logits) logit_rows_.push_back(static_cast<int32_t>(ids_.size()) - 1);
-    offsets_.push_back(static_cast<int32_t>(ids_.size()));
     n_past_.push_back(slice.n_past);
     std::copy(slice.block_table->begin(), slice.block_table->end(), tables_.begin() + static_cast<size_t>(i) * width);
-    shape.max_new_tokens = std::max(shape.max_new_tokens, slice.count);
-    shape.max_total_tokens = std::max(shape.max_total_tokens, slice.n_past + slice.count);
+  }
+  // Token offsets of each micro-batch, from 0 at its first row (see MicroBatch).
+  for (const MicroBatch& mb : shape.micro_batches) {
+    int32_t offset = 0;
+    offsets_.push_back(0);
+    for (int i = mb.seq_begin; i < mb.seq_begin + mb.sequences; ++i) offsets_.push_back(offset += slices[i].count);
   }
   shape.tokens = static_cast<int>(ids_.size());
   shape.logit_rows = static_cast<int>(logit_rows_.size());
@@ -67,6 +109,32 @@ int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all
 }
 
 std::vector<int32_t> StepRunner::sample(std::span<const SampleInput> inputs) {
+  const int B = static_cast<int>(inputs.size());
+  std::vector<int32_t> out(B);
+  ParallelContext& parallel = s_.parallel();
+  // In a parallel run the last stage samples (every one of its tensor ranks holds the
+  // gathered logits and draws the same tokens) and its first rank tells every rank.
+  if (s_.shard().last_stage()) sample_here(inputs, out);
+  if (parallel.parallel()) {
+    wait_for_peers();
+    parallel.world->broadcast(TensorView(out.data(), DType::i32, {B}), parallel.sampler_rank());
+  }
+  return out;
+}
+
+void StepRunner::wait_for_peers() {
+  ParallelContext& parallel = s_.parallel();
+  if (parallel.tensor) parallel.tensor->synchronize();
+  if (parallel.pipeline) parallel.pipeline->synchronize();
+}
+
+void StepRunner::agree_with_rank0(std::vector<uint8_t>& flags) {
+  ParallelContext& parallel = s_.parallel();
+  if (!parallel.parallel() || flags.empty()) return;
+  parallel.world->broadcast(TensorView(flags.data(), DType::i8, {static_cast<int64_t>(flags.size())}), 0);
+}
+
+void StepRunner::sample_here(std::span<const SampleInput> inputs, std::vector<int32_t>& out) {
   Backend& backend = s_.backend();
   const int B = static_cast<int>(inputs.size());
   const int L = s_.options.max_sequence_tokens;
@@ -101,11 +169,9 @@ std::vector<int32_t> StepRunner::sample(std::span<const SampleInput> inputs) {
   TensorView tokens = s_.buf(Buf::sampled).rows(0, B);
   backend.sample(s_.buf(Buf::logits).rows(0, B), batch, tokens);
 
-  std::vector<int32_t> out(B);
   TensorView host(out.data(), DType::i32, {B});
   backend.copy(host, tokens);
   backend.synchronize();
-  return out;
 }
 
 void StepRunner::read_logits(int rows, float* out) {
@@ -113,8 +179,15 @@ void StepRunner::read_logits(int rows, float* out) {
   TensorView dst = src;
   dst.data = out;
   dst.device = Device::cpu();
-  s_.backend().copy(dst, src);
-  s_.backend().synchronize();
+  ParallelContext& parallel = s_.parallel();
+  if (s_.shard().last_stage()) {
+    s_.backend().copy(dst, src);
+    s_.backend().synchronize();
+  }
+  if (parallel.parallel()) {  // the logits live on the last stage
+    wait_for_peers();
+    parallel.world->broadcast(dst, parallel.sampler_rank());
+  }
 }
 
 }  // namespace kestrel

@@ -35,12 +35,19 @@ class StepRunner {
   // Runs one step; returns the number of logits rows, in slice order of wants_logits.
   // `all_logits` asks for every new token's logits instead (teacher forcing; one slice).
   int run(std::span<const StepSlice> slices, bool generation, bool all_logits = false);
-  // Samples one token for each of the first inputs.size() logits rows.
+  // Samples one token for each of the first inputs.size() logits rows. In a parallel run
+  // every rank gets the tokens the last stage chose.
   std::vector<int32_t> sample(std::span<const SampleInput> inputs);
-  // Copies logits rows [0, rows) to the host, row-major [rows, V].
+  // Copies logits rows [0, rows) to the host, row-major [rows, V] (on every rank).
   void read_logits(int rows, float* out);
+  // In a parallel run, replaces `flags` by rank 0's, so that decisions taken on the host
+  // (a streaming callback cancelling a request) are the same on every rank.
+  void agree_with_rank0(std::vector<uint8_t>& flags);
 
  private:
+  void sample_here(std::span<const SampleInput> inputs, std::vector<int32_t>& out);
+  // Waits (bounded) for this rank's queued communication before the host reads results.
+  void wait_for_peers();
   detail::SessionState& s_;
   // Host staging, reused every step (no allocation once the largest step has been seen).
   std::vector<int32_t> ids_, positions_, offsets_, n_past_, tables_, logit_rows_;

@@ -8,7 +8,8 @@ const TensorView* optional(const TensorView& t) { return t.empty() ? nullptr : &
 
 void attention_block(Backend& backend, const LayerWeights& w, const AttentionParams& params,
                      const SequenceBatch& batch, const KvCacheLayer& cache, bool generation,
-                     const TensorView& normed, TensorView qkv, TensorView attn, TensorView proj) {
+                     const TensorView& normed, TensorView qkv, TensorView attn, TensorView proj,
+                     Communicator* tensor) {
   backend.linear(normed, w.qkv_weight, nullptr, qkv);
   // The QKV bias is added inside the attention kernel, fused with rotary and the cache write.
   if (generation)
@@ -16,10 +17,12 @@ void attention_block(Backend& backend, const LayerWeights& w, const AttentionPar
   else
     backend.context_attention(qkv, optional(w.qkv_bias), params, batch, cache, attn);
   backend.linear(attn, w.out_weight, nullptr, proj);
+  if (tensor) tensor->all_reduce_sum(proj);
 }
 
 void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKinds& kinds,
-                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj) {
+                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj,
+                        Communicator* tensor) {
   if (kinds.gated_ffn) {
     backend.linear(normed, w.up_weight, optional(w.up_bias), ffn);
     backend.gated_activation(ffn, kinds.activation, ffn_act);
@@ -29,6 +32,7 @@ void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKind
     backend.bias_activation(ffn, optional(w.up_bias), kinds.activation);
     backend.linear(ffn, w.down_weight, nullptr, proj);
   }
+  if (tensor) tensor->all_reduce_sum(proj);
 }
 
 }  // namespace kestrel

@@ -6,20 +6,29 @@
 #include "backend.h"
 #include "models/architecture.h"
 #include "models/weights.h"
+#include "parallel/communicator.h"
+#include "parallel/communicator.h"
 
 namespace kestrel {
+
+// Both blocks are tensor-parallel aware (Megatron): with `tensor` set, a rank holds some
+// heads (column-parallel QKV, row-parallel output projection) or some FFN columns
+// (column-parallel up, row-parallel down), so its proj is a partial sum, completed by one
+// all-reduce over the tensor group at the end of each block. Widths below are the rank's.
 
 // proj = out_proj(attention(qkv_proj(normed)))  (the output bias is left for the next
 // residual add, which fuses it).
 //   normed: [T, H]; qkv: [T, (nh + 2 nkv) hd] scratch; attn: [T, nh hd] scratch; proj: [T, H]
 void attention_block(Backend& backend, const LayerWeights& w, const AttentionParams& params,
                      const SequenceBatch& batch, const KvCacheLayer& cache, bool generation,
-                     const TensorView& normed, TensorView qkv, TensorView attn, TensorView proj);
+                     const TensorView& normed, TensorView qkv, TensorView attn, TensorView proj,
+                     Communicator* tensor);
 
 // proj = down(act(up(normed))) or down(act(gate(normed)) * up(normed)) for a gated FFN
 // (down bias left for the next residual add).
 //   normed: [T, H]; ffn: [T, F or 2F] scratch; ffn_act: [T, F] scratch (gated); proj: [T, H]
 void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKinds& kinds,
-                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj);
+                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj,
+                        Communicator* tensor);
 
 }  // namespace kestrel

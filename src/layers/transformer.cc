@@ -11,56 +11,85 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   const auto& m = s.m();
   const ModelConfig& c = m.arch.config;
   const ModelWeights& w = m.weights;
+  const Shard& shard = s.shard();
+  ParallelContext& parallel = s.parallel();
+  Communicator* tensor = shard.tp > 1 ? parallel.tensor.get() : nullptr;
   Backend& backend = s.backend();
-  const int64_t T = step.tokens, R = step.logit_rows;
-
-  SequenceBatch batch;
-  batch.n_seqs = step.sequences;
-  batch.max_blocks_per_seq = s.max_blocks_per_seq;
-  batch.max_new_tokens = step.max_new_tokens;
-  batch.max_total_tokens = step.max_total_tokens;
-  batch.token_offsets = s.buf(Buf::token_offsets).rows(0, step.sequences + 1);
-  batch.n_past = s.buf(Buf::n_past).rows(0, step.sequences);
-  batch.block_tables = s.buf(Buf::block_tables).rows(0, step.sequences);
+  const int64_t R = step.logit_rows;
 
   AttentionParams params;
-  params.n_heads = c.num_heads;
-  params.n_kv_heads = c.num_kv_heads;
+  params.n_heads = shard.n_heads;
+  params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
   params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   params.rotary = m.arch.kinds.rotary;
 
-  TensorView hidden = s.buf(Buf::hidden).rows(0, T);
-  TensorView normed = s.buf(Buf::normed).rows(0, T);
-  TensorView qkv = s.buf(Buf::qkv).rows(0, T);
-  TensorView attn = s.buf(Buf::attn).rows(0, T);
-  TensorView proj = s.buf(Buf::proj).rows(0, T);
-  TensorView ffn = s.buf(Buf::ffn).rows(0, T);
-  TensorView ffn_act = m.arch.kinds.gated_ffn ? s.buf(Buf::ffn_act).rows(0, T) : TensorView{};
+  for (size_t index = 0; index < step.micro_batches.size(); ++index) {
+    const MicroBatch& mb = step.micro_batches[index];
+    SequenceBatch batch;
+    batch.n_seqs = mb.sequences;
+    batch.max_blocks_per_seq = s.max_blocks_per_seq;
+    batch.max_new_tokens = mb.max_new_tokens;
+    batch.max_total_tokens = mb.max_total_tokens;
+    batch.token_offsets = s.buf(Buf::token_offsets).rows(mb.seq_begin + static_cast<int64_t>(index), mb.sequences + 1);
+    batch.n_past = s.buf(Buf::n_past).rows(mb.seq_begin, mb.sequences);
+    batch.block_tables = s.buf(Buf::block_tables).rows(mb.seq_begin, mb.sequences);
 
-  backend.embedding(s.buf(Buf::ids).rows(0, T), s.buf(Buf::positions).rows(0, T), w.token_embedding,
-                    w.position_embedding.empty() ? nullptr : &w.position_embedding, hidden);
+    // The micro-batch's own rows of every buffer: a send of its hidden states may still
+    // be in flight while the next micro-batch runs.
+    auto rows = [&](Buf b) { return s.buf(b).rows(mb.token_begin, mb.tokens); };
+    TensorView hidden = rows(Buf::hidden), normed = rows(Buf::normed), qkv = rows(Buf::qkv);
+    TensorView attn = rows(Buf::attn), proj = rows(Buf::proj), ffn = rows(Buf::ffn);
+    TensorView ffn_act = m.arch.kinds.gated_ffn ? rows(Buf::ffn_act) : TensorView{};
 
-  // Pre-norm residual stream. Each block's output projection (and its bias) is added to
-  // the residual by the fused add+norm that feeds the next block.
-  const TensorView* pending = nullptr;       // block output not yet added to the residual
-  const TensorView* pending_bias = nullptr;  // its bias
-  for (int l = 0; l < c.num_layers; ++l) {
-    const LayerWeights& lw = w.layers[l];
-    backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
-    attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj);
-    backend.add_residual_norm(hidden, &proj, lw.out_bias.empty() ? nullptr : &lw.out_bias, lw.ffn_norm,
-                              normed);
-    feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj);
-    pending = &proj;
-    pending_bias = lw.down_bias.empty() ? nullptr : &lw.down_bias;
+    if (shard.first_stage())
+      backend.embedding(rows(Buf::ids), rows(Buf::positions), w.token_embedding,
+                        w.position_embedding.empty() ? nullptr : &w.position_embedding, hidden);
+    else
+      parallel.pipeline->recv(hidden, shard.stage - 1);
+
+    // Pre-norm residual stream. Each block's output projection (and its bias) is added to
+    // the residual by the fused add+norm that feeds the next block.
+    const TensorView* pending = nullptr;       // block output not yet added to the residual
+    const TensorView* pending_bias = nullptr;  // its bias
+    for (int l = 0; l < shard.num_layers(); ++l) {
+      const LayerWeights& lw = w.layers[l];
+      backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
+      attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
+                      tensor);
+      backend.add_residual_norm(hidden, &proj, lw.out_bias.empty() ? nullptr : &lw.out_bias, lw.ffn_norm,
+                                normed);
+      feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+      pending = &proj;
+      pending_bias = lw.down_bias.empty() ? nullptr : &lw.down_bias;
+    }
+    if (shard.last_stage()) {
+      // A prompt chunk that does not end its prompt needs no logits.
+      if (R > 0) backend.add_residual_norm(hidden, pending, pending_bias, w.final_norm, normed);
+    } else {
+      // The next stage starts from the complete residual: add the last block's output here
+      // (the norm it also computes is not used).
+      backend.add_residual_norm(hidden, pending, pending_bias, w.layers.back().ffn_norm, normed);
+      parallel.pipeline->send(hidden, shard.stage + 1);
+    }
   }
-  if (R == 0) return;  // a prompt chunk that does not end its prompt needs no logits
-  backend.add_residual_norm(hidden, pending, pending_bias, w.final_norm, normed);
+  if (!shard.last_stage()) {
+    parallel.pipeline->wait_sends();
+    return;
+  }
+  if (R == 0) return;
 
   TensorView last = s.buf(Buf::last).rows(0, R);
-  backend.gather_rows(normed, s.buf(Buf::logit_rows).rows(0, R), last);
-  backend.linear(last, w.lm_head, nullptr, s.buf(Buf::logits).rows(0, R));
+  backend.gather_rows(s.buf(Buf::normed).rows(0, step.tokens), s.buf(Buf::logit_rows).rows(0, R), last);
+  TensorView logits = s.buf(Buf::logits).rows(0, R);
+  if (!tensor) {
+    backend.linear(last, w.lm_head, nullptr, logits);
+    return;
+  }
+  // Vocabulary-parallel LM head: each rank computes its rows, then all gather the columns.
+  TensorView local = s.buf(Buf::logits_local).rows(0, R);
+  backend.linear(last, w.lm_head, nullptr, local);
+  tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
 }
 
 }  // namespace kestrel

@@ -58,50 +58,106 @@ void check_vocab(const std::filesystem::path& path, const detail::ModelState& st
                     " tokens but the model's vocab_size is " + std::to_string(state.arch.config.vocab_size));
 }
 
-void load_hf_directory(const std::filesystem::path& path, const ModelOptions& options,
-                       detail::ModelState& state) {
-  const auto config_path = path / "config.json";
-  if (!std::filesystem::exists(config_path))
-    throw Error(ErrorCategory::io, config_path.string() + ": missing (every Hugging Face model directory has one)");
-  SafetensorsSource source(path);
-  state.arch = architecture_from_hf_config(
-      config_path, [&](const std::string& name) { return source.find(name) != nullptr; });
-  state.tokenizer.emplace(Tokenizer::from_directory(path));
-  state.chat_template = hf_chat_template(path);
-  check_vocab(path, state);
-  state.backend = make_backend(options, &state.dtype);
-  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype);
-  state.weights = state.store->load(source, state.arch);
-}
+// The model's files, open and memory-mapped.
+struct ModelFiles {
+  std::unique_ptr<GgufFile> gguf;  // set for a GGUF file; the source points into it
+  std::unique_ptr<WeightSource> source;
+};
 
-void load_gguf(const std::filesystem::path& path, const ModelOptions& options, detail::ModelState& state) {
-  GgufFile file(path);
-  state.arch = architecture_from_gguf(file);
-  state.tokenizer.emplace(Tokenizer::from_spec(tokenizer::read_gguf_tokenizer(file), path.string()));
-  state.chat_template = file.get_string("tokenizer.chat_template").value_or("");
-  check_vocab(path, state);
-  GgufSource source(file);
-  state.backend = make_backend(options, &state.dtype);
-  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype);
-  state.weights = state.store->load(source, state.arch);
-}
-
-}  // namespace
-
-std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
-  auto state = std::make_unique<detail::ModelState>();
-  state->path = path;
+// Reads what describes the model (architecture, tokenizer, chat template) and opens its
+// weights, without converting any.
+ModelFiles describe_model(const std::filesystem::path& path, detail::ModelState& state) {
+  ModelFiles files;
   std::error_code ec;
   if (!std::filesystem::exists(path, ec))
     throw Error(ErrorCategory::io, path.string() + ": no such file or directory");
   if (is_gguf_file(path)) {
-    load_gguf(path, options, *state);
+    files.gguf = std::make_unique<GgufFile>(path);
+    state.arch = architecture_from_gguf(*files.gguf);
+    state.tokenizer.emplace(Tokenizer::from_spec(tokenizer::read_gguf_tokenizer(*files.gguf), path.string()));
+    state.chat_template = files.gguf->get_string("tokenizer.chat_template").value_or("");
+    check_vocab(path, state);
+    files.source = std::make_unique<GgufSource>(*files.gguf);
   } else if (std::filesystem::is_directory(path, ec)) {
-    load_hf_directory(path, options, *state);
+    const auto config_path = path / "config.json";
+    if (!std::filesystem::exists(config_path))
+      throw Error(ErrorCategory::io,
+                  config_path.string() + ": missing (every Hugging Face model directory has one)");
+    auto source = std::make_unique<SafetensorsSource>(path);
+    state.arch = architecture_from_hf_config(
+        config_path, [&](const std::string& name) { return source->find(name) != nullptr; });
+    state.tokenizer.emplace(Tokenizer::from_directory(path));
+    state.chat_template = hf_chat_template(path);
+    check_vocab(path, state);
+    files.source = std::move(source);
   } else {
     throw Error(ErrorCategory::unsupported,
                 path.string() + ": neither a model directory (config.json and *.safetensors) nor a GGUF file");
   }
+  return files;
+}
+
+ParallelInfo describe_parallel(const ParallelContext& context) {
+  const Shard& s = context.shard;
+  ParallelInfo info;
+  info.tensor_parallel = s.tp;
+  info.pipeline_parallel = s.pp;
+  info.rank = context.rank;
+  info.tensor_rank = s.tp_rank;
+  info.stage = s.stage;
+  info.first_layer = s.layer_begin;
+  info.num_layers = s.num_layers();
+  info.num_heads = s.n_heads;
+  info.num_kv_heads = s.n_kv_heads;
+  info.ffn_size = s.ffn;
+  info.vocab_size = s.vocab;
+  return info;
+}
+
+// Runs `step` on every rank, then agrees: if it failed on any rank, every rank throws.
+template <class F>
+void on_every_rank(ParallelContext& context, F&& step) {
+  std::exception_ptr error;
+  try {
+    step();
+  } catch (...) {
+    error = std::current_exception();
+  }
+  agree_on_errors(context, error);
+}
+
+}  // namespace
+
+// In a parallel run every rank loads its slice, and the steps that may fail on one rank
+// alone (reading files, creating the device, converting weights) end in an agreement, so
+// that a missing file on one node stops every rank with the same error instead of leaving
+// the others waiting in the next collective call.
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+  auto state = std::make_unique<detail::ModelState>();
+  state->path = path;
+  const ParallelOptions& po = options.parallel;
+  const bool split = po.tensor_parallel != 1 || po.pipeline_parallel != 1;
+  state->parallel = split ? join_parallel_run(po) : std::make_unique<ParallelContext>();
+  ParallelContext& context = *state->parallel;
+
+  ModelFiles files;
+  on_every_rank(context, [&] {
+    files = describe_model(path, *state);
+    const Shard& s = context.shard;
+    context.shard = make_shard(state->arch.config, s.tp, s.pp, s.tp_rank, s.stage, path.string());
+  });
+  form_groups(context);
+  state->parallel_info = describe_parallel(context);
+
+  ModelOptions device_options = options;
+  if (split && options.device.kind == DeviceKind::cuda)  // one GPU per rank of a node
+    device_options.device.index += node_local_rank();
+  on_every_rank(context, [&] { state->backend = make_backend(device_options, &state->dtype); });
+  connect_device_communicators(context, *state->backend);
+  on_every_rank(context, [&] {
+    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype);
+    state->weights = state->store->load(*files.source, state->arch, context.shard);
+  });
   return std::shared_ptr<const Model>(new Model(std::move(state)));
 }
 
@@ -115,5 +171,6 @@ DType Model::dtype() const { return state_->dtype; }
 size_t Model::weight_bytes() const { return state_->store->bytes(); }
 const std::filesystem::path& Model::path() const { return state_->path; }
 const std::string& Model::chat_template() const { return state_->chat_template; }
+const ParallelInfo& Model::parallel() const { return state_->parallel_info; }
 
 }  // namespace kestrel

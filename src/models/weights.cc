@@ -1,5 +1,6 @@
 #include "models/weights.h"
 
+#include <algorithm>
 #include <sstream>
 
 #include "core/half.h"
@@ -26,14 +27,49 @@ WeightStore::~WeightStore() {
   for (void* p : allocations_) backend_.allocator().deallocate(p);
 }
 
-TensorView WeightStore::materialize(const WeightSource& source, const WeightRecipe& recipe,
-                                    std::vector<int64_t> shape, const std::string& what) {
-  for (const auto& [sources, view] : loaded_)
-    if (sources == recipe.sources) return view;  // a tied weight already on the device
+namespace {
 
+// Elements [begin, begin + count) of row `row` (of `row_len` elements) of a stored tensor,
+// as f32. Block-quantized rows are dequantized whole (blocks run along the row).
+void read_row_f32(const SourceTensor& t, int64_t row, int64_t row_len, int64_t begin, int64_t count, float* out,
+                  std::vector<float>& scratch) {
+  if (t.block_type) {
+    const uint64_t row_bytes = *ggml_row_bytes(*t.block_type, row_len);
+    scratch.resize(static_cast<size_t>(row_len));
+    dequantize_row(*t.block_type, static_cast<const uint8_t*>(t.data) + row * row_bytes, scratch.data(), row_len);
+    std::copy(scratch.begin() + begin, scratch.begin() + begin + count, out);
+  } else {
+    const size_t es = dtype_size(t.dtype);
+    convert_floats(static_cast<const uint8_t*>(t.data) + static_cast<size_t>(row * row_len + begin) * es, t.dtype,
+                   out, DType::f32, static_cast<size_t>(count));
+  }
+}
+
+// dst[c, r] = src[r, c] for src [rows, cols], in tiles that stay in cache.
+void transpose(const float* src, int64_t rows, int64_t cols, float* dst) {
+  constexpr int64_t kTile = 32;
+  for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+    for (int64_t c0 = 0; c0 < cols; c0 += kTile)
+      for (int64_t r = r0; r < std::min(rows, r0 + kTile); ++r)
+        for (int64_t c = c0; c < std::min(cols, c0 + kTile); ++c) dst[c * rows + r] = src[r * cols + c];
+}
+
+}  // namespace
+
+TensorView WeightStore::materialize(const WeightSource& source, const WeightRecipe& recipe,
+                                    std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what) {
   const bool matrix = shape.size() == 2;
+  for (const auto& entry : loaded_) {
+    if (entry.sources != recipe.sources) continue;
+    if (entry.slice == slice) return entry.view;  // a tied weight already on the device
+    // A tied LM head that is a block of rows of the (whole) embedding on this rank.
+    if (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 && slice.row_ranges.size() == 1)
+      return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
+  }
+
   const int64_t cols = matrix ? shape[1] : 1;
   std::vector<const SourceTensor*> parts;
+  std::vector<int64_t> part_begin;  // canonical row where each part starts
   int64_t rows_total = 0;
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
@@ -50,6 +86,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                   t->file + ": tensor '" + name + "' has shape " + t->shape_string() + " but " +
                       what + " needs " + (recipe.sources.size() > 1 ? "parts of " : "") +
                       shape_text(shape) + (recipe.transposed ? " (stored transposed)" : ""));
+    part_begin.push_back(rows_total);
     rows_total += matrix ? (recipe.transposed ? t->shape[1] : t->shape[0]) : t->shape[0];
     parts.push_back(t);
   }
@@ -61,66 +98,103 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                                            " needs shape " + shape_text(shape));
   }
 
-  // Convert on the host into the canonical layout and runtime dtype, then copy once.
-  // Block-quantized tensors are dequantized to f32 first (exactly: every Q8_0 / Q4_0 /
-  // Q4_1 value is representable in f32).
-  const int64_t numel = shape[0] * cols;
-  std::vector<uint8_t> host(static_cast<size_t>(numel) * dtype_size(dtype_));
-  int64_t row = 0;
-  std::vector<float> src_f32, transposed;
-  for (const SourceTensor* t : parts) {
-    const int64_t part_rows = t->numel() / cols;
-    uint8_t* dst = host.data() + static_cast<size_t>(row * cols) * dtype_size(dtype_);
-    const void* data = t->data;
-    DType data_type = t->dtype;
-    if (t->block_type) {
-      src_f32.resize(static_cast<size_t>(t->numel()));
-      dequantize_row(*t->block_type, t->data, src_f32.data(), t->numel());
-      data = src_f32.data();
-      data_type = DType::f32;
-    }
-    if (!recipe.transposed || !matrix) {
-      convert_floats(data, data_type, dst, dtype_, static_cast<size_t>(t->numel()));
-    } else {  // stored [in, out]: dst[o, i] = src[i, o]
-      if (!t->block_type) {
-        src_f32.resize(static_cast<size_t>(t->numel()));
-        convert_floats(data, data_type, src_f32.data(), DType::f32, src_f32.size());
+  // This rank's rows and columns (everything unless the model is split across ranks).
+  std::vector<std::pair<int64_t, int64_t>> ranges = slice.row_ranges;
+  if (ranges.empty()) ranges.push_back({0, shape[0]});
+  const int64_t c0 = slice.col_begin, cc = slice.col_count < 0 ? cols : slice.col_count;
+  int64_t out_rows = 0;
+  for (const auto& [begin, count] : ranges) {
+    if (begin < 0 || count <= 0 || begin + count > shape[0])
+      throw Error(ErrorCategory::internal, what + ": slice rows out of range");
+    out_rows += count;
+  }
+  if (c0 < 0 || cc <= 0 || c0 + cc > cols) throw Error(ErrorCategory::internal, what + ": slice columns out of range");
+
+  // Convert on the host into the canonical layout and runtime dtype, then copy once. Only
+  // this rank's rows and columns are read from the (memory-mapped) files. Block-quantized
+  // tensors are dequantized to f32 first (exactly: every Q8_0 / Q4_0 / Q4_1 value is
+  // representable in f32).
+  const size_t out_es = dtype_size(dtype_);
+  std::vector<uint8_t> host(static_cast<size_t>(out_rows * cc) * out_es);
+  std::vector<float> rowbuf, scratch, tile, tile_t;
+  int64_t out_row = 0;
+  for (const auto& [begin, count] : ranges) {
+    for (size_t k = 0; k < parts.size(); ++k) {
+      const SourceTensor& t = *parts[k];
+      const int64_t part_rows = t.numel() / cols;
+      const int64_t lo = std::max(begin, part_begin[k]), hi = std::min(begin + count, part_begin[k] + part_rows);
+      if (lo >= hi) continue;
+      const int64_t seg = hi - lo, local = lo - part_begin[k];
+      uint8_t* dst = host.data() + static_cast<size_t>(out_row * cc) * out_es;
+      if (!recipe.transposed || !matrix) {
+        if (!t.block_type && cc == cols) {  // whole rows of a float tensor: one conversion
+          convert_floats(static_cast<const uint8_t*>(t.data) + static_cast<size_t>(local * cols) * dtype_size(t.dtype),
+                         t.dtype, dst, dtype_, static_cast<size_t>(seg * cols));
+        } else {
+          rowbuf.resize(static_cast<size_t>(cc));
+          for (int64_t r = 0; r < seg; ++r) {
+            read_row_f32(t, local + r, cols, c0, cc, rowbuf.data(), scratch);
+            convert_floats(rowbuf.data(), DType::f32, dst + static_cast<size_t>(r * cc) * out_es, dtype_,
+                           static_cast<size_t>(cc));
+          }
+        }
+      } else {  // stored [in, out]: canonical row o, column i is stored at [i, o]
+        tile.resize(static_cast<size_t>(cc * seg));
+        for (int64_t i = 0; i < cc; ++i)
+          read_row_f32(t, c0 + i, part_rows, local, seg, tile.data() + i * seg, scratch);
+        tile_t.resize(tile.size());
+        transpose(tile.data(), cc, seg, tile_t.data());
+        convert_floats(tile_t.data(), DType::f32, dst, dtype_, tile_t.size());
       }
-      transposed.resize(src_f32.size());
-      for (int64_t i = 0; i < cols; ++i)
-        for (int64_t o = 0; o < part_rows; ++o) transposed[o * cols + i] = src_f32[i * part_rows + o];
-      convert_floats(transposed.data(), DType::f32, dst, dtype_, transposed.size());
+      out_row += seg;
     }
-    row += part_rows;
   }
 
   void* ptr = backend_.allocator().allocate(host.size(), what.c_str());
   allocations_.push_back(ptr);
-  TensorView view = matrix ? TensorView(ptr, dtype_, {shape[0], shape[1]}, backend_.device())
-                           : TensorView(ptr, dtype_, {shape[0]}, backend_.device());
+  TensorView view = matrix ? TensorView(ptr, dtype_, {out_rows, cc}, backend_.device())
+                           : TensorView(ptr, dtype_, {out_rows}, backend_.device());
   TensorView host_view = view;
   host_view.data = host.data();
   host_view.device = Device::cpu();
   backend_.copy(view, host_view);
   bytes_ += host.size();
-  loaded_.emplace_back(recipe.sources, view);
+  loaded_.push_back({recipe.sources, slice, view});
   return view;
 }
 
-ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch) {
+ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch, const Shard& shard) {
   const ModelConfig& c = arch.config;
-  const int64_t H = c.hidden_size, V = c.vocab_size;
-  const int64_t qkv_rows = static_cast<int64_t>(c.num_heads + 2 * c.num_kv_heads) * c.head_dim;
-  const int64_t attn_cols = static_cast<int64_t>(c.num_heads) * c.head_dim;
-  const int64_t up_rows = (arch.kinds.gated_ffn ? 2 : 1) * static_cast<int64_t>(c.ffn_size);
+  const int64_t H = c.hidden_size, V = c.vocab_size, hd = c.head_dim;
+  const int64_t nh = c.num_heads, nkv = c.num_kv_heads, F = c.ffn_size;
+  const int64_t qkv_rows = (nh + 2 * nkv) * hd;
+  const int64_t attn_cols = nh * hd;
+  const int64_t up_rows = (arch.kinds.gated_ffn ? 2 : 1) * F;
+
+  // This rank's part of each split weight (all of it when the model is not split):
+  // query, key and value heads of the fused QKV rows; [gate | up] FFN rows; the matching
+  // input columns of the row-parallel output and down projections; LM-head rows.
+  WeightSlice qkv_slice, out_slice, up_slice, down_slice, vocab_slice;
+  if (shard.tp > 1) {
+    qkv_slice.row_ranges = {{shard.q_head_begin * hd, shard.n_heads * hd},
+                            {(nh + shard.kv_head_begin) * hd, shard.n_kv_heads * hd},
+                            {(nh + nkv + shard.kv_head_begin) * hd, shard.n_kv_heads * hd}};
+    out_slice.col_begin = shard.q_head_begin * hd;
+    out_slice.col_count = shard.n_heads * hd;
+    up_slice.row_ranges = {{shard.ffn_begin, shard.ffn}};
+    if (arch.kinds.gated_ffn) up_slice.row_ranges.push_back({F + shard.ffn_begin, shard.ffn});
+    down_slice.col_begin = shard.ffn_begin;
+    down_slice.col_count = shard.ffn;
+    vocab_slice.row_ranges = {{shard.vocab_begin, shard.vocab}};
+  }
 
   // A slot the architecture names must be present; one it does not name stays empty.
-  auto get = [&](WeightSlot slot, int layer, std::vector<int64_t> shape) -> TensorView {
+  auto get = [&](WeightSlot slot, int layer, std::vector<int64_t> shape, const WeightSlice& slice = {}) {
     WeightRecipe recipe = arch.recipe(slot, layer);
-    if (recipe.sources.empty()) return {};
+    if (recipe.sources.empty()) return TensorView{};
     std::string what = std::string(to_string(slot));
     if (layer >= 0) what = "layer " + std::to_string(layer) + " " + what;
-    return materialize(source, recipe, std::move(shape), what);
+    return materialize(source, recipe, std::move(shape), slice, what);
   };
   auto norm = [&](WeightSlot weight, WeightSlot bias, int layer) {
     NormParams p;
@@ -134,27 +208,32 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   };
 
   ModelWeights w;
-  w.token_embedding = get(WeightSlot::token_embedding, -1, {V, H});
-  if (arch.kinds.positions == PositionKind::learned)
-    w.position_embedding = get(WeightSlot::position_embedding, -1, {c.max_positions, H});
-  for (int l = 0; l < c.num_layers; ++l) {
+  if (shard.first_stage()) {
+    w.token_embedding = get(WeightSlot::token_embedding, -1, {V, H});
+    if (arch.kinds.positions == PositionKind::learned)
+      w.position_embedding = get(WeightSlot::position_embedding, -1, {c.max_positions, H});
+    if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
+  }
+  for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
     LayerWeights lw;
     lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
-    lw.qkv_weight = get(WeightSlot::qkv_weight, l, {qkv_rows, H});
-    lw.qkv_bias = get(WeightSlot::qkv_bias, l, {qkv_rows});
-    lw.out_weight = get(WeightSlot::out_weight, l, {H, attn_cols});
-    lw.out_bias = get(WeightSlot::out_bias, l, {H});
+    lw.qkv_weight = get(WeightSlot::qkv_weight, l, {qkv_rows, H}, qkv_slice);
+    lw.qkv_bias = get(WeightSlot::qkv_bias, l, {qkv_rows}, qkv_slice);
+    lw.out_weight = get(WeightSlot::out_weight, l, {H, attn_cols}, out_slice);
+    lw.out_bias = get(WeightSlot::out_bias, l, {H});  // added once, after the all-reduce
     lw.ffn_norm = norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l);
-    lw.up_weight = get(WeightSlot::up_weight, l, {up_rows, H});
-    lw.up_bias = get(WeightSlot::up_bias, l, {up_rows});
-    lw.down_weight = get(WeightSlot::down_weight, l, {H, c.ffn_size});
+    lw.up_weight = get(WeightSlot::up_weight, l, {up_rows, H}, up_slice);
+    lw.up_bias = get(WeightSlot::up_bias, l, {up_rows}, up_slice);
+    lw.down_weight = get(WeightSlot::down_weight, l, {H, F}, down_slice);
     lw.down_bias = get(WeightSlot::down_bias, l, {H});
     w.layers.push_back(lw);
   }
-  w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
-  w.lm_head = get(WeightSlot::lm_head, -1, {V, H});
-  if (w.token_embedding.empty() || w.lm_head.empty() || w.layers.empty())
-    throw Error(ErrorCategory::internal, arch.name + ": incomplete weight recipe");
+  if (shard.last_stage()) {
+    w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
+    w.lm_head = get(WeightSlot::lm_head, -1, {V, H}, vocab_slice);
+    if (w.lm_head.empty()) throw Error(ErrorCategory::internal, arch.name + ": no LM head");
+  }
+  if (w.layers.empty()) throw Error(ErrorCategory::internal, arch.name + ": no layers on this rank");
   return w;
 }
 

@@ -1,0 +1,62 @@
+#include "parallel/shard.h"
+
+#include "kestrel/error.h"
+
+namespace kestrel {
+
+namespace {
+
+void require_divisible(int value, int parts, const char* what, const char* option, const std::string& where) {
+  if (value % parts != 0)
+    throw Error(ErrorCategory::invalid_argument,
+                where + ": " + what + " " + std::to_string(value) + " is not divisible by " + option + " " +
+                    std::to_string(parts));
+}
+
+}  // namespace
+
+Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, const std::string& where) {
+  if (tp < 1 || tp > 1024)
+    throw Error(ErrorCategory::invalid_argument,
+                "ParallelOptions.tensor_parallel = " + std::to_string(tp) + " (must be in [1, 1024])");
+  if (pp < 1 || pp > 1024)
+    throw Error(ErrorCategory::invalid_argument,
+                "ParallelOptions.pipeline_parallel = " + std::to_string(pp) + " (must be in [1, 1024])");
+  const char* tp_name = "ParallelOptions.tensor_parallel";
+  require_divisible(c.num_heads, tp, "num_heads", tp_name, where);
+  require_divisible(c.ffn_size, tp, "ffn_size", tp_name, where);
+  require_divisible(c.vocab_size, tp, "vocab_size", tp_name, where);
+  if (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0)
+    throw Error(ErrorCategory::invalid_argument,
+                where + ": num_kv_heads " + std::to_string(c.num_kv_heads) + " and " + tp_name + " " +
+                    std::to_string(tp) + ": one must divide the other (KV heads are split or replicated)");
+  if (pp > c.num_layers)
+    throw Error(ErrorCategory::invalid_argument,
+                "ParallelOptions.pipeline_parallel = " + std::to_string(pp) + " is more stages than the " +
+                    std::to_string(c.num_layers) + " layers of " + where);
+
+  Shard s;
+  s.tp = tp;
+  s.pp = pp;
+  s.tp_rank = tp_rank;
+  s.stage = stage;
+  const int base = c.num_layers / pp, extra = c.num_layers % pp;
+  s.layer_begin = stage * base + std::min(stage, extra);
+  s.layer_end = s.layer_begin + base + (stage < extra ? 1 : 0);
+  s.n_heads = c.num_heads / tp;
+  s.q_head_begin = tp_rank * s.n_heads;
+  if (c.num_kv_heads >= tp) {
+    s.n_kv_heads = c.num_kv_heads / tp;
+    s.kv_head_begin = tp_rank * s.n_kv_heads;
+  } else {  // each rank's query heads fall inside one KV group: replicate that KV head
+    s.n_kv_heads = 1;
+    s.kv_head_begin = s.q_head_begin / (c.num_heads / c.num_kv_heads);
+  }
+  s.ffn = c.ffn_size / tp;
+  s.ffn_begin = tp_rank * s.ffn;
+  s.vocab = c.vocab_size / tp;
+  s.vocab_begin = tp_rank * s.vocab;
+  return s;
+}
+
+}  // namespace kestrel

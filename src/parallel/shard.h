@@ -1,0 +1,50 @@
+// parallel/shard.h: which slice of a model one rank of a tp x pp grid holds.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kestrel/model.h"
+
+namespace kestrel {
+
+// Megatron-style tensor parallel inside a stage, contiguous layers per pipeline stage.
+// Tensor rank t of tp holds query heads [q_head_begin, +n_heads), the KV heads they read
+// [kv_head_begin, +n_kv_heads) (whole groups when num_kv_heads >= tp; one KV head shared
+// with the other ranks of its group when num_kv_heads < tp), FFN columns [ffn_begin, +ffn)
+// and LM-head rows [vocab_begin, +vocab). Stage s of pp holds layers [layer_begin,
+// layer_end): the first stages take one extra layer when pp does not divide num_layers.
+struct Shard {
+  int tp = 1, pp = 1;
+  int tp_rank = 0, stage = 0;
+  int layer_begin = 0, layer_end = 0;
+  int n_heads = 0, q_head_begin = 0;
+  int n_kv_heads = 0, kv_head_begin = 0;
+  int ffn = 0, ffn_begin = 0;
+  int vocab = 0, vocab_begin = 0;
+
+  int num_layers() const { return layer_end - layer_begin; }
+  bool first_stage() const { return stage == 0; }
+  bool last_stage() const { return stage == pp - 1; }
+  bool parallel() const { return tp * pp > 1; }
+};
+
+// The shard of rank (stage, tp_rank); throws Error(invalid_argument) naming the dimension
+// that tp or pp does not divide (heads, KV heads, FFN size, vocabulary, layers), `where`
+// being the model path.
+Shard make_shard(const ModelConfig& config, int tp, int pp, int tp_rank, int stage,
+                 const std::string& where);
+
+// Which part of a canonical [rows, cols] weight a rank keeps: the rows of `row_ranges`
+// ({begin, count} in canonical row order, concatenated) and columns [col_begin,
+// col_begin + col_count). Empty row_ranges and col_count < 0 mean all of them.
+struct WeightSlice {
+  std::vector<std::pair<int64_t, int64_t>> row_ranges;
+  int64_t col_begin = 0;
+  int64_t col_count = -1;
+  bool operator==(const WeightSlice&) const = default;
+};
+
+}  // namespace kestrel
