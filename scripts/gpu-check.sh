@@ -6,7 +6,8 @@
 #      again on their own, counting how many ran and how many skipped (a GPU test that
 #      skips on a GPU machine is a finding);
 #   3. runs those CUDA tests under compute-sanitizer memcheck and racecheck;
-#   4. (the decode benchmark will go here, see below);
+#   4. the NCCL communicator (one rank on one GPU; tp 2 when there are two GPUs and MPI);
+#      (the decode benchmark will go here, see below);
 #   5. writes a summary to $OUT/gpu-summary.txt (OUT defaults to the build directory),
 #      with the logs of every step beside it.
 #
@@ -96,6 +97,32 @@ if (( built )); then
       status=1
     fi
   done
+
+  # --- tensor / pipeline parallel over NCCL -------------------------------------------
+  # One GPU: NCCL runs only as a one-rank group (the kernels test below). Two or more GPUs
+  # and an MPI build: the parallel tests run as tp 2 over NCCL, one GPU per rank.
+  log="$logs/nccl.log"
+  "$build/tests/kestrel_kernels_tests" --gtest_filter='NcclCommunicator.*' >"$log" 2>&1
+  rc=$?
+  if (( $(count OK "$log") > 0 )); then
+    record "nccl one-rank group: passed"
+  elif (( $(count SKIPPED "$log") > 0 )); then
+    record "nccl one-rank group: skipped ($(grep -m 1 -oE 'this build has no NCCL.*|no CUDA device: .*' "$log" || echo 'see nccl.log'))"
+  else
+    record "nccl one-rank group: FAILED (exit $rc; see nccl.log)"
+    status=1
+  fi
+  gpus="$(nvidia-smi --list-gpus 2>/dev/null | wc -l)"
+  if [[ -x "$build/tests/kestrel_parallel_tests" ]] && (( gpus >= 2 )); then
+    log="$logs/parallel-cuda.log"
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 timeout 1800 mpirun -np 2 \
+      "$build/tests/kestrel_parallel_tests" --tp 2 --pp 1 --device cuda >"$log" 2>&1
+    rc=$?
+    record "parallel tp 2 over NCCL on 2 GPUs: exit $rc (see parallel-cuda.log)"
+    (( rc == 0 )) || status=1
+  else
+    record "parallel over NCCL across GPUs: not run ($gpus GPU(s); needs 2 and an MPI build)"
+  fi
 
   # --- compute-sanitizer ------------------------------------------------------------
   sanitizer="$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)"

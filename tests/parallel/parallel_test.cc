@@ -1,0 +1,323 @@
+// Tensor and pipeline parallel runs, on the CPU under mpirun (tests/CMakeLists.txt starts
+// this binary as 2, 3 and 4 ranks with --tp / --pp). Every rank runs every test; a test
+// fails the job if it fails on any rank.
+//
+// Each model is run split (--tp x --pp over the MPI job) and whole on this rank alone
+// (ParallelOptions 1 x 1 never touches MPI), on the same inputs: greedy tokens must be
+// identical, to each other and to Hugging Face transformers' (the fixtures' reference),
+// and logits must agree within fp32 reduction-order tolerance. The error tests check that
+// what cannot run says so on every rank instead of hanging.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <kestrel/kestrel.h>
+
+#include "reference_fixture.h"
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+using testing::fixture_dir;
+using testing::load_reference;
+using testing::ReferencePrompt;
+
+// Summing partial products in another order moves fp32 logits by a few ulps of their
+// magnitude (up to 3.3e-5 seen here): held to the 1e-4 (max abs) of HF's fp32 reference.
+constexpr float kSplitVsWholeTolerance = 1e-4f;
+constexpr float kHfTolerance = 1e-4f;
+
+ParallelOptions g_split;  // from --tp / --pp
+Device g_device;          // from --device (cuda runs in f32 on one GPU per rank)
+int g_fail_rank = -1;     // from --fail-rank: the rank FailingRank makes fail
+int g_die_rank = -1;      // from --die-rank: the rank DyingRank kills
+
+struct ModelCase {
+  const char* name;
+  const char* model;
+  const char* reference;
+};
+void PrintTo(const ModelCase& c, std::ostream* os) { *os << c.model; }
+
+float max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float d = 0.0f;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) d = std::max(d, std::fabs(a[i] - b[i]));
+  return d;
+}
+
+class Split : public ::testing::TestWithParam<ModelCase> {
+ protected:
+  void SetUp() override {
+    ModelOptions options;
+    options.num_threads = 1;  // ranks share the cores
+    options.device = g_device;
+    if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+    whole_ = Model::load(fixture_dir() / GetParam().model, options);
+    options.parallel = g_split;
+    options.parallel.timeout_seconds = 120;
+    split_ = Model::load(fixture_dir() / GetParam().model, options);
+    prompts_ = load_reference(fixture_dir() / GetParam().reference, whole_->config().vocab_size);
+    ASSERT_GE(prompts_.size(), 4u);
+  }
+
+  GenerationRequest greedy(const ReferencePrompt& p) const {
+    GenerationRequest r;
+    r.prompt_ids = p.ids;
+    r.stop.max_new_tokens = static_cast<int>(p.greedy.size());
+    r.stop.stop_at_eos = false;
+    return r;
+  }
+
+  std::shared_ptr<const Model> whole_, split_;
+  std::vector<ReferencePrompt> prompts_;
+};
+
+TEST_P(Split, RankHoldsItsSlice) {
+  const ParallelInfo& p = split_->parallel();
+  const ModelConfig& c = split_->config();
+  EXPECT_EQ(p.tensor_parallel, g_split.tensor_parallel);
+  EXPECT_EQ(p.pipeline_parallel, g_split.pipeline_parallel);
+  EXPECT_EQ(p.rank, launcher_rank());
+  EXPECT_EQ(p.num_heads * p.tensor_parallel, c.num_heads);
+  EXPECT_EQ(p.ffn_size * p.tensor_parallel, c.ffn_size);
+  EXPECT_EQ(p.vocab_size * p.tensor_parallel, c.vocab_size);
+  EXPECT_GE(p.num_layers, c.num_layers / p.pipeline_parallel);
+  EXPECT_LE(p.num_layers, (c.num_layers + p.pipeline_parallel - 1) / p.pipeline_parallel);
+  // Each rank holds less than the whole model, and the KV cache only of its layers and heads.
+  EXPECT_LT(split_->weight_bytes(), whole_->weight_bytes());
+  Session whole(whole_, {.max_sequences = 2});
+  Session split(split_, {.max_sequences = 2});
+  EXPECT_EQ(split.memory().kv_cache_bytes * c.num_layers * c.num_kv_heads,
+            whole.memory().kv_cache_bytes * p.num_layers * p.num_kv_heads);
+}
+
+TEST_P(Split, LogitsAtEveryPositionMatchWholeModelAndHf) {
+  Session whole(whole_), split(split_);
+  Decoder whole_decoder(whole), split_decoder(split);
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    std::vector<float> a = whole_decoder.score(prompts_[i].ids);
+    std::vector<float> b = split_decoder.score(prompts_[i].ids);
+    EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << "prompt " << i;
+    EXPECT_LE(max_abs_diff(b, prompts_[i].logits), kHfTolerance) << "prompt " << i;
+  }
+  EXPECT_EQ(split.free_kv_blocks(), split.options().kv_blocks);
+}
+
+TEST_P(Split, GreedyTokensMatchHf) {
+  Session session(split_, {.max_sequences = 1});
+  Decoder decoder(session);
+  for (const auto& p : prompts_) EXPECT_EQ(decoder.generate(greedy(p)).tokens, p.greedy) << p.text;
+}
+
+// Two slots (requests join as others finish), prompts in chunks of 5 tokens, blocks of 4
+// positions: steps with one to several sequences, hence one to several micro-batches.
+TEST_P(Split, BatchedChunkedJoiningRequestsMatchHf) {
+  Session session(split_, {.max_sequences = 3, .max_step_tokens = 5, .kv_block_size = 4});
+  Decoder decoder(session);
+  std::vector<GenerationRequest> requests;
+  for (const auto& p : prompts_) requests.push_back(greedy(p));
+  requests[1].stop.max_new_tokens = 7;
+  auto results = decoder.generate(requests);
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    std::vector<int32_t> want = prompts_[i].greedy;
+    want.resize(requests[i].stop.max_new_tokens);
+    EXPECT_EQ(results[i].tokens, want) << i;
+  }
+  EXPECT_EQ(session.free_kv_blocks(), session.options().kv_blocks);
+}
+
+TEST_P(Split, SampledTokensMatchWholeModel) {
+  Session whole(whole_, {.max_sequences = 4}), split(split_, {.max_sequences = 4});
+  Decoder whole_decoder(whole), split_decoder(split);
+  std::vector<GenerationRequest> requests;
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    GenerationRequest r = greedy(prompts_[i]);
+    r.sampling = {.temperature = 0.9f, .top_k = 50, .top_p = 0.95f, .repetition_penalty = 1.1f,
+                  .seed = 1234 + i};
+    requests.push_back(r);
+  }
+  auto a = whole_decoder.generate(requests);
+  auto b = split_decoder.generate(requests);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
+}
+
+// The callback asks to cancel on rank 0 only: every rank must stop that request together.
+TEST_P(Split, CancellingOnRankZeroStopsEveryRank) {
+  Session session(split_, {.max_sequences = 2});
+  Decoder decoder(session);
+  std::vector<GenerationRequest> requests{greedy(prompts_[0]), greedy(prompts_[1])};
+  int seen = 0;
+  auto results = decoder.generate(requests, [&](const StreamEvent& e) {
+    if (e.request == 0) ++seen;
+    return !(e.request == 0 && seen == 3 && launcher_rank() == 0);
+  });
+  EXPECT_EQ(results[0].finish, FinishReason::cancelled);
+  EXPECT_EQ(results[0].tokens.size(), 3u);
+  EXPECT_EQ(results[1].tokens, prompts_[1].greedy);
+}
+
+// Every rank must end the same request for lack of KV blocks; each rank's results equal
+// the whole model's with the same limits, so they equal each other's.
+TEST_P(Split, ExhaustedKvCacheEndsTheSameRequestOnEveryRank) {
+  const SessionOptions limits{.max_sequences = 2, .kv_block_size = 4, .kv_blocks = 6};
+  Session whole(whole_, limits), split(split_, limits);
+  Decoder whole_decoder(whole), split_decoder(split);
+  std::vector<GenerationRequest> requests{greedy(prompts_[0]), greedy(prompts_[1])};
+  requests[0].stop.max_new_tokens = 40;
+  auto a = whole_decoder.generate(requests);
+  auto b = split_decoder.generate(requests);
+  EXPECT_TRUE(b[0].finish == FinishReason::error || b[1].finish == FinishReason::error);
+  for (size_t i = 0; i < requests.size(); ++i) {
+    EXPECT_EQ(a[i].finish, b[i].finish) << i;
+    EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
+  }
+  EXPECT_EQ(split.free_kv_blocks(), split.options().kv_blocks);
+}
+
+std::string case_name(const ::testing::TestParamInfo<ModelCase>& info) { return info.param.name; }
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, Split,
+    ::testing::Values(ModelCase{"tiny_gpt2", "tiny-gpt2", "tiny-gpt2"}, ModelCase{"tiny_llama", "tiny-llama", "tiny-llama"},
+                      ModelCase{"tiny_llama_gguf", "tiny-llama.gguf", "tiny-llama-gguf"},
+                      ModelCase{"tiny_gpt2_gguf", "tiny-gpt2.gguf", "tiny-gpt2-f16"}),
+    case_name);
+
+// --- what cannot run -----------------------------------------------------------------
+
+Error load_error(const std::filesystem::path& path, ParallelOptions parallel) {
+  ModelOptions options;
+  options.num_threads = 1;
+  options.parallel = parallel;
+  options.parallel.timeout_seconds = 60;
+  try {
+    Model::load(path, options);
+  } catch (const Error& e) {
+    return e;
+  }
+  ADD_FAILURE() << "loading " << path << " did not fail";
+  return Error(ErrorCategory::internal, "no error");
+}
+
+TEST(SplitErrors, RankCountMustMatchTpTimesPp) {
+  const int ranks = launcher_size();
+  Error e = load_error(fixture_dir() / "tiny-llama", {.tensor_parallel = ranks, .pipeline_parallel = 2});
+  EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+  EXPECT_NE(e.message().find("needs " + std::to_string(2 * ranks) + " ranks, but this MPI job has " +
+                             std::to_string(ranks)),
+            std::string::npos)
+      << e.message();
+}
+
+TEST(SplitErrors, IndivisibleHeadsOrTooManyStagesNameTheDimension) {
+  const int ranks = launcher_size();
+  // The fixtures have 4 heads, 1000 vocabulary entries and 3 layers.
+  if (ranks == 3) {
+    Error e = load_error(fixture_dir() / "tiny-gpt2", {.tensor_parallel = 3});
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(e.message().find("num_heads 4 is not divisible by ParallelOptions.tensor_parallel 3"),
+              std::string::npos)
+        << e.message();
+  } else if (ranks == 4) {
+    Error e = load_error(fixture_dir() / "tiny-gpt2", {.pipeline_parallel = 4});
+    EXPECT_NE(e.message().find("pipeline_parallel = 4 is more stages than the 3 layers"), std::string::npos)
+        << e.message();
+  } else {
+    GTEST_SKIP() << "needs 3 or 4 ranks (this job has " << ranks << ")";
+  }
+}
+
+// A file that is missing on one node: every rank gets the same error naming that rank,
+// instead of the others waiting for it in the first collective call.
+TEST(SplitErrors, FileMissingOnOneRankFailsEveryRank) {
+  const int ranks = launcher_size();
+  const int bad = ranks - 1;
+  auto path = launcher_rank() == bad ? fixture_dir() / "no-such-model" : fixture_dir() / "tiny-llama";
+  Error e = load_error(path, g_split);
+  EXPECT_EQ(e.category(), ErrorCategory::io);
+  EXPECT_NE(e.message().find("rank " + std::to_string(bad) + " of " + std::to_string(ranks) + ": "),
+            std::string::npos)
+      << e.message();
+  EXPECT_NE(e.message().find("no-such-model"), std::string::npos) << e.message();
+}
+
+// Run alone (tests/CMakeLists.txt, --fail-rank R): rank R's streaming callback throws in
+// the middle of a generation, so R leaves the step loop while its peers wait for it in the
+// next collective call. They must give up after the timeout with an error naming the
+// operation, not hang.
+TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
+  if (g_fail_rank < 0) GTEST_SKIP() << "runs with --fail-rank";
+  ModelOptions options;
+  options.num_threads = 1;
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = 3;
+  auto model = Model::load(fixture_dir() / "tiny-llama", options);
+  Session session(model, {.max_sequences = 1});
+  Decoder decoder(session);
+  GenerationRequest request;
+  request.prompt = "Hello";
+  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+  int tokens = 0;
+  auto on_token = [&](const StreamEvent&) {
+    if (++tokens == 2 && launcher_rank() == g_fail_rank) throw std::runtime_error("injected failure");
+    return true;
+  };
+  if (launcher_rank() == g_fail_rank) {
+    EXPECT_THROW(decoder.generate(request, on_token), std::runtime_error);
+    return;
+  }
+  try {
+    decoder.generate(request, on_token);
+    ADD_FAILURE() << "generate went on without rank " << g_fail_rank;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::device);
+    EXPECT_NE(e.message().find("for its peers"), std::string::npos) << e.message();
+  }
+}
+
+// Run alone (tests/parallel/expect_job_failure.cmake, --die-rank R): rank R exits abruptly
+// after loading, as a crashed process would. The job must end with an error within the
+// timeout, whether the launcher notices the dead rank first or the survivors give up.
+TEST(DyingRank, JobEndsWhenARankDies) {
+  if (g_die_rank < 0) GTEST_SKIP() << "runs with --die-rank";
+  ModelOptions options;
+  options.num_threads = 1;
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = 5;
+  auto model = Model::load(fixture_dir() / "tiny-gpt2", options);
+  Session session(model, {.max_sequences = 1});
+  Decoder decoder(session);
+  if (launcher_rank() == g_die_rank) std::_Exit(3);
+  GenerationRequest request;
+  request.prompt = "Hello";
+  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+  try {
+    decoder.generate(request);
+  } catch (const Error& e) {
+    std::cerr << "rank " << launcher_rank() << ": " << e.what() << std::endl;
+    abort_parallel_run(2);
+  }
+}
+
+}  // namespace
+}  // namespace kestrel
+
+// --tp N --pp N (after gtest's own flags): the split that the parallel tests use.
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::strcmp(argv[i], "--tp") == 0) kestrel::g_split.tensor_parallel = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--pp") == 0) kestrel::g_split.pipeline_parallel = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--device") == 0) kestrel::g_device = kestrel::parse_device(argv[i + 1], "--device");
+    if (std::strcmp(argv[i], "--fail-rank") == 0) kestrel::g_fail_rank = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--die-rank") == 0) kestrel::g_die_rank = std::atoi(argv[i + 1]);
+  }
+  // Only rank 0 prints its progress; the other ranks print their failures.
+  if (kestrel::launcher_rank() != 0) GTEST_FLAG_SET(brief, true);
+  return RUN_ALL_TESTS();
+}
