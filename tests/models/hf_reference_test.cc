@@ -20,6 +20,7 @@ namespace kestrel {
 namespace {
 
 using testing::fixture_dir;
+using testing::greedy_request;
 using testing::load_reference;
 using testing::ReferencePrompt;
 
@@ -40,14 +41,6 @@ class HfReference : public ::testing::TestWithParam<ReferenceCase> {
     model_ = Model::load(fixture_dir() / GetParam().model);
     prompts_ = load_reference(fixture_dir() / GetParam().reference, model_->config().vocab_size);
     ASSERT_GE(prompts_.size(), 4u);
-  }
-
-  GenerationRequest greedy_request(const ReferencePrompt& p) const {
-    GenerationRequest r;
-    r.prompt_ids = p.ids;
-    r.stop.max_new_tokens = static_cast<int>(p.greedy.size());
-    r.stop.stop_at_eos = false;  // the reference does not stop at EOS
-    return r;
   }
 
   std::shared_ptr<const Model> model_;

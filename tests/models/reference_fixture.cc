@@ -32,4 +32,12 @@ std::vector<ReferencePrompt> load_reference(const std::filesystem::path& dir, in
   return out;
 }
 
+GenerationRequest greedy_request(const ReferencePrompt& p) {
+  GenerationRequest r;
+  r.prompt_ids = p.ids;
+  r.stop.max_new_tokens = static_cast<int>(p.greedy.size());
+  r.stop.stop_at_eos = false;
+  return r;
+}
+
 }  // namespace kestrel::testing

@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include <kestrel/decoder.h>
+
 namespace kestrel::testing {
 
 struct ReferencePrompt {
@@ -17,5 +19,9 @@ struct ReferencePrompt {
 };
 
 std::vector<ReferencePrompt> load_reference(const std::filesystem::path& dir, int vocab);
+
+// The request that reproduces the reference's greedy tokens: its prompt ids, as many new
+// tokens as the reference has, not stopping at EOS (the reference does not).
+GenerationRequest greedy_request(const ReferencePrompt& p);
 
 }  // namespace kestrel::testing

@@ -65,13 +65,7 @@ class Split : public ::testing::TestWithParam<ModelCase> {
     ASSERT_GE(prompts_.size(), 4u);
   }
 
-  GenerationRequest greedy(const ReferencePrompt& p) const {
-    GenerationRequest r;
-    r.prompt_ids = p.ids;
-    r.stop.max_new_tokens = static_cast<int>(p.greedy.size());
-    r.stop.stop_at_eos = false;
-    return r;
-  }
+  static GenerationRequest greedy(const ReferencePrompt& p) { return testing::greedy_request(p); }
 
   std::shared_ptr<const Model> whole_, split_;
   std::vector<ReferencePrompt> prompts_;
@@ -246,22 +240,31 @@ TEST(SplitErrors, FileMissingOnOneRankFailsEveryRank) {
   EXPECT_NE(e.message().find("no-such-model"), std::string::npos) << e.message();
 }
 
+// The split model, with a short timeout for the tests where a rank goes missing.
+std::shared_ptr<const Model> load_split(const char* fixture, double timeout_seconds) {
+  ModelOptions options;
+  options.num_threads = 1;
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = timeout_seconds;
+  return Model::load(fixture_dir() / fixture, options);
+}
+
+GenerationRequest ten_tokens_after_hello() {
+  GenerationRequest request;
+  request.prompt = "Hello";
+  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+  return request;
+}
+
 // Run alone (tests/CMakeLists.txt, --fail-rank R): rank R's streaming callback throws in
 // the middle of a generation, so R leaves the step loop while its peers wait for it in the
 // next collective call. They must give up after the timeout with an error naming the
 // operation, not hang.
 TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
   if (g_fail_rank < 0) GTEST_SKIP() << "runs with --fail-rank";
-  ModelOptions options;
-  options.num_threads = 1;
-  options.parallel = g_split;
-  options.parallel.timeout_seconds = 3;
-  auto model = Model::load(fixture_dir() / "tiny-llama", options);
-  Session session(model, {.max_sequences = 1});
+  Session session(load_split("tiny-llama", 3), {.max_sequences = 1});
   Decoder decoder(session);
-  GenerationRequest request;
-  request.prompt = "Hello";
-  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+  const GenerationRequest request = ten_tokens_after_hello();
   int tokens = 0;
   auto on_token = [&](const StreamEvent&) {
     if (++tokens == 2 && launcher_rank() == g_fail_rank) throw std::runtime_error("injected failure");
@@ -285,19 +288,11 @@ TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
 // timeout, whether the launcher notices the dead rank first or the survivors give up.
 TEST(DyingRank, JobEndsWhenARankDies) {
   if (g_die_rank < 0) GTEST_SKIP() << "runs with --die-rank";
-  ModelOptions options;
-  options.num_threads = 1;
-  options.parallel = g_split;
-  options.parallel.timeout_seconds = 5;
-  auto model = Model::load(fixture_dir() / "tiny-gpt2", options);
-  Session session(model, {.max_sequences = 1});
+  Session session(load_split("tiny-gpt2", 5), {.max_sequences = 1});
   Decoder decoder(session);
   if (launcher_rank() == g_die_rank) std::_Exit(3);
-  GenerationRequest request;
-  request.prompt = "Hello";
-  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
   try {
-    decoder.generate(request);
+    decoder.generate(ten_tokens_after_hello());
   } catch (const Error& e) {
     std::cerr << "rank " << launcher_rank() << ": " << e.what() << std::endl;
     abort_parallel_run(2);

@@ -119,7 +119,8 @@ void agree_on_errors(ParallelContext& context, std::exception_ptr error) {
   const ErrorRecord& e = all[first];
   std::string message = "rank " + std::to_string(first) + " of " + std::to_string(context.size) + ": " +
                         std::string(e.message.data());
-  if (failed > 1) message += " (" + std::to_string(failed - 1) + " other ranks failed too)";
+  if (failed > 1)
+    message += " (" + std::to_string(failed - 1) + (failed == 2 ? " other rank" : " other ranks") + " failed too)";
   throw Error(static_cast<ErrorCategory>(e.category), message);
 }
 
