@@ -1,0 +1,90 @@
+// Which slice of a model each rank of a tp x pp grid holds (parallel/shard.h), and the
+// errors for splits that do not fit the model.
+#include <gtest/gtest.h>
+
+#include "kestrel/error.h"
+#include "parallel/shard.h"
+
+namespace kestrel {
+namespace {
+
+ModelConfig config(int heads, int kv_heads, int layers) {
+  ModelConfig c;
+  c.vocab_size = 1200;
+  c.hidden_size = 64;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = 16;
+  c.ffn_size = 240;
+  c.max_positions = 128;
+  return c;
+}
+
+TEST(Shard, TensorRanksPartitionHeadsFfnAndVocabulary) {
+  const ModelConfig c = config(8, 4, 5);
+  for (int t = 0; t < 4; ++t) {
+    Shard s = make_shard(c, 4, 1, t, 0, "m");
+    EXPECT_EQ(s.n_heads, 2);
+    EXPECT_EQ(s.q_head_begin, 2 * t);
+    EXPECT_EQ(s.n_kv_heads, 1);
+    EXPECT_EQ(s.kv_head_begin, t);  // query heads 2t, 2t+1 read KV head t
+    EXPECT_EQ(s.ffn, 60);
+    EXPECT_EQ(s.ffn_begin, 60 * t);
+    EXPECT_EQ(s.vocab, 300);
+    EXPECT_EQ(s.vocab_begin, 300 * t);
+    EXPECT_EQ(s.layer_begin, 0);
+    EXPECT_EQ(s.layer_end, 5);
+  }
+}
+
+TEST(Shard, FewerKvHeadsThanRanksAreReplicatedWithinTheirGroup) {
+  const ModelConfig c = config(8, 2, 2);  // query heads 0-3 read KV head 0, 4-7 read 1
+  const int want[] = {0, 0, 1, 1};
+  for (int t = 0; t < 4; ++t) {
+    Shard s = make_shard(c, 4, 1, t, 0, "m");
+    EXPECT_EQ(s.n_kv_heads, 1);
+    EXPECT_EQ(s.kv_head_begin, want[t]) << t;
+  }
+  Shard mqa = make_shard(config(8, 1, 2), 8, 1, 5, 0, "m");
+  EXPECT_EQ(mqa.n_kv_heads, 1);
+  EXPECT_EQ(mqa.kv_head_begin, 0);
+}
+
+TEST(Shard, StagesTakeContiguousLayersFirstOnesOneMore) {
+  const ModelConfig c = config(4, 4, 7);
+  const int begin[] = {0, 3, 5}, end[] = {3, 5, 7};
+  for (int p = 0; p < 3; ++p) {
+    Shard s = make_shard(c, 1, 3, 0, p, "m");
+    EXPECT_EQ(s.layer_begin, begin[p]);
+    EXPECT_EQ(s.layer_end, end[p]);
+    EXPECT_EQ(s.first_stage(), p == 0);
+    EXPECT_EQ(s.last_stage(), p == 2);
+  }
+}
+
+void expect_error(const ModelConfig& c, int tp, int pp, const std::string& text) {
+  try {
+    make_shard(c, tp, pp, 0, 0, "model.gguf");
+    ADD_FAILURE() << "tp " << tp << " x pp " << pp << " was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(e.message().find(text), std::string::npos) << e.message();
+  }
+}
+
+TEST(Shard, SplitsThatDoNotFitNameTheDimension) {
+  expect_error(config(9, 3, 4), 2, 1, "model.gguf: num_heads 9 is not divisible by ParallelOptions.tensor_parallel 2");
+  ModelConfig ffn = config(8, 8, 4);
+  ffn.ffn_size = 250;
+  expect_error(ffn, 4, 1, "ffn_size 250 is not divisible");
+  ModelConfig vocab = config(8, 8, 4);
+  vocab.vocab_size = 50257;  // GPT-2's
+  expect_error(vocab, 2, 1, "vocab_size 50257 is not divisible");
+  expect_error(config(12, 3, 4), 4, 1, "num_kv_heads 3 and ParallelOptions.tensor_parallel 4: one must divide the other");
+  expect_error(config(4, 4, 3), 1, 4, "pipeline_parallel = 4 is more stages than the 3 layers");
+  expect_error(config(4, 4, 3), 0, 1, "tensor_parallel = 0");
+}
+
+}  // namespace
+}  // namespace kestrel
