@@ -22,10 +22,6 @@ void upload(Backend& backend, const TensorView& dst, const std::vector<int32_t>&
   backend.copy(d, h);
 }
 
-}  // namespace
-
-namespace {
-
 // Splits the step's sequences into up to `parts` contiguous micro-batches of about equal
 // tokens (each at least one sequence), so pipeline stages can overlap.
 std::vector<MicroBatch> split_micro_batches(std::span<const StepSlice> slices, int parts) {
