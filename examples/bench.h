@@ -48,7 +48,7 @@ struct BenchReport {
 void print_table(const BenchReport& report);
 nlohmann::json to_json(const BenchReport& report);
 // Draws tokens/s against batch size, one line per input length (and output length), with
-// scripts/plot-bench.py (python3 + matplotlib); throws kestrel::Error naming what is missing.
+// scripts/plot-bench.py ($KESTREL_PLOT_PYTHON or python3, with matplotlib); throws kestrel::Error naming what is missing.
 void plot(const BenchReport& report, const std::string& png_path);
 // Throws kestrel::Error when plot() could not work (no python3, script or matplotlib).
 void check_plot_tools();

@@ -23,6 +23,12 @@ std::string plot_script() {
   return KESTREL_PLOT_SCRIPT;
 }
 
+// The interpreter: $KESTREL_PLOT_PYTHON (e.g. a venv with matplotlib), else python3.
+std::string python() {
+  if (const char* env = std::getenv("KESTREL_PLOT_PYTHON"); env && *env) return env;
+  return "python3";
+}
+
 std::string quoted(const std::string& s) {
   std::string q = "'";
   for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
@@ -100,11 +106,12 @@ void check_plot_tools() {
   const std::string script = plot_script();
   if (!std::filesystem::exists(script))
     throw kestrel::Error(kestrel::ErrorCategory::io, "--plot: " + script + " is missing (set KESTREL_PLOT_SCRIPT)");
-  const int status = std::system(("python3 " + quoted(script) + " --check").c_str());
+  const int status = std::system((quoted(python()) + " " + quoted(script) + " --check").c_str());
   if (status != 0)
     throw kestrel::Error(kestrel::ErrorCategory::unsupported,
-                         "--plot needs python3 with matplotlib (Debian: apt-get install python3-matplotlib); " +
-                             script + " --check failed");
+                         "--plot needs " + python() +
+                             " with matplotlib (Debian: apt-get install python3-matplotlib; or set "
+                             "KESTREL_PLOT_PYTHON to a Python that has it); " + script + " --check failed");
 }
 
 void plot(const BenchReport& r, const std::string& png_path) {
@@ -116,7 +123,7 @@ void plot(const BenchReport& r, const std::string& png_path) {
     if (!out) throw kestrel::Error(kestrel::ErrorCategory::io, json_path.string() + ": cannot write");
   }
   const int status =
-      std::system(("python3 " + quoted(plot_script()) + " " + quoted(json_path.string()) + " " + quoted(png_path)).c_str());
+      std::system((quoted(python()) + " " + quoted(plot_script()) + " " + quoted(json_path.string()) + " " + quoted(png_path)).c_str());
   std::filesystem::remove(json_path);
   if (status != 0)
     throw kestrel::Error(kestrel::ErrorCategory::io, "--plot: " + plot_script() + " failed to write " + png_path);
