@@ -84,6 +84,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     w.final_norm = vector_bytes(dtype, norm);
     if (c.tied_embeddings && first) {
       *tied_here = true;  // the LM head is (a slice of) this rank's token embedding
+      w.lm_head_view = matrix_bytes(o, dtype, d.vocab, H, false);
     } else {
       w.lm_head = matrix_bytes(o, dtype, d.vocab, H, false);
     }
@@ -297,7 +298,7 @@ StepCost decode_step_cost(const ModelShape& shape, const SizingOptions& o, const
   const double kv_per_position_layer = 2.0 * d.kv_heads * hd * dtype_size(o.dtype);
   StepCost cost;
   cost.flops = L * batch * (2.0 * linear_elements(shape, d) + 4.0 * context * d.heads * hd);
-  cost.bytes = static_cast<double>(stage.weights.streamed_per_step(stage.lm_head_tied_here)) +
+  cost.bytes = static_cast<double>(stage.weights.streamed_per_step()) +
                L * batch * context * kv_per_position_layer;
   if (stage.weights.final_norm > 0) cost.flops += 2.0 * batch * d.vocab * shape.config.hidden_size;
   return cost;
@@ -311,7 +312,7 @@ StepCost context_step_cost(const ModelShape& shape, const SizingOptions& o, cons
   StepCost cost;
   // Causal attention: position i attends to i + 1 keys, p (p + 1) / 2 scores per head.
   cost.flops = L * (2.0 * tokens * linear_elements(shape, d) + 4.0 * batch * p * (p + 1) / 2 * d.heads * hd);
-  cost.bytes = static_cast<double>(stage.weights.streamed_per_step(stage.lm_head_tied_here)) +
+  cost.bytes = static_cast<double>(stage.weights.streamed_per_step()) +
                L * tokens * 2.0 * d.kv_heads * hd * dtype_size(o.dtype);  // K and V written
   if (stage.weights.final_norm > 0) cost.flops += 2.0 * batch * d.vocab * shape.config.hidden_size;
   return cost;

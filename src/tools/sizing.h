@@ -82,12 +82,12 @@ struct WeightBytes {
   size_t layers = 0;      // all layers of the stage
   size_t final_norm = 0;
   size_t lm_head = 0;     // 0 when tied to an embedding held by the same rank
+  size_t lm_head_view = 0;  // a tied LM head: the bytes of it read from the token embedding
+                            // (this rank's vocabulary slice); not held twice, not in total()
   size_t total() const { return token_embedding + position_embedding + layers + final_norm + lm_head; }
-  // Bytes a generation step reads: everything but the embedding tables, of which it
-  // gathers only a few rows (unless the tied LM head reads the token embedding).
-  size_t streamed_per_step(bool lm_head_tied_here) const {
-    return layers + final_norm + lm_head + (lm_head_tied_here ? token_embedding : 0);
-  }
+  // Bytes a step reads from the weights: everything but the embedding tables, of which it
+  // gathers only a few rows (a tied LM head reads its slice of the token embedding).
+  size_t streamed_per_step() const { return layers + final_norm + lm_head + lm_head_view; }
 };
 
 // One pipeline stage (every tp rank of a stage holds the same amounts).

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include <kestrel/kestrel.h>
 
 #include "kestrel/error.h"
@@ -146,6 +148,27 @@ TEST(Sizing, QuantizedLayerBytes) {
   // Groups per row: H / 128 = 32 for qkv, out, up; F / 128 = 86 for down.
   const size_t groups = 3 * H * 32 + H * 32 + 2 * F * 32 + H * 86;
   EXPECT_EQ(sz::compute(shape, o).largest().weights.layers, L * (groups * 64 + groups * 4 + norms));
+}
+
+// A generation step reads every weight once except the embedding tables (a tied LM head
+// reads the token embedding as its matrix), and the KV cache of every sequence; it does
+// 2 FLOPs per matrix weight and token, plus 4 per cached position and head dimension.
+TEST(Sizing, DecodeStepCost) {
+  const sz::ModelShape shape = sz::preset_shape("gpt2");  // tied, learned positions
+  sz::SizingOptions o;
+  const sz::Sizing s = sz::compute(shape, o);
+  const double H = 768, V = 50257, P = 1024, L = 12, F = 3072;
+  const sz::StepCost empty = sz::decode_step_cost(shape, o, s.largest(), 1, 0.0);
+  EXPECT_DOUBLE_EQ(empty.bytes, static_cast<double>(s.largest().weights.total()) - 2 * P * H);
+  const double matrices = L * (3 * H * H + H * H + 2 * H * F) + V * H;
+  EXPECT_DOUBLE_EQ(empty.flops, 2 * matrices);
+  const sz::StepCost busy = sz::decode_step_cost(shape, o, s.largest(), 4, 100.0);
+  EXPECT_DOUBLE_EQ(busy.bytes - empty.bytes, L * 4 * 100 * 2 * H * 2);      // K and V, f16
+  EXPECT_DOUBLE_EQ(busy.flops, 4 * empty.flops + L * 4 * 4.0 * 100 * H);    // QK^T and PV
+  // With tp = 4 a rank reads a quarter of the LM head, not the whole replicated embedding.
+  o.tp = 4;
+  const sz::Sizing t = sz::compute(shape, o);
+  EXPECT_EQ(t.largest().weights.lm_head_view, static_cast<size_t>(std::ceil(V / 4)) * 768 * 2);
 }
 
 TEST(Sizing, BadOptionsNameTheField) {
