@@ -15,7 +15,8 @@ Both sides, per prompt length P (llama-bench's pp P / tg N, with sampling includ
   medians of --repeats runs after one warm-up, same thread count on both sides.
 Kestrel: build*/examples/kestrel-bench --batch 1 --input P --output N --json (context_ms and
 per_token_ms). llama.cpp: llama-cpp-python's Llama.eval on the prompt, then one eval per
-token with numpy argmax on the last logits row (wall clock around those calls).
+token with numpy argmax on the last logits row (llama_get_logits_ith; wall clock around
+those calls).
 
 Kestrel's CPU backend computes in f32 (the Q4_1 weights are dequantized at load);
 llama.cpp computes on the Q4_1 blocks directly. The markdown table goes to stdout.
@@ -79,15 +80,21 @@ def llamacpp_side(llm, n_vocab: int, prompt: int, generate: int, repeats: int, s
     rng = np.random.default_rng(seed + prompt)
     ids = [int(t) for t in rng.integers(100, n_vocab, prompt)]  # clear of the special tokens
 
+    def last_logits_argmax() -> int:
+        # With logits_all=False llama.cpp keeps only the last token's row (Llama.scores is
+        # not filled then): read it from the context.
+        row = np.ctypeslib.as_array(llama_cpp.llama_get_logits_ith(llm.ctx, -1), shape=(n_vocab,))
+        return int(np.argmax(row))
+
     def run() -> tuple[float, float]:
         llm.reset()
         t0 = time.perf_counter()
         llm.eval(ids)
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1, :]))
+        tok = last_logits_argmax()
         t1 = time.perf_counter()
         for _ in range(generate - 1):
             llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1, :]))
+            tok = last_logits_argmax()
         t2 = time.perf_counter()
         return t1 - t0, (t2 - t1) / (generate - 1)
 

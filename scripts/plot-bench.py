@@ -17,6 +17,7 @@ def main() -> int:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        import matplotlib.ticker
     except ImportError:
         print("plot-bench.py: matplotlib is missing (Debian: apt-get install python3-matplotlib)", file=sys.stderr)
         return 3
@@ -38,6 +39,9 @@ def main() -> int:
             label = f"input {inp}" + (f", output {out}" if len(outputs) > 1 else "")
             ax.plot([r[0] for r in rows], [r[1] for r in rows], marker="o", label=label)
     ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted({c["batch"] for c in cases}))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
     ax.set_xlabel("batch size")
     ax.set_ylabel("generated tokens/s (batch x output / total latency)")
     title = f"kestrel-bench: {report['model'].split('/')[-1]} on {report['device']} ({report['dtype']})"
