@@ -6,14 +6,15 @@
 #      again on their own, counting how many ran and how many skipped (a GPU test that
 #      skips on a GPU machine is a finding);
 #   3. runs those CUDA tests under compute-sanitizer memcheck and racecheck;
-#   4. the NCCL communicator (one rank on one GPU; tp 2 when there are two GPUs and MPI);
-#      (the decode benchmark will go here, see below);
+#   4. the NCCL communicator (one rank on one GPU; tp 2 when there are two GPUs and MPI),
+#      then kestrel-bench (device ceilings, latency and tokens/s at batch 1, 8, 32);
 #   5. writes a summary to $OUT/gpu-summary.txt (OUT defaults to the build directory),
 #      with the logs of every step beside it.
 #
 # Environment: BUILD_DIR (default build-gpu), OUT (default $BUILD_DIR), JOBS (default
 # nproc), KESTREL_CUDA_ARCHITECTURES (default 90), SANITIZER_TIMEOUT seconds per
-# sanitizer run (default 3600). Exits non-zero when any step fails.
+# sanitizer run (default 3600), BENCH_MODEL (default the SmolLM2 GGUF in models/). Exits
+# non-zero when any step fails.
 set -uo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -155,10 +156,19 @@ if (( built )); then
   fi
 
   # --- decode benchmark ---------------------------------------------------------------
-  # BENCHMARK: the decode benchmark (kestrel-bench on the default model, tokens/s for the
-  # context and generation phases at a few batch sizes) is added here once it exists; its
-  # result lines go into the summary through `record`, like the steps above.
-  record "decode benchmark: not written yet"
+  # kestrel-bench on the default model (or $BENCH_MODEL): the device's measured ceilings and
+  # the latency / tokens/s table at a few batch sizes; the full tables are in
+  # docs/PERFORMANCE.md (its "Owed runs" section has the commands).
+  bench_model="${BENCH_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+  note "decode benchmark (kestrel-bench on $bench_model)"
+  if "$build/examples/kestrel-bench" --device cuda --model "$bench_model" --batch 1,8,32 --input 128 \
+       --output 128 >"$logs/bench.txt" 2>"$logs/bench.log"; then
+    record "decode benchmark: ok (bench.txt)"
+    while IFS= read -r line; do record "  $line"; done < <(grep -v '^# context\|^# model MiB' "$logs/bench.txt")
+  else
+    record "decode benchmark: FAILED (see bench.log)"
+    status=1
+  fi
 fi
 
 # --- summary --------------------------------------------------------------------------

@@ -36,7 +36,7 @@ struct ParallelInfo {
   int num_heads = 0;     // attention heads this rank computes
   int num_kv_heads = 0;  // KV heads this rank caches (replicated when fewer than tp)
   int ffn_size = 0;      // feed-forward columns this rank holds
-  int vocab_size = 0;    // LM-head rows this rank holds
+  int vocab_size = 0;    // vocabulary entries whose LM-head rows this rank holds
 };
 
 // The rank of this process and the size of its MPI job, read from the launcher's

@@ -7,6 +7,16 @@ constexpr size_t kAlignment = 256;  // keeps every buffer aligned for vector loa
 size_t align_up(size_t n) { return (n + kAlignment - 1) / kAlignment * kAlignment; }
 }  // namespace
 
+size_t ActivationPool::bytes_for(const std::vector<BufferSpec>& specs) {
+  size_t total = 0;
+  for (const auto& spec : specs) {
+    size_t n = dtype_size(spec.dtype);
+    for (int64_t d : spec.shape) n *= static_cast<size_t>(d);
+    total += align_up(n);
+  }
+  return total;
+}
+
 ActivationPool::ActivationPool(Allocator& allocator, std::vector<BufferSpec> specs)
     : allocator_(allocator) {
   std::vector<size_t> offsets;

@@ -27,6 +27,8 @@ class ActivationPool {
   // The full-size view of buffer `index` (the order of the specs).
   const TensorView& view(size_t index) const { return views_.at(index); }
   size_t bytes() const { return bytes_; }
+  // What a pool of `specs` allocates (each buffer aligned), without allocating it.
+  static size_t bytes_for(const std::vector<BufferSpec>& specs);
 
  private:
   Allocator& allocator_;

@@ -10,11 +10,15 @@ size_t layer_elements(const KvCacheShape& s) {
 }
 }  // namespace
 
+size_t PagedKvCache::bytes_for(const KvCacheShape& shape, DType dtype) {
+  return 2 * layer_elements(shape) * shape.num_layers * dtype_size(dtype);  // K and V
+}
+
 PagedKvCache::PagedKvCache(Allocator& allocator, DType dtype, const KvCacheShape& shape)
     : allocator_(allocator), dtype_(dtype), shape_(shape) {
   if (shape.num_blocks <= 0 || shape.block_size <= 0)
     throw Error(ErrorCategory::invalid_argument, "KV cache needs at least one block of size >= 1");
-  bytes_ = 2 * layer_elements(shape) * shape.num_layers * dtype_size(dtype);
+  bytes_ = bytes_for(shape, dtype);
   base_ = allocator_.allocate(bytes_, "KV cache");
   free_.reserve(shape.num_blocks);
   for (int b = shape.num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out 0, 1, 2, ...

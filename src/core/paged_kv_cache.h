@@ -41,6 +41,8 @@ class PagedKvCache {
   int blocks_for(int positions) const { return (positions + shape_.block_size - 1) / shape_.block_size; }
   int free_blocks() const { return static_cast<int>(free_.size()); }
   size_t bytes() const { return bytes_; }
+  // What a cache of `shape` in `dtype` allocates, without allocating it.
+  static size_t bytes_for(const KvCacheShape& shape, DType dtype);
 
  private:
   Allocator& allocator_;

@@ -183,7 +183,10 @@ class Run {
         std::find(stops.begin(), stops.end(), token) != stops.end()) {
       finish_reason = FinishReason::stop_token;
     } else {
-      piece = seq.matcher.push(s_.model->tokenizer().token_bytes(token));
+      // An embedding may have more rows than the tokenizer has tokens (padded
+      // vocabularies): such a token has no text.
+      const Tokenizer& tokenizer = s_.model->tokenizer();
+      piece = seq.matcher.push(token < tokenizer.vocab_size() ? tokenizer.token_bytes(token) : std::string());
       if (seq.matcher.matched()) finish_reason = FinishReason::stop_string;
     }
     if (!finish_reason && static_cast<int>(result.tokens.size()) >= request.stop.max_new_tokens)

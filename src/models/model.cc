@@ -110,7 +110,7 @@ ParallelInfo describe_parallel(const ParallelContext& context) {
   info.num_heads = s.n_heads;
   info.num_kv_heads = s.n_kv_heads;
   info.ffn_size = s.ffn;
-  info.vocab_size = s.vocab;
+  info.vocab_size = s.vocab_valid;
   return info;
 }
 

@@ -63,7 +63,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
     if (entry.sources != recipe.sources) continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
     // A tied LM head that is a block of rows of the (whole) embedding on this rank.
-    if (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 && slice.row_ranges.size() == 1)
+    if (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 && slice.pad_rows == 0 &&
+        slice.row_ranges.size() == 1)
       return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
   }
 
@@ -108,6 +109,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
       throw Error(ErrorCategory::internal, what + ": slice rows out of range");
     out_rows += count;
   }
+  out_rows += slice.pad_rows;  // left as zeros below
   if (c0 < 0 || cc <= 0 || c0 + cc > cols) throw Error(ErrorCategory::internal, what + ": slice columns out of range");
 
   // Convert on the host into the canonical layout and runtime dtype, then copy once. Only
@@ -185,7 +187,8 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     if (arch.kinds.gated_ffn) up_slice.row_ranges.push_back({F + shard.ffn_begin, shard.ffn});
     down_slice.col_begin = shard.ffn_begin;
     down_slice.col_count = shard.ffn;
-    vocab_slice.row_ranges = {{shard.vocab_begin, shard.vocab}};
+    vocab_slice.row_ranges = {{shard.vocab_begin, shard.vocab_valid}};
+    vocab_slice.pad_rows = shard.vocab - shard.vocab_valid;
   }
 
   // A slot the architecture names must be present; one it does not name stays empty.

@@ -25,9 +25,10 @@ class Communicator {
 
   // x = sum over the group of x, in place (f32, f16, bf16).
   virtual void all_reduce_sum(TensorView x) = 0;
-  // Rows of logits split by columns: in [R, n] of every rank; out [R, size() * n] with
-  // rank r's columns at [r * n, (r + 1) * n). `scratch` holds size() * R * n elements of
-  // in's dtype (the flat gather before it is laid out by rows).
+  // Rows of logits split by columns: in [R, n] of every rank; out [R, C] with rank r's
+  // columns at [r * n, min((r + 1) * n, C)), where (size() - 1) * n < C <= size() * n (the
+  // columns past C are the padding of the last ranks, dropped). `scratch` holds
+  // size() * R * n elements of in's dtype (the flat gather before it is laid out by rows).
   virtual void all_gather_columns(const TensorView& in, TensorView out, TensorView scratch) = 0;
   // x = x of `root`, for any dtype.
   virtual void broadcast(TensorView x, int root) = 0;

@@ -1,5 +1,7 @@
 #include "parallel/shard.h"
 
+#include <algorithm>
+
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -25,11 +27,15 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
   const char* tp_name = "ParallelOptions.tensor_parallel";
   require_divisible(c.num_heads, tp, "num_heads", tp_name, where);
   require_divisible(c.ffn_size, tp, "ffn_size", tp_name, where);
-  require_divisible(c.vocab_size, tp, "vocab_size", tp_name, where);
   if (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0)
     throw Error(ErrorCategory::invalid_argument,
                 where + ": num_kv_heads " + std::to_string(c.num_kv_heads) + " and " + tp_name + " " +
                     std::to_string(tp) + ": one must divide the other (KV heads are split or replicated)");
+  const int vocab_per_rank = (c.vocab_size + tp - 1) / tp;
+  if (static_cast<int64_t>(vocab_per_rank) * (tp - 1) >= c.vocab_size)
+    throw Error(ErrorCategory::invalid_argument, where + ": vocab_size " + std::to_string(c.vocab_size) +
+                                                     " is too small to split over " + tp_name + " " +
+                                                     std::to_string(tp));
   if (pp > c.num_layers)
     throw Error(ErrorCategory::invalid_argument,
                 "ParallelOptions.pipeline_parallel = " + std::to_string(pp) + " is more stages than the " +
@@ -54,8 +60,9 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
   }
   s.ffn = c.ffn_size / tp;
   s.ffn_begin = tp_rank * s.ffn;
-  s.vocab = c.vocab_size / tp;
+  s.vocab = vocab_per_rank;
   s.vocab_begin = tp_rank * s.vocab;
+  s.vocab_valid = std::max(0, std::min(s.vocab, c.vocab_size - s.vocab_begin));
   return s;
 }
 

@@ -14,8 +14,11 @@ namespace kestrel {
 // Tensor rank t of tp holds query heads [q_head_begin, +n_heads), the KV heads they read
 // [kv_head_begin, +n_kv_heads) (whole groups when num_kv_heads >= tp; one KV head shared
 // with the other ranks of its group when num_kv_heads < tp), FFN columns [ffn_begin, +ffn)
-// and LM-head rows [vocab_begin, +vocab). Stage s of pp holds layers [layer_begin,
-// layer_end): the first stages take one extra layer when pp does not divide num_layers.
+// and LM-head rows [vocab_begin, +vocab): ceil(V / tp) rows each, of which the first
+// vocab_valid are real and the rest (on the last ranks, when tp does not divide V) zero
+// padding that never reaches the gathered logits. Stage s of pp holds layers
+// [layer_begin, layer_end): the first stages take one extra layer when pp does not divide
+// num_layers.
 struct Shard {
   int tp = 1, pp = 1;
   int tp_rank = 0, stage = 0;
@@ -23,7 +26,7 @@ struct Shard {
   int n_heads = 0, q_head_begin = 0;
   int n_kv_heads = 0, kv_head_begin = 0;
   int ffn = 0, ffn_begin = 0;
-  int vocab = 0, vocab_begin = 0;
+  int vocab = 0, vocab_begin = 0, vocab_valid = 0;
 
   int num_layers() const { return layer_end - layer_begin; }
   bool first_stage() const { return stage == 0; }
@@ -32,16 +35,18 @@ struct Shard {
 };
 
 // The shard of rank (stage, tp_rank); throws Error(invalid_argument) naming the dimension
-// that tp or pp does not divide (heads, KV heads, FFN size, vocabulary, layers), `where`
-// being the model path.
+// that tp or pp does not divide (heads, KV heads, FFN size; more stages than layers),
+// `where` being the model path.
 Shard make_shard(const ModelConfig& config, int tp, int pp, int tp_rank, int stage,
                  const std::string& where);
 
 // Which part of a canonical [rows, cols] weight a rank keeps: the rows of `row_ranges`
-// ({begin, count} in canonical row order, concatenated) and columns [col_begin,
-// col_begin + col_count). Empty row_ranges and col_count < 0 mean all of them.
+// ({begin, count} in canonical row order, concatenated), then `pad_rows` rows of zeros,
+// and columns [col_begin, col_begin + col_count). Empty row_ranges and col_count < 0 mean
+// all of them.
 struct WeightSlice {
   std::vector<std::pair<int64_t, int64_t>> row_ranges;
+  int64_t pad_rows = 0;
   int64_t col_begin = 0;
   int64_t col_count = -1;
   bool operator==(const WeightSlice&) const = default;

@@ -16,6 +16,9 @@
 #include <iostream>
 #include <kestrel/kestrel.h>
 
+#include <nlohmann/json.hpp>
+
+#include "loaders/safetensors.h"
 #include "reference_fixture.h"
 #include "test_support.h"
 
@@ -181,6 +184,66 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"tiny_llama_gguf", "tiny-llama.gguf", "tiny-llama-gguf"},
                       ModelCase{"tiny_gpt2_gguf", "tiny-gpt2.gguf", "tiny-gpt2-f16"}),
     case_name);
+
+// --- a vocabulary that tp does not divide ---------------------------------------------
+
+// tiny-llama with 1002 vocabulary rows (two random rows appended to the embedding and the
+// LM head, which the tokenizer never produces but greedy decoding may pick): split over 4
+// ranks, each holds 251 LM-head rows and the last one 2 rows of padding.
+std::filesystem::path padded_vocab_llama() {
+  const auto src = fixture_dir() / "tiny-llama";
+  const auto dir = testing::temp_dir("padded-vocab-llama-rank" + std::to_string(launcher_rank()));
+  for (const char* f : {"tokenizer.json", "vocab.json", "merges.txt"})
+    std::filesystem::copy_file(src / f, dir / f, std::filesystem::copy_options::overwrite_existing);
+  auto config = nlohmann::json::parse(testing::read_file(src / "config.json"));
+  config["vocab_size"] = 1002;
+  testing::write_file(dir / "config.json", config.dump());
+
+  SafetensorsFile model(src / "model.safetensors");
+  nlohmann::json header = nlohmann::json::object();
+  std::string data;
+  uint64_t seed = 11;
+  for (const auto& [name, t] : model.tensors()) {
+    std::vector<int64_t> shape = t.shape;
+    std::string bytes(static_cast<const char*>(t.data), t.bytes);
+    if (name == "model.embed_tokens.weight" || name == "lm_head.weight") {
+      std::vector<float> extra = testing::random_floats(2 * static_cast<size_t>(shape[1]), seed++, -0.1f, 0.1f);
+      bytes.append(reinterpret_cast<const char*>(extra.data()), extra.size() * sizeof(float));
+      shape[0] += 2;
+    }
+    header[name] = {{"dtype", "F32"}, {"shape", shape}, {"data_offsets", {data.size(), data.size() + bytes.size()}}};
+    data += bytes;
+  }
+  const std::string json = header.dump();
+  const uint64_t length = json.size();
+  testing::write_file(dir / "model.safetensors",
+                      std::string(reinterpret_cast<const char*>(&length), 8) + json + data);
+  return dir;
+}
+
+TEST(PaddedVocabulary, SplitMatchesWholeModel) {
+  if (g_split.tensor_parallel != 4) GTEST_SKIP() << "runs with --tp 4 (1002 = 4 x 251 - 2)";
+  const auto path = padded_vocab_llama();
+  ModelOptions options;
+  options.num_threads = 1;
+  auto whole = Model::load(path, options);
+  options.parallel = g_split;
+  auto split = Model::load(path, options);
+  EXPECT_EQ(split->parallel().vocab_size, launcher_rank() == 3 ? 249 : 251);
+  Session whole_session(whole, {.max_sequences = 2}), split_session(split, {.max_sequences = 2});
+  Decoder whole_decoder(whole_session), split_decoder(split_session);
+  std::vector<int32_t> ids;
+  for (float f : testing::random_floats(12, 5, 0.0f, 1000.0f)) ids.push_back(static_cast<int32_t>(f));
+  EXPECT_LE(max_abs_diff(whole_decoder.score(ids), split_decoder.score(ids)), kSplitVsWholeTolerance);
+  GenerationRequest request;
+  request.prompt_ids = ids;
+  request.stop = {.max_new_tokens = 16, .stop_at_eos = false};
+  request.sampling = {.temperature = 1.5f, .seed = 9};  // reaches the extra rows too
+  std::vector<GenerationRequest> requests{request, request};
+  requests[1].sampling = {};
+  auto a = whole_decoder.generate(requests), b = split_decoder.generate(requests);
+  for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
+}
 
 // --- what cannot run -----------------------------------------------------------------
 

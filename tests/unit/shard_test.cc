@@ -38,6 +38,17 @@ TEST(Shard, TensorRanksPartitionHeadsFfnAndVocabulary) {
   }
 }
 
+TEST(Shard, AVocabularyThatTpDoesNotDivideIsPaddedOnTheLastRank) {
+  ModelConfig c = config(8, 8, 2);
+  c.vocab_size = 50257;  // GPT-2's
+  Shard first = make_shard(c, 2, 1, 0, 0, "m"), second = make_shard(c, 2, 1, 1, 0, "m");
+  EXPECT_EQ(first.vocab, 25129);
+  EXPECT_EQ(first.vocab_valid, 25129);
+  EXPECT_EQ(second.vocab_begin, 25129);
+  EXPECT_EQ(second.vocab, 25129);
+  EXPECT_EQ(second.vocab_valid, 25128);  // one row of padding
+}
+
 TEST(Shard, FewerKvHeadsThanRanksAreReplicatedWithinTheirGroup) {
   const ModelConfig c = config(8, 2, 2);  // query heads 0-3 read KV head 0, 4-7 read 1
   const int want[] = {0, 0, 1, 1};
@@ -79,8 +90,8 @@ TEST(Shard, SplitsThatDoNotFitNameTheDimension) {
   ffn.ffn_size = 250;
   expect_error(ffn, 4, 1, "ffn_size 250 is not divisible");
   ModelConfig vocab = config(8, 8, 4);
-  vocab.vocab_size = 50257;  // GPT-2's
-  expect_error(vocab, 2, 1, "vocab_size 50257 is not divisible");
+  vocab.vocab_size = 6;
+  expect_error(vocab, 8, 1, "vocab_size 6 is too small to split over ParallelOptions.tensor_parallel 8");
   expect_error(config(12, 3, 4), 4, 1, "num_kv_heads 3 and ParallelOptions.tensor_parallel 4: one must divide the other");
   expect_error(config(4, 4, 3), 1, 4, "pipeline_parallel = 4 is more stages than the 3 layers");
   expect_error(config(4, 4, 3), 0, 1, "tensor_parallel = 0");

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 #include <nccl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -73,21 +74,25 @@ class NcclCommunicator final : public Communicator {
 
   void all_gather_columns(const TensorView& in, TensorView out, TensorView scratch) override {
     require_device(in, "all_gather_columns");
-    const int64_t rows = in.dim(0);
-    const size_t row_bytes = static_cast<size_t>(in.row_size()) * dtype_size(in.dtype);
-    if (out.numel() != size_ * in.numel() || scratch.numel() < out.numel() || out.dtype != in.dtype)
+    const int64_t rows = in.dim(0), n = in.row_size(), columns = out.row_size();
+    const size_t es = dtype_size(in.dtype);
+    if (out.dim(0) != rows || columns > size_ * n || columns <= (size_ - 1) * n ||
+        scratch.numel() < size_ * in.numel() || out.dtype != in.dtype || scratch.dtype != in.dtype)
       throw Error(ErrorCategory::internal, "all_gather_columns in the " + name_ + ": in " + in.shape_string() +
                                                ", out " + out.shape_string());
     check(ncclAllGather(in.data, scratch.data, static_cast<size_t>(in.numel()), nccl_type(in.dtype), comm_,
                         stream_),
           "ncclAllGather");
     wait_ready("ncclAllGather");
-    // scratch is [size, rows, n]; out is [rows, size * n]: one strided copy per rank.
-    for (int r = 0; r < size_; ++r)
-      cuda::check(cudaMemcpy2DAsync(static_cast<char*>(out.data) + r * row_bytes, size_ * row_bytes,
-                                    static_cast<const char*>(scratch.data) + r * rows * row_bytes, row_bytes,
-                                    row_bytes, static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream_),
+    // scratch is [size, rows, n]; out is [rows, columns]: one strided copy per rank, the
+    // padding columns of the last ranks left out.
+    for (int r = 0; r < size_; ++r) {
+      const int64_t width = std::min(n, columns - r * n);
+      cuda::check(cudaMemcpy2DAsync(static_cast<char*>(out.data) + r * n * es, columns * es,
+                                    static_cast<const char*>(scratch.data) + r * rows * n * es, n * es,
+                                    width * es, static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, stream_),
                   "all_gather_columns");
+    }
   }
 
   void broadcast(TensorView x, int root) override {

@@ -1,5 +1,6 @@
 #include "parallel/mpi/mpi_communicator.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <limits>
@@ -94,20 +95,22 @@ void MpiCommunicator::all_gather_bytes(const void* in, void* out, size_t bytes) 
 
 void MpiCommunicator::all_gather_columns(const TensorView& in, TensorView out, TensorView scratch) {
   require_host(in, "all_gather_columns");
-  const int64_t rows = in.dim(0), n = in.row_size();
-  const size_t row_bytes = static_cast<size_t>(n) * dtype_size(in.dtype);
-  if (out.numel() != size_ * in.numel() || scratch.numel() < out.numel() || out.dtype != in.dtype ||
-      scratch.dtype != in.dtype)
+  const int64_t rows = in.dim(0), n = in.row_size(), columns = out.row_size();
+  const size_t es = dtype_size(in.dtype);
+  if (out.dim(0) != rows || columns > size_ * n || columns <= (size_ - 1) * n || scratch.numel() < size_ * in.numel() ||
+      out.dtype != in.dtype || scratch.dtype != in.dtype)
     throw Error(ErrorCategory::internal, "all_gather_columns in the " + name_ + ": in " + in.shape_string() +
                                              ", out " + out.shape_string() + ", scratch " + scratch.shape_string());
   all_gather_bytes(in.data, scratch.data, in.bytes());
-  // scratch is [size, rows, n]; out is [rows, size * n].
+  // scratch is [size, rows, n]; out is [rows, columns].
   const auto* src = static_cast<const uint8_t*>(scratch.data);
   auto* dst = static_cast<uint8_t*>(out.data);
-  for (int r = 0; r < size_; ++r)
+  for (int r = 0; r < size_; ++r) {
+    const int64_t width = std::min(n, columns - r * n);
     for (int64_t i = 0; i < rows; ++i)
-      std::memcpy(dst + (static_cast<size_t>(i) * size_ + r) * row_bytes,
-                  src + (static_cast<size_t>(r) * rows + i) * row_bytes, row_bytes);
+      std::memcpy(dst + static_cast<size_t>(i * columns + r * n) * es,
+                  src + static_cast<size_t>((r * rows + i) * n) * es, static_cast<size_t>(width) * es);
+  }
 }
 
 void MpiCommunicator::broadcast(TensorView x, int root) {

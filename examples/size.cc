@@ -1,0 +1,231 @@
+// kestrel-size: how much memory a model needs per GPU, and how fast it could be.
+//
+//   kestrel-size --model PATH [options]          a model directory or .gguf (metadata only)
+//   kestrel-size --preset gpt3-175b [options]    a named shape (--list-presets)
+//   kestrel-size --layers 96 --hidden 12288 --heads 96 --ffn 49152 --vocab 50257 ...
+//
+//   options: --dtype f16 --quant none|int8|int4 --group-size N --tp N --pp N
+//            --batch N (max sequences) --seq-len N (prompt + generated tokens per sequence)
+//            --max-step-tokens N --kv-block-size N --kv-blocks N
+//            --memory 80GiB --bandwidth 3.35TB/s --flops 989T --json
+//
+// Prints the bytes of weights, KV cache and activations on one GPU of the largest pipeline
+// stage, whether they fit --memory, the most concurrent sequences that fit, and a roofline
+// estimate of one generation step and one context step. Dimension flags override the
+// model's or preset's. Numbers follow tools/sizing.h (exact for tp = pp = 1 without
+// quantization: what Model::weight_bytes() + Session::memory() report).
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <kestrel/kestrel.h>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "tools/sizing.h"
+
+namespace {
+
+using namespace kestrel::sizing;
+
+struct DimArgs {
+  std::optional<int> layers, hidden, heads, kv_heads, head_dim, ffn, vocab, max_positions;
+  std::optional<std::string> arch;  // gpt2 or llama: the layer kinds of a shape from flags
+  std::optional<bool> tied;
+};
+
+ModelShape base_shape(const std::string& model, const std::string& preset, const DimArgs& d) {
+  if (!model.empty()) return read_model_shape(model);
+  if (!preset.empty()) return preset_shape(preset);
+  for (auto [value, flag] : {std::pair{d.layers, "--layers"}, {d.hidden, "--hidden"}, {d.heads, "--heads"},
+                             {d.ffn, "--ffn"}, {d.vocab, "--vocab"}})
+    if (!value)
+      throw kestrel::Error(kestrel::ErrorCategory::invalid_argument,
+                           std::string("no --model or --preset, so ") + flag + " is required");
+  ModelShape s = preset_shape(d.arch.value_or("gpt2") == "llama" ? "llama2-7b" : "gpt2");  // layer kinds
+  s.source = "dimensions";
+  s.config.num_kv_heads = s.config.head_dim = s.config.max_positions = 0;
+  return s;
+}
+
+ModelShape apply_dims(ModelShape s, const DimArgs& d) {
+  kestrel::ModelConfig& c = s.config;
+  if (d.arch) {  // the layer kinds of the family
+    const ModelShape kinds = preset_shape(*d.arch == "llama" ? "llama2-7b" : "gpt2");
+    s.gated_ffn = kinds.gated_ffn;
+    s.learned_positions = kinds.learned_positions;
+    s.norm_bias = kinds.norm_bias;
+    s.linear_bias = kinds.linear_bias;
+    c.architecture = *d.arch;
+  }
+  const bool mha = c.num_kv_heads == c.num_heads;  // keep it so when --heads changes
+  if (d.layers) c.num_layers = *d.layers;
+  if (d.hidden) c.hidden_size = *d.hidden;
+  if (d.heads) c.num_heads = *d.heads;
+  if (d.kv_heads) c.num_kv_heads = *d.kv_heads;
+  if (d.ffn) c.ffn_size = *d.ffn;
+  if (d.vocab) c.vocab_size = *d.vocab;
+  if (d.max_positions) c.max_positions = *d.max_positions;
+  if (d.tied) c.tied_embeddings = *d.tied;
+  if (!d.kv_heads && (mha || c.num_kv_heads == 0)) c.num_kv_heads = c.num_heads;
+  if (d.head_dim) c.head_dim = *d.head_dim;
+  else if (d.hidden || d.heads || c.head_dim == 0) c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
+  if (c.max_positions == 0) c.max_positions = 2048;
+  return s;
+}
+
+nlohmann::json weights_json(const WeightBytes& w) {
+  return {{"token_embedding", w.token_embedding}, {"position_embedding", w.position_embedding},
+          {"layers", w.layers},                   {"final_norm", w.final_norm},
+          {"lm_head", w.lm_head},                 {"total", w.total()}};
+}
+
+nlohmann::json to_json(const Sizing& s) {
+  const auto& c = s.shape.config;
+  const auto& o = s.options;
+  nlohmann::json stages = nlohmann::json::array();
+  for (const auto& st : s.stages)
+    stages.push_back({{"stage", st.stage},
+                      {"first_layer", st.first_layer},
+                      {"layers", st.num_layers},
+                      {"weights", weights_json(st.weights)},
+                      {"kv_cache", st.kv_cache_bytes},
+                      {"activations", st.activation_bytes},
+                      {"total", st.total()}});
+  const StageSizing& big = s.largest();
+  nlohmann::json j = {
+      {"model",
+       {{"source", s.shape.source}, {"architecture", c.architecture}, {"layers", c.num_layers},
+        {"hidden", c.hidden_size}, {"heads", c.num_heads}, {"kv_heads", c.num_kv_heads},
+        {"head_dim", c.head_dim}, {"ffn", c.ffn_size}, {"vocab", c.vocab_size},
+        {"max_positions", c.max_positions}, {"gated_ffn", s.shape.gated_ffn},
+        {"learned_positions", s.shape.learned_positions}, {"norm_bias", s.shape.norm_bias},
+        {"linear_bias", s.shape.linear_bias}, {"tied_embeddings", c.tied_embeddings},
+        {"parameters", s.parameters}}},
+      {"options",
+       {{"dtype", kestrel::to_string(o.dtype)}, {"quantization", to_string(o.quantization)},
+        {"group_size", o.group_size}, {"tp", o.tp}, {"pp", o.pp},
+        {"max_sequences", s.session.max_sequences}, {"max_sequence_tokens", s.session.max_sequence_tokens},
+        {"max_step_tokens", s.session.max_step_tokens}, {"kv_block_size", s.session.kv_block_size},
+        {"kv_blocks", s.session.kv_blocks}, {"memory", o.memory_bytes}, {"bandwidth", o.bandwidth},
+        {"flop_rate", o.flop_rate}}},
+      {"per_gpu",
+       {{"stage", big.stage}, {"weights", big.weights.total()}, {"kv_cache", big.kv_cache_bytes},
+        {"activations", big.activation_bytes}, {"total", big.total()}, {"kv_bytes_per_token", s.kv_bytes_per_token}}},
+      {"stages", stages},
+  };
+  if (o.memory_bytes > 0) {
+    j["fits"] = s.fits;
+    j["max_sequences_that_fit"] = s.max_sequences_that_fit;
+  }
+  if (o.bandwidth > 0 && o.flop_rate > 0)
+    j["roofline"] = {{"decode_step_seconds", s.decode_step_seconds},
+                     {"decode_tokens_per_second", s.session.max_sequences / s.decode_step_seconds},
+                     {"context_step_seconds", s.context_step_seconds}};
+  return j;
+}
+
+void print_text(const Sizing& s) {
+  const auto& c = s.shape.config;
+  const auto& o = s.options;
+  const StageSizing& big = s.largest();
+  std::printf("model      %s: %s, %d layers, hidden %d, %d heads (%d KV, head dim %d), FFN %d%s, vocab %d, "
+              "max positions %d; %.4g%s parameters\n",
+              s.shape.source.c_str(), c.architecture.c_str(), c.num_layers, c.hidden_size, c.num_heads,
+              c.num_kv_heads, c.head_dim, c.ffn_size, s.shape.gated_ffn ? " gated" : "", c.vocab_size,
+              c.max_positions, s.parameters >= 1e9 ? s.parameters / 1e9 : s.parameters / 1e6,
+              s.parameters >= 1e9 ? " B" : " M");
+  std::printf("settings   %s, quantization %s%s, tp %d, pp %d; %d sequences x %d tokens, step %d tokens, "
+              "KV blocks %d x %d\n",
+              kestrel::to_string(o.dtype), to_string(o.quantization),
+              o.group_size > 0 ? (" (group " + std::to_string(o.group_size) + ")").c_str() : "", o.tp, o.pp,
+              s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
+              s.session.kv_block_size);
+  std::printf("per GPU    (stage %d of %d: layers %d-%d)\n", big.stage, o.pp, big.first_layer,
+              big.first_layer + big.num_layers - 1);
+  std::printf("  weights      %12s   (embeddings %s, layers %s, LM head %s%s)\n",
+              format_bytes(big.weights.total()).c_str(),
+              format_bytes(big.weights.token_embedding + big.weights.position_embedding).c_str(),
+              format_bytes(big.weights.layers).c_str(), format_bytes(big.weights.lm_head).c_str(),
+              big.lm_head_tied_here ? ", tied" : "");
+  std::printf("  KV cache     %12s   (%s per token)\n", format_bytes(big.kv_cache_bytes).c_str(),
+              format_bytes(s.kv_bytes_per_token).c_str());
+  std::printf("  activations  %12s\n", format_bytes(big.activation_bytes).c_str());
+  std::printf("  total        %12s\n", format_bytes(big.total()).c_str());
+  if (o.memory_bytes > 0)
+    std::printf("memory     %s: %s; at most %d sequences of %d tokens fit\n", format_bytes(o.memory_bytes).c_str(),
+                s.fits ? "fits" : "does NOT fit", s.max_sequences_that_fit, s.session.max_sequence_tokens);
+  if (o.bandwidth > 0 && o.flop_rate > 0)
+    std::printf("roofline   %.3f TB/s, %.1f TFLOP/s per GPU: generation step (%d sequences at %d tokens) %.3f ms "
+                "= %.1f tokens/s; context step (%d tokens) %.3f ms\n",
+                o.bandwidth / 1e12, o.flop_rate / 1e12, s.session.max_sequences, s.session.max_sequence_tokens,
+                1e3 * s.decode_step_seconds, s.session.max_sequences / s.decode_step_seconds,
+                s.session.max_step_tokens, 1e3 * s.context_step_seconds);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Memory and speed sizing for a Kestrel model", "kestrel-size"};
+  std::string model, preset, dtype = "f16", quant = "none", memory, bandwidth, flops;
+  DimArgs dims;
+  SizingOptions options;
+  options.session.max_sequences = 1;
+  bool json = false, list = false;
+  auto* model_opt = app.add_option("-m,--model", model, "A model directory or .gguf file (only its metadata is read)");
+  app.add_option("--preset", preset, "A named shape (see --list-presets)")->excludes(model_opt);
+  app.add_flag("--list-presets", list, "List the presets and exit");
+  app.add_option("--arch", dims.arch, "Layer kinds for a shape from flags: gpt2 (LayerNorm, biases, learned "
+                                      "positions) or llama (RMSNorm, SwiGLU, rotary, no biases)")
+      ->check(CLI::IsMember({"gpt2", "llama"}));
+  app.add_option("--layers", dims.layers, "Transformer layers");
+  app.add_option("--hidden", dims.hidden, "Hidden size");
+  app.add_option("--heads", dims.heads, "Attention heads");
+  app.add_option("--kv-heads", dims.kv_heads, "KV heads (default: --heads)");
+  app.add_option("--head-dim", dims.head_dim, "Head dimension (default: hidden / heads)");
+  app.add_option("--ffn", dims.ffn, "FFN inner size");
+  app.add_option("--vocab", dims.vocab, "Vocabulary size");
+  app.add_option("--max-positions", dims.max_positions, "Longest sequence the model supports");
+  app.add_option("--tied", dims.tied, "LM head tied to the token embedding (true/false)");
+  app.add_option("--dtype", dtype, "f32, f16 or bf16")->capture_default_str();
+  app.add_option("--quant", quant, "Weight quantization of the layer matrices: none, int8, int4")->capture_default_str();
+  app.add_option("--group-size", options.group_size, "Quantization group (0: int8 per channel, int4 128)")
+      ->capture_default_str();
+  app.add_option("--tp", options.tp, "Tensor-parallel GPUs")->capture_default_str();
+  app.add_option("--pp", options.pp, "Pipeline stages")->capture_default_str();
+  app.add_option("-b,--batch", options.session.max_sequences, "Concurrent sequences (SessionOptions.max_sequences)")
+      ->capture_default_str();
+  app.add_option("-s,--seq-len", options.session.max_sequence_tokens,
+                 "Prompt + generated tokens per sequence (0: the model's max positions)")
+      ->capture_default_str();
+  app.add_option("--max-step-tokens", options.session.max_step_tokens, "Prompt tokens per context step")
+      ->capture_default_str();
+  app.add_option("--kv-block-size", options.session.kv_block_size, "Positions per KV block")->capture_default_str();
+  app.add_option("--kv-blocks", options.session.kv_blocks, "KV blocks (0: every sequence at full length)")
+      ->capture_default_str();
+  app.add_option("--memory", memory, "Memory of one GPU, e.g. 80GiB: report whether it fits and how many sequences do");
+  app.add_option("--bandwidth", bandwidth, "Memory bandwidth of one GPU for the roofline, e.g. 3.35TB/s");
+  app.add_option("--flops", flops, "Dense FLOP rate of one GPU for the roofline, e.g. 989T");
+  app.add_flag("--json", json, "Print JSON instead of text");
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    if (list) {
+      for (const auto& name : preset_names()) std::cout << name << "\n";
+      return 0;
+    }
+    options.dtype = kestrel::parse_dtype(dtype, "--dtype");
+    options.quantization = parse_quantization(quant, "--quant");
+    if (!memory.empty()) options.memory_bytes = static_cast<size_t>(parse_bytes(memory, "--memory"));
+    if (!bandwidth.empty()) options.bandwidth = parse_rate(bandwidth, "--bandwidth");
+    if (!flops.empty()) options.flop_rate = parse_rate(flops, "--flops");
+    if ((options.bandwidth > 0) != (options.flop_rate > 0))
+      throw kestrel::Error(kestrel::ErrorCategory::invalid_argument, "the roofline needs both --bandwidth and --flops");
+    const Sizing s = compute(apply_dims(base_shape(model, preset, dims), dims), options);
+    if (json) std::cout << to_json(s).dump(2) << std::endl;
+    else print_text(s);
+    return 0;
+  } catch (const kestrel::Error& e) {
+    std::cerr << "kestrel-size: " << e.what() << std::endl;
+    return 1;
+  }
+}

@@ -1,0 +1,414 @@
+#include "tools/sizing.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdio>
+
+#include "core/session_layout.h"
+#include "kestrel/error.h"
+#include "loaders/gguf.h"
+#include "loaders/gguf_source.h"
+#include "loaders/safetensors.h"
+#include "models/architecture.h"
+#include "parallel/shard.h"
+
+namespace kestrel::sizing {
+
+namespace {
+
+[[noreturn]] void invalid(const std::string& message) { throw Error(ErrorCategory::invalid_argument, message); }
+
+// The per-rank slice of the attention and FFN dimensions.
+struct RankDims {
+  int64_t heads = 0, kv_heads = 0, ffn = 0, up_rows = 0, vocab = 0;
+};
+
+// The dimensions of tensor rank 0 (every rank holds as much), as the runtime splits them.
+RankDims rank_dims(const ModelShape& shape, int tp) {
+  const Shard shard = make_shard(shape.config, tp, 1, 0, 0, shape.source);
+  RankDims d;
+  d.heads = shard.n_heads;
+  d.kv_heads = shard.n_kv_heads;  // replicated when tp exceeds them
+  d.ffn = shard.ffn;
+  d.up_rows = (shape.gated_ffn ? 2 : 1) * d.ffn;
+  d.vocab = shard.vocab;  // ceil(V / tp): the last rank's rows are padded
+  return d;
+}
+
+int effective_group(const SizingOptions& o, int64_t cols) {
+  if (o.quantization == Quantization::int8) return o.group_size > 0 ? o.group_size : static_cast<int>(cols);
+  return o.group_size > 0 ? o.group_size : 128;
+}
+
+// Bytes of one linear weight [rows, cols] as stored (backend.h QuantizedWeight layout).
+size_t matrix_bytes(const SizingOptions& o, DType dtype, int64_t rows, int64_t cols, bool quantizable) {
+  if (!quantizable || o.quantization == Quantization::none)
+    return static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  const int64_t g = effective_group(o, cols);
+  const int64_t groups = (cols + g - 1) / g;
+  if (o.quantization == Quantization::int8) return static_cast<size_t>(rows * cols + rows * groups * 4);
+  return static_cast<size_t>(rows * groups * g / 2 + 2 * rows * groups * 2);
+}
+
+size_t vector_bytes(DType dtype, int64_t n) { return static_cast<size_t>(n) * dtype_size(dtype); }
+
+// Weights of one rank of a stage holding `layers` layers.
+WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType dtype, bool first, bool last,
+                          int layers, bool* tied_here) {
+  const ModelConfig& c = shape.config;
+  const RankDims d = rank_dims(shape, o.tp);
+  const int64_t H = c.hidden_size, hd = c.head_dim;
+  const int64_t norm = shape.norm_bias ? 2 * H : H;
+  WeightBytes w;
+  if (first) {
+    w.token_embedding = vector_bytes(dtype, static_cast<int64_t>(c.vocab_size) * H);
+    if (shape.learned_positions) w.position_embedding = vector_bytes(dtype, static_cast<int64_t>(c.max_positions) * H);
+  }
+  const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
+  size_t layer = 2 * vector_bytes(dtype, norm);
+  layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true) +
+           matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
+  // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
+  // added once after the all-reduce and are replicated.
+  if (shape.linear_bias) layer += vector_bytes(dtype, qkv_rows + d.up_rows + 2 * H);
+  w.layers = layer * static_cast<size_t>(layers);
+  *tied_here = false;
+  if (last) {
+    w.final_norm = vector_bytes(dtype, norm);
+    if (c.tied_embeddings && first) {
+      *tied_here = true;  // the LM head is (a slice of) this rank's token embedding
+      w.lm_head_view = matrix_bytes(o, dtype, d.vocab, H, false);
+    } else {
+      w.lm_head = matrix_bytes(o, dtype, d.vocab, H, false);
+    }
+  }
+  return w;
+}
+
+std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions& o, SessionOptions* resolved) {
+  const int L = shape.config.num_layers;
+  if (o.pp < 1 || o.pp > L)
+    invalid("pp = " + std::to_string(o.pp) + " (must be in [1, num_layers = " + std::to_string(L) + "])");
+  std::vector<StageSizing> stages;
+  int first_layer = 0;
+  for (int s = 0; s < o.pp; ++s) {
+    StageSizing st;
+    st.stage = s;
+    st.first_layer = first_layer;
+    st.num_layers = L / o.pp + (s < L % o.pp ? 1 : 0);
+    first_layer += st.num_layers;
+    st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.num_layers, &st.lm_head_tied_here);
+    const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, s, shape.source);
+    detail::SessionLayout layout = detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.session, shard);
+    st.kv_cache_bytes = layout.kv_bytes(o.dtype);
+    st.activation_bytes = layout.activation_bytes();
+    *resolved = layout.options;
+    stages.push_back(st);
+  }
+  return stages;
+}
+
+size_t largest_total(const std::vector<StageSizing>& stages, size_t* index) {
+  size_t best = 0;
+  for (size_t i = 0; i < stages.size(); ++i)
+    if (stages[i].total() > stages[best].total()) best = i;
+  if (index) *index = best;
+  return stages[best].total();
+}
+
+// The largest max_sequences whose largest stage fits `memory`, every sequence able to
+// reach max_sequence_tokens (kv_blocks chosen by the session), 0 if not even one fits.
+int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const SessionOptions& resolved) {
+  auto total_for = [&](int b) {
+    SizingOptions t = o;
+    t.session = resolved;
+    t.session.max_sequences = b;
+    t.session.kv_blocks = 0;
+    t.session.max_step_tokens = std::max(resolved.max_step_tokens, b);
+    SessionOptions ignored;
+    return largest_total(stages_for(shape, t, &ignored), nullptr);
+  };
+  if (total_for(1) > o.memory_bytes) return 0;
+  int lo = 1, hi = 4096;  // Session's limit on max_sequences
+  if (total_for(hi) <= o.memory_bytes) return hi;
+  while (hi - lo > 1) {
+    const int mid = lo + (hi - lo) / 2;
+    (total_for(mid) <= o.memory_bytes ? lo : hi) = mid;
+  }
+  return lo;
+}
+
+double linear_elements(const ModelShape& shape, const RankDims& d) {
+  const double H = shape.config.hidden_size, hd = shape.config.head_dim;
+  return (d.heads + 2.0 * d.kv_heads) * hd * H + H * d.heads * hd + d.up_rows * H + H * d.ffn;
+}
+
+}  // namespace
+
+const char* to_string(Quantization q) noexcept {
+  switch (q) {
+    case Quantization::none: return "none";
+    case Quantization::int8: return "int8";
+    case Quantization::int4: return "int4";
+  }
+  return "?";
+}
+
+Quantization parse_quantization(const std::string& text, const std::string& what) {
+  if (text == "none") return Quantization::none;
+  if (text == "int8") return Quantization::int8;
+  if (text == "int4") return Quantization::int4;
+  invalid(what + " = '" + text + "' (expected none, int8 or int4)");
+}
+
+ModelShape shape_of(const Architecture& arch) {
+  ModelShape s;
+  s.config = arch.config;
+  s.gated_ffn = arch.kinds.gated_ffn;
+  s.learned_positions = arch.kinds.positions == PositionKind::learned;
+  s.norm_bias = !arch.recipe(WeightSlot::attn_norm_bias, 0).sources.empty();
+  s.linear_bias = !arch.recipe(WeightSlot::qkv_bias, 0).sources.empty();
+  // Tied exactly when WeightStore would store the two once (same source tensors).
+  s.config.tied_embeddings =
+      arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
+  s.source = arch.name;
+  return s;
+}
+
+ModelShape read_model_shape(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) throw Error(ErrorCategory::io, path.string() + ": no such file or directory");
+  ModelShape shape;
+  if (is_gguf_file(path)) {
+    GgufFile file(path);  // memory-mapped; only the metadata is parsed
+    shape = shape_of(architecture_from_gguf(file));
+  } else if (std::filesystem::is_directory(path, ec)) {
+    const auto config_path = path / "config.json";
+    if (!std::filesystem::exists(config_path, ec))
+      throw Error(ErrorCategory::io, config_path.string() + ": missing (every Hugging Face model directory has one)");
+    SafetensorsSource source(path);  // headers only: the tensor names some configs depend on
+    shape = shape_of(architecture_from_hf_config(
+        config_path, [&](const std::string& name) { return source.find(name) != nullptr; }));
+  } else {
+    throw Error(ErrorCategory::unsupported,
+                path.string() + ": neither a model directory (config.json and *.safetensors) nor a GGUF file");
+  }
+  shape.source = path.string();
+  return shape;
+}
+
+namespace {
+
+ModelShape gpt_preset(int layers, int hidden, int heads, int vocab, int positions) {
+  ModelShape s;
+  ModelConfig& c = s.config;
+  c.architecture = "gpt2";
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.num_layers = layers;
+  c.num_heads = c.num_kv_heads = heads;
+  c.head_dim = hidden / heads;
+  c.ffn_size = 4 * hidden;
+  c.max_positions = positions;
+  c.tied_embeddings = true;
+  s.learned_positions = s.norm_bias = s.linear_bias = true;
+  return s;
+}
+
+ModelShape llama_preset(int layers, int hidden, int heads, int kv_heads, int ffn, int vocab, int positions,
+                        bool tied) {
+  ModelShape s;
+  ModelConfig& c = s.config;
+  c.architecture = "llama";
+  c.vocab_size = vocab;
+  c.hidden_size = hidden;
+  c.num_layers = layers;
+  c.num_heads = heads;
+  c.num_kv_heads = kv_heads;
+  c.head_dim = hidden / heads;
+  c.ffn_size = ffn;
+  c.max_positions = positions;
+  c.tied_embeddings = tied;
+  s.gated_ffn = true;
+  return s;
+}
+
+struct Preset {
+  const char* name;
+  ModelShape (*make)();
+};
+
+const Preset kPresets[] = {
+    {"gpt2", [] { return gpt_preset(12, 768, 12, 50257, 1024); }},
+    {"gpt2-xl", [] { return gpt_preset(48, 1600, 25, 50257, 1024); }},
+    {"gpt3-175b", [] { return gpt_preset(96, 12288, 96, 50257, 2048); }},
+    {"llama2-7b", [] { return llama_preset(32, 4096, 32, 32, 11008, 32000, 4096, false); }},
+    {"llama2-70b", [] { return llama_preset(80, 8192, 64, 8, 28672, 32000, 4096, false); }},
+    {"llama3-8b", [] { return llama_preset(32, 4096, 32, 8, 14336, 128256, 8192, false); }},
+    {"tinyllama-1.1b", [] { return llama_preset(22, 2048, 32, 4, 5632, 32000, 2048, false); }},
+    {"smollm2-135m", [] { return llama_preset(30, 576, 9, 3, 1536, 49152, 8192, true); }},
+};
+
+}  // namespace
+
+std::vector<std::string> preset_names() {
+  std::vector<std::string> names;
+  for (const auto& p : kPresets) names.emplace_back(p.name);
+  return names;
+}
+
+ModelShape preset_shape(const std::string& name) {
+  for (const auto& p : kPresets)
+    if (name == p.name) {
+      ModelShape s = p.make();
+      s.source = "preset " + name;
+      return s;
+    }
+  std::string list;
+  for (const auto& n : preset_names()) list += (list.empty() ? "" : ", ") + n;
+  invalid("unknown preset '" + name + "' (known: " + list + ")");
+}
+
+double StepCost::seconds(double bandwidth, double flop_rate) const {
+  if (bandwidth <= 0 || flop_rate <= 0) return 0.0;
+  return std::max(bytes / bandwidth, flops / flop_rate);
+}
+
+StepCost decode_step_cost(const ModelShape& shape, const SizingOptions& o, const StageSizing& stage, int batch,
+                          double context) {
+  const RankDims d = rank_dims(shape, o.tp);
+  const double hd = shape.config.head_dim, L = stage.num_layers;
+  const double kv_per_position_layer = 2.0 * d.kv_heads * hd * dtype_size(o.dtype);
+  StepCost cost;
+  cost.flops = L * batch * (2.0 * linear_elements(shape, d) + 4.0 * context * d.heads * hd);
+  cost.bytes = static_cast<double>(stage.weights.streamed_per_step()) +
+               L * batch * context * kv_per_position_layer;
+  if (stage.weights.final_norm > 0) cost.flops += 2.0 * batch * d.vocab * shape.config.hidden_size;
+  return cost;
+}
+
+StepCost context_step_cost(const ModelShape& shape, const SizingOptions& o, const StageSizing& stage, int batch,
+                           int prompt_tokens) {
+  const RankDims d = rank_dims(shape, o.tp);
+  const double hd = shape.config.head_dim, L = stage.num_layers, p = prompt_tokens;
+  const double tokens = static_cast<double>(batch) * p;
+  StepCost cost;
+  // Causal attention: position i attends to i + 1 keys, p (p + 1) / 2 scores per head.
+  cost.flops = L * (2.0 * tokens * linear_elements(shape, d) + 4.0 * batch * p * (p + 1) / 2 * d.heads * hd);
+  cost.bytes = static_cast<double>(stage.weights.streamed_per_step()) +
+               L * tokens * 2.0 * d.kv_heads * hd * dtype_size(o.dtype);  // K and V written
+  if (stage.weights.final_norm > 0) cost.flops += 2.0 * batch * d.vocab * shape.config.hidden_size;
+  return cost;
+}
+
+Sizing compute(const ModelShape& shape, const SizingOptions& options) {
+  if (options.quantization == Quantization::int4 && options.group_size > 0 && options.group_size % 32 != 0)
+    invalid("group_size = " + std::to_string(options.group_size) + " (int4 groups are a multiple of 32)");
+  if (options.group_size < 0) invalid("group_size = " + std::to_string(options.group_size) + " (must be >= 0)");
+  if (options.dtype != DType::f32 && options.dtype != DType::f16 && options.dtype != DType::bf16)
+    invalid(std::string("dtype = ") + to_string(options.dtype) + " (f32, f16 or bf16)");
+  validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);
+
+  Sizing s;
+  s.shape = shape;
+  s.options = options;
+  s.stages = stages_for(shape, options, &s.session);
+  largest_total(s.stages, &s.largest_stage);
+
+  SizingOptions count = options;  // whole model, one element per byte: the parameter count
+  count.tp = count.pp = 1;
+  count.quantization = Quantization::none;
+  bool tied = false;
+  s.parameters = stage_weights(shape, count, DType::i8, true, true, shape.config.num_layers, &tied).total();
+
+  const StageSizing& big = s.largest();
+  s.kv_bytes_per_token = big.num_layers * 2 * static_cast<size_t>(rank_dims(shape, options.tp).kv_heads) *
+                         shape.config.head_dim * dtype_size(options.dtype);
+  if (options.memory_bytes > 0) {
+    s.fits = big.total() <= options.memory_bytes;
+    s.max_sequences_that_fit = max_sequences_fitting(shape, options, s.session);
+  }
+  if (options.bandwidth > 0 && options.flop_rate > 0) {
+    const int B = s.session.max_sequences;
+    const int prompt = std::max(1, s.session.max_step_tokens / B);
+    for (const auto& st : s.stages) {
+      s.decode_step_seconds +=
+          decode_step_cost(shape, options, st, B, s.session.max_sequence_tokens).seconds(options.bandwidth, options.flop_rate);
+      s.context_step_seconds +=
+          context_step_cost(shape, options, st, B, prompt).seconds(options.bandwidth, options.flop_rate);
+    }
+  }
+  return s;
+}
+
+std::string format_bytes(double bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (bytes >= 1024.0 && u < 4) {
+    bytes /= 1024.0;
+    ++u;
+  }
+  char text[32];
+  std::snprintf(text, sizeof text, u == 0 ? "%.0f %s" : "%.2f %s", bytes, units[u]);
+  return text;
+}
+
+namespace {
+
+// Splits "80GiB" into 80 and "GiB"; throws naming `what`.
+double leading_number(const std::string& text, const std::string& what, std::string* rest) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    invalid(what + " = '" + text + "' is not a number with an optional unit");
+  }
+  std::string r = text.substr(used);
+  r.erase(std::remove_if(r.begin(), r.end(), [](unsigned char ch) { return std::isspace(ch); }), r.end());
+  if (!(value > 0) || !std::isfinite(value)) invalid(what + " = '" + text + "' (must be positive)");
+  *rest = r;
+  return value;
+}
+
+double si_scale(char prefix) {
+  switch (std::toupper(static_cast<unsigned char>(prefix))) {
+    case 'K': return 1e3;
+    case 'M': return 1e6;
+    case 'G': return 1e9;
+    case 'T': return 1e12;
+    case 'P': return 1e15;
+  }
+  return 0.0;
+}
+
+}  // namespace
+
+double parse_bytes(const std::string& text, const std::string& what) {
+  std::string unit;
+  const double value = leading_number(text, what, &unit);
+  if (unit.empty() || unit == "B") return value;
+  double scale = si_scale(unit[0]);
+  if (scale == 0.0) invalid(what + " = '" + text + "': unknown unit '" + unit + "' (B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)");
+  std::string tail = unit.substr(1);
+  if (tail == "i" || tail == "iB") scale = std::pow(1024.0, std::round(std::log10(scale) / 3));
+  else if (!tail.empty() && tail != "B") invalid(what + " = '" + text + "': unknown unit '" + unit + "'");
+  return value * scale;
+}
+
+double parse_rate(const std::string& text, const std::string& what) {
+  std::string unit;
+  const double value = leading_number(text, what, &unit);
+  for (const char* suffix : {"B/s", "FLOP/s", "FLOPS", "FLOPs", "/s"})
+    if (unit.size() >= std::string(suffix).size() && unit.ends_with(suffix)) {
+      unit.resize(unit.size() - std::string(suffix).size());
+      break;
+    }
+  if (unit.empty()) return value;
+  const double scale = unit.size() == 1 ? si_scale(unit[0]) : 0.0;
+  if (scale == 0.0) invalid(what + " = '" + text + "': unknown prefix '" + unit + "' (k, M, G, T, P)");
+  return value * scale;
+}
+
+}  // namespace kestrel::sizing

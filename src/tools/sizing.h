@@ -1,0 +1,150 @@
+// tools/sizing.h: the inference sizing calculator behind kestrel-size (and the byte and
+// FLOP counts kestrel-bench reports). From a model's shape and the session limits it
+// computes, per GPU, the bytes of weights, KV cache and activations that Kestrel would
+// allocate, whether they fit a memory, the most concurrent sequences that fit, and a
+// roofline estimate of step latency.
+//
+// With tp = pp = 1 and no quantization the numbers are exactly what Model::weight_bytes()
+// and Session::memory() report (the activation and KV sizes come from the same
+// detail::session_layout that Session uses). Tensor / pipeline parallel and quantized
+// numbers are computed analytically, per rank:
+//   - per-layer matrices split over tp: qkv by heads (KV heads replicated when tp exceeds
+//     them), out by input heads, up by FFN rows, down by FFN columns;
+//   - norms and biases replicated; token and position embeddings replicated;
+//   - LM head split by vocabulary over tp (ceil(V / tp) rows); a tied LM head on the stage
+//     that holds the embedding reuses it (no extra bytes), elsewhere it is a copy;
+//   - layers split contiguously over pp (the first stages take one more when pp does not
+//     divide them); the first stage also holds the embeddings, the last the final norm and
+//     LM head; the largest stage is the one reported;
+//   - activations per rank: the session layout with heads / tp and FFN / tp (logits kept
+//     at the full vocabulary, as after the LM head's all-gather);
+//   - quantization applies to the four per-layer linear weights (qkv, out, up, down) in the
+//     layout of backend.h's QuantizedWeight: int8 = 1 byte per weight + one f32 scale per
+//     row and group; int4 = 1/2 byte per weight (groups padded to group_size) + f16 scale
+//     and f16 min per row and group. Embeddings, LM head and norms stay in `dtype`.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "kestrel/model.h"
+#include "kestrel/session.h"
+#include "kestrel/types.h"
+
+namespace kestrel {
+struct Architecture;
+}
+
+namespace kestrel::sizing {
+
+// What sizing needs of a model beyond ModelConfig: which optional weights it has.
+struct ModelShape {
+  ModelConfig config;
+  bool gated_ffn = false;          // up projection is [gate | up], 2F rows
+  bool learned_positions = false;  // a [max_positions, H] position embedding
+  bool norm_bias = false;          // LayerNorm beta in every norm
+  bool linear_bias = false;        // biases of qkv, out, up, down
+  std::string source;              // the file, directory or preset it came from
+};
+
+// The shape of a loaded architecture (exact: read from its weight recipe).
+ModelShape shape_of(const Architecture& arch);
+// Reads config.json (and safetensors headers) of a model directory, or a GGUF file's
+// metadata; no weights are read or converted. Errors as Model::load.
+ModelShape read_model_shape(const std::filesystem::path& path);
+// Named shapes: gpt2, gpt2-xl, gpt3-175b, llama2-7b, llama2-70b, llama3-8b,
+// tinyllama-1.1b, smollm2-135m. Throws Error(invalid_argument) listing them.
+ModelShape preset_shape(const std::string& name);
+std::vector<std::string> preset_names();
+
+enum class Quantization { none, int8, int4 };
+const char* to_string(Quantization q) noexcept;
+Quantization parse_quantization(const std::string& text, const std::string& what);
+
+struct SizingOptions {
+  DType dtype = DType::f16;  // weights (unquantized parts), activations and KV cache
+  Quantization quantization = Quantization::none;
+  int group_size = 0;        // 0: int8 per output channel (one group per row); int4: 128
+  int tp = 1;                // tensor-parallel ranks
+  int pp = 1;                // pipeline stages
+  SessionOptions session;    // per-rank session limits, as Session takes them
+  size_t memory_bytes = 0;   // per GPU; 0: no fit check
+  double bandwidth = 0.0;    // bytes/s of one GPU, for the roofline; 0: none
+  double flop_rate = 0.0;    // FLOP/s of one GPU
+};
+
+// Weight bytes of one rank, by part.
+struct WeightBytes {
+  size_t token_embedding = 0;
+  size_t position_embedding = 0;
+  size_t layers = 0;      // all layers of the stage
+  size_t final_norm = 0;
+  size_t lm_head = 0;     // 0 when tied to an embedding held by the same rank
+  size_t lm_head_view = 0;  // a tied LM head: the bytes of it read from the token embedding
+                            // (this rank's vocabulary slice); not held twice, not in total()
+  size_t total() const { return token_embedding + position_embedding + layers + final_norm + lm_head; }
+  // Bytes a step reads from the weights: everything but the embedding tables, of which it
+  // gathers only a few rows (a tied LM head reads its slice of the token embedding).
+  size_t streamed_per_step() const { return layers + final_norm + lm_head + lm_head_view; }
+};
+
+// One pipeline stage (every tp rank of a stage holds the same amounts).
+struct StageSizing {
+  int stage = 0;
+  int first_layer = 0, num_layers = 0;
+  bool lm_head_tied_here = false;  // the LM head reads this rank's token embedding
+  WeightBytes weights;
+  size_t kv_cache_bytes = 0;
+  size_t activation_bytes = 0;
+  size_t total() const { return weights.total() + kv_cache_bytes + activation_bytes; }
+};
+
+// FLOPs and bytes of one step on one rank of a stage.
+struct StepCost {
+  double flops = 0.0;
+  double bytes = 0.0;
+  double seconds(double bandwidth, double flop_rate) const;  // roofline: max of the two
+};
+
+struct Sizing {
+  ModelShape shape;
+  SizingOptions options;
+  SessionOptions session;           // resolved (zeros replaced)
+  size_t parameters = 0;            // whole model, counted once
+  size_t kv_bytes_per_token = 0;    // per rank of the largest stage
+  std::vector<StageSizing> stages;
+  size_t largest_stage = 0;         // index into stages
+  bool fits = true;                 // largest stage total <= memory_bytes (when given)
+  int max_sequences_that_fit = 0;   // with each sequence at max_sequence_tokens; 0 if none / not checked
+  // Roofline (when bandwidth and flop_rate are given), summed over the pipeline stages:
+  // one generation step of max_sequences sequences, each max_sequence_tokens long; and one
+  // context-phase step of max_step_tokens prompt tokens (max_sequences prompts).
+  double decode_step_seconds = 0.0;
+  double context_step_seconds = 0.0;
+  const StageSizing& largest() const { return stages.at(largest_stage); }
+};
+
+// Throws Error(invalid_argument) naming the option at fault (tp not dividing the heads,
+// pp above the layer count, session limits out of range).
+Sizing compute(const ModelShape& shape, const SizingOptions& options);
+
+// Cost of one generation step of `batch` sequences whose caches hold `context` positions,
+// on one rank of stage `stage` (weights streamed once, KV read for every sequence).
+StepCost decode_step_cost(const ModelShape& shape, const SizingOptions& options, const StageSizing& stage,
+                          int batch, double context);
+// Cost of one context-phase step: `batch` prompts of `prompt_tokens` tokens each, causal.
+StepCost context_step_cost(const ModelShape& shape, const SizingOptions& options, const StageSizing& stage,
+                           int batch, int prompt_tokens);
+
+// "1.50 GiB", "812.0 MiB", "96 B".
+std::string format_bytes(double bytes);
+// Parses "80GiB", "80 GB", "1.5T", "4096" (bytes); binary and decimal suffixes; throws
+// Error(invalid_argument) naming `what`.
+double parse_bytes(const std::string& text, const std::string& what);
+// Parses "3.35T", "989e12", "2TB/s": a rate with an optional SI suffix (k, M, G, T, P)
+// and an optional unit suffix (B/s, FLOP/s, FLOPS); throws naming `what`.
+double parse_rate(const std::string& text, const std::string& what);
+
+}  // namespace kestrel::sizing

@@ -1,0 +1,201 @@
+// The sizing calculator (tools/sizing.h) against what a real Model and Session allocate,
+// and its tensor / pipeline parallel and quantized arithmetic against first principles.
+#include "tools/sizing.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <kestrel/kestrel.h>
+
+#include "kestrel/error.h"
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+using testing::fixture_dir;
+namespace sz = sizing;
+
+struct SessionCase {
+  int max_sequences, max_sequence_tokens, max_step_tokens, kv_block_size, kv_blocks;
+};
+
+class SizingMatchesSession : public ::testing::TestWithParam<std::string> {};
+
+// Every fixture format (HF GPT-2 f32, f16 and sharded bf16, HF Llama, GGUF GPT-2 and
+// Llama): weights exactly Model::weight_bytes(), KV cache and activations exactly
+// Session::memory(), at several session settings.
+TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
+  const auto path = fixture_dir() / GetParam();
+  ModelOptions mo;
+  mo.num_threads = 1;
+  auto model = Model::load(path, mo);
+  const sz::ModelShape shape = sz::read_model_shape(path);
+  EXPECT_EQ(shape.config.num_layers, model->config().num_layers);
+  EXPECT_EQ(shape.config.vocab_size, model->config().vocab_size);
+
+  const int P = model->config().max_positions;
+  for (const SessionCase& c : {SessionCase{1, 0, 512, 16, 0}, SessionCase{3, 37, 64, 8, 0},
+                               SessionCase{8, P, 8, 16, 5}, SessionCase{5, P / 2, 100, 1, 0}}) {
+    SessionOptions so;
+    so.max_sequences = c.max_sequences;
+    so.max_sequence_tokens = c.max_sequence_tokens;
+    so.max_step_tokens = c.max_step_tokens;
+    so.kv_block_size = c.kv_block_size;
+    so.kv_blocks = c.kv_blocks;
+    Session session(model, so);
+    sz::SizingOptions options;
+    options.dtype = model->dtype();
+    options.session = so;
+    const sz::Sizing s = sz::compute(shape, options);
+    SCOPED_TRACE("max_sequences " + std::to_string(c.max_sequences) + ", block " + std::to_string(c.kv_block_size));
+    ASSERT_EQ(s.stages.size(), 1u);
+    EXPECT_EQ(s.largest().weights.total(), model->weight_bytes());
+    EXPECT_EQ(s.largest().kv_cache_bytes, session.memory().kv_cache_bytes);
+    EXPECT_EQ(s.largest().activation_bytes, session.memory().activation_bytes);
+    EXPECT_EQ(s.session.kv_blocks, session.options().kv_blocks);
+    EXPECT_EQ(s.session.max_sequence_tokens, session.options().max_sequence_tokens);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
+                         ::testing::Values("tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-bf16-sharded", "tiny-llama",
+                                           "tiny-gpt2.gguf", "tiny-llama.gguf"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& ch : name)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return name;
+                         });
+
+// The largest max_sequences that fits is the boundary: it fits, one more does not.
+TEST(Sizing, MaxSequencesThatFitIsTheBoundary) {
+  const sz::ModelShape shape = sz::read_model_shape(fixture_dir() / "tiny-llama");
+  sz::SizingOptions o;
+  o.dtype = DType::f32;
+  o.session.max_sequences = 2;
+  o.session.max_sequence_tokens = 64;
+  o.memory_bytes = 3 << 20;
+  const sz::Sizing s = sz::compute(shape, o);
+  ASSERT_GT(s.max_sequences_that_fit, 1);
+  auto total = [&](int b) {
+    sz::SizingOptions t = o;
+    t.memory_bytes = 0;
+    t.session.max_sequences = b;
+    t.session.max_step_tokens = std::max(512, b);
+    return sz::compute(shape, t).largest().total();
+  };
+  EXPECT_LE(total(s.max_sequences_that_fit), o.memory_bytes);
+  EXPECT_GT(total(s.max_sequences_that_fit + 1), o.memory_bytes);
+  EXPECT_TRUE(s.fits);
+  o.memory_bytes = 1 << 20;
+  EXPECT_FALSE(sz::compute(shape, o).fits);
+}
+
+// GPT-3 175B in f16: the well-known 174.6 B parameters and 350 GB of weights; with tp = 8
+// each rank holds 1/8 of the layer matrices plus the replicated embeddings and norms.
+TEST(Sizing, Gpt3TensorParallel) {
+  const sz::ModelShape shape = sz::preset_shape("gpt3-175b");
+  sz::SizingOptions o;
+  const sz::Sizing one = sz::compute(shape, o);
+  EXPECT_NEAR(one.parameters / 1e9, 174.6, 0.1);
+  EXPECT_EQ(one.largest().weights.total(), 2 * one.parameters);  // f16, tied LM head
+  o.tp = 8;
+  const sz::Sizing eight = sz::compute(shape, o);
+  const size_t H = 12288, L = 96, V = 50257, P = 2048;
+  const size_t matrices = L * (3 * H * H + H * H + 2 * 4 * H * H);  // qkv, out, up, down
+  const size_t replicated = L * (4 * H + 2 * H) + 2 * H;               // norms, out/down biases, final norm
+  const size_t split_bias = L * (3 * H + 4 * H);                       // qkv, up biases
+  EXPECT_EQ(eight.largest().weights.total(), 2 * (V * H + P * H + matrices / 8 + split_bias / 8 + replicated));
+  EXPECT_EQ(eight.kv_bytes_per_token, L * 2 * (96 / 8) * 128 * 2);
+}
+
+// Pipeline stages split the layers contiguously, first stages take the remainder; the
+// embedding sits on the first, the final norm and (untied) LM head on the last.
+TEST(Sizing, PipelineStages) {
+  sz::ModelShape shape = sz::preset_shape("tinyllama-1.1b");  // 22 layers, untied
+  sz::SizingOptions o;
+  o.pp = 4;
+  const sz::Sizing s = sz::compute(shape, o);
+  ASSERT_EQ(s.stages.size(), 4u);
+  const int layers[] = {6, 6, 5, 5};
+  size_t layer_bytes = 0;
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(s.stages[i].num_layers, layers[i]);
+    layer_bytes += s.stages[i].weights.layers;
+    EXPECT_EQ(s.stages[i].weights.token_embedding > 0, i == 0);
+    EXPECT_EQ(s.stages[i].weights.lm_head > 0, i == 3);
+  }
+  o.pp = 1;
+  EXPECT_EQ(layer_bytes, sz::compute(shape, o).largest().weights.layers);
+  EXPECT_EQ(s.stages[2].first_layer, 12);
+}
+
+// int8: one byte per weight and an f32 scale per row; int4: half a byte per weight (groups
+// padded to group_size) and an f16 scale and min per row and group (backend.h layouts).
+TEST(Sizing, QuantizedLayerBytes) {
+  sz::ModelShape shape = sz::preset_shape("llama2-7b");
+  sz::SizingOptions o;
+  const size_t H = 4096, F = 11008, L = 32;
+  const size_t norms = 2 * H * 2;
+  o.quantization = sz::Quantization::int8;
+  const size_t rows8 = 3 * H + H + 2 * F + H;  // qkv, out, up, down rows
+  const size_t weights = 3 * H * H + H * H + 2 * F * H + H * F;
+  EXPECT_EQ(sz::compute(shape, o).largest().weights.layers, L * (weights + 4 * rows8 + norms));
+  o.quantization = sz::Quantization::int4;
+  o.group_size = 128;
+  // Groups per row: H / 128 = 32 for qkv, out, up; F / 128 = 86 for down.
+  const size_t groups = 3 * H * 32 + H * 32 + 2 * F * 32 + H * 86;
+  EXPECT_EQ(sz::compute(shape, o).largest().weights.layers, L * (groups * 64 + groups * 4 + norms));
+}
+
+// A generation step reads every weight once except the embedding tables (a tied LM head
+// reads the token embedding as its matrix), and the KV cache of every sequence; it does
+// 2 FLOPs per matrix weight and token, plus 4 per cached position and head dimension.
+TEST(Sizing, DecodeStepCost) {
+  const sz::ModelShape shape = sz::preset_shape("gpt2");  // tied, learned positions
+  sz::SizingOptions o;
+  const sz::Sizing s = sz::compute(shape, o);
+  const double H = 768, V = 50257, P = 1024, L = 12, F = 3072;
+  const sz::StepCost empty = sz::decode_step_cost(shape, o, s.largest(), 1, 0.0);
+  EXPECT_DOUBLE_EQ(empty.bytes, static_cast<double>(s.largest().weights.total()) - 2 * P * H);
+  const double matrices = L * (3 * H * H + H * H + 2 * H * F) + V * H;
+  EXPECT_DOUBLE_EQ(empty.flops, 2 * matrices);
+  const sz::StepCost busy = sz::decode_step_cost(shape, o, s.largest(), 4, 100.0);
+  EXPECT_DOUBLE_EQ(busy.bytes - empty.bytes, L * 4 * 100 * 2 * H * 2);      // K and V, f16
+  EXPECT_DOUBLE_EQ(busy.flops, 4 * empty.flops + L * 4 * 4.0 * 100 * H);    // QK^T and PV
+  // With tp = 4 a rank reads a quarter of the LM head, not the whole replicated embedding.
+  o.tp = 4;
+  const sz::Sizing t = sz::compute(shape, o);
+  EXPECT_EQ(t.largest().weights.lm_head_view, static_cast<size_t>(std::ceil(V / 4)) * 768 * 2);
+}
+
+TEST(Sizing, BadOptionsNameTheField) {
+  const sz::ModelShape shape = sz::preset_shape("gpt2");
+  sz::SizingOptions o;
+  o.tp = 5;
+  try {
+    sz::compute(shape, o);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(e.message().find("not divisible by ParallelOptions.tensor_parallel 5"), std::string::npos) << e.message();
+  }
+  o.tp = 1;
+  o.pp = 13;
+  EXPECT_THROW(sz::compute(shape, o), Error);
+  o.pp = 1;
+  o.session.max_sequence_tokens = 5000;
+  EXPECT_THROW(sz::compute(shape, o), Error);
+  EXPECT_THROW(sz::preset_shape("gpt5"), Error);
+  EXPECT_DOUBLE_EQ(sz::parse_bytes("80GiB", "m"), 80.0 * (1ull << 30));
+  EXPECT_DOUBLE_EQ(sz::parse_bytes("80 GB", "m"), 80e9);
+  EXPECT_DOUBLE_EQ(sz::parse_rate("3.35TB/s", "b"), 3.35e12);
+  EXPECT_DOUBLE_EQ(sz::parse_rate("989T", "f"), 989e12);
+  EXPECT_THROW(sz::parse_bytes("lots", "--memory"), Error);
+  EXPECT_THROW(sz::parse_bytes("-1GB", "--memory"), Error);
+}
+
+}  // namespace
+}  // namespace kestrel
