@@ -202,6 +202,7 @@ int main(int argc, char** argv) {
   kestrel_examples::ModelArgs model_args;
   BenchArgs args;
   kestrel_examples::add_model_options(app, model_args);
+  kestrel_examples::add_parallel_options(app, model_args);
   auto* b = app.add_option("--batch", args.batch, "Batch sizes (concurrent sequences)")->delimiter(',')->capture_default_str();
   auto* i = app.add_option("--input", args.input, "Prompt lengths in tokens")->delimiter(',')->capture_default_str();
   auto* o = app.add_option("--output", args.output, "Generated tokens per sequence")->delimiter(',')->capture_default_str();
@@ -225,6 +226,9 @@ int main(int argc, char** argv) {
     report.device = kestrel::to_string(model->device());
     report.dtype = kestrel::to_string(model->dtype());
     report.threads = model_args.threads;
+    report.tp = model->parallel().tensor_parallel;
+    report.pp = model->parallel().pipeline_parallel;
+    const bool output = kestrel_examples::is_output_rank();  // every rank runs, rank 0 reports
     report.warmup = args.warmup;
     report.repeats = args.repeats;
     report.seed = args.seed;
@@ -251,16 +255,17 @@ int main(int argc, char** argv) {
     for (size_t n = 0; n < cases.size(); ++n) {
       const auto [batch, in, out] = cases[n];
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "[kestrel-bench] case %zu/%zu: batch %d, input %d, output %d (%.0f s elapsed)\n", n + 1,
-                   cases.size(), batch, in, out, elapsed);
+      if (output)
+        std::fprintf(stderr, "[kestrel-bench] case %zu/%zu: batch %d, input %d, output %d (%.0f s elapsed)\n",
+                     n + 1, cases.size(), batch, in, out, elapsed);
       report.cases.push_back(run_case(model, args, batch, in, out));
     }
+    if (!output) return 0;
     if (args.json) std::cout << kestrel_bench::to_json(report).dump(2) << std::endl;
     else kestrel_bench::print_table(report);
     if (!args.plot.empty()) kestrel_bench::plot(report, args.plot);
     return 0;
   } catch (const kestrel::Error& e) {
-    std::cerr << "kestrel-bench: " << e.what() << std::endl;
-    return 1;
+    return kestrel_examples::report_error("kestrel-bench", e);
   }
 }

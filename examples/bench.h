@@ -38,6 +38,7 @@ struct CaseResult {
 struct BenchReport {
   std::string model, device, dtype;
   int threads = 0;
+  int tp = 1, pp = 1;  // tensor / pipeline parallel split (rank 0 reports; bytes are per rank)
   int warmup = 0, repeats = 0;
   unsigned long long seed = 0;
   DeviceCeilings ceilings;  // zeros on the CPU

@@ -38,9 +38,11 @@ std::string quoted(const std::string& s) {
 }  // namespace
 
 void print_table(const BenchReport& r) {
-  std::printf("# kestrel-bench  model %s | device %s | dtype %s | threads %s | warm-up %d, repeats %d (medians) | %s\n",
+  std::printf("# kestrel-bench  model %s | device %s | dtype %s | threads %s | tp %d x pp %d | warm-up %d, repeats %d "
+              "(medians) | %s\n",
               r.model.c_str(), r.device.c_str(), r.dtype.c_str(),
-              r.threads > 0 ? std::to_string(r.threads).c_str() : "all", r.warmup, r.repeats, r.date.c_str());
+              r.threads > 0 ? std::to_string(r.threads).c_str() : "all", r.tp, r.pp, r.warmup, r.repeats,
+              r.date.c_str());
   if (on_gpu(r))
     std::printf("# device %s: measured ceilings %.0f GB/s (device-to-device copy), %.1f TFLOP/s (cuBLAS GEMM, %s)\n",
                 r.ceilings.name.c_str(), r.ceilings.bandwidth / 1e9, r.ceilings.flop_rate / 1e12, r.dtype.c_str());
@@ -92,7 +94,8 @@ nlohmann::json to_json(const BenchReport& r) {
     cases.push_back(j);
   }
   nlohmann::json j = {{"model", r.model},   {"device", r.device}, {"dtype", r.dtype},
-                      {"threads", r.threads}, {"warmup", r.warmup}, {"repeats", r.repeats},
+                      {"threads", r.threads}, {"tp", r.tp},         {"pp", r.pp},
+                      {"warmup", r.warmup},   {"repeats", r.repeats},
                       {"seed", r.seed},     {"date", r.date},     {"cases", cases}};
   if (on_gpu(r))
     j["ceilings"] = {{"name", r.ceilings.name},
