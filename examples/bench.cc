@@ -179,6 +179,8 @@ CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const Be
   namespace sz = kestrel::sizing;
   sz::SizingOptions options;
   options.dtype = model->dtype();
+  options.tp = model->parallel().tensor_parallel;  // bytes and FLOPs of this rank's slice
+  options.pp = model->parallel().pipeline_parallel;
   options.session = so;
   const sz::ModelShape shape = sz::shape_of(model->state().arch);
   const sz::Sizing sizing = sz::compute(shape, options);
