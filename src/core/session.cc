@@ -12,16 +12,24 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
   auto& s = *state_;
   s.model = std::move(model);
   const auto& m = s.m();
-  // The sizes come from session_layout, which the sizing calculator shares; widths are
-  // this rank's slice in a parallel run.
-  detail::SessionLayout layout =
-      detail::session_layout(m.arch.config, m.arch.kinds.gated_ffn, m.dtype, options, s.shard());
-  s.options = layout.options;
-  s.max_blocks_per_seq = layout.max_blocks_per_seq;
-  s.logit_rows = layout.logit_rows;
-  Backend& backend = s.backend();
-  s.kv = std::make_unique<PagedKvCache>(backend.allocator(), m.dtype, layout.kv);
-  s.pool = std::make_unique<ActivationPool>(backend.allocator(), std::move(layout.buffers));
+  // In a parallel run one rank may fail alone (its GPU has less memory free): every rank
+  // then throws that rank's error instead of the others waiting for it in the first step.
+  std::exception_ptr error;
+  try {
+    // The sizes come from session_layout, which the sizing calculator shares; widths are
+    // this rank's slice in a parallel run.
+    detail::SessionLayout layout =
+        detail::session_layout(m.arch.config, m.arch.kinds.gated_ffn, m.dtype, options, s.shard());
+    s.options = layout.options;
+    s.max_blocks_per_seq = layout.max_blocks_per_seq;
+    s.logit_rows = layout.logit_rows;
+    Backend& backend = s.backend();
+    s.kv = std::make_unique<PagedKvCache>(backend.allocator(), m.dtype, layout.kv);
+    s.pool = std::make_unique<ActivationPool>(backend.allocator(), std::move(layout.buffers));
+  } catch (...) {
+    error = std::current_exception();
+  }
+  agree_on_errors(s.parallel(), error);
 }
 
 Session::~Session() = default;

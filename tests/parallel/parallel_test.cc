@@ -319,6 +319,26 @@ GenerationRequest ten_tokens_after_hello() {
   return request;
 }
 
+// A session that one rank cannot create (here: an option only it gets wrong; on GPUs, less
+// free memory on one of them) fails on every rank with that rank's error.
+TEST(SplitErrors, SessionFailingOnOneRankFailsEveryRank) {
+  const int bad = launcher_size() - 1;
+  auto model = load_split("tiny-llama", 60);
+  SessionOptions options;
+  if (launcher_rank() == bad) options.max_sequences = 0;
+  try {
+    Session session(model, options);
+    ADD_FAILURE() << "the session was created";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(e.message().find("rank " + std::to_string(bad) + " of "), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("SessionOptions.max_sequences = 0"), std::string::npos) << e.message();
+  }
+  Session session(model, {.max_sequences = 1});  // the model is still usable on every rank
+  Decoder decoder(session);
+  EXPECT_EQ(decoder.generate(ten_tokens_after_hello()).tokens.size(), 10u);
+}
+
 // Run alone (tests/CMakeLists.txt, --fail-rank R): rank R's streaming callback throws in
 // the middle of a generation, so R leaves the step loop while its peers wait for it in the
 // next collective call. They must give up after the timeout with an error naming the
