@@ -47,7 +47,7 @@ struct BenchArgs {
   std::vector<int> batch = {1, 2, 4, 8, 16, 32, 64};
   std::vector<int> input = {128, 512, 2048};
   std::vector<int> output = {8, 128, 512};
-  bool grid_given = false;  // any of --batch / --input / --output on the command line
+  bool lengths_given = false;  // --input or --output on the command line
   int warmup = 1;
   int repeats = 3;
   int max_step_tokens = 0;  // 0: batch x input
@@ -94,7 +94,7 @@ void check_grid(const BenchArgs& a, const kestrel::Model& model) {
   if (a.repeats < 1) throw Error(ErrorCategory::invalid_argument, "--repeats must be >= 1");
   if (a.max_step_tokens < 0) throw Error(ErrorCategory::invalid_argument, "--max-step-tokens must be >= 0");
   const int limit = model.config().max_positions;
-  if (!a.grid_given) return;  // the default grid skips the cases over the limit instead
+  if (!a.lengths_given) return;  // the default lengths skip the cases over the limit instead
   for (int in : a.input)
     for (int out : a.output)
       if (in + out > limit)
@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
   BenchArgs args;
   kestrel_examples::add_model_options(app, model_args);
   kestrel_examples::add_parallel_options(app, model_args);
-  auto* b = app.add_option("--batch", args.batch, "Batch sizes (concurrent sequences)")->delimiter(',')->capture_default_str();
+  app.add_option("--batch", args.batch, "Batch sizes (concurrent sequences)")->delimiter(',')->capture_default_str();
   auto* i = app.add_option("--input", args.input, "Prompt lengths in tokens")->delimiter(',')->capture_default_str();
   auto* o = app.add_option("--output", args.output, "Generated tokens per sequence")->delimiter(',')->capture_default_str();
   app.add_option("--warmup", args.warmup, "Untimed runs per case")->capture_default_str();
@@ -217,7 +217,7 @@ int main(int argc, char** argv) {
   app.add_flag("--json", args.json, "Print JSON instead of the table");
   app.add_option("--plot", args.plot, "Also draw tokens/s against batch size into this PNG (needs python3-matplotlib)");
   CLI11_PARSE(app, argc, argv);
-  args.grid_given = b->count() + i->count() + o->count() > 0;
+  args.lengths_given = i->count() + o->count() > 0;
 
   try {
     if (!args.plot.empty()) kestrel_bench::check_plot_tools();  // fail before a long run, not after
@@ -246,11 +246,11 @@ int main(int argc, char** argv) {
     for (int in : args.input)
       for (int out : args.output)
         for (int batch : args.batch) {
-          if (in + out > limit) continue;  // only in the default grid (check_grid)
+          if (in + out > limit) continue;  // only with the default lengths (check_grid)
           cases.push_back({batch, in, out});
         }
     if (cases.size() < args.input.size() * args.output.size() * args.batch.size())
-      std::cerr << "[kestrel-bench] skipping the default grid's cases longer than the model's " << limit
+      std::cerr << "[kestrel-bench] skipping the default lengths' cases longer than the model's " << limit
                 << " positions\n";
     if (cases.empty()) throw Error(ErrorCategory::limit, "no case of the grid fits the model's positions");
     const auto start = std::chrono::steady_clock::now();

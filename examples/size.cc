@@ -186,7 +186,7 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", dims.vocab, "Vocabulary size");
   app.add_option("--max-positions", dims.max_positions, "Longest sequence the model supports");
   app.add_option("--tied", dims.tied, "LM head tied to the token embedding (true/false)");
-  app.add_option("--dtype", dtype, "f32, f16 or bf16")->capture_default_str();
+  app.add_option("--dtype", dtype, "f32, f16 or bf16 (the CPU backend runs f32)")->capture_default_str();
   app.add_option("--quant", quant, "Weight quantization of the layer matrices: none, int8, int4")->capture_default_str();
   app.add_option("--group-size", options.group_size, "Quantization group (0: int8 per channel, int4 128)")
       ->capture_default_str();

@@ -92,6 +92,17 @@ foreach(i RANGE 0 1)
   expect_positive("${roofline}" decode_step_seconds context_step_seconds)
 endforeach()
 
+# A shape given as flags sizes exactly as the preset of the same dimensions.
+run_ok(dims_json ${SIZE} --arch llama --layers 22 --hidden 2048 --heads 32 --kv-heads 4 --ffn 5632 --vocab 32000
+       --max-positions 2048 --tied false --tp 2 --pp 2 --json)
+run_ok(preset_json ${SIZE} --preset tinyllama-1.1b --tp 2 --pp 2 --json)
+string(JSON dims_total GET "${dims_json}" per_gpu total)
+string(JSON preset_total GET "${preset_json}" per_gpu total)
+string(JSON parameters GET "${preset_json}" model parameters)
+if(NOT dims_total EQUAL preset_total OR NOT parameters EQUAL 1100048384)
+  message(FATAL_ERROR "flags give ${dims_total} bytes, the preset ${preset_total} (${parameters} parameters)")
+endif()
+
 run_fails("--batch value 0" ${BENCH} --model ${MODEL} --batch 0 --input 4 --output 2)
 run_fails("exceeds the model's" ${BENCH} --model ${MODEL} --batch 1 --input 4000 --output 2)
 run_fails("tensor_parallel 3" ${SIZE} --model ${MODEL} --tp 3)
