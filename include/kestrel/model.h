@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "kestrel/tokenizer.h"
 #include "kestrel/types.h"
@@ -17,6 +18,17 @@ namespace detail {
 struct ModelState;  // runtime internals (weights, backend, architecture)
 }
 
+// Weight-only quantization of the linear layers and the LM head, done once at load (the
+// embeddings and norms stay in the runtime dtype; activations are not quantized).
+enum class Quantization : uint8_t {
+  none,  // weights in the runtime dtype
+  int8,  // int8, symmetric: one scale per output channel, or per group of quant_group_size
+  int4,  // 4-bit, asymmetric: a scale and a min per group of quant_group_size columns
+};
+const char* to_string(Quantization quantization) noexcept;
+// Parses "none", "int8", "int4"; throws Error(invalid_argument) naming `what` otherwise.
+Quantization parse_quantization(std::string_view text, std::string_view what = "quantization");
+
 // How to load a model. Validated once by Model::load; errors name the field.
 struct ModelOptions {
   Device device = Device::cpu();
@@ -24,6 +36,12 @@ struct ModelOptions {
   std::optional<DType> dtype;
   // CPU backend threads; 0 uses every core.
   int num_threads = 0;
+  Quantization quantization = Quantization::none;
+  // Columns per quantization group: a multiple of 32 in [32, 1024]. 0 picks the default:
+  // per output channel for int8, 32 for int4. With the default, GGUF tensors already in
+  // a matching block format (Q8_0 for int8, Q4_0 / Q4_1 for int4) are kept exactly as
+  // stored (groups of 32) instead of being dequantized and quantized again.
+  int quant_group_size = 0;
 };
 
 // The shape of a decoder-only transformer, as read from the model's files.

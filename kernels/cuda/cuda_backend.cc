@@ -17,6 +17,7 @@
 
 #include "cuda/cuda_checks.h"
 #include "cuda/cuda_ops.h"
+#include "op_checks.h"
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -202,6 +203,12 @@ class CudaBackend final : public Backend {
                               cuda_type(w.dtype), K, x.data, cuda_type(x.dtype), K, &beta, out.data,
                               cuda_type(out.dtype), M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  op);
+  }
+
+  void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
+                        TensorView out) override {
+    check_quantized_linear(Device::cuda(device_), x.dtype, x, w, bias, out, "quantized_linear");
+    throw Error(ErrorCategory::unsupported, "quantized_linear: not implemented on CUDA yet");
   }
 
   void bias_activation(TensorView x, const TensorView* bias, Activation act) override {

@@ -9,6 +9,11 @@
 
 namespace kestrel {
 
+// out = x @ w^T + bias through backend.linear or backend.quantized_linear, as w is stored.
+//   x: [T, K]; w: [M, K]; bias: [M] or null; out: [T, M]
+void linear(Backend& backend, const LinearWeight& w, const TensorView& x, const TensorView* bias,
+            TensorView out);
+
 // proj = out_proj(attention(qkv_proj(normed)))  (the output bias is left for the next
 // residual add, which fuses it).
 //   normed: [T, H]; qkv: [T, (nh + 2 nkv) hd] scratch; attn: [T, nh hd] scratch; proj: [T, H]

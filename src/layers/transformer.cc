@@ -60,7 +60,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
 
   TensorView last = s.buf(Buf::last).rows(0, R);
   backend.gather_rows(normed, s.buf(Buf::logit_rows).rows(0, R), last);
-  backend.linear(last, w.lm_head, nullptr, s.buf(Buf::logits).rows(0, R));
+  linear(backend, w.lm_head, last, nullptr, s.buf(Buf::logits).rows(0, R));
 }
 
 }  // namespace kestrel

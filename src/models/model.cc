@@ -70,7 +70,7 @@ void load_hf_directory(const std::filesystem::path& path, const ModelOptions& op
   state.chat_template = hf_chat_template(path);
   check_vocab(path, state);
   state.backend = make_backend(options, &state.dtype);
-  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype);
+  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype, quantization_spec(options));
   state.weights = state.store->load(source, state.arch);
 }
 
@@ -82,13 +82,14 @@ void load_gguf(const std::filesystem::path& path, const ModelOptions& options, d
   check_vocab(path, state);
   GgufSource source(file);
   state.backend = make_backend(options, &state.dtype);
-  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype);
+  state.store = std::make_unique<WeightStore>(*state.backend, state.dtype, quantization_spec(options));
   state.weights = state.store->load(source, state.arch);
 }
 
 }  // namespace
 
 std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+  quantization_spec(options);  // checks the options before any file is read
   auto state = std::make_unique<detail::ModelState>();
   state->path = path;
   std::error_code ec;
