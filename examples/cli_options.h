@@ -32,7 +32,7 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
       ->capture_default_str();
   app.add_option("--quant-group-size", args.quant_group_size,
                  "Columns per quantization group, a multiple of 32 (0: per channel for int8, "
-                 "32 for int4; GGUF Q8_0 / Q4_0 / Q4_1 tensors then stay as stored)")
+                 "32 for int4; GGUF Q8_0 / Q4_0 / Q4_1 tensors then stay as stored where the mode allows)")
       ->capture_default_str();
   app.add_option("--max-sequence-tokens", args.max_sequence_tokens,
                  "Session limit on prompt + generated tokens (0: the model's context length)")

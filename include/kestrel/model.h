@@ -38,9 +38,9 @@ struct ModelOptions {
   int num_threads = 0;
   Quantization quantization = Quantization::none;
   // Columns per quantization group: a multiple of 32 in [32, 1024]. 0 picks the default:
-  // per output channel for int8, 32 for int4. With the default, GGUF tensors already in
-  // a matching block format (Q8_0 for int8, Q4_0 / Q4_1 for int4) are kept exactly as
-  // stored (groups of 32) instead of being dequantized and quantized again.
+  // per output channel for int8, 32 for int4. With the default, GGUF tensors already
+  // quantized are kept exactly as stored (groups of 32) instead of being dequantized and
+  // quantized again: Q8_0 for int8; Q4_0 / Q4_1 (as int4) and Q8_0 (as int8) for int4.
   int quant_group_size = 0;
 };
 

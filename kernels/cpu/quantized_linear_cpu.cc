@@ -7,9 +7,9 @@
 //   weight instead of 4 is the point. OpenMP over output rows; each weight row is read
 //   from memory once and stays in L1 for the other tokens. AVX2 + FMA where the CPU has
 //   them (chosen at run time), a portable loop otherwise.
-// - many rows (prefill): tiles of output rows are dequantized to f32 and multiplied with
-//   OpenBLAS sgemm (one tile per thread; OpenBLAS runs single-threaded inside the
-//   parallel region), so the dequantization is paid once per weight, not once per token.
+// - many rows (prefill): tiles of output rows are dequantized to f32 (OpenMP over rows) and
+//   multiplied with OpenBLAS sgemm (threaded by OpenBLAS), so the dequantization is paid
+//   once per weight, not once per token.
 #include <cblas.h>
 
 #include <algorithm>
@@ -29,8 +29,9 @@ namespace {
 
 // Up to this many rows of x take the dot-product path.
 constexpr int64_t kDotMaxTokens = 6;
-// Output rows per dequantized tile of the sgemm path.
-constexpr int64_t kTileRows = 64;
+// Output rows per dequantized tile of the sgemm path: large enough that OpenBLAS's packing
+// of x is amortized over many rows, small enough to stay in cache (1024 x K floats).
+constexpr int64_t kTileRows = 1024;
 
 // --- portable dot products ---------------------------------------------------------------
 // Each returns sum_k dequantize(w[row])[k] * x[k] over the K columns of one weight row.
@@ -142,6 +143,8 @@ bool cpu_has_avx2() { return false; }
 #endif
 
 // --- dequantization of whole rows (the sgemm path and tests) -----------------------------
+// Loops per group (no division per element) that the compiler vectorizes: this runs over
+// every weight at every prefill step.
 void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out) {
   const int64_t K = w.cols, G = w.groups(), group = w.group_size;
   for (int64_t r = 0; r < count; ++r) {
@@ -150,17 +153,27 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
     if (w.format == QuantFormat::int8) {
       const int8_t* q = w.data.ptr<int8_t>() + m * K;
       const float* s = w.scales.ptr<float>() + m * G;
-      for (int64_t k = 0; k < K; ++k) o[k] = s[k / group] * static_cast<float>(q[k]);
+      for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
+        const int64_t n = std::min(K - k0, group);
+        const float scale = s[g];
+        for (int64_t k = 0; k < n; ++k) o[k0 + k] = scale * static_cast<float>(q[k0 + k]);
+      }
     } else {
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * (group / 2);
       const uint16_t* s = static_cast<const uint16_t*>(w.scales.data) + m * G;
       const uint16_t* mn = static_cast<const uint16_t*>(w.mins.data) + m * G;
       for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
         const float scale = f16_to_f32(s[g]), min = f16_to_f32(mn[g]);
-        const uint8_t* gq = q + g * (group / 2);
-        for (int64_t k = k0; k < std::min(K, k0 + group); ++k) {
-          const int64_t c = k - k0;
-          o[k] = scale * static_cast<float>(nibble(gq + (c / 32) * 16, c % 32)) + min;
+        for (int64_t b0 = k0; b0 < std::min(K, k0 + group); b0 += 32) {
+          const uint8_t* block = q + b0 / 2;
+          if (b0 + 32 <= K) {
+            for (int j = 0; j < 16; ++j) {
+              o[b0 + j] = scale * static_cast<float>(block[j] & 0xf) + min;
+              o[b0 + 16 + j] = scale * static_cast<float>(block[j] >> 4) + min;
+            }
+          } else {
+            for (int64_t c = 0; c < K - b0; ++c) o[b0 + c] = scale * static_cast<float>(nibble(block, c)) + min;
+          }
         }
       }
     }
@@ -213,24 +226,25 @@ void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, 
 void tiled_gemm_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
                      int threads) {
   const int64_t T = x.dim(0), K = w.cols, M = w.rows;
-  const int64_t tiles = (M + kTileRows - 1) / kTileRows;
   const float* xs = x.ptr<float>();
-#pragma omp parallel num_threads(threads)
-  {
-    std::vector<float> tile(static_cast<size_t>(kTileRows * K));
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < tiles; ++i) {
-      const int64_t m0 = i * kTileRows, rows = std::min(kTileRows, M - m0);
-      dequantize_rows(w, m0, rows, tile.data());
-      // out[:, m0 : m0 + rows] = x @ tile^T (row-major, ldc = M)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(T),
-                  static_cast<blasint>(rows), static_cast<blasint>(K), 1.0f, xs,
-                  static_cast<blasint>(K), tile.data(), static_cast<blasint>(K), 0.0f, out + m0,
-                  static_cast<blasint>(M));
-      if (bias)
-        for (int64_t t = 0; t < T; ++t)
-          for (int64_t r = 0; r < rows; ++r) out[t * M + m0 + r] += bias[m0 + r];
-    }
+  // Reused across calls: prefill steps come back with the same shapes.
+  // (Through a plain pointer: inside the parallel region `tile` would name each worker's own.)
+  thread_local std::vector<float> tile;
+  tile.resize(static_cast<size_t>(std::min(kTileRows, M) * K));
+  float* const buffer = tile.data();
+  for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
+    const int64_t rows = std::min(kTileRows, M - m0);
+#pragma omp parallel for num_threads(threads_for(rows * K, threads)) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) dequantize_rows(w, m0 + r, 1, buffer + r * K);
+    // out[:, m0 : m0 + rows] = x @ tile^T (row-major, ldc = M); OpenBLAS threads itself.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(T), static_cast<blasint>(rows),
+                static_cast<blasint>(K), 1.0f, xs, static_cast<blasint>(K), buffer,
+                static_cast<blasint>(K), 0.0f, out + m0, static_cast<blasint>(M));
+  }
+  if (bias) {
+#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t m = 0; m < M; ++m) out[t * M + m] += bias[m];
   }
 }
 

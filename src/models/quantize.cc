@@ -246,9 +246,12 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     // reports it properly.
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
-    const bool keep = spec.mode == Quantization::int8 ? b == GgmlType::q8_0
-                                                      : (b == GgmlType::q4_0 || b == GgmlType::q4_1);
-    if (!keep) return std::nullopt;
+    // int4 keeps Q8_0 too (as int8: never quantized further than stored); int8 keeps only Q8_0.
+    const bool keep = b == GgmlType::q8_0 || (spec.mode == Quantization::int4 && b != GgmlType::f32 &&
+                                              b != GgmlType::f16 && b != GgmlType::bf16);
+    // The parts of a fused weight must all become the same format.
+    const bool same_format = parts.empty() || (*parts.front()->block_type == GgmlType::q8_0) == (b == GgmlType::q8_0);
+    if (!keep || !same_format) return std::nullopt;
     parts.push_back(t);
   }
   HostQuantizedWeight q;

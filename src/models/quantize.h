@@ -69,9 +69,10 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
                                 const QuantizationSpec& spec, const std::string& what);
 
 // When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are
-// (the default group size; Q8_0 for int8; Q4_0 / Q4_1 for int4; not transposed), stores
-// them in `store` and returns the weight; nullopt otherwise (the caller materializes and
-// quantizes). `cols` is the canonical number of input columns.
+// (the default group size, not transposed; int8 keeps Q8_0; int4 keeps Q4_0 / Q4_1 as int4
+// and Q8_0 as int8, never quantizing further than the file did), stores them in `store`
+// and returns the weight; nullopt otherwise (the caller materializes and quantizes).
+// `cols` is the canonical number of input columns.
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
                                                 const QuantizationSpec& spec, const std::string& what);
