@@ -78,27 +78,40 @@ __attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// 8 int8 values widened straight from memory to 32-bit lanes, as floats.
+__attribute__((target("avx2,fma"))) inline __m256 load_i8x8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// One group per row (per channel): accumulate q * x and scale once. Smaller groups: each
+// 16 values are scaled before the FMA, so the accumulators live across the whole row (no
+// per-group reduction in the dependency chain).
 __attribute__((target("avx2,fma"))) float dot_int8_avx2(const int8_t* q, const float* scales, int64_t K,
                                                         int group, const float* x) {
-  __m256 total = _mm256_setzero_ps();
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   float tail = 0.0f;
+  if (group >= K) {
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      acc0 = _mm256_fmadd_ps(load_i8x8(q + k), _mm256_loadu_ps(x + k), acc0);
+      acc1 = _mm256_fmadd_ps(load_i8x8(q + k + 8), _mm256_loadu_ps(x + k + 8), acc1);
+    }
+    for (; k < K; ++k) tail += static_cast<float>(q[k]) * x[k];
+    return scales[0] * (hsum(_mm256_add_ps(acc0, acc1)) + tail);
+  }
   for (int64_t k0 = 0, g = 0; k0 < K; k0 += group, ++g) {
     const int64_t k1 = std::min<int64_t>(K, k0 + group);
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    const __m256 scale = _mm256_broadcast_ss(&scales[g]);
     int64_t k = k0;
     for (; k + 16 <= k1; k += 16) {
-      const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + k));
-      const __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(b));
-      const __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(b, 8)));
-      acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + k), acc0);
-      acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + k + 8), acc1);
+      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(load_i8x8(q + k), scale), _mm256_loadu_ps(x + k), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(load_i8x8(q + k + 8), scale), _mm256_loadu_ps(x + k + 8), acc1);
     }
     float rest = 0.0f;
     for (; k < k1; ++k) rest += static_cast<float>(q[k]) * x[k];
-    total = _mm256_fmadd_ps(_mm256_set1_ps(scales[g]), _mm256_add_ps(acc0, acc1), total);
     tail += scales[g] * rest;
   }
-  return hsum(total) + tail;
+  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
 }
 
 // Scales and mins are converted 8 groups at a time (vcvtph2ps), and the min terms
@@ -107,13 +120,42 @@ __attribute__((target("avx2,fma"))) float dot_int8_avx2(const int8_t* q, const f
 __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, const uint16_t* scales,
                                                              const uint16_t* mins, int64_t K, int group,
                                                              const float* x, const float* xsum) {
-  const __m128i low_mask = _mm_set1_epi8(0x0f);
+  const __m256i nibble_mask = _mm256_set1_epi32(0x0f);
   const int64_t G = (K + group - 1) / group;
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
          acc3 = _mm256_setzero_ps(), min_total = _mm256_setzero_ps();
   float tail = 0.0f;
   alignas(32) float sbuf[8];
-  for (int64_t g0 = 0; g0 < G; g0 += 8) {
+  int64_t g_begin = 0;
+  if (group == 32) {
+    // Groups of 32 (ggml's blocks): 8 groups per step, one 16-byte block each, unrolled.
+    const int64_t full = K / 32;
+    for (; g_begin + 8 <= full; g_begin += 8) {
+      const int64_t g0 = g_begin;
+      min_total = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + g0))),
+                                  _mm256_loadu_ps(xsum + g0), min_total);
+      _mm256_store_ps(sbuf, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + g0))));
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        const __m256 scale = _mm256_broadcast_ss(&sbuf[j]);
+        // Bytes widened straight from memory to 32-bit lanes; the nibbles are then split
+        // with an AND and a shift (no byte shuffles).
+        const uint8_t* block = q + (g0 + j) * 16;
+        const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block)));
+        const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 8)));
+        const float* xk = x + (g0 + j) * 32;
+        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, nibble_mask)), scale),
+                               _mm256_loadu_ps(xk), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, nibble_mask)), scale),
+                               _mm256_loadu_ps(xk + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), scale),
+                               _mm256_loadu_ps(xk + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), scale),
+                               _mm256_loadu_ps(xk + 24), acc3);
+      }
+    }
+  }
+  for (int64_t g0 = g_begin; g0 < G; g0 += 8) {
     const int64_t n = std::min<int64_t>(8, G - g0);
     __m256 s8, m8, xs8;
     if (n == 8) {
@@ -141,18 +183,17 @@ __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, c
       // The nibbles are scaled before the FMA so that the four accumulators live across
       // the whole row (no per-group reduction in the dependency chain).
       for (; k + 32 <= k1; k += 32, gq += 16) {
-        const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(gq));
-        const __m128i lo = _mm_and_si128(b, low_mask);                     // columns 0..15
-        const __m128i hi = _mm_and_si128(_mm_srli_epi16(b, 4), low_mask);  // columns 16..31
+        const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(gq)));
+        const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(gq + 8)));
         const float* xk = x + k;
-        const __m256 w0 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), scale);
-        const __m256 w1 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), scale);
-        const __m256 w2 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), scale);
-        const __m256 w3 = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), scale);
-        acc0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xk), acc0);
-        acc1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xk + 8), acc1);
-        acc2 = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xk + 16), acc2);
-        acc3 = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xk + 24), acc3);
+        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, nibble_mask)), scale),
+                               _mm256_loadu_ps(xk), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, nibble_mask)), scale),
+                               _mm256_loadu_ps(xk + 8), acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), scale),
+                               _mm256_loadu_ps(xk + 16), acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), scale),
+                               _mm256_loadu_ps(xk + 24), acc3);
       }
       if (k < k1) {  // a short last group: its last partial block of 32
         float rest = 0.0f;
