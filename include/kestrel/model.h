@@ -24,6 +24,7 @@ enum class Quantization : uint8_t {
   none,  // weights in the runtime dtype
   int8,  // int8, symmetric: one scale per output channel, or per group of quant_group_size
   int4,  // 4-bit, asymmetric: a scale and a min per group of quant_group_size columns
+         // (the LM head in int8: the most sensitive weight)
 };
 const char* to_string(Quantization quantization) noexcept;
 // Parses "none", "int8", "int4"; throws Error(invalid_argument) naming `what` otherwise.

@@ -26,6 +26,12 @@ struct QuantizationSpec {
   int group_size = 0;  // as in ModelOptions.quant_group_size (0: the mode's default)
 
   bool enabled() const { return mode != Quantization::none; }
+  // The LM head's: int4 models keep it in int8 per channel (it is the most sensitive
+  // weight: SmolLM2's perplexity loses several percent with a 4-bit LM head), as
+  // llama.cpp's 4-bit formats keep their output tensor at 6 or 8 bits.
+  QuantizationSpec for_lm_head() const {
+    return mode == Quantization::int4 ? QuantizationSpec{Quantization::int8, 0} : *this;
+  }
   // Groups of the quantized weights for `cols` input columns: int8 per channel (cols) or
   // group_size; int4 group_size or 32.
   int group_for(int64_t cols) const;

@@ -146,11 +146,12 @@ LinearWeight WeightStore::linear(const WeightSource& source, const Architecture&
   const WeightRecipe recipe = arch.recipe(slot, layer);
   if (recipe.sources.empty()) return {};
   const std::string what = slot_what(slot, layer);
-  if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], quant_, what)) return {{}, *kept};
+  const QuantizationSpec spec = slot == WeightSlot::lm_head ? quant_.for_lm_head() : quant_;
+  if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) return {{}, *kept};
   LinearWeight w;
   w.dense = materialize(source, recipe, std::move(shape), what);
-  if (!quant_.enabled()) return w;
-  w.quantized = quantize_weight(*this, backend_, w.dense, quant_, what);
+  if (!spec.enabled()) return w;
+  w.quantized = quantize_weight(*this, backend_, w.dense, spec, what);
   if (w.dense.data != keep_dense.data) release(w.dense);
   w.dense = {};
   return w;

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "backend.h"
 #include "kestrel/kestrel.h"
 #include "reference_fixture.h"
 #include "test_support.h"

@@ -1,7 +1,7 @@
-// GGUF tensors kept quantized at load: a tiny Llama whose every linear weight (and LM
-// head) is Q4_0 / Q4_1, or Q8_0, gives with --quant int4 / int8 (blocks kept as stored,
-// multiplied by the quantized kernels) the logits of the same file dequantized to f32 at
-// load (--quant none) up to fp32 rounding, and holds its weights in fewer bytes.
+// GGUF tensors kept quantized at load: a tiny Llama whose every linear weight is Q4_0 /
+// Q4_1, or Q8_0, and whose LM head is Q8_0, gives with --quant int4 / int8 (blocks kept as
+// stored, multiplied by the quantized kernels) the logits of the same file dequantized to
+// f32 at load (--quant none) up to fp32 rounding, and holds its weights in fewer bytes.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -25,7 +25,8 @@ fs::path all_blocks_model(const std::string& file, bool int8) {
     for (const char* part : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
       editor.requantize("blk." + std::to_string(l) + "." + part + ".weight",
                         int8 ? GgmlType::q8_0 : (i++ % 2 ? GgmlType::q4_1 : GgmlType::q4_0));
-  editor.requantize("output.weight", int8 ? GgmlType::q8_0 : GgmlType::q4_1);
+  // Q8_0 in both: int4 models keep their LM head in int8 (a Q4 one would be requantized).
+  editor.requantize("output.weight", GgmlType::q8_0);
   const fs::path path = testing::temp_dir("quantized_gguf") / file;
   editor.write(path);
   return path;
