@@ -33,7 +33,7 @@ kestrel_speed() {  # $1: quant mode -> tokens/s of the decode phase
 }
 
 llamacpp_speed() {
-  PYTHONDONTWRITEBYTECODE=1 "$PY" - "$MODEL" "$PROMPT" "$THREADS" <<'PYEOF'
+  PYTHONDONTWRITEBYTECODE=1 "$PY" - "$MODEL" "$PROMPT" "$THREADS" 2>/dev/null <<'PYEOF'
 import sys, time
 import llama_cpp
 model, prompt, threads = sys.argv[1], sys.argv[2], int(sys.argv[3])
