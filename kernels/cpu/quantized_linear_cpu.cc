@@ -114,16 +114,34 @@ __attribute__((target("avx2,fma"))) float dot_int8_avx2(const int8_t* q, const f
   return hsum(_mm256_add_ps(acc0, acc1)) + tail;
 }
 
+// One block of 32 int4 columns (16 bytes at `block`) times x[0..32), scaled, into acc[4].
+// The bytes are widened straight from memory to 32-bit lanes and the nibbles split with an
+// AND and a shift (no byte shuffles); scaling before the FMA lets the accumulators live
+// across the whole row (no per-group reduction in the dependency chain).
+__attribute__((target("avx2,fma"))) inline void int4_block(const uint8_t* block, const float* x, __m256 scale,
+                                                           __m256* acc) {
+  const __m256i mask = _mm256_set1_epi32(0x0f);
+  const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block)));
+  const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 8)));
+  acc[0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, mask)), scale),
+                           _mm256_loadu_ps(x), acc[0]);  // columns 0..7
+  acc[1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, mask)), scale),
+                           _mm256_loadu_ps(x + 8), acc[1]);  // 8..15
+  acc[2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), scale),
+                           _mm256_loadu_ps(x + 16), acc[2]);  // 16..23
+  acc[3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), scale),
+                           _mm256_loadu_ps(x + 24), acc[3]);  // 24..31
+}
+
 // Scales and mins are converted 8 groups at a time (vcvtph2ps), and the min terms
 // sum_g min_g * xsum_g are one vector FMA per 8 groups, so a group of 32 costs little more
 // than its 16 bytes of nibbles.
 __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, const uint16_t* scales,
                                                              const uint16_t* mins, int64_t K, int group,
                                                              const float* x, const float* xsum) {
-  const __m256i nibble_mask = _mm256_set1_epi32(0x0f);
   const int64_t G = (K + group - 1) / group;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps(),
-         acc3 = _mm256_setzero_ps(), min_total = _mm256_setzero_ps();
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 min_total = _mm256_setzero_ps();
   float tail = 0.0f;
   alignas(32) float sbuf[8];
   int64_t g_begin = 0;
@@ -137,21 +155,7 @@ __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, c
       _mm256_store_ps(sbuf, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + g0))));
 #pragma GCC unroll 8
       for (int j = 0; j < 8; ++j) {
-        const __m256 scale = _mm256_broadcast_ss(&sbuf[j]);
-        // Bytes widened straight from memory to 32-bit lanes; the nibbles are then split
-        // with an AND and a shift (no byte shuffles).
-        const uint8_t* block = q + (g0 + j) * 16;
-        const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block)));
-        const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 8)));
-        const float* xk = x + (g0 + j) * 32;
-        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, nibble_mask)), scale),
-                               _mm256_loadu_ps(xk), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, nibble_mask)), scale),
-                               _mm256_loadu_ps(xk + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), scale),
-                               _mm256_loadu_ps(xk + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), scale),
-                               _mm256_loadu_ps(xk + 24), acc3);
+        int4_block(q + (g0 + j) * 16, x + (g0 + j) * 32, _mm256_broadcast_ss(&sbuf[j]), acc);
       }
     }
   }
@@ -180,20 +184,8 @@ __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, c
       const uint8_t* gq = q + g * (group / 2);
       const __m256 scale = _mm256_broadcast_ss(&sbuf[j]);
       int64_t k = k0;
-      // The nibbles are scaled before the FMA so that the four accumulators live across
-      // the whole row (no per-group reduction in the dependency chain).
       for (; k + 32 <= k1; k += 32, gq += 16) {
-        const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(gq)));
-        const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(gq + 8)));
-        const float* xk = x + k;
-        acc0 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, nibble_mask)), scale),
-                               _mm256_loadu_ps(xk), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, nibble_mask)), scale),
-                               _mm256_loadu_ps(xk + 8), acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), scale),
-                               _mm256_loadu_ps(xk + 16), acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), scale),
-                               _mm256_loadu_ps(xk + 24), acc3);
+        int4_block(gq, x + k, scale, acc);
       }
       if (k < k1) {  // a short last group: its last partial block of 32
         float rest = 0.0f;
@@ -202,7 +194,7 @@ __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, c
       }
     }
   }
-  const __m256 total = _mm256_add_ps(_mm256_add_ps(acc0, acc1), _mm256_add_ps(acc2, acc3));
+  const __m256 total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
   return hsum(_mm256_add_ps(total, min_total)) + tail;
 }
 
