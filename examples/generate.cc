@@ -70,10 +70,12 @@ int main(int argc, char** argv) {
     if (!quiet) {
       const size_t n = result.tokens.size();
       std::fprintf(stderr,
-                   "[kestrel] model %s (%s, %s%s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
+                   "[kestrel] model %s (%s, %s%s%s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
                    "finish: %s\n",
                    model_args.path.c_str(), kestrel::to_string(model->device()).c_str(),
-                   kestrel::to_string(model->dtype()), use_template ? ", chat template" : "",
+                   kestrel::to_string(model->dtype()),
+                   model_args.quant == "none" ? "" : (", " + model_args.quant + " weights").c_str(),
+                   use_template ? ", chat template" : "",
                    result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                    n > 1 && result.decode_seconds > 0 ? (n - 1) / result.decode_seconds : 0.0,
                    kestrel::to_string(result.finish));
