@@ -10,6 +10,8 @@
 // - dequantize_rows, for many tokens (prefill): a tile of weight rows expanded into a
 //   scratch matrix in the activation dtype, which CudaBackend then feeds to a cuBLAS
 //   tensor-core GEMM.
+#include <algorithm>
+
 #include "cuda/cuda_common.cuh"
 
 namespace kestrel::cuda {
@@ -143,16 +145,18 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
-// out[r, k] = dequantize(w)[row0 + r, k] for r < rows; one thread per element, grid-stride.
+// out[r, k] = dequantize(w)[row0 + r, k] for r < rows. Blocks stride over rows, threads over
+// the columns of a row (coalesced reads and writes, no 64-bit division per element).
 template <class E>
 __global__ void __launch_bounds__(kDequantThreads)
     dequantize_int8_kernel(const int8_t* __restrict__ q, const float* __restrict__ scales, E* __restrict__ out,
-                           int64_t row0, int64_t rows, int64_t K, int group, int64_t G) {
-  const int64_t n = rows * K;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t m = row0 + i / K, k = i % K;
-    out[i] = from_float<E>(scales[m * G + k / group] * static_cast<float>(q[m * K + k]));
+                           int64_t row0, int64_t rows, int K, int group, int64_t G) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t m = row0 + r;
+    const int8_t* qr = q + m * K;
+    const float* sr = scales + m * G;
+    E* o = out + r * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) o[k] = from_float<E>(sr[k / group] * static_cast<float>(qr[k]));
   }
 }
 
@@ -160,17 +164,19 @@ template <class E>
 __global__ void __launch_bounds__(kDequantThreads)
     dequantize_int4_kernel(const uint8_t* __restrict__ q, const __half* __restrict__ scales,
                            const __half* __restrict__ mins, E* __restrict__ out, int64_t row0, int64_t rows,
-                           int64_t K, int group, int64_t G) {
-  const int64_t n = rows * K, row_bytes = G * group / 2;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t m = row0 + i / K, k = i % K;
-    const int64_t blk = k / 32, c = k % 32;  // blocks of 32 never straddle groups
-    const uint8_t b = q[m * row_bytes + blk * 16 + c % 16];
-    const int v = c < 16 ? (b & 0xf) : (b >> 4);
-    const int64_t g = k / group;
-    out[i] = from_float<E>(fmaf(__half2float(scales[m * G + g]), static_cast<float>(v),
-                                __half2float(mins[m * G + g])));
+                           int K, int group, int64_t G) {
+  const int64_t row_bytes = G * group / 2;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t m = row0 + r;
+    const uint8_t* qr = q + m * row_bytes;
+    E* o = out + r * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+      const int c = k % 32;  // blocks of 32 never straddle groups
+      const uint8_t b = qr[(k / 32) * 16 + c % 16];
+      const int v = c < 16 ? (b & 0xf) : (b >> 4);
+      const int64_t g = m * G + k / group;
+      o[k] = from_float<E>(fmaf(__half2float(scales[g]), static_cast<float>(v), __half2float(mins[g])));
+    }
   }
 }
 
@@ -215,16 +221,18 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
 void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t row0, int64_t rows,
                      TensorView out) {
   const char* op = "quantized_linear (dequantize)";
-  const int64_t K = w.cols, G = w.groups(), n = rows * K;
-  if (n == 0) return;
+  const int64_t G = w.groups();
+  const int K = static_cast<int>(w.cols);
+  if (rows == 0 || K == 0) return;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
   dispatch_float(out.dtype, op, [&]<class E>() {
     E* o = static_cast<E*>(out.data);
     if (w.format == QuantFormat::int8)
-      dequantize_int8_kernel<E><<<grid_for(n, kDequantThreads), kDequantThreads, 0, ctx.stream>>>(
+      dequantize_int8_kernel<E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
           static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), o, row0, rows, K,
           w.group_size, G);
     else
-      dequantize_int4_kernel<E><<<grid_for(n, kDequantThreads), kDequantThreads, 0, ctx.stream>>>(
+      dequantize_int4_kernel<E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
           static_cast<const uint8_t*>(w.data.data), static_cast<const __half*>(w.scales.data),
           static_cast<const __half*>(w.mins.data), o, row0, rows, K, w.group_size, G);
   });
