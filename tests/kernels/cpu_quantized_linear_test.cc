@@ -60,6 +60,25 @@ TEST_P(CpuQuantizedLinearTest, EveryKernelMatchesDoubleReference) {
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuQuantizedLinearTest, ::testing::ValuesIn(testing::quant_cases()),
                          [](const auto& info) { return testing::quant_case_name(info.param); });
 
+// More output rows than one dequantized tile of the sgemm path (1024 rows), and a
+// partial last tile.
+TEST(CpuQuantizedLinearTiles, SeveralTilesMatchDoubleReference) {
+  for (QuantFormat format : {QuantFormat::int8, QuantFormat::int4}) {
+    const QuantCase c{format, format == QuantFormat::int8 ? 0 : 32, 2100, 96, 9, true};
+    HostQuantizedWeight q = testing::random_quantized(c, 77);
+    const std::vector<double> w = testing::reference_dequantize(q);
+    std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 78, -2.0f, 2.0f);
+    std::vector<float> bias = random_floats(static_cast<size_t>(c.M), 79);
+    std::vector<double> expected, magnitude;
+    testing::reference_linear(x, w, &bias, c.T, c.M, c.K, expected, magnitude);
+    const TensorView bias_view(bias.data(), DType::f32, {c.M});
+    std::vector<float> out(static_cast<size_t>(c.T * c.M), NAN);
+    cpu::quantized_linear(TensorView(x.data(), DType::f32, {c.T, c.K}), q.view(), &bias_view,
+                          TensorView(out.data(), DType::f32, {c.T, c.M}), 2, cpu::QuantKernel::automatic);
+    EXPECT_LE(testing::worst_normalized_error(out, expected, magnitude), kTol) << testing::quant_case_name(c);
+  }
+}
+
 TEST(QuantizeTest, Int8RoundTripWithinHalfAStep) {
   for (int group : {32, 100, 576}) {
     const int64_t M = 9, K = 300;
