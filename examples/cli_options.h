@@ -19,6 +19,8 @@ struct ModelArgs {
   int threads = 0;
   int max_sequence_tokens = 0;
   kestrel::ParallelOptions parallel;
+  std::string quant = "none";
+  int quant_group_size = 0;
 };
 
 // --tp / --pp for the examples that run under mpirun (kestrel-generate).
@@ -39,6 +41,13 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
   app.add_option("--device", args.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--dtype", args.dtype, "f32, f16 or bf16 (default: f32 on cpu, f16 on cuda)");
   app.add_option("--threads", args.threads, "CPU threads (0: all)")->capture_default_str();
+  app.add_option("--quant", args.quant,
+                 "Weight-only quantization of the linear layers: none, int8 or int4")
+      ->capture_default_str();
+  app.add_option("--quant-group-size", args.quant_group_size,
+                 "Columns per quantization group, a multiple of 32 (0: per channel for int8, "
+                 "32 for int4; GGUF Q8_0 / Q4_0 / Q4_1 tensors then stay as stored where the mode allows)")
+      ->capture_default_str();
   app.add_option("--max-sequence-tokens", args.max_sequence_tokens,
                  "Session limit on prompt + generated tokens (0: the model's context length)")
       ->capture_default_str();
@@ -57,6 +66,8 @@ inline std::shared_ptr<const kestrel::Model> load_model(const ModelArgs& args) {
   options.device = kestrel::parse_device(args.device, "--device");
   if (!args.dtype.empty()) options.dtype = kestrel::parse_dtype(args.dtype, "--dtype");
   options.num_threads = args.threads;
+  options.quantization = kestrel::parse_quantization(args.quant, "--quant");
+  options.quant_group_size = args.quant_group_size;
   return kestrel::Model::load(args.path, options);
 }
 

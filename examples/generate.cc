@@ -88,6 +88,7 @@ int main(int argc, char** argv) {
                    "finish: %s\n",
                    model_args.path.c_str(), kestrel::to_string(model->device()).c_str(),
                    kestrel::to_string(model->dtype()), parallel_text(model->parallel()).c_str(),
+                   model_args.quant == "none" ? "" : (", " + model_args.quant + " weights").c_str(),
                    use_template ? ", chat template" : "",
                    result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                    n > 1 && result.decode_seconds > 0 ? (n - 1) / result.decode_seconds : 0.0,

@@ -65,6 +65,31 @@ struct KvCacheLayer {
   int block_size = 0;
 };
 
+// How a quantized linear weight stores its values (see QuantizedWeight).
+enum class QuantFormat : uint8_t {
+  int8,  // symmetric:  w = scale * q, q in [-127, 127]
+  int4,  // asymmetric: w = scale * q + min, q in [0, 15]
+};
+
+// A linear weight w: [M, K] (rows are output features) kept quantized on the device. Each
+// row's K columns are split into G = ceil(K / group_size) groups of group_size consecutive
+// columns (the last may be short), each with its own scale (and min); one group per row
+// (group_size = K) is per-output-channel quantization.
+//   int8: data [M, K] i8; scales [M, G] f32; mins empty.
+//   int4: data [M, G * group_size / 2] i8 used as bytes; group_size is a multiple of 32.
+//         Each run of 32 columns of a group (a short last group is padded with zeros)
+//         takes 16 bytes, byte j holding column j in its low nibble and column j + 16 in
+//         its high nibble (ggml's Q4_0 / Q4_1 order, so those blocks are copied as they
+//         are); scales, mins: [M, G] f16.
+struct QuantizedWeight {
+  QuantFormat format = QuantFormat::int8;
+  int64_t rows = 0;  // M
+  int64_t cols = 0;  // K
+  int group_size = 0;
+  TensorView data, scales, mins;
+  int64_t groups() const { return group_size > 0 ? (cols + group_size - 1) / group_size : 0; }
+};
+
 // The sequences of one step. Sequence i owns rows [token_offsets[i], token_offsets[i+1])
 // of the step's activations, and its cache already holds n_past[i] positions, so its new
 // tokens sit at positions n_past[i] ... n_past[i] + n_new - 1. Logical position p of
@@ -140,6 +165,12 @@ class Backend {
   // null; out: [T, M] in the activation dtype, or f32 (the LM head writes f32 logits)
   virtual void linear(const TensorView& x, const TensorView& w, const TensorView* bias,
                       TensorView out) = 0;
+
+  // out = x @ dequantize(w)^T + bias, the weight dequantized on the fly (never stored as
+  // floats).   x: [T, K]; w: [M, K] quantized; bias: [M] or null; out: [T, M] in the
+  // activation dtype, or f32
+  virtual void quantized_linear(const TensorView& x, const QuantizedWeight& w,
+                                const TensorView* bias, TensorView out) = 0;
 
   // x = act(x + bias) in place.   x: [T, M]; bias: [M] or null
   virtual void bias_activation(TensorView x, const TensorView* bias, Activation act) = 0;

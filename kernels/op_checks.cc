@@ -44,4 +44,26 @@ int check_attention_params(const AttentionParams& params, const char* op) {
   return rot;
 }
 
+void check_quantized_linear(Device device, DType act, const TensorView& x, const QuantizedWeight& w,
+                            const TensorView* bias, const TensorView& out, const char* op) {
+  const int64_t M = w.rows, K = w.cols;
+  if (M < 0 || K <= 0 || w.group_size <= 0)
+    op_fail(op, "bad quantized weight: rows " + std::to_string(M) + ", cols " + std::to_string(K) +
+                    ", group_size " + std::to_string(w.group_size));
+  const int64_t G = w.groups();
+  if (w.format == QuantFormat::int8) {
+    expect_op_tensor(w.data, device, DType::i8, {M, K}, op, "w.data");
+    expect_op_tensor(w.scales, device, DType::f32, {M, G}, op, "w.scales");
+  } else {
+    if (w.group_size % 32 != 0)
+      op_fail(op, "int4 group_size must be a multiple of 32, got " + std::to_string(w.group_size));
+    expect_op_tensor(w.data, device, DType::i8, {M, G * w.group_size / 2}, op, "w.data");
+    expect_op_tensor(w.scales, device, DType::f16, {M, G}, op, "w.scales");
+    expect_op_tensor(w.mins, device, DType::f16, {M, G}, op, "w.mins");
+  }
+  expect_op_tensor(x, device, act, {-1, K}, op, "x");
+  expect_op_tensor(out, device, out.dtype == DType::f32 ? DType::f32 : act, {x.dim(0), M}, op, "out");
+  if (bias) expect_op_tensor(*bias, device, act, {M}, op, "bias");
+}
+
 }  // namespace kestrel

@@ -21,4 +21,10 @@ void expect_op_tensor(const TensorView& t, Device device, DType dtype,
 // of leading dimensions of each head that rotate (0 without rotary).
 int check_attention_params(const AttentionParams& params, const char* op);
 
+// Checks a quantized_linear call on `device`: the weight's format, group size and the
+// shapes and dtypes of its tensors, x [T, K] in `act` dtype, bias [M] in `act`, out [T, M]
+// in `act` or f32.
+void check_quantized_linear(Device device, DType act, const TensorView& x, const QuantizedWeight& w,
+                            const TensorView* bias, const TensorView& out, const char* op);
+
 }  // namespace kestrel

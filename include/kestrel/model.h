@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "kestrel/parallel.h"
 #include "kestrel/tokenizer.h"
@@ -18,6 +19,18 @@ namespace detail {
 struct ModelState;  // runtime internals (weights, backend, architecture)
 }
 
+// Weight-only quantization of the linear layers and the LM head, done once at load (the
+// embeddings and norms stay in the runtime dtype; activations are not quantized).
+enum class Quantization : uint8_t {
+  none,  // weights in the runtime dtype
+  int8,  // int8, symmetric: one scale per output channel, or per group of quant_group_size
+  int4,  // 4-bit, asymmetric: a scale and a min per group of quant_group_size columns
+         // (the LM head in int8: the most sensitive weight)
+};
+const char* to_string(Quantization quantization) noexcept;
+// Parses "none", "int8", "int4"; throws Error(invalid_argument) naming `what` otherwise.
+Quantization parse_quantization(std::string_view text, std::string_view what = "quantization");
+
 // How to load a model. Validated once by Model::load; errors name the field.
 struct ModelOptions {
   Device device = Device::cpu();
@@ -27,6 +40,12 @@ struct ModelOptions {
   int num_threads = 0;
   // Tensor / pipeline parallel split (kestrel/parallel.h); 1 x 1 by default.
   ParallelOptions parallel;
+  Quantization quantization = Quantization::none;
+  // Columns per quantization group: a multiple of 32 in [32, 1024]. 0 picks the default:
+  // per output channel for int8, 32 for int4. With the default, GGUF tensors already
+  // quantized are kept exactly as stored (groups of 32) instead of being dequantized and
+  // quantized again: Q8_0 for int8; Q4_0 / Q4_1 (as int4) and Q8_0 (as int8) for int4.
+  int quant_group_size = 0;
 };
 
 // The shape of a decoder-only transformer, as read from the model's files.

@@ -80,6 +80,11 @@ class CpuBackend final : public Backend {
     cpu::linear(x, w, bias, out, threads_);
   }
 
+  void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
+                        TensorView out) override {
+    cpu::quantized_linear(x, w, bias, out, threads_);
+  }
+
   void bias_activation(TensorView x, const TensorView* bias, Activation act) override {
     cpu::bias_activation(x, bias, act, threads_);
   }

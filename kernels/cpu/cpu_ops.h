@@ -41,6 +41,15 @@ void add_residual_norm(TensorView residual, const TensorView* delta, const Tenso
 void linear(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out,
             int threads);
 
+// Which quantized_linear kernel runs: chosen by the number of tokens (automatic), or one
+// forced for tests: the per-row dot products (SIMD when the CPU has it, or the portable
+// loop) or the dequantized-tile sgemm.
+enum class QuantKernel : uint8_t { automatic, dot_simd, dot_portable, tiled_gemm };
+void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
+                      TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);
+// All of w dequantized to f32: out [M, K] row-major.
+void dequantize_weight(const QuantizedWeight& w, float* out);
+
 void bias_activation(TensorView x, const TensorView* bias, Activation act, int threads);
 void gated_activation(const TensorView& gate_up, Activation act, TensorView out, int threads);
 

@@ -17,6 +17,7 @@
 
 #include "cuda/cuda_checks.h"
 #include "cuda/cuda_ops.h"
+#include "op_checks.h"
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -65,6 +66,8 @@ std::string describe(const DeviceErrorRecord& r) {
 // Scratch sizes, taken once at construction.
 constexpr size_t kCublasWorkspaceBytes = size_t{32} << 20;     // cuBLAS's advice for Hopper
 constexpr size_t kAttentionWorkspaceBytes = size_t{32} << 20;  // multi-block attention partials
+// quantized_linear's dequantized weight tiles (many-token path); a row of K elements must fit.
+constexpr size_t kDequantScratchBytes = size_t{32} << 20;
 // Automatic multi-block attention: partitions of this many positions, for sequences of at
 // least two partitions, when sequences x heads would leave the device half idle.
 constexpr int kAutoPartition = 512;
@@ -205,6 +208,46 @@ class CudaBackend final : public Backend {
                  op);
   }
 
+  // Few tokens: the GEMV kernel (dequantize in registers, bias fused). Many tokens: tiles
+  // of weight rows dequantized into the scratch matrix (x's dtype), each multiplied on the
+  // tensor cores by cublasGemmEx into its columns of out (ldc = M), over the broadcast bias
+  // as in linear().
+  void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
+                        TensorView out) override {
+    const char* op = "quantized_linear";
+    check_quantized_linear(device(), x.dtype, x, w, bias, out, op);
+    set_device(op);
+    const int64_t T = x.dim(0), M = w.rows, K = w.cols;
+    if (T == 0 || M == 0) return;
+    if (T <= cuda::kQuantGemvMaxTokens) {
+      cuda::quantized_gemv(ctx_, x, w, bias, out);
+      return;
+    }
+    if (K * dtype_size(x.dtype) > kDequantScratchBytes)
+      throw Error(ErrorCategory::limit, std::string(op) + ": a weight row of " + std::to_string(K) +
+                                            " columns does not fit the dequantization scratch");
+    float beta = 0.0f;
+    if (bias) {
+      cuda::broadcast_rows(ctx_, *bias, out);
+      beta = 1.0f;
+    }
+    const float alpha = 1.0f;
+    const int64_t tile_rows =
+        std::max<int64_t>(1, static_cast<int64_t>(kDequantScratchBytes / (K * dtype_size(x.dtype))));
+    for (int64_t m0 = 0; m0 < M; m0 += tile_rows) {
+      const int64_t rows = std::min(tile_rows, M - m0);
+      TensorView tile(dequant_scratch_, x.dtype, {rows, K}, device());
+      cuda::dequantize_rows(ctx_, w, m0, rows, tile);
+      char* out_cols = static_cast<char*>(out.data) + m0 * dtype_size(out.dtype);
+      check_cublas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(T),
+                                static_cast<int>(K), &alpha, tile.data, cuda_type(x.dtype), static_cast<int>(K),
+                                x.data, cuda_type(x.dtype), static_cast<int>(K), &beta, out_cols,
+                                cuda_type(out.dtype), static_cast<int>(M), CUBLAS_COMPUTE_32F,
+                                CUBLAS_GEMM_DEFAULT),
+                   op);
+    }
+  }
+
   void bias_activation(TensorView x, const TensorView* bias, Activation act) override {
     check_bias_activation(device_, x, bias);
     set_device("bias_activation");
@@ -273,6 +316,7 @@ class CudaBackend final : public Backend {
     check(cudaMalloc(&ws, kAttentionWorkspaceBytes), op);
     attention_workspace_.data = static_cast<float*>(ws);
     attention_workspace_.floats = kAttentionWorkspaceBytes / sizeof(float);
+    check(cudaMalloc(&dequant_scratch_, kDequantScratchBytes), op);
   }
 
   void release() noexcept {
@@ -283,6 +327,8 @@ class CudaBackend final : public Backend {
     cublas_workspace_ = nullptr;
     cudaFree(attention_workspace_.data);
     attention_workspace_ = {};
+    cudaFree(dequant_scratch_);
+    dequant_scratch_ = nullptr;
     cudaFree(errors_);
     errors_ = nullptr;
     if (host_errors_) cudaFreeHost(host_errors_);
@@ -355,6 +401,7 @@ class CudaBackend final : public Backend {
   cublasHandle_t cublas_ = nullptr;
   void* cublas_workspace_ = nullptr;
   AttentionWorkspace attention_workspace_;
+  void* dequant_scratch_ = nullptr;  // kDequantScratchBytes
   DeviceErrorRecord* errors_ = nullptr;       // device memory
   DeviceErrorRecord* host_errors_ = nullptr;  // pinned host memory
   LaunchContext ctx_;

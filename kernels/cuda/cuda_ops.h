@@ -66,6 +66,15 @@ void add_residual_norm(const LaunchContext& ctx, TensorView residual, const Tens
 // it to put the bias under a GEMM that accumulates with beta = 1.
 void broadcast_rows(const LaunchContext& ctx, const TensorView& bias, TensorView out);
 
+// quantized_linear for at most kQuantGemvMaxTokens rows of x: the weight is read once and
+// dequantized in registers (quantized_linear_cuda.cu). x: [T, K]; out: [T, M] (x's dtype or f32).
+constexpr int kQuantGemvMaxTokens = 8;
+void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const QuantizedWeight& w,
+                    const TensorView* bias, TensorView out);
+// out[r, :] = dequantize(w)[row0 + r, :] for r < out.dim(0): out [rows, K] in any float dtype.
+void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t row0, int64_t rows,
+                     TensorView out);
+
 void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* bias,
                      Activation act);
 void gated_activation(const LaunchContext& ctx, const TensorView& gate_up, Activation act,

@@ -11,6 +11,11 @@
 
 namespace kestrel {
 
+// out = x @ w^T + bias through backend.linear or backend.quantized_linear, as w is stored.
+//   x: [T, K]; w: [M, K]; bias: [M] or null; out: [T, M]
+void linear(Backend& backend, const LinearWeight& w, const TensorView& x, const TensorView* bias,
+            TensorView out);
+
 // Both blocks are tensor-parallel aware (Megatron): with `tensor` set, a rank holds some
 // heads (column-parallel QKV, row-parallel output projection) or some FFN columns
 // (column-parallel up, row-parallel down), so its proj is a partial sum, completed by one

@@ -83,12 +83,12 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   backend.gather_rows(s.buf(Buf::normed).rows(0, step.tokens), s.buf(Buf::logit_rows).rows(0, R), last);
   TensorView logits = s.buf(Buf::logits).rows(0, R);
   if (!tensor) {
-    backend.linear(last, w.lm_head, nullptr, logits);
+    linear(backend, w.lm_head, last, nullptr, logits);
     return;
   }
   // Vocabulary-parallel LM head: each rank computes its rows, then all gather the columns.
   TensorView local = s.buf(Buf::logits_local).rows(0, R);
-  backend.linear(last, w.lm_head, nullptr, local);
+  linear(backend, w.lm_head, last, nullptr, local);
   tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
 }
 

@@ -133,6 +133,7 @@ void on_every_rank(ParallelContext& context, F&& step) {
 // that a missing file on one node stops every rank with the same error instead of leaving
 // the others waiting in the next collective call.
 std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+  quantization_spec(options);  // checks the options before any file is read
   auto state = std::make_unique<detail::ModelState>();
   state->path = path;
   const ParallelOptions& po = options.parallel;
@@ -155,7 +156,7 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, cons
   on_every_rank(context, [&] { state->backend = make_backend(device_options, &state->dtype); });
   connect_device_communicators(context, *state->backend);
   on_every_rank(context, [&] {
-    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype);
+    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, quantization_spec(options));
     state->weights = state->store->load(*files.source, state->arch, context.shard);
   });
   return std::shared_ptr<const Model>(new Model(std::move(state)));

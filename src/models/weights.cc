@@ -21,6 +21,11 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 
 bool is_float(DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; }
 
+std::string slot_what(WeightSlot slot, int layer) {
+  std::string what = to_string(slot);
+  return layer >= 0 ? "layer " + std::to_string(layer) + " " + what : what;
+}
+
 }  // namespace
 
 WeightStore::~WeightStore() {
@@ -165,6 +170,56 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   return view;
 }
 
+TensorView WeightStore::upload(const void* host, DType dtype, std::vector<int64_t> shape,
+                               const std::string& what) {
+  TensorView view(nullptr, dtype, {}, backend_.device());
+  view.rank = static_cast<int>(shape.size());
+  for (size_t i = 0; i < shape.size(); ++i) view.dims[i] = shape[i];
+  view.data = backend_.allocator().allocate(view.bytes(), what.c_str());
+  allocations_.push_back(view.data);
+  TensorView host_view = view;
+  host_view.data = const_cast<void*>(host);
+  host_view.device = Device::cpu();
+  backend_.copy(view, host_view);
+  bytes_ += view.bytes();
+  return view;
+}
+
+void WeightStore::release(const TensorView& view) {
+  auto it = std::find(allocations_.begin(), allocations_.end(), view.data);
+  if (it == allocations_.end())
+    throw Error(ErrorCategory::internal, "WeightStore::release: " + view.shape_string() + " is not owned here");
+  allocations_.erase(it);
+  std::erase_if(loaded_, [&](const Loaded& entry) { return entry.view.data == view.data; });
+  backend_.allocator().deallocate(view.data);
+  bytes_ -= view.bytes();
+}
+
+// Dense as materialized (this rank's `slice` of it), or quantized as quant_ asks: GGUF
+// blocks kept as stored when they match and the rank holds the whole weight, else the
+// materialized float weight is quantized and freed (unless it lies in `keep_dense`: a
+// tied embedding that the embedding lookup still reads).
+LinearWeight WeightStore::linear(const WeightSource& source, const Architecture& arch, WeightSlot slot,
+                                 int layer, std::vector<int64_t> shape, const WeightSlice& slice,
+                                 const TensorView& keep_dense) {
+  const WeightRecipe recipe = arch.recipe(slot, layer);
+  if (recipe.sources.empty()) return {};
+  const std::string what = slot_what(slot, layer);
+  const QuantizationSpec spec = slot == WeightSlot::lm_head ? quant_.for_lm_head() : quant_;
+  if (slice == WeightSlice{})
+    if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) return {{}, *kept};
+  LinearWeight w;
+  w.dense = materialize(source, recipe, std::move(shape), slice, what);
+  if (!spec.enabled()) return w;
+  w.quantized = quantize_weight(*this, backend_, w.dense, spec, what);
+  const auto* begin = static_cast<const uint8_t*>(keep_dense.data);
+  const auto* at = static_cast<const uint8_t*>(w.dense.data);
+  const bool in_keep = begin && at >= begin && at < begin + keep_dense.bytes();
+  if (!in_keep) release(w.dense);
+  w.dense = {};
+  return w;
+}
+
 ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch, const Shard& shard) {
   const ModelConfig& c = arch.config;
   const int64_t H = c.hidden_size, V = c.vocab_size, hd = c.head_dim;
@@ -195,9 +250,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   auto get = [&](WeightSlot slot, int layer, std::vector<int64_t> shape, const WeightSlice& slice = {}) {
     WeightRecipe recipe = arch.recipe(slot, layer);
     if (recipe.sources.empty()) return TensorView{};
-    std::string what = std::string(to_string(slot));
-    if (layer >= 0) what = "layer " + std::to_string(layer) + " " + what;
-    return materialize(source, recipe, std::move(shape), slice, what);
+    return materialize(source, recipe, std::move(shape), slice, slot_what(slot, layer));
   };
   auto norm = [&](WeightSlot weight, WeightSlot bias, int layer) {
     NormParams p;
@@ -220,20 +273,20 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
     LayerWeights lw;
     lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
-    lw.qkv_weight = get(WeightSlot::qkv_weight, l, {qkv_rows, H}, qkv_slice);
+    lw.qkv_weight = linear(source, arch, WeightSlot::qkv_weight, l, {qkv_rows, H}, qkv_slice, {});
     lw.qkv_bias = get(WeightSlot::qkv_bias, l, {qkv_rows}, qkv_slice);
-    lw.out_weight = get(WeightSlot::out_weight, l, {H, attn_cols}, out_slice);
+    lw.out_weight = linear(source, arch, WeightSlot::out_weight, l, {H, attn_cols}, out_slice, {});
     lw.out_bias = get(WeightSlot::out_bias, l, {H});  // added once, after the all-reduce
     lw.ffn_norm = norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l);
-    lw.up_weight = get(WeightSlot::up_weight, l, {up_rows, H}, up_slice);
+    lw.up_weight = linear(source, arch, WeightSlot::up_weight, l, {up_rows, H}, up_slice, {});
     lw.up_bias = get(WeightSlot::up_bias, l, {up_rows}, up_slice);
-    lw.down_weight = get(WeightSlot::down_weight, l, {H, F}, down_slice);
+    lw.down_weight = linear(source, arch, WeightSlot::down_weight, l, {H, F}, down_slice, {});
     lw.down_bias = get(WeightSlot::down_bias, l, {H});
     w.layers.push_back(lw);
   }
   if (shard.last_stage()) {
     w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
-    w.lm_head = get(WeightSlot::lm_head, -1, {V, H}, vocab_slice);
+    w.lm_head = linear(source, arch, WeightSlot::lm_head, -1, {V, H}, vocab_slice, w.token_embedding);
     if (w.lm_head.empty()) throw Error(ErrorCategory::internal, arch.name + ": no LM head");
   }
   if (w.layers.empty()) throw Error(ErrorCategory::internal, arch.name + ": no layers on this rank");

@@ -7,17 +7,32 @@
 #include "backend.h"
 #include "loaders/weight_source.h"
 #include "models/architecture.h"
+#include "models/quantize.h"
 #include "parallel/shard.h"
 
 namespace kestrel {
 
+// A linear layer's weight [out, in]: dense in the runtime dtype, or quantized (then
+// `dense` is empty).
+struct LinearWeight {
+  TensorView dense;
+  QuantizedWeight quantized;
+
+  bool is_quantized() const { return !quantized.data.empty(); }
+  bool empty() const { return dense.empty() && !is_quantized(); }
+};
+
 struct LayerWeights {
   NormParams attn_norm;
-  TensorView qkv_weight, qkv_bias;  // bias empty when absent
-  TensorView out_weight, out_bias;
+  LinearWeight qkv_weight;
+  TensorView qkv_bias;  // empty when absent
+  LinearWeight out_weight;
+  TensorView out_bias;
   NormParams ffn_norm;
-  TensorView up_weight, up_bias;
-  TensorView down_weight, down_bias;
+  LinearWeight up_weight;
+  TensorView up_bias;
+  LinearWeight down_weight;
+  TensorView down_bias;
 };
 
 // In a parallel run a rank holds only its slice (parallel/shard.h): the embeddings on the
@@ -28,14 +43,17 @@ struct ModelWeights {
   TensorView token_embedding;
   TensorView position_embedding;  // empty for rotary models
   NormParams final_norm;
-  TensorView lm_head;             // [V / tp, H]: this rank's vocabulary rows
+  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; quantized apart from a
+                         // tied embedding, which stays dense
   std::vector<LayerWeights> layers;
 };
 
 // Owns the device memory of every weight. Shared weights (a tied LM head) are stored once.
 class WeightStore {
  public:
-  WeightStore(Backend& backend, DType dtype) : backend_(backend), dtype_(dtype) {}
+  // `quant`: how linear weights and the LM head are quantized after materializing them.
+  WeightStore(Backend& backend, DType dtype, QuantizationSpec quant = {})
+      : backend_(backend), dtype_(dtype), quant_(quant) {}
   ~WeightStore();
   WeightStore(const WeightStore&) = delete;
   WeightStore& operator=(const WeightStore&) = delete;
@@ -45,10 +63,18 @@ class WeightStore {
   ModelWeights load(const WeightSource& source, const Architecture& arch, const Shard& shard);
   size_t bytes() const { return bytes_; }
 
+  // Copies host data into new device memory owned by the store.
+  TensorView upload(const void* host, DType dtype, std::vector<int64_t> shape, const std::string& what);
+  // Frees a weight this store loaded that nothing uses any more (a float weight replaced by
+  // its quantized form).
+  void release(const TensorView& view);
+
  private:
   // The rows and columns of `slice` of the canonical weight `shape` built by `recipe`.
   TensorView materialize(const WeightSource& source, const WeightRecipe& recipe,
                          std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what);
+  LinearWeight linear(const WeightSource& source, const Architecture& arch, WeightSlot slot, int layer,
+                      std::vector<int64_t> shape, const WeightSlice& slice, const TensorView& keep_dense);
   struct Loaded {
     std::vector<std::string> sources;
     WeightSlice slice;
@@ -56,6 +82,7 @@ class WeightStore {
   };
   Backend& backend_;
   DType dtype_;
+  QuantizationSpec quant_;
   std::vector<void*> allocations_;
   std::vector<Loaded> loaded_;  // dedups tied weights
   size_t bytes_ = 0;

@@ -2,6 +2,8 @@
 // with one thing wrong (a key changed or removed, a tensor missing or reshaped).
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -9,7 +11,9 @@
 #include <string_view>
 #include <vector>
 
+#include "core/half.h"
 #include "loaders/gguf.h"
+#include "loaders/gguf_quant.h"
 
 namespace kestrel::testing {
 
@@ -52,6 +56,22 @@ class GgufEditor {
     return *this;
   }
 
+  // Re-encodes a 2-D tensor (F32 or any block type) as Q8_0, Q4_0 or Q4_1 blocks (ggml's
+  // reference rounding); the values change by the quantization error.
+  GgufEditor& requantize(std::string_view name, GgmlType type) {
+    for (auto& t : tensors_) {
+      if (t.name != name) continue;
+      const int64_t n = t.ne.at(0) * t.ne.at(1);
+      const auto from = ggml_type_from_raw(t.type);
+      std::vector<float> values(static_cast<size_t>(n));
+      if (from == GgmlType::f32) std::memcpy(values.data(), t.bytes.data(), values.size() * sizeof(float));
+      else dequantize_row(*from, t.bytes.data(), values.data(), n);
+      t.bytes = encode_blocks(values, type);
+      t.type = static_cast<uint32_t>(type);
+    }
+    return *this;
+  }
+
   void write(const std::filesystem::path& path) const {
     std::string out = "GGUF";
     put<uint32_t>(out, 3);
@@ -86,6 +106,36 @@ class GgufEditor {
     uint32_t type;
     std::string bytes;
   };
+
+  static std::string encode_blocks(const std::vector<float>& x, GgmlType type) {
+    std::string out;
+    for (size_t b = 0; b + 32 <= x.size(); b += 32) {
+      const float* v = x.data() + b;
+      float lo = v[0], hi = v[0], amax = 0.0f, signed_max = 0.0f;
+      for (int j = 0; j < 32; ++j) {
+        lo = std::min(lo, v[j]);
+        hi = std::max(hi, v[j]);
+        if (std::abs(v[j]) > amax) amax = std::abs(v[j]), signed_max = v[j];
+      }
+      if (type == GgmlType::q8_0) {
+        const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
+        put<uint16_t>(out, f32_to_f16(d));
+        for (int j = 0; j < 32; ++j) put<int8_t>(out, static_cast<int8_t>(std::nearbyint(v[j] * id)));
+      } else if (type == GgmlType::q4_0) {
+        const float d = signed_max / -8.0f, id = d ? 1.0f / d : 0.0f;
+        put<uint16_t>(out, f32_to_f16(d));
+        auto q = [&](float f) { return static_cast<uint8_t>(std::min(15, static_cast<int>(f * id + 8.5f))); };
+        for (int j = 0; j < 16; ++j) put<uint8_t>(out, static_cast<uint8_t>(q(v[j]) | (q(v[j + 16]) << 4)));
+      } else {
+        const float d = (hi - lo) / 15.0f, id = d ? 1.0f / d : 0.0f;
+        put<uint16_t>(out, f32_to_f16(d));
+        put<uint16_t>(out, f32_to_f16(lo));
+        auto q = [&](float f) { return static_cast<uint8_t>(std::min(15, static_cast<int>((f - lo) * id + 0.5f))); };
+        for (int j = 0; j < 16; ++j) put<uint8_t>(out, static_cast<uint8_t>(q(v[j]) | (q(v[j + 16]) << 4)));
+      }
+    }
+    return out;
+  }
 
   uint64_t aligned(uint64_t n) const { return (n + alignment_ - 1) / alignment_ * alignment_; }
 

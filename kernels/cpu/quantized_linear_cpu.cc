@@ -1,0 +1,335 @@
+// kernels/cpu/quantized_linear_cpu.cc: out = x @ dequantize(w)^T + bias for int8 and int4
+// weights (layouts in backend.h, QuantizedWeight).
+//
+// Two paths:
+// - few rows of x (decode): a dot product per (output row, token), dequantizing the weight
+//   in registers: the step is memory-bound, and reading 1 (int8) or ~0.6 (int4) bytes per
+//   weight instead of 4 is the point. OpenMP over output rows; each weight row is read
+//   from memory once and stays in L1 for the other tokens. AVX2 + FMA where the CPU has
+//   them (chosen at run time), a portable loop otherwise.
+// - many rows (prefill): tiles of output rows are dequantized to f32 (OpenMP over rows) and
+//   multiplied with OpenBLAS sgemm (threaded by OpenBLAS), so the dequantization is paid
+//   once per weight, not once per token.
+#include <cblas.h>
+
+#include <algorithm>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define KESTREL_X86 1
+#endif
+
+#include "core/half.h"
+#include "cpu/cpu_ops.h"
+
+namespace kestrel::cpu {
+
+namespace {
+
+// Up to this many rows of x take the dot-product path.
+constexpr int64_t kDotMaxTokens = 6;
+// Output rows per dequantized tile of the sgemm path: large enough that OpenBLAS's packing
+// of x is amortized over many rows, small enough to stay in cache (1024 x K floats).
+constexpr int64_t kTileRows = 1024;
+
+// --- portable dot products ---------------------------------------------------------------
+// Each returns sum_k dequantize(w[row])[k] * x[k] over the K columns of one weight row.
+
+float dot_int8_portable(const int8_t* q, const float* scales, int64_t K, int group, const float* x) {
+  float total = 0.0f;
+  for (int64_t k0 = 0, g = 0; k0 < K; k0 += group, ++g) {
+    const int64_t k1 = std::min<int64_t>(K, k0 + group);
+    float acc = 0.0f;
+    for (int64_t k = k0; k < k1; ++k) acc += static_cast<float>(q[k]) * x[k];
+    total += scales[g] * acc;
+  }
+  return total;
+}
+
+// int4 value at column c (0..31) of a 32-column block of 16 bytes.
+inline int nibble(const uint8_t* block, int64_t c) {
+  return c < 16 ? (block[c] & 0xf) : (block[c - 16] >> 4);
+}
+
+// xsum[g]: the sum of x over group g, so that sum_k (s q_k + m) x_k = s sum q x + m xsum.
+float dot_int4_portable(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t K,
+                        int group, const float* x, const float* xsum) {
+  float total = 0.0f;
+  for (int64_t k0 = 0, g = 0; k0 < K; k0 += group, ++g) {
+    const int64_t k1 = std::min<int64_t>(K, k0 + group);
+    const uint8_t* gq = q + g * (group / 2);
+    float acc = 0.0f;
+    for (int64_t k = k0; k < k1; ++k) {
+      const int64_t c = k - k0;
+      acc += static_cast<float>(nibble(gq + (c / 32) * 16, c % 32)) * x[k];
+    }
+    total += f16_to_f32(scales[g]) * acc + f16_to_f32(mins[g]) * xsum[g];
+  }
+  return total;
+}
+
+// --- AVX2 + FMA dot products (same results up to summation order) -----------------------
+#ifdef KESTREL_X86
+__attribute__((target("avx2,fma"))) inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// 8 int8 values widened straight from memory to 32-bit lanes, as floats.
+__attribute__((target("avx2,fma"))) inline __m256 load_i8x8(const int8_t* p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+}
+
+// One group per row (per channel): accumulate q * x and scale once. Smaller groups: each
+// 16 values are scaled before the FMA, so the accumulators live across the whole row (no
+// per-group reduction in the dependency chain).
+__attribute__((target("avx2,fma"))) float dot_int8_avx2(const int8_t* q, const float* scales, int64_t K,
+                                                        int group, const float* x) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float tail = 0.0f;
+  if (group >= K) {
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+      acc0 = _mm256_fmadd_ps(load_i8x8(q + k), _mm256_loadu_ps(x + k), acc0);
+      acc1 = _mm256_fmadd_ps(load_i8x8(q + k + 8), _mm256_loadu_ps(x + k + 8), acc1);
+    }
+    for (; k < K; ++k) tail += static_cast<float>(q[k]) * x[k];
+    return scales[0] * (hsum(_mm256_add_ps(acc0, acc1)) + tail);
+  }
+  for (int64_t k0 = 0, g = 0; k0 < K; k0 += group, ++g) {
+    const int64_t k1 = std::min<int64_t>(K, k0 + group);
+    const __m256 scale = _mm256_broadcast_ss(&scales[g]);
+    int64_t k = k0;
+    for (; k + 16 <= k1; k += 16) {
+      acc0 = _mm256_fmadd_ps(_mm256_mul_ps(load_i8x8(q + k), scale), _mm256_loadu_ps(x + k), acc0);
+      acc1 = _mm256_fmadd_ps(_mm256_mul_ps(load_i8x8(q + k + 8), scale), _mm256_loadu_ps(x + k + 8), acc1);
+    }
+    float rest = 0.0f;
+    for (; k < k1; ++k) rest += static_cast<float>(q[k]) * x[k];
+    tail += scales[g] * rest;
+  }
+  return hsum(_mm256_add_ps(acc0, acc1)) + tail;
+}
+
+// One block of 32 int4 columns (16 bytes at `block`) times x[0..32), scaled, into acc[4].
+// The bytes are widened straight from memory to 32-bit lanes and the nibbles split with an
+// AND and a shift (no byte shuffles); scaling before the FMA lets the accumulators live
+// across the whole row (no per-group reduction in the dependency chain).
+__attribute__((target("avx2,fma"))) inline void int4_block(const uint8_t* block, const float* x, __m256 scale,
+                                                           __m256* acc) {
+  const __m256i mask = _mm256_set1_epi32(0x0f);
+  const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block)));
+  const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 8)));
+  acc[0] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b0, mask)), scale),
+                           _mm256_loadu_ps(x), acc[0]);  // columns 0..7
+  acc[1] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_and_si256(b1, mask)), scale),
+                           _mm256_loadu_ps(x + 8), acc[1]);  // 8..15
+  acc[2] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4)), scale),
+                           _mm256_loadu_ps(x + 16), acc[2]);  // 16..23
+  acc[3] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4)), scale),
+                           _mm256_loadu_ps(x + 24), acc[3]);  // 24..31
+}
+
+// Scales and mins are converted 8 groups at a time (vcvtph2ps), and the min terms
+// sum_g min_g * xsum_g are one vector FMA per 8 groups, so a group of 32 costs little more
+// than its 16 bytes of nibbles.
+__attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, const uint16_t* scales,
+                                                             const uint16_t* mins, int64_t K, int group,
+                                                             const float* x, const float* xsum) {
+  const int64_t G = (K + group - 1) / group;
+  __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 min_total = _mm256_setzero_ps();
+  float tail = 0.0f;
+  alignas(32) float sbuf[8];
+  int64_t g_begin = 0;
+  if (group == 32) {
+    // Groups of 32 (ggml's blocks): 8 groups per step, one 16-byte block each, unrolled.
+    const int64_t full = K / 32;
+    for (; g_begin + 8 <= full; g_begin += 8) {
+      const int64_t g0 = g_begin;
+      min_total = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + g0))),
+                                  _mm256_loadu_ps(xsum + g0), min_total);
+      _mm256_store_ps(sbuf, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + g0))));
+#pragma GCC unroll 8
+      for (int j = 0; j < 8; ++j) {
+        int4_block(q + (g0 + j) * 16, x + (g0 + j) * 32, _mm256_broadcast_ss(&sbuf[j]), acc);
+      }
+    }
+  }
+  for (int64_t g0 = g_begin; g0 < G; g0 += 8) {
+    const int64_t n = std::min<int64_t>(8, G - g0);
+    __m256 s8, m8, xs8;
+    if (n == 8) {
+      s8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + g0)));
+      m8 = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + g0)));
+      xs8 = _mm256_loadu_ps(xsum + g0);
+    } else {
+      alignas(32) float sb[8] = {}, mb[8] = {}, xb[8] = {};
+      for (int64_t j = 0; j < n; ++j) {
+        sb[j] = _cvtsh_ss(scales[g0 + j]);
+        mb[j] = _cvtsh_ss(mins[g0 + j]);
+        xb[j] = xsum[g0 + j];
+      }
+      s8 = _mm256_load_ps(sb);
+      m8 = _mm256_load_ps(mb);
+      xs8 = _mm256_load_ps(xb);
+    }
+    min_total = _mm256_fmadd_ps(m8, xs8, min_total);
+    _mm256_store_ps(sbuf, s8);
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t g = g0 + j, k0 = g * group, k1 = std::min<int64_t>(K, k0 + group);
+      const uint8_t* gq = q + g * (group / 2);
+      const __m256 scale = _mm256_broadcast_ss(&sbuf[j]);
+      int64_t k = k0;
+      for (; k + 32 <= k1; k += 32, gq += 16) {
+        int4_block(gq, x + k, scale, acc);
+      }
+      if (k < k1) {  // a short last group: its last partial block of 32
+        float rest = 0.0f;
+        for (; k < k1; ++k) rest += static_cast<float>(nibble(gq, (k - k0) % 32)) * x[k];
+        tail += sbuf[j] * rest;
+      }
+    }
+  }
+  const __m256 total = _mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]));
+  return hsum(_mm256_add_ps(total, min_total)) + tail;
+}
+
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                          __builtin_cpu_supports("f16c");
+  return has;
+}
+#else
+bool cpu_has_avx2() { return false; }
+#endif
+
+// --- dequantization of whole rows (the sgemm path and tests) -----------------------------
+// Loops per group (no division per element) that the compiler vectorizes: this runs over
+// every weight at every prefill step.
+void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out) {
+  const int64_t K = w.cols, G = w.groups(), group = w.group_size;
+  for (int64_t r = 0; r < count; ++r) {
+    const int64_t m = row0 + r;
+    float* o = out + r * K;
+    if (w.format == QuantFormat::int8) {
+      const int8_t* q = w.data.ptr<int8_t>() + m * K;
+      const float* s = w.scales.ptr<float>() + m * G;
+      for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
+        const int64_t n = std::min(K - k0, group);
+        const float scale = s[g];
+        for (int64_t k = 0; k < n; ++k) o[k0 + k] = scale * static_cast<float>(q[k0 + k]);
+      }
+    } else {
+      const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * (group / 2);
+      const uint16_t* s = static_cast<const uint16_t*>(w.scales.data) + m * G;
+      const uint16_t* mn = static_cast<const uint16_t*>(w.mins.data) + m * G;
+      for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
+        const float scale = f16_to_f32(s[g]), min = f16_to_f32(mn[g]);
+        for (int64_t b0 = k0; b0 < std::min(K, k0 + group); b0 += 32) {
+          const uint8_t* block = q + b0 / 2;
+          if (b0 + 32 <= K) {
+            for (int j = 0; j < 16; ++j) {
+              o[b0 + j] = scale * static_cast<float>(block[j] & 0xf) + min;
+              o[b0 + 16 + j] = scale * static_cast<float>(block[j] >> 4) + min;
+            }
+          } else {
+            for (int64_t c = 0; c < K - b0; ++c) o[b0 + c] = scale * static_cast<float>(nibble(block, c)) + min;
+          }
+        }
+      }
+    }
+  }
+}
+
+using DotInt8 = float (*)(const int8_t*, const float*, int64_t, int, const float*);
+using DotInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const float*,
+                          const float*);
+
+void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
+              int threads, bool simd) {
+  const int64_t T = x.dim(0), K = w.cols, M = w.rows, G = w.groups();
+  const int group = w.group_size;
+  const float* xs = x.ptr<float>();
+  // int4: per-token, per-group sums of x (the min term), computed once for all rows.
+  std::vector<float> xsum;
+  if (w.format == QuantFormat::int4) {
+    xsum.assign(static_cast<size_t>(T * G), 0.0f);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t k = g * group; k < std::min<int64_t>(K, (g + 1) * group); ++k) xsum[t * G + g] += xs[t * K + k];
+  }
+  const auto* scales16 = static_cast<const uint16_t*>(w.scales.data);
+  const auto* mins16 = static_cast<const uint16_t*>(w.mins.data);
+  const auto* q8 = static_cast<const int8_t*>(w.data.data);
+  const auto* q4 = static_cast<const uint8_t*>(w.data.data);
+  const auto* scales32 = static_cast<const float*>(w.scales.data);
+  const int64_t q4_row = G * (group / 2);
+  DotInt8 dot8 = dot_int8_portable;
+  DotInt4 dot4 = dot_int4_portable;
+#ifdef KESTREL_X86
+  if (simd) {
+    dot8 = dot_int8_avx2;
+    dot4 = dot_int4_avx2;
+  }
+#endif
+#pragma omp parallel for num_threads(threads_for(M * K, threads)) schedule(static)
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = xs + t * K;
+      const float v = w.format == QuantFormat::int8
+                          ? dot8(q8 + m * K, scales32 + m * G, K, group, xt)
+                          : dot4(q4 + m * q4_row, scales16 + m * G, mins16 + m * G, K, group, xt,
+                                 xsum.data() + t * G);
+      out[t * M + m] = v + (bias ? bias[m] : 0.0f);
+    }
+  }
+}
+
+void tiled_gemm_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
+                     int threads) {
+  const int64_t T = x.dim(0), K = w.cols, M = w.rows;
+  const float* xs = x.ptr<float>();
+  // Reused across calls: prefill steps come back with the same shapes.
+  // (Through a plain pointer: inside the parallel region `tile` would name each worker's own.)
+  thread_local std::vector<float> tile;
+  tile.resize(static_cast<size_t>(std::min(kTileRows, M) * K));
+  float* const buffer = tile.data();
+  for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
+    const int64_t rows = std::min(kTileRows, M - m0);
+#pragma omp parallel for num_threads(threads_for(rows * K, threads)) schedule(static)
+    for (int64_t r = 0; r < rows; ++r) dequantize_rows(w, m0 + r, 1, buffer + r * K);
+    // out[:, m0 : m0 + rows] = x @ tile^T (row-major, ldc = M); OpenBLAS threads itself.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(T), static_cast<blasint>(rows),
+                static_cast<blasint>(K), 1.0f, xs, static_cast<blasint>(K), buffer,
+                static_cast<blasint>(K), 0.0f, out + m0, static_cast<blasint>(M));
+  }
+  if (bias) {
+#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t m = 0; m < M; ++m) out[t * M + m] += bias[m];
+  }
+}
+
+}  // namespace
+
+void dequantize_weight(const QuantizedWeight& w, float* out) { dequantize_rows(w, 0, w.rows, out); }
+
+void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
+                      TensorView out, int threads, QuantKernel kernel) {
+  check_quantized_linear(Device::cpu(), DType::f32, x, w, bias, out, "quantized_linear");
+  const int64_t T = x.dim(0), M = w.rows;
+  if (T == 0 || M == 0) return;
+  const float* b = bias ? bias->ptr<float>() : nullptr;
+  const bool dots = kernel == QuantKernel::dot_portable || kernel == QuantKernel::dot_simd ||
+                    (kernel == QuantKernel::automatic && T <= kDotMaxTokens);
+  if (dots)
+    dot_path(x, w, b, out.ptr<float>(), threads, kernel != QuantKernel::dot_portable && cpu_has_avx2());
+  else
+    tiled_gemm_path(x, w, b, out.ptr<float>(), threads);
+}
+
+}  // namespace kestrel::cpu

@@ -1,0 +1,242 @@
+// kernels/cuda/quantized_linear_cuda.cu: the int8 / int4 weight-only linear (layouts in
+// backend.h, QuantizedWeight).
+//
+// - quantized_gemv, for a few tokens (decode): memory-bound, so the point is to read each
+//   weight byte once, in 16-byte loads, and dequantize in registers. One warp per output
+//   row; lane l reads 16-byte chunks l, l + 32, ... of the row (a warp reads 512
+//   consecutive bytes per step: coalesced), multiplies them with the matching x values of
+//   every token (fp32 accumulators, one per token), and the warp reduces at the end. The
+//   bias is added in the epilogue.
+// - dequantize_rows, for many tokens (prefill): a tile of weight rows expanded into a
+//   scratch matrix in the activation dtype, which CudaBackend then feeds to a cuBLAS
+//   tensor-core GEMM.
+#include <algorithm>
+
+#include "cuda/cuda_common.cuh"
+
+namespace kestrel::cuda {
+
+namespace {
+
+constexpr int kWarpsPerBlock = 4;  // output rows per block of the GEMV
+constexpr int kDequantThreads = 256;
+
+// x[t, k0 .. k0 + n) as floats; vector loads when 16-byte aligned.
+template <class X>
+__device__ __forceinline__ void load_x(const X* row, int64_t k0, int n, bool vec, float* dst) {
+  if (vec) {
+#pragma unroll
+    for (int j = 0; j < 16; j += kVec16<X>) load_vec16(row + k0 + j, dst + j);
+  } else {
+    for (int j = 0; j < n; ++j) dst[j] = to_float(row[k0 + j]);
+  }
+}
+
+// int8: out[t, m] = sum_k scale[m, k / group] q[m, k] x[t, k] (+ bias[m]).
+// x: [T, K]; q: [M, K]; scales: [M, G]; out: [T, M]. T <= kQuantGemvMaxTokens.
+// vec: K % 16 == 0 and x, q 16-byte aligned (then every 16-column chunk lies inside one
+// group, as a group is K or a multiple of 32).
+template <class X, class O>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_int8_kernel(const X* __restrict__ x, const int8_t* __restrict__ q, const float* __restrict__ scales,
+                     const X* __restrict__ bias, O* __restrict__ out, int T, int64_t M, int64_t K,
+                     int group, int64_t G, bool vec) {
+  const int lane = threadIdx.x % 32;
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (m >= M) return;  // uniform per warp
+  float acc[kQuantGemvMaxTokens];
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) acc[t] = 0.0f;
+  const int8_t* row = q + m * K;
+  const float* srow = scales + m * G;
+  if (vec) {
+    for (int64_t k = lane * 16; k < K; k += 32 * 16) {
+      const int4 raw = *reinterpret_cast<const int4*>(row + k);
+      const int8_t* v = reinterpret_cast<const int8_t*>(&raw);
+      float w[16];
+      const float s = srow[k / group];
+#pragma unroll
+      for (int i = 0; i < 16; ++i) w[i] = s * static_cast<float>(v[i]);
+#pragma unroll
+      for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+        if (t >= T) break;
+        float xs[16];
+        load_x(x + t * K, k, 16, true, xs);
+        float d = 0.0f;
+#pragma unroll
+        for (int i = 0; i < 16; ++i) d = fmaf(w[i], xs[i], d);
+        acc[t] += d;
+      }
+    }
+  } else {
+    for (int64_t k = lane; k < K; k += 32) {
+      const float w = srow[k / group] * static_cast<float>(row[k]);
+#pragma unroll
+      for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+        if (t >= T) break;
+        acc[t] = fmaf(w, to_float(x[t * K + k]), acc[t]);
+      }
+    }
+  }
+  const float b = bias ? to_float(bias[m]) : 0.0f;
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+    if (t >= T) break;
+    const float v = warp_sum(acc[t]);
+    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
+  }
+}
+
+// int4: out[t, m] = sum_k (scale[m, g] q[m, k] + min[m, g]) x[t, k] (+ bias[m]), g = k / group.
+// Each 16-byte chunk of a row is one block of 32 columns (low nibbles: columns 0..15, high:
+// 16..31); blocks past K (the padding of a short last group) are skipped.
+// x: [T, K]; q: [M, G * group / 2] bytes; scales, mins: [M, G] f16; out: [T, M].
+// vec: K % 16 == 0 and x 16-byte aligned.
+template <class X, class O>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_int4_kernel(const X* __restrict__ x, const uint8_t* __restrict__ q, const __half* __restrict__ scales,
+                     const __half* __restrict__ mins, const X* __restrict__ bias, O* __restrict__ out, int T,
+                     int64_t M, int64_t K, int group, int64_t G, bool vec) {
+  const int lane = threadIdx.x % 32;
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (m >= M) return;  // uniform per warp
+  float acc[kQuantGemvMaxTokens];
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) acc[t] = 0.0f;
+  const int64_t blocks = G * group / 32;
+  const uint8_t* row = q + m * blocks * 16;
+  for (int64_t blk = lane; blk < blocks; blk += 32) {
+    const int64_t k0 = blk * 32;
+    if (k0 >= K) break;  // lanes past the end (blk grows with the loop)
+    const uint4 raw = *reinterpret_cast<const uint4*>(row + blk * 16);
+    const uint8_t* v = reinterpret_cast<const uint8_t*>(&raw);
+    const int64_t g = k0 / group;
+    const float s = __half2float(scales[m * G + g]), mn = __half2float(mins[m * G + g]);
+    const int n = K - k0 < 32 ? static_cast<int>(K - k0) : 32;
+    float w[32];
+#pragma unroll
+    for (int i = 0; i < 16; ++i) {
+      w[i] = fmaf(s, static_cast<float>(v[i] & 0xf), mn);
+      w[i + 16] = fmaf(s, static_cast<float>(v[i] >> 4), mn);
+    }
+#pragma unroll
+    for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+      if (t >= T) break;
+      const X* xr = x + t * K;
+      float d = 0.0f;
+      if (n == 32) {
+        float xs[32];
+        load_x(xr, k0, 16, vec, xs);
+        load_x(xr, k0 + 16, 16, vec, xs + 16);
+#pragma unroll
+        for (int i = 0; i < 32; ++i) d = fmaf(w[i], xs[i], d);
+      } else {
+        for (int i = 0; i < n; ++i) d = fmaf(w[i], to_float(xr[k0 + i]), d);
+      }
+      acc[t] += d;
+    }
+  }
+  const float b = bias ? to_float(bias[m]) : 0.0f;
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+    if (t >= T) break;
+    const float v = warp_sum(acc[t]);
+    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
+  }
+}
+
+// out[r, k] = dequantize(w)[row0 + r, k] for r < rows. Blocks stride over rows, threads over
+// the columns of a row (coalesced reads and writes, no 64-bit division per element).
+template <class E>
+__global__ void __launch_bounds__(kDequantThreads)
+    dequantize_int8_kernel(const int8_t* __restrict__ q, const float* __restrict__ scales, E* __restrict__ out,
+                           int64_t row0, int64_t rows, int K, int group, int64_t G) {
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t m = row0 + r;
+    const int8_t* qr = q + m * K;
+    const float* sr = scales + m * G;
+    E* o = out + r * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) o[k] = from_float<E>(sr[k / group] * static_cast<float>(qr[k]));
+  }
+}
+
+template <class E>
+__global__ void __launch_bounds__(kDequantThreads)
+    dequantize_int4_kernel(const uint8_t* __restrict__ q, const __half* __restrict__ scales,
+                           const __half* __restrict__ mins, E* __restrict__ out, int64_t row0, int64_t rows,
+                           int K, int group, int64_t G) {
+  const int64_t row_bytes = G * group / 2;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const int64_t m = row0 + r;
+    const uint8_t* qr = q + m * row_bytes;
+    E* o = out + r * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x) {
+      const int c = k % 32;  // blocks of 32 never straddle groups
+      const uint8_t b = qr[(k / 32) * 16 + c % 16];
+      const int v = c < 16 ? (b & 0xf) : (b >> 4);
+      const int64_t g = m * G + k / group;
+      o[k] = from_float<E>(fmaf(__half2float(scales[g]), static_cast<float>(v), __half2float(mins[g])));
+    }
+  }
+}
+
+bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+}  // namespace
+
+void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const QuantizedWeight& w,
+                    const TensorView* bias, TensorView out) {
+  const char* op = "quantized_linear";
+  const int T = static_cast<int>(x.dim(0));
+  const int64_t M = w.rows, K = w.cols, G = w.groups();
+  if (T == 0 || M == 0) return;
+  if (T > kQuantGemvMaxTokens)
+    throw Error(ErrorCategory::internal, std::string(op) + ": GEMV path takes at most " +
+                                             std::to_string(kQuantGemvMaxTokens) + " tokens, got " +
+                                             std::to_string(T));
+  const unsigned blocks = static_cast<unsigned>((M + kWarpsPerBlock - 1) / kWarpsPerBlock);
+  const bool vec = K % 16 == 0 && aligned16(x.data) && aligned16(w.data.data);
+  dispatch_float(x.dtype, op, [&]<class X>() {
+    const X* xp = static_cast<const X*>(x.data);
+    const X* bp = bias ? static_cast<const X*>(bias->data) : nullptr;
+    auto launch = [&]<class O>() {
+      O* o = static_cast<O*>(out.data);
+      if (w.format == QuantFormat::int8)
+        gemv_int8_kernel<X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
+            xp, static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), bp, o, T, M,
+            K, w.group_size, G, vec);
+      else
+        gemv_int4_kernel<X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
+            xp, static_cast<const uint8_t*>(w.data.data), static_cast<const __half*>(w.scales.data),
+            static_cast<const __half*>(w.mins.data), bp, o, T, M, K, w.group_size, G, vec);
+    };
+    if (out.dtype == DType::f32)
+      launch.template operator()<float>();
+    else
+      launch.template operator()<X>();
+  });
+  check_launch(op);
+}
+
+void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t row0, int64_t rows,
+                     TensorView out) {
+  const char* op = "quantized_linear (dequantize)";
+  const int64_t G = w.groups();
+  const int K = static_cast<int>(w.cols);
+  if (rows == 0 || K == 0) return;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
+  dispatch_float(out.dtype, op, [&]<class E>() {
+    E* o = static_cast<E*>(out.data);
+    if (w.format == QuantFormat::int8)
+      dequantize_int8_kernel<E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
+          static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), o, row0, rows, K,
+          w.group_size, G);
+    else
+      dequantize_int4_kernel<E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
+          static_cast<const uint8_t*>(w.data.data), static_cast<const __half*>(w.scales.data),
+          static_cast<const __half*>(w.mins.data), o, row0, rows, K, w.group_size, G);
+  });
+  check_launch(op);
+}
+
+}  // namespace kestrel::cuda

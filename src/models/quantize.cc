@@ -1,0 +1,262 @@
+#include "models/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "core/half.h"
+#include "kestrel/error.h"
+#include "models/weights.h"
+
+namespace kestrel {
+
+const char* to_string(Quantization quantization) noexcept {
+  switch (quantization) {
+    case Quantization::none: return "none";
+    case Quantization::int8: return "int8";
+    case Quantization::int4: return "int4";
+  }
+  return "?";
+}
+
+Quantization parse_quantization(std::string_view text, std::string_view what) {
+  if (text == "none") return Quantization::none;
+  if (text == "int8") return Quantization::int8;
+  if (text == "int4") return Quantization::int4;
+  throw Error(ErrorCategory::invalid_argument,
+              std::string(what) + " = '" + std::string(text) + "' (expected none, int8 or int4)");
+}
+
+int QuantizationSpec::group_for(int64_t cols) const {
+  if (group_size > 0) return group_size;
+  return mode == Quantization::int8 ? static_cast<int>(cols) : 32;
+}
+
+QuantizationSpec quantization_spec(const ModelOptions& options) {
+  const int g = options.quant_group_size;
+  if (options.quantization != Quantization::none && options.quantization != Quantization::int8 &&
+      options.quantization != Quantization::int4)
+    throw Error(ErrorCategory::invalid_argument,
+                "ModelOptions.quantization = " + std::to_string(static_cast<int>(options.quantization)) +
+                    " (not a Quantization)");
+  if (g != 0 && (g < 32 || g > 1024 || g % 32 != 0))
+    throw Error(ErrorCategory::invalid_argument,
+                "ModelOptions.quant_group_size = " + std::to_string(g) +
+                    " (must be 0 for the default or a multiple of 32 in [32, 1024])");
+  if (g != 0 && options.quantization == Quantization::none)
+    throw Error(ErrorCategory::invalid_argument,
+                "ModelOptions.quant_group_size = " + std::to_string(g) +
+                    " but ModelOptions.quantization is none");
+  return {options.quantization, g};
+}
+
+QuantizedWeight HostQuantizedWeight::view() {
+  QuantizedWeight w;
+  w.format = format;
+  w.rows = rows;
+  w.cols = cols;
+  w.group_size = group_size;
+  const int64_t G = groups();
+  if (format == QuantFormat::int8) {
+    w.data = TensorView(data.data(), DType::i8, {rows, cols});
+    w.scales = TensorView(scales.data(), DType::f32, {rows, G});
+  } else {
+    w.data = TensorView(data.data(), DType::i8, {rows, G * group_size / 2});
+    w.scales = TensorView(scales16.data(), DType::f16, {rows, G});
+    w.mins = TensorView(mins16.data(), DType::f16, {rows, G});
+  }
+  return w;
+}
+
+namespace {
+
+void check_group(int64_t rows, int64_t cols, int group_size, bool int4, const std::string& what) {
+  if (rows < 0 || cols <= 0 || group_size <= 0 || (int4 && group_size % 32 != 0))
+    throw Error(ErrorCategory::internal, what + ": cannot quantize [" + std::to_string(rows) + ", " +
+                                             std::to_string(cols) + "] in groups of " +
+                                             std::to_string(group_size));
+}
+
+[[noreturn]] void not_finite(const std::string& what, int64_t row) {
+  throw Error(ErrorCategory::unsupported,
+              what + ": row " + std::to_string(row) + " holds a value that is not finite; cannot quantize");
+}
+
+}  // namespace
+
+HostQuantizedWeight quantize_int8(const float* w, int64_t rows, int64_t cols, int group_size,
+                                  const std::string& what) {
+  check_group(rows, cols, group_size, false, what);
+  HostQuantizedWeight q;
+  q.format = QuantFormat::int8;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = group_size;
+  const int64_t G = q.groups();
+  q.data.resize(static_cast<size_t>(rows * cols));
+  q.scales.resize(static_cast<size_t>(rows * G));
+  for (int64_t m = 0; m < rows; ++m) {
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t k0 = g * group_size, k1 = std::min(cols, k0 + group_size);
+      float amax = 0.0f;
+      for (int64_t k = k0; k < k1; ++k) {
+        const float v = w[m * cols + k];
+        if (!std::isfinite(v)) not_finite(what, m);
+        amax = std::max(amax, std::abs(v));
+      }
+      const float scale = amax / 127.0f;
+      q.scales[m * G + g] = scale;
+      for (int64_t k = k0; k < k1; ++k) {
+        const float r = scale > 0.0f ? std::nearbyint(w[m * cols + k] / scale) : 0.0f;
+        q.data[m * cols + k] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
+      }
+    }
+  }
+  return q;
+}
+
+HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, int group_size,
+                                  const std::string& what) {
+  check_group(rows, cols, group_size, true, what);
+  HostQuantizedWeight q;
+  q.format = QuantFormat::int4;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = group_size;
+  const int64_t G = q.groups(), row_bytes = G * group_size / 2;
+  q.data.assign(static_cast<size_t>(rows * row_bytes), 0);  // a short last group pads with 0
+  q.scales16.resize(static_cast<size_t>(rows * G));
+  q.mins16.resize(static_cast<size_t>(rows * G));
+  for (int64_t m = 0; m < rows; ++m) {
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t k0 = g * group_size, k1 = std::min(cols, k0 + group_size);
+      float lo = w[m * cols + k0], hi = lo;
+      for (int64_t k = k0; k < k1; ++k) {
+        const float v = w[m * cols + k];
+        if (!std::isfinite(v)) not_finite(what, m);
+        lo = std::min(lo, v);
+        hi = std::max(hi, v);
+      }
+      // Round scale and min to f16 first and quantize against the rounded values, so the
+      // stored q is the best for what the kernels will read.
+      const uint16_t scale16 = f32_to_f16((hi - lo) / 15.0f), min16 = f32_to_f16(lo);
+      const float scale = f16_to_f32(scale16), min = f16_to_f32(min16);
+      if (!std::isfinite(scale) || !std::isfinite(min))
+        throw Error(ErrorCategory::unsupported,
+                    what + ": row " + std::to_string(m) + " has values too large for int4's f16 scales");
+      q.scales16[m * G + g] = scale16;
+      q.mins16[m * G + g] = min16;
+      uint8_t* bytes = reinterpret_cast<uint8_t*>(q.data.data()) + m * row_bytes + g * (group_size / 2);
+      for (int64_t k = k0; k < k1; ++k) {
+        const float r = scale > 0.0f ? std::nearbyint((w[m * cols + k] - min) / scale) : 0.0f;
+        const auto v = static_cast<uint8_t>(std::clamp(r, 0.0f, 15.0f));
+        const int64_t c = k - k0;
+        uint8_t& b = bytes[(c / 32) * 16 + c % 16];
+        b |= (c % 32) < 16 ? v : static_cast<uint8_t>(v << 4);
+      }
+    }
+  }
+  return q;
+}
+
+void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
+                      int64_t cols) {
+  const bool int8 = type == GgmlType::q8_0;
+  if (!int8 && type != GgmlType::q4_0 && type != GgmlType::q4_1)
+    throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
+                                             " is not a block type kept quantized");
+  const QuantFormat format = int8 ? QuantFormat::int8 : QuantFormat::int4;
+  if (cols % 32 != 0 || (out.rows > 0 && (out.format != format || out.cols != cols || out.group_size != 32)))
+    throw Error(ErrorCategory::internal, "append_ggml_rows: mismatched rows");
+  out.format = format;
+  out.cols = cols;
+  out.group_size = 32;
+  const int64_t G = cols / 32;
+  const auto* src = static_cast<const uint8_t*>(blocks);
+  const size_t block_bytes = ggml_block_bytes(type);
+  for (int64_t i = 0; i < rows * G; ++i, src += block_bytes) {
+    uint16_t d;
+    std::memcpy(&d, src, 2);
+    if (type == GgmlType::q8_0) {
+      out.scales.push_back(f16_to_f32(d));
+      out.data.insert(out.data.end(), reinterpret_cast<const int8_t*>(src + 2),
+                      reinterpret_cast<const int8_t*>(src + 34));
+    } else if (type == GgmlType::q4_0) {
+      // d * (q - 8) = d * q + (-8 d); -8 d is exact in f16 unless it overflows.
+      const float min = -8.0f * f16_to_f32(d);
+      if (!std::isfinite(f16_to_f32(f32_to_f16(min))))
+        throw Error(ErrorCategory::unsupported, "Q4_0 block scale too large to keep as int4");
+      out.scales16.push_back(d);
+      out.mins16.push_back(f32_to_f16(min));
+      out.data.insert(out.data.end(), reinterpret_cast<const int8_t*>(src + 2),
+                      reinterpret_cast<const int8_t*>(src + 18));
+    } else {
+      uint16_t m;
+      std::memcpy(&m, src + 2, 2);
+      out.scales16.push_back(d);
+      out.mins16.push_back(m);
+      out.data.insert(out.data.end(), reinterpret_cast<const int8_t*>(src + 4),
+                      reinterpret_cast<const int8_t*>(src + 20));
+    }
+  }
+  out.rows += rows;
+}
+
+namespace {
+
+QuantizedWeight store_quantized(WeightStore& store, HostQuantizedWeight& q, const std::string& what) {
+  QuantizedWeight host = q.view();
+  QuantizedWeight w = host;
+  auto upload = [&](const TensorView& t, const std::string& part) {
+    return store.upload(t.data, t.dtype, {t.dims[0], t.dims[1]}, what + " " + part);
+  };
+  w.data = upload(host.data, "(quantized)");
+  w.scales = upload(host.scales, "(scales)");
+  if (!host.mins.empty()) w.mins = upload(host.mins, "(mins)");
+  return w;
+}
+
+}  // namespace
+
+QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const TensorView& dense,
+                                const QuantizationSpec& spec, const std::string& what) {
+  const int64_t M = dense.dim(0), K = dense.dim(1);
+  // Bring the materialized weight back to the host as f32 (a no-op copy on the CPU).
+  std::vector<uint8_t> raw(dense.bytes());
+  TensorView host(raw.data(), dense.dtype, {M, K});
+  backend.copy(host, dense);
+  std::vector<float> f32(static_cast<size_t>(M * K));
+  convert_floats(raw.data(), dense.dtype, f32.data(), DType::f32, f32.size());
+  raw = {};
+  const int group = spec.group_for(K);
+  HostQuantizedWeight q = spec.mode == Quantization::int8 ? quantize_int8(f32.data(), M, K, group, what)
+                                                          : quantize_int4(f32.data(), M, K, group, what);
+  return store_quantized(store, q, what);
+}
+
+std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
+                                                const WeightRecipe& recipe, int64_t cols,
+                                                const QuantizationSpec& spec, const std::string& what) {
+  if (!spec.enabled() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
+    return std::nullopt;
+  std::vector<const SourceTensor*> parts;
+  for (const auto& name : recipe.sources) {
+    const SourceTensor* t = source.find(name);
+    // Anything unusual (missing, mixed, unexpected shape) goes the materialize path, which
+    // reports it properly.
+    if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
+    const GgmlType b = *t->block_type;
+    // int4 keeps Q8_0 too (as int8: never quantized further than stored); int8 keeps only Q8_0.
+    const bool keep = b == GgmlType::q8_0 || (spec.mode == Quantization::int4 && b != GgmlType::f32 &&
+                                              b != GgmlType::f16 && b != GgmlType::bf16);
+    // The parts of a fused weight must all become the same format.
+    const bool same_format = parts.empty() || (*parts.front()->block_type == GgmlType::q8_0) == (b == GgmlType::q8_0);
+    if (!keep || !same_format) return std::nullopt;
+    parts.push_back(t);
+  }
+  HostQuantizedWeight q;
+  for (const SourceTensor* t : parts) append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols);
+  return store_quantized(store, q, what);
+}
+
+}  // namespace kestrel

@@ -1,0 +1,86 @@
+// models/quantize.h: weight-only quantization of linear weights, done once at load.
+//
+// A float weight is first materialized in its canonical [out, in] layout by WeightStore
+// (whatever the file held), then quantized here on the host and stored in the layout of
+// QuantizedWeight (kernels/backend.h). GGUF tensors already in a matching block format are
+// instead kept as stored (keep_ggml_blocks).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "kestrel/model.h"
+#include "loaders/weight_source.h"
+#include "models/architecture.h"
+
+namespace kestrel {
+
+class WeightStore;
+
+// The quantization of a model's linear weights, from ModelOptions.
+struct QuantizationSpec {
+  Quantization mode = Quantization::none;
+  int group_size = 0;  // as in ModelOptions.quant_group_size (0: the mode's default)
+
+  bool enabled() const { return mode != Quantization::none; }
+  // The LM head's: int4 models keep it in int8 per channel (it is the most sensitive
+  // weight: SmolLM2's perplexity loses several percent with a 4-bit LM head), as
+  // llama.cpp's 4-bit formats keep their output tensor at 6 or 8 bits.
+  QuantizationSpec for_lm_head() const {
+    return mode == Quantization::int4 ? QuantizationSpec{Quantization::int8, 0} : *this;
+  }
+  // Groups of the quantized weights for `cols` input columns: int8 per channel (cols) or
+  // group_size; int4 group_size or 32.
+  int group_for(int64_t cols) const;
+};
+
+// Checks ModelOptions.quantization / quant_group_size; errors name the field.
+QuantizationSpec quantization_spec(const ModelOptions& options);
+
+// A quantized weight in host memory, in QuantizedWeight's layout.
+struct HostQuantizedWeight {
+  QuantFormat format = QuantFormat::int8;
+  int64_t rows = 0, cols = 0;
+  int group_size = 0;
+  std::vector<int8_t> data;
+  std::vector<float> scales;              // int8: [rows, groups]
+  std::vector<uint16_t> scales16, mins16; // int4: [rows, groups] f16 bits
+
+  int64_t groups() const { return (cols + group_size - 1) / group_size; }
+  // A view of this object's buffers as a host (CPU backend) QuantizedWeight.
+  QuantizedWeight view();
+};
+
+// w: [rows, cols] f32, row-major. int8: scale = max |w| / 127 over the group,
+// q = round(w / scale). int4: scale = (max - min) / 15, min stored as is (both rounded to
+// f16 first), q = round((w - min) / scale). Throws Error(unsupported) naming `what` when
+// a value is not finite or an int4 scale or min overflows f16.
+HostQuantizedWeight quantize_int8(const float* w, int64_t rows, int64_t cols, int group_size,
+                                  const std::string& what = "weight");
+HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, int group_size,
+                                  const std::string& what = "weight");
+
+// Appends `rows` rows of `cols` columns of ggml blocks, exactly: Q8_0 to int8, Q4_0 and
+// Q4_1 to int4 (Q4_0's d * (q - 8) as scale d, min -8 d), groups of 32. `out` must be
+// empty or hold the same format, cols and group size.
+void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
+                      int64_t cols);
+
+// Quantizes `dense` ([M, K], materialized by `store` on its backend's device in the runtime
+// dtype) as `spec` asks and stores the result in `store`.
+QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const TensorView& dense,
+                                const QuantizationSpec& spec, const std::string& what);
+
+// When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are
+// (the default group size, not transposed; int8 keeps Q8_0; int4 keeps Q4_0 / Q4_1 as int4
+// and Q8_0 as int8, never quantizing further than the file did), stores them in `store`
+// and returns the weight; nullopt otherwise (the caller materializes and quantizes).
+// `cols` is the canonical number of input columns.
+std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
+                                                const WeightRecipe& recipe, int64_t cols,
+                                                const QuantizationSpec& spec, const std::string& what);
+
+}  // namespace kestrel

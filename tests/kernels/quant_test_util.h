@@ -1,0 +1,103 @@
+// Helpers for the quantized_linear tests (CPU and CUDA): random quantized weights, and the
+// reference: the weight dequantized in double precision straight from the layout that
+// kernels/backend.h documents (not through any Kestrel function), then multiplied in double.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "backend.h"
+#include "core/half.h"
+#include "models/quantize.h"
+#include "test_support.h"
+
+namespace kestrel::testing {
+
+struct QuantCase {
+  QuantFormat format;
+  int group_size;  // 0: one group per row (int8 per channel)
+  int64_t M, K, T;
+  bool bias;
+};
+
+inline std::string quant_case_name(const QuantCase& c) {
+  return std::string(c.format == QuantFormat::int8 ? "int8" : "int4") + "_g" +
+         std::to_string(c.group_size) + "_M" + std::to_string(c.M) + "_K" + std::to_string(c.K) +
+         "_T" + std::to_string(c.T) + (c.bias ? "_bias" : "");
+}
+
+// Random weights of a realistic spread (a few outlier columns), quantized as `c` asks.
+inline HostQuantizedWeight random_quantized(const QuantCase& c, uint64_t seed) {
+  std::vector<float> w = random_floats(static_cast<size_t>(c.M * c.K), seed, -0.5f, 0.5f);
+  for (int64_t m = 0; m < c.M; ++m) w[m * c.K + (m * 7) % c.K] *= 6.0f;
+  const int group = c.group_size > 0 ? c.group_size : static_cast<int>(c.K);
+  return c.format == QuantFormat::int8 ? quantize_int8(w.data(), c.M, c.K, group)
+                                       : quantize_int4(w.data(), c.M, c.K, group);
+}
+
+// w[m, k] in double, from the documented layout.
+inline std::vector<double> reference_dequantize(const HostQuantizedWeight& q) {
+  const int64_t M = q.rows, K = q.cols, G = q.groups(), gs = q.group_size;
+  std::vector<double> w(static_cast<size_t>(M * K));
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t k = 0; k < K; ++k) {
+      const int64_t g = k / gs, c = k % gs;
+      if (q.format == QuantFormat::int8) {
+        w[m * K + k] = double(q.scales[m * G + g]) * q.data[m * K + k];
+      } else {
+        const auto* bytes = reinterpret_cast<const uint8_t*>(q.data.data()) + m * G * (gs / 2) + g * (gs / 2);
+        const uint8_t b = bytes[(c / 32) * 16 + c % 16];
+        const int v = (c % 32) < 16 ? (b & 0xf) : (b >> 4);
+        w[m * K + k] = double(f16_to_f32(q.scales16[m * G + g])) * v + double(f16_to_f32(q.mins16[m * G + g]));
+      }
+    }
+  return w;
+}
+
+// out[t, m] = sum_k x[t, k] w[m, k] + bias[m] in double, and the scale of each output's
+// terms (sum |x w| + |bias|) for a normalized error.
+inline void reference_linear(const std::vector<float>& x, const std::vector<double>& w,
+                             const std::vector<float>* bias, int64_t T, int64_t M, int64_t K,
+                             std::vector<double>& out, std::vector<double>& magnitude) {
+  out.assign(static_cast<size_t>(T * M), 0.0);
+  magnitude.assign(static_cast<size_t>(T * M), 0.0);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t m = 0; m < M; ++m) {
+      double s = bias ? (*bias)[m] : 0.0, a = bias ? std::abs((*bias)[m]) : 0.0;
+      for (int64_t k = 0; k < K; ++k) {
+        s += double(x[t * K + k]) * w[m * K + k];
+        a += std::abs(double(x[t * K + k]) * w[m * K + k]);
+      }
+      out[t * M + m] = s;
+      magnitude[t * M + m] = a;
+    }
+}
+
+// Largest |actual - expected| / (magnitude + 1e-6) over all outputs (NaN counts as worst).
+inline double worst_normalized_error(const std::vector<float>& actual, const std::vector<double>& expected,
+                                     const std::vector<double>& magnitude) {
+  double worst = 0.0;
+  for (size_t i = 0; i < actual.size(); ++i) {
+    const double e = std::abs(actual[i] - expected[i]) / (magnitude[i] + 1e-6);
+    if (!(e <= worst)) worst = std::isnan(e) ? INFINITY : e;
+  }
+  return worst;
+}
+
+// The shapes every backend runs: K not a multiple of the group, tiny M, batch 1 and 64.
+inline std::vector<QuantCase> quant_cases() {
+  std::vector<QuantCase> cases;
+  const std::vector<std::pair<QuantFormat, int>> formats = {
+      {QuantFormat::int8, 0}, {QuantFormat::int8, 32}, {QuantFormat::int4, 32},
+      {QuantFormat::int4, 64}, {QuantFormat::int4, 128}};
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 32}, {3, 100}, {17, 200}, {130, 576}};
+  for (auto [format, group] : formats)
+    for (auto [M, K] : shapes)
+      for (int64_t T : {1, 3, 64}) cases.push_back({format, group, M, K, T, (M + T) % 2 == 0});
+  return cases;
+}
+
+}  // namespace kestrel::testing
