@@ -31,7 +31,6 @@ struct Shard {
   int num_layers() const { return layer_end - layer_begin; }
   bool first_stage() const { return stage == 0; }
   bool last_stage() const { return stage == pp - 1; }
-  bool parallel() const { return tp * pp > 1; }
 };
 
 // The shard of rank (stage, tp_rank); throws Error(invalid_argument) naming the dimension
