@@ -1,9 +1,12 @@
 # Dependencies, all from Debian packages (scripts/install-deps.sh installs them).
 find_package(PkgConfig REQUIRED)
+# A folder holding Debian packages extracted with dpkg -x, for machines where they cannot be
+# installed (scripts/gpu-fallback-build.sh); empty: the system's.
+set(KESTREL_DEPS_ROOT "" CACHE PATH "Root of extracted Debian packages to build against")
 # Prefer the OpenMP build of OpenBLAS (libopenblas-openmp-dev): it shares one thread pool
 # with the CPU kernels' OpenMP regions. With the pthread build, OpenMP threads spinning
 # after a region starve OpenBLAS's own threads and decode steps slow down 3-4x.
-set(_openblas_openmp_pc /usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp/pkgconfig)
+set(_openblas_openmp_pc ${KESTREL_DEPS_ROOT}/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp/pkgconfig)
 if(EXISTS ${_openblas_openmp_pc}/openblas.pc)
   set(ENV{PKG_CONFIG_PATH} "${_openblas_openmp_pc}:$ENV{PKG_CONFIG_PATH}")
   # Its libopenblas.so.0 is not the one the loader finds first: keep its directory in RPATH.

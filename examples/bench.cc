@@ -1,8 +1,12 @@
 // kestrel-bench: FasterTransformer-style latency and throughput table over batch size x
 // input length x output length, through the public API (Model / Session / Decoder).
 //
-//   kestrel-bench [--model PATH] [--batch 1,8,32] [--input 128,512] [--output 32,128]
+//   kestrel-bench [--model PATH | --synthetic PRESET] [--batch 1,8,32] [--input 128,512] [--output 32,128]
 //                 [--warmup 1] [--repeats 3] [--json] [--plot FILE.png] [--device cuda] ...
+//
+// --synthetic PRESET benchmarks a model of a named shape (kestrel-size --list-presets: gpt2-xl,
+// tinyllama-1.1b, ...) with random weights made in memory (Model::random), where no model
+// file is at hand (a GPU machine that files cannot reach).
 //
 // Each case runs `batch` requests of `input` random prompt token ids (fixed seed) with
 // greedy decoding, EOS ignored, exactly `output` new tokens each, in one session sized for
@@ -205,6 +209,10 @@ int main(int argc, char** argv) {
   BenchArgs args;
   kestrel_examples::add_model_options(app, model_args);
   kestrel_examples::add_parallel_options(app, model_args);
+  std::string synthetic;
+  app.add_option("--synthetic", synthetic,
+                 "Random weights of a named shape instead of a model file (kestrel-size --list-presets)")
+      ->excludes(app.get_option("--model"));
   app.add_option("--batch", args.batch, "Batch sizes (concurrent sequences)")->delimiter(',')->capture_default_str();
   auto* i = app.add_option("--input", args.input, "Prompt lengths in tokens")->delimiter(',')->capture_default_str();
   auto* o = app.add_option("--output", args.output, "Generated tokens per sequence")->delimiter(',')->capture_default_str();
@@ -221,10 +229,13 @@ int main(int argc, char** argv) {
 
   try {
     if (!args.plot.empty()) kestrel_bench::check_plot_tools();  // fail before a long run, not after
-    auto model = kestrel_examples::load_model(model_args);
+    auto model = synthetic.empty()
+                     ? kestrel_examples::load_model(model_args)
+                     : kestrel::Model::random(kestrel::sizing::preset_shape(synthetic).config,
+                                              kestrel_examples::model_options(model_args));
     check_grid(args, *model);
     kestrel_bench::BenchReport report;
-    report.model = model_args.path;
+    report.model = model->path().string();
     report.device = kestrel::to_string(model->device());
     report.dtype = kestrel::to_string(model->dtype());
     report.threads = model_args.threads;

@@ -3,12 +3,18 @@
 //   bandwidth: cudaMemcpyAsync of a 1 GiB buffer device to device; each copy reads and
 //              writes every byte, so 2 x bytes / time (the convention of bandwidthTest).
 //   FLOP rate: cublasGemmEx C[n, n] = A[n, n] B[n, n], n = 8192, inputs in the model's dtype,
-//              f32 accumulation (tensor cores for f16 / bf16), 2 n^3 FLOPs per call.
+//              f32 accumulation (tensor cores for f16 / bf16), 2 n^3 FLOPs per call, on
+//              random inputs (constant or zero inputs run faster than real data).
 // The best of several timed repetitions after a warm-up is the ceiling.
 #include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstring>
+#include <random>
+#include <vector>
 #include <kestrel/error.h>
 #include <string>
 
@@ -66,6 +72,27 @@ double best_seconds(Resources& r, int warmup, int repeats, Work work) {
   return best;
 }
 
+// Fills `device` with `count` uniform values in [-1, 1) of the GEMM's input type.
+void fill_random(void* device, size_t count, cudaDataType_t type, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  const size_t element = type == CUDA_R_32F ? 4 : 2;
+  std::vector<unsigned char> host(count * element);
+  for (size_t i = 0; i < count; ++i) {
+    const float v = uniform(rng);
+    if (type == CUDA_R_32F) {
+      std::memcpy(&host[i * 4], &v, 4);
+    } else if (type == CUDA_R_16BF) {
+      const __nv_bfloat16 h = __float2bfloat16(v);
+      std::memcpy(&host[i * 2], &h, 2);
+    } else {
+      const __half h = __float2half(v);
+      std::memcpy(&host[i * 2], &h, 2);
+    }
+  }
+  check(cudaMemcpy(device, host.data(), host.size(), cudaMemcpyHostToDevice), "cudaMemcpy (GEMM inputs)");
+}
+
 }  // namespace
 
 DeviceCeilings measure_device_ceilings(int device, const std::string& dtype) {
@@ -105,9 +132,8 @@ DeviceCeilings measure_device_ceilings(int device, const std::string& dtype) {
   check(cudaMalloc(&r.a, matrix_bytes), "cudaMalloc (GEMM A)");
   check(cudaMalloc(&r.b, matrix_bytes), "cudaMalloc (GEMM B)");
   check(cudaMalloc(&r.c, matrix_bytes), "cudaMalloc (GEMM C)");
-  // Small values: the timing does not depend on them, but NaN/Inf could slow some paths.
-  check(cudaMemsetAsync(r.a, 0x11, matrix_bytes, r.stream), "cudaMemset");
-  check(cudaMemsetAsync(r.b, 0x11, matrix_bytes, r.stream), "cudaMemset");
+  fill_random(r.a, static_cast<size_t>(n) * n, type, 1);
+  fill_random(r.b, static_cast<size_t>(n) * n, type, 2);
   check(cublasCreate(&r.cublas), "cublasCreate");
   check(cublasSetStream(r.cublas, r.stream), "cublasSetStream");
   const float alpha = 1.0f, beta = 0.0f;

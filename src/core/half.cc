@@ -54,22 +54,32 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
 }
 
+// Elements are read and written with memcpy: safetensors data may start at any byte offset
+// (a valid file need not align its tensors), so a cast pointer could be misaligned.
 void convert_floats(const void* src, DType src_type, void* dst, DType dst_type, size_t count) {
-  auto load = [&](size_t i) -> float {
-    switch (src_type) {
-      case DType::f32: return static_cast<const float*>(src)[i];
-      case DType::f16: return f16_to_f32(static_cast<const uint16_t*>(src)[i]);
-      case DType::bf16: return bf16_to_f32(static_cast<const uint16_t*>(src)[i]);
-      default: throw Error(ErrorCategory::internal, "convert_floats: source is not a float type");
-    }
-  };
+  auto is_float = [](DType d) { return d == DType::f32 || d == DType::f16 || d == DType::bf16; };
+  if (!is_float(src_type)) throw Error(ErrorCategory::internal, "convert_floats: source is not a float type");
+  if (!is_float(dst_type)) throw Error(ErrorCategory::internal, "convert_floats: target is not a float type");
+  if (src_type == dst_type) {
+    if (count) std::memcpy(dst, src, count * dtype_size(src_type));
+    return;
+  }
+  const auto* in = static_cast<const uint8_t*>(src);
+  auto* out = static_cast<uint8_t*>(dst);
   for (size_t i = 0; i < count; ++i) {
-    float v = load(i);
-    switch (dst_type) {
-      case DType::f32: static_cast<float*>(dst)[i] = v; break;
-      case DType::f16: static_cast<uint16_t*>(dst)[i] = f32_to_f16(v); break;
-      case DType::bf16: static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v); break;
-      default: throw Error(ErrorCategory::internal, "convert_floats: target is not a float type");
+    float v;
+    uint16_t h;
+    if (src_type == DType::f32) {
+      std::memcpy(&v, in + 4 * i, 4);
+    } else {
+      std::memcpy(&h, in + 2 * i, 2);
+      v = src_type == DType::f16 ? f16_to_f32(h) : bf16_to_f32(h);
+    }
+    if (dst_type == DType::f32) {
+      std::memcpy(out + 4 * i, &v, 4);
+    } else {
+      h = dst_type == DType::f16 ? f32_to_f16(v) : f32_to_bf16(v);
+      std::memcpy(out + 2 * i, &h, 2);
     }
   }
 }

@@ -58,7 +58,11 @@ Architecture architecture_from_hf_config(const std::filesystem::path& config_pat
   std::ifstream in(config_path);
   if (!in) throw Error(ErrorCategory::io, config_path.string() + ": cannot open");
   nlohmann::json json = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
-  const std::string where = config_path.string();
+  return architecture_from_hf_json(json, config_path.string(), has_tensor);
+}
+
+Architecture architecture_from_hf_json(const nlohmann::json& json, const std::string& where,
+                                       const std::function<bool(const std::string&)>& has_tensor) {
   if (!json.is_object()) throw Error(ErrorCategory::format, where + ": not a JSON object");
   auto model_type = json_string(json, "model_type", where);
   if (!model_type) throw Error(ErrorCategory::format, where + ": missing field 'model_type'");
@@ -76,6 +80,50 @@ Architecture architecture_from_hf_config(const std::filesystem::path& config_pat
   }
   validate_config(arch.config, where);
   return arch;
+}
+
+std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) {
+  const ModelConfig& c = arch.config;
+  const int64_t H = c.hidden_size, V = c.vocab_size, hd = c.head_dim, F = c.ffn_size;
+  const int64_t qkv_rows = (c.num_heads + 2 * int64_t{c.num_kv_heads}) * hd;
+  const int64_t up_rows = (arch.kinds.gated_ffn ? 2 : 1) * F;
+  switch (slot) {
+    case WeightSlot::token_embedding: return {V, H};
+    case WeightSlot::position_embedding:
+      if (arch.kinds.positions != PositionKind::learned) return {};
+      return {c.max_positions, H};
+    case WeightSlot::lm_head: return {V, H};
+    case WeightSlot::qkv_weight: return {qkv_rows, H};
+    case WeightSlot::qkv_bias: return {qkv_rows};
+    case WeightSlot::out_weight: return {H, c.num_heads * hd};
+    case WeightSlot::up_weight: return {up_rows, H};
+    case WeightSlot::up_bias: return {up_rows};
+    case WeightSlot::down_weight: return {H, F};
+    case WeightSlot::final_norm_weight:
+    case WeightSlot::final_norm_bias:
+    case WeightSlot::attn_norm_weight:
+    case WeightSlot::attn_norm_bias:
+    case WeightSlot::out_bias:
+    case WeightSlot::ffn_norm_weight:
+    case WeightSlot::ffn_norm_bias:
+    case WeightSlot::down_bias: return {H};
+  }
+  return {};
+}
+
+std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size_t parts) {
+  const ModelConfig& c = arch.config;
+  const int64_t rows = canonical_shape(arch, slot).at(0);
+  if (parts == 1) return {rows};
+  const bool qkv = slot == WeightSlot::qkv_weight || slot == WeightSlot::qkv_bias;
+  const bool up = slot == WeightSlot::up_weight || slot == WeightSlot::up_bias;
+  if (qkv && parts == 3) {
+    const int64_t kv = int64_t{c.num_kv_heads} * c.head_dim;
+    return {int64_t{c.num_heads} * c.head_dim, kv, kv};
+  }
+  if (up && parts == 2 && arch.kinds.gated_ffn) return {c.ffn_size, c.ffn_size};
+  throw Error(ErrorCategory::internal, std::string(to_string(slot)) + ": no split of its rows into " +
+                                           std::to_string(parts) + " source tensors");
 }
 
 Architecture architecture_from_gguf(const GgufFile& file) {

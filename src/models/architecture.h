@@ -71,6 +71,9 @@ struct Architecture {
 // a description adapt to naming variants in the weight files.
 Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
                                          const std::function<bool(const std::string&)>& has_tensor);
+// The same from a parsed config.json; `where` names it in errors.
+Architecture architecture_from_hf_json(const nlohmann::json& config, const std::string& where,
+                                       const std::function<bool(const std::string&)>& has_tensor);
 
 class GgufFile;
 
@@ -86,6 +89,12 @@ Architecture gpt2_architecture(const nlohmann::json& config, const std::string& 
 Architecture gpt2_architecture_from_gguf(const GgufFile& file);
 Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
 Architecture llama_architecture_from_gguf(const GgufFile& file);
+
+// The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
+// empty when the architecture has no such weight), and the rows each of its recipe's source
+// tensors contributes: [q, k, v] rows for a three-part QKV, [gate, up] for a two-part FFN.
+std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot);
+std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size_t parts);
 
 // Checks the dimensions of a description; throws Error(format) naming `where` and the field.
 void validate_config(const ModelConfig& config, const std::string& where);

@@ -1,5 +1,6 @@
 #include "kestrel/model.h"
 
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "kestrel/error.h"
@@ -7,6 +8,7 @@
 #include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "models/model_state.h"
+#include "models/random_model.h"
 #include "tokenizer/file_fields.h"
 #include "tokenizer/tokenizer_gguf.h"
 
@@ -62,6 +64,8 @@ void check_vocab(const std::filesystem::path& path, const detail::ModelState& st
 struct ModelFiles {
   std::unique_ptr<GgufFile> gguf;  // set for a GGUF file; the source points into it
   std::unique_ptr<WeightSource> source;
+  // Without files: makes the source once the runtime dtype is known.
+  std::function<std::unique_ptr<WeightSource>(DType)> make_source;
 };
 
 // Reads what describes the model (architecture, tokenizer, chat template) and opens its
@@ -126,13 +130,13 @@ void on_every_rank(ParallelContext& context, F&& step) {
   agree_on_errors(context, error);
 }
 
-}  // namespace
-
 // In a parallel run every rank loads its slice, and the steps that may fail on one rank
 // alone (reading files, creating the device, converting weights) end in an agreement, so
 // that a missing file on one node stops every rank with the same error instead of leaving
-// the others waiting in the next collective call.
-std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+// the others waiting in the next collective call. `describe` fills the state's
+// architecture, tokenizer and chat template and opens the weights.
+std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path, const ModelOptions& options,
+                                               const std::function<ModelFiles(detail::ModelState&)>& describe) {
   quantization_spec(options);  // checks the options before any file is read
   auto state = std::make_unique<detail::ModelState>();
   state->path = path;
@@ -143,7 +147,7 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, cons
 
   ModelFiles files;
   on_every_rank(context, [&] {
-    files = describe_model(path, *state);
+    files = describe(*state);
     const Shard& s = context.shard;
     context.shard = make_shard(state->arch.config, s.tp, s.pp, s.tp_rank, s.stage, path.string());
   });
@@ -156,9 +160,33 @@ std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, cons
   on_every_rank(context, [&] { state->backend = make_backend(device_options, &state->dtype); });
   connect_device_communicators(context, *state->backend);
   on_every_rank(context, [&] {
+    if (!files.source) files.source = files.make_source(state->dtype);
     state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, quantization_spec(options));
     state->weights = state->store->load(*files.source, state->arch, context.shard);
   });
+  return state;
+}
+
+}  // namespace
+
+std::shared_ptr<const Model> Model::load(const std::filesystem::path& path, const ModelOptions& options) {
+  auto state = load_state(path, options, [&](detail::ModelState& s) { return describe_model(path, s); });
+  return std::shared_ptr<const Model>(new Model(std::move(state)));
+}
+
+std::shared_ptr<const Model> Model::random(const ModelConfig& config, const ModelOptions& options, uint64_t seed) {
+  const std::string name = "random " + config.architecture + " (seed " + std::to_string(seed) + ")";
+  auto describe = [&](detail::ModelState& state) {
+    state.arch = architecture_from_hf_json(random_model_hf_config(config), name,
+                                           [](const std::string&) { return false; });
+    state.tokenizer.emplace(random_model_tokenizer(state.arch.config.vocab_size));
+    ModelFiles files;
+    files.make_source = [&state, seed](DType dtype) {  // made in the runtime dtype: nothing to convert
+      return std::make_unique<RandomWeightSource>(state.arch, dtype, seed);
+    };
+    return files;
+  };
+  auto state = load_state(name, options, describe);
   return std::shared_ptr<const Model>(new Model(std::move(state)));
 }
 

@@ -222,11 +222,7 @@ LinearWeight WeightStore::linear(const WeightSource& source, const Architecture&
 
 ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch, const Shard& shard) {
   const ModelConfig& c = arch.config;
-  const int64_t H = c.hidden_size, V = c.vocab_size, hd = c.head_dim;
-  const int64_t nh = c.num_heads, nkv = c.num_kv_heads, F = c.ffn_size;
-  const int64_t qkv_rows = (nh + 2 * nkv) * hd;
-  const int64_t attn_cols = nh * hd;
-  const int64_t up_rows = (arch.kinds.gated_ffn ? 2 : 1) * F;
+  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, F = c.ffn_size;
 
   // This rank's part of each split weight (all of it when the model is not split):
   // query, key and value heads of the fused QKV rows; [gate | up] FFN rows; the matching
@@ -247,17 +243,21 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   }
 
   // A slot the architecture names must be present; one it does not name stays empty.
-  auto get = [&](WeightSlot slot, int layer, std::vector<int64_t> shape, const WeightSlice& slice = {}) {
+  auto get = [&](WeightSlot slot, int layer, const WeightSlice& slice = {}) {
     WeightRecipe recipe = arch.recipe(slot, layer);
     if (recipe.sources.empty()) return TensorView{};
-    return materialize(source, recipe, std::move(shape), slice, slot_what(slot, layer));
+    return materialize(source, recipe, canonical_shape(arch, slot), slice, slot_what(slot, layer));
+  };
+  auto dense_or_quantized = [&](WeightSlot slot, int layer, const WeightSlice& slice,
+                                const TensorView& keep_dense = {}) {
+    return linear(source, arch, slot, layer, canonical_shape(arch, slot), slice, keep_dense);
   };
   auto norm = [&](WeightSlot weight, WeightSlot bias, int layer) {
     NormParams p;
     p.kind = arch.kinds.norm;
     p.eps = c.norm_eps;
-    p.gamma = get(weight, layer, {H});
-    p.beta = get(bias, layer, {H});
+    p.gamma = get(weight, layer);
+    p.beta = get(bias, layer);
     if (p.gamma.empty())
       throw Error(ErrorCategory::internal, arch.name + ": no norm weight for layer " + std::to_string(layer));
     return p;
@@ -265,28 +265,27 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
 
   ModelWeights w;
   if (shard.first_stage()) {
-    w.token_embedding = get(WeightSlot::token_embedding, -1, {V, H});
-    if (arch.kinds.positions == PositionKind::learned)
-      w.position_embedding = get(WeightSlot::position_embedding, -1, {c.max_positions, H});
+    w.token_embedding = get(WeightSlot::token_embedding, -1);
+    if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
   }
   for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
     LayerWeights lw;
     lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
-    lw.qkv_weight = linear(source, arch, WeightSlot::qkv_weight, l, {qkv_rows, H}, qkv_slice, {});
-    lw.qkv_bias = get(WeightSlot::qkv_bias, l, {qkv_rows}, qkv_slice);
-    lw.out_weight = linear(source, arch, WeightSlot::out_weight, l, {H, attn_cols}, out_slice, {});
-    lw.out_bias = get(WeightSlot::out_bias, l, {H});  // added once, after the all-reduce
+    lw.qkv_weight = dense_or_quantized(WeightSlot::qkv_weight, l, qkv_slice);
+    lw.qkv_bias = get(WeightSlot::qkv_bias, l, qkv_slice);
+    lw.out_weight = dense_or_quantized(WeightSlot::out_weight, l, out_slice);
+    lw.out_bias = get(WeightSlot::out_bias, l);  // added once, after the all-reduce
     lw.ffn_norm = norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l);
-    lw.up_weight = linear(source, arch, WeightSlot::up_weight, l, {up_rows, H}, up_slice, {});
-    lw.up_bias = get(WeightSlot::up_bias, l, {up_rows}, up_slice);
-    lw.down_weight = linear(source, arch, WeightSlot::down_weight, l, {H, F}, down_slice, {});
-    lw.down_bias = get(WeightSlot::down_bias, l, {H});
+    lw.up_weight = dense_or_quantized(WeightSlot::up_weight, l, up_slice);
+    lw.up_bias = get(WeightSlot::up_bias, l, up_slice);
+    lw.down_weight = dense_or_quantized(WeightSlot::down_weight, l, down_slice);
+    lw.down_bias = get(WeightSlot::down_bias, l);
     w.layers.push_back(lw);
   }
   if (shard.last_stage()) {
     w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
-    w.lm_head = linear(source, arch, WeightSlot::lm_head, -1, {V, H}, vocab_slice, w.token_embedding);
+    w.lm_head = dense_or_quantized(WeightSlot::lm_head, -1, vocab_slice, w.token_embedding);
     if (w.lm_head.empty()) throw Error(ErrorCategory::internal, arch.name + ": no LM head");
   }
   if (w.layers.empty()) throw Error(ErrorCategory::internal, arch.name + ": no layers on this rank");

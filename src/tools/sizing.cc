@@ -242,6 +242,7 @@ struct Preset {
 const Preset kPresets[] = {
     {"gpt2", [] { return gpt_preset(12, 768, 12, 50257, 1024); }},
     {"gpt2-xl", [] { return gpt_preset(48, 1600, 25, 50257, 1024); }},
+    {"gpt3-1.3b", [] { return gpt_preset(24, 2048, 16, 50257, 2048); }},
     {"gpt3-175b", [] { return gpt_preset(96, 12288, 96, 50257, 2048); }},
     {"llama2-7b", [] { return llama_preset(32, 4096, 32, 32, 11008, 32000, 4096, false); }},
     {"llama2-70b", [] { return llama_preset(80, 8192, 64, 8, 28672, 32000, 4096, false); }},

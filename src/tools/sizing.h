@@ -54,7 +54,7 @@ ModelShape shape_of(const Architecture& arch);
 // Reads config.json (and safetensors headers) of a model directory, or a GGUF file's
 // metadata; no weights are read or converted. Errors as Model::load.
 ModelShape read_model_shape(const std::filesystem::path& path);
-// Named shapes: gpt2, gpt2-xl, gpt3-175b, llama2-7b, llama2-70b, llama3-8b,
+// Named shapes: gpt2, gpt2-xl, gpt3-1.3b, gpt3-175b, llama2-7b, llama2-70b, llama3-8b,
 // tinyllama-1.1b, smollm2-135m. Throws Error(invalid_argument) listing them.
 ModelShape preset_shape(const std::string& name);
 std::vector<std::string> preset_names();

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -9,7 +10,12 @@
 
 namespace kestrel::testing {
 
-std::filesystem::path fixture_dir() { return KESTREL_FIXTURE_DIR; }
+// $KESTREL_FIXTURE_DIR overrides the source tree's fixtures: the GPU bundle's tests run
+// where that tree is not (scripts/gpu-bundle.sh).
+std::filesystem::path fixture_dir() {
+  if (const char* dir = std::getenv("KESTREL_FIXTURE_DIR"); dir && *dir) return dir;
+  return KESTREL_FIXTURE_DIR;
+}
 
 std::filesystem::path temp_dir(const std::string& name) {
   auto dir = std::filesystem::temp_directory_path() /
