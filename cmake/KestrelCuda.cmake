@@ -36,6 +36,7 @@ function(kestrel_add_cuda_backend target)
   target_compile_definitions(${target} PRIVATE KESTREL_WITH_CUDA=1)
   # -lineinfo: source lines in compute-sanitizer and profiler reports, at no run-time cost.
   target_compile_options(${target} PRIVATE
-    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-Wall>)
+    $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-Wall,-Wextra>
+    $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${KESTREL_WERROR}>>:-Werror=all-warnings>)
   target_link_libraries(${target} PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
 endfunction()

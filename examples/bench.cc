@@ -28,7 +28,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
+#include <fmt/core.h>
 #include <ctime>
 #include <fstream>
 #include <iostream>
@@ -269,8 +269,8 @@ int main(int argc, char** argv) {
       const auto [batch, in, out] = cases[n];
       const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       if (output)
-        std::fprintf(stderr, "[kestrel-bench] case %zu/%zu: batch %d, input %d, output %d (%.0f s elapsed)\n",
-                     n + 1, cases.size(), batch, in, out, elapsed);
+        fmt::print(stderr, "[kestrel-bench] case {}/{}: batch {}, input {}, output {} ({:.0f} s elapsed)\n", n + 1,
+                   cases.size(), batch, in, out, elapsed);
       report.cases.push_back(run_case(model, args, batch, in, out));
     }
     if (!output) return 0;

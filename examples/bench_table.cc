@@ -1,6 +1,6 @@
 // kestrel-bench output: the table on stdout, the JSON document, and the plot (through
 // scripts/plot-bench.py, python3 + matplotlib).
-#include <cstdio>
+#include <fmt/core.h>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -38,34 +38,33 @@ std::string quoted(const std::string& s) {
 }  // namespace
 
 void print_table(const BenchReport& r) {
-  std::printf("# kestrel-bench  model %s | device %s | dtype %s | threads %s | tp %d x pp %d | warm-up %d, repeats %d "
-              "(medians) | %s\n",
-              r.model.c_str(), r.device.c_str(), r.dtype.c_str(),
-              r.threads > 0 ? std::to_string(r.threads).c_str() : "all", r.tp, r.pp, r.warmup, r.repeats,
-              r.date.c_str());
+  fmt::print("# kestrel-bench  model {} | device {} | dtype {} | threads {} | tp {} x pp {} | warm-up {}, repeats {} "
+             "(medians) | {}\n",
+             r.model, r.device, r.dtype, r.threads > 0 ? std::to_string(r.threads) : "all", r.tp, r.pp, r.warmup,
+             r.repeats, r.date);
   if (on_gpu(r))
-    std::printf("# device %s: measured ceilings %.0f GB/s (device-to-device copy), %.1f TFLOP/s (cuBLAS GEMM, %s)\n",
-                r.ceilings.name.c_str(), r.ceilings.bandwidth / 1e9, r.ceilings.flop_rate / 1e12, r.dtype.c_str());
+    fmt::print("# device {}: measured ceilings {:.0f} GB/s (device-to-device copy), {:.1f} TFLOP/s (cuBLAS GEMM, {})\n",
+               r.ceilings.name, r.ceilings.bandwidth / 1e9, r.ceilings.flop_rate / 1e12, r.dtype);
   else
-    std::printf("# CPU: gen GB/s = (weights + KV read per step) / per-token latency; no ceilings measured\n");
-  std::printf("%5s %6s %6s | %10s %10s %10s | %9s | %9s %9s | %8s %5s | %9s %5s\n", "batch", "input", "output",
-              "context ms", "token ms", "total ms", "tokens/s", "model MiB", on_gpu(r) ? "used MiB" : "RSS MiB",
-              "gen GB/s", "BW%", "ctx GF/s", "FL%");
+    fmt::print("# CPU: gen GB/s = (weights + KV read per step) / per-token latency; no ceilings measured\n");
+  fmt::print("{:>5} {:>6} {:>6} | {:>10} {:>10} {:>10} | {:>9} | {:>9} {:>9} | {:>8} {:>5} | {:>9} {:>5}\n", "batch",
+             "input", "output", "context ms", "token ms", "total ms", "tokens/s", "model MiB",
+             on_gpu(r) ? "used MiB" : "RSS MiB", "gen GB/s", "BW%", "ctx GF/s", "FL%");
   for (const auto& c : r.cases) {
-    char bw[16] = "-", fl[16] = "-";
+    std::string bw = "-", fl = "-";
     if (on_gpu(r)) {
-      std::snprintf(bw, sizeof bw, "%.0f", 100.0 * c.gen_bandwidth / r.ceilings.bandwidth);
-      std::snprintf(fl, sizeof fl, "%.0f", 100.0 * c.context_flop_rate / r.ceilings.flop_rate);
+      bw = fmt::format("{:.0f}", 100.0 * c.gen_bandwidth / r.ceilings.bandwidth);
+      fl = fmt::format("{:.0f}", 100.0 * c.context_flop_rate / r.ceilings.flop_rate);
     }
-    std::printf("%5d %6d %6d | %10.2f %10.3f %10.2f | %9.1f | %9.1f %9.1f | %8.2f %5s | %9.1f %5s\n", c.batch,
-                c.input, c.output, 1e3 * c.context_seconds, 1e3 * c.per_token_seconds, 1e3 * c.total_seconds,
-                c.tokens_per_second, mib(c.weight_bytes + c.session_bytes),
-                mib(on_gpu(r) ? c.device_used_bytes : c.peak_rss_bytes), c.gen_bandwidth / 1e9, bw,
-                c.context_flop_rate / 1e9, fl);
+    fmt::print("{:5} {:6} {:6} | {:10.2f} {:10.3f} {:10.2f} | {:9.1f} | {:9.1f} {:9.1f} | {:8.2f} {:>5} | {:9.1f} {:>5}\n",
+               c.batch, c.input, c.output, 1e3 * c.context_seconds, 1e3 * c.per_token_seconds,
+               1e3 * c.total_seconds, c.tokens_per_second, mib(c.weight_bytes + c.session_bytes),
+               mib(on_gpu(r) ? c.device_used_bytes : c.peak_rss_bytes), c.gen_bandwidth / 1e9, bw,
+               c.context_flop_rate / 1e9, fl);
   }
-  std::printf("# context: prompts in, first token out; token: each later step; tokens/s = batch x output / total;\n"
-              "# model MiB = weights + session (KV cache + activations); BW%% = gen GB/s / copy ceiling; "
-              "FL%% = context FLOP rate / GEMM ceiling\n");
+  fmt::print("# context: prompts in, first token out; token: each later step; tokens/s = batch x output / total;\n"
+             "# model MiB = weights + session (KV cache + activations); BW% = gen GB/s / copy ceiling; "
+             "FL% = context FLOP rate / GEMM ceiling\n");
 }
 
 nlohmann::json to_json(const BenchReport& r) {
@@ -130,7 +129,7 @@ void plot(const BenchReport& r, const std::string& png_path) {
   std::filesystem::remove(json_path);
   if (status != 0)
     throw kestrel::Error(kestrel::ErrorCategory::io, "--plot: " + plot_script() + " failed to write " + png_path);
-  std::fprintf(stderr, "[kestrel-bench] wrote %s\n", png_path.c_str());
+  fmt::print(stderr, "[kestrel-bench] wrote {}\n", png_path);
 }
 
 }  // namespace kestrel_bench

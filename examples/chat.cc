@@ -14,7 +14,7 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cstdio>
+#include <fmt/core.h>
 #include <iostream>
 #include <kestrel/kestrel.h>
 #include <string>
@@ -101,10 +101,10 @@ int main(int argc, char** argv) {
       history.push_back({"assistant", result.text});
       if (stats) {
         const size_t n = result.tokens.size();
-        std::fprintf(stderr, "[kestrel] prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | finish: %s\n",
-                     result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
-                     n > 1 && result.decode_seconds > 0 ? (n - 1) / result.decode_seconds : 0.0,
-                     kestrel::to_string(result.finish));
+        fmt::print(stderr, "[kestrel] prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} tokens/s | finish: {}\n",
+                   result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
+                   n > 1 && result.decode_seconds > 0 ? static_cast<double>(n - 1) / result.decode_seconds : 0.0,
+                   kestrel::to_string(result.finish));
       }
     } catch (const kestrel::Error& e) {
       history.pop_back();  // the turn that failed

@@ -98,6 +98,22 @@ inline int report_error(const char* program, const std::exception& e) {
   return 1;
 }
 
+// "\\n", "\\t", "\\r" and "\\\\" in an option's text become newline, tab, carriage return and
+// backslash (a shell passes `--stop "\n"` as a backslash and an n); other backslashes stay.
+inline std::string unescape(const std::string& text) {
+  std::string out;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char next = i + 1 < text.size() ? text[i + 1] : '\0';
+    if (text[i] != '\\' || (next != 'n' && next != 't' && next != 'r' && next != '\\')) {
+      out += text[i];
+      continue;
+    }
+    out += next == 'n' ? '\n' : next == 't' ? '\t' : next == 'r' ? '\r' : '\\';
+    ++i;
+  }
+  return out;
+}
+
 // Sampling and stop options of a request; `ignore_eos` clears request.stop.stop_at_eos
 // once parsed (apply_ignore_eos).
 struct SamplingArgs {
@@ -117,7 +133,8 @@ inline void add_sampling_options(CLI::App& app, SamplingArgs& args) {
   app.add_option("--presence-penalty", args.sampling.presence_penalty, "0: off")->capture_default_str();
   app.add_option("--frequency-penalty", args.sampling.frequency_penalty, "0: off")->capture_default_str();
   app.add_option("--seed", args.sampling.seed, "Random seed for sampling")->capture_default_str();
-  app.add_option("--stop", args.stop.stop_strings, "Stop string (repeatable)");
+  app.add_option("--stop", args.stop.stop_strings, "Stop string (repeatable; \\n, \\t and \\\\ are escapes)")
+      ->transform([](std::string s) { return unescape(s); });
   app.add_flag("--ignore-eos", args.ignore_eos, "Keep generating after the end-of-sequence token");
 }
 

@@ -10,7 +10,7 @@
 // only the reply is printed; --chat off sends the raw text and echoes it first.
 // Prompt time and generation speed go to stderr; errors exit non-zero with the message.
 #include <CLI/CLI.hpp>
-#include <cstdio>
+#include <fmt/core.h>
 #include <iostream>
 #include <kestrel/kestrel.h>
 
@@ -83,16 +83,14 @@ int main(int argc, char** argv) {
     std::cout << std::endl;
     if (!quiet) {
       const size_t n = result.tokens.size();
-      std::fprintf(stderr,
-                   "[kestrel] model %s (%s, %s%s%s) | prompt %zu tokens in %.1f ms | %zu tokens, %.1f tokens/s | "
-                   "finish: %s\n",
-                   model_args.path.c_str(), kestrel::to_string(model->device()).c_str(),
-                   kestrel::to_string(model->dtype()), parallel_text(model->parallel()).c_str(),
-                   model_args.quant == "none" ? "" : (", " + model_args.quant + " weights").c_str(),
-                   use_template ? ", chat template" : "",
-                   result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
-                   n > 1 && result.decode_seconds > 0 ? (n - 1) / result.decode_seconds : 0.0,
-                   kestrel::to_string(result.finish));
+      fmt::print(stderr,
+                 "[kestrel] model {} ({}, {}{}{}{}) | prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} tokens/s | "
+                 "finish: {}\n",
+                 model_args.path, kestrel::to_string(model->device()), kestrel::to_string(model->dtype()),
+                 parallel_text(model->parallel()), model_args.quant == "none" ? "" : ", " + model_args.quant + " weights",
+                 use_template ? ", chat template" : "", result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
+                 n > 1 && result.decode_seconds > 0 ? static_cast<double>(n - 1) / result.decode_seconds : 0.0,
+                 kestrel::to_string(result.finish));
     }
     return 0;
   } catch (const kestrel::Error& e) {

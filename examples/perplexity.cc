@@ -10,7 +10,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cmath>
-#include <cstdio>
+#include <fmt/core.h>
 #include <fstream>
 #include <iostream>
 #include <kestrel/kestrel.h>
@@ -79,11 +79,11 @@ int main(int argc, char** argv) {
       // The logits at position i predict token i + 1.
       for (int i = first - 1; i < context - 1; ++i, ++count)
         total += nll(&logits[static_cast<size_t>(i) * vocab], vocab, ids[i + 1]);
-      std::printf("chunk %d/%d: running perplexity %.4f\n", c + 1, chunks, std::exp(total / count));
+      fmt::print("chunk {}/{}: running perplexity {:.4f}\n", c + 1, chunks, std::exp(total / count));
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("perplexity %.4f over %ld scored tokens (%d chunks of %d; %zu tokens in the text; quant %s) in %.1f s\n",
-                std::exp(total / count), count, chunks, context, tokens.size(), model_args.quant.c_str(), seconds);
+    fmt::print("perplexity {:.4f} over {} scored tokens ({} chunks of {}; {} tokens in the text; quant {}) in {:.1f} s\n",
+               std::exp(total / count), count, chunks, context, tokens.size(), model_args.quant, seconds);
   } catch (const kestrel::Error& e) {
     std::cerr << "kestrel-perplexity: " << e.what() << "\n";
     return 1;

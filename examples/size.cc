@@ -15,7 +15,7 @@
 // model's or preset's. Numbers follow tools/sizing.h (exact for tp = pp = 1 without
 // quantization: what Model::weight_bytes() + Session::memory() report).
 #include <CLI/CLI.hpp>
-#include <cstdio>
+#include <fmt/core.h>
 #include <iostream>
 #include <kestrel/kestrel.h>
 #include <nlohmann/json.hpp>
@@ -128,38 +128,35 @@ void print_text(const Sizing& s) {
   const auto& c = s.shape.config;
   const auto& o = s.options;
   const StageSizing& big = s.largest();
-  std::printf("model      %s: %s, %d layers, hidden %d, %d heads (%d KV, head dim %d), FFN %d%s, vocab %d, "
-              "max positions %d; %.4g%s parameters\n",
-              s.shape.source.c_str(), c.architecture.c_str(), c.num_layers, c.hidden_size, c.num_heads,
-              c.num_kv_heads, c.head_dim, c.ffn_size, s.shape.gated_ffn ? " gated" : "", c.vocab_size,
-              c.max_positions, s.parameters >= 1e9 ? s.parameters / 1e9 : s.parameters / 1e6,
-              s.parameters >= 1e9 ? " B" : " M");
-  std::printf("settings   %s, quantization %s%s, tp %d, pp %d; %d sequences x %d tokens, step %d tokens, "
-              "KV blocks %d x %d\n",
-              kestrel::to_string(o.dtype), to_string(o.quantization),
-              o.group_size > 0 ? (" (group " + std::to_string(o.group_size) + ")").c_str() : "", o.tp, o.pp,
-              s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
-              s.session.kv_block_size);
-  std::printf("per GPU    (stage %d of %d: layers %d-%d)\n", big.stage, o.pp, big.first_layer,
-              big.first_layer + big.num_layers - 1);
-  std::printf("  weights      %12s   (embeddings %s, layers %s, LM head %s%s)\n",
-              format_bytes(big.weights.total()).c_str(),
-              format_bytes(big.weights.token_embedding + big.weights.position_embedding).c_str(),
-              format_bytes(big.weights.layers).c_str(), format_bytes(big.weights.lm_head).c_str(),
-              big.lm_head_tied_here ? ", tied" : "");
-  std::printf("  KV cache     %12s   (%s per token)\n", format_bytes(big.kv_cache_bytes).c_str(),
-              format_bytes(s.kv_bytes_per_token).c_str());
-  std::printf("  activations  %12s\n", format_bytes(big.activation_bytes).c_str());
-  std::printf("  total        %12s\n", format_bytes(big.total()).c_str());
+  fmt::print("model      {}: {}, {} layers, hidden {}, {} heads ({} KV, head dim {}), FFN {}{}, vocab {}, "
+             "max positions {}; {:.4g}{} parameters\n",
+             s.shape.source, c.architecture, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
+             c.ffn_size, s.shape.gated_ffn ? " gated" : "", c.vocab_size, c.max_positions,
+             s.parameters >= 1e9 ? s.parameters / 1e9 : s.parameters / 1e6, s.parameters >= 1e9 ? " B" : " M");
+  fmt::print("settings   {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} tokens, "
+             "KV blocks {} x {}\n",
+             kestrel::to_string(o.dtype), to_string(o.quantization),
+             o.group_size > 0 ? " (group " + std::to_string(o.group_size) + ")" : "", o.tp, o.pp,
+             s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
+             s.session.kv_block_size);
+  fmt::print("per GPU    (stage {} of {}: layers {}-{})\n", big.stage, o.pp, big.first_layer,
+             big.first_layer + big.num_layers - 1);
+  fmt::print("  weights      {:>12}   (embeddings {}, layers {}, LM head {}{})\n", format_bytes(big.weights.total()),
+             format_bytes(big.weights.token_embedding + big.weights.position_embedding),
+             format_bytes(big.weights.layers), format_bytes(big.weights.lm_head), big.lm_head_tied_here ? ", tied" : "");
+  fmt::print("  KV cache     {:>12}   ({} per token)\n", format_bytes(big.kv_cache_bytes),
+             format_bytes(s.kv_bytes_per_token));
+  fmt::print("  activations  {:>12}\n", format_bytes(big.activation_bytes));
+  fmt::print("  total        {:>12}\n", format_bytes(big.total()));
   if (o.memory_bytes > 0)
-    std::printf("memory     %s: %s; at most %d sequences of %d tokens fit\n", format_bytes(o.memory_bytes).c_str(),
-                s.fits ? "fits" : "does NOT fit", s.max_sequences_that_fit, s.session.max_sequence_tokens);
+    fmt::print("memory     {}: {}; at most {} sequences of {} tokens fit\n", format_bytes(o.memory_bytes),
+               s.fits ? "fits" : "does NOT fit", s.max_sequences_that_fit, s.session.max_sequence_tokens);
   if (o.bandwidth > 0 && o.flop_rate > 0)
-    std::printf("roofline   %.3f TB/s, %.1f TFLOP/s per GPU: generation step (%d sequences at %d tokens) %.3f ms "
-                "= %.1f tokens/s; context step (%d tokens) %.3f ms\n",
-                o.bandwidth / 1e12, o.flop_rate / 1e12, s.session.max_sequences, s.session.max_sequence_tokens,
-                1e3 * s.decode_step_seconds, s.session.max_sequences / s.decode_step_seconds,
-                s.session.max_step_tokens, 1e3 * s.context_step_seconds);
+    fmt::print("roofline   {:.3f} TB/s, {:.1f} TFLOP/s per GPU: generation step ({} sequences at {} tokens) {:.3f} ms "
+               "= {:.1f} tokens/s; context step ({} tokens) {:.3f} ms\n",
+               o.bandwidth / 1e12, o.flop_rate / 1e12, s.session.max_sequences, s.session.max_sequence_tokens,
+               1e3 * s.decode_step_seconds, s.session.max_sequences / s.decode_step_seconds,
+               s.session.max_step_tokens, 1e3 * s.context_step_seconds);
 }
 
 }  // namespace

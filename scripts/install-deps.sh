@@ -15,7 +15,7 @@ sudo_cmd=""
 [[ "$(id -u)" != 0 ]] && sudo_cmd="sudo"
 
 packages=(build-essential cmake ninja-build ccache pkg-config
-          libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
+          libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev
           libgtest-dev libgmock-dev
           patchelf  # scripts/gpu-bundle.sh: the bundle's binaries find their libraries beside them
           libopenmpi-dev openmpi-bin  # tensor / pipeline parallel (MPI ranks; mpirun in the tests)

@@ -232,8 +232,10 @@ class CudaBackend final : public Backend {
       beta = 1.0f;
     }
     const float alpha = 1.0f;
-    const int64_t tile_rows =
-        std::max<int64_t>(1, static_cast<int64_t>(kDequantScratchBytes / (K * dtype_size(x.dtype))));
+    // Whole multiples of 64 rows (when M allows), so that each tile's first output column
+    // stays 16-byte aligned and cuBLAS keeps its fast kernels.
+    int64_t tile_rows = static_cast<int64_t>(kDequantScratchBytes / (K * dtype_size(x.dtype)));
+    tile_rows = tile_rows >= 64 ? tile_rows / 64 * 64 : std::max<int64_t>(1, tile_rows);
     for (int64_t m0 = 0; m0 < M; m0 += tile_rows) {
       const int64_t rows = std::min(tile_rows, M - m0);
       TensorView tile(dequant_scratch_, x.dtype, {rows, K}, device());
@@ -287,9 +289,7 @@ class CudaBackend final : public Backend {
   }
 
   void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) override {
-    // Leave room for the kernel's static shared memory (a few KB) under the opt-in limit.
-    const size_t dynamic_limit = ctx_.max_shared_bytes > 16384 ? ctx_.max_shared_bytes - 16384 : 0;
-    check_sample(device_, logits, batch, tokens, dynamic_limit);
+    check_sample(device_, logits, batch, tokens, sample_dynamic_limit());
     set_device("sample");
     cuda::sample(ctx_, logits, batch, tokens);
   }
@@ -305,7 +305,8 @@ class CudaBackend final : public Backend {
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), op);
     ctx_.stream = stream_;
     check(cudaMalloc(&errors_, sizeof(DeviceErrorRecord)), op);
-    check(cudaMemset(errors_, 0, sizeof(DeviceErrorRecord)), op);
+    check(cudaMemsetAsync(errors_, 0, sizeof(DeviceErrorRecord), stream_), op);
+    check(cudaStreamSynchronize(stream_), op);
     ctx_.errors = errors_;
     check(cudaMallocHost(&host_errors_, sizeof(DeviceErrorRecord)), op);
     check_cublas(cublasCreate(&cublas_), op);
@@ -317,6 +318,13 @@ class CudaBackend final : public Backend {
     attention_workspace_.data = static_cast<float*>(ws);
     attention_workspace_.floats = kAttentionWorkspaceBytes / sizeof(float);
     check(cudaMalloc(&dequant_scratch_, kDequantScratchBytes), op);
+    cuda::init_sampling(sample_dynamic_limit());
+  }
+
+  // Dynamic shared memory the sampling kernel may take: the opt-in limit, less room for its
+  // static shared memory (a few KB).
+  size_t sample_dynamic_limit() const {
+    return ctx_.max_shared_bytes > 16384 ? ctx_.max_shared_bytes - 16384 : 0;
   }
 
   void release() noexcept {

@@ -105,6 +105,9 @@ void masked_attention(const LaunchContext& ctx, TensorView qkv, const TensorView
 
 // Shared memory the sampling kernel needs for a vocabulary of V tokens.
 size_t sample_shared_bytes(int64_t V);
+// Lets the sampling kernel take up to `dynamic_bytes` of dynamic shared memory (beyond the
+// default 48 KB): once per device, at backend creation, not in the decode loop.
+void init_sampling(size_t dynamic_bytes);
 void sample(const LaunchContext& ctx, TensorView logits, const SamplingBatch& batch,
             TensorView tokens);
 

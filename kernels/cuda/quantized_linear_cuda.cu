@@ -34,8 +34,8 @@ __device__ __forceinline__ void load_x(const X* row, int64_t k0, int n, bool vec
 
 // int8: out[t, m] = sum_k scale[m, k / group] q[m, k] x[t, k] (+ bias[m]).
 // x: [T, K]; q: [M, K]; scales: [M, G]; out: [T, M]. T <= kQuantGemvMaxTokens.
-// vec: K % 16 == 0 and x, q 16-byte aligned (then every 16-column chunk lies inside one
-// group, as a group is K or a multiple of 32).
+// vec: K % 16 == 0, group % 16 == 0 and x, q 16-byte aligned (then every 16-column chunk
+// lies inside one group).
 template <class X, class O>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_int8_kernel(const X* __restrict__ x, const int8_t* __restrict__ q, const float* __restrict__ scales,
@@ -130,8 +130,10 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
         load_x(xr, k0 + 16, 16, vec, xs + 16);
 #pragma unroll
         for (int i = 0; i < 32; ++i) d = fmaf(w[i], xs[i], d);
-      } else {
-        for (int i = 0; i < n; ++i) d = fmaf(w[i], to_float(xr[k0 + i]), d);
+      } else {  // the last, partial block; unrolled with a predicate so that w stays in registers
+#pragma unroll
+        for (int i = 0; i < 32; ++i)
+          if (i < n) d = fmaf(w[i], to_float(xr[k0 + i]), d);
       }
       acc[t] += d;
     }
@@ -195,7 +197,12 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
                                              std::to_string(kQuantGemvMaxTokens) + " tokens, got " +
                                              std::to_string(T));
   const unsigned blocks = static_cast<unsigned>((M + kWarpsPerBlock - 1) / kWarpsPerBlock);
-  const bool vec = K % 16 == 0 && aligned16(x.data) && aligned16(w.data.data);
+  // int4 rows are read as 16-byte blocks whatever `vec` says; int8's vector path takes one
+  // scale per 16 columns, so its groups must not start inside a chunk.
+  if (w.format == QuantFormat::int4 && !aligned16(w.data.data))
+    throw Error(ErrorCategory::internal, std::string(op) + ": int4 weight data is not 16-byte aligned");
+  const bool vec = K % 16 == 0 && aligned16(x.data) &&
+                   (w.format == QuantFormat::int4 || (aligned16(w.data.data) && w.group_size % 16 == 0));
   dispatch_float(x.dtype, op, [&]<class X>() {
     const X* xp = static_cast<const X*>(x.data);
     const X* bp = bias ? static_cast<const X*>(bias->data) : nullptr;

@@ -404,6 +404,12 @@ __global__ void uniform_kernel(const uint64_t* seeds, const uint64_t* steps, dou
 
 }  // namespace
 
+void init_sampling(size_t dynamic_bytes) {
+  check(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(dynamic_bytes)),
+        "sample (shared memory opt-in)");
+}
+
 size_t sample_shared_bytes(int64_t V) { return static_cast<size_t>((V + 31) / 32) * 4; }
 
 void sample(const LaunchContext& ctx, TensorView logits, const SamplingBatch& batch,
@@ -420,12 +426,7 @@ void sample(const LaunchContext& ctx, TensorView logits, const SamplingBatch& ba
   a.prompt_lengths = batch.prompt_lengths.ptr<int32_t>();
   a.tokens = tokens.ptr<int32_t>();
   a.errors = ctx.errors;
-  const size_t shared = sample_shared_bytes(a.V);
-  // Beyond the default 48 KB per block (static + dynamic), the kernel must opt in.
-  if (shared + sizeof(SampleShared) > 48 * 1024)
-    check(cudaFuncSetAttribute(sample_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                               static_cast<int>(shared)),
-          "sample");
+  const size_t shared = sample_shared_bytes(a.V);  // within init_sampling's limit (check_sample)
   sample_kernel<<<B, kThreads, shared, ctx.stream>>>(a);
   check_launch("sample");
 }

@@ -96,6 +96,12 @@ std::vector<CudaQuantParam> params() {
   // GEMM path runs two tiles (the second partial).
   out.push_back({{QuantFormat::int8, 0, 1100, 8192, 9, true}, DType::f32, false});
   out.push_back({{QuantFormat::int8, 0, 1000, 256, 20, true}, DType::bf16, true});
+  // int8 groups that do not start on a 16-column chunk: the GEMV's scalar path.
+  out.push_back({{QuantFormat::int8, 48, 40, 96, 3, true}, DType::f16, false});
+  out.push_back({{QuantFormat::int8, 24, 17, 120, 2, false}, DType::f32, false});
+  // K = 896 in f16: 18688 rows per tile (rounded down to a multiple of 64, so the second
+  // tile's output columns stay 16-byte aligned).
+  out.push_back({{QuantFormat::int4, 32, 19000, 896, 9, true}, DType::f16, false});
   return out;
 }
 

@@ -89,7 +89,9 @@ TEST_P(QuantizedModel, LogitsAndGreedyTokensStayCloseToFp32) {
             << greedy_total << "\n";
   EXPECT_LE(rms, c.max_rms_error);
   EXPECT_GE(top1, c.min_top1_agreement);
-  if (c.greedy_agrees) EXPECT_GE(greedy_same, greedy_total / 4) << "greedy continuations diverge almost at once";
+  if (c.greedy_agrees) {
+    EXPECT_GE(greedy_same, greedy_total / 4) << "greedy continuations diverge almost at once";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(

@@ -154,8 +154,9 @@ TEST(ModelLoading, InvalidOptionsNameTheOption) {
   const auto dir = fixture_dir() / "tiny-gpt2";
   expect_error([&] { Model::load(dir, {.num_threads = -2}); }, ErrorCategory::invalid_argument, {"num_threads"});
   expect_error([&] { Model::load(dir, {.dtype = DType::f16}); }, ErrorCategory::unsupported, {"dtype", "f16"});
-  if (!cuda_backend_available())
+  if (!cuda_backend_available()) {
     EXPECT_THROW(Model::load(dir, {.device = Device::cuda(0)}), Error);
+  }
   expect_error([] { parse_device("tpu", "--device"); }, ErrorCategory::invalid_argument, {"--device", "tpu"});
   expect_error([] { parse_dtype("f8", "--dtype"); }, ErrorCategory::invalid_argument, {"--dtype", "f8"});
 }

@@ -54,9 +54,10 @@ TEST(PagedKvCache, LayersDoNotOverlap) {
   for (int l = 0; l < 3; ++l) {
     auto v = cache.layer(l);
     EXPECT_EQ(static_cast<char*>(v.v.data) - static_cast<char*>(v.k.data), static_cast<ptrdiff_t>(layer));
-    if (l > 0)
+    if (l > 0) {
       EXPECT_EQ(static_cast<char*>(v.k.data) - static_cast<char*>(cache.layer(l - 1).k.data),
                 static_cast<ptrdiff_t>(2 * layer));
+    }
     EXPECT_EQ(v.k.dim(0), 6);
     EXPECT_EQ(v.k.dim(2), 4);
   }
