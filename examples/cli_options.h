@@ -19,7 +19,7 @@ struct ModelArgs {
   int threads = 0;
   int max_sequence_tokens = 0;
   kestrel::ParallelOptions parallel;
-  std::string quant = "none";
+  std::string quant = "auto";
   int quant_group_size = 0;
 };
 
@@ -42,7 +42,8 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
   app.add_option("--dtype", args.dtype, "f32, f16 or bf16 (default: f32 on cpu, f16 on cuda)");
   app.add_option("--threads", args.threads, "CPU threads (0: all)")->capture_default_str();
   app.add_option("--quant", args.quant,
-                 "Weight-only quantization of the linear layers: none, int8 or int4")
+                 "Linear weights: auto (as the file stores them: a GGUF's quantized blocks stay quantized), "
+                 "none (all in --dtype), int8 or int4 (quantized at load)")
       ->capture_default_str();
   app.add_option("--quant-group-size", args.quant_group_size,
                  "Columns per quantization group, a multiple of 32 (0: per channel for int8, "

@@ -84,11 +84,10 @@ int main(int argc, char** argv) {
     if (!quiet) {
       const size_t n = result.tokens.size();
       fmt::print(stderr,
-                 "[kestrel] model {} ({}, {}{}{}{}) | prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} tokens/s | "
-                 "finish: {}\n",
+                 "[kestrel] model {} ({}, {}, weights {}{}{}) | prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} "
+                 "tokens/s | finish: {}\n",
                  model_args.path, kestrel::to_string(model->device()), kestrel::to_string(model->dtype()),
-                 parallel_text(model->parallel()), model_args.quant == "none" ? "" : ", " + model_args.quant + " weights",
-                 use_template ? ", chat template" : "", result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
+                 model->weight_formats(), parallel_text(model->parallel()), use_template ? ", chat template" : "", result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                  n > 1 && result.decode_seconds > 0 ? static_cast<double>(n - 1) / result.decode_seconds : 0.0,
                  kestrel::to_string(result.finish));
     }

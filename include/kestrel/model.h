@@ -20,15 +20,20 @@ struct ModelState;  // runtime internals (weights, backend, architecture)
 }
 
 // Weight-only quantization of the linear layers and the LM head, done once at load (the
-// embeddings and norms stay in the runtime dtype; activations are not quantized).
+// embeddings and norms stay in the runtime dtype).
 enum class Quantization : uint8_t {
-  none,  // weights in the runtime dtype
+  // The default: each weight as its file stores it. A GGUF file's quantized tensors stay
+  // in their blocks (Q8_0 as int8, Q4_0 / Q4_1 as int4, groups of 32) and run on the
+  // quantized kernels (on the CPU with 8-bit activations, as llama.cpp computes them);
+  // float weights are held in the runtime dtype. Nothing is quantized further.
+  automatic,
+  none,  // weights in the runtime dtype (quantized GGUF tensors dequantized at load)
   int8,  // int8, symmetric: one scale per output channel, or per group of quant_group_size
   int4,  // 4-bit, asymmetric: a scale and a min per group of quant_group_size columns
          // (the LM head in int8: the most sensitive weight)
 };
 const char* to_string(Quantization quantization) noexcept;
-// Parses "none", "int8", "int4"; throws Error(invalid_argument) naming `what` otherwise.
+// Parses "auto", "none", "int8", "int4"; throws Error(invalid_argument) naming `what` otherwise.
 Quantization parse_quantization(std::string_view text, std::string_view what = "quantization");
 
 // How to load a model. Validated once by Model::load; errors name the field.
@@ -40,8 +45,8 @@ struct ModelOptions {
   int num_threads = 0;
   // Tensor / pipeline parallel split (kestrel/parallel.h); 1 x 1 by default.
   ParallelOptions parallel;
-  Quantization quantization = Quantization::none;
-  // Columns per quantization group: a multiple of 32 in [32, 1024]. 0 picks the default:
+  Quantization quantization = Quantization::automatic;
+  // Columns per quantization group (int8 / int4): a multiple of 32 in [32, 1024]. 0 picks the default:
   // per output channel for int8, 32 for int4. With the default, GGUF tensors already
   // quantized are kept exactly as stored (groups of 32) instead of being dequantized and
   // quantized again: Q8_0 for int8; Q4_0 / Q4_1 (as int4) and Q8_0 (as int8) for int4.
@@ -97,6 +102,9 @@ class Model {
   size_t weight_bytes() const;
   // This process's place in a tensor / pipeline parallel run.
   const ParallelInfo& parallel() const;
+  // How the linear weights (and LM head) are held, e.g. "int4 x210, int8 x1 (GGUF blocks
+  // as stored)" or "f32": what the status lines of the examples print.
+  std::string weight_formats() const;
   const std::filesystem::path& path() const;
   // The model's chat template (Jinja source: tokenizer.chat_template in a GGUF file,
   // chat_template in tokenizer_config.json); empty when it has none. See kestrel/chat.h.

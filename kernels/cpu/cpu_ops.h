@@ -41,10 +41,19 @@ void add_residual_norm(TensorView residual, const TensorView* delta, const Tenso
 void linear(const TensorView& x, const TensorView& w, const TensorView* bias, TensorView out,
             int threads);
 
-// Which quantized_linear kernel runs: chosen by the number of tokens (automatic), or one
-// forced for tests: the per-row dot products (SIMD when the CPU has it, or the portable
-// loop) or the dequantized-tile sgemm.
-enum class QuantKernel : uint8_t { automatic, dot_simd, dot_portable, tiled_gemm };
+// Which quantized_linear kernel runs: chosen by the number of tokens and the weight's
+// layout (automatic: up to 6 tokens the 8-bit-activation dot products of
+// quantized_q8_cpu.h with the best instruction set, or the f32 ones where the layout does
+// not allow them; more tokens the dequantized-tile sgemm), or one forced for tests.
+enum class QuantKernel : uint8_t {
+  automatic,
+  dot_simd,      // f32 activations, AVX2 (portable without it)
+  dot_portable,  // f32 activations
+  tiled_gemm,    // f32 tiles + OpenBLAS sgemm
+  q8_portable,   // 8-bit activations, integer dot products (Error when not q8_eligible)
+  q8_avx2,
+  q8_vnni,       // AVX-512 VNNI (Error where the processor lacks it)
+};
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);
 // All of w dequantized to f32: out [M, K] row-major.

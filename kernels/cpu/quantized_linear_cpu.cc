@@ -1,8 +1,10 @@
 // kernels/cpu/quantized_linear_cpu.cc: out = x @ dequantize(w)^T + bias for int8 and int4
 // weights (layouts in backend.h, QuantizedWeight).
 //
-// Two paths:
-// - few rows of x (decode): a dot product per (output row, token), dequantizing the weight
+// Three paths:
+// - few rows of x (decode), weights in 32-column blocks: the activations quantized to 8
+//   bits per block and integer dot products (quantized_q8_cpu.h), as llama.cpp does;
+// - few rows of x, other layouts: a dot product per (output row, token), dequantizing the weight
 //   in registers: the step is memory-bound, and reading 1 (int8) or ~0.6 (int4) bytes per
 //   weight instead of 4 is the point. OpenMP over output rows; each weight row is read
 //   from memory once and stays in L1 for the other tokens. AVX2 + FMA where the CPU has
@@ -13,6 +15,7 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -22,6 +25,7 @@
 
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/quantized_q8_cpu.h"
 
 namespace kestrel::cpu {
 
@@ -324,6 +328,20 @@ void quantized_linear(const TensorView& x, const QuantizedWeight& w, const Tenso
   const int64_t T = x.dim(0), M = w.rows;
   if (T == 0 || M == 0) return;
   const float* b = bias ? bias->ptr<float>() : nullptr;
+  if (kernel == QuantKernel::q8_portable || kernel == QuantKernel::q8_avx2 || kernel == QuantKernel::q8_vnni) {
+    const Q8Isa isa = kernel == QuantKernel::q8_portable ? Q8Isa::portable
+                      : kernel == QuantKernel::q8_avx2   ? Q8Isa::avx2
+                                                         : Q8Isa::avx512_vnni;
+    if (!q8_eligible(w) || !q8_isa_available(isa))
+      fail("quantized_linear", std::string("the 8-bit-activation kernel (") + to_string(isa) +
+                                   ") cannot run this weight on this processor");
+    q8_dot_path(x, w, b, out.ptr<float>(), threads, isa);
+    return;
+  }
+  if (kernel == QuantKernel::automatic && T <= kDotMaxTokens && q8_eligible(w) && !w.precise_activations) {
+    q8_dot_path(x, w, b, out.ptr<float>(), threads, best_q8_isa());
+    return;
+  }
   const bool dots = kernel == QuantKernel::dot_portable || kernel == QuantKernel::dot_simd ||
                     (kernel == QuantKernel::automatic && T <= kDotMaxTokens);
   if (dots)

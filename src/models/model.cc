@@ -1,6 +1,7 @@
 #include "kestrel/model.h"
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "kestrel/error.h"
@@ -201,5 +202,22 @@ size_t Model::weight_bytes() const { return state_->store->bytes(); }
 const std::filesystem::path& Model::path() const { return state_->path; }
 const std::string& Model::chat_template() const { return state_->chat_template; }
 const ParallelInfo& Model::parallel() const { return state_->parallel_info; }
+
+std::string Model::weight_formats() const {
+  const ModelWeights& w = state_->weights;
+  std::vector<const LinearWeight*> linears;
+  for (const LayerWeights& l : w.layers)
+    for (const LinearWeight* lw : {&l.qkv_weight, &l.out_weight, &l.up_weight, &l.down_weight}) linears.push_back(lw);
+  if (!w.lm_head.empty()) linears.push_back(&w.lm_head);
+  std::map<std::string, int> counts;  // by format, in name order
+  for (const LinearWeight* lw : linears) {
+    if (lw->empty()) continue;
+    ++counts[lw->is_quantized() ? (lw->quantized.format == QuantFormat::int8 ? "int8" : "int4")
+                                : to_string(lw->dense.dtype)];
+  }
+  std::string text;
+  for (const auto& [format, n] : counts) text += (text.empty() ? "" : " + ") + format + " x" + std::to_string(n);
+  return text.empty() ? "none" : text;
+}
 
 }  // namespace kestrel

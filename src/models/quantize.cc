@@ -12,6 +12,7 @@ namespace kestrel {
 
 const char* to_string(Quantization quantization) noexcept {
   switch (quantization) {
+    case Quantization::automatic: return "auto";
     case Quantization::none: return "none";
     case Quantization::int8: return "int8";
     case Quantization::int4: return "int4";
@@ -20,11 +21,12 @@ const char* to_string(Quantization quantization) noexcept {
 }
 
 Quantization parse_quantization(std::string_view text, std::string_view what) {
+  if (text == "auto") return Quantization::automatic;
   if (text == "none") return Quantization::none;
   if (text == "int8") return Quantization::int8;
   if (text == "int4") return Quantization::int4;
   throw Error(ErrorCategory::invalid_argument,
-              std::string(what) + " = '" + std::string(text) + "' (expected none, int8 or int4)");
+              std::string(what) + " = '" + std::string(text) + "' (expected auto, none, int8 or int4)");
 }
 
 int QuantizationSpec::group_for(int64_t cols) const {
@@ -34,8 +36,8 @@ int QuantizationSpec::group_for(int64_t cols) const {
 
 QuantizationSpec quantization_spec(const ModelOptions& options) {
   const int g = options.quant_group_size;
-  if (options.quantization != Quantization::none && options.quantization != Quantization::int8 &&
-      options.quantization != Quantization::int4)
+  if (options.quantization != Quantization::automatic && options.quantization != Quantization::none &&
+      options.quantization != Quantization::int8 && options.quantization != Quantization::int4)
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quantization = " + std::to_string(static_cast<int>(options.quantization)) +
                     " (not a Quantization)");
@@ -43,10 +45,10 @@ QuantizationSpec quantization_spec(const ModelOptions& options) {
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quant_group_size = " + std::to_string(g) +
                     " (must be 0 for the default or a multiple of 32 in [32, 1024])");
-  if (g != 0 && options.quantization == Quantization::none)
+  if (g != 0 && !QuantizationSpec{options.quantization, 0}.requantizes())
     throw Error(ErrorCategory::invalid_argument,
-                "ModelOptions.quant_group_size = " + std::to_string(g) +
-                    " but ModelOptions.quantization is none");
+                "ModelOptions.quant_group_size = " + std::to_string(g) + " but ModelOptions.quantization is " +
+                    to_string(options.quantization) + " (a group size needs int8 or int4)");
   return {options.quantization, g};
 }
 
@@ -237,7 +239,7 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
                                                 const QuantizationSpec& spec, const std::string& what) {
-  if (!spec.enabled() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
+  if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
     return std::nullopt;
   std::vector<const SourceTensor*> parts;
   for (const auto& name : recipe.sources) {
@@ -246,8 +248,9 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     // reports it properly.
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
-    // int4 keeps Q8_0 too (as int8: never quantized further than stored); int8 keeps only Q8_0.
-    const bool keep = b == GgmlType::q8_0 || (spec.mode == Quantization::int4 && b != GgmlType::f32 &&
+    // int4 and automatic keep Q8_0 too (as int8: never quantized further than stored);
+    // int8 keeps only Q8_0.
+    const bool keep = b == GgmlType::q8_0 || (spec.mode != Quantization::int8 && b != GgmlType::f32 &&
                                               b != GgmlType::f16 && b != GgmlType::bf16);
     // The parts of a fused weight must all become the same format.
     const bool same_format = parts.empty() || (*parts.front()->block_type == GgmlType::q8_0) == (b == GgmlType::q8_0);

@@ -25,7 +25,10 @@ struct QuantizationSpec {
   Quantization mode = Quantization::none;
   int group_size = 0;  // as in ModelOptions.quant_group_size (0: the mode's default)
 
-  bool enabled() const { return mode != Quantization::none; }
+  // int8 / int4: float weights are quantized at load.
+  bool requantizes() const { return mode == Quantization::int8 || mode == Quantization::int4; }
+  // Every mode but none keeps a GGUF file's matching blocks as stored.
+  bool keeps_blocks() const { return mode != Quantization::none; }
   // The LM head's: int4 models keep it in int8 per channel (it is the most sensitive
   // weight: SmolLM2's perplexity loses several percent with a 4-bit LM head), as
   // llama.cpp's 4-bit formats keep their output tensor at 6 or 8 bits.

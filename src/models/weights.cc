@@ -206,12 +206,17 @@ LinearWeight WeightStore::linear(const WeightSource& source, const Architecture&
   if (recipe.sources.empty()) return {};
   const std::string what = slot_what(slot, layer);
   const QuantizationSpec spec = slot == WeightSlot::lm_head ? quant_.for_lm_head() : quant_;
+  const bool precise = slot == WeightSlot::lm_head;
   if (slice == WeightSlice{})
-    if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) return {{}, *kept};
+    if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) {
+      kept->precise_activations = precise;
+      return {{}, *kept};
+    }
   LinearWeight w;
   w.dense = materialize(source, recipe, std::move(shape), slice, what);
-  if (!spec.enabled()) return w;
+  if (!spec.requantizes()) return w;
   w.quantized = quantize_weight(*this, backend_, w.dense, spec, what);
+  w.quantized.precise_activations = precise;
   const auto* begin = static_cast<const uint8_t*>(keep_dense.data);
   const auto* at = static_cast<const uint8_t*>(w.dense.data);
   const bool in_keep = begin && at >= begin && at < begin + keep_dense.bytes();

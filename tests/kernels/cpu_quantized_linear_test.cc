@@ -6,9 +6,11 @@
 
 #include <cmath>
 #include <cstring>
+#include <iostream>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/quantized_q8_cpu.h"
 #include "kestrel/error.h"
 #include "loaders/gguf_quant.h"
 #include "quant_test_util.h"
@@ -34,8 +36,27 @@ void expect_error(F&& f, ErrorCategory category, std::initializer_list<const cha
   }
 }
 
+// x with every block of 32 replaced by its 8-bit form d * q (cpu::quantize_row_q8, whose
+// own contract QuantizeRowQ8 checks): what the 8-bit-activation kernels multiply.
+std::vector<float> q8_dequantized(const std::vector<float>& x, int64_t T, int64_t K) {
+  std::vector<float> out(x.size());
+  std::vector<cpu::Q8Block> blocks(static_cast<size_t>(K / 32));
+  for (int64_t t = 0; t < T; ++t) {
+    cpu::quantize_row_q8(x.data() + t * K, K, blocks.data());
+    for (int64_t k = 0; k < K; ++k) out[t * K + k] = blocks[k / 32].d * blocks[k / 32].q[k % 32];
+  }
+  return out;
+}
+
+bool is_q8_kernel(cpu::QuantKernel k) {
+  return k == cpu::QuantKernel::q8_portable || k == cpu::QuantKernel::q8_avx2 || k == cpu::QuantKernel::q8_vnni;
+}
+
 class CpuQuantizedLinearTest : public ::testing::TestWithParam<QuantCase> {};
 
+// Every kernel against the double reference of what it computes: the f32 activations, or
+// for the 8-bit-activation kernels (and the automatic choice at decode sizes, which takes
+// them where the layout allows) the activations in their 8-bit form.
 TEST_P(CpuQuantizedLinearTest, EveryKernelMatchesDoubleReference) {
   const QuantCase c = GetParam();
   const uint64_t seed = 1000 + c.M * 31 + c.K * 7 + c.T;
@@ -45,15 +66,94 @@ TEST_P(CpuQuantizedLinearTest, EveryKernelMatchesDoubleReference) {
   std::vector<float> bias = random_floats(static_cast<size_t>(c.M), seed + 2);
   std::vector<double> expected, magnitude;
   testing::reference_linear(x, w, c.bias ? &bias : nullptr, c.T, c.M, c.K, expected, magnitude);
+  const bool q8 = cpu::q8_eligible(q.view());
+  std::vector<double> expected_q8, magnitude_q8;
+  if (q8)
+    testing::reference_linear(q8_dequantized(x, c.T, c.K), w, c.bias ? &bias : nullptr, c.T, c.M, c.K,
+                              expected_q8, magnitude_q8);
 
   const TensorView bias_view(bias.data(), DType::f32, {c.M});
   for (auto kernel : {cpu::QuantKernel::automatic, cpu::QuantKernel::dot_simd, cpu::QuantKernel::dot_portable,
-                      cpu::QuantKernel::tiled_gemm}) {
+                      cpu::QuantKernel::tiled_gemm, cpu::QuantKernel::q8_portable, cpu::QuantKernel::q8_avx2,
+                      cpu::QuantKernel::q8_vnni}) {
+    const bool eight_bit = is_q8_kernel(kernel) || (kernel == cpu::QuantKernel::automatic && q8 && c.T <= 6);
+    if (is_q8_kernel(kernel) &&
+        (!q8 || !cpu::q8_isa_available(kernel == cpu::QuantKernel::q8_portable ? cpu::Q8Isa::portable
+                                       : kernel == cpu::QuantKernel::q8_avx2   ? cpu::Q8Isa::avx2
+                                                                               : cpu::Q8Isa::avx512_vnni)))
+      continue;
     std::vector<float> out(static_cast<size_t>(c.T * c.M), NAN);
     cpu::quantized_linear(TensorView(x.data(), DType::f32, {c.T, c.K}), q.view(), c.bias ? &bias_view : nullptr,
                           TensorView(out.data(), DType::f32, {c.T, c.M}), 2, kernel);
-    EXPECT_LE(testing::worst_normalized_error(out, expected, magnitude), kTol)
+    EXPECT_LE(testing::worst_normalized_error(out, eight_bit ? expected_q8 : expected,
+                                              eight_bit ? magnitude_q8 : magnitude),
+              kTol)
         << "kernel " << static_cast<int>(kernel);
+    // 8-bit activations stay close to the f32 result: each x moves by at most half a step,
+    // max |x| / 254 of its block, so an output moves by at most sum_k |w_k| of that.
+    if (eight_bit) {
+      for (int64_t t = 0; t < c.T; ++t)
+        for (int64_t m = 0; m < c.M; ++m) {
+          double bound = 0.0;
+          for (int64_t k0 = 0; k0 < c.K; k0 += 32) {
+            float amax = 0.0f;
+            for (int64_t k = k0; k < k0 + 32; ++k) amax = std::max(amax, std::abs(x[t * c.K + k]));
+            for (int64_t k = k0; k < k0 + 32; ++k) bound += amax / 254.0 * std::abs(w[m * c.K + k]);
+          }
+          const size_t i = static_cast<size_t>(t * c.M + m);
+          ASSERT_LE(std::abs(out[i] - expected[i]), bound * 1.001 + kTol * magnitude[i])
+              << "kernel " << static_cast<int>(kernel) << " t " << t << " m " << m;
+        }
+    }
+  }
+}
+
+// quantize_row_q8's contract: |q| <= 127 with the largest |x| of a block at 127, every
+// x within half a step of d * q, sum = d * sum(q), zeros where the block is zero.
+TEST(QuantizeRowQ8, BlocksHoldTheirValuesWithinHalfAStep) {
+  std::vector<float> x = random_floats(32 * 6, 5, -3.0f, 3.0f);
+  std::fill(x.begin() + 64, x.begin() + 96, 0.0f);  // one block of zeros
+  x[100] = 40.0f;                                   // an outlier
+  std::vector<cpu::Q8Block> blocks(6);
+  cpu::quantize_row_q8(x.data(), static_cast<int64_t>(x.size()), blocks.data());
+  for (int b = 0; b < 6; ++b) {
+    int peak = 0, sum = 0;
+    for (int j = 0; j < 32; ++j) {
+      const float v = x[32 * b + j];
+      EXPECT_LE(std::abs(v - blocks[b].d * blocks[b].q[j]), 0.5f * blocks[b].d * (1 + 1e-5f) + 1e-12f) << b << " " << j;
+      peak = std::max(peak, std::abs(int{blocks[b].q[j]}));
+      sum += blocks[b].q[j];
+    }
+    EXPECT_EQ(peak, b == 2 ? 0 : 127) << b;
+    EXPECT_FLOAT_EQ(blocks[b].sum, blocks[b].d * static_cast<float>(sum)) << b;
+  }
+  EXPECT_EQ(blocks[2].d, 0.0f);
+}
+
+// The instruction sets give the same results (the same integer products; only the float
+// sums' order differs) on a row long enough to use every unrolled path, groups of 32 and
+// per channel.
+TEST(QuantizedQ8Isa, EveryInstructionSetAgreesWithThePortableLoop) {
+  for (QuantFormat format : {QuantFormat::int4, QuantFormat::int8}) {
+    for (int group : {32, 0}) {
+      if (format == QuantFormat::int4 && group == 0) continue;
+      const QuantCase c{format, group, 37, 1536, 2, false};
+      HostQuantizedWeight q = testing::random_quantized(c, 91);
+      std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 92, -2.0f, 2.0f);
+      std::vector<float> ref(static_cast<size_t>(c.T * c.M));
+      cpu::q8_dot_path(TensorView(x.data(), DType::f32, {c.T, c.K}), q.view(), nullptr, ref.data(), 1,
+                       cpu::Q8Isa::portable);
+      for (cpu::Q8Isa isa : {cpu::Q8Isa::avx2, cpu::Q8Isa::avx512_vnni}) {
+        if (!cpu::q8_isa_available(isa)) {
+          std::cout << "[ note ] " << cpu::to_string(isa) << " not on this processor\n";
+          continue;
+        }
+        std::vector<float> out(ref.size(), NAN);
+        cpu::q8_dot_path(TensorView(x.data(), DType::f32, {c.T, c.K}), q.view(), nullptr, out.data(), 2, isa);
+        for (size_t i = 0; i < out.size(); ++i)
+          EXPECT_NEAR(out[i], ref[i], 1e-5f * (1.0f + std::abs(ref[i]))) << cpu::to_string(isa) << " " << i;
+      }
+    }
   }
 }
 

@@ -107,7 +107,11 @@ INSTANTIATE_TEST_SUITE_P(
                       QuantModelCase{"tiny_llama_gguf_int4", "tiny-llama.gguf", "tiny-llama-gguf",
                                      Quantization::int4, 0, 0.8, 0.25, false},
                       QuantModelCase{"tiny_llama_gguf_int8", "tiny-llama.gguf", "tiny-llama-gguf",
-                                     Quantization::int8, 0, 0.1, 0.85, true}),
+                                     Quantization::int8, 0, 0.1, 0.85, true},
+                      // The default: the GGUF's blocks as stored (nothing requantized), the
+                      // decode steps with 8-bit activations.
+                      QuantModelCase{"tiny_llama_gguf_auto", "tiny-llama.gguf", "tiny-llama-gguf",
+                                     Quantization::automatic, 0, 0.1, 0.85, true}),
     [](const auto& info) { return std::string(info.param.name); });
 
 }  // namespace

@@ -77,7 +77,12 @@ TEST_F(SmolLM2, MemoryFootprint) {
   const size_t per_layer = H * H + 2 * kv * H + H * H + 3 * F * H + 2 * H;
   const size_t params = V * H + c.num_layers * per_layer + H;  // tied head stored once
   EXPECT_EQ(params, 134515008u);
-  EXPECT_EQ(model_->weight_bytes(), params * sizeof(float)) << "Q4_1 / Q8_0 dequantized to f32 at load";
+  // By default the file's blocks stay as stored: the layers' Q4_1 as int4 (16 bytes of
+  // nibbles, an f16 scale and min per 32 weights), the tied Q8_0 head as int8 (32 bytes and
+  // an f32 scale per 32); the embedding rows the lookup reads and the norms in f32.
+  const size_t linear = c.num_layers * (per_layer - 2 * H), norms = c.num_layers * 2 * H + H;
+  EXPECT_EQ(model_->weight_bytes(), linear / 32 * 20 + V * H / 32 * 36 + V * H * sizeof(float) + norms * sizeof(float));
+  EXPECT_EQ(model_->weight_formats(), "int4 x120 + int8 x1");
 
   Session session(model_, {.max_sequences = 1, .max_sequence_tokens = 1024});
   const SessionMemory m = session.memory();

@@ -61,7 +61,7 @@ TEST(GgufSource, ShapesAreRowMajorAndQuantizedTensorsKeepTheirBlockType) {
 }
 
 TEST(GgufModel, LlamaConfigComesFromMetadata) {
-  auto model = Model::load(tiny_llama());
+  auto model = Model::load(tiny_llama(), {.quantization = Quantization::none});
   const ModelConfig& c = model->config();
   EXPECT_EQ(c.architecture, "llama");
   EXPECT_EQ(c.vocab_size, 1000);
@@ -75,7 +75,7 @@ TEST(GgufModel, LlamaConfigComesFromMetadata) {
   EXPECT_FLOAT_EQ(c.norm_eps, 1e-5f);
   EXPECT_FALSE(c.tied_embeddings);  // output.weight is present
   EXPECT_FALSE(model->chat_template().empty());
-  // Quantized tensors are dequantized to f32 like the others: 64x1000 embedding and head,
+  // With quantization none, quantized tensors are dequantized to f32 like the others: 64x1000 embedding and head,
   // 3 layers of (64 + 2 * 32) x 64 QKV, 64x64 out, 320x64 up, 64x160 down, 2 x 64 norms.
   const size_t params = 2 * 1000 * 64 + 3 * (128 * 64 + 64 * 64 + 320 * 64 + 64 * 160 + 2 * 64) + 64;
   EXPECT_EQ(model->weight_bytes(), params * sizeof(float));

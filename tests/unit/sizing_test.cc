@@ -30,6 +30,7 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
   const auto path = fixture_dir() / GetParam();
   ModelOptions mo;
   mo.num_threads = 1;
+  mo.quantization = Quantization::none;  // the sizes of kestrel-size --quant none
   auto model = Model::load(path, mo);
   const sz::ModelShape shape = sz::read_model_shape(path);
   EXPECT_EQ(shape.config.num_layers, model->config().num_layers);

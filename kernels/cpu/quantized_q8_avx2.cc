@@ -1,0 +1,15 @@
+// The 8-bit-activation block dot products for AVX2 (+ FMA, F16C): quantized_q8_simd.h
+// compiled with -mavx2 -mfma -mf16c (CMakeLists.txt); chosen at run time.
+#if defined(__x86_64__) && defined(__AVX2__)
+#define KESTREL_Q8_NS q8_avx2
+#include "cpu/quantized_q8_simd.h"
+
+namespace kestrel::cpu::q8_avx2 {
+float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x) {
+  return dot_int4(q, s, m, nb, bpg, x);
+}
+float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x) {
+  return dot_int8(q, s, nb, bpg, x);
+}
+}  // namespace kestrel::cpu::q8_avx2
+#endif

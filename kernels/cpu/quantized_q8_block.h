@@ -1,0 +1,16 @@
+// kernels/cpu/quantized_q8_block.h: 32 activations quantized to 8 bits (quantized_q8_cpu.h).
+// Kept apart, with nothing inline, because the per-instruction-set files include it: an
+// inline function compiled there with AVX-512 flags could be the copy the linker keeps.
+#pragma once
+
+#include <cstdint>
+
+namespace kestrel::cpu {
+
+struct Q8Block {
+  float d;    // scale: x ~ d * q
+  float sum;  // d * sum(q): the min term of int4 blocks
+  int8_t q[32];
+};
+
+}  // namespace kestrel::cpu
