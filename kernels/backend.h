@@ -87,10 +87,10 @@ struct QuantizedWeight {
   int64_t cols = 0;  // K
   int group_size = 0;
   TensorView data, scales, mins;
-  // Multiply with the activations as they are: the CPU's decode kernels otherwise quantize
-  // them to 8 bits per block of 32 (as llama.cpp does). Set for the LM head, whose logits
-  // pick the tokens: on SmolLM2 the 8-bit error alone flips the first answer token (top
-  // two logits 0.08 apart).
+  // Keep the activations precise: the CPU's decode kernels otherwise quantize them to 8
+  // bits per block of 32 (as llama.cpp does); with this set they use 16 bits (int8
+  // weights) or f32 (int4). Set for the LM head, whose logits pick the tokens: on SmolLM2
+  // the 8-bit error alone flips the first answer token (top two logits 0.08 apart).
   bool precise_activations = false;
   int64_t groups() const { return group_size > 0 ? (cols + group_size - 1) / group_size : 0; }
 };

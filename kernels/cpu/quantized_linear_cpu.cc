@@ -338,7 +338,9 @@ void quantized_linear(const TensorView& x, const QuantizedWeight& w, const Tenso
     q8_dot_path(x, w, b, out.ptr<float>(), threads, isa);
     return;
   }
-  if (kernel == QuantKernel::automatic && T <= kDotMaxTokens && q8_eligible(w) && !w.precise_activations) {
+  // Precise activations: 16-bit blocks for int8 weights, f32 for int4.
+  const bool integer_dots = !w.precise_activations || w.format == QuantFormat::int8;
+  if (kernel == QuantKernel::automatic && T <= kDotMaxTokens && q8_eligible(w) && integer_dots) {
     q8_dot_path(x, w, b, out.ptr<float>(), threads, best_q8_isa());
     return;
   }

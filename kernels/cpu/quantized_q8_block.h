@@ -13,4 +13,11 @@ struct Q8Block {
   int8_t q[32];
 };
 
+// 32 activations in 16 bits (d = max |x| / 32767): for weights whose activations must stay
+// precise (the LM head), at nearly the speed of the 8-bit blocks.
+struct Q16Block {
+  float d;
+  int16_t q[32];
+};
+
 }  // namespace kestrel::cpu

@@ -15,6 +15,7 @@ namespace kestrel::cpu {
   float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg,             \
                  const Q8Block* x);                                                                       \
   float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x);                 \
+  float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x);            \
   }
 #if defined(__x86_64__)
 KESTREL_Q8_ROWS(q8_avx2)
@@ -47,6 +48,17 @@ float row_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bp
   return total;
 }
 
+float row_int8_q16_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x) {
+  float total = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    int32_t p = 0;
+    for (int j = 0; j < 32; ++j) p += q[32 * b + j] * x[b].q[j];
+    total += scales[b / bpg] * x[b].d * static_cast<float>(p);
+  }
+  return total;
+}
+
+using RowInt8Q16 = float (*)(const int8_t*, const float*, int64_t, int, const Q16Block*);
 using RowInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const Q8Block*);
 using RowInt8 = float (*)(const int8_t*, const float*, int64_t, int, const Q8Block*);
 
@@ -103,10 +115,48 @@ void quantize_row_q8(const float* x, int64_t K, Q8Block* out) {
   }
 }
 
+void quantize_row_q16(const float* x, int64_t K, Q16Block* out) {
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const float* xb = x + 32 * b;
+    float amax = 0.0f;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
+    out[b].d = amax / 32767.0f;
+    const float inv = amax > 0.0f ? 32767.0f / amax : 0.0f;
+    for (int j = 0; j < 32; ++j) out[b].q[j] = static_cast<int16_t>(std::nearbyint(xb[j] * inv));
+  }
+}
+
+// int8 weights that keep their activations precise: 16-bit blocks. Products of an int8
+// weight and a 16-bit value, summed in pairs, stay far inside int32.
+void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
+                  Q8Isa isa) {
+  const int64_t T = x.dim(0), K = w.cols, M = w.rows, G = w.groups(), nb = K / 32;
+  const int bpg = w.group_size / 32;
+  thread_local std::vector<Q16Block> xq_buffer;
+  xq_buffer.resize(static_cast<size_t>(T * nb));
+  Q16Block* const xq = xq_buffer.data();
+  for (int64_t t = 0; t < T; ++t) quantize_row_q16(x.ptr<float>() + t * K, K, xq + t * nb);
+  RowInt8Q16 row = row_int8_q16_portable;
+#if defined(__x86_64__)
+  if (isa == Q8Isa::avx2) row = q8_avx2::row_int8_q16;
+  if (isa == Q8Isa::avx512_vnni) row = q8_vnni::row_int8_q16;
+#endif
+  const auto* q8 = static_cast<const int8_t*>(w.data.data);
+  const auto* scales32 = static_cast<const float*>(w.scales.data);
+#pragma omp parallel for num_threads(threads_for(M * K, threads)) schedule(static)
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t t = 0; t < T; ++t)
+      out[t * M + m] = row(q8 + m * K, scales32 + m * G, nb, bpg, xq + t * nb) + (bias ? bias[m] : 0.0f);
+}
+
 void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
                  Q8Isa isa) {
   const int64_t T = x.dim(0), K = w.cols, M = w.rows, G = w.groups(), nb = K / 32;
   const int bpg = w.group_size / 32;
+  if (w.precise_activations && w.format == QuantFormat::int8) {
+    q16_dot_path(x, w, bias, out, threads, isa);
+    return;
+  }
   // The activations, quantized once per call for all rows (a per-thread buffer reused
   // across steps: no allocation in the decode loop once it has grown).
   thread_local std::vector<Q8Block> xq_buffer;

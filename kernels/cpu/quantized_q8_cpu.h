@@ -33,8 +33,12 @@ bool q8_eligible(const QuantizedWeight& w);
 // x[0, K) quantized into K / 32 blocks.
 void quantize_row_q8(const float* x, int64_t K, Q8Block* out);
 
+// x[0, K) in 16-bit blocks (d = max |x| / 32767).
+void quantize_row_q16(const float* x, int64_t K, Q16Block* out);
+
 // out[t, m] = sum over blocks of row m of w with token t's blocks (+ bias[m]), for the
-// T rows of x ([T, K] f32); OpenMP over output rows.
+// T rows of x ([T, K] f32); OpenMP over output rows. An int8 weight with
+// precise_activations takes 16-bit activation blocks instead of 8-bit ones.
 void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
                  Q8Isa isa);
 

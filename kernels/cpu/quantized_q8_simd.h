@@ -72,4 +72,26 @@ inline float dot_int8(const int8_t* q, const float* scales, int64_t nb, int bpg,
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
+// One int8 row against 16-bit activations: the weights sign-extended to 16 bits, pairs
+// multiplied and added into int32 (vpmaddwd, or vpdpwssd with VNNI).
+inline float dot_int8_q16(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x) {
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t g = 0, b = 0; b < nb; ++g) {
+    const float s = scales[g];
+    for (int j = 0; j < bpg && b < nb; ++j, ++b) {
+      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
+      const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q + 16));
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+      const __m256i p32 = _mm256_dpwssd_epi32(_mm256_madd_epi16(w0, x0), w1, x1);
+#else
+      const __m256i p32 = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+#endif
+      acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * x[b].d), acc[b & 1]);
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
 }  // namespace kestrel::cpu::KESTREL_Q8_NS

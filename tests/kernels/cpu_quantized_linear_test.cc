@@ -108,6 +108,48 @@ TEST_P(CpuQuantizedLinearTest, EveryKernelMatchesDoubleReference) {
   }
 }
 
+// An int8 weight with precise activations (the LM head) takes 16-bit activation blocks on
+// every instruction set: within max |x| / 65534 of each x, so within that bound of the f32
+// result, and the instruction sets agree with the portable loop.
+TEST(QuantizedQ16, PreciseActivationsStayWithinTheirBound) {
+  for (int group : {32, 0}) {
+    const QuantCase c{QuantFormat::int8, group, 300, 576, 2, true};
+    HostQuantizedWeight q = testing::random_quantized(c, 93);
+    QuantizedWeight view = q.view();
+    view.precise_activations = true;
+    const std::vector<double> w = testing::reference_dequantize(q);
+    std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 94, -2.0f, 2.0f);
+    x[7] = 30.0f;  // an outlier in the first block
+    std::vector<double> expected, magnitude;
+    testing::reference_linear(x, w, nullptr, c.T, c.M, c.K, expected, magnitude);
+    std::vector<float> portable(static_cast<size_t>(c.T * c.M));
+    cpu::q8_dot_path(TensorView(x.data(), DType::f32, {c.T, c.K}), view, nullptr, portable.data(), 1,
+                     cpu::Q8Isa::portable);
+    for (cpu::Q8Isa isa : {cpu::Q8Isa::portable, cpu::Q8Isa::avx2, cpu::Q8Isa::avx512_vnni}) {
+      if (!cpu::q8_isa_available(isa)) continue;
+      std::vector<float> out(portable.size(), NAN);
+      cpu::q8_dot_path(TensorView(x.data(), DType::f32, {c.T, c.K}), view, nullptr, out.data(), 2, isa);
+      for (int64_t t = 0; t < c.T; ++t)
+        for (int64_t m = 0; m < c.M; ++m) {
+          double bound = 0.0;
+          for (int64_t k0 = 0; k0 < c.K; k0 += 32) {
+            float amax = 0.0f;
+            for (int64_t k = k0; k < k0 + 32; ++k) amax = std::max(amax, std::abs(x[t * c.K + k]));
+            for (int64_t k = k0; k < k0 + 32; ++k) bound += amax / 65534.0 * std::abs(w[m * c.K + k]);
+          }
+          const size_t i = static_cast<size_t>(t * c.M + m);
+          ASSERT_LE(std::abs(out[i] - expected[i]), bound * 1.001 + kTol * magnitude[i]) << cpu::to_string(isa);
+          ASSERT_NEAR(out[i], portable[i], 1e-5f * (1.0f + std::abs(portable[i]))) << cpu::to_string(isa);
+        }
+    }
+    // The automatic kernel takes the same path.
+    std::vector<float> out(portable.size(), NAN);
+    cpu::quantized_linear(TensorView(x.data(), DType::f32, {c.T, c.K}), view, nullptr,
+                          TensorView(out.data(), DType::f32, {c.T, c.M}), 2);
+    EXPECT_LE(testing::worst_normalized_error(out, expected, magnitude), 1e-4);
+  }
+}
+
 // quantize_row_q8's contract: |q| <= 127 with the largest |x| of a block at 127, every
 // x within half a step of d * q, sum = d * sum(q), zeros where the block is zero.
 TEST(QuantizeRowQ8, BlocksHoldTheirValuesWithinHalfAStep) {
