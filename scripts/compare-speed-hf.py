@@ -5,10 +5,14 @@ Kestrel / HF ratio, for HF eager and (when it works there) torch.compile.
 
     scripts/compare-speed-hf.py MODEL_DIR [--batch 1,8,32] [--input 128] [--output 128]
                                 [--repeats 3] [--no-compile] [--json OUT.json]
+    scripts/compare-speed-hf.py --synthetic gpt2-xl [...]
 
 Run it with the GPU machine's Python (torch with CUDA + transformers), after building
 Kestrel with CUDA (build/examples/kestrel-bench) and making the checkpoints with
 scripts/make-bench-models.py. MODEL_DIR is a Hugging Face directory (fp16 safetensors).
+--synthetic PRESET needs no files (the GPU bundle's run.sh uses it): both sides get random
+weights of the shape `kestrel-size --preset PRESET --json` describes (HF: from_config,
+made on the GPU; Kestrel: kestrel-bench --synthetic); the weights differ, the work does not.
 
 Both sides, per batch size B: B prompts of --input random token ids (fixed seed), exactly
 --output new tokens each (greedy, EOS ignored), timed end to end with the device
@@ -37,9 +41,10 @@ def log(msg: str) -> None:
     print(f"[compare-speed-hf] {msg}", file=sys.stderr, flush=True)
 
 
-def kestrel_tps(bench: str, model: str, batch: int, inp: int, out: int, repeats: int) -> float:
-    cmd = [bench, "--model", model, "--device", "cuda", "--batch", str(batch), "--input", str(inp),
-           "--output", str(out), "--warmup", "1", "--repeats", str(repeats), "--json"]
+def kestrel_tps(bench: str, model: str, synthetic: bool, batch: int, inp: int, out: int, repeats: int) -> float:
+    cmd = [bench, "--synthetic" if synthetic else "--model", model, "--device", "cuda", "--dtype", "f16",
+           "--batch", str(batch), "--input", str(inp), "--output", str(out), "--warmup", "1",
+           "--repeats", str(repeats), "--json"]
     log(" ".join(cmd))
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -71,9 +76,24 @@ def hf_tps(torch, model, batch: int, inp: int, out: int, repeats: int, vocab: in
     return batch * out / statistics.median(run() for _ in range(repeats))
 
 
+def hf_config(transformers, size: str, preset: str):
+    """The Hugging Face config of a kestrel-size preset's shape."""
+    proc = subprocess.run([size, "--preset", preset, "--json"], capture_output=True, text=True, check=True)
+    m = json.loads(proc.stdout)["model"]
+    if m["architecture"] == "gpt2":
+        return transformers.GPT2Config(vocab_size=m["vocab"], n_embd=m["hidden"], n_layer=m["layers"],
+                                       n_head=m["heads"], n_inner=m["ffn"], n_positions=m["max_positions"])
+    return transformers.LlamaConfig(vocab_size=m["vocab"], hidden_size=m["hidden"], num_hidden_layers=m["layers"],
+                                    num_attention_heads=m["heads"], num_key_value_heads=m["kv_heads"],
+                                    head_dim=m["head_dim"], intermediate_size=m["ffn"],
+                                    max_position_embeddings=m["max_positions"],
+                                    tie_word_embeddings=m["tied_embeddings"])
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model")
+    ap.add_argument("model", nargs="?")
+    ap.add_argument("--synthetic", metavar="PRESET", help="random weights of a kestrel-size preset's shape")
     ap.add_argument("--batch", default="1,8,32")
     ap.add_argument("--input", type=int, default=128)
     ap.add_argument("--output", type=int, default=128)
@@ -81,23 +101,33 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile variant")
     ap.add_argument("--kestrel-bench", default=os.path.join(ROOT, "build", "examples", "kestrel-bench"))
+    ap.add_argument("--kestrel-size", default=None, help="default: beside --kestrel-bench")
     ap.add_argument("--json")
     args = ap.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
+    if bool(args.model) == bool(args.synthetic):
+        ap.error("give MODEL_DIR or --synthetic PRESET")
+    size = args.kestrel_size or os.path.join(os.path.dirname(args.kestrel_bench), "kestrel-size")
 
     import torch
     import transformers
 
     if not torch.cuda.is_available():
         raise SystemExit("no CUDA device visible to torch")
-    model = transformers.AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float16).cuda().eval()
+    if args.synthetic:
+        with torch.device("cuda"):
+            model = transformers.AutoModelForCausalLM.from_config(hf_config(transformers, size, args.synthetic),
+                                                                  torch_dtype=torch.float16).eval()
+    else:
+        model = transformers.AutoModelForCausalLM.from_pretrained(args.model, torch_dtype=torch.float16).cuda().eval()
     vocab = model.config.vocab_size
     variants = ["eager"] + ([] if args.no_compile else ["compile"])
     rows = []
     for b in batches:
         row = {"batch": b}
         try:
-            row["kestrel"] = kestrel_tps(args.kestrel_bench, args.model, b, args.input, args.output, args.repeats)
+            row["kestrel"] = kestrel_tps(args.kestrel_bench, args.synthetic or args.model, bool(args.synthetic), b,
+                                         args.input, args.output, args.repeats)
         except Exception as e:  # noqa: BLE001 - reported in the table
             row["kestrel"] = f"failed: {e}"
         for v in variants:
@@ -121,7 +151,8 @@ def main() -> int:
         return f"{a / b:.2f}" if isinstance(a, float) and isinstance(b, float) else "-"
 
     print(f"Date {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; {torch.cuda.get_device_name()}; "
-          f"torch {torch.__version__}, transformers {transformers.__version__}; model {args.model}; "
+          f"torch {torch.__version__}, transformers {transformers.__version__}; "
+          f"model {('random ' + args.synthetic) if args.synthetic else args.model}; "
           f"input {args.input}, output {args.output}; generated tokens/s, medians of {args.repeats}.\n")
     head = "| batch | Kestrel | HF eager | Kestrel/HF eager |" + (" HF compile | Kestrel/HF compile |" if "compile" in variants else "")
     print(head)
@@ -133,7 +164,7 @@ def main() -> int:
         print(line)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
-            json.dump({"model": args.model, "input": args.input, "output": args.output, "rows": rows}, f, indent=2)
+            json.dump({"model": args.synthetic or args.model, "input": args.input, "output": args.output, "rows": rows}, f, indent=2)
     return 0
 
 

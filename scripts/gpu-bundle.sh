@@ -15,7 +15,8 @@
 #   compat/    libstdc++ and libgcc_s, used only when the device's own are too old
 #   fixtures/  tests/fixtures (the tests find them through $KESTREL_FIXTURE_DIR)
 #   run.sh     scripts/gpu-run.sh: the check itself (device, CUDA tests, compute-sanitizer,
-#              ceilings, kestrel-bench on random weights); see there
+#              ceilings, kestrel-bench on random weights, transformers); see there
+#   compare-speed-hf.py  its Kestrel-vs-transformers step
 #   MANIFEST   commit, date, compiler, build flags
 #   PROVIDED   the pattern of the libraries left to the machine (run.sh checks that nothing
 #              else resolves outside the bundle)
@@ -127,6 +128,7 @@ for l in "$stage"/lib/*.so*; do chmod u+w "$l"; patchelf --set-rpath '$ORIGIN' "
 cp -r tests/fixtures "$stage/fixtures"
 find "$stage/fixtures" \( -name '*.py' -o -name '__pycache__' \) -prune -exec rm -rf {} +
 cp scripts/gpu-run.sh "$stage/run.sh"
+cp scripts/compare-speed-hf.py "$stage/"
 chmod +x "$stage/run.sh"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 git diff --quiet HEAD 2>/dev/null || commit+=" (with local changes)"

@@ -12,6 +12,8 @@
 #     bench-llama kestrel-bench on the TinyLlama-1.1B shape (GQA, SwiGLU), same grid
 #     latency     GPT-3 1.3B shape, batch 1, 128 in / 8 out (FasterTransformer's A100 figure
 #                 is 36.76 ms)
+#     hf          Kestrel against PyTorch transformers (eager, fp16) on random weights of the
+#                 GPT-2-XL shape, batch 1 and 8, 128 in / 64 out (compare-speed-hf.py)
 #     cpu         the CPU tests of the three suites (what ctest bundle.scrubbed_env runs here)
 #     libraries   every library resolves: from the bundle, or (those named in PROVIDED) from
 #                 the machine; part of `device` too
@@ -180,7 +182,7 @@ memcheck_filter="${MEMCHECK_FILTER:-CudaOps/*:CudaAttention/*:CudaSampling*:Cuda
 racecheck_filter="${RACECHECK_FILTER:-CudaAttention/*:CudaSampling*}"
 
 steps=("$@")
-(( ${#steps[@]} )) || steps=(device tests bench memcheck racecheck bench-llama latency)
+(( ${#steps[@]} )) || steps=(device tests bench memcheck racecheck bench-llama latency hf)
 for step in "${steps[@]}"; do
   note "$step"
   case "$step" in
@@ -209,6 +211,16 @@ for step in "${steps[@]}"; do
     bench) bench_step bench-gpt2-xl 120 gpt2-xl --dtype f16 --batch 1,8,32 --input 128 --output 128 ;;
     bench-llama) bench_step bench-tinyllama 90 tinyllama-1.1b --dtype f16 --batch 1,8,32 --input 128 --output 128 ;;
     latency) bench_step latency-gpt3-1.3b 45 gpt3-1.3b --dtype f16 --batch 1 --input 128 --output 8 --repeats 5 ;;
+    hf)
+      t=$(limit 150)
+      if timeout "$t" python3 "$here/compare-speed-hf.py" --synthetic gpt2-xl --batch 1,8 --input 128 --output 64 \
+           --repeats 2 --no-compile --kestrel-bench "$here/bin/kestrel-bench" >"$logs/hf.txt" 2>"$logs/hf.log"; then
+        record "hf (Kestrel vs transformers eager, random gpt2-xl, 128 in / 64 out):"
+        while IFS= read -r line; do record "  $line"; done < <(grep '^|' "$logs/hf.txt")
+      else
+        fail "hf: FAILED (exit $?; $(tail -n 1 "$logs/hf.log"))"
+      fi
+      ;;
     memcheck)
       sanitizer_step memcheck 120 kestrel_kernels_tests "$memcheck_filter"
       sanitizer_step memcheck 45 kestrel_models_tests "CudaModel/*"
@@ -219,7 +231,7 @@ for step in "${steps[@]}"; do
       gtest_step cpu-kernels 300 kestrel_kernels_tests "-*Cuda*:NcclCommunicator.*" 0
       gtest_step cpu-models 600 kestrel_models_tests "-*Cuda*" 0
       ;;
-    *) fail "unknown step '$step' (device libraries tests bench memcheck racecheck bench-llama latency cpu)" ;;
+    *) fail "unknown step '$step' (device libraries tests bench memcheck racecheck bench-llama latency hf cpu)" ;;
   esac
 done
 
