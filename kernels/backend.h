@@ -159,6 +159,11 @@ class Backend {
   //   ids, positions: [T] i32; wte: [V, H]; wpe: [P, H] or null; out: [T, H]
   virtual void embedding(const TensorView& ids, const TensorView& positions,
                          const TensorView& wte, const TensorView* wpe, TensorView out) = 0;
+  // The same from a quantized table (a tied LM head kept as the file's blocks), its rows
+  // dequantized on the way: out[t, :] = dequantize(wte)[ids[t], :] (+ wpe[positions[t], :]).
+  //   wte: [V, H] quantized; out: [T, H] in the activation dtype; wpe in that dtype
+  virtual void embedding(const TensorView& ids, const TensorView& positions,
+                         const QuantizedWeight& wte, const TensorView* wpe, TensorView out) = 0;
 
   // residual += delta + delta_bias (each term optional), then out = norm(residual).
   //   residual: [T, H] in/out; delta: [T, H] or null; delta_bias: [H] or null; out: [T, H]

@@ -44,8 +44,7 @@ int check_attention_params(const AttentionParams& params, const char* op) {
   return rot;
 }
 
-void check_quantized_linear(Device device, DType act, const TensorView& x, const QuantizedWeight& w,
-                            const TensorView* bias, const TensorView& out, const char* op) {
+void check_quantized_weight(Device device, const QuantizedWeight& w, const char* op) {
   const int64_t M = w.rows, K = w.cols;
   if (M < 0 || K <= 0 || w.group_size <= 0)
     op_fail(op, "bad quantized weight: rows " + std::to_string(M) + ", cols " + std::to_string(K) +
@@ -61,9 +60,30 @@ void check_quantized_linear(Device device, DType act, const TensorView& x, const
     expect_op_tensor(w.scales, device, DType::f16, {M, G}, op, "w.scales");
     expect_op_tensor(w.mins, device, DType::f16, {M, G}, op, "w.mins");
   }
+}
+
+void check_quantized_linear(Device device, DType act, const TensorView& x, const QuantizedWeight& w,
+                            const TensorView* bias, const TensorView& out, const char* op) {
+  check_quantized_weight(device, w, op);
+  const int64_t M = w.rows, K = w.cols;
   expect_op_tensor(x, device, act, {-1, K}, op, "x");
   expect_op_tensor(out, device, out.dtype == DType::f32 ? DType::f32 : act, {x.dim(0), M}, op, "out");
   if (bias) expect_op_tensor(*bias, device, act, {M}, op, "bias");
+}
+
+void check_quantized_embedding(Device device, const TensorView& ids, const TensorView& positions,
+                               const QuantizedWeight& wte, const TensorView* wpe, const TensorView& out) {
+  const char* op = "embedding (quantized table)";
+  check_quantized_weight(device, wte, op);
+  expect_op_tensor(ids, device, DType::i32, {-1}, op, "ids");
+  const int64_t T = ids.dim(0), H = wte.cols;
+  if (out.dtype != DType::f32 && out.dtype != DType::f16 && out.dtype != DType::bf16)
+    op_fail(op, std::string("out must be f32, f16 or bf16, got ") + to_string(out.dtype));
+  expect_op_tensor(out, device, out.dtype, {T, H}, op, "out");
+  if (wpe) {
+    expect_op_tensor(*wpe, device, out.dtype, {-1, H}, op, "wpe");
+    expect_op_tensor(positions, device, DType::i32, {T}, op, "positions");
+  }
 }
 
 }  // namespace kestrel

@@ -26,5 +26,11 @@ int check_attention_params(const AttentionParams& params, const char* op);
 // in `act` or f32.
 void check_quantized_linear(Device device, DType act, const TensorView& x, const QuantizedWeight& w,
                             const TensorView* bias, const TensorView& out, const char* op);
+// The weight part of that: format, group size, and its tensors' shapes and dtypes.
+void check_quantized_weight(Device device, const QuantizedWeight& w, const char* op);
+// An embedding lookup in a quantized table: ids [T] i32, wte [V, H], out [T, H] f32 / f16 /
+// bf16, wpe [P, H] in out's dtype with positions [T] i32. (Ids are checked by the backend.)
+void check_quantized_embedding(Device device, const TensorView& ids, const TensorView& positions,
+                               const QuantizedWeight& wte, const TensorView* wpe, const TensorView& out);
 
 }  // namespace kestrel

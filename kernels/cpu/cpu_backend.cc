@@ -69,6 +69,10 @@ class CpuBackend final : public Backend {
                  const TensorView* wpe, TensorView out) override {
     cpu::embedding(ids, positions, wte, wpe, out, threads_);
   }
+  void embedding(const TensorView& ids, const TensorView& positions, const QuantizedWeight& wte,
+                 const TensorView* wpe, TensorView out) override {
+    cpu::embedding(ids, positions, wte, wpe, out, threads_);
+  }
 
   void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
                          const NormParams& norm, TensorView out) override {

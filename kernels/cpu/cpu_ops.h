@@ -33,6 +33,8 @@ inline int threads_for(int64_t work, int threads) {
 // --- operations (see backend.h) ----------------------------------------------------
 void embedding(const TensorView& ids, const TensorView& positions, const TensorView& wte,
                const TensorView* wpe, TensorView out, int threads);
+void embedding(const TensorView& ids, const TensorView& positions, const QuantizedWeight& wte,
+               const TensorView* wpe, TensorView out, int threads);
 void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, int threads);
 
 void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
@@ -56,8 +58,9 @@ enum class QuantKernel : uint8_t {
 };
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);
-// All of w dequantized to f32: out [M, K] row-major.
+// All of w dequantized to f32: out [M, K] row-major; or `count` rows from `row0`.
 void dequantize_weight(const QuantizedWeight& w, float* out);
+void dequantize_weight_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out);
 
 void bias_activation(TensorView x, const TensorView* bias, Activation act, int threads);
 void gated_activation(const TensorView& gate_up, Activation act, TensorView out, int threads);

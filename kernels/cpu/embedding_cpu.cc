@@ -53,6 +53,29 @@ void embedding(const TensorView& ids, const TensorView& positions, const TensorV
   }
 }
 
+// The same from a quantized table: each token's row dequantized into out, then the
+// position row added.
+void embedding(const TensorView& ids, const TensorView& positions, const QuantizedWeight& wte,
+               const TensorView* wpe, TensorView out, int threads) {
+  const char* op = "embedding (quantized table)";
+  check_quantized_embedding(Device::cpu(), ids, positions, wte, wpe, out);
+  if (out.dtype != DType::f32) fail(op, "the CPU backend computes in f32");
+  expect_indices(ids, wte.rows, op, "ids");
+  if (wpe) expect_indices(positions, wpe->dim(0), op, "positions");
+  const int64_t T = ids.dim(0), H = wte.cols;
+  const int32_t* id = ids.ptr<int32_t>();
+  float* o = out.ptr<float>();
+#pragma omp parallel for num_threads(threads_for(T * H, threads)) schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    float* dst = o + t * H;
+    dequantize_weight_rows(wte, id[t], 1, dst);
+    if (wpe) {
+      const float* prow = wpe->ptr<float>() + static_cast<int64_t>(positions.ptr<int32_t>()[t]) * H;
+      for (int64_t i = 0; i < H; ++i) dst[i] += prow[i];
+    }
+  }
+}
+
 // x: [T, H]; rows: [B] i32; out: [B, H].
 void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, int threads) {
   const char* op = "gather_rows";

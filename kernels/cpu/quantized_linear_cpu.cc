@@ -321,6 +321,9 @@ void tiled_gemm_path(const TensorView& x, const QuantizedWeight& w, const float*
 }  // namespace
 
 void dequantize_weight(const QuantizedWeight& w, float* out) { dequantize_rows(w, 0, w.rows, out); }
+void dequantize_weight_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out) {
+  dequantize_rows(w, row0, count, out);
+}
 
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel) {

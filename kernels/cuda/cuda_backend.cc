@@ -171,6 +171,12 @@ class CudaBackend final : public Backend {
     set_device("embedding");
     cuda::embedding(ctx_, ids, positions, wte, wpe, out);
   }
+  void embedding(const TensorView& ids, const TensorView& positions, const QuantizedWeight& wte,
+                 const TensorView* wpe, TensorView out) override {
+    check_quantized_embedding(device(), ids, positions, wte, wpe, out);
+    set_device("embedding");
+    cuda::embedding(ctx_, ids, positions, wte, wpe, out);
+  }
 
   void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
                          const NormParams& norm, TensorView out) override {

@@ -56,6 +56,9 @@ struct LaunchContext {
 // --- operations -------------------------------------------------------------------------
 void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView& positions,
                const TensorView& wte, const TensorView* wpe, TensorView out);
+// The lookup in a quantized table (rows dequantized on the way); same error reporting.
+void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView& positions,
+               const QuantizedWeight& wte, const TensorView* wpe, TensorView out);
 void gather_rows(const LaunchContext& ctx, const TensorView& x, const TensorView& rows,
                  TensorView out);
 

@@ -42,9 +42,11 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     TensorView attn = rows(Buf::attn), proj = rows(Buf::proj), ffn = rows(Buf::ffn);
     TensorView ffn_act = m.arch.kinds.gated_ffn ? rows(Buf::ffn_act) : TensorView{};
 
-    if (shard.first_stage())
-      backend.embedding(rows(Buf::ids), rows(Buf::positions), w.token_embedding,
-                        w.position_embedding.empty() ? nullptr : &w.position_embedding, hidden);
+    const TensorView* wpe = w.position_embedding.empty() ? nullptr : &w.position_embedding;
+    if (shard.first_stage() && w.token_embedding.is_quantized())
+      backend.embedding(rows(Buf::ids), rows(Buf::positions), w.token_embedding.quantized, wpe, hidden);
+    else if (shard.first_stage())
+      backend.embedding(rows(Buf::ids), rows(Buf::positions), w.token_embedding.dense, wpe, hidden);
     else
       parallel.pipeline->recv(hidden, shard.stage - 1);
 

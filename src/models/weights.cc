@@ -269,8 +269,19 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   };
 
   ModelWeights w;
+  // A tied LM head that stays in the file's blocks doubles as the embedding table when this
+  // rank holds both whole (the lookup dequantizes a row; the values are the same).
+  const WeightRecipe head_recipe = arch.recipe(WeightSlot::lm_head, -1);
+  if (shard.first_stage() && shard.last_stage() && shard.tp == 1 &&
+      head_recipe.sources == arch.recipe(WeightSlot::token_embedding, -1).sources)
+    if (auto kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
+                                     "lm_head (and token_embedding)")) {
+      kept->precise_activations = true;
+      w.lm_head.quantized = *kept;
+      w.token_embedding.quantized = *kept;
+    }
   if (shard.first_stage()) {
-    w.token_embedding = get(WeightSlot::token_embedding, -1);
+    if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
   }
@@ -290,7 +301,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   }
   if (shard.last_stage()) {
     w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
-    w.lm_head = dense_or_quantized(WeightSlot::lm_head, -1, vocab_slice, w.token_embedding);
+    if (w.lm_head.empty()) w.lm_head = dense_or_quantized(WeightSlot::lm_head, -1, vocab_slice, w.token_embedding.dense);
     if (w.lm_head.empty()) throw Error(ErrorCategory::internal, arch.name + ": no LM head");
   }
   if (w.layers.empty()) throw Error(ErrorCategory::internal, arch.name + ": no layers on this rank");

@@ -40,7 +40,9 @@ struct LayerWeights {
 // `layers` (local index 0 is layer shard.layer_begin), and its tensor rank's heads and
 // FFN columns of each; the others stay empty.
 struct ModelWeights {
-  TensorView token_embedding;
+  // Dense, or (a tied LM head kept as the file's blocks) the LM head's quantized weight
+  // itself, whose rows the lookup dequantizes: one copy of the largest weight.
+  LinearWeight token_embedding;
   TensorView position_embedding;  // empty for rotary models
   NormParams final_norm;
   LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; quantized apart from a

@@ -150,6 +150,31 @@ TEST(QuantizedQ16, PreciseActivationsStayWithinTheirBound) {
   }
 }
 
+// An embedding lookup in a quantized table gives exactly the dequantized rows (plus the
+// position rows); a bad id is an error naming it.
+TEST(QuantizedEmbedding, RowsAreTheDequantizedTableRows) {
+  const int64_t V = 30, H = 64, T = 6, P = 10;
+  std::vector<float> table = random_floats(V * H, 21, -1.0f, 1.0f), wpe = random_floats(P * H, 22);
+  for (bool int4 : {false, true}) {
+    HostQuantizedWeight q = int4 ? quantize_int4(table.data(), V, H, 32) : quantize_int8(table.data(), V, H, 32);
+    std::vector<float> dense(V * H);
+    cpu::dequantize_weight(q.view(), dense.data());
+    std::vector<int32_t> ids = {0, 29, 7, 7, 3, 12}, pos = {0, 1, 2, 9, 4, 5};
+    std::vector<float> out(T * H, NAN);
+    const TensorView wpe_view(wpe.data(), DType::f32, {P, H});
+    cpu::embedding(TensorView(ids.data(), DType::i32, {T}), TensorView(pos.data(), DType::i32, {T}), q.view(),
+                   &wpe_view, TensorView(out.data(), DType::f32, {T, H}), 2);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < H; ++i)
+        ASSERT_EQ(out[t * H + i], dense[ids[t] * H + i] + wpe[pos[t] * H + i]) << int4 << " " << t << " " << i;
+    ids[3] = 30;
+    expect_error([&] {
+      cpu::embedding(TensorView(ids.data(), DType::i32, {T}), TensorView(pos.data(), DType::i32, {T}), q.view(),
+                     nullptr, TensorView(out.data(), DType::f32, {T, H}), 2);
+    }, ErrorCategory::internal, {"ids[3] = 30"});
+  }
+}
+
 // quantize_row_q8's contract: |q| <= 127 with the largest |x| of a block at 127, every
 // x within half a step of d * q, sum = d * sum(q), zeros where the block is zero.
 TEST(QuantizeRowQ8, BlocksHoldTheirValuesWithinHalfAStep) {

@@ -17,6 +17,7 @@
 #include "backend.h"
 #include "cuda_test_util.h"
 #include "kestrel/error.h"
+#include "models/quantize.h"
 #include "test_support.h"
 
 namespace kestrel {
@@ -74,6 +75,43 @@ TEST_P(CudaOps, Embedding) {
       gpu->embedding(ids_d, pos_d, wte_d, learned ? wpe_d.ptr() : nullptr, out_d);
       EXPECT_TRUE(close(out_d.floats(), want, tolerance(dt()), "embedding"));
     }
+  }
+}
+
+// A quantized table (a tied LM head kept as stored): every format against the CPU's lookup.
+TEST_P(CudaOps, EmbeddingFromAQuantizedTable) {
+  const int64_t T = 7, V = 40, H = 96, P = 20;
+  for (auto [format, group] : {std::pair{QuantFormat::int8, 32}, std::pair{QuantFormat::int8, 96},
+                               std::pair{QuantFormat::int4, 32}, std::pair{QuantFormat::int4, 64}}) {
+    SCOPED_TRACE(std::string(format == QuantFormat::int8 ? "int8" : "int4") + " g" + std::to_string(group));
+    std::vector<float> table = input(V * H, 11);
+    HostQuantizedWeight q = format == QuantFormat::int8 ? quantize_int8(table.data(), V, H, group)
+                                                        : quantize_int4(table.data(), V, H, group);
+    std::vector<int32_t> ids = random_ints(T, 12, 0, V), pos = random_ints(T, 13, 0, P);
+    ids[0] = V - 1;
+    std::vector<float> wpe = input(P * H, 14), want(T * H);
+    TensorView wpe_h = host_view(wpe, {P, H});
+    cpu->embedding(host_view(ids, {T}), host_view(pos, {T}), q.view(), &wpe_h, host_view(want, {T, H}));
+
+    const QuantizedWeight host = q.view();
+    DeviceTensor data(*gpu, DType::i8, {host.data.dim(0), host.data.dim(1)});
+    DeviceTensor scales(*gpu, host.scales.dtype, {V, host.groups()}), mins(*gpu, DType::f16, {V, host.groups()});
+    data.set_bytes(host.data.data);
+    scales.set_bytes(host.scales.data);
+    QuantizedWeight dev = host;
+    dev.data = data;
+    dev.scales = scales;
+    if (format == QuantFormat::int4) {
+      mins.set_bytes(host.mins.data);
+      dev.mins = mins;
+    }
+    DeviceTensor ids_d(*gpu, DType::i32, {T}), pos_d(*gpu, DType::i32, {T});
+    DeviceTensor wpe_d(*gpu, dt(), {P, H}), out_d(*gpu, dt(), {T, H});
+    ids_d.set(ids);
+    pos_d.set(pos);
+    wpe_d.set(wpe);
+    gpu->embedding(ids_d, pos_d, dev, wpe_d.ptr(), out_d);
+    EXPECT_TRUE(close(out_d.floats(), want, tolerance(dt()), "embedding (quantized table)"));
   }
 }
 
