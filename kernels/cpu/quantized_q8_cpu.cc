@@ -38,17 +38,9 @@ float row_int4_portable(const uint8_t* q, const uint16_t* scales, const uint16_t
   return total;
 }
 
-float row_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q8Block* x) {
-  float total = 0.0f;
-  for (int64_t b = 0; b < nb; ++b) {
-    int32_t p = 0;
-    for (int j = 0; j < 32; ++j) p += q[32 * b + j] * x[b].q[j];
-    total += scales[b / bpg] * x[b].d * static_cast<float>(p);
-  }
-  return total;
-}
-
-float row_int8_q16_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x) {
+// int8 weights against 8- or 16-bit activation blocks.
+template <class Block>
+float row_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Block* x) {
   float total = 0.0f;
   for (int64_t b = 0; b < nb; ++b) {
     int32_t p = 0;
@@ -136,7 +128,7 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
   xq_buffer.resize(static_cast<size_t>(T * nb));
   Q16Block* const xq = xq_buffer.data();
   for (int64_t t = 0; t < T; ++t) quantize_row_q16(x.ptr<float>() + t * K, K, xq + t * nb);
-  RowInt8Q16 row = row_int8_q16_portable;
+  RowInt8Q16 row = row_int8_portable<Q16Block>;
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2) row = q8_avx2::row_int8_q16;
   if (isa == Q8Isa::avx512_vnni) row = q8_vnni::row_int8_q16;
@@ -165,7 +157,7 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   for (int64_t t = 0; t < T; ++t) quantize_row_q8(x.ptr<float>() + t * K, K, xq + t * nb);
 
   RowInt4 row4 = row_int4_portable;
-  RowInt8 row8 = row_int8_portable;
+  RowInt8 row8 = row_int8_portable<Q8Block>;
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2) {
     row4 = q8_avx2::row_int4;

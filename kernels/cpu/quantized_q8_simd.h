@@ -94,4 +94,15 @@ inline float dot_int8_q16(const int8_t* q, const float* scales, int64_t nb, int 
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
+// The entry points quantized_q8_cpu.cc calls (declared there), one set per instruction set.
+float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x) {
+  return dot_int4(q, s, m, nb, bpg, x);
+}
+float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x) {
+  return dot_int8(q, s, nb, bpg, x);
+}
+float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x) {
+  return dot_int8_q16(q, s, nb, bpg, x);
+}
+
 }  // namespace kestrel::cpu::KESTREL_Q8_NS

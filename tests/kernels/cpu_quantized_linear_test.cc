@@ -48,6 +48,19 @@ std::vector<float> q8_dequantized(const std::vector<float>& x, int64_t T, int64_
   return out;
 }
 
+// How far quantizing the activations (per block of 32, to `steps` levels each side of 0)
+// can move output (t, m): each x by half a step, max |x| of its block / (2 steps), times |w|.
+double activation_error_bound(const std::vector<float>& x, const std::vector<double>& w, int64_t t, int64_t m,
+                              int64_t K, double steps) {
+  double bound = 0.0;
+  for (int64_t k0 = 0; k0 < K; k0 += 32) {
+    float amax = 0.0f;
+    for (int64_t k = k0; k < k0 + 32; ++k) amax = std::max(amax, std::abs(x[t * K + k]));
+    for (int64_t k = k0; k < k0 + 32; ++k) bound += amax / (2 * steps) * std::abs(w[m * K + k]);
+  }
+  return bound;
+}
+
 bool is_q8_kernel(cpu::QuantKernel k) {
   return k == cpu::QuantKernel::q8_portable || k == cpu::QuantKernel::q8_avx2 || k == cpu::QuantKernel::q8_vnni;
 }
@@ -94,12 +107,7 @@ TEST_P(CpuQuantizedLinearTest, EveryKernelMatchesDoubleReference) {
     if (eight_bit) {
       for (int64_t t = 0; t < c.T; ++t)
         for (int64_t m = 0; m < c.M; ++m) {
-          double bound = 0.0;
-          for (int64_t k0 = 0; k0 < c.K; k0 += 32) {
-            float amax = 0.0f;
-            for (int64_t k = k0; k < k0 + 32; ++k) amax = std::max(amax, std::abs(x[t * c.K + k]));
-            for (int64_t k = k0; k < k0 + 32; ++k) bound += amax / 254.0 * std::abs(w[m * c.K + k]);
-          }
+          const double bound = activation_error_bound(x, w, t, m, c.K, 127);
           const size_t i = static_cast<size_t>(t * c.M + m);
           ASSERT_LE(std::abs(out[i] - expected[i]), bound * 1.001 + kTol * magnitude[i])
               << "kernel " << static_cast<int>(kernel) << " t " << t << " m " << m;
@@ -131,12 +139,7 @@ TEST(QuantizedQ16, PreciseActivationsStayWithinTheirBound) {
       cpu::q8_dot_path(TensorView(x.data(), DType::f32, {c.T, c.K}), view, nullptr, out.data(), 2, isa);
       for (int64_t t = 0; t < c.T; ++t)
         for (int64_t m = 0; m < c.M; ++m) {
-          double bound = 0.0;
-          for (int64_t k0 = 0; k0 < c.K; k0 += 32) {
-            float amax = 0.0f;
-            for (int64_t k = k0; k < k0 + 32; ++k) amax = std::max(amax, std::abs(x[t * c.K + k]));
-            for (int64_t k = k0; k < k0 + 32; ++k) bound += amax / 65534.0 * std::abs(w[m * c.K + k]);
-          }
+          const double bound = activation_error_bound(x, w, t, m, c.K, 32767);
           const size_t i = static_cast<size_t>(t * c.M + m);
           ASSERT_LE(std::abs(out[i] - expected[i]), bound * 1.001 + kTol * magnitude[i]) << cpu::to_string(isa);
           ASSERT_NEAR(out[i], portable[i], 1e-5f * (1.0f + std::abs(portable[i]))) << cpu::to_string(isa);
