@@ -102,8 +102,8 @@ class Model {
   size_t weight_bytes() const;
   // This process's place in a tensor / pipeline parallel run.
   const ParallelInfo& parallel() const;
-  // How the linear weights (and LM head) are held, e.g. "int4 x210, int8 x1 (GGUF blocks
-  // as stored)" or "f32": what the status lines of the examples print.
+  // How the linear weights and the LM head are held, by format: "int4 x120 + int8 x1" (a
+  // GGUF file's blocks kept as stored), "f32 x121"; what the status lines print.
   std::string weight_formats() const;
   const std::filesystem::path& path() const;
   // The model's chat template (Jinja source: tokenizer.chat_template in a GGUF file,
