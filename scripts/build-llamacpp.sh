@@ -61,7 +61,7 @@ else
     sdist="$SDIST_DIR/llama_cpp_python-$VERSION.tar.gz"
     if [[ ! -f "$sdist" ]]; then
         echo "[build-llamacpp] downloading the llama-cpp-python $VERSION source from PyPI"
-        "$PY" -m pip download --no-deps --no-binary :all: "llama-cpp-python==$VERSION" -d "$SDIST_DIR"
+        "$PY" -m pip download --no-deps --no-binary llama-cpp-python "llama-cpp-python==$VERSION" -d "$SDIST_DIR"
     fi
     [[ -f "$sdist" ]] || { echo "[build-llamacpp] error: no $sdist after download" >&2; exit 1; }
     echo "[build-llamacpp] building the wheel (CMAKE_ARGS=$CMAKE_ARGS_USED, jobs=$CMAKE_BUILD_PARALLEL_LEVEL); log: $LOG"
