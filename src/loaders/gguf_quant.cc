@@ -5,6 +5,7 @@
 
 #include "core/half.h"
 #include "kestrel/error.h"
+#include "loaders/ggml_blocks.h"
 
 namespace kestrel {
 namespace {
@@ -67,7 +68,16 @@ const char* to_string(GgmlType type) noexcept {
     case GgmlType::f16: return "F16";
     case GgmlType::q4_0: return "Q4_0";
     case GgmlType::q4_1: return "Q4_1";
+    case GgmlType::q5_0: return "Q5_0";
+    case GgmlType::q5_1: return "Q5_1";
     case GgmlType::q8_0: return "Q8_0";
+    case GgmlType::q2_k: return "Q2_K";
+    case GgmlType::q3_k: return "Q3_K";
+    case GgmlType::q4_k: return "Q4_K";
+    case GgmlType::q5_k: return "Q5_K";
+    case GgmlType::q6_k: return "Q6_K";
+    case GgmlType::iq4_nl: return "IQ4_NL";
+    case GgmlType::iq4_xs: return "IQ4_XS";
     case GgmlType::bf16: return "BF16";
   }
   return "?";
@@ -85,7 +95,16 @@ std::optional<GgmlType> ggml_type_from_raw(uint32_t raw_type) noexcept {
     case 1: return GgmlType::f16;
     case 2: return GgmlType::q4_0;
     case 3: return GgmlType::q4_1;
+    case 6: return GgmlType::q5_0;
+    case 7: return GgmlType::q5_1;
     case 8: return GgmlType::q8_0;
+    case 10: return GgmlType::q2_k;
+    case 11: return GgmlType::q3_k;
+    case 12: return GgmlType::q4_k;
+    case 13: return GgmlType::q5_k;
+    case 14: return GgmlType::q6_k;
+    case 20: return GgmlType::iq4_nl;
+    case 23: return GgmlType::iq4_xs;
     case 30: return GgmlType::bf16;
     default: return std::nullopt;
   }
@@ -100,7 +119,26 @@ std::optional<DType> ggml_type_to_dtype(GgmlType type) noexcept {
   }
 }
 
-int64_t ggml_block_size(GgmlType type) noexcept { return ggml_is_quantized(type) ? kQuantBlock : 1; }
+int64_t ggml_block_size(GgmlType type) noexcept {
+  switch (type) {
+    case GgmlType::f32:
+    case GgmlType::f16:
+    case GgmlType::bf16: return 1;
+    case GgmlType::q4_0:
+    case GgmlType::q4_1:
+    case GgmlType::q5_0:
+    case GgmlType::q5_1:
+    case GgmlType::q8_0:
+    case GgmlType::iq4_nl: return kQuantBlock;
+    case GgmlType::q2_k:
+    case GgmlType::q3_k:
+    case GgmlType::q4_k:
+    case GgmlType::q5_k:
+    case GgmlType::q6_k:
+    case GgmlType::iq4_xs: return 256;
+  }
+  return 1;
+}
 
 size_t ggml_block_bytes(GgmlType type) noexcept {
   switch (type) {
@@ -110,13 +148,20 @@ size_t ggml_block_bytes(GgmlType type) noexcept {
     case GgmlType::q8_0: return 34;
     case GgmlType::q4_0: return 18;
     case GgmlType::q4_1: return 20;
+    case GgmlType::q5_0: return 22;
+    case GgmlType::q5_1: return 24;
+    case GgmlType::q2_k: return 84;
+    case GgmlType::q3_k: return 110;
+    case GgmlType::q4_k: return 144;
+    case GgmlType::q5_k: return 176;
+    case GgmlType::q6_k: return 210;
+    case GgmlType::iq4_nl: return 18;
+    case GgmlType::iq4_xs: return 136;
   }
   return 0;
 }
 
-bool ggml_is_quantized(GgmlType type) noexcept {
-  return type == GgmlType::q4_0 || type == GgmlType::q4_1 || type == GgmlType::q8_0;
-}
+bool ggml_is_quantized(GgmlType type) noexcept { return ggml_block_size(type) > 1; }
 
 std::optional<uint64_t> ggml_row_bytes(GgmlType type, int64_t count) noexcept {
   const int64_t block = ggml_block_size(type);
@@ -148,6 +193,15 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t count) {
     case GgmlType::q8_0: dequantize_q8_0(bytes, dst, count / block); return;
     case GgmlType::q4_0: dequantize_q4_0(bytes, dst, count / block); return;
     case GgmlType::q4_1: dequantize_q4_1(bytes, dst, count / block); return;
+    case GgmlType::q5_0: ggml::dequantize_q5_0(bytes, dst, count / block); return;
+    case GgmlType::q5_1: ggml::dequantize_q5_1(bytes, dst, count / block); return;
+    case GgmlType::q2_k: ggml::dequantize_q2_k(bytes, dst, count / block); return;
+    case GgmlType::q3_k: ggml::dequantize_q3_k(bytes, dst, count / block); return;
+    case GgmlType::q4_k: ggml::dequantize_q4_k(bytes, dst, count / block); return;
+    case GgmlType::q5_k: ggml::dequantize_q5_k(bytes, dst, count / block); return;
+    case GgmlType::q6_k: ggml::dequantize_q6_k(bytes, dst, count / block); return;
+    case GgmlType::iq4_nl: ggml::dequantize_iq4_nl(bytes, dst, count / block); return;
+    case GgmlType::iq4_xs: ggml::dequantize_iq4_xs(bytes, dst, count / block); return;
   }
   throw Error(ErrorCategory::internal, "dequantize_row: bad GgmlType");
 }

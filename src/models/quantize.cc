@@ -249,9 +249,10 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
     // int4 and automatic keep Q8_0 too (as int8: never quantized further than stored);
-    // int8 keeps only Q8_0.
-    const bool keep = b == GgmlType::q8_0 || (spec.mode != Quantization::int8 && b != GgmlType::f32 &&
-                                              b != GgmlType::f16 && b != GgmlType::bf16);
+    // int8 keeps only Q8_0. Other block formats (Q5, K-quants, IQ4) have no kernels yet:
+    // they are dequantized at load.
+    const bool keep = b == GgmlType::q8_0 ||
+                      (spec.mode != Quantization::int8 && (b == GgmlType::q4_0 || b == GgmlType::q4_1));
     // The parts of a fused weight must all become the same format.
     const bool same_format = parts.empty() || (*parts.front()->block_type == GgmlType::q8_0) == (b == GgmlType::q8_0);
     if (!keep || !same_format) return std::nullopt;

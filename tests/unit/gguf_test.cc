@@ -486,8 +486,8 @@ TEST(GgufHostile, BadTensorInfos) {
   const Bytes none;
   expect_error(one_tensor(none, 0, info("w", {4}, 99, 0), 64), ErrorCategory::format,
                {"tensor 'w'", "ggml type unknown (99)"});
-  expect_error(one_tensor(none, 0, info("w", {256}, 12, 0), 256), ErrorCategory::format,
-               {"tensor 'w'", "Q4_K (12)", "not supported"});
+  expect_error(one_tensor(none, 0, info("w", {256}, 16, 0), 256), ErrorCategory::format,
+               {"tensor 'w'", "IQ2_XXS (16)", "not supported"});
   expect_error(one_tensor(none, 0, info("w", {1, 1, 1, 1, 1, 1, 1, 1, 1}, 0, 0), 64),
                ErrorCategory::format, {"tensor 'w'", "n_dims 9"});
   expect_error(one_tensor(none, 0, info("w", {uint64_t{1} << 32, uint64_t{1} << 32}, 0, 0), 64),
