@@ -41,18 +41,23 @@ inline void scale_min_k4(int j, const uint8_t* s, int* scale, int* min) {
 }  // namespace
 
 // Q5_0, 22 bytes / 32: f16 d, uint32 qh (bit j = 5th bit of element j), uint8 qs[16].
+void unpack_q5_0(const uint8_t* block, int8_t q[32], float* scale) {
+  *scale = half_at(block);
+  uint32_t qh;
+  std::memcpy(&qh, block + 2, 4);
+  const uint8_t* qs = block + 6;
+  for (int j = 0; j < 16; ++j) {
+    q[j] = static_cast<int8_t>(((qs[j] & 0x0f) | (((qh >> j) & 1) << 4)) - 16);
+    q[j + 16] = static_cast<int8_t>(((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+  }
+}
+
 void dequantize_q5_0(const uint8_t* src, float* dst, int64_t blocks) {
+  int8_t q[32];
+  float d;
   for (int64_t b = 0; b < blocks; ++b, src += 22, dst += 32) {
-    const float d = half_at(src);
-    uint32_t qh;
-    std::memcpy(&qh, src + 2, 4);
-    const uint8_t* qs = src + 6;
-    for (int j = 0; j < 16; ++j) {
-      const int x0 = static_cast<int>((qs[j] & 0x0f) | (((qh >> j) & 1) << 4)) - 16;
-      const int x1 = static_cast<int>((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16;
-      dst[j] = d * static_cast<float>(x0);
-      dst[j + 16] = d * static_cast<float>(x1);
-    }
+    unpack_q5_0(src, q, &d);
+    for (int j = 0; j < 32; ++j) dst[j] = d * static_cast<float>(q[j]);
   }
 }
 
@@ -156,19 +161,26 @@ void dequantize_q5_k(const uint8_t* src, float* dst, int64_t blocks) {
 // Q6_K, 210 bytes / 256: uint8 ql[128], uint8 qh[64], int8 scales[16], f16 d.
 // Element 128 c + 32 s + j: low nibble (s / 2) of ql[64 c + 32 (s % 2) + j], high 2 bits
 // (qh[32 c + j] >> 2s) & 3; x = d * scale[i / 16] * (q - 32).
+void unpack_q6_k(const uint8_t* block, int8_t q[256], float scales[16]) {
+  const uint8_t* ql = block;
+  const uint8_t* qh = block + 128;
+  const auto* sc = reinterpret_cast<const int8_t*>(block + 192);
+  const float d = half_at(block + 208);
+  for (int g = 0; g < 16; ++g) scales[g] = d * static_cast<float>(sc[g]);
+  for (int i = 0; i < kQK; ++i) {
+    const int c = i / 128, s = (i % 128) / 32, j = i % 32;
+    const int low = (ql[64 * c + 32 * (s % 2) + j] >> (4 * (s / 2))) & 0x0f;
+    const int high = (qh[32 * c + j] >> (2 * s)) & 3;
+    q[i] = static_cast<int8_t>((low | (high << 4)) - 32);
+  }
+}
+
 void dequantize_q6_k(const uint8_t* src, float* dst, int64_t blocks) {
+  int8_t q[kQK];
+  float scales[16];
   for (int64_t b = 0; b < blocks; ++b, src += 210, dst += kQK) {
-    const uint8_t* ql = src;
-    const uint8_t* qh = src + 128;
-    const auto* scales = reinterpret_cast<const int8_t*>(src + 192);
-    const float d = half_at(src + 208);
-    for (int i = 0; i < kQK; ++i) {
-      const int c = i / 128, s = (i % 128) / 32, j = i % 32;
-      const int low = (ql[64 * c + 32 * (s % 2) + j] >> (4 * (s / 2))) & 0x0f;
-      const int high = (qh[32 * c + j] >> (2 * s)) & 3;
-      const float dl = d * static_cast<float>(scales[i / 16]);
-      dst[i] = dl * static_cast<float>((low | (high << 4)) - 32);
-    }
+    unpack_q6_k(src, q, scales);
+    for (int i = 0; i < kQK; ++i) dst[i] = scales[i / 16] * static_cast<float>(q[i]);
   }
 }
 

@@ -18,4 +18,10 @@ void dequantize_q6_k(const uint8_t* src, float* dst, int64_t blocks);
 void dequantize_iq4_nl(const uint8_t* src, float* dst, int64_t blocks);
 void dequantize_iq4_xs(const uint8_t* src, float* dst, int64_t blocks);
 
+// The integers and scales of one block, for formats that int8 holds exactly (x = scale * q):
+// Q5_0 (32 values in [-16, 15], one scale) and Q6_K (256 values in [-32, 31], a scale per
+// 16). dequantize_q5_0 / _q6_k compute scale * q from these.
+void unpack_q5_0(const uint8_t* block, int8_t q[32], float* scale);
+void unpack_q6_k(const uint8_t* block, int8_t q[256], float scales[16]);
+
 }  // namespace kestrel::ggml

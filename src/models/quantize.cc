@@ -6,6 +6,7 @@
 
 #include "core/half.h"
 #include "kestrel/error.h"
+#include "loaders/ggml_blocks.h"
 #include "models/weights.h"
 
 namespace kestrel {
@@ -161,21 +162,49 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
   return q;
 }
 
+std::optional<KeptLayout> kept_layout(GgmlType type) {
+  switch (type) {
+    case GgmlType::q8_0:
+    case GgmlType::q5_0: return KeptLayout{QuantFormat::int8, 32};
+    case GgmlType::q6_k: return KeptLayout{QuantFormat::int8, 16};
+    case GgmlType::q4_0:
+    case GgmlType::q4_1: return KeptLayout{QuantFormat::int4, 32};
+    default: return std::nullopt;
+  }
+}
+
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
                       int64_t cols) {
-  const bool int8 = type == GgmlType::q8_0;
-  if (!int8 && type != GgmlType::q4_0 && type != GgmlType::q4_1)
+  const std::optional<KeptLayout> layout = kept_layout(type);
+  if (!layout)
     throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
                                              " is not a block type kept quantized");
-  const QuantFormat format = int8 ? QuantFormat::int8 : QuantFormat::int4;
-  if (cols % 32 != 0 || (out.rows > 0 && (out.format != format || out.cols != cols || out.group_size != 32)))
+  const int64_t block = ggml_block_size(type);
+  if (cols % block != 0 ||
+      (out.rows > 0 && (out.format != layout->format || out.cols != cols || out.group_size != layout->group_size)))
     throw Error(ErrorCategory::internal, "append_ggml_rows: mismatched rows");
-  out.format = format;
+  out.format = layout->format;
   out.cols = cols;
-  out.group_size = 32;
-  const int64_t G = cols / 32;
+  out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
+  if (type == GgmlType::q5_0 || type == GgmlType::q6_k) {  // int8 holds their integers exactly
+    int8_t q[256];
+    float scales[16];
+    for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
+      if (type == GgmlType::q5_0) {
+        ggml::unpack_q5_0(src, q, scales);
+        out.scales.push_back(scales[0]);
+      } else {
+        ggml::unpack_q6_k(src, q, scales);
+        out.scales.insert(out.scales.end(), scales, scales + 16);
+      }
+      out.data.insert(out.data.end(), q, q + block);
+    }
+    out.rows += rows;
+    return;
+  }
+  const int64_t G = cols / 32;
   for (int64_t i = 0; i < rows * G; ++i, src += block_bytes) {
     uint16_t d;
     std::memcpy(&d, src, 2);
@@ -248,14 +277,14 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     // reports it properly.
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
-    // int4 and automatic keep Q8_0 too (as int8: never quantized further than stored);
-    // int8 keeps only Q8_0. Other block formats (Q5, K-quants, IQ4) have no kernels yet:
-    // they are dequantized at load.
-    const bool keep = b == GgmlType::q8_0 ||
-                      (spec.mode != Quantization::int8 && (b == GgmlType::q4_0 || b == GgmlType::q4_1));
-    // The parts of a fused weight must all become the same format.
-    const bool same_format = parts.empty() || (*parts.front()->block_type == GgmlType::q8_0) == (b == GgmlType::q8_0);
-    if (!keep || !same_format) return std::nullopt;
+    // The formats int8 / int4 hold exactly (kept_layout). int8 mode keeps only the int8
+    // ones (never holding 4-bit weights); the other block formats (Q5_1, Q2_K .. Q5_K, IQ4)
+    // have no kernels yet and are dequantized at load.
+    const std::optional<KeptLayout> layout = kept_layout(b);
+    const bool keep = layout && (spec.mode != Quantization::int8 || layout->format == QuantFormat::int8);
+    // The parts of a fused weight must all become the same layout.
+    const bool same_layout = parts.empty() || kept_layout(*parts.front()->block_type) == layout;
+    if (!keep || !same_layout) return std::nullopt;
     parts.push_back(t);
   }
   HostQuantizedWeight q;

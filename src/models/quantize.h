@@ -66,9 +66,19 @@ HostQuantizedWeight quantize_int8(const float* w, int64_t rows, int64_t cols, in
 HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, int group_size,
                                   const std::string& what = "weight");
 
-// Appends `rows` rows of `cols` columns of ggml blocks, exactly: Q8_0 to int8, Q4_0 and
-// Q4_1 to int4 (Q4_0's d * (q - 8) as scale d, min -8 d), groups of 32. `out` must be
-// empty or hold the same format, cols and group size.
+// The layout that holds a ggml block format exactly, if any: Q8_0 and Q5_0 as int8 in
+// groups of 32, Q6_K as int8 in groups of 16 (its sub-block scales), Q4_0 and Q4_1 as int4
+// in groups of 32.
+struct KeptLayout {
+  QuantFormat format;
+  int group_size;
+  bool operator==(const KeptLayout&) const = default;
+};
+std::optional<KeptLayout> kept_layout(GgmlType type);
+
+// Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout's layout
+// (Q4_0's d * (q - 8) as scale d, min -8 d). `out` must be empty or hold the same format,
+// cols and group size.
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
                       int64_t cols);
 

@@ -313,9 +313,9 @@ TEST(QuantizeTest, RejectsNonFiniteWeights) {
 // Random ggml blocks of each kept type: the int8 / int4 weight they become dequantizes to
 // exactly what the GGUF loader's dequantize_row gives.
 TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
-  for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1}) {
-    const int64_t M = 6, K = 96;
-    std::vector<uint8_t> blocks(M * (K / 32) * ggml_block_bytes(type));
+  for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q6_k}) {
+    const int64_t M = 6, K = type == GgmlType::q6_k ? 512 : 96, block = ggml_block_size(type);
+    std::vector<uint8_t> blocks(M * (K / block) * ggml_block_bytes(type));
     uint64_t state = 12345 + static_cast<int>(type);
     for (auto& b : blocks) {
       state = state * 6364136223846793005ull + 1442695040888963407ull;
@@ -326,15 +326,16 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
     for (size_t i = 0; i < blocks.size(); i += bb) {
       const float d = 0.001f * static_cast<float>(1 + (i / bb) % 50);
       const uint16_t d16 = f32_to_f16(d), m16 = f32_to_f16(-0.3f + d);
-      std::memcpy(&blocks[i], &d16, 2);
+      std::memcpy(&blocks[i + (type == GgmlType::q6_k ? 208 : 0)], &d16, 2);  // Q6_K's d is last
       if (type == GgmlType::q4_1) std::memcpy(&blocks[i + 2], &m16, 2);
     }
     std::vector<float> expected(M * K);
     dequantize_row(type, blocks.data(), expected.data(), M * K);
     HostQuantizedWeight q;
     append_ggml_rows(q, type, blocks.data(), 2, K);  // two parts, as a fused weight has
-    append_ggml_rows(q, type, blocks.data() + 2 * (K / 32) * bb, M - 2, K);
+    append_ggml_rows(q, type, blocks.data() + 2 * (K / block) * bb, M - 2, K);
     ASSERT_EQ(q.rows, M);
+    EXPECT_EQ(q.group_size, type == GgmlType::q6_k ? 16 : 32);
     std::vector<float> back(M * K);
     cpu::dequantize_weight(q.view(), back.data());
     for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], expected[i]) << to_string(type) << " at " << i;
