@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -28,22 +29,24 @@ inline float activate(float xf) {
 
 template <Activation A>
 void bias_activation_rows(float* x, const float* bias, int64_t T, int64_t M, int threads) {
-#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
-    float* row = x + t * M;
-    for (int64_t m = 0; m < M; ++m) row[m] = activate<A>(bias ? row[m] + bias[m] : row[m]);
-  }
+  parallel_for(threads_for(T * M, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* row = x + t * M;
+      for (int64_t m = 0; m < M; ++m) row[m] = activate<A>(bias ? row[m] + bias[m] : row[m]);
+    }
+  });
 }
 
 template <Activation A>
 void gated_rows(const float* gate_up, float* out, int64_t T, int64_t F, int threads) {
-#pragma omp parallel for num_threads(threads_for(T * F, threads)) schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
-    const float* gate = gate_up + t * 2 * F;
-    const float* up = gate + F;
-    float* o = out + t * F;
-    for (int64_t f = 0; f < F; ++f) o[f] = activate<A>(gate[f]) * up[f];
-  }
+  parallel_for(threads_for(T * F, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* gate = gate_up + t * 2 * F;
+      const float* up = gate + F;
+      float* o = out + t * F;
+      for (int64_t f = 0; f < F; ++f) o[f] = activate<A>(gate[f]) * up[f];
+    }
+  });
 }
 
 // Calls fn.template operator()<A>() for the runtime activation `act`.

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -140,11 +141,12 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   };
 
   // Passes 1 and 2: bias, rotary, cache write (one token per iteration).
-#pragma omp parallel num_threads(threads_for(T * width, threads))
-  {
-    std::vector<double> cos_t(static_cast<size_t>(rot / 2)), sin_t(static_cast<size_t>(rot / 2));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < T; ++t) {
+  parallel_for(threads_for(T * width, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    // Per-thread angle tables, reused across calls (no allocation in the decode loop).
+    thread_local std::vector<double> cos_t, sin_t;
+    cos_t.resize(static_cast<size_t>(rot / 2));
+    sin_t.resize(static_cast<size_t>(rot / 2));
+    for (int64_t t = t0; t < t1; ++t) {
       float* row = x + t * width;
       if (bias)
         for (int64_t i = 0; i < width; ++i) row[i] += bias[i];
@@ -169,18 +171,17 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
         }
       }
     }
-  }
+  });
 
   // Pass 3: one (token, query head) per iteration; query head h reads kv head h / (nh/nkv).
   const int group = nh / nkv;
   const float scale = params.scale;
   const int64_t work = T * nh * static_cast<int64_t>(place.max_total) * hd;  // upper bound
-#pragma omp parallel num_threads(threads_for(work, threads))
-  {
-    std::vector<float> scores(static_cast<size_t>(place.max_total));
-    std::vector<float> acc(static_cast<size_t>(hd));
-#pragma omp for schedule(dynamic, 4)
-    for (int64_t item = 0; item < T * nh; ++item) {
+  parallel_for(threads_for(work, threads), T * nh, 1, [&](int64_t item0, int64_t item1) {
+    thread_local std::vector<float> scores, acc;  // per thread, reused across calls
+    scores.resize(static_cast<size_t>(place.max_total));
+    acc.resize(static_cast<size_t>(hd));
+    for (int64_t item = item0; item < item1; ++item) {
       const int64_t t = item / nh;
       const int h = static_cast<int>(item % nh);
       const int g = h / group;
@@ -210,7 +211,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       float* dst = o + t * static_cast<int64_t>(nh) * hd + static_cast<int64_t>(h) * hd;
       for (int d = 0; d < hd; ++d) dst[d] = acc[d] * inv_sum;
     }
-  }
+  });
 }
 
 }  // namespace kestrel::cpu

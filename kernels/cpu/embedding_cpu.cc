@@ -2,6 +2,7 @@
 #include <cstring>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -40,17 +41,18 @@ void embedding(const TensorView& ids, const TensorView& positions, const TensorV
   const float* te = wte.ptr<float>();
   float* o = out.ptr<float>();
 
-#pragma omp parallel for num_threads(threads_for(T * H, threads)) schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
-    const float* row = te + static_cast<int64_t>(id[t]) * H;
-    float* dst = o + t * H;
-    if (pe) {
-      const float* prow = pe + static_cast<int64_t>(pos[t]) * H;
-      for (int64_t i = 0; i < H; ++i) dst[i] = row[i] + prow[i];
-    } else {
-      std::memcpy(dst, row, static_cast<size_t>(H) * sizeof(float));
+  parallel_for(threads_for(T * H, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* row = te + static_cast<int64_t>(id[t]) * H;
+      float* dst = o + t * H;
+      if (pe) {
+        const float* prow = pe + static_cast<int64_t>(pos[t]) * H;
+        for (int64_t i = 0; i < H; ++i) dst[i] = row[i] + prow[i];
+      } else {
+        std::memcpy(dst, row, static_cast<size_t>(H) * sizeof(float));
+      }
     }
-  }
+  });
 }
 
 // The same from a quantized table: each token's row dequantized into out, then the
@@ -65,15 +67,16 @@ void embedding(const TensorView& ids, const TensorView& positions, const Quantiz
   const int64_t T = ids.dim(0), H = wte.cols;
   const int32_t* id = ids.ptr<int32_t>();
   float* o = out.ptr<float>();
-#pragma omp parallel for num_threads(threads_for(T * H, threads)) schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
-    float* dst = o + t * H;
-    dequantize_weight_rows(wte, id[t], 1, dst);
-    if (wpe) {
-      const float* prow = wpe->ptr<float>() + static_cast<int64_t>(positions.ptr<int32_t>()[t]) * H;
-      for (int64_t i = 0; i < H; ++i) dst[i] += prow[i];
+  parallel_for(threads_for(T * H, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* dst = o + t * H;
+      dequantize_weight_rows(wte, id[t], 1, dst);
+      if (wpe) {
+        const float* prow = wpe->ptr<float>() + static_cast<int64_t>(positions.ptr<int32_t>()[t]) * H;
+        for (int64_t i = 0; i < H; ++i) dst[i] += prow[i];
+      }
     }
-  }
+  });
 }
 
 // x: [T, H]; rows: [B] i32; out: [B, H].
@@ -88,10 +91,10 @@ void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, in
   const int32_t* r = rows.ptr<int32_t>();
   float* dst = out.ptr<float>();
 
-#pragma omp parallel for num_threads(threads_for(B * H, threads)) schedule(static)
-  for (int64_t b = 0; b < B; ++b)
-    std::memcpy(dst + b * H, src + static_cast<int64_t>(r[b]) * H,
-                static_cast<size_t>(H) * sizeof(float));
+  parallel_for(threads_for(B * H, threads), B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) std::memcpy(dst + b * H, src + static_cast<int64_t>(r[b]) * H,
+                  static_cast<size_t>(H) * sizeof(float));
+  });
 }
 
 }  // namespace kestrel::cpu

@@ -2,6 +2,7 @@
 #include <cblas.h>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -30,9 +31,10 @@ void linear(const TensorView& x, const TensorView& w, const TensorView* bias, Te
   }
   if (bias) {
     const float* b = bias->ptr<float>();
-#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t m = 0; m < M; ++m) o[t * M + m] += b[m];
+    parallel_for(threads_for(T * M, threads), T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        for (int64_t m = 0; m < M; ++m) o[t * M + m] += b[m];
+    });
   }
 }
 

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -35,31 +36,32 @@ void add_residual_norm(TensorView residual, const TensorView* delta, const Tenso
   const bool rms = norm.kind == NormKind::rms_norm;
   const double eps = norm.eps;
 
-#pragma omp parallel for num_threads(threads_for(T * H, threads)) schedule(static)
-  for (int64_t t = 0; t < T; ++t) {
-    float* r = res + t * H;
-    if (d || db) {
-      const float* dr = d ? d + t * H : nullptr;
-      for (int64_t i = 0; i < H; ++i) r[i] += (dr ? dr[i] : 0.0f) + (db ? db[i] : 0.0f);
+  parallel_for(threads_for(T * H, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      float* r = res + t * H;
+      if (d || db) {
+        const float* dr = d ? d + t * H : nullptr;
+        for (int64_t i = 0; i < H; ++i) r[i] += (dr ? dr[i] : 0.0f) + (db ? db[i] : 0.0f);
+      }
+      double mean = 0.0;
+      if (!rms) {
+        for (int64_t i = 0; i < H; ++i) mean += r[i];
+        mean /= static_cast<double>(H);
+      }
+      double var = 0.0;
+      for (int64_t i = 0; i < H; ++i) {
+        const double c = r[i] - mean;
+        var += c * c;
+      }
+      var /= static_cast<double>(H);
+      const double inv = 1.0 / std::sqrt(var + eps);
+      float* dst = o + t * H;
+      for (int64_t i = 0; i < H; ++i) {
+        const double y = (r[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
+        dst[i] = static_cast<float>(y);
+      }
     }
-    double mean = 0.0;
-    if (!rms) {
-      for (int64_t i = 0; i < H; ++i) mean += r[i];
-      mean /= static_cast<double>(H);
-    }
-    double var = 0.0;
-    for (int64_t i = 0; i < H; ++i) {
-      const double c = r[i] - mean;
-      var += c * c;
-    }
-    var /= static_cast<double>(H);
-    const double inv = 1.0 / std::sqrt(var + eps);
-    float* dst = o + t * H;
-    for (int64_t i = 0; i < H; ++i) {
-      const double y = (r[i] - mean) * inv * gamma[i] + (beta ? beta[i] : 0.0f);
-      dst[i] = static_cast<float>(y);
-    }
-  }
+  });
 }
 
 }  // namespace kestrel::cpu

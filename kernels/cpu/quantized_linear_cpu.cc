@@ -25,6 +25,7 @@
 
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 #include "cpu/quantized_q8_cpu.h"
 
 namespace kestrel::cpu {
@@ -280,17 +281,18 @@ void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, 
     dot4 = dot_int4_avx2;
   }
 #endif
-#pragma omp parallel for num_threads(threads_for(M * K, threads)) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t t = 0; t < T; ++t) {
-      const float* xt = xs + t * K;
-      const float v = w.format == QuantFormat::int8
-                          ? dot8(q8 + m * K, scales32 + m * G, K, group, xt)
-                          : dot4(q4 + m * q4_row, scales16 + m * G, mins16 + m * G, K, group, xt,
-                                 xsum.data() + t * G);
-      out[t * M + m] = v + (bias ? bias[m] : 0.0f);
+  parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      for (int64_t t = 0; t < T; ++t) {
+        const float* xt = xs + t * K;
+        const float v = w.format == QuantFormat::int8
+                            ? dot8(q8 + m * K, scales32 + m * G, K, group, xt)
+                            : dot4(q4 + m * q4_row, scales16 + m * G, mins16 + m * G, K, group, xt,
+                                   xsum.data() + t * G);
+        out[t * M + m] = v + (bias ? bias[m] : 0.0f);
+      }
     }
-  }
+  });
 }
 
 void tiled_gemm_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
@@ -304,17 +306,18 @@ void tiled_gemm_path(const TensorView& x, const QuantizedWeight& w, const float*
   float* const buffer = tile.data();
   for (int64_t m0 = 0; m0 < M; m0 += kTileRows) {
     const int64_t rows = std::min(kTileRows, M - m0);
-#pragma omp parallel for num_threads(threads_for(rows * K, threads)) schedule(static)
-    for (int64_t r = 0; r < rows; ++r) dequantize_rows(w, m0 + r, 1, buffer + r * K);
+    parallel_for(threads_for(rows * K, threads), rows, 1, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) dequantize_rows(w, m0 + r, 1, buffer + r * K);
+    });
     // out[:, m0 : m0 + rows] = x @ tile^T (row-major, ldc = M); OpenBLAS threads itself.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(T), static_cast<blasint>(rows),
                 static_cast<blasint>(K), 1.0f, xs, static_cast<blasint>(K), buffer,
                 static_cast<blasint>(K), 0.0f, out + m0, static_cast<blasint>(M));
   }
   if (bias) {
-#pragma omp parallel for num_threads(threads_for(T * M, threads)) schedule(static)
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t m = 0; m < M; ++m) out[t * M + m] += bias[m];
+    parallel_for(threads_for(T * M, threads), T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) for (int64_t m = 0; m < M; ++m) out[t * M + m] += bias[m];
+    });
   }
 }
 

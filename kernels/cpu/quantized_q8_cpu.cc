@@ -6,6 +6,7 @@
 
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -135,10 +136,11 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
 #endif
   const auto* q8 = static_cast<const int8_t*>(w.data.data);
   const auto* scales32 = static_cast<const float*>(w.scales.data);
-#pragma omp parallel for num_threads(threads_for(M * K, threads)) schedule(static)
-  for (int64_t m = 0; m < M; ++m)
-    for (int64_t t = 0; t < T; ++t)
-      out[t * M + m] = row(q8 + m * K, scales32 + m * G, nb, bpg, xq + t * nb) + (bias ? bias[m] : 0.0f);
+  parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t t = 0; t < T; ++t)
+        out[t * M + m] = row(q8 + m * K, scales32 + m * G, nb, bpg, xq + t * nb) + (bias ? bias[m] : 0.0f);
+  });
 }
 
 void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
@@ -173,15 +175,16 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   const auto* mins16 = static_cast<const uint16_t*>(w.mins.data);
   const auto* scales32 = static_cast<const float*>(w.scales.data);
   const bool int4 = w.format == QuantFormat::int4;
-#pragma omp parallel for num_threads(threads_for(M * K, threads)) schedule(static)
-  for (int64_t m = 0; m < M; ++m) {
-    for (int64_t t = 0; t < T; ++t) {
-      const Q8Block* xt = xq + t * nb;
-      const float v = int4 ? row4(q4 + m * G * (w.group_size / 2), scales16 + m * G, mins16 + m * G, nb, bpg, xt)
-                           : row8(q8 + m * K, scales32 + m * G, nb, bpg, xt);
-      out[t * M + m] = v + (bias ? bias[m] : 0.0f);
+  parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      for (int64_t t = 0; t < T; ++t) {
+        const Q8Block* xt = xq + t * nb;
+        const float v = int4 ? row4(q4 + m * G * (w.group_size / 2), scales16 + m * G, mins16 + m * G, nb, bpg, xt)
+                             : row8(q8 + m * K, scales32 + m * G, nb, bpg, xt);
+        out[t * M + m] = v + (bias ? bias[m] : 0.0f);
+      }
     }
-  }
+  });
 }
 
 }  // namespace kestrel::cpu

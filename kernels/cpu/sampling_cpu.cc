@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
 
@@ -205,11 +206,9 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
   float* all_logits = logits.ptr<float>();
   int32_t* out = tokens.ptr<int32_t>();
   std::vector<char> has_nan(static_cast<size_t>(B), 0);
-#pragma omp parallel num_threads(threads_for(B * V, threads))
-  {
-    std::vector<int32_t> scratch, order;
-#pragma omp for schedule(dynamic, 1)
-    for (int i = 0; i < B; ++i) {
+  parallel_for(threads_for(B * V, threads), B, 1, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<int32_t> scratch, order;  // per thread, reused across calls
+    for (int64_t i = i0; i < i1; ++i) {
       float* l = all_logits + i * V;
       const RowInputs& in = inputs[i];
       if (std::any_of(l, l + V, [](float x) { return std::isnan(x); })) {
@@ -224,7 +223,7 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
       for (int64_t j = 0; j < V; ++j) l[j] /= in.r.temperature;
       out[i] = draw(l, V, in.r, order);
     }
-  }
+  });
   for (int i = 0; i < B; ++i)
     if (has_nan[i]) fail(op, "logits row " + std::to_string(i) + " contains NaN");
 }
