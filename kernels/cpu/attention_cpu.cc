@@ -188,24 +188,36 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       const int32_t s = place.seq[t], p = place.pos[t];
       const float* q = x + t * width + static_cast<int64_t>(h) * hd;
 
+      // A block's slots hold consecutive positions in consecutive rows of hd floats, so the
+      // positions are walked block by block (no division per position).
+      const int32_t n = p + 1;
       float max_score = -INFINITY;
-      for (int32_t j = 0; j <= p; ++j) {
-        const float* k = kc + cache_offset(s, j, g);
-        float dot = 0.0f;
+      for (int32_t j0 = 0; j0 < n; j0 += bs) {
+        const float* kb = kc + cache_offset(s, j0, g);
+        for (int32_t j = j0; j < std::min(n, j0 + bs); ++j) {
+          const float* k = kb + static_cast<int64_t>(j - j0) * hd;
+          float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
-        for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
-        scores[j] = dot * scale;
-        max_score = std::max(max_score, scores[j]);
+          for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
+          scores[j] = dot * scale;
+          max_score = std::max(max_score, scores[j]);
+        }
       }
       // Softmax with the max subtracted; the normalizer is summed in double.
       double sum = 0.0;
+      for (int32_t j = 0; j < n; ++j) {
+        scores[j] = std::exp(scores[j] - max_score);
+        sum += scores[j];
+      }
       for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
-      for (int32_t j = 0; j <= p; ++j) {
-        const float w = std::exp(scores[j] - max_score);
-        sum += w;
-        const float* v = vc + cache_offset(s, j, g);
+      for (int32_t j0 = 0; j0 < n; j0 += bs) {
+        const float* vb = vc + cache_offset(s, j0, g);
+        for (int32_t j = j0; j < std::min(n, j0 + bs); ++j) {
+          const float w = scores[j];
+          const float* v = vb + static_cast<int64_t>(j - j0) * hd;
 #pragma omp simd
-        for (int d = 0; d < hd; ++d) acc[d] += w * v[d];
+          for (int d = 0; d < hd; ++d) acc[d] += w * v[d];
+        }
       }
       const float inv_sum = static_cast<float>(1.0 / sum);
       float* dst = o + t * static_cast<int64_t>(nh) * hd + static_cast<int64_t>(h) * hd;
