@@ -29,4 +29,10 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// Lets the kernel drop the pages of a mapped file that lie wholly inside [data, data +
+// bytes): they leave the resident set and are read from the file again if touched.
+// Loading calls it once a tensor is converted, so a model's resident memory is its
+// converted weights, not those plus the file.
+void release_mapped_pages(const void* data, size_t bytes) noexcept;
+
 }  // namespace kestrel

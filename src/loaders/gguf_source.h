@@ -6,6 +6,7 @@
 #include <string>
 
 #include "loaders/gguf.h"
+#include "core/mapped_file.h"
 #include "loaders/weight_source.h"
 
 namespace kestrel {
@@ -20,6 +21,7 @@ class GgufSource : public WeightSource {
   explicit GgufSource(const GgufFile& file);
   const SourceTensor* find(std::string_view name) const override;
   std::string describe() const override { return describe_; }
+  void release(const SourceTensor& tensor) const override { release_mapped_pages(tensor.data, tensor.bytes); }
 
  private:
   std::map<std::string, SourceTensor, std::less<>> tensors_;

@@ -32,6 +32,7 @@ class SafetensorsSource : public WeightSource {
   explicit SafetensorsSource(const std::filesystem::path& dir);
   const SourceTensor* find(std::string_view name) const override;
   std::string describe() const override { return describe_; }
+  void release(const SourceTensor& tensor) const override { release_mapped_pages(tensor.data, tensor.bytes); }
   static bool present(const std::filesystem::path& dir);
 
  private:

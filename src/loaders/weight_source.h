@@ -36,6 +36,9 @@ class WeightSource {
   virtual const SourceTensor* find(std::string_view name) const = 0;
   // Where the weights come from, for error messages.
   virtual std::string describe() const = 0;
+  // The loader is done with this tensor's bytes for now: a mapped source drops its pages
+  // from the resident set (they are read from the file again if the tensor is used again).
+  virtual void release(const SourceTensor& /*tensor*/) const {}
 };
 
 }  // namespace kestrel

@@ -288,7 +288,10 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     parts.push_back(t);
   }
   HostQuantizedWeight q;
-  for (const SourceTensor* t : parts) append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols);
+  for (const SourceTensor* t : parts) {
+    append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols);
+    source.release(*t);
+  }
   return store_quantized(store, q, what);
 }
 

@@ -137,6 +137,14 @@ const SourceTensor* RandomWeightSource::find(std::string_view name) const {
   return &e.tensor;
 }
 
+void RandomWeightSource::release(const SourceTensor& tensor) const {
+  auto it = entries_.find(tensor.name);
+  if (it == entries_.end()) return;
+  it->second.bytes = {};
+  it->second.tensor.data = nullptr;
+  it->second.tensor.bytes = 0;
+}
+
 std::string RandomWeightSource::describe() const {
   return "random weights (seed " + std::to_string(seed_) + ")";
 }

@@ -31,6 +31,8 @@ class RandomWeightSource final : public WeightSource {
   RandomWeightSource(const Architecture& arch, DType dtype, uint64_t seed);
   const SourceTensor* find(std::string_view name) const override;
   std::string describe() const override;
+  // Frees the tensor's values (made again, the same, if it is found again).
+  void release(const SourceTensor& tensor) const override;
 
  private:
   struct Entry {

@@ -157,6 +157,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
     }
   }
 
+  for (const SourceTensor* t : parts) source.release(*t);
   void* ptr = backend_.allocator().allocate(host.size(), what.c_str());
   allocations_.push_back(ptr);
   TensorView view = matrix ? TensorView(ptr, dtype_, {out_rows, cc}, backend_.device())
