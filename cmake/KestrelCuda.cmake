@@ -38,5 +38,7 @@ function(kestrel_add_cuda_backend target)
   target_compile_options(${target} PRIVATE
     $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr -lineinfo -Xcompiler=-Wall,-Wextra>
     $<$<AND:$<COMPILE_LANGUAGE:CUDA>,$<BOOL:${KESTREL_WERROR}>>:-Werror=all-warnings>)
-  target_link_libraries(${target} PRIVATE CUDA::cudart CUDA::cublas CUDA::cublasLt)
+  # cuBLAS is loaded with dlopen when a CUDA backend is made (cublas_loader.h): CPU-only runs
+  # never map it. Its headers are the toolkit's.
+  target_link_libraries(${target} PRIVATE CUDA::cudart ${CMAKE_DL_LIBS})
 endfunction()

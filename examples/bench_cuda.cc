@@ -6,7 +6,6 @@
 //              f32 accumulation (tensor cores for f16 / bf16), 2 n^3 FLOPs per call, on
 //              random inputs (constant or zero inputs run faster than real data).
 // The best of several timed repetitions after a warm-up is the ceiling.
-#include <cublas_v2.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -19,6 +18,7 @@
 #include <string>
 
 #include "bench.h"
+#include "cuda/cublas_loader.h"
 
 namespace kestrel_bench {
 
@@ -45,7 +45,7 @@ struct Resources {
   void* b = nullptr;
   void* c = nullptr;
   ~Resources() {
-    if (cublas) cublasDestroy(cublas);
+    if (cublas) kestrel::cuda::cublas_api().destroy(cublas);
     for (void* p : {a, b, c})
       if (p) cudaFree(p);
     if (start) cudaEventDestroy(start);
@@ -134,11 +134,11 @@ DeviceCeilings measure_device_ceilings(int device, const std::string& dtype) {
   check(cudaMalloc(&r.c, matrix_bytes), "cudaMalloc (GEMM C)");
   fill_random(r.a, static_cast<size_t>(n) * n, type, 1);
   fill_random(r.b, static_cast<size_t>(n) * n, type, 2);
-  check(cublasCreate(&r.cublas), "cublasCreate");
-  check(cublasSetStream(r.cublas, r.stream), "cublasSetStream");
+  check(kestrel::cuda::cublas_api().create(&r.cublas), "cublasCreate");
+  check(kestrel::cuda::cublas_api().set_stream(r.cublas, r.stream), "cublasSetStream");
   const float alpha = 1.0f, beta = 0.0f;
   const double gemm_s = best_seconds(r, 3, 10, [&] {
-    check(cublasGemmEx(r.cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, r.a, type, n, r.b, type, n, &beta,
+    check(kestrel::cuda::cublas_api().gemm_ex(r.cublas, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &alpha, r.a, type, n, r.b, type, n, &beta,
                        r.c, type, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "cublasGemmEx");
   });

@@ -63,11 +63,17 @@ for p in nvidia.__path__:
     for dirpath, _, files in os.walk(p):
         if any(f.startswith("lib") and ".so" in f for f in files): print(dirpath)' 2>/dev/null)
 fi
+# Loaded with dlopen when a CUDA backend is made (kernels/cuda/cublas_loader.h), so ldd
+# does not list them: found like the rest unless the loader's cache already knows them.
+dlopened=()
+for name in libcublas.so.13 libcublasLt.so.13; do
+  ldconfig -p 2>/dev/null | grep -q "^\s*$name " || dlopened+=("$name")
+done
 # The directories that hold what the binaries still miss, in the order above.
 resolve_libraries() {
   local path="$here/lib" missing name d
-  for name in $(LD_LIBRARY_PATH="$path" ldd "$here/lib/libkestrel.so.0" "$here"/bin/* 2>/dev/null |
-                awk '$2 == "=>" && $3 == "not" {print $1}' | sort -u); do
+  for name in $( (LD_LIBRARY_PATH="$path" ldd "$here/lib/libkestrel.so.0" "$here"/bin/* 2>/dev/null |
+                  awk '$2 == "=>" && $3 == "not" {print $1}'; printf '%s\n' "${dlopened[@]}") | sort -u); do
     for d in "${cuda_dirs[@]}"; do
       if [[ -e "$d/$name" ]]; then
         [[ ":$path:" == *":$d:"* ]] || path+=":$d"
@@ -200,7 +206,7 @@ for step in "${steps[@]}"; do
       gpu="$(nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader 2>/dev/null | head -n 1)"
       [[ -n "$gpu" ]] || { gpu="none (nvidia-smi failed or is missing)"; status=1; }
       record "device: $gpu"
-      record "cuda libraries: $(list_libraries | grep -E 'libcuda|libcudart|libcublas|libnccl' | awk '{printf "%s%s -> %s", sep, $1, $2; sep="; "}')"
+      record "cuda libraries: $(list_libraries | grep -E 'libcuda|libcudart|libnccl' | awk '{printf "%s%s -> %s", sep, $1, $2; sep="; "}'); libcublas.so.13 (dlopen) from $(ldconfig -p 2>/dev/null | awk '$1 == "libcublas.so.13" {print $NF; exit}' | grep . || for d in ${LD_LIBRARY_PATH//:/ }; do [[ -e $d/libcublas.so.13 ]] && { echo "$d"; break; }; done)"
       check_libraries
       ;;
     libraries) check_libraries ;;

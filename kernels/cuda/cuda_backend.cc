@@ -7,8 +7,8 @@
 // operation; copy() to the host and synchronize() are where the host waits, and where
 // errors recorded by kernels surface as exceptions.
 #include "cuda/cuda_backend.h"
+#include "cuda/cublas_loader.h"
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -34,7 +34,7 @@ namespace {
 
 void check_cublas(cublasStatus_t status, const char* op) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    throw Error(ErrorCategory::device, std::string(op) + ": " + cublasGetStatusString(status));
+    throw Error(ErrorCategory::device, std::string(op) + ": " + cublas_api().status_string(status));
 }
 
 std::string describe(const DeviceErrorRecord& r) {
@@ -208,7 +208,7 @@ class CudaBackend final : public Backend {
       return;
     }
     const float alpha = 1.0f;
-    check_cublas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, M, T, K, &alpha, w.data,
+    check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, M, T, K, &alpha, w.data,
                               cuda_type(w.dtype), K, x.data, cuda_type(x.dtype), K, &beta, out.data,
                               cuda_type(out.dtype), M, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
                  op);
@@ -247,7 +247,7 @@ class CudaBackend final : public Backend {
       TensorView tile(dequant_scratch_, x.dtype, {rows, K}, device());
       cuda::dequantize_rows(ctx_, w, m0, rows, tile);
       char* out_cols = static_cast<char*>(out.data) + m0 * dtype_size(out.dtype);
-      check_cublas(cublasGemmEx(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(T),
+      check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(T),
                                 static_cast<int>(K), &alpha, tile.data, cuda_type(x.dtype), static_cast<int>(K),
                                 x.data, cuda_type(x.dtype), static_cast<int>(K), &beta, out_cols,
                                 cuda_type(out.dtype), static_cast<int>(M), CUBLAS_COMPUTE_32F,
@@ -315,10 +315,10 @@ class CudaBackend final : public Backend {
     check(cudaStreamSynchronize(stream_), op);
     ctx_.errors = errors_;
     check(cudaMallocHost(&host_errors_, sizeof(DeviceErrorRecord)), op);
-    check_cublas(cublasCreate(&cublas_), op);
-    check_cublas(cublasSetStream(cublas_, stream_), op);
+    check_cublas(cublas_api().create(&cublas_), op);
+    check_cublas(cublas_api().set_stream(cublas_, stream_), op);
     check(cudaMalloc(&cublas_workspace_, kCublasWorkspaceBytes), op);
-    check_cublas(cublasSetWorkspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes), op);
+    check_cublas(cublas_api().set_workspace(cublas_, cublas_workspace_, kCublasWorkspaceBytes), op);
     void* ws = nullptr;
     check(cudaMalloc(&ws, kAttentionWorkspaceBytes), op);
     attention_workspace_.data = static_cast<float*>(ws);
@@ -335,7 +335,7 @@ class CudaBackend final : public Backend {
 
   void release() noexcept {
     cudaSetDevice(device_);
-    if (cublas_) cublasDestroy(cublas_);
+    if (cublas_) cublas_api().destroy(cublas_);
     cublas_ = nullptr;
     cudaFree(cublas_workspace_);
     cublas_workspace_ = nullptr;

@@ -1,0 +1,44 @@
+#include "cuda/cublas_loader.h"
+
+#include <dlfcn.h>
+
+#include <string>
+
+#include "kestrel/error.h"
+
+namespace kestrel::cuda {
+
+namespace {
+
+template <class F>
+void resolve(void* lib, const char* name, const std::string& library, F* out) {
+  void* symbol = dlsym(lib, name);
+  if (!symbol)
+    throw Error(ErrorCategory::device, library + ": symbol " + name + " not found (" + dlerror() + ")");
+  *out = reinterpret_cast<F>(symbol);
+}
+
+CublasApi load() {
+  const std::string library = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+  void* lib = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!lib)
+    throw Error(ErrorCategory::device, "cannot load " + library + " (cuBLAS " + std::to_string(CUBLAS_VER_MAJOR) +
+                                           ", from the CUDA toolkit): " + dlerror());
+  CublasApi api{};
+  resolve(lib, "cublasCreate_v2", library, &api.create);
+  resolve(lib, "cublasDestroy_v2", library, &api.destroy);
+  resolve(lib, "cublasSetStream_v2", library, &api.set_stream);
+  resolve(lib, "cublasSetWorkspace_v2", library, &api.set_workspace);
+  resolve(lib, "cublasGemmEx", library, &api.gemm_ex);
+  resolve(lib, "cublasGetStatusString", library, &api.status_string);
+  return api;  // the library stays loaded for the process
+}
+
+}  // namespace
+
+const CublasApi& cublas_api() {
+  static const CublasApi api = load();  // a throw leaves it unset: the next call tries again
+  return api;
+}
+
+}  // namespace kestrel::cuda
