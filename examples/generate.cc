@@ -3,6 +3,7 @@
 //   kestrel-generate [--model PATH] --prompt TEXT [--chat auto|on|off] [--system TEXT]
 //                    [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //                    [--stop STRING]... [--device cpu|cuda] ...   (--help lists all)
+//                    [--speculative prompt-lookup|draft] [--draft-model PATH] [--draft-tokens K]
 //   mpirun -np 4 kestrel-generate --tp 2 --pp 2 ...    tensor x pipeline parallel
 //
 // With a chat model (one whose files carry a chat template, such as the default
@@ -12,6 +13,8 @@
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <kestrel/kestrel.h>
 
 #include "cli_options.h"
@@ -21,6 +24,13 @@ namespace {
 std::string parallel_text(const kestrel::ParallelInfo& p) {
   if (p.tensor_parallel * p.pipeline_parallel == 1) return "";
   return ", tp " + std::to_string(p.tensor_parallel) + " x pp " + std::to_string(p.pipeline_parallel);
+}
+
+std::string speculative_text(const kestrel::SpeculativeOptions& options, const kestrel::GenerationResult& result) {
+  if (options.method == kestrel::SpeculativeMethod::none) return "";
+  return fmt::format("{} accepted {} of {} drafted ({:.0f}%) | ", kestrel::to_string(options.method),
+                     result.accepted_tokens, result.drafted_tokens,
+                     result.drafted_tokens ? 100.0 * result.accepted_tokens / result.drafted_tokens : 0.0);
 }
 
 }  // namespace
@@ -33,6 +43,9 @@ int main(int argc, char** argv) {
   std::string chat = "auto";
   std::string system;
   bool quiet = false;
+  std::string speculative = "none";
+  std::string draft_path;
+  kestrel::SpeculativeOptions speculative_options;
 
   kestrel_examples::add_model_options(app, model_args);
   kestrel_examples::add_parallel_options(app, model_args);
@@ -44,14 +57,37 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--system", system, "System message for chat mode (default: the template's own, if any)");
   kestrel_examples::add_sampling_options(app, sampling_args);
+  app.add_option("--speculative", speculative,
+                 "Speculative decoding: none; prompt-lookup (draft from n-grams of the prompt and output); "
+                 "draft (a smaller model with the same tokenizer, --draft-model)")
+      ->check(CLI::IsMember({"none", "prompt-lookup", "draft"}))
+      ->capture_default_str();
+  app.add_option("--draft-model", draft_path, "The draft model for --speculative draft (.gguf or model directory)");
+  app.add_option("--draft-tokens", speculative_options.num_draft_tokens, "Tokens drafted per verification step")
+      ->capture_default_str();
+  app.add_option("--lookup-ngram", speculative_options.ngram_max, "Longest n-gram prompt lookup matches")
+      ->capture_default_str();
   app.add_flag("-q,--quiet", quiet, "Print only the generated text");
   CLI11_PARSE(app, argc, argv);
 
   try {
     auto model = kestrel_examples::load_model(model_args);
     kestrel::Session session(model, kestrel_examples::single_sequence_session(model_args));
-    kestrel::Decoder decoder(session);
     kestrel::GenerationRequest request = kestrel_examples::make_request(sampling_args);
+    speculative_options.method = kestrel::parse_speculative_method(speculative, "--speculative");
+    request.speculative = speculative_options;
+    const bool with_draft = speculative_options.method == kestrel::SpeculativeMethod::draft_model;
+    if (with_draft && draft_path.empty())
+      throw kestrel::Error(kestrel::ErrorCategory::invalid_argument, "--speculative draft needs --draft-model PATH");
+    if (!with_draft && !draft_path.empty())
+      throw kestrel::Error(kestrel::ErrorCategory::invalid_argument, "--draft-model is only used with --speculative draft");
+    // The draft model loads as the model does (device, dtype, threads, quantization).
+    kestrel_examples::ModelArgs draft_args = model_args;
+    draft_args.path = draft_path;
+    std::shared_ptr<const kestrel::Model> draft_model = with_draft ? kestrel_examples::load_model(draft_args) : nullptr;
+    std::optional<kestrel::Session> draft_session;
+    if (with_draft) draft_session.emplace(draft_model, session.options());
+    kestrel::Decoder decoder = with_draft ? kestrel::Decoder(session, *draft_session) : kestrel::Decoder(session);
 
     bool use_template = chat == "on" || (chat == "auto" && !model->chat_template().empty());
     if (use_template) {
@@ -85,12 +121,12 @@ int main(int argc, char** argv) {
       const size_t n = result.tokens.size();
       fmt::print(stderr,
                  "[kestrel] model {} ({}, {}{}{}{}) | prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} tokens/s | "
-                 "finish: {}\n",
+                 "{}finish: {}\n",
                  model_args.path, kestrel::to_string(model->device()), kestrel::to_string(model->dtype()),
                  parallel_text(model->parallel()), model_args.quant == "none" ? "" : ", " + model_args.quant + " weights",
                  use_template ? ", chat template" : "", result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                  n > 1 && result.decode_seconds > 0 ? static_cast<double>(n - 1) / result.decode_seconds : 0.0,
-                 kestrel::to_string(result.finish));
+                 speculative_text(request.speculative, result), kestrel::to_string(result.finish));
     }
     return 0;
   } catch (const kestrel::Error& e) {

@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kestrel/session.h"
@@ -32,11 +33,36 @@ struct StopOptions {
   std::vector<std::string> stop_strings;    // never streamed out, even when split across tokens
 };
 
+// Speculative decoding: a cheap drafter proposes up to k tokens, the model scores all of
+// them in one step (k + 1 positions of the sequence), keeps the longest prefix the
+// rejection rule accepts plus one token of its own, and drops the KV-cache positions of the
+// rest. The output distribution is exactly the model's: greedy requests give the tokens of
+// plain decoding; sampled ones follow the standard rule (accept a drafted x with
+// probability min(1, p(x) / q(x)), else draw from the normalized max(0, p - q)).
+enum class SpeculativeMethod : uint8_t {
+  none,
+  prompt_lookup,  // draft the tokens that followed the latest earlier occurrence of the
+                  // sequence's last n-gram in its own prompt + output (no second model)
+  draft_model,    // a smaller model with the same vocabulary drafts (Decoder(session, draft))
+};
+const char* to_string(SpeculativeMethod method) noexcept;
+// Parses "none", "prompt-lookup" and "draft" (or "draft-model"); throws
+// Error(invalid_argument) naming `what` otherwise.
+SpeculativeMethod parse_speculative_method(std::string_view text, std::string_view what = "speculative method");
+
+struct SpeculativeOptions {
+  SpeculativeMethod method = SpeculativeMethod::none;
+  int num_draft_tokens = 4;  // k, in [1, 32]; fewer near max_new_tokens or the step's buffers
+  int ngram_min = 1;         // prompt lookup: the shortest suffix n-gram to match, >= 1
+  int ngram_max = 3;         // and the longest, tried first; >= ngram_min, <= 16
+};
+
 struct GenerationRequest {
   std::string prompt;                        // used when prompt_ids is empty
   std::vector<int32_t> prompt_ids;           // pre-tokenized prompt
   SamplingOptions sampling;
   StopOptions stop;
+  SpeculativeOptions speculative;
 };
 
 enum class FinishReason { length, stop_token, stop_string, cancelled, error };
@@ -50,6 +76,10 @@ struct GenerationResult {
   std::string error;            // set when finish == error (e.g. KV cache exhausted)
   double prompt_seconds = 0.0;  // context phase, including the first token
   double decode_seconds = 0.0;  // generation phase
+  // Speculative decoding: tokens drafted, and how many of them the model accepted
+  // (acceptance rate = accepted_tokens / drafted_tokens).
+  int drafted_tokens = 0;
+  int accepted_tokens = 0;
 };
 
 // One streamed token of one request. `text` is the newly final text (possibly empty: bytes
@@ -67,6 +97,11 @@ using StreamCallback = std::function<bool(const StreamEvent&)>;
 class Decoder {
  public:
   explicit Decoder(Session& session);
+  // With a draft session for SpeculativeMethod::draft_model: its model must have the
+  // session's vocabulary (same tokenizer), room for as many sequences and tokens, and
+  // neither may be a tensor / pipeline parallel run; throws Error(invalid_argument) naming
+  // what differs. Both sessions must outlive the decoder.
+  Decoder(Session& session, Session& draft);
 
   // Runs all requests to completion, up to the session's max_sequences at a time; others
   // join as slots free up. Invalid requests throw Error(invalid_argument / limit) before
@@ -82,6 +117,7 @@ class Decoder {
 
  private:
   Session& session_;
+  Session* draft_ = nullptr;
 };
 
 }  // namespace kestrel

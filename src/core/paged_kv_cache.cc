@@ -1,5 +1,7 @@
 #include "core/paged_kv_cache.h"
 
+#include <algorithm>
+
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -53,9 +55,14 @@ void PagedKvCache::reserve(std::vector<int32_t>& table, int positions) {
   }
 }
 
-void PagedKvCache::release(std::vector<int32_t>& table) {
-  for (auto it = table.rbegin(); it != table.rend(); ++it) free_.push_back(*it);
-  table.clear();
+void PagedKvCache::release(std::vector<int32_t>& table) { truncate(table, 0); }
+
+void PagedKvCache::truncate(std::vector<int32_t>& table, int positions) {
+  const size_t keep = static_cast<size_t>(blocks_for(std::max(positions, 0)));
+  while (table.size() > keep) {
+    free_.push_back(table.back());
+    table.pop_back();
+  }
 }
 
 }  // namespace kestrel

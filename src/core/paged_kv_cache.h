@@ -37,6 +37,10 @@ class PagedKvCache {
   void reserve(std::vector<int32_t>& table, int positions);
   // Returns every block of `table` to the pool and clears it.
   void release(std::vector<int32_t>& table);
+  // Keeps the blocks that hold positions [0, positions) and returns the rest to the pool
+  // (speculative decoding drops the positions of rejected draft tokens this way; what
+  // stays in a kept block past `positions` is overwritten by the next step).
+  void truncate(std::vector<int32_t>& table, int positions);
 
   int blocks_for(int positions) const { return (positions + shape_.block_size - 1) / shape_.block_size; }
   int free_blocks() const { return static_cast<int>(free_.size()); }

@@ -3,10 +3,13 @@
 #include <algorithm>
 #include <chrono>
 #include <deque>
+#include <memory>
 #include <optional>
 
 #include "core/session_state.h"
+#include "decoding/draft_model.h"
 #include "decoding/request_checks.h"
+#include "decoding/speculative.h"
 #include "decoding/step_runner.h"
 #include "decoding/stop_matcher.h"
 #include "kestrel/error.h"
@@ -22,6 +25,23 @@ const char* to_string(FinishReason reason) noexcept {
     case FinishReason::error: return "error";
   }
   return "?";
+}
+
+const char* to_string(SpeculativeMethod method) noexcept {
+  switch (method) {
+    case SpeculativeMethod::none: return "none";
+    case SpeculativeMethod::prompt_lookup: return "prompt-lookup";
+    case SpeculativeMethod::draft_model: return "draft";
+  }
+  return "?";
+}
+
+SpeculativeMethod parse_speculative_method(std::string_view text, std::string_view what) {
+  if (text == "none") return SpeculativeMethod::none;
+  if (text == "prompt-lookup") return SpeculativeMethod::prompt_lookup;
+  if (text == "draft" || text == "draft-model") return SpeculativeMethod::draft_model;
+  throw Error(ErrorCategory::invalid_argument,
+              std::string(what) + " = '" + std::string(text) + "' (expected none, prompt-lookup or draft)");
 }
 
 namespace {
@@ -57,12 +77,16 @@ struct Sequence {
 
 class Run {
  public:
-  Run(detail::SessionState& s, std::span<const GenerationRequest> requests, const StreamCallback& cb)
+  Run(detail::SessionState& s, detail::SessionState* draft, std::span<const GenerationRequest> requests,
+      const StreamCallback& cb)
       : s_(s), requests_(requests), callback_(cb), runner_(s), results_(requests.size()) {
     const Model& model = *s.model;
     eos_ = model.tokenizer().eos_id();
     for (size_t i = 0; i < requests.size(); ++i) {
       results_[i].prompt_ids = checked_prompt(requests[i], i, model, s.options);
+      check_speculative(requests[i].speculative, i, model, draft != nullptr);
+      if (requests[i].speculative.method == SpeculativeMethod::draft_model && !drafter_)
+        drafter_ = std::make_unique<DraftModel>(*draft);
       waiting_.push_back(i);
     }
   }
@@ -103,7 +127,7 @@ class Run {
         if (seq.finished || left <= 0 || budget == 0) continue;
         const int n = std::min(left, budget);
         if (!reserve(seq, seq.cached + n)) continue;
-        slices.push_back({seq.prompt.data() + seq.cached, n, seq.cached, &seq.blocks, n == left});
+        slices.push_back({seq.prompt.data() + seq.cached, n, seq.cached, &seq.blocks, n == left ? 1 : 0});
         owners.push_back(&seq);
         budget -= n;
       }
@@ -112,27 +136,207 @@ class Run {
       std::vector<Sequence*> sampled;
       for (size_t i = 0; i < slices.size(); ++i) {
         owners[i]->cached += slices[i].count;
-        if (slices[i].wants_logits) sampled.push_back(owners[i]);
+        if (slices[i].logits > 0) sampled.push_back(owners[i]);
       }
       sample_and_advance(sampled);
     }
   }
 
-  // Generation phase: one token for every running sequence.
+  // Generation phase: every running sequence gets one token, or, with speculative
+  // decoding and a draft, the draft verified in one step (see verify()).
   void decode() {
-    std::vector<StepSlice> slices;
-    std::vector<Sequence*> owners;
+    std::vector<Sequence*> plain;
+    std::vector<Draft> drafts;
+    std::vector<DraftModel::Job> jobs;
     for (auto& seq : active_) {
       const auto& generated = results_[seq.request].tokens;
       if (seq.finished || generated.empty() || seq.cached < static_cast<int>(seq.prompt.size())) continue;
-      if (!reserve(seq, seq.cached + 1)) continue;
-      slices.push_back({&generated.back(), 1, seq.cached, &seq.blocks, true});
-      owners.push_back(&seq);
+      const int budget = draft_budget(seq);
+      if (budget == 0) {
+        plain.push_back(&seq);
+        continue;
+      }
+      Draft draft{&seq, history(seq), {}, {}};
+      const SpeculativeOptions& o = requests_[seq.request].speculative;
+      if (o.method == SpeculativeMethod::prompt_lookup)
+        draft.tokens = prompt_lookup_draft(draft.history, o.ngram_min, o.ngram_max, budget);
+      drafts.push_back(std::move(draft));
+      if (o.method == SpeculativeMethod::draft_model) {
+        DraftModel::Job job;
+        job.key = seq.request;
+        job.prompt_length = static_cast<int>(seq.prompt.size());
+        job.row = seq.row;
+        job.row.step = generated.size();
+        job.count = budget;
+        jobs.push_back(std::move(job));
+      }
+    }
+    if (!jobs.empty()) {
+      // Job histories point into `drafts`, which no longer grows.
+      for (size_t i = 0, j = 0; i < drafts.size() && j < jobs.size(); ++i)
+        if (drafts[i].seq->request == jobs[j].key) jobs[j++].history = drafts[i].history;
+      drafter_->draft(jobs);
+      for (size_t i = 0, j = 0; i < drafts.size() && j < jobs.size(); ++i)
+        if (drafts[i].seq->request == jobs[j].key) {
+          drafts[i].tokens = std::move(jobs[j].tokens);
+          drafts[i].q = std::move(jobs[j++].q);
+        }
+    }
+    std::erase_if(drafts, [&](Draft& d) {
+      if (!d.tokens.empty()) return false;
+      s_.kv->truncate(d.seq->blocks, d.seq->cached);  // nothing drafted: a plain step
+      plain.push_back(d.seq);
+      return true;
+    });
+    decode_plain(plain);
+    verify(drafts);
+  }
+
+  void decode_plain(const std::vector<Sequence*>& seqs) {
+    std::vector<StepSlice> slices;
+    std::vector<Sequence*> owners;
+    for (Sequence* seq : seqs) {
+      if (!reserve(*seq, seq->cached + 1)) continue;
+      slices.push_back({&results_[seq->request].tokens.back(), 1, seq->cached, &seq->blocks, 1});
+      owners.push_back(seq);
     }
     if (slices.empty()) return;
     runner_.run(slices, /*generation=*/true);
     for (auto* seq : owners) seq->cached += 1;
     sample_and_advance(owners);
+  }
+
+  // A sequence's drafted tokens, and what the step that verifies them feeds: its last
+  // token followed by the draft.
+  struct Draft {
+    Sequence* seq = nullptr;
+    std::vector<int32_t> history;        // prompt + generated
+    std::vector<int32_t> tokens;         // [d] drafted
+    std::vector<std::vector<double>> q;  // [d][V] draft distributions (sampled draft_model only)
+    std::vector<int32_t> fed;            // [d + 1] last token, then the draft
+    // Accept by comparing with the model's own draws (greedy, or a point-mass draft such as
+    // prompt lookup: the rejection rule reduces to that) rather than by the full rule.
+    bool by_sampling() const { return q.empty(); }
+  };
+
+  // How many tokens a sequence may draft this step: k, fewer when max_new_tokens is near
+  // (a verification yields up to d + 1 tokens) or the step's buffers or the KV cache are
+  // short. The blocks for the d + 1 positions are taken here.
+  int draft_budget(Sequence& seq) {
+    const GenerationRequest& request = requests_[seq.request];
+    if (request.speculative.method == SpeculativeMethod::none) return 0;
+    const int generated = static_cast<int>(results_[seq.request].tokens.size());
+    int d = std::min(request.speculative.num_draft_tokens, request.stop.max_new_tokens - generated - 1);
+    d = std::min({d, s_.logit_rows - 1, s_.options.max_step_tokens - 1});
+    const int room = (static_cast<int>(seq.blocks.size()) + s_.kv->free_blocks()) * s_.options.kv_block_size;
+    d = std::min(d, room - seq.cached - 1);
+    if (d <= 0) return 0;
+    s_.kv->reserve(seq.blocks, seq.cached + 1 + d);
+    return d;
+  }
+
+  std::vector<int32_t> history(const Sequence& seq) const {
+    std::vector<int32_t> h = seq.prompt;
+    const auto& generated = results_[seq.request].tokens;
+    h.insert(h.end(), generated.begin(), generated.end());
+    return h;
+  }
+
+  // Verification: each sequence's last token and its d drafted tokens go through the model
+  // in one context step with logits at all d + 1 positions (as many sequences per step as
+  // the logits rows and max_step_tokens allow), then the longest accepted prefix plus the
+  // model's next token are appended, and the cache keeps only the accepted positions.
+  void verify(std::vector<Draft>& drafts) {
+    // Sequences accepted by sampling first: their rows are sampled in one call.
+    std::stable_partition(drafts.begin(), drafts.end(), [](const Draft& d) { return d.by_sampling(); });
+    for (size_t begin = 0; begin < drafts.size();) {
+      size_t end = begin;
+      int rows = 0;
+      while (end < drafts.size()) {
+        const int n = static_cast<int>(drafts[end].tokens.size()) + 1;
+        if (rows + n > s_.logit_rows || rows + n > s_.options.max_step_tokens) break;
+        rows += n;
+        ++end;
+      }
+      verify_step(std::span(drafts).subspan(begin, end - begin), rows);
+      begin = end;
+    }
+  }
+
+  void verify_step(std::span<Draft> drafts, int rows) {
+    std::vector<StepSlice> slices;
+    for (Draft& d : drafts) {
+      Sequence& seq = *d.seq;
+      d.fed.assign(1, d.history.back());
+      d.fed.insert(d.fed.end(), d.tokens.begin(), d.tokens.end());
+      const int n = static_cast<int>(d.fed.size());
+      slices.push_back({d.fed.data(), n, seq.cached, &seq.blocks, n});
+    }
+    runner_.run(slices, /*generation=*/false);
+
+    // Full rule: the model's distributions at every position, read before sampling
+    // (which applies penalties to the logits in place).
+    const size_t V = static_cast<size_t>(s_.model->config().vocab_size);
+    std::vector<float> logits;
+    if (!drafts.back().by_sampling()) {
+      logits.resize(static_cast<size_t>(rows) * V);
+      runner_.read_logits(rows, logits.data());
+    }
+    // Compare rule: the model samples at each position as plain decoding would there (the
+    // same history, step and draw), and the draft holds while the two agree.
+    std::vector<std::vector<int32_t>> generated;  // per row: generated + drafted before it
+    std::vector<SampleInput> inputs;
+    for (const Draft& d : drafts) {
+      if (!d.by_sampling()) break;
+      const auto& done = results_[d.seq->request].tokens;
+      for (size_t j = 0; j <= d.tokens.size(); ++j) {
+        generated.emplace_back(done);
+        generated.back().insert(generated.back().end(), d.tokens.begin(), d.tokens.begin() + j);
+      }
+    }
+    for (size_t i = 0, row = 0; i < drafts.size() && drafts[i].by_sampling(); ++i)
+      for (size_t j = 0; j <= drafts[i].tokens.size(); ++j, ++row) {
+        SamplingRow r = drafts[i].seq->row;
+        r.step = generated[row].size();
+        inputs.push_back({r, drafts[i].seq->prompt, generated[row]});
+      }
+    const std::vector<int32_t> sampled = runner_.sample(inputs);
+
+    std::vector<Sequence*> seqs;
+    std::vector<std::vector<int32_t>> accepted_tokens;
+    size_t row = 0;
+    for (Draft& d : drafts) {
+      Sequence& seq = *d.seq;
+      const int n = static_cast<int>(d.tokens.size());
+      Verdict verdict;
+      if (d.by_sampling()) {
+        while (verdict.accepted < n && sampled[row + verdict.accepted] == d.tokens[verdict.accepted]) ++verdict.accepted;
+        verdict.next = sampled[row + verdict.accepted];
+      } else {
+        std::vector<std::vector<double>> p(static_cast<size_t>(n) + 1);
+        std::vector<int32_t> h = d.history;
+        for (int j = 0; j <= n; ++j) {
+          sampling_distribution(std::span<const float>(logits.data() + (row + j) * V, V), seq.row, h,
+                                static_cast<int>(seq.prompt.size()), p[j]);
+          if (j < n) h.push_back(d.tokens[j]);
+        }
+        verdict = verify_draft(d.tokens, d.q, p, seq.row.seed, results_[seq.request].tokens.size());
+      }
+      row += static_cast<size_t>(n) + 1;
+      GenerationResult& result = results_[seq.request];
+      result.drafted_tokens += n;
+      result.accepted_tokens += verdict.accepted;
+      // The cache keeps the last token and the accepted draft; rejected positions go.
+      seq.cached += 1 + verdict.accepted;
+      s_.kv->truncate(seq.blocks, seq.cached);
+      if (drafter_ && requests_[seq.request].speculative.method == SpeculativeMethod::draft_model)
+        drafter_->keep(seq.request, seq.cached);
+      std::vector<int32_t> out(d.tokens.begin(), d.tokens.begin() + verdict.accepted);
+      out.push_back(verdict.next);
+      seqs.push_back(&seq);
+      accepted_tokens.push_back(std::move(out));
+    }
+    advance_all(seqs, accepted_tokens);
   }
 
   // Takes KV blocks for `positions`; on exhaustion the request ends with an error.
@@ -157,8 +361,20 @@ class Run {
       inputs.push_back({seq->row, seq->prompt, generated});
     }
     std::vector<int32_t> tokens = runner_.sample(inputs);
+    std::vector<std::vector<int32_t>> per_seq;
+    for (int32_t t : tokens) per_seq.push_back({t});
+    advance_all(seqs, per_seq);
+  }
+
+  // Appends each sequence's new tokens in order, stopping at the first that finishes it or
+  // that its callback cancels.
+  void advance_all(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens) {
     std::vector<uint8_t> cancel(seqs.size());
-    for (size_t i = 0; i < seqs.size(); ++i) cancel[i] = advance(*seqs[i], tokens[i]) ? 1 : 0;
+    for (size_t i = 0; i < seqs.size(); ++i)
+      for (int32_t token : tokens[i]) {
+        cancel[i] = advance(*seqs[i], token) ? 1 : 0;
+        if (cancel[i] || seqs[i]->finished) break;
+      }
     // Every rank of a parallel run must retire the same sequences: rank 0's callback decides.
     if (callback_) runner_.agree_with_rank0(cancel);
     for (size_t i = 0; i < seqs.size(); ++i)
@@ -205,6 +421,7 @@ class Run {
     if (!result.tokens.empty()) result.decode_seconds = seconds_since(seq.first_token);
     seq.finished = true;
     s_.kv->release(seq.blocks);
+    if (drafter_) drafter_->release(seq.request);
   }
 
   detail::SessionState& s_;
@@ -215,15 +432,40 @@ class Run {
   std::deque<size_t> waiting_;
   std::deque<Sequence> active_;  // deque: pointers stay valid while sequences are added
   std::optional<int32_t> eos_;
+  std::unique_ptr<DraftModel> drafter_;  // with a draft_model request
 };
 
 }  // namespace
 
 Decoder::Decoder(Session& session) : session_(session) {}
 
+Decoder::Decoder(Session& session, Session& draft) : session_(session), draft_(&draft) {
+  const Model &target = session.model(), &small = draft.model();
+  auto refuse = [](const std::string& what) {
+    throw Error(ErrorCategory::invalid_argument, "Decoder: the draft session " + what);
+  };
+  if (&draft == &session) refuse("is the session itself: give the draft model its own session");
+  if (small.config().vocab_size != target.config().vocab_size ||
+      small.tokenizer().vocab_size() != target.tokenizer().vocab_size())
+    refuse("has a vocabulary of " + std::to_string(small.config().vocab_size) + " (tokenizer " +
+           std::to_string(small.tokenizer().vocab_size()) + ") but the model's is " +
+           std::to_string(target.config().vocab_size) + " (tokenizer " +
+           std::to_string(target.tokenizer().vocab_size()) + "): a draft model must share its tokenizer");
+  if (draft.options().max_sequences < session.options().max_sequences)
+    refuse("has SessionOptions.max_sequences = " + std::to_string(draft.options().max_sequences) +
+           ", fewer than the session's " + std::to_string(session.options().max_sequences));
+  if (draft.options().max_sequence_tokens < session.options().max_sequence_tokens)
+    refuse("has SessionOptions.max_sequence_tokens = " + std::to_string(draft.options().max_sequence_tokens) +
+           ", fewer than the session's " + std::to_string(session.options().max_sequence_tokens));
+  for (const Model* m : {&target, &small})
+    if (m->parallel().tensor_parallel * m->parallel().pipeline_parallel > 1)
+      throw Error(ErrorCategory::unsupported,
+                  "Decoder: speculative decoding with a draft model is not supported in a tensor / pipeline parallel run");
+}
+
 std::vector<GenerationResult> Decoder::generate(std::span<const GenerationRequest> requests,
                                                 const StreamCallback& on_token) {
-  return Run(session_.state(), requests, on_token).run();
+  return Run(session_.state(), draft_ ? &draft_->state() : nullptr, requests, on_token).run();
 }
 
 GenerationResult Decoder::generate(const GenerationRequest& request, const StreamCallback& on_token) {
@@ -254,8 +496,8 @@ std::vector<float> Decoder::score(std::span<const int32_t> ids) {
     for (int done = 0; done < n;) {
       const int count = std::min(chunk, n - done);
       s.kv->reserve(blocks, done + count);
-      StepSlice slice{ids.data() + done, count, done, &blocks, true};
-      runner.run(std::span(&slice, 1), /*generation=*/false, /*all_logits=*/true);
+      StepSlice slice{ids.data() + done, count, done, &blocks, count};
+      runner.run(std::span(&slice, 1), /*generation=*/false);
       runner.read_logits(count, logits.data() + static_cast<size_t>(done) * vocab);
       done += count;
     }

@@ -32,6 +32,26 @@ void check_sampling(const SamplingOptions& o, size_t i) {
 
 }  // namespace
 
+void check_speculative(const SpeculativeOptions& o, size_t i, const Model& model, bool has_draft) {
+  if (o.method == SpeculativeMethod::none) return;
+  const std::string method = std::string("SpeculativeOptions.method = ") + to_string(o.method);
+  if (o.num_draft_tokens < 1 || o.num_draft_tokens > 32)
+    bad(i, "SpeculativeOptions.num_draft_tokens = " + std::to_string(o.num_draft_tokens) + " (must be in [1, 32])");
+  if (o.method == SpeculativeMethod::prompt_lookup) {
+    if (o.ngram_min < 1) bad(i, "SpeculativeOptions.ngram_min = " + std::to_string(o.ngram_min) + " (must be >= 1)");
+    if (o.ngram_max < o.ngram_min || o.ngram_max > 16)
+      bad(i, "SpeculativeOptions.ngram_max = " + std::to_string(o.ngram_max) + " (must be in [ngram_min = " +
+                 std::to_string(o.ngram_min) + ", 16])");
+  }
+  if (o.method == SpeculativeMethod::draft_model && !has_draft)
+    bad(i, method + " needs a draft model: construct the Decoder with a draft session");
+  const ParallelInfo& p = model.parallel();
+  if (p.tensor_parallel * p.pipeline_parallel > 1)
+    throw Error(ErrorCategory::unsupported,
+                "request " + std::to_string(i) + ": " + method + " is not supported in a tensor / pipeline parallel run (tp " +
+                    std::to_string(p.tensor_parallel) + " x pp " + std::to_string(p.pipeline_parallel) + ")");
+}
+
 std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t i, const Model& model,
                                     const SessionOptions& session) {
   check_sampling(request.sampling, i);

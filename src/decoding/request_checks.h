@@ -13,4 +13,8 @@ namespace kestrel {
 std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t index, const Model& model,
                                     const SessionOptions& session);
 
+// Checks a request's SpeculativeOptions against the decoder: draft_model needs a draft
+// session, and neither method runs in a tensor / pipeline parallel job.
+void check_speculative(const SpeculativeOptions& options, size_t index, const Model& model, bool has_draft);
+
 }  // namespace kestrel

@@ -18,7 +18,7 @@ struct StepSlice {
   int count = 0;
   int n_past = 0;
   const std::vector<int32_t>* block_table = nullptr;
-  bool wants_logits = false;  // logits of its last new token
+  int logits = 0;  // logits rows wanted for its last `logits` new tokens (0 .. count)
 };
 
 // What the sampler needs of a sequence whose logits row was produced.
@@ -32,12 +32,13 @@ class StepRunner {
  public:
   explicit StepRunner(detail::SessionState& session) : s_(session) {}
 
-  // Runs one step; returns the number of logits rows, in slice order of wants_logits.
-  // `all_logits` asks for every new token's logits instead (teacher forcing; one slice).
-  int run(std::span<const StepSlice> slices, bool generation, bool all_logits = false);
-  // Samples one token for each of the first inputs.size() logits rows. In a parallel run
-  // every rank gets the tokens the last stage chose.
-  std::vector<int32_t> sample(std::span<const SampleInput> inputs);
+  // Runs one step; returns the number of logits rows: each slice's `logits` rows in slice
+  // order, at most the session's logit_rows.
+  int run(std::span<const StepSlice> slices, bool generation);
+  // Samples one token for each of the logits rows [first_row, first_row + inputs.size())
+  // (in chunks of the session's max_sequences). In a parallel run every rank gets the
+  // tokens the last stage chose.
+  std::vector<int32_t> sample(std::span<const SampleInput> inputs, int first_row = 0);
   // Copies logits rows [0, rows) to the host, row-major [rows, V] (on every rank).
   void read_logits(int rows, float* out);
   // In a parallel run, replaces `flags` by rank 0's, so that decisions taken on the host
@@ -45,7 +46,7 @@ class StepRunner {
   void agree_with_rank0(std::vector<uint8_t>& flags);
 
  private:
-  void sample_here(std::span<const SampleInput> inputs, std::vector<int32_t>& out);
+  void sample_here(std::span<const SampleInput> inputs, int first_row, int32_t* out);
   // Waits (bounded) for this rank's queued communication before the host reads results.
   void wait_for_peers();
   detail::SessionState& s_;

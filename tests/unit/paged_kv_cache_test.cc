@@ -31,6 +31,22 @@ TEST(PagedKvCache, HandsOutAndTakesBackBlocks) {
   EXPECT_EQ(cache.free_blocks(), 2);
 }
 
+TEST(PagedKvCache, TruncateKeepsTheBlocksOfThePositionsKept) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 4, 6});
+  std::vector<int32_t> a;
+  cache.reserve(a, 17);  // 5 blocks
+  const std::vector<int32_t> first_two(a.begin(), a.begin() + 2);
+  cache.truncate(a, 5);  // positions 0..4: 2 blocks
+  EXPECT_EQ(a, first_two);
+  EXPECT_EQ(cache.free_blocks(), 4);
+  cache.truncate(a, 8);  // nothing to drop, nothing taken
+  EXPECT_EQ(a.size(), 2u);
+  cache.truncate(a, 0);
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(cache.free_blocks(), 6);
+}
+
 TEST(PagedKvCache, ExhaustionIsAClearErrorThatTakesNothing) {
   auto backend = cpu();
   PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 16, 3});
