@@ -57,16 +57,49 @@ struct SpeculativeOptions {
   int ngram_max = 3;         // and the longest, tried first; >= ngram_min, <= 16
 };
 
+// When beam search ends (Hugging Face's early_stopping).
+enum class EarlyStopping : uint8_t {
+  heuristic,  // False: once num_beams hypotheses are finished and the best running beam,
+              // scored at the current length, cannot beat the worst of them
+  enough,     // True: as soon as num_beams hypotheses are finished
+  never,      // "never": only when no running beam can beat them at any length
+};
+
+// Beam search, as Hugging Face's generate(num_beams = N, do_sample = False): N beams
+// extended by their 2N best continuations each step; a continuation ending in a stop token
+// (EOS or stop_token_ids) among the N best becomes a finished hypothesis scored
+// sum(log p) / generated_length ^ length_penalty (the stop token counted); the best
+// GenerationRequest.num_return_sequences are returned. Beams share their prompt's KV
+// blocks and copy a block only when they write into a shared one.
+struct BeamSearchOptions {
+  int num_beams = 1;            // 1: off; at most SessionOptions.max_sequences
+  float length_penalty = 1.0f;  // > 0 favours longer sequences, < 0 shorter ones
+  EarlyStopping early_stopping = EarlyStopping::heuristic;
+};
+
 struct GenerationRequest {
   std::string prompt;                        // used when prompt_ids is empty
   std::vector<int32_t> prompt_ids;           // pre-tokenized prompt
   SamplingOptions sampling;
   StopOptions stop;
   SpeculativeOptions speculative;
+  BeamSearchOptions beam;
+  // With beam search: the n best hypotheses. With sampling (temperature > 0): n
+  // completions of the prompt, sharing its KV blocks; completion j draws with its own
+  // seed (j = 0 with SamplingOptions.seed itself). Results in GenerationResult::sequences.
+  int num_return_sequences = 1;
 };
 
 enum class FinishReason { length, stop_token, stop_string, cancelled, error };
 const char* to_string(FinishReason reason) noexcept;
+
+// One returned sequence of a request with beams or several samples.
+struct GeneratedSequence {
+  std::vector<int32_t> tokens;  // generated ids, including a stop token that ended it
+  std::string text;             // without the stop token or stop string
+  FinishReason finish = FinishReason::length;
+  double score = 0.0;           // beam search: its length-normalized log-probability
+};
 
 struct GenerationResult {
   std::vector<int32_t> prompt_ids;
@@ -80,9 +113,13 @@ struct GenerationResult {
   // (acceptance rate = accepted_tokens / drafted_tokens).
   int drafted_tokens = 0;
   int accepted_tokens = 0;
+  // Beam search or num_return_sequences > 1: every returned sequence (beams best first);
+  // tokens, text and finish above are those of sequences[0].
+  std::vector<GeneratedSequence> sequences;
 };
 
-// One streamed token of one request. `text` is the newly final text (possibly empty: bytes
+// One streamed token of one request. Beam search streams its best sequence once the
+// search ends; n samples stream sequence 0. `text` is the newly final text (possibly empty: bytes
 // held back because they may start a stop string or end mid UTF-8 character).
 struct StreamEvent {
   size_t request = 0;  // index into the requests passed to generate()

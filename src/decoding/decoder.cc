@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "core/session_state.h"
+#include "decoding/beam_search.h"
 #include "decoding/draft_model.h"
 #include "decoding/request_checks.h"
 #include "decoding/speculative.h"
@@ -85,9 +86,13 @@ class Run {
     for (size_t i = 0; i < requests.size(); ++i) {
       results_[i].prompt_ids = checked_prompt(requests[i], i, model, s.options);
       check_speculative(requests[i].speculative, i, model, draft != nullptr);
+      check_beams_and_samples(requests[i], i, model, s.options);
       if (requests[i].speculative.method == SpeculativeMethod::draft_model && !drafter_)
         drafter_ = std::make_unique<DraftModel>(*draft);
-      waiting_.push_back(i);
+      if (requests[i].beam.num_beams > 1)
+        beams_.push_back(i);
+      else
+        waiting_.push_back(i);
     }
   }
 
@@ -96,6 +101,9 @@ class Run {
   }
 
   std::vector<GenerationResult> run() {
+    // Beam searches first, one at a time (their beams take num_beams slots).
+    for (size_t r : beams_)
+      results_[r] = beam_search(s_, runner_, requests_[r], results_[r].prompt_ids, r, callback_);
     while (!waiting_.empty() || !active_.empty()) {
       admit();
       prefill();
@@ -430,6 +438,7 @@ class Run {
   StepRunner runner_;
   std::vector<GenerationResult> results_;
   std::deque<size_t> waiting_;
+  std::vector<size_t> beams_;  // requests with beam search
   std::deque<Sequence> active_;  // deque: pointers stay valid while sequences are added
   std::optional<int32_t> eos_;
   std::unique_ptr<DraftModel> drafter_;  // with a draft_model request

@@ -52,6 +52,42 @@ void check_speculative(const SpeculativeOptions& o, size_t i, const Model& model
                     std::to_string(p.tensor_parallel) + " x pp " + std::to_string(p.pipeline_parallel) + ")");
 }
 
+void check_beams_and_samples(const GenerationRequest& r, size_t i, const Model& model, const SessionOptions& session) {
+  const BeamSearchOptions& b = r.beam;
+  const int n = r.num_return_sequences;
+  if (b.num_beams < 1 || b.num_beams > session.max_sequences)
+    bad(i, "BeamSearchOptions.num_beams = " + std::to_string(b.num_beams) + " (must be in [1, " +
+               std::to_string(session.max_sequences) + "], SessionOptions.max_sequences)");
+  if (!std::isfinite(b.length_penalty)) bad(i, "BeamSearchOptions.length_penalty is not finite");
+  if (b.num_beams == 1) {
+    if (n < 1 || n > session.max_sequences)
+      bad(i, "GenerationRequest.num_return_sequences = " + std::to_string(n) + " (must be in [1, " +
+                 std::to_string(session.max_sequences) + "], SessionOptions.max_sequences)");
+    if (n > 1 && r.sampling.temperature <= 0)
+      bad(i, "GenerationRequest.num_return_sequences = " + std::to_string(n) +
+                 " needs sampling (SamplingOptions.temperature > 0) or beam search (BeamSearchOptions.num_beams > 1)");
+    if (n > 1 && r.speculative.method != SpeculativeMethod::none)
+      bad(i, "GenerationRequest.num_return_sequences > 1 does not combine with SpeculativeOptions.method");
+    return;
+  }
+  if (n < 1 || n > b.num_beams)
+    bad(i, "GenerationRequest.num_return_sequences = " + std::to_string(n) + " (must be in [1, num_beams = " +
+               std::to_string(b.num_beams) + "])");
+  auto unsupported = [&](const std::string& what) {
+    bad(i, what + " does not combine with beam search (BeamSearchOptions.num_beams = " + std::to_string(b.num_beams) + ")");
+  };
+  const SamplingOptions& s = r.sampling;
+  if (s.temperature != 0) unsupported("SamplingOptions.temperature > 0 (sampled beam search)");
+  if (s.repetition_penalty != 1 || s.presence_penalty != 0 || s.frequency_penalty != 0)
+    unsupported("a SamplingOptions penalty");
+  if (!r.stop.stop_strings.empty()) unsupported("StopOptions.stop_strings");
+  if (r.speculative.method != SpeculativeMethod::none) unsupported("SpeculativeOptions.method");
+  const ParallelInfo& p = model.parallel();
+  if (p.tensor_parallel * p.pipeline_parallel > 1)
+    throw Error(ErrorCategory::unsupported, "request " + std::to_string(i) +
+                                                ": beam search is not supported in a tensor / pipeline parallel run");
+}
+
 std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t i, const Model& model,
                                     const SessionOptions& session) {
   check_sampling(request.sampling, i);

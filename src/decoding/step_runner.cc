@@ -177,6 +177,22 @@ void StepRunner::sample_here(std::span<const SampleInput> inputs, int first_row,
   backend.synchronize();
 }
 
+void StepRunner::copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+  Backend& backend = s_.backend();
+  for (size_t done = 0; done < pairs.size();) {
+    const size_t n = std::min(pairs.size() - done, static_cast<size_t>(s_.options.max_sequences));
+    copies_.clear();
+    for (size_t i = done; i < done + n; ++i) {
+      copies_.push_back(pairs[i].first);
+      copies_.push_back(pairs[i].second);
+    }
+    upload(backend, s_.buf(Buf::kv_copies), copies_);
+    const TensorView view = s_.buf(Buf::kv_copies).rows(0, static_cast<int64_t>(n));
+    for (int layer = 0; layer < s_.kv->shape().num_layers; ++layer) backend.copy_kv_blocks(s_.kv->layer(layer), view);
+    done += n;
+  }
+}
+
 void StepRunner::read_logits(int rows, float* out) {
   TensorView src = s_.buf(Buf::logits).rows(0, rows);
   TensorView dst = src;

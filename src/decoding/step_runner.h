@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "backend.h"
@@ -39,6 +40,9 @@ class StepRunner {
   // (in chunks of the session's max_sequences). In a parallel run every rank gets the
   // tokens the last stage chose.
   std::vector<int32_t> sample(std::span<const SampleInput> inputs, int first_row = 0);
+  // Copies KV blocks (shared block, its fresh copy) in every layer: the copy-on-write that
+  // PagedKvCache::make_writable asks for, at most max_sequences pairs at a time.
+  void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& pairs);
   // Copies logits rows [0, rows) to the host, row-major [rows, V] (on every rank).
   void read_logits(int rows, float* out);
   // In a parallel run, replaces `flags` by rank 0's, so that decisions taken on the host
@@ -51,7 +55,7 @@ class StepRunner {
   void wait_for_peers();
   detail::SessionState& s_;
   // Host staging, reused every step (no allocation once the largest step has been seen).
-  std::vector<int32_t> ids_, positions_, offsets_, n_past_, tables_, logit_rows_;
+  std::vector<int32_t> ids_, positions_, offsets_, n_past_, tables_, logit_rows_, copies_;
   std::vector<SamplingRow> rows_;
   std::vector<int32_t> history_, history_lengths_, prompt_lengths_;
 };
