@@ -118,16 +118,18 @@ struct GenerationResult {
   std::vector<GeneratedSequence> sequences;
 };
 
-// One streamed token of one request. Beam search streams its best sequence once the
-// search ends; n samples stream sequence 0. `text` is the newly final text (possibly empty: bytes
-// held back because they may start a stop string or end mid UTF-8 character).
+// One streamed token of one request. `text` is the newly final text (possibly empty: bytes
+// held back because they may start a stop string or end mid UTF-8 character). Beam search
+// streams its best sequence once the search ends; n completions each stream their own
+// tokens, told apart by `sequence`.
 struct StreamEvent {
   size_t request = 0;  // index into the requests passed to generate()
   int32_t token = 0;
   std::string_view text;
+  int sequence = 0;    // which completion (GenerationResult::sequences) with num_return_sequences
 };
-// Return false to cancel that request (it finishes with FinishReason::cancelled). In a
-// tensor / pipeline parallel run the callback runs on every rank and rank 0's answer
+// Return false to cancel that request's sequence (it finishes with FinishReason::cancelled).
+// In a tensor / pipeline parallel run the callback runs on every rank and rank 0's answer
 // decides for all of them.
 using StreamCallback = std::function<bool(const StreamEvent&)>;
 

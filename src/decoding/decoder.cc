@@ -61,6 +61,8 @@ struct Sequence {
   Clock::time_point started;
   Clock::time_point first_token;
   bool finished = false;
+  int sample = 0;  // which of the request's num_return_sequences completions it is
+  int forks = 0;   // completions still to split off it once its prompt is cached
 
   Sequence(size_t r, std::vector<int32_t> p, const GenerationRequest& req)
       : request(r), prompt(std::move(p)), matcher(req.stop.stop_strings), started(Clock::now()) {
@@ -93,6 +95,8 @@ class Run {
         beams_.push_back(i);
       else
         waiting_.push_back(i);
+      if (requests[i].beam.num_beams == 1 && requests[i].num_return_sequences > 1)
+        results_[i].sequences.resize(static_cast<size_t>(requests[i].num_return_sequences));
     }
   }
 
@@ -110,17 +114,56 @@ class Run {
       decode();
       std::erase_if(active_, [](const Sequence& q) { return q.finished; });
     }
+    for (GenerationResult& result : results_)  // several samples: completion 0 is the result's own
+      if (!result.sequences.empty() && result.sequences[0].tokens.empty())
+        result.sequences[0] = {result.tokens, result.text, result.finish, 0.0};
     return std::move(results_);
   }
 
  private:
-  // Requests join as slots free up (continuous batching).
+  // Requests join as slots free up (continuous batching); one with n completions takes n.
   void admit() {
-    while (!waiting_.empty() && static_cast<int>(active_.size()) < s_.options.max_sequences) {
-      size_t r = waiting_.front();
+    while (!waiting_.empty()) {
+      const size_t r = waiting_.front();
+      const int n = requests_[r].num_return_sequences;
+      if (static_cast<int>(active_.size()) + pending_forks_ + n > s_.options.max_sequences) return;
       waiting_.pop_front();
-      active_.emplace_back(r, results_[r].prompt_ids, requests_[r]);
+      active_.emplace_back(r, results_[r].prompt_ids, requests_[r]).forks = n - 1;
+      pending_forks_ += n - 1;
     }
+  }
+
+  // Parallel sampling: once a request's prompt is cached, completions 1 .. n-1 split off
+  // its sequence, sharing all its KV blocks (copied only when one writes into a shared
+  // block), each sampling with seed + j from a copy of the parent's logits row `row`,
+  // written to rows first_row, first_row + 1, ... (in the order returned).
+  std::vector<Sequence*> fork(Sequence& parent, int row, int first_row) {
+    std::vector<Sequence*> children;
+    for (int j = 1; j <= parent.forks; ++j) {
+      Sequence& child = active_.emplace_back(parent);
+      child.blocks = s_.kv->share(parent.blocks);
+      child.sample = j;
+      child.forks = 0;
+      child.row.seed = requests_[parent.request].sampling.seed + static_cast<uint64_t>(j);
+      children.push_back(&child);
+    }
+    pending_forks_ -= parent.forks;
+    parent.forks = 0;
+    for (size_t k = 0; k < children.size(); ++k) runner_.duplicate_logits_row(row, first_row + static_cast<int>(k));
+    return children;
+  }
+
+  // Where a sequence's tokens go: the result itself (completion 0) or result.sequences[j].
+  std::vector<int32_t>& tokens_of(const Sequence& seq) {
+    GenerationResult& result = results_[seq.request];
+    return seq.sample == 0 ? result.tokens : result.sequences[seq.sample].tokens;
+  }
+
+  // Runs a step after the copy-on-write its reservations asked for.
+  void run_step(std::span<const StepSlice> slices, bool generation) {
+    runner_.copy_blocks(copies_);
+    copies_.clear();
+    runner_.run(slices, generation);
   }
 
   // Context phase: new prompts, packed up to max_step_tokens per step (long prompts in
@@ -140,12 +183,18 @@ class Run {
         budget -= n;
       }
       if (slices.empty()) return;
-      runner_.run(slices, /*generation=*/false);
+      run_step(slices, /*generation=*/false);
       std::vector<Sequence*> sampled;
       for (size_t i = 0; i < slices.size(); ++i) {
         owners[i]->cached += slices[i].count;
         if (slices[i].logits > 0) sampled.push_back(owners[i]);
       }
+      // Forks sample from copies of their parent's row, after the step's own rows.
+      const size_t own_rows = sampled.size();
+      for (size_t i = 0; i < own_rows; ++i)
+        if (sampled[i]->forks > 0)
+          for (Sequence* child : fork(*sampled[i], static_cast<int>(i), static_cast<int>(sampled.size())))
+            sampled.push_back(child);
       sample_and_advance(sampled);
     }
   }
@@ -157,7 +206,7 @@ class Run {
     std::vector<Draft> drafts;
     std::vector<DraftModel::Job> jobs;
     for (auto& seq : active_) {
-      const auto& generated = results_[seq.request].tokens;
+      const auto& generated = tokens_of(seq);
       if (seq.finished || generated.empty() || seq.cached < static_cast<int>(seq.prompt.size())) continue;
       const int budget = draft_budget(seq);
       if (budget == 0) {
@@ -205,11 +254,11 @@ class Run {
     std::vector<Sequence*> owners;
     for (Sequence* seq : seqs) {
       if (!reserve(*seq, seq->cached + 1)) continue;
-      slices.push_back({&results_[seq->request].tokens.back(), 1, seq->cached, &seq->blocks, 1});
+      slices.push_back({&tokens_of(*seq).back(), 1, seq->cached, &seq->blocks, 1});
       owners.push_back(seq);
     }
     if (slices.empty()) return;
-    runner_.run(slices, /*generation=*/true);
+    run_step(slices, /*generation=*/true);
     for (auto* seq : owners) seq->cached += 1;
     sample_and_advance(owners);
   }
@@ -233,7 +282,7 @@ class Run {
   int draft_budget(Sequence& seq) {
     const GenerationRequest& request = requests_[seq.request];
     if (request.speculative.method == SpeculativeMethod::none) return 0;
-    const int generated = static_cast<int>(results_[seq.request].tokens.size());
+    const int generated = static_cast<int>(tokens_of(seq).size());
     int d = std::min(request.speculative.num_draft_tokens, request.stop.max_new_tokens - generated - 1);
     d = std::min({d, s_.logit_rows - 1, s_.options.max_step_tokens - 1});
     const int room = (static_cast<int>(seq.blocks.size()) + s_.kv->free_blocks()) * s_.options.kv_block_size;
@@ -243,9 +292,9 @@ class Run {
     return d;
   }
 
-  std::vector<int32_t> history(const Sequence& seq) const {
+  std::vector<int32_t> history(const Sequence& seq) {
     std::vector<int32_t> h = seq.prompt;
-    const auto& generated = results_[seq.request].tokens;
+    const auto& generated = tokens_of(seq);
     h.insert(h.end(), generated.begin(), generated.end());
     return h;
   }
@@ -280,7 +329,7 @@ class Run {
       const int n = static_cast<int>(d.fed.size());
       slices.push_back({d.fed.data(), n, seq.cached, &seq.blocks, n});
     }
-    runner_.run(slices, /*generation=*/false);
+    run_step(slices, /*generation=*/false);
 
     // Full rule: the model's distributions at every position, read before sampling
     // (which applies penalties to the logits in place).
@@ -296,7 +345,7 @@ class Run {
     std::vector<SampleInput> inputs;
     for (const Draft& d : drafts) {
       if (!d.by_sampling()) break;
-      const auto& done = results_[d.seq->request].tokens;
+      const auto& done = tokens_of(*d.seq);
       for (size_t j = 0; j <= d.tokens.size(); ++j) {
         generated.emplace_back(done);
         generated.back().insert(generated.back().end(), d.tokens.begin(), d.tokens.begin() + j);
@@ -328,7 +377,7 @@ class Run {
                                 static_cast<int>(seq.prompt.size()), p[j]);
           if (j < n) h.push_back(d.tokens[j]);
         }
-        verdict = verify_draft(d.tokens, d.q, p, seq.row.seed, results_[seq.request].tokens.size());
+        verdict = verify_draft(d.tokens, d.q, p, seq.row.seed, tokens_of(seq).size());
       }
       row += static_cast<size_t>(n) + 1;
       GenerationResult& result = results_[seq.request];
@@ -348,9 +397,13 @@ class Run {
   }
 
   // Takes KV blocks for `positions`; on exhaustion the request ends with an error.
+  // A block shared with another completion of the request is copied before it is written.
   bool reserve(Sequence& seq, int positions) {
     try {
       s_.kv->reserve(seq.blocks, positions);
+      const int bs = s_.options.kv_block_size;
+      for (int p = seq.cached; p < positions; p = (p / bs + 1) * bs)
+        if (auto copy = s_.kv->make_writable(seq.blocks, p)) copies_.push_back(*copy);
       return true;
     } catch (const Error& e) {
       if (e.category() != ErrorCategory::limit) throw;
@@ -364,7 +417,7 @@ class Run {
     if (seqs.empty()) return;
     std::vector<SampleInput> inputs;
     for (auto* seq : seqs) {
-      const auto& generated = results_[seq->request].tokens;
+      const auto& generated = tokens_of(*seq);
       seq->row.step = generated.size();
       inputs.push_back({seq->row, seq->prompt, generated});
     }
@@ -394,11 +447,12 @@ class Run {
   bool advance(Sequence& seq, int32_t token) {
     GenerationResult& result = results_[seq.request];
     const GenerationRequest& request = requests_[seq.request];
-    if (result.tokens.empty()) {
+    std::vector<int32_t>& tokens = tokens_of(seq);
+    if (tokens.empty()) {
       seq.first_token = Clock::now();
-      result.prompt_seconds = seconds_since(seq.started);
+      if (seq.sample == 0) result.prompt_seconds = seconds_since(seq.started);
     }
-    result.tokens.push_back(token);
+    tokens.push_back(token);
 
     std::optional<FinishReason> finish_reason;
     std::string piece;
@@ -413,20 +467,27 @@ class Run {
       piece = seq.matcher.push(token < tokenizer.vocab_size() ? tokenizer.token_bytes(token) : std::string());
       if (seq.matcher.matched()) finish_reason = FinishReason::stop_string;
     }
-    if (!finish_reason && static_cast<int>(result.tokens.size()) >= request.stop.max_new_tokens)
+    if (!finish_reason && static_cast<int>(tokens.size()) >= request.stop.max_new_tokens)
       finish_reason = FinishReason::length;
     if (finish_reason) piece += seq.matcher.flush();
 
-    const bool wants_cancel = callback_ && !callback_(StreamEvent{seq.request, token, piece});
+    const bool wants_cancel = callback_ && !callback_(StreamEvent{seq.request, token, piece, seq.sample});
     if (finish_reason) finish(seq, *finish_reason, seq.matcher.text());
     return wants_cancel && !finish_reason;
   }
 
   void finish(Sequence& seq, FinishReason reason, const std::string& text) {
     GenerationResult& result = results_[seq.request];
-    result.finish = reason;
-    result.text = text;
-    if (!result.tokens.empty()) result.decode_seconds = seconds_since(seq.first_token);
+    if (seq.sample > 0) {
+      result.sequences[seq.sample].finish = reason;
+      result.sequences[seq.sample].text = text;
+    } else {
+      result.finish = reason;
+      result.text = text;
+      if (!result.tokens.empty()) result.decode_seconds = seconds_since(seq.first_token);
+    }
+    if (seq.forks > 0) pending_forks_ -= seq.forks;  // ended before its prompt did
+    seq.forks = 0;
     seq.finished = true;
     s_.kv->release(seq.blocks);
     if (drafter_) drafter_->release(seq.request);
@@ -442,6 +503,8 @@ class Run {
   std::deque<Sequence> active_;  // deque: pointers stay valid while sequences are added
   std::optional<int32_t> eos_;
   std::unique_ptr<DraftModel> drafter_;  // with a draft_model request
+  int pending_forks_ = 0;                   // slots promised to completions not yet split off
+  std::vector<std::pair<int32_t, int32_t>> copies_;  // copy-on-write before the next step
 };
 
 }  // namespace

@@ -193,6 +193,12 @@ void StepRunner::copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& pai
   }
 }
 
+void StepRunner::duplicate_logits_row(int from, int to) {
+  if (!s_.shard().last_stage()) return;  // the logits live on the last stage
+  const TensorView logits = s_.buf(Buf::logits);
+  s_.backend().copy(logits.rows(to, 1), logits.rows(from, 1));
+}
+
 void StepRunner::read_logits(int rows, float* out) {
   TensorView src = s_.buf(Buf::logits).rows(0, rows);
   TensorView dst = src;

@@ -43,6 +43,8 @@ class StepRunner {
   // Copies KV blocks (shared block, its fresh copy) in every layer: the copy-on-write that
   // PagedKvCache::make_writable asks for, at most max_sequences pairs at a time.
   void copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& pairs);
+  // Logits row `to` becomes a copy of row `from` (parallel samples of one prompt).
+  void duplicate_logits_row(int from, int to);
   // Copies logits rows [0, rows) to the host, row-major [rows, V] (on every rank).
   void read_logits(int rows, float* out);
   // In a parallel run, replaces `flags` by rank 0's, so that decisions taken on the host
