@@ -199,6 +199,19 @@ class Run {
     }
   }
 
+  // A sequence's drafted tokens, and what the step that verifies them feeds: its last
+  // token followed by the draft.
+  struct Draft {
+    Sequence* seq = nullptr;
+    std::vector<int32_t> history;        // prompt + generated
+    std::vector<int32_t> tokens;         // [d] drafted
+    std::vector<std::vector<double>> q;  // [d][V] draft distributions (sampled draft_model only)
+    std::vector<int32_t> fed;            // [d + 1] last token, then the draft
+    // Accept by comparing with the model's own draws (greedy, or a point-mass draft such as
+    // prompt lookup: the rejection rule reduces to that) rather than by the full rule.
+    bool by_sampling() const { return q.empty(); }
+  };
+
   // Generation phase: every running sequence gets one token, or, with speculative
   // decoding and a draft, the draft verified in one step (see verify()).
   void decode() {
@@ -262,19 +275,6 @@ class Run {
     for (auto* seq : owners) seq->cached += 1;
     sample_and_advance(owners);
   }
-
-  // A sequence's drafted tokens, and what the step that verifies them feeds: its last
-  // token followed by the draft.
-  struct Draft {
-    Sequence* seq = nullptr;
-    std::vector<int32_t> history;        // prompt + generated
-    std::vector<int32_t> tokens;         // [d] drafted
-    std::vector<std::vector<double>> q;  // [d][V] draft distributions (sampled draft_model only)
-    std::vector<int32_t> fed;            // [d + 1] last token, then the draft
-    // Accept by comparing with the model's own draws (greedy, or a point-mass draft such as
-    // prompt lookup: the rejection rule reduces to that) rather than by the full rule.
-    bool by_sampling() const { return q.empty(); }
-  };
 
   // How many tokens a sequence may draft this step: k, fewer when max_new_tokens is near
   // (a verification yields up to d + 1 tokens) or the step's buffers or the KV cache are
