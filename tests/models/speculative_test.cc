@@ -9,6 +9,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <ostream>
 #include <kestrel/kestrel.h>
 
 #include "decoding/speculative.h"
@@ -84,6 +85,8 @@ struct GreedyCase {
   const char* draft;  // for draft_model: the same model quantized (drafts well), or another one
   Quantization draft_quantization;
 };
+
+void PrintTo(const GreedyCase& c, std::ostream* os) { *os << c.model << " drafted by " << c.draft; }
 
 class SpeculativeGreedy : public ::testing::TestWithParam<GreedyCase> {};
 
