@@ -208,6 +208,12 @@ class Backend {
   // out[b, :] = x[rows[b], :].   x: [T, H]; rows: [B] i32; out: [B, H]
   virtual void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) = 0;
 
+  // Copy-on-write of shared KV blocks (beams and parallel samples that share a prompt):
+  // for every pair i, block pairs[i, 1] of k and of v becomes a copy of block pairs[i, 0]
+  // (all KV heads and slots). No destination is also a source or another pair's destination.
+  //   cache: one layer, k, v: [num_blocks, nkv, block_size, hd]; pairs: [n, 2] i32
+  virtual void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs) = 0;
+
   // Applies penalties and temperature to logits (in place) and picks one token per row.
   // Order: repetition penalty, presence/frequency penalties, then greedy argmax if
   // temperature <= 0; else temperature, softmax, top-k, top-p over the top-k set

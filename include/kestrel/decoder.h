@@ -6,6 +6,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "kestrel/session.h"
@@ -32,15 +33,73 @@ struct StopOptions {
   std::vector<std::string> stop_strings;    // never streamed out, even when split across tokens
 };
 
+// Speculative decoding: a cheap drafter proposes up to k tokens, the model scores all of
+// them in one step (k + 1 positions of the sequence), keeps the longest prefix the
+// rejection rule accepts plus one token of its own, and drops the KV-cache positions of the
+// rest. The output distribution is exactly the model's: greedy requests give the tokens of
+// plain decoding; sampled ones follow the standard rule (accept a drafted x with
+// probability min(1, p(x) / q(x)), else draw from the normalized max(0, p - q)).
+enum class SpeculativeMethod : uint8_t {
+  none,
+  prompt_lookup,  // draft the tokens that followed the latest earlier occurrence of the
+                  // sequence's last n-gram in its own prompt + output (no second model)
+  draft_model,    // a smaller model with the same vocabulary drafts (Decoder(session, draft))
+};
+const char* to_string(SpeculativeMethod method) noexcept;
+// Parses "none", "prompt-lookup" and "draft" (or "draft-model"); throws
+// Error(invalid_argument) naming `what` otherwise.
+SpeculativeMethod parse_speculative_method(std::string_view text, std::string_view what = "speculative method");
+
+struct SpeculativeOptions {
+  SpeculativeMethod method = SpeculativeMethod::none;
+  int num_draft_tokens = 4;  // k, in [1, 32]; fewer near max_new_tokens or the step's buffers
+  int ngram_min = 1;         // prompt lookup: the shortest suffix n-gram to match, >= 1
+  int ngram_max = 3;         // and the longest, tried first; >= ngram_min, <= 16
+};
+
+// When beam search ends (Hugging Face's early_stopping).
+enum class EarlyStopping : uint8_t {
+  heuristic,  // False: once num_beams hypotheses are finished and the best running beam,
+              // scored at the current length, cannot beat the worst of them
+  enough,     // True: as soon as num_beams hypotheses are finished
+  never,      // "never": only when no running beam can beat them at any length
+};
+
+// Beam search, as Hugging Face's generate(num_beams = N, do_sample = False): N beams
+// extended by their 2N best continuations each step; a continuation ending in a stop token
+// (EOS or stop_token_ids) among the N best becomes a finished hypothesis scored
+// sum(log p) / generated_length ^ length_penalty (the stop token counted); the best
+// GenerationRequest.num_return_sequences are returned. Beams share their prompt's KV
+// blocks and copy a block only when they write into a shared one.
+struct BeamSearchOptions {
+  int num_beams = 1;            // 1: off; at most SessionOptions.max_sequences
+  float length_penalty = 1.0f;  // > 0 favours longer sequences, < 0 shorter ones
+  EarlyStopping early_stopping = EarlyStopping::heuristic;
+};
+
 struct GenerationRequest {
   std::string prompt;                        // used when prompt_ids is empty
   std::vector<int32_t> prompt_ids;           // pre-tokenized prompt
   SamplingOptions sampling;
   StopOptions stop;
+  SpeculativeOptions speculative;
+  BeamSearchOptions beam;
+  // With beam search: the n best hypotheses. With sampling (temperature > 0): n
+  // completions of the prompt, sharing its KV blocks; completion j draws with its own
+  // seed (j = 0 with SamplingOptions.seed itself). Results in GenerationResult::sequences.
+  int num_return_sequences = 1;
 };
 
 enum class FinishReason { length, stop_token, stop_string, cancelled, error };
 const char* to_string(FinishReason reason) noexcept;
+
+// One returned sequence of a request with beams or several samples.
+struct GeneratedSequence {
+  std::vector<int32_t> tokens;  // generated ids, including a stop token that ended it
+  std::string text;             // without the stop token or stop string
+  FinishReason finish = FinishReason::length;
+  double score = 0.0;           // beam search: its length-normalized log-probability
+};
 
 struct GenerationResult {
   std::vector<int32_t> prompt_ids;
@@ -50,23 +109,38 @@ struct GenerationResult {
   std::string error;            // set when finish == error (e.g. KV cache exhausted)
   double prompt_seconds = 0.0;  // context phase, including the first token
   double decode_seconds = 0.0;  // generation phase
+  // Speculative decoding: tokens drafted, and how many of them the model accepted
+  // (acceptance rate = accepted_tokens / drafted_tokens).
+  int drafted_tokens = 0;
+  int accepted_tokens = 0;
+  // Beam search or num_return_sequences > 1: every returned sequence (beams best first);
+  // tokens, text and finish above are those of sequences[0].
+  std::vector<GeneratedSequence> sequences;
 };
 
 // One streamed token of one request. `text` is the newly final text (possibly empty: bytes
-// held back because they may start a stop string or end mid UTF-8 character).
+// held back because they may start a stop string or end mid UTF-8 character). Beam search
+// streams its best sequence once the search ends; n completions each stream their own
+// tokens, told apart by `sequence`.
 struct StreamEvent {
   size_t request = 0;  // index into the requests passed to generate()
   int32_t token = 0;
   std::string_view text;
+  int sequence = 0;    // which completion (GenerationResult::sequences) with num_return_sequences
 };
-// Return false to cancel that request (it finishes with FinishReason::cancelled). In a
-// tensor / pipeline parallel run the callback runs on every rank and rank 0's answer
+// Return false to cancel that request's sequence (it finishes with FinishReason::cancelled).
+// In a tensor / pipeline parallel run the callback runs on every rank and rank 0's answer
 // decides for all of them.
 using StreamCallback = std::function<bool(const StreamEvent&)>;
 
 class Decoder {
  public:
   explicit Decoder(Session& session);
+  // With a draft session for SpeculativeMethod::draft_model: its model must have the
+  // session's vocabulary (same tokenizer), room for as many sequences and tokens, and
+  // neither may be a tensor / pipeline parallel run; throws Error(invalid_argument) naming
+  // what differs. Both sessions must outlive the decoder.
+  Decoder(Session& session, Session& draft);
 
   // Runs all requests to completion, up to the session's max_sequences at a time; others
   // join as slots free up. Invalid requests throw Error(invalid_argument / limit) before
@@ -82,6 +156,7 @@ class Decoder {
 
  private:
   Session& session_;
+  Session* draft_ = nullptr;
 };
 
 }  // namespace kestrel

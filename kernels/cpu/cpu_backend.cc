@@ -115,6 +115,10 @@ class CpuBackend final : public Backend {
     cpu::gather_rows(x, rows, out, threads_);
   }
 
+  void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs) override {
+    cpu::copy_kv_blocks(cache, pairs);
+  }
+
   void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) override {
     cpu::sample(logits, batch, tokens, threads_);
   }

@@ -36,6 +36,7 @@ void embedding(const TensorView& ids, const TensorView& positions, const TensorV
 void embedding(const TensorView& ids, const TensorView& positions, const QuantizedWeight& wte,
                const TensorView* wpe, TensorView out, int threads);
 void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, int threads);
+void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs);
 
 void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
                        const NormParams& norm, TensorView out, int threads);

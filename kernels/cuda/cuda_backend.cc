@@ -59,6 +59,8 @@ std::string describe(const DeviceErrorRecord& r) {
       return "sample: row " + i + ": history lengths or tokens are invalid";
     case DeviceErrorCode::sample_nan:
       return "sample: logits row " + i + " contains NaN";
+    case DeviceErrorCode::kv_block:
+      return "copy_kv_blocks: pairs[" + i + "] names a block outside the cache";
   }
   return "unknown device error " + std::to_string(r.code) + " (" + i + ")";
 }
@@ -292,6 +294,12 @@ class CudaBackend final : public Backend {
     check_gather_rows(device_, x, rows, out);
     set_device("gather_rows");
     cuda::gather_rows(ctx_, x, rows, out);
+  }
+
+  void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs) override {
+    check_copy_kv_blocks(device_, cache, pairs);
+    set_device("copy_kv_blocks");
+    cuda::copy_kv_blocks(ctx_, cache, pairs);
   }
 
   void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) override {

@@ -45,6 +45,14 @@ void check_gather_rows(int device, const TensorView& x, const TensorView& rows,
   expect_tensor(out, device, a, {rows.dim(0), x.dim(1)}, op, "out");
 }
 
+void check_copy_kv_blocks(int device, const KvCacheLayer& cache, const TensorView& pairs) {
+  const char* op = "copy_kv_blocks";
+  const DType a = expect_float(cache.k, op, "k");
+  expect_tensor(cache.k, device, a, {-1, -1, -1, -1}, op, "k");
+  expect_tensor(cache.v, device, a, {cache.k.dim(0), cache.k.dim(1), cache.k.dim(2), cache.k.dim(3)}, op, "v");
+  expect_tensor(pairs, device, DType::i32, {-1, 2}, op, "pairs");
+}
+
 void check_add_residual_norm(int device, const TensorView& residual, const TensorView* delta,
                              const TensorView* delta_bias, const NormParams& norm,
                              const TensorView& out) {

@@ -32,6 +32,7 @@ void check_embedding(int device, const TensorView& ids, const TensorView& positi
                      const TensorView& wte, const TensorView* wpe, const TensorView& out);
 void check_gather_rows(int device, const TensorView& x, const TensorView& rows,
                        const TensorView& out);
+void check_copy_kv_blocks(int device, const KvCacheLayer& cache, const TensorView& pairs);
 void check_add_residual_norm(int device, const TensorView& residual, const TensorView* delta,
                              const TensorView* delta_bias, const NormParams& norm,
                              const TensorView& out);

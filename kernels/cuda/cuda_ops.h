@@ -39,6 +39,7 @@ enum class DeviceErrorCode : int {
   sample_settings,     // detail: row with invalid SamplingRow settings
   sample_history,      // detail: row whose history lengths or tokens are invalid
   sample_nan,          // detail: row whose logits contain NaN
+  kv_block,            // detail: pair whose source or destination block is outside the cache
 };
 struct DeviceErrorRecord {
   int code;    // a DeviceErrorCode
@@ -61,6 +62,7 @@ void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView
                const QuantizedWeight& wte, const TensorView* wpe, TensorView out);
 void gather_rows(const LaunchContext& ctx, const TensorView& x, const TensorView& rows,
                  TensorView out);
+void copy_kv_blocks(const LaunchContext& ctx, const KvCacheLayer& cache, const TensorView& pairs);
 
 void add_residual_norm(const LaunchContext& ctx, TensorView residual, const TensorView* delta,
                        const TensorView* delta_bias, const NormParams& norm, TensorView out);

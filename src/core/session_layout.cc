@@ -71,6 +71,7 @@ SessionLayout session_layout(const ModelConfig& c, bool gated_ffn, DType a, cons
   spec(Buf::history_lengths, "history_lengths", DType::i32, {B});
   spec(Buf::prompt_lengths, "prompt_lengths", DType::i32, {B});
   spec(Buf::sampled, "sampled", DType::i32, {B});
+  spec(Buf::kv_copies, "kv_copies", DType::i32, {B, 2});
   return layout;
 }
 

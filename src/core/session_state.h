@@ -36,6 +36,7 @@ enum class Buf : size_t {
   history_lengths,  // [B] i32
   prompt_lengths,   // [B] i32
   sampled,          // [B] i32 chosen tokens
+  kv_copies,        // [B, 2] i32 (shared block, its copy) pairs of a step's copy-on-write
   count
 };
 

@@ -32,6 +32,62 @@ void check_sampling(const SamplingOptions& o, size_t i) {
 
 }  // namespace
 
+void check_speculative(const SpeculativeOptions& o, size_t i, const Model& model, bool has_draft) {
+  if (o.method == SpeculativeMethod::none) return;
+  const std::string method = std::string("SpeculativeOptions.method = ") + to_string(o.method);
+  if (o.num_draft_tokens < 1 || o.num_draft_tokens > 32)
+    bad(i, "SpeculativeOptions.num_draft_tokens = " + std::to_string(o.num_draft_tokens) + " (must be in [1, 32])");
+  if (o.method == SpeculativeMethod::prompt_lookup) {
+    if (o.ngram_min < 1) bad(i, "SpeculativeOptions.ngram_min = " + std::to_string(o.ngram_min) + " (must be >= 1)");
+    if (o.ngram_max < o.ngram_min || o.ngram_max > 16)
+      bad(i, "SpeculativeOptions.ngram_max = " + std::to_string(o.ngram_max) + " (must be in [ngram_min = " +
+                 std::to_string(o.ngram_min) + ", 16])");
+  }
+  if (o.method == SpeculativeMethod::draft_model && !has_draft)
+    bad(i, method + " needs a draft model: construct the Decoder with a draft session");
+  const ParallelInfo& p = model.parallel();
+  if (p.tensor_parallel * p.pipeline_parallel > 1)
+    throw Error(ErrorCategory::unsupported,
+                "request " + std::to_string(i) + ": " + method + " is not supported in a tensor / pipeline parallel run (tp " +
+                    std::to_string(p.tensor_parallel) + " x pp " + std::to_string(p.pipeline_parallel) + ")");
+}
+
+void check_beams_and_samples(const GenerationRequest& r, size_t i, const Model& model, const SessionOptions& session) {
+  const BeamSearchOptions& b = r.beam;
+  const int n = r.num_return_sequences;
+  if (b.num_beams < 1 || b.num_beams > session.max_sequences)
+    bad(i, "BeamSearchOptions.num_beams = " + std::to_string(b.num_beams) + " (must be in [1, " +
+               std::to_string(session.max_sequences) + "], SessionOptions.max_sequences)");
+  if (!std::isfinite(b.length_penalty)) bad(i, "BeamSearchOptions.length_penalty is not finite");
+  if (b.num_beams == 1) {
+    if (n < 1 || n > session.max_sequences)
+      bad(i, "GenerationRequest.num_return_sequences = " + std::to_string(n) + " (must be in [1, " +
+                 std::to_string(session.max_sequences) + "], SessionOptions.max_sequences)");
+    if (n > 1 && r.sampling.temperature <= 0)
+      bad(i, "GenerationRequest.num_return_sequences = " + std::to_string(n) +
+                 " needs sampling (SamplingOptions.temperature > 0) or beam search (BeamSearchOptions.num_beams > 1)");
+    if (n > 1 && r.speculative.method != SpeculativeMethod::none)
+      bad(i, "GenerationRequest.num_return_sequences > 1 does not combine with SpeculativeOptions.method");
+    return;
+  }
+  if (n < 1 || n > b.num_beams)
+    bad(i, "GenerationRequest.num_return_sequences = " + std::to_string(n) + " (must be in [1, num_beams = " +
+               std::to_string(b.num_beams) + "])");
+  auto unsupported = [&](const std::string& what) {
+    bad(i, what + " does not combine with beam search (BeamSearchOptions.num_beams = " + std::to_string(b.num_beams) + ")");
+  };
+  const SamplingOptions& s = r.sampling;
+  if (s.temperature != 0) unsupported("SamplingOptions.temperature > 0 (sampled beam search)");
+  if (s.repetition_penalty != 1 || s.presence_penalty != 0 || s.frequency_penalty != 0)
+    unsupported("a SamplingOptions penalty");
+  if (!r.stop.stop_strings.empty()) unsupported("StopOptions.stop_strings");
+  if (r.speculative.method != SpeculativeMethod::none) unsupported("SpeculativeOptions.method");
+  const ParallelInfo& p = model.parallel();
+  if (p.tensor_parallel * p.pipeline_parallel > 1)
+    throw Error(ErrorCategory::unsupported, "request " + std::to_string(i) +
+                                                ": beam search is not supported in a tensor / pipeline parallel run");
+}
+
 std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t i, const Model& model,
                                     const SessionOptions& session) {
   check_sampling(request.sampling, i);

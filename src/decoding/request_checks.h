@@ -13,4 +13,13 @@ namespace kestrel {
 std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t index, const Model& model,
                                     const SessionOptions& session);
 
+// Checks a request's SpeculativeOptions against the decoder: draft_model needs a draft
+// session, and neither method runs in a tensor / pipeline parallel job.
+void check_speculative(const SpeculativeOptions& options, size_t index, const Model& model, bool has_draft);
+
+// Checks BeamSearchOptions and num_return_sequences: beams fit the session's sequences,
+// and beam search runs greedy, without stop strings, penalties or speculation.
+void check_beams_and_samples(const GenerationRequest& request, size_t index, const Model& model,
+                             const SessionOptions& session);
+
 }  // namespace kestrel

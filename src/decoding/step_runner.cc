@@ -57,7 +57,7 @@ std::vector<MicroBatch> split_micro_batches(std::span<const StepSlice> slices, i
 
 }  // namespace
 
-int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all_logits) {
+int StepRunner::run(std::span<const StepSlice> slices, bool generation) {
   Backend& backend = s_.backend();
   const int B = static_cast<int>(slices.size());
   const int width = s_.max_blocks_per_seq;
@@ -73,12 +73,13 @@ int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all
   shape.micro_batches = split_micro_batches(slices, s_.shard().pp);
   for (int i = 0; i < B; ++i) {
     const StepSlice& slice = slices[i];
+    if (slice.logits < 0 || slice.logits > slice.count)
+      throw Error(ErrorCategory::internal, "step slice wants logits of tokens it does not have");
     for (int j = 0; j < slice.count; ++j) {
-      if (all_logits) logit_rows_.push_back(static_cast<int32_t>(ids_.size()));
+      if (j >= slice.count - slice.logits) logit_rows_.push_back(static_cast<int32_t>(ids_.size()));
       ids_.push_back(slice.tokens[j]);
       positions_.push_back(slice.n_past + j);
     }
-    if (slice.wants_logits && !all_logits) logit_rows_.push_back(static_cast<int32_t>(ids_.size()) - 1);
     n_past_.push_back(slice.n_past);
     std::copy(slice.block_table->begin(), slice.block_table->end(), tables_.begin() + static_cast<size_t>(i) * width);
   }
@@ -104,13 +105,19 @@ int StepRunner::run(std::span<const StepSlice> slices, bool generation, bool all
   return shape.logit_rows;
 }
 
-std::vector<int32_t> StepRunner::sample(std::span<const SampleInput> inputs) {
+std::vector<int32_t> StepRunner::sample(std::span<const SampleInput> inputs, int first_row) {
   const int B = static_cast<int>(inputs.size());
   std::vector<int32_t> out(B);
   ParallelContext& parallel = s_.parallel();
   // In a parallel run the last stage samples (every one of its tensor ranks holds the
   // gathered logits and draws the same tokens) and its first rank tells every rank.
-  if (s_.shard().last_stage()) sample_here(inputs, out);
+  // The sampling buffers hold max_sequences rows: more rows go in chunks.
+  if (s_.shard().last_stage())
+    for (int done = 0; done < B;) {
+      const int n = std::min(B - done, s_.options.max_sequences);
+      sample_here(inputs.subspan(done, n), first_row + done, out.data() + done);
+      done += n;
+    }
   if (parallel.parallel()) {
     wait_for_peers();
     parallel.world->broadcast(TensorView(out.data(), DType::i32, {B}), parallel.sampler_rank());
@@ -130,7 +137,7 @@ void StepRunner::agree_with_rank0(std::vector<uint8_t>& flags) {
   parallel.world->broadcast(TensorView(flags.data(), DType::i8, {static_cast<int64_t>(flags.size())}), 0);
 }
 
-void StepRunner::sample_here(std::span<const SampleInput> inputs, std::vector<int32_t>& out) {
+void StepRunner::sample_here(std::span<const SampleInput> inputs, int first_row, int32_t* out) {
   Backend& backend = s_.backend();
   const int B = static_cast<int>(inputs.size());
   const int L = s_.options.max_sequence_tokens;
@@ -163,11 +170,33 @@ void StepRunner::sample_here(std::span<const SampleInput> inputs, std::vector<in
   batch.history_lengths = s_.buf(Buf::history_lengths).rows(0, B);
   batch.prompt_lengths = s_.buf(Buf::prompt_lengths).rows(0, B);
   TensorView tokens = s_.buf(Buf::sampled).rows(0, B);
-  backend.sample(s_.buf(Buf::logits).rows(0, B), batch, tokens);
+  backend.sample(s_.buf(Buf::logits).rows(first_row, B), batch, tokens);
 
-  TensorView host(out.data(), DType::i32, {B});
+  TensorView host(out, DType::i32, {B});
   backend.copy(host, tokens);
   backend.synchronize();
+}
+
+void StepRunner::copy_blocks(const std::vector<std::pair<int32_t, int32_t>>& pairs) {
+  Backend& backend = s_.backend();
+  for (size_t done = 0; done < pairs.size();) {
+    const size_t n = std::min(pairs.size() - done, static_cast<size_t>(s_.options.max_sequences));
+    copies_.clear();
+    for (size_t i = done; i < done + n; ++i) {
+      copies_.push_back(pairs[i].first);
+      copies_.push_back(pairs[i].second);
+    }
+    upload(backend, s_.buf(Buf::kv_copies), copies_);
+    const TensorView view = s_.buf(Buf::kv_copies).rows(0, static_cast<int64_t>(n));
+    for (int layer = 0; layer < s_.kv->shape().num_layers; ++layer) backend.copy_kv_blocks(s_.kv->layer(layer), view);
+    done += n;
+  }
+}
+
+void StepRunner::duplicate_logits_row(int from, int to) {
+  if (!s_.shard().last_stage()) return;  // the logits live on the last stage
+  const TensorView logits = s_.buf(Buf::logits);
+  s_.backend().copy(logits.rows(to, 1), logits.rows(from, 1));
 }
 
 void StepRunner::read_logits(int rows, float* out) {

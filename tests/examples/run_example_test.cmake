@@ -73,6 +73,38 @@ elseif(CASE STREQUAL "generate_raw_sampled")
   if(NOT out STREQUAL first)
     message(FATAL_ERROR "the same seed gave two texts:\n${first}\n---\n${out}")
   endif()
+elseif(CASE STREQUAL "generate_decoding")
+  # README "Decoding": speculative decoding prints what plain greedy decoding prints (prompt
+  # lookup, and the model drafting for itself), beam search and several samples print every
+  # sequence.
+  set(quote "Repeat exactly: the quick brown fox jumps over the lazy dog by the river bank.")
+  run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} --prompt "${quote}" --max-new-tokens 20)
+  expect_exit(0)
+  set(plain "${out}")
+  foreach(how "prompt-lookup" "draft;--draft-model;${MODEL}")
+    run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} --prompt "${quote}" --max-new-tokens 20 --speculative ${how})
+    expect_exit(0)
+    if(NOT out STREQUAL plain)
+      message(FATAL_ERROR "${command}
+printed another text than plain decoding:
+${plain}
+---
+${out}")
+    endif()
+    expect_match(stderr "${err}" "\\| (prompt-lookup|draft) accepted [0-9]+ of [0-9]+ drafted \\(${number}%\\) \\| finish: ")
+  endforeach()
+  run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} --prompt "Name a color." --max-new-tokens 8
+      --num-beams 3 --num-return-sequences 2)
+  expect_exit(0)
+  expect_match(stdout "${out}" "\n--- sequence 1 \\(score -${number}\\) ---\n")
+  expect_match(stderr "${err}" "\\| 2 sequences, best score -${number} \\| finish: ")
+  run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} --prompt "Name a color." --max-new-tokens 8
+      --temperature 0.8 --num-return-sequences 2)
+  expect_exit(0)
+  expect_match(stdout "${out}" "\n--- sequence 1 ---\n")
+  run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} --prompt hi --speculative draft)
+  expect_exit(1)
+  expect_match(stderr "${err}" "--draft-model")
 elseif(CASE STREQUAL "generate_errors")
   run("" ${BIN_DIR}/kestrel-generate --model ${WORK_DIR}/no-such-model --prompt hi)
   expect_exit(1)

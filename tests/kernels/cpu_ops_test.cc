@@ -81,6 +81,24 @@ TEST_F(CpuOpsTest, CopyIsExactAndRejectsMismatches) {
   EXPECT_THROW(backend->copy(on_gpu, view(src, {7, 11})), Error);
 }
 
+TEST_F(CpuOpsTest, CopyKvBlocksCopiesWholeBlocksAndChecksIds) {
+  const int64_t blocks = 4, nkv = 2, bs = 3, hd = 5, per_block = nkv * bs * hd;
+  auto k = random_floats(blocks * per_block, 2), v = random_floats(blocks * per_block, 3);
+  const auto k0 = k, v0 = v;
+  std::vector<int32_t> pairs = {1, 3, 1, 0};
+  KvCacheLayer cache{view(k, {blocks, nkv, bs, hd}), view(v, {blocks, nkv, bs, hd}), static_cast<int>(bs)};
+  backend->copy_kv_blocks(cache, view(pairs, {2, 2}));
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = 0; i < per_block; ++i) {
+      const int64_t from = (b == 0 || b == 3 ? 1 : b) * per_block + i;
+      ASSERT_EQ(k[b * per_block + i], k0[from]) << "block " << b;
+      ASSERT_EQ(v[b * per_block + i], v0[from]) << "block " << b;
+    }
+  std::vector<int32_t> outside = {1, 4}, chained = {1, 2, 2, 3};
+  EXPECT_THROW(backend->copy_kv_blocks(cache, view(outside, {1, 2})), Error);
+  EXPECT_THROW(backend->copy_kv_blocks(cache, view(chained, {2, 2})), Error);
+}
+
 TEST_F(CpuOpsTest, EmbeddingWithAndWithoutPositions) {
   const int T = 5, V = 13, P = 9, H = 19;
   std::vector<int32_t> ids = {3, 0, 12, 3, 7};

@@ -129,6 +129,30 @@ TEST_P(CudaOps, GatherRowsCopiesExactly) {
   EXPECT_TRUE(close(out_d.floats(), want, 0.0, "gather_rows"));
 }
 
+// Copy-on-write of KV blocks: every layout the session uses (head_dim 64 and an odd 6
+// that takes the byte path in f16), CPU and CUDA bit for bit, untouched blocks unchanged.
+TEST_P(CudaOps, CopyKvBlocksCopiesExactly) {
+  for (int64_t hd : {64, 6}) {
+    SCOPED_TRACE("head_dim " + std::to_string(hd));
+    const int64_t blocks = 7, nkv = 3, bs = 5, n = blocks * nkv * bs * hd;
+    std::vector<float> k = input(n, 11), v = input(n, 12);
+    std::vector<int32_t> pairs = {2, 0, 2, 5, 6, 1};  // block 2 copied twice, 6 once
+    std::vector<float> want_k = k, want_v = v;
+    KvCacheLayer host{host_view(want_k, {blocks, nkv, bs, hd}), host_view(want_v, {blocks, nkv, bs, hd}),
+                      static_cast<int>(bs)};
+    cpu->copy_kv_blocks(host, host_view(pairs, {3, 2}));
+
+    DeviceTensor k_d(*gpu, dt(), {blocks, nkv, bs, hd}), v_d(*gpu, dt(), {blocks, nkv, bs, hd});
+    DeviceTensor pairs_d(*gpu, DType::i32, {3, 2});
+    k_d.set(k);
+    v_d.set(v);
+    pairs_d.set(pairs);
+    gpu->copy_kv_blocks(KvCacheLayer{k_d, v_d, static_cast<int>(bs)}, pairs_d);
+    EXPECT_TRUE(close(k_d.floats(), want_k, 0.0, "copy_kv_blocks k"));
+    EXPECT_TRUE(close(v_d.floats(), want_v, 0.0, "copy_kv_blocks v"));
+  }
+}
+
 // Every norm kind and residual variant, with rows short enough for one warp (64, 1000)
 // and long enough for a whole block (2048, 4100).
 TEST_P(CudaOps, AddResidualNorm) {

@@ -146,6 +146,21 @@ TEST_P(Split, SampledTokensMatchWholeModel) {
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
 }
 
+// Several samples of one prompt (forked sequences sharing KV blocks, copy-on-write on each
+// rank's layers; the parent's logits row copied on the last stage): the whole model's tokens.
+TEST_P(Split, SeveralSamplesOfOnePromptMatchWholeModel) {
+  const SessionOptions options{.max_sequences = 4, .kv_block_size = 4};
+  Session whole(whole_, options), split(split_, options);
+  Decoder whole_decoder(whole), split_decoder(split);
+  GenerationRequest r = greedy(prompts_[2]);
+  r.sampling = {.temperature = 0.9f, .top_k = 50, .seed = 99};
+  r.num_return_sequences = 3;
+  const auto a = whole_decoder.generate(r), b = split_decoder.generate(r);
+  ASSERT_EQ(b.sequences.size(), 3u);
+  for (size_t j = 0; j < 3; ++j) EXPECT_EQ(a.sequences[j].tokens, b.sequences[j].tokens) << j;
+  EXPECT_EQ(split.free_kv_blocks(), split.options().kv_blocks);
+}
+
 // The callback asks to cancel on rank 0 only: every rank must stop that request together.
 TEST_P(Split, CancellingOnRankZeroStopsEveryRank) {
   Session session(split_, {.max_sequences = 2});

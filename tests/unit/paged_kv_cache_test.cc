@@ -31,6 +31,46 @@ TEST(PagedKvCache, HandsOutAndTakesBackBlocks) {
   EXPECT_EQ(cache.free_blocks(), 2);
 }
 
+TEST(PagedKvCache, TruncateKeepsTheBlocksOfThePositionsKept) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 4, 6});
+  std::vector<int32_t> a;
+  cache.reserve(a, 17);  // 5 blocks
+  const std::vector<int32_t> first_two(a.begin(), a.begin() + 2);
+  cache.truncate(a, 5);  // positions 0..4: 2 blocks
+  EXPECT_EQ(a, first_two);
+  EXPECT_EQ(cache.free_blocks(), 4);
+  cache.truncate(a, 8);  // nothing to drop, nothing taken
+  EXPECT_EQ(a.size(), 2u);
+  cache.truncate(a, 0);
+  EXPECT_TRUE(a.empty());
+  EXPECT_EQ(cache.free_blocks(), 6);
+}
+
+TEST(PagedKvCache, SharedBlocksAreCopiedOnWriteAndFreedByTheLastHolder) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 4, 6});
+  std::vector<int32_t> prompt;
+  cache.reserve(prompt, 6);  // blocks 0, 1; position 5 in block 1
+  std::vector<int32_t> beam = cache.share(prompt);
+  EXPECT_EQ(cache.references(prompt[0]), 2);
+  EXPECT_EQ(cache.free_blocks(), 4);
+  // The beam writes position 6 (block 1, shared): it gets its own copy of block 1.
+  const auto copy = cache.make_writable(beam, 6);
+  ASSERT_TRUE(copy.has_value());
+  EXPECT_EQ(copy->first, prompt[1]);
+  EXPECT_EQ(copy->second, beam[1]);
+  EXPECT_NE(beam[1], prompt[1]);
+  EXPECT_EQ(beam[0], prompt[0]) << "full blocks stay shared";
+  EXPECT_FALSE(cache.make_writable(beam, 7).has_value()) << "its own block needs no copy";
+  EXPECT_FALSE(cache.make_writable(prompt, 6).has_value()) << "the last holder writes in place";
+  cache.release(prompt);
+  EXPECT_EQ(cache.references(beam[0]), 1);
+  EXPECT_EQ(cache.free_blocks(), 4) << "block 0 is still the beam's";
+  cache.release(beam);
+  EXPECT_EQ(cache.free_blocks(), 6);
+}
+
 TEST(PagedKvCache, ExhaustionIsAClearErrorThatTakesNothing) {
   auto backend = cpu();
   PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 16, 3});

@@ -1,0 +1,169 @@
+#include "decoding/speculative.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kestrel/error.h"
+
+namespace kestrel {
+
+std::vector<int32_t> prompt_lookup_draft(std::span<const int32_t> history, int ngram_min, int ngram_max,
+                                         int max_tokens) {
+  const int64_t L = static_cast<int64_t>(history.size());
+  if (max_tokens <= 0) return {};
+  for (int64_t n = std::min<int64_t>(ngram_max, L - 1); n >= std::max(ngram_min, 1); --n) {
+    const auto suffix = history.subspan(static_cast<size_t>(L - n));
+    // Latest occurrence first; one followed by a full draft beats a later, shorter one
+    // (in a repeating run the latest match sits right before the end).
+    int64_t best = -1;
+    for (int64_t start = L - n - 1; start >= 0; --start) {
+      if (!std::equal(suffix.begin(), suffix.end(), history.begin() + start)) continue;
+      if (best < 0) best = start;
+      if (L - (start + n) >= max_tokens) {
+        best = start;
+        break;
+      }
+    }
+    if (best < 0) continue;
+    const int64_t begin = best + n, count = std::min<int64_t>(max_tokens, L - begin);
+    return {history.begin() + begin, history.begin() + begin + count};
+  }
+  return {};
+}
+
+namespace {
+
+// Steps 1-2 of the sampler: penalties, in f32 as the kernels apply them.
+void apply_penalties(std::vector<float>& l, const SamplingRow& r, std::span<const int32_t> history,
+                     int prompt_length) {
+  std::vector<int32_t> ids;
+  if (r.repetition_penalty != 1.0f && !history.empty()) {
+    ids.assign(history.begin(), history.end());
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (int32_t t : ids) l[t] = l[t] > 0.0f ? l[t] / r.repetition_penalty : l[t] * r.repetition_penalty;
+  }
+  if ((r.presence_penalty != 0.0f || r.frequency_penalty != 0.0f) &&
+      static_cast<int>(history.size()) > prompt_length) {
+    ids.assign(history.begin() + prompt_length, history.end());
+    std::sort(ids.begin(), ids.end());
+    for (size_t a = 0; a < ids.size();) {
+      size_t b = a;
+      while (b < ids.size() && ids[b] == ids[a]) ++b;
+      l[ids[a]] -= r.presence_penalty + r.frequency_penalty * static_cast<float>(b - a);
+      a = b;
+    }
+  }
+}
+
+}  // namespace
+
+void sampling_distribution(std::span<const float> logits, const SamplingRow& r, std::span<const int32_t> history,
+                           int prompt_length, std::vector<double>& p) {
+  const int64_t V = static_cast<int64_t>(logits.size());
+  if (V == 0) throw Error(ErrorCategory::internal, "sampling_distribution: empty logits");
+  std::vector<float> l(logits.begin(), logits.end());
+  apply_penalties(l, r, history, prompt_length);
+  p.assign(static_cast<size_t>(V), 0.0);
+  // Candidate order: logit descending, lower id first on ties (the sampler's order).
+  auto before = [&l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
+  const auto argmax = [&] {
+    int64_t best = 0;
+    for (int64_t j = 1; j < V; ++j)
+      if (l[j] > l[best]) best = j;
+    return best;
+  };
+  if (r.temperature <= 0.0f) {
+    p[argmax()] = 1.0;
+    return;
+  }
+  for (float& x : l) x /= r.temperature;
+  const double max_logit = *std::max_element(l.begin(), l.end());
+  if (!std::isfinite(max_logit)) {
+    p[argmax()] = 1.0;
+    return;
+  }
+  std::vector<int32_t> order(static_cast<size_t>(V));
+  for (int64_t j = 0; j < V; ++j) order[j] = static_cast<int32_t>(j);
+  auto weight = [&](int64_t j) { return std::exp(static_cast<double>(l[order[j]]) - max_logit); };
+
+  int64_t n = V;
+  double kept_sum = 0.0;
+  if (r.top_k > 0 && r.top_k < V) {
+    n = r.top_k;
+    std::partial_sort(order.begin(), order.begin() + n, order.end(), before);
+    for (int64_t j = 0; j < n; ++j) kept_sum += weight(j);
+  } else {
+    if (r.top_p < 1.0f || r.min_p > 0.0f) std::sort(order.begin(), order.end(), before);
+    for (int64_t j = 0; j < V; ++j) kept_sum += std::exp(static_cast<double>(l[j]) - max_logit);
+  }
+  if (r.top_p < 1.0f) {
+    const double target = static_cast<double>(r.top_p) * kept_sum;
+    double cum = 0.0;
+    int64_t m = 0;
+    while (m < n) {
+      cum += weight(m++);
+      if (cum >= target) break;
+    }
+    n = std::max<int64_t>(m, 1);
+    kept_sum = cum;
+  }
+  if (r.min_p > 0.0f) {
+    int64_t m = 1;
+    double sum = 1.0;
+    while (m < n) {
+      const double w = weight(m);
+      if (w < static_cast<double>(r.min_p)) break;
+      sum += w;
+      ++m;
+    }
+    if (m < n) kept_sum = sum;
+    n = m;
+  }
+  for (int64_t j = 0; j < n; ++j) p[order[j]] = weight(j) / kept_sum;
+}
+
+int32_t draw_token(std::span<const double> p, double u) {
+  double total = 0.0;
+  for (double x : p) total += x;
+  const double target = u * total;
+  double cum = 0.0;
+  int64_t last = -1;
+  for (size_t t = 0; t < p.size(); ++t) {
+    if (p[t] <= 0.0) continue;
+    cum += p[t];
+    last = static_cast<int64_t>(t);
+    if (cum > target) return static_cast<int32_t>(t);
+  }
+  if (last < 0) throw Error(ErrorCategory::internal, "draw_token: the distribution is empty");
+  return static_cast<int32_t>(last);  // rounding left u * total at the very top
+}
+
+double speculative_uniform(uint64_t seed, uint64_t step, SpeculativeDraw what) {
+  // A different seed per stream: sampling_uniform mixes the seed fully, so streams of
+  // nearby seeds are independent.
+  return sampling_uniform(seed ^ (static_cast<uint64_t>(what) * 0xD1B54A32D192ED03ull), step);
+}
+
+Verdict verify_draft(std::span<const int32_t> drafted, std::span<const std::vector<double>> q,
+                     std::span<const std::vector<double>> p, uint64_t seed, uint64_t step) {
+  const size_t d = drafted.size();
+  if (q.size() != d || p.size() != d + 1)
+    throw Error(ErrorCategory::internal, "verify_draft: need d rows of q and d + 1 rows of p");
+  std::vector<double> residual;
+  for (size_t j = 0; j < d; ++j) {
+    const int32_t x = drafted[j];
+    const double px = p[j][x], qx = q[j][x];
+    const double u = speculative_uniform(seed, step + j, SpeculativeDraw::accept);
+    if (qx > 0.0 && u * qx < px) continue;  // u < min(1, px / qx)
+    residual.resize(p[j].size());
+    double total = 0.0;
+    for (size_t t = 0; t < residual.size(); ++t) total += residual[t] = std::max(0.0, p[j][t] - q[j][t]);
+    // p <= q everywhere only when p == q (up to rounding), where rejection has no mass.
+    const std::span<const double> from = total > 0.0 ? std::span<const double>(residual) : std::span(p[j]);
+    return {static_cast<int>(j), draw_token(from, speculative_uniform(seed, step + j, SpeculativeDraw::residual))};
+  }
+  return {static_cast<int>(d), draw_token(p[d], speculative_uniform(seed, step + d, SpeculativeDraw::residual))};
+}
+
+}  // namespace kestrel
