@@ -20,7 +20,7 @@ namespace {
 using testing::fixture_dir;
 
 constexpr int kThreads = 4;
-constexpr int kRequestsPerThread = 3;
+constexpr int kRequestsPerThread = 4;
 
 std::vector<GenerationRequest> requests_for(int thread) {
   static const char* const kPrompts[] = {"The quick brown fox", "Hello, world!", "Once upon a time",
@@ -29,7 +29,7 @@ std::vector<GenerationRequest> requests_for(int thread) {
   for (int i = 0; i < kRequestsPerThread; ++i) {
     GenerationRequest r;
     r.prompt = kPrompts[(thread + i) % 5];
-    r.stop.max_new_tokens = 12 + thread;
+    r.stop.max_new_tokens = 16 + 2 * thread;
     r.stop.stop_at_eos = false;
     if ((thread + i) % 2 == 1) {  // seeded sampling; the others greedy
       r.sampling.temperature = 0.9f;
