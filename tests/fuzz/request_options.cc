@@ -28,8 +28,8 @@ struct Fixture {
   }
 };
 
-constexpr int kMaxNewTokens = 4;
-constexpr size_t kMaxPromptTokens = 16;
+constexpr int kMaxNewTokens = 3;
+constexpr size_t kMaxPromptTokens = 8;
 
 }  // namespace
 

@@ -4,7 +4,7 @@
 // generation that finishes with an error, or when resident memory grows after warm-up by
 // more than --max-growth-mib.
 //   kestrel_soak MODEL [--calls N] [--max-new-tokens N] [--warmup N] [--seed S]
-//                [--threads N] [--every N] [--max-growth-mib M]
+//                [--threads N] [--every N] [--max-growth-mib M] [--quant none|int8|int4]
 // Prints "calls,rss_mib,tokens" every --every calls, then a summary line.
 #include <unistd.h>
 
@@ -16,6 +16,7 @@
 #include <iostream>
 #include <random>
 #include <string>
+#include <vector>
 #include <kestrel/kestrel.h>
 
 namespace {
@@ -36,13 +37,14 @@ struct Options {
   int threads = 0;
   long every = 250;
   double max_growth_mib = 8.0;
+  std::string quant = "none";
 };
 
 Options parse(int argc, char** argv) {
   Options o;
   if (argc < 2) {
     std::cerr << "usage: kestrel_soak MODEL [--calls N] [--max-new-tokens N] [--warmup N] [--seed S] "
-                 "[--threads N] [--every N] [--max-growth-mib M]\n";
+                 "[--threads N] [--every N] [--max-growth-mib M] [--quant none|int8|int4]\n";
     std::exit(2);
   }
   o.model = argv[1];
@@ -56,6 +58,7 @@ Options parse(int argc, char** argv) {
     else if (flag == "--threads") o.threads = std::stoi(v);
     else if (flag == "--every") o.every = std::stol(v);
     else if (flag == "--max-growth-mib") o.max_growth_mib = std::stod(v);
+    else if (flag == "--quant") o.quant = v;
     else {
       std::cerr << "kestrel_soak: unknown option " << flag << "\n";
       std::exit(2);
@@ -101,8 +104,10 @@ int main(int argc, char** argv) {
   try {
     kestrel::ModelOptions model_options;
     model_options.num_threads = o.threads;
+    model_options.quantization = kestrel::parse_quantization(o.quant, "--quant");
     auto model = kestrel::Model::load(o.model, model_options);
-    kestrel::Session session(model, {.max_sequences = 1, .max_sequence_tokens = 256});
+    const int max_tokens = std::min(256, model->config().max_positions);
+    kestrel::Session session(model, {.max_sequences = 1, .max_sequence_tokens = max_tokens});
     kestrel::Decoder decoder(session);
     const int kv_blocks = session.free_kv_blocks();
     std::mt19937_64 rng(o.seed);
@@ -117,6 +122,13 @@ int main(int argc, char** argv) {
       r.stop.max_new_tokens = 1 + static_cast<int>(rng() % static_cast<uint64_t>(o.max_new_tokens));
       r.stop.stop_at_eos = rng() % 2 == 0;
       if (rng() % 8 == 0) r.stop.stop_strings = {"."};
+      // A prompt too long for the session (tiny fixtures hold 128 positions) is cut to fit.
+      std::vector<int32_t> ids = model->tokenizer().encode(r.prompt);
+      const size_t room = static_cast<size_t>(max_tokens - r.stop.max_new_tokens);
+      if (ids.size() > room) {
+        ids.resize(room);
+        r.prompt_ids = std::move(ids);
+      }
       kestrel::GenerationResult result = decoder.generate(r);
       if (result.finish == kestrel::FinishReason::error) {
         std::fprintf(stderr, "kestrel_soak: call %ld finished with an error: %s\n", call, result.error.c_str());
