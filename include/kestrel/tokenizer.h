@@ -38,8 +38,9 @@ struct TokenizerSpec {
   std::optional<int32_t> eos_id;
   bool add_bos = false;  // prepend bos_id in encode()
   bool add_eos = false;  // append eos_id in encode()
-  // Stands for a byte whose byte-level token is missing from the vocab; without it such a
-  // byte is dropped (Hugging Face's behaviour). GPT-2 style vocabs hold all 256 bytes.
+  // Stands for a byte whose byte-level token is missing from the vocab; without it
+  // encode() refuses text holding such a byte (see Tokenizer::encode). GPT-2 style vocabs
+  // hold all 256 bytes; some trained ones do not (SmolLM2 lacks 21, 0xfe and 0xff among them).
   std::optional<int32_t> unk_id;
   // A word that is itself a token becomes that token without merging (HF ignore_merges,
   // set by Llama-3's tokenizer.json).
@@ -70,7 +71,17 @@ class Tokenizer {
   Tokenizer& operator=(Tokenizer&&) noexcept;
   ~Tokenizer();
 
-  // Encodes any UTF-8 text (invalid UTF-8 bytes still round-trip through byte tokens).
+  // Encodes any bytes, valid UTF-8 or not; no byte is ever dropped.
+  //  - Valid UTF-8 gives the ids Hugging Face `tokenizers` gives for the same str.
+  //  - Bytes that are not valid UTF-8 (a stray continuation byte, a truncated sequence,
+  //    0xc0, 0xc1, 0xf5..0xff, surrogates, overlongs) cannot reach HF, which takes str. Here
+  //    the text is split into maximal valid runs, pre-tokenized as HF would, and maximal
+  //    runs of invalid bytes, each of which is one word of byte tokens that BPE merges like
+  //    any other word. So decode(encode(s)) == s for every byte string s when the vocab
+  //    holds all 256 byte tokens and add_prefix_space is off (after the BOS it adds).
+  //  - A byte whose byte-level token is missing from the vocab becomes the unk token when
+  //    there is one; when there is none, encode() throws Error(invalid_argument) naming the
+  //    byte and its offset (HF drops such a byte silently; Kestrel does not).
   // Special tokens in the text become their ids when `parse_special` is true.
   std::vector<int32_t> encode(std::string_view text, bool parse_special = true) const;
   // Concatenated bytes of the tokens; special tokens included unless skip_special.

@@ -203,11 +203,8 @@ __attribute__((target("avx2,fma,f16c"))) float dot_int4_avx2(const uint8_t* q, c
   return hsum(_mm256_add_ps(total, min_total)) + tail;
 }
 
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                          __builtin_cpu_supports("f16c");
-  return has;
-}
+// AVX2 + FMA + F16C: what the 8-bit-activation path's avx2 kernels need too.
+bool cpu_has_avx2() { return q8_isa_available(Q8Isa::avx2); }
 #else
 bool cpu_has_avx2() { return false; }
 #endif

@@ -102,8 +102,14 @@ std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t i, 
       bad(i, "StopOptions.stop_token_ids holds " + std::to_string(id) + " (vocabulary is [0, " +
                  std::to_string(vocab) + "))");
 
-  std::vector<int32_t> ids =
-      request.prompt_ids.empty() ? model.tokenizer().encode(request.prompt) : request.prompt_ids;
+  std::vector<int32_t> ids = request.prompt_ids;
+  if (ids.empty()) {
+    try {
+      ids = model.tokenizer().encode(request.prompt);
+    } catch (const Error& e) {
+      bad(i, "prompt: " + e.message());  // a byte the vocabulary cannot encode
+    }
+  }
   if (ids.empty()) bad(i, "the prompt is empty (set prompt or prompt_ids)");
   for (int32_t id : ids)
     if (id < 0 || id >= vocab)

@@ -2,6 +2,8 @@
 
 #include <queue>
 
+#include "kestrel/error.h"
+
 namespace kestrel::tokenizer {
 
 BytePairEncoder::BytePairEncoder(const std::array<int32_t, 256>& byte_ids,
@@ -35,7 +37,9 @@ void BytePairEncoder::encode(std::string_view word, std::vector<int32_t>& out) c
   for (char c : word) {
     int32_t id = byte_ids_[static_cast<uint8_t>(c)];
     if (id < 0) {
-      if (!unk_id_) continue;
+      if (!unk_id_) {
+        throw Error(ErrorCategory::internal, "BPE: a byte without a token reached the merge loop");
+      }
       id = *unk_id_;
     }
     auto index = static_cast<int32_t>(symbols.size());

@@ -21,8 +21,9 @@ struct MergeRule {
 class BytePairEncoder {
  public:
   // byte_ids[b]: the id of the token that is byte b alone (its byte-level character), or
-  // -1 when the vocabulary lacks it; such a byte becomes `unk_id`, or is dropped without
-  // one (as Hugging Face does). A pair listed twice takes its later rank (as HF does).
+  // -1 when the vocabulary lacks it; such a byte becomes `unk_id`. Without one the caller
+  // must not pass such a byte (Tokenizer::encode refuses the text first); encode() throws
+  // Error(internal) if it does. A pair listed twice takes its later rank (as HF does).
   BytePairEncoder(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& merges,
                   std::optional<int32_t> unk_id);
 

@@ -98,7 +98,7 @@ MatchScratch& scratch() {
 
 }  // namespace
 
-WordSplitter::WordSplitter(PreTokenizer kind) : kind_(kind) {
+WordSplitter::WordSplitter(PreTokenizer kind) {
   switch (kind) {
     case PreTokenizer::gpt2:
       words_ = std::make_unique<Regex>(kGpt2Pattern);

@@ -34,7 +34,6 @@ class WordSplitter {
   static void split_with(const Regex& regex, std::string_view run,
                          std::vector<std::string_view>& words);
 
-  PreTokenizer kind_;
   std::unique_ptr<Regex> words_;  // the GPT-2 or Llama-3 pattern
   std::unique_ptr<Regex> digit_;  // \p{N}: isolates single digits first (smollm only)
 };

@@ -54,6 +54,10 @@ struct Tokenizer::Impl {
   std::array<std::vector<AddedToken>, 256> added_by_first_byte;
   tokenizer::WordSplitter splitter;
   std::optional<tokenizer::BytePairEncoder> bpe;
+  // Bytes whose byte-level token the vocab lacks, when there is no unk token to stand for
+  // them: encode() refuses text holding one rather than drop it (see kestrel/tokenizer.h).
+  std::array<bool, 256> unencodable{};
+  bool any_unencodable = false;
   PreTokenizer pre_tokenizer;
   std::optional<int32_t> bos_id, eos_id;
   bool add_bos, add_eos, ignore_merges, add_prefix_space;
@@ -108,6 +112,10 @@ struct Tokenizer::Impl {
       byte_ids[b] = it == ids.end() ? -1 : it->second;
     }
     bpe.emplace(byte_ids, merges, spec.unk_id);
+    for (int b = 0; b < 256; ++b) {
+      unencodable[b] = byte_ids[b] < 0 && !spec.unk_id;
+      any_unencodable = any_unencodable || unencodable[b];
+    }
 
     special.assign(n, 0);
     std::vector<uint8_t> plain_text(n, 0);
@@ -144,9 +152,30 @@ struct Tokenizer::Impl {
     return nullptr;
   }
 
+  // Throws Error(invalid_argument) naming the first byte of `segment` that has no token;
+  // `offset` is the segment's offset in the text passed to encode().
+  void check_encodable(std::string_view segment, size_t offset) const {
+    if (!any_unencodable) return;
+    if (add_prefix_space && segment[0] != ' ' && unencodable[' ']) {
+      throw Error(ErrorCategory::invalid_argument,
+                  "encode: the vocabulary has no token for the space add_prefix_space inserts");
+    }
+    for (size_t i = 0; i < segment.size(); ++i) {
+      const auto b = static_cast<uint8_t>(segment[i]);
+      if (!unencodable[b]) continue;
+      static constexpr char kHex[] = "0123456789abcdef";
+      const std::string hex = {'0', 'x', kHex[b >> 4], kHex[b & 15]};
+      throw Error(ErrorCategory::invalid_argument,
+                  "encode: byte " + hex + " at offset " + std::to_string(offset + i) +
+                      " has no token in this vocabulary (its byte-level token is missing and "
+                      "there is no unknown token); it cannot be encoded");
+    }
+  }
+
   // Text between added tokens: pre-tokenize, then BPE each word.
-  void encode_segment(std::string_view segment, std::vector<int32_t>& out) const {
+  void encode_segment(std::string_view segment, size_t offset, std::vector<int32_t>& out) const {
     if (segment.empty()) return;
+    check_encodable(segment, offset);
     std::string prefixed;
     if (add_prefix_space && segment[0] != ' ') {
       prefixed.reserve(segment.size() + 1);
@@ -226,12 +255,12 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
       ++pos;
       continue;
     }
-    t.encode_segment(text.substr(segment_start, pos - segment_start), out);
+    t.encode_segment(text.substr(segment_start, pos - segment_start), segment_start, out);
     out.push_back(added->id);
     pos += added->text.size();
     segment_start = pos;
   }
-  t.encode_segment(text.substr(segment_start), out);
+  t.encode_segment(text.substr(segment_start), segment_start, out);
   if (t.add_eos) out.push_back(*t.eos_id);
   return out;
 }

@@ -160,6 +160,18 @@ TEST(Decoding, PromptOverTheSessionLimitIsAClearError) {
   }
 }
 
+TEST(Decoding, PromptBytesThatAreNotUtf8AreKept) {
+  // kestrel-generate --chat off --prompt $'\xff\xfe' once found "the prompt is empty".
+  Session session(tiny_model());
+  Decoder decoder(session);
+  GenerationRequest r;
+  r.prompt = "\xff\xfe x\xc3 \x80\xed\xa0\x80";
+  r.stop.max_new_tokens = 2;
+  GenerationResult result = decoder.generate(r);
+  EXPECT_EQ(tiny_model()->tokenizer().decode(result.prompt_ids), r.prompt);
+  EXPECT_EQ(result.tokens.size(), 2u);
+}
+
 TEST(Decoding, InvalidOptionsNameTheField) {
   Session session(tiny_model());
   Decoder decoder(session);

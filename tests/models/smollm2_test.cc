@@ -55,6 +55,34 @@ TEST_F(SmolLM2, TokenizerIsTheSmolLMByteLevelBpe) {
   EXPECT_EQ(tok.decode(tok.encode(text)), text);
 }
 
+TEST_F(SmolLM2, BytesWithoutATokenAreRefusedNotDropped) {
+  // The vocab lacks 21 byte tokens (0xfe and 0xff among them) and names no unknown token
+  // usable for them: such a byte is an error naming its offset, never silently dropped.
+  const Tokenizer& tok = model_->tokenizer();
+  try {
+    tok.encode("ok \xff\xfe");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("byte 0xff at offset 3"), std::string::npos) << e.what();
+  }
+  // Invalid UTF-8 whose bytes have tokens still round-trips ("\xc3" alone, "\x80").
+  const std::string text = "caf\xc3 \x80!";
+  EXPECT_EQ(tok.decode(tok.encode(text)), text);
+  // Through a request: the error names the request and the prompt.
+  Session session(model_, {.max_sequences = 1, .max_sequence_tokens = 64});
+  Decoder decoder(session);
+  GenerationRequest r;
+  r.prompt = "\xff\xfe";
+  try {
+    decoder.generate(r);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("request 0: prompt: encode: byte 0xff at offset 0"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST_F(SmolLM2, ChatTemplateAndGreedyAnswerMentionsParis) {
   const std::vector<ChatMessage> messages{{"user", "What is the capital of France?"}};
   const std::string prompt = apply_chat_template(*model_, messages);

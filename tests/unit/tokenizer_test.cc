@@ -242,11 +242,19 @@ TEST(TokenizerSpec, LongestSpecialTokenWins) {
   EXPECT_EQ(tok.encode("x<|a|><|b|>y<|a|>"), (std::vector<int32_t>{'x', 257, 'y', 256}));
 }
 
-TEST(TokenizerSpec, MissingByteTokenUsesUnkOrIsDropped) {
+TEST(TokenizerSpec, MissingByteTokenUsesUnkOrIsRefused) {
   TokenizerSpec spec = byte_spec({"<unk>"});
   spec.vocab['q'] = "<not-q>";  // byte 'q' has no token now
-  Tokenizer dropping = Tokenizer::from_spec(spec);
-  EXPECT_EQ(dropping.decode(dropping.encode("aqb")), "ab");
+  Tokenizer refusing = Tokenizer::from_spec(spec);
+  expect_error([&] { refusing.encode("abqb"); }, ErrorCategory::invalid_argument,
+               "encode: byte 0x71 at offset 2 has no token");
+  // The offset counts from the start of the text, across special tokens.
+  spec.vocab.push_back("<|s|>");
+  spec.special_ids = {257};
+  Tokenizer with_special = Tokenizer::from_spec(spec);
+  expect_error([&] { with_special.encode("a<|s|>bq"); }, ErrorCategory::invalid_argument,
+               "byte 0x71 at offset 7");
+  EXPECT_EQ(with_special.encode("a<|s|>b"), (std::vector<int32_t>{'a', 257, 'b'}));
   spec.unk_id = 256;
   Tokenizer unk = Tokenizer::from_spec(spec);
   EXPECT_EQ(unk.encode("aqb"), (std::vector<int32_t>{'a', 256, 'b'}));

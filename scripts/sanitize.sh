@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The CPU test suite under ASan + UBSan (preset `asan`: -O1 with asserts, every UBSan
+# finding fatal, leaks reported), or the concurrency tests under TSan (preset `tsan`).
+#   scripts/sanitize.sh [asan|tsan] [ctest arguments...]
+# CI (scripts/test.sh) runs `scripts/sanitize.sh asan`: the whole CPU suite (about 2 min
+# on 2 cores after an 8-11 min build; docs/RELIABILITY.md). MPI is off in these builds
+# (the parallel tests run in the main build). The asan test preset leaves out three
+# ModelLoading tests whose safetensors files put f32 data at odd offsets: UBSan stops them
+# in convert_floats (src/core/half.cc), whose fix is on another branch of issue 13; drop
+# that exclusion from CMakePresets.json once it is merged. The tsan preset builds the
+# models tests and runs the Concurrency ones with OMP_NUM_THREADS=1.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+preset="${1:-asan}"
+shift || true
+case "$preset" in asan|tsan) ;; *) echo "usage: scripts/sanitize.sh [asan|tsan] [ctest args]" >&2; exit 2 ;; esac
+cmake --preset "$preset" > /dev/null
+cmake --build --preset "$preset" -j "${SANITIZE_BUILD_JOBS:-2}"
+ctest --preset "$preset" -j "${SANITIZE_TEST_JOBS:-2}" "$@"
