@@ -21,6 +21,11 @@ namespace {
 constexpr int kWorkerSpins = 2000;
 constexpr int kCallerSpins = 4000;
 
+// The fields of ThreadPool::claim_.
+constexpr uint64_t kFieldBits = 20, kFieldMask = (uint64_t{1} << kFieldBits) - 1;
+constexpr uint32_t kGenerationMask = (1u << 24) - 1;
+constexpr int64_t kMaxChunks = static_cast<int64_t>(kFieldMask);
+
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) {
@@ -39,9 +44,10 @@ ThreadPool::~ThreadPool() {
 bool ThreadPool::claim(uint32_t generation, int64_t* chunk) {
   uint64_t state = claim_.load(std::memory_order_acquire);
   for (;;) {
-    if (static_cast<uint32_t>(state >> 32) != generation) return false;
-    const int64_t next = static_cast<int64_t>(state & 0xffffffffu);
-    if (next >= chunks_.load(std::memory_order_relaxed)) return false;
+    if (static_cast<uint32_t>(state >> (2 * kFieldBits)) != (generation & kGenerationMask)) return false;
+    const int64_t chunks = static_cast<int64_t>((state >> kFieldBits) & kFieldMask);
+    const int64_t next = static_cast<int64_t>(state & kFieldMask);
+    if (next >= chunks) return false;
     if (claim_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel)) {
       *chunk = next;
       return true;
@@ -85,17 +91,17 @@ void ThreadPool::run(int64_t n, int64_t grain, Call call, void* ctx) {
     call(ctx, 0, n);  // no workers, or the pool is running another loop: this thread alone
     return;
   }
-  const int64_t target = static_cast<int64_t>(threads()) * 4;
+  const int64_t target = std::min<int64_t>(static_cast<int64_t>(threads()) * 4, kMaxChunks);
   const int64_t chunk = std::max<int64_t>(std::max<int64_t>(grain, 1), (n + target - 1) / target);
   const int64_t chunks = (n + chunk - 1) / chunk;
   call_ = call;
   ctx_ = ctx;
   n_ = n;
   chunk_ = chunk;
-  chunks_.store(chunks, std::memory_order_relaxed);
   done_.store(0, std::memory_order_relaxed);
-  const uint32_t generation = ++last_generation_;
-  claim_.store(static_cast<uint64_t>(generation) << 32, std::memory_order_release);
+  const uint32_t generation = ++last_generation_ & kGenerationMask;
+  claim_.store((static_cast<uint64_t>(generation) << (2 * kFieldBits)) | (static_cast<uint64_t>(chunks) << kFieldBits),
+               std::memory_order_release);
   generation_.store(generation);  // seq_cst: then read sleepers_
   if (sleepers_.load() > 0) {
     std::lock_guard<std::mutex> lock(mutex_);

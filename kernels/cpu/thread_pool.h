@@ -54,8 +54,9 @@ class ThreadPool {
   Call call_ = nullptr;
   void* ctx_ = nullptr;
   int64_t n_ = 0, chunk_ = 0;
-  std::atomic<int64_t> chunks_{0};
-  std::atomic<uint64_t> claim_{0};  // generation << 32 | next chunk
+  // generation (24 bits) | chunks (20 bits) | next chunk (20 bits), in one word: a worker
+  // still in an earlier loop must not judge that loop's claims by the next loop's count.
+  std::atomic<uint64_t> claim_{0};
   std::atomic<int64_t> done_{0};    // chunks finished in the current generation
   std::atomic<uint32_t> generation_{0};
   uint32_t last_generation_ = 0;    // the caller's (under busy_)
