@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "cpu/sampling_candidates.h"
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -65,8 +66,6 @@ void sampling_distribution(std::span<const float> logits, const SamplingRow& r, 
   std::vector<float> l(logits.begin(), logits.end());
   apply_penalties(l, r, history, prompt_length);
   p.assign(static_cast<size_t>(V), 0.0);
-  // Candidate order: logit descending, lower id first on ties (the sampler's order).
-  auto before = [&l](int32_t a, int32_t b) { return l[a] > l[b] || (l[a] == l[b] && a < b); };
   const auto argmax = [&] {
     int64_t best = 0;
     for (int64_t j = 1; j < V; ++j)
@@ -83,44 +82,14 @@ void sampling_distribution(std::span<const float> logits, const SamplingRow& r, 
     p[argmax()] = 1.0;
     return;
   }
-  std::vector<int32_t> order(static_cast<size_t>(V));
-  for (int64_t j = 0; j < V; ++j) order[j] = static_cast<int32_t>(j);
-  auto weight = [&](int64_t j) { return std::exp(static_cast<double>(l[order[j]]) - max_logit); };
-
-  int64_t n = V;
-  double kept_sum = 0.0;
-  if (r.top_k > 0 && r.top_k < V) {
-    n = r.top_k;
-    std::partial_sort(order.begin(), order.begin() + n, order.end(), before);
-    for (int64_t j = 0; j < n; ++j) kept_sum += weight(j);
-  } else {
-    if (r.top_p < 1.0f || r.min_p > 0.0f) std::sort(order.begin(), order.end(), before);
-    for (int64_t j = 0; j < V; ++j) kept_sum += std::exp(static_cast<double>(l[j]) - max_logit);
+  thread_local std::vector<int32_t> order;
+  cpu::Candidates c(l.data(), V, max_logit, order);
+  const auto [n, kept_sum] = cpu::keep_candidates(c, l.data(), V, max_logit, r);
+  if (n == V) {  // nothing filtered: no need to order the candidates
+    for (int64_t t = 0; t < V; ++t) p[t] = std::exp(static_cast<double>(l[t]) - max_logit) / kept_sum;
+    return;
   }
-  if (r.top_p < 1.0f) {
-    const double target = static_cast<double>(r.top_p) * kept_sum;
-    double cum = 0.0;
-    int64_t m = 0;
-    while (m < n) {
-      cum += weight(m++);
-      if (cum >= target) break;
-    }
-    n = std::max<int64_t>(m, 1);
-    kept_sum = cum;
-  }
-  if (r.min_p > 0.0f) {
-    int64_t m = 1;
-    double sum = 1.0;
-    while (m < n) {
-      const double w = weight(m);
-      if (w < static_cast<double>(r.min_p)) break;
-      sum += w;
-      ++m;
-    }
-    if (m < n) kept_sum = sum;
-    n = m;
-  }
-  for (int64_t j = 0; j < n; ++j) p[order[j]] = weight(j) / kept_sum;
+  for (int64_t j = 0; j < n; ++j) p[c.id(j)] = c.p(j) / kept_sum;
 }
 
 int32_t draw_token(std::span<const double> p, double u) {
