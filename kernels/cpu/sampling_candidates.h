@@ -1,5 +1,5 @@
-// kernels/cpu/sampling_candidates.h: the candidate filters of sampling (top-k, top-p,
-// min-p) over one row of logits, shared by the CPU sampler (sampling_cpu.cc, which draws
+// kernels/cpu/sampling_candidates.h: the penalties and the candidate filters of sampling
+// (top-k, top-p, min-p) over one row of logits, shared by the CPU sampler (sampling_cpu.cc, which draws
 // from them) and speculative decoding's rejection rule (decoding/speculative.cc, which
 // needs the whole filtered distribution), so both keep exactly the same tokens.
 #pragma once
@@ -12,6 +12,32 @@
 #include "backend.h"
 
 namespace kestrel::cpu {
+
+// Steps 1-2 of sampling, in place on one row: the repetition penalty over every distinct id
+// of history[0, length), then presence + frequency x count over the generated part
+// history[prompt_length, length). `scratch` is reused across calls.
+inline void apply_penalties(float* l, const SamplingRow& r, const int32_t* history, int64_t length,
+                            int64_t prompt_length, std::vector<int32_t>& scratch) {
+  if (r.repetition_penalty != 1.0f && length > 0) {
+    scratch.assign(history, history + length);
+    std::sort(scratch.begin(), scratch.end());
+    const auto end = std::unique(scratch.begin(), scratch.end());
+    for (auto it = scratch.begin(); it != end; ++it) {
+      float& x = l[*it];
+      x = x > 0.0f ? x / r.repetition_penalty : x * r.repetition_penalty;
+    }
+  }
+  if ((r.presence_penalty != 0.0f || r.frequency_penalty != 0.0f) && length > prompt_length) {
+    scratch.assign(history + prompt_length, history + length);
+    std::sort(scratch.begin(), scratch.end());
+    for (size_t a = 0; a < scratch.size();) {
+      size_t b = a;
+      while (b < scratch.size() && scratch[b] == scratch[a]) ++b;
+      l[scratch[a]] -= r.presence_penalty + r.frequency_penalty * static_cast<float>(b - a);
+      a = b;
+    }
+  }
+}
 
 // The candidates of one row in sampling order (logit descending, lower id first on ties),
 // sorted lazily: only the prefix the filters and the draw walk through gets sorted, which

@@ -37,30 +37,6 @@ struct RowInputs {
   int32_t prompt_length;
 };
 
-void apply_penalties(float* l, const RowInputs& in, std::vector<int32_t>& scratch) {
-  const SamplingRow& r = in.r;
-  if (r.repetition_penalty != 1.0f && in.history_length > 0) {
-    scratch.assign(in.history, in.history + in.history_length);
-    std::sort(scratch.begin(), scratch.end());
-    const auto end = std::unique(scratch.begin(), scratch.end());
-    for (auto it = scratch.begin(); it != end; ++it) {
-      float& x = l[*it];
-      x = x > 0.0f ? x / r.repetition_penalty : x * r.repetition_penalty;
-    }
-  }
-  if ((r.presence_penalty != 0.0f || r.frequency_penalty != 0.0f) &&
-      in.history_length > in.prompt_length) {
-    scratch.assign(in.history + in.prompt_length, in.history + in.history_length);
-    std::sort(scratch.begin(), scratch.end());
-    for (size_t a = 0; a < scratch.size();) {
-      size_t b = a;
-      while (b < scratch.size() && scratch[b] == scratch[a]) ++b;
-      const float count = static_cast<float>(b - a);
-      l[scratch[a]] -= r.presence_penalty + r.frequency_penalty * count;
-      a = b;
-    }
-  }
-}
 
 int32_t argmax(const float* l, int64_t V) {
   int64_t best = 0;
@@ -148,7 +124,7 @@ void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens, in
         has_nan[i] = 1;
         continue;
       }
-      apply_penalties(l, in, scratch);
+      apply_penalties(l, in.r, in.history, in.history_length, in.prompt_length, scratch);
       if (in.r.temperature <= 0.0f) {
         out[i] = argmax(l, V);
         continue;

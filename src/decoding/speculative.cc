@@ -32,39 +32,14 @@ std::vector<int32_t> prompt_lookup_draft(std::span<const int32_t> history, int n
   return {};
 }
 
-namespace {
-
-// Steps 1-2 of the sampler: penalties, in f32 as the kernels apply them.
-void apply_penalties(std::vector<float>& l, const SamplingRow& r, std::span<const int32_t> history,
-                     int prompt_length) {
-  std::vector<int32_t> ids;
-  if (r.repetition_penalty != 1.0f && !history.empty()) {
-    ids.assign(history.begin(), history.end());
-    std::sort(ids.begin(), ids.end());
-    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-    for (int32_t t : ids) l[t] = l[t] > 0.0f ? l[t] / r.repetition_penalty : l[t] * r.repetition_penalty;
-  }
-  if ((r.presence_penalty != 0.0f || r.frequency_penalty != 0.0f) &&
-      static_cast<int>(history.size()) > prompt_length) {
-    ids.assign(history.begin() + prompt_length, history.end());
-    std::sort(ids.begin(), ids.end());
-    for (size_t a = 0; a < ids.size();) {
-      size_t b = a;
-      while (b < ids.size() && ids[b] == ids[a]) ++b;
-      l[ids[a]] -= r.presence_penalty + r.frequency_penalty * static_cast<float>(b - a);
-      a = b;
-    }
-  }
-}
-
-}  // namespace
 
 void sampling_distribution(std::span<const float> logits, const SamplingRow& r, std::span<const int32_t> history,
                            int prompt_length, std::vector<double>& p) {
   const int64_t V = static_cast<int64_t>(logits.size());
   if (V == 0) throw Error(ErrorCategory::internal, "sampling_distribution: empty logits");
   std::vector<float> l(logits.begin(), logits.end());
-  apply_penalties(l, r, history, prompt_length);
+  thread_local std::vector<int32_t> scratch;
+  cpu::apply_penalties(l.data(), r, history.data(), static_cast<int64_t>(history.size()), prompt_length, scratch);
   p.assign(static_cast<size_t>(V), 0.0);
   const auto argmax = [&] {
     int64_t best = 0;
