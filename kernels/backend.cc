@@ -4,6 +4,17 @@
 
 namespace kestrel {
 
+const char* to_string(QuantFormat format) noexcept {
+  switch (format) {
+    case QuantFormat::int8: return "int8";
+    case QuantFormat::int4: return "int4";
+    case QuantFormat::q4_k: return "q4_k";
+    case QuantFormat::q5_k: return "q5_k";
+    case QuantFormat::q6_k: return "q6_k";
+  }
+  return "?";
+}
+
 #ifndef KESTREL_WITH_CUDA
 std::unique_ptr<Backend> make_cuda_backend(int) {
   throw Error(ErrorCategory::unsupported,

@@ -69,7 +69,11 @@ struct KvCacheLayer {
 enum class QuantFormat : uint8_t {
   int8,  // symmetric:  w = scale * q, q in [-127, 127]
   int4,  // asymmetric: w = scale * q + min, q in [0, 15]
+  q4_k,  // ggml's K-quant super-blocks, kept as a GGUF file stores them (kquant_blocks.h)
+  q5_k,
+  q6_k,
 };
+const char* to_string(QuantFormat format) noexcept;
 
 // A linear weight w: [M, K] (rows are output features) kept quantized on the device. Each
 // row's K columns are split into G = ceil(K / group_size) groups of group_size consecutive
@@ -81,6 +85,9 @@ enum class QuantFormat : uint8_t {
 //         takes 16 bytes, byte j holding column j in its low nibble and column j + 16 in
 //         its high nibble (ggml's Q4_0 / Q4_1 order, so those blocks are copied as they
 //         are); scales, mins: [M, G] f16.
+//   q4_k / q5_k / q6_k: group_size 256 (K a multiple of it); data [M, G * bytes] i8 used
+//         as bytes, G super-blocks of 144 / 176 / 210 bytes per row in ggml's layout, their
+//         scales inside them (kernels/kquant_blocks.h); scales, mins empty.
 struct QuantizedWeight {
   QuantFormat format = QuantFormat::int8;
   int64_t rows = 0;  // M

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "kestrel/error.h"
+#include "kquant_blocks.h"
 
 namespace kestrel {
 
@@ -50,7 +51,13 @@ void check_quantized_weight(Device device, const QuantizedWeight& w, const char*
     op_fail(op, "bad quantized weight: rows " + std::to_string(M) + ", cols " + std::to_string(K) +
                     ", group_size " + std::to_string(w.group_size));
   const int64_t G = w.groups();
-  if (w.format == QuantFormat::int8) {
+  if (kquant::is_kquant(w.format)) {
+    if (w.group_size != kquant::kColumns || K % kquant::kColumns != 0)
+      op_fail(op, std::string(to_string(w.format)) + " weights need group_size 256 and cols a multiple of it, got " +
+                      std::to_string(w.group_size) + " and " + std::to_string(K));
+    expect_op_tensor(w.data, device, DType::i8, {M, G * kquant::block_bytes(w.format)}, op, "w.data");
+    if (!w.scales.empty() || !w.mins.empty()) op_fail(op, "K-quant weights keep their scales in their blocks");
+  } else if (w.format == QuantFormat::int8) {
     expect_op_tensor(w.data, device, DType::i8, {M, K}, op, "w.data");
     expect_op_tensor(w.scales, device, DType::f32, {M, G}, op, "w.scales");
   } else {

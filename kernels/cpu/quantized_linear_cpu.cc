@@ -27,6 +27,7 @@
 #include "cpu/cpu_ops.h"
 #include "cpu/thread_pool.h"
 #include "cpu/quantized_q8_cpu.h"
+#include "kquant_blocks.h"
 
 namespace kestrel::cpu {
 
@@ -217,7 +218,11 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
   for (int64_t r = 0; r < count; ++r) {
     const int64_t m = row0 + r;
     float* o = out + r * K;
-    if (w.format == QuantFormat::int8) {
+    if (kquant::is_kquant(w.format)) {
+      const int bytes = kquant::block_bytes(w.format);
+      const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
+      for (int64_t g = 0; g < G; ++g) kquant::dequantize_block(w.format, q + g * bytes, o + g * kquant::kColumns);
+    } else if (w.format == QuantFormat::int8) {
       const int8_t* q = w.data.ptr<int8_t>() + m * K;
       const float* s = w.scales.ptr<float>() + m * G;
       for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
@@ -251,8 +256,28 @@ using DotInt8 = float (*)(const int8_t*, const float*, int64_t, int, const float
 using DotInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const float*,
                           const float*);
 
+// K-quants with f32 activations (a precise LM head): each weight row dequantized once into
+// a per-thread buffer, then dotted with every token's row.
+void kquant_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads) {
+  const int64_t T = x.dim(0), K = w.cols, M = w.rows;
+  const float* xs = x.ptr<float>();
+  parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
+    thread_local std::vector<float> row;
+    row.resize(static_cast<size_t>(K));
+    for (int64_t m = m0; m < m1; ++m) {
+      dequantize_rows(w, m, 1, row.data());
+      for (int64_t t = 0; t < T; ++t)
+        out[t * M + m] = cblas_sdot(static_cast<blasint>(K), row.data(), 1, xs + t * K, 1) + (bias ? bias[m] : 0.0f);
+    }
+  });
+}
+
 void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
               int threads, bool simd) {
+  if (kquant::is_kquant(w.format)) {
+    kquant_dot_path(x, w, bias, out, threads);
+    return;
+  }
   const int64_t T = x.dim(0), K = w.cols, M = w.rows, G = w.groups();
   const int group = w.group_size;
   const float* xs = x.ptr<float>();

@@ -11,6 +11,7 @@
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/thread_pool.h"
+#include "kquant_blocks.h"
 
 namespace kestrel::cpu {
 
@@ -21,6 +22,9 @@ namespace kestrel::cpu {
                  const Q8Block* x);                                                                       \
   float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x);                 \
   float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x);            \
+  float row_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
+  float row_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
+  float row_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
   }
 #if defined(__x86_64__)
 KESTREL_Q8_ROWS(q8_avx2)
@@ -55,6 +59,34 @@ float row_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bp
   return total;
 }
 
+// K-quant rows (nsb super-blocks), a sub-block of 32 columns against each Q8 block; Q6_K's
+// halves of 16 columns each with their own scale.
+template <QuantFormat F>
+float row_kquant_portable(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+  float total = 0.0f;
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + kquant::block_bytes(F) * sb;
+    for (int s = 0; s < kquant::kSubBlocks; ++s) {
+      const Q8Block& xb = x[8 * sb + s];
+      if constexpr (F == QuantFormat::q6_k) {
+        int32_t p[2] = {0, 0};
+        for (int c = 0; c < 32; ++c) p[c / 16] += kquant::q6_k_value(block, 32 * s + c) * xb.q[c];
+        total += xb.d * (kquant::q6_k_scale(block, 32 * s) * static_cast<float>(p[0]) +
+                         kquant::q6_k_scale(block, 32 * s + 16) * static_cast<float>(p[1]));
+      } else {
+        int32_t p = 0;
+        for (int c = 0; c < 32; ++c)
+          p += (F == QuantFormat::q4_k ? kquant::q4_k_value(block, s, c) : kquant::q5_k_value(block, s, c)) * xb.q[c];
+        float scale = 0.0f, min = 0.0f;
+        kquant::sub_block_scale_min(block, s, scale, min);
+        total += scale * xb.d * static_cast<float>(p) + min * xb.sum;
+      }
+    }
+  }
+  return total;
+}
+
+using RowKquant = float (*)(const uint8_t*, int64_t, const Q8Block*);
 using RowInt8Q16 = float (*)(const int8_t*, const float*, int64_t, int, const Q16Block*);
 using RowInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const Q8Block*);
 using RowInt8 = float (*)(const int8_t*, const float*, int64_t, int, const Q8Block*);
@@ -151,6 +183,31 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
   });
 }
 
+namespace {
+
+// The K-quant formats' rows against the T tokens' activation blocks xq ([T, K / 32]).
+void kquant_rows(const Q8Block* xq, int64_t T, const QuantizedWeight& w, const float* bias, float* out,
+                 int threads, Q8Isa isa) {
+  const int64_t K = w.cols, M = w.rows, nsb = K / kquant::kColumns, nb = K / 32;
+  const int64_t row_bytes = nsb * kquant::block_bytes(w.format);
+  RowKquant row = w.format == QuantFormat::q4_k   ? row_kquant_portable<QuantFormat::q4_k>
+                  : w.format == QuantFormat::q5_k ? row_kquant_portable<QuantFormat::q5_k>
+                                                  : row_kquant_portable<QuantFormat::q6_k>;
+#if defined(__x86_64__)
+  if (isa == Q8Isa::avx2)
+    row = w.format == QuantFormat::q4_k ? q8_avx2::row_q4k : w.format == QuantFormat::q5_k ? q8_avx2::row_q5k : q8_avx2::row_q6k;
+  if (isa == Q8Isa::avx512_vnni)
+    row = w.format == QuantFormat::q4_k ? q8_vnni::row_q4k : w.format == QuantFormat::q5_k ? q8_vnni::row_q5k : q8_vnni::row_q6k;
+#endif
+  const auto* q = static_cast<const uint8_t*>(w.data.data);
+  parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m)
+      for (int64_t t = 0; t < T; ++t) out[t * M + m] = row(q + m * row_bytes, nsb, xq + t * nb) + (bias ? bias[m] : 0.0f);
+  });
+}
+
+}  // namespace
+
 void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
                  Q8Isa isa) {
   const int64_t T = x.dim(0), K = w.cols, M = w.rows, G = w.groups(), nb = K / 32;
@@ -177,6 +234,10 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
     row8 = q8_vnni::row_int8;
   }
 #endif
+  if (kquant::is_kquant(w.format)) {
+    kquant_rows(xq, T, w, bias, out, threads, isa);
+    return;
+  }
   const auto* q4 = static_cast<const uint8_t*>(w.data.data);
   const auto* q8 = static_cast<const int8_t*>(w.data.data);
   const auto* scales16 = static_cast<const uint16_t*>(w.scales.data);

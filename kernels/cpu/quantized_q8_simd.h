@@ -15,6 +15,7 @@
 #include <cstdint>
 
 #include "cpu/quantized_q8_block.h"  // nothing inline but this file's own functions
+#include "kquant_blocks.h"            // static functions: this file's own copies
 
 namespace kestrel::cpu::KESTREL_Q8_NS {
 
@@ -94,6 +95,76 @@ inline float dot_int8_q16(const int8_t* q, const float* scales, int64_t nb, int 
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
+// Activation block s of super-block sb.
+inline const Q8Block& xb_at(const Q8Block* x, int64_t sb, int s) { return x[8 * sb + s]; }
+
+// --- K-quant rows (kquant_blocks.h): nsb super-blocks of 8 sub-blocks of 32 columns, each
+// sub-block against its own Q8 activation block.
+
+// Q4_K / Q5_K: a pair of sub-blocks shares 32 bytes of nibbles (low: the even one, high:
+// the odd one); Q5_K adds bit s of its 32 qh bytes as the fifth bit of sub-block s. The
+// unsigned weights (<= 31) go straight into the unsigned side of the integer product.
+template <bool kFive>
+inline float dot_q45k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+  constexpr int kBytes = kFive ? 176 : 144, kNibbles = kFive ? 48 : 16;
+  const __m256i low = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  float min_total = 0.0f;
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + kBytes * sb;
+    const Q8Block* xb = x + 8 * sb;
+    const float d = _cvtsh_ss(static_cast<uint16_t>(block[0] | (block[1] << 8)));
+    const float dmin = _cvtsh_ss(static_cast<uint16_t>(block[2] | (block[3] << 8)));
+    const __m256i qh = kFive ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16)) : __m256i{};
+    for (int pair = 0; pair < 4; ++pair) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kNibbles + 32 * pair));
+      __m256i w[2] = {_mm256_and_si256(raw, low), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low)};
+      for (int j = 0; j < 2; ++j) {
+        const int s = 2 * pair + j;
+        if constexpr (kFive)  // bit s of each qh byte, moved to bit 4 (a 0/1 byte never crosses)
+          w[j] = _mm256_or_si256(w[j], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, s), one), 4));
+        int sc = 0, m = 0;
+        kquant::get_scale_min(s, block + 4, sc, m);
+        const __m256 p = _mm256_cvtepi32_ps(int_dot(w[j], load_q8(xb[s])));
+        acc[j] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * static_cast<float>(sc) * xb[s].d), acc[j]);
+        min_total -= dmin * static_cast<float>(m) * xb[s].sum;
+      }
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1])) + min_total;
+}
+
+// Q6_K: per half of 128 columns, 64 bytes of low nibbles and 32 of high bit pairs; the
+// 6-bit value minus 32 is signed, so its sign moves onto the activations as for int8. The
+// two 16-column halves of a sub-block have their own scales: the integer product's lanes
+// 0-3 cover columns 0-15 and lanes 4-7 columns 16-31.
+inline float dot_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+  const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + 210 * sb;
+    const auto* scales = reinterpret_cast<const int8_t*>(block + 192);
+    const float d = _cvtsh_ss(static_cast<uint16_t>(block[208] | (block[209] << 8)));
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64 * h)),
+                             _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64 * h + 32))};
+      const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * h));
+      for (int r = 0; r < 4; ++r) {
+        const int s = 4 * h + r;
+        const __m256i nib = r < 2 ? _mm256_and_si256(ql[r], low) : _mm256_and_si256(_mm256_srli_epi16(ql[r - 2], 4), low);
+        const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * r), three), 4);
+        const __m256i w = _mm256_sub_epi8(_mm256_or_si256(nib, hi), bias);
+        const __m256i p32 = int_dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load_q8(xb_at(x, sb, s)), w));
+        const float dx = d * xb_at(x, sb, s).d;
+        const __m256 sc = _mm256_set_m128(_mm_set1_ps(dx * static_cast<float>(scales[8 * h + 2 * r + 1])),
+                                          _mm_set1_ps(dx * static_cast<float>(scales[8 * h + 2 * r])));
+        acc[r & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sc, acc[r & 1]);
+      }
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
 // The entry points quantized_q8_cpu.cc calls (declared there), one set per instruction set.
 float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x) {
   return dot_int4(q, s, m, nb, bpg, x);
@@ -104,5 +175,8 @@ float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Blo
 float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x) {
   return dot_int8_q16(q, s, nb, bpg, x);
 }
+float row_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q45k<false>(q, nsb, x); }
+float row_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q45k<true>(q, nsb, x); }
+float row_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q6k(q, nsb, x); }
 
 }  // namespace kestrel::cpu::KESTREL_Q8_NS

@@ -212,7 +212,7 @@ std::string Model::weight_formats() const {
   std::map<std::string, int> counts;  // by format, in name order
   for (const LinearWeight* lw : linears) {
     if (lw->empty()) continue;
-    ++counts[lw->is_quantized() ? (lw->quantized.format == QuantFormat::int8 ? "int8" : "int4")
+    ++counts[lw->is_quantized() ? to_string(lw->quantized.format)
                                 : to_string(lw->dense.dtype)];
   }
   std::string text;

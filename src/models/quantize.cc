@@ -6,6 +6,7 @@
 
 #include "core/half.h"
 #include "kestrel/error.h"
+#include "kquant_blocks.h"
 #include "loaders/ggml_blocks.h"
 #include "models/weights.h"
 
@@ -60,7 +61,9 @@ QuantizedWeight HostQuantizedWeight::view() {
   w.cols = cols;
   w.group_size = group_size;
   const int64_t G = groups();
-  if (format == QuantFormat::int8) {
+  if (kquant::is_kquant(format)) {
+    w.data = TensorView(data.data(), DType::i8, {rows, G * kquant::block_bytes(format)});
+  } else if (format == QuantFormat::int8) {
     w.data = TensorView(data.data(), DType::i8, {rows, cols});
     w.scales = TensorView(scales.data(), DType::f32, {rows, G});
   } else {
@@ -166,7 +169,9 @@ std::optional<KeptLayout> kept_layout(GgmlType type) {
   switch (type) {
     case GgmlType::q8_0:
     case GgmlType::q5_0: return KeptLayout{QuantFormat::int8, 32};
-    case GgmlType::q6_k: return KeptLayout{QuantFormat::int8, 16};
+    case GgmlType::q4_k: return KeptLayout{QuantFormat::q4_k, kquant::kColumns};
+    case GgmlType::q5_k: return KeptLayout{QuantFormat::q5_k, kquant::kColumns};
+    case GgmlType::q6_k: return KeptLayout{QuantFormat::q6_k, kquant::kColumns};
     case GgmlType::q4_0:
     case GgmlType::q4_1: return KeptLayout{QuantFormat::int4, 32};
     default: return std::nullopt;
@@ -188,17 +193,18 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
   out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
-  if (type == GgmlType::q5_0 || type == GgmlType::q6_k) {  // int8 holds their integers exactly
-    int8_t q[256];
-    float scales[16];
+  if (kquant::is_kquant(layout->format)) {  // the super-blocks as they are
+    const auto* bytes = reinterpret_cast<const int8_t*>(src);
+    out.data.insert(out.data.end(), bytes, bytes + rows * (cols / block) * static_cast<int64_t>(block_bytes));
+    out.rows += rows;
+    return;
+  }
+  if (type == GgmlType::q5_0) {  // int8 holds its integers exactly
+    int8_t q[32];
+    float scale[1];
     for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
-      if (type == GgmlType::q5_0) {
-        ggml::unpack_q5_0(src, q, scales);
-        out.scales.push_back(scales[0]);
-      } else {
-        ggml::unpack_q6_k(src, q, scales);
-        out.scales.insert(out.scales.end(), scales, scales + 16);
-      }
+      ggml::unpack_q5_0(src, q, scale);
+      out.scales.push_back(scale[0]);
       out.data.insert(out.data.end(), q, q + block);
     }
     out.rows += rows;
@@ -242,7 +248,7 @@ QuantizedWeight store_quantized(WeightStore& store, HostQuantizedWeight& q, cons
     return store.upload(t.data, t.dtype, {t.dims[0], t.dims[1]}, what + " " + part);
   };
   w.data = upload(host.data, "(quantized)");
-  w.scales = upload(host.scales, "(scales)");
+  if (!host.scales.empty()) w.scales = upload(host.scales, "(scales)");
   if (!host.mins.empty()) w.mins = upload(host.mins, "(mins)");
   return w;
 }
@@ -277,11 +283,12 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     // reports it properly.
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
-    // The formats int8 / int4 hold exactly (kept_layout). int8 mode keeps only the int8
-    // ones (never holding 4-bit weights); the other block formats (Q5_1, Q2_K .. Q5_K, IQ4)
+    // The formats the kernels run (kept_layout). int8 mode keeps only those of 6 bits or
+    // more (never holding 4-bit weights); the other block formats (Q5_1, Q2_K, Q3_K, IQ4)
     // have no kernels yet and are dequantized at load.
     const std::optional<KeptLayout> layout = kept_layout(b);
-    const bool keep = layout && (spec.mode != Quantization::int8 || layout->format == QuantFormat::int8);
+    const bool keep = layout && (spec.mode != Quantization::int8 || layout->format == QuantFormat::int8 ||
+                                 layout->format == QuantFormat::q6_k);
     // The parts of a fused weight must all become the same layout.
     const bool same_layout = parts.empty() || kept_layout(*parts.front()->block_type) == layout;
     if (!keep || !same_layout) return std::nullopt;

@@ -49,7 +49,7 @@ struct HostQuantizedWeight {
   int64_t rows = 0, cols = 0;
   int group_size = 0;
   std::vector<int8_t> data;
-  std::vector<float> scales;              // int8: [rows, groups]
+  std::vector<float> scales;              // int8: [rows, groups]; K-quants: none (in data)
   std::vector<uint16_t> scales16, mins16; // int4: [rows, groups] f16 bits
 
   int64_t groups() const { return (cols + group_size - 1) / group_size; }
@@ -67,8 +67,8 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
                                   const std::string& what = "weight");
 
 // The layout that holds a ggml block format exactly, if any: Q8_0 and Q5_0 as int8 in
-// groups of 32, Q6_K as int8 in groups of 16 (its sub-block scales), Q4_0 and Q4_1 as int4
-// in groups of 32.
+// groups of 32, Q4_0 and Q4_1 as int4 in groups of 32, Q4_K / Q5_K / Q6_K as themselves
+// (their super-blocks copied as stored).
 struct KeptLayout {
   QuantFormat format;
   int group_size;
@@ -88,8 +88,9 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
                                 const QuantizationSpec& spec, const std::string& what);
 
 // When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are
-// (the default group size, not transposed; int8 keeps Q8_0; int4 keeps Q4_0 / Q4_1 as int4
-// and Q8_0 as int8, never quantizing further than the file did), stores them in `store`
+// (the default group size, not transposed; int8 keeps Q8_0, Q5_0 and Q6_K; int4 and
+// automatic keep every kept_layout format, never quantizing further than the file did),
+// stores them in `store`
 // and returns the weight; nullopt otherwise (the caller materializes and quantizes).
 // `cols` is the canonical number of input columns.
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,

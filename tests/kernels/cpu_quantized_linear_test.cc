@@ -178,6 +178,33 @@ TEST(QuantizedEmbedding, RowsAreTheDequantizedTableRows) {
   }
 }
 
+// K-quant tables (a tied LM head kept as a GGUF file stores it): the lookup gives exactly
+// the GGUF loader's dequantized rows; a K-quant LM head with precise activations (f32, no
+// 8-bit blocks) matches the double reference at f32 accuracy.
+TEST(QuantizedEmbedding, KquantRowsAndPreciseHead) {
+  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k}) {
+    const QuantCase c{format, 256, 40, 512, 3, false};
+    HostQuantizedWeight q = testing::random_quantized(c, 31);
+    const std::vector<double> w = testing::reference_dequantize(q);
+    std::vector<int32_t> ids = {39, 0, 17};
+    std::vector<float> out(static_cast<size_t>(3 * c.K), NAN);
+    cpu::embedding(TensorView(ids.data(), DType::i32, {3}), TensorView(), q.view(), nullptr,
+                   TensorView(out.data(), DType::f32, {3, c.K}), 2);
+    for (int64_t t = 0; t < 3; ++t)
+      for (int64_t i = 0; i < c.K; ++i)
+        ASSERT_EQ(out[t * c.K + i], static_cast<float>(w[ids[t] * c.K + i])) << to_string(format) << " " << t;
+    QuantizedWeight head = q.view();
+    head.precise_activations = true;
+    std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 32, -2.0f, 2.0f);
+    std::vector<double> expected, magnitude;
+    testing::reference_linear(x, w, nullptr, c.T, c.M, c.K, expected, magnitude);
+    std::vector<float> logits(static_cast<size_t>(c.T * c.M), NAN);
+    cpu::quantized_linear(TensorView(x.data(), DType::f32, {c.T, c.K}), head, nullptr,
+                          TensorView(logits.data(), DType::f32, {c.T, c.M}), 2);
+    EXPECT_LE(testing::worst_normalized_error(logits, expected, magnitude), kTol) << to_string(format);
+  }
+}
+
 // quantize_row_q8's contract: |q| <= 127 with the largest |x| of a block at 127, every
 // x within half a step of d * q, sum = d * sum(q), zeros where the block is zero.
 TEST(QuantizeRowQ8, BlocksHoldTheirValuesWithinHalfAStep) {
@@ -204,10 +231,11 @@ TEST(QuantizeRowQ8, BlocksHoldTheirValuesWithinHalfAStep) {
 // sums' order differs) on a row long enough to use every unrolled path, groups of 32 and
 // per channel.
 TEST(QuantizedQ8Isa, EveryInstructionSetAgreesWithThePortableLoop) {
-  for (QuantFormat format : {QuantFormat::int4, QuantFormat::int8}) {
+  for (QuantFormat format :
+       {QuantFormat::int4, QuantFormat::int8, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k}) {
     for (int group : {32, 0}) {
-      if (format == QuantFormat::int4 && group == 0) continue;
-      const QuantCase c{format, group, 37, 1536, 2, false};
+      if (format != QuantFormat::int8 && group == 0) continue;
+      const QuantCase c{format, kquant::is_kquant(format) ? 256 : group, 37, 1536, 2, false};
       HostQuantizedWeight q = testing::random_quantized(c, 91);
       std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 92, -2.0f, 2.0f);
       std::vector<float> ref(static_cast<size_t>(c.T * c.M));
@@ -221,7 +249,8 @@ TEST(QuantizedQ8Isa, EveryInstructionSetAgreesWithThePortableLoop) {
         std::vector<float> out(ref.size(), NAN);
         cpu::q8_dot_path(TensorView(x.data(), DType::f32, {c.T, c.K}), q.view(), nullptr, out.data(), 2, isa);
         for (size_t i = 0; i < out.size(); ++i)
-          EXPECT_NEAR(out[i], ref[i], 1e-5f * (1.0f + std::abs(ref[i]))) << cpu::to_string(isa) << " " << i;
+          EXPECT_NEAR(out[i], ref[i], 1e-5f * (1.0f + std::abs(ref[i])))
+              << to_string(format) << " " << cpu::to_string(isa) << " " << i;
       }
     }
   }
@@ -233,8 +262,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuQuantizedLinearTest, ::testing::ValuesIn(tes
 // More output rows than one dequantized tile of the sgemm path (1024 rows), and a
 // partial last tile.
 TEST(CpuQuantizedLinearTiles, SeveralTilesMatchDoubleReference) {
-  for (QuantFormat format : {QuantFormat::int8, QuantFormat::int4}) {
-    const QuantCase c{format, format == QuantFormat::int8 ? 0 : 32, 2100, 96, 9, true};
+  for (QuantFormat format : {QuantFormat::int8, QuantFormat::int4, QuantFormat::q5_k}) {
+    const bool k = kquant::is_kquant(format);
+    const QuantCase c{format, k ? 256 : format == QuantFormat::int8 ? 0 : 32, 2100, k ? 256 : 96, 9, true};
     HostQuantizedWeight q = testing::random_quantized(c, 77);
     const std::vector<double> w = testing::reference_dequantize(q);
     std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 78, -2.0f, 2.0f);
@@ -313,8 +343,9 @@ TEST(QuantizeTest, RejectsNonFiniteWeights) {
 // Random ggml blocks of each kept type: the int8 / int4 weight they become dequantizes to
 // exactly what the GGUF loader's dequantize_row gives.
 TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
-  for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q6_k}) {
-    const int64_t M = 6, K = type == GgmlType::q6_k ? 512 : 96, block = ggml_block_size(type);
+  for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q4_k,
+                        GgmlType::q5_k, GgmlType::q6_k}) {
+    const int64_t block = ggml_block_size(type), M = 6, K = block == 256 ? 512 : 96;
     std::vector<uint8_t> blocks(M * (K / block) * ggml_block_bytes(type));
     uint64_t state = 12345 + static_cast<int>(type);
     for (auto& b : blocks) {
@@ -327,7 +358,8 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
       const float d = 0.001f * static_cast<float>(1 + (i / bb) % 50);
       const uint16_t d16 = f32_to_f16(d), m16 = f32_to_f16(-0.3f + d);
       std::memcpy(&blocks[i + (type == GgmlType::q6_k ? 208 : 0)], &d16, 2);  // Q6_K's d is last
-      if (type == GgmlType::q4_1) std::memcpy(&blocks[i + 2], &m16, 2);
+      if (type == GgmlType::q4_1 || type == GgmlType::q4_k || type == GgmlType::q5_k)
+        std::memcpy(&blocks[i + 2], &m16, 2);  // Q4_1's min, the K-quants' dmin
     }
     std::vector<float> expected(M * K);
     dequantize_row(type, blocks.data(), expected.data(), M * K);
@@ -335,7 +367,7 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
     append_ggml_rows(q, type, blocks.data(), 2, K);  // two parts, as a fused weight has
     append_ggml_rows(q, type, blocks.data() + 2 * (K / block) * bb, M - 2, K);
     ASSERT_EQ(q.rows, M);
-    EXPECT_EQ(q.group_size, type == GgmlType::q6_k ? 16 : 32);
+    EXPECT_EQ(q.group_size, block == 256 ? 256 : 32);
     std::vector<float> back(M * K);
     cpu::dequantize_weight(q.view(), back.data());
     for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], expected[i]) << to_string(type) << " at " << i;

@@ -6,11 +6,14 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "backend.h"
 #include "core/half.h"
+#include "kquant_blocks.h"
+#include "loaders/gguf_quant.h"
 #include "models/quantize.h"
 #include "test_support.h"
 
@@ -24,13 +27,44 @@ struct QuantCase {
 };
 
 inline std::string quant_case_name(const QuantCase& c) {
-  return std::string(c.format == QuantFormat::int8 ? "int8" : "int4") + "_g" +
+  return std::string(to_string(c.format)) + "_g" +
          std::to_string(c.group_size) + "_M" + std::to_string(c.M) + "_K" + std::to_string(c.K) +
          "_T" + std::to_string(c.T) + (c.bias ? "_bias" : "");
 }
 
+inline GgmlType ggml_type_of(QuantFormat f) {
+  return f == QuantFormat::q4_k ? GgmlType::q4_k : f == QuantFormat::q5_k ? GgmlType::q5_k : GgmlType::q6_k;
+}
+
+// Random K-quant super-blocks: random bytes (every nibble, high bit and packed 6-bit scale
+// pattern occurs), with the f16 super-block scales d (and dmin) drawn from a realistic range
+// instead (random bits would make infinities and NaNs).
+inline HostQuantizedWeight random_kquant(const QuantCase& c, uint64_t seed) {
+  HostQuantizedWeight q;
+  q.format = c.format;
+  q.rows = c.M;
+  q.cols = c.K;
+  q.group_size = kquant::kColumns;
+  const int bytes = kquant::block_bytes(c.format);
+  const int64_t blocks = c.M * (c.K / kquant::kColumns);
+  std::vector<float> r = random_floats(static_cast<size_t>(blocks * bytes), seed, 0.0f, 256.0f);
+  std::vector<float> scales = random_floats(static_cast<size_t>(blocks * 2), seed + 1, 1e-4f, 2e-3f);
+  q.data.resize(static_cast<size_t>(blocks * bytes));
+  auto* data = reinterpret_cast<uint8_t*>(q.data.data());
+  for (size_t i = 0; i < q.data.size(); ++i) data[i] = static_cast<uint8_t>(std::min(255.0f, r[i]));
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* block = data + b * bytes;
+    const uint16_t d = f32_to_f16(scales[2 * b]), dmin = f32_to_f16(scales[2 * b + 1]);
+    uint8_t* at = c.format == QuantFormat::q6_k ? block + 208 : block;
+    std::memcpy(at, &d, 2);
+    if (c.format != QuantFormat::q6_k) std::memcpy(block + 2, &dmin, 2);
+  }
+  return q;
+}
+
 // Random weights of a realistic spread (a few outlier columns), quantized as `c` asks.
 inline HostQuantizedWeight random_quantized(const QuantCase& c, uint64_t seed) {
+  if (kquant::is_kquant(c.format)) return random_kquant(c, seed);
   std::vector<float> w = random_floats(static_cast<size_t>(c.M * c.K), seed, -0.5f, 0.5f);
   for (int64_t m = 0; m < c.M; ++m) w[m * c.K + (m * 7) % c.K] *= 6.0f;
   const int group = c.group_size > 0 ? c.group_size : static_cast<int>(c.K);
@@ -38,10 +72,21 @@ inline HostQuantizedWeight random_quantized(const QuantCase& c, uint64_t seed) {
                                        : quantize_int4(w.data(), c.M, c.K, group);
 }
 
-// w[m, k] in double, from the documented layout.
+// w[m, k] in double, from the documented layout; K-quants through the GGUF loader's
+// dequantization (src/loaders, checked bit for bit against gguf-py's), which shares no code
+// with the kernels' reading of the blocks (kernels/kquant_blocks.h).
 inline std::vector<double> reference_dequantize(const HostQuantizedWeight& q) {
   const int64_t M = q.rows, K = q.cols, G = q.groups(), gs = q.group_size;
   std::vector<double> w(static_cast<size_t>(M * K));
+  if (kquant::is_kquant(q.format)) {
+    std::vector<float> row(static_cast<size_t>(K));
+    const int64_t row_bytes = G * kquant::block_bytes(q.format);
+    for (int64_t m = 0; m < M; ++m) {
+      dequantize_row(ggml_type_of(q.format), q.data.data() + m * row_bytes, row.data(), K);
+      std::copy(row.begin(), row.end(), w.begin() + m * K);
+    }
+    return w;
+  }
   for (int64_t m = 0; m < M; ++m)
     for (int64_t k = 0; k < K; ++k) {
       const int64_t g = k / gs, c = k % gs;
@@ -97,6 +142,10 @@ inline std::vector<QuantCase> quant_cases() {
   for (auto [format, group] : formats)
     for (auto [M, K] : shapes)
       for (int64_t T : {1, 3, 64}) cases.push_back({format, group, M, K, T, (M + T) % 2 == 0});
+  // K-quants: K a multiple of their 256-column super-blocks.
+  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k})
+    for (auto [M, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 256}, {5, 512}, {33, 768}})
+      for (int64_t T : {1, 3, 64}) cases.push_back({format, 256, M, K, T, (M + T) % 2 == 1});
   return cases;
 }
 
