@@ -1,5 +1,6 @@
 // kernels/cuda/embedding_cuda.cu: token (+ learned position) embedding lookup and row gather.
 #include "cuda/cuda_common.cuh"
+#include "kquant_blocks.h"
 
 namespace kestrel::cuda {
 
@@ -36,6 +37,16 @@ struct Int4Table {
     const int v = c < 16 ? (b & 0xf) : (b >> 4);
     const int64_t g = row * G + col / group;
     return fmaf(__half2float(scales[g]), static_cast<float>(v), __half2float(mins[g]));
+  }
+};
+
+struct KquantTable {
+  const uint8_t* q;
+  QuantFormat format;
+  int64_t row_bytes;
+  __device__ float operator()(int64_t row, int64_t col) const {
+    const uint8_t* block = q + row * row_bytes + (col / kquant::kColumns) * kquant::block_bytes(format);
+    return kquant::value(format, block, static_cast<int>(col % kquant::kColumns));
   }
 };
 
@@ -115,7 +126,10 @@ void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView
           wpe ? static_cast<const E*>(wpe->data) : nullptr, wpe ? wpe->dim(0) : 0, static_cast<E*>(out.data), T,
           H, ctx.errors);
     };
-    if (wte.format == QuantFormat::int8)
+    if (kquant::is_kquant(wte.format))
+      launch(KquantTable{static_cast<const uint8_t*>(wte.data.data), wte.format,
+                         wte.groups() * kquant::block_bytes(wte.format)});
+    else if (wte.format == QuantFormat::int8)
       launch(Int8Table{static_cast<const int8_t*>(wte.data.data), static_cast<const float*>(wte.scales.data), H,
                        wte.groups(), wte.group_size});
     else

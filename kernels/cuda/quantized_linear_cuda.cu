@@ -10,9 +10,12 @@
 // - dequantize_rows, for many tokens (prefill): a tile of weight rows expanded into a
 //   scratch matrix in the activation dtype, which CudaBackend then feeds to a cuBLAS
 //   tensor-core GEMM.
+// K-quant weights (Q4_K / Q5_K / Q6_K, kernels/kquant_blocks.h) take the same two paths,
+// reading their super-blocks where they lie.
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
+#include "kquant_blocks.h"
 
 namespace kestrel::cuda {
 
@@ -147,6 +150,86 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   }
 }
 
+// K-quants: out[t, m] = sum_k w[m, k] x[t, k] (+ bias[m]) over super-blocks of 256 columns.
+// One warp per output row walks its super-blocks; in each, lane l takes columns 8l .. 8l + 7
+// (inside one sub-block, and inside one 16-column half for Q6_K: one scale and min per
+// lane), so the warp reads the block's bytes and 256 consecutive x values together.
+// x: [T, K]; q: [M, (K / 256) * block_bytes(F)] bytes; out: [T, M].
+template <QuantFormat F, class X, class O>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_kquant_kernel(const X* __restrict__ x, const uint8_t* __restrict__ q, const X* __restrict__ bias,
+                       O* __restrict__ out, int T, int64_t M, int64_t K) {
+  constexpr int kBytes = kquant::block_bytes(F);
+  const int lane = threadIdx.x % 32;
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (m >= M) return;  // uniform per warp
+  float acc[kQuantGemvMaxTokens];
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) acc[t] = 0.0f;
+  const int64_t nsb = K / kquant::kColumns;
+  const int n0 = 8 * lane, s = n0 / 32;
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + (m * nsb + sb) * kBytes;
+    float w[8];
+    if constexpr (F == QuantFormat::q6_k) {
+      const float scale = kquant::q6_k_scale(block, n0);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) w[i] = scale * static_cast<float>(kquant::q6_k_value(block, n0 + i));
+    } else {
+      float scale = 0.0f, min = 0.0f;
+      kquant::sub_block_scale_min(block, s, scale, min);
+#pragma unroll
+      for (int i = 0; i < 8; ++i) {
+        const int v = F == QuantFormat::q4_k ? kquant::q4_k_value(block, s, n0 % 32 + i)
+                                             : kquant::q5_k_value(block, s, n0 % 32 + i);
+        w[i] = fmaf(scale, static_cast<float>(v), min);
+      }
+    }
+    const int64_t k0 = sb * kquant::kColumns + n0;
+#pragma unroll
+    for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+      if (t >= T) break;
+      const X* xr = x + t * K + k0;
+      float d = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) d = fmaf(w[i], to_float(xr[i]), d);
+      acc[t] += d;
+    }
+  }
+  const float b = bias ? to_float(bias[m]) : 0.0f;
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+    if (t >= T) break;
+    const float v = warp_sum(acc[t]);
+    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
+  }
+}
+
+// K-quants: out[r, k] = w[row0 + r, k], one element per thread-iteration.
+template <QuantFormat F, class E>
+__global__ void __launch_bounds__(kDequantThreads)
+    dequantize_kquant_kernel(const uint8_t* __restrict__ q, E* __restrict__ out, int64_t row0, int64_t rows, int K) {
+  constexpr int kBytes = kquant::block_bytes(F);
+  const int64_t row_bytes = static_cast<int64_t>(K / kquant::kColumns) * kBytes;
+  for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
+    const uint8_t* qr = q + (row0 + r) * row_bytes;
+    E* o = out + r * K;
+    for (int k = threadIdx.x; k < K; k += blockDim.x)
+      o[k] = from_float<E>(kquant::value(F, qr + (k / kquant::kColumns) * kBytes, k % kquant::kColumns));
+  }
+}
+
+// Calls f.template operator()<F>() with w's K-quant format as a template argument.
+template <class Fn>
+void dispatch_kquant(QuantFormat format, Fn&& f) {
+  switch (format) {
+    case QuantFormat::q4_k: f.template operator()<QuantFormat::q4_k>(); return;
+    case QuantFormat::q5_k: f.template operator()<QuantFormat::q5_k>(); return;
+    case QuantFormat::q6_k: f.template operator()<QuantFormat::q6_k>(); return;
+    default: throw Error(ErrorCategory::internal, "dispatch_kquant: not a K-quant format");
+  }
+}
+
 // out[r, k] = dequantize(w)[row0 + r, k] for r < rows. Blocks stride over rows, threads over
 // the columns of a row (coalesced reads and writes, no 64-bit division per element).
 template <class E>
@@ -208,7 +291,12 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
     const X* bp = bias ? static_cast<const X*>(bias->data) : nullptr;
     auto launch = [&]<class O>() {
       O* o = static_cast<O*>(out.data);
-      if (w.format == QuantFormat::int8)
+      if (kquant::is_kquant(w.format))
+        dispatch_kquant(w.format, [&]<QuantFormat F>() {
+          gemv_kquant_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
+              xp, static_cast<const uint8_t*>(w.data.data), bp, o, T, M, K);
+        });
+      else if (w.format == QuantFormat::int8)
         gemv_int8_kernel<X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
             xp, static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), bp, o, T, M,
             K, w.group_size, G, vec);
@@ -234,7 +322,12 @@ void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
   dispatch_float(out.dtype, op, [&]<class E>() {
     E* o = static_cast<E*>(out.data);
-    if (w.format == QuantFormat::int8)
+    if (kquant::is_kquant(w.format))
+      dispatch_kquant(w.format, [&]<QuantFormat F>() {
+        dequantize_kquant_kernel<F, E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
+            static_cast<const uint8_t*>(w.data.data), o, row0, rows, K);
+      });
+    else if (w.format == QuantFormat::int8)
       dequantize_int8_kernel<E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
           static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), o, row0, rows, K,
           w.group_size, G);

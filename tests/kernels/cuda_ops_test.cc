@@ -18,6 +18,7 @@
 #include "cuda_test_util.h"
 #include "kestrel/error.h"
 #include "models/quantize.h"
+#include "quant_test_util.h"
 #include "test_support.h"
 
 namespace kestrel {
@@ -112,6 +113,29 @@ TEST_P(CudaOps, EmbeddingFromAQuantizedTable) {
     wpe_d.set(wpe);
     gpu->embedding(ids_d, pos_d, dev, wpe_d.ptr(), out_d);
     EXPECT_TRUE(close(out_d.floats(), want, tolerance(dt()), "embedding (quantized table)"));
+  }
+}
+
+// K-quant tables (Q4_K / Q5_K / Q6_K super-blocks as a GGUF stores them) against the CPU's
+// lookup of the same blocks.
+TEST_P(CudaOps, EmbeddingFromAKquantTable) {
+  const int64_t T = 6, V = 20, H = 512;
+  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k}) {
+    SCOPED_TRACE(to_string(format));
+    HostQuantizedWeight q = testing::random_quantized({format, 256, V, H, T, false}, 15);
+    std::vector<int32_t> ids = random_ints(T, 16, 0, V);
+    ids[0] = V - 1;
+    std::vector<float> want(T * H);
+    cpu->embedding(host_view(ids, {T}), TensorView(), q.view(), nullptr, host_view(want, {T, H}));
+    const QuantizedWeight host = q.view();
+    DeviceTensor data(*gpu, DType::i8, {host.data.dim(0), host.data.dim(1)});
+    data.set_bytes(host.data.data);
+    QuantizedWeight dev = host;
+    dev.data = data;
+    DeviceTensor ids_d(*gpu, DType::i32, {T}), out_d(*gpu, dt(), {T, H});
+    ids_d.set(ids);
+    gpu->embedding(ids_d, TensorView(), dev, nullptr, out_d);
+    EXPECT_TRUE(close(out_d.floats(), want, tolerance(dt()), "embedding (K-quant table)"));
   }
 }
 

@@ -58,13 +58,15 @@ TEST_P(CudaQuantizedLinear, MatchesDoubleReference) {
 
   const QuantizedWeight host = q.view();
   DeviceTensor data(*gpu, DType::i8, {host.data.dim(0), host.data.dim(1)});
-  DeviceTensor scales(*gpu, host.scales.dtype, {c.M, host.groups()});
+  DeviceTensor scales(*gpu, host.scales.empty() ? DType::f32 : host.scales.dtype, {c.M, host.groups()});
   DeviceTensor mins(*gpu, DType::f16, {c.M, host.groups()});
   data.set_bytes(host.data.data);
-  scales.set_bytes(host.scales.data);
   QuantizedWeight dev = host;
   dev.data = data;
-  dev.scales = scales;
+  if (!host.scales.empty()) {  // K-quants keep theirs inside their blocks
+    scales.set_bytes(host.scales.data);
+    dev.scales = scales;
+  }
   if (c.format == QuantFormat::int4) {
     mins.set_bytes(host.mins.data);
     dev.mins = mins;
@@ -88,6 +90,8 @@ std::vector<CudaQuantParam> params() {
       cases.push_back({QuantFormat::int8, 0, 40, K, T, true});
       cases.push_back({QuantFormat::int4, 64, 40, K, T, false});
     }
+  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k})
+    for (int64_t T : {8, 9}) cases.push_back({format, 256, 40, 512, T, T == 8});
   std::vector<CudaQuantParam> out;
   for (const QuantCase& c : cases)
     for (DType dtype : {DType::f32, DType::f16, DType::bf16}) out.push_back({c, dtype, false});

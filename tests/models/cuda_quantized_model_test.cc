@@ -65,5 +65,46 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaQuantizedModel,
                            return n;
                          });
 
+// GGUF files quantized by llama.cpp to Q4_K_M / Q5_K_M (tests/fixtures/kquant): the CUDA
+// backend reads the K-quant super-blocks where they lie (GEMV, dequantized tiles, the tied
+// Q6_K embedding), giving the CPU's logits of the same file dequantized at load (f32
+// activations on both) within 1e-4 of the logit scale, and its greedy tokens.
+TEST(CudaKquantModel, MatchesTheDequantizedCpuModel) {
+#ifndef KESTREL_WITH_CUDA
+  GTEST_SKIP() << "no CUDA device: this build has no CUDA backend";
+#else
+  if (!cuda_backend_available()) GTEST_SKIP() << "no CUDA device: cuda_backend_available() is false";
+#endif
+  for (const char* file : {"tiny256-Q4_K_M.gguf", "tiny256-Q5_K_M.gguf"}) {
+    SCOPED_TRACE(file);
+    const auto path = testing::fixture_dir() / "kquant" / file;
+    ModelOptions options;
+    options.quantization = Quantization::none;
+    auto cpu = Model::load(path, options);
+    options.quantization = Quantization::automatic;
+    options.device = Device::cuda(0);
+    options.dtype = DType::f32;
+    auto gpu = Model::load(path, options);
+    EXPECT_NE(gpu->weight_formats().find("q6_k"), std::string::npos) << gpu->weight_formats();
+    Session cpu_session(cpu), gpu_session(gpu);
+    Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
+    std::vector<int32_t> ids;
+    for (int i = 0; i < 20; ++i) ids.push_back((i * 397 + 11) % cpu->config().vocab_size);
+    const std::vector<float> want = cpu_decoder.score(ids), got = gpu_decoder.score(ids);
+    ASSERT_EQ(got.size(), want.size());
+    float diff = 0.0f, scale = 0.0f;
+    for (size_t i = 0; i < got.size(); ++i) {
+      diff = std::max(diff, std::abs(got[i] - want[i]));
+      scale = std::max(scale, std::abs(want[i]));
+    }
+    EXPECT_LE(diff, 1e-4f * scale);
+    GenerationRequest r;
+    r.prompt_ids = {ids.begin(), ids.begin() + 6};
+    r.stop.max_new_tokens = 12;
+    r.stop.stop_at_eos = false;
+    EXPECT_EQ(gpu_decoder.generate(r).tokens, cpu_decoder.generate(r).tokens);
+  }
+}
+
 }  // namespace
 }  // namespace kestrel

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -79,6 +81,79 @@ TEST(QuantizedGguf, GreedyDecodeMatchesTheDequantizedModel) {
     tokens.push_back(decoder.generate(r).tokens);
   }
   EXPECT_EQ(tokens[0], tokens[1]);
+}
+
+// Files quantized by llama.cpp itself to its Q4_K_M and Q5_K_M mixes (Q4_K / Q5_K matrices
+// beside Q6_K ones, a Q6_K tied embedding: tests/fixtures/make_kquant_gguf.py) load with
+// their super-blocks kept, and give
+// - over a whole sequence at once (the prefill path: tiles dequantized for the GEMM), the
+//   logits of the same file dequantized to f32 at load up to fp32 rounding, and
+//   transformers' logits on the file's tensors dequantized by gguf-py (top 8 of every
+//   position within 1e-4 of the logit scale);
+// - llama.cpp's logits on the same file within 3% of the top logit, with the same top-1
+//   wherever llama.cpp's margin exceeds that: llama.cpp rounds the activations of its
+//   K-quant products to 8 bits per 256 columns (Kestrel's prefill keeps them in f32), which
+//   moves its own logits up to 1.8% of the top one from transformers' on these files;
+// - one token at a time (the 8-bit-activation integer kernels), the greedy tokens of the
+//   dequantized model.
+// The top-8 (id, logit) pairs of each position within tolerance x |top logit|.
+void expect_top_logits(const nlohmann::json& positions, const std::vector<float>& logits, size_t V, float tolerance,
+                       const char* what) {
+  for (size_t p = 0; p < positions.size(); ++p) {
+    const std::vector<int32_t> top = positions.at(p).at("ids").get<std::vector<int32_t>>();
+    const std::vector<float> want = positions.at(p).at("logits").get<std::vector<float>>();
+    const float* row = logits.data() + p * V;
+    const float tol = tolerance * std::abs(want.front());
+    for (size_t j = 0; j < top.size(); ++j)
+      EXPECT_NEAR(row[top[j]], want[j], tol) << what << ": position " << p << " token " << top[j];
+    if (want[0] - want[1] > tol) {
+      EXPECT_EQ(std::max_element(row, row + V) - row, top[0]) << what << ": position " << p;
+    }
+  }
+}
+
+TEST(QuantizedGguf, KquantFilesMatchTransformersLlamaCppAndTheirDequantizedSelves) {
+  std::ifstream in(testing::fixture_dir() / "kquant" / "reference.json");
+  ASSERT_TRUE(in) << "tests/fixtures/kquant/reference.json";
+  const nlohmann::json reference = nlohmann::json::parse(in);
+  for (const char* mix : {"Q4_K_M", "Q5_K_M"}) {
+    SCOPED_TRACE(mix);
+    const nlohmann::json& ref = reference.at(mix);
+    const fs::path path = testing::fixture_dir() / "kquant" / ref.at("file").get<std::string>();
+    const std::vector<int32_t> ids = ref.at("ids").get<std::vector<int32_t>>();
+    std::vector<std::vector<float>> logits;
+    std::vector<std::vector<int32_t>> greedy;
+    for (Quantization mode : {Quantization::automatic, Quantization::none}) {
+      ModelOptions options;
+      options.quantization = mode;
+      auto model = Model::load(path, options);
+      const std::string formats = model->weight_formats();
+      if (mode == Quantization::automatic) {
+        EXPECT_NE(formats.find(std::string(mix) == "Q4_K_M" ? "q4_k" : "q5_k"), std::string::npos) << formats;
+        EXPECT_NE(formats.find("q6_k"), std::string::npos) << formats;
+      } else {
+        EXPECT_EQ(formats.find("q"), std::string::npos) << formats;
+      }
+      Session session(model);
+      Decoder decoder(session);
+      logits.push_back(decoder.score(ids));
+      GenerationRequest r;
+      r.prompt_ids = {ids.begin(), ids.begin() + 5};
+      r.stop.max_new_tokens = 12;
+      r.stop.stop_at_eos = false;
+      greedy.push_back(decoder.generate(r).tokens);
+    }
+    const size_t V = logits[0].size() / ids.size();
+    float scale = 0.0f, diff = 0.0f;
+    for (size_t i = 0; i < logits[0].size(); ++i) {
+      scale = std::max(scale, std::abs(logits[1][i]));
+      diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
+    }
+    EXPECT_LE(diff / scale, 1e-5) << "kept blocks vs dequantized at load: max |diff| " << diff;
+    EXPECT_EQ(greedy[0], greedy[1]);
+    expect_top_logits(ref.at("transformers"), logits[0], V, 1e-4f, "transformers");
+    expect_top_logits(ref.at("llamacpp"), logits[0], V, 0.03f, "llama.cpp");
+  }
 }
 
 }  // namespace
