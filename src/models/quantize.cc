@@ -271,6 +271,32 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
   return store_quantized(store, q, what);
 }
 
+namespace {
+
+// The f16 scales (and mins) of each kept block must be finite: a file whose blocks hold an
+// infinity or NaN is refused by name rather than turned into NaN logits.
+void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, const std::string& what) {
+  std::vector<int> offsets;
+  switch (type) {
+    case GgmlType::q4_1:
+    case GgmlType::q4_k:
+    case GgmlType::q5_k: offsets = {0, 2}; break;
+    case GgmlType::q6_k: offsets = {208}; break;
+    default: offsets = {0}; break;  // Q8_0, Q4_0, Q5_0: d first
+  }
+  const size_t bytes = ggml_block_bytes(type);
+  for (int64_t b = 0; b < count; ++b)
+    for (int offset : offsets) {
+      uint16_t h;
+      std::memcpy(&h, blocks + b * bytes + offset, 2);
+      if (!std::isfinite(f16_to_f32(h)))
+        throw Error(ErrorCategory::invalid_argument, what + ": " + to_string(type) + " block " + std::to_string(b) +
+                                                         " has a scale that is not finite (corrupt file?)");
+    }
+}
+
+}  // namespace
+
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
                                                 const QuantizationSpec& spec, const std::string& what) {
@@ -296,6 +322,8 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
   }
   HostQuantizedWeight q;
   for (const SourceTensor* t : parts) {
+    check_block_scales(*t->block_type, static_cast<const uint8_t*>(t->data),
+                       t->shape[0] * (cols / ggml_block_size(*t->block_type)), what + " (" + t->name + ")");
     append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols);
     source.release(*t);
   }

@@ -56,6 +56,13 @@ class GgufEditor {
     return *this;
   }
 
+  // Overwrites bytes [offset, offset + size) of tensor `name`'s data (corrupting a block).
+  GgufEditor& patch_bytes(std::string_view name, size_t offset, std::string_view bytes) {
+    for (auto& t : tensors_)
+      if (t.name == name) t.bytes.replace(offset, bytes.size(), bytes);
+    return *this;
+  }
+
   // Re-encodes a 2-D tensor (F32 or any block type) as Q8_0, Q4_0 or Q4_1 blocks (ggml's
   // reference rounding); the values change by the quantization error.
   GgufEditor& requantize(std::string_view name, GgmlType type) {

@@ -156,5 +156,22 @@ TEST(QuantizedGguf, KquantFilesMatchTransformersLlamaCppAndTheirDequantizedSelve
   }
 }
 
+// A kept block whose f16 scale is not finite (here Q4_K's dmin = +inf in the second
+// super-block of ffn_up) is refused naming the tensor, not turned into NaN logits.
+TEST(QuantizedGguf, KquantBlockWithANonFiniteScaleIsRefused) {
+  testing::GgufEditor editor(testing::fixture_dir() / "kquant" / "tiny256-Q4_K_M.gguf");
+  editor.patch_bytes("blk.0.ffn_up.weight", 144 + 2, std::string("\x00\x7c", 2));
+  const fs::path path = testing::temp_dir("quantized_gguf") / "corrupt-q4_k.gguf";
+  editor.write(path);
+  try {
+    Model::load(path, ModelOptions{});
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument) << e.what();
+    EXPECT_NE(std::string(e.what()).find("blk.0.ffn_up.weight"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("Q4_K block 1"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kestrel
