@@ -99,6 +99,11 @@ struct QuantizedWeight {
   // weights) or f32 (int4). Set for the LM head, whose logits pick the tokens: on SmolLM2
   // the 8-bit error alone flips the first answer token (top two logits 0.08 apart).
   bool precise_activations = false;
+  // W8A8 (int8 weights, one group per row): the activations are quantized too, per token to
+  // int8 (scale = max |x_t| / 127), and prefill is an int8 x int8 -> int32 GEMM scaled by
+  // weight scale x token scale. Decode steps keep the int8 weights' dot products (on the
+  // CPU with activation blocks of 32: finer than one scale per token).
+  bool int8_activations = false;
   int64_t groups() const { return group_size > 0 ? (cols + group_size - 1) / group_size : 0; }
 };
 

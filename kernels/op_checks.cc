@@ -51,6 +51,8 @@ void check_quantized_weight(Device device, const QuantizedWeight& w, const char*
     op_fail(op, "bad quantized weight: rows " + std::to_string(M) + ", cols " + std::to_string(K) +
                     ", group_size " + std::to_string(w.group_size));
   const int64_t G = w.groups();
+  if (w.int8_activations && (w.format != QuantFormat::int8 || w.group_size != K))
+    op_fail(op, "W8A8 (int8_activations) needs int8 weights with one group per row");
   if (kquant::is_kquant(w.format)) {
     if (w.group_size != kquant::kColumns || K % kquant::kColumns != 0)
       op_fail(op, std::string(to_string(w.format)) + " weights need group_size 256 and cols a multiple of it, got " +

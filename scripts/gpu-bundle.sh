@@ -64,7 +64,7 @@ if (( fetch_debs )); then
   debs="$root/.gpu-debs"
   mkdir -p "$debs"
   packages=(libopenblas-dev libopenblas0-openmp libopenblas0 libopenblas-openmp-dev libgfortran5 libgomp1
-            libquadmath0 libpcre2-dev libpcre2-8-0 nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libgtest-dev libgmock-dev
+            libquadmath0 libdnnl-dev libdnnl2 ocl-icd-libopencl1 libpcre2-dev libpcre2-8-0 nlohmann-json3-dev libcli11-dev libfmt-dev libfmt9 libgtest-dev libgmock-dev
             patchelf pkgconf pkgconf-bin libpkgconf3)
   (cd "$debs" && apt-get -q -o APT::Sandbox::User=root download "${packages[@]}")
   echo "gpu-bundle: $(ls "$debs"/*.deb | wc -l) packages in $debs ($(du -sh "$debs" | cut -f1))"

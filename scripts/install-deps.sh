@@ -17,6 +17,7 @@ sudo_cmd=""
 packages=(build-essential cmake ninja-build ccache pkg-config
           libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev
           libgtest-dev libgmock-dev
+          libdnnl-dev  # oneDNN: the int8 x int8 -> int32 GEMM of W8A8 prefill on the CPU
           patchelf  # scripts/gpu-bundle.sh: the bundle's binaries find their libraries beside them
           libopenmpi-dev openmpi-bin  # tensor / pipeline parallel (MPI ranks; mpirun in the tests)
           clang-14 libclang-rt-14-dev libomp-14-dev  # fuzzers: libFuzzer + sanitizer runtimes, OpenMP

@@ -31,9 +31,14 @@ enum class Quantization : uint8_t {
   int8,  // int8, symmetric: one scale per output channel, or per group of quant_group_size
   int4,  // 4-bit, asymmetric: a scale and a min per group of quant_group_size columns
          // (the LM head in int8: the most sensitive weight)
+  w8a8,  // int8 weights per output channel and int8 activations, one scale per token
+         // (dynamic), the prefill products int8 GEMMs on the CPU; the LM head int8
+         // weight-only. A checkpoint written by kestrel-quantize (SmoothQuant) is the
+         // accurate way to get there; this mode quantizes any model at load without smoothing.
 };
 const char* to_string(Quantization quantization) noexcept;
-// Parses "auto", "none", "int8", "int4"; throws Error(invalid_argument) naming `what` otherwise.
+// Parses "auto", "none", "int8", "int4", "w8a8"; throws Error(invalid_argument) naming `what`
+// otherwise.
 Quantization parse_quantization(std::string_view text, std::string_view what = "quantization");
 
 // How to load a model. Validated once by Model::load; errors name the field.

@@ -56,9 +56,15 @@ enum class QuantKernel : uint8_t {
   q8_portable,   // 8-bit activations, integer dot products (Error when not q8_eligible)
   q8_avx2,
   q8_vnni,       // AVX-512 VNNI (Error where the processor lacks it)
+  int8_gemm,     // W8A8: int8 activations per token, oneDNN's int8 GEMM (w8a8_cpu.cc)
 };
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);
+// W8A8 (w8a8_cpu.cc): int8 weights with one group per row; x [T, K] quantized per token to
+// int8 (q [T, K], scales [T]: x ~ scale * q) and multiplied by an int8 GEMM; out [T, M] f32.
+bool w8a8_eligible(const QuantizedWeight& w);
+void quantize_rows_int8(const float* x, int64_t T, int64_t K, int8_t* q, float* scales, int threads);
+void w8a8_gemm(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads);
 // All of w dequantized to f32: out [M, K] row-major; or `count` rows from `row0`.
 void dequantize_weight(const QuantizedWeight& w, float* out);
 void dequantize_weight_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out);

@@ -1,7 +1,7 @@
 // kernels/cpu/quantized_linear_cpu.cc: out = x @ dequantize(w)^T + bias for int8 and int4
 // weights (layouts in backend.h, QuantizedWeight).
 //
-// Three paths:
+// Three paths (and a fourth for W8A8 weights' prefill: w8a8_cpu.cc):
 // - few rows of x (decode), weights in 32-column blocks: the activations quantized to 8
 //   bits per block and integer dot products (quantized_q8_cpu.h), as llama.cpp does;
 // - few rows of x, other layouts: a dot product per (output row, token), dequantizing the weight
@@ -356,6 +356,11 @@ void quantized_linear(const TensorView& x, const QuantizedWeight& w, const Tenso
   const int64_t T = x.dim(0), M = w.rows;
   if (T == 0 || M == 0) return;
   const float* b = bias ? bias->ptr<float>() : nullptr;
+  if (kernel == QuantKernel::int8_gemm ||
+      (kernel == QuantKernel::automatic && w.int8_activations && T > kDotMaxTokens)) {
+    w8a8_gemm(x, w, b, out.ptr<float>(), threads);
+    return;
+  }
   if (kernel == QuantKernel::q8_portable || kernel == QuantKernel::q8_avx2 || kernel == QuantKernel::q8_vnni) {
     const Q8Isa isa = kernel == QuantKernel::q8_portable ? Q8Isa::portable
                       : kernel == QuantKernel::q8_avx2   ? Q8Isa::avx2

@@ -212,7 +212,7 @@ std::string Model::weight_formats() const {
   std::map<std::string, int> counts;  // by format, in name order
   for (const LinearWeight* lw : linears) {
     if (lw->empty()) continue;
-    ++counts[lw->is_quantized() ? to_string(lw->quantized.format)
+    ++counts[lw->is_quantized() ? (lw->quantized.int8_activations ? "w8a8" : to_string(lw->quantized.format))
                                 : to_string(lw->dense.dtype)];
   }
   std::string text;

@@ -18,6 +18,7 @@ const char* to_string(Quantization quantization) noexcept {
     case Quantization::none: return "none";
     case Quantization::int8: return "int8";
     case Quantization::int4: return "int4";
+    case Quantization::w8a8: return "w8a8";
   }
   return "?";
 }
@@ -27,19 +28,21 @@ Quantization parse_quantization(std::string_view text, std::string_view what) {
   if (text == "none") return Quantization::none;
   if (text == "int8") return Quantization::int8;
   if (text == "int4") return Quantization::int4;
+  if (text == "w8a8") return Quantization::w8a8;
   throw Error(ErrorCategory::invalid_argument,
-              std::string(what) + " = '" + std::string(text) + "' (expected auto, none, int8 or int4)");
+              std::string(what) + " = '" + std::string(text) + "' (expected auto, none, int8, int4 or w8a8)");
 }
 
 int QuantizationSpec::group_for(int64_t cols) const {
   if (group_size > 0) return group_size;
-  return mode == Quantization::int8 ? static_cast<int>(cols) : 32;
+  return mode == Quantization::int8 || mode == Quantization::w8a8 ? static_cast<int>(cols) : 32;
 }
 
 QuantizationSpec quantization_spec(const ModelOptions& options) {
   const int g = options.quant_group_size;
   if (options.quantization != Quantization::automatic && options.quantization != Quantization::none &&
-      options.quantization != Quantization::int8 && options.quantization != Quantization::int4)
+      options.quantization != Quantization::int8 && options.quantization != Quantization::int4 &&
+      options.quantization != Quantization::w8a8)
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quantization = " + std::to_string(static_cast<int>(options.quantization)) +
                     " (not a Quantization)");
@@ -47,7 +50,7 @@ QuantizationSpec quantization_spec(const ModelOptions& options) {
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quant_group_size = " + std::to_string(g) +
                     " (must be 0 for the default or a multiple of 32 in [32, 1024])");
-  if (g != 0 && !QuantizationSpec{options.quantization, 0}.requantizes())
+  if (g != 0 && (!QuantizationSpec{options.quantization, 0}.requantizes() || options.quantization == Quantization::w8a8))
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quant_group_size = " + std::to_string(g) + " but ModelOptions.quantization is " +
                     to_string(options.quantization) + " (a group size needs int8 or int4)");
@@ -266,9 +269,11 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
   convert_floats(raw.data(), dense.dtype, f32.data(), DType::f32, f32.size());
   raw = {};
   const int group = spec.group_for(K);
-  HostQuantizedWeight q = spec.mode == Quantization::int8 ? quantize_int8(f32.data(), M, K, group, what)
-                                                          : quantize_int4(f32.data(), M, K, group, what);
-  return store_quantized(store, q, what);
+  HostQuantizedWeight q = spec.mode == Quantization::int4 ? quantize_int4(f32.data(), M, K, group, what)
+                                                          : quantize_int8(f32.data(), M, K, group, what);
+  QuantizedWeight w = store_quantized(store, q, what);
+  w.int8_activations = spec.mode == Quantization::w8a8;
+  return w;
 }
 
 namespace {

@@ -25,15 +25,20 @@ struct QuantizationSpec {
   Quantization mode = Quantization::none;
   int group_size = 0;  // as in ModelOptions.quant_group_size (0: the mode's default)
 
-  // int8 / int4: float weights are quantized at load.
-  bool requantizes() const { return mode == Quantization::int8 || mode == Quantization::int4; }
-  // Every mode but none keeps a GGUF file's matching blocks as stored.
-  bool keeps_blocks() const { return mode != Quantization::none; }
+  // int8 / int4 / w8a8: float weights are quantized at load.
+  bool requantizes() const {
+    return mode == Quantization::int8 || mode == Quantization::int4 || mode == Quantization::w8a8;
+  }
+  // Every mode but none and w8a8 (whose weights are int8 per channel) keeps a GGUF file's
+  // matching blocks as stored.
+  bool keeps_blocks() const { return mode != Quantization::none && mode != Quantization::w8a8; }
   // The LM head's: int4 models keep it in int8 per channel (it is the most sensitive
   // weight: SmolLM2's perplexity loses several percent with a 4-bit LM head), as
   // llama.cpp's 4-bit formats keep their output tensor at 6 or 8 bits.
+  // w8a8 models keep it weight-only in int8 (SmoothQuant leaves the head out too).
   QuantizationSpec for_lm_head() const {
-    return mode == Quantization::int4 ? QuantizationSpec{Quantization::int8, 0} : *this;
+    return mode == Quantization::int4 || mode == Quantization::w8a8 ? QuantizationSpec{Quantization::int8, 0}
+                                                                    : *this;
   }
   // Groups of the quantized weights for `cols` input columns: int8 per channel (cols) or
   // group_size; int4 group_size or 32.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <tuple>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
@@ -203,6 +204,62 @@ TEST(QuantizedEmbedding, KquantRowsAndPreciseHead) {
                           TensorView(logits.data(), DType::f32, {c.T, c.M}), 2);
     EXPECT_LE(testing::worst_normalized_error(logits, expected, magnitude), kTol) << to_string(format);
   }
+}
+
+// W8A8 prefill: activations quantized per token to int8 (their contract: |q| <= 127, the
+// largest |x| of the row at 127, every x within half a step) and oneDNN's int8 GEMM, whose
+// output is the double-precision product of the two dequantized operands up to fp32
+// rounding, and within the activation rounding bound of the f32 product.
+TEST(W8A8, Int8GemmMatchesTheDequantizedOperands) {
+  for (auto [M, K, T] : {std::tuple<int64_t, int64_t, int64_t>{40, 96, 9}, {300, 576, 33}, {7, 1536, 70}}) {
+    const QuantCase c{QuantFormat::int8, 0, M, K, T, true};
+    HostQuantizedWeight q = testing::random_quantized(c, 61 + M);
+    QuantizedWeight view = q.view();
+    view.int8_activations = true;
+    ASSERT_TRUE(cpu::w8a8_eligible(view));
+    const std::vector<double> w = testing::reference_dequantize(q);
+    std::vector<float> x = random_floats(static_cast<size_t>(T * K), 62 + M, -2.0f, 2.0f);
+    x[3] = 25.0f;  // an outlier in token 0
+    std::vector<float> bias = random_floats(static_cast<size_t>(M), 63);
+    std::vector<int8_t> xq(static_cast<size_t>(T * K));
+    std::vector<float> xs(static_cast<size_t>(T));
+    cpu::quantize_rows_int8(x.data(), T, K, xq.data(), xs.data(), 2);
+    std::vector<float> x_dequantized(x.size());
+    for (int64_t t = 0; t < T; ++t) {
+      int peak = 0;
+      for (int64_t k = 0; k < K; ++k) {
+        const size_t i = static_cast<size_t>(t * K + k);
+        x_dequantized[i] = xs[t] * xq[i];
+        ASSERT_LE(std::abs(x[i] - x_dequantized[i]), 0.5f * xs[t] * (1 + 1e-5f)) << t << " " << k;
+        peak = std::max(peak, std::abs(int{xq[i]}));
+      }
+      EXPECT_EQ(peak, 127) << t;
+    }
+    std::vector<double> expected, magnitude, exact, exact_magnitude;
+    testing::reference_linear(x_dequantized, w, &bias, T, M, K, expected, magnitude);
+    testing::reference_linear(x, w, &bias, T, M, K, exact, exact_magnitude);
+    const TensorView bias_view(bias.data(), DType::f32, {M});
+    for (auto kernel : {cpu::QuantKernel::int8_gemm, cpu::QuantKernel::automatic}) {
+      std::vector<float> out(static_cast<size_t>(T * M), NAN);
+      cpu::quantized_linear(TensorView(x.data(), DType::f32, {T, K}), view, &bias_view,
+                            TensorView(out.data(), DType::f32, {T, M}), 2, kernel);
+      EXPECT_LE(testing::worst_normalized_error(out, expected, magnitude), kTol) << M << "x" << K;
+      for (int64_t t = 0; t < T; ++t)
+        for (int64_t m = 0; m < M; ++m) {
+          double bound = 0.0;
+          for (int64_t k = 0; k < K; ++k) bound += 0.5 * xs[t] * std::abs(w[m * K + k]);
+          const size_t i = static_cast<size_t>(t * M + m);
+          ASSERT_LE(std::abs(out[i] - exact[i]), bound * 1.001 + kTol * exact_magnitude[i]) << t << " " << m;
+        }
+    }
+  }
+  // Only int8 weights with one scale per row can take it.
+  HostQuantizedWeight grouped = testing::random_quantized({QuantFormat::int8, 32, 4, 64, 8, false}, 64);
+  std::vector<float> x(8 * 64, 1.0f), out(8 * 4);
+  expect_error([&] {
+    cpu::quantized_linear(TensorView(x.data(), DType::f32, {8, 64}), grouped.view(), nullptr,
+                          TensorView(out.data(), DType::f32, {8, 4}), 2, cpu::QuantKernel::int8_gemm);
+  }, ErrorCategory::internal, {"W8A8"});
 }
 
 // quantize_row_q8's contract: |q| <= 127 with the largest |x| of a block at 127, every

@@ -100,6 +100,10 @@ INSTANTIATE_TEST_SUITE_P(
                       QuantModelCase{"tiny_gpt2_int4", "tiny-gpt2", "tiny-gpt2", Quantization::int4, 0, 0.8, 0.25, false},
                       QuantModelCase{"tiny_llama_int8", "tiny-llama", "tiny-llama", Quantization::int8, 0, 0.1, 0.85, true},
                       QuantModelCase{"tiny_llama_int4", "tiny-llama", "tiny-llama", Quantization::int4, 0, 0.8, 0.25, false},
+                      // W8A8 at load (no smoothing): int8 activations per token on the
+                      // prefill GEMMs too.
+                      QuantModelCase{"tiny_gpt2_w8a8", "tiny-gpt2", "tiny-gpt2", Quantization::w8a8, 0, 0.2, 0.75, true},
+                      QuantModelCase{"tiny_llama_w8a8", "tiny-llama", "tiny-llama", Quantization::w8a8, 0, 0.2, 0.75, true},
                       QuantModelCase{"tiny_llama_int8_g32", "tiny-llama", "tiny-llama", Quantization::int8, 32, 0.1, 0.85, true},
                       QuantModelCase{"tiny_llama_int4_g128", "tiny-llama", "tiny-llama", Quantization::int4, 128, 0.8, 0.25, false},
                       // The GGUF's Q4_0 / Q4_1 (int4) or Q8_0 (int8) tensors kept as stored,
