@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <utility>
 
 #include "cpu/cpu_ops.h"
 #include "kestrel/error.h"
@@ -81,13 +82,17 @@ class CpuBackend final : public Backend {
 
   void linear(const TensorView& x, const TensorView& w, const TensorView* bias,
               TensorView out) override {
+    if (observer_) observer_(w.data, x);
     cpu::linear(x, w, bias, out, threads_);
   }
 
   void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                         TensorView out) override {
+    if (observer_) observer_(w.data.data, x);
     cpu::quantized_linear(x, w, bias, out, threads_);
   }
+
+  void set_observer(cpu::LinearObserver observer) { observer_ = std::move(observer); }
 
   void bias_activation(TensorView x, const TensorView* bias, Activation act) override {
     cpu::bias_activation(x, bias, act, threads_);
@@ -126,9 +131,17 @@ class CpuBackend final : public Backend {
  private:
   int threads_;
   CpuAllocator allocator_;
+  cpu::LinearObserver observer_;
 };
 
 }  // namespace
+
+void cpu::set_linear_observer(Backend& backend, LinearObserver observer) {
+  auto* cpu = dynamic_cast<CpuBackend*>(&backend);
+  if (!cpu)
+    throw Error(ErrorCategory::unsupported, "linear observers (calibration) run on the CPU backend only");
+  cpu->set_observer(std::move(observer));
+}
 
 std::unique_ptr<Backend> make_cpu_backend(int num_threads) {
   if (num_threads < 0)

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <string>
 
@@ -60,6 +61,12 @@ enum class QuantKernel : uint8_t {
 };
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);
+// Calibration (tools/smoothquant): the CPU backend calls the observer with each linear
+// layer's weight (its data pointer, which names it) and input x [T, K] before the product.
+// An empty function removes it. Throws Error(unsupported) for other backends.
+using LinearObserver = std::function<void(const void* weight, const TensorView& x)>;
+void set_linear_observer(Backend& backend, LinearObserver observer);
+
 // W8A8 (w8a8_cpu.cc): int8 weights with one group per row; x [T, K] quantized per token to
 // int8 (q [T, K], scales [T]: x ~ scale * q) and multiplied by an int8 GEMM; out [T, M] f32.
 bool w8a8_eligible(const QuantizedWeight& w);

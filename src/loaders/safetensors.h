@@ -34,6 +34,8 @@ class SafetensorsSource : public WeightSource {
   std::string describe() const override { return describe_; }
   void release(const SourceTensor& tensor) const override { release_mapped_pages(tensor.data, tensor.bytes); }
   static bool present(const std::filesystem::path& dir);
+  // Every tensor of the model, by name.
+  const std::map<std::string, const SourceTensor*, std::less<>>& tensors() const { return index_; }
 
  private:
   std::vector<std::unique_ptr<SafetensorsFile>> files_;

@@ -79,6 +79,14 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
                 where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral)");
   }
   validate_config(arch.config, where);
+  if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
+    const std::string what = where + ": kestrel_quantization";
+    if (!q->is_object()) throw Error(ErrorCategory::format, what + " must be an object");
+    const auto format = json_string(*q, "format", what);
+    if (format != "w8a8")
+      throw Error(ErrorCategory::unsupported, what + ".format = '" + format.value_or("") + "' (this Kestrel reads w8a8)");
+    arch.w8a8_checkpoint = true;
+  }
   return arch;
 }
 

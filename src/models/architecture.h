@@ -64,6 +64,9 @@ struct Architecture {
   LayerKinds kinds;
   // Source tensors of a slot; `layer` is -1 for the model-level slots.
   std::function<WeightRecipe(WeightSlot slot, int layer)> recipe;
+  // A checkpoint written for W8A8 (config.json "kestrel_quantization": {"format": "w8a8"},
+  // by kestrel-quantize): Quantization::automatic loads it as Quantization::w8a8.
+  bool w8a8_checkpoint = false;
 };
 
 // Reads config.json of a Hugging Face model directory and returns the description of its

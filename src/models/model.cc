@@ -162,7 +162,9 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
   connect_device_communicators(context, *state->backend);
   on_every_rank(context, [&] {
     if (!files.source) files.source = files.make_source(state->dtype);
-    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, quantization_spec(options));
+    QuantizationSpec spec = quantization_spec(options);
+    if (spec.mode == Quantization::automatic && state->arch.w8a8_checkpoint) spec.mode = Quantization::w8a8;
+    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, spec);
     state->weights = state->store->load(*files.source, state->arch, context.shard);
   });
   return state;

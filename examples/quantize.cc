@@ -1,0 +1,54 @@
+// kestrel-quantize: a W8A8 checkpoint with SmoothQuant (src/tools/smoothquant.h).
+//
+//   kestrel-quantize --model HF_DIR --calibration TEXT --out DIR [--alpha 0.5] [--tokens 2048]
+//
+// Runs the calibration text through the model on the CPU (f32, unquantized), computes
+// SmoothQuant's per-channel factors, folds them into the norms and weights, and writes a
+// Hugging Face directory whose config.json carries "kestrel_quantization" (format w8a8):
+// every Kestrel tool then loads it as W8A8 by default (docs/QUANTIZATION.md).
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+#include <fstream>
+#include <iostream>
+#include <kestrel/kestrel.h>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "tools/smoothquant.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Write a W8A8 (SmoothQuant) checkpoint of a Hugging Face model"};
+  std::string model_path, text_path, out_dir;
+  kestrel::tools::SmoothQuantOptions options;
+  int threads = 0;
+  app.add_option("--model", model_path, "Hugging Face model directory (config.json, *.safetensors)")->required();
+  app.add_option("--calibration", text_path, "UTF-8 calibration text")->required();
+  app.add_option("--out", out_dir, "Output directory")->required();
+  app.add_option("--alpha", options.alpha, "Migration strength in [0, 1]")->capture_default_str();
+  app.add_option("--tokens", options.calibration_tokens, "Calibration tokens (at most)")->capture_default_str();
+  app.add_option("--chunk", options.chunk_tokens, "Tokens per forward pass")->capture_default_str();
+  app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+
+  try {
+    kestrel::tools::validate(options);
+    kestrel::ModelOptions model_options;
+    model_options.quantization = kestrel::Quantization::none;
+    model_options.num_threads = threads;
+    auto model = kestrel::Model::load(model_path, model_options);
+    std::ifstream in(text_path, std::ios::binary);
+    if (!in) throw kestrel::Error(kestrel::ErrorCategory::io, text_path + ": cannot open");
+    std::ostringstream text;
+    text << in.rdbuf();
+    const std::vector<int32_t> ids = model->tokenizer().encode(text.str(), /*parse_special=*/false);
+    const auto calibration = kestrel::tools::calibrate_smoothquant(model, ids, options);
+    kestrel::tools::write_smoothquant_checkpoint(*model, calibration, options, out_dir);
+    fmt::print("kestrel-quantize: {} layers smoothed (alpha {}) over {} calibration tokens; W8A8 checkpoint in {}\n",
+               calibration.layers.size(), options.alpha, calibration.tokens, out_dir);
+    return 0;
+  } catch (const kestrel::Error& e) {
+    fmt::print(stderr, "kestrel-quantize: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,298 @@
+#include "tools/smoothquant.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include "core/half.h"
+#include "cpu/cpu_ops.h"
+#include "kestrel/decoder.h"
+#include "kestrel/error.h"
+#include "kestrel/session.h"
+#include "loaders/safetensors.h"
+#include "models/architecture.h"
+#include "models/model_state.h"
+
+namespace kestrel::tools {
+
+namespace fs = std::filesystem;
+
+void validate(const SmoothQuantOptions& o) {
+  auto bad = [](const std::string& what) { throw Error(ErrorCategory::invalid_argument, what); };
+  if (!(o.alpha >= 0.0f && o.alpha <= 1.0f)) bad("SmoothQuantOptions.alpha = " + std::to_string(o.alpha) + " (must be in [0, 1])");
+  if (o.calibration_tokens < 1)
+    bad("SmoothQuantOptions.calibration_tokens = " + std::to_string(o.calibration_tokens) + " (must be >= 1)");
+  if (o.chunk_tokens < 1) bad("SmoothQuantOptions.chunk_tokens = " + std::to_string(o.chunk_tokens) + " (must be >= 1)");
+}
+
+namespace {
+
+// max_i |w[i, j]| over the rows of a dense f32 weight [rows, cols] held on the host.
+std::vector<float> column_max(const TensorView& w) {
+  const int64_t rows = w.dim(0), cols = w.dim(1);
+  std::vector<float> out(static_cast<size_t>(cols), 0.0f);
+  const float* p = w.ptr<float>();
+  for (int64_t i = 0; i < rows; ++i)
+    for (int64_t j = 0; j < cols; ++j) out[j] = std::max(out[j], std::abs(p[i * cols + j]));
+  return out;
+}
+
+// s_j = a_j^alpha / w_j^(1 - alpha); channels that never saw a value (or whose weights are
+// all zero) keep s = 1.
+std::vector<float> factors(const std::vector<float>& act, const std::vector<float>& weight, float alpha) {
+  std::vector<float> s(act.size(), 1.0f);
+  for (size_t j = 0; j < act.size(); ++j) {
+    if (!(act[j] > 0.0f) || !(weight[j] > 0.0f)) continue;
+    const double v = std::pow(double{act[j]}, alpha) / std::pow(double{weight[j]}, 1.0 - alpha);
+    s[j] = static_cast<float>(std::clamp(v, 1e-5, 1e5));
+  }
+  return s;
+}
+
+}  // namespace
+
+Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std::span<const int32_t> ids,
+                                  const SmoothQuantOptions& options) {
+  validate(options);
+  const detail::ModelState& state = model->state();
+  const ModelConfig& c = state.arch.config;
+  if (model->device().kind != DeviceKind::cpu || state.dtype != DType::f32)
+    throw Error(ErrorCategory::unsupported, "SmoothQuant calibration runs on the CPU in f32");
+  if (state.parallel_info.tensor_parallel * state.parallel_info.pipeline_parallel > 1)
+    throw Error(ErrorCategory::unsupported, "SmoothQuant calibration runs on a single rank");
+  for (const LayerWeights& lw : state.weights.layers)
+    if (lw.qkv_weight.is_quantized() || lw.up_weight.is_quantized() || lw.down_weight.is_quantized())
+      throw Error(ErrorCategory::invalid_argument,
+                  "SmoothQuant calibration needs the unquantized model (load it with Quantization::none)");
+  if (ids.empty()) throw Error(ErrorCategory::invalid_argument, "SmoothQuant calibration: the text has no tokens");
+
+  // max |x_j| of every linear layer's input, by the weight it feeds.
+  std::map<const void*, std::vector<float>> act_max;
+  std::mutex mutex;
+  cpu::set_linear_observer(*state.backend, [&](const void* weight, const TensorView& x) {
+    const int64_t T = x.dim(0), K = x.dim(1);
+    std::lock_guard<std::mutex> lock(mutex);
+    std::vector<float>& m = act_max[weight];
+    m.resize(static_cast<size_t>(K), 0.0f);
+    const float* p = x.ptr<float>();
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t k = 0; k < K; ++k) m[k] = std::max(m[k], std::abs(p[t * K + k]));
+  });
+  Calibration out;
+  try {
+    const int chunk = std::min(options.chunk_tokens, c.max_positions);
+    SessionOptions so;
+    so.max_sequences = 1;
+    so.max_sequence_tokens = chunk;
+    so.max_step_tokens = chunk;
+    Session session(model, so);
+    Decoder decoder(session);
+    const size_t total = std::min(ids.size(), static_cast<size_t>(options.calibration_tokens));
+    for (size_t begin = 0; begin < total; begin += static_cast<size_t>(chunk)) {
+      const size_t n = std::min(total - begin, static_cast<size_t>(chunk));
+      decoder.score(ids.subspan(begin, n));
+      out.tokens += static_cast<int>(n);
+    }
+  } catch (...) {
+    cpu::set_linear_observer(*state.backend, {});
+    throw;
+  }
+  cpu::set_linear_observer(*state.backend, {});
+
+  auto observed = [&](const LinearWeight& w, int layer, const char* what) -> const std::vector<float>& {
+    auto it = act_max.find(w.dense.data);
+    if (it == act_max.end())
+      throw Error(ErrorCategory::internal, "SmoothQuant calibration: layer " + std::to_string(layer) + " " + what +
+                                               " never ran");
+    return it->second;
+  };
+  for (size_t l = 0; l < state.weights.layers.size(); ++l) {
+    const LayerWeights& lw = state.weights.layers[l];
+    const int layer = static_cast<int>(l);
+    LayerSmoothing s;
+    s.attn_in = factors(observed(lw.qkv_weight, layer, "qkv"), column_max(lw.qkv_weight.dense), options.alpha);
+    s.ffn_in = factors(observed(lw.up_weight, layer, "ffn up"), column_max(lw.up_weight.dense), options.alpha);
+    if (state.arch.kinds.gated_ffn)
+      s.down_in = factors(observed(lw.down_weight, layer, "ffn down"), column_max(lw.down_weight.dense), options.alpha);
+    out.layers.push_back(std::move(s));
+  }
+  return out;
+}
+
+namespace {
+
+// How one source tensor changes: each element of input column j (of a [out, in] matrix,
+// or row j when stored transposed) times col_scale[j]; each element of canonical output
+// row r times row_scale[r]; a vector times vector_scale[i].
+struct Edit {
+  const std::vector<float>* col_scale = nullptr;
+  bool transposed = false;
+  std::vector<float> row_scale;  // per row of this tensor (empty: none)
+  std::vector<float> divisor;    // a vector's elements divided by these (empty: none)
+};
+
+// What the checkpoint's config records as smoothed.
+nlohmann::json smoothed_inputs(bool gated) {
+  nlohmann::json list = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)"};
+  if (gated) list.push_back("ffn down (folded into the up rows)");
+  return list;
+}
+
+const char* safetensors_dtype(DType d) {
+  switch (d) {
+    case DType::f32: return "F32";
+    case DType::f16: return "F16";
+    case DType::bf16: return "BF16";
+    case DType::i8: return "I8";
+    case DType::i32: return "I32";
+  }
+  return "?";
+}
+
+std::vector<float> to_f32(const SourceTensor& t) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  convert_floats(t.data, t.dtype, v.data(), DType::f32, v.size());
+  return v;
+}
+
+void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
+  if (!e.divisor.empty()) {
+    for (size_t i = 0; i < v.size(); ++i) v[i] /= e.divisor[i];
+    return;
+  }
+  const int64_t rows = t.shape[0], cols = t.shape[1];
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) {
+      float& x = v[static_cast<size_t>(r * cols + c)];
+      if (e.col_scale) x *= (*e.col_scale)[static_cast<size_t>(e.transposed ? r : c)];
+      if (!e.row_scale.empty()) x *= e.row_scale[static_cast<size_t>(e.transposed ? c : r)];
+    }
+}
+
+}  // namespace
+
+void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
+                                  const SmoothQuantOptions& options, const fs::path& out_dir) {
+  const detail::ModelState& state = model.state();
+  const Architecture& arch = state.arch;
+  const fs::path source_dir = state.path;
+  if (!fs::is_directory(source_dir) || !SafetensorsSource::present(source_dir))
+    throw Error(ErrorCategory::unsupported, source_dir.string() +
+                                                ": kestrel-quantize writes W8A8 checkpoints of Hugging Face safetensors "
+                                                "directories (GGUF input is not supported yet)");
+  if (calibration.layers.size() != static_cast<size_t>(arch.config.num_layers))
+    throw Error(ErrorCategory::invalid_argument, "SmoothQuant: the calibration does not match the model's layers");
+  if (fs::exists(out_dir) && fs::equivalent(out_dir, source_dir))
+    throw Error(ErrorCategory::invalid_argument, out_dir.string() + ": the output must not be the source directory");
+  SafetensorsSource source(source_dir);
+
+  // Which source tensors change, and how (through the architecture's recipes).
+  std::map<std::string, Edit, std::less<>> edits;
+  const int64_t F = arch.config.ffn_size;
+  for (int l = 0; l < arch.config.num_layers; ++l) {
+    const LayerSmoothing& s = calibration.layers[static_cast<size_t>(l)];
+    auto divide = [&](WeightSlot slot, const std::vector<float>& by) {
+      for (const auto& name : arch.recipe(slot, l).sources) edits[name].divisor = by;
+    };
+    auto scale_columns = [&](WeightSlot slot, const std::vector<float>& by) {
+      const WeightRecipe r = arch.recipe(slot, l);
+      for (const auto& name : r.sources) {
+        edits[name].col_scale = &by;
+        edits[name].transposed = r.transposed;
+      }
+    };
+    divide(WeightSlot::attn_norm_weight, s.attn_in);
+    divide(WeightSlot::attn_norm_bias, s.attn_in);
+    scale_columns(WeightSlot::qkv_weight, s.attn_in);
+    divide(WeightSlot::ffn_norm_weight, s.ffn_in);
+    divide(WeightSlot::ffn_norm_bias, s.ffn_in);
+    scale_columns(WeightSlot::up_weight, s.ffn_in);
+    if (!s.down_in.empty()) {
+      scale_columns(WeightSlot::down_weight, s.down_in);
+      // The up half of the canonical [gate | up] rows (and of its bias) divided by s.
+      for (WeightSlot slot : {WeightSlot::up_weight, WeightSlot::up_bias}) {
+        const WeightRecipe r = arch.recipe(slot, l);
+        if (r.sources.empty()) continue;  // no up bias
+        const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
+        int64_t first = 0;
+        for (size_t k = 0; k < r.sources.size(); ++k) {
+          std::vector<float> scale(static_cast<size_t>(rows[k]), 1.0f);
+          for (int64_t i = 0; i < rows[k]; ++i)
+            if (first + i >= F) scale[static_cast<size_t>(i)] = 1.0f / s.down_in[static_cast<size_t>(first + i - F)];
+          first += rows[k];
+          Edit& e = edits[r.sources[k]];
+          if (slot == WeightSlot::up_weight) {
+            e.row_scale = std::move(scale);
+          } else {  // a bias: the same rows divided
+            e.divisor.resize(scale.size());
+            for (size_t i = 0; i < scale.size(); ++i) e.divisor[i] = 1.0f / scale[i];
+          }
+        }
+      }
+    }
+  }
+
+  // The tensors, in name order: edited ones as F32, the rest as stored.
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", "pt"}, {"written_by", "kestrel-quantize (SmoothQuant)"}};
+  std::vector<std::pair<const SourceTensor*, std::vector<float>>> payload;
+  uint64_t offset = 0;
+  for (const auto& [name, t] : source.tensors()) {
+    std::vector<float> edited;
+    auto it = edits.find(name);
+    DType dtype = t->dtype;
+    if (it != edits.end()) {
+      if (t->block_type || (t->dtype != DType::f32 && t->dtype != DType::f16 && t->dtype != DType::bf16))
+        throw Error(ErrorCategory::unsupported, name + ": SmoothQuant edits float tensors only");
+      edited = to_f32(*t);
+      apply(it->second, *t, edited);
+      dtype = DType::f32;
+    }
+    const uint64_t bytes = it != edits.end() ? edited.size() * sizeof(float) : t->bytes;
+    header[name] = {{"dtype", safetensors_dtype(dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+    payload.emplace_back(t, std::move(edited));
+  }
+  std::string head = header.dump();
+  head.append((8 - head.size() % 8) % 8, ' ');
+
+  fs::create_directories(out_dir);
+  {
+    std::ofstream out(out_dir / "model.safetensors", std::ios::binary | std::ios::trunc);
+    if (!out) throw Error(ErrorCategory::io, (out_dir / "model.safetensors").string() + ": cannot write");
+    const uint64_t n = head.size();
+    out.write(reinterpret_cast<const char*>(&n), sizeof n);
+    out.write(head.data(), static_cast<std::streamsize>(head.size()));
+    for (const auto& [t, edited] : payload) {
+      if (!edited.empty())
+        out.write(reinterpret_cast<const char*>(edited.data()), static_cast<std::streamsize>(edited.size() * sizeof(float)));
+      else
+        out.write(static_cast<const char*>(t->data), static_cast<std::streamsize>(t->bytes));
+    }
+    if (!out) throw Error(ErrorCategory::io, (out_dir / "model.safetensors").string() + ": write failed");
+  }
+
+  // config.json with the quantization recorded; the other small files copied.
+  std::ifstream in(source_dir / "config.json");
+  nlohmann::json config = nlohmann::json::parse(in);
+  config["kestrel_quantization"] = {
+      {"format", "w8a8"},
+      {"method", "smoothquant"},
+      {"alpha", options.alpha},
+      {"calibration_tokens", calibration.tokens},
+      {"weights", "int8, one scale per output channel, quantized at load from these (smoothed) values"},
+      {"activations", "int8, one scale per token, at run time"},
+      {"smoothed_inputs", smoothed_inputs(arch.kinds.gated_ffn)}};
+  std::ofstream(out_dir / "config.json") << config.dump(2) << "\n";
+  for (const auto& entry : fs::directory_iterator(source_dir)) {
+    const std::string file = entry.path().filename().string();
+    if (!entry.is_regular_file() || file == "config.json" || file.find(".safetensors") != std::string::npos) continue;
+    fs::copy_file(entry.path(), out_dir / file, fs::copy_options::overwrite_existing);
+  }
+}
+
+}  // namespace kestrel::tools

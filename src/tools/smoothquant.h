@@ -1,0 +1,63 @@
+// tools/smoothquant.h: SmoothQuant calibration and the W8A8 checkpoint (kestrel-quantize).
+//
+// W8A8 rounds each token's activations to 8 bits with one scale per token, so a few input
+// channels with large values (the outliers of LLM activations) make every other channel
+// of that token coarse. SmoothQuant (Xiao et al., 2023) moves that range into the
+// weights: input channel j of a linear layer y = x W^T is divided by s_j and column j of
+// W multiplied by s_j, which leaves y unchanged in exact arithmetic, with
+//     s_j = max |x_j|^alpha / max_i |W_ij|^(1 - alpha)
+// (max |x_j| over calibration text, alpha the migration strength). The 1 / s_j is folded
+// into what produces x, so nothing is added at run time:
+//   - the QKV input: the attention norm's weight (and bias);
+//   - the FFN up (and gate) input: the FFN norm's weight (and bias);
+//   - a gated FFN's down input act(gate) * up: the up rows (act(gate) * up / s = act(gate)
+//     * (up / s)), and their bias.
+// The attention output projection is left as it is: its input mixes V rows that several
+// query heads share.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kestrel/model.h"
+
+namespace kestrel::tools {
+
+struct SmoothQuantOptions {
+  float alpha = 0.5f;             // in [0, 1]: 0 leaves the activations, 1 moves all their range
+  int calibration_tokens = 2048;  // tokens of the calibration text used (at most)
+  int chunk_tokens = 512;         // tokens per forward pass (each chunk from an empty context)
+};
+void validate(const SmoothQuantOptions& options);  // Error(invalid_argument) naming the field
+
+// The smoothing factors s of one layer; down_in is empty for a non-gated FFN.
+struct LayerSmoothing {
+  std::vector<float> attn_in;  // [H]
+  std::vector<float> ffn_in;   // [H]
+  std::vector<float> down_in;  // [F]
+};
+
+struct Calibration {
+  std::vector<LayerSmoothing> layers;
+  int tokens = 0;  // calibration tokens that ran
+};
+
+// Runs `ids` (in chunks of options.chunk_tokens, up to options.calibration_tokens) through
+// `model`, which must be a single-rank CPU model with dense (unquantized) weights, records
+// max |x_j| of every smoothable input and returns the factors.
+Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std::span<const int32_t> ids,
+                                  const SmoothQuantOptions& options);
+
+// Writes a W8A8 checkpoint of `model` (loaded from a Hugging Face directory) to `out_dir`:
+// model.safetensors with the source's tensors, the smoothed ones in F32 and the others
+// as stored; config.json with "kestrel_quantization" added (docs/QUANTIZATION.md), which
+// makes Quantization::automatic load it as W8A8; and the directory's other files
+// (tokenizer, generation config) copied. Throws Error(unsupported) for a GGUF model.
+void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
+                                  const SmoothQuantOptions& options, const std::filesystem::path& out_dir);
+
+}  // namespace kestrel::tools
