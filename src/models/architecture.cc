@@ -148,6 +148,12 @@ Architecture architecture_from_gguf(const GgufFile& file) {
                 where + ": general.architecture '" + *name + "' is not supported (gpt2, llama)");
   }
   validate_config(arch.config, where);
+  if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize
+    if (*format != "w8a8")
+      throw Error(ErrorCategory::unsupported,
+                  where + ": kestrel.quantization.format = '" + *format + "' (this Kestrel reads w8a8)");
+    arch.w8a8_checkpoint = true;
+  }
   return arch;
 }
 

@@ -13,6 +13,10 @@
 #include "kestrel/decoder.h"
 #include "kestrel/error.h"
 #include "kestrel/session.h"
+#include "loaders/gguf.h"
+#include "loaders/gguf_quant.h"
+#include "loaders/gguf_source.h"
+#include "loaders/gguf_writer.h"
 #include "loaders/safetensors.h"
 #include "models/architecture.h"
 #include "models/model_state.h"
@@ -153,12 +157,6 @@ const char* safetensors_dtype(DType d) {
   return "?";
 }
 
-std::vector<float> to_f32(const SourceTensor& t) {
-  std::vector<float> v(static_cast<size_t>(t.numel()));
-  convert_floats(t.data, t.dtype, v.data(), DType::f32, v.size());
-  return v;
-}
-
 void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
   if (!e.divisor.empty()) {
     for (size_t i = 0; i < v.size(); ++i) v[i] /= e.divisor[i];
@@ -173,24 +171,11 @@ void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
     }
 }
 
-}  // namespace
-
-void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
-                                  const SmoothQuantOptions& options, const fs::path& out_dir) {
-  const detail::ModelState& state = model.state();
-  const Architecture& arch = state.arch;
-  const fs::path source_dir = state.path;
-  if (!fs::is_directory(source_dir) || !SafetensorsSource::present(source_dir))
-    throw Error(ErrorCategory::unsupported, source_dir.string() +
-                                                ": kestrel-quantize writes W8A8 checkpoints of Hugging Face safetensors "
-                                                "directories (GGUF input is not supported yet)");
+// Which source tensors change, and how (through the architecture's recipes, so the same
+// code serves Hugging Face and GGUF names).
+std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arch, const Calibration& calibration) {
   if (calibration.layers.size() != static_cast<size_t>(arch.config.num_layers))
     throw Error(ErrorCategory::invalid_argument, "SmoothQuant: the calibration does not match the model's layers");
-  if (fs::exists(out_dir) && fs::equivalent(out_dir, source_dir))
-    throw Error(ErrorCategory::invalid_argument, out_dir.string() + ": the output must not be the source directory");
-  SafetensorsSource source(source_dir);
-
-  // Which source tensors change, and how (through the architecture's recipes).
   std::map<std::string, Edit, std::less<>> edits;
   const int64_t F = arch.config.ffn_size;
   for (int l = 0; l < arch.config.num_layers; ++l) {
@@ -236,6 +221,60 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
     }
   }
 
+  return edits;
+}
+
+// A tensor's values as f32 (ggml blocks dequantized), the edit applied.
+std::vector<float> edited_values(const SourceTensor& t, const Edit& edit) {
+  std::vector<float> v(static_cast<size_t>(t.numel()));
+  if (t.block_type)
+    dequantize_row(*t.block_type, t.data, v.data(), t.numel());
+  else if (t.dtype == DType::f32 || t.dtype == DType::f16 || t.dtype == DType::bf16)
+    convert_floats(t.data, t.dtype, v.data(), DType::f32, v.size());
+  else
+    throw Error(ErrorCategory::unsupported, t.name + ": SmoothQuant edits float or ggml block tensors only");
+  apply(edit, t, v);
+  return v;
+}
+
+// GGUF in, GGUF out: the edited tensors replaced by F32 ones, kestrel.quantization.* added.
+void write_gguf(const fs::path& source_path, const Architecture& arch, const Calibration& calibration,
+                const SmoothQuantOptions& options, const fs::path& out) {
+  GgufFile file(source_path);
+  GgufSource source(file);
+  GgufWriter writer(source_path);
+  for (const auto& [name, edit] : smoothing_edits(arch, calibration)) {
+    const SourceTensor* t = source.find(name);
+    if (!t) throw Error(ErrorCategory::internal, "SmoothQuant: no tensor '" + name + "'");
+    writer.replace_tensor_f32(name, edited_values(*t, edit), {t->shape.rbegin(), t->shape.rend()});
+  }
+  writer.set("kestrel.quantization.format", std::string("w8a8"));
+  writer.set("kestrel.quantization.method", std::string("smoothquant"));
+  writer.set("kestrel.quantization.alpha", options.alpha);
+  writer.set("kestrel.quantization.calibration_tokens", static_cast<uint32_t>(calibration.tokens));
+  if (out.has_parent_path()) fs::create_directories(out.parent_path());
+  writer.write(out);
+}
+
+}  // namespace
+
+void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
+                                  const SmoothQuantOptions& options, const fs::path& out_dir) {
+  const detail::ModelState& state = model.state();
+  const Architecture& arch = state.arch;
+  const fs::path source_dir = state.path;
+  if (fs::exists(out_dir) && fs::equivalent(out_dir, source_dir))
+    throw Error(ErrorCategory::invalid_argument, out_dir.string() + ": the output must not be the source");
+  if (is_gguf_file(source_dir)) {
+    write_gguf(source_dir, arch, calibration, options, out_dir);
+    return;
+  }
+  if (!fs::is_directory(source_dir) || !SafetensorsSource::present(source_dir))
+    throw Error(ErrorCategory::unsupported,
+                source_dir.string() + ": kestrel-quantize reads Hugging Face safetensors directories and GGUF files");
+  SafetensorsSource source(source_dir);
+  const auto edits = smoothing_edits(arch, calibration);
+
   // The tensors, in name order: edited ones as F32, the rest as stored.
   nlohmann::json header = nlohmann::json::object();
   header["__metadata__"] = {{"format", "pt"}, {"written_by", "kestrel-quantize (SmoothQuant)"}};
@@ -246,10 +285,7 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
     auto it = edits.find(name);
     DType dtype = t->dtype;
     if (it != edits.end()) {
-      if (t->block_type || (t->dtype != DType::f32 && t->dtype != DType::f16 && t->dtype != DType::bf16))
-        throw Error(ErrorCategory::unsupported, name + ": SmoothQuant edits float tensors only");
-      edited = to_f32(*t);
-      apply(it->second, *t, edited);
+      edited = edited_values(*t, it->second);
       dtype = DType::f32;
     }
     const uint64_t bytes = it != edits.end() ? edited.size() * sizeof(float) : t->bytes;

@@ -52,12 +52,14 @@ struct Calibration {
 Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std::span<const int32_t> ids,
                                   const SmoothQuantOptions& options);
 
-// Writes a W8A8 checkpoint of `model` (loaded from a Hugging Face directory) to `out_dir`:
-// model.safetensors with the source's tensors, the smoothed ones in F32 and the others
-// as stored; config.json with "kestrel_quantization" added (docs/QUANTIZATION.md), which
-// makes Quantization::automatic load it as W8A8; and the directory's other files
-// (tokenizer, generation config) copied. Throws Error(unsupported) for a GGUF model.
+// Writes a W8A8 checkpoint of `model`, its smoothed tensors in F32 and the others as stored:
+// - from a Hugging Face directory, the directory `out`: model.safetensors, config.json
+//   with "kestrel_quantization" added, and the source directory's other files (tokenizer,
+//   generation config) copied;
+// - from a GGUF file, the GGUF file `out` with kestrel.quantization.* keys added.
+// Either marks the checkpoint W8A8, which Quantization::automatic then loads as
+// Quantization::w8a8 (docs/QUANTIZATION.md).
 void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
-                                  const SmoothQuantOptions& options, const std::filesystem::path& out_dir);
+                                  const SmoothQuantOptions& options, const std::filesystem::path& out);
 
 }  // namespace kestrel::tools
