@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "kestrel/chat.h"
 #include "kestrel/error.h"
 #include "kestrel/model.h"
 #include "kestrel/tokenizer.h"
@@ -159,6 +160,25 @@ TEST(SentencePieceModel, GgufLoadsThroughModelLoad) {
   EXPECT_EQ(model->tokenizer().vocab_size(), 1000);
   EXPECT_EQ(model->config().vocab_size, 1000);
   EXPECT_EQ(model->tokenizer().encode("Hello"), Tokenizer::from_gguf_file(spm_dir() / "spm-llama.gguf").encode("Hello"));
+}
+
+// The chat templates these GGUFs carry (Llama-2-chat, Gemma 2) render through the model,
+// and encode_chat keeps one BOS: the template's own.
+TEST(SentencePieceModel, ChatTemplatesRenderAndEncode) {
+  const std::vector<ChatMessage> messages{{"user", "Hi"}};
+  const auto llama = Model::load(spm_dir() / "spm-llama.gguf", {});
+  const std::string llama_text = apply_chat_template(*llama, messages);
+  EXPECT_EQ(llama_text, "<s>[INST] Hi [/INST]");
+  const std::vector<int32_t> llama_ids = encode_chat(*llama, llama_text);
+  EXPECT_EQ(llama_ids, llama->tokenizer().encode("[INST] Hi [/INST]"));  // <s> once, then "▁[INST]..."
+  const auto gemma = Model::load(spm_dir() / "spm-gemma.gguf", {});
+  const std::string gemma_text = apply_chat_template(*gemma, messages);
+  EXPECT_EQ(gemma_text, "<bos><start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n");
+  const std::vector<int32_t> gemma_ids = encode_chat(*gemma, gemma_text);
+  ASSERT_GE(gemma_ids.size(), 3u);
+  EXPECT_EQ(gemma_ids[0], 2);  // <bos>
+  EXPECT_EQ(gemma_ids[1], 4);  // <start_of_turn>
+  EXPECT_EQ(gemma->tokenizer().decode(gemma_ids), gemma_text);
 }
 
 void expect_json_error(const json& root, const std::string& needle) {
