@@ -1,17 +1,18 @@
 // GGUF files quantized by llama.cpp itself (tests/fixtures/llamacpp-quants, made by
-// make_llamacpp_quants.py with llama_model_quantize: Q8_0, Q6_K, Q5_K_M, Q4_K_M): Kestrel
-// loads each and its logits after each prompt match llama.cpp's on the same file.
+// make_llamacpp_quants.py with llama_model_quantize: every matrix Q8_0, or every matrix
+// Q6_K, embedding and LM head included): Kestrel loads each and its logits after each
+// prompt match llama.cpp's on the same file. (Q4_K_M / Q5_K_M: quantized_gguf_test.cc.)
 //
 // Tolerance: llama.cpp's CPU kernels quantize the activations too (to Q8_0 / Q8_K blocks)
 // and keep the KV cache in f16; Kestrel's prompt path multiplies f32 activations. The two
 // differ by that activation rounding, measured here (2026-11-30) at 0.05-0.10 RMS and
-// 0.13-0.31 max |diff| over the vocab, on logits spanning about +-17. The test asks for
+// 0.13-0.29 max |diff| over the vocab, on logits spanning about +-17. The test asks for
 // RMS <= 0.15 and max |diff| <= 0.4. So that it also tells a right block decoder from a
-// wrong one, for the K-quant files the RMS distance to llama.cpp on the same file must be
-// under half the quantization error itself (llama.cpp quantized vs llama.cpp on the F32
-// source: 0.21-0.27 RMS for Q6_K, 0.39-0.50 for Q5_K_M, 0.71-0.86 for Q4_K_M). Q8_0's
-// quantization error (0.09 RMS) is at the activation-rounding floor, so for it only the
-// bounds apply (its blocks are checked exactly against gguf-py in quantized_gguf_test).
+// wrong one, for the Q6_K file the RMS distance to llama.cpp on the same file must be
+// under half the quantization error itself (llama.cpp on Q6_K vs llama.cpp on the F32
+// source: 0.21-0.27 RMS). Q8_0's quantization error (0.09 RMS) is at the activation-rounding
+// floor, so for it only the bounds apply (its blocks are checked exactly against gguf-py
+// in quantized_gguf_test).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -70,7 +71,7 @@ TEST_P(LlamaCppQuants, LogitsMatchLlamaCppOnTheSameFile) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Files, LlamaCppQuants, ::testing::Values("q8_0", "q6_k", "q5_k_m", "q4_k_m"));
+INSTANTIATE_TEST_SUITE_P(Files, LlamaCppQuants, ::testing::Values("q8_0", "q6_k"));
 
 }  // namespace
 }  // namespace kestrel
