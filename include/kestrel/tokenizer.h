@@ -140,7 +140,8 @@ class Tokenizer {
   // piece with "▁" as a space, a byte token as its byte. Streaming concatenates these.
   // Throws Error(invalid_argument) naming `id` when it is out of range (as decode does).
   const std::string& token_bytes(int32_t id) const;
-  // The token's vocab string (byte-level alphabet; plain text for added tokens).
+  // The token's vocab string (byte-level alphabet, or a SentencePiece piece with "▁"; plain
+  // text for added tokens).
   const std::string& token_text(int32_t id) const;
 
   int32_t vocab_size() const;
