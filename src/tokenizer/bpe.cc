@@ -24,6 +24,22 @@ const BytePairEncoder::Merge* BytePairEncoder::find(int32_t left, int32_t right)
 }
 
 void BytePairEncoder::encode(std::string_view word, std::vector<int32_t>& out) const {
+  std::vector<int32_t> ids;
+  ids.reserve(word.size());
+  for (char c : word) {
+    int32_t id = byte_ids_[static_cast<uint8_t>(c)];
+    if (id < 0) {
+      if (!unk_id_) {
+        throw Error(ErrorCategory::internal, "BPE: a byte without a token reached the merge loop");
+      }
+      id = *unk_id_;
+    }
+    ids.push_back(id);
+  }
+  merge(ids, out);
+}
+
+void BytePairEncoder::merge(std::span<const int32_t> ids, std::vector<int32_t>& out) const {
   // The word as a doubly linked list of symbols over a vector; a merge keeps the left
   // symbol (now the merged token) and unlinks the right one.
   struct Symbol {
@@ -33,15 +49,8 @@ void BytePairEncoder::encode(std::string_view word, std::vector<int32_t>& out) c
     bool alive;
   };
   std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
-  for (char c : word) {
-    int32_t id = byte_ids_[static_cast<uint8_t>(c)];
-    if (id < 0) {
-      if (!unk_id_) {
-        throw Error(ErrorCategory::internal, "BPE: a byte without a token reached the merge loop");
-      }
-      id = *unk_id_;
-    }
+  symbols.reserve(ids.size());
+  for (int32_t id : ids) {
     auto index = static_cast<int32_t>(symbols.size());
     symbols.push_back({id, index - 1, index + 1, true});
   }

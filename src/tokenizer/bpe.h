@@ -4,6 +4,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -21,7 +22,7 @@ struct MergeRule {
 class BytePairEncoder {
  public:
   // byte_ids[b]: the id of the token that is byte b alone (its byte-level character), or
-  // -1 when the vocabulary lacks it; such a byte becomes `unk_id`. Without one the caller
+  // -1 when the vocabulary lacks it (all -1 when only merge() is used); such a byte becomes `unk_id`. Without one the caller
   // must not pass such a byte (Tokenizer::encode refuses the text first); encode() throws
   // Error(internal) if it does. A pair listed twice takes its later rank (as HF does).
   BytePairEncoder(const std::array<int32_t, 256>& byte_ids, const std::vector<MergeRule>& merges,
@@ -30,6 +31,9 @@ class BytePairEncoder {
   // Appends the ids of `word` (raw bytes) to `out`: starts from one token per byte and
   // repeatedly applies the lowest-ranked merge present, leftmost first, until none applies.
   void encode(std::string_view word, std::vector<int32_t>& out) const;
+  // The merge loop alone, from the given symbols (SentencePiece's characters and byte
+  // tokens); appends the merged ids to `out`.
+  void merge(std::span<const int32_t> symbols, std::vector<int32_t>& out) const;
 
  private:
   struct Merge {

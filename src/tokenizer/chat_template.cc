@@ -106,6 +106,84 @@ std::string render_llama3(std::span<const ChatMessage> messages, bool add_genera
   return out;
 }
 
+// What the templates below raise (Jinja's raise_exception), or their error on a missing
+// first message.
+[[noreturn]] void template_error(const std::string& what) {
+  throw Error(ErrorCategory::invalid_argument, "chat template: " + what);
+}
+
+constexpr const char* kAlternate = "Conversation roles must alternate user/assistant/user/assistant/...";
+
+// The templates' check, message by message: user at even positions, anything else at odd.
+void check_alternation(std::span<const ChatMessage> messages, size_t i) {
+  if ((messages[i].role == "user") != (i % 2 == 0)) template_error(kAlternate);
+}
+
+const ChatMessage& first_message(std::span<const ChatMessage> messages) {
+  if (messages.empty()) template_error("the template reads messages[0] and there are no messages");
+  return messages.front();
+}
+
+// Llama-2-chat (meta-llama/Llama-2-*-chat-hf): an optional system message folded into the
+// first turn as <<SYS>>; "<s>[INST] {user, stripped} [/INST]" and " {assistant, stripped} </s>";
+// other roles render nothing; no generation prompt (the text ends with [/INST]).
+std::string render_llama2(std::span<const ChatMessage> messages, std::string_view bos, std::string_view eos) {
+  std::optional<std::string> system;
+  if (first_message(messages).role == "system") {
+    system = messages.front().content;
+    messages = messages.subspan(1);
+  }
+  std::string out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    check_alternation(messages, i);
+    std::string content = messages[i].content;
+    if (i == 0 && system) content = "<<SYS>>\n" + *system + "\n<</SYS>>\n\n" + content;
+    if (messages[i].role == "user") {
+      out.append(bos).append("[INST] ").append(trim(content)).append(" [/INST]");
+    } else if (messages[i].role == "assistant") {
+      out.append(" ").append(trim(content)).append(" ").append(eos);
+    }
+  }
+  return out;
+}
+
+// Mistral-7B-Instruct v0.1 / v0.2: "<s>", then "[INST] {user} [/INST]" and "{assistant}</s>",
+// nothing trimmed; only user and assistant roles; no generation prompt.
+std::string render_mistral(std::span<const ChatMessage> messages, std::string_view bos, std::string_view eos) {
+  std::string out(bos);
+  for (size_t i = 0; i < messages.size(); ++i) {
+    check_alternation(messages, i);
+    if (messages[i].role == "user") {
+      out.append("[INST] ").append(messages[i].content).append(" [/INST]");
+    } else if (messages[i].role == "assistant") {
+      out.append(messages[i].content).append(eos);
+    } else {
+      template_error("Only user and assistant roles are supported!");
+    }
+  }
+  return out;
+}
+
+// Gemma 1 / 2 (-it): no system role; "<start_of_turn>{user|model}\n{content, trimmed}
+// <end_of_turn>\n" per message; "<start_of_turn>model\n" as the generation prompt. Gemma 2's
+// template writes the BOS, Gemma 1's leaves it to the tokenizer.
+std::string render_gemma(std::string_view tmpl, std::span<const ChatMessage> messages,
+                         bool add_generation_prompt, std::string_view bos) {
+  std::string out(tmpl.starts_with("{{ bos_token }}") ? bos : "");
+  if (first_message(messages).role == "system") template_error("System role not supported");
+  for (size_t i = 0; i < messages.size(); ++i) {
+    check_alternation(messages, i);
+    const std::string& role = messages[i].role == "assistant" ? std::string("model") : messages[i].role;
+    out.append("<start_of_turn>").append(role).append("\n").append(trim(messages[i].content)).append("<end_of_turn>\n");
+  }
+  if (add_generation_prompt) out += "<start_of_turn>model\n";
+  return out;
+}
+
+bool contains_all(std::string_view tmpl, std::initializer_list<std::string_view> parts) {
+  return std::all_of(parts.begin(), parts.end(), [&](std::string_view p) { return tmpl.find(p) != std::string_view::npos; });
+}
+
 std::string opening(std::string_view tmpl) {
   constexpr size_t kShown = 60;
   std::string shown(tmpl.substr(0, kShown));
@@ -116,7 +194,8 @@ std::string opening(std::string_view tmpl) {
 }  // namespace
 
 std::string apply_chat_template(std::string_view tmpl, std::span<const ChatMessage> messages,
-                                bool add_generation_prompt, std::string_view bos_token) {
+                                bool add_generation_prompt, std::string_view bos_token,
+                                std::string_view eos_token) {
   if (tmpl.empty()) throw Error(ErrorCategory::unsupported, "chat template: the model has none");
   if (tmpl.find("<|im_start|>") != std::string_view::npos)
     return render_chatml(tmpl, messages, add_generation_prompt);
@@ -126,16 +205,30 @@ std::string apply_chat_template(std::string_view tmpl, std::span<const ChatMessa
                   "chat template: the Llama 3.1+ template (tools, dates) is not supported yet: " + opening(tmpl));
     return render_llama3(messages, add_generation_prompt, bos_token);
   }
+  // The other families by the expressions that render a turn, so that a variant that
+  // renders differently (Mistral v3's " [INST] ", Gemma 3's system turn) is not taken for them.
+  if (contains_all(tmpl, {"bos_token + '[INST] ' + content.strip() + ' [/INST]'", "<<SYS>>",
+                          "content.strip() + ' ' + eos_token", "set system_message = false"}))
+    return render_llama2(messages, bos_token, eos_token);
+  if (tmpl.starts_with("{{ bos_token }}") &&
+      contains_all(tmpl, {"{{ '[INST] ' + message['content'] + ' [/INST]' }}", "{{ message['content'] + eos_token}}",
+                          "'Only user and assistant roles are supported!'"}))
+    return render_mistral(messages, bos_token, eos_token);
+  if (contains_all(tmpl, {"'<start_of_turn>' + role + '", "message['content'] | trim + '<end_of_turn>",
+                          "raise_exception('System role not supported')"}))
+    return render_gemma(tmpl, messages, add_generation_prompt, bos_token);
   throw Error(ErrorCategory::unsupported,
-              "chat template: not a family Kestrel knows (ChatML, Llama 3): " + opening(tmpl));
+              "chat template: not a family Kestrel knows (ChatML, Llama 2, Llama 3, Mistral v0.1-0.2, "
+              "Gemma 1-2): " + opening(tmpl));
 }
 
 std::string apply_chat_template(const Model& model, std::span<const ChatMessage> messages,
                                 bool add_generation_prompt) {
   const Tokenizer& tok = model.tokenizer();
   std::string bos = tok.bos_id() ? tok.token_text(*tok.bos_id()) : std::string();
+  std::string eos = tok.eos_id() ? tok.token_text(*tok.eos_id()) : std::string();
   try {
-    return apply_chat_template(model.chat_template(), messages, add_generation_prompt, bos);
+    return apply_chat_template(model.chat_template(), messages, add_generation_prompt, bos, eos);
   } catch (const Error& e) {
     throw Error(e.category(), model.path().string() + ": " + e.message());
   }

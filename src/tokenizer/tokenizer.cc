@@ -10,6 +10,8 @@
 #include "tokenizer/byte_level.h"
 #include "tokenizer/file_fields.h"
 #include "tokenizer/pretokenize.h"
+#include "tokenizer/sentencepiece.h"
+#include "tokenizer/token_map.h"
 #include "tokenizer/tokenizer_files.h"
 
 namespace kestrel {
@@ -17,12 +19,7 @@ namespace {
 
 using tokenizer::in_quotes;
 
-// Hash that lets the vocab map be searched with a string_view.
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
-};
-using TokenMap = std::unordered_map<std::string, int32_t, StringHash, std::equal_to<>>;
+using tokenizer::TokenMap;
 
 // An added token, matched verbatim in the input.
 struct AddedToken {
@@ -54,18 +51,25 @@ struct Tokenizer::Impl {
   std::array<std::vector<AddedToken>, 256> added_by_first_byte;
   tokenizer::WordSplitter splitter;
   std::optional<tokenizer::BytePairEncoder> bpe;
+  std::optional<tokenizer::SentencePieceEncoder> pieces;  // SentencePiece only
   // Bytes whose byte-level token the vocab lacks, when there is no unk token to stand for
   // them: encode() refuses text holding one rather than drop it (see kestrel/tokenizer.h).
   std::array<bool, 256> unencodable{};
   bool any_unencodable = false;
+  TokenizerModel model;
   PreTokenizer pre_tokenizer;
+  SentencePieceOptions::Prefix prefix;
+  SentencePieceOptions::Strip strip;
   std::optional<int32_t> bos_id, eos_id;
   bool add_bos, add_eos, ignore_merges, add_prefix_space;
 
   Impl(TokenizerSpec&& spec, const tokenizer::SpecOrigin& origin)
       : vocab(std::move(spec.vocab)),
         splitter(spec.pre_tokenizer),
+        model(spec.model),
         pre_tokenizer(spec.pre_tokenizer),
+        prefix(spec.sentencepiece.prefix),
+        strip(spec.sentencepiece.strip),
         bos_id(spec.bos_id),
         eos_id(spec.eos_id),
         add_bos(spec.add_bos),
@@ -106,15 +110,23 @@ struct Tokenizer::Impl {
     spec.merges.clear();
     spec.merges.shrink_to_fit();
 
+    const bool sentencepiece = model == TokenizerModel::sentencepiece;
     std::array<int32_t, 256> byte_ids;
-    for (int b = 0; b < 256; ++b) {
+    byte_ids.fill(-1);  // SentencePiece starts from characters, not from byte-level symbols
+    for (int b = 0; b < 256 && !sentencepiece; ++b) {
       auto it = ids.find(tokenizer::byte_to_symbol(static_cast<uint8_t>(b)));
       byte_ids[b] = it == ids.end() ? -1 : it->second;
-    }
-    bpe.emplace(byte_ids, merges, spec.unk_id);
-    for (int b = 0; b < 256; ++b) {
       unencodable[b] = byte_ids[b] < 0 && !spec.unk_id;
       any_unencodable = any_unencodable || unencodable[b];
+    }
+    bpe.emplace(byte_ids, merges, spec.unk_id);
+    if (sentencepiece) {
+      std::vector<float>& scores = spec.sentencepiece.scores;
+      if (!scores.empty() && scores.size() != n) {
+        fail(origin, "scores: " + std::to_string(scores.size()) + " entries for a vocab of " +
+                         std::to_string(n) + " tokens");
+      }
+      pieces.emplace(ids, std::move(scores), &*bpe, spec.unk_id);
     }
 
     special.assign(n, 0);
@@ -138,9 +150,28 @@ struct Tokenizer::Impl {
     bytes.resize(n);
     for (size_t id = 0; id < n; ++id) {
       std::optional<std::string> raw;
-      if (!plain_text[id]) raw = tokenizer::byte_level_to_bytes(vocab[id]);
+      if (plain_text[id]) {
+        raw = vocab[id];
+      } else if (sentencepiece) {
+        raw = tokenizer::piece_bytes(vocab[id]);
+      } else {
+        raw = tokenizer::byte_level_to_bytes(vocab[id]);
+      }
       bytes[id] = raw ? std::move(*raw) : vocab[id];
     }
+  }
+
+  // A SentencePiece segment: "▁" prefix by the file's rule, spaces escaped, then pieces.
+  // `offset` is the segment's offset in the text passed to encode().
+  void encode_pieces(std::string_view segment, size_t offset, std::vector<int32_t>& out) const {
+    using Prefix = SentencePieceOptions::Prefix;
+    std::string text = tokenizer::escape_spaces(segment);
+    const bool starts_with_space = std::string_view(text).starts_with(tokenizer::kMetaspace);
+    const bool add = prefix == Prefix::every_segment ||
+                     (prefix == Prefix::every_unless_space && !starts_with_space) ||
+                     (prefix == Prefix::first_unless_space && !starts_with_space && offset == 0);
+    if (add) text.insert(0, tokenizer::kMetaspace);
+    pieces->encode(text, out);
   }
 
   // The added token starting at text[pos], if any (the longest one).
@@ -175,6 +206,10 @@ struct Tokenizer::Impl {
   // Text between added tokens: pre-tokenize, then BPE each word.
   void encode_segment(std::string_view segment, size_t offset, std::vector<int32_t>& out) const {
     if (segment.empty()) return;
+    if (pieces) {
+      encode_pieces(segment, offset, out);
+      return;
+    }
     check_encodable(segment, offset);
     std::string prefixed;
     if (add_prefix_space && segment[0] != ' ') {
@@ -266,12 +301,21 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool parse_special
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  using Strip = SentencePieceOptions::Strip;
+  const Impl& t = *impl_;
+  const bool sentencepiece = t.model == TokenizerModel::sentencepiece;
   std::string out;
-  for (int32_t id : ids) {
-    impl_->check_range(id, "decode");
-    if (skip_special && impl_->special[id]) continue;
-    out += impl_->bytes[id];
+  for (size_t i = 0; i < ids.size(); ++i) {
+    const int32_t id = ids[i];
+    t.check_range(id, "decode");
+    if (skip_special && t.special[id]) continue;
+    std::string_view piece = t.bytes[id];
+    if (sentencepiece && i == 0 && t.strip == Strip::first_token && piece.starts_with(' ')) {
+      piece.remove_prefix(1);
+    }
+    out += piece;
   }
+  if (sentencepiece && t.strip == Strip::text && out.starts_with(' ')) out.erase(0, 1);
   return out;
 }
 
@@ -299,6 +343,7 @@ bool Tokenizer::is_special(int32_t id) const {
 
 std::optional<int32_t> Tokenizer::bos_id() const { return impl_->bos_id; }
 std::optional<int32_t> Tokenizer::eos_id() const { return impl_->eos_id; }
+TokenizerModel Tokenizer::model() const { return impl_->model; }
 PreTokenizer Tokenizer::pre_tokenizer() const { return impl_->pre_tokenizer; }
 bool Tokenizer::add_bos() const { return impl_->add_bos; }
 

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kestrel/tokenizer.h"
+#include "tokenizer/file_fields.h"
 
 namespace kestrel::tokenizer {
 
@@ -30,6 +31,10 @@ LoadedSpec read_tokenizer_json(const std::filesystem::path& path);
 // may add special tokens (added_tokens_decoder) and override bos / eos.
 LoadedSpec read_vocab_merges(const std::filesystem::path& vocab_json,
                              const std::filesystem::path& merges_txt);
+
+// The SentencePiece parts of a tokenizer.json whose BPE model has byte_fallback: the
+// normalizer, pre-tokenizer and decoder, into spec.sentencepiece (sentencepiece_json.cc).
+void read_sentencepiece_json(const FileContext& file, const nlohmann::json& root, TokenizerSpec& spec);
 
 // Shared by both readers.
 // GPT-2's convention: <|endoftext|>, where the vocab has it, is both bos and eos.

@@ -178,8 +178,15 @@ void read_model(const FileContext& file, const json& model, TokenizerSpec& spec,
   }
 
   spec.ignore_merges = flag(file, model, "ignore_merges", false, "model.ignore_merges");
+  // Byte fallback is SentencePiece's: characters outside the vocab as <0xXX> tokens.
   if (flag(file, model, "byte_fallback", false, "model.byte_fallback")) {
-    file.fail(ErrorCategory::unsupported, "model.byte_fallback true is not supported");
+    spec.model = TokenizerModel::sentencepiece;
+    if (!flag(file, model, "fuse_unk", false, "model.fuse_unk")) {
+      file.fail(ErrorCategory::unsupported, "model.byte_fallback without model.fuse_unk is not supported");
+    }
+    if (spec.ignore_merges) {
+      file.fail(ErrorCategory::unsupported, "model.byte_fallback with model.ignore_merges is not supported");
+    }
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     auto it = model.find(key);
@@ -243,12 +250,15 @@ LoadedSpec read_tokenizer_json_root(const FileContext& file, const json& root,
       file.format("model.unk_token: " + in_quotes(*unk_token) + " is not in the vocab");
   }
 
-  if (auto it = root.find("normalizer"); it != root.end() && !it->is_null()) {
+  if (spec.model == TokenizerModel::sentencepiece) {
+    read_sentencepiece_json(file, root, spec);
+  } else if (auto it = root.find("normalizer"); it != root.end() && !it->is_null()) {
     file.fail(ErrorCategory::unsupported,
               "normalizer " + in_quotes(type_of(*it)) + " is not supported");
   }
-  read_pre_tokenizer(file, root, spec);
-  if (auto it = root.find("decoder"); it != root.end() && !it->is_null() && !is_byte_level(*it)) {
+  if (spec.model == TokenizerModel::byte_level_bpe) read_pre_tokenizer(file, root, spec);
+  if (auto it = root.find("decoder"); spec.model == TokenizerModel::byte_level_bpe && it != root.end() &&
+                                      !it->is_null() && !is_byte_level(*it)) {
     file.fail(ErrorCategory::unsupported,
               "decoder " + in_quotes(type_of(*it)) + " is not supported (only ByteLevel)");
   }

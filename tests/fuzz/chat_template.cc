@@ -1,7 +1,7 @@
 // Fuzz target: chat-template rendering (family recognition, default system message,
 // trimming, special-token handling) for any template text and conversation.
 //   input[0]: add_generation_prompt (bit 0)
-//   the rest, split at NUL bytes: template, bos_token, then role / content pairs
+//   the rest, split at NUL bytes: template, bos_token (also the eos_token), then role / content pairs
 #include <vector>
 
 #include "fuzz_support.h"
@@ -24,6 +24,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     messages.push_back({std::string(fields[i]), i + 1 < fields.size() ? std::string(fields[i + 1]) : ""});
   }
   fuzz::expect_only_kestrel_errors(
-      [&] { (void)apply_chat_template(chat_template, messages, add_generation_prompt, bos); });
+      [&] { (void)apply_chat_template(chat_template, messages, add_generation_prompt, bos, bos); });
   return 0;
 }

@@ -1,7 +1,7 @@
 // apply_chat_template against jinja2 rendering the real templates (tests/fixtures/
 // chat_templates.json, made by tests/fixtures/make_chat_cases.py): SmolLM2's ChatML template
-// with its default system message, plain ChatML and Llama 3; and the errors for templates
-// of other families.
+// with its default system message, plain ChatML, Llama 3, Llama 2, Mistral v0.2 and Gemma
+// 1 / 2 (with what they raise); and the errors for templates of other families.
 #include <gtest/gtest.h>
 
 #include <kestrel/chat.h>
@@ -34,9 +34,23 @@ TEST(ChatTemplate, MatchesJinjaOnEveryFixtureCase) {
     const std::string tmpl = doc.at("templates").at(name).get<std::string>();
     const std::vector<ChatMessage> messages = messages_of(c.at("messages"));
     const bool add_generation_prompt = c.at("add_generation_prompt").get<bool>();
-    EXPECT_EQ(apply_chat_template(tmpl, messages, add_generation_prompt, c.at("bos_token").get<std::string>()),
-              c.at("expected").get<std::string>())
-        << name << " with " << messages.size() << " messages, add_generation_prompt " << add_generation_prompt;
+    const std::string bos = c.at("bos_token").get<std::string>();
+    const std::string eos = c.at("eos_token").get<std::string>();
+    const std::string where =
+        name + " with " + std::to_string(messages.size()) + " messages, add_generation_prompt " +
+        std::to_string(add_generation_prompt);
+    if (c.at("expected").is_null()) {  // the template raises: Kestrel throws what it raises
+      try {
+        (void)apply_chat_template(tmpl, messages, add_generation_prompt, bos, eos);
+        ADD_FAILURE() << where << ": expected Error";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.category(), ErrorCategory::invalid_argument) << where;
+        EXPECT_NE(e.message().find(c.at("error").get<std::string>()), std::string::npos) << where << ": " << e.message();
+      }
+      continue;
+    }
+    EXPECT_EQ(apply_chat_template(tmpl, messages, add_generation_prompt, bos, eos), c.at("expected").get<std::string>())
+        << where;
   }
 }
 

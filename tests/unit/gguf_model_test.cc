@@ -203,9 +203,15 @@ TEST(GgufBadModel, WrongShapeIsNamedWithBothShapes) {
                     ErrorCategory::format, {"'token_embd.weight'", "[1000, 32]", "[1000, 64]"});
 }
 
-TEST(GgufBadModel, SentencePieceTokenizerIsUnsupported) {
+TEST(GgufBadModel, UnknownTokenizerModelIsUnsupported) {
+  expect_load_error(GgufEditor(tiny_llama()).set("tokenizer.ggml.model", std::string("t5")), "t5.gguf",
+                    ErrorCategory::unsupported, {"tokenizer.ggml.model", "'t5'", "SentencePiece ('llama')"});
+}
+
+// SentencePiece merges by score: a "llama" tokenizer without scores is refused by name.
+TEST(GgufBadModel, SentencePieceWithoutScoresIsNamed) {
   expect_load_error(GgufEditor(tiny_llama()).set("tokenizer.ggml.model", std::string("llama")), "spm.gguf",
-                    ErrorCategory::unsupported, {"tokenizer.ggml.model", "'llama'", "SentencePiece"});
+                    ErrorCategory::format, {"tokenizer.ggml.scores", "missing"});
 }
 
 TEST(GgufBadModel, UnknownPreTokenizerIsUnsupportedAndNamed) {
