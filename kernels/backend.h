@@ -43,9 +43,11 @@ struct NormParams {
 
 struct RotaryParams {
   RotaryStyle style = RotaryStyle::none;
-  int rotary_dim = 0;       // leading dims of each head that rotate; 0 = head size
-  float theta = 10000.0f;   // base frequency
-  float position_scale = 1.0f;  // linear position interpolation: pos * position_scale
+  int rotary_dim = 0;  // rot: leading dims of each head that rotate; 0 = head size
+  // [rot / 2] f32 on the backend's device: pair j of a token at position p turns by the
+  // angle float(p) * inv_freq[j] (an f32 product). A model computes it once, with its base
+  // frequency and any rope scaling (linear, Llama 3) folded in.
+  TensorView inv_freq;
 };
 
 struct AttentionParams {

@@ -106,7 +106,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
                const SequenceBatch& batch, const KvCacheLayer& cache, TensorView out,
                bool one_token_per_seq, const char* op, int threads) {
   const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
-  const int rot = check_attention_params(params, op);
+  const int rot = check_attention_params(Device::cpu(), params, op);
   const RotaryParams& rp = params.rotary;
 
   const int64_t width = static_cast<int64_t>(nh + 2 * nkv) * hd;
@@ -128,11 +128,9 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   const int64_t mb = batch.max_blocks_per_seq;
   const int bs = cache.block_size;
 
-  // inv_freq_j = theta^(-2j / rot), rounded to f32 as Hugging Face stores it. The angle is
-  // the f32 product (pos * position_scale) * inv_freq_j; its cos / sin are taken in double.
-  std::vector<float> inv_freq(static_cast<size_t>(rot / 2));
-  for (int j = 0; j < rot / 2; ++j)
-    inv_freq[j] = static_cast<float>(std::pow(static_cast<double>(rp.theta), -2.0 * j / rot));
+  // The angle of pair j is the f32 product pos * inv_freq[j], as Hugging Face computes it;
+  // its cos / sin are taken in double.
+  const float* inv_freq = rot > 0 ? rp.inv_freq.ptr<float>() : nullptr;
 
   // Start of the cache row holding head g at logical position p of sequence s.
   auto cache_offset = [&](int32_t s, int32_t p, int g) {
@@ -151,7 +149,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       if (bias)
         for (int64_t i = 0; i < width; ++i) row[i] += bias[i];
       if (rot > 0) {
-        const float p = static_cast<float>(place.pos[t]) * rp.position_scale;
+        const float p = static_cast<float>(place.pos[t]);
         for (int j = 0; j < rot / 2; ++j) {
           const double angle = p * inv_freq[j];
           cos_t[j] = std::cos(angle);

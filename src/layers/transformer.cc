@@ -21,8 +21,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   params.n_heads = shard.n_heads;
   params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
-  params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  params.rotary = m.arch.kinds.rotary;
+  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, w.rotary_inv_freq};
 
   for (size_t index = 0; index < step.micro_batches.size(); ++index) {
     const MicroBatch& mb = step.micro_batches[index];
@@ -56,6 +55,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     const TensorView* pending_bias = nullptr;  // its bias
     for (int l = 0; l < shard.num_layers(); ++l) {
       const LayerWeights& lw = w.layers[l];
+      params.scale = attention_scale(m.arch, shard.layer_begin + l);
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
                       tensor);

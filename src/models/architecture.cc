@@ -1,5 +1,6 @@
 #include "models/architecture.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -53,6 +54,12 @@ void validate_config(const ModelConfig& c, const std::string& where) {
   if (!(c.norm_eps > 0.0f)) throw Error(ErrorCategory::format, where + ": norm epsilon must be positive");
 }
 
+float attention_scale(const Architecture& arch, int layer) {
+  float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
+  if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
+  return scale;
+}
+
 Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
                                          const std::function<bool(const std::string&)>& has_tensor) {
   std::ifstream in(config_path);
@@ -71,8 +78,10 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
   if (*model_type == "gpt2") {
     arch = gpt2_architecture(json, where, has_tensor);
   } else if (*model_type == "llama" || *model_type == "mistral") {
-    if (*model_type == "mistral" && json_int(json, {"sliding_window"}, where))
-      throw Error(ErrorCategory::unsupported, where + ": sliding-window attention is not supported yet");
+    const auto window = *model_type == "mistral" ? json_int(json, {"sliding_window"}, where) : std::nullopt;
+    if (window)
+      throw Error(ErrorCategory::unsupported, where + ": sliding_window = " + std::to_string(*window) +
+                                                  ": sliding-window attention is not supported");
     arch = llama_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,

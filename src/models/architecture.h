@@ -24,7 +24,16 @@ struct LayerKinds {
   Activation activation = Activation::gelu_tanh;
   bool gated_ffn = false;  // SwiGLU-style [gate | up] projection
   PositionKind positions = PositionKind::learned;
-  RotaryParams rotary;
+  // Rotary positions: the pairing, the leading dims of each head that rotate, and their
+  // inverse frequencies [rotary_dim / 2] with any rope scaling folded in (models/rope.h).
+  RotaryStyle rotary_style = RotaryStyle::none;
+  int rotary_dim = 0;
+  std::vector<float> rotary_inv_freq;
+  // The attention softmax scale of layer l (0-based) is 1/sqrt(head_dim), or 1 without
+  // `attn_scale_by_head_dim` (GPT-2's scale_attn_weights: false), further divided by l + 1
+  // with `attn_scale_by_inverse_layer` (GPT-2's scale_attn_by_inverse_layer_idx).
+  bool attn_scale_by_head_dim = true;
+  bool attn_scale_by_inverse_layer = false;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -95,6 +104,9 @@ Architecture llama_architecture_from_gguf(const GgufFile& file);
 // tensors contributes: [q, k, v] rows for a three-part QKV, [gate, up] for a two-part FFN.
 std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot);
 std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size_t parts);
+
+// The softmax scale of the attention of `layer` (0-based, counted over the whole model).
+float attention_scale(const Architecture& arch, int layer);
 
 // Checks the dimensions of a description; throws Error(format) naming `where` and the field.
 void validate_config(const ModelConfig& config, const std::string& where);

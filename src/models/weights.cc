@@ -286,6 +286,10 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
   }
+  if (arch.kinds.positions == PositionKind::rotary) {
+    const std::vector<float>& f = arch.kinds.rotary_inv_freq;
+    w.rotary_inv_freq = upload(f.data(), DType::f32, {static_cast<int64_t>(f.size())}, "rotary inv_freq");
+  }
   for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
     LayerWeights lw;
     lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);

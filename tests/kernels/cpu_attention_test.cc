@@ -34,16 +34,25 @@ struct AttnConfig {
   int rotary_dim;  // 0 = head size
   bool bias;
   float theta = 10000.0f;
-  float position_scale = 1.0f;
+  float position_scale = 1.0f;  // linear rope scaling, folded into the table
 
   int width() const { return (nh + 2 * nkv) * hd; }
-  AttentionParams params() const {
+  int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
+  // The rotary inverse-frequency table a model would compute: [rot / 2].
+  std::vector<float> inv_freq() const {
+    std::vector<float> f(static_cast<size_t>(rot() / 2));
+    for (int j = 0; j < rot() / 2; ++j)
+      f[j] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * j / rot()) * position_scale);
+    return f;
+  }
+  // `table`: inv_freq(), kept alive by the caller.
+  AttentionParams params(std::vector<float>& table) const {
     AttentionParams p;
     p.n_heads = nh;
     p.n_kv_heads = nkv;
     p.head_dim = hd;
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
-    p.rotary = {style, rotary_dim, theta, position_scale};
+    p.rotary = {style, rotary_dim, view(table, {static_cast<int64_t>(table.size())})};
     return p;
   }
 };
@@ -67,7 +76,7 @@ void PrintTo(const AttnConfig& c, std::ostream* os) { *os << describe(c); }
 class PagedAttentionRun {
  public:
   PagedAttentionRun(const AttnConfig& cfg, std::vector<int> final_lengths, uint64_t seed)
-      : cfg_(cfg), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
+      : cfg_(cfg), inv_freq_(cfg.inv_freq()), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
     const int B = static_cast<int>(lengths_.size());
     bias_ = cfg.bias ? random_floats(cfg.width(), seed) : std::vector<float>(cfg.width(), 0.0f);
     for (int i = 0; i < B; ++i) {
@@ -157,7 +166,7 @@ class PagedAttentionRun {
     batch.block_tables = view(tables_, {B, max_blocks_});
     std::vector<float> out(static_cast<size_t>(T) * cfg_.nh * cfg_.hd, NAN);
     TensorView bias = view(bias_, {W});
-    const AttentionParams params = cfg_.params();
+    const AttentionParams params = cfg_.params(inv_freq_);
     if (masked)
       backend.masked_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch,
                                cache(), view(out, {T, cfg_.nh * cfg_.hd}));
@@ -207,15 +216,14 @@ class PagedAttentionRun {
   // Bias, then rotary at each position on the q and k heads, in double.
   std::vector<double> naive_process(const std::vector<float>& raw, int length) const {
     const int W = cfg_.width(), hd = cfg_.hd;
-    const int rot = cfg_.style == RotaryStyle::none ? 0 : (cfg_.rotary_dim ? cfg_.rotary_dim : hd);
+    const int rot = cfg_.rot();
     std::vector<double> x(raw.size());
     for (size_t e = 0; e < raw.size(); ++e) x[e] = static_cast<double>(raw[e]) + bias_[e % W];
     for (int p = 0; p < length; ++p)
       for (int h = 0; h < cfg_.nh + cfg_.nkv; ++h) {
         double* head = &x[p * W + h * hd];
         for (int j = 0; j < rot / 2; ++j) {
-          const double angle = p * static_cast<double>(cfg_.position_scale) *
-                               std::pow(static_cast<double>(cfg_.theta), -2.0 * j / rot);
+          const double angle = p * static_cast<double>(inv_freq_[j]);
           const int a = cfg_.style == RotaryStyle::neox ? j : 2 * j;
           const int b = cfg_.style == RotaryStyle::neox ? j + rot / 2 : 2 * j + 1;
           const double x0 = head[a], x1 = head[b];
@@ -227,6 +235,7 @@ class PagedAttentionRun {
   }
 
   AttnConfig cfg_;
+  std::vector<float> inv_freq_;
   std::vector<int> lengths_, n_past_;
   std::vector<float> bias_;
   std::vector<std::vector<float>> raw_;
@@ -309,7 +318,8 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   KvCacheLayer cache{TensorView(k.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
                      TensorView(v.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
                      kBlockSize};
-  const AttentionParams params = cfg.params();
+  std::vector<float> inv_freq = cfg.inv_freq();
+  const AttentionParams params = cfg.params(inv_freq);
   EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch,
                                           cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
@@ -328,6 +338,12 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   AttentionParams unscaled = params;
   unscaled.scale = 0.0f;
   EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, unscaled, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
+               Error);
+  // A rotary table that is not [rot / 2].
+  AttentionParams short_table = params;
+  short_table.rotary.inv_freq = TensorView(inv_freq.data(), DType::f32, {static_cast<int64_t>(inv_freq.size()) - 1});
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, short_table, batch,
                                           cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
 }

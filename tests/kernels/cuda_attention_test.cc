@@ -49,13 +49,23 @@ struct AttnCase {
   float position_scale = 1.0f;
 
   int width() const { return (nh + 2 * nkv) * hd; }
-  AttentionParams params() const {
+  int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
+  // The rotary inverse-frequency table a model would compute: [rot / 2], linear scaling
+  // (position_scale) folded in.
+  std::vector<float> inv_freq() const {
+    std::vector<float> f(static_cast<size_t>(rot() / 2));
+    for (int j = 0; j < rot() / 2; ++j)
+      f[j] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * j / rot()) * position_scale);
+    return f;
+  }
+  // `table`: inv_freq() on the device of the backend the call goes to.
+  AttentionParams params(const TensorView& table) const {
     AttentionParams p;
     p.n_heads = nh;
     p.n_kv_heads = nkv;
     p.head_dim = hd;
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
-    p.rotary = {style, rotary_dim, theta, position_scale};
+    p.rotary = {style, rotary_dim, table};
     return p;
   }
 };
@@ -121,7 +131,9 @@ class PagedPair {
                  raw_[i].begin() + static_cast<size_t>(n_past_[i] + n_new[i]) * W);
     }
     const int T = offsets[B];
-    const AttentionParams params = c_.params();
+    std::vector<float> inv_freq = c_.inv_freq();
+    const int64_t n_freq = static_cast<int64_t>(inv_freq.size());
+    const AttentionParams params = c_.params(host_view(inv_freq, {n_freq}));
 
     // CPU.
     SequenceBatch hb;
@@ -160,12 +172,15 @@ class PagedPair {
     db.token_offsets = offsets_d;
     db.n_past = n_past_d;
     db.block_tables = tables_d;
+    DeviceTensor inv_freq_d(gpu_, DType::f32, {std::max<int64_t>(n_freq, 1)});
+    inv_freq_d.set(inv_freq);
+    const AttentionParams dparams = c_.params(inv_freq_d.view().rows(0, n_freq));
     KvCacheLayer dcache{*kd_, *vd_, kBlockSize};
     TensorView qkv_v = qkv_d.view().rows(0, T), out_v = out_d.view().rows(0, T);
     if (masked)
-      gpu_.masked_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, params, db, dcache, out_v);
+      gpu_.masked_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, dparams, db, dcache, out_v);
     else
-      gpu_.context_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, params, db, dcache, out_v);
+      gpu_.context_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, dparams, db, dcache, out_v);
     gpu_.synchronize();
 
     const double tol = tolerance(dtype_);

@@ -127,5 +127,16 @@ INSTANTIATE_TEST_SUITE_P(Gguf, HfReference,
                                            ReferenceCase{"tiny_gpt2_gguf", "tiny-gpt2.gguf", "tiny-gpt2-f16"}),
                          case_name);
 
+// Config variants and families from tests/fixtures/make_tiny_families.py: GPT-2 with
+// scale_attn_weights false and scale_attn_by_inverse_layer_idx; Llama with Llama 3.1's rope
+// scaling, attention and MLP biases and tied embeddings, from safetensors and as llama.cpp's
+// convert_hf_to_gguf.py writes it (rope scaling as rope_freqs.weight), one reference.
+INSTANTIATE_TEST_SUITE_P(
+    Families, HfReference,
+    ::testing::Values(ReferenceCase{"tiny_gpt2_unscaled", "tiny-gpt2-unscaled", "tiny-gpt2-unscaled"},
+                      ReferenceCase{"tiny_llama3", "tiny-llama3", "tiny-llama3"},
+                      ReferenceCase{"tiny_llama3_gguf", "tiny-llama3.gguf", "tiny-llama3"}),
+    case_name);
+
 }  // namespace
 }  // namespace kestrel

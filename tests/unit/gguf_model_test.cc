@@ -76,8 +76,9 @@ TEST(GgufModel, LlamaConfigComesFromMetadata) {
   EXPECT_FALSE(c.tied_embeddings);  // output.weight is present
   EXPECT_FALSE(model->chat_template().empty());
   // With quantization none, quantized tensors are dequantized to f32 like the others: 64x1000 embedding and head,
-  // 3 layers of (64 + 2 * 32) x 64 QKV, 64x64 out, 320x64 up, 64x160 down, 2 x 64 norms.
-  const size_t params = 2 * 1000 * 64 + 3 * (128 * 64 + 64 * 64 + 320 * 64 + 64 * 160 + 2 * 64) + 64;
+  // 3 layers of (64 + 2 * 32) x 64 QKV, 64x64 out, 320x64 up, 64x160 down, 2 x 64 norms, and
+  // the 8 rotary inverse frequencies.
+  const size_t params = 2 * 1000 * 64 + 3 * (128 * 64 + 64 * 64 + 320 * 64 + 64 * 160 + 2 * 64) + 64 + 8;
   EXPECT_EQ(model->weight_bytes(), params * sizeof(float));
 }
 
