@@ -54,7 +54,8 @@ ModelShape apply_dims(ModelShape s, const DimArgs& d) {
     s.gated_ffn = kinds.gated_ffn;
     s.learned_positions = kinds.learned_positions;
     s.norm_bias = kinds.norm_bias;
-    s.linear_bias = kinds.linear_bias;
+    s.qkv_bias = kinds.qkv_bias;
+    s.out_bias = kinds.out_bias;
     s.mlp_bias = kinds.mlp_bias;
     c.architecture = *d.arch;
   }
@@ -103,7 +104,8 @@ nlohmann::json to_json(const Sizing& s) {
         {"head_dim", c.head_dim}, {"ffn", c.ffn_size}, {"vocab", c.vocab_size},
         {"max_positions", c.max_positions}, {"gated_ffn", s.shape.gated_ffn},
         {"learned_positions", s.shape.learned_positions}, {"norm_bias", s.shape.norm_bias},
-        {"linear_bias", s.shape.linear_bias}, {"mlp_bias", s.shape.mlp_bias}, {"tied_embeddings", c.tied_embeddings},
+        {"qkv_bias", s.shape.qkv_bias}, {"out_bias", s.shape.out_bias}, {"mlp_bias", s.shape.mlp_bias},
+        {"tied_embeddings", c.tied_embeddings},
         {"parameters", s.parameters}}},
       {"options",
        {{"dtype", kestrel::to_string(o.dtype)}, {"quantization", to_string(o.quantization)},

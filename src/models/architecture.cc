@@ -83,9 +83,11 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
       throw Error(ErrorCategory::unsupported, where + ": sliding_window = " + std::to_string(*window) +
                                                   ": sliding-window attention is not supported");
     arch = llama_architecture(json, where);
+  } else if (*model_type == "qwen2") {
+    arch = qwen2_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
-                where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral)");
+                where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral, qwen2)");
   }
   validate_config(arch.config, where);
   return arch;
@@ -144,9 +146,11 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = llama_architecture_from_gguf(file);
   } else if (*name == "gpt2") {
     arch = gpt2_architecture_from_gguf(file);
+  } else if (*name == "qwen2") {
+    arch = qwen2_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
-                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama)");
+                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2)");
   }
   validate_config(arch.config, where);
   return arch;

@@ -91,13 +91,15 @@ class GgufFile;
 // Error(unsupported) naming an unknown general.architecture.
 Architecture architecture_from_gguf(const GgufFile& file);
 
-// One pair of entries per architecture file (models/gpt2.cc, models/llama.cc): the
+// One pair of entries per architecture file (models/gpt2.cc, llama.cc, qwen2.cc): the
 // description from a Hugging Face config.json, and from GGUF metadata.
 Architecture gpt2_architecture(const nlohmann::json& config, const std::string& where,
                                const std::function<bool(const std::string&)>& has_tensor);
 Architecture gpt2_architecture_from_gguf(const GgufFile& file);
 Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
 Architecture llama_architecture_from_gguf(const GgufFile& file);
+Architecture qwen2_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

@@ -71,7 +71,8 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
            matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
-  if (shape.linear_bias) layer += vector_bytes(dtype, qkv_rows + H);
+  if (shape.qkv_bias) layer += vector_bytes(dtype, qkv_rows);
+  if (shape.out_bias) layer += vector_bytes(dtype, H);
   if (shape.mlp_bias) layer += vector_bytes(dtype, d.up_rows + H);
   w.layers = layer * static_cast<size_t>(layers);
   w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
@@ -170,7 +171,8 @@ ModelShape shape_of(const Architecture& arch) {
   s.gated_ffn = arch.kinds.gated_ffn;
   s.learned_positions = arch.kinds.positions == PositionKind::learned;
   s.norm_bias = !arch.recipe(WeightSlot::attn_norm_bias, 0).sources.empty();
-  s.linear_bias = !arch.recipe(WeightSlot::qkv_bias, 0).sources.empty();
+  s.qkv_bias = !arch.recipe(WeightSlot::qkv_bias, 0).sources.empty();
+  s.out_bias = !arch.recipe(WeightSlot::out_bias, 0).sources.empty();
   s.mlp_bias = !arch.recipe(WeightSlot::up_bias, 0).sources.empty();
   s.rotary_pairs = static_cast<int>(arch.kinds.rotary_inv_freq.size());
   // Tied exactly when WeightStore would store the two once (same source tensors).
@@ -216,7 +218,7 @@ ModelShape gpt_preset(int layers, int hidden, int heads, int vocab, int position
   c.ffn_size = 4 * hidden;
   c.max_positions = positions;
   c.tied_embeddings = true;
-  s.learned_positions = s.norm_bias = s.linear_bias = s.mlp_bias = true;
+  s.learned_positions = s.norm_bias = s.qkv_bias = s.out_bias = s.mlp_bias = true;
   return s;
 }
 

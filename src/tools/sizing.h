@@ -45,7 +45,8 @@ struct ModelShape {
   bool gated_ffn = false;          // up projection is [gate | up], 2F rows
   bool learned_positions = false;  // a [max_positions, H] position embedding
   bool norm_bias = false;          // LayerNorm beta in every norm
-  bool linear_bias = false;        // biases of qkv and out (attention)
+  bool qkv_bias = false;           // biases of the q, k, v projections
+  bool out_bias = false;           // bias of the attention output projection
   bool mlp_bias = false;           // biases of up and down (feed-forward)
   int rotary_pairs = 0;            // entries of the rotary inverse-frequency table (rot / 2)
   std::string source;              // the file, directory or preset it came from

@@ -157,6 +157,36 @@ TEST(ConfigAuditMistral, SlidingWindowIsRefusedByName) {
   EXPECT_NO_THROW(describe(config));
 }
 
+TEST(ConfigAuditQwen2, QkvBiasesAndNoOthers) {
+  const Architecture arch = describe(fixture_config("tiny-qwen2"));
+  EXPECT_EQ(arch.recipe(WeightSlot::qkv_bias, 0).sources.size(), 3u);
+  EXPECT_TRUE(arch.recipe(WeightSlot::out_bias, 0).sources.empty());
+  EXPECT_TRUE(arch.recipe(WeightSlot::up_bias, 0).sources.empty());
+  EXPECT_TRUE(arch.recipe(WeightSlot::down_bias, 0).sources.empty());
+  EXPECT_EQ(arch.recipe(WeightSlot::lm_head, -1).sources, std::vector<std::string>{"model.embed_tokens.weight"});
+}
+
+TEST(ConfigAuditQwen2, UseSlidingWindowIsRefusedByName) {
+  json config = fixture_config("tiny-qwen2");
+  config["use_sliding_window"] = true;
+  config["sliding_window"] = 32;
+  expect_refused(config, ErrorCategory::unsupported, {"use_sliding_window"});
+  config["use_sliding_window"] = false;  // sliding_window is then unused, as in transformers
+  EXPECT_NO_THROW(describe(config));
+}
+
+TEST(ConfigAuditQwen2, RopeScalingIsRefusedByName) {
+  json config = fixture_config("tiny-qwen2");
+  config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling"});
+}
+
+TEST(ConfigAuditQwen2, HiddenActOtherThanSiluIsRefusedByName) {
+  json config = fixture_config("tiny-qwen2");
+  config["hidden_act"] = "gelu";
+  expect_refused(config, ErrorCategory::unsupported, {"hidden_act"});
+}
+
 TEST(ConfigAudit, UnknownModelTypeIsRefusedByName) {
   json config = fixture_config("tiny-llama");
   config["model_type"] = "mamba";

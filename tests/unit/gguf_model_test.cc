@@ -236,6 +236,18 @@ TEST(GgufBadModel, RopeScalingOtherThanLinearIsUnsupported) {
                     "yarn.gguf", ErrorCategory::unsupported, {"llama.rope.scaling.type", "'yarn'"});
 }
 
+TEST(GgufBadModel, Qwen2RopeScalingIsUnsupportedAndNamed) {
+  expect_load_error(GgufEditor(testing::fixture_dir() / "tiny-qwen2.gguf")
+                        .set("qwen2.rope.scaling.type", std::string("yarn"))
+                        .set("qwen2.rope.scaling.factor", 4.0f),
+                    "qwen2_yarn.gguf", ErrorCategory::unsupported, {"qwen2.rope.scaling.type", "'yarn'"});
+}
+
+TEST(GgufBadModel, RopeFreqsOfTheWrongLengthIsNamed) {
+  expect_load_error(GgufEditor(testing::fixture_dir() / "tiny-llama3.gguf").replace_tensor("rope_freqs.weight", {4}),
+                    "short_rope_freqs.gguf", ErrorCategory::format, {"rope_freqs.weight", "4 values", "expected 8"});
+}
+
 TEST(GgufBadModel, TooFewTokensForTheEmbeddingIsAShapeError) {
   GgufFile file(tiny_llama());
   std::vector<std::string> tokens = *file.get_string_array("tokenizer.ggml.tokens");
