@@ -56,6 +56,10 @@ struct AttentionParams {
   int head_dim = 0;    // hd
   float scale = 0.0f;  // softmax scale, usually 1/sqrt(hd); must be set (> 0)
   RotaryParams rotary;
+  // > 0: sliding-window attention, a token at position p attends to positions
+  // max(0, p - sliding_window + 1) .. p only (Mistral); 0: to every earlier position.
+  // The cache still holds every position.
+  int sliding_window = 0;
 };
 
 // One layer's slice of the paged KV cache. Block b of the pool holds the keys of
@@ -192,7 +196,7 @@ class Backend {
   virtual void gated_activation(const TensorView& gate_up, Activation act, TensorView out) = 0;
 
   // Context phase: causal attention of each sequence's new tokens over its cached and new
-  // positions. Adds qkv_bias, applies rotary at each token's position, writes the new K/V
+  // positions (the last params.sliding_window of them when set). Adds qkv_bias, applies rotary at each token's position, writes the new K/V
   // into the cache, then computes softmax(scale * q k^T) v.
   //   qkv: [T, (nh + 2 nkv) * hd] as [q heads | k heads | v heads]; scratch: its contents
   //   afterwards are unspecified

@@ -34,6 +34,8 @@ int check_attention_params(Device device, const AttentionParams& params, const c
   if (!(params.scale > 0.0f) || !std::isfinite(params.scale))
     op_fail(op, "scale must be positive and finite (usually 1/sqrt(head_dim)), got " +
                     std::to_string(params.scale));
+  if (params.sliding_window < 0)
+    op_fail(op, "sliding_window must be 0 (off) or positive, got " + std::to_string(params.sliding_window));
   const RotaryParams& rp = params.rotary;
   if (rp.style == RotaryStyle::none) return 0;
   const int rot = rp.rotary_dim == 0 ? hd : rp.rotary_dim;

@@ -26,6 +26,7 @@ struct AttentionArgs {
   int group = 1;      // query heads per KV head (nh / nkv)
   int64_t width = 0;  // (nh + 2 nkv) hd
   float scale = 0.0f;
+  int window = 0;  // sliding window (0 = off)
   int rot = 0;  // rotating dims per head (0 = no rotary)
   RotaryStyle style = RotaryStyle::none;
   const float* inv_freq = nullptr;  // [rot / 2]
@@ -58,6 +59,7 @@ inline AttentionArgs attention_args(const LaunchContext& ctx, TensorView qkv,
   a.group = params.n_heads / params.n_kv_heads;
   a.width = qkv.dim(1);
   a.scale = params.scale;
+  a.window = params.sliding_window;
   const RotaryParams& rp = params.rotary;
   a.style = rp.style;
   a.rot =
@@ -123,6 +125,11 @@ __device__ __forceinline__ void rotary_angles(const AttentionArgs& a, int pos, d
     const double angle = __fmul_rn(p, a.inv_freq[j]);
     sincos(angle, &sin_s[j], &cos_s[j]);
   }
+}
+
+// The first position a token at position `pos` attends to: 0, or the start of its window.
+__device__ __forceinline__ int first_attended(const AttentionArgs& a, int pos) {
+  return a.window > 0 ? max(0, pos - a.window + 1) : 0;
 }
 
 // Rotary pair j of a head: the two element indices it turns (NeoX: j, j + rot/2; GPT-J:

@@ -77,12 +77,10 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
   Architecture arch;
   if (*model_type == "gpt2") {
     arch = gpt2_architecture(json, where, has_tensor);
-  } else if (*model_type == "llama" || *model_type == "mistral") {
-    const auto window = *model_type == "mistral" ? json_int(json, {"sliding_window"}, where) : std::nullopt;
-    if (window)
-      throw Error(ErrorCategory::unsupported, where + ": sliding_window = " + std::to_string(*window) +
-                                                  ": sliding-window attention is not supported");
+  } else if (*model_type == "llama") {
     arch = llama_architecture(json, where);
+  } else if (*model_type == "mistral") {
+    arch = mistral_architecture(json, where);
   } else if (*model_type == "qwen2") {
     arch = qwen2_architecture(json, where);
   } else {

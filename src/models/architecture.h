@@ -34,6 +34,8 @@ struct LayerKinds {
   // with `attn_scale_by_inverse_layer` (GPT-2's scale_attn_by_inverse_layer_idx).
   bool attn_scale_by_head_dim = true;
   bool attn_scale_by_inverse_layer = false;
+  // > 0: each token attends to the last `sliding_window` positions only (Mistral).
+  int sliding_window = 0;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -92,12 +94,14 @@ class GgufFile;
 Architecture architecture_from_gguf(const GgufFile& file);
 
 // One pair of entries per architecture file (models/gpt2.cc, llama.cc, qwen2.cc): the
-// description from a Hugging Face config.json, and from GGUF metadata.
+// description from a Hugging Face config.json, and from GGUF metadata (mistral.cc: config.json
+// only, llama.cpp writes Mistral as "llama").
 Architecture gpt2_architecture(const nlohmann::json& config, const std::string& where,
                                const std::function<bool(const std::string&)>& has_tensor);
 Architecture gpt2_architecture_from_gguf(const GgufFile& file);
 Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
 Architecture llama_architecture_from_gguf(const GgufFile& file);
+Architecture mistral_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 

@@ -1,4 +1,4 @@
-// Llama family (Llama 2/3/3.1/3.2, SmolLM2, Mistral without sliding window): RMSNorm,
+// Llama family (Llama 2/3/3.1/3.2, SmolLM2; Mistral and Qwen2 share llama_like_*): RMSNorm,
 // rotary positions (rope scaling: linear, llama3), SwiGLU, grouped-query attention, optional
 // attention / MLP biases, tied or untied LM head.
 //

@@ -35,6 +35,7 @@ struct AttnConfig {
   bool bias;
   float theta = 10000.0f;
   float position_scale = 1.0f;  // linear rope scaling, folded into the table
+  int window = 0;               // sliding window (0 = off)
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -53,6 +54,7 @@ struct AttnConfig {
     p.head_dim = hd;
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
     p.rotary = {style, rotary_dim, view(table, {static_cast<int64_t>(table.size())})};
+    p.sliding_window = window;
     return p;
   }
 };
@@ -63,7 +65,7 @@ std::string describe(const AttnConfig& c) {
                                                      : "gptj";
   return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" +
          std::to_string(c.hd) + "_" + style + std::to_string(c.rotary_dim) +
-         (c.bias ? "_bias" : "");
+         (c.bias ? "_bias" : "") + (c.window ? "_window" + std::to_string(c.window) : "");
 }
 std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
   return describe(info.param);
@@ -119,8 +121,10 @@ class PagedAttentionRun {
       for (int p = n_past_[i]; p < n_past_[i] + n_new[i]; ++p)
         for (int h = 0; h < cfg_.nh; ++h) {
           const int g = h / group;
-          std::vector<double> scores(p + 1);
-          for (int j = 0; j <= p; ++j) {
+          // Positions before the window get no weight.
+          const int first = cfg_.window > 0 ? std::max(0, p - cfg_.window + 1) : 0;
+          std::vector<double> scores(p + 1, -INFINITY);
+          for (int j = first; j <= p; ++j) {
             double dot = 0;
             for (int d = 0; d < hd; ++d)
               dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
@@ -301,7 +305,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
                                            AttnConfig{8, 1, 64, RotaryStyle::gptj, 0, false},
                                            AttnConfig{2, 2, 80, RotaryStyle::gptj, 0, true},
                                            AttnConfig{4, 2, 128, RotaryStyle::neox, 0, false,
-                                                      500000.0f, 0.25f}),
+                                                      500000.0f, 0.25f},
+                                           AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 5},
+                                           AttnConfig{2, 1, 80, RotaryStyle::gptj, 0, false, 10000.0f, 1.0f, 19}),
                          config_name);
 
 TEST(CpuAttentionErrors, RejectsMalformedBatches) {

@@ -47,6 +47,7 @@ struct AttnCase {
   bool bias;
   float theta = 10000.0f;
   float position_scale = 1.0f;
+  int window = 0;  // sliding window (0 = off)
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -66,6 +67,7 @@ struct AttnCase {
     p.head_dim = hd;
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
     p.rotary = {style, rotary_dim, table};
+    p.sliding_window = window;
     return p;
   }
 };
@@ -76,6 +78,7 @@ const AttnCase kCases[] = {
     {"gqa8_hd128_neox", 16, 2, 128, RotaryStyle::neox, 0, false},
     {"mqa_hd64_gptj_partial_bias", 8, 1, 64, RotaryStyle::gptj, 32, true},
     {"gqa2_hd128_neox_partial_scaled", 4, 2, 128, RotaryStyle::neox, 64, true, 5000.0f, 0.5f},
+    {"mqa_hd64_neox_window13", 4, 1, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 13},
 };
 
 // The same sequences on both backends: host tables and caches for the CPU, device ones for
@@ -282,7 +285,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention,
                                             ::testing::Values(0)),
                          param_name);
 INSTANTIATE_TEST_SUITE_P(MultiBlock, CudaAttention,
-                         ::testing::Combine(::testing::Values(kCases[1], kCases[3]),
+                         ::testing::Combine(::testing::Values(kCases[1], kCases[3], kCases[5]),
                                             ::testing::Values(DType::f32, DType::f16),
                                             ::testing::Values(16, 48)),
                          param_name);
@@ -304,6 +307,16 @@ TEST_P(CudaLongAttention, LongSequencesMatchCpu) {
   const auto& [dtype, partition] = GetParam();
   const AttnCase c{"long_gqa4_hd128", 8, 2, 128, RotaryStyle::neox, 0, false};
   PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 21);
+  pair.step({1100, 650}, false, "prefill");
+  for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
+}
+
+// A sliding window of 100 over the same long sequences: most partitions of the multi-block
+// path fall entirely before the window.
+TEST_P(CudaLongAttention, LongSequencesWithASlidingWindowMatchCpu) {
+  const auto& [dtype, partition] = GetParam();
+  const AttnCase c{"long_window100", 8, 2, 128, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 100};
+  PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 22);
   pair.step({1100, 650}, false, "prefill");
   for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
 }

@@ -148,13 +148,21 @@ TEST(ConfigAuditLlama, MathNeutralKeysAreAccepted) {
   EXPECT_NO_THROW(describe(config));
 }
 
-TEST(ConfigAuditMistral, SlidingWindowIsRefusedByName) {
-  json config = fixture_config("tiny-llama");
-  config["model_type"] = "mistral";
-  config["sliding_window"] = 4096;
-  expect_refused(config, ErrorCategory::unsupported, {"sliding_window"});
+TEST(ConfigAuditMistral, SlidingWindowIsRead) {
+  json config = fixture_config("tiny-mistral");
+  EXPECT_EQ(describe(config).kinds.sliding_window, 8);
   config["sliding_window"] = nullptr;  // Mistral v0.2 and later: full attention
-  EXPECT_NO_THROW(describe(config));
+  EXPECT_EQ(describe(config).kinds.sliding_window, 0);
+  config["sliding_window"] = 0;
+  expect_refused(config, ErrorCategory::format, {"sliding_window"});
+}
+
+TEST(ConfigAuditMistral, KeysOutsideMistralConfigAreRefusedByName) {
+  for (const char* key : {"rope_scaling", "attention_bias", "mlp_bias"}) {
+    json config = fixture_config("tiny-mistral");
+    config[key] = std::string(key) == "rope_scaling" ? json{{"rope_type", "linear"}, {"factor", 2.0}} : json(true);
+    expect_refused(config, ErrorCategory::unsupported, {key});
+  }
 }
 
 TEST(ConfigAuditQwen2, QkvBiasesAndNoOthers) {
