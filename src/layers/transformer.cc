@@ -60,9 +60,19 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
                       tensor);
-      backend.add_residual_norm(hidden, &proj, lw.out_bias.empty() ? nullptr : &lw.out_bias, lw.ffn_norm,
-                                normed);
-      feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+      const TensorView* out_bias = lw.out_bias.empty() ? nullptr : &lw.out_bias;
+      if (!m.arch.kinds.parallel_residual) {
+        backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
+        feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+      } else {
+        // h + attn(norm1(h)) + ffn(norm2(h)): norm2 of the same h, before the attention
+        // output joins it (with one shared norm, `normed` already holds it). Once the up
+        // projection has read `normed`, it is scratch for the norm the add computes.
+        if (!m.arch.kinds.shared_norm) backend.add_residual_norm(hidden, nullptr, nullptr, lw.ffn_norm, normed);
+        feed_forward_up(backend, lw, m.arch.kinds, normed, ffn, ffn_act);
+        backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
+        feed_forward_down(backend, lw, m.arch.kinds, ffn, ffn_act, proj, tensor);
+      }
       pending = &proj;
       pending_bias = lw.down_bias.empty() ? nullptr : &lw.down_bias;
     }

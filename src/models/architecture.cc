@@ -54,6 +54,14 @@ void validate_config(const ModelConfig& c, const std::string& where) {
   if (!(c.norm_eps > 0.0f)) throw Error(ErrorCategory::format, where + ": norm epsilon must be positive");
 }
 
+Activation hf_activation(const std::string& name, const char* key, const std::string& where) {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
+  if (name == "gelu") return Activation::gelu_erf;
+  if (name == "relu") return Activation::relu;
+  throw Error(ErrorCategory::unsupported,
+              where + ": " + key + " '" + name + "' is not supported (gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu)");
+}
+
 float attention_scale(const Architecture& arch, int layer) {
   float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
@@ -83,9 +91,11 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = mistral_architecture(json, where);
   } else if (*model_type == "qwen2") {
     arch = qwen2_architecture(json, where);
+  } else if (*model_type == "gpt_neox") {
+    arch = gpt_neox_architecture(json, where);
   } else {
-    throw Error(ErrorCategory::unsupported,
-                where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral, qwen2)");
+    throw Error(ErrorCategory::unsupported, where + ": model_type '" + *model_type +
+                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox)");
   }
   validate_config(arch.config, where);
   return arch;
@@ -146,9 +156,11 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = gpt2_architecture_from_gguf(file);
   } else if (*name == "qwen2") {
     arch = qwen2_architecture_from_gguf(file);
+  } else if (*name == "gptneox") {
+    arch = gpt_neox_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
-                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2)");
+                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox)");
   }
   validate_config(arch.config, where);
   return arch;

@@ -36,6 +36,12 @@ struct LayerKinds {
   bool attn_scale_by_inverse_layer = false;
   // > 0: each token attends to the last `sliding_window` positions only (Mistral).
   int sliding_window = 0;
+  // Parallel residual (GPT-NeoX's use_parallel_residual, GPT-J): a layer computes
+  // h + attn(norm1(h)) + ffn(norm2(h)) instead of h' = h + attn(norm1(h)), h' + ffn(norm2(h')).
+  // `shared_norm`: norm2 is norm1 (GPT-J's single ln_1; the ffn_norm slots then name the
+  // same tensors as the attn_norm ones).
+  bool parallel_residual = false;
+  bool shared_norm = false;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -67,6 +73,10 @@ const char* to_string(WeightSlot slot);
 struct WeightRecipe {
   std::vector<std::string> sources;  // empty: the model has no such weight
   bool transposed = false;
+  // > 0: a single source holds the rows of a QKV weight or bias head after head, each head
+  // as [q | k | v] blocks of this many rows (GPT-NeoX's query_key_value, viewed as
+  // [nh, 3, hd, H]); they are gathered into the canonical [q heads | k heads | v heads].
+  int interleaved_head_rows = 0;
 };
 
 struct Architecture {
@@ -102,6 +112,8 @@ Architecture gpt2_architecture_from_gguf(const GgufFile& file);
 Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
 Architecture llama_architecture_from_gguf(const GgufFile& file);
 Architecture mistral_architecture(const nlohmann::json& config, const std::string& where);
+Architecture gpt_neox_architecture(const nlohmann::json& config, const std::string& where);
+Architecture gpt_neox_architecture_from_gguf(const GgufFile& file);
 Architecture qwen2_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 
@@ -110,6 +122,10 @@ Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 // tensors contributes: [q, k, v] rows for a three-part QKV, [gate, up] for a two-part FFN.
 std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot);
 std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size_t parts);
+
+// transformers' ACT2FN name of a non-gated activation (gelu_new, gelu_pytorch_tanh,
+// gelu_fast: tanh GELU; gelu: erf GELU; relu); others throw Error(unsupported) naming `key`.
+Activation hf_activation(const std::string& name, const char* key, const std::string& where);
 
 // The softmax scale of the attention of `layer` (0-based, counted over the whole model).
 float attention_scale(const Architecture& arch, int layer);

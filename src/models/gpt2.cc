@@ -11,17 +11,6 @@
 
 namespace kestrel {
 
-namespace {
-
-Activation gpt2_activation(const std::string& name, const std::string& where) {
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
-  if (name == "gelu") return Activation::gelu_erf;
-  if (name == "relu") return Activation::relu;
-  throw Error(ErrorCategory::unsupported, where + ": activation_function '" + name + "' is not supported");
-}
-
-}  // namespace
-
 Architecture gpt2_architecture(const nlohmann::json& json, const std::string& where,
                                const std::function<bool(const std::string&)>& has_tensor) {
   Architecture arch;
@@ -43,7 +32,7 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
                                            " is not divisible by n_head " + std::to_string(c.num_heads));
   arch.kinds.norm = NormKind::layer_norm;
   arch.kinds.activation =
-      gpt2_activation(json_string(json, "activation_function", where).value_or("gelu_new"), where);
+      hf_activation(json_string(json, "activation_function", where).value_or("gelu_new"), "activation_function", where);
   arch.kinds.positions = PositionKind::learned;
   arch.kinds.attn_scale_by_head_dim = json_bool(json, "scale_attn_weights", where).value_or(true);
   arch.kinds.attn_scale_by_inverse_layer =

@@ -133,7 +133,8 @@ INSTANTIATE_TEST_SUITE_P(Gguf, HfReference,
 // convert_hf_to_gguf.py writes it (rope scaling as rope_freqs.weight), one reference; Qwen2
 // (q, k, v biases, tied embeddings) from safetensors and from llama.cpp's converter; Mistral
 // with a sliding window of 8 positions (prompts up to 40 tokens and 20 greedy tokens: up
-// to 7 windows; the chunked case also crosses KV blocks of 4).
+// to 7 windows; the chunked case also crosses KV blocks of 4); GPT-NeoX (Pythia's layout:
+// partial rotary, parallel residual, per-head fused QKV) from safetensors and GGUF.
 INSTANTIATE_TEST_SUITE_P(
     Families, HfReference,
     ::testing::Values(ReferenceCase{"tiny_gpt2_unscaled", "tiny-gpt2-unscaled", "tiny-gpt2-unscaled"},
@@ -141,7 +142,9 @@ INSTANTIATE_TEST_SUITE_P(
                       ReferenceCase{"tiny_llama3_gguf", "tiny-llama3.gguf", "tiny-llama3"},
                       ReferenceCase{"tiny_qwen2", "tiny-qwen2", "tiny-qwen2"},
                       ReferenceCase{"tiny_qwen2_gguf", "tiny-qwen2.gguf", "tiny-qwen2"},
-                      ReferenceCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"}),
+                      ReferenceCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
+                      ReferenceCase{"tiny_gpt_neox", "tiny-gpt-neox", "tiny-gpt-neox"},
+                      ReferenceCase{"tiny_gpt_neox_gguf", "tiny-gpt-neox.gguf", "tiny-gpt-neox"}),
     case_name);
 
 }  // namespace

@@ -195,6 +195,33 @@ TEST(ConfigAuditQwen2, HiddenActOtherThanSiluIsRefusedByName) {
   expect_refused(config, ErrorCategory::unsupported, {"hidden_act"});
 }
 
+TEST(ConfigAuditGptNeox, RotaryPctParallelResidualAndInterleavedQkv) {
+  json config = fixture_config("tiny-gpt-neox");  // head_dim 16, rotary_pct 0.5
+  Architecture arch = describe(config);
+  EXPECT_EQ(arch.kinds.rotary_dim, 8);
+  EXPECT_EQ(arch.kinds.rotary_inv_freq.size(), 4u);
+  EXPECT_TRUE(arch.kinds.parallel_residual);
+  EXPECT_FALSE(arch.kinds.shared_norm);
+  EXPECT_EQ(arch.kinds.activation, Activation::gelu_erf);
+  EXPECT_EQ(arch.recipe(WeightSlot::qkv_weight, 0).interleaved_head_rows, 16);
+  config["use_parallel_residual"] = false;
+  EXPECT_FALSE(describe(config).kinds.parallel_residual);
+  config["attention_bias"] = false;
+  EXPECT_TRUE(describe(config).recipe(WeightSlot::qkv_bias, 0).sources.empty());
+}
+
+TEST(ConfigAuditGptNeox, RefusedKeysAreNamed) {
+  json config = fixture_config("tiny-gpt-neox");
+  config["rotary_pct"] = 0.3125;  // int(16 * 0.3125) = 5 rotary dims: no whole pairs
+  expect_refused(config, ErrorCategory::unsupported, {"rotary_pct"});
+  config = fixture_config("tiny-gpt-neox");
+  config["hidden_act"] = "silu";
+  expect_refused(config, ErrorCategory::unsupported, {"hidden_act", "'silu'"});
+  config = fixture_config("tiny-gpt-neox");
+  config["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
+}
+
 TEST(ConfigAudit, UnknownModelTypeIsRefusedByName) {
   json config = fixture_config("tiny-llama");
   config["model_type"] = "mamba";
