@@ -95,13 +95,14 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   TensorView last = s.buf(Buf::last).rows(0, R);
   backend.gather_rows(s.buf(Buf::normed).rows(0, step.tokens), s.buf(Buf::logit_rows).rows(0, R), last);
   TensorView logits = s.buf(Buf::logits).rows(0, R);
+  const TensorView* head_bias = w.lm_head_bias.empty() ? nullptr : &w.lm_head_bias;
   if (!tensor) {
-    linear(backend, w.lm_head, last, nullptr, logits);
+    linear(backend, w.lm_head, last, head_bias, logits);
     return;
   }
   // Vocabulary-parallel LM head: each rank computes its rows, then all gather the columns.
   TensorView local = s.buf(Buf::logits_local).rows(0, R);
-  linear(backend, w.lm_head, last, nullptr, local);
+  linear(backend, w.lm_head, last, head_bias, local);
   tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
 }
 

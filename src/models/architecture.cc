@@ -17,6 +17,7 @@ const char* to_string(WeightSlot slot) {
     case WeightSlot::final_norm_weight: return "final_norm_weight";
     case WeightSlot::final_norm_bias: return "final_norm_bias";
     case WeightSlot::lm_head: return "lm_head";
+    case WeightSlot::lm_head_bias: return "lm_head_bias";
     case WeightSlot::attn_norm_weight: return "attn_norm_weight";
     case WeightSlot::attn_norm_bias: return "attn_norm_bias";
     case WeightSlot::qkv_weight: return "qkv_weight";
@@ -93,9 +94,11 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = qwen2_architecture(json, where);
   } else if (*model_type == "gpt_neox") {
     arch = gpt_neox_architecture(json, where);
+  } else if (*model_type == "gptj") {
+    arch = gptj_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported, where + ": model_type '" + *model_type +
-                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox)");
+                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj)");
   }
   validate_config(arch.config, where);
   return arch;
@@ -112,6 +115,7 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
       if (arch.kinds.positions != PositionKind::learned) return {};
       return {c.max_positions, H};
     case WeightSlot::lm_head: return {V, H};
+    case WeightSlot::lm_head_bias: return {V};
     case WeightSlot::qkv_weight: return {qkv_rows, H};
     case WeightSlot::qkv_bias: return {qkv_rows};
     case WeightSlot::out_weight: return {H, c.num_heads * hd};

@@ -53,6 +53,7 @@ enum class WeightSlot : uint8_t {
   final_norm_weight,   // [H]
   final_norm_bias,     // [H]
   lm_head,             // [V, H]
+  lm_head_bias,        // [V] (GPT-J)
   attn_norm_weight,    // [H]
   attn_norm_bias,      // [H]
   qkv_weight,          // [(nh + 2 nkv) hd, H]
@@ -114,6 +115,7 @@ Architecture llama_architecture_from_gguf(const GgufFile& file);
 Architecture mistral_architecture(const nlohmann::json& config, const std::string& where);
 Architecture gpt_neox_architecture(const nlohmann::json& config, const std::string& where);
 Architecture gpt_neox_architecture_from_gguf(const GgufFile& file);
+Architecture gptj_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 

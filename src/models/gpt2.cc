@@ -64,6 +64,7 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
       case WeightSlot::up_bias: return {{h + "mlp.c_fc.bias"}};
       case WeightSlot::down_weight: return {{h + "mlp.c_proj.weight"}, true};
       case WeightSlot::down_bias: return {{h + "mlp.c_proj.bias"}};
+      case WeightSlot::lm_head_bias: return {};
     }
     return {};
   };
@@ -115,6 +116,7 @@ Architecture gpt2_architecture_from_gguf(const GgufFile& file) {
       case WeightSlot::up_bias: return {{b + "ffn_up.bias"}};
       case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
       case WeightSlot::down_bias: return {{b + "ffn_down.bias"}};
+      case WeightSlot::lm_head_bias: return {};
     }
     return {};
   };

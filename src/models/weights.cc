@@ -326,6 +326,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
     if (w.lm_head.empty()) w.lm_head = dense_or_quantized(WeightSlot::lm_head, -1, vocab_slice, w.token_embedding.dense);
     if (w.lm_head.empty()) throw Error(ErrorCategory::internal, arch.name + ": no LM head");
+    w.lm_head_bias = get(WeightSlot::lm_head_bias, -1, vocab_slice);
   }
   if (w.layers.empty()) throw Error(ErrorCategory::internal, arch.name + ": no layers on this rank");
   return w;

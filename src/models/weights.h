@@ -48,6 +48,7 @@ struct ModelWeights {
   NormParams final_norm;
   LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; quantized apart from a
                          // tied embedding, which stays dense
+  TensorView lm_head_bias;  // [V / tp], or empty (only GPT-J has one)
   std::vector<LayerWeights> layers;
 };
 

@@ -66,7 +66,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     if (shape.learned_positions) w.position_embedding = vector_bytes(dtype, static_cast<int64_t>(c.max_positions) * H);
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
-  size_t layer = 2 * vector_bytes(dtype, norm);
+  size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
   layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true) +
            matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
@@ -85,6 +85,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     } else {
       w.lm_head = matrix_bytes(o, dtype, d.vocab, H, false);
     }
+    if (shape.lm_head_bias) w.lm_head += vector_bytes(dtype, d.vocab);
   }
   return w;
 }
@@ -174,6 +175,8 @@ ModelShape shape_of(const Architecture& arch) {
   s.qkv_bias = !arch.recipe(WeightSlot::qkv_bias, 0).sources.empty();
   s.out_bias = !arch.recipe(WeightSlot::out_bias, 0).sources.empty();
   s.mlp_bias = !arch.recipe(WeightSlot::up_bias, 0).sources.empty();
+  s.lm_head_bias = !arch.recipe(WeightSlot::lm_head_bias, -1).sources.empty();
+  s.shared_norm = arch.kinds.shared_norm;
   s.rotary_pairs = static_cast<int>(arch.kinds.rotary_inv_freq.size());
   // Tied exactly when WeightStore would store the two once (same source tensors).
   s.config.tied_embeddings =

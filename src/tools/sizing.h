@@ -48,6 +48,8 @@ struct ModelShape {
   bool qkv_bias = false;           // biases of the q, k, v projections
   bool out_bias = false;           // bias of the attention output projection
   bool mlp_bias = false;           // biases of up and down (feed-forward)
+  bool lm_head_bias = false;       // a [V] bias of the LM head (GPT-J)
+  bool shared_norm = false;        // one norm per layer feeds attention and FFN (GPT-J)
   int rotary_pairs = 0;            // entries of the rotary inverse-frequency table (rot / 2)
   std::string source;              // the file, directory or preset it came from
 };

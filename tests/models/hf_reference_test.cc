@@ -134,7 +134,8 @@ INSTANTIATE_TEST_SUITE_P(Gguf, HfReference,
 // (q, k, v biases, tied embeddings) from safetensors and from llama.cpp's converter; Mistral
 // with a sliding window of 8 positions (prompts up to 40 tokens and 20 greedy tokens: up
 // to 7 windows; the chunked case also crosses KV blocks of 4); GPT-NeoX (Pythia's layout:
-// partial rotary, parallel residual, per-head fused QKV) from safetensors and GGUF.
+// partial rotary, parallel residual, per-head fused QKV) from safetensors and GGUF; GPT-J
+// (partial GPT-J-style rotary, parallel block off one LayerNorm, LM-head bias).
 INSTANTIATE_TEST_SUITE_P(
     Families, HfReference,
     ::testing::Values(ReferenceCase{"tiny_gpt2_unscaled", "tiny-gpt2-unscaled", "tiny-gpt2-unscaled"},
@@ -144,7 +145,8 @@ INSTANTIATE_TEST_SUITE_P(
                       ReferenceCase{"tiny_qwen2_gguf", "tiny-qwen2.gguf", "tiny-qwen2"},
                       ReferenceCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
                       ReferenceCase{"tiny_gpt_neox", "tiny-gpt-neox", "tiny-gpt-neox"},
-                      ReferenceCase{"tiny_gpt_neox_gguf", "tiny-gpt-neox.gguf", "tiny-gpt-neox"}),
+                      ReferenceCase{"tiny_gpt_neox_gguf", "tiny-gpt-neox.gguf", "tiny-gpt-neox"},
+                      ReferenceCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"}),
     case_name);
 
 }  // namespace

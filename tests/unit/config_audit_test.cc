@@ -222,6 +222,24 @@ TEST(ConfigAuditGptNeox, RefusedKeysAreNamed) {
   expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
 }
 
+TEST(ConfigAuditGptj, OneNormParallelBlockAndLmHeadBias) {
+  json config = fixture_config("tiny-gptj");
+  const Architecture arch = describe(config);
+  EXPECT_TRUE(arch.kinds.parallel_residual);
+  EXPECT_TRUE(arch.kinds.shared_norm);
+  EXPECT_EQ(arch.kinds.rotary_style, RotaryStyle::gptj);
+  EXPECT_EQ(arch.kinds.rotary_dim, 8);
+  EXPECT_EQ(arch.recipe(WeightSlot::ffn_norm_weight, 1).sources, arch.recipe(WeightSlot::attn_norm_weight, 1).sources);
+  EXPECT_EQ(arch.recipe(WeightSlot::lm_head_bias, -1).sources, std::vector<std::string>{"lm_head.bias"});
+  config["rotary_dim"] = nullptr;  // the whole head
+  EXPECT_EQ(describe(config).kinds.rotary_dim, 16);
+  config["rotary_dim"] = 7;
+  expect_refused(config, ErrorCategory::format, {"rotary_dim"});
+  config["rotary_dim"] = 8;
+  config["activation_function"] = "swish";
+  expect_refused(config, ErrorCategory::unsupported, {"activation_function", "'swish'"});
+}
+
 TEST(ConfigAudit, UnknownModelTypeIsRefusedByName) {
   json config = fixture_config("tiny-llama");
   config["model_type"] = "mamba";

@@ -64,7 +64,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
                          ::testing::Values("tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-bf16-sharded", "tiny-llama",
                                            "tiny-gpt2.gguf", "tiny-llama.gguf", "tiny-gpt2-unscaled", "tiny-llama3",
                                            "tiny-llama3.gguf", "tiny-qwen2", "tiny-qwen2.gguf",
-                                           "tiny-mistral", "tiny-gpt-neox", "tiny-gpt-neox.gguf"),
+                                           "tiny-mistral", "tiny-gpt-neox", "tiny-gpt-neox.gguf",
+                                           "tiny-gptj"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)
