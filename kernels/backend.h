@@ -196,8 +196,9 @@ class Backend {
   virtual void gated_activation(const TensorView& gate_up, Activation act, TensorView out) = 0;
 
   // Context phase: causal attention of each sequence's new tokens over its cached and new
-  // positions (the last params.sliding_window of them when set). Adds qkv_bias, applies rotary at each token's position, writes the new K/V
-  // into the cache, then computes softmax(scale * q k^T) v.
+  // positions (the last params.sliding_window of them when set). Adds qkv_bias, applies
+  // rotary at each token's position, writes the new K/V into the cache, then computes
+  // softmax(scale * q k^T) v.
   //   qkv: [T, (nh + 2 nkv) * hd] as [q heads | k heads | v heads]; scratch: its contents
   //   afterwards are unspecified
   //   qkv_bias: [(nh + 2 nkv) * hd] or null; out: [T, nh * hd]
