@@ -331,7 +331,9 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   count.tp = count.pp = 1;
   count.quantization = Quantization::none;
   bool tied = false;
-  s.parameters = stage_weights(shape, count, DType::i8, true, true, shape.config.num_layers, &tied).total();
+  // One byte per parameter at i8; the rotary table (f32, not a parameter) is left out.
+  const WeightBytes all = stage_weights(shape, count, DType::i8, true, true, shape.config.num_layers, &tied);
+  s.parameters = all.total() - all.rotary_table;
 
   const StageSizing& big = s.largest();
   s.kv_bytes_per_token = big.num_layers * 2 * static_cast<size_t>(rank_dims(shape, options.tp).kv_heads) *
