@@ -54,7 +54,9 @@ ModelShape apply_dims(ModelShape s, const DimArgs& d) {
     s.gated_ffn = kinds.gated_ffn;
     s.learned_positions = kinds.learned_positions;
     s.norm_bias = kinds.norm_bias;
-    s.linear_bias = kinds.linear_bias;
+    s.qkv_bias = kinds.qkv_bias;
+    s.out_bias = kinds.out_bias;
+    s.mlp_bias = kinds.mlp_bias;
     c.architecture = *d.arch;
   }
   const bool mha = c.num_kv_heads == c.num_heads;  // keep it so when --heads changes
@@ -70,13 +72,16 @@ ModelShape apply_dims(ModelShape s, const DimArgs& d) {
   if (d.head_dim) c.head_dim = *d.head_dim;
   else if (d.hidden || d.heads || c.head_dim == 0) c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
   if (c.max_positions == 0) c.max_positions = 2048;
+  // A shape from flags rotates whole heads.
+  if (!s.learned_positions && (d.arch || d.head_dim || d.hidden || d.heads)) s.rotary_pairs = c.head_dim / 2;
   return s;
 }
 
 nlohmann::json weights_json(const WeightBytes& w) {
   return {{"token_embedding", w.token_embedding}, {"position_embedding", w.position_embedding},
           {"layers", w.layers},                   {"final_norm", w.final_norm},
-          {"lm_head", w.lm_head},                 {"total", w.total()}};
+          {"lm_head", w.lm_head},                 {"rotary_table", w.rotary_table},
+          {"total", w.total()}};
 }
 
 nlohmann::json to_json(const Sizing& s) {
@@ -99,7 +104,8 @@ nlohmann::json to_json(const Sizing& s) {
         {"head_dim", c.head_dim}, {"ffn", c.ffn_size}, {"vocab", c.vocab_size},
         {"max_positions", c.max_positions}, {"gated_ffn", s.shape.gated_ffn},
         {"learned_positions", s.shape.learned_positions}, {"norm_bias", s.shape.norm_bias},
-        {"linear_bias", s.shape.linear_bias}, {"tied_embeddings", c.tied_embeddings},
+        {"qkv_bias", s.shape.qkv_bias}, {"out_bias", s.shape.out_bias}, {"mlp_bias", s.shape.mlp_bias},
+        {"tied_embeddings", c.tied_embeddings},
         {"parameters", s.parameters}}},
       {"options",
        {{"dtype", kestrel::to_string(o.dtype)}, {"quantization", to_string(o.quantization)},

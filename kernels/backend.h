@@ -43,9 +43,11 @@ struct NormParams {
 
 struct RotaryParams {
   RotaryStyle style = RotaryStyle::none;
-  int rotary_dim = 0;       // leading dims of each head that rotate; 0 = head size
-  float theta = 10000.0f;   // base frequency
-  float position_scale = 1.0f;  // linear position interpolation: pos * position_scale
+  int rotary_dim = 0;  // rot: leading dims of each head that rotate; 0 = head size
+  // [rot / 2] f32 on the backend's device: pair j of a token at position p turns by the
+  // angle float(p) * inv_freq[j] (an f32 product). A model computes it once, with its base
+  // frequency and any rope scaling (linear, Llama 3) folded in.
+  TensorView inv_freq;
 };
 
 struct AttentionParams {
@@ -54,6 +56,10 @@ struct AttentionParams {
   int head_dim = 0;    // hd
   float scale = 0.0f;  // softmax scale, usually 1/sqrt(hd); must be set (> 0)
   RotaryParams rotary;
+  // > 0: sliding-window attention, a token at position p attends to positions
+  // max(0, p - sliding_window + 1) .. p only (Mistral); 0: to every earlier position.
+  // The cache still holds every position.
+  int sliding_window = 0;
 };
 
 // One layer's slice of the paged KV cache. Block b of the pool holds the keys of
@@ -202,8 +208,9 @@ class Backend {
   virtual void gated_activation(const TensorView& gate_up, Activation act, TensorView out) = 0;
 
   // Context phase: causal attention of each sequence's new tokens over its cached and new
-  // positions. Adds qkv_bias, applies rotary at each token's position, writes the new K/V
-  // into the cache, then computes softmax(scale * q k^T) v.
+  // positions (the last params.sliding_window of them when set). Adds qkv_bias, applies
+  // rotary at each token's position, writes the new K/V into the cache, then computes
+  // softmax(scale * q k^T) v.
   //   qkv: [T, (nh + 2 nkv) * hd] as [q heads | k heads | v heads]; scratch: its contents
   //   afterwards are unspecified
   //   qkv_bias: [(nh + 2 nkv) * hd] or null; out: [T, nh * hd]

@@ -27,7 +27,7 @@ void expect_op_tensor(const TensorView& t, Device device, DType dtype,
   if (!ok) op_fail(op, std::string(name) + " has unexpected shape " + t.shape_string());
 }
 
-int check_attention_params(const AttentionParams& params, const char* op) {
+int check_attention_params(Device device, const AttentionParams& params, const char* op) {
   const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
   if (nh <= 0 || nkv <= 0 || hd <= 0 || nh % nkv != 0)
     op_fail(op, "bad head counts: n_heads " + std::to_string(nh) + ", n_kv_heads " +
@@ -35,13 +35,15 @@ int check_attention_params(const AttentionParams& params, const char* op) {
   if (!(params.scale > 0.0f) || !std::isfinite(params.scale))
     op_fail(op, "scale must be positive and finite (usually 1/sqrt(head_dim)), got " +
                     std::to_string(params.scale));
+  if (params.sliding_window < 0)
+    op_fail(op, "sliding_window must be 0 (off) or positive, got " + std::to_string(params.sliding_window));
   const RotaryParams& rp = params.rotary;
   if (rp.style == RotaryStyle::none) return 0;
   const int rot = rp.rotary_dim == 0 ? hd : rp.rotary_dim;
   if (rot < 0 || rot > hd || rot % 2 != 0)
     op_fail(op, "rotary_dim " + std::to_string(rp.rotary_dim) + " must be even and within head_dim " +
                     std::to_string(hd));
-  if (!(rp.theta > 0.0f)) op_fail(op, "rotary theta must be positive, got " + std::to_string(rp.theta));
+  expect_op_tensor(rp.inv_freq, device, DType::f32, {rot / 2}, op, "rotary.inv_freq");
   return rot;
 }
 

@@ -19,7 +19,8 @@ void expect_op_tensor(const TensorView& t, Device device, DType dtype,
 
 // Checks head counts, scale and rotary settings of an attention call; returns the number
 // of leading dimensions of each head that rotate (0 without rotary).
-int check_attention_params(const AttentionParams& params, const char* op);
+// The rotary inverse frequencies must be [rot / 2] f32 on `device`.
+int check_attention_params(Device device, const AttentionParams& params, const char* op);
 
 // Checks a quantized_linear call on `device`: the weight's format, group size and the
 // shapes and dtypes of its tensors, x [T, K] in `act` dtype, bias [M] in `act`, out [T, M]

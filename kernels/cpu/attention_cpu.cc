@@ -4,8 +4,9 @@
 // Three passes over the step's tokens, each an OpenMP loop:
 //   1. per token: add qkv_bias, rotate the q and k heads at the token's position;
 //   2. per token: write its k and v heads into the cache slot of its position;
-//   3. per (token, query head): causal softmax(scale q k^T) v over positions 0..p of its own
-//      sequence, reading every key and value (the new ones included) back from the cache.
+//   3. per (token, query head): causal softmax(scale q k^T) v over positions first..p of its
+//      own sequence (first = 0, or p - sliding_window + 1 with a window), reading every key
+//      and value (the new ones included) back from the cache.
 // Pass 3 only starts once pass 2 has finished (the implicit barrier between the loops), so a
 // token sees the keys of the earlier new tokens of its sequence.
 #include <algorithm>
@@ -106,7 +107,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
                const SequenceBatch& batch, const KvCacheLayer& cache, TensorView out,
                bool one_token_per_seq, const char* op, int threads) {
   const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
-  const int rot = check_attention_params(params, op);
+  const int rot = check_attention_params(Device::cpu(), params, op);
   const RotaryParams& rp = params.rotary;
 
   const int64_t width = static_cast<int64_t>(nh + 2 * nkv) * hd;
@@ -128,11 +129,9 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   const int64_t mb = batch.max_blocks_per_seq;
   const int bs = cache.block_size;
 
-  // inv_freq_j = theta^(-2j / rot), rounded to f32 as Hugging Face stores it. The angle is
-  // the f32 product (pos * position_scale) * inv_freq_j; its cos / sin are taken in double.
-  std::vector<float> inv_freq(static_cast<size_t>(rot / 2));
-  for (int j = 0; j < rot / 2; ++j)
-    inv_freq[j] = static_cast<float>(std::pow(static_cast<double>(rp.theta), -2.0 * j / rot));
+  // The angle of pair j is the f32 product pos * inv_freq[j], as Hugging Face computes it;
+  // its cos / sin are taken in double.
+  const float* inv_freq = rot > 0 ? rp.inv_freq.ptr<float>() : nullptr;
 
   // Start of the cache row holding head g at logical position p of sequence s.
   auto cache_offset = [&](int32_t s, int32_t p, int g) {
@@ -151,7 +150,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       if (bias)
         for (int64_t i = 0; i < width; ++i) row[i] += bias[i];
       if (rot > 0) {
-        const float p = static_cast<float>(place.pos[t]) * rp.position_scale;
+        const float p = static_cast<float>(place.pos[t]);
         for (int j = 0; j < rot / 2; ++j) {
           const double angle = p * inv_freq[j];
           cos_t[j] = std::cos(angle);
@@ -189,12 +188,15 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       const float* q = x + t * width + static_cast<int64_t>(h) * hd;
 
       // A block's slots hold consecutive positions in consecutive rows of hd floats, so the
-      // positions are walked block by block (no division per position).
+      // positions are walked block by block (no division per position), from the block
+      // holding `first`.
       const int32_t n = p + 1;
+      const int32_t first = params.sliding_window > 0 ? std::max(0, p - params.sliding_window + 1) : 0;
+      const int32_t first_block = first - first % bs;
       float max_score = -INFINITY;
-      for (int32_t j0 = 0; j0 < n; j0 += bs) {
+      for (int32_t j0 = first_block; j0 < n; j0 += bs) {
         const float* kb = kc + cache_offset(s, j0, g);
-        for (int32_t j = j0; j < std::min(n, j0 + bs); ++j) {
+        for (int32_t j = std::max(j0, first); j < std::min(n, j0 + bs); ++j) {
           const float* k = kb + static_cast<int64_t>(j - j0) * hd;
           float dot = 0.0f;
 #pragma omp simd reduction(+ : dot)
@@ -205,14 +207,14 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       }
       // Softmax with the max subtracted; the normalizer is summed in double.
       double sum = 0.0;
-      for (int32_t j = 0; j < n; ++j) {
+      for (int32_t j = first; j < n; ++j) {
         scores[j] = std::exp(scores[j] - max_score);
         sum += scores[j];
       }
       for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
-      for (int32_t j0 = 0; j0 < n; j0 += bs) {
+      for (int32_t j0 = first_block; j0 < n; j0 += bs) {
         const float* vb = vc + cache_offset(s, j0, g);
-        for (int32_t j = j0; j < std::min(n, j0 + bs); ++j) {
+        for (int32_t j = std::max(j0, first); j < std::min(n, j0 + bs); ++j) {
           const float w = scores[j];
           const float* v = vb + static_cast<int64_t>(j - j0) * hd;
 #pragma omp simd

@@ -26,10 +26,10 @@ struct AttentionArgs {
   int group = 1;      // query heads per KV head (nh / nkv)
   int64_t width = 0;  // (nh + 2 nkv) hd
   float scale = 0.0f;
+  int window = 0;  // sliding window (0 = off)
   int rot = 0;  // rotating dims per head (0 = no rotary)
   RotaryStyle style = RotaryStyle::none;
-  float theta = 10000.0f;
-  float position_scale = 1.0f;
+  const float* inv_freq = nullptr;  // [rot / 2]
   int block_size = 0;
   int max_total = 0;       // batch.max_total_tokens: no sequence holds more positions
   int max_blocks = 0;      // block-table entries per sequence
@@ -59,12 +59,12 @@ inline AttentionArgs attention_args(const LaunchContext& ctx, TensorView qkv,
   a.group = params.n_heads / params.n_kv_heads;
   a.width = qkv.dim(1);
   a.scale = params.scale;
+  a.window = params.sliding_window;
   const RotaryParams& rp = params.rotary;
   a.style = rp.style;
   a.rot =
       rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? params.head_dim : rp.rotary_dim);
-  a.theta = rp.theta;
-  a.position_scale = rp.position_scale;
+  a.inv_freq = a.rot > 0 ? static_cast<const float*>(rp.inv_freq.data) : nullptr;
   a.block_size = cache.block_size;
   a.max_total = batch.max_total_tokens;
   a.max_blocks = batch.max_blocks_per_seq;
@@ -116,17 +116,20 @@ __device__ __forceinline__ int64_t cache_row(const AttentionArgs& a, int s, int 
 }
 
 // cos / sin of the rot/2 rotary angles at position `pos`, into shared memory (the caller
-// synchronizes before use). Same arithmetic as the CPU reference: inv_freq_j =
-// float(theta^(-2j / rot)), angle = float(float(pos) * position_scale * inv_freq_j), cos
-// and sin in double.
+// synchronizes before use). Same arithmetic as the CPU reference: angle =
+// float(float(pos) * inv_freq[j]), cos and sin in double.
 __device__ __forceinline__ void rotary_angles(const AttentionArgs& a, int pos, double* cos_s,
                                               double* sin_s) {
-  const float p = __fmul_rn(static_cast<float>(pos), a.position_scale);
+  const float p = static_cast<float>(pos);
   for (int j = threadIdx.x; j < a.rot / 2; j += blockDim.x) {
-    const float inv_freq = static_cast<float>(pow(static_cast<double>(a.theta), -2.0 * j / a.rot));
-    const double angle = __fmul_rn(p, inv_freq);
+    const double angle = __fmul_rn(p, a.inv_freq[j]);
     sincos(angle, &sin_s[j], &cos_s[j]);
   }
+}
+
+// The first position a token at position `pos` attends to: 0, or the start of its window.
+__device__ __forceinline__ int first_attended(const AttentionArgs& a, int pos) {
+  return a.window > 0 ? max(0, pos - a.window + 1) : 0;
 }
 
 // Rotary pair j of a head: the two element indices it turns (NeoX: j, j + rot/2; GPT-J:

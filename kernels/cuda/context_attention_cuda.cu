@@ -3,7 +3,7 @@
 //   1. prepare: per token, add qkv_bias and rotate its q and k heads in place in qkv, and
 //      write its k and v heads into the cache slot of its position;
 //   2. attend: per (token, query head), softmax(scale q k^T) v over positions 0..p of the
-//      token's own sequence, every key and value (the new ones included) read back from
+//      token's own sequence (its window's p - window + 1 .. p with a sliding window), every key and value (the new ones included) read back from
 //      the cache.
 // Kernel 2 starts only after kernel 1 has finished (same stream), so every token sees the
 // keys of the earlier new tokens of its sequence.
@@ -92,7 +92,7 @@ __global__ void __launch_bounds__(kAttentionThreads) attend_kernel(AttentionArgs
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) q_s[d] = to_float(q[d]);
   __syncthreads();
   float m, l;
-  attend<E>(a, s, h / a.group, q_s, 0, p + 1, /*new_pos=*/-1, nullptr, nullptr, sh, &m, &l);
+  attend<E>(a, s, h / a.group, q_s, first_attended(a, p), p + 1, /*new_pos=*/-1, nullptr, nullptr, sh, &m, &l);
   const float inv_l = 1.0f / l;
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = from_float<E>(sh.o[d] * inv_l);
 }

@@ -111,7 +111,7 @@ void check_attention(int device, const TensorView& qkv, const TensorView* qkv_bi
                      const KvCacheLayer& cache, const TensorView& out, bool one_token_per_seq,
                      const char* op) {
   const int nh = params.n_heads, nkv = params.n_kv_heads, hd = params.head_dim;
-  check_attention_params(params, op);
+  check_attention_params(Device::cuda(device), params, op);
   if (hd % 8 != 0 || hd > kAttentionMaxHeadDim)
     throw Error(ErrorCategory::unsupported,
                 std::string(op) + ": head_dim " + std::to_string(hd) +

@@ -91,8 +91,11 @@ __global__ void __launch_bounds__(kAttentionThreads)
     }
   }
 
+  // With a sliding window, keys before the window are skipped; a partition left empty
+  // yields m = -inf, l = 0 and a zero output, which the merge weighs by exp(-inf) = 0
+  // (the partition holding p is never empty).
   float m, l;
-  attend<E>(a, b, g, q_s, begin, end, /*new_pos=*/p, k_s, v_s, sh, &m, &l);
+  attend<E>(a, b, g, q_s, max(begin, first_attended(a, p)), end, /*new_pos=*/p, k_s, v_s, sh, &m, &l);
 
   if (partition == 0) {
     E* out = static_cast<E*>(a.out) + static_cast<int64_t>(t) * a.nh * a.hd +

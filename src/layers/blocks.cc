@@ -28,19 +28,28 @@ void attention_block(Backend& backend, const LayerWeights& w, const AttentionPar
   if (tensor) tensor->all_reduce_sum(proj);
 }
 
-void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKinds& kinds,
-                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj,
-                        Communicator* tensor) {
+void feed_forward_up(Backend& backend, const LayerWeights& w, const LayerKinds& kinds, const TensorView& normed,
+                     TensorView ffn, TensorView ffn_act) {
   if (kinds.gated_ffn) {
     linear(backend, w.up_weight, normed, optional(w.up_bias), ffn);
     backend.gated_activation(ffn, kinds.activation, ffn_act);
-    linear(backend, w.down_weight, ffn_act, nullptr, proj);
   } else {
     linear(backend, w.up_weight, normed, nullptr, ffn);
     backend.bias_activation(ffn, optional(w.up_bias), kinds.activation);
-    linear(backend, w.down_weight, ffn, nullptr, proj);
   }
+}
+
+void feed_forward_down(Backend& backend, const LayerWeights& w, const LayerKinds& kinds, TensorView ffn,
+                       TensorView ffn_act, TensorView proj, Communicator* tensor) {
+  linear(backend, w.down_weight, kinds.gated_ffn ? ffn_act : ffn, nullptr, proj);
   if (tensor) tensor->all_reduce_sum(proj);
+}
+
+void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKinds& kinds,
+                        const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj,
+                        Communicator* tensor) {
+  feed_forward_up(backend, w, kinds, normed, ffn, ffn_act);
+  feed_forward_down(backend, w, kinds, ffn, ffn_act, proj, tensor);
 }
 
 }  // namespace kestrel

@@ -35,5 +35,12 @@ void attention_block(Backend& backend, const LayerWeights& w, const AttentionPar
 void feed_forward_block(Backend& backend, const LayerWeights& w, const LayerKinds& kinds,
                         const TensorView& normed, TensorView ffn, TensorView ffn_act, TensorView proj,
                         Communicator* tensor);
+// The same in two halves, for a parallel residual that reuses `normed` in between: the
+// up half leaves act(up(normed)) (or the gated product) in ffn (ffn_act when gated), the
+// down half projects it into proj.
+void feed_forward_up(Backend& backend, const LayerWeights& w, const LayerKinds& kinds, const TensorView& normed,
+                     TensorView ffn, TensorView ffn_act);
+void feed_forward_down(Backend& backend, const LayerWeights& w, const LayerKinds& kinds, TensorView ffn,
+                       TensorView ffn_act, TensorView proj, Communicator* tensor);
 
 }  // namespace kestrel

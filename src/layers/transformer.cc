@@ -21,8 +21,8 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   params.n_heads = shard.n_heads;
   params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
-  params.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  params.rotary = m.arch.kinds.rotary;
+  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, w.rotary_inv_freq};
+  params.sliding_window = m.arch.kinds.sliding_window;
 
   for (size_t index = 0; index < step.micro_batches.size(); ++index) {
     const MicroBatch& mb = step.micro_batches[index];
@@ -56,12 +56,23 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     const TensorView* pending_bias = nullptr;  // its bias
     for (int l = 0; l < shard.num_layers(); ++l) {
       const LayerWeights& lw = w.layers[l];
+      params.scale = attention_scale(m.arch, shard.layer_begin + l);
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
                       tensor);
-      backend.add_residual_norm(hidden, &proj, lw.out_bias.empty() ? nullptr : &lw.out_bias, lw.ffn_norm,
-                                normed);
-      feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+      const TensorView* out_bias = lw.out_bias.empty() ? nullptr : &lw.out_bias;
+      if (!m.arch.kinds.parallel_residual) {
+        backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
+        feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+      } else {
+        // h + attn(norm1(h)) + ffn(norm2(h)): norm2 of the same h, before the attention
+        // output joins it (with one shared norm, `normed` already holds it). Once the up
+        // projection has read `normed`, it is scratch for the norm the add computes.
+        if (!m.arch.kinds.shared_norm) backend.add_residual_norm(hidden, nullptr, nullptr, lw.ffn_norm, normed);
+        feed_forward_up(backend, lw, m.arch.kinds, normed, ffn, ffn_act);
+        backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
+        feed_forward_down(backend, lw, m.arch.kinds, ffn, ffn_act, proj, tensor);
+      }
       pending = &proj;
       pending_bias = lw.down_bias.empty() ? nullptr : &lw.down_bias;
     }
@@ -84,13 +95,14 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   TensorView last = s.buf(Buf::last).rows(0, R);
   backend.gather_rows(s.buf(Buf::normed).rows(0, step.tokens), s.buf(Buf::logit_rows).rows(0, R), last);
   TensorView logits = s.buf(Buf::logits).rows(0, R);
+  const TensorView* head_bias = w.lm_head_bias.empty() ? nullptr : &w.lm_head_bias;
   if (!tensor) {
-    linear(backend, w.lm_head, last, nullptr, logits);
+    linear(backend, w.lm_head, last, head_bias, logits);
     return;
   }
   // Vocabulary-parallel LM head: each rank computes its rows, then all gather the columns.
   TensorView local = s.buf(Buf::logits_local).rows(0, R);
-  linear(backend, w.lm_head, last, nullptr, local);
+  linear(backend, w.lm_head, last, head_bias, local);
   tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
 }
 

@@ -1,5 +1,6 @@
 #include "models/architecture.h"
 
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -16,6 +17,7 @@ const char* to_string(WeightSlot slot) {
     case WeightSlot::final_norm_weight: return "final_norm_weight";
     case WeightSlot::final_norm_bias: return "final_norm_bias";
     case WeightSlot::lm_head: return "lm_head";
+    case WeightSlot::lm_head_bias: return "lm_head_bias";
     case WeightSlot::attn_norm_weight: return "attn_norm_weight";
     case WeightSlot::attn_norm_bias: return "attn_norm_bias";
     case WeightSlot::qkv_weight: return "qkv_weight";
@@ -53,6 +55,20 @@ void validate_config(const ModelConfig& c, const std::string& where) {
   if (!(c.norm_eps > 0.0f)) throw Error(ErrorCategory::format, where + ": norm epsilon must be positive");
 }
 
+Activation hf_activation(const std::string& name, const char* key, const std::string& where) {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
+  if (name == "gelu") return Activation::gelu_erf;
+  if (name == "relu") return Activation::relu;
+  throw Error(ErrorCategory::unsupported,
+              where + ": " + key + " '" + name + "' is not supported (gelu_new, gelu_pytorch_tanh, gelu_fast, gelu, relu)");
+}
+
+float attention_scale(const Architecture& arch, int layer) {
+  float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
+  if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
+  return scale;
+}
+
 Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
                                          const std::function<bool(const std::string&)>& has_tensor) {
   std::ifstream in(config_path);
@@ -70,13 +86,19 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
   Architecture arch;
   if (*model_type == "gpt2") {
     arch = gpt2_architecture(json, where, has_tensor);
-  } else if (*model_type == "llama" || *model_type == "mistral") {
-    if (*model_type == "mistral" && json_int(json, {"sliding_window"}, where))
-      throw Error(ErrorCategory::unsupported, where + ": sliding-window attention is not supported yet");
+  } else if (*model_type == "llama") {
     arch = llama_architecture(json, where);
+  } else if (*model_type == "mistral") {
+    arch = mistral_architecture(json, where);
+  } else if (*model_type == "qwen2") {
+    arch = qwen2_architecture(json, where);
+  } else if (*model_type == "gpt_neox") {
+    arch = gpt_neox_architecture(json, where);
+  } else if (*model_type == "gptj") {
+    arch = gptj_architecture(json, where);
   } else {
-    throw Error(ErrorCategory::unsupported,
-                where + ": model_type '" + *model_type + "' is not supported (gpt2, llama, mistral)");
+    throw Error(ErrorCategory::unsupported, where + ": model_type '" + *model_type +
+                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj)");
   }
   validate_config(arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
@@ -101,6 +123,7 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
       if (arch.kinds.positions != PositionKind::learned) return {};
       return {c.max_positions, H};
     case WeightSlot::lm_head: return {V, H};
+    case WeightSlot::lm_head_bias: return {V};
     case WeightSlot::qkv_weight: return {qkv_rows, H};
     case WeightSlot::qkv_bias: return {qkv_rows};
     case WeightSlot::out_weight: return {H, c.num_heads * hd};
@@ -143,9 +166,13 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = llama_architecture_from_gguf(file);
   } else if (*name == "gpt2") {
     arch = gpt2_architecture_from_gguf(file);
+  } else if (*name == "qwen2") {
+    arch = qwen2_architecture_from_gguf(file);
+  } else if (*name == "gptneox") {
+    arch = gpt_neox_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
-                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama)");
+                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox)");
   }
   validate_config(arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize

@@ -24,7 +24,24 @@ struct LayerKinds {
   Activation activation = Activation::gelu_tanh;
   bool gated_ffn = false;  // SwiGLU-style [gate | up] projection
   PositionKind positions = PositionKind::learned;
-  RotaryParams rotary;
+  // Rotary positions: the pairing, the leading dims of each head that rotate, and their
+  // inverse frequencies [rotary_dim / 2] with any rope scaling folded in (models/rope.h).
+  RotaryStyle rotary_style = RotaryStyle::none;
+  int rotary_dim = 0;
+  std::vector<float> rotary_inv_freq;
+  // The attention softmax scale of layer l (0-based) is 1/sqrt(head_dim), or 1 without
+  // `attn_scale_by_head_dim` (GPT-2's scale_attn_weights: false), further divided by l + 1
+  // with `attn_scale_by_inverse_layer` (GPT-2's scale_attn_by_inverse_layer_idx).
+  bool attn_scale_by_head_dim = true;
+  bool attn_scale_by_inverse_layer = false;
+  // > 0: each token attends to the last `sliding_window` positions only (Mistral).
+  int sliding_window = 0;
+  // Parallel residual (GPT-NeoX's use_parallel_residual, GPT-J): a layer computes
+  // h + attn(norm1(h)) + ffn(norm2(h)) instead of h' = h + attn(norm1(h)), h' + ffn(norm2(h')).
+  // `shared_norm`: norm2 is norm1 (GPT-J's single ln_1; the ffn_norm slots then name the
+  // same tensors as the attn_norm ones).
+  bool parallel_residual = false;
+  bool shared_norm = false;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -36,6 +53,7 @@ enum class WeightSlot : uint8_t {
   final_norm_weight,   // [H]
   final_norm_bias,     // [H]
   lm_head,             // [V, H]
+  lm_head_bias,        // [V] (GPT-J)
   attn_norm_weight,    // [H]
   attn_norm_bias,      // [H]
   qkv_weight,          // [(nh + 2 nkv) hd, H]
@@ -56,6 +74,10 @@ const char* to_string(WeightSlot slot);
 struct WeightRecipe {
   std::vector<std::string> sources;  // empty: the model has no such weight
   bool transposed = false;
+  // > 0: a single source holds the rows of a QKV weight or bias head after head, each head
+  // as [q | k | v] blocks of this many rows (GPT-NeoX's query_key_value, viewed as
+  // [nh, 3, hd, H]); they are gathered into the canonical [q heads | k heads | v heads].
+  int interleaved_head_rows = 0;
 };
 
 struct Architecture {
@@ -85,19 +107,33 @@ class GgufFile;
 // Error(unsupported) naming an unknown general.architecture.
 Architecture architecture_from_gguf(const GgufFile& file);
 
-// One pair of entries per architecture file (models/gpt2.cc, models/llama.cc): the
-// description from a Hugging Face config.json, and from GGUF metadata.
+// One pair of entries per architecture file (models/gpt2.cc, llama.cc, qwen2.cc): the
+// description from a Hugging Face config.json, and from GGUF metadata (mistral.cc: config.json
+// only, llama.cpp writes Mistral as "llama").
 Architecture gpt2_architecture(const nlohmann::json& config, const std::string& where,
                                const std::function<bool(const std::string&)>& has_tensor);
 Architecture gpt2_architecture_from_gguf(const GgufFile& file);
 Architecture llama_architecture(const nlohmann::json& config, const std::string& where);
 Architecture llama_architecture_from_gguf(const GgufFile& file);
+Architecture mistral_architecture(const nlohmann::json& config, const std::string& where);
+Architecture gpt_neox_architecture(const nlohmann::json& config, const std::string& where);
+Architecture gpt_neox_architecture_from_gguf(const GgufFile& file);
+Architecture gptj_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen2_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source
 // tensors contributes: [q, k, v] rows for a three-part QKV, [gate, up] for a two-part FFN.
 std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot);
 std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size_t parts);
+
+// transformers' ACT2FN name of a non-gated activation (gelu_new, gelu_pytorch_tanh,
+// gelu_fast: tanh GELU; gelu: erf GELU; relu); others throw Error(unsupported) naming `key`.
+Activation hf_activation(const std::string& name, const char* key, const std::string& where);
+
+// The softmax scale of the attention of `layer` (0-based, counted over the whole model).
+float attention_scale(const Architecture& arch, int layer);
 
 // Checks the dimensions of a description; throws Error(format) naming `where` and the field.
 void validate_config(const ModelConfig& config, const std::string& where);

@@ -11,17 +11,6 @@
 
 namespace kestrel {
 
-namespace {
-
-Activation gpt2_activation(const std::string& name, const std::string& where) {
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") return Activation::gelu_tanh;
-  if (name == "gelu") return Activation::gelu_erf;
-  if (name == "relu") return Activation::relu;
-  throw Error(ErrorCategory::unsupported, where + ": activation_function '" + name + "' is not supported");
-}
-
-}  // namespace
-
 Architecture gpt2_architecture(const nlohmann::json& json, const std::string& where,
                                const std::function<bool(const std::string&)>& has_tensor) {
   Architecture arch;
@@ -41,14 +30,15 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
   if (c.num_heads > 0 && c.hidden_size % c.num_heads != 0)
     throw Error(ErrorCategory::format, where + ": n_embd " + std::to_string(c.hidden_size) +
                                            " is not divisible by n_head " + std::to_string(c.num_heads));
-  for (const char* flag : {"scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"})
-    if (json_bool(json, flag, where).value_or(false))
-      throw Error(ErrorCategory::unsupported, where + ": " + flag + " is not supported");
-
   arch.kinds.norm = NormKind::layer_norm;
   arch.kinds.activation =
-      gpt2_activation(json_string(json, "activation_function", where).value_or("gelu_new"), where);
+      hf_activation(json_string(json, "activation_function", where).value_or("gelu_new"), "activation_function", where);
   arch.kinds.positions = PositionKind::learned;
+  arch.kinds.attn_scale_by_head_dim = json_bool(json, "scale_attn_weights", where).value_or(true);
+  arch.kinds.attn_scale_by_inverse_layer =
+      json_bool(json, "scale_attn_by_inverse_layer_idx", where).value_or(false);
+  // reorder_and_upcast_attn only changes the precision of q k^T under fp16 autocast; in
+  // fp32 it is the same computation, so it is accepted and ignored.
 
   // Checkpoints saved from GPT2LMHeadModel prefix names with "transformer."; the original
   // OpenAI conversions do not.
@@ -74,6 +64,7 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
       case WeightSlot::up_bias: return {{h + "mlp.c_fc.bias"}};
       case WeightSlot::down_weight: return {{h + "mlp.c_proj.weight"}, true};
       case WeightSlot::down_bias: return {{h + "mlp.c_proj.bias"}};
+      case WeightSlot::lm_head_bias: return {};
     }
     return {};
   };
@@ -125,6 +116,7 @@ Architecture gpt2_architecture_from_gguf(const GgufFile& file) {
       case WeightSlot::up_bias: return {{b + "ffn_up.bias"}};
       case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
       case WeightSlot::down_bias: return {{b + "ffn_down.bias"}};
+      case WeightSlot::lm_head_bias: return {};
     }
     return {};
   };

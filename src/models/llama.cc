@@ -1,5 +1,6 @@
-// Llama family (Llama 2/3, SmolLM2, Mistral without sliding window): RMSNorm, rotary
-// positions, SwiGLU, grouped-query attention, no biases, tied or untied LM head.
+// Llama family (Llama 2/3/3.1/3.2, SmolLM2; Mistral and Qwen2 share llama_like_*): RMSNorm,
+// rotary positions (rope scaling: linear, llama3), SwiGLU, grouped-query attention, optional
+// attention / MLP biases, tied or untied LM head.
 //
 // Rotary pairing differs by file format. Hugging Face checkpoints rotate dimension i with
 // i + head_dim / 2 (NeoX, "rotate_half"). llama.cpp's converter permutes the rows of Q and
@@ -12,35 +13,89 @@
 #include "models/architecture.h"
 #include "models/config_json.h"
 #include "models/gguf_metadata.h"
+#include "models/llama_like.h"
+#include "models/rope.h"
 
 namespace kestrel {
 
 namespace {
 
-LayerKinds llama_kinds(RotaryStyle style, int rotary_dim, float theta) {
+// Hugging Face names of the Llama-like slots.
+WeightRecipe hf_recipe(WeightSlot slot, int layer, bool tied, LlamaBiases biases) {
+  const std::string l = "model.layers." + std::to_string(layer) + ".";
+  const std::string a = l + "self_attn.", m = l + "mlp.";
+  switch (slot) {
+    case WeightSlot::token_embedding: return {{"model.embed_tokens.weight"}};
+    case WeightSlot::final_norm_weight: return {{"model.norm.weight"}};
+    case WeightSlot::lm_head: return {{tied ? "model.embed_tokens.weight" : "lm_head.weight"}};
+    case WeightSlot::attn_norm_weight: return {{l + "input_layernorm.weight"}};
+    case WeightSlot::qkv_weight: return {{a + "q_proj.weight", a + "k_proj.weight", a + "v_proj.weight"}};
+    case WeightSlot::qkv_bias:
+      if (!biases.qkv) return {};
+      return {{a + "q_proj.bias", a + "k_proj.bias", a + "v_proj.bias"}};
+    case WeightSlot::out_weight: return {{a + "o_proj.weight"}};
+    case WeightSlot::out_bias: return biases.out ? WeightRecipe{{a + "o_proj.bias"}} : WeightRecipe{};
+    case WeightSlot::ffn_norm_weight: return {{l + "post_attention_layernorm.weight"}};
+    case WeightSlot::up_weight: return {{m + "gate_proj.weight", m + "up_proj.weight"}};
+    case WeightSlot::up_bias:
+      return biases.mlp ? WeightRecipe{{m + "gate_proj.bias", m + "up_proj.bias"}} : WeightRecipe{};
+    case WeightSlot::down_weight: return {{m + "down_proj.weight"}};
+    case WeightSlot::down_bias: return biases.mlp ? WeightRecipe{{m + "down_proj.bias"}} : WeightRecipe{};
+    default: return {};  // no position embedding, no norm biases
+  }
+}
+
+// llama.cpp's names of the same slots.
+WeightRecipe gguf_recipe(WeightSlot slot, int layer, bool tied, LlamaBiases biases) {
+  const std::string b = "blk." + std::to_string(layer) + ".";
+  switch (slot) {
+    case WeightSlot::token_embedding: return {{"token_embd.weight"}};
+    case WeightSlot::final_norm_weight: return {{"output_norm.weight"}};
+    case WeightSlot::lm_head: return {{tied ? "token_embd.weight" : "output.weight"}};
+    case WeightSlot::attn_norm_weight: return {{b + "attn_norm.weight"}};
+    case WeightSlot::qkv_weight: return {{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}};
+    case WeightSlot::qkv_bias:
+      if (!biases.qkv) return {};
+      return {{b + "attn_q.bias", b + "attn_k.bias", b + "attn_v.bias"}};
+    case WeightSlot::out_weight: return {{b + "attn_output.weight"}};
+    case WeightSlot::out_bias: return biases.out ? WeightRecipe{{b + "attn_output.bias"}} : WeightRecipe{};
+    case WeightSlot::ffn_norm_weight: return {{b + "ffn_norm.weight"}};
+    case WeightSlot::up_weight: return {{b + "ffn_gate.weight", b + "ffn_up.weight"}};
+    case WeightSlot::up_bias:
+      return biases.mlp ? WeightRecipe{{b + "ffn_gate.bias", b + "ffn_up.bias"}} : WeightRecipe{};
+    case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
+    case WeightSlot::down_bias: return biases.mlp ? WeightRecipe{{b + "ffn_down.bias"}} : WeightRecipe{};
+    default: return {};  // no position embedding, no norm biases
+  }
+}
+
+LayerKinds llama_kinds(RotaryStyle style, int rotary_dim, double theta) {
   LayerKinds kinds;
   kinds.norm = NormKind::rms_norm;
   kinds.activation = Activation::silu;
   kinds.gated_ffn = true;
   kinds.positions = PositionKind::rotary;
-  kinds.rotary.style = style;
-  kinds.rotary.rotary_dim = rotary_dim;
-  kinds.rotary.theta = theta;
+  kinds.rotary_style = style;
+  kinds.rotary_dim = rotary_dim;
+  kinds.rotary_inv_freq = rope_inv_freq(theta, rotary_dim);
   return kinds;
 }
 
 }  // namespace
 
-Architecture llama_architecture(const nlohmann::json& json, const std::string& where) {
+Architecture llama_like_from_hf(const nlohmann::json& json, const std::string& where, const std::string& name,
+                                LlamaBiases biases) {
   Architecture arch;
-  arch.name = "llama";
+  arch.name = name;
   ModelConfig& c = arch.config;
-  c.architecture = "llama";
+  c.architecture = name;
   c.vocab_size = static_cast<int>(json_required_int(json, {"vocab_size"}, where));
   c.hidden_size = static_cast<int>(json_required_int(json, {"hidden_size"}, where));
   c.num_layers = static_cast<int>(json_required_int(json, {"num_hidden_layers"}, where));
   c.num_heads = static_cast<int>(json_required_int(json, {"num_attention_heads"}, where));
   c.num_kv_heads = static_cast<int>(json_int(json, {"num_key_value_heads"}, where).value_or(c.num_heads));
+  // transformers 4.44.2's Llama always uses hidden_size / num_attention_heads; its Mistral,
+  // later versions and llama.cpp's converter honour a head_dim key, as here.
   c.head_dim = static_cast<int>(
       json_int(json, {"head_dim"}, where).value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0));
   c.ffn_size = static_cast<int>(json_required_int(json, {"intermediate_size"}, where));
@@ -49,65 +104,61 @@ Architecture llama_architecture(const nlohmann::json& json, const std::string& w
   c.tied_embeddings = json_bool(json, "tie_word_embeddings", where).value_or(false);
   if (auto act = json_string(json, "hidden_act", where); act && *act != "silu")
     throw Error(ErrorCategory::unsupported, where + ": hidden_act '" + *act + "' is not supported (silu)");
-  if (json_bool(json, "attention_bias", where).value_or(false) || json_bool(json, "mlp_bias", where).value_or(false))
-    throw Error(ErrorCategory::unsupported, where + ": attention_bias / mlp_bias are not supported");
-
-  arch.kinds = llama_kinds(RotaryStyle::neox, c.head_dim,
-                           static_cast<float>(json_number(json, {"rope_theta"}, where).value_or(10000.0)));
-  if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null()) {
-    auto type = json_string(*it, "type", where + ": rope_scaling")
-                    .value_or(json_string(*it, "rope_type", where + ": rope_scaling").value_or(""));
-    if (type != "linear")
-      throw Error(ErrorCategory::unsupported, where + ": rope_scaling type '" + type + "' is not supported (linear)");
-    auto factor = json_number(*it, {"factor"}, where + ": rope_scaling").value_or(1.0);
-    if (factor <= 0) throw Error(ErrorCategory::format, where + ": rope_scaling.factor must be positive");
-    arch.kinds.rotary.position_scale = static_cast<float>(1.0 / factor);
-  }
-
+  arch.kinds = llama_kinds(RotaryStyle::neox, c.head_dim, json_number(json, {"rope_theta"}, where).value_or(10000.0));
   const bool tied = c.tied_embeddings;
-  arch.recipe = [tied](WeightSlot slot, int layer) -> WeightRecipe {
-    const std::string l = "model.layers." + std::to_string(layer) + ".";
-    switch (slot) {
-      case WeightSlot::token_embedding: return {{"model.embed_tokens.weight"}};
-      case WeightSlot::final_norm_weight: return {{"model.norm.weight"}};
-      case WeightSlot::lm_head: return {{tied ? "model.embed_tokens.weight" : "lm_head.weight"}};
-      case WeightSlot::attn_norm_weight: return {{l + "input_layernorm.weight"}};
-      case WeightSlot::qkv_weight:
-        return {{l + "self_attn.q_proj.weight", l + "self_attn.k_proj.weight", l + "self_attn.v_proj.weight"}};
-      case WeightSlot::out_weight: return {{l + "self_attn.o_proj.weight"}};
-      case WeightSlot::ffn_norm_weight: return {{l + "post_attention_layernorm.weight"}};
-      case WeightSlot::up_weight: return {{l + "mlp.gate_proj.weight", l + "mlp.up_proj.weight"}};
-      case WeightSlot::down_weight: return {{l + "mlp.down_proj.weight"}};
-      default: return {};  // no position embedding, no biases
-    }
-  };
+  arch.recipe = [tied, biases](WeightSlot slot, int layer) { return hf_recipe(slot, layer, tied, biases); };
+  return arch;
+}
+
+Architecture llama_like_from_gguf(const GgufFile& file, const std::string& prefix, RotaryStyle style) {
+  const std::string where = file.path().string();
+  Architecture arch;
+  arch.name = prefix;
+  ModelConfig& c = arch.config;
+  c.architecture = prefix;
+  c.vocab_size = gguf_vocab_size(file, prefix);
+  c.hidden_size = gguf_required_dim(file, prefix + ".embedding_length");
+  c.num_layers = gguf_required_dim(file, prefix + ".block_count");
+  c.num_heads = gguf_required_dim(file, prefix + ".attention.head_count");
+  c.num_kv_heads = gguf_dim(file, prefix + ".attention.head_count_kv").value_or(c.num_heads);
+  c.head_dim = gguf_dim(file, prefix + ".attention.key_length")
+                   .value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
+  c.ffn_size = gguf_required_dim(file, prefix + ".feed_forward_length");
+  c.max_positions = gguf_required_dim(file, prefix + ".context_length");
+  c.norm_eps = static_cast<float>(file.get_float(prefix + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
+  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
+  if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0)
+    throw Error(ErrorCategory::unsupported,
+                where + ": mixture of experts (" + prefix + ".expert_count) is not supported");
+  // Biases as llama.cpp names them: present in every layer or in none.
+  const LlamaBiases biases{.qkv = file.find_tensor("blk.0.attn_q.bias") != nullptr,
+                           .out = file.find_tensor("blk.0.attn_output.bias") != nullptr,
+                           .mlp = file.find_tensor("blk.0.ffn_up.bias") != nullptr};
+  arch.kinds = llama_kinds(style, gguf_dim(file, prefix + ".rope.dimension_count").value_or(c.head_dim),
+                           file.get_float(prefix + ".rope.freq_base").value_or(10000.0));
+  const bool tied = c.tied_embeddings;
+  arch.recipe = [tied, biases](WeightSlot slot, int layer) { return gguf_recipe(slot, layer, tied, biases); };
+  return arch;
+}
+
+// The keys of transformers 4.44.2's LlamaConfig that change the computation are read here
+// or in llama_like_from_hf; the rest (initializer_range, use_cache, token ids,
+// attention_dropout at inference, pretraining_tp, which only splits the same matrix
+// products into slices) do not. docs/MODELS.md has the audit.
+Architecture llama_architecture(const nlohmann::json& json, const std::string& where) {
+  const bool attention_bias = json_bool(json, "attention_bias", where).value_or(false);
+  Architecture arch = llama_like_from_hf(json, where, "llama",
+                                         {.qkv = attention_bias,
+                                          .out = attention_bias,
+                                          .mlp = json_bool(json, "mlp_bias", where).value_or(false)});
+  if (auto it = json.find("rope_scaling"); it != json.end())
+    apply_hf_rope_scaling(*it, where, arch.kinds.rotary_inv_freq);
   return arch;
 }
 
 Architecture llama_architecture_from_gguf(const GgufFile& file) {
   const std::string where = file.path().string();
-  Architecture arch;
-  arch.name = "llama";
-  ModelConfig& c = arch.config;
-  c.architecture = "llama";
-  c.vocab_size = gguf_vocab_size(file, "llama");
-  c.hidden_size = gguf_required_dim(file, "llama.embedding_length");
-  c.num_layers = gguf_required_dim(file, "llama.block_count");
-  c.num_heads = gguf_required_dim(file, "llama.attention.head_count");
-  c.num_kv_heads = gguf_dim(file, "llama.attention.head_count_kv").value_or(c.num_heads);
-  c.head_dim = gguf_dim(file, "llama.attention.key_length")
-                   .value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
-  c.ffn_size = gguf_required_dim(file, "llama.feed_forward_length");
-  c.max_positions = gguf_required_dim(file, "llama.context_length");
-  c.norm_eps = static_cast<float>(file.get_float("llama.attention.layer_norm_rms_epsilon").value_or(1e-5));
-  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
-  if (gguf_dim(file, "llama.expert_count").value_or(0) > 0)
-    throw Error(ErrorCategory::unsupported, where + ": mixture-of-experts Llama (llama.expert_count) is not supported");
-  if (file.find_tensor("blk.0.attn_q.bias") || file.find_tensor("blk.0.ffn_up.bias"))
-    throw Error(ErrorCategory::unsupported, where + ": attention / feed-forward biases are not supported in Llama");
-
-  arch.kinds = llama_kinds(RotaryStyle::gptj, gguf_dim(file, "llama.rope.dimension_count").value_or(c.head_dim),
-                           static_cast<float>(file.get_float("llama.rope.freq_base").value_or(10000.0)));
+  Architecture arch = llama_like_from_gguf(file, "llama", RotaryStyle::gptj);
   // Linear position interpolation: llama.rope.scaling.type "linear" with .factor, or the
   // older llama.rope.scale_linear.
   std::optional<double> factor = file.get_float("llama.rope.scale_linear");
@@ -120,25 +171,11 @@ Architecture llama_architecture_from_gguf(const GgufFile& file) {
   }
   if (factor) {
     if (!(*factor > 0)) throw Error(ErrorCategory::format, where + ": the rope scaling factor must be positive");
-    arch.kinds.rotary.position_scale = static_cast<float>(1.0 / *factor);
+    for (float& f : arch.kinds.rotary_inv_freq) f /= static_cast<float>(*factor);
   }
-
-  const bool tied = c.tied_embeddings;
-  arch.recipe = [tied](WeightSlot slot, int layer) -> WeightRecipe {
-    const std::string b = "blk." + std::to_string(layer) + ".";
-    switch (slot) {
-      case WeightSlot::token_embedding: return {{"token_embd.weight"}};
-      case WeightSlot::final_norm_weight: return {{"output_norm.weight"}};
-      case WeightSlot::lm_head: return {{tied ? "token_embd.weight" : "output.weight"}};
-      case WeightSlot::attn_norm_weight: return {{b + "attn_norm.weight"}};
-      case WeightSlot::qkv_weight: return {{b + "attn_q.weight", b + "attn_k.weight", b + "attn_v.weight"}};
-      case WeightSlot::out_weight: return {{b + "attn_output.weight"}};
-      case WeightSlot::ffn_norm_weight: return {{b + "ffn_norm.weight"}};
-      case WeightSlot::up_weight: return {{b + "ffn_gate.weight", b + "ffn_up.weight"}};
-      case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
-      default: return {};  // no position embedding, no biases
-    }
-  };
+  // Llama 3 rope scaling: llama.cpp's converter stores it as per-pair frequency factors.
+  if (const GgufTensor* freqs = file.find_tensor("rope_freqs.weight"))
+    apply_rope_freq_factors(file.dequantize(*freqs), where, arch.kinds.rotary_inv_freq);
   return arch;
 }
 

@@ -77,7 +77,7 @@ RandomWeightSource::RandomWeightSource(const Architecture& arch, DType dtype, ui
     invalid(std::string("weights cannot be made in ") + to_string(dtype));
   for (int slot = 0; slot <= static_cast<int>(WeightSlot::down_bias); ++slot) {
     const auto s = static_cast<WeightSlot>(slot);
-    if (s <= WeightSlot::lm_head) {
+    if (s <= WeightSlot::lm_head_bias) {  // the model-level slots
       add(arch, s, -1);
     } else {
       for (int layer = 0; layer < arch.config.num_layers; ++layer) add(arch, s, layer);

@@ -104,6 +104,24 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                                            " needs shape " + shape_text(shape));
   }
 
+  // Runs of canonical rows [begin, begin + rows) read from rows [source_row, ...) of part
+  // `part`: one run per part, or per (part of q / k / v, head) of an interleaved QKV.
+  struct Run {
+    size_t part;
+    int64_t begin, rows, source_row;
+  };
+  std::vector<Run> runs;
+  if (const int64_t hd = recipe.interleaved_head_rows; hd > 0) {
+    if (parts.size() != 1 || shape[0] % (3 * hd) != 0)
+      throw Error(ErrorCategory::internal, what + ": an interleaved QKV needs one source of 3 x heads x rows");
+    const int64_t heads = shape[0] / (3 * hd);
+    for (int64_t qkv = 0; qkv < 3; ++qkv)
+      for (int64_t h = 0; h < heads; ++h) runs.push_back({0, (qkv * heads + h) * hd, hd, (3 * h + qkv) * hd});
+  } else {
+    for (size_t k = 0; k < parts.size(); ++k)
+      runs.push_back({k, part_begin[k], parts[k]->numel() / cols, 0});
+  }
+
   // This rank's rows and columns (everything unless the model is split across ranks).
   std::vector<std::pair<int64_t, int64_t>> ranges = slice.row_ranges;
   if (ranges.empty()) ranges.push_back({0, shape[0]});
@@ -126,12 +144,12 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   std::vector<float> rowbuf, scratch, tile, tile_t;
   int64_t out_row = 0;
   for (const auto& [begin, count] : ranges) {
-    for (size_t k = 0; k < parts.size(); ++k) {
-      const SourceTensor& t = *parts[k];
+    for (const Run& run : runs) {
+      const SourceTensor& t = *parts[run.part];
       const int64_t part_rows = t.numel() / cols;
-      const int64_t lo = std::max(begin, part_begin[k]), hi = std::min(begin + count, part_begin[k] + part_rows);
+      const int64_t lo = std::max(begin, run.begin), hi = std::min(begin + count, run.begin + run.rows);
       if (lo >= hi) continue;
-      const int64_t seg = hi - lo, local = lo - part_begin[k];
+      const int64_t seg = hi - lo, local = lo - run.begin + run.source_row;
       uint8_t* dst = host.data() + static_cast<size_t>(out_row * cc) * out_es;
       if (!recipe.transposed || !matrix) {
         if (!t.block_type && cc == cols) {  // whole rows of a float tensor: one conversion
@@ -208,7 +226,7 @@ LinearWeight WeightStore::linear(const WeightSource& source, const Architecture&
   const std::string what = slot_what(slot, layer);
   const QuantizationSpec spec = slot == WeightSlot::lm_head ? quant_.for_lm_head() : quant_;
   const bool precise = slot == WeightSlot::lm_head;
-  if (slice == WeightSlice{})
+  if (slice == WeightSlice{} && recipe.interleaved_head_rows == 0)
     if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) {
       kept->precise_activations = precise;
       return {{}, *kept};
@@ -286,6 +304,10 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
   }
+  if (arch.kinds.positions == PositionKind::rotary) {
+    const std::vector<float>& f = arch.kinds.rotary_inv_freq;
+    w.rotary_inv_freq = upload(f.data(), DType::f32, {static_cast<int64_t>(f.size())}, "rotary inv_freq");
+  }
   for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
     LayerWeights lw;
     lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
@@ -304,6 +326,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     w.final_norm = norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1);
     if (w.lm_head.empty()) w.lm_head = dense_or_quantized(WeightSlot::lm_head, -1, vocab_slice, w.token_embedding.dense);
     if (w.lm_head.empty()) throw Error(ErrorCategory::internal, arch.name + ": no LM head");
+    w.lm_head_bias = get(WeightSlot::lm_head_bias, -1, vocab_slice);
   }
   if (w.layers.empty()) throw Error(ErrorCategory::internal, arch.name + ": no layers on this rank");
   return w;

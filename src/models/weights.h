@@ -44,9 +44,11 @@ struct ModelWeights {
   // itself, whose rows the lookup dequantizes: one copy of the largest weight.
   LinearWeight token_embedding;
   TensorView position_embedding;  // empty for rotary models
+  TensorView rotary_inv_freq;     // [rotary_dim / 2] f32; empty for learned positions
   NormParams final_norm;
   LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; quantized apart from a
                          // tied embedding, which stays dense
+  TensorView lm_head_bias;  // [V / tp], or empty (only GPT-J has one)
   std::vector<LayerWeights> layers;
 };
 

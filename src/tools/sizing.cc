@@ -68,13 +68,16 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     if (shape.learned_positions) w.position_embedding = vector_bytes(dtype, static_cast<int64_t>(c.max_positions) * H);
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
-  size_t layer = 2 * vector_bytes(dtype, norm);
+  size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
   layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true) +
            matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
-  if (shape.linear_bias) layer += vector_bytes(dtype, qkv_rows + d.up_rows + 2 * H);
+  if (shape.qkv_bias) layer += vector_bytes(dtype, qkv_rows);
+  if (shape.out_bias) layer += vector_bytes(dtype, H);
+  if (shape.mlp_bias) layer += vector_bytes(dtype, d.up_rows + H);
   w.layers = layer * static_cast<size_t>(layers);
+  w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
   *tied_here = false;
   if (last) {
     w.final_norm = vector_bytes(dtype, norm);
@@ -84,6 +87,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     } else {
       w.lm_head = matrix_bytes(o, dtype, d.vocab, H, false);
     }
+    if (shape.lm_head_bias) w.lm_head += vector_bytes(dtype, d.vocab);
   }
   return w;
 }
@@ -172,7 +176,12 @@ ModelShape shape_of(const Architecture& arch) {
   s.gated_ffn = arch.kinds.gated_ffn;
   s.learned_positions = arch.kinds.positions == PositionKind::learned;
   s.norm_bias = !arch.recipe(WeightSlot::attn_norm_bias, 0).sources.empty();
-  s.linear_bias = !arch.recipe(WeightSlot::qkv_bias, 0).sources.empty();
+  s.qkv_bias = !arch.recipe(WeightSlot::qkv_bias, 0).sources.empty();
+  s.out_bias = !arch.recipe(WeightSlot::out_bias, 0).sources.empty();
+  s.mlp_bias = !arch.recipe(WeightSlot::up_bias, 0).sources.empty();
+  s.lm_head_bias = !arch.recipe(WeightSlot::lm_head_bias, -1).sources.empty();
+  s.shared_norm = arch.kinds.shared_norm;
+  s.rotary_pairs = static_cast<int>(arch.kinds.rotary_inv_freq.size());
   // Tied exactly when WeightStore would store the two once (same source tensors).
   s.config.tied_embeddings =
       arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
@@ -216,7 +225,7 @@ ModelShape gpt_preset(int layers, int hidden, int heads, int vocab, int position
   c.ffn_size = 4 * hidden;
   c.max_positions = positions;
   c.tied_embeddings = true;
-  s.learned_positions = s.norm_bias = s.linear_bias = true;
+  s.learned_positions = s.norm_bias = s.qkv_bias = s.out_bias = s.mlp_bias = true;
   return s;
 }
 
@@ -235,6 +244,7 @@ ModelShape llama_preset(int layers, int hidden, int heads, int kv_heads, int ffn
   c.max_positions = positions;
   c.tied_embeddings = tied;
   s.gated_ffn = true;
+  s.rotary_pairs = c.head_dim / 2;
   return s;
 }
 
@@ -325,7 +335,9 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   count.tp = count.pp = 1;
   count.quantization = Quantization::none;
   bool tied = false;
-  s.parameters = stage_weights(shape, count, DType::i8, true, true, shape.config.num_layers, &tied).total();
+  // One byte per parameter at i8; the rotary table (f32, not a parameter) is left out.
+  const WeightBytes all = stage_weights(shape, count, DType::i8, true, true, shape.config.num_layers, &tied);
+  s.parameters = all.total() - all.rotary_table;
 
   const StageSizing& big = s.largest();
   s.kv_bytes_per_token = big.num_layers * 2 * static_cast<size_t>(rank_dims(shape, options.tp).kv_heads) *

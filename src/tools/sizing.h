@@ -45,7 +45,12 @@ struct ModelShape {
   bool gated_ffn = false;          // up projection is [gate | up], 2F rows
   bool learned_positions = false;  // a [max_positions, H] position embedding
   bool norm_bias = false;          // LayerNorm beta in every norm
-  bool linear_bias = false;        // biases of qkv, out, up, down
+  bool qkv_bias = false;           // biases of the q, k, v projections
+  bool out_bias = false;           // bias of the attention output projection
+  bool mlp_bias = false;           // biases of up and down (feed-forward)
+  bool lm_head_bias = false;       // a [V] bias of the LM head (GPT-J)
+  bool shared_norm = false;        // one norm per layer feeds attention and FFN (GPT-J)
+  int rotary_pairs = 0;            // entries of the rotary inverse-frequency table (rot / 2)
   std::string source;              // the file, directory or preset it came from
 };
 
@@ -82,9 +87,12 @@ struct WeightBytes {
   size_t layers = 0;      // all layers of the stage
   size_t final_norm = 0;
   size_t lm_head = 0;     // 0 when tied to an embedding held by the same rank
+  size_t rotary_table = 0;  // the rotary inverse frequencies (f32), on every rank
   size_t lm_head_view = 0;  // a tied LM head: the bytes of it read from the token embedding
                             // (this rank's vocabulary slice); not held twice, not in total()
-  size_t total() const { return token_embedding + position_embedding + layers + final_norm + lm_head; }
+  size_t total() const {
+    return token_embedding + position_embedding + layers + final_norm + lm_head + rotary_table;
+  }
   // Bytes a step reads from the weights: everything but the embedding tables, of which it
   // gathers only a few rows (a tied LM head reads its slice of the token embedding).
   size_t streamed_per_step() const { return layers + final_norm + lm_head + lm_head_view; }

@@ -34,16 +34,27 @@ struct AttnConfig {
   int rotary_dim;  // 0 = head size
   bool bias;
   float theta = 10000.0f;
-  float position_scale = 1.0f;
+  float position_scale = 1.0f;  // linear rope scaling, folded into the table
+  int window = 0;               // sliding window (0 = off)
 
   int width() const { return (nh + 2 * nkv) * hd; }
-  AttentionParams params() const {
+  int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
+  // The rotary inverse-frequency table a model would compute: [rot / 2].
+  std::vector<float> inv_freq() const {
+    std::vector<float> f(static_cast<size_t>(rot() / 2));
+    for (int j = 0; j < rot() / 2; ++j)
+      f[j] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * j / rot()) * position_scale);
+    return f;
+  }
+  // `table`: inv_freq(), kept alive by the caller.
+  AttentionParams params(std::vector<float>& table) const {
     AttentionParams p;
     p.n_heads = nh;
     p.n_kv_heads = nkv;
     p.head_dim = hd;
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
-    p.rotary = {style, rotary_dim, theta, position_scale};
+    p.rotary = {style, rotary_dim, view(table, {static_cast<int64_t>(table.size())})};
+    p.sliding_window = window;
     return p;
   }
 };
@@ -54,7 +65,7 @@ std::string describe(const AttnConfig& c) {
                                                      : "gptj";
   return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" +
          std::to_string(c.hd) + "_" + style + std::to_string(c.rotary_dim) +
-         (c.bias ? "_bias" : "");
+         (c.bias ? "_bias" : "") + (c.window ? "_window" + std::to_string(c.window) : "");
 }
 std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
   return describe(info.param);
@@ -67,7 +78,7 @@ void PrintTo(const AttnConfig& c, std::ostream* os) { *os << describe(c); }
 class PagedAttentionRun {
  public:
   PagedAttentionRun(const AttnConfig& cfg, std::vector<int> final_lengths, uint64_t seed)
-      : cfg_(cfg), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
+      : cfg_(cfg), inv_freq_(cfg.inv_freq()), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
     const int B = static_cast<int>(lengths_.size());
     bias_ = cfg.bias ? random_floats(cfg.width(), seed) : std::vector<float>(cfg.width(), 0.0f);
     for (int i = 0; i < B; ++i) {
@@ -110,8 +121,10 @@ class PagedAttentionRun {
       for (int p = n_past_[i]; p < n_past_[i] + n_new[i]; ++p)
         for (int h = 0; h < cfg_.nh; ++h) {
           const int g = h / group;
-          std::vector<double> scores(p + 1);
-          for (int j = 0; j <= p; ++j) {
+          // Positions before the window get no weight.
+          const int first = cfg_.window > 0 ? std::max(0, p - cfg_.window + 1) : 0;
+          std::vector<double> scores(p + 1, -INFINITY);
+          for (int j = first; j <= p; ++j) {
             double dot = 0;
             for (int d = 0; d < hd; ++d)
               dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
@@ -157,7 +170,7 @@ class PagedAttentionRun {
     batch.block_tables = view(tables_, {B, max_blocks_});
     std::vector<float> out(static_cast<size_t>(T) * cfg_.nh * cfg_.hd, NAN);
     TensorView bias = view(bias_, {W});
-    const AttentionParams params = cfg_.params();
+    const AttentionParams params = cfg_.params(inv_freq_);
     if (masked)
       backend.masked_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch,
                                cache(), view(out, {T, cfg_.nh * cfg_.hd}));
@@ -207,15 +220,14 @@ class PagedAttentionRun {
   // Bias, then rotary at each position on the q and k heads, in double.
   std::vector<double> naive_process(const std::vector<float>& raw, int length) const {
     const int W = cfg_.width(), hd = cfg_.hd;
-    const int rot = cfg_.style == RotaryStyle::none ? 0 : (cfg_.rotary_dim ? cfg_.rotary_dim : hd);
+    const int rot = cfg_.rot();
     std::vector<double> x(raw.size());
     for (size_t e = 0; e < raw.size(); ++e) x[e] = static_cast<double>(raw[e]) + bias_[e % W];
     for (int p = 0; p < length; ++p)
       for (int h = 0; h < cfg_.nh + cfg_.nkv; ++h) {
         double* head = &x[p * W + h * hd];
         for (int j = 0; j < rot / 2; ++j) {
-          const double angle = p * static_cast<double>(cfg_.position_scale) *
-                               std::pow(static_cast<double>(cfg_.theta), -2.0 * j / rot);
+          const double angle = p * static_cast<double>(inv_freq_[j]);
           const int a = cfg_.style == RotaryStyle::neox ? j : 2 * j;
           const int b = cfg_.style == RotaryStyle::neox ? j + rot / 2 : 2 * j + 1;
           const double x0 = head[a], x1 = head[b];
@@ -227,6 +239,7 @@ class PagedAttentionRun {
   }
 
   AttnConfig cfg_;
+  std::vector<float> inv_freq_;
   std::vector<int> lengths_, n_past_;
   std::vector<float> bias_;
   std::vector<std::vector<float>> raw_;
@@ -292,7 +305,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
                                            AttnConfig{8, 1, 64, RotaryStyle::gptj, 0, false},
                                            AttnConfig{2, 2, 80, RotaryStyle::gptj, 0, true},
                                            AttnConfig{4, 2, 128, RotaryStyle::neox, 0, false,
-                                                      500000.0f, 0.25f}),
+                                                      500000.0f, 0.25f},
+                                           AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 5},
+                                           AttnConfig{2, 1, 80, RotaryStyle::gptj, 0, false, 10000.0f, 1.0f, 19}),
                          config_name);
 
 TEST(CpuAttentionErrors, RejectsMalformedBatches) {
@@ -309,7 +324,8 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   KvCacheLayer cache{TensorView(k.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
                      TensorView(v.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
                      kBlockSize};
-  const AttentionParams params = cfg.params();
+  std::vector<float> inv_freq = cfg.inv_freq();
+  const AttentionParams params = cfg.params(inv_freq);
   EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch,
                                           cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
@@ -328,6 +344,12 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   AttentionParams unscaled = params;
   unscaled.scale = 0.0f;
   EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, unscaled, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
+               Error);
+  // A rotary table that is not [rot / 2].
+  AttentionParams short_table = params;
+  short_table.rotary.inv_freq = TensorView(inv_freq.data(), DType::f32, {static_cast<int64_t>(inv_freq.size()) - 1});
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, short_table, batch,
                                           cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
 }

@@ -47,15 +47,27 @@ struct AttnCase {
   bool bias;
   float theta = 10000.0f;
   float position_scale = 1.0f;
+  int window = 0;  // sliding window (0 = off)
 
   int width() const { return (nh + 2 * nkv) * hd; }
-  AttentionParams params() const {
+  int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
+  // The rotary inverse-frequency table a model would compute: [rot / 2], linear scaling
+  // (position_scale) folded in.
+  std::vector<float> inv_freq() const {
+    std::vector<float> f(static_cast<size_t>(rot() / 2));
+    for (int j = 0; j < rot() / 2; ++j)
+      f[j] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * j / rot()) * position_scale);
+    return f;
+  }
+  // `table`: inv_freq() on the device of the backend the call goes to.
+  AttentionParams params(const TensorView& table) const {
     AttentionParams p;
     p.n_heads = nh;
     p.n_kv_heads = nkv;
     p.head_dim = hd;
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
-    p.rotary = {style, rotary_dim, theta, position_scale};
+    p.rotary = {style, rotary_dim, table};
+    p.sliding_window = window;
     return p;
   }
 };
@@ -66,6 +78,7 @@ const AttnCase kCases[] = {
     {"gqa8_hd128_neox", 16, 2, 128, RotaryStyle::neox, 0, false},
     {"mqa_hd64_gptj_partial_bias", 8, 1, 64, RotaryStyle::gptj, 32, true},
     {"gqa2_hd128_neox_partial_scaled", 4, 2, 128, RotaryStyle::neox, 64, true, 5000.0f, 0.5f},
+    {"mqa_hd64_neox_window13", 4, 1, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 13},
 };
 
 // The same sequences on both backends: host tables and caches for the CPU, device ones for
@@ -121,7 +134,9 @@ class PagedPair {
                  raw_[i].begin() + static_cast<size_t>(n_past_[i] + n_new[i]) * W);
     }
     const int T = offsets[B];
-    const AttentionParams params = c_.params();
+    std::vector<float> inv_freq = c_.inv_freq();
+    const int64_t n_freq = static_cast<int64_t>(inv_freq.size());
+    const AttentionParams params = c_.params(host_view(inv_freq, {n_freq}));
 
     // CPU.
     SequenceBatch hb;
@@ -160,12 +175,15 @@ class PagedPair {
     db.token_offsets = offsets_d;
     db.n_past = n_past_d;
     db.block_tables = tables_d;
+    DeviceTensor inv_freq_d(gpu_, DType::f32, {std::max<int64_t>(n_freq, 1)});
+    inv_freq_d.set(inv_freq);
+    const AttentionParams dparams = c_.params(inv_freq_d.view().rows(0, n_freq));
     KvCacheLayer dcache{*kd_, *vd_, kBlockSize};
     TensorView qkv_v = qkv_d.view().rows(0, T), out_v = out_d.view().rows(0, T);
     if (masked)
-      gpu_.masked_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, params, db, dcache, out_v);
+      gpu_.masked_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, dparams, db, dcache, out_v);
     else
-      gpu_.context_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, params, db, dcache, out_v);
+      gpu_.context_attention(qkv_v, c_.bias ? bias_d.ptr() : nullptr, dparams, db, dcache, out_v);
     gpu_.synchronize();
 
     const double tol = tolerance(dtype_);
@@ -267,7 +285,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention,
                                             ::testing::Values(0)),
                          param_name);
 INSTANTIATE_TEST_SUITE_P(MultiBlock, CudaAttention,
-                         ::testing::Combine(::testing::Values(kCases[1], kCases[3]),
+                         ::testing::Combine(::testing::Values(kCases[1], kCases[3], kCases[5]),
                                             ::testing::Values(DType::f32, DType::f16),
                                             ::testing::Values(16, 48)),
                          param_name);
@@ -289,6 +307,16 @@ TEST_P(CudaLongAttention, LongSequencesMatchCpu) {
   const auto& [dtype, partition] = GetParam();
   const AttnCase c{"long_gqa4_hd128", 8, 2, 128, RotaryStyle::neox, 0, false};
   PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 21);
+  pair.step({1100, 650}, false, "prefill");
+  for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
+}
+
+// A sliding window of 100 over the same long sequences: most partitions of the multi-block
+// path fall entirely before the window.
+TEST_P(CudaLongAttention, LongSequencesWithASlidingWindowMatchCpu) {
+  const auto& [dtype, partition] = GetParam();
+  const AttnCase c{"long_window100", 8, 2, 128, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 100};
+  PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 22);
   pair.step({1100, 650}, false, "prefill");
   for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
 }

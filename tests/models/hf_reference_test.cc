@@ -127,5 +127,27 @@ INSTANTIATE_TEST_SUITE_P(Gguf, HfReference,
                                            ReferenceCase{"tiny_gpt2_gguf", "tiny-gpt2.gguf", "tiny-gpt2-f16"}),
                          case_name);
 
+// Config variants and families from tests/fixtures/make_tiny_families.py: GPT-2 with
+// scale_attn_weights false and scale_attn_by_inverse_layer_idx; Llama with Llama 3.1's rope
+// scaling, attention and MLP biases and tied embeddings, from safetensors and as llama.cpp's
+// convert_hf_to_gguf.py writes it (rope scaling as rope_freqs.weight), one reference; Qwen2
+// (q, k, v biases, tied embeddings) from safetensors and from llama.cpp's converter; Mistral
+// with a sliding window of 8 positions (prompts up to 40 tokens and 20 greedy tokens: up
+// to 7 windows; the chunked case also crosses KV blocks of 4); GPT-NeoX (Pythia's layout:
+// partial rotary, parallel residual, per-head fused QKV) from safetensors and GGUF; GPT-J
+// (partial GPT-J-style rotary, parallel block off one LayerNorm, LM-head bias).
+INSTANTIATE_TEST_SUITE_P(
+    Families, HfReference,
+    ::testing::Values(ReferenceCase{"tiny_gpt2_unscaled", "tiny-gpt2-unscaled", "tiny-gpt2-unscaled"},
+                      ReferenceCase{"tiny_llama3", "tiny-llama3", "tiny-llama3"},
+                      ReferenceCase{"tiny_llama3_gguf", "tiny-llama3.gguf", "tiny-llama3"},
+                      ReferenceCase{"tiny_qwen2", "tiny-qwen2", "tiny-qwen2"},
+                      ReferenceCase{"tiny_qwen2_gguf", "tiny-qwen2.gguf", "tiny-qwen2"},
+                      ReferenceCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
+                      ReferenceCase{"tiny_gpt_neox", "tiny-gpt-neox", "tiny-gpt-neox"},
+                      ReferenceCase{"tiny_gpt_neox_gguf", "tiny-gpt-neox.gguf", "tiny-gpt-neox"},
+                      ReferenceCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"}),
+    case_name);
+
 }  // namespace
 }  // namespace kestrel

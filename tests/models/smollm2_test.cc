@@ -107,9 +107,11 @@ TEST_F(SmolLM2, MemoryFootprint) {
   EXPECT_EQ(params, 134515008u);
   // By default the file's blocks stay as stored: the layers' Q4_1 as int4 (16 bytes of
   // nibbles, an f16 scale and min per 32 weights), the tied Q8_0 head as int8 (32 bytes and
-  // an f32 scale per 32), which is also the embedding table; the norms in f32.
+  // an f32 scale per 32), which is also the embedding table; the norms and the rotary
+  // inverse frequencies (head_dim / 2) in f32.
   const size_t linear = c.num_layers * (per_layer - 2 * H), norms = c.num_layers * 2 * H + H;
-  EXPECT_EQ(model_->weight_bytes(), linear / 32 * 20 + V * H / 32 * 36 + norms * sizeof(float));
+  const size_t rotary = c.head_dim / 2;
+  EXPECT_EQ(model_->weight_bytes(), linear / 32 * 20 + V * H / 32 * 36 + (norms + rotary) * sizeof(float));
   EXPECT_EQ(model_->weight_formats(), "int4 x120 + int8 x1");
 
   Session session(model_, {.max_sequences = 1, .max_sequence_tokens = 1024});

@@ -76,8 +76,9 @@ TEST(GgufModel, LlamaConfigComesFromMetadata) {
   EXPECT_FALSE(c.tied_embeddings);  // output.weight is present
   EXPECT_FALSE(model->chat_template().empty());
   // With quantization none, quantized tensors are dequantized to f32 like the others: 64x1000 embedding and head,
-  // 3 layers of (64 + 2 * 32) x 64 QKV, 64x64 out, 320x64 up, 64x160 down, 2 x 64 norms.
-  const size_t params = 2 * 1000 * 64 + 3 * (128 * 64 + 64 * 64 + 320 * 64 + 64 * 160 + 2 * 64) + 64;
+  // 3 layers of (64 + 2 * 32) x 64 QKV, 64x64 out, 320x64 up, 64x160 down, 2 x 64 norms, and
+  // the 8 rotary inverse frequencies.
+  const size_t params = 2 * 1000 * 64 + 3 * (128 * 64 + 64 * 64 + 320 * 64 + 64 * 160 + 2 * 64) + 64 + 8;
   EXPECT_EQ(model->weight_bytes(), params * sizeof(float));
 }
 
@@ -239,6 +240,18 @@ TEST(GgufBadModel, RopeScalingOtherThanLinearIsUnsupported) {
                         .set("llama.rope.scaling.type", std::string("yarn"))
                         .set("llama.rope.scaling.factor", 4.0f),
                     "yarn.gguf", ErrorCategory::unsupported, {"llama.rope.scaling.type", "'yarn'"});
+}
+
+TEST(GgufBadModel, Qwen2RopeScalingIsUnsupportedAndNamed) {
+  expect_load_error(GgufEditor(testing::fixture_dir() / "tiny-qwen2.gguf")
+                        .set("qwen2.rope.scaling.type", std::string("yarn"))
+                        .set("qwen2.rope.scaling.factor", 4.0f),
+                    "qwen2_yarn.gguf", ErrorCategory::unsupported, {"qwen2.rope.scaling.type", "'yarn'"});
+}
+
+TEST(GgufBadModel, RopeFreqsOfTheWrongLengthIsNamed) {
+  expect_load_error(GgufEditor(testing::fixture_dir() / "tiny-llama3.gguf").replace_tensor("rope_freqs.weight", {4}),
+                    "short_rope_freqs.gguf", ErrorCategory::format, {"rope_freqs.weight", "4 values", "expected 8"});
 }
 
 TEST(GgufBadModel, TooFewTokensForTheEmbeddingIsAShapeError) {

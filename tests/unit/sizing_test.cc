@@ -24,7 +24,7 @@ struct SessionCase {
 class SizingMatchesSession : public ::testing::TestWithParam<std::string> {};
 
 // Every fixture format (HF GPT-2 f32, f16 and sharded bf16, HF Llama, GGUF GPT-2 and
-// Llama): weights exactly Model::weight_bytes(), KV cache and activations exactly
+// Llama, and the families with attention / MLP biases): weights exactly Model::weight_bytes(), KV cache and activations exactly
 // Session::memory(), at several session settings.
 TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
   const auto path = fixture_dir() / GetParam();
@@ -62,7 +62,10 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
                          ::testing::Values("tiny-gpt2", "tiny-gpt2-f16", "tiny-gpt2-bf16-sharded", "tiny-llama",
-                                           "tiny-gpt2.gguf", "tiny-llama.gguf"),
+                                           "tiny-gpt2.gguf", "tiny-llama.gguf", "tiny-gpt2-unscaled", "tiny-llama3",
+                                           "tiny-llama3.gguf", "tiny-qwen2", "tiny-qwen2.gguf",
+                                           "tiny-mistral", "tiny-gpt-neox", "tiny-gpt-neox.gguf",
+                                           "tiny-gptj"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)

@@ -1,0 +1,40 @@
+// Qwen2 / Qwen2.5: a Llama-like model with biases on the q, k and v projections (none on
+// the output projection or the MLP). Sliding-window attention is off unless
+// use_sliding_window is set, which is refused. llama.cpp's converter keeps Hugging Face's
+// Q / K row order for Qwen2 (llama.cpp rotates it NeoX-style), so a GGUF Qwen2 pairs
+// rotary dimensions as the safetensors checkpoint does.
+#include <nlohmann/json.hpp>
+
+#include "kestrel/error.h"
+#include "loaders/gguf.h"
+#include "models/config_json.h"
+#include "models/llama_like.h"
+
+namespace kestrel {
+
+// transformers 4.44.2's Qwen2Config: its keys are Llama's less attention_bias / mlp_bias /
+// pretraining_tp / rope_scaling, plus use_sliding_window, sliding_window and
+// max_window_layers (which only matter with use_sliding_window).
+Architecture qwen2_architecture(const nlohmann::json& json, const std::string& where) {
+  if (json_bool(json, "use_sliding_window", where).value_or(false))
+    throw Error(ErrorCategory::unsupported,
+                where + ": use_sliding_window = true: sliding-window attention is not supported");
+  // Not a key of Qwen2Config in transformers 4.44.2 (which ignores it), but later versions
+  // apply it: refused rather than silently dropped.
+  if (auto it = json.find("rope_scaling"); it != json.end() && !it->is_null())
+    throw Error(ErrorCategory::unsupported, where + ": rope_scaling is not supported for qwen2");
+  return llama_like_from_hf(json, where, "qwen2", {.qkv = true});
+}
+
+Architecture qwen2_architecture_from_gguf(const GgufFile& file) {
+  const std::string where = file.path().string();
+  if (auto type = file.get_string("qwen2.rope.scaling.type"); type && *type != "none")
+    throw Error(ErrorCategory::unsupported,
+                where + ": qwen2.rope.scaling.type '" + *type + "' is not supported (none)");
+  Architecture arch = llama_like_from_gguf(file, "qwen2", RotaryStyle::neox);
+  if (arch.recipe(WeightSlot::qkv_bias, 0).sources.empty())
+    throw Error(ErrorCategory::format, where + ": tensor 'blk.0.attn_q.bias' is missing (Qwen2 has q, k, v biases)");
+  return arch;
+}
+
+}  // namespace kestrel

@@ -1,0 +1,250 @@
+// The config audit (docs/MODELS.md): every key of a supported model_type's transformers
+// config class that changes the computation is implemented or refused with an error naming
+// it. One test per refused key, and the accepted keys' effect on the description. The
+// configs are the fixtures' config.json files with one key changed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kestrel/error.h"
+#include "models/architecture.h"
+#include "test_support.h"
+
+namespace kestrel {
+namespace {
+
+using nlohmann::json;
+
+json fixture_config(const char* folder) {
+  std::ifstream in(testing::fixture_dir() / folder / "config.json");
+  return json::parse(in);
+}
+
+Architecture describe(const json& config) {
+  return architecture_from_hf_json(config, "config.json", [](const std::string&) { return false; });
+}
+
+// Expects describing `config` to throw Error(category) whose message names every part.
+void expect_refused(const json& config, ErrorCategory category, const std::vector<std::string>& parts) {
+  try {
+    describe(config);
+    ADD_FAILURE() << "accepted " << config.dump();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), category) << e.what();
+    for (const auto& p : parts) EXPECT_NE(e.message().find(p), std::string::npos) << p << " in: " << e.what();
+  }
+}
+
+TEST(ConfigAuditGpt2, AttentionScaleFollowsScaleAttnWeightsAndInverseLayerIdx) {
+  json config = fixture_config("tiny-gpt2");  // n_embd 64, n_head 4: head_dim 16
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 0), 0.25f);
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 2), 0.25f);
+  config["scale_attn_weights"] = false;
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 1), 1.0f);
+  config["scale_attn_by_inverse_layer_idx"] = true;
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 0), 1.0f);
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 2), 1.0f / 3.0f);
+  config["scale_attn_weights"] = true;
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 3), 0.25f / 4.0f);
+}
+
+TEST(ConfigAuditGpt2, ReorderAndUpcastAttnOnlyChangesPrecisionAndIsAccepted) {
+  json config = fixture_config("tiny-gpt2");
+  config["reorder_and_upcast_attn"] = true;
+  EXPECT_FLOAT_EQ(attention_scale(describe(config), 1), 0.25f);
+}
+
+TEST(ConfigAuditGpt2, UnknownActivationFunctionIsRefusedByName) {
+  json config = fixture_config("tiny-gpt2");
+  config["activation_function"] = "tanh";
+  expect_refused(config, ErrorCategory::unsupported, {"activation_function", "'tanh'"});
+}
+
+TEST(ConfigAuditGpt2, AConfigKeyOfTheWrongTypeIsNamed) {
+  json config = fixture_config("tiny-gpt2");
+  config["scale_attn_weights"] = "no";
+  expect_refused(config, ErrorCategory::format, {"scale_attn_weights"});
+}
+
+TEST(ConfigAuditLlama, HiddenActOtherThanSiluIsRefusedByName) {
+  json config = fixture_config("tiny-llama");
+  config["hidden_act"] = "gelu";
+  expect_refused(config, ErrorCategory::unsupported, {"hidden_act", "'gelu'"});
+}
+
+TEST(ConfigAuditLlama, RopeScalingTypesOutsideLinearAndLlama3AreRefusedByName) {
+  for (const char* type : {"dynamic", "yarn", "longrope", "su"}) {
+    json config = fixture_config("tiny-llama");
+    config["rope_scaling"] = {{"rope_type", type}, {"factor", 2.0}};
+    expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", std::string("'") + type + "'"});
+  }
+}
+
+TEST(ConfigAuditLlama, Llama3RopeScalingWithoutItsParametersIsAFormatErrorNamingThem) {
+  json config = fixture_config("tiny-llama");
+  config["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0}};
+  expect_refused(config, ErrorCategory::format, {"rope_scaling.original_max_position_embeddings"});
+  config["rope_scaling"]["original_max_position_embeddings"] = 8192;
+  config["rope_scaling"]["factor"] = -1.0;
+  expect_refused(config, ErrorCategory::format, {"rope_scaling.factor"});
+}
+
+// rope_theta 5000, head_dim 16: inv_freq[j] = 5000^(-j / 8); "linear" divides it by factor,
+// "type" being the older spelling of "rope_type".
+TEST(ConfigAuditLlama, RotaryFrequenciesFoldInLinearScaling) {
+  json config = fixture_config("tiny-llama");
+  const std::vector<float> base = describe(config).kinds.rotary_inv_freq;
+  ASSERT_EQ(base.size(), 8u);
+  for (size_t j = 0; j < base.size(); ++j) EXPECT_FLOAT_EQ(base[j], std::pow(5000.0, -(j / 8.0)));
+  config["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+  const std::vector<float> scaled = describe(config).kinds.rotary_inv_freq;
+  for (size_t j = 0; j < base.size(); ++j) EXPECT_FLOAT_EQ(scaled[j], base[j] / 4.0f);
+}
+
+// Llama 3.1's rope scaling on rope_theta 10000, head_dim 16 (original context 8192, low /
+// high frequency factors 1 / 4): wavelengths 2 pi 10000^(j / 8) under 2048 keep their
+// frequency (j <= 5), those over 8192 turn 8 times slower (j = 7), j = 6 (6283) is
+// interpolated with smooth = (8192 / 6283 - 1) / 3.
+TEST(ConfigAuditLlama, Llama3RopeScalingKeepsInterpolatesAndDividesByBand) {
+  json config = fixture_config("tiny-llama");
+  config["rope_theta"] = 10000.0;
+  const std::vector<float> base = describe(config).kinds.rotary_inv_freq;
+  config["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                            {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+  const std::vector<float> scaled = describe(config).kinds.rotary_inv_freq;
+  for (int j = 0; j <= 5; ++j) EXPECT_EQ(scaled[j], base[j]) << j;
+  const double smooth = (8192.0 * base[6] / (2 * M_PI) - 1.0) / 3.0;
+  EXPECT_NEAR(scaled[6], (1 - smooth) * base[6] / 8 + smooth * base[6], 1e-6 * base[6]);
+  EXPECT_FLOAT_EQ(scaled[7], base[7] / 8.0f);
+}
+
+TEST(ConfigAuditLlama, AttentionAndMlpBiasesAddTheirWeights) {
+  json config = fixture_config("tiny-llama");
+  EXPECT_TRUE(describe(config).recipe(WeightSlot::qkv_bias, 0).sources.empty());
+  config["attention_bias"] = true;
+  Architecture arch = describe(config);
+  EXPECT_EQ(arch.recipe(WeightSlot::qkv_bias, 1).sources,
+            (std::vector<std::string>{"model.layers.1.self_attn.q_proj.bias", "model.layers.1.self_attn.k_proj.bias",
+                                      "model.layers.1.self_attn.v_proj.bias"}));
+  EXPECT_EQ(arch.recipe(WeightSlot::out_bias, 0).sources,
+            std::vector<std::string>{"model.layers.0.self_attn.o_proj.bias"});
+  EXPECT_TRUE(arch.recipe(WeightSlot::up_bias, 0).sources.empty());
+  config["mlp_bias"] = true;
+  arch = describe(config);
+  EXPECT_EQ(arch.recipe(WeightSlot::up_bias, 0).sources,
+            (std::vector<std::string>{"model.layers.0.mlp.gate_proj.bias", "model.layers.0.mlp.up_proj.bias"}));
+  EXPECT_EQ(arch.recipe(WeightSlot::down_bias, 2).sources,
+            std::vector<std::string>{"model.layers.2.mlp.down_proj.bias"});
+}
+
+TEST(ConfigAuditLlama, MathNeutralKeysAreAccepted) {
+  json config = fixture_config("tiny-llama");
+  config["pretraining_tp"] = 2;  // the same products computed in slices
+  config["attention_dropout"] = 0.1;  // inactive at inference
+  config["max_position_embeddings"] = 4096;
+  EXPECT_NO_THROW(describe(config));
+}
+
+TEST(ConfigAuditMistral, SlidingWindowIsRead) {
+  json config = fixture_config("tiny-mistral");
+  EXPECT_EQ(describe(config).kinds.sliding_window, 8);
+  config["sliding_window"] = nullptr;  // Mistral v0.2 and later: full attention
+  EXPECT_EQ(describe(config).kinds.sliding_window, 0);
+  config["sliding_window"] = 0;
+  expect_refused(config, ErrorCategory::format, {"sliding_window"});
+}
+
+TEST(ConfigAuditMistral, KeysOutsideMistralConfigAreRefusedByName) {
+  for (const char* key : {"rope_scaling", "attention_bias", "mlp_bias"}) {
+    json config = fixture_config("tiny-mistral");
+    config[key] = std::string(key) == "rope_scaling" ? json{{"rope_type", "linear"}, {"factor", 2.0}} : json(true);
+    expect_refused(config, ErrorCategory::unsupported, {key});
+  }
+}
+
+TEST(ConfigAuditQwen2, QkvBiasesAndNoOthers) {
+  const Architecture arch = describe(fixture_config("tiny-qwen2"));
+  EXPECT_EQ(arch.recipe(WeightSlot::qkv_bias, 0).sources.size(), 3u);
+  EXPECT_TRUE(arch.recipe(WeightSlot::out_bias, 0).sources.empty());
+  EXPECT_TRUE(arch.recipe(WeightSlot::up_bias, 0).sources.empty());
+  EXPECT_TRUE(arch.recipe(WeightSlot::down_bias, 0).sources.empty());
+  EXPECT_EQ(arch.recipe(WeightSlot::lm_head, -1).sources, std::vector<std::string>{"model.embed_tokens.weight"});
+}
+
+TEST(ConfigAuditQwen2, UseSlidingWindowIsRefusedByName) {
+  json config = fixture_config("tiny-qwen2");
+  config["use_sliding_window"] = true;
+  config["sliding_window"] = 32;
+  expect_refused(config, ErrorCategory::unsupported, {"use_sliding_window"});
+  config["use_sliding_window"] = false;  // sliding_window is then unused, as in transformers
+  EXPECT_NO_THROW(describe(config));
+}
+
+TEST(ConfigAuditQwen2, RopeScalingIsRefusedByName) {
+  json config = fixture_config("tiny-qwen2");
+  config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling"});
+}
+
+TEST(ConfigAuditQwen2, HiddenActOtherThanSiluIsRefusedByName) {
+  json config = fixture_config("tiny-qwen2");
+  config["hidden_act"] = "gelu";
+  expect_refused(config, ErrorCategory::unsupported, {"hidden_act"});
+}
+
+TEST(ConfigAuditGptNeox, RotaryPctParallelResidualAndInterleavedQkv) {
+  json config = fixture_config("tiny-gpt-neox");  // head_dim 16, rotary_pct 0.5
+  Architecture arch = describe(config);
+  EXPECT_EQ(arch.kinds.rotary_dim, 8);
+  EXPECT_EQ(arch.kinds.rotary_inv_freq.size(), 4u);
+  EXPECT_TRUE(arch.kinds.parallel_residual);
+  EXPECT_FALSE(arch.kinds.shared_norm);
+  EXPECT_EQ(arch.kinds.activation, Activation::gelu_erf);
+  EXPECT_EQ(arch.recipe(WeightSlot::qkv_weight, 0).interleaved_head_rows, 16);
+  config["use_parallel_residual"] = false;
+  EXPECT_FALSE(describe(config).kinds.parallel_residual);
+  config["attention_bias"] = false;
+  EXPECT_TRUE(describe(config).recipe(WeightSlot::qkv_bias, 0).sources.empty());
+}
+
+TEST(ConfigAuditGptNeox, RefusedKeysAreNamed) {
+  json config = fixture_config("tiny-gpt-neox");
+  config["rotary_pct"] = 0.3125;  // int(16 * 0.3125) = 5 rotary dims: no whole pairs
+  expect_refused(config, ErrorCategory::unsupported, {"rotary_pct"});
+  config = fixture_config("tiny-gpt-neox");
+  config["hidden_act"] = "silu";
+  expect_refused(config, ErrorCategory::unsupported, {"hidden_act", "'silu'"});
+  config = fixture_config("tiny-gpt-neox");
+  config["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
+}
+
+TEST(ConfigAuditGptj, OneNormParallelBlockAndLmHeadBias) {
+  json config = fixture_config("tiny-gptj");
+  const Architecture arch = describe(config);
+  EXPECT_TRUE(arch.kinds.parallel_residual);
+  EXPECT_TRUE(arch.kinds.shared_norm);
+  EXPECT_EQ(arch.kinds.rotary_style, RotaryStyle::gptj);
+  EXPECT_EQ(arch.kinds.rotary_dim, 8);
+  EXPECT_EQ(arch.recipe(WeightSlot::ffn_norm_weight, 1).sources, arch.recipe(WeightSlot::attn_norm_weight, 1).sources);
+  EXPECT_EQ(arch.recipe(WeightSlot::lm_head_bias, -1).sources, std::vector<std::string>{"lm_head.bias"});
+  config["rotary_dim"] = nullptr;  // the whole head
+  EXPECT_EQ(describe(config).kinds.rotary_dim, 16);
+  config["rotary_dim"] = 7;
+  expect_refused(config, ErrorCategory::format, {"rotary_dim"});
+  config["rotary_dim"] = 8;
+  config["activation_function"] = "swish";
+  expect_refused(config, ErrorCategory::unsupported, {"activation_function", "'swish'"});
+}
+
+TEST(ConfigAudit, UnknownModelTypeIsRefusedByName) {
+  json config = fixture_config("tiny-llama");
+  config["model_type"] = "mamba";
+  expect_refused(config, ErrorCategory::unsupported, {"model_type", "'mamba'"});
+}
+
+}  // namespace
+}  // namespace kestrel
