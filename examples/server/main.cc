@@ -58,6 +58,11 @@ int main(int argc, char** argv) {
   app.add_option("--http-threads", args.http_threads, "Connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  bool batch_invariant = true;
+  app.add_flag("--batch-invariant,!--no-batch-invariant", batch_invariant,
+               "CPU: a request's tokens do not depend on what it is batched with (slower prompts on "
+               "quantized weights)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   // SIGINT / SIGTERM are taken by a thread of their own (sigwait), which stops the server:
@@ -70,7 +75,9 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);  // a client that went away is a failed write, not a signal
 
   try {
-    std::shared_ptr<const kestrel::Model> model = kestrel_examples::load_model(model_args);
+    kestrel::ModelOptions model_options = kestrel_examples::model_options(model_args);
+    model_options.batch_invariant = batch_invariant && model_options.device.kind == kestrel::DeviceKind::cpu;
+    std::shared_ptr<const kestrel::Model> model = kestrel::Model::load(model_args.path, model_options);
     args.session.max_sequence_tokens = model_args.max_sequence_tokens;
     kestrel::Session session(model, args.session);
     kestrel::Engine engine(session, {.max_queued = args.max_queued});

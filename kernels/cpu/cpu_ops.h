@@ -56,6 +56,8 @@ enum class QuantKernel : uint8_t {
   q8_portable,   // 8-bit activations, integer dot products (Error when not q8_eligible)
   q8_avx2,
   q8_vnni,       // AVX-512 VNNI (Error where the processor lacks it)
+  batch_invariant,  // automatic's choice for few tokens, at any token count: each row's
+                    // result is then the same whatever rows share the call
 };
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);
