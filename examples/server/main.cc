@@ -22,7 +22,7 @@ struct ServerArgs {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::string served_name;  // default: the model file's stem
-  kestrel::SessionOptions session{.max_sequences = 16};
+  kestrel::SessionOptions session{.max_sequences = 16, .prefix_caching = true};
   int max_queued = 256;
   size_t max_body_bytes = 1 << 20;
   int http_threads = 128;
@@ -58,6 +58,9 @@ int main(int argc, char** argv) {
   app.add_option("--http-threads", args.http_threads, "Connections served at once")
       ->capture_default_str()
       ->check(CLI::Range(1, 4096));
+  app.add_flag("--prefix-caching,!--no-prefix-caching", args.session.prefix_caching,
+               "Reuse the KV blocks of earlier requests that share a prompt prefix")
+      ->capture_default_str();
   bool batch_invariant = true;
   app.add_flag("--batch-invariant,!--no-batch-invariant", batch_invariant,
                "CPU: a request's tokens do not depend on what it is batched with (slower prompts on "

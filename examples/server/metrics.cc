@@ -53,6 +53,14 @@ std::string Metrics::render(const kestrel::EngineStats& e) const {
   metric("kestrel_running_sequences", "gauge", "Sequences in the running batch.", e.running);
   metric("kestrel_kv_blocks_used", "gauge", "KV-cache blocks held by sequences.", e.kv_blocks_used);
   metric("kestrel_kv_blocks_total", "gauge", "KV-cache blocks in the pool.", e.kv_blocks_total);
+  metric("kestrel_kv_blocks_cached", "gauge", "KV-cache blocks in the prefix cache (held by sequences or not).",
+         e.kv_blocks_cached);
+  metric("kestrel_prefix_cache_query_tokens_total", "counter", "Prompt tokens of finished requests.",
+         e.prefix_query_tokens);
+  metric("kestrel_prefix_cache_hit_tokens_total", "counter", "Prompt tokens taken from the prefix cache.",
+         e.prefix_hit_tokens);
+  metric("kestrel_prefix_cache_hit_rate", "gauge", "hit tokens / query tokens (0 before any request).",
+         e.prefix_query_tokens ? static_cast<double>(e.prefix_hit_tokens) / static_cast<double>(e.prefix_query_tokens) : 0.0);
   metric("kestrel_engine_steps_total", "counter", "Scheduler iterations run.", e.steps);
   ttft_.render(out, "kestrel_time_to_first_token_seconds", "From the request's arrival to its first token.");
   itl_.render(out, "kestrel_inter_token_latency_seconds", "Between consecutive tokens of a sequence.");

@@ -62,7 +62,12 @@ struct EngineStats {
   uint64_t generated_tokens = 0;  // streamed so far
   uint64_t steps = 0;
   int kv_blocks_total = 0;
-  int kv_blocks_used = 0;
+  int kv_blocks_used = 0;    // held by running sequences
+  int kv_blocks_cached = 0;  // published in the prefix cache (held or not)
+  // Prefix caching (SessionOptions::prefix_caching), over the finished requests: prompt
+  // tokens, and those of them taken from the cache.
+  uint64_t prefix_query_tokens = 0;
+  uint64_t prefix_hit_tokens = 0;
 };
 
 class Engine {

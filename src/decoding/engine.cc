@@ -61,7 +61,7 @@ struct Engine::Shared {
   EngineStats stats;
   // Counted by the engine thread as tokens stream and requests end (before the handle
   // sees them), read by stats().
-  std::atomic<uint64_t> generated{0}, finished{0};
+  std::atomic<uint64_t> generated{0}, finished{0}, query_tokens{0}, hit_tokens{0};
   std::thread thread;
 
   Shared(detail::SessionState& s, const EngineOptions& o) : options(o), scheduler(s, nullptr) {}
@@ -144,6 +144,8 @@ EngineStats Engine::stats() const {
   stats.queued += static_cast<int>(shared_->inbox.size());
   stats.generated_tokens = shared_->generated.load(std::memory_order_relaxed);
   stats.finished = shared_->finished.load(std::memory_order_relaxed);
+  stats.prefix_query_tokens = shared_->query_tokens.load(std::memory_order_relaxed);
+  stats.prefix_hit_tokens = shared_->hit_tokens.load(std::memory_order_relaxed);
   return stats;
 }
 
@@ -157,6 +159,7 @@ void Engine::loop() {
       sh.stats.queued = static_cast<int>(scheduler.waiting());
       sh.stats.running = static_cast<int>(scheduler.running());
       sh.stats.kv_blocks_used = sh.stats.kv_blocks_total - s.kv->free_blocks();
+      sh.stats.kv_blocks_cached = s.kv->cached_blocks();
       sh.wake.wait(lock, [&] { return sh.stop || !sh.inbox.empty() || !scheduler.idle(); });
       if (sh.stop) break;
       for (auto& job : sh.inbox) {
@@ -169,6 +172,8 @@ void Engine::loop() {
         auto on_finished = std::move(job->on_finished);
         job->on_finished = [on_finished, &sh](Job& j) {
           sh.finished.fetch_add(1, std::memory_order_relaxed);
+          sh.query_tokens.fetch_add(j.result.prompt_ids.size(), std::memory_order_relaxed);
+          sh.hit_tokens.fetch_add(static_cast<uint64_t>(j.result.cached_prompt_tokens), std::memory_order_relaxed);
           on_finished(j);
         };
         scheduler.add(std::move(job));

@@ -91,8 +91,13 @@ void Scheduler::admit() {
     if (static_cast<int>(active_.size()) + pending_forks_ + n > s_.options.max_sequences) return;
     waiting_.pop_front();
     job->live = n;
-    active_.emplace_back(job, next_id_++).forks = n - 1;
+    Sequence& seq = active_.emplace_back(job, next_id_++);
+    seq.forks = n - 1;
     pending_forks_ += n - 1;
+    if (s_.options.prefix_caching) {
+      seq.cached = s_.kv->match_prefix(seq.prompt, seq.blocks);
+      job->result.cached_prompt_tokens = seq.cached;
+    }
   }
 }
 
@@ -188,6 +193,7 @@ void Scheduler::prefill() {
   std::vector<Sequence*> sampled;
   for (size_t i = 0; i < slices.size(); ++i) {
     owners[i]->cached += slices[i].count;
+    if (s_.options.prefix_caching) s_.kv->publish(owners[i]->blocks, owners[i]->prompt, owners[i]->cached);
     if (slices[i].logits > 0) sampled.push_back(owners[i]);
   }
   // Forks sample from copies of their parent's row, after the step's own rows.
@@ -479,6 +485,8 @@ void Scheduler::finish(Sequence& seq, FinishReason reason, const std::string& te
   seq.job->live -= 1 + seq.forks;
   seq.forks = 0;
   seq.finished = true;
+  // The output's positions too: a chat's next turn starts with this whole history.
+  if (s_.options.prefix_caching) s_.kv->publish(seq.blocks, history(seq), seq.cached);
   s_.kv->release(seq.blocks);
   if (drafter_) drafter_->release(seq.key);
   if (seq.job->live == 0) complete(*seq.job);

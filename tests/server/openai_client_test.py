@@ -151,6 +151,33 @@ class OpenAIClientTest(unittest.TestCase):
             together = list(pool.map(lambda r: self.complete(r[0], max_tokens=r[1]).choices[0].text, requests))
         self.assertEqual(together, alone)
 
+    def test_prefix_cache_hits_in_metrics_with_identical_outputs(self):
+        history = [{"role": "system", "content": "You answer in one short sentence. " * 6},
+                   {"role": "user", "content": "Name a colour of the rainbow."}]
+        ask = lambda: self.client.chat.completions.create(model=self.model, messages=history, temperature=0,
+                                                          max_tokens=16)
+        before = metrics(self.base)
+        first = ask()
+        middle = metrics(self.base)
+        second = ask()
+        after = metrics(self.base)
+        self.assertEqual(second.choices[0].message.content, first.choices[0].message.content)
+        prompt = first.usage.prompt_tokens
+        self.assertEqual(middle["kestrel_prefix_cache_query_tokens_total"]
+                         - before["kestrel_prefix_cache_query_tokens_total"], prompt)
+        # The second time every whole 16-token block of the prompt but the last token's is reused.
+        self.assertEqual(after["kestrel_prefix_cache_hit_tokens_total"]
+                         - middle["kestrel_prefix_cache_hit_tokens_total"], (prompt - 1) // 16 * 16)
+        self.assertGreater(after["kestrel_prefix_cache_hit_rate"], 0)
+        self.assertGreater(after["kestrel_kv_blocks_cached"], 0)
+        # A next turn reuses the whole conversation so far.
+        history += [{"role": "assistant", "content": first.choices[0].message.content},
+                    {"role": "user", "content": "And another one?"}]
+        ask()
+        final = metrics(self.base)
+        self.assertGreaterEqual(final["kestrel_prefix_cache_hit_tokens_total"]
+                                - after["kestrel_prefix_cache_hit_tokens_total"], prompt // 16 * 16)
+
     def test_disconnect_cancels_and_frees_blocks(self):
         before = metrics(self.base)
         stream = self.client.completions.create(model=self.model, prompt="Once upon a time", max_tokens=400,
