@@ -11,6 +11,10 @@
 #include <httplib.h>
 #include <iostream>
 #include <pthread.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
 #include <thread>
 
 #include "../cli_options.h"
@@ -92,6 +96,17 @@ int main(int argc, char** argv) {
     const int threads = args.http_threads;
     server.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
     kestrel_server::add_routes(server, engine, served, metrics, {.max_body_bytes = args.max_body_bytes});
+    // cpp-httplib listens with a backlog of 5 (CPPHTTPLIB_LISTEN_BACKLOG, fixed in Debian's
+    // compiled library): a burst of more connections than that, while the accept thread
+    // waits for a core, overflows the queue and clients see resets. The socket-options
+    // hook runs on the listening socket before bind(); listen() again once bound raises
+    // the backlog to the system's maximum.
+    int listener = -1;
+    server.set_socket_options([&listener](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));  // httplib's default option
+      listener = sock;
+    });
 
     int port = args.port;
     if (args.port == 0)
@@ -99,6 +114,8 @@ int main(int argc, char** argv) {
     else if (!server.bind_to_port(args.host, args.port))
       port = -1;
     if (port < 0) throw kestrel::Error(kestrel::ErrorCategory::io, fmt::format("cannot listen on {}:{}", args.host, args.port));
+    if (listener >= 0 && listen(listener, SOMAXCONN) != 0)
+      throw kestrel::Error(kestrel::ErrorCategory::io, fmt::format("listen({}:{}): {}", args.host, port, std::strerror(errno)));
     std::thread stopper([&server, stop_signals] {
       int signal = 0;
       sigwait(&stop_signals, &signal);
