@@ -4,7 +4,8 @@
 //   kestrel-chat [--model PATH] [--system TEXT] [--max-new-tokens N] [sampling options]
 //
 // Each line on stdin is a user message. The whole conversation goes through the model's
-// chat template every turn and the reply streams to stdout; replies join the history.
+// chat template every turn and the reply streams to stdout; replies join the history. The
+// session's prefix cache keeps the history's KV blocks, so a turn computes only its new tokens.
 //   /reset   forget the conversation        /help   these commands
 //   /quit    leave (as does end of input, Ctrl-D)
 // An error (a conversation longer than --max-sequence-tokens, say) is printed and the
@@ -49,7 +50,11 @@ int main(int argc, char** argv) {
     model = kestrel_examples::load_model(model_args);
     if (model_args.max_sequence_tokens == 0)
       model_args.max_sequence_tokens = std::min(kDefaultContext, model->config().max_positions);
-    session = std::make_unique<kestrel::Session>(model, kestrel_examples::single_sequence_session(model_args));
+    // The prefix cache keeps the conversation's KV blocks between turns: each turn computes
+    // only what the previous one did not (the new message and the template's markers).
+    kestrel::SessionOptions session_options = kestrel_examples::single_sequence_session(model_args);
+    session_options.prefix_caching = true;
+    session = std::make_unique<kestrel::Session>(model, session_options);
     kestrel::apply_chat_template(*model, {});  // fails now, not at the first message, without a template
   } catch (const kestrel::Error& e) {
     std::cerr << "kestrel-chat: " << e.what() << std::endl;
@@ -101,8 +106,9 @@ int main(int argc, char** argv) {
       history.push_back({"assistant", result.text});
       if (stats) {
         const size_t n = result.tokens.size();
-        fmt::print(stderr, "[kestrel] prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} tokens/s | finish: {}\n",
-                   result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
+        fmt::print(stderr,
+                   "[kestrel] prompt {} tokens ({} cached) in {:.1f} ms | {} tokens, {:.1f} tokens/s | finish: {}\n",
+                   result.prompt_ids.size(), result.cached_prompt_tokens, 1e3 * result.prompt_seconds, n,
                    n > 1 && result.decode_seconds > 0 ? static_cast<double>(n - 1) / result.decode_seconds : 0.0,
                    kestrel::to_string(result.finish));
       }

@@ -242,8 +242,8 @@ class Backend {
   virtual void sample(TensorView logits, const SamplingBatch& batch, TensorView tokens) = 0;
 };
 
-// The CPU reference backend (always built).
-std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0);
+// The CPU reference backend (always built). `batch_invariant`: see ModelOptions.
+std::unique_ptr<Backend> make_cpu_backend(int num_threads = 0, bool batch_invariant = false);
 // The CUDA backend; throws Error(unsupported) when this build has no CUDA or no GPU is present.
 std::unique_ptr<Backend> make_cuda_backend(int device_index);
 bool cuda_backend_available() noexcept;

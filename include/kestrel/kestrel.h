@@ -3,6 +3,7 @@
 
 #include "kestrel/chat.h"
 #include "kestrel/decoder.h"
+#include "kestrel/engine.h"
 #include "kestrel/error.h"
 #include "kestrel/model.h"
 #include "kestrel/parallel.h"

@@ -56,6 +56,13 @@ struct ModelOptions {
   // quantized are kept exactly as stored (groups of 32) instead of being dequantized and
   // quantized again: Q8_0 for int8; Q4_0 / Q4_1 (as int4) and Q8_0 (as int8) for int4.
   int quant_group_size = 0;
+  // CPU backend: compute every row of a step as it would be computed alone, whatever else
+  // shares the step (the kernel of a quantized linear layer is then chosen by the weight's
+  // layout only, never by the step's token count), so a greedy request's tokens do not
+  // depend on the requests it is batched with. Costs prompt-processing speed on quantized
+  // weights (8-bit-activation dot products instead of sgemm); kestrel-server turns it on.
+  // Refused on CUDA (Error(unsupported)).
+  bool batch_invariant = false;
 };
 
 // The shape of a decoder-only transformer, as read from the model's files.

@@ -19,6 +19,13 @@ struct SessionOptions {
   int max_step_tokens = 512;    // prompt tokens processed in one context-phase step
   int kv_block_size = 16;       // positions per KV-cache block
   int kv_blocks = 0;            // blocks in the KV pool; 0: enough for every sequence at full length
+  // Keep the KV blocks of finished prompts and outputs, keyed by their token prefix, and
+  // reuse them for later requests that start with the same tokens (a chat's next turn, a
+  // shared system prompt) instead of computing them again; evicted least recently used
+  // when blocks are needed. With kernels that are not batch invariant
+  // (ModelOptions::batch_invariant) reused positions may differ from recomputed ones in
+  // the last bits, as any change of batching does.
+  bool prefix_caching = false;
 };
 
 // Bytes a session holds on its device.

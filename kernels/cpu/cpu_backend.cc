@@ -42,8 +42,8 @@ class CpuAllocator final : public Allocator {
 
 class CpuBackend final : public Backend {
  public:
-  explicit CpuBackend(int num_threads)
-      : threads_(num_threads > 0 ? num_threads : omp_get_max_threads()) {
+  CpuBackend(int num_threads, cpu::QuantKernel quant_kernel)
+      : threads_(num_threads > 0 ? num_threads : omp_get_max_threads()), quant_kernel_(quant_kernel) {
     // OpenBLAS keeps one global thread pool; an explicit count applies to it too.
     if (num_threads > 0) openblas_set_num_threads(num_threads);
   }
@@ -89,7 +89,7 @@ class CpuBackend final : public Backend {
   void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                         TensorView out) override {
     if (observer_) observer_(w.data.data, x);
-    cpu::quantized_linear(x, w, bias, out, threads_);
+    cpu::quantized_linear(x, w, bias, out, threads_, quant_kernel_);
   }
 
   void set_observer(cpu::LinearObserver observer) { observer_ = std::move(observer); }
@@ -130,6 +130,7 @@ class CpuBackend final : public Backend {
 
  private:
   int threads_;
+  cpu::QuantKernel quant_kernel_;  // automatic, or batch_invariant
   CpuAllocator allocator_;
   cpu::LinearObserver observer_;
 };
@@ -143,11 +144,12 @@ void cpu::set_linear_observer(Backend& backend, LinearObserver observer) {
   cpu->set_observer(std::move(observer));
 }
 
-std::unique_ptr<Backend> make_cpu_backend(int num_threads) {
+std::unique_ptr<Backend> make_cpu_backend(int num_threads, bool batch_invariant) {
   if (num_threads < 0)
     throw Error(ErrorCategory::invalid_argument,
                 "num_threads: must be >= 0 (0 = all cores), got " + std::to_string(num_threads));
-  return std::make_unique<CpuBackend>(num_threads);
+  return std::make_unique<CpuBackend>(num_threads, batch_invariant ? cpu::QuantKernel::batch_invariant
+                                                                   : cpu::QuantKernel::automatic);
 }
 
 }  // namespace kestrel

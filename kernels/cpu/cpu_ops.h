@@ -58,6 +58,8 @@ enum class QuantKernel : uint8_t {
   q8_avx2,
   q8_vnni,       // AVX-512 VNNI (Error where the processor lacks it)
   int8_gemm,     // W8A8: int8 activations per token, oneDNN's int8 GEMM (w8a8_cpu.cc)
+  batch_invariant,  // automatic's choice for few tokens, at any token count: each row's
+                    // result is then the same whatever rows share the call
 };
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel = QuantKernel::automatic);

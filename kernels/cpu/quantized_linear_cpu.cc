@@ -373,12 +373,13 @@ void quantized_linear(const TensorView& x, const QuantizedWeight& w, const Tenso
   }
   // Precise activations: 16-bit blocks for int8 weights, f32 for int4.
   const bool integer_dots = !w.precise_activations || w.format == QuantFormat::int8;
-  if (kernel == QuantKernel::automatic && T <= kDotMaxTokens && q8_eligible(w) && integer_dots) {
+  // Few tokens, or any number when the result must not depend on it.
+  const bool few = kernel == QuantKernel::batch_invariant || (kernel == QuantKernel::automatic && T <= kDotMaxTokens);
+  if (few && q8_eligible(w) && integer_dots) {
     q8_dot_path(x, w, b, out.ptr<float>(), threads, best_q8_isa());
     return;
   }
-  const bool dots = kernel == QuantKernel::dot_portable || kernel == QuantKernel::dot_simd ||
-                    (kernel == QuantKernel::automatic && T <= kDotMaxTokens);
+  const bool dots = kernel == QuantKernel::dot_portable || kernel == QuantKernel::dot_simd || few;
   if (dots)
     dot_path(x, w, b, out.ptr<float>(), threads, kernel != QuantKernel::dot_portable && cpu_has_avx2());
   else

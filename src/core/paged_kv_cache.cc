@@ -23,7 +23,14 @@ PagedKvCache::PagedKvCache(Allocator& allocator, DType dtype, const KvCacheShape
   bytes_ = bytes_for(shape, dtype);
   base_ = allocator_.allocate(bytes_, "KV cache");
   free_.reserve(shape.num_blocks);
-  refs_.assign(static_cast<size_t>(shape.num_blocks), 0);
+  const size_t n = static_cast<size_t>(shape.num_blocks);
+  refs_.assign(n, 0);
+  hash_.assign(n, 0);
+  parent_.assign(n, -1);
+  tokens_.assign(n * static_cast<size_t>(shape.block_size), 0);
+  published_.assign(n, 0);
+  lru_entry_.resize(n);
+  index_.reserve(n);
   for (int b = shape.num_blocks - 1; b >= 0; --b) free_.push_back(b);  // hand out 0, 1, 2, ...
 }
 
@@ -54,6 +61,13 @@ void PagedKvCache::reserve(std::vector<int32_t>& table, int positions) {
 }
 
 int32_t PagedKvCache::take() {
+  if (free_.empty()) {  // evict the least recently used cached block
+    const int32_t evicted = lru_.front();
+    lru_.pop_front();
+    index_.erase(hash_[evicted]);
+    published_[evicted] = 0;
+    free_.push_back(evicted);
+  }
   const int32_t block = free_.back();
   free_.pop_back();
   refs_[block] = 1;
@@ -61,7 +75,74 @@ int32_t PagedKvCache::take() {
 }
 
 void PagedKvCache::drop(int32_t block) {
-  if (--refs_[block] == 0) free_.push_back(block);
+  if (--refs_[block] != 0) return;
+  if (published_[block])
+    lru_entry_[block] = lru_.insert(lru_.end(), block);
+  else
+    free_.push_back(block);
+}
+
+namespace {
+// The chain hash of a block: its parent's hash and its tokens (splitmix64 steps).
+uint64_t chain_hash(uint64_t parent, std::span<const int32_t> tokens) {
+  uint64_t h = parent ^ 0x9e3779b97f4a7c15ull;
+  for (int32_t t : tokens) {
+    h += static_cast<uint32_t>(t) + 0x9e3779b97f4a7c15ull;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+  }
+  return h;
+}
+}  // namespace
+
+int32_t PagedKvCache::find(uint64_t hash, int32_t parent, std::span<const int32_t> tokens) const {
+  auto it = index_.find(hash);
+  if (it == index_.end()) return -1;
+  const int32_t block = it->second;
+  const int32_t* held = tokens_.data() + static_cast<size_t>(block) * shape_.block_size;
+  if (parent_[block] != parent || !std::equal(tokens.begin(), tokens.end(), held)) return -1;
+  return block;
+}
+
+int PagedKvCache::match_prefix(std::span<const int32_t> tokens, std::vector<int32_t>& table) {
+  if (!table.empty()) throw Error(ErrorCategory::internal, "match_prefix: the table already holds blocks");
+  const size_t bs = static_cast<size_t>(shape_.block_size);
+  uint64_t hash = 0;
+  int32_t parent = -1;
+  for (size_t begin = 0; begin + bs < tokens.size(); begin += bs) {  // the last token stays
+    const std::span<const int32_t> block_tokens = tokens.subspan(begin, bs);
+    hash = chain_hash(hash, block_tokens);
+    const int32_t block = find(hash, parent, block_tokens);
+    if (block < 0) break;
+    if (refs_[block]++ == 0) lru_.erase(lru_entry_[block]);  // cached, held again
+    table.push_back(block);
+    parent = block;
+  }
+  return static_cast<int>(table.size() * bs);
+}
+
+void PagedKvCache::publish(const std::vector<int32_t>& table, std::span<const int32_t> tokens, int computed) {
+  const size_t bs = static_cast<size_t>(shape_.block_size);
+  const size_t full = std::min({table.size(), tokens.size() / bs, static_cast<size_t>(std::max(computed, 0)) / bs});
+  uint64_t hash = 0;
+  int32_t parent = -1;
+  for (size_t i = 0; i < full; ++i) {
+    const std::span<const int32_t> block_tokens = tokens.subspan(i * bs, bs);
+    hash = chain_hash(hash, block_tokens);
+    const int32_t block = table[i];
+    if (!published_[block]) {
+      if (index_.count(hash)) return;  // this prefix lives in another block: a different chain from here
+      published_[block] = 1;
+      hash_[block] = hash;
+      parent_[block] = parent;
+      std::copy(block_tokens.begin(), block_tokens.end(), tokens_.begin() + static_cast<std::ptrdiff_t>(static_cast<size_t>(block) * bs));
+      index_.emplace(hash, block);
+    } else if (hash_[block] != hash) {
+      return;  // published for another prefix (cannot happen for a table's own blocks)
+    }
+    parent = block;
+  }
 }
 
 std::vector<int32_t> PagedKvCache::share(const std::vector<int32_t>& table) {

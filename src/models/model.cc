@@ -27,8 +27,10 @@ std::shared_ptr<Backend> make_backend(const ModelOptions& options, DType* dtype)
                   std::string("ModelOptions.dtype = ") + to_string(*options.dtype) +
                       " on the cpu: the CPU backend computes in f32");
     *dtype = DType::f32;
-    return make_cpu_backend(options.num_threads);
+    return make_cpu_backend(options.num_threads, options.batch_invariant);
   }
+  if (options.batch_invariant)
+    throw Error(ErrorCategory::unsupported, "ModelOptions.batch_invariant: only the CPU backend has batch-invariant kernels");
   std::shared_ptr<Backend> backend = make_cuda_backend(options.device.index);
   *dtype = options.dtype.value_or(DType::f16);
   return backend;

@@ -117,11 +117,15 @@ elseif(CASE STREQUAL "generate_errors")
   expect_match(stderr "${err}" "--device")
 elseif(CASE STREQUAL "chat")
   # README: kestrel-chat reads one user message per line; /quit leaves.
-  file(WRITE "${WORK_DIR}/chat-input.txt" "What is the capital of France?\n/quit\n")
+  file(WRITE "${WORK_DIR}/chat-input.txt" "What is the capital of France?\nAnd of Italy?\n/quit\n")
   run("${WORK_DIR}/chat-input.txt" ${BIN_DIR}/kestrel-chat --model ${MODEL} --max-new-tokens 32 --stats)
   expect_exit(0)
   expect_match(stdout "${out}" "Paris")
-  expect_match(stderr "${err}" "\\[kestrel\\] ${status_tail}")
+  # The first turn computes its whole prompt; the second takes the first's blocks from the
+  # prefix cache (16-token blocks of the 37-token first prompt and its reply at least).
+  set(chat_tail "in ${number} ms \\| [0-9]+ tokens, ${number} tokens/s \\| finish: [a-z_]+\n")
+  expect_match(stderr "${err}"
+               "\\[kestrel\\] prompt [0-9]+ tokens \\(0 cached\\) ${chat_tail}.*\\[kestrel\\] prompt [0-9]+ tokens \\(([3-9][0-9]|[1-9][0-9][0-9]+) cached\\) ${chat_tail}")
   file(WRITE "${WORK_DIR}/chat-eof.txt" "Name one planet.\n")  # Ctrl-D (end of input) leaves too
   run("${WORK_DIR}/chat-eof.txt" ${BIN_DIR}/kestrel-chat --model ${MODEL} --max-new-tokens 8)
   expect_exit(0)

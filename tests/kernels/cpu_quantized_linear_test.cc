@@ -117,6 +117,28 @@ TEST_P(CpuQuantizedLinearTest, EveryKernelMatchesDoubleReference) {
   }
 }
 
+// QuantKernel::batch_invariant (ModelOptions::batch_invariant): each row of a call with
+// many tokens is bit-for-bit the row computed alone, with and without precise activations.
+TEST_P(CpuQuantizedLinearTest, BatchInvariantRowsEqualEachRowAlone) {
+  const QuantCase c = GetParam();
+  HostQuantizedWeight q = testing::random_quantized(c, 77 + c.T);
+  std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 78, -2.0f, 2.0f);
+  for (bool precise : {false, true}) {
+    QuantizedWeight w = q.view();
+    w.precise_activations = precise;
+    std::vector<float> all(static_cast<size_t>(c.T * c.M)), one(static_cast<size_t>(c.M));
+    cpu::quantized_linear(TensorView(x.data(), DType::f32, {c.T, c.K}), w, nullptr,
+                          TensorView(all.data(), DType::f32, {c.T, c.M}), 2, cpu::QuantKernel::batch_invariant);
+    for (int64_t t = 0; t < c.T; ++t) {
+      cpu::quantized_linear(TensorView(x.data() + t * c.K, DType::f32, {1, c.K}), w, nullptr,
+                            TensorView(one.data(), DType::f32, {1, c.M}), 2, cpu::QuantKernel::batch_invariant);
+      for (int64_t m = 0; m < c.M; ++m)
+        ASSERT_EQ(all[static_cast<size_t>(t * c.M + m)], one[static_cast<size_t>(m)])
+            << "precise " << precise << " t " << t << " m " << m;
+    }
+  }
+}
+
 // An int8 weight with precise activations (the LM head) takes 16-bit activation blocks on
 // every instruction set: within max |x| / 65534 of each x, so within that bound of the f32
 // result, and the instruction sets agree with the portable loop.

@@ -31,6 +31,75 @@ TEST(PagedKvCache, HandsOutAndTakesBackBlocks) {
   EXPECT_EQ(cache.free_blocks(), 2);
 }
 
+// Prefix caching: blocks published under their token prefix come back to a table whose
+// tokens start the same way (whole blocks only, the last token always left to compute),
+// stay cached but count as free once released, and are evicted least recently used.
+TEST(PagedKvCache, PublishedPrefixesAreMatchedSharedAndEvictedLeastRecentlyUsed) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 4, 6});  // 6 blocks of 4
+  const std::vector<int32_t> chat = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};     // 2 whole blocks + 2
+  std::vector<int32_t> first;
+  EXPECT_EQ(cache.match_prefix(chat, first), 0);  // nothing published yet
+  cache.reserve(first, 10);
+  cache.publish(first, chat, 7);  // positions 0..6 written: only block 0 is whole
+  EXPECT_EQ(cache.cached_blocks(), 1);
+  cache.publish(first, chat, 10);
+  EXPECT_EQ(cache.cached_blocks(), 2);
+
+  // A longer prompt with the same start shares both blocks while the first still holds them.
+  std::vector<int32_t> next_turn = chat;
+  next_turn.insert(next_turn.end(), {11, 12, 13});
+  std::vector<int32_t> second;
+  EXPECT_EQ(cache.match_prefix(next_turn, second), 8);
+  EXPECT_EQ(second, std::vector<int32_t>(first.begin(), first.begin() + 2));
+  EXPECT_EQ(cache.references(first[0]), 2);
+  // A different token inside block 1 stops the match after block 0; a prompt of exactly 8
+  // tokens reuses only block 0 (its last token must be computed).
+  std::vector<int32_t> other = chat, third;
+  other[5] = 99;
+  EXPECT_EQ(cache.match_prefix(other, third), 4);
+  cache.release(third);
+  EXPECT_EQ(cache.match_prefix(std::vector<int32_t>(chat.begin(), chat.begin() + 8), third), 4);
+  cache.release(third);
+
+  // Released, the blocks stay cached and count as free.
+  cache.release(first);
+  cache.release(second);
+  EXPECT_EQ(cache.free_blocks(), 6);
+  EXPECT_EQ(cache.cached_blocks(), 2);
+  EXPECT_EQ(cache.match_prefix(next_turn, second), 8);  // cached, not held: taken back
+  cache.release(second);
+
+  // Needing every block evicts the cached ones; the prefix is gone.
+  std::vector<int32_t> big;
+  cache.reserve(big, 24);
+  EXPECT_EQ(cache.cached_blocks(), 0);
+  cache.release(big);
+  EXPECT_EQ(cache.match_prefix(next_turn, second), 0);
+}
+
+TEST(PagedKvCache, EvictionTakesTheLeastRecentlyUsedCachedBlockFirst) {
+  auto backend = cpu();
+  PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 4, 5});
+  const std::vector<int32_t> a_tokens = {1, 1, 1, 1, 0}, b_tokens = {2, 2, 2, 2, 0};
+  std::vector<int32_t> a, b, c;
+  cache.reserve(a, 5);
+  cache.publish(a, a_tokens, 5);
+  cache.reserve(b, 5);
+  cache.publish(b, b_tokens, 5);
+  cache.release(a);  // a's block 0 cached first, then b's
+  cache.release(b);
+  EXPECT_EQ(cache.match_prefix(a_tokens, c), 4);  // a used again: b's is now the oldest
+  cache.release(c);
+  cache.reserve(c, 16);  // 4 blocks: the 3 free ones and the oldest cached (b's)
+  EXPECT_EQ(cache.cached_blocks(), 1);
+  cache.release(c);
+  std::vector<int32_t> probe;
+  EXPECT_EQ(cache.match_prefix(b_tokens, probe), 0);
+  EXPECT_EQ(cache.match_prefix(a_tokens, probe), 4);
+  cache.release(probe);
+}
+
 TEST(PagedKvCache, TruncateKeepsTheBlocksOfThePositionsKept) {
   auto backend = cpu();
   PagedKvCache cache(backend->allocator(), DType::f32, {1, 1, 4, 4, 6});

@@ -1,0 +1,213 @@
+#include "openai_request.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "api_error.h"
+
+namespace kestrel_server {
+
+namespace {
+
+using nlohmann::json;
+
+[[noreturn]] void refuse(const std::string& param, const std::string& message) {
+  throw ApiError(400, message, param, "invalid_value");
+}
+
+// The field's value if present and not null, checked to be of the expected kind.
+const json* field(const json& body, const char* name) {
+  auto it = body.find(name);
+  return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
+double number(const json& body, const char* name, double fallback, double lo, double hi) {
+  const json* v = field(body, name);
+  if (!v) return fallback;
+  if (!v->is_number()) refuse(name, std::string("'") + name + "' must be a number");
+  const double x = v->get<double>();
+  if (!std::isfinite(x) || x < lo || x > hi)
+    refuse(name, std::string("'") + name + "' = " + v->dump() + " is outside [" + json(lo).dump() + ", " +
+                     json(hi).dump() + "]");
+  return x;
+}
+
+int64_t integer(const json& body, const char* name, int64_t fallback, int64_t lo, int64_t hi) {
+  const json* v = field(body, name);
+  if (!v) return fallback;
+  if (!v->is_number_integer()) refuse(name, std::string("'") + name + "' must be an integer");
+  const int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > static_cast<uint64_t>(INT64_MAX)
+                        ? INT64_MAX
+                        : v->get<int64_t>();
+  if (x < lo || x > hi)
+    refuse(name, std::string("'") + name + "' = " + v->dump() + " is outside [" + std::to_string(lo) + ", " +
+                     std::to_string(hi) + "]");
+  return x;
+}
+
+bool boolean(const json& body, const char* name, bool fallback) {
+  const json* v = field(body, name);
+  if (!v) return fallback;
+  if (!v->is_boolean()) refuse(name, std::string("'") + name + "' must be a boolean");
+  return v->get<bool>();
+}
+
+std::vector<int32_t> completion_prompt(const json& body, const ServedModel& served) {
+  const json* prompt = field(body, "prompt");
+  if (!prompt) refuse("prompt", "'prompt' is required");
+  const kestrel::Tokenizer& tokenizer = served.model->tokenizer();
+  auto encode = [&](const std::string& text) {
+    try {
+      return tokenizer.encode(text);
+    } catch (const kestrel::Error& e) {
+      refuse("prompt", "'prompt' cannot be tokenized: " + e.message());
+    }
+  };
+  if (prompt->is_string()) return encode(prompt->get<std::string>());
+  if (prompt->is_array() && prompt->size() == 1 && (*prompt)[0].is_string()) return encode((*prompt)[0].get<std::string>());
+  if (prompt->is_array() && !prompt->empty() && std::all_of(prompt->begin(), prompt->end(), [](const json& t) {
+        return t.is_number_integer();
+      })) {
+    std::vector<int32_t> ids;
+    const int vocab = served.model->config().vocab_size;
+    for (const json& t : *prompt) {
+      const int64_t id = t.get<int64_t>();
+      if (id < 0 || id >= vocab)
+        refuse("prompt", "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+      ids.push_back(static_cast<int32_t>(id));
+    }
+    return ids;
+  }
+  refuse("prompt", "'prompt' must be a string, an array of one string or an array of token ids");
+}
+
+// A message's content: a string, or an array of {"type": "text", "text": ...} parts.
+std::string message_content(const json& message, size_t i) {
+  const std::string param = "messages[" + std::to_string(i) + "].content";
+  const json* content = field(message, "content");
+  if (!content) refuse(param, "'" + param + "' is required");
+  if (content->is_string()) return content->get<std::string>();
+  if (!content->is_array()) refuse(param, "'" + param + "' must be a string or an array of text parts");
+  std::string text;
+  for (const json& part : *content) {
+    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+      refuse(param, "'" + param + "' parts must be {\"type\": \"text\", \"text\": string}");
+    text += part["text"].get<std::string>();
+  }
+  return text;
+}
+
+std::vector<int32_t> chat_prompt(const json& body, const ServedModel& served) {
+  const json* messages = field(body, "messages");
+  if (!messages) refuse("messages", "'messages' is required");
+  if (!messages->is_array() || messages->empty()) refuse("messages", "'messages' must be a non-empty array");
+  std::vector<kestrel::ChatMessage> history;
+  for (size_t i = 0; i < messages->size(); ++i) {
+    const json& m = (*messages)[i];
+    const std::string param = "messages[" + std::to_string(i) + "]";
+    if (!m.is_object()) refuse(param, "'" + param + "' must be an object");
+    const json* role = field(m, "role");
+    if (!role || !role->is_string()) refuse(param + ".role", "'" + param + ".role' must be a string");
+    const std::string r = role->get<std::string>();
+    if (r != "system" && r != "user" && r != "assistant")
+      refuse(param + ".role", "'" + param + ".role' = '" + r + "' (expected system, user or assistant)");
+    history.push_back({r, message_content(m, i)});
+  }
+  try {
+    return kestrel::encode_chat(*served.model, kestrel::apply_chat_template(*served.model, history));
+  } catch (const kestrel::Error& e) {
+    throw ApiError(400, "messages cannot be rendered with the model's chat template: " + e.message(), "messages");
+  }
+}
+
+std::vector<std::string> stop_strings(const json& body) {
+  const json* stop = field(body, "stop");
+  if (!stop) return {};
+  if (stop->is_string()) return {stop->get<std::string>()};
+  if (!stop->is_array() || stop->size() > 4) refuse("stop", "'stop' must be a string or an array of up to 4 strings");
+  std::vector<std::string> out;
+  for (const json& s : *stop) {
+    if (!s.is_string() || s.get<std::string>().empty()) refuse("stop", "'stop' entries must be non-empty strings");
+    out.push_back(s.get<std::string>());
+  }
+  return out;
+}
+
+}  // namespace
+
+ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedModel& served) {
+  json body;
+  try {
+    body = json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw ApiError(400, std::string("malformed JSON body: ") + e.what(), "", "invalid_json");
+  }
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object", "", "invalid_json");
+  const bool chat = endpoint == Endpoint::chat_completions;
+
+  if (const json* model = field(body, "model")) {
+    if (!model->is_string()) refuse("model", "'model' must be a string");
+    if (model->get<std::string>() != served.id)
+      throw ApiError(400, "The model '" + model->get<std::string>() + "' does not exist; this server serves '" +
+                              served.id + "'",
+                     "model", "model_not_found");
+  }
+  ApiRequest request;
+  request.endpoint = endpoint;
+  request.stream = boolean(body, "stream", false);
+  if (const json* options = field(body, "stream_options")) {
+    if (!options->is_object()) refuse("stream_options", "'stream_options' must be an object");
+    request.include_usage = boolean(*options, "include_usage", false);
+  }
+  const json* logprobs = field(body, "logprobs");
+  if ((logprobs && !(logprobs->is_boolean() && !logprobs->get<bool>()) &&
+       !(logprobs->is_number_integer() && logprobs->get<int64_t>() == 0)) ||
+      field(body, "top_logprobs"))
+    throw ApiError(400, "logprobs / top_logprobs are not supported by this server yet", "logprobs", "unsupported");
+
+  kestrel::GenerationRequest& g = request.generation;
+  g.prompt_ids = chat ? chat_prompt(body, served) : completion_prompt(body, served);
+  const int prompt = static_cast<int>(g.prompt_ids.size());
+  if (prompt >= served.context)
+    throw ApiError(400,
+                   "This model's maximum context length is " + std::to_string(served.context) +
+                       " tokens, but the prompt has " + std::to_string(prompt) + " tokens",
+                   chat ? "messages" : "prompt", "context_length_exceeded");
+  const int room = served.context - prompt;
+  const char* max_name = chat && field(body, "max_completion_tokens") ? "max_completion_tokens" : "max_tokens";
+  const int64_t max_tokens = integer(body, max_name, chat ? room : 16, 1, INT32_MAX);
+  if (max_tokens > room)
+    throw ApiError(400,
+                   "'" + std::string(max_name) + "' = " + std::to_string(max_tokens) + " is more than the " +
+                       std::to_string(room) + " tokens left in the context of " + std::to_string(served.context) +
+                       " after the prompt's " + std::to_string(prompt),
+                   max_name, "context_length_exceeded");
+  g.stop.max_new_tokens = static_cast<int>(max_tokens);
+  g.stop.stop_strings = stop_strings(body);
+  g.stop.stop_at_eos = !boolean(body, "ignore_eos", false);
+
+  kestrel::SamplingOptions& s = g.sampling;
+  s.temperature = static_cast<float>(number(body, "temperature", 1.0, 0.0, 2.0));
+  s.top_p = static_cast<float>(number(body, "top_p", 1.0, 0.0, 1.0));
+  if (s.top_p <= 0) refuse("top_p", "'top_p' must be > 0");
+  const int64_t top_k = integer(body, "top_k", 0, -1, INT32_MAX);
+  s.top_k = top_k < 0 ? 0 : static_cast<int>(top_k);  // -1: off, as vLLM takes it
+  s.min_p = static_cast<float>(number(body, "min_p", 0.0, 0.0, 1.0));
+  s.presence_penalty = static_cast<float>(number(body, "presence_penalty", 0.0, -2.0, 2.0));
+  s.frequency_penalty = static_cast<float>(number(body, "frequency_penalty", 0.0, -2.0, 2.0));
+  s.repetition_penalty = static_cast<float>(number(body, "repetition_penalty", 1.0, 0.01, 100.0));
+  if (const json* seed = field(body, "seed")) {
+    if (!seed->is_number_integer()) refuse("seed", "'seed' must be an integer");
+    s.seed = seed->is_number_unsigned() ? seed->get<uint64_t>() : static_cast<uint64_t>(seed->get<int64_t>());
+  } else {
+    s.seed = std::random_device{}();
+  }
+  g.num_return_sequences = static_cast<int>(integer(body, "n", 1, 1, served.max_sequences));
+  // n identical greedy completions are one completion repeated: ask for sampling instead.
+  if (g.num_return_sequences > 1 && s.temperature == 0)
+    refuse("n", "'n' > 1 needs temperature > 0 (greedy completions would all be the same)");
+  return request;
+}
+
+}  // namespace kestrel_server

@@ -1,0 +1,42 @@
+// server/openai_response.h: the JSON objects of OpenAI's completion responses, whole
+// (stream false) and as server-sent-event chunks (stream true).
+#pragma once
+
+#include <kestrel/kestrel.h>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "openai_request.h"
+
+namespace kestrel_server {
+
+// What every response and chunk of one request repeats.
+struct ResponseHeader {
+  std::string id;  // "cmpl-..." or "chatcmpl-..."
+  int64_t created = 0;
+  std::string model;
+  Endpoint endpoint = Endpoint::completions;
+};
+
+// OpenAI's finish_reason: "stop" (a stop token or string), "length"; null otherwise.
+nlohmann::json finish_reason(kestrel::FinishReason reason);
+
+// The whole response of a finished request (stream false).
+nlohmann::json full_response(const ResponseHeader& header, const kestrel::GenerationResult& result);
+// A chunk carrying new text of completion `index` (chat: a delta with the content).
+nlohmann::json text_chunk(const ResponseHeader& header, int index, const std::string& text);
+// Chat only: the first chunk of completion `index`, announcing the assistant's role.
+nlohmann::json role_chunk(const ResponseHeader& header, int index);
+// The last chunk of completion `index`: no text, its finish_reason.
+nlohmann::json finish_chunk(const ResponseHeader& header, int index, kestrel::FinishReason reason);
+// stream_options.include_usage: a chunk with no choices and the token counts.
+nlohmann::json usage_chunk(const ResponseHeader& header, const kestrel::GenerationResult& result);
+
+// The completions of a result: sequences, or the result itself when there is one.
+int completions(const kestrel::GenerationResult& result);
+kestrel::FinishReason finish_of(const kestrel::GenerationResult& result, int index);
+
+// A JSON value as one line of UTF-8 (invalid bytes in generated text become U+FFFD).
+std::string to_text(const nlohmann::json& value);
+
+}  // namespace kestrel_server

@@ -1,0 +1,279 @@
+#!/usr/bin/env python3
+"""kestrel-server against the official `openai` Python client (and raw HTTP where the client
+would hide the status): both endpoints streamed and not, 32 concurrent greedy requests equal
+to the same requests one by one, a streaming client that disconnects, and every bad input
+answered by an OpenAI error object with the right status while the server keeps serving.
+
+usage: openai_client_test.py --venv DIR --server BIN --model PATH
+Re-runs itself under DIR/bin/python (made by make_openai_venv.py); prints KESTREL-SKIP
+when that environment or the model is missing. Each server runs on a free loopback port
+and is killed at the end, whatever happens.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import unittest
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ARGS = None
+SERVERS = []  # (process, base_url)
+
+
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--venv", required=True)
+    parser.add_argument("--server", required=True)
+    parser.add_argument("--model", required=True)
+    return parser.parse_known_args()
+
+
+def start_server(*extra):
+    """Starts kestrel-server on a free port; returns its base URL once it listens."""
+    proc = subprocess.Popen([ARGS.server, "--model", ARGS.model, "--host", "127.0.0.1", "--port", "0",
+                             "--threads", "1", "--max-sequence-tokens", "512", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    SERVERS.append(proc)
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (http://[\d.]+:\d+)", line)
+    if not match:
+        proc.kill()
+        raise RuntimeError(f"kestrel-server did not start: {line}{proc.stdout.read()}")
+    return match.group(1)
+
+
+def stop_servers():
+    for proc in SERVERS:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
+def raw(base, path, body=None, method=None):
+    """(status, headers, parsed JSON or text) of one HTTP request, errors included."""
+    data = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+    request = urllib.request.Request(base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            status, headers, text = response.status, response.headers, response.read().decode()
+    except urllib.error.HTTPError as e:
+        status, headers, text = e.code, e.headers, e.read().decode()
+    try:
+        return status, headers, json.loads(text)
+    except json.JSONDecodeError:
+        return status, headers, text
+
+
+def metrics(base):
+    _, _, text = raw(base, "/metrics")
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            values[name] = float(value)
+    return values
+
+
+PROMPTS = ["Once upon a time", "The capital of France is", "def fibonacci(n):", "1, 2, 3, 4,",
+           "The quick brown fox", "In a galaxy far away", "My favourite food is", "Water boils at"]
+
+
+class OpenAIClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        import openai
+        cls.openai = openai
+        cls.base = start_server("--max-sequences", "16", "--max-body-bytes", "65536")
+        cls.client = openai.OpenAI(base_url=cls.base + "/v1", api_key="unused", max_retries=0, timeout=120)
+        cls.model = cls.client.models.list().data[0].id
+
+    def complete(self, prompt, **kw):
+        return self.client.completions.create(model=self.model, prompt=prompt, temperature=0, **kw)
+
+    def test_models_and_health(self):
+        self.assertEqual(self.model, Path(ARGS.model).stem)
+        self.assertEqual(raw(self.base, "/health")[0], 200)
+
+    def test_completions_streamed_equals_whole(self):
+        whole = self.complete("Once upon a time", max_tokens=12)
+        self.assertEqual(whole.choices[0].finish_reason, "length")
+        self.assertEqual(whole.usage.completion_tokens, 12)
+        self.assertEqual(whole.usage.prompt_tokens, 4)
+        self.assertTrue(whole.choices[0].text)
+        chunks = list(self.complete("Once upon a time", max_tokens=12, stream=True))
+        self.assertEqual("".join(c.choices[0].text for c in chunks), whole.choices[0].text)
+        self.assertEqual(chunks[-1].choices[0].finish_reason, "length")
+
+    def test_chat_streamed_equals_whole(self):
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        whole = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                    max_tokens=24)
+        answer = whole.choices[0].message.content
+        self.assertTrue(answer)
+        self.assertEqual(whole.usage.prompt_tokens, 37)  # SmolLM2's template adds its system prompt
+        self.assertIn(whole.choices[0].finish_reason, ("stop", "length"))
+        stream = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                     max_tokens=24, stream=True,
+                                                     stream_options={"include_usage": True})
+        chunks = list(stream)
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(text, answer)
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        self.assertEqual(chunks[-1].usage.completion_tokens, whole.usage.completion_tokens)
+        self.assertEqual(chunks[-2].choices[0].finish_reason, whole.choices[0].finish_reason)
+
+    def test_sampling_options_stop_and_n(self):
+        out = self.client.completions.create(model=self.model, prompt="1, 2, 3, 4,", max_tokens=20,
+                                             temperature=0.8, top_p=0.9, seed=7,
+                                             presence_penalty=0.5, frequency_penalty=0.5, n=3,
+                                             extra_body={"top_k": 20, "min_p": 0.05})
+        self.assertEqual(len(out.choices), 3)
+        again = self.client.completions.create(model=self.model, prompt="1, 2, 3, 4,", max_tokens=20,
+                                               temperature=0.8, top_p=0.9, seed=7, presence_penalty=0.5,
+                                               frequency_penalty=0.5, n=3, extra_body={"top_k": 20, "min_p": 0.05})
+        self.assertEqual([c.text for c in out.choices], [c.text for c in again.choices])  # same seed
+        stopped = self.complete("1, 2, 3, 4,", max_tokens=20, stop=[" 7"])
+        self.assertEqual(stopped.choices[0].finish_reason, "stop")
+        self.assertNotIn(" 7", stopped.choices[0].text)
+        self.assertIn("6", stopped.choices[0].text)
+
+    def test_concurrent_greedy_equals_one_by_one(self):
+        requests = [(PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)), 6 + i % 7) for i in range(32)]
+        alone = [self.complete(p, max_tokens=m).choices[0].text for p, m in requests]
+        with concurrent.futures.ThreadPoolExecutor(32) as pool:
+            together = list(pool.map(lambda r: self.complete(r[0], max_tokens=r[1]).choices[0].text, requests))
+        self.assertEqual(together, alone)
+
+    def test_prefix_cache_hits_in_metrics_with_identical_outputs(self):
+        history = [{"role": "system", "content": "You answer in one short sentence. " * 6},
+                   {"role": "user", "content": "Name a colour of the rainbow."}]
+        ask = lambda: self.client.chat.completions.create(model=self.model, messages=history, temperature=0,
+                                                          max_tokens=16)
+        before = metrics(self.base)
+        first = ask()
+        middle = metrics(self.base)
+        second = ask()
+        after = metrics(self.base)
+        self.assertEqual(second.choices[0].message.content, first.choices[0].message.content)
+        prompt = first.usage.prompt_tokens
+        self.assertEqual(middle["kestrel_prefix_cache_query_tokens_total"]
+                         - before["kestrel_prefix_cache_query_tokens_total"], prompt)
+        # The second time every whole 16-token block of the prompt but the last token's is reused.
+        self.assertEqual(after["kestrel_prefix_cache_hit_tokens_total"]
+                         - middle["kestrel_prefix_cache_hit_tokens_total"], (prompt - 1) // 16 * 16)
+        self.assertGreater(after["kestrel_prefix_cache_hit_rate"], 0)
+        self.assertGreater(after["kestrel_kv_blocks_cached"], 0)
+        # A next turn reuses the whole conversation so far.
+        history += [{"role": "assistant", "content": first.choices[0].message.content},
+                    {"role": "user", "content": "And another one?"}]
+        ask()
+        final = metrics(self.base)
+        self.assertGreaterEqual(final["kestrel_prefix_cache_hit_tokens_total"]
+                                - after["kestrel_prefix_cache_hit_tokens_total"], prompt // 16 * 16)
+
+    def test_disconnect_cancels_and_frees_blocks(self):
+        before = metrics(self.base)
+        stream = self.client.completions.create(model=self.model, prompt="Once upon a time", max_tokens=400,
+                                                temperature=0, stream=True, extra_body={"ignore_eos": True})
+        for i, _ in enumerate(stream):
+            if i == 2:
+                break
+        stream.close()  # the client goes away mid-answer
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            now = metrics(self.base)
+            if now["kestrel_requests_finished_total"] > before["kestrel_requests_finished_total"] and \
+                    now["kestrel_kv_blocks_used"] == 0 and now["kestrel_running_sequences"] == 0:
+                break
+            time.sleep(0.05)
+        self.assertEqual(now["kestrel_kv_blocks_used"], 0)
+        self.assertEqual(now["kestrel_running_sequences"], 0)
+        self.assertLess(now["kestrel_generation_tokens_total"] - before["kestrel_generation_tokens_total"], 400)
+
+    def test_bad_inputs(self):
+        openai = self.openai
+        cases = [
+            ("malformed JSON", b'{"prompt": ', 400, None),
+            ("not an object", b'[1, 2]', 400, None),
+            ("wrong type", {"prompt": "hi", "max_tokens": "ten"}, 400, "max_tokens"),
+            ("wrong type", {"prompt": "hi", "temperature": "hot"}, 400, "temperature"),
+            ("wrong type", {"prompt": 12}, 400, "prompt"),
+            ("out of range", {"prompt": "hi", "top_p": 1.5}, 400, "top_p"),
+            ("unknown model", {"prompt": "hi", "model": "gpt-4"}, 400, "model"),
+            ("prompt over the context", {"prompt": "hello " * 600}, 400, "prompt"),
+            ("max_tokens over the limit", {"prompt": "hi", "max_tokens": 100000}, 400, "max_tokens"),
+            ("logprobs", {"prompt": "hi", "logprobs": 2}, 400, "logprobs"),
+            ("body over the limit", json.dumps({"prompt": "x" * 70000}).encode(), 413, None),
+        ]
+        for name, body, status, param in cases:
+            with self.subTest(name):
+                got, _, error = raw(self.base, "/v1/completions", body, method="POST")
+                self.assertEqual(got, status, error)
+                self.assertIsInstance(error.get("error", {}).get("message"), str, error)
+                if param:
+                    self.assertEqual(error["error"]["param"], param)
+        got, _, error = raw(self.base, "/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]},
+                            method="POST")
+        self.assertEqual((got, error["error"]["param"]), (400, "messages[0].role"))
+        with self.assertRaises(openai.BadRequestError) as raised:
+            self.client.completions.create(model="no-such-model", prompt="hi")
+        self.assertEqual(raised.exception.code, "model_not_found")
+        with self.assertRaises(openai.BadRequestError):
+            self.client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "hi"}],
+                                                max_tokens=10**6)
+        # Still serving.
+        self.assertEqual(self.complete("Hello", max_tokens=2).usage.completion_tokens, 2)
+
+
+class QueueFullTest(unittest.TestCase):
+    def test_full_queue_answers_503_with_retry_after(self):
+        base = start_server("--max-sequences", "1", "--max-queued", "1")
+        body = {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0, "ignore_eos": True}
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            results = list(pool.map(lambda _: raw(base, "/v1/completions", body, method="POST"), range(6)))
+        statuses = sorted(r[0] for r in results)
+        self.assertIn(503, statuses)
+        self.assertIn(200, statuses)
+        for status, headers, body in results:
+            if status == 503:
+                self.assertEqual(headers["Retry-After"], "1")
+                self.assertEqual(body["error"]["type"], "overloaded_error")
+            else:
+                self.assertEqual(body["usage"]["completion_tokens"], 40)
+        self.assertGreaterEqual(metrics(base)["kestrel_requests_refused_total"], 1)
+
+
+def main():
+    global ARGS
+    ARGS, rest = parse_args()
+    venv_python = Path(ARGS.venv) / "bin" / "python"
+    if Path(sys.executable).resolve() != venv_python.resolve() and os.environ.get("KESTREL_IN_VENV") != "1":
+        if not venv_python.exists():
+            print(f"KESTREL-SKIP: no openai client environment at {ARGS.venv} (see make_openai_venv.py)")
+            return 0
+        os.environ["KESTREL_IN_VENV"] = "1"
+        os.execv(str(venv_python), [str(venv_python), *sys.argv])
+    try:
+        import openai  # noqa: F401
+    except ImportError:
+        print(f"KESTREL-SKIP: the openai client is not installed in {ARGS.venv}")
+        return 0
+    if not Path(ARGS.model).exists():
+        print(f"KESTREL-SKIP: model {ARGS.model} is missing (scripts/fetch-default-model.sh)")
+        return 0
+    try:
+        program = unittest.main(argv=[sys.argv[0], "-v", *rest], exit=False)
+    finally:
+        stop_servers()
+    return 0 if program.result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
