@@ -8,6 +8,7 @@
 
 #include "core/session_state.h"
 #include "decoding/beam_search.h"
+#include "decoding/constraint.h"
 #include "decoding/draft_model.h"
 #include "decoding/request_checks.h"
 #include "decoding/speculative.h"
@@ -63,6 +64,7 @@ struct Sequence {
   bool finished = false;
   int sample = 0;  // which of the request's num_return_sequences completions it is
   int forks = 0;   // completions still to split off it once its prompt is cached
+  std::optional<ConstraintState> constraint;  // GenerationRequest.constraint (a copy per fork)
 
   Sequence(size_t r, std::vector<int32_t> p, const GenerationRequest& req)
       : request(r), prompt(std::move(p)), matcher(req.stop.stop_strings), started(Clock::now()) {
@@ -89,6 +91,7 @@ class Run {
       results_[i].prompt_ids = checked_prompt(requests[i], i, model, s.options);
       check_speculative(requests[i].speculative, i, model, draft != nullptr);
       check_beams_and_samples(requests[i], i, model, s.options);
+      check_constraint_options(requests[i], i, model);
       if (requests[i].speculative.method == SpeculativeMethod::draft_model && !drafter_)
         drafter_ = std::make_unique<DraftModel>(*draft);
       if (requests[i].beam.num_beams > 1)
@@ -98,6 +101,8 @@ class Run {
       if (requests[i].beam.num_beams == 1 && requests[i].num_return_sequences > 1)
         results_[i].sequences.resize(static_cast<size_t>(requests[i].num_return_sequences));
     }
+    for (size_t i = 0; i < requests.size(); ++i)
+      constraints_.push_back(compile_constraint(requests[i], i, model.tokenizer()));
   }
 
   ~Run() {  // also on an exception: every block goes back to the pool
@@ -128,7 +133,9 @@ class Run {
       const int n = requests_[r].num_return_sequences;
       if (static_cast<int>(active_.size()) + pending_forks_ + n > s_.options.max_sequences) return;
       waiting_.pop_front();
-      active_.emplace_back(r, results_[r].prompt_ids, requests_[r]).forks = n - 1;
+      Sequence& seq = active_.emplace_back(r, results_[r].prompt_ids, requests_[r]);
+      seq.forks = n - 1;
+      if (constraints_[r]) seq.constraint.emplace(constraints_[r], s_.model->tokenizer());
       pending_forks_ += n - 1;
     }
   }
@@ -413,7 +420,7 @@ class Run {
     }
   }
 
-  void sample_and_advance(const std::vector<Sequence*>& seqs) {
+  void sample_and_advance(std::vector<Sequence*> seqs) {
     if (seqs.empty()) return;
     std::vector<SampleInput> inputs;
     for (auto* seq : seqs) {
@@ -422,9 +429,41 @@ class Run {
       inputs.push_back({seq->row, seq->prompt, generated});
     }
     std::vector<int32_t> tokens = runner_.sample(inputs);
+    apply_constraints(seqs, tokens);
     std::vector<std::vector<int32_t>> per_seq;
     for (int32_t t : tokens) per_seq.push_back({t});
     advance_all(seqs, per_seq);
+  }
+
+  // Constrained decoding (decoding/constraint.h): the token of sequence i (logits row i) is
+  // replaced by a draw from its masked row when its grammar refuses it; a sequence whose
+  // grammar allows no token of the vocabulary ends with FinishReason::error.
+  void apply_constraints(std::vector<Sequence*>& seqs, std::vector<int32_t>& tokens) {
+    std::vector<float> row;
+    bool dropped = false;
+    for (size_t i = 0; i < seqs.size(); ++i) {
+      Sequence& seq = *seqs[i];
+      if (!seq.constraint || seq.constraint->allows(tokens[i])) continue;
+      row.resize(static_cast<size_t>(s_.model->config().vocab_size));
+      runner_.read_logits_row(static_cast<int>(i), row.data());
+      if (const auto token = seq.constraint->choose(tokens[i], row, seq.row)) {
+        tokens[i] = *token;
+        continue;
+      }
+      results_[seq.request].error = "request " + std::to_string(seq.request) +
+                                    ": the grammar allows no token of the vocabulary after the text generated so far";
+      finish(seq, FinishReason::error, seq.matcher.text());
+      dropped = true;
+    }
+    if (!dropped) return;
+    size_t kept = 0;
+    for (size_t i = 0; i < seqs.size(); ++i)
+      if (!seqs[i]->finished) {
+        seqs[kept] = seqs[i];
+        tokens[kept++] = tokens[i];
+      }
+    seqs.resize(kept);
+    tokens.resize(kept);
   }
 
   // Appends each sequence's new tokens in order, stopping at the first that finishes it or
@@ -453,6 +492,7 @@ class Run {
       if (seq.sample == 0) result.prompt_seconds = seconds_since(seq.started);
     }
     tokens.push_back(token);
+    if (seq.constraint) seq.constraint->accept(token);
 
     std::optional<FinishReason> finish_reason;
     std::string piece;
@@ -467,6 +507,7 @@ class Run {
       piece = seq.matcher.push(token < tokenizer.vocab_size() ? tokenizer.token_bytes(token) : std::string());
       if (seq.matcher.matched()) finish_reason = FinishReason::stop_string;
     }
+    if (!finish_reason && seq.constraint && seq.constraint->must_end()) finish_reason = FinishReason::stop_token;
     if (!finish_reason && static_cast<int>(tokens.size()) >= request.stop.max_new_tokens)
       finish_reason = FinishReason::length;
     if (finish_reason) piece += seq.matcher.flush();
@@ -505,6 +546,7 @@ class Run {
   std::unique_ptr<DraftModel> drafter_;  // with a draft_model request
   int pending_forks_ = 0;                   // slots promised to completions not yet split off
   std::vector<std::pair<int32_t, int32_t>> copies_;  // copy-on-write before the next step
+  std::vector<std::shared_ptr<const CompiledConstraint>> constraints_;  // per request; null: none
 };
 
 }  // namespace
