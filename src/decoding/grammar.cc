@@ -160,6 +160,7 @@ class Parser {
   }
 
   Alternatives parse_alternatives(bool nested) {
+    if (nested && ++depth_ > 200) fail("groups are nested more than 200 deep");
     Alternatives alts;
     alts.push_back(parse_sequence(nested));
     while (pos_ < src_.size() && src_[pos_] == '|') {
@@ -167,6 +168,7 @@ class Parser {
       skip_space(true);
       alts.push_back(parse_sequence(nested));
     }
+    if (nested) --depth_;
     return alts;
   }
 
@@ -465,6 +467,7 @@ class Parser {
   std::vector<Alternatives> bodies_;
   std::string current_;
   int generated_ = 0;
+  int depth_ = 0;  // groups open
   static constexpr int64_t kMaxElements = 1 << 20;
   size_t elements_ = 0;  // items made by repetitions so far
   std::map<uint32_t, std::string> owner_;  // generated rule -> the rule it was written in
@@ -496,6 +499,11 @@ Matcher::Matcher(std::shared_ptr<const Grammar> grammar) : grammar_(std::move(gr
 // Replaces rule references on top of `stack` by their alternatives until every resulting
 // stack has a character element on top (or is empty), appending them to `out`.
 void Matcher::expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint32_t>>& out) const {
+  // An ambiguous grammar (nested optional repetitions) can multiply the parses: refuse
+  // rather than let one step take unbounded time and memory.
+  if (out.size() > kMaxStacks)
+    throw Error(ErrorCategory::unsupported, "grammar: more than " + std::to_string(kMaxStacks) +
+                                                " simultaneous parses (the grammar is too ambiguous)");
   if (stack.empty()) {
     out.push_back(stack);
     return;

@@ -84,6 +84,10 @@ struct MatchState {
 
 class Matcher {
  public:
+  // At most this many parses at once; more throws Error(unsupported) (a grammar so
+  // ambiguous that matching would take unbounded time).
+  static constexpr size_t kMaxStacks = 4096;
+
   explicit Matcher(std::shared_ptr<const Grammar> grammar);
 
   const MatchState& state() const { return state_; }
