@@ -4,6 +4,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <unordered_map>
 
 #include "kestrel/error.h"
 #include "kestrel/tokenizer.h"
@@ -681,27 +682,76 @@ VocabularyTrie::VocabularyTrie(const Tokenizer& tokenizer) {
   // Children were appended as their parents were dequeued: each node's edges are contiguous.
 }
 
-void VocabularyTrie::walk(const Matcher& m, uint32_t node, const MatchState& state, std::vector<MatchState>& scratch,
-                          size_t depth, std::vector<int32_t>& out) const {
-  const Node& n = nodes_[node];
-  if (scratch.size() <= depth) scratch.resize(depth + 1);
-  for (uint32_t e = n.first_child; e < n.first_child + n.child_count; ++e) {
-    const Edge& edge = edges_[e];
-    m.step(state, edge.byte, scratch[depth]);
-    if (scratch[depth].dead()) continue;
-    const Node& child = nodes_[edge.node];
-    out.insert(out.end(), tokens_.begin() + child.first_token, tokens_.begin() + child.first_token + child.token_count);
-    if (child.child_count > 0) {
-      MatchState here = std::move(scratch[depth]);
-      walk(m, edge.node, here, scratch, depth + 1, out);
-    }
+namespace {
+
+// The states met in one trie walk, interned, with their byte transitions cached: inside a
+// repetition (a JSON string's characters) most bytes lead back to a few states, so most
+// trie nodes cost one hash lookup instead of a matcher step.
+class StateCache {
+ public:
+  explicit StateCache(const Matcher& m) : m_(m) {}
+  int intern(MatchState&& s) {
+    if (s.dead()) return -1;
+    std::string key = serialize(s);
+    auto [it, fresh] = ids_.emplace(std::move(key), static_cast<int>(states_.size()));
+    if (fresh) states_.push_back(std::move(s));
+    return it->second;
   }
-}
+  int next(int id, uint8_t byte) {
+    const uint64_t key = (static_cast<uint64_t>(id) << 8) | byte;
+    auto it = transitions_.find(key);
+    if (it != transitions_.end()) return it->second;
+    MatchState to;
+    m_.step(states_[static_cast<size_t>(id)], byte, to);
+    const int result = intern(std::move(to));
+    transitions_.emplace(key, result);
+    return result;
+  }
+
+ private:
+  static std::string serialize(const MatchState& s) {
+    std::string out;
+    auto put = [&](uint32_t v) { out.append(reinterpret_cast<const char*>(&v), sizeof v); };
+    put(s.partial);
+    put(s.partial_left);
+    put(s.partial_lo);
+    put(s.partial_hi);
+    for (const auto& stack : s.stacks) {
+      put(static_cast<uint32_t>(stack.size()));
+      for (uint32_t e : stack) put(e);
+    }
+    return out;
+  }
+  const Matcher& m_;
+  std::vector<MatchState> states_;
+  std::unordered_map<std::string, int> ids_;
+  std::unordered_map<uint64_t, int> transitions_;
+};
+
+}  // namespace
 
 void VocabularyTrie::allowed_tokens(const Matcher& matcher, std::vector<int32_t>& out) const {
   out.clear();
-  std::vector<MatchState> scratch;
-  walk(matcher, 0, matcher.state(), scratch, 0, out);
+  StateCache cache(matcher);
+  MatchState start = matcher.state();
+  const int root = cache.intern(std::move(start));
+  if (root < 0) return;
+  // Depth-first over (node, state id); children of a live node whose byte keeps the
+  // state alive contribute their tokens and are visited in turn.
+  std::vector<std::pair<uint32_t, int>> todo{{0u, root}};
+  while (!todo.empty()) {
+    const auto [node, state] = todo.back();
+    todo.pop_back();
+    const Node& n = nodes_[node];
+    for (uint32_t e = n.first_child; e < n.first_child + n.child_count; ++e) {
+      const Edge& edge = edges_[e];
+      const int next = cache.next(state, edge.byte);
+      if (next < 0) continue;
+      const Node& child = nodes_[edge.node];
+      out.insert(out.end(), tokens_.begin() + child.first_token, tokens_.begin() + child.first_token + child.token_count);
+      if (child.child_count > 0) todo.emplace_back(edge.node, next);
+    }
+  }
   std::sort(out.begin(), out.end());
 }
 

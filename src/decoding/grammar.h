@@ -132,8 +132,6 @@ class VocabularyTrie {
     uint8_t byte;
     uint32_t node;
   };
-  void walk(const Matcher& m, uint32_t node, const MatchState& state, std::vector<MatchState>& scratch, size_t depth,
-            std::vector<int32_t>& out) const;
   std::vector<Node> nodes_;
   std::vector<Edge> edges_;
   std::vector<int32_t> tokens_;
