@@ -62,9 +62,12 @@ GenerationRequest point_request(const std::string& prompt, float temperature, ui
   return r;
 }
 
-TEST(GrammarDecoding, TinyModelWritesSchemaJsonGreedyAndSampled) {
-  Session session(tiny_model(), {.max_sequences = 3});
+class TinyModels : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TinyModels, WriteSchemaJsonGreedyAndSampled) {
+  Session session(Model::load(fixture_dir() / GetParam()), {.max_sequences = 3});
   Decoder decoder(session);
+  std::vector<GenerationRequest> requests;
   for (float temperature : {0.0f, 0.8f, 1.5f})
     for (uint64_t seed : {1, 2, 3}) {
       if (temperature == 0.0f && seed > 1) continue;
@@ -74,13 +77,24 @@ TEST(GrammarDecoding, TinyModelWritesSchemaJsonGreedyAndSampled) {
         r.sampling.top_p = 0.9f;
         r.sampling.repetition_penalty = 1.3f;
       }
-      const GenerationResult result = decoder.generate(r);
-      const std::string what = "temperature " + std::to_string(temperature) + " seed " + std::to_string(seed);
-      EXPECT_EQ(result.finish, FinishReason::stop_token) << what << ": " << result.text;
-      expect_point(result.text, what);
-      // The streamed pieces make the same text.
+      requests.push_back(r);
     }
+  // Streamed pieces add up to each text.
+  std::vector<std::string> streamed(requests.size());
+  const auto results = decoder.generate(requests, [&](const StreamEvent& e) {
+    streamed[e.request] += e.text;
+    return true;
+  });
+  for (size_t i = 0; i < results.size(); ++i) {
+    const std::string what = std::string(GetParam()) + " request " + std::to_string(i);
+    EXPECT_EQ(results[i].finish, FinishReason::stop_token) << what << ": " << results[i].text;
+    expect_point(results[i].text, what);
+    EXPECT_EQ(streamed[i], results[i].text) << what;
+  }
 }
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, TinyModels, ::testing::Values("tiny-gpt2", "tiny-llama"),
+                         [](const auto& info) { return std::string(info.param) == "tiny-gpt2" ? "gpt2" : "llama"; });
 
 TEST(GrammarDecoding, ParallelSamplesEachKeepTheirOwnGrammarState) {
   Session session(tiny_model(), {.max_sequences = 4});
@@ -278,13 +292,14 @@ TEST_F(GrammarSmolLM2, EveryOutputIsSchemaJsonGreedyAndSampled) {
 }
 
 TEST_F(GrammarSmolLM2, AnyJsonValueAndAGrammarAdmittingEverything) {
-  Session session(model_, {.max_sequence_tokens = 256});
+  Session session(model_, {.max_sequences = 2, .max_sequence_tokens = 256});
   Decoder decoder(session);
   GenerationRequest r = chat("List three fruits.");
   r.stop.max_new_tokens = 24;
-  const GenerationResult plain = decoder.generate(r);
-  r.constraint.grammar = "root ::= .*";
-  EXPECT_EQ(decoder.generate(r).tokens, plain.tokens) << plain.text;
+  GenerationRequest any = r;
+  any.constraint.grammar = "root ::= .*";
+  const auto both = decoder.generate(std::vector<GenerationRequest>{r, any});  // batching changes no token
+  EXPECT_EQ(both[1].tokens, both[0].tokens) << both[0].text;
 
   r.constraint.grammar.clear();
   r.constraint.json_schema = R"({"type": "object", "properties": {"fruits": {"type": "array", "items": {"type": "string", "maxLength": 12}, "maxItems": 3}}, "required": ["fruits"]})";
