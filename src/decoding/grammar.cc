@@ -1,6 +1,7 @@
 #include "decoding/grammar.h"
 
 #include <algorithm>
+#include <array>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -680,6 +681,7 @@ VocabularyTrie::VocabularyTrie(const Tokenizer& tokenizer) {
     nodes_[p.node].child_count = static_cast<uint32_t>(edges_.size()) - nodes_[p.node].first_child;
   }
   // Children were appended as their parents were dequeued: each node's edges are contiguous.
+  for (int32_t t : tokens_) max_token_ = std::max(max_token_, t);
 }
 
 namespace {
@@ -694,17 +696,20 @@ class StateCache {
     if (s.dead()) return -1;
     std::string key = serialize(s);
     auto [it, fresh] = ids_.emplace(std::move(key), static_cast<int>(states_.size()));
-    if (fresh) states_.push_back(std::move(s));
+    if (fresh) {
+      states_.push_back(std::move(s));
+      transitions_.emplace_back();
+      transitions_.back().fill(kUnknown);
+    }
     return it->second;
   }
   int next(int id, uint8_t byte) {
-    const uint64_t key = (static_cast<uint64_t>(id) << 8) | byte;
-    auto it = transitions_.find(key);
-    if (it != transitions_.end()) return it->second;
+    int& known = transitions_[static_cast<size_t>(id)][byte];
+    if (known != kUnknown) return known;
     MatchState to;
     m_.step(states_[static_cast<size_t>(id)], byte, to);
-    const int result = intern(std::move(to));
-    transitions_.emplace(key, result);
+    const int result = intern(std::move(to));  // may grow transitions_: no reference kept
+    transitions_[static_cast<size_t>(id)][byte] = result;
     return result;
   }
 
@@ -725,13 +730,15 @@ class StateCache {
   const Matcher& m_;
   std::vector<MatchState> states_;
   std::unordered_map<std::string, int> ids_;
-  std::unordered_map<uint64_t, int> transitions_;
+  static constexpr int kUnknown = -2;
+  std::vector<std::array<int, 256>> transitions_;  // per state and byte: next state, -1 dead
 };
 
 }  // namespace
 
 void VocabularyTrie::allowed_tokens(const Matcher& matcher, std::vector<int32_t>& out) const {
   out.clear();
+  std::vector<uint8_t> allowed(static_cast<size_t>(max_token_) + 1, 0);
   StateCache cache(matcher);
   MatchState start = matcher.state();
   const int root = cache.intern(std::move(start));
@@ -748,11 +755,13 @@ void VocabularyTrie::allowed_tokens(const Matcher& matcher, std::vector<int32_t>
       const int next = cache.next(state, edge.byte);
       if (next < 0) continue;
       const Node& child = nodes_[edge.node];
-      out.insert(out.end(), tokens_.begin() + child.first_token, tokens_.begin() + child.first_token + child.token_count);
+      for (uint32_t k = child.first_token; k < child.first_token + child.token_count; ++k)
+        allowed[static_cast<size_t>(tokens_[k])] = 1;
       if (child.child_count > 0) todo.emplace_back(edge.node, next);
     }
   }
-  std::sort(out.begin(), out.end());
+  for (size_t t = 0; t < allowed.size(); ++t)  // increasing order without a sort
+    if (allowed[t]) out.push_back(static_cast<int32_t>(t));
 }
 
 std::shared_ptr<const VocabularyTrie> vocabulary_trie(const Tokenizer& tokenizer) {

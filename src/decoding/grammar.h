@@ -135,6 +135,7 @@ class VocabularyTrie {
   std::vector<Node> nodes_;
   std::vector<Edge> edges_;
   std::vector<int32_t> tokens_;
+  int32_t max_token_ = 0;
 };
 
 // One VocabularyTrie per tokenizer, built on first use and shared while it is in use.
