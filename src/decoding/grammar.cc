@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <functional>
 #include <map>
 #include <mutex>
 #include <unordered_map>
@@ -437,27 +436,34 @@ class Parser {
           left[r].push_back(it.value);
           if (!nullable[it.value]) break;
         }
+    // Depth-first, iteratively (chains of generated rules can be long).
     std::vector<uint8_t> color(R, 0);  // 0 new, 1 on the path, 2 done
-    std::vector<uint32_t> path;
-    std::function<void(uint32_t)> visit = [&](uint32_t r) {
-      color[r] = 1;
-      path.push_back(r);
-      for (uint32_t next : left[r]) {
+    std::vector<std::pair<uint32_t, size_t>> path;  // rule, next entry of left[rule] to follow
+    for (uint32_t start = 0; start < R; ++start) {
+      if (color[start] != 0) continue;
+      color[start] = 1;
+      path.emplace_back(start, 0);
+      while (!path.empty()) {
+        auto& [r, i] = path.back();
+        if (i == left[r].size()) {
+          color[r] = 2;
+          path.pop_back();
+          continue;
+        }
+        const uint32_t next = left[r][i++];
         if (color[next] == 1) {
-          // Name the user's rule where possible (generated ones are name-N).
           std::string name = "'" + g_.names_[next] + "'";
           if (auto owner = owner_.find(next); owner != owner_.end())
             name += " (a group or repetition in rule '" + owner->second + "')";
           throw Error(ErrorCategory::invalid_argument, "grammar: left recursion in rule " + name +
                                                            ": it can reach itself before matching a character");
         }
-        if (color[next] == 0) visit(next);
+        if (color[next] == 0) {
+          color[next] = 1;
+          path.emplace_back(next, 0);
+        }
       }
-      path.pop_back();
-      color[r] = 2;
-    };
-    for (uint32_t r = 0; r < R; ++r)
-      if (color[r] == 0) visit(r);
+    }
   }
 
   std::string_view src_;
@@ -500,7 +506,10 @@ Matcher::Matcher(std::shared_ptr<const Grammar> grammar) : grammar_(std::move(gr
 
 // Replaces rule references on top of `stack` by their alternatives until every resulting
 // stack has a character element on top (or is empty), appending them to `out`.
-void Matcher::expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint32_t>>& out) const {
+void Matcher::expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint32_t>>& out, int depth) const {
+  if (depth > kMaxExpansionDepth)
+    throw Error(ErrorCategory::unsupported, "grammar: a chain of more than " + std::to_string(kMaxExpansionDepth) +
+                                                " rules entered before a character");
   // An ambiguous grammar (nested optional repetitions) can multiply the parses: refuse
   // rather than let one step take unbounded time and memory.
   if (out.size() > kMaxStacks)
@@ -522,7 +531,7 @@ void Matcher::expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint3
   for (uint32_t alt : grammar_->rules()[el[pos].value]) {
     std::vector<uint32_t> next = rest;
     if (el[alt].kind != Element::end) next.push_back(alt);
-    expand(next, out);
+    expand(next, out, depth + 1);
   }
 }
 

@@ -106,7 +106,8 @@ class Matcher {
   void step(const MatchState& from, uint8_t byte, MatchState& to) const;
 
  private:
-  void expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint32_t>>& out) const;
+  void expand(std::vector<uint32_t>& stack, std::vector<std::vector<uint32_t>>& out, int depth = 0) const;
+  static constexpr int kMaxExpansionDepth = 2000;
   void accept_code_point(const MatchState& from, uint32_t cp, MatchState& to) const;
   bool partial_possible(const MatchState& s) const;
   std::shared_ptr<const Grammar> grammar_;

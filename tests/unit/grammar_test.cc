@@ -105,6 +105,37 @@ TEST(GrammarParser, LeftRecursionIsRefusedByName) {
   EXPECT_FALSE(matches("root ::= \"(\" root \")\" | \"\"", "(()"));
 }
 
+TEST(GrammarMatcher, PathologicalGrammarsAreRefusedNotCrashed) {
+  // Nested optional repetitions of something that may be empty: a long chain of rules
+  // entered before any character, and a parse for every way to split the text.
+  const auto deep = compile(R"(root ::= ("a"?){0,5000} "b")");
+  try {
+    EXPECT_TRUE(Matcher::matches(deep, "aab"));
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
+    EXPECT_THAT(e.message(), testing::HasSubstr("grammar: "));
+  }
+  const std::string long_chain = [] {
+    std::string g = "root ::= r0\n";
+    for (int i = 0; i < 3000; ++i) {
+      g += 'r';
+      g += std::to_string(i);
+      g += " ::= r";
+      g += std::to_string(i + 1);
+      g += '\n';
+    }
+    g += "r3000 ::= \"x\"\n";
+    return g;
+  }();
+  EXPECT_THROW(Matcher(compile(long_chain)), Error);
+  std::string nested = "root ::= ";
+  nested.append(300, '(');
+  nested += "\"a\"";
+  nested.append(300, ')');
+  EXPECT_THAT(parse_error(nested),
+              testing::HasSubstr("nested more than 200 deep"));
+}
+
 TEST(GrammarMatcher, EndAndMustEnd) {
   Matcher m(compile(R"(root ::= "ab" "c"?)"));
   EXPECT_FALSE(m.can_end());
