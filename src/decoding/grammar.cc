@@ -53,10 +53,12 @@ class Parser {
     auto root = ids_.find("root");
     if (root == ids_.end()) throw Error(ErrorCategory::invalid_argument, "grammar: no rule named root (the start symbol)");
     for (size_t r = 0; r < g_.rules_.size(); ++r)
-      if (!defined_[r])
+      if (!defined_[r]) {
+        const auto [line, column] = line_column(first_use_[r]);
         throw Error(ErrorCategory::invalid_argument, "grammar: rule '" + g_.names_[r] + "' is used (line " +
-                                                         std::to_string(first_use_[r].first) + ", column " +
-                                                         std::to_string(first_use_[r].second) + ") but never defined");
+                                                         std::to_string(line) + ", column " + std::to_string(column) +
+                                                         ") but never defined");
+      }
     g_.root_ = root->second;
     flatten();
     check_left_recursion();
@@ -128,7 +130,7 @@ class Parser {
       g_.names_.push_back(name);
       g_.rules_.emplace_back();
       defined_.push_back(false);
-      first_use_.push_back(line_column(at));
+      first_use_.push_back(at);
       bodies_.emplace_back();
     }
     return it->second;
@@ -471,7 +473,7 @@ class Parser {
   Grammar g_;
   std::map<std::string, uint32_t> ids_;
   std::vector<bool> defined_;
-  std::vector<std::pair<int, int>> first_use_;
+  std::vector<size_t> first_use_;  // offset of each rule's first mention
   std::vector<Alternatives> bodies_;
   std::string current_;
   int generated_ = 0;
