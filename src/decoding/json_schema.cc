@@ -168,12 +168,13 @@ class Converter {
 
     if (schema.contains("$ref")) {
       const std::string ref = schema["$ref"].get<std::string>();
-      const std::string rule = "ref-" + sanitize(ref.substr(ref.rfind('/') + 1));
-      if (!refs_.count(ref)) {
-        refs_.insert(ref);
-        rules_[rule] = "";  // reserved: a recursive reference sees the name
-        rules_[rule] = visit(resolve(ref, where), rule, ref);
-      }
+      if (auto known = refs_.find(ref); known != refs_.end()) return known->second;
+      const json& target = resolve(ref, where);
+      std::string rule = "ref-" + sanitize(ref.substr(ref.rfind('/') + 1));
+      for (int i = 1; rules_.count(rule); ++i) rule = "ref-" + sanitize(ref.substr(ref.rfind('/') + 1)) + std::to_string(i);
+      refs_[ref] = rule;
+      rules_[rule] = "";  // reserved: a recursive reference sees the name
+      rules_[rule] = visit(target, rule, ref);
       return rule;
     }
     if (schema.contains("const")) return literal(schema["const"].dump()) + " " + use_primitive("space");
@@ -349,7 +350,7 @@ class Converter {
 
   const json& root_;
   std::map<std::string, std::string> rules_;
-  std::set<std::string> refs_;
+  std::map<std::string, std::string> refs_;  // $ref -> its rule
 };
 
 }  // namespace

@@ -111,6 +111,11 @@ TEST(JsonSchema, RefsAnyOfTypeListsAndAdditionalProperties) {
   EXPECT_FALSE(c(R"({"tree": {"value": 1}, "label": 5, "id": 1})"));
   EXPECT_FALSE(c(R"({"tree": {"value": 1}, "label": "x", "id": 1, "extra": 1})")) << "additional values are booleans";
 
+  Checker clash(R"({"$defs": {"a-b": {"type": "integer"}, "a_b": {"type": "boolean"}},
+    "type": "array", "prefixItems": [{"$ref": "#/$defs/a-b"}, {"$ref": "#/$defs/a_b"}]})");
+  EXPECT_TRUE(clash("[1, true]")) << "two names that sanitize alike keep their own rules";
+  EXPECT_FALSE(clash("[1, 1]"));
+
   Checker defs(R"({"definitions": {"d": {"type": "string", "format": "date"}}, "type": "array", "items": {"$ref": "#/definitions/d"}})");
   EXPECT_TRUE(defs(R"(["2024-02-29", "1999-12-31"])"));
   EXPECT_FALSE(defs(R"(["2024-13-01"])"));
