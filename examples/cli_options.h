@@ -3,7 +3,9 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <fstream>
 #include <iostream>
+#include <iterator>
 #include <kestrel/kestrel.h>
 #include <memory>
 #include <string>
@@ -102,6 +104,13 @@ inline int report_error(const char* program, const std::exception& e) {
 
 // "\\n", "\\t", "\\r" and "\\\\" in an option's text become newline, tab, carriage return and
 // backslash (a shell passes `--stop "\n"` as a backslash and an n); other backslashes stay.
+// The whole file, or Error(io) naming the option and the file.
+inline std::string read_file(const std::string& path, const char* option) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw kestrel::Error(kestrel::ErrorCategory::io, std::string(option) + ": cannot read '" + path + "'");
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
 inline std::string unescape(const std::string& text) {
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {

@@ -5,7 +5,7 @@
 //                    [--stop STRING]... [--device cpu|cuda] ...   (--help lists all)
 //                    [--speculative prompt-lookup|draft] [--draft-model PATH] [--draft-tokens K]
 //                    [--num-beams N] [--length-penalty F] [--early-stopping heuristic|enough|never]
-//                    [--num-return-sequences N]
+//                    [--num-return-sequences N] [--grammar FILE.gbnf | --json-schema FILE.json]
 //
 // With several sequences (beams, or samples of one prompt) the first streams and the
 // others follow it, each under a "--- sequence j ---" line (beams best first, with scores).
@@ -14,6 +14,8 @@
 // With a chat model (one whose files carry a chat template, such as the default
 // SmolLM2-135M-Instruct) the prompt is sent as one user message through the template and
 // only the reply is printed; --chat off sends the raw text and echoes it first.
+// --grammar constrains the output to a GBNF grammar (llama.cpp's syntax), --json-schema to
+// the JSON texts a JSON Schema admits (see ConstraintOptions in kestrel/decoder.h).
 // Prompt time and generation speed go to stderr; errors exit non-zero with the message.
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -91,6 +93,10 @@ int main(int argc, char** argv) {
   app.add_option("--num-return-sequences", num_return_sequences,
                  "The N best beams, or N sampled completions sharing the prompt (--temperature > 0)")
       ->capture_default_str();
+  std::string grammar_path, json_schema_path;
+  app.add_option("--grammar", grammar_path, "Constrain the output to the GBNF grammar in FILE (llama.cpp syntax)");
+  app.add_option("--json-schema", json_schema_path, "Constrain the output to JSON admitted by the JSON Schema in FILE")
+      ->excludes(app.get_option("--grammar"));
   app.add_flag("-q,--quiet", quiet, "Print only the generated text");
   CLI11_PARSE(app, argc, argv);
 
@@ -107,6 +113,9 @@ int main(int argc, char** argv) {
     request.num_return_sequences = num_return_sequences;
     speculative_options.method = kestrel::parse_speculative_method(speculative, "--speculative");
     request.speculative = speculative_options;
+    if (!grammar_path.empty()) request.constraint.grammar = kestrel_examples::read_file(grammar_path, "--grammar");
+    if (!json_schema_path.empty())
+      request.constraint.json_schema = kestrel_examples::read_file(json_schema_path, "--json-schema");
     const bool with_draft = speculative_options.method == kestrel::SpeculativeMethod::draft_model;
     if (with_draft && draft_path.empty())
       throw kestrel::Error(kestrel::ErrorCategory::invalid_argument, "--speculative draft needs --draft-model PATH");

@@ -77,6 +77,35 @@ struct BeamSearchOptions {
   EarlyStopping early_stopping = EarlyStopping::heuristic;
 };
 
+// Constrained decoding: every generated sequence is a sentence of a grammar (or a prefix of
+// one, when max_new_tokens cuts it short). Set at most one of the two fields.
+//   grammar: GBNF as llama.cpp writes it (rules `name ::= ...`, `root` the start symbol;
+//     see src/decoding/grammar.h for the syntax), matched against the UTF-8 text of the
+//     generated tokens.
+//   json_schema: a JSON Schema (as JSON text), compiled to such a grammar with llama.cpp's
+//     json-schema-to-grammar semantics (src/decoding/json_schema.h lists the keywords; an
+//     unsupported keyword is refused by name). `{"type": "object"}` admits any JSON object
+//     (OpenAI's response_format json_object), `{}` any JSON value.
+// How the token is chosen (as llama.cpp's sampler does it): the backend samples from the
+// unmasked logits with every SamplingOptions setting; if the grammar allows that token it
+// stands. Otherwise the logits (penalties and temperature applied) are masked to the
+// allowed tokens, top-k, top-p and min-p are applied over the allowed tokens only, and one
+// token is drawn from what remains with a random stream of its own. Greedy decoding thus
+// gives the allowed token of highest logit; plain sampling (no top-k / top-p / min-p)
+// gives exactly the masked distribution p(t) / P(allowed); with those filters the first
+// draw filters over all tokens and the redraw over the allowed ones. The full mask walks a
+// prefix tree of the vocabulary and is only computed when the sampled token is refused.
+// End-of-sequence (EOS with stop_at_eos, and stop_token_ids) is allowed only where the
+// grammar can end; special tokens are never allowed otherwise. When the grammar is
+// complete and admits no further character the sequence finishes (FinishReason::
+// stop_token, no stop token appended). Each of num_return_sequences samples has its own
+// grammar state. Not combined with beam search or speculative decoding (refused naming
+// both options), nor in a tensor / pipeline parallel run.
+struct ConstraintOptions {
+  std::string grammar;      // GBNF; empty: none
+  std::string json_schema;  // JSON Schema text; empty: none
+};
+
 struct GenerationRequest {
   std::string prompt;                        // used when prompt_ids is empty
   std::vector<int32_t> prompt_ids;           // pre-tokenized prompt
@@ -84,6 +113,7 @@ struct GenerationRequest {
   StopOptions stop;
   SpeculativeOptions speculative;
   BeamSearchOptions beam;
+  ConstraintOptions constraint;
   // With beam search: the n best hypotheses. With sampling (temperature > 0): n
   // completions of the prompt, sharing its KV blocks; completion j draws with its own
   // seed (j = 0 with SamplingOptions.seed itself). Results in GenerationResult::sequences.

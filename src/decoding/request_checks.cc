@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "decoding/constraint.h"
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -86,6 +87,22 @@ void check_beams_and_samples(const GenerationRequest& r, size_t i, const Model& 
   if (p.tensor_parallel * p.pipeline_parallel > 1)
     throw Error(ErrorCategory::unsupported, "request " + std::to_string(i) +
                                                 ": beam search is not supported in a tensor / pipeline parallel run");
+}
+
+void check_constraint_options(const GenerationRequest& r, size_t i, const Model& model) {
+  const ConstraintOptions& c = r.constraint;
+  if (c.grammar.empty() && c.json_schema.empty()) return;
+  check_constraint(r, i);  // both set, or a grammar / schema that does not parse
+  const std::string field = c.grammar.empty() ? "ConstraintOptions.json_schema" : "ConstraintOptions.grammar";
+  if (r.beam.num_beams > 1)
+    bad(i, field + " does not combine with beam search (BeamSearchOptions.num_beams = " + std::to_string(r.beam.num_beams) + ")");
+  if (r.speculative.method != SpeculativeMethod::none)
+    bad(i, field + " does not combine with speculative decoding (SpeculativeOptions.method = " +
+               to_string(r.speculative.method) + ")");
+  const ParallelInfo& p = model.parallel();
+  if (p.tensor_parallel * p.pipeline_parallel > 1)
+    throw Error(ErrorCategory::unsupported, "request " + std::to_string(i) + ": " + field +
+                                                " is not supported in a tensor / pipeline parallel run");
 }
 
 std::vector<int32_t> checked_prompt(const GenerationRequest& request, size_t i, const Model& model,

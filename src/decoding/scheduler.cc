@@ -40,6 +40,8 @@ void Scheduler::check(Job& job, const detail::SessionState& session, bool has_dr
   job.result.prompt_ids = checked_prompt(job.request, job.index, model, session.options);
   check_speculative(job.request.speculative, job.index, model, has_draft);
   check_beams_and_samples(job.request, job.index, model, session.options);
+  check_constraint_options(job.request, job.index, model);
+  job.constraint = compile_constraint(job.request, job.index, model.tokenizer());
   if (job.request.beam.num_beams == 1 && job.request.num_return_sequences > 1)
     job.result.sequences.resize(static_cast<size_t>(job.request.num_return_sequences));
 }
@@ -93,6 +95,7 @@ void Scheduler::admit() {
     job->live = n;
     Sequence& seq = active_.emplace_back(job, next_id_++);
     seq.forks = n - 1;
+    if (job->constraint) seq.constraint.emplace(job->constraint, s_.model->tokenizer());
     pending_forks_ += n - 1;
     if (s_.options.prefix_caching) {
       seq.cached = s_.kv->match_prefix(seq.prompt, seq.blocks);
@@ -406,7 +409,7 @@ bool Scheduler::reserve(Sequence& seq, int positions) {
   }
 }
 
-void Scheduler::sample_and_advance(const std::vector<Sequence*>& seqs) {
+void Scheduler::sample_and_advance(std::vector<Sequence*> seqs) {
   if (seqs.empty()) return;
   std::vector<SampleInput> inputs;
   for (auto* seq : seqs) {
@@ -415,9 +418,41 @@ void Scheduler::sample_and_advance(const std::vector<Sequence*>& seqs) {
     inputs.push_back({seq->row, seq->prompt, generated});
   }
   std::vector<int32_t> tokens = runner_.sample(inputs);
+  apply_constraints(seqs, tokens);
   std::vector<std::vector<int32_t>> per_seq;
   for (int32_t t : tokens) per_seq.push_back({t});
   advance_all(seqs, per_seq);
+}
+
+// Constrained decoding (decoding/constraint.h): the token of sequence i (logits row i) is
+// replaced by a draw from its masked row when its grammar refuses it; a sequence whose
+// grammar allows no token of the vocabulary ends with FinishReason::error.
+void Scheduler::apply_constraints(std::vector<Sequence*>& seqs, std::vector<int32_t>& tokens) {
+  std::vector<float> row;
+  bool dropped = false;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& seq = *seqs[i];
+    if (!seq.constraint || seq.constraint->allows(tokens[i])) continue;
+    row.resize(static_cast<size_t>(s_.model->config().vocab_size));
+    runner_.read_logits_row(static_cast<int>(i), row.data());
+    if (const auto token = seq.constraint->choose(tokens[i], row, seq.row)) {
+      tokens[i] = *token;
+      continue;
+    }
+    seq.job->result.error = "request " + std::to_string(seq.job->index) +
+                            ": the grammar allows no token of the vocabulary after the text generated so far";
+    finish(seq, FinishReason::error, seq.matcher.text());
+    dropped = true;
+  }
+  if (!dropped) return;
+  size_t kept = 0;
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (!seqs[i]->finished) {
+      seqs[kept] = seqs[i];
+      tokens[kept++] = tokens[i];
+    }
+  seqs.resize(kept);
+  tokens.resize(kept);
 }
 
 // Appends each sequence's new tokens in order, stopping at the first that finishes it or
@@ -448,6 +483,7 @@ bool Scheduler::advance(Sequence& seq, int32_t token) {
     if (seq.sample == 0) result.prompt_seconds = seconds_since(seq.started);
   }
   tokens.push_back(token);
+  if (seq.constraint) seq.constraint->accept(token);
 
   std::optional<FinishReason> finish_reason;
   std::string piece;
@@ -462,6 +498,7 @@ bool Scheduler::advance(Sequence& seq, int32_t token) {
     piece = seq.matcher.push(token < tokenizer.vocab_size() ? tokenizer.token_bytes(token) : std::string());
     if (seq.matcher.matched()) finish_reason = FinishReason::stop_string;
   }
+  if (!finish_reason && seq.constraint && seq.constraint->must_end()) finish_reason = FinishReason::stop_token;
   if (!finish_reason && static_cast<int>(tokens.size()) >= request.stop.max_new_tokens)
     finish_reason = FinishReason::length;
   if (finish_reason) piece += seq.matcher.flush();

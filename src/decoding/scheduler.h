@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/session_state.h"
+#include "decoding/constraint.h"
 #include "decoding/draft_model.h"
 #include "decoding/step_runner.h"
 #include "decoding/stop_matcher.h"
@@ -34,6 +35,8 @@ struct Job {
   // Set from any thread; the request ends with FinishReason::cancelled at the next step.
   std::atomic<bool> cancelled{false};
   int live = 0;  // sequences running or still to fork off; 0 once admitted and done
+  // GenerationRequest.constraint compiled (Scheduler::check); null without one.
+  std::shared_ptr<const CompiledConstraint> constraint;
 };
 
 class Scheduler {
@@ -78,6 +81,7 @@ class Scheduler {
     bool finished = false;
     int sample = 0;  // which of the request's num_return_sequences completions it is
     int forks = 0;   // completions still to split off it once its prompt is cached
+    std::optional<ConstraintState> constraint;  // the job's grammar state (a copy per fork)
 
     Sequence(std::shared_ptr<Job> j, size_t k);
   };
@@ -107,7 +111,8 @@ class Scheduler {
   void verify(std::vector<Draft>& drafts);
   void verify_step(std::span<Draft> drafts, int rows);
   bool reserve(Sequence& seq, int positions);
-  void sample_and_advance(const std::vector<Sequence*>& seqs);
+  void sample_and_advance(std::vector<Sequence*> seqs);
+  void apply_constraints(std::vector<Sequence*>& seqs, std::vector<int32_t>& tokens);
   void advance_all(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens);
   bool advance(Sequence& seq, int32_t token);
   bool stream(Job& job, const StreamEvent& event);

@@ -215,4 +215,15 @@ void StepRunner::read_logits(int rows, float* out) {
   }
 }
 
+void StepRunner::read_logits_row(int row, float* out) {
+  if (s_.parallel().parallel())
+    throw Error(ErrorCategory::internal, "read_logits_row is for single-process runs");
+  TensorView src = s_.buf(Buf::logits).rows(row, 1);
+  TensorView dst = src;
+  dst.data = out;
+  dst.device = Device::cpu();
+  s_.backend().copy(dst, src);
+  s_.backend().synchronize();
+}
+
 }  // namespace kestrel

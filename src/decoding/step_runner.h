@@ -47,6 +47,8 @@ class StepRunner {
   void duplicate_logits_row(int from, int to);
   // Copies logits rows [0, rows) to the host, row-major [rows, V] (on every rank).
   void read_logits(int rows, float* out);
+  // Copies logits row `row` to the host, [V] (single-process runs: constrained decoding).
+  void read_logits_row(int row, float* out);
   // In a parallel run, replaces `flags` by rank 0's, so that decisions taken on the host
   // (a streaming callback cancelling a request) are the same on every rank.
   void agree_with_rank0(std::vector<uint8_t>& flags);

@@ -186,6 +186,18 @@ def seeds():
         0.5, 0, 1.0, 0.1, 1.0, 1.0, 1.0, 3, 0x21, 3, extra=b"\x03" + struct.pack("<iii", 1, 2, 3), prompt=b"")
     yield "request_options", "bad-top-p", request_seed(0.5, 0, 0.0, 0.0, 1.0, 0.0, 0.0, 0, 1, 4)
 
+    # grammar: mode byte (bit 0: JSON Schema), the source, NUL, a text to match.
+    yield "grammar", "gbnf", b"\0" + rb"""root ::= greeting " " ( "world" | [a-z]{2,4} )* "\u00e9"?
+greeting ::= "hello" | "hi" # comment
+""" + b"\0hello world abc\xc3\xa9"
+    yield "grammar", "gbnf-classes", b"\0" + rb'root ::= [^"\\x00-\x1F]+ [0-9]{1,3} .' + b"\0ab12\xe2\x82\xac"
+    yield "grammar", "schema", b"\1" + json.dumps({
+        "$defs": {"n": {"type": "object", "properties": {"v": {"type": "integer"},
+                                                         "c": {"type": "array", "items": {"$ref": "#/$defs/n"}}}}},
+        "type": "object", "properties": {"a": {"enum": ["x", 1, None]}, "t": {"$ref": "#/$defs/n"},
+                                         "s": {"type": "string", "maxLength": 3}},
+        "required": ["a"], "additionalProperties": {"type": "boolean"}}).encode() + b'\0{"a": 1, "t": {"v": 2}}'
+
 
 def main():
     out = Path(sys.argv[1])
