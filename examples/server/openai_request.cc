@@ -134,6 +134,35 @@ std::vector<std::string> stop_strings(const json& body) {
   return out;
 }
 
+// Constrained output: OpenAI's response_format ({"type": "text" | "json_object" |
+// "json_schema", "json_schema": {"schema": {...}}}) or llama.cpp's "grammar" (GBNF text).
+// The grammar or schema itself is checked when the request is submitted (400 naming it).
+void constraint(const json& body, kestrel::ConstraintOptions& out) {
+  const json* format = field(body, "response_format");
+  const json* grammar = field(body, "grammar");
+  if (format && grammar) refuse("grammar", "'grammar' and 'response_format' cannot both be given");
+  if (grammar) {
+    if (!grammar->is_string()) refuse("grammar", "'grammar' must be a string (GBNF)");
+    out.grammar = grammar->get<std::string>();
+    return;
+  }
+  if (!format) return;
+  if (!format->is_object() || !format->contains("type") || !(*format)["type"].is_string())
+    refuse("response_format", "'response_format' must be an object with a string 'type'");
+  const std::string type = (*format)["type"].get<std::string>();
+  if (type == "text") return;
+  if (type == "json_object") {
+    out.json_schema = R"({"type": "object"})";
+    return;
+  }
+  if (type != "json_schema")
+    refuse("response_format.type", "'response_format.type' = '" + type + "' (expected text, json_object or json_schema)");
+  const json* spec = field(*format, "json_schema");
+  if (!spec || !spec->is_object() || !spec->contains("schema") || !(*spec)["schema"].is_object())
+    refuse("response_format.json_schema", "'response_format.json_schema.schema' must be a JSON Schema object");
+  out.json_schema = (*spec)["schema"].dump();
+}
+
 }  // namespace
 
 ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedModel& served) {
@@ -203,6 +232,7 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
   } else {
     s.seed = std::random_device{}();
   }
+  constraint(body, g.constraint);
   g.num_return_sequences = static_cast<int>(integer(body, "n", 1, 1, served.max_sequences));
   // n identical greedy completions are one completion repeated: ask for sampling instead.
   if (g.num_return_sequences > 1 && s.temperature == 0)

@@ -144,6 +144,33 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertNotIn(" 7", stopped.choices[0].text)
         self.assertIn("6", stopped.choices[0].text)
 
+    def test_response_format_and_grammar(self):
+        messages = [{"role": "user", "content": "Give me a person with a name and an age, as JSON."}]
+        schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
+                  "required": ["name", "age"], "additionalProperties": False}
+        for seed, temperature in ((0, 0.0), (1, 0.9), (2, 0.9)):
+            out = self.client.chat.completions.create(
+                model=self.model, messages=messages, temperature=temperature, seed=seed, max_tokens=60,
+                response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": schema}})
+            value = json.loads(out.choices[0].message.content)
+            self.assertEqual(sorted(value), ["age", "name"])
+            self.assertIsInstance(value["age"], int)
+        out = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                  max_tokens=60, response_format={"type": "json_object"})
+        self.assertIsInstance(json.loads(out.choices[0].message.content), dict)
+        # llama.cpp's "grammar" extension: GBNF text.
+        out = self.complete("The answer is", max_tokens=8, extra_body={"grammar": 'root ::= ("yes" | "no") "."'})
+        self.assertIn(out.choices[0].text, ("yes.", "no."))
+        self.assertEqual(out.choices[0].finish_reason, "stop")
+        for body, param in (({"prompt": "hi", "grammar": "root ::= ("}, None),
+                            ({"prompt": "hi", "response_format": {"type": "xml"}}, "response_format.type"),
+                            ({"prompt": "hi", "grammar": "root ::= \"a\"", "response_format": {"type": "text"}},
+                             "grammar")):
+            got, _, error = raw(self.base, "/v1/completions", body, method="POST")
+            self.assertEqual(got, 400, error)
+            if param:
+                self.assertEqual(error["error"]["param"], param)
+
     def test_concurrent_greedy_equals_one_by_one(self):
         requests = [(PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)), 6 + i % 7) for i in range(32)]
         alone = [self.complete(p, max_tokens=m).choices[0].text for p, m in requests]
