@@ -18,8 +18,6 @@ pkg_check_modules(PCRE2 REQUIRED IMPORTED_TARGET libpcre2-8)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(Threads REQUIRED)
 find_package(OpenMP REQUIRED COMPONENTS CXX)
-# oneDNN (libdnnl-dev): the CPU's int8 x int8 -> int32 GEMM for W8A8 prefill. Found by hand:
-# its CMake package also looks for OpenCL, which Kestrel does not use.
+# oneDNN (libdnnl-dev): the CPU's int8 x int8 -> int32 GEMM for W8A8 prefill. Only its
+# header is needed here: the library is opened at run time (kernels/cpu/w8a8_cpu.cc).
 find_path(DNNL_INCLUDE_DIR oneapi/dnnl/dnnl.h HINTS ${KESTREL_DEPS_ROOT}/usr/include REQUIRED)
-find_library(DNNL_LIBRARY dnnl HINTS ${KESTREL_DEPS_ROOT}/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE} REQUIRED)
-message(STATUS "kestrel: oneDNN ${DNNL_LIBRARY}")

@@ -90,8 +90,10 @@ stage="$stage_parent/kestrel-gpu-bundle"
 mkdir -p "$stage/bin" "$stage/lib" "$stage/compat"
 
 binaries=()
-for b in "$build"/examples/kestrel-* "$build"/tests/kestrel_unit_tests "$build"/tests/kestrel_kernels_tests \
-         "$build"/tests/kestrel_models_tests; do
+# The examples the run script uses (the server and kestrel-quantize stay home: OpenSSL and
+# oneDNN would double the bundle), and the test suites.
+for b in "$build"/examples/kestrel-{generate,bench,score,size,perplexity,chat} "$build"/tests/kestrel_unit_tests \
+         "$build"/tests/kestrel_kernels_tests "$build"/tests/kestrel_models_tests; do
   [[ -x "$b" && -f "$b" ]] || continue
   cp "$b" "$stage/bin/"
   binaries+=("$stage/bin/$(basename "$b")")

@@ -5,6 +5,10 @@
 // rows (AVX-512 VNNI / AVX2 kernels chosen by oneDNN for the processor), and the int32 sums
 // are scaled back: out[t, m] = ws[m] xs[t] acc[t, m] + bias[m]. About four times the
 // throughput of the f32 sgemm on the same shapes, on one core of an AVX-512 VNNI machine.
+//
+// oneDNN is opened at first use (dlopen, as the CUDA backend opens cuBLAS), not linked:
+// libkestrel loads without it, and only W8A8 needs it (Debian's libdnnl2).
+#include <dlfcn.h>
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
@@ -14,9 +18,44 @@
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "kestrel/error.h"
 #include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
+
+namespace {
+
+using GemmS8S8S32 = dnnl_status_t (*)(char, char, char, dnnl_dim_t, dnnl_dim_t, dnnl_dim_t, float, const int8_t*,
+                                      dnnl_dim_t, int8_t, const int8_t*, dnnl_dim_t, int8_t, float, int32_t*,
+                                      dnnl_dim_t, const int32_t*);
+
+struct OneDnn {
+  GemmS8S8S32 gemm = nullptr;
+  std::string error;  // why it is unavailable
+};
+
+const OneDnn& onednn() {
+  static const OneDnn loaded = [] {
+    OneDnn d;
+    void* handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
+    if (!handle) {
+      d.error = std::string("W8A8 needs oneDNN (libdnnl.so.2, Debian package libdnnl2): ") + dlerror();
+      return d;
+    }
+    d.gemm = reinterpret_cast<GemmS8S8S32>(dlsym(handle, "dnnl_gemm_s8s8s32"));
+    if (!d.gemm) d.error = "W8A8: libdnnl.so.2 has no dnnl_gemm_s8s8s32";
+    return d;
+  }();
+  return loaded;
+}
+
+}  // namespace
+
+bool w8a8_available(std::string* why) {
+  if (onednn().gemm) return true;
+  if (why) *why = onednn().error;
+  return false;
+}
 
 bool w8a8_eligible(const QuantizedWeight& w) {
   return w.format == QuantFormat::int8 && w.group_size == w.cols;
@@ -38,6 +77,7 @@ void quantize_rows_int8(const float* x, int64_t T, int64_t K, int8_t* q, float* 
 void w8a8_gemm(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads) {
   const char* op = "quantized_linear (W8A8)";
   if (!w8a8_eligible(w)) fail(op, "W8A8 needs int8 weights with one group per row");
+  if (!onednn().gemm) throw Error(ErrorCategory::unsupported, onednn().error);
   const int64_t T = x.dim(0), K = w.cols, M = w.rows;
   // Per-thread buffers reused across steps: prefill steps come back with the same shapes.
   thread_local std::vector<int8_t> xq;
@@ -52,7 +92,7 @@ void w8a8_gemm(const TensorView& x, const QuantizedWeight& w, const float* bias,
   const int saved = omp_get_max_threads();
   omp_set_num_threads(threads);  // oneDNN's OpenMP regions take the backend's thread count
   const dnnl_status_t status =
-      dnnl_gemm_s8s8s32('N', 'T', 'F', T, M, K, 1.0f, xq.data(), K, 0, w.data.ptr<int8_t>(), K, 0, 0.0f,
+      onednn().gemm('N', 'T', 'F', T, M, K, 1.0f, xq.data(), K, 0, w.data.ptr<int8_t>(), K, 0, 0.0f,
                         acc.data(), M, &no_offset);
   omp_set_num_threads(saved);
   if (status != dnnl_success) fail(op, "oneDNN's dnnl_gemm_s8s8s32 failed with status " + std::to_string(status));

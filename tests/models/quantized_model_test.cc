@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/cpu_ops.h"
 #include "kestrel/kestrel.h"
 #include "reference_fixture.h"
 #include "test_support.h"
@@ -45,6 +46,7 @@ class QuantizedModel : public ::testing::TestWithParam<QuantModelCase> {};
 
 TEST_P(QuantizedModel, LogitsAndGreedyTokensStayCloseToFp32) {
   const QuantModelCase c = GetParam();
+  if (std::string why; c.mode == Quantization::w8a8 && !cpu::w8a8_available(&why)) GTEST_SKIP() << why;
   ModelOptions options;
   options.quantization = c.mode;
   options.quant_group_size = c.group_size;
