@@ -1,5 +1,6 @@
 #include "openai_request.h"
 
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -163,6 +164,42 @@ void constraint(const json& body, kestrel::ConstraintOptions& out) {
   out.json_schema = (*spec)["schema"].dump();
 }
 
+// Decoding beyond sampling, as extensions (the openai client's extra_body):
+//   "use_beam_search": true (vLLM's name), "best_of": beams (default max(n, 4)),
+//   "length_penalty", "early_stopping" (true, false or "never"): n best hypotheses;
+//   "speculative": {"method": "prompt-lookup" | "none", "num_draft_tokens", "ngram_min",
+//   "ngram_max"}: the same output, fewer model steps when drafts hold.
+void beam_and_speculative(const json& body, kestrel::GenerationRequest& g) {
+  if (boolean(body, "use_beam_search", false)) {
+    if (g.sampling.temperature != 0)
+      refuse("use_beam_search", "'use_beam_search' needs temperature 0 (beam search does not sample)");
+    const int n = g.num_return_sequences;
+    g.beam.num_beams = static_cast<int>(integer(body, "best_of", std::max(n, 4), std::max(n, 2), 64));
+    g.beam.length_penalty = static_cast<float>(number(body, "length_penalty", 1.0, -10.0, 10.0));
+    if (const json* early = field(body, "early_stopping")) {
+      if (early->is_boolean())
+        g.beam.early_stopping = early->get<bool>() ? kestrel::EarlyStopping::enough : kestrel::EarlyStopping::heuristic;
+      else if (early->is_string() && early->get<std::string>() == "never")
+        g.beam.early_stopping = kestrel::EarlyStopping::never;
+      else
+        refuse("early_stopping", "'early_stopping' must be true, false or \"never\"");
+    }
+  }
+  const json* spec = field(body, "speculative");
+  if (!spec) return;
+  if (!spec->is_object()) refuse("speculative", "'speculative' must be an object");
+  const json* method = field(*spec, "method");
+  if (!method || !method->is_string()) refuse("speculative.method", "'speculative.method' must be a string");
+  try {
+    g.speculative.method = kestrel::parse_speculative_method(method->get<std::string>(), "speculative.method");
+  } catch (const kestrel::Error& e) {
+    refuse("speculative.method", e.message());
+  }
+  g.speculative.num_draft_tokens = static_cast<int>(integer(*spec, "num_draft_tokens", 4, 1, 32));
+  g.speculative.ngram_min = static_cast<int>(integer(*spec, "ngram_min", 1, 1, 16));
+  g.speculative.ngram_max = static_cast<int>(integer(*spec, "ngram_max", 3, 1, 16));
+}
+
 }  // namespace
 
 ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedModel& served) {
@@ -234,9 +271,10 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
   }
   constraint(body, g.constraint);
   g.num_return_sequences = static_cast<int>(integer(body, "n", 1, 1, served.max_sequences));
-  // n identical greedy completions are one completion repeated: ask for sampling instead.
-  if (g.num_return_sequences > 1 && s.temperature == 0)
-    refuse("n", "'n' > 1 needs temperature > 0 (greedy completions would all be the same)");
+  beam_and_speculative(body, g);
+  // n identical greedy completions are one completion repeated: ask for sampling (or beams).
+  if (g.num_return_sequences > 1 && s.temperature == 0 && g.beam.num_beams == 1)
+    refuse("n", "'n' > 1 needs temperature > 0 or use_beam_search (greedy completions would all be the same)");
   return request;
 }
 

@@ -171,6 +171,22 @@ class OpenAIClientTest(unittest.TestCase):
             if param:
                 self.assertEqual(error["error"]["param"], param)
 
+    def test_beam_search_and_speculative(self):
+        prompt = "1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2,"
+        plain = self.complete(prompt, max_tokens=16)
+        fast = self.complete(prompt, max_tokens=16,
+                             extra_body={"speculative": {"method": "prompt-lookup", "num_draft_tokens": 4}})
+        self.assertEqual(fast.choices[0].text, plain.choices[0].text)  # greedy: identical tokens
+        beams = self.complete("The capital of France is", max_tokens=8, n=2,
+                              extra_body={"use_beam_search": True, "best_of": 3})
+        self.assertEqual(len(beams.choices), 2)
+        self.assertNotEqual(beams.choices[0].text, beams.choices[1].text)
+        for body, param in (({"prompt": "hi", "use_beam_search": True, "temperature": 0.7}, "use_beam_search"),
+                            ({"prompt": "hi", "speculative": {"method": "magic"}}, "speculative.method"),
+                            ({"prompt": "hi", "temperature": 0, "n": 2}, "n")):
+            got, _, error = raw(self.base, "/v1/completions", body, method="POST")
+            self.assertEqual((got, error["error"]["param"]), (400, param), error)
+
     def test_concurrent_greedy_equals_one_by_one(self):
         requests = [(PROMPTS[i % len(PROMPTS)] + " " * (i // len(PROMPTS)), 6 + i % 7) for i in range(32)]
         alone = [self.complete(p, max_tokens=m).choices[0].text for p, m in requests]
