@@ -35,6 +35,20 @@ __device__ __forceinline__ void load_x(const X* row, int64_t k0, int n, bool vec
   }
 }
 
+// The GEMV epilogue: each token's partial sums reduced across the warp, plus the bias,
+// written by lane 0 as out[t, m].
+template <class X, class O>
+__device__ __forceinline__ void store_row(const float (&acc)[kQuantGemvMaxTokens], int T, int64_t m, int64_t M,
+                                          const X* __restrict__ bias, O* __restrict__ out, int lane) {
+  const float b = bias ? to_float(bias[m]) : 0.0f;
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+    if (t >= T) break;
+    const float v = warp_sum(acc[t]);
+    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
+  }
+}
+
 // int8: out[t, m] = sum_k scale[m, k / group] q[m, k] x[t, k] (+ bias[m]).
 // x: [T, K]; q: [M, K]; scales: [M, G]; out: [T, M]. T <= kQuantGemvMaxTokens.
 // vec: K % 16 == 0, group % 16 == 0 and x, q 16-byte aligned (then every 16-column chunk
@@ -81,13 +95,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
   }
-  const float b = bias ? to_float(bias[m]) : 0.0f;
-#pragma unroll
-  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
-    if (t >= T) break;
-    const float v = warp_sum(acc[t]);
-    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
-  }
+  store_row(acc, T, m, M, bias, out, lane);
 }
 
 // int4: out[t, m] = sum_k (scale[m, g] q[m, k] + min[m, g]) x[t, k] (+ bias[m]), g = k / group.
@@ -141,13 +149,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += d;
     }
   }
-  const float b = bias ? to_float(bias[m]) : 0.0f;
-#pragma unroll
-  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
-    if (t >= T) break;
-    const float v = warp_sum(acc[t]);
-    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
-  }
+  store_row(acc, T, m, M, bias, out, lane);
 }
 
 // K-quants: out[t, m] = sum_k w[m, k] x[t, k] (+ bias[m]) over super-blocks of 256 columns.
@@ -196,13 +198,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += d;
     }
   }
-  const float b = bias ? to_float(bias[m]) : 0.0f;
-#pragma unroll
-  for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
-    if (t >= T) break;
-    const float v = warp_sum(acc[t]);
-    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
-  }
+  store_row(acc, T, m, M, bias, out, lane);
 }
 
 // K-quants: out[r, k] = w[row0 + r, k], one element per thread-iteration.
