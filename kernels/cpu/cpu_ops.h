@@ -72,8 +72,8 @@ void set_linear_observer(Backend& backend, LinearObserver observer);
 // W8A8 (w8a8_cpu.cc): int8 weights with one group per row; x [T, K] quantized per token to
 // int8 (q [T, K], scales [T]: x ~ scale * q) and multiplied by an int8 GEMM; out [T, M] f32.
 bool w8a8_eligible(const QuantizedWeight& w);
-// Whether oneDNN could be opened (else `why` says what is missing).
-bool w8a8_available(std::string* why = nullptr);
+// Whether the GEMM is oneDNN's (else `why` says why the portable one runs).
+bool w8a8_uses_onednn(std::string* why = nullptr);
 void quantize_rows_int8(const float* x, int64_t T, int64_t K, int8_t* q, float* scales, int threads);
 void w8a8_gemm(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads);
 // All of w dequantized to f32: out [M, K] row-major; or `count` rows from `row0`.

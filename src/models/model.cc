@@ -4,7 +4,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "cpu/cpu_ops.h"
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
@@ -167,10 +166,6 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
     if (!files.source) files.source = files.make_source(state->dtype);
     QuantizationSpec spec = quantization_spec(options);
     if (spec.mode == Quantization::automatic && state->arch.w8a8_checkpoint) spec.mode = Quantization::w8a8;
-    std::string why;
-    if (spec.mode == Quantization::w8a8 && state->backend->device().kind == DeviceKind::cpu &&
-        !cpu::w8a8_available(&why))
-      throw Error(ErrorCategory::unsupported, path.string() + ": " + why);
     state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, spec);
     state->weights = state->store->load(*files.source, state->arch, context.shard);
   });

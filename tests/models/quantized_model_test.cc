@@ -17,7 +17,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/cpu_ops.h"
 #include "kestrel/kestrel.h"
 #include "reference_fixture.h"
 #include "test_support.h"
@@ -46,7 +45,6 @@ class QuantizedModel : public ::testing::TestWithParam<QuantModelCase> {};
 
 TEST_P(QuantizedModel, LogitsAndGreedyTokensStayCloseToFp32) {
   const QuantModelCase c = GetParam();
-  if (std::string why; c.mode == Quantization::w8a8 && !cpu::w8a8_available(&why)) GTEST_SKIP() << why;
   ModelOptions options;
   options.quantization = c.mode;
   options.quant_group_size = c.group_size;

@@ -12,7 +12,6 @@
 #include <string>
 #include <vector>
 
-#include "cpu/cpu_ops.h"
 #include "kestrel/kestrel.h"
 #include "reference_fixture.h"
 #include "test_support.h"
@@ -39,7 +38,6 @@ std::shared_ptr<const Model> load(const fs::path& path, Quantization mode) {
 class SmoothQuant : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SmoothQuant, FoldKeepsTheF32OutputsAndLoadsAsW8A8) {
-  if (std::string why; !cpu::w8a8_available(&why)) GTEST_SKIP() << why;
   const fs::path source = testing::fixture_dir() / GetParam();
   auto model = load(source, Quantization::none);
   const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
