@@ -72,25 +72,11 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
 }
 
 Architecture gpt2_architecture_from_gguf(const GgufFile& file) {
-  const std::string where = file.path().string();
   Architecture arch;
   arch.name = "gpt2";
+  arch.config = gguf_model_config(file, "gpt2", /*ffn_default_4h=*/true);
   ModelConfig& c = arch.config;
   c.architecture = "gpt2";
-  c.vocab_size = gguf_vocab_size(file, "gpt2");
-  c.hidden_size = gguf_required_dim(file, "gpt2.embedding_length");
-  c.num_layers = gguf_required_dim(file, "gpt2.block_count");
-  c.num_heads = gguf_required_dim(file, "gpt2.attention.head_count");
-  c.num_kv_heads = c.num_heads;
-  c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
-  c.ffn_size = gguf_dim(file, "gpt2.feed_forward_length").value_or(4 * c.hidden_size);
-  c.max_positions = gguf_required_dim(file, "gpt2.context_length");
-  c.norm_eps = static_cast<float>(file.get_float("gpt2.attention.layer_norm_epsilon").value_or(1e-5));
-  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
-  if (c.num_heads > 0 && c.hidden_size % c.num_heads != 0)
-    throw Error(ErrorCategory::format, where + ": gpt2.embedding_length " + std::to_string(c.hidden_size) +
-                                           " is not divisible by gpt2.attention.head_count " +
-                                           std::to_string(c.num_heads));
   arch.kinds.norm = NormKind::layer_norm;
   arch.kinds.activation = Activation::gelu_tanh;  // llama.cpp's ggml_gelu
   arch.kinds.positions = PositionKind::learned;

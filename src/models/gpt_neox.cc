@@ -99,17 +99,9 @@ Architecture gpt_neox_architecture_from_gguf(const GgufFile& file) {
   const std::string where = file.path().string();
   Architecture arch;
   arch.name = "gptneox";
+  arch.config = gguf_model_config(file, "gptneox");
   ModelConfig& c = arch.config;
   c.architecture = "gpt_neox";
-  c.vocab_size = gguf_vocab_size(file, "gptneox");
-  c.hidden_size = gguf_required_dim(file, "gptneox.embedding_length");
-  c.num_layers = gguf_required_dim(file, "gptneox.block_count");
-  c.num_heads = c.num_kv_heads = gguf_required_dim(file, "gptneox.attention.head_count");
-  c.head_dim = c.num_heads > 0 ? c.hidden_size / c.num_heads : 0;
-  c.ffn_size = gguf_required_dim(file, "gptneox.feed_forward_length");
-  c.max_positions = gguf_required_dim(file, "gptneox.context_length");
-  c.norm_eps = static_cast<float>(file.get_float("gptneox.attention.layer_norm_epsilon").value_or(1e-5));
-  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
   if (auto type = file.get_string("gptneox.rope.scaling.type"); type && *type != "none")
     throw Error(ErrorCategory::unsupported,
                 where + ": gptneox.rope.scaling.type '" + *type + "' is not supported (none)");

@@ -114,19 +114,9 @@ Architecture llama_like_from_gguf(const GgufFile& file, const std::string& prefi
   const std::string where = file.path().string();
   Architecture arch;
   arch.name = prefix;
+  arch.config = gguf_model_config(file, prefix);
   ModelConfig& c = arch.config;
   c.architecture = prefix;
-  c.vocab_size = gguf_vocab_size(file, prefix);
-  c.hidden_size = gguf_required_dim(file, prefix + ".embedding_length");
-  c.num_layers = gguf_required_dim(file, prefix + ".block_count");
-  c.num_heads = gguf_required_dim(file, prefix + ".attention.head_count");
-  c.num_kv_heads = gguf_dim(file, prefix + ".attention.head_count_kv").value_or(c.num_heads);
-  c.head_dim = gguf_dim(file, prefix + ".attention.key_length")
-                   .value_or(c.num_heads > 0 ? c.hidden_size / c.num_heads : 0);
-  c.ffn_size = gguf_required_dim(file, prefix + ".feed_forward_length");
-  c.max_positions = gguf_required_dim(file, prefix + ".context_length");
-  c.norm_eps = static_cast<float>(file.get_float(prefix + ".attention.layer_norm_rms_epsilon").value_or(1e-5));
-  c.tied_embeddings = file.find_tensor("output.weight") == nullptr;
   if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0)
     throw Error(ErrorCategory::unsupported,
                 where + ": mixture of experts (" + prefix + ".expert_count) is not supported");
