@@ -57,6 +57,26 @@ std::vector<float> factors(const std::vector<float>& act, const std::vector<floa
   return s;
 }
 
+std::vector<float> elementwise_max(const std::vector<float>& a, const std::vector<float>& b) {
+  std::vector<float> out(a.size());
+  for (size_t j = 0; j < a.size(); ++j) out[j] = std::max(a[j], b[j]);
+  return out;
+}
+
+// The output projection's input channels are (query head h, dimension d); the query heads
+// of one KV group share its V rows, so they share a factor: the maxima over the group,
+// [num_kv_heads * head_dim].
+std::vector<float> kv_group_max(const std::vector<float>& per_query_channel, const ModelConfig& c) {
+  const int group = c.num_heads / c.num_kv_heads, hd = c.head_dim;
+  std::vector<float> out(static_cast<size_t>(c.num_kv_heads) * hd, 0.0f);
+  for (int h = 0; h < c.num_heads; ++h)
+    for (int d = 0; d < hd; ++d) {
+      float& m = out[static_cast<size_t>((h / group) * hd + d)];
+      m = std::max(m, per_query_channel[static_cast<size_t>(h * hd + d)]);
+    }
+  return out;
+}
+
 }  // namespace
 
 Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std::span<const int32_t> ids,
@@ -69,7 +89,8 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
   if (state.parallel_info.tensor_parallel * state.parallel_info.pipeline_parallel > 1)
     throw Error(ErrorCategory::unsupported, "SmoothQuant calibration runs on a single rank");
   for (const LayerWeights& lw : state.weights.layers)
-    if (lw.qkv_weight.is_quantized() || lw.up_weight.is_quantized() || lw.down_weight.is_quantized())
+    if (lw.qkv_weight.is_quantized() || lw.out_weight.is_quantized() || lw.up_weight.is_quantized() ||
+        lw.down_weight.is_quantized())
       throw Error(ErrorCategory::invalid_argument,
                   "SmoothQuant calibration needs the unquantized model (load it with Quantization::none)");
   if (ids.empty()) throw Error(ErrorCategory::invalid_argument, "SmoothQuant calibration: the text has no tokens");
@@ -114,14 +135,25 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
                                                " never ran");
     return it->second;
   };
+  const bool gated = state.arch.kinds.gated_ffn;
   for (size_t l = 0; l < state.weights.layers.size(); ++l) {
     const LayerWeights& lw = state.weights.layers[l];
     const int layer = static_cast<int>(l);
     LayerSmoothing s;
-    s.attn_in = factors(observed(lw.qkv_weight, layer, "qkv"), column_max(lw.qkv_weight.dense), options.alpha);
-    s.ffn_in = factors(observed(lw.up_weight, layer, "ffn up"), column_max(lw.up_weight.dense), options.alpha);
-    if (state.arch.kinds.gated_ffn)
+    const std::vector<float> qkv_w = column_max(lw.qkv_weight.dense), up_w = column_max(lw.up_weight.dense);
+    if (state.arch.kinds.shared_norm) {
+      // One norm feeds both: one factor, from the maxima over both inputs and both weights.
+      s.attn_in = factors(elementwise_max(observed(lw.qkv_weight, layer, "qkv"), observed(lw.up_weight, layer, "ffn up")),
+                          elementwise_max(qkv_w, up_w), options.alpha);
+      s.ffn_in = s.attn_in;
+    } else {
+      s.attn_in = factors(observed(lw.qkv_weight, layer, "qkv"), qkv_w, options.alpha);
+      s.ffn_in = factors(observed(lw.up_weight, layer, "ffn up"), up_w, options.alpha);
+    }
+    if (gated)
       s.down_in = factors(observed(lw.down_weight, layer, "ffn down"), column_max(lw.down_weight.dense), options.alpha);
+    s.out_in = factors(kv_group_max(observed(lw.out_weight, layer, "attention output"), c),
+                       kv_group_max(column_max(lw.out_weight.dense), c), options.alpha);
     out.layers.push_back(std::move(s));
   }
   return out;
@@ -130,18 +162,20 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
 namespace {
 
 // How one source tensor changes: each element of input column j (of a [out, in] matrix,
-// or row j when stored transposed) times col_scale[j]; each element of canonical output
-// row r times row_scale[r]; a vector times vector_scale[i].
+// or row j when stored transposed) times col_scale[j]; each element of output row r (of
+// this tensor, column r when transposed) times row_scale[r]; a vector's elements divided
+// by divisor[i].
 struct Edit {
-  const std::vector<float>* col_scale = nullptr;
+  std::vector<float> col_scale;  // empty: none
   bool transposed = false;
-  std::vector<float> row_scale;  // per row of this tensor (empty: none)
-  std::vector<float> divisor;    // a vector's elements divided by these (empty: none)
+  std::vector<float> row_scale;  // empty: none
+  std::vector<float> divisor;    // empty: none
 };
 
 // What the checkpoint's config records as smoothed.
 nlohmann::json smoothed_inputs(bool gated) {
-  nlohmann::json list = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)"};
+  nlohmann::json list = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)",
+                         "attention output (folded into the V rows of qkv)"};
   if (gated) list.push_back("ffn down (folded into the up rows)");
   return list;
 }
@@ -166,9 +200,45 @@ void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
       float& x = v[static_cast<size_t>(r * cols + c)];
-      if (e.col_scale) x *= (*e.col_scale)[static_cast<size_t>(e.transposed ? r : c)];
+      if (!e.col_scale.empty()) x *= e.col_scale[static_cast<size_t>(e.transposed ? r : c)];
       if (!e.row_scale.empty()) x *= e.row_scale[static_cast<size_t>(e.transposed ? c : r)];
     }
+}
+
+// The canonical row of row `i` of source `part` of a slot's recipe: rows concatenated
+// over the sources, or one source holding heads as [q | k | v] blocks of `hd` rows
+// (interleaved_head_rows, GPT-NeoX).
+int64_t canonical_row(const Architecture& arch, const WeightRecipe& r, const std::vector<int64_t>& first, size_t part,
+                      int64_t i) {
+  const int64_t hd = r.interleaved_head_rows;
+  if (hd == 0) return first[part] + i;
+  const int64_t nh = arch.config.num_heads, nkv = arch.config.num_kv_heads;
+  const int64_t block = i / hd, head = block / 3, which = block % 3, d = i % hd;
+  const int64_t base = which == 0 ? 0 : which == 1 ? nh * hd : (nh + nkv) * hd;
+  return base + head * hd + d;
+}
+
+// Multiplies the canonical output rows of a weight slot (and its bias, divided the same
+// way) by `scale` [canonical rows], through the recipe's source tensors.
+void scale_rows(std::map<std::string, Edit, std::less<>>& edits, const Architecture& arch, WeightSlot weight,
+                WeightSlot bias, int layer, const std::vector<float>& scale) {
+  for (WeightSlot slot : {weight, bias}) {
+    const WeightRecipe r = arch.recipe(slot, layer);
+    if (r.sources.empty()) continue;  // no such bias
+    const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
+    std::vector<int64_t> first(rows.size(), 0);
+    for (size_t k = 1; k < rows.size(); ++k) first[k] = first[k - 1] + rows[k - 1];
+    for (size_t k = 0; k < r.sources.size(); ++k) {
+      std::vector<float> factor(static_cast<size_t>(rows[k]));
+      for (int64_t i = 0; i < rows[k]; ++i)
+        factor[static_cast<size_t>(i)] = scale[static_cast<size_t>(canonical_row(arch, r, first, k, i))];
+      Edit& e = edits[r.sources[k]];
+      std::vector<float>& target = slot == weight ? e.row_scale : e.divisor;
+      if (target.empty()) target.assign(factor.size(), 1.0f);
+      for (size_t i = 0; i < factor.size(); ++i) target[i] *= slot == weight ? factor[i] : 1.0f / factor[i];
+      if (slot == weight) e.transposed = r.transposed;
+    }
+  }
 }
 
 // Which source tensors change, and how (through the architecture's recipes, so the same
@@ -177,8 +247,9 @@ std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arc
   if (calibration.layers.size() != static_cast<size_t>(arch.config.num_layers))
     throw Error(ErrorCategory::invalid_argument, "SmoothQuant: the calibration does not match the model's layers");
   std::map<std::string, Edit, std::less<>> edits;
-  const int64_t F = arch.config.ffn_size;
-  for (int l = 0; l < arch.config.num_layers; ++l) {
+  const ModelConfig& c = arch.config;
+  const int64_t F = c.ffn_size, q_rows = int64_t{c.num_heads} * c.head_dim, kv_rows = int64_t{c.num_kv_heads} * c.head_dim;
+  for (int l = 0; l < c.num_layers; ++l) {
     const LayerSmoothing& s = calibration.layers[static_cast<size_t>(l)];
     auto divide = [&](WeightSlot slot, const std::vector<float>& by) {
       for (const auto& name : arch.recipe(slot, l).sources) edits[name].divisor = by;
@@ -186,41 +257,38 @@ std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arc
     auto scale_columns = [&](WeightSlot slot, const std::vector<float>& by) {
       const WeightRecipe r = arch.recipe(slot, l);
       for (const auto& name : r.sources) {
-        edits[name].col_scale = &by;
+        edits[name].col_scale = by;
         edits[name].transposed = r.transposed;
       }
     };
     divide(WeightSlot::attn_norm_weight, s.attn_in);
     divide(WeightSlot::attn_norm_bias, s.attn_in);
     scale_columns(WeightSlot::qkv_weight, s.attn_in);
-    divide(WeightSlot::ffn_norm_weight, s.ffn_in);
-    divide(WeightSlot::ffn_norm_bias, s.ffn_in);
+    if (!arch.kinds.shared_norm) {  // a shared norm's tensors are the attention norm's, divided once
+      divide(WeightSlot::ffn_norm_weight, s.ffn_in);
+      divide(WeightSlot::ffn_norm_bias, s.ffn_in);
+    }
     scale_columns(WeightSlot::up_weight, s.ffn_in);
     if (!s.down_in.empty()) {
       scale_columns(WeightSlot::down_weight, s.down_in);
       // The up half of the canonical [gate | up] rows (and of its bias) divided by s.
-      for (WeightSlot slot : {WeightSlot::up_weight, WeightSlot::up_bias}) {
-        const WeightRecipe r = arch.recipe(slot, l);
-        if (r.sources.empty()) continue;  // no up bias
-        const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
-        int64_t first = 0;
-        for (size_t k = 0; k < r.sources.size(); ++k) {
-          std::vector<float> scale(static_cast<size_t>(rows[k]), 1.0f);
-          for (int64_t i = 0; i < rows[k]; ++i)
-            if (first + i >= F) scale[static_cast<size_t>(i)] = 1.0f / s.down_in[static_cast<size_t>(first + i - F)];
-          first += rows[k];
-          Edit& e = edits[r.sources[k]];
-          if (slot == WeightSlot::up_weight) {
-            e.row_scale = std::move(scale);
-          } else {  // a bias: the same rows divided
-            e.divisor.resize(scale.size());
-            for (size_t i = 0; i < scale.size(); ++i) e.divisor[i] = 1.0f / scale[i];
-          }
-        }
-      }
+      std::vector<float> up_scale(static_cast<size_t>(2 * F), 1.0f);
+      for (int64_t i = 0; i < F; ++i) up_scale[static_cast<size_t>(F + i)] = 1.0f / s.down_in[static_cast<size_t>(i)];
+      scale_rows(edits, arch, WeightSlot::up_weight, WeightSlot::up_bias, l, up_scale);
+    }
+    if (!s.out_in.empty()) {
+      // Output projection column (h, d) times s[g(h), d]; V row (g, d) of the QKV divided by it.
+      const int group = c.num_heads / c.num_kv_heads;
+      std::vector<float> columns(static_cast<size_t>(q_rows));
+      for (int64_t j = 0; j < q_rows; ++j)
+        columns[static_cast<size_t>(j)] = s.out_in[static_cast<size_t>((j / c.head_dim / group) * c.head_dim + j % c.head_dim)];
+      scale_columns(WeightSlot::out_weight, columns);
+      std::vector<float> qkv_scale(static_cast<size_t>(q_rows + 2 * kv_rows), 1.0f);
+      for (int64_t i = 0; i < kv_rows; ++i)
+        qkv_scale[static_cast<size_t>(q_rows + kv_rows + i)] = 1.0f / s.out_in[static_cast<size_t>(i)];
+      scale_rows(edits, arch, WeightSlot::qkv_weight, WeightSlot::qkv_bias, l, qkv_scale);
     }
   }
-
   return edits;
 }
 

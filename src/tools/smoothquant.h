@@ -11,9 +11,14 @@
 //   - the QKV input: the attention norm's weight (and bias);
 //   - the FFN up (and gate) input: the FFN norm's weight (and bias);
 //   - a gated FFN's down input act(gate) * up: the up rows (act(gate) * up / s = act(gate)
-//     * (up / s)), and their bias.
-// The attention output projection is left as it is: its input mixes V rows that several
-// query heads share.
+//     * (up / s)), and their bias;
+//   - the attention output projection's input, softmax(q k^T) v per head: the V rows (and V
+//     bias) of the QKV projection. Attention is linear in V, so dividing V's row d of KV
+//     head g by s divides channel d of every query head that reads head g. The query heads
+//     of one KV group therefore share one factor per channel, computed from the maxima
+//     over the group (for GQA / MQA; one head each otherwise).
+// A norm shared by the attention and the FFN (GPT-J's single ln_1) gets one factor for
+// both, from the maxima over both weights.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +44,7 @@ struct LayerSmoothing {
   std::vector<float> attn_in;  // [H]
   std::vector<float> ffn_in;   // [H]
   std::vector<float> down_in;  // [F]
+  std::vector<float> out_in;   // [num_kv_heads * head_dim]: channel d of KV head g
 };
 
 struct Calibration {

@@ -47,10 +47,14 @@ TEST_P(SmoothQuant, FoldKeepsTheF32OutputsAndLoadsAsW8A8) {
   ASSERT_EQ(calibration.layers.size(), static_cast<size_t>(model->config().num_layers));
   EXPECT_EQ(calibration.tokens, 300);
   // The factors are not all 1: the smoothing does something.
-  float spread = 0.0f;
-  for (const auto& layer : calibration.layers)
+  float spread = 0.0f, out_spread = 0.0f;
+  for (const auto& layer : calibration.layers) {
     for (float s : layer.attn_in) spread = std::max(spread, std::abs(std::log(s)));
+    ASSERT_EQ(layer.out_in.size(), static_cast<size_t>(model->config().num_kv_heads * model->config().head_dim));
+    for (float s : layer.out_in) out_spread = std::max(out_spread, std::abs(std::log(s)));
+  }
   EXPECT_GT(spread, 0.1f);
+  EXPECT_GT(out_spread, 0.1f);
   const fs::path out = testing::temp_dir("smoothquant") / GetParam();
   tools::write_smoothquant_checkpoint(*model, calibration, options, out);
 
@@ -79,9 +83,15 @@ TEST_P(SmoothQuant, FoldKeepsTheF32OutputsAndLoadsAsW8A8) {
   EXPECT_LE(rms, 0.2);
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, SmoothQuant, ::testing::Values("tiny-llama", "tiny-gpt2", "tiny-llama.gguf"),
+// tiny-llama: GQA (4 query heads over 2 KV heads); tiny-gpt-neox: QKV heads interleaved
+// in one tensor; tiny-gptj: one norm shared by attention and FFN; tiny-qwen2: QKV biases.
+INSTANTIATE_TEST_SUITE_P(Fixtures, SmoothQuant,
+                         ::testing::Values("tiny-llama", "tiny-gpt2", "tiny-llama.gguf", "tiny-gpt-neox", "tiny-gptj",
+                                           "tiny-qwen2"),
                          [](const auto& info) {
-                           return info.param == "tiny-llama" ? "llama" : info.param == "tiny-gpt2" ? "gpt2" : "gguf";
+                           std::string name = info.param == "tiny-llama.gguf" ? "gguf" : info.param.substr(5);
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
                          });
 
 TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
