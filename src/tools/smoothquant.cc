@@ -1,5 +1,7 @@
 #include "tools/smoothquant.h"
 
+#include "tools/smoothquant_search.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,6 +33,12 @@ void validate(const SmoothQuantOptions& o) {
   if (o.calibration_tokens < 1)
     bad("SmoothQuantOptions.calibration_tokens = " + std::to_string(o.calibration_tokens) + " (must be >= 1)");
   if (o.chunk_tokens < 1) bad("SmoothQuantOptions.chunk_tokens = " + std::to_string(o.chunk_tokens) + " (must be >= 1)");
+  if (o.search_alpha) {
+    if (o.alpha_grid.empty()) bad("SmoothQuantOptions.alpha_grid is empty");
+    for (float a : o.alpha_grid)
+      if (!(a >= 0.0f && a <= 1.0f)) bad("SmoothQuantOptions.alpha_grid has " + std::to_string(a) + " (must be in [0, 1])");
+    if (o.search_rows < 1) bad("SmoothQuantOptions.search_rows = " + std::to_string(o.search_rows) + " (must be >= 1)");
+  }
 }
 
 namespace {
@@ -42,38 +50,6 @@ std::vector<float> column_max(const TensorView& w) {
   const float* p = w.ptr<float>();
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) out[j] = std::max(out[j], std::abs(p[i * cols + j]));
-  return out;
-}
-
-// s_j = a_j^alpha / w_j^(1 - alpha); channels that never saw a value (or whose weights are
-// all zero) keep s = 1.
-std::vector<float> factors(const std::vector<float>& act, const std::vector<float>& weight, float alpha) {
-  std::vector<float> s(act.size(), 1.0f);
-  for (size_t j = 0; j < act.size(); ++j) {
-    if (!(act[j] > 0.0f) || !(weight[j] > 0.0f)) continue;
-    const double v = std::pow(double{act[j]}, alpha) / std::pow(double{weight[j]}, 1.0 - alpha);
-    s[j] = static_cast<float>(std::clamp(v, 1e-5, 1e5));
-  }
-  return s;
-}
-
-std::vector<float> elementwise_max(const std::vector<float>& a, const std::vector<float>& b) {
-  std::vector<float> out(a.size());
-  for (size_t j = 0; j < a.size(); ++j) out[j] = std::max(a[j], b[j]);
-  return out;
-}
-
-// The output projection's input channels are (query head h, dimension d); the query heads
-// of one KV group share its V rows, so they share a factor: the maxima over the group,
-// [num_kv_heads * head_dim].
-std::vector<float> kv_group_max(const std::vector<float>& per_query_channel, const ModelConfig& c) {
-  const int group = c.num_heads / c.num_kv_heads, hd = c.head_dim;
-  std::vector<float> out(static_cast<size_t>(c.num_kv_heads) * hd, 0.0f);
-  for (int h = 0; h < c.num_heads; ++h)
-    for (int d = 0; d < hd; ++d) {
-      float& m = out[static_cast<size_t>((h / group) * hd + d)];
-      m = std::max(m, per_query_channel[static_cast<size_t>(h * hd + d)]);
-    }
   return out;
 }
 
@@ -97,6 +73,11 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
 
   // max |x_j| of every linear layer's input, by the weight it feeds.
   std::map<const void*, std::vector<float>> act_max;
+  // For the alpha search: every stride-th input row of each weight, up to search_rows.
+  std::map<const void*, search::SampledRows> sampled;
+  std::map<const void*, int64_t> rows_seen;
+  const int64_t total_tokens = std::min<int64_t>(static_cast<int64_t>(ids.size()), options.calibration_tokens);
+  const int64_t stride = std::max<int64_t>(1, total_tokens / options.search_rows);
   std::mutex mutex;
   cpu::set_linear_observer(*state.backend, [&](const void* weight, const TensorView& x) {
     const int64_t T = x.dim(0), K = x.dim(1);
@@ -106,6 +87,12 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
     const float* p = x.ptr<float>();
     for (int64_t t = 0; t < T; ++t)
       for (int64_t k = 0; k < K; ++k) m[k] = std::max(m[k], std::abs(p[t * K + k]));
+    if (!options.search_alpha) return;
+    search::SampledRows& rows = sampled[weight];
+    rows.cols = K;
+    int64_t& seen = rows_seen[weight];
+    for (int64_t t = 0; t < T; ++t, ++seen)
+      if (seen % stride == 0 && rows.rows() < options.search_rows) rows.values.insert(rows.values.end(), p + t * K, p + (t + 1) * K);
   });
   Calibration out;
   try {
@@ -135,25 +122,64 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
                                                " never ran");
     return it->second;
   };
-  const bool gated = state.arch.kinds.gated_ffn;
+  // The factors of one smoothed input feeding `weights`: with the fixed alpha, or the
+  // searched one. Channel c of the factors scales input column j of each weight where
+  // channel_of[j] == c; maxima are taken over the columns of a channel and over weights.
+  auto choose = [&](std::span<const LinearWeight* const> weights, int layer, const char* what,
+                    const std::vector<int64_t>& channel_of, int64_t channels, float& alpha) {
+    std::vector<float> act(static_cast<size_t>(channels), 0.0f), wmax(static_cast<size_t>(channels), 0.0f);
+    std::vector<search::SmoothTarget> targets;
+    for (const LinearWeight* w : weights) {
+      const std::vector<float>& a = observed(*w, layer, what);
+      const std::vector<float> m = column_max(w->dense);
+      for (size_t j = 0; j < channel_of.size(); ++j) {
+        const auto ch = static_cast<size_t>(channel_of[j]);
+        act[ch] = std::max(act[ch], a[j]);
+        wmax[ch] = std::max(wmax[ch], m[j]);
+      }
+      if (options.search_alpha) targets.push_back({&sampled.at(w->dense.data), w->dense});
+    }
+    if (!options.search_alpha) {
+      alpha = options.alpha;
+      return search::smoothing_factors(act, wmax, alpha);
+    }
+    std::vector<float> factors;
+    alpha = search::search_alpha(targets, act, wmax, channel_of, options.alpha_grid, factors);
+    return factors;
+  };
+  auto identity = [](int64_t n) {
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = j;
+    return v;
+  };
+  const std::vector<int64_t> hidden_channels = identity(c.hidden_size), ffn_channels = identity(c.ffn_size);
+  // The attention output's column (query head h, dimension d) reads KV head h / group.
+  std::vector<int64_t> out_channels(static_cast<size_t>(c.num_heads) * c.head_dim);
+  const int group = c.num_heads / c.num_kv_heads;
+  for (size_t j = 0; j < out_channels.size(); ++j)
+    out_channels[j] = static_cast<int64_t>(j / c.head_dim / group) * c.head_dim + static_cast<int64_t>(j % c.head_dim);
   for (size_t l = 0; l < state.weights.layers.size(); ++l) {
     const LayerWeights& lw = state.weights.layers[l];
     const int layer = static_cast<int>(l);
     LayerSmoothing s;
-    const std::vector<float> qkv_w = column_max(lw.qkv_weight.dense), up_w = column_max(lw.up_weight.dense);
     if (state.arch.kinds.shared_norm) {
-      // One norm feeds both: one factor, from the maxima over both inputs and both weights.
-      s.attn_in = factors(elementwise_max(observed(lw.qkv_weight, layer, "qkv"), observed(lw.up_weight, layer, "ffn up")),
-                          elementwise_max(qkv_w, up_w), options.alpha);
+      // One norm feeds both: one factor for both inputs and both weights.
+      const LinearWeight* both[] = {&lw.qkv_weight, &lw.up_weight};
+      s.attn_in = choose(both, layer, "qkv / ffn up", hidden_channels, c.hidden_size, s.attn_alpha);
       s.ffn_in = s.attn_in;
+      s.ffn_alpha = s.attn_alpha;
     } else {
-      s.attn_in = factors(observed(lw.qkv_weight, layer, "qkv"), qkv_w, options.alpha);
-      s.ffn_in = factors(observed(lw.up_weight, layer, "ffn up"), up_w, options.alpha);
+      const LinearWeight* qkv[] = {&lw.qkv_weight};
+      const LinearWeight* up[] = {&lw.up_weight};
+      s.attn_in = choose(qkv, layer, "qkv", hidden_channels, c.hidden_size, s.attn_alpha);
+      s.ffn_in = choose(up, layer, "ffn up", hidden_channels, c.hidden_size, s.ffn_alpha);
     }
-    if (gated)
-      s.down_in = factors(observed(lw.down_weight, layer, "ffn down"), column_max(lw.down_weight.dense), options.alpha);
-    s.out_in = factors(kv_group_max(observed(lw.out_weight, layer, "attention output"), c),
-                       kv_group_max(column_max(lw.out_weight.dense), c), options.alpha);
+    if (state.arch.kinds.gated_ffn) {
+      const LinearWeight* down[] = {&lw.down_weight};
+      s.down_in = choose(down, layer, "ffn down", ffn_channels, c.ffn_size, s.down_alpha);
+    }
+    const LinearWeight* o[] = {&lw.out_weight};
+    s.out_in = choose(o, layer, "attention output", out_channels, int64_t{c.num_kv_heads} * c.head_dim, s.out_alpha);
     out.layers.push_back(std::move(s));
   }
   return out;
@@ -171,6 +197,17 @@ struct Edit {
   std::vector<float> row_scale;  // empty: none
   std::vector<float> divisor;    // empty: none
 };
+
+// The searched alphas: one object per layer.
+nlohmann::json searched_alphas(const Calibration& calibration) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerSmoothing& s : calibration.layers) {
+    nlohmann::json l = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
+    if (!s.down_in.empty()) l["ffn_down"] = s.down_alpha;
+    layers.push_back(std::move(l));
+  }
+  return layers;
+}
 
 // What the checkpoint's config records as smoothed.
 nlohmann::json smoothed_inputs(bool gated) {
@@ -318,7 +355,10 @@ void write_gguf(const fs::path& source_path, const Architecture& arch, const Cal
   }
   writer.set("kestrel.quantization.format", std::string("w8a8"));
   writer.set("kestrel.quantization.method", std::string("smoothquant"));
-  writer.set("kestrel.quantization.alpha", options.alpha);
+  if (options.search_alpha)
+    writer.set("kestrel.quantization.alpha", std::string("searched per input: ") + searched_alphas(calibration).dump());
+  else
+    writer.set("kestrel.quantization.alpha", options.alpha);
   writer.set("kestrel.quantization.calibration_tokens", static_cast<uint32_t>(calibration.tokens));
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
   writer.write(out);
@@ -386,7 +426,7 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
   config["kestrel_quantization"] = {
       {"format", "w8a8"},
       {"method", "smoothquant"},
-      {"alpha", options.alpha},
+      {"alpha", options.search_alpha ? nlohmann::json(searched_alphas(calibration)) : nlohmann::json(options.alpha)},
       {"calibration_tokens", calibration.tokens},
       {"weights", "int8, one scale per output channel, quantized at load from these (smoothed) values"},
       {"activations", "int8, one scale per token, at run time"},

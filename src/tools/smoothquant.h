@@ -34,6 +34,12 @@ namespace kestrel::tools {
 
 struct SmoothQuantOptions {
   float alpha = 0.5f;             // in [0, 1]: 0 leaves the activations, 1 moves all their range
+  // Choose alpha per smoothed input instead (tools/smoothquant_search.h): each of
+  // alpha_grid is tried on `search_rows` sampled calibration rows, and the one with the
+  // smallest simulated W8A8 output error is kept.
+  bool search_alpha = false;
+  std::vector<float> alpha_grid = {0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f};
+  int search_rows = 256;
   int calibration_tokens = 2048;  // tokens of the calibration text used (at most)
   int chunk_tokens = 512;         // tokens per forward pass (each chunk from an empty context)
 };
@@ -45,6 +51,8 @@ struct LayerSmoothing {
   std::vector<float> ffn_in;   // [H]
   std::vector<float> down_in;  // [F]
   std::vector<float> out_in;   // [num_kv_heads * head_dim]: channel d of KV head g
+  // The alpha each was computed with (options.alpha, or the searched one).
+  float attn_alpha = 0.0f, ffn_alpha = 0.0f, down_alpha = 0.0f, out_alpha = 0.0f;
 };
 
 struct Calibration {
