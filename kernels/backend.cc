@@ -11,6 +11,7 @@ const char* to_string(QuantFormat format) noexcept {
     case QuantFormat::q4_k: return "q4_k";
     case QuantFormat::q5_k: return "q5_k";
     case QuantFormat::q6_k: return "q6_k";
+    case QuantFormat::fp8_e4m3: return "fp8_e4m3";
   }
   return "?";
 }

@@ -78,6 +78,7 @@ enum class QuantFormat : uint8_t {
   q4_k,  // ggml's K-quant super-blocks, kept as a GGUF file stores them (kquant_blocks.h)
   q5_k,
   q6_k,
+  fp8_e4m3,  // OCP FP8 E4M3 (core/fp8.h): w = scale * e4m3(q), one scale per row
 };
 const char* to_string(QuantFormat format) noexcept;
 
@@ -91,6 +92,9 @@ const char* to_string(QuantFormat format) noexcept;
 //         takes 16 bytes, byte j holding column j in its low nibble and column j + 16 in
 //         its high nibble (ggml's Q4_0 / Q4_1 order, so those blocks are copied as they
 //         are); scales, mins: [M, G] f16.
+//   fp8_e4m3: data [M, K] i8 holding E4M3 bytes; scales [M, 1] f32 (group_size = K); the
+//         activations are rounded to E4M3 per token (scale max |x_t| / 448) before the
+//         product, as an FP8 GEMM takes them.
 //   q4_k / q5_k / q6_k: group_size 256 (K a multiple of it); data [M, G * bytes] i8 used
 //         as bytes, G super-blocks of 144 / 176 / 210 bytes per row in ggml's layout, their
 //         scales inside them (kernels/kquant_blocks.h); scales, mins empty.

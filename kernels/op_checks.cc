@@ -61,6 +61,10 @@ void check_quantized_weight(Device device, const QuantizedWeight& w, const char*
                       std::to_string(w.group_size) + " and " + std::to_string(K));
     expect_op_tensor(w.data, device, DType::i8, {M, G * kquant::block_bytes(w.format)}, op, "w.data");
     if (!w.scales.empty() || !w.mins.empty()) op_fail(op, "K-quant weights keep their scales in their blocks");
+  } else if (w.format == QuantFormat::fp8_e4m3) {
+    if (w.group_size != K) op_fail(op, "fp8_e4m3 weights need one scale per row (group_size = cols)");
+    expect_op_tensor(w.data, device, DType::i8, {M, K}, op, "w.data");
+    expect_op_tensor(w.scales, device, DType::f32, {M, 1}, op, "w.scales");
   } else if (w.format == QuantFormat::int8) {
     expect_op_tensor(w.data, device, DType::i8, {M, K}, op, "w.data");
     expect_op_tensor(w.scales, device, DType::f32, {M, G}, op, "w.scales");

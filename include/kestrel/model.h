@@ -35,9 +35,13 @@ enum class Quantization : uint8_t {
          // (dynamic), the prefill products int8 GEMMs on the CPU; the LM head int8
          // weight-only. A checkpoint written by kestrel-quantize (SmoothQuant) is the
          // accurate way to get there; this mode quantizes any model at load without smoothing.
+  fp8,   // FP8 E4M3 weights, one scale per output channel (max |w| / 448), and E4M3
+         // activations, one scale per token (dynamic): what Hopper's FP8 GEMMs compute. The
+         // CPU and the CUDA kernels here emulate the activation rounding and multiply in
+         // f32 (docs/QUANTIZATION.md); the LM head int8 weight-only, as for w8a8.
 };
 const char* to_string(Quantization quantization) noexcept;
-// Parses "auto", "none", "int8", "int4", "w8a8"; throws Error(invalid_argument) naming `what`
+// Parses "auto", "none", "int8", "int4", "w8a8", "fp8"; throws Error(invalid_argument) naming `what`
 // otherwise.
 Quantization parse_quantization(std::string_view text, std::string_view what = "quantization");
 

@@ -23,6 +23,7 @@
 #define KESTREL_X86 1
 #endif
 
+#include "core/fp8.h"
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/thread_pool.h"
@@ -222,6 +223,10 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
       const int bytes = kquant::block_bytes(w.format);
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
       for (int64_t g = 0; g < G; ++g) kquant::dequantize_block(w.format, q + g * bytes, o + g * kquant::kColumns);
+    } else if (w.format == QuantFormat::fp8_e4m3) {
+      const auto* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * K;
+      const float scale = w.scales.ptr<float>()[m];
+      for (int64_t k = 0; k < K; ++k) o[k] = scale * fp8_e4m3_to_f32(q[k]);
     } else if (w.format == QuantFormat::int8) {
       const int8_t* q = w.data.ptr<int8_t>() + m * K;
       const float* s = w.scales.ptr<float>() + m * G;
@@ -256,9 +261,9 @@ using DotInt8 = float (*)(const int8_t*, const float*, int64_t, int, const float
 using DotInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const float*,
                           const float*);
 
-// K-quants with f32 activations (a precise LM head): each weight row dequantized once into
-// a per-thread buffer, then dotted with every token's row.
-void kquant_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads) {
+// K-quants with f32 activations (a precise LM head) and FP8: each weight row dequantized
+// once into a per-thread buffer, then dotted with every token's row.
+void row_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads) {
   const int64_t T = x.dim(0), K = w.cols, M = w.rows;
   const float* xs = x.ptr<float>();
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
@@ -274,8 +279,8 @@ void kquant_dot_path(const TensorView& x, const QuantizedWeight& w, const float*
 
 void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
               int threads, bool simd) {
-  if (kquant::is_kquant(w.format)) {
-    kquant_dot_path(x, w, bias, out, threads);
+  if (kquant::is_kquant(w.format) || w.format == QuantFormat::fp8_e4m3) {
+    row_dot_path(x, w, bias, out, threads);
     return;
   }
   const int64_t T = x.dim(0), K = w.cols, M = w.rows, G = w.groups();
@@ -343,6 +348,28 @@ void tiled_gemm_path(const TensorView& x, const QuantizedWeight& w, const float*
   }
 }
 
+// FP8: the activations rounded to E4M3 per token (as an FP8 GEMM takes them), then the
+// products in f32 with the weights' E4M3 values: by rows for few tokens, by dequantized
+// tiles and sgemm for many. This CPU has no FP8 arithmetic; the result is what the
+// hardware's FP8 GEMM computes up to the summation order.
+void fp8_linear(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
+                QuantKernel kernel) {
+  if (kernel != QuantKernel::automatic && kernel != QuantKernel::batch_invariant &&
+      kernel != QuantKernel::dot_portable && kernel != QuantKernel::dot_simd && kernel != QuantKernel::tiled_gemm)
+    fail("quantized_linear", "fp8_e4m3 weights run on the f32 row and tile paths only");
+  const int64_t T = x.dim(0), K = w.cols;
+  thread_local std::vector<float> rounded;
+  rounded.assign(x.ptr<float>(), x.ptr<float>() + T * K);
+  fake_quantize_rows_fp8(rounded.data(), T, K);
+  const TensorView xq(rounded.data(), DType::f32, {T, K});
+  const bool rows = kernel == QuantKernel::batch_invariant || kernel == QuantKernel::dot_portable ||
+                    kernel == QuantKernel::dot_simd || (kernel == QuantKernel::automatic && T <= kDotMaxTokens);
+  if (rows)
+    row_dot_path(xq, w, bias, out, threads);
+  else
+    tiled_gemm_path(xq, w, bias, out, threads);
+}
+
 }  // namespace
 
 void dequantize_weight(const QuantizedWeight& w, float* out) { dequantize_rows(w, 0, w.rows, out); }
@@ -356,6 +383,10 @@ void quantized_linear(const TensorView& x, const QuantizedWeight& w, const Tenso
   const int64_t T = x.dim(0), M = w.rows;
   if (T == 0 || M == 0) return;
   const float* b = bias ? bias->ptr<float>() : nullptr;
+  if (w.format == QuantFormat::fp8_e4m3) {
+    fp8_linear(x, w, b, out.ptr<float>(), threads, kernel);
+    return;
+  }
   if (kernel == QuantKernel::int8_gemm ||
       (kernel == QuantKernel::automatic && w.int8_activations && T > kDotMaxTokens)) {
     w8a8_gemm(x, w, b, out.ptr<float>(), threads);

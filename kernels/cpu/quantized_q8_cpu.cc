@@ -129,7 +129,9 @@ Q8Isa best_q8_isa() {
   return best;
 }
 
-bool q8_eligible(const QuantizedWeight& w) { return w.cols % 32 == 0 && w.group_size % 32 == 0; }
+bool q8_eligible(const QuantizedWeight& w) {
+  return w.format != QuantFormat::fp8_e4m3 && w.cols % 32 == 0 && w.group_size % 32 == 0;
+}
 
 void quantize_row_q8(const float* x, int64_t K, Q8Block* out) {
   for (int64_t b = 0; b < K / 32; ++b) {

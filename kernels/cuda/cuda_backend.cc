@@ -227,6 +227,72 @@ class CudaBackend final : public Backend {
     set_device(op);
     const int64_t T = x.dim(0), M = w.rows, K = w.cols;
     if (T == 0 || M == 0) return;
+    if (w.format == QuantFormat::fp8_e4m3) {
+      // The activations rounded to E4M3 per token first, as an FP8 GEMM takes them, into
+      // stream-ordered memory; then the same paths as int8 on the rounded copy.
+      void* rounded = nullptr;
+      check(cudaMallocAsync(&rounded, x.bytes(), ctx_.stream), op);
+      TensorView xq(rounded, x.dtype, {T, K}, device());
+      try {
+        cuda::round_rows_fp8(ctx_, x, xq);
+        linear_from_quantized(xq, w, bias, out, op);
+      } catch (...) {
+        cudaFreeAsync(rounded, ctx_.stream);
+        throw;
+      }
+      check(cudaFreeAsync(rounded, ctx_.stream), op);
+      return;
+    }
+    if (w.int8_activations && T > cuda::kQuantGemvMaxTokens) {
+      w8a8_gemm(x, w, bias, out, op);
+      return;
+    }
+    linear_from_quantized(x, w, bias, out, op);
+  }
+
+  // W8A8 with many tokens: x quantized to int8 per token, an int8 x int8 -> int32 GEMM on
+  // the tensor cores (cublasGemmEx, CUBLAS_COMPUTE_32I: K a multiple of 4 for its int8
+  // kernels), scaled back in an epilogue with the weight's per-channel scales. Few tokens
+  // take the int8 GEMV (weight-only, activations unrounded), as on the CPU where decode
+  // quantizes activations per block of 32 rather than per token.
+  void w8a8_gemm(const TensorView& x, const QuantizedWeight& w, const TensorView* bias, TensorView out,
+                 const char* op) {
+    const int64_t T = x.dim(0), M = w.rows, K = w.cols;
+    if (K % 4 != 0) {
+      linear_from_quantized(x, w, bias, out, op);  // cuBLAS's int8 GEMM needs K % 4 == 0
+      return;
+    }
+    // One stream-ordered allocation: q [T, K] i8, then (16-byte aligned) scales [T] f32,
+    // then acc [T, M] i32.
+    const size_t q_bytes = (static_cast<size_t>(T * K) + 15) / 16 * 16;
+    const size_t s_bytes = (static_cast<size_t>(T) * sizeof(float) + 15) / 16 * 16;
+    const size_t acc_bytes = static_cast<size_t>(T * M) * sizeof(int32_t);
+    void* scratch = nullptr;
+    check(cudaMallocAsync(&scratch, q_bytes + s_bytes + acc_bytes, ctx_.stream), op);
+    auto* q = static_cast<int8_t*>(scratch);
+    auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(scratch) + q_bytes);
+    auto* acc = reinterpret_cast<int32_t*>(static_cast<char*>(scratch) + q_bytes + s_bytes);
+    try {
+      cuda::quantize_rows_int8(ctx_, x, q, x_scales);
+      // Column-major: acc (M x T, ldc M) = w^T (w row-major [M, K] is K x M) times q (K x T).
+      const int32_t one = 1, zero = 0;
+      check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(M), static_cast<int>(T),
+                                        static_cast<int>(K), &one, w.data.data, CUDA_R_8I, static_cast<int>(K), q,
+                                        CUDA_R_8I, static_cast<int>(K), &zero, acc, CUDA_R_32I, static_cast<int>(M),
+                                        CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT),
+                   op);
+      cuda::w8a8_epilogue(ctx_, acc, x_scales, static_cast<const float*>(w.scales.data), bias, out);
+    } catch (...) {
+      cudaFreeAsync(scratch, ctx_.stream);
+      throw;
+    }
+    check(cudaFreeAsync(scratch, ctx_.stream), op);
+  }
+
+  // quantized_linear's two paths (after its checks).
+  void linear_from_quantized(const TensorView& x, const QuantizedWeight& w, const TensorView* bias, TensorView out,
+                             const char* op) {
+    const int64_t T = x.dim(0), M = w.rows, K = w.cols;
     if (T <= cuda::kQuantGemvMaxTokens) {
       cuda::quantized_gemv(ctx_, x, w, bias, out);
       return;

@@ -79,6 +79,15 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
 // out[r, :] = dequantize(w)[row0 + r, :] for r < out.dim(0): out [rows, K] in any float dtype.
 void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t row0, int64_t rows,
                      TensorView out);
+// FP8 activations: out[t, :] = x[t, :] rounded to E4M3 with one scale per row (max |x_t| /
+// 448) and back, in x's dtype (x, out: [T, K]; may alias).
+void round_rows_fp8(const LaunchContext& ctx, const TensorView& x, TensorView out);
+// W8A8 (w8a8_cuda.cu): q [T, K] int8 and scales [T] f32 of x [T, K], one scale per row
+// (max |x_t| / 127, nearest even); and out [T, M] = acc [T, M] int32 x x_scales[t] x
+// w_scales[m] (+ bias [M]).
+void quantize_rows_int8(const LaunchContext& ctx, const TensorView& x, int8_t* q, float* scales);
+void w8a8_epilogue(const LaunchContext& ctx, const int32_t* acc, const float* x_scales, const float* w_scales,
+                   const TensorView* bias, TensorView out);
 
 void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* bias,
                      Activation act);

@@ -12,6 +12,8 @@
 //   tensor-core GEMM.
 // K-quant weights (Q4_K / Q5_K / Q6_K, kernels/kquant_blocks.h) take the same two paths,
 // reading their super-blocks where they lie.
+#include <cuda_fp8.h>
+
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
@@ -49,11 +51,22 @@ __device__ __forceinline__ void store_row(const float (&acc)[kQuantGemvMaxTokens
   }
 }
 
-// int8: out[t, m] = sum_k scale[m, k / group] q[m, k] x[t, k] (+ bias[m]).
+// A weight byte's value before its scale: int8, or FP8 E4M3 (exact in half precision).
+template <bool kFp8>
+__device__ __forceinline__ float weight_value(int8_t v) {
+  if constexpr (kFp8) {
+    return __half2float(__half(__nv_cvt_fp8_to_halfraw(static_cast<__nv_fp8_storage_t>(v), __NV_E4M3)));
+  } else {
+    return static_cast<float>(v);
+  }
+}
+
+// int8: out[t, m] = sum_k scale[m, k / group] q[m, k] x[t, k] (+ bias[m]); FP8 (kFp8): the
+// same with q the E4M3 value of the byte (one group per row).
 // x: [T, K]; q: [M, K]; scales: [M, G]; out: [T, M]. T <= kQuantGemvMaxTokens.
 // vec: K % 16 == 0, group % 16 == 0 and x, q 16-byte aligned (then every 16-column chunk
 // lies inside one group).
-template <class X, class O>
+template <bool kFp8, class X, class O>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_int8_kernel(const X* __restrict__ x, const int8_t* __restrict__ q, const float* __restrict__ scales,
                      const X* __restrict__ bias, O* __restrict__ out, int T, int64_t M, int64_t K,
@@ -73,7 +86,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       float w[16];
       const float s = srow[k / group];
 #pragma unroll
-      for (int i = 0; i < 16; ++i) w[i] = s * static_cast<float>(v[i]);
+      for (int i = 0; i < 16; ++i) w[i] = s * weight_value<kFp8>(v[i]);
 #pragma unroll
       for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
         if (t >= T) break;
@@ -87,7 +100,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     }
   } else {
     for (int64_t k = lane; k < K; k += 32) {
-      const float w = srow[k / group] * static_cast<float>(row[k]);
+      const float w = srow[k / group] * weight_value<kFp8>(row[k]);
 #pragma unroll
       for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
         if (t >= T) break;
@@ -228,7 +241,7 @@ void dispatch_kquant(QuantFormat format, Fn&& f) {
 
 // out[r, k] = dequantize(w)[row0 + r, k] for r < rows. Blocks stride over rows, threads over
 // the columns of a row (coalesced reads and writes, no 64-bit division per element).
-template <class E>
+template <bool kFp8, class E>
 __global__ void __launch_bounds__(kDequantThreads)
     dequantize_int8_kernel(const int8_t* __restrict__ q, const float* __restrict__ scales, E* __restrict__ out,
                            int64_t row0, int64_t rows, int K, int group, int64_t G) {
@@ -237,7 +250,7 @@ __global__ void __launch_bounds__(kDequantThreads)
     const int8_t* qr = q + m * K;
     const float* sr = scales + m * G;
     E* o = out + r * K;
-    for (int k = threadIdx.x; k < K; k += blockDim.x) o[k] = from_float<E>(sr[k / group] * static_cast<float>(qr[k]));
+    for (int k = threadIdx.x; k < K; k += blockDim.x) o[k] = from_float<E>(sr[k / group] * weight_value<kFp8>(qr[k]));
   }
 }
 
@@ -263,7 +276,41 @@ __global__ void __launch_bounds__(kDequantThreads)
 
 bool aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
+constexpr int kRoundThreads = 256;
+
+// out[t, :] = e4m3(x[t, :] / s_t) s_t with s_t = max |x[t, :]| / 448: one block per row,
+// rounding as __nv_cvt_float_to_fp8 with
+// __NV_SATFINITE does (core/fp8.h on the host rounds the same way).
+template <class X>
+__global__ void __launch_bounds__(kRoundThreads)
+    round_rows_fp8_kernel(const X* __restrict__ x, X* __restrict__ out, int64_t T, int64_t K) {
+  __shared__ float scratch[32];
+  for (int64_t t = blockIdx.x; t < T; t += gridDim.x) {
+    const X* row = x + t * K;
+    float amax = 0.0f;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) amax = fmaxf(amax, fabsf(to_float(row[k])));
+    amax = block_max<kRoundThreads>(amax, scratch);
+    const float scale = amax / 448.0f, inv = amax > 0.0f ? 448.0f / amax : 0.0f;
+    for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
+      const __nv_fp8_storage_t q = __nv_cvt_float_to_fp8(to_float(row[k]) * inv, __NV_SATFINITE, __NV_E4M3);
+      out[t * K + k] = from_float<X>(__half2float(__half(__nv_cvt_fp8_to_halfraw(q, __NV_E4M3))) * scale);
+    }
+  }
+}
+
 }  // namespace
+
+void round_rows_fp8(const LaunchContext& ctx, const TensorView& x, TensorView out) {
+  const char* op = "quantized_linear (fp8 activations)";
+  const int64_t T = x.dim(0), K = x.dim(1);
+  if (T == 0 || K == 0) return;
+  const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(T, 65535));
+  dispatch_float(x.dtype, op, [&]<class X>() {
+    round_rows_fp8_kernel<X><<<blocks, kRoundThreads, 0, ctx.stream>>>(static_cast<const X*>(x.data),
+                                                                       static_cast<X*>(out.data), T, K);
+  });
+  check_launch(op);
+}
 
 void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const QuantizedWeight& w,
                     const TensorView* bias, TensorView out) {
@@ -293,7 +340,11 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
               xp, static_cast<const uint8_t*>(w.data.data), bp, o, T, M, K);
         });
       else if (w.format == QuantFormat::int8)
-        gemv_int8_kernel<X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
+        gemv_int8_kernel<false, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
+            xp, static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), bp, o, T, M,
+            K, w.group_size, G, vec);
+      else if (w.format == QuantFormat::fp8_e4m3)
+        gemv_int8_kernel<true, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
             xp, static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), bp, o, T, M,
             K, w.group_size, G, vec);
       else
@@ -324,7 +375,11 @@ void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t
             static_cast<const uint8_t*>(w.data.data), o, row0, rows, K);
       });
     else if (w.format == QuantFormat::int8)
-      dequantize_int8_kernel<E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
+      dequantize_int8_kernel<false, E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
+          static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), o, row0, rows, K,
+          w.group_size, G);
+    else if (w.format == QuantFormat::fp8_e4m3)
+      dequantize_int8_kernel<true, E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
           static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), o, row0, rows, K,
           w.group_size, G);
     else

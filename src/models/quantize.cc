@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/fp8.h"
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
@@ -19,6 +20,7 @@ const char* to_string(Quantization quantization) noexcept {
     case Quantization::int8: return "int8";
     case Quantization::int4: return "int4";
     case Quantization::w8a8: return "w8a8";
+    case Quantization::fp8: return "fp8";
   }
   return "?";
 }
@@ -29,20 +31,22 @@ Quantization parse_quantization(std::string_view text, std::string_view what) {
   if (text == "int8") return Quantization::int8;
   if (text == "int4") return Quantization::int4;
   if (text == "w8a8") return Quantization::w8a8;
+  if (text == "fp8") return Quantization::fp8;
   throw Error(ErrorCategory::invalid_argument,
-              std::string(what) + " = '" + std::string(text) + "' (expected auto, none, int8, int4 or w8a8)");
+              std::string(what) + " = '" + std::string(text) + "' (expected auto, none, int8, int4, w8a8 or fp8)");
 }
 
 int QuantizationSpec::group_for(int64_t cols) const {
   if (group_size > 0) return group_size;
-  return mode == Quantization::int8 || mode == Quantization::w8a8 ? static_cast<int>(cols) : 32;
+  return mode == Quantization::int8 || mode == Quantization::w8a8 || mode == Quantization::fp8 ? static_cast<int>(cols)
+                                                                                                : 32;
 }
 
 QuantizationSpec quantization_spec(const ModelOptions& options) {
   const int g = options.quant_group_size;
   if (options.quantization != Quantization::automatic && options.quantization != Quantization::none &&
       options.quantization != Quantization::int8 && options.quantization != Quantization::int4 &&
-      options.quantization != Quantization::w8a8)
+      options.quantization != Quantization::w8a8 && options.quantization != Quantization::fp8)
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quantization = " + std::to_string(static_cast<int>(options.quantization)) +
                     " (not a Quantization)");
@@ -50,7 +54,8 @@ QuantizationSpec quantization_spec(const ModelOptions& options) {
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quant_group_size = " + std::to_string(g) +
                     " (must be 0 for the default or a multiple of 32 in [32, 1024])");
-  if (g != 0 && (!QuantizationSpec{options.quantization, 0}.requantizes() || options.quantization == Quantization::w8a8))
+  if (g != 0 && (!QuantizationSpec{options.quantization, 0}.requantizes() || options.quantization == Quantization::w8a8 ||
+                 options.quantization == Quantization::fp8))
     throw Error(ErrorCategory::invalid_argument,
                 "ModelOptions.quant_group_size = " + std::to_string(g) + " but ModelOptions.quantization is " +
                     to_string(options.quantization) + " (a group size needs int8 or int4)");
@@ -66,7 +71,7 @@ QuantizedWeight HostQuantizedWeight::view() {
   const int64_t G = groups();
   if (kquant::is_kquant(format)) {
     w.data = TensorView(data.data(), DType::i8, {rows, G * kquant::block_bytes(format)});
-  } else if (format == QuantFormat::int8) {
+  } else if (format == QuantFormat::int8 || format == QuantFormat::fp8_e4m3) {
     w.data = TensorView(data.data(), DType::i8, {rows, cols});
     w.scales = TensorView(scales.data(), DType::f32, {rows, G});
   } else {
@@ -120,6 +125,29 @@ HostQuantizedWeight quantize_int8(const float* w, int64_t rows, int64_t cols, in
         q.data[m * cols + k] = static_cast<int8_t>(std::clamp(r, -127.0f, 127.0f));
       }
     }
+  }
+  return q;
+}
+
+HostQuantizedWeight quantize_fp8(const float* w, int64_t rows, int64_t cols, const std::string& what) {
+  check_group(rows, cols, static_cast<int>(cols), false, what);
+  HostQuantizedWeight q;
+  q.format = QuantFormat::fp8_e4m3;
+  q.rows = rows;
+  q.cols = cols;
+  q.group_size = static_cast<int>(cols);
+  q.data.resize(static_cast<size_t>(rows * cols));
+  q.scales.resize(static_cast<size_t>(rows));
+  for (int64_t m = 0; m < rows; ++m) {
+    const float* row = w + m * cols;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < cols; ++k) {
+      if (!std::isfinite(row[k])) not_finite(what, m);
+      amax = std::max(amax, std::abs(row[k]));
+    }
+    const float scale = amax / kFp8E4m3Max, inv = amax > 0.0f ? kFp8E4m3Max / amax : 0.0f;
+    q.scales[static_cast<size_t>(m)] = scale;
+    for (int64_t k = 0; k < cols; ++k) q.data[m * cols + k] = static_cast<int8_t>(f32_to_fp8_e4m3(row[k] * inv));
   }
   return q;
 }
@@ -269,8 +297,9 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
   convert_floats(raw.data(), dense.dtype, f32.data(), DType::f32, f32.size());
   raw = {};
   const int group = spec.group_for(K);
-  HostQuantizedWeight q = spec.mode == Quantization::int4 ? quantize_int4(f32.data(), M, K, group, what)
-                                                          : quantize_int8(f32.data(), M, K, group, what);
+  HostQuantizedWeight q = spec.mode == Quantization::int4  ? quantize_int4(f32.data(), M, K, group, what)
+                          : spec.mode == Quantization::fp8 ? quantize_fp8(f32.data(), M, K, what)
+                                                           : quantize_int8(f32.data(), M, K, group, what);
   QuantizedWeight w = store_quantized(store, q, what);
   w.int8_activations = spec.mode == Quantization::w8a8;
   return w;

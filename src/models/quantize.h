@@ -27,18 +27,22 @@ struct QuantizationSpec {
 
   // int8 / int4 / w8a8: float weights are quantized at load.
   bool requantizes() const {
-    return mode == Quantization::int8 || mode == Quantization::int4 || mode == Quantization::w8a8;
+    return mode == Quantization::int8 || mode == Quantization::int4 || mode == Quantization::w8a8 ||
+           mode == Quantization::fp8;
   }
   // Every mode but none and w8a8 (whose weights are int8 per channel) keeps a GGUF file's
   // matching blocks as stored.
-  bool keeps_blocks() const { return mode != Quantization::none && mode != Quantization::w8a8; }
+  bool keeps_blocks() const {
+    return mode != Quantization::none && mode != Quantization::w8a8 && mode != Quantization::fp8;
+  }
   // The LM head's: int4 models keep it in int8 per channel (it is the most sensitive
   // weight: SmolLM2's perplexity loses several percent with a 4-bit LM head), as
   // llama.cpp's 4-bit formats keep their output tensor at 6 or 8 bits.
   // w8a8 models keep it weight-only in int8 (SmoothQuant leaves the head out too).
   QuantizationSpec for_lm_head() const {
-    return mode == Quantization::int4 || mode == Quantization::w8a8 ? QuantizationSpec{Quantization::int8, 0}
-                                                                    : *this;
+    return mode == Quantization::int4 || mode == Quantization::w8a8 || mode == Quantization::fp8
+               ? QuantizationSpec{Quantization::int8, 0}
+               : *this;
   }
   // Groups of the quantized weights for `cols` input columns: int8 per channel (cols) or
   // group_size; int4 group_size or 32.
@@ -70,6 +74,8 @@ HostQuantizedWeight quantize_int8(const float* w, int64_t rows, int64_t cols, in
                                   const std::string& what = "weight");
 HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, int group_size,
                                   const std::string& what = "weight");
+// FP8 E4M3 per output channel: scale = max |w| / 448, q = e4m3(w / scale) (core/fp8.h).
+HostQuantizedWeight quantize_fp8(const float* w, int64_t rows, int64_t cols, const std::string& what = "weight");
 
 // The layout that holds a ggml block format exactly, if any: Q8_0 and Q5_0 as int8 in
 // groups of 32, Q4_0 and Q4_1 as int4 in groups of 32, Q4_K / Q5_K / Q6_K as themselves

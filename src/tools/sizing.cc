@@ -37,7 +37,7 @@ RankDims rank_dims(const ModelShape& shape, int tp) {
 }
 
 int effective_group(const SizingOptions& o, int64_t cols) {
-  if (o.quantization == Quantization::w8a8) return static_cast<int>(cols);
+  if (o.quantization == Quantization::w8a8 || o.quantization == Quantization::fp8) return static_cast<int>(cols);
   if (o.quantization == Quantization::int8) return o.group_size > 0 ? o.group_size : static_cast<int>(cols);
   return o.group_size > 0 ? o.group_size : 128;
 }
@@ -48,7 +48,8 @@ size_t matrix_bytes(const SizingOptions& o, DType dtype, int64_t rows, int64_t c
     return static_cast<size_t>(rows * cols) * dtype_size(dtype);
   const int64_t g = effective_group(o, cols);
   const int64_t groups = (cols + g - 1) / g;
-  if (o.quantization == Quantization::int8 || o.quantization == Quantization::w8a8)
+  if (o.quantization == Quantization::int8 || o.quantization == Quantization::w8a8 ||
+      o.quantization == Quantization::fp8)
     return static_cast<size_t>(rows * cols + rows * groups * 4);
   return static_cast<size_t>(rows * groups * g / 2 + 2 * rows * groups * 2);
 }
@@ -158,6 +159,7 @@ const char* to_string(Quantization q) noexcept {
     case Quantization::int8: return "int8";
     case Quantization::int4: return "int4";
     case Quantization::w8a8: return "w8a8";
+    case Quantization::fp8: return "fp8";
   }
   return "?";
 }
@@ -167,7 +169,8 @@ Quantization parse_quantization(const std::string& text, const std::string& what
   if (text == "int8") return Quantization::int8;
   if (text == "int4") return Quantization::int4;
   if (text == "w8a8") return Quantization::w8a8;
-  invalid(what + " = '" + text + "' (expected none, int8, int4 or w8a8)");
+  if (text == "fp8") return Quantization::fp8;
+  invalid(what + " = '" + text + "' (expected none, int8, int4, w8a8 or fp8)");
 }
 
 ModelShape shape_of(const Architecture& arch) {

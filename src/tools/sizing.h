@@ -64,7 +64,7 @@ ModelShape read_model_shape(const std::filesystem::path& path);
 ModelShape preset_shape(const std::string& name);
 std::vector<std::string> preset_names();
 
-enum class Quantization { none, int8, int4, w8a8 };  // w8a8: int8 per channel in memory
+enum class Quantization { none, int8, int4, w8a8, fp8 };  // w8a8, fp8: 1 byte per weight + a scale per channel
 const char* to_string(Quantization q) noexcept;
 Quantization parse_quantization(const std::string& text, const std::string& what);
 
