@@ -61,8 +61,15 @@ void gguf_mixture_of_experts(const GgufFile& file, const std::string& prefix, Ar
   if (shared_expert)
     c.shared_expert_ffn_size = gguf_required_dim(file, prefix + ".expert_shared_feed_forward_length");
   std::vector<bool> sparse(static_cast<size_t>(std::max(c.num_layers, 0)));
-  for (size_t l = 0; l < sparse.size(); ++l)
-    sparse[l] = file.find_tensor("blk." + std::to_string(l) + ".ffn_gate_inp.weight") != nullptr;
+  for (size_t l = 0; l < sparse.size(); ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    sparse[l] = file.find_tensor(b + "ffn_gate_inp.weight") != nullptr;
+    // llama-cpp-python 0.3.16's converter names Mixtral's router ffn_gate (llama.cpp then
+    // refuses the file too): name the missing router rather than the dense FFN.
+    if (!sparse[l] && file.find_tensor(b + "ffn_gate_exps.weight"))
+      throw Error(ErrorCategory::format, file.path().string() + ": tensor '" + b +
+                                             "ffn_gate_inp.weight' (the router of the layer's experts) is missing");
+  }
   make_mixture_of_experts(arch, std::move(sparse), normalize_top_k, gguf_moe_names(shared_expert));
 }
 
