@@ -14,6 +14,7 @@
 // estimate of one generation step and one context step. Dimension flags override the
 // model's or preset's. Numbers follow tools/sizing.h (exact for tp = pp = 1 without
 // quantization: what Model::weight_bytes() + Session::memory() report).
+#include <algorithm>
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
 #include <iostream>
@@ -139,6 +140,12 @@ void print_text(const Sizing& s) {
              s.shape.source, c.architecture, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.head_dim,
              c.ffn_size, s.shape.gated_ffn ? " gated" : "", c.vocab_size, c.max_positions,
              s.parameters >= 1e9 ? s.parameters / 1e9 : s.parameters / 1e6, s.parameters >= 1e9 ? " B" : " M");
+  if (c.num_experts > 0) {
+    const auto sparse = std::count(s.shape.sparse_layers.begin(), s.shape.sparse_layers.end(), true);
+    fmt::print("experts    {} per sparse layer ({} of {} layers), top {}, expert FFN {}{}\n", c.num_experts, sparse,
+               c.num_layers, c.experts_per_token, c.expert_ffn_size,
+               c.shared_expert_ffn_size > 0 ? fmt::format(", shared expert FFN {}", c.shared_expert_ffn_size) : "");
+  }
   fmt::print("settings   {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} tokens, "
              "KV blocks {} x {}\n",
              kestrel::to_string(o.dtype), to_string(o.quantization),

@@ -231,6 +231,24 @@ class Backend {
   // out[b, :] = x[rows[b], :].   x: [T, H]; rows: [B] i32; out: [B, H]
   virtual void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) = 0;
 
+  // --- mixture of experts (layers/moe.h runs the block; E experts, k chosen per token) ---
+  // Routing: p = softmax(router_logits[t, :]) in f32; ids[t, 0..k) are the experts of the k
+  // largest p in descending order (equal p: the lower expert first, as torch.topk) and
+  // weights[t, j] their p, divided by the sum of the k when `normalize`.
+  //   router_logits: [T, E] activation dtype; ids: [T, k] i32; weights: [T, k] f32
+  virtual void moe_route(const TensorView& router_logits, bool normalize, TensorView ids, TensorView weights) = 0;
+  // Groups the T * k (token, choice) pairs by expert, in token order within each expert:
+  // the pairs of expert e take slots offsets[e] .. offsets[e + 1) (offsets[E] = T * k),
+  // rows[s] is the token of slot s and slot_of[t * k + j] the slot of pair (t, j).
+  //   ids: [T, k] i32 (each in [0, E)); offsets: [E + 1] i32; rows, slot_of: [T * k] i32
+  virtual void moe_group(const TensorView& ids, TensorView offsets, TensorView rows, TensorView slot_of) = 0;
+  // out[t, :] = sum over j = 0..k-1 of weights[t, j] * expert_out[slot_of[t * k + j], :],
+  // plus sigmoid(shared_gate[t, 0]) * shared[t, :] when `shared` is given.
+  //   expert_out: [T * k, H]; slot_of: [T * k] i32; weights: [T, k] f32; shared: [T, H] or
+  //   null; shared_gate: [T, 1] (with shared); out: [T, H]
+  virtual void moe_combine(const TensorView& expert_out, const TensorView& slot_of, const TensorView& weights,
+                           const TensorView* shared, const TensorView* shared_gate, TensorView out) = 0;
+
   // Copy-on-write of shared KV blocks (beams and parallel samples that share a prompt):
   // for every pair i, block pairs[i, 1] of k and of v becomes a copy of block pairs[i, 0]
   // (all KV heads and slots). No destination is also a source or another pair's destination.

@@ -82,6 +82,14 @@ struct ModelConfig {
   int max_positions = 0; // longest sequence the model supports
   float norm_eps = 1e-5f;
   bool tied_embeddings = true;
+  // Mixture of experts (Mixtral, Qwen2-MoE); num_experts 0: a dense model. A sparse layer
+  // routes each token to experts_per_token of num_experts gated FFNs of expert_ffn_size,
+  // plus a shared expert of shared_expert_ffn_size (0: none); its other layers (if any)
+  // keep the dense FFN of ffn_size.
+  int num_experts = 0;
+  int experts_per_token = 0;
+  int expert_ffn_size = 0;
+  int shared_expert_ffn_size = 0;
 };
 
 class Model {

@@ -120,6 +120,17 @@ class CpuBackend final : public Backend {
     cpu::gather_rows(x, rows, out, threads_);
   }
 
+  void moe_route(const TensorView& router_logits, bool normalize, TensorView ids, TensorView weights) override {
+    cpu::moe_route(router_logits, normalize, ids, weights, threads_);
+  }
+  void moe_group(const TensorView& ids, TensorView offsets, TensorView rows, TensorView slot_of) override {
+    cpu::moe_group(ids, offsets, rows, slot_of);
+  }
+  void moe_combine(const TensorView& expert_out, const TensorView& slot_of, const TensorView& weights,
+                   const TensorView* shared, const TensorView* shared_gate, TensorView out) override {
+    cpu::moe_combine(expert_out, slot_of, weights, shared, shared_gate, out, threads_);
+  }
+
   void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs) override {
     cpu::copy_kv_blocks(cache, pairs);
   }

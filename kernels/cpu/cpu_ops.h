@@ -39,6 +39,12 @@ void embedding(const TensorView& ids, const TensorView& positions, const Quantiz
 void gather_rows(const TensorView& x, const TensorView& rows, TensorView out, int threads);
 void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs);
 
+// Mixture of experts (moe_cpu.cc).
+void moe_route(const TensorView& logits, bool normalize, TensorView ids, TensorView weights, int threads);
+void moe_group(const TensorView& ids, TensorView offsets, TensorView rows, TensorView slot_of);
+void moe_combine(const TensorView& expert_out, const TensorView& slot_of, const TensorView& weights,
+                 const TensorView* shared, const TensorView* shared_gate, TensorView out, int threads);
+
 void add_residual_norm(TensorView residual, const TensorView* delta, const TensorView* delta_bias,
                        const NormParams& norm, TensorView out, int threads);
 

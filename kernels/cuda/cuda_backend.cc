@@ -17,6 +17,7 @@
 
 #include "cuda/cuda_checks.h"
 #include "cuda/cuda_ops.h"
+#include "moe_checks.h"
 #include "op_checks.h"
 #include "kestrel/error.h"
 
@@ -48,6 +49,8 @@ std::string describe(const DeviceErrorRecord& r) {
       return "embedding: positions[" + i + "] is outside wpe";
     case DeviceErrorCode::gather_row:
       return "gather_rows: rows[" + i + "] is outside x";
+    case DeviceErrorCode::moe_expert:
+      return "moe_group: ids[" + i + "] is not an expert";
     case DeviceErrorCode::attention_sequence:
       return "attention: token / sequence " + i +
              " has token_offsets or n_past inconsistent with the step (or beyond max_total_tokens)";
@@ -360,6 +363,23 @@ class CudaBackend final : public Backend {
     check_gather_rows(device_, x, rows, out);
     set_device("gather_rows");
     cuda::gather_rows(ctx_, x, rows, out);
+  }
+
+  void moe_route(const TensorView& router_logits, bool normalize, TensorView ids, TensorView weights) override {
+    check_moe_route(device(), router_logits.dtype, router_logits, ids, weights);
+    set_device("moe_route");
+    cuda::moe_route(ctx_, router_logits, normalize, ids, weights);
+  }
+  void moe_group(const TensorView& ids, TensorView offsets, TensorView rows, TensorView slot_of) override {
+    check_moe_group(device(), ids, offsets, rows, slot_of);
+    set_device("moe_group");
+    cuda::moe_group(ctx_, ids, offsets, rows, slot_of);
+  }
+  void moe_combine(const TensorView& expert_out, const TensorView& slot_of, const TensorView& weights,
+                   const TensorView* shared, const TensorView* shared_gate, TensorView out) override {
+    check_moe_combine(device(), out.dtype, expert_out, slot_of, weights, shared, shared_gate, out);
+    set_device("moe_combine");
+    cuda::moe_combine(ctx_, expert_out, slot_of, weights, shared, shared_gate, out);
   }
 
   void copy_kv_blocks(const KvCacheLayer& cache, const TensorView& pairs) override {

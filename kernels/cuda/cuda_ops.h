@@ -40,6 +40,7 @@ enum class DeviceErrorCode : int {
   sample_history,      // detail: row whose history lengths or tokens are invalid
   sample_nan,          // detail: row whose logits contain NaN
   kv_block,            // detail: pair whose source or destination block is outside the cache
+  moe_expert,          // detail: (token, choice) pair whose expert id is outside [0, E)
 };
 struct DeviceErrorRecord {
   int code;    // a DeviceErrorCode
@@ -63,6 +64,14 @@ void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView
 void gather_rows(const LaunchContext& ctx, const TensorView& x, const TensorView& rows,
                  TensorView out);
 void copy_kv_blocks(const LaunchContext& ctx, const KvCacheLayer& cache, const TensorView& pairs);
+
+// Mixture of experts (moe_cuda.cu).
+void moe_route(const LaunchContext& ctx, const TensorView& logits, bool normalize, TensorView ids,
+               TensorView weights);
+void moe_group(const LaunchContext& ctx, const TensorView& ids, TensorView offsets, TensorView rows,
+               TensorView slot_of);
+void moe_combine(const LaunchContext& ctx, const TensorView& expert_out, const TensorView& slot_of,
+                 const TensorView& weights, const TensorView* shared, const TensorView* shared_gate, TensorView out);
 
 void add_residual_norm(const LaunchContext& ctx, TensorView residual, const TensorView* delta,
                        const TensorView* delta_bias, const NormParams& norm, TensorView out);

@@ -16,6 +16,29 @@ void check_range(int value, int lo, int hi, const char* field) {
                     " (must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "])");
 }
 
+// The buffers of the mixture-of-experts block (1 element each for a dense model).
+template <class Spec>
+void moe_buffers(const ModelConfig& c, DType a, int64_t T, Spec spec) {
+  const bool moe = c.num_experts > 0;
+  auto dims = [&](std::vector<int64_t> shape) { return moe ? shape : std::vector<int64_t>{1}; };
+  const int64_t E = c.num_experts, Tk = T * c.experts_per_token, H = c.hidden_size;
+  const int64_t Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  // moe_up / moe_act serve the routed experts and then the shared expert.
+  const int64_t up_rows = std::max(Tk * 2 * Fe, T * 2 * Fs), act_rows = std::max(Tk * Fe, T * Fs);
+  spec(Buf::moe_logits, "moe_logits", a, dims({T, E}));
+  spec(Buf::moe_ids, "moe_ids", DType::i32, dims({Tk}));
+  spec(Buf::moe_weights, "moe_weights", DType::f32, dims({Tk}));
+  spec(Buf::moe_offsets, "moe_offsets", DType::i32, dims({E + 1}));
+  spec(Buf::moe_rows, "moe_rows", DType::i32, dims({Tk}));
+  spec(Buf::moe_slot_of, "moe_slot_of", DType::i32, dims({Tk}));
+  spec(Buf::moe_x, "moe_x", a, dims({Tk, H}));
+  spec(Buf::moe_up, "moe_up", a, dims({up_rows}));
+  spec(Buf::moe_act, "moe_act", a, dims({act_rows}));
+  spec(Buf::moe_out, "moe_out", a, dims({Tk, H}));
+  spec(Buf::moe_shared, "moe_shared", a, Fs > 0 ? dims({T, H}) : std::vector<int64_t>{1});
+  spec(Buf::moe_shared_gate, "moe_shared_gate", a, Fs > 0 ? dims({T, 1}) : std::vector<int64_t>{1});
+}
+
 }  // namespace
 
 SessionOptions resolve_session_options(const SessionOptions& in, const ModelConfig& config) {
@@ -72,6 +95,9 @@ SessionLayout session_layout(const ModelConfig& c, bool gated_ffn, DType a, cons
   spec(Buf::prompt_lengths, "prompt_lengths", DType::i32, {B});
   spec(Buf::sampled, "sampled", DType::i32, {B});
   spec(Buf::kv_copies, "kv_copies", DType::i32, {B, 2});
+  moe_buffers(c, a, T, [&](Buf b, const char* name, DType d, std::vector<int64_t> shape) {
+    spec(b, name, d, std::move(shape));
+  });
   return layout;
 }
 

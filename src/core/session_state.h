@@ -37,6 +37,20 @@ enum class Buf : size_t {
   prompt_lengths,   // [B] i32
   sampled,          // [B] i32 chosen tokens
   kv_copies,        // [B, 2] i32 (shared block, its copy) pairs of a step's copy-on-write
+  // Mixture of experts (layers/moe.h; E experts, k per token, Fe / Fs the expert and shared
+  // expert FFN sizes; 1 element each in a dense model).
+  moe_logits,       // [T, E] router logits
+  moe_ids,          // [T, k] i32 chosen experts
+  moe_weights,      // [T, k] f32 their routing weights
+  moe_offsets,      // [E + 1] i32 slots of each expert
+  moe_rows,         // [T k] i32 token of each slot
+  moe_slot_of,      // [T k] i32 slot of each (token, choice)
+  moe_x,            // [T k, H] the tokens gathered in slot order
+  moe_up,           // [T k, 2 Fe] (also [T, 2 Fs] for the shared expert)
+  moe_act,          // [T k, Fe] (also [T, Fs])
+  moe_out,          // [T k, H] expert outputs in slot order
+  moe_shared,       // [T, H] shared expert output
+  moe_shared_gate,  // [T, 1] its gate logit
   count
 };
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "layers/blocks.h"
+#include "layers/moe.h"
 
 namespace kestrel {
 
@@ -63,7 +64,10 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       const TensorView* out_bias = lw.out_bias.empty() ? nullptr : &lw.out_bias;
       if (!m.arch.kinds.parallel_residual) {
         backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
-        feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+        if (!lw.moe.empty())
+          moe_block(backend, lw.moe, m.arch, normed, moe_buffers(s, mb.token_begin, mb.tokens), proj);
+        else
+          feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
       } else {
         // h + attn(norm1(h)) + ffn(norm2(h)): norm2 of the same h, before the attention
         // output joins it (with one shared norm, `normed` already holds it). Once the up

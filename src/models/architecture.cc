@@ -7,6 +7,7 @@
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
 #include "models/config_json.h"
+#include "models/moe_family.h"
 
 namespace kestrel {
 
@@ -30,6 +31,12 @@ const char* to_string(WeightSlot slot) {
     case WeightSlot::up_bias: return "up_bias";
     case WeightSlot::down_weight: return "down_weight";
     case WeightSlot::down_bias: return "down_bias";
+    case WeightSlot::router_weight: return "router_weight";
+    case WeightSlot::expert_up_weight: return "expert_up_weight";
+    case WeightSlot::expert_down_weight: return "expert_down_weight";
+    case WeightSlot::shared_up_weight: return "shared_up_weight";
+    case WeightSlot::shared_down_weight: return "shared_down_weight";
+    case WeightSlot::shared_gate_weight: return "shared_gate_weight";
   }
   return "?";
 }
@@ -53,6 +60,7 @@ void validate_config(const ModelConfig& c, const std::string& where) {
                                            " is not a multiple of num_kv_heads " +
                                            std::to_string(c.num_kv_heads));
   if (!(c.norm_eps > 0.0f)) throw Error(ErrorCategory::format, where + ": norm epsilon must be positive");
+  if (c.num_experts > 0) validate_moe_config(c, where);
 }
 
 Activation hf_activation(const std::string& name, const char* key, const std::string& where) {
@@ -96,9 +104,14 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = gpt_neox_architecture(json, where);
   } else if (*model_type == "gptj") {
     arch = gptj_architecture(json, where);
+  } else if (*model_type == "mixtral") {
+    arch = mixtral_architecture(json, where);
+  } else if (*model_type == "qwen2_moe") {
+    arch = qwen2_moe_architecture(json, where);
   } else {
-    throw Error(ErrorCategory::unsupported, where + ": model_type '" + *model_type +
-                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj)");
+    throw Error(ErrorCategory::unsupported,
+                where + ": model_type '" + *model_type +
+                    "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj, mixtral, qwen2_moe)");
   }
   validate_config(arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
@@ -138,6 +151,12 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
     case WeightSlot::ffn_norm_weight:
     case WeightSlot::ffn_norm_bias:
     case WeightSlot::down_bias: return {H};
+    case WeightSlot::router_weight: return {c.num_experts, H};
+    case WeightSlot::expert_up_weight: return {2 * int64_t{c.expert_ffn_size}, H};
+    case WeightSlot::expert_down_weight: return {H, c.expert_ffn_size};
+    case WeightSlot::shared_up_weight: return {2 * int64_t{c.shared_expert_ffn_size}, H};
+    case WeightSlot::shared_down_weight: return {H, c.shared_expert_ffn_size};
+    case WeightSlot::shared_gate_weight: return {1, H};
   }
   return {};
 }
@@ -148,6 +167,8 @@ std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size
   if (parts == 1) return {rows};
   const bool qkv = slot == WeightSlot::qkv_weight || slot == WeightSlot::qkv_bias;
   const bool up = slot == WeightSlot::up_weight || slot == WeightSlot::up_bias;
+  if (parts == 2 && (slot == WeightSlot::expert_up_weight || slot == WeightSlot::shared_up_weight))
+    return {rows / 2, rows / 2};
   if (qkv && parts == 3) {
     const int64_t kv = int64_t{c.num_kv_heads} * c.head_dim;
     return {int64_t{c.num_heads} * c.head_dim, kv, kv};
@@ -170,9 +191,11 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = qwen2_architecture_from_gguf(file);
   } else if (*name == "gptneox") {
     arch = gpt_neox_architecture_from_gguf(file);
+  } else if (*name == "qwen2moe") {
+    arch = qwen2_moe_architecture_from_gguf(file);
   } else {
-    throw Error(ErrorCategory::unsupported,
-                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox)");
+    throw Error(ErrorCategory::unsupported, where + ": general.architecture '" + *name +
+                                                "' is not supported (gpt2, llama, qwen2, gptneox, qwen2moe)");
   }
   validate_config(arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize

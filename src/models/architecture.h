@@ -42,6 +42,14 @@ struct LayerKinds {
   // same tensors as the attn_norm ones).
   bool parallel_residual = false;
   bool shared_norm = false;
+  // Mixture of experts (ModelConfig::num_experts > 0): which layers are sparse, and
+  // whether the top-k routing weights are renormalized to sum 1 (Mixtral; Qwen2-MoE's
+  // norm_topk_prob). layers/moe.h has the block.
+  std::vector<bool> sparse_layers;  // [num_layers]; empty for a dense model
+  bool normalize_top_k = false;
+  bool is_sparse(int layer) const {
+    return layer >= 0 && static_cast<size_t>(layer) < sparse_layers.size() && sparse_layers[layer];
+  }
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -66,6 +74,15 @@ enum class WeightSlot : uint8_t {
   up_bias,             // [F or 2F]
   down_weight,         // [H, F]
   down_bias,           // [H]
+  // Sparse (mixture-of-experts) layers, in place of up / down (ModelConfig: E experts,
+  // Fe = expert_ffn_size, Fs = shared_expert_ffn_size). Expert slots are read per expert
+  // through Architecture::expert_recipe.
+  router_weight,       // [E, H]
+  expert_up_weight,    // [2 Fe, H] ([gate | up]) of one expert
+  expert_down_weight,  // [H, Fe] of one expert
+  shared_up_weight,    // [2 Fs, H] ([gate | up]) of the shared expert
+  shared_down_weight,  // [H, Fs]
+  shared_gate_weight,  // [1, H]: sigmoid(x . w) scales the shared expert's output
 };
 const char* to_string(WeightSlot slot);
 
@@ -86,6 +103,11 @@ struct Architecture {
   LayerKinds kinds;
   // Source tensors of a slot; `layer` is -1 for the model-level slots.
   std::function<WeightRecipe(WeightSlot slot, int layer)> recipe;
+  // Source tensors of expert `expert`'s expert_up_weight / expert_down_weight in `layer`
+  // (mixture-of-experts models only). A source named "NAME#e" is row block e of the 3-D
+  // tensor NAME [E, rows, cols] (llama.cpp's stacked *_exps); "NAME#row" the 1-D tensor
+  // NAME [n] read as [1, n] (models/moe_family.h).
+  std::function<WeightRecipe(WeightSlot slot, int layer, int expert)> expert_recipe;
   // A checkpoint written for W8A8 (config.json "kestrel_quantization": {"format": "w8a8"},
   // by kestrel-quantize): Quantization::automatic loads it as Quantization::w8a8.
   bool w8a8_checkpoint = false;
@@ -121,6 +143,9 @@ Architecture gpt_neox_architecture_from_gguf(const GgufFile& file);
 Architecture gptj_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_architecture_from_gguf(const GgufFile& file);
+Architecture mixtral_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen2_moe_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen2_moe_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

@@ -14,6 +14,7 @@
 #include "models/config_json.h"
 #include "models/gguf_metadata.h"
 #include "models/llama_like.h"
+#include "models/moe_family.h"
 #include "models/rope.h"
 
 namespace kestrel {
@@ -117,7 +118,8 @@ Architecture llama_like_from_gguf(const GgufFile& file, const std::string& prefi
   arch.config = gguf_model_config(file, prefix);
   ModelConfig& c = arch.config;
   c.architecture = prefix;
-  if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0)
+  // Experts are read by the families that have them (llama: Mixtral; qwen2moe).
+  if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0 && prefix != "llama" && prefix != "qwen2moe")
     throw Error(ErrorCategory::unsupported,
                 where + ": mixture of experts (" + prefix + ".expert_count) is not supported");
   // Biases as llama.cpp names them: present in every layer or in none.
@@ -166,6 +168,9 @@ Architecture llama_architecture_from_gguf(const GgufFile& file) {
   // Llama 3 rope scaling: llama.cpp's converter stores it as per-pair frequency factors.
   if (const GgufTensor* freqs = file.find_tensor("rope_freqs.weight"))
     apply_rope_freq_factors(file.dequantize(*freqs), where, arch.kinds.rotary_inv_freq);
+  // Mixtral: llama.cpp renormalizes the top-k weights of a "llama" with experts.
+  if (gguf_dim(file, "llama.expert_count").value_or(0) > 0)
+    gguf_mixture_of_experts(file, "llama", arch, /*normalize_top_k=*/true, /*shared_expert=*/false);
   return arch;
 }
 

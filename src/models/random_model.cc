@@ -41,6 +41,8 @@ float random_value(uint64_t key, size_t i, float center, float spread) {
 nlohmann::json random_model_hf_config(const ModelConfig& c) {
   nlohmann::json j;
   j["vocab_size"] = c.vocab_size;
+  if (c.num_experts != 0 || c.experts_per_token != 0 || c.expert_ffn_size != 0 || c.shared_expert_ffn_size != 0)
+    invalid("num_experts: random models are dense (mixture-of-experts fields must be 0)");
   if (c.architecture == "gpt2") {
     if (c.num_kv_heads != 0 && c.num_kv_heads != c.num_heads)
       invalid("gpt2 has no grouped-query attention (num_kv_heads must equal num_heads)");

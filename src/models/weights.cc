@@ -222,10 +222,27 @@ LinearWeight WeightStore::linear(const WeightSource& source, const Architecture&
                                  int layer, std::vector<int64_t> shape, const WeightSlice& slice,
                                  const TensorView& keep_dense) {
   const WeightRecipe recipe = arch.recipe(slot, layer);
+  return linear_from(source, recipe, slot == WeightSlot::lm_head, std::move(shape), slice, keep_dense,
+                     slot_what(slot, layer));
+}
+
+LinearWeight WeightStore::load_linear(const WeightSource& source, const WeightRecipe& recipe,
+                                      std::vector<int64_t> shape, const std::string& what) {
+  return linear_from(source, recipe, false, std::move(shape), {}, {}, what);
+}
+
+TensorView WeightStore::load_dense(const WeightSource& source, const WeightRecipe& recipe,
+                                   std::vector<int64_t> shape, const std::string& what) {
   if (recipe.sources.empty()) return {};
-  const std::string what = slot_what(slot, layer);
-  const QuantizationSpec spec = slot == WeightSlot::lm_head ? quant_.for_lm_head() : quant_;
-  const bool precise = slot == WeightSlot::lm_head;
+  return materialize(source, recipe, std::move(shape), {}, what);
+}
+
+LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRecipe& recipe, bool lm_head,
+                                      std::vector<int64_t> shape, const WeightSlice& slice,
+                                      const TensorView& keep_dense, const std::string& what) {
+  if (recipe.sources.empty()) return {};
+  const QuantizationSpec spec = lm_head ? quant_.for_lm_head() : quant_;
+  const bool precise = lm_head;
   if (slice == WeightSlice{} && recipe.interleaved_head_rows == 0)
     if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) {
       kept->precise_activations = precise;
@@ -320,6 +337,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     lw.up_bias = get(WeightSlot::up_bias, l, up_slice);
     lw.down_weight = dense_or_quantized(WeightSlot::down_weight, l, down_slice);
     lw.down_bias = get(WeightSlot::down_bias, l);
+    if (arch.kinds.is_sparse(l)) lw.moe = load_moe_weights(*this, source, arch, l, shard);
     w.layers.push_back(lw);
   }
   if (shard.last_stage()) {

@@ -7,20 +7,12 @@
 #include "backend.h"
 #include "loaders/weight_source.h"
 #include "models/architecture.h"
+#include "models/moe_weights.h"
 #include "models/quantize.h"
 #include "parallel/shard.h"
 
 namespace kestrel {
 
-// A linear layer's weight [out, in]: dense in the runtime dtype, or quantized (then
-// `dense` is empty).
-struct LinearWeight {
-  TensorView dense;
-  QuantizedWeight quantized;
-
-  bool is_quantized() const { return !quantized.data.empty(); }
-  bool empty() const { return dense.empty() && !is_quantized(); }
-};
 
 struct LayerWeights {
   NormParams attn_norm;
@@ -33,6 +25,7 @@ struct LayerWeights {
   TensorView up_bias;
   LinearWeight down_weight;
   TensorView down_bias;
+  MoeWeights moe;  // a sparse layer's router and experts (up / down are then empty)
 };
 
 // In a parallel run a rank holds only its slice (parallel/shard.h): the embeddings on the
@@ -72,6 +65,13 @@ class WeightStore {
   // Frees a weight this store loaded that nothing uses any more (a float weight replaced by
   // its quantized form).
   void release(const TensorView& view);
+  // One whole linear weight of `recipe` ([out, in] `shape`), dense or quantized as the
+  // store's QuantizationSpec asks; `what` names it in errors. Empty for an empty recipe.
+  LinearWeight load_linear(const WeightSource& source, const WeightRecipe& recipe, std::vector<int64_t> shape,
+                           const std::string& what);
+  // One whole dense weight of `recipe`.
+  TensorView load_dense(const WeightSource& source, const WeightRecipe& recipe, std::vector<int64_t> shape,
+                        const std::string& what);
 
  private:
   // The rows and columns of `slice` of the canonical weight `shape` built by `recipe`.
@@ -79,6 +79,9 @@ class WeightStore {
                          std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what);
   LinearWeight linear(const WeightSource& source, const Architecture& arch, WeightSlot slot, int layer,
                       std::vector<int64_t> shape, const WeightSlice& slice, const TensorView& keep_dense);
+  LinearWeight linear_from(const WeightSource& source, const WeightRecipe& recipe, bool lm_head,
+                           std::vector<int64_t> shape, const WeightSlice& slice, const TensorView& keep_dense,
+                           const std::string& what);
   struct Loaded {
     std::vector<std::string> sources;
     WeightSlice slice;
@@ -91,5 +94,10 @@ class WeightStore {
   std::vector<Loaded> loaded_;  // dedups tied weights
   size_t bytes_ = 0;
 };
+
+// The router, experts and shared expert of sparse layer `layer` (models/moe_weights.cc);
+// throws Error(unsupported) for a tensor-parallel shard (experts are not split).
+MoeWeights load_moe_weights(WeightStore& store, const WeightSource& source, const Architecture& arch, int layer,
+                            const Shard& shard);
 
 }  // namespace kestrel

@@ -56,9 +56,23 @@ size_t matrix_bytes(const SizingOptions& o, DType dtype, int64_t rows, int64_t c
 
 size_t vector_bytes(DType dtype, int64_t n) { return static_cast<size_t>(n) * dtype_size(dtype); }
 
-// Weights of one rank of a stage holding `layers` layers.
+bool is_sparse(const ModelShape& shape, int layer) {
+  return static_cast<size_t>(layer) < shape.sparse_layers.size() && shape.sparse_layers[layer];
+}
+
+// The FFN weights of a sparse layer: router, every expert, the shared expert and its gate.
+size_t sparse_ffn_bytes(const ModelShape& shape, const SizingOptions& o, DType dtype) {
+  const ModelConfig& c = shape.config;
+  const int64_t H = c.hidden_size, Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  size_t bytes = matrix_bytes(o, dtype, c.num_experts, H, true);
+  bytes += static_cast<size_t>(c.num_experts) * (matrix_bytes(o, dtype, 2 * Fe, H, true) + matrix_bytes(o, dtype, H, Fe, true));
+  if (Fs > 0) bytes += matrix_bytes(o, dtype, 2 * Fs, H, true) + matrix_bytes(o, dtype, H, Fs, true) + vector_bytes(dtype, H);
+  return bytes;
+}
+
+// Weights of one rank of a stage holding `layers` layers from `first_layer`.
 WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType dtype, bool first, bool last,
-                          int layers, bool* tied_here) {
+                          int first_layer, int layers, bool* tied_here) {
   const ModelConfig& c = shape.config;
   const RankDims d = rank_dims(shape, o.tp);
   const int64_t H = c.hidden_size, hd = c.head_dim;
@@ -70,14 +84,16 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
   size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
-  layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true) +
-           matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
+  layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
   if (shape.qkv_bias) layer += vector_bytes(dtype, qkv_rows);
   if (shape.out_bias) layer += vector_bytes(dtype, H);
-  if (shape.mlp_bias) layer += vector_bytes(dtype, d.up_rows + H);
-  w.layers = layer * static_cast<size_t>(layers);
+  size_t dense_ffn = matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
+  if (shape.mlp_bias) dense_ffn += vector_bytes(dtype, d.up_rows + H);
+  w.layers = 0;
+  for (int l = first_layer; l < first_layer + layers; ++l)
+    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, o, dtype) : dense_ffn);
   w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
   *tied_here = false;
   if (last) {
@@ -105,7 +121,8 @@ std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions
     st.first_layer = first_layer;
     st.num_layers = L / o.pp + (s < L % o.pp ? 1 : 0);
     first_layer += st.num_layers;
-    st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.num_layers, &st.lm_head_tied_here);
+    st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.first_layer, st.num_layers,
+                               &st.lm_head_tied_here);
     const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, s, shape.source);
     detail::SessionLayout layout = detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.session, shard);
     st.kv_cache_bytes = layout.kv_bytes(o.dtype);
@@ -146,9 +163,18 @@ int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const
   return lo;
 }
 
+// Weight elements a token multiplies in one layer, averaged over the layers (a sparse
+// layer's token uses the router, k experts and the shared expert).
 double linear_elements(const ModelShape& shape, const RankDims& d) {
-  const double H = shape.config.hidden_size, hd = shape.config.head_dim;
-  return (d.heads + 2.0 * d.kv_heads) * hd * H + H * d.heads * hd + d.up_rows * H + H * d.ffn;
+  const ModelConfig& c = shape.config;
+  const double H = c.hidden_size, hd = c.head_dim;
+  const double attention = (d.heads + 2.0 * d.kv_heads) * hd * H + H * d.heads * hd;
+  const double dense = d.up_rows * H + H * d.ffn;
+  const double sparse = c.num_experts * H + 3.0 * c.experts_per_token * c.expert_ffn_size * H +
+                        3.0 * c.shared_expert_ffn_size * H + (c.shared_expert_ffn_size > 0 ? H : 0.0);
+  double ffn = 0.0;
+  for (int l = 0; l < c.num_layers; ++l) ffn += is_sparse(shape, l) ? sparse : dense;
+  return attention + ffn / std::max(c.num_layers, 1);
 }
 
 }  // namespace
@@ -188,6 +214,7 @@ ModelShape shape_of(const Architecture& arch) {
   // Tied exactly when WeightStore would store the two once (same source tensors).
   s.config.tied_embeddings =
       arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
+  s.sparse_layers = arch.kinds.sparse_layers;
   s.source = arch.name;
   return s;
 }
@@ -327,6 +354,8 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   if (options.dtype != DType::f32 && options.dtype != DType::f16 && options.dtype != DType::bf16)
     invalid(std::string("dtype = ") + to_string(options.dtype) + " (f32, f16 or bf16)");
   validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);
+  if (options.tp > 1 && !shape.sparse_layers.empty())
+    invalid("tp = " + std::to_string(options.tp) + ": tensor parallelism is not supported for mixture-of-experts models");
 
   Sizing s;
   s.shape = shape;
@@ -339,7 +368,7 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   count.quantization = Quantization::none;
   bool tied = false;
   // One byte per parameter at i8; the rotary table (f32, not a parameter) is left out.
-  const WeightBytes all = stage_weights(shape, count, DType::i8, true, true, shape.config.num_layers, &tied);
+  const WeightBytes all = stage_weights(shape, count, DType::i8, true, true, 0, shape.config.num_layers, &tied);
   s.parameters = all.total() - all.rotary_table;
 
   const StageSizing& big = s.largest();

@@ -51,6 +51,11 @@ struct ModelShape {
   bool lm_head_bias = false;       // a [V] bias of the LM head (GPT-J)
   bool shared_norm = false;        // one norm per layer feeds attention and FFN (GPT-J)
   int rotary_pairs = 0;            // entries of the rotary inverse-frequency table (rot / 2)
+  // Mixture of experts (config.num_experts > 0): which layers are sparse. A sparse layer
+  // holds a router [E, H], E experts ([2 Fe, H] up, [H, Fe] down) and, when
+  // config.shared_expert_ffn_size > 0, a shared expert and its [1, H] gate, instead of the
+  // dense up / down; its FLOPs count the k experts a token uses.
+  std::vector<bool> sparse_layers;
   std::string source;              // the file, directory or preset it came from
 };
 

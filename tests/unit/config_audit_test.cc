@@ -246,5 +246,104 @@ TEST(ConfigAudit, UnknownModelTypeIsRefusedByName) {
   expect_refused(config, ErrorCategory::unsupported, {"model_type", "'mamba'"});
 }
 
+
+// --- mixture of experts (tests/fixtures/make_tiny_moe.py; docs/MODELS.md) ---------------
+
+TEST(ConfigAuditMixtral, ExpertCountsAreReadAndEveryLayerIsSparseWithRenormalizedTopK) {
+  json config = fixture_config("tiny-mixtral");
+  Architecture arch = describe(config);
+  EXPECT_EQ(arch.config.num_experts, 6);
+  EXPECT_EQ(arch.config.experts_per_token, 2);
+  EXPECT_EQ(arch.config.expert_ffn_size, 32);  // intermediate_size is each expert's
+  EXPECT_EQ(arch.config.shared_expert_ffn_size, 0);
+  EXPECT_TRUE(arch.kinds.normalize_top_k);
+  EXPECT_TRUE(arch.kinds.is_sparse(0) && arch.kinds.is_sparse(1));
+  EXPECT_TRUE(arch.recipe(WeightSlot::up_weight, 0).sources.empty());
+  EXPECT_EQ(arch.expert_recipe(WeightSlot::expert_up_weight, 1, 5).sources,
+            (std::vector<std::string>{"model.layers.1.block_sparse_moe.experts.5.w1.weight",
+                                      "model.layers.1.block_sparse_moe.experts.5.w3.weight"}));
+  config["num_experts_per_tok"] = 3;
+  EXPECT_EQ(describe(config).config.experts_per_token, 3);
+}
+
+TEST(ConfigAuditMixtral, TrainingOnlyKeysAreAccepted) {
+  json config = fixture_config("tiny-mixtral");
+  config["output_router_logits"] = true;  // adds router logits to the outputs (aux loss)
+  config["router_aux_loss_coef"] = 0.5;   // weight of that loss
+  config["router_jitter_noise"] = 0.1;    // applied only in training mode
+  EXPECT_EQ(describe(config).config.num_experts, 6);
+}
+
+TEST(ConfigAuditMixtral, SlidingWindowIsRefusedByName) {
+  json config = fixture_config("tiny-mixtral");
+  config["sliding_window"] = 4096;
+  expect_refused(config, ErrorCategory::unsupported, {"sliding_window"});
+}
+
+TEST(ConfigAuditMixtral, TopKOutsideTheExpertsIsRefusedByName) {
+  json config = fixture_config("tiny-mixtral");
+  config["num_experts_per_tok"] = 7;
+  expect_refused(config, ErrorCategory::format, {"experts_per_token", "7"});
+  config = fixture_config("tiny-mixtral");
+  config.erase("num_local_experts");
+  expect_refused(config, ErrorCategory::format, {"num_local_experts"});
+}
+
+TEST(ConfigAuditMixtral, RopeScalingAndBiasesAreRefusedByName) {
+  for (const char* key : {"rope_scaling", "attention_bias", "mlp_bias"}) {
+    json config = fixture_config("tiny-mixtral");
+    config[key] = key == std::string("rope_scaling") ? json{{"rope_type", "linear"}, {"factor", 2.0}} : json(true);
+    expect_refused(config, ErrorCategory::unsupported, {key});
+  }
+}
+
+TEST(ConfigAuditQwen2Moe, SparseLayersFollowDecoderSparseStepAndMlpOnlyLayers) {
+  json config = fixture_config("tiny-qwen2-moe-mixed");  // 4 layers, step 2, mlp_only_layers [3]
+  Architecture arch = describe(config);
+  EXPECT_EQ(arch.kinds.sparse_layers, (std::vector<bool>{false, true, false, false}));
+  EXPECT_TRUE(arch.kinds.normalize_top_k);
+  EXPECT_EQ(arch.config.shared_expert_ffn_size, 48);
+  EXPECT_EQ(arch.config.ffn_size, 96);  // intermediate_size: the dense layers'
+  EXPECT_FALSE(arch.recipe(WeightSlot::up_weight, 0).sources.empty());
+  EXPECT_TRUE(arch.recipe(WeightSlot::up_weight, 1).sources.empty());
+  EXPECT_EQ(arch.recipe(WeightSlot::shared_gate_weight, 1).sources,
+            (std::vector<std::string>{"model.layers.1.mlp.shared_expert_gate.weight"}));
+  config["decoder_sparse_step"] = 1;
+  config["mlp_only_layers"] = json::array();
+  EXPECT_EQ(describe(config).kinds.sparse_layers, (std::vector<bool>{true, true, true, true}));
+  config["norm_topk_prob"] = false;
+  EXPECT_FALSE(describe(config).kinds.normalize_top_k);
+  config["mlp_only_layers"] = {0, 1, 2, 3};  // no sparse layer left: a dense model
+  EXPECT_EQ(describe(config).config.num_experts, 0);
+}
+
+TEST(ConfigAuditQwen2Moe, BadSparseLayoutKeysAreRefusedByName) {
+  json config = fixture_config("tiny-qwen2-moe");
+  config["mlp_only_layers"] = json::array({2});
+  expect_refused(config, ErrorCategory::format, {"mlp_only_layers", "2"});
+  config = fixture_config("tiny-qwen2-moe");
+  config["decoder_sparse_step"] = 0;
+  expect_refused(config, ErrorCategory::format, {"decoder_sparse_step"});
+  config = fixture_config("tiny-qwen2-moe");
+  config["shared_expert_intermediate_size"] = 0;
+  expect_refused(config, ErrorCategory::format, {"shared_expert_intermediate_size"});
+}
+
+TEST(ConfigAuditQwen2Moe, UseSlidingWindowAndRopeScalingAreRefusedByName) {
+  json config = fixture_config("tiny-qwen2-moe");
+  config["use_sliding_window"] = true;
+  expect_refused(config, ErrorCategory::unsupported, {"use_sliding_window"});
+  config = fixture_config("tiny-qwen2-moe");
+  config["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling"});
+}
+
+TEST(ConfigAuditQwen2Moe, TrainingOnlyKeysAreAccepted) {
+  json config = fixture_config("tiny-qwen2-moe");
+  config["output_router_logits"] = true;
+  config["router_aux_loss_coef"] = 0.5;
+  EXPECT_EQ(describe(config).config.num_experts, 6);
+}
+
 }  // namespace
 }  // namespace kestrel

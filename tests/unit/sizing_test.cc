@@ -73,6 +73,18 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
                            return name;
                          });
 
+// Mixtures of experts (tests/fixtures/make_tiny_moe.py): every expert, router and shared
+// expert counted, and the MoE scratch buffers in the activations.
+INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
+                         ::testing::Values("tiny-mixtral", "tiny-mixtral.gguf", "tiny-qwen2-moe",
+                                           "tiny-qwen2-moe.gguf", "tiny-qwen2-moe-mixed"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (char& ch : name)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return name;
+                         });
+
 // The largest max_sequences that fits is the boundary: it fits, one more does not.
 TEST(Sizing, MaxSequencesThatFitIsTheBoundary) {
   const sz::ModelShape shape = sz::read_model_shape(fixture_dir() / "tiny-llama");

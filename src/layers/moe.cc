@@ -1,0 +1,85 @@
+#include "layers/moe.h"
+
+#include <vector>
+
+#include "kestrel/error.h"
+#include "layers/blocks.h"
+
+namespace kestrel {
+
+namespace {
+
+// The leading rows x cols elements of a flat buffer, as a matrix.
+TensorView matrix(const TensorView& flat, int64_t rows, int64_t cols) {
+  if (rows * cols > flat.numel())
+    throw Error(ErrorCategory::internal, "moe: scratch " + flat.shape_string() + " is smaller than [" +
+                                             std::to_string(rows) + ", " + std::to_string(cols) + "]");
+  return TensorView(flat.data, flat.dtype, {rows, cols}, flat.device);
+}
+
+// act(gate(x)) * up(x) projected down: one expert (or the shared one) over its rows.
+void gated_ffn(Backend& backend, const LinearWeight& up_w, const LinearWeight& down_w, Activation act,
+               const TensorView& x, TensorView up, TensorView gated, TensorView out) {
+  linear(backend, up_w, x, nullptr, up);
+  backend.gated_activation(up, act, gated);
+  linear(backend, down_w, gated, nullptr, out);
+}
+
+}  // namespace
+
+MoeBuffers moe_buffers(const detail::SessionState& s, int64_t token_begin, int64_t tokens) {
+  using detail::Buf;
+  const ModelConfig& c = s.m().arch.config;
+  const int64_t k = c.experts_per_token;
+  MoeBuffers b;
+  b.logits = s.buf(Buf::moe_logits).rows(token_begin, tokens);
+  b.ids = matrix(s.buf(Buf::moe_ids).rows(token_begin * k, tokens * k), tokens, k);
+  b.weights = matrix(s.buf(Buf::moe_weights).rows(token_begin * k, tokens * k), tokens, k);
+  b.offsets = s.buf(Buf::moe_offsets);
+  b.rows = s.buf(Buf::moe_rows).rows(token_begin * k, tokens * k);
+  b.slot_of = s.buf(Buf::moe_slot_of).rows(token_begin * k, tokens * k);
+  b.x = s.buf(Buf::moe_x).rows(token_begin * k, tokens * k);
+  b.up = s.buf(Buf::moe_up);
+  b.act = s.buf(Buf::moe_act);
+  b.out = s.buf(Buf::moe_out).rows(token_begin * k, tokens * k);
+  if (c.shared_expert_ffn_size > 0) {
+    b.shared = s.buf(Buf::moe_shared).rows(token_begin, tokens);
+    b.shared_gate = s.buf(Buf::moe_shared_gate).rows(token_begin, tokens);
+  }
+  return b;
+}
+
+void moe_block(Backend& backend, const MoeWeights& w, const Architecture& arch, const TensorView& normed,
+               const MoeBuffers& b, TensorView proj) {
+  const ModelConfig& c = arch.config;
+  const int64_t T = normed.dim(0), k = c.experts_per_token, E = c.num_experts;
+  const int64_t Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  if (T == 0) return;
+
+  linear(backend, w.router, normed, nullptr, b.logits);
+  backend.moe_route(b.logits, arch.kinds.normalize_top_k, b.ids, b.weights);
+  backend.moe_group(b.ids, b.offsets, b.rows, b.slot_of);
+  // The GEMM sizes: how many slots each expert got.
+  std::vector<int32_t> offsets(static_cast<size_t>(E + 1));
+  backend.copy(TensorView(offsets.data(), DType::i32, {E + 1}), b.offsets);
+  backend.gather_rows(normed, b.rows, b.x);
+
+  const TensorView up = matrix(b.up, T * k, 2 * Fe), act = matrix(b.act, T * k, Fe);
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t begin = offsets[e], n = offsets[e + 1] - begin;
+    if (n == 0) continue;  // no token chose this expert
+    gated_ffn(backend, w.expert_up[e], w.expert_down[e], arch.kinds.activation, b.x.rows(begin, n),
+              up.rows(begin, n), act.rows(begin, n), b.out.rows(begin, n));
+  }
+  if (Fs == 0 || w.shared_up.empty()) {
+    backend.moe_combine(b.out, b.slot_of, b.weights, nullptr, nullptr, proj);
+    return;
+  }
+  // The shared expert sees every token, after the routed experts are done with the scratch.
+  gated_ffn(backend, w.shared_up, w.shared_down, arch.kinds.activation, normed, matrix(b.up, T, 2 * Fs),
+            matrix(b.act, T, Fs), b.shared);
+  backend.linear(normed, w.shared_gate, nullptr, b.shared_gate);
+  backend.moe_combine(b.out, b.slot_of, b.weights, &b.shared, &b.shared_gate, proj);
+}
+
+}  // namespace kestrel

@@ -1,0 +1,106 @@
+// The weights of a sparse layer, loaded one expert at a time as ordinary linear weights.
+//
+// llama.cpp stacks a layer's experts into one 3-D tensor [E, rows, cols] per projection.
+// Expert e's rows are a contiguous byte range of it (ggml blocks run along cols), so an
+// ExpertSource presents "NAME#e" as a 2-D tensor over that range: float experts are
+// converted from it and quantized blocks are kept in place, exactly as a 2-D weight.
+#include <deque>
+#include <map>
+
+#include "kestrel/error.h"
+#include "models/weights.h"
+
+namespace kestrel {
+
+namespace {
+
+class ExpertSource final : public WeightSource {
+ public:
+  explicit ExpertSource(const WeightSource& inner) : inner_(inner) {}
+
+  const SourceTensor* find(std::string_view name) const override {
+    const size_t hash = name.rfind('#');
+    if (hash == std::string_view::npos) return inner_.find(name);
+    if (auto it = views_.find(std::string(name)); it != views_.end()) return &it->second;
+    const SourceTensor* whole = inner_.find(name.substr(0, hash));
+    if (!whole) return nullptr;
+    const std::string_view index = name.substr(hash + 1);
+    SourceTensor view = *whole;
+    view.name = std::string(name);
+    if (index == "row") {  // a vector [n] read as the matrix [1, n]
+      if (whole->shape.size() != 1) return whole;  // materialize reports the shape
+      view.shape = {1, whole->shape[0]};
+    } else {
+      if (whole->shape.size() != 3)
+        throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' has shape " +
+                                               whole->shape_string() + "; stacked experts [E, rows, cols] expected");
+      const int64_t experts = whole->shape[0];
+      const int64_t e = std::stoll(std::string(index));
+      if (e < 0 || e >= experts)
+        throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' holds " +
+                                               std::to_string(experts) + " experts; expert " + std::string(index) +
+                                               " is needed");
+      const size_t bytes = whole->bytes / static_cast<size_t>(experts);
+      view.shape = {whole->shape[1], whole->shape[2]};
+      view.data = static_cast<const uint8_t*>(whole->data) + static_cast<size_t>(e) * bytes;
+      view.bytes = bytes;
+    }
+    return &views_.emplace(std::string(name), std::move(view)).first->second;
+  }
+  std::string describe() const override { return inner_.describe(); }
+  // The stacked tensor is shared by every expert: its pages stay until the layer is done.
+  void release(const SourceTensor& tensor) const override {
+    if (tensor.name.find('#') == std::string::npos) inner_.release(tensor);
+  }
+
+ private:
+  const WeightSource& inner_;
+  mutable std::map<std::string, SourceTensor> views_;
+};
+
+std::string what(const char* name, int layer, int expert = -1) {
+  std::string s = "layer " + std::to_string(layer) + " " + name;
+  return expert >= 0 ? s + " of expert " + std::to_string(expert) : s;
+}
+
+}  // namespace
+
+MoeWeights load_moe_weights(WeightStore& store, const WeightSource& source, const Architecture& arch, int layer,
+                            const Shard& shard) {
+  const ModelConfig& c = arch.config;
+  if (shard.tp > 1)
+    throw Error(ErrorCategory::unsupported, arch.name + ": tensor parallelism (tp = " + std::to_string(shard.tp) +
+                                                ") is not supported for mixture-of-experts models");
+  if (!arch.expert_recipe) throw Error(ErrorCategory::internal, arch.name + ": sparse layers without expert names");
+  const ExpertSource experts(source);
+  MoeWeights w;
+  w.router = store.load_linear(experts, arch.recipe(WeightSlot::router_weight, layer),
+                               canonical_shape(arch, WeightSlot::router_weight), what("router_weight", layer));
+  if (w.router.empty()) throw Error(ErrorCategory::internal, arch.name + ": a sparse layer without a router");
+  for (int e = 0; e < c.num_experts; ++e) {
+    w.expert_up.push_back(store.load_linear(experts, arch.expert_recipe(WeightSlot::expert_up_weight, layer, e),
+                                            canonical_shape(arch, WeightSlot::expert_up_weight),
+                                            what("expert_up_weight", layer, e)));
+    w.expert_down.push_back(store.load_linear(experts, arch.expert_recipe(WeightSlot::expert_down_weight, layer, e),
+                                              canonical_shape(arch, WeightSlot::expert_down_weight),
+                                              what("expert_down_weight", layer, e)));
+    if (w.expert_up.back().empty() || w.expert_down.back().empty())
+      throw Error(ErrorCategory::internal, arch.name + ": expert " + std::to_string(e) + " has no weight names");
+  }
+  if (c.shared_expert_ffn_size > 0) {
+    w.shared_up = store.load_linear(experts, arch.recipe(WeightSlot::shared_up_weight, layer),
+                                    canonical_shape(arch, WeightSlot::shared_up_weight),
+                                    what("shared_up_weight", layer));
+    w.shared_down = store.load_linear(experts, arch.recipe(WeightSlot::shared_down_weight, layer),
+                                      canonical_shape(arch, WeightSlot::shared_down_weight),
+                                      what("shared_down_weight", layer));
+    w.shared_gate = store.load_dense(experts, arch.recipe(WeightSlot::shared_gate_weight, layer),
+                                     canonical_shape(arch, WeightSlot::shared_gate_weight),
+                                     what("shared_gate_weight", layer));
+    if (w.shared_up.empty() || w.shared_down.empty() || w.shared_gate.empty())
+      throw Error(ErrorCategory::internal, arch.name + ": a shared expert without weight names");
+  }
+  return w;
+}
+
+}  // namespace kestrel

@@ -1,0 +1,34 @@
+// models/moe_weights.h: the weights of one sparse (mixture-of-experts) layer.
+#pragma once
+
+#include <vector>
+
+#include "backend.h"
+#include "core/tensor.h"
+
+namespace kestrel {
+
+// A linear layer's weight [out, in]: dense in the runtime dtype, or quantized (then
+// `dense` is empty).
+struct LinearWeight {
+  TensorView dense;
+  QuantizedWeight quantized;
+
+  bool is_quantized() const { return !quantized.data.empty(); }
+  bool empty() const { return dense.empty() && !is_quantized(); }
+};
+
+// Every expert is an ordinary linear weight, quantized or not as the model's other linear
+// weights are (a GGUF file's stacked expert blocks are kept in place, one row block each).
+struct MoeWeights {
+  LinearWeight router;                    // [E, H]
+  std::vector<LinearWeight> expert_up;    // E x [2 Fe, H] ([gate | up] rows)
+  std::vector<LinearWeight> expert_down;  // E x [H, Fe]
+  LinearWeight shared_up;                 // [2 Fs, H], empty without a shared expert
+  LinearWeight shared_down;               // [H, Fs]
+  TensorView shared_gate;                 // [1, H] dense
+
+  bool empty() const { return expert_up.empty(); }
+};
+
+}  // namespace kestrel
