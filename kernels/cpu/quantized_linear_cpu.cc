@@ -218,10 +218,11 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
   for (int64_t r = 0; r < count; ++r) {
     const int64_t m = row0 + r;
     float* o = out + r * K;
-    if (kquant::is_kquant(w.format)) {
+    if (kquant::is_block_format(w.format)) {
       const int bytes = kquant::block_bytes(w.format);
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
-      for (int64_t g = 0; g < G; ++g) kquant::dequantize_block(w.format, q + g * bytes, o + g * kquant::kColumns);
+      const int columns = kquant::block_columns(w.format);
+      for (int64_t g = 0; g < G; ++g) kquant::dequantize_block(w.format, q + g * bytes, o + g * columns);
     } else if (w.format == QuantFormat::int8) {
       const int8_t* q = w.data.ptr<int8_t>() + m * K;
       const float* s = w.scales.ptr<float>() + m * G;
@@ -274,7 +275,7 @@ void kquant_dot_path(const TensorView& x, const QuantizedWeight& w, const float*
 
 void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
               int threads, bool simd) {
-  if (kquant::is_kquant(w.format)) {
+  if (kquant::is_block_format(w.format)) {
     kquant_dot_path(x, w, bias, out, threads);
     return;
   }

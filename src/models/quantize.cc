@@ -7,7 +7,6 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
-#include "loaders/ggml_blocks.h"
 #include "models/weights.h"
 
 namespace kestrel {
@@ -64,7 +63,7 @@ QuantizedWeight HostQuantizedWeight::view() {
   w.cols = cols;
   w.group_size = group_size;
   const int64_t G = groups();
-  if (kquant::is_kquant(format)) {
+  if (kquant::is_block_format(format)) {
     w.data = TensorView(data.data(), DType::i8, {rows, G * kquant::block_bytes(format)});
   } else if (format == QuantFormat::int8) {
     w.data = TensorView(data.data(), DType::i8, {rows, cols});
@@ -170,15 +169,24 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
 
 std::optional<KeptLayout> kept_layout(GgmlType type) {
   switch (type) {
-    case GgmlType::q8_0:
-    case GgmlType::q5_0: return KeptLayout{QuantFormat::int8, 32};
-    case GgmlType::q4_k: return KeptLayout{QuantFormat::q4_k, kquant::kColumns};
-    case GgmlType::q5_k: return KeptLayout{QuantFormat::q5_k, kquant::kColumns};
-    case GgmlType::q6_k: return KeptLayout{QuantFormat::q6_k, kquant::kColumns};
+    case GgmlType::q8_0: return KeptLayout{QuantFormat::int8, 32};
     case GgmlType::q4_0:
     case GgmlType::q4_1: return KeptLayout{QuantFormat::int4, 32};
-    default: return std::nullopt;
+    default: break;
   }
+  // The other block formats keep their blocks as they are.
+  const QuantFormat format = type == GgmlType::q4_k     ? QuantFormat::q4_k
+                             : type == GgmlType::q5_k   ? QuantFormat::q5_k
+                             : type == GgmlType::q6_k   ? QuantFormat::q6_k
+                             : type == GgmlType::q5_0   ? QuantFormat::q5_0
+                             : type == GgmlType::q5_1   ? QuantFormat::q5_1
+                             : type == GgmlType::iq4_nl ? QuantFormat::iq4_nl
+                             : type == GgmlType::iq4_xs ? QuantFormat::iq4_xs
+                             : type == GgmlType::q2_k   ? QuantFormat::q2_k
+                             : type == GgmlType::q3_k   ? QuantFormat::q3_k
+                                                        : QuantFormat::int8;
+  if (!kquant::is_block_format(format)) return std::nullopt;
+  return KeptLayout{format, kquant::block_columns(format)};
 }
 
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
@@ -196,20 +204,9 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
   out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
-  if (kquant::is_kquant(layout->format)) {  // the super-blocks as they are
+  if (kquant::is_block_format(layout->format)) {  // the blocks as they are
     const auto* bytes = reinterpret_cast<const int8_t*>(src);
     out.data.insert(out.data.end(), bytes, bytes + rows * (cols / block) * static_cast<int64_t>(block_bytes));
-    out.rows += rows;
-    return;
-  }
-  if (type == GgmlType::q5_0) {  // int8 holds its integers exactly
-    int8_t q[32];
-    float scale[1];
-    for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
-      ggml::unpack_q5_0(src, q, scale);
-      out.scales.push_back(scale[0]);
-      out.data.insert(out.data.end(), q, q + block);
-    }
     out.rows += rows;
     return;
   }
@@ -281,13 +278,12 @@ namespace {
 // The f16 scales (and mins) of each kept block must be finite: a file whose blocks hold an
 // infinity or NaN is refused by name rather than turned into NaN logits.
 void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, const std::string& what) {
-  std::vector<int> offsets;
-  switch (type) {
-    case GgmlType::q4_1:
-    case GgmlType::q4_k:
-    case GgmlType::q5_k: offsets = {0, 2}; break;
-    case GgmlType::q6_k: offsets = {208}; break;
-    default: offsets = {0}; break;  // Q8_0, Q4_0, Q5_0: d first
+  std::vector<int> offsets = {0, 2};  // Q4_1: d, m
+  if (type == GgmlType::q8_0 || type == GgmlType::q4_0) offsets = {0};
+  if (const std::optional<KeptLayout> layout = kept_layout(type); layout && kquant::is_block_format(layout->format)) {
+    int first = 0, second = 0;
+    kquant::scale_offsets(layout->format, first, second);
+    offsets = second < 0 ? std::vector<int>{first} : std::vector<int>{first, second};
   }
   const size_t bytes = ggml_block_bytes(type);
   for (int64_t b = 0; b < count; ++b)
@@ -314,12 +310,12 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     // reports it properly.
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
-    // The formats the kernels run (kept_layout). int8 mode keeps only those of 6 bits or
-    // more (never holding 4-bit weights); the other block formats (Q5_1, Q2_K, Q3_K, IQ4)
-    // have no kernels yet and are dequantized at load.
+    // The formats the kernels run (kept_layout): every block type. int8 mode keeps only
+    // Q8_0, Q6_K and Q5_0 (whose integers int8 mode kept before it had Q5_0 kernels) and
+    // requantizes the others to int8 per channel.
     const std::optional<KeptLayout> layout = kept_layout(b);
     const bool keep = layout && (spec.mode != Quantization::int8 || layout->format == QuantFormat::int8 ||
-                                 layout->format == QuantFormat::q6_k);
+                                 layout->format == QuantFormat::q6_k || layout->format == QuantFormat::q5_0);
     // The parts of a fused weight must all become the same layout.
     const bool same_layout = parts.empty() || kept_layout(*parts.front()->block_type) == layout;
     if (!keep || !same_layout) return std::nullopt;

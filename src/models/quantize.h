@@ -54,7 +54,7 @@ struct HostQuantizedWeight {
   int64_t rows = 0, cols = 0;
   int group_size = 0;
   std::vector<int8_t> data;
-  std::vector<float> scales;              // int8: [rows, groups]; K-quants: none (in data)
+  std::vector<float> scales;              // int8: [rows, groups]; ggml blocks: none (in data)
   std::vector<uint16_t> scales16, mins16; // int4: [rows, groups] f16 bits
 
   int64_t groups() const { return (cols + group_size - 1) / group_size; }
@@ -71,9 +71,9 @@ HostQuantizedWeight quantize_int8(const float* w, int64_t rows, int64_t cols, in
 HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, int group_size,
                                   const std::string& what = "weight");
 
-// The layout that holds a ggml block format exactly, if any: Q8_0 and Q5_0 as int8 in
-// groups of 32, Q4_0 and Q4_1 as int4 in groups of 32, Q4_K / Q5_K / Q6_K as themselves
-// (their super-blocks copied as stored).
+// The layout that holds a ggml block format exactly, if any: Q8_0 as int8 in groups of 32,
+// Q4_0 and Q4_1 as int4 in groups of 32, every other block format (Q5_0, Q5_1, IQ4_NL,
+// IQ4_XS and the K-quants) as itself, its blocks copied as stored (kernels/kquant_blocks.h).
 struct KeptLayout {
   QuantFormat format;
   int group_size;
