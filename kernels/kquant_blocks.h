@@ -32,8 +32,9 @@
 //     scale (nibble g / 8 of scales[g % 8]) | (bits 2 (g / 4) of scales[8 + g % 4]) << 4,
 //     minus 32, times d.
 // Products d * sc and d * sc * q are exact in f32 (at most 11 + 8 + 6 significant bits;
-// IQ4_XS's dl * grid is rounded once, as ggml rounds it), so scale * q + min (fused or not)
-// equals ggml's dequantization bit for bit.
+// IQ4_XS's dl * grid is rounded once, as ggml rounds it), so scale * q + min (fused or not;
+// scale * q alone where there is no min) equals ggml's dequantization bit for bit, signed
+// zeros included.
 //
 // Plain functions on bytes, compiled for the host and, under nvcc, for the device too. They
 // are static (each translation unit its own copy) because the CPU's per-instruction-set
@@ -214,11 +215,18 @@ KESTREL_HD void scale_min(QuantFormat f, const uint8_t* block, int n, float& sca
   }
 }
 
+// Formats whose values have a min term (scale * q + min); the others are scale * q alone,
+// without adding a zero that would turn ggml's -0 (a negative scale times 0) into +0.
+KESTREL_HD constexpr bool has_min(QuantFormat f) {
+  return f == QuantFormat::q4_k || f == QuantFormat::q5_k || f == QuantFormat::q5_1 || f == QuantFormat::q2_k;
+}
+
 // The value of column n of a block, as ggml dequantizes it.
 KESTREL_HD float value(QuantFormat f, const uint8_t* block, int n) {
   float scale = 0.0f, min = 0.0f;
   scale_min(f, block, n, scale, min);
-  return scale * static_cast<float>(quant_value(f, block, n)) + min;
+  const float product = scale * static_cast<float>(quant_value(f, block, n));
+  return has_min(f) ? product + min : product;
 }
 
 // All block_columns(f) values of a block.
@@ -227,7 +235,10 @@ KESTREL_HD void dequantize_block(QuantFormat f, const uint8_t* block, float* out
   for (int h = 0; h < columns / 16; ++h) {  // a scale and min per 16 columns at most
     float scale = 0.0f, min = 0.0f;
     scale_min(f, block, 16 * h, scale, min);
-    for (int c = 16 * h; c < 16 * h + 16; ++c) out[c] = scale * static_cast<float>(quant_value(f, block, c)) + min;
+    for (int c = 16 * h; c < 16 * h + 16; ++c) {
+      const float product = scale * static_cast<float>(quant_value(f, block, c));
+      out[c] = has_min(f) ? product + min : product;
+    }
   }
 }
 
