@@ -7,6 +7,7 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
+#include "loaders/ggml_blocks.h"
 #include "models/weights.h"
 
 namespace kestrel {
@@ -189,12 +190,29 @@ std::optional<KeptLayout> kept_layout(GgmlType type) {
   return KeptLayout{format, kquant::block_columns(format)};
 }
 
+std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types) {
+  std::optional<KeptLayout> layout;
+  bool int8_exact = true;  // every part Q8_0 or Q5_0
+  for (size_t i = 0; i < types.size(); ++i) {
+    const std::optional<KeptLayout> own = kept_layout(types[i]);
+    if (!own) return std::nullopt;
+    int8_exact = int8_exact && (types[i] == GgmlType::q8_0 || types[i] == GgmlType::q5_0);
+    if (i == 0) layout = own;
+    if (!(*own == *layout)) layout.reset();
+    if (!layout && !int8_exact) return std::nullopt;
+  }
+  if (!layout && int8_exact && !types.empty()) return KeptLayout{QuantFormat::int8, 32};
+  return layout;
+}
+
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols) {
-  const std::optional<KeptLayout> layout = kept_layout(type);
-  if (!layout)
+                      int64_t cols, std::optional<KeptLayout> as) {
+  const std::optional<KeptLayout> own = kept_layout(type);
+  const bool widen = as && type == GgmlType::q5_0 && *as == KeptLayout{QuantFormat::int8, 32};
+  if (!own || (as && !(*as == *own) && !widen))
     throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
-                                             " is not a block type kept quantized");
+                                             " is not a block type kept quantized in that layout");
+  const std::optional<KeptLayout> layout = as ? as : own;
   const int64_t block = ggml_block_size(type);
   if (cols % block != 0 ||
       (out.rows > 0 && (out.format != layout->format || out.cols != cols || out.group_size != layout->group_size)))
@@ -204,6 +222,17 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
   out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
+  if (widen) {  // Q5_0 as int8: its integers q - 16 and its scale d, exactly
+    int8_t q[32];
+    float scale[1];
+    for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
+      ggml::unpack_q5_0(src, q, scale);
+      out.scales.push_back(scale[0]);
+      out.data.insert(out.data.end(), q, q + block);
+    }
+    out.rows += rows;
+    return;
+  }
   if (kquant::is_block_format(layout->format)) {  // the blocks as they are
     const auto* bytes = reinterpret_cast<const int8_t*>(src);
     out.data.insert(out.data.end(), bytes, bytes + rows * (cols / block) * static_cast<int64_t>(block_bytes));
@@ -304,6 +333,7 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
   if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
     return std::nullopt;
   std::vector<const SourceTensor*> parts;
+  std::vector<GgmlType> types;
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
     // Anything unusual (missing, mixed, unexpected shape) goes the materialize path, which
@@ -313,19 +343,21 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     // The formats the kernels run (kept_layout): every block type. int8 mode keeps only
     // Q8_0, Q6_K and Q5_0 (whose integers int8 mode kept before it had Q5_0 kernels) and
     // requantizes the others to int8 per channel.
-    const std::optional<KeptLayout> layout = kept_layout(b);
-    const bool keep = layout && (spec.mode != Quantization::int8 || layout->format == QuantFormat::int8 ||
-                                 layout->format == QuantFormat::q6_k || layout->format == QuantFormat::q5_0);
-    // The parts of a fused weight must all become the same layout.
-    const bool same_layout = parts.empty() || kept_layout(*parts.front()->block_type) == layout;
-    if (!keep || !same_layout) return std::nullopt;
+    const std::optional<KeptLayout> own = kept_layout(b);
+    const bool keep = own && (spec.mode != Quantization::int8 || own->format == QuantFormat::int8 ||
+                              own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
+    if (!keep) return std::nullopt;
     parts.push_back(t);
+    types.push_back(b);
   }
+  // The parts of a fused weight must all become the same layout.
+  const std::optional<KeptLayout> layout = shared_layout(types);
+  if (!layout) return std::nullopt;
   HostQuantizedWeight q;
   for (const SourceTensor* t : parts) {
     check_block_scales(*t->block_type, static_cast<const uint8_t*>(t->data),
                        t->shape[0] * (cols / ggml_block_size(*t->block_type)), what + " (" + t->name + ")");
-    append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols);
+    append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols, layout);
     source.release(*t);
   }
   return store_quantized(store, q, what);

@@ -196,6 +196,32 @@ TEST(GgufBlockTypes, EveryTypeMatchesItsDequantizedSelfTransformersAndLlamaCpp) 
   EXPECT_GE(positions - misses_native, 0.99 * positions);
 }
 
+// llama.cpp's *_M mixes store some layers' V rows in Q8_0 beside Q5_0 Q and K rows (SmolLM2
+// Q4_K_M: 14 of 30 layers): the fused QKV weight keeps them all as int8 in groups of 32
+// (Q5_0's integers exactly) instead of being dequantized, and gives the logits of the file
+// dequantized at load.
+TEST(GgufBlockTypes, FusedQ5_0AndQ8_0PartsShareInt8) {
+  testing::GgufEditor editor(testing::fixture_dir() / "tiny-llama.gguf");
+  for (int l = 0; l < 3; ++l) {
+    const std::string b = "blk." + std::to_string(l) + ".";
+    for (const char* part : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+      editor.requantize(b + part + ".weight", GgmlType::q5_0);
+    editor.requantize(b + "attn_v.weight", GgmlType::q8_0);
+  }
+  editor.requantize("output.weight", GgmlType::q8_0);
+  const fs::path path = testing::temp_dir("gguf_block_types") / "q5_0-q8_0.gguf";
+  editor.write(path);
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 24; ++i) ids.push_back((i * 37 + 11) % 1000);
+  const Scored kept = run(path, Quantization::automatic, false, ids);
+  const Scored dense = run(path, Quantization::none, false, ids);
+  // 3 QKV in int8 (+ the int8 LM head); gate / up fused and the rest in q5_0; nothing in f32.
+  EXPECT_EQ(kept.formats.find("f32"), std::string::npos) << kept.formats;
+  EXPECT_NE(kept.formats.find("q5_0"), std::string::npos) << kept.formats;
+  EXPECT_NE(kept.formats.find("int8 x4"), std::string::npos) << kept.formats;
+  EXPECT_LE(max_diff(kept.logits, dense.logits) / max_abs(dense.logits), 1e-5);
+}
+
 // A block whose f16 scale is not finite is refused naming the tensor and the block, for the
 // formats that gained kernels here (the scale's offset differs per format).
 TEST(GgufBlockTypes, NonFiniteBlockScalesAreRefused) {
