@@ -190,13 +190,36 @@ std::optional<KeptLayout> kept_layout(GgmlType type) {
   return KeptLayout{format, kquant::block_columns(format)};
 }
 
+namespace {
+
+// Block types whose 32 values are an integer in [-127, 127] times the block's d: int8 in
+// groups of 32 holds them exactly (Q5_0: q - 16; Q4_0: q - 8; IQ4_NL: the grid's value).
+bool widens_to_int8(GgmlType type) {
+  return type == GgmlType::q5_0 || type == GgmlType::q4_0 || type == GgmlType::iq4_nl;
+}
+
+// One such block as 32 int8 and its scale.
+void widen_block(GgmlType type, const uint8_t* block, int8_t q[32], float& scale) {
+  if (type == GgmlType::q5_0) {
+    ggml::unpack_q5_0(block, q, &scale);
+    return;
+  }
+  scale = kquant::load_half(block);
+  for (int c = 0; c < 32; ++c) {
+    const int nibble = kquant::low_high_nibble(block + 2, c);
+    q[c] = static_cast<int8_t>(type == GgmlType::q4_0 ? nibble - 8 : kquant::iq4_grid(nibble));
+  }
+}
+
+}  // namespace
+
 std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types) {
   std::optional<KeptLayout> layout;
-  bool int8_exact = true;  // every part Q8_0 or Q5_0
+  bool int8_exact = true;  // every part's values integer x one scale per 32 columns
   for (size_t i = 0; i < types.size(); ++i) {
     const std::optional<KeptLayout> own = kept_layout(types[i]);
     if (!own) return std::nullopt;
-    int8_exact = int8_exact && (types[i] == GgmlType::q8_0 || types[i] == GgmlType::q5_0);
+    int8_exact = int8_exact && (types[i] == GgmlType::q8_0 || widens_to_int8(types[i]));
     if (i == 0) layout = own;
     if (!(*own == *layout)) layout.reset();
     if (!layout && !int8_exact) return std::nullopt;
@@ -208,7 +231,7 @@ std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types) {
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
                       int64_t cols, std::optional<KeptLayout> as) {
   const std::optional<KeptLayout> own = kept_layout(type);
-  const bool widen = as && type == GgmlType::q5_0 && *as == KeptLayout{QuantFormat::int8, 32};
+  const bool widen = as && widens_to_int8(type) && *as == KeptLayout{QuantFormat::int8, 32};
   if (!own || (as && !(*as == *own) && !widen))
     throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
                                              " is not a block type kept quantized in that layout");
@@ -222,12 +245,12 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
   out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
-  if (widen) {  // Q5_0 as int8: its integers q - 16 and its scale d, exactly
+  if (widen) {  // as int8: the block's integers and its scale d, exactly
     int8_t q[32];
-    float scale[1];
+    float scale = 0.0f;
     for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
-      ggml::unpack_q5_0(src, q, scale);
-      out.scales.push_back(scale[0]);
+      widen_block(type, src, q, scale);
+      out.scales.push_back(scale);
       out.data.insert(out.data.end(), q, q + block);
     }
     out.rows += rows;

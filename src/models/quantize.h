@@ -82,14 +82,14 @@ struct KeptLayout {
 std::optional<KeptLayout> kept_layout(GgmlType type);
 
 // The one layout the parts of a fused weight can share: their kept_layout when they agree;
-// int8 in groups of 32 when they mix Q8_0 and Q5_0 (int8 holds Q5_0's integers exactly, and
-// llama.cpp's *_M mixes store some layers' V rows in Q8_0 beside Q5_0 Q and K rows); nullopt
-// otherwise (the weight is materialized).
+// int8 in groups of 32 when they mix Q8_0, Q5_0, Q4_0 and IQ4_NL (int8 holds their integers
+// exactly, and llama.cpp's *_M mixes store some layers' V rows in Q8_0 beside Q5_0 Q and K
+// rows); nullopt otherwise (the weight is materialized).
 std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types);
 
 // Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout's layout
 // (Q4_0's d * (q - 8) as scale d, min -8 d), or in `as` where shared_layout chose another
-// (Q5_0 widened to int8). `out` must be empty or hold the same format, cols and group size.
+// (Q5_0, Q4_0, IQ4_NL widened to int8). `out` must be empty or hold the same format, cols and group size.
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
                       int64_t cols, std::optional<KeptLayout> as = std::nullopt);
 

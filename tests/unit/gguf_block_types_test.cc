@@ -198,14 +198,15 @@ TEST(GgufBlockTypes, EveryTypeMatchesItsDequantizedSelfTransformersAndLlamaCpp) 
 
 // llama.cpp's *_M mixes store some layers' V rows in Q8_0 beside Q5_0 Q and K rows (SmolLM2
 // Q4_K_M: 14 of 30 layers): the fused QKV weight keeps them all as int8 in groups of 32
-// (Q5_0's integers exactly) instead of being dequantized, and gives the logits of the file
-// dequantized at load.
-TEST(GgufBlockTypes, FusedQ5_0AndQ8_0PartsShareInt8) {
+// (Q5_0's and Q4_0's integers exactly) instead of being dequantized, and gives the logits of
+// the file dequantized at load.
+TEST(GgufBlockTypes, FusedQ5_0Q4_0AndQ8_0PartsShareInt8) {
   testing::GgufEditor editor(testing::fixture_dir() / "tiny-llama.gguf");
   for (int l = 0; l < 3; ++l) {
     const std::string b = "blk." + std::to_string(l) + ".";
-    for (const char* part : {"attn_q", "attn_k", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+    for (const char* part : {"attn_q", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
       editor.requantize(b + part + ".weight", GgmlType::q5_0);
+    editor.requantize(b + "attn_k.weight", GgmlType::q4_0);
     editor.requantize(b + "attn_v.weight", GgmlType::q8_0);
   }
   editor.requantize("output.weight", GgmlType::q8_0);
