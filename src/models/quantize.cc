@@ -214,18 +214,18 @@ void widen_block(GgmlType type, const uint8_t* block, int8_t q[32], float& scale
 }  // namespace
 
 std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types) {
-  std::optional<KeptLayout> layout;
-  bool int8_exact = true;  // every part's values integer x one scale per 32 columns
-  for (size_t i = 0; i < types.size(); ++i) {
-    const std::optional<KeptLayout> own = kept_layout(types[i]);
+  if (types.empty()) return std::nullopt;
+  const std::optional<KeptLayout> first = kept_layout(types.front());
+  bool same = true, int8_exact = true;  // int8_exact: every part integer x one scale per 32
+  for (GgmlType type : types) {
+    const std::optional<KeptLayout> own = kept_layout(type);
     if (!own) return std::nullopt;
-    int8_exact = int8_exact && (types[i] == GgmlType::q8_0 || widens_to_int8(types[i]));
-    if (i == 0) layout = own;
-    if (!(*own == *layout)) layout.reset();
-    if (!layout && !int8_exact) return std::nullopt;
+    same = same && *own == *first;
+    int8_exact = int8_exact && (type == GgmlType::q8_0 || widens_to_int8(type));
   }
-  if (!layout && int8_exact && !types.empty()) return KeptLayout{QuantFormat::int8, 32};
-  return layout;
+  if (same) return first;
+  if (int8_exact) return KeptLayout{QuantFormat::int8, 32};
+  return std::nullopt;
 }
 
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
