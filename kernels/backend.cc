@@ -11,6 +11,12 @@ const char* to_string(QuantFormat format) noexcept {
     case QuantFormat::q4_k: return "q4_k";
     case QuantFormat::q5_k: return "q5_k";
     case QuantFormat::q6_k: return "q6_k";
+    case QuantFormat::q5_0: return "q5_0";
+    case QuantFormat::q5_1: return "q5_1";
+    case QuantFormat::iq4_nl: return "iq4_nl";
+    case QuantFormat::iq4_xs: return "iq4_xs";
+    case QuantFormat::q2_k: return "q2_k";
+    case QuantFormat::q3_k: return "q3_k";
     case QuantFormat::fp8_e4m3: return "fp8_e4m3";
   }
   return "?";

@@ -78,6 +78,12 @@ enum class QuantFormat : uint8_t {
   q4_k,  // ggml's K-quant super-blocks, kept as a GGUF file stores them (kquant_blocks.h)
   q5_k,
   q6_k,
+  q5_0,    // ggml's blocks of 32 columns, kept as stored (kquant_blocks.h)
+  q5_1,
+  iq4_nl,
+  iq4_xs,  // and of 256 columns
+  q2_k,
+  q3_k,
   fp8_e4m3,  // OCP FP8 E4M3 (core/fp8.h): w = scale * e4m3(q), one scale per row
 };
 const char* to_string(QuantFormat format) noexcept;
@@ -95,9 +101,11 @@ const char* to_string(QuantFormat format) noexcept;
 //   fp8_e4m3: data [M, K] i8 holding E4M3 bytes; scales [M, 1] f32 (group_size = K); the
 //         activations are rounded to E4M3 per token (scale max |x_t| / 448) before the
 //         product, as an FP8 GEMM takes them.
-//   q4_k / q5_k / q6_k: group_size 256 (K a multiple of it); data [M, G * bytes] i8 used
-//         as bytes, G super-blocks of 144 / 176 / 210 bytes per row in ggml's layout, their
-//         scales inside them (kernels/kquant_blocks.h); scales, mins empty.
+//   ggml block formats (q4_k ... q3_k, kquant::is_block_format): group_size the format's
+//         block columns (kquant::block_columns: 32 for q5_0 / q5_1 / iq4_nl, 256 for the
+//         others; K a multiple of it); data [M, G * bytes] i8 used as bytes, G blocks per row
+//         of kquant::block_bytes each in ggml's layout, their scales inside them
+//         (kernels/kquant_blocks.h); scales, mins empty.
 struct QuantizedWeight {
   QuantFormat format = QuantFormat::int8;
   int64_t rows = 0;  // M

@@ -55,12 +55,13 @@ void check_quantized_weight(Device device, const QuantizedWeight& w, const char*
   const int64_t G = w.groups();
   if (w.int8_activations && (w.format != QuantFormat::int8 || w.group_size != K))
     op_fail(op, "W8A8 (int8_activations) needs int8 weights with one group per row");
-  if (kquant::is_kquant(w.format)) {
-    if (w.group_size != kquant::kColumns || K % kquant::kColumns != 0)
-      op_fail(op, std::string(to_string(w.format)) + " weights need group_size 256 and cols a multiple of it, got " +
-                      std::to_string(w.group_size) + " and " + std::to_string(K));
+  if (kquant::is_block_format(w.format)) {
+    const int columns = kquant::block_columns(w.format);
+    if (w.group_size != columns || K % columns != 0)
+      op_fail(op, std::string(to_string(w.format)) + " weights need group_size " + std::to_string(columns) +
+                      " and cols a multiple of it, got " + std::to_string(w.group_size) + " and " + std::to_string(K));
     expect_op_tensor(w.data, device, DType::i8, {M, G * kquant::block_bytes(w.format)}, op, "w.data");
-    if (!w.scales.empty() || !w.mins.empty()) op_fail(op, "K-quant weights keep their scales in their blocks");
+    if (!w.scales.empty() || !w.mins.empty()) op_fail(op, "ggml block weights keep their scales in their blocks");
   } else if (w.format == QuantFormat::fp8_e4m3) {
     if (w.group_size != K) op_fail(op, "fp8_e4m3 weights need one scale per row (group_size = cols)");
     expect_op_tensor(w.data, device, DType::i8, {M, K}, op, "w.data");

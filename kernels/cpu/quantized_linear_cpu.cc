@@ -212,6 +212,29 @@ bool cpu_has_avx2() { return false; }
 #endif
 
 // --- dequantization of whole rows (the sgemm path and tests) -----------------------------
+// A row of ggml blocks, the format a template argument so that kquant_blocks.h's switches
+// over it fold away inside the per-column loops.
+template <QuantFormat F>
+void dequantize_block_row(const uint8_t* q, int64_t blocks, float* o) {
+  for (int64_t g = 0; g < blocks; ++g)
+    kquant::dequantize_block(F, q + g * kquant::block_bytes(F), o + g * kquant::block_columns(F));
+}
+
+void dequantize_block_row(QuantFormat f, const uint8_t* q, int64_t blocks, float* o) {
+  switch (f) {
+    case QuantFormat::q4_k: return dequantize_block_row<QuantFormat::q4_k>(q, blocks, o);
+    case QuantFormat::q5_k: return dequantize_block_row<QuantFormat::q5_k>(q, blocks, o);
+    case QuantFormat::q6_k: return dequantize_block_row<QuantFormat::q6_k>(q, blocks, o);
+    case QuantFormat::q5_0: return dequantize_block_row<QuantFormat::q5_0>(q, blocks, o);
+    case QuantFormat::q5_1: return dequantize_block_row<QuantFormat::q5_1>(q, blocks, o);
+    case QuantFormat::iq4_nl: return dequantize_block_row<QuantFormat::iq4_nl>(q, blocks, o);
+    case QuantFormat::iq4_xs: return dequantize_block_row<QuantFormat::iq4_xs>(q, blocks, o);
+    case QuantFormat::q2_k: return dequantize_block_row<QuantFormat::q2_k>(q, blocks, o);
+    case QuantFormat::q3_k: return dequantize_block_row<QuantFormat::q3_k>(q, blocks, o);
+    default: fail("quantized_linear", std::string("not a ggml block format: ") + to_string(f));
+  }
+}
+
 // Loops per group (no division per element) that the compiler vectorizes: this runs over
 // every weight at every prefill step.
 void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out) {
@@ -219,10 +242,10 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
   for (int64_t r = 0; r < count; ++r) {
     const int64_t m = row0 + r;
     float* o = out + r * K;
-    if (kquant::is_kquant(w.format)) {
+    if (kquant::is_block_format(w.format)) {
       const int bytes = kquant::block_bytes(w.format);
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
-      for (int64_t g = 0; g < G; ++g) kquant::dequantize_block(w.format, q + g * bytes, o + g * kquant::kColumns);
+      dequantize_block_row(w.format, q, G, o);
     } else if (w.format == QuantFormat::fp8_e4m3) {
       const auto* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * K;
       const float scale = w.scales.ptr<float>()[m];
@@ -279,7 +302,7 @@ void row_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
 
 void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out,
               int threads, bool simd) {
-  if (kquant::is_kquant(w.format) || w.format == QuantFormat::fp8_e4m3) {
+  if (kquant::is_block_format(w.format) || w.format == QuantFormat::fp8_e4m3) {
     row_dot_path(x, w, bias, out, threads);
     return;
   }

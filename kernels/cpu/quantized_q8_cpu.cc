@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
 #if defined(__x86_64__)
@@ -11,6 +12,7 @@
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/thread_pool.h"
+#include "kestrel/error.h"
 #include "kquant_blocks.h"
 
 namespace kestrel::cpu {
@@ -25,6 +27,12 @@ namespace kestrel::cpu {
   float row_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
   float row_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
   float row_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
+  float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
+  float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
+  float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
+  float row_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x);                                      \
+  float row_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
+  float row_q3k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
   }
 #if defined(__x86_64__)
 KESTREL_Q8_ROWS(q8_avx2)
@@ -86,7 +94,67 @@ float row_kquant_portable(const uint8_t* q, int64_t nsb, const Q8Block* x) {
   return total;
 }
 
+// The other block formats (Q5_0, Q5_1, IQ4_NL: blocks of 32; IQ4_XS, Q2_K, Q3_K: of 256),
+// through the formats' shared reading (kquant_blocks.h): each 16-column half of a block
+// against its activations, scale x the integer product + min x their sum.
+template <QuantFormat F>
+float row_blocks_portable(const uint8_t* q, int64_t nblocks, const Q8Block* x) {
+  constexpr int kCols = kquant::block_columns(F), kBytes = kquant::block_bytes(F);
+  float total = 0.0f;
+  for (int64_t b = 0; b < nblocks; ++b) {
+    const uint8_t* block = q + kBytes * b;
+    for (int n0 = 0; n0 < kCols; n0 += 16) {
+      const Q8Block& xb = x[(b * kCols + n0) / 32];
+      const int8_t* xq = xb.q + n0 % 32;
+      int32_t p = 0, sum = 0;
+      for (int c = 0; c < 16; ++c) {
+        p += kquant::quant_value(F, block, n0 + c) * xq[c];
+        sum += xq[c];
+      }
+      float scale = 0.0f, min = 0.0f;
+      kquant::scale_min(F, block, n0, scale, min);
+      total += xb.d * (scale * static_cast<float>(p) + min * static_cast<float>(sum));
+    }
+  }
+  return total;
+}
+
 using RowKquant = float (*)(const uint8_t*, int64_t, const Q8Block*);
+
+// The row function of a ggml block format on an instruction set.
+RowKquant block_row(QuantFormat f, Q8Isa isa) {
+#if defined(__x86_64__)
+  if (isa == Q8Isa::avx2 || isa == Q8Isa::avx512_vnni) {
+    const bool v = isa == Q8Isa::avx512_vnni;
+    switch (f) {
+      case QuantFormat::q4_k: return v ? q8_vnni::row_q4k : q8_avx2::row_q4k;
+      case QuantFormat::q5_k: return v ? q8_vnni::row_q5k : q8_avx2::row_q5k;
+      case QuantFormat::q6_k: return v ? q8_vnni::row_q6k : q8_avx2::row_q6k;
+      case QuantFormat::q5_0: return v ? q8_vnni::row_q5_0 : q8_avx2::row_q5_0;
+      case QuantFormat::q5_1: return v ? q8_vnni::row_q5_1 : q8_avx2::row_q5_1;
+      case QuantFormat::iq4_nl: return v ? q8_vnni::row_iq4_nl : q8_avx2::row_iq4_nl;
+      case QuantFormat::iq4_xs: return v ? q8_vnni::row_iq4_xs : q8_avx2::row_iq4_xs;
+      case QuantFormat::q2_k: return v ? q8_vnni::row_q2k : q8_avx2::row_q2k;
+      case QuantFormat::q3_k: return v ? q8_vnni::row_q3k : q8_avx2::row_q3k;
+      default: break;
+    }
+  }
+#else
+  (void)isa;
+#endif
+  switch (f) {
+    case QuantFormat::q4_k: return row_kquant_portable<QuantFormat::q4_k>;
+    case QuantFormat::q5_k: return row_kquant_portable<QuantFormat::q5_k>;
+    case QuantFormat::q6_k: return row_kquant_portable<QuantFormat::q6_k>;
+    case QuantFormat::q5_0: return row_blocks_portable<QuantFormat::q5_0>;
+    case QuantFormat::q5_1: return row_blocks_portable<QuantFormat::q5_1>;
+    case QuantFormat::iq4_nl: return row_blocks_portable<QuantFormat::iq4_nl>;
+    case QuantFormat::iq4_xs: return row_blocks_portable<QuantFormat::iq4_xs>;
+    case QuantFormat::q2_k: return row_blocks_portable<QuantFormat::q2_k>;
+    case QuantFormat::q3_k: return row_blocks_portable<QuantFormat::q3_k>;
+    default: throw Error(ErrorCategory::internal, std::string("block_row: ") + to_string(f) + " is not a block format");
+  }
+}
 using RowInt8Q16 = float (*)(const int8_t*, const float*, int64_t, int, const Q16Block*);
 using RowInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const Q8Block*);
 using RowInt8 = float (*)(const int8_t*, const float*, int64_t, int, const Q8Block*);
@@ -187,20 +255,12 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
 
 namespace {
 
-// The K-quant formats' rows against the T tokens' activation blocks xq ([T, K / 32]).
+// The ggml block formats' rows against the T tokens' activation blocks xq ([T, K / 32]).
 void kquant_rows(const Q8Block* xq, int64_t T, const QuantizedWeight& w, const float* bias, float* out,
                  int threads, Q8Isa isa) {
-  const int64_t K = w.cols, M = w.rows, nsb = K / kquant::kColumns, nb = K / 32;
+  const int64_t K = w.cols, M = w.rows, nsb = K / kquant::block_columns(w.format), nb = K / 32;
   const int64_t row_bytes = nsb * kquant::block_bytes(w.format);
-  RowKquant row = w.format == QuantFormat::q4_k   ? row_kquant_portable<QuantFormat::q4_k>
-                  : w.format == QuantFormat::q5_k ? row_kquant_portable<QuantFormat::q5_k>
-                                                  : row_kquant_portable<QuantFormat::q6_k>;
-#if defined(__x86_64__)
-  if (isa == Q8Isa::avx2)
-    row = w.format == QuantFormat::q4_k ? q8_avx2::row_q4k : w.format == QuantFormat::q5_k ? q8_avx2::row_q5k : q8_avx2::row_q6k;
-  if (isa == Q8Isa::avx512_vnni)
-    row = w.format == QuantFormat::q4_k ? q8_vnni::row_q4k : w.format == QuantFormat::q5_k ? q8_vnni::row_q5k : q8_vnni::row_q6k;
-#endif
+  const RowKquant row = block_row(w.format, isa);
   const auto* q = static_cast<const uint8_t*>(w.data.data);
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m)
@@ -236,7 +296,7 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
     row8 = q8_vnni::row_int8;
   }
 #endif
-  if (kquant::is_kquant(w.format)) {
+  if (kquant::is_block_format(w.format)) {
     kquant_rows(xq, T, w, bias, out, threads, isa);
     return;
   }

@@ -13,6 +13,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "cpu/quantized_q8_block.h"  // nothing inline but this file's own functions
 #include "kquant_blocks.h"            // static functions: this file's own copies
@@ -165,6 +166,146 @@ inline float dot_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
+// --- The other ggml block formats (kquant_blocks.h) ------------------------------------
+
+// Signed weights (|w| <= 127) against a Q8 block: |w| x (x with w's sign).
+inline __m256i signed_dot(__m256i w, __m256i x) { return int_dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)); }
+
+// The 16 bytes of a 32-column block's nibbles as 32 bytes: columns 0..15 (low nibbles)
+// then 16..31 (high nibbles), as the activation block holds them.
+inline __m256i nibbles32(const uint8_t* qs) {
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qs));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), _mm256_set1_epi8(0x0f));
+}
+
+// 32 bits as 32 bytes: byte i is 0xff where bit i is set (each byte picks the bits byte
+// i / 8, then tests its own bit i % 8).
+inline __m256i bits_to_bytes(uint32_t bits) {
+  const __m256i pick = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3,
+                                        3, 3, 3, 3, 3, 3, 3);
+  const __m256i bit = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+  const __m256i v = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)), pick);
+  return _mm256_cmpeq_epi8(_mm256_and_si256(v, bit), bit);
+}
+
+inline float half_at(const uint8_t* p) { return _cvtsh_ss(static_cast<uint16_t>(p[0] | (p[1] << 8))); }
+
+// IQ4's grid in both 128-bit lanes, looked up by nibble with one shuffle.
+inline __m256i iq4_grid_bytes() {
+  return _mm256_setr_epi8(-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113, -127, -104, -83,
+                          -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113);
+}
+
+// Q5_0 / Q5_1 (nb blocks of 32 columns): nibbles plus the fifth bit from qh. Q5_0's value
+// minus 16 is signed; Q5_1's is unsigned with a min.
+template <bool kMin>
+inline float dot_q5(const uint8_t* q, int64_t nb, const Q8Block* x) {
+  constexpr int kBytes = kMin ? 24 : 22, kQh = kMin ? 4 : 2;
+  const __m256i fifth = _mm256_set1_epi8(0x10), sixteen = _mm256_set1_epi8(16);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  float min_total = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = q + kBytes * b;
+    uint32_t qh;
+    memcpy(&qh, block + kQh, 4);
+    const __m256i w = _mm256_or_si256(nibbles32(block + kQh + 4), _mm256_and_si256(bits_to_bytes(qh), fifth));
+    const __m256i p32 = kMin ? int_dot(w, load_q8(x[b])) : signed_dot(_mm256_sub_epi8(w, sixteen), load_q8(x[b]));
+    acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(half_at(block) * x[b].d), acc[b & 1]);
+    if constexpr (kMin) min_total += half_at(block + 2) * x[b].sum;
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1])) + min_total;
+}
+
+// IQ4_NL (nb blocks of 32) and IQ4_XS (nb super-blocks of 8 x 32, a 6-bit scale each):
+// nibbles mapped through the grid to signed bytes.
+inline float dot_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) {
+  const __m256i grid = iq4_grid_bytes();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = q + 18 * b;
+    const __m256i p32 = signed_dot(_mm256_shuffle_epi8(grid, nibbles32(block + 2)), load_q8(x[b]));
+    acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(half_at(block) * x[b].d), acc[b & 1]);
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
+inline float dot_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+  const __m256i grid = iq4_grid_bytes();
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + 136 * sb;
+    const float d = half_at(block);
+    for (int s = 0; s < 8; ++s) {
+      const Q8Block& xb = xb_at(x, sb, s);
+      const __m256i p32 = signed_dot(_mm256_shuffle_epi8(grid, nibbles32(block + 8 + 16 * s)), load_q8(xb));
+      const float scale = d * static_cast<float>(kquant::iq4_xs_scale(block, s)) * xb.d;
+      acc[s & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(scale), acc[s & 1]);
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
+// Q3_K / Q2_K (nsb super-blocks): per half of 128 columns, 32 bytes of 2-bit fields; field
+// r of byte c is column 32 r + c of the half (sub-block s = 4 h + r). Each 16 columns have
+// their own scale (lanes 0-3 and 4-7 of the integer product, as for Q6_K).
+inline __m256 half_scales(float lo, float hi) { return _mm256_set_m128(_mm_set1_ps(hi), _mm_set1_ps(lo)); }
+
+// Q3_K: the third bit (bit s of hmask[c]) set means q = low, clear means low - 4.
+inline float dot_q3k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+  const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + 110 * sb;
+    const float d = half_at(block + 108);
+    const __m256i hmask = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block));
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 + 32 * h));
+      for (int r = 0; r < 4; ++r) {
+        const int s = 4 * h + r;
+        const __m256i low = _mm256_and_si256(_mm256_srli_epi16(qs, 2 * r), three);
+        const __m256i high = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hmask, s), one), 2);
+        const __m256i w = _mm256_sub_epi8(_mm256_or_si256(low, high), four);
+        const Q8Block& xb = xb_at(x, sb, s);
+        const __m256i p32 = signed_dot(w, load_q8(xb));
+        const float dx = d * xb.d;
+        const __m256 sc = half_scales(dx * static_cast<float>(kquant::q3_k_scale(block, 2 * s)),
+                                      dx * static_cast<float>(kquant::q3_k_scale(block, 2 * s + 1)));
+        acc[r & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sc, acc[r & 1]);
+      }
+    }
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
+// Q2_K: unsigned 2-bit q with a 4-bit scale and a 4-bit min per 16 columns; the min term
+// needs each half's activation sum, an integer product with ones.
+inline float dot_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+  const __m256i three = _mm256_set1_epi8(3), ones = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps(), acc_min = _mm256_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + 84 * sb;
+    const float d = half_at(block + 80), dmin = half_at(block + 82);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i qs = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16 + 32 * h));
+      for (int r = 0; r < 4; ++r) {
+        const int s = 4 * h + r;
+        const Q8Block& xb = xb_at(x, sb, s);
+        const __m256i xv = load_q8(xb);
+        const __m256i p32 = int_dot(_mm256_and_si256(_mm256_srli_epi16(qs, 2 * r), three), xv);
+        const __m256i sums = int_dot(ones, xv);
+        const uint8_t lo = block[2 * s], hi = block[2 * s + 1];
+        const float dx = d * xb.d, mx = dmin * xb.d;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32),
+                              half_scales(dx * static_cast<float>(lo & 0xf), dx * static_cast<float>(hi & 0xf)), acc);
+        acc_min = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums),
+                                  half_scales(mx * static_cast<float>(lo >> 4), mx * static_cast<float>(hi >> 4)),
+                                  acc_min);
+      }
+    }
+  }
+  return hsum(_mm256_sub_ps(acc, acc_min));
+}
+
 // The entry points quantized_q8_cpu.cc calls (declared there), one set per instruction set.
 float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x) {
   return dot_int4(q, s, m, nb, bpg, x);
@@ -178,5 +319,11 @@ float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q
 float row_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q45k<false>(q, nsb, x); }
 float row_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q45k<true>(q, nsb, x); }
 float row_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q6k(q, nsb, x); }
+float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<false>(q, nb, x); }
+float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<true>(q, nb, x); }
+float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_iq4_nl(q, nb, x); }
+float row_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_iq4_xs(q, nsb, x); }
+float row_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q2k(q, nsb, x); }
+float row_q3k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q3k(q, nsb, x); }
 
 }  // namespace kestrel::cpu::KESTREL_Q8_NS

@@ -45,8 +45,9 @@ struct KquantTable {
   QuantFormat format;
   int64_t row_bytes;
   __device__ float operator()(int64_t row, int64_t col) const {
-    const uint8_t* block = q + row * row_bytes + (col / kquant::kColumns) * kquant::block_bytes(format);
-    return kquant::value(format, block, static_cast<int>(col % kquant::kColumns));
+    const int columns = kquant::block_columns(format);
+    const uint8_t* block = q + row * row_bytes + (col / columns) * kquant::block_bytes(format);
+    return kquant::value(format, block, static_cast<int>(col % columns));
   }
 };
 
@@ -126,7 +127,7 @@ void embedding(const LaunchContext& ctx, const TensorView& ids, const TensorView
           wpe ? static_cast<const E*>(wpe->data) : nullptr, wpe ? wpe->dim(0) : 0, static_cast<E*>(out.data), T,
           H, ctx.errors);
     };
-    if (kquant::is_kquant(wte.format))
+    if (kquant::is_block_format(wte.format))
       launch(KquantTable{static_cast<const uint8_t*>(wte.data.data), wte.format,
                          wte.groups() * kquant::block_bytes(wte.format)});
     else if (wte.format == QuantFormat::int8)

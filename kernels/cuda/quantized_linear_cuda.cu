@@ -10,8 +10,9 @@
 // - dequantize_rows, for many tokens (prefill): a tile of weight rows expanded into a
 //   scratch matrix in the activation dtype, which CudaBackend then feeds to a cuBLAS
 //   tensor-core GEMM.
-// K-quant weights (Q4_K / Q5_K / Q6_K, kernels/kquant_blocks.h) take the same two paths,
-// reading their super-blocks where they lie.
+// ggml block weights (the K-quants, Q5_0 / Q5_1, IQ4_NL / IQ4_XS, kernels/kquant_blocks.h)
+// take the same two paths, reading their blocks where they lie. FP8 E4M3 weights take the
+// int8 kernels with the byte decoded as E4M3.
 #include <cuda_fp8.h>
 
 #include <algorithm>
@@ -214,28 +215,74 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   store_row(acc, T, m, M, bias, out, lane);
 }
 
-// K-quants: out[r, k] = w[row0 + r, k], one element per thread-iteration.
+// The other ggml block formats (Q5_0, Q5_1, IQ4_NL: blocks of 32 columns; IQ4_XS, Q2_K,
+// Q3_K: of 256), read through kquant_blocks.h. One warp per output row walks the row 256
+// columns at a time; lane l takes columns 8l .. 8l + 7 of each stretch (inside one block
+// and one 16-column half: one scale and min per lane). K is a multiple of the block, not
+// necessarily of 256 (Q5_0 rows of 576): lanes past the end of the row sit the last
+// stretch out.
+// x: [T, K]; q: [M, (K / block_columns(F)) * block_bytes(F)] bytes; out: [T, M].
+template <QuantFormat F, class X, class O>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32)
+    gemv_blocks_kernel(const X* __restrict__ x, const uint8_t* __restrict__ q, const X* __restrict__ bias,
+                       O* __restrict__ out, int T, int64_t M, int64_t K) {
+  constexpr int kCols = kquant::block_columns(F), kBytes = kquant::block_bytes(F);
+  const int lane = threadIdx.x % 32;
+  const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  if (m >= M) return;  // uniform per warp
+  float acc[kQuantGemvMaxTokens];
+#pragma unroll
+  for (int t = 0; t < kQuantGemvMaxTokens; ++t) acc[t] = 0.0f;
+  const uint8_t* row = q + m * (K / kCols) * kBytes;
+  for (int64_t k0 = 8 * lane; k0 < K; k0 += 256) {
+    const uint8_t* block = row + (k0 / kCols) * kBytes;
+    const int n0 = static_cast<int>(k0 % kCols);
+    float scale = 0.0f, min = 0.0f;
+    kquant::scale_min(F, block, n0, scale, min);
+    float w[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) w[i] = fmaf(scale, static_cast<float>(kquant::quant_value(F, block, n0 + i)), min);
+#pragma unroll
+    for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
+      if (t >= T) break;
+      const X* xr = x + t * K + k0;
+      float d = 0.0f;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) d = fmaf(w[i], to_float(xr[i]), d);
+      acc[t] += d;
+    }
+  }
+  store_row(acc, T, m, M, bias, out, lane);
+}
+
+// ggml block formats: out[r, k] = w[row0 + r, k], one element per thread-iteration.
 template <QuantFormat F, class E>
 __global__ void __launch_bounds__(kDequantThreads)
     dequantize_kquant_kernel(const uint8_t* __restrict__ q, E* __restrict__ out, int64_t row0, int64_t rows, int K) {
-  constexpr int kBytes = kquant::block_bytes(F);
-  const int64_t row_bytes = static_cast<int64_t>(K / kquant::kColumns) * kBytes;
+  constexpr int kCols = kquant::block_columns(F), kBytes = kquant::block_bytes(F);
+  const int64_t row_bytes = static_cast<int64_t>(K / kCols) * kBytes;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const uint8_t* qr = q + (row0 + r) * row_bytes;
     E* o = out + r * K;
     for (int k = threadIdx.x; k < K; k += blockDim.x)
-      o[k] = from_float<E>(kquant::value(F, qr + (k / kquant::kColumns) * kBytes, k % kquant::kColumns));
+      o[k] = from_float<E>(kquant::value(F, qr + (k / kCols) * kBytes, k % kCols));
   }
 }
 
-// Calls f.template operator()<F>() with w's K-quant format as a template argument.
+// Calls f.template operator()<F>() with w's ggml block format as a template argument.
 template <class Fn>
 void dispatch_kquant(QuantFormat format, Fn&& f) {
   switch (format) {
     case QuantFormat::q4_k: f.template operator()<QuantFormat::q4_k>(); return;
     case QuantFormat::q5_k: f.template operator()<QuantFormat::q5_k>(); return;
     case QuantFormat::q6_k: f.template operator()<QuantFormat::q6_k>(); return;
-    default: throw Error(ErrorCategory::internal, "dispatch_kquant: not a K-quant format");
+    case QuantFormat::q5_0: f.template operator()<QuantFormat::q5_0>(); return;
+    case QuantFormat::q5_1: f.template operator()<QuantFormat::q5_1>(); return;
+    case QuantFormat::iq4_nl: f.template operator()<QuantFormat::iq4_nl>(); return;
+    case QuantFormat::iq4_xs: f.template operator()<QuantFormat::iq4_xs>(); return;
+    case QuantFormat::q2_k: f.template operator()<QuantFormat::q2_k>(); return;
+    case QuantFormat::q3_k: f.template operator()<QuantFormat::q3_k>(); return;
+    default: throw Error(ErrorCategory::internal, "dispatch_kquant: not a ggml block format");
   }
 }
 
@@ -334,10 +381,13 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
     const X* bp = bias ? static_cast<const X*>(bias->data) : nullptr;
     auto launch = [&]<class O>() {
       O* o = static_cast<O*>(out.data);
-      if (kquant::is_kquant(w.format))
+      if (kquant::is_block_format(w.format))
         dispatch_kquant(w.format, [&]<QuantFormat F>() {
-          gemv_kquant_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
-              xp, static_cast<const uint8_t*>(w.data.data), bp, o, T, M, K);
+          const auto* q = static_cast<const uint8_t*>(w.data.data);
+          if constexpr (F == QuantFormat::q4_k || F == QuantFormat::q5_k || F == QuantFormat::q6_k)
+            gemv_kquant_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(xp, q, bp, o, T, M, K);
+          else
+            gemv_blocks_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(xp, q, bp, o, T, M, K);
         });
       else if (w.format == QuantFormat::int8)
         gemv_int8_kernel<false, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
@@ -369,7 +419,7 @@ void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
   dispatch_float(out.dtype, op, [&]<class E>() {
     E* o = static_cast<E*>(out.data);
-    if (kquant::is_kquant(w.format))
+    if (kquant::is_block_format(w.format))
       dispatch_kquant(w.format, [&]<QuantFormat F>() {
         dequantize_kquant_kernel<F, E><<<blocks, kDequantThreads, 0, ctx.stream>>>(
             static_cast<const uint8_t*>(w.data.data), o, row0, rows, K);

@@ -69,7 +69,7 @@ QuantizedWeight HostQuantizedWeight::view() {
   w.cols = cols;
   w.group_size = group_size;
   const int64_t G = groups();
-  if (kquant::is_kquant(format)) {
+  if (kquant::is_block_format(format)) {
     w.data = TensorView(data.data(), DType::i8, {rows, G * kquant::block_bytes(format)});
   } else if (format == QuantFormat::int8 || format == QuantFormat::fp8_e4m3) {
     w.data = TensorView(data.data(), DType::i8, {rows, cols});
@@ -198,23 +198,72 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
 
 std::optional<KeptLayout> kept_layout(GgmlType type) {
   switch (type) {
-    case GgmlType::q8_0:
-    case GgmlType::q5_0: return KeptLayout{QuantFormat::int8, 32};
-    case GgmlType::q4_k: return KeptLayout{QuantFormat::q4_k, kquant::kColumns};
-    case GgmlType::q5_k: return KeptLayout{QuantFormat::q5_k, kquant::kColumns};
-    case GgmlType::q6_k: return KeptLayout{QuantFormat::q6_k, kquant::kColumns};
+    case GgmlType::q8_0: return KeptLayout{QuantFormat::int8, 32};
     case GgmlType::q4_0:
     case GgmlType::q4_1: return KeptLayout{QuantFormat::int4, 32};
-    default: return std::nullopt;
+    default: break;
+  }
+  // The other block formats keep their blocks as they are.
+  const QuantFormat format = type == GgmlType::q4_k     ? QuantFormat::q4_k
+                             : type == GgmlType::q5_k   ? QuantFormat::q5_k
+                             : type == GgmlType::q6_k   ? QuantFormat::q6_k
+                             : type == GgmlType::q5_0   ? QuantFormat::q5_0
+                             : type == GgmlType::q5_1   ? QuantFormat::q5_1
+                             : type == GgmlType::iq4_nl ? QuantFormat::iq4_nl
+                             : type == GgmlType::iq4_xs ? QuantFormat::iq4_xs
+                             : type == GgmlType::q2_k   ? QuantFormat::q2_k
+                             : type == GgmlType::q3_k   ? QuantFormat::q3_k
+                                                        : QuantFormat::int8;
+  if (!kquant::is_block_format(format)) return std::nullopt;
+  return KeptLayout{format, kquant::block_columns(format)};
+}
+
+namespace {
+
+// Block types whose 32 values are an integer in [-127, 127] times the block's d: int8 in
+// groups of 32 holds them exactly (Q5_0: q - 16; Q4_0: q - 8; IQ4_NL: the grid's value).
+bool widens_to_int8(GgmlType type) {
+  return type == GgmlType::q5_0 || type == GgmlType::q4_0 || type == GgmlType::iq4_nl;
+}
+
+// One such block as 32 int8 and its scale.
+void widen_block(GgmlType type, const uint8_t* block, int8_t q[32], float& scale) {
+  if (type == GgmlType::q5_0) {
+    ggml::unpack_q5_0(block, q, &scale);
+    return;
+  }
+  scale = kquant::load_half(block);
+  for (int c = 0; c < 32; ++c) {
+    const int nibble = kquant::low_high_nibble(block + 2, c);
+    q[c] = static_cast<int8_t>(type == GgmlType::q4_0 ? nibble - 8 : kquant::iq4_grid(nibble));
   }
 }
 
+}  // namespace
+
+std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types) {
+  if (types.empty()) return std::nullopt;
+  const std::optional<KeptLayout> first = kept_layout(types.front());
+  bool same = true, int8_exact = true;  // int8_exact: every part integer x one scale per 32
+  for (GgmlType type : types) {
+    const std::optional<KeptLayout> own = kept_layout(type);
+    if (!own) return std::nullopt;
+    same = same && *own == *first;
+    int8_exact = int8_exact && (type == GgmlType::q8_0 || widens_to_int8(type));
+  }
+  if (same) return first;
+  if (int8_exact) return KeptLayout{QuantFormat::int8, 32};
+  return std::nullopt;
+}
+
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols) {
-  const std::optional<KeptLayout> layout = kept_layout(type);
-  if (!layout)
+                      int64_t cols, std::optional<KeptLayout> as) {
+  const std::optional<KeptLayout> own = kept_layout(type);
+  const bool widen = as && widens_to_int8(type) && *as == KeptLayout{QuantFormat::int8, 32};
+  if (!own || (as && !(*as == *own) && !widen))
     throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
-                                             " is not a block type kept quantized");
+                                             " is not a block type kept quantized in that layout");
+  const std::optional<KeptLayout> layout = as ? as : own;
   const int64_t block = ggml_block_size(type);
   if (cols % block != 0 ||
       (out.rows > 0 && (out.format != layout->format || out.cols != cols || out.group_size != layout->group_size)))
@@ -224,20 +273,20 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
   out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
-  if (kquant::is_kquant(layout->format)) {  // the super-blocks as they are
-    const auto* bytes = reinterpret_cast<const int8_t*>(src);
-    out.data.insert(out.data.end(), bytes, bytes + rows * (cols / block) * static_cast<int64_t>(block_bytes));
+  if (widen) {  // as int8: the block's integers and its scale d, exactly
+    int8_t q[32];
+    float scale = 0.0f;
+    for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
+      widen_block(type, src, q, scale);
+      out.scales.push_back(scale);
+      out.data.insert(out.data.end(), q, q + block);
+    }
     out.rows += rows;
     return;
   }
-  if (type == GgmlType::q5_0) {  // int8 holds its integers exactly
-    int8_t q[32];
-    float scale[1];
-    for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
-      ggml::unpack_q5_0(src, q, scale);
-      out.scales.push_back(scale[0]);
-      out.data.insert(out.data.end(), q, q + block);
-    }
+  if (kquant::is_block_format(layout->format)) {  // the blocks as they are
+    const auto* bytes = reinterpret_cast<const int8_t*>(src);
+    out.data.insert(out.data.end(), bytes, bytes + rows * (cols / block) * static_cast<int64_t>(block_bytes));
     out.rows += rows;
     return;
   }
@@ -310,13 +359,12 @@ namespace {
 // The f16 scales (and mins) of each kept block must be finite: a file whose blocks hold an
 // infinity or NaN is refused by name rather than turned into NaN logits.
 void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, const std::string& what) {
-  std::vector<int> offsets;
-  switch (type) {
-    case GgmlType::q4_1:
-    case GgmlType::q4_k:
-    case GgmlType::q5_k: offsets = {0, 2}; break;
-    case GgmlType::q6_k: offsets = {208}; break;
-    default: offsets = {0}; break;  // Q8_0, Q4_0, Q5_0: d first
+  std::vector<int> offsets = {0, 2};  // Q4_1: d, m
+  if (type == GgmlType::q8_0 || type == GgmlType::q4_0) offsets = {0};
+  if (const std::optional<KeptLayout> layout = kept_layout(type); layout && kquant::is_block_format(layout->format)) {
+    int first = 0, second = 0;
+    kquant::scale_offsets(layout->format, first, second);
+    offsets = second < 0 ? std::vector<int>{first} : std::vector<int>{first, second};
   }
   const size_t bytes = ggml_block_bytes(type);
   for (int64_t b = 0; b < count; ++b)
@@ -337,28 +385,31 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
   if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
     return std::nullopt;
   std::vector<const SourceTensor*> parts;
+  std::vector<GgmlType> types;
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
     // Anything unusual (missing, mixed, unexpected shape) goes the materialize path, which
     // reports it properly.
     if (!t || !t->block_type || t->shape.size() != 2 || t->shape[1] != cols) return std::nullopt;
     const GgmlType b = *t->block_type;
-    // The formats the kernels run (kept_layout). int8 mode keeps only those of 6 bits or
-    // more (never holding 4-bit weights); the other block formats (Q5_1, Q2_K, Q3_K, IQ4)
-    // have no kernels yet and are dequantized at load.
-    const std::optional<KeptLayout> layout = kept_layout(b);
-    const bool keep = layout && (spec.mode != Quantization::int8 || layout->format == QuantFormat::int8 ||
-                                 layout->format == QuantFormat::q6_k);
-    // The parts of a fused weight must all become the same layout.
-    const bool same_layout = parts.empty() || kept_layout(*parts.front()->block_type) == layout;
-    if (!keep || !same_layout) return std::nullopt;
+    // The formats the kernels run (kept_layout): every block type. int8 mode keeps only
+    // Q8_0, Q6_K and Q5_0 (whose integers int8 mode kept before it had Q5_0 kernels) and
+    // requantizes the others to int8 per channel.
+    const std::optional<KeptLayout> own = kept_layout(b);
+    const bool keep = own && (spec.mode != Quantization::int8 || own->format == QuantFormat::int8 ||
+                              own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
+    if (!keep) return std::nullopt;
     parts.push_back(t);
+    types.push_back(b);
   }
+  // The parts of a fused weight must all become the same layout.
+  const std::optional<KeptLayout> layout = shared_layout(types);
+  if (!layout) return std::nullopt;
   HostQuantizedWeight q;
   for (const SourceTensor* t : parts) {
     check_block_scales(*t->block_type, static_cast<const uint8_t*>(t->data),
                        t->shape[0] * (cols / ggml_block_size(*t->block_type)), what + " (" + t->name + ")");
-    append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols);
+    append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols, layout);
     source.release(*t);
   }
   return store_quantized(store, q, what);

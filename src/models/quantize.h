@@ -58,7 +58,7 @@ struct HostQuantizedWeight {
   int64_t rows = 0, cols = 0;
   int group_size = 0;
   std::vector<int8_t> data;
-  std::vector<float> scales;              // int8: [rows, groups]; K-quants: none (in data)
+  std::vector<float> scales;              // int8: [rows, groups]; ggml blocks: none (in data)
   std::vector<uint16_t> scales16, mins16; // int4: [rows, groups] f16 bits
 
   int64_t groups() const { return (cols + group_size - 1) / group_size; }
@@ -77,9 +77,9 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
 // FP8 E4M3 per output channel: scale = max |w| / 448, q = e4m3(w / scale) (core/fp8.h).
 HostQuantizedWeight quantize_fp8(const float* w, int64_t rows, int64_t cols, const std::string& what = "weight");
 
-// The layout that holds a ggml block format exactly, if any: Q8_0 and Q5_0 as int8 in
-// groups of 32, Q4_0 and Q4_1 as int4 in groups of 32, Q4_K / Q5_K / Q6_K as themselves
-// (their super-blocks copied as stored).
+// The layout that holds a ggml block format exactly, if any: Q8_0 as int8 in groups of 32,
+// Q4_0 and Q4_1 as int4 in groups of 32, every other block format (Q5_0, Q5_1, IQ4_NL,
+// IQ4_XS and the K-quants) as itself, its blocks copied as stored (kernels/kquant_blocks.h).
 struct KeptLayout {
   QuantFormat format;
   int group_size;
@@ -87,11 +87,17 @@ struct KeptLayout {
 };
 std::optional<KeptLayout> kept_layout(GgmlType type);
 
+// The one layout the parts of a fused weight can share: their kept_layout when they agree;
+// int8 in groups of 32 when they mix Q8_0, Q5_0, Q4_0 and IQ4_NL (int8 holds their integers
+// exactly, and llama.cpp's *_M mixes store some layers' V rows in Q8_0 beside Q5_0 Q and K
+// rows); nullopt otherwise (the weight is materialized).
+std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types);
+
 // Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout's layout
-// (Q4_0's d * (q - 8) as scale d, min -8 d). `out` must be empty or hold the same format,
-// cols and group size.
+// (Q4_0's d * (q - 8) as scale d, min -8 d), or in `as` where shared_layout chose another
+// (Q5_0, Q4_0, IQ4_NL widened to int8). `out` must be empty or hold the same format, cols and group size.
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols);
+                      int64_t cols, std::optional<KeptLayout> as = std::nullopt);
 
 // Quantizes `dense` ([M, K], materialized by `store` on its backend's device in the runtime
 // dtype) as `spec` asks and stores the result in `store`.

@@ -205,8 +205,8 @@ TEST(QuantizedEmbedding, RowsAreTheDequantizedTableRows) {
 // the GGUF loader's dequantized rows; a K-quant LM head with precise activations (f32, no
 // 8-bit blocks) matches the double reference at f32 accuracy.
 TEST(QuantizedEmbedding, KquantRowsAndPreciseHead) {
-  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k}) {
-    const QuantCase c{format, 256, 40, 512, 3, false};
+  for (QuantFormat format : testing::block_formats()) {
+    const QuantCase c{format, kquant::block_columns(format), 40, 512, 3, false};
     HostQuantizedWeight q = testing::random_quantized(c, 31);
     const std::vector<double> w = testing::reference_dequantize(q);
     std::vector<int32_t> ids = {39, 0, 17};
@@ -311,11 +311,13 @@ TEST(QuantizeRowQ8, BlocksHoldTheirValuesWithinHalfAStep) {
 // sums' order differs) on a row long enough to use every unrolled path, groups of 32 and
 // per channel.
 TEST(QuantizedQ8Isa, EveryInstructionSetAgreesWithThePortableLoop) {
-  for (QuantFormat format :
-       {QuantFormat::int4, QuantFormat::int8, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k}) {
+  std::vector<QuantFormat> formats = {QuantFormat::int4, QuantFormat::int8};
+  for (QuantFormat f : testing::block_formats()) formats.push_back(f);
+  for (QuantFormat format : formats) {
     for (int group : {32, 0}) {
       if (format != QuantFormat::int8 && group == 0) continue;
-      const QuantCase c{format, kquant::is_kquant(format) ? 256 : group, 37, 1536, 2, false};
+      const QuantCase c{format, kquant::is_block_format(format) ? kquant::block_columns(format) : group, 37, 1536, 2,
+                        false};
       HostQuantizedWeight q = testing::random_quantized(c, 91);
       std::vector<float> x = random_floats(static_cast<size_t>(c.T * c.K), 92, -2.0f, 2.0f);
       std::vector<float> ref(static_cast<size_t>(c.T * c.M));
@@ -343,7 +345,7 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuQuantizedLinearTest, ::testing::ValuesIn(tes
 // partial last tile.
 TEST(CpuQuantizedLinearTiles, SeveralTilesMatchDoubleReference) {
   for (QuantFormat format : {QuantFormat::int8, QuantFormat::int4, QuantFormat::q5_k}) {
-    const bool k = kquant::is_kquant(format);
+    const bool k = kquant::is_block_format(format);
     const QuantCase c{format, k ? 256 : format == QuantFormat::int8 ? 0 : 32, 2100, k ? 256 : 96, 9, true};
     HostQuantizedWeight q = testing::random_quantized(c, 77);
     const std::vector<double> w = testing::reference_dequantize(q);
@@ -423,7 +425,8 @@ TEST(QuantizeTest, RejectsNonFiniteWeights) {
 // Random ggml blocks of each kept type: the int8 / int4 weight they become dequantizes to
 // exactly what the GGUF loader's dequantize_row gives.
 TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
-  for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q4_k,
+  for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1,
+                        GgmlType::iq4_nl, GgmlType::iq4_xs, GgmlType::q2_k, GgmlType::q3_k, GgmlType::q4_k,
                         GgmlType::q5_k, GgmlType::q6_k}) {
     const int64_t block = ggml_block_size(type), M = 6, K = block == 256 ? 512 : 96;
     std::vector<uint8_t> blocks(M * (K / block) * ggml_block_bytes(type));
@@ -437,9 +440,11 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
     for (size_t i = 0; i < blocks.size(); i += bb) {
       const float d = 0.001f * static_cast<float>(1 + (i / bb) % 50);
       const uint16_t d16 = f32_to_f16(d), m16 = f32_to_f16(-0.3f + d);
-      std::memcpy(&blocks[i + (type == GgmlType::q6_k ? 208 : 0)], &d16, 2);  // Q6_K's d is last
-      if (type == GgmlType::q4_1 || type == GgmlType::q4_k || type == GgmlType::q5_k)
-        std::memcpy(&blocks[i + 2], &m16, 2);  // Q4_1's min, the K-quants' dmin
+      const int d_at = type == GgmlType::q6_k ? 208 : type == GgmlType::q2_k ? 80 : type == GgmlType::q3_k ? 108 : 0;
+      std::memcpy(&blocks[i + d_at], &d16, 2);
+      if (type == GgmlType::q4_1 || type == GgmlType::q5_1 || type == GgmlType::q4_k || type == GgmlType::q5_k ||
+          type == GgmlType::q2_k)
+        std::memcpy(&blocks[i + d_at + 2], &m16, 2);  // the min or dmin after d
     }
     std::vector<float> expected(M * K);
     dequantize_row(type, blocks.data(), expected.data(), M * K);
@@ -451,6 +456,17 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
     std::vector<float> back(M * K);
     cpu::dequantize_weight(q.view(), back.data());
     for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], expected[i]) << to_string(type) << " at " << i;
+    // Fused with Q8_0 parts, Q5_0 / Q4_0 / IQ4_NL become int8 in groups of 32, still exactly.
+    const std::optional<KeptLayout> mixed = shared_layout({GgmlType::q8_0, type});
+    if (type == GgmlType::q5_0 || type == GgmlType::q4_0 || type == GgmlType::iq4_nl) {
+      ASSERT_TRUE(mixed && *mixed == (KeptLayout{QuantFormat::int8, 32})) << to_string(type);
+      HostQuantizedWeight wide;
+      append_ggml_rows(wide, type, blocks.data(), M, K, mixed);
+      cpu::dequantize_weight(wide.view(), back.data());
+      for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], expected[i]) << to_string(type) << " as int8 at " << i;
+    } else if (type != GgmlType::q8_0) {
+      EXPECT_FALSE(mixed.has_value()) << to_string(type);
+    }
   }
 }
 

@@ -116,13 +116,13 @@ TEST_P(CudaOps, EmbeddingFromAQuantizedTable) {
   }
 }
 
-// K-quant tables (Q4_K / Q5_K / Q6_K super-blocks as a GGUF stores them) against the CPU's
-// lookup of the same blocks.
+// Tables of ggml blocks (K-quants, Q5_0 / Q5_1, IQ4_NL / IQ4_XS as a GGUF stores them)
+// against the CPU's lookup of the same blocks.
 TEST_P(CudaOps, EmbeddingFromAKquantTable) {
   const int64_t T = 6, V = 20, H = 512;
-  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k}) {
+  for (QuantFormat format : testing::block_formats()) {
     SCOPED_TRACE(to_string(format));
-    HostQuantizedWeight q = testing::random_quantized({format, 256, V, H, T, false}, 15);
+    HostQuantizedWeight q = testing::random_quantized({format, kquant::block_columns(format), V, H, T, false}, 15);
     std::vector<int32_t> ids = random_ints(T, 16, 0, V);
     ids[0] = V - 1;
     std::vector<float> want(T * H);

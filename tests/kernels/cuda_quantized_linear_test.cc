@@ -90,8 +90,10 @@ std::vector<CudaQuantParam> params() {
       cases.push_back({QuantFormat::int8, 0, 40, K, T, true});
       cases.push_back({QuantFormat::int4, 64, 40, K, T, false});
     }
-  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k})
-    for (int64_t T : {8, 9}) cases.push_back({format, 256, 40, 512, T, T == 8});
+  for (QuantFormat format : testing::block_formats())
+    for (int64_t T : {8, 9})
+      cases.push_back({format, kquant::block_columns(format), 40, kquant::block_columns(format) == 32 ? 576 : 512, T,
+                       T == 8});
   std::vector<CudaQuantParam> out;
   for (const QuantCase& c : cases)
     for (DType dtype : {DType::f32, DType::f16, DType::bf16}) out.push_back({c, dtype, false});

@@ -33,20 +33,41 @@ inline std::string quant_case_name(const QuantCase& c) {
 }
 
 inline GgmlType ggml_type_of(QuantFormat f) {
-  return f == QuantFormat::q4_k ? GgmlType::q4_k : f == QuantFormat::q5_k ? GgmlType::q5_k : GgmlType::q6_k;
+  switch (f) {
+    case QuantFormat::q4_k: return GgmlType::q4_k;
+    case QuantFormat::q5_k: return GgmlType::q5_k;
+    case QuantFormat::q6_k: return GgmlType::q6_k;
+    case QuantFormat::q5_0: return GgmlType::q5_0;
+    case QuantFormat::q5_1: return GgmlType::q5_1;
+    case QuantFormat::iq4_nl: return GgmlType::iq4_nl;
+    case QuantFormat::iq4_xs: return GgmlType::iq4_xs;
+    case QuantFormat::q2_k: return GgmlType::q2_k;
+    default: return GgmlType::q3_k;
+  }
 }
 
-// Random K-quant super-blocks: random bytes (every nibble, high bit and packed 6-bit scale
-// pattern occurs), with the f16 super-block scales d (and dmin) drawn from a realistic range
-// instead (random bits would make infinities and NaNs).
+// The ggml block formats beyond the K-quants that came first.
+inline std::vector<QuantFormat> other_block_formats() {
+  return {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl,
+          QuantFormat::iq4_xs, QuantFormat::q2_k, QuantFormat::q3_k};
+}
+inline std::vector<QuantFormat> block_formats() {
+  std::vector<QuantFormat> all = {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k};
+  for (QuantFormat f : other_block_formats()) all.push_back(f);
+  return all;
+}
+
+// Random ggml blocks: random bytes (every nibble, high bit and packed scale pattern
+// occurs), with the f16 block scales d (and dmin / m) drawn from a realistic range instead
+// (random bits would make infinities and NaNs).
 inline HostQuantizedWeight random_kquant(const QuantCase& c, uint64_t seed) {
   HostQuantizedWeight q;
   q.format = c.format;
   q.rows = c.M;
   q.cols = c.K;
-  q.group_size = kquant::kColumns;
+  q.group_size = kquant::block_columns(c.format);
   const int bytes = kquant::block_bytes(c.format);
-  const int64_t blocks = c.M * (c.K / kquant::kColumns);
+  const int64_t blocks = c.M * (c.K / q.group_size);
   std::vector<float> r = random_floats(static_cast<size_t>(blocks * bytes), seed, 0.0f, 256.0f);
   std::vector<float> scales = random_floats(static_cast<size_t>(blocks * 2), seed + 1, 1e-4f, 2e-3f);
   q.data.resize(static_cast<size_t>(blocks * bytes));
@@ -55,16 +76,17 @@ inline HostQuantizedWeight random_kquant(const QuantCase& c, uint64_t seed) {
   for (int64_t b = 0; b < blocks; ++b) {
     uint8_t* block = data + b * bytes;
     const uint16_t d = f32_to_f16(scales[2 * b]), dmin = f32_to_f16(scales[2 * b + 1]);
-    uint8_t* at = c.format == QuantFormat::q6_k ? block + 208 : block;
-    std::memcpy(at, &d, 2);
-    if (c.format != QuantFormat::q6_k) std::memcpy(block + 2, &dmin, 2);
+    int first = 0, second = 0;
+    kquant::scale_offsets(c.format, first, second);
+    std::memcpy(block + first, &d, 2);
+    if (second >= 0) std::memcpy(block + second, &dmin, 2);
   }
   return q;
 }
 
 // Random weights of a realistic spread (a few outlier columns), quantized as `c` asks.
 inline HostQuantizedWeight random_quantized(const QuantCase& c, uint64_t seed) {
-  if (kquant::is_kquant(c.format)) return random_kquant(c, seed);
+  if (kquant::is_block_format(c.format)) return random_kquant(c, seed);
   std::vector<float> w = random_floats(static_cast<size_t>(c.M * c.K), seed, -0.5f, 0.5f);
   for (int64_t m = 0; m < c.M; ++m) w[m * c.K + (m * 7) % c.K] *= 6.0f;
   const int group = c.group_size > 0 ? c.group_size : static_cast<int>(c.K);
@@ -78,7 +100,7 @@ inline HostQuantizedWeight random_quantized(const QuantCase& c, uint64_t seed) {
 inline std::vector<double> reference_dequantize(const HostQuantizedWeight& q) {
   const int64_t M = q.rows, K = q.cols, G = q.groups(), gs = q.group_size;
   std::vector<double> w(static_cast<size_t>(M * K));
-  if (kquant::is_kquant(q.format)) {
+  if (kquant::is_block_format(q.format)) {
     std::vector<float> row(static_cast<size_t>(K));
     const int64_t row_bytes = G * kquant::block_bytes(q.format);
     for (int64_t m = 0; m < M; ++m) {
@@ -142,10 +164,16 @@ inline std::vector<QuantCase> quant_cases() {
   for (auto [format, group] : formats)
     for (auto [M, K] : shapes)
       for (int64_t T : {1, 3, 64}) cases.push_back({format, group, M, K, T, (M + T) % 2 == 0});
-  // K-quants: K a multiple of their 256-column super-blocks.
-  for (QuantFormat format : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k})
-    for (auto [M, K] : std::vector<std::pair<int64_t, int64_t>>{{1, 256}, {5, 512}, {33, 768}})
-      for (int64_t T : {1, 3, 64}) cases.push_back({format, 256, M, K, T, (M + T) % 2 == 1});
+  // ggml block formats: K a multiple of their blocks (of 256 columns; Q5_0, Q5_1, IQ4_NL
+  // of 32, with K = 96 and 576 not multiples of 256).
+  for (QuantFormat format : block_formats()) {
+    const int columns = kquant::block_columns(format);
+    const std::vector<std::pair<int64_t, int64_t>> block_shapes =
+        columns == 256 ? std::vector<std::pair<int64_t, int64_t>>{{1, 256}, {5, 512}, {33, 768}}
+                       : std::vector<std::pair<int64_t, int64_t>>{{1, 32}, {5, 96}, {33, 576}};
+    for (auto [M, K] : block_shapes)
+      for (int64_t T : {1, 3, 64}) cases.push_back({format, columns, M, K, T, (M + T) % 2 == 1});
+  }
   return cases;
 }
 

@@ -1,6 +1,7 @@
 // Every ggml block format Kestrel reads, dequantized bit-exactly as gguf-py (llama.cpp's
-// Python reference) does, on random blocks (tests/fixtures/make_ggml_block_vectors.py);
-// and the sizes each format declares.
+// Python reference) does, on random blocks (tests/fixtures/make_ggml_block_vectors.py), by
+// the loader and by the kernels' own reading of the formats they keep as blocks
+// (kernels/kquant_blocks.h); and the sizes each format declares.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -9,7 +10,9 @@
 #include <string>
 #include <vector>
 
+#include "kquant_blocks.h"
 #include "loaders/gguf_quant.h"
+#include "models/quantize.h"
 #include "test_support.h"
 
 namespace kestrel {
@@ -25,7 +28,7 @@ TEST(GgmlBlocks, EveryFormatMatchesGgufPyBitForBit) {
   std::ifstream in(testing::fixture_dir() / "gguf" / "ggml_blocks.json");
   ASSERT_TRUE(in) << "tests/fixtures/gguf/ggml_blocks.json is missing";
   const nlohmann::json doc = nlohmann::json::parse(in);
-  int formats = 0;
+  int formats = 0, kernel_formats = 0;
   for (const auto& [name, f] : doc["formats"].items()) {
     const auto type = ggml_type_from_raw(f["type"].get<uint32_t>());
     ASSERT_TRUE(type.has_value()) << name << " is not read";
@@ -40,17 +43,29 @@ TEST(GgmlBlocks, EveryFormatMatchesGgufPyBitForBit) {
     std::memcpy(shifted.data() + 1, blocks.data(), blocks.size());
     std::vector<float> got(static_cast<size_t>(n));
     dequantize_row(*type, shifted.data() + 1, got.data(), n);
-    for (int64_t i = 0; i < n; ++i) {
-      float want;
-      std::memcpy(&want, want_bytes.data() + 4 * i, 4);
-      uint32_t a, b;
-      std::memcpy(&a, &got[i], 4);
-      std::memcpy(&b, &want, 4);
-      ASSERT_EQ(a, b) << name << " element " << i << ": " << got[i] << " vs gguf-py " << want;
+    auto expect_bits = [&](const std::vector<float>& values, const char* who) {
+      for (int64_t i = 0; i < n; ++i) {
+        float want;
+        std::memcpy(&want, want_bytes.data() + 4 * i, 4);
+        uint32_t a, b;
+        std::memcpy(&a, &values[i], 4);
+        std::memcpy(&b, &want, 4);
+        ASSERT_EQ(a, b) << name << " (" << who << ") element " << i << ": " << values[i] << " vs gguf-py " << want;
+      }
+    };
+    expect_bits(got, "loader");
+    if (const auto layout = kept_layout(*type); layout && kquant::is_block_format(layout->format)) {
+      const int cols = kquant::block_columns(layout->format), bytes = kquant::block_bytes(layout->format);
+      std::vector<float> kernel(static_cast<size_t>(n));
+      for (int64_t b = 0; b < n / cols; ++b)
+        kquant::dequantize_block(layout->format, blocks.data() + b * bytes, kernel.data() + b * cols);
+      expect_bits(kernel, "kernels");
+      ++kernel_formats;
     }
     ++formats;
   }
   EXPECT_EQ(formats, 12);
+  EXPECT_EQ(kernel_formats, 9);  // Q5_0, Q5_1, IQ4_NL, IQ4_XS and the five K-quants
 }
 
 TEST(GgmlBlocks, SizesAndRowsOfTheBlockFormats) {

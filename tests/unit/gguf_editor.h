@@ -56,8 +56,8 @@ class GgufEditor : public GgufWriter {
     return *this;
   }
 
-  // Re-encodes a 2-D tensor (F32 or any block type) as Q8_0, Q4_0 or Q4_1 blocks (ggml's
-  // reference rounding); the values change by the quantization error.
+  // Re-encodes a 2-D tensor (F32 or any block type) as Q8_0, Q4_0, Q4_1 or Q5_0 blocks
+  // (ggml's reference rounding); the values change by the quantization error.
   GgufEditor& requantize(std::string_view name, GgmlType type) {
     for (auto& t : tensors_) {
       if (t.name != name) continue;
@@ -87,6 +87,19 @@ class GgufEditor : public GgufWriter {
         const float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
         put<uint16_t>(out, f32_to_f16(d));
         for (int j = 0; j < 32; ++j) put<int8_t>(out, static_cast<int8_t>(std::nearbyint(v[j] * id)));
+      } else if (type == GgmlType::q5_0) {
+        const float d = signed_max / -16.0f, id = d ? 1.0f / d : 0.0f;
+        put<uint16_t>(out, f32_to_f16(d));
+        uint32_t qh = 0;
+        uint8_t qs[16];
+        for (int j = 0; j < 16; ++j) {
+          const int q0 = std::min(31, static_cast<int>(v[j] * id + 16.5f));
+          const int q1 = std::min(31, static_cast<int>(v[j + 16] * id + 16.5f));
+          qs[j] = static_cast<uint8_t>((q0 & 0xf) | ((q1 & 0xf) << 4));
+          qh |= static_cast<uint32_t>(q0 >> 4) << j | static_cast<uint32_t>(q1 >> 4) << (j + 16);
+        }
+        put<uint32_t>(out, qh);
+        for (uint8_t b : qs) put<uint8_t>(out, b);
       } else if (type == GgmlType::q4_0) {
         const float d = signed_max / -8.0f, id = d ? 1.0f / d : 0.0f;
         put<uint16_t>(out, f32_to_f16(d));
