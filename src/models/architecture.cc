@@ -30,6 +30,10 @@ const char* to_string(WeightSlot slot) {
     case WeightSlot::up_bias: return "up_bias";
     case WeightSlot::down_weight: return "down_weight";
     case WeightSlot::down_bias: return "down_bias";
+    case WeightSlot::post_attn_norm_weight: return "post_attn_norm_weight";
+    case WeightSlot::post_ffn_norm_weight: return "post_ffn_norm_weight";
+    case WeightSlot::q_norm_weight: return "q_norm_weight";
+    case WeightSlot::k_norm_weight: return "k_norm_weight";
   }
   return "?";
 }
@@ -65,8 +69,15 @@ Activation hf_activation(const std::string& name, const char* key, const std::st
 
 float attention_scale(const Architecture& arch, int layer) {
   float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
+  // transformers: query_pre_attn_scalar ** -0.5 in Python (double), applied as an f32.
+  if (arch.kinds.query_pre_attn_scalar > 0) scale = static_cast<float>(1.0 / std::sqrt(arch.kinds.query_pre_attn_scalar));
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
   return scale;
+}
+
+int layer_sliding_window(const LayerKinds& kinds, int layer) {
+  if (kinds.layer_attention.empty()) return kinds.sliding_window;
+  return kinds.layer_attention.at(static_cast<size_t>(layer)).sliding_window;
 }
 
 Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
@@ -96,9 +107,16 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = gpt_neox_architecture(json, where);
   } else if (*model_type == "gptj") {
     arch = gptj_architecture(json, where);
+  } else if (*model_type == "gemma2") {
+    arch = gemma2_architecture(json, where);
+  } else if (*model_type == "gemma3_text" || *model_type == "gemma3") {
+    arch = gemma3_architecture(json, where);
+  } else if (*model_type == "qwen3") {
+    arch = qwen3_architecture(json, where);
   } else {
-    throw Error(ErrorCategory::unsupported, where + ": model_type '" + *model_type +
-                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj)");
+    throw Error(ErrorCategory::unsupported,
+                where + ": model_type '" + *model_type +
+                    "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text)");
   }
   validate_config(arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
@@ -137,7 +155,11 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
     case WeightSlot::out_bias:
     case WeightSlot::ffn_norm_weight:
     case WeightSlot::ffn_norm_bias:
-    case WeightSlot::down_bias: return {H};
+    case WeightSlot::down_bias:
+    case WeightSlot::post_attn_norm_weight:
+    case WeightSlot::post_ffn_norm_weight: return {H};
+    case WeightSlot::q_norm_weight:
+    case WeightSlot::k_norm_weight: return {hd};
   }
   return {};
 }
@@ -170,9 +192,13 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = qwen2_architecture_from_gguf(file);
   } else if (*name == "gptneox") {
     arch = gpt_neox_architecture_from_gguf(file);
+  } else if (*name == "gemma2" || *name == "gemma3") {
+    arch = gemma_architecture_from_gguf(file);
+  } else if (*name == "qwen3") {
+    arch = qwen3_architecture_from_gguf(file);
   } else {
-    throw Error(ErrorCategory::unsupported,
-                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox)");
+    throw Error(ErrorCategory::unsupported, where + ": general.architecture '" + *name +
+                                                "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3)");
   }
   validate_config(arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize
