@@ -131,13 +131,16 @@ int positive_window(int64_t window, const std::string& where, const std::string&
   return static_cast<int>(window);
 }
 
-// The defaults of transformers' Gemma2Config (4.44.2) and Gemma3TextConfig (4.51.3) for the
-// keys that a config.json may omit (a gemma3 checkpoint's text_config usually lists few).
+// Gemma3TextConfig's (transformers 4.51.3) defaults for the keys a config.json may omit (a
+// gemma3 checkpoint's text_config lists few). Gemma 2's dimensions and
+// query_pre_attn_scalar must be present: Gemma2Config's defaults changed between
+// transformers versions (query_pre_attn_scalar 224 in 4.44, 256 in 4.51); its other
+// defaults (sliding_window 4096, rope_theta 10000, soft-caps 50 / 30) did not.
 struct GemmaDefaults {
   int64_t vocab, hidden, ffn, layers, heads, kv_heads, head_dim, max_positions, window;
   double rope_theta, query_pre_attn_scalar, attn_softcap, final_softcap;
 };
-constexpr GemmaDefaults kGemma2Defaults{256000, 3072, 24576, 28, 16, 16, 256, 8192, 4096, 10000.0, 224.0, 50.0, 30.0};
+constexpr GemmaDefaults kGemma2Defaults{0, 0, 0, 0, 0, 0, 0, 8192, 4096, 10000.0, 0.0, 50.0, 30.0};
 constexpr GemmaDefaults kGemma3Defaults{262208, 2304, 9216, 26, 8, 4, 256, 131072, 4096, 1000000.0, 256.0, 0.0, 0.0};
 
 Architecture gemma_from_hf(const nlohmann::json& json, const std::string& where, GemmaVersion version,
@@ -146,9 +149,9 @@ Architecture gemma_from_hf(const nlohmann::json& json, const std::string& where,
   for (const char* key : {"attention_bias"})
     if (json_bool(json, key, where).value_or(false))
       throw Error(ErrorCategory::unsupported, where + ": " + key + " = true is not supported for Gemma");
-  if (auto act = json_string(json, "hidden_activation", where); act && *act != "gelu_pytorch_tanh" &&
-                                                                 hf_activation(*act, "hidden_activation", where) !=
-                                                                     Activation::gelu_tanh)
+  // hf_activation refuses names it does not know; erf GELU and relu are refused here.
+  if (auto act = json_string(json, "hidden_activation", where);
+      act && hf_activation(*act, "hidden_activation", where) != Activation::gelu_tanh)
     throw Error(ErrorCategory::unsupported,
                 where + ": hidden_activation '" + *act + "' is not supported for Gemma (gelu_pytorch_tanh)");
 
@@ -157,6 +160,7 @@ Architecture gemma_from_hf(const nlohmann::json& json, const std::string& where,
   ModelConfig& c = arch.config;
   c.architecture = arch.name;
   auto dim = [&](const char* key, int64_t fallback) {
+    if (fallback == 0) return static_cast<int>(json_required_int(json, {key}, where));
     return static_cast<int>(json_int(json, {key}, where).value_or(fallback));
   };
   c.vocab_size = dim("vocab_size", d.vocab);
@@ -187,7 +191,11 @@ Architecture gemma_from_hf(const nlohmann::json& json, const std::string& where,
     throw Error(ErrorCategory::unsupported, where + ": rope_scaling is not supported for gemma2");
   }
   arch.kinds = gemma_kinds(c, g, std::move(global));
-  arch.kinds.query_pre_attn_scalar = json_number(json, {"query_pre_attn_scalar"}, where).value_or(d.query_pre_attn_scalar);
+  const std::optional<double> scalar = json_number(json, {"query_pre_attn_scalar"}, where);
+  if (!scalar && d.query_pre_attn_scalar == 0)
+    throw Error(ErrorCategory::format, where + ": query_pre_attn_scalar is missing (Gemma2Config's default differs "
+                                               "between transformers versions)");
+  arch.kinds.query_pre_attn_scalar = scalar.value_or(d.query_pre_attn_scalar);
   if (!(arch.kinds.query_pre_attn_scalar > 0))
     throw Error(ErrorCategory::format, where + ": query_pre_attn_scalar must be positive");
   arch.kinds.attn_logit_softcap = softcap(json, "attn_logit_softcapping", d.attn_softcap, where);
