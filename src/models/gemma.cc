@@ -13,7 +13,9 @@
 // - Gemma 3: per-head RMSNorm (1 + w) of q and k before rotary.
 // Rotary pairs dimensions NeoX-style in both formats (llama.cpp keeps Hugging Face's Q / K
 // row order for Gemma).
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
@@ -146,9 +148,8 @@ constexpr GemmaDefaults kGemma3Defaults{262208, 2304, 9216, 26, 8, 4, 256, 13107
 Architecture gemma_from_hf(const nlohmann::json& json, const std::string& where, GemmaVersion version,
                            const std::string& prefix) {
   const GemmaDefaults& d = version == GemmaVersion::gemma2 ? kGemma2Defaults : kGemma3Defaults;
-  for (const char* key : {"attention_bias"})
-    if (json_bool(json, key, where).value_or(false))
-      throw Error(ErrorCategory::unsupported, where + ": " + key + " = true is not supported for Gemma");
+  if (json_bool(json, "attention_bias", where).value_or(false))
+    throw Error(ErrorCategory::unsupported, where + ": attention_bias = true is not supported for Gemma");
   // hf_activation refuses names it does not know; erf GELU and relu are refused here.
   if (auto act = json_string(json, "hidden_activation", where);
       act && hf_activation(*act, "hidden_activation", where) != Activation::gelu_tanh)
@@ -220,8 +221,7 @@ Architecture gemma3_architecture(const nlohmann::json& json, const std::string& 
   auto text = json.find("text_config");
   if (text == json.end() || !text->is_object())
     throw Error(ErrorCategory::format, where + ": a gemma3 config needs a text_config object");
-  Architecture arch = gemma_from_hf(*text, where + ": text_config", GemmaVersion::gemma3, "language_model.");
-  return arch;
+  return gemma_from_hf(*text, where + ": text_config", GemmaVersion::gemma3, "language_model.");
 }
 
 Architecture gemma_architecture_from_gguf(const GgufFile& file) {
