@@ -74,6 +74,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   }
 
   const int64_t cols = matrix ? shape[1] : 1;
+  if (recipe.offset != 0.0f && recipe.transposed)
+    throw Error(ErrorCategory::internal, what + ": a value offset is not applied to transposed sources");
   std::vector<const SourceTensor*> parts;
   std::vector<int64_t> part_begin;  // canonical row where each part starts
   int64_t rows_total = 0;
