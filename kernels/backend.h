@@ -60,6 +60,9 @@ struct AttentionParams {
   // max(0, p - sliding_window + 1) .. p only (Mistral); 0: to every earlier position.
   // The cache still holds every position.
   int sliding_window = 0;
+  // > 0: attention logit soft-capping (Gemma 2): each score s = scale * q.k becomes
+  // tanh(s / cap) * cap before the softmax; 0: off.
+  float logit_softcap = 0.0f;
 };
 
 // One layer's slice of the paged KV cache. Block b of the pool holds the keys of
@@ -197,6 +200,8 @@ class Backend {
 
   // residual += delta + delta_bias (each term optional), then out = norm(residual).
   //   residual: [T, H] in/out; delta: [T, H] or null; delta_bias: [H] or null; out: [T, H]
+  // Without delta and delta_bias, out may be residual itself: a norm in place (Gemma's
+  // post-attention and post-FFN norms of a block's output).
   virtual void add_residual_norm(TensorView residual, const TensorView* delta,
                                  const TensorView* delta_bias, const NormParams& norm,
                                  TensorView out) = 0;
@@ -235,6 +240,20 @@ class Backend {
   virtual void masked_attention(TensorView qkv, const TensorView* qkv_bias,
                                 const AttentionParams& params, const SequenceBatch& batch,
                                 const KvCacheLayer& cache, TensorView out) = 0;
+
+  // Per-head RMSNorm of the query and key heads of a fused QKV row, in place (Qwen3, Gemma 3:
+  // applied before rotary, so before the attention call): each q head h of row t becomes
+  // rms_norm(q_h) * q_norm.gamma, each k head likewise with k_norm; v heads are untouched.
+  //   qkv: [T, (nh + 2 nkv) hd] as above; q_norm.gamma, k_norm.gamma: [hd] (rms_norm kind)
+  virtual void head_norm(TensorView qkv, int n_heads, int n_kv_heads, int head_dim,
+                         const NormParams& q_norm, const NormParams& k_norm) = 0;
+
+  // x *= factor, in place (Gemma's embedding scale).   x: [T, H] in the activation dtype
+  virtual void scale(TensorView x, float factor) = 0;
+
+  // x = tanh(x / cap) * cap, in place (Gemma 2's final logit soft-capping); cap > 0.
+  //   x: [R, V] f32 or the activation dtype
+  virtual void soft_cap(TensorView x, float cap) = 0;
 
   // out[b, :] = x[rows[b], :].   x: [T, H]; rows: [B] i32; out: [B, H]
   virtual void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) = 0;

@@ -37,6 +37,8 @@ int check_attention_params(Device device, const AttentionParams& params, const c
                     std::to_string(params.scale));
   if (params.sliding_window < 0)
     op_fail(op, "sliding_window must be 0 (off) or positive, got " + std::to_string(params.sliding_window));
+  if (!(params.logit_softcap >= 0.0f) || !std::isfinite(params.logit_softcap))
+    op_fail(op, "logit_softcap must be 0 (off) or positive, got " + std::to_string(params.logit_softcap));
   const RotaryParams& rp = params.rotary;
   if (rp.style == RotaryStyle::none) return 0;
   const int rot = rp.rotary_dim == 0 ? hd : rp.rotary_dim;

@@ -4,8 +4,8 @@
 // Three passes over the step's tokens, each an OpenMP loop:
 //   1. per token: add qkv_bias, rotate the q and k heads at the token's position;
 //   2. per token: write its k and v heads into the cache slot of its position;
-//   3. per (token, query head): causal softmax(scale q k^T) v over positions first..p of its
-//      own sequence (first = 0, or p - sliding_window + 1 with a window), reading every key
+//   3. per (token, query head): causal softmax(scale q k^T) v (the scores soft-capped first
+//      when logit_softcap is set) over positions first..p of its own sequence (first = 0, or p - sliding_window + 1 with a window), reading every key
 //      and value (the new ones included) back from the cache.
 // Pass 3 only starts once pass 2 has finished (the implicit barrier between the loops), so a
 // token sees the keys of the earlier new tokens of its sequence.
@@ -175,6 +175,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   // Pass 3: one (token, query head) per iteration; query head h reads kv head h / (nh/nkv).
   const int group = nh / nkv;
   const float scale = params.scale;
+  const float softcap = params.logit_softcap;
   const int64_t work = T * nh * static_cast<int64_t>(place.max_total) * hd;  // upper bound
   parallel_for(threads_for(work, threads), T * nh, 1, [&](int64_t item0, int64_t item1) {
     thread_local std::vector<float> scores, acc;  // per thread, reused across calls
@@ -202,6 +203,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
 #pragma omp simd reduction(+ : dot)
           for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
           scores[j] = dot * scale;
+          if (softcap > 0.0f) scores[j] = std::tanh(scores[j] / softcap) * softcap;
           max_score = std::max(max_score, scores[j]);
         }
       }

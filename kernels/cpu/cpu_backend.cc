@@ -116,6 +116,15 @@ class CpuBackend final : public Backend {
                    "masked_attention", threads_);
   }
 
+  void head_norm(TensorView qkv, int n_heads, int n_kv_heads, int head_dim, const NormParams& q_norm,
+                 const NormParams& k_norm) override {
+    cpu::head_norm(qkv, n_heads, n_kv_heads, head_dim, q_norm, k_norm, threads_);
+  }
+
+  void scale(TensorView x, float factor) override { cpu::scale(x, factor, threads_); }
+
+  void soft_cap(TensorView x, float cap) override { cpu::soft_cap(x, cap, threads_); }
+
   void gather_rows(const TensorView& x, const TensorView& rows, TensorView out) override {
     cpu::gather_rows(x, rows, out, threads_);
   }

@@ -89,6 +89,12 @@ void dequantize_weight_rows(const QuantizedWeight& w, int64_t row0, int64_t coun
 void bias_activation(TensorView x, const TensorView* bias, Activation act, int threads);
 void gated_activation(const TensorView& gate_up, Activation act, TensorView out, int threads);
 
+// head_norm_cpu.cc: per-head q / k RMSNorm, and the elementwise scale and soft-cap.
+void head_norm(TensorView qkv, int nh, int nkv, int hd, const NormParams& q_norm, const NormParams& k_norm,
+               int threads);
+void scale(TensorView x, float factor, int threads);
+void soft_cap(TensorView x, float cap, int threads);
+
 // Both attention entry points share this; `op` names the caller in errors and
 // `one_token_per_seq` enforces the generation-phase contract (T == B).
 void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,

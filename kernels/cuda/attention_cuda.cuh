@@ -26,6 +26,7 @@ struct AttentionArgs {
   int group = 1;      // query heads per KV head (nh / nkv)
   int64_t width = 0;  // (nh + 2 nkv) hd
   float scale = 0.0f;
+  float softcap = 0.0f;  // > 0: scores become tanh(score / softcap) * softcap
   int window = 0;  // sliding window (0 = off)
   int rot = 0;  // rotating dims per head (0 = no rotary)
   RotaryStyle style = RotaryStyle::none;
@@ -59,6 +60,7 @@ inline AttentionArgs attention_args(const LaunchContext& ctx, TensorView qkv,
   a.group = params.n_heads / params.n_kv_heads;
   a.width = qkv.dim(1);
   a.scale = params.scale;
+  a.softcap = params.logit_softcap;
   a.window = params.sliding_window;
   const RotaryParams& rp = params.rotary;
   a.style = rp.style;
@@ -192,7 +194,8 @@ struct AttendShared {
 };
 
 // The softmax-weighted sum of V over keys [begin, end) of sequence s, KV head g, for the
-// query q_s (hd floats in shared memory; the softmax scale is applied here).
+// query q_s (hd floats in shared memory; the softmax scale and any logit soft-cap are
+// applied here).
 // Keys come from the paged cache, except position new_pos (-1: none), whose key and value
 // are k_new / v_new in shared memory (the generation kernel's own token, whose cache slot
 // another block may be writing).
@@ -240,6 +243,7 @@ __device__ void attend(const AttentionArgs& a, int s, int g, const float* q_s, i
         }
       }
       score = dot * a.scale;
+      if (a.softcap > 0.0f) score = tanhf(score / a.softcap) * a.softcap;
     }
     const float m_new = fmaxf(m_run, block_max<kAttentionThreads>(score, sh.red));
     const float w = tid < n_keys ? expf(score - m_new) : 0.0f;

@@ -12,6 +12,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -337,6 +338,26 @@ class CudaBackend final : public Backend {
     check_gated_activation(device_, gate_up, out);
     set_device("gated_activation");
     cuda::gated_activation(ctx_, gate_up, act, out);
+  }
+
+  void head_norm(TensorView qkv, int n_heads, int n_kv_heads, int head_dim, const NormParams& q_norm,
+                 const NormParams& k_norm) override {
+    check_head_norm(device_, qkv, n_heads, n_kv_heads, head_dim, q_norm, k_norm);
+    set_device("head_norm");
+    cuda::head_norm(ctx_, qkv, n_heads, n_kv_heads, head_dim, q_norm, k_norm);
+  }
+
+  void scale(TensorView x, float factor) override {
+    check_elementwise(device_, x, "scale");
+    set_device("scale");
+    cuda::scale(ctx_, x, factor);
+  }
+
+  void soft_cap(TensorView x, float cap) override {
+    check_elementwise(device_, x, "soft_cap");
+    if (!(cap > 0.0f) || !std::isfinite(cap)) fail("soft_cap", "cap must be positive and finite");
+    set_device("soft_cap");
+    cuda::soft_cap(ctx_, x, cap);
   }
 
   void context_attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,

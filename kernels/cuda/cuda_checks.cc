@@ -179,4 +179,22 @@ void check_sample(int device, const TensorView& logits, const SamplingBatch& bat
   expect_tensor(batch.prompt_lengths, device, DType::i32, {B}, op, "prompt_lengths");
 }
 
+void check_head_norm(int device, const TensorView& qkv, int nh, int nkv, int hd, const NormParams& q_norm,
+                     const NormParams& k_norm) {
+  const char* op = "head_norm";
+  if (nh <= 0 || nkv <= 0 || hd <= 0) fail(op, "bad head counts");
+  const DType a = expect_float(qkv, op, "qkv");
+  expect_tensor(qkv, device, a, {-1, static_cast<int64_t>(nh + 2 * nkv) * hd}, op, "qkv");
+  for (const NormParams* norm : {&q_norm, &k_norm}) {
+    const char* name = norm == &q_norm ? "q_norm" : "k_norm";
+    if (norm->kind != NormKind::rms_norm || !norm->beta.empty()) fail(op, std::string(name) + " must be an RMSNorm");
+    expect_tensor(norm->gamma, device, a, {hd}, op, name);
+    if (!(norm->eps >= 0.0f)) fail(op, std::string(name) + ": eps must be >= 0");
+  }
+}
+
+void check_elementwise(int device, const TensorView& x, const char* op) {
+  expect_tensor(x, device, expect_float(x, op, "x"), {-1, -1}, op, "x");
+}
+
 }  // namespace kestrel::cuda

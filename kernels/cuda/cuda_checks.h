@@ -47,4 +47,9 @@ void check_attention(int device, const TensorView& qkv, const TensorView* qkv_bi
 void check_sample(int device, const TensorView& logits, const SamplingBatch& batch,
                   const TensorView& tokens, size_t max_dynamic_shared);
 
+void check_head_norm(int device, const TensorView& qkv, int nh, int nkv, int hd, const NormParams& q_norm,
+                     const NormParams& k_norm);
+// scale and soft_cap: x a float tensor of rank 2 on the device; cap > 0 for soft_cap.
+void check_elementwise(int device, const TensorView& x, const char* op);
+
 }  // namespace kestrel::cuda

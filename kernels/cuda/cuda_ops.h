@@ -103,6 +103,12 @@ void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* b
 void gated_activation(const LaunchContext& ctx, const TensorView& gate_up, Activation act,
                       TensorView out);
 
+// head_norm_cuda.cu: per-head q / k RMSNorm in place, and the elementwise scale and soft-cap.
+void head_norm(const LaunchContext& ctx, TensorView qkv, int nh, int nkv, int hd, const NormParams& q_norm,
+               const NormParams& k_norm);
+void scale(const LaunchContext& ctx, TensorView x, float factor);
+void soft_cap(const LaunchContext& ctx, TensorView x, float cap);
+
 // The attention kernels take head sizes that are a multiple of 8 up to this.
 constexpr int kAttentionMaxHeadDim = 256;
 

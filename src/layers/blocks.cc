@@ -18,12 +18,21 @@ void attention_block(Backend& backend, const LayerWeights& w, const AttentionPar
                      const SequenceBatch& batch, const KvCacheLayer& cache, bool generation,
                      const TensorView& normed, TensorView qkv, TensorView attn, TensorView proj,
                      Communicator* tensor) {
-  linear(backend, w.qkv_weight, normed, nullptr, qkv);
-  // The QKV bias is added inside the attention kernel, fused with rotary and the cache write.
+  // The QKV bias is added inside the attention kernel, fused with rotary and the cache write,
+  // unless the q / k heads are normed first (Qwen3, Gemma 3): then the bias comes with the
+  // projection and the norm precedes the attention (and so its rotary).
+  const TensorView* bias = optional(w.qkv_bias);
+  if (!w.q_norm.gamma.empty()) {
+    linear(backend, w.qkv_weight, normed, bias, qkv);
+    backend.head_norm(qkv, params.n_heads, params.n_kv_heads, params.head_dim, w.q_norm, w.k_norm);
+    bias = nullptr;
+  } else {
+    linear(backend, w.qkv_weight, normed, nullptr, qkv);
+  }
   if (generation)
-    backend.masked_attention(qkv, optional(w.qkv_bias), params, batch, cache, attn);
+    backend.masked_attention(qkv, bias, params, batch, cache, attn);
   else
-    backend.context_attention(qkv, optional(w.qkv_bias), params, batch, cache, attn);
+    backend.context_attention(qkv, bias, params, batch, cache, attn);
   linear(backend, w.out_weight, attn, nullptr, proj);
   if (tensor) tensor->all_reduce_sum(proj);
 }

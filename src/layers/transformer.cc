@@ -2,10 +2,25 @@
 
 #include <cmath>
 
+#include "core/half.h"
 #include "layers/blocks.h"
 #include "layers/moe.h"
 
 namespace kestrel {
+
+namespace {
+
+// Gemma's embedding scale sqrt(H), rounded to the activation dtype as transformers casts it.
+float embedding_scale(int hidden_size, DType dtype) {
+  const float exact = std::sqrt(static_cast<float>(hidden_size));
+  uint8_t stored[4];
+  float rounded = 0.0f;
+  convert_floats(&exact, DType::f32, stored, dtype, 1);
+  convert_floats(stored, dtype, &rounded, DType::f32, 1);
+  return rounded;
+}
+
+}  // namespace
 
 void forward_step(detail::SessionState& s, const StepShape& step) {
   using detail::Buf;
@@ -23,7 +38,8 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
   params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, w.rotary_inv_freq};
-  params.sliding_window = m.arch.kinds.sliding_window;
+  params.logit_softcap = m.arch.kinds.attn_logit_softcap;
+  const LayerKinds& kinds = m.arch.kinds;
 
   for (size_t index = 0; index < step.micro_batches.size(); ++index) {
     const MicroBatch& mb = step.micro_batches[index];
@@ -50,6 +66,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       backend.embedding(rows(Buf::ids), rows(Buf::positions), w.token_embedding.dense, wpe, hidden);
     else
       parallel.pipeline->recv(hidden, shard.stage - 1);
+    if (shard.first_stage() && kinds.scale_embedding) backend.scale(hidden, embedding_scale(c.hidden_size, m.dtype));
 
     // Pre-norm residual stream. Each block's output projection (and its bias) is added to
     // the residual by the fused add+norm that feeds the next block.
@@ -57,17 +74,24 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     const TensorView* pending_bias = nullptr;  // its bias
     for (int l = 0; l < shard.num_layers(); ++l) {
       const LayerWeights& lw = w.layers[l];
-      params.scale = attention_scale(m.arch, shard.layer_begin + l);
+      const int layer = shard.layer_begin + l;
+      params.scale = attention_scale(m.arch, layer);
+      params.sliding_window = layer_sliding_window(kinds, layer);
+      params.rotary.inv_freq = lw.rotary_inv_freq.empty() ? w.rotary_inv_freq : lw.rotary_inv_freq;
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
                       tensor);
       const TensorView* out_bias = lw.out_bias.empty() ? nullptr : &lw.out_bias;
-      if (!m.arch.kinds.parallel_residual) {
+      if (!kinds.parallel_residual) {
+        // Post-norms (Gemma) normalize each block's whole output in place before it joins
+        // the residual (the descriptions that use them have no output biases).
+        if (kinds.post_norms) backend.add_residual_norm(proj, nullptr, nullptr, lw.post_attn_norm, proj);
         backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
         if (!lw.moe.empty())
           moe_block(backend, lw.moe, m.arch, normed, moe_buffers(s, mb.token_begin, mb.tokens), proj);
         else
-          feed_forward_block(backend, lw, m.arch.kinds, normed, ffn, ffn_act, proj, tensor);
+          feed_forward_block(backend, lw, kinds, normed, ffn, ffn_act, proj, tensor);
+        if (kinds.post_norms) backend.add_residual_norm(proj, nullptr, nullptr, lw.post_ffn_norm, proj);
       } else {
         // h + attn(norm1(h)) + ffn(norm2(h)): norm2 of the same h, before the attention
         // output joins it (with one shared norm, `normed` already holds it). Once the up
@@ -102,12 +126,13 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   const TensorView* head_bias = w.lm_head_bias.empty() ? nullptr : &w.lm_head_bias;
   if (!tensor) {
     linear(backend, w.lm_head, last, head_bias, logits);
-    return;
+  } else {
+    // Vocabulary-parallel LM head: each rank computes its rows, then all gather the columns.
+    TensorView local = s.buf(Buf::logits_local).rows(0, R);
+    linear(backend, w.lm_head, last, head_bias, local);
+    tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
   }
-  // Vocabulary-parallel LM head: each rank computes its rows, then all gather the columns.
-  TensorView local = s.buf(Buf::logits_local).rows(0, R);
-  linear(backend, w.lm_head, last, head_bias, local);
-  tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
+  if (kinds.final_logit_softcap > 0.0f) backend.soft_cap(logits, kinds.final_logit_softcap);
 }
 
 }  // namespace kestrel

@@ -37,6 +37,10 @@ const char* to_string(WeightSlot slot) {
     case WeightSlot::shared_up_weight: return "shared_up_weight";
     case WeightSlot::shared_down_weight: return "shared_down_weight";
     case WeightSlot::shared_gate_weight: return "shared_gate_weight";
+    case WeightSlot::post_attn_norm_weight: return "post_attn_norm_weight";
+    case WeightSlot::post_ffn_norm_weight: return "post_ffn_norm_weight";
+    case WeightSlot::q_norm_weight: return "q_norm_weight";
+    case WeightSlot::k_norm_weight: return "k_norm_weight";
   }
   return "?";
 }
@@ -73,8 +77,15 @@ Activation hf_activation(const std::string& name, const char* key, const std::st
 
 float attention_scale(const Architecture& arch, int layer) {
   float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
+  // transformers: query_pre_attn_scalar ** -0.5 in Python (double), applied as an f32.
+  if (arch.kinds.query_pre_attn_scalar > 0) scale = static_cast<float>(1.0 / std::sqrt(arch.kinds.query_pre_attn_scalar));
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
   return scale;
+}
+
+int layer_sliding_window(const LayerKinds& kinds, int layer) {
+  if (kinds.layer_attention.empty()) return kinds.sliding_window;
+  return kinds.layer_attention.at(static_cast<size_t>(layer)).sliding_window;
 }
 
 Architecture architecture_from_hf_config(const std::filesystem::path& config_path,
@@ -108,10 +119,17 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = mixtral_architecture(json, where);
   } else if (*model_type == "qwen2_moe") {
     arch = qwen2_moe_architecture(json, where);
+  } else if (*model_type == "gemma2") {
+    arch = gemma2_architecture(json, where);
+  } else if (*model_type == "gemma3_text" || *model_type == "gemma3") {
+    arch = gemma3_architecture(json, where);
+  } else if (*model_type == "qwen3") {
+    arch = qwen3_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type +
-                    "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj, mixtral, qwen2_moe)");
+                    "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text, "
+                    "mixtral, qwen2_moe)");
   }
   validate_config(arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
@@ -150,7 +168,11 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
     case WeightSlot::out_bias:
     case WeightSlot::ffn_norm_weight:
     case WeightSlot::ffn_norm_bias:
-    case WeightSlot::down_bias: return {H};
+    case WeightSlot::down_bias:
+    case WeightSlot::post_attn_norm_weight:
+    case WeightSlot::post_ffn_norm_weight: return {H};
+    case WeightSlot::q_norm_weight:
+    case WeightSlot::k_norm_weight: return {hd};
     case WeightSlot::router_weight: return {c.num_experts, H};
     case WeightSlot::expert_up_weight: return {2 * int64_t{c.expert_ffn_size}, H};
     case WeightSlot::expert_down_weight: return {H, c.expert_ffn_size};
@@ -193,9 +215,14 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = gpt_neox_architecture_from_gguf(file);
   } else if (*name == "qwen2moe") {
     arch = qwen2_moe_architecture_from_gguf(file);
+  } else if (*name == "gemma2" || *name == "gemma3") {
+    arch = gemma_architecture_from_gguf(file);
+  } else if (*name == "qwen3") {
+    arch = qwen3_architecture_from_gguf(file);
   } else {
-    throw Error(ErrorCategory::unsupported, where + ": general.architecture '" + *name +
-                                                "' is not supported (gpt2, llama, qwen2, gptneox, qwen2moe)");
+    throw Error(ErrorCategory::unsupported,
+                where + ": general.architecture '" + *name +
+                    "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe)");
   }
   validate_config(arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize

@@ -18,6 +18,13 @@ namespace kestrel {
 
 enum class PositionKind : uint8_t { learned, rotary };
 
+// How one layer's attention differs from the model-wide settings (Gemma 2 / 3: local
+// sliding-window layers between global ones, each kind with its own rotary frequencies).
+struct LayerAttention {
+  int sliding_window = 0;              // > 0: this layer's window; 0: every earlier position
+  std::vector<float> rotary_inv_freq;  // [rotary_dim / 2]; empty: LayerKinds::rotary_inv_freq
+};
+
 // The layer kinds a model composes.
 struct LayerKinds {
   NormKind norm = NormKind::layer_norm;
@@ -50,6 +57,24 @@ struct LayerKinds {
   bool is_sparse(int layer) const {
     return layer >= 0 && static_cast<size_t>(layer) < sparse_layers.size() && sparse_layers[layer];
   }
+
+  // Gemma: the token embedding is multiplied by sqrt(hidden_size), that factor first
+  // rounded to the activation dtype (transformers casts its normalizer to the model dtype).
+  bool scale_embedding = false;
+  // Gemma 2 / 3: each block's output is normed (post_attn_norm / post_ffn_norm slots) before
+  // it joins the residual; the attn_norm / ffn_norm slots stay the pre-norms.
+  bool post_norms = false;
+  // Qwen3, Gemma 3: every q and k head is RMSNormed over head_dim (q_norm / k_norm slots)
+  // before rotary.
+  bool qk_norm = false;
+  // > 0: the softmax scale is query_pre_attn_scalar^-1/2 instead of head_dim^-1/2 (Gemma).
+  double query_pre_attn_scalar = 0.0;
+  // > 0: soft-capping tanh(x / cap) * cap of the attention scores (before the softmax) and
+  // of the final logits (Gemma 2).
+  float attn_logit_softcap = 0.0f;
+  float final_logit_softcap = 0.0f;
+  // Empty, or one entry per layer that replaces sliding_window and rotary_inv_freq for it.
+  std::vector<LayerAttention> layer_attention;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -83,6 +108,10 @@ enum class WeightSlot : uint8_t {
   shared_up_weight,    // [2 Fs, H] ([gate | up]) of the shared expert
   shared_down_weight,  // [H, Fs]
   shared_gate_weight,  // [1, H]: sigmoid(x . w) scales the shared expert's output
+  post_attn_norm_weight,  // [H] (LayerKinds::post_norms)
+  post_ffn_norm_weight,   // [H]
+  q_norm_weight,          // [hd] (LayerKinds::qk_norm)
+  k_norm_weight,          // [hd]
 };
 const char* to_string(WeightSlot slot);
 
@@ -95,6 +124,9 @@ struct WeightRecipe {
   // as [q | k | v] blocks of this many rows (GPT-NeoX's query_key_value, viewed as
   // [nh, 3, hd, H]); they are gathered into the canonical [q heads | k heads | v heads].
   int interleaved_head_rows = 0;
+  // Added to every value at load: Gemma's RMSNorm scales by (1 + w), folded into its weight
+  // (llama.cpp's converter folds it into the GGUF file already).
+  float offset = 0.0f;
 };
 
 struct Architecture {
@@ -146,6 +178,13 @@ Architecture qwen2_architecture_from_gguf(const GgufFile& file);
 Architecture mixtral_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_moe_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen2_moe_architecture_from_gguf(const GgufFile& file);
+// models/gemma.cc: Gemma 2 ("gemma2") and Gemma 3 text ("gemma3_text", and the language
+// model of a "gemma3" checkpoint); models/qwen3.cc: Qwen3.
+Architecture gemma2_architecture(const nlohmann::json& config, const std::string& where);
+Architecture gemma3_architecture(const nlohmann::json& config, const std::string& where);
+Architecture gemma_architecture_from_gguf(const GgufFile& file);
+Architecture qwen3_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen3_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source
@@ -159,6 +198,8 @@ Activation hf_activation(const std::string& name, const char* key, const std::st
 
 // The softmax scale of the attention of `layer` (0-based, counted over the whole model).
 float attention_scale(const Architecture& arch, int layer);
+// The sliding window of `layer` (0: none), from layer_attention or the model-wide setting.
+int layer_sliding_window(const LayerKinds& kinds, int layer);
 
 // Checks the dimensions of a description; throws Error(format) naming `where` and the field.
 void validate_config(const ModelConfig& config, const std::string& where);

@@ -65,7 +65,7 @@ Architecture gpt2_architecture(const nlohmann::json& json, const std::string& wh
       case WeightSlot::down_weight: return {{h + "mlp.c_proj.weight"}, true};
       case WeightSlot::down_bias: return {{h + "mlp.c_proj.bias"}};
       case WeightSlot::lm_head_bias: return {};
-      default: return {};  // no mixture of experts
+      default: return {};  // the slots of other families
     }
     return {};
   };
@@ -104,7 +104,7 @@ Architecture gpt2_architecture_from_gguf(const GgufFile& file) {
       case WeightSlot::down_weight: return {{b + "ffn_down.weight"}};
       case WeightSlot::down_bias: return {{b + "ffn_down.bias"}};
       case WeightSlot::lm_head_bias: return {};
-      default: return {};  // no mixture of experts
+      default: return {};  // the slots of other families
     }
     return {};
   };

@@ -65,7 +65,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                                     std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what) {
   const bool matrix = shape.size() == 2;
   for (const auto& entry : loaded_) {
-    if (entry.sources != recipe.sources) continue;
+    if (entry.sources != recipe.sources || entry.offset != recipe.offset) continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
     // A tied LM head that is a block of rows of the (whole) embedding on this rank.
     if (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 && slice.pad_rows == 0 &&
@@ -74,6 +74,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   }
 
   const int64_t cols = matrix ? shape[1] : 1;
+  if (recipe.offset != 0.0f && recipe.transposed)
+    throw Error(ErrorCategory::internal, what + ": a value offset is not applied to transposed sources");
   std::vector<const SourceTensor*> parts;
   std::vector<int64_t> part_begin;  // canonical row where each part starts
   int64_t rows_total = 0;
@@ -152,13 +154,14 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
       const int64_t seg = hi - lo, local = lo - run.begin + run.source_row;
       uint8_t* dst = host.data() + static_cast<size_t>(out_row * cc) * out_es;
       if (!recipe.transposed || !matrix) {
-        if (!t.block_type && cc == cols) {  // whole rows of a float tensor: one conversion
+        if (!t.block_type && cc == cols && recipe.offset == 0.0f) {  // whole rows of a float tensor: one conversion
           convert_floats(static_cast<const uint8_t*>(t.data) + static_cast<size_t>(local * cols) * dtype_size(t.dtype),
                          t.dtype, dst, dtype_, static_cast<size_t>(seg * cols));
         } else {
           rowbuf.resize(static_cast<size_t>(cc));
           for (int64_t r = 0; r < seg; ++r) {
             read_row_f32(t, local + r, cols, c0, cc, rowbuf.data(), scratch);
+            for (float& v : rowbuf) v += recipe.offset;  // in f32, as transformers' (1 + w.float())
             convert_floats(rowbuf.data(), DType::f32, dst + static_cast<size_t>(r * cc) * out_es, dtype_,
                            static_cast<size_t>(cc));
           }
@@ -185,7 +188,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   host_view.device = Device::cpu();
   backend_.copy(view, host_view);
   bytes_ += host.size();
-  loaded_.push_back({recipe.sources, slice, view});
+  loaded_.push_back({recipe.sources, recipe.offset, slice, view});
   return view;
 }
 
@@ -303,6 +306,16 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
       throw Error(ErrorCategory::internal, arch.name + ": no norm weight for layer " + std::to_string(layer));
     return p;
   };
+  // A norm of LayerKinds::post_norms / qk_norm: RMSNorm like the others, without bias.
+  auto extra_norm = [&](WeightSlot weight, int layer) {
+    NormParams p;
+    p.kind = NormKind::rms_norm;
+    p.eps = c.norm_eps;
+    p.gamma = get(weight, layer);
+    if (p.gamma.empty())
+      throw Error(ErrorCategory::internal, arch.name + ": no " + slot_what(weight, layer) + " recipe");
+    return p;
+  };
 
   ModelWeights w;
   // A tied LM head that stays in the file's blocks doubles as the embedding table when this
@@ -338,6 +351,20 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     lw.down_weight = dense_or_quantized(WeightSlot::down_weight, l, down_slice);
     lw.down_bias = get(WeightSlot::down_bias, l);
     if (arch.kinds.is_sparse(l)) lw.moe = load_moe_weights(*this, source, arch, l, shard);
+    if (arch.kinds.post_norms) {
+      lw.post_attn_norm = extra_norm(WeightSlot::post_attn_norm_weight, l);
+      lw.post_ffn_norm = extra_norm(WeightSlot::post_ffn_norm_weight, l);
+    }
+    if (arch.kinds.qk_norm) {
+      lw.q_norm = extra_norm(WeightSlot::q_norm_weight, l);
+      lw.k_norm = extra_norm(WeightSlot::k_norm_weight, l);
+    }
+    if (!arch.kinds.layer_attention.empty() && arch.kinds.positions == PositionKind::rotary) {
+      const std::vector<float>& f = arch.kinds.layer_attention.at(static_cast<size_t>(l)).rotary_inv_freq;
+      if (!f.empty())
+        lw.rotary_inv_freq = upload(f.data(), DType::f32, {static_cast<int64_t>(f.size())},
+                                    "rotary inv_freq of layer " + std::to_string(l));
+    }
     w.layers.push_back(lw);
   }
   if (shard.last_stage()) {

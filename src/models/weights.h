@@ -26,6 +26,13 @@ struct LayerWeights {
   LinearWeight down_weight;
   TensorView down_bias;
   MoeWeights moe;  // a sparse layer's router and experts (up / down are then empty)
+  // Gemma 2 / 3 (LayerKinds::post_norms): norms of the attention and FFN outputs.
+  NormParams post_attn_norm, post_ffn_norm;
+  // Qwen3, Gemma 3 (LayerKinds::qk_norm): RMSNorms of each q / k head, gamma [hd].
+  NormParams q_norm, k_norm;
+  // [rotary_dim / 2] f32 when this layer has rotary frequencies of its own (Gemma's local
+  // layers); empty: ModelWeights::rotary_inv_freq.
+  TensorView rotary_inv_freq;
 };
 
 // In a parallel run a rank holds only its slice (parallel/shard.h): the embeddings on the
@@ -84,6 +91,7 @@ class WeightStore {
                            const std::string& what);
   struct Loaded {
     std::vector<std::string> sources;
+    float offset = 0.0f;
     WeightSlice slice;
     TensorView view;
   };

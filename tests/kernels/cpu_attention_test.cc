@@ -36,6 +36,7 @@ struct AttnConfig {
   float theta = 10000.0f;
   float position_scale = 1.0f;  // linear rope scaling, folded into the table
   int window = 0;               // sliding window (0 = off)
+  float softcap = 0.0f;         // attention logit soft-capping (0 = off)
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -55,6 +56,7 @@ struct AttnConfig {
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
     p.rotary = {style, rotary_dim, view(table, {static_cast<int64_t>(table.size())})};
     p.sliding_window = window;
+    p.logit_softcap = softcap;
     return p;
   }
 };
@@ -65,7 +67,8 @@ std::string describe(const AttnConfig& c) {
                                                      : "gptj";
   return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" +
          std::to_string(c.hd) + "_" + style + std::to_string(c.rotary_dim) +
-         (c.bias ? "_bias" : "") + (c.window ? "_window" + std::to_string(c.window) : "");
+         (c.bias ? "_bias" : "") + (c.window ? "_window" + std::to_string(c.window) : "") +
+         (c.softcap > 0 ? "_softcap" : "");
 }
 std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
   return describe(info.param);
@@ -129,6 +132,7 @@ class PagedAttentionRun {
             for (int d = 0; d < hd; ++d)
               dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
             scores[j] = dot / std::sqrt(hd);
+            if (cfg_.softcap > 0) scores[j] = std::tanh(scores[j] / cfg_.softcap) * cfg_.softcap;
           }
           const double m = *std::max_element(scores.begin(), scores.end());
           double sum = 0;
@@ -307,7 +311,9 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
                                            AttnConfig{4, 2, 128, RotaryStyle::neox, 0, false,
                                                       500000.0f, 0.25f},
                                            AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 5},
-                                           AttnConfig{2, 1, 80, RotaryStyle::gptj, 0, false, 10000.0f, 1.0f, 19}),
+                                           AttnConfig{2, 1, 80, RotaryStyle::gptj, 0, false, 10000.0f, 1.0f, 19},
+                                           AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 7,
+                                                      0.5f}),
                          config_name);
 
 TEST(CpuAttentionErrors, RejectsMalformedBatches) {

@@ -48,6 +48,7 @@ struct AttnCase {
   float theta = 10000.0f;
   float position_scale = 1.0f;
   int window = 0;  // sliding window (0 = off)
+  float softcap = 0.0f;  // attention logit soft-capping (0 = off)
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -68,6 +69,7 @@ struct AttnCase {
     p.scale = static_cast<float>(1.0 / std::sqrt(hd));
     p.rotary = {style, rotary_dim, table};
     p.sliding_window = window;
+    p.logit_softcap = softcap;
     return p;
   }
 };
@@ -79,6 +81,8 @@ const AttnCase kCases[] = {
     {"mqa_hd64_gptj_partial_bias", 8, 1, 64, RotaryStyle::gptj, 32, true},
     {"gqa2_hd128_neox_partial_scaled", 4, 2, 128, RotaryStyle::neox, 64, true, 5000.0f, 0.5f},
     {"mqa_hd64_neox_window13", 4, 1, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 13},
+    // Gemma's head size with a window and soft-capped scores (cap 0.5 bites on these inputs).
+    {"gqa2_hd256_neox_window9_softcap", 4, 2, 256, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 9, 0.5f},
 };
 
 // The same sequences on both backends: host tables and caches for the CPU, device ones for
@@ -285,7 +289,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, CudaAttention,
                                             ::testing::Values(0)),
                          param_name);
 INSTANTIATE_TEST_SUITE_P(MultiBlock, CudaAttention,
-                         ::testing::Combine(::testing::Values(kCases[1], kCases[3], kCases[5]),
+                         ::testing::Combine(::testing::Values(kCases[1], kCases[3], kCases[5], kCases[6]),
                                             ::testing::Values(DType::f32, DType::f16),
                                             ::testing::Values(16, 48)),
                          param_name);
@@ -317,6 +321,15 @@ TEST_P(CudaLongAttention, LongSequencesWithASlidingWindowMatchCpu) {
   const auto& [dtype, partition] = GetParam();
   const AttnCase c{"long_window100", 8, 2, 128, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 100};
   PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 22);
+  pair.step({1100, 650}, false, "prefill");
+  for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
+}
+
+// Gemma 2's local layers: a window of 100 and scores soft-capped at 2.
+TEST_P(CudaLongAttention, LongSequencesWithWindowAndSoftcapMatchCpu) {
+  const auto& [dtype, partition] = GetParam();
+  const AttnCase c{"long_window100_softcap", 8, 4, 128, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 100, 2.0f};
+  PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 23);
   pair.step({1100, 650}, false, "prefill");
   for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
 }

@@ -164,5 +164,13 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaModel,
                                             ::testing::Values(DType::f32, DType::f16, DType::bf16)),
                          param_name);
 
+// Gemma 2 (soft-capped attention and logits, local / global layers, post-norms, the scaled
+// embedding), Gemma 3 (q / k head norms, per-layer rope tables) and Qwen3
+// (tests/fixtures/make_tiny_gemma.py): the operations these added, whole, on the device.
+INSTANTIATE_TEST_SUITE_P(GemmaQwen3, CudaModel,
+                         ::testing::Combine(::testing::Values("tiny-gemma2", "tiny-gemma3", "tiny-qwen3"),
+                                            ::testing::Values(DType::f32, DType::f16, DType::bf16)),
+                         param_name);
+
 }  // namespace
 }  // namespace kestrel

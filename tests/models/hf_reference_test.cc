@@ -149,5 +149,20 @@ INSTANTIATE_TEST_SUITE_P(
                       ReferenceCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"}),
     case_name);
 
+// Gemma 2, Gemma 3 (text) and Qwen3 from tests/fixtures/make_tiny_gemma.py (transformers
+// 4.51.3), each from safetensors and from llama.cpp's converter: Gemma 2 with local layers
+// (window 8) between global ones, attention and final logit soft-capping, pre- and
+// post-norms (1 + w), GeGLU, the scaled embedding; Gemma 3 with five local layers (window
+// 8, rope base 10000) before a global one (rope base 1e6, linear rope scaling 4) and q / k
+// head norms; Qwen3 with q / k head norms and head_dim 16 over hidden 32 with 4 heads.
+INSTANTIATE_TEST_SUITE_P(GemmaQwen3, HfReference,
+                         ::testing::Values(ReferenceCase{"tiny_gemma2", "tiny-gemma2", "tiny-gemma2"},
+                                           ReferenceCase{"tiny_gemma2_gguf", "tiny-gemma2.gguf", "tiny-gemma2"},
+                                           ReferenceCase{"tiny_gemma3", "tiny-gemma3", "tiny-gemma3"},
+                                           ReferenceCase{"tiny_gemma3_gguf", "tiny-gemma3.gguf", "tiny-gemma3"},
+                                           ReferenceCase{"tiny_qwen3", "tiny-qwen3", "tiny-qwen3"},
+                                           ReferenceCase{"tiny_qwen3_gguf", "tiny-qwen3.gguf", "tiny-qwen3"}),
+                         case_name);
+
 }  // namespace
 }  // namespace kestrel
