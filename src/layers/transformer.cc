@@ -21,7 +21,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   params.n_heads = shard.n_heads;
   params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
-  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, w.rotary_inv_freq};
+  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, s.rotary_inv_freq()};
   params.sliding_window = m.arch.kinds.sliding_window;
 
   for (size_t index = 0; index < step.micro_batches.size(); ++index) {

@@ -66,6 +66,9 @@ Activation hf_activation(const std::string& name, const char* key, const std::st
 float attention_scale(const Architecture& arch, int layer) {
   float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
+  // cos and sin scaled by m scale every rotated q and k by m (all of them: rotary_dim == head_dim).
+  const float m = arch.kinds.rotary_attention_factor;
+  if (m != 1.0f) scale *= m * m;
   return scale;
 }
 
@@ -96,9 +99,11 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = gpt_neox_architecture(json, where);
   } else if (*model_type == "gptj") {
     arch = gptj_architecture(json, where);
+  } else if (*model_type == "phi3") {
+    arch = phi3_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported, where + ": model_type '" + *model_type +
-                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj)");
+                                                "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj, phi3)");
   }
   validate_config(arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
@@ -170,9 +175,11 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = qwen2_architecture_from_gguf(file);
   } else if (*name == "gptneox") {
     arch = gpt_neox_architecture_from_gguf(file);
+  } else if (*name == "phi3") {
+    arch = phi3_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
-                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox)");
+                where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox, phi3)");
   }
   validate_config(arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize

@@ -9,6 +9,7 @@
 #include "loaders/gguf.h"
 #include "models/config_json.h"
 #include "models/llama_like.h"
+#include "models/rope_scaling.h"
 
 namespace kestrel {
 
@@ -28,10 +29,14 @@ Architecture qwen2_architecture(const nlohmann::json& json, const std::string& w
 
 Architecture qwen2_architecture_from_gguf(const GgufFile& file) {
   const std::string where = file.path().string();
-  if (auto type = file.get_string("qwen2.rope.scaling.type"); type && *type != "none")
-    throw Error(ErrorCategory::unsupported,
-                where + ": qwen2.rope.scaling.type '" + *type + "' is not supported (none)");
   Architecture arch = llama_like_from_gguf(file, "qwen2", RotaryStyle::neox);
+  // llama.cpp's converter writes Qwen2.5's YaRN (rope_scaling type "yarn") with its keys.
+  if (auto type = file.get_string("qwen2.rope.scaling.type"); type == "yarn")
+    apply_gguf_yarn(file, "qwen2", file.get_float("qwen2.rope.freq_base").value_or(10000.0), arch.kinds,
+                    arch.config);
+  else if (type && *type != "none")
+    throw Error(ErrorCategory::unsupported,
+                where + ": qwen2.rope.scaling.type '" + *type + "' is not supported (none, yarn)");
   if (arch.recipe(WeightSlot::qkv_bias, 0).sources.empty())
     throw Error(ErrorCategory::format, where + ": tensor 'blk.0.attn_q.bias' is missing (Qwen2 has q, k, v biases)");
   return arch;
