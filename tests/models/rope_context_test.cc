@@ -57,18 +57,22 @@ TEST_P(Phi3Reference, LongPromptsMatchInALongSessionAndShortOnesDoNot) {
   Decoder decoder(session);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     const float diff = max_logit_diff(decoder, prompts_[i]);
-    if (is_long(prompts_[i]))
+    if (is_long(prompts_[i])) {
       EXPECT_LE(diff, kLogitTolerance) << "prompt " << i;
-    else if (prompts_[i].ids.size() > 1)  // one token sits at position 0, where no factor matters
+    } else if (prompts_[i].ids.size() > 1) {  // one token sits at position 0, where no factor matters
       EXPECT_GT(diff, 1e-2f) << "prompt " << i << ": the short factors should differ";
+    }
   }
 }
 
 TEST_P(Phi3Reference, ShortPromptsMatchInASessionOfTheOriginalContext) {
   Session session(model_, {.max_sequence_tokens = kOriginalContext});  // the short factors
   Decoder decoder(session);
-  for (size_t i = 0; i < prompts_.size(); ++i)
-    if (!is_long(prompts_[i])) EXPECT_LE(max_logit_diff(decoder, prompts_[i]), kLogitTolerance) << "prompt " << i;
+  for (size_t i = 0; i < prompts_.size(); ++i) {
+    if (!is_long(prompts_[i])) {
+      EXPECT_LE(max_logit_diff(decoder, prompts_[i]), kLogitTolerance) << "prompt " << i;
+    }
+  }
 }
 
 // transformers' greedy loop of a long prompt uses the long factors at every step; so does a
