@@ -135,6 +135,11 @@ Architecture phi3_architecture_from_gguf(const GgufFile& file) {
   const int original = gguf_dim(file, "phi3.rope.scaling.original_context_length").value_or(arch.config.max_positions);
   const double attention = file.get_float("phi3.rope.scaling.attn_factor").value_or(1.0);
   if (!(attention > 0)) throw Error(ErrorCategory::format, where + ": phi3.rope.scaling.attn_factor must be positive");
+  for (const GgufTensor* t : {short_factors, long_factors})
+    if (t->element_count != arch.kinds.rotary_dim / 2)
+      throw Error(ErrorCategory::format, where + ": tensor '" + t->name + "' has " + std::to_string(t->element_count) +
+                                             " values, expected " + std::to_string(arch.kinds.rotary_dim / 2) +
+                                             " (rotary dimensions / 2)");
   apply_longrope(file.dequantize(*short_factors), file.dequantize(*long_factors), original,
                  file.get_float("phi3.rope.freq_base").value_or(10000.0), attention, where, arch.kinds);
   return arch;

@@ -106,6 +106,27 @@ INSTANTIATE_TEST_SUITE_P(Phi3, Phi3Reference, ::testing::Values("tiny-phi3", "ti
                            return std::string(info.param) == "tiny-phi3" ? "safetensors" : "gguf";
                          });
 
+// A Phi-3 GGUF missing one LongRoPE table, or rotating part of each head, is refused by name.
+TEST(Phi3Gguf, HalfOfLongRopeOrPartialRotaryIsRefusedByName) {
+  const auto dir = testing::temp_dir("rope_context");
+  auto expect_refused = [&](GgufWriter& edited, ErrorCategory category, const std::string& part) {
+    edited.write(dir / "edited.gguf");
+    try {
+      Model::load(dir / "edited.gguf");
+      ADD_FAILURE() << "accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), category) << e.what();
+      EXPECT_NE(e.message().find(part), std::string::npos) << e.what();
+    }
+  };
+  GgufWriter no_short(fixture_dir() / "tiny-phi3.gguf");
+  no_short.drop_tensor("rope_factors_short.weight");
+  expect_refused(no_short, ErrorCategory::format, "rope_factors_short.weight");
+  GgufWriter partial(fixture_dir() / "tiny-phi3.gguf");
+  partial.set("phi3.rope.dimension_count", uint32_t{8});
+  expect_refused(partial, ErrorCategory::unsupported, "phi3.rope.dimension_count");
+}
+
 // The reference of each prompt is transformers' forward over exactly its tokens: a session
 // of that many positions matches it, one of the whole 64 does not (its base is larger).
 TEST(DynamicNtkReference, ASessionOfThePromptsLengthMatchesTransformers) {
