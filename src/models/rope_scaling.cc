@@ -152,8 +152,11 @@ void apply_hf_llama_rope_scaling(const nlohmann::json& scaling, const std::strin
     };
     apply_yarn(theta, factor, config.max_positions, beta("beta_fast", 32.0), beta("beta_slow", 1.0), attention, kinds);
     config.max_positions = stretched_context(config.max_positions, factor);
-  } else {
+  } else if (!type || type == "default" || type == "linear" || type == "llama3") {
     apply_hf_rope_scaling(scaling, where, kinds.rotary_inv_freq);
+  } else {
+    throw Error(ErrorCategory::unsupported, where + ": rope_scaling type '" + *type +
+                                                "' is not supported (default, linear, llama3, dynamic, yarn)");
   }
 }
 

@@ -221,7 +221,8 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"},
                       ModelCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
                       ModelCase{"tiny_llama3", "tiny-llama3", "tiny-llama3"},
-                      ModelCase{"tiny_llama_yarn", "tiny-llama-yarn", "tiny-llama-yarn"}),
+                      ModelCase{"tiny_llama_yarn", "tiny-llama-yarn", "tiny-llama-yarn"},
+                      ModelCase{"tiny_qwen2_yarn", "tiny-qwen2-yarn", "tiny-qwen2-yarn"}),
     case_name);
 
 // Phi-3: fused QKV and [gate | up] sliced by heads and FFN columns, LongRoPE's table chosen

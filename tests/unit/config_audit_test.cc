@@ -184,10 +184,17 @@ TEST(ConfigAuditQwen2, UseSlidingWindowIsRefusedByName) {
   EXPECT_NO_THROW(describe(config));
 }
 
-TEST(ConfigAuditQwen2, RopeScalingIsRefusedByName) {
+// Not read by transformers 4.44.2's Qwen2; later versions apply Llama's rope functions,
+// as Kestrel does (fixture tiny-qwen2-yarn): a YaRN over another original context than
+// max_position_embeddings and Phi-3's longrope are refused by name.
+TEST(ConfigAuditQwen2, RopeScalingIsLlamasAndRefusedWhereAmbiguous) {
   json config = fixture_config("tiny-qwen2");
   config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
-  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling"});
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling.original_max_position_embeddings"});
+  config["rope_scaling"]["original_max_position_embeddings"] = 128;
+  EXPECT_EQ(describe(config).config.max_positions, 512);
+  config["rope_scaling"] = {{"type", "longrope"}, {"factor", 4.0}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'longrope'"});
 }
 
 TEST(ConfigAuditQwen2, HiddenActOtherThanSiluIsRefusedByName) {
