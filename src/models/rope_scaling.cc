@@ -121,6 +121,16 @@ void apply_gguf_yarn(const GgufFile& file, const std::string& prefix, double the
   config.max_positions = std::max(config.max_positions, stretched_context(static_cast<int>(original), factor));
 }
 
+void apply_dynamic_ntk(double theta, double factor, const std::string& where, LayerKinds& kinds,
+                       ModelConfig& config) {
+  if (factor < 1.0) throw Error(ErrorCategory::format, where + ": rope_scaling.factor must be at least 1 for dynamic");
+  kinds.rotary_context.kind = RopeContextScaling::Kind::dynamic;
+  kinds.rotary_context.original = config.max_positions;
+  kinds.rotary_context.theta = theta;
+  kinds.rotary_context.factor = factor;
+  config.max_positions = stretched_context(config.max_positions, factor);
+}
+
 void apply_hf_llama_rope_scaling(const nlohmann::json& scaling, const std::string& where, double theta,
                                  LayerKinds& kinds, ModelConfig& config) {
   if (scaling.is_null()) return;
@@ -128,13 +138,7 @@ void apply_hf_llama_rope_scaling(const nlohmann::json& scaling, const std::strin
   auto type = json_string(scaling, "rope_type", where + ": rope_scaling");
   if (!type) type = json_string(scaling, "type", where + ": rope_scaling");
   if (type == "dynamic") {
-    const double factor = positive(scaling, "factor", where);
-    if (factor < 1.0) throw Error(ErrorCategory::format, where + ": rope_scaling.factor must be at least 1 for dynamic");
-    kinds.rotary_context.kind = RopeContextScaling::Kind::dynamic;
-    kinds.rotary_context.original = config.max_positions;
-    kinds.rotary_context.theta = theta;
-    kinds.rotary_context.factor = factor;
-    config.max_positions = stretched_context(config.max_positions, factor);
+    apply_dynamic_ntk(theta, positive(scaling, "factor", where), where, kinds, config);
   } else if (type == "yarn") {
     // transformers 4.44.2 measures YaRN's ramp over max_position_embeddings; later versions
     // read rope_scaling.original_max_position_embeddings: refused where the two differ.

@@ -50,6 +50,11 @@ std::vector<float> rotary_inv_freq_for_context(const LayerKinds& kinds, int cont
 void apply_hf_llama_rope_scaling(const nlohmann::json& rope_scaling, const std::string& where, double theta,
                                  LayerKinds& kinds, ModelConfig& config);
 
+// Dynamic NTK from its parameters: `theta` is the base up to the model's max_positions
+// (the original context), which becomes max_positions x factor.
+void apply_dynamic_ntk(double theta, double factor, const std::string& where, LayerKinds& kinds,
+                       ModelConfig& config);
+
 // Phi-3's "longrope" (older configs: "su"): short_factor / long_factor [rotary_dim / 2],
 // original_max_position_embeddings, and the attention factor
 // sqrt(1 + ln(s) / ln(original)), s = max_position_embeddings / original, when s > 1.

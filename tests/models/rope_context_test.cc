@@ -5,8 +5,9 @@
 //   session allowing more than original_max_position_embeddings (16) positions rotates with
 //   the long factors, as transformers does for a forward over more than 16 positions (and
 //   llama.cpp for n_ctx > 16); a session of 16 with the short ones.
-// - Llama with dynamic NTK scaling (tiny-llama-dynamic): a session of n positions uses the
-//   base of a sequence of n, as transformers' forward over n positions from a fresh state.
+// - Llama and GPT-NeoX with dynamic NTK scaling (tiny-llama-dynamic, tiny-gpt-neox-dynamic):
+//   a session of n positions uses the base of a sequence of n, as transformers' forward over
+//   n positions from a fresh state.
 // - Llama with YaRN from GGUF: llama.cpp's keys added to its converter's file.
 #include <gtest/gtest.h>
 
@@ -129,10 +130,13 @@ TEST(Phi3Gguf, HalfOfLongRopeOrPartialRotaryIsRefusedByName) {
 
 // The reference of each prompt is transformers' forward over exactly its tokens: a session
 // of that many positions matches it, one of the whole 64 does not (its base is larger).
-TEST(DynamicNtkReference, ASessionOfThePromptsLengthMatchesTransformers) {
-  auto model = Model::load(fixture_dir() / "tiny-llama-dynamic");
+// Llama, and GPT-NeoX (partial rotary: the exponent uses its 8 rotary dimensions).
+class DynamicNtkReference : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(DynamicNtkReference, ASessionOfThePromptsLengthMatchesTransformers) {
+  auto model = Model::load(fixture_dir() / GetParam());
   EXPECT_EQ(model->config().max_positions, 64);  // 16 x factor 4
-  const auto prompts = load_reference(fixture_dir() / "tiny-llama-dynamic", model->config().vocab_size);
+  const auto prompts = load_reference(fixture_dir() / GetParam(), model->config().vocab_size);
   int long_prompts = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int n = static_cast<int>(prompts[i].ids.size());
@@ -147,6 +151,11 @@ TEST(DynamicNtkReference, ASessionOfThePromptsLengthMatchesTransformers) {
   }
   EXPECT_GE(long_prompts, 3);
 }
+
+INSTANTIATE_TEST_SUITE_P(Dynamic, DynamicNtkReference, ::testing::Values("tiny-llama-dynamic", "tiny-gpt-neox-dynamic"),
+                         [](const auto& info) {
+                           return std::string(info.param) == "tiny-llama-dynamic" ? "llama" : "gpt_neox";
+                         });
 
 // llama.cpp's converter writes Llama without its YaRN keys; with those llama.cpp reads
 // (type, factor, original context; attn_factor 1 and betas 32 / 1 by default) the file is

@@ -226,8 +226,19 @@ TEST(ConfigAuditGptNeox, RefusedKeysAreNamed) {
   config["hidden_act"] = "silu";
   expect_refused(config, ErrorCategory::unsupported, {"hidden_act", "'silu'"});
   config = fixture_config("tiny-gpt-neox");
+  config["rope_scaling"] = {{"type", "yarn"}, {"factor", 2.0}};  // not in 4.44.2's GPT-NeoX
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'yarn'"});
+}
+
+// Dynamic NTK over the partial rotary dimensions (tiny-gpt-neox-dynamic: tests/models).
+TEST(ConfigAuditGptNeox, DynamicRopeScalingStretchesTheContext) {
+  json config = fixture_config("tiny-gpt-neox");  // 128 positions, 8 rotary dims of 16
   config["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
-  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
+  const Architecture arch = describe(config);
+  EXPECT_EQ(arch.config.max_positions, 256);
+  EXPECT_EQ(arch.kinds.rotary_context.kind, RopeContextScaling::Kind::dynamic);
+  const double base = 10000.0 * std::pow(2.0 * 200 / 128 - 1, 8.0 / 6);
+  EXPECT_NEAR(rotary_inv_freq_for_context(arch.kinds, 200)[1], std::pow(base, -2.0 / 8), 1e-7);
 }
 
 TEST(ConfigAuditGptj, OneNormParallelBlockAndLmHeadBias) {
