@@ -102,6 +102,11 @@ Architecture phi3_architecture(const nlohmann::json& json, const std::string& wh
   if (type != "longrope" && type != "su" && type != "yarn")
     throw Error(ErrorCategory::unsupported,
                 where + ": rope_scaling type '" + type.value_or("") + "' is not supported for phi3 (longrope, su)");
+  // 4.44.2 rejects any other key; later versions read attention_factor and factor, which
+  // would change the result: refused by name rather than ignored.
+  for (const auto& [key, value] : it->items())
+    if (key != "type" && key != "rope_type" && key != "short_factor" && key != "long_factor")
+      throw Error(ErrorCategory::unsupported, where + ": rope_scaling." + key + " is not supported for phi3");
   const int original =
       static_cast<int>(json_int(json, {"original_max_position_embeddings"}, where).value_or(4096));
   apply_longrope(factor_list(*it, "short_factor", where), factor_list(*it, "long_factor", where), original,

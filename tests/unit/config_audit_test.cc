@@ -310,6 +310,9 @@ TEST(ConfigAuditPhi3, RefusedKeysAreNamed) {
   config["rope_scaling"]["long_factor"] = {1.0, 2.0};
   expect_refused(config, ErrorCategory::format, {"rope_scaling.long_factor", "expected 8"});
   config = fixture_config("tiny-phi3");
+  config["rope_scaling"]["attention_factor"] = 1.0;
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling.attention_factor"});
+  config = fixture_config("tiny-phi3");
   config["rope_scaling"].erase("short_factor");
   expect_refused(config, ErrorCategory::format, {"rope_scaling.short_factor"});
 }
