@@ -106,6 +106,7 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
                                                 "' is not supported (gpt2, llama, mistral, qwen2, gpt_neox, gptj, phi3)");
   }
   validate_config(arch.config, where);
+  check_rope_attention_factor(arch.kinds, arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
     const std::string what = where + ": kestrel_quantization";
     if (!q->is_object()) throw Error(ErrorCategory::format, what + " must be an object");
@@ -182,6 +183,7 @@ Architecture architecture_from_gguf(const GgufFile& file) {
                 where + ": general.architecture '" + *name + "' is not supported (gpt2, llama, qwen2, gptneox, phi3)");
   }
   validate_config(arch.config, where);
+  check_rope_attention_factor(arch.kinds, arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize
     if (*format != "w8a8")
       throw Error(ErrorCategory::unsupported,

@@ -181,5 +181,23 @@ TEST(YarnGgufReference, LlamaCppKeysGiveTransformersYarn) {
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(results[i].tokens, prompts[i].greedy) << i;
 }
 
+// YaRN's attention factor is folded into the softmax scale, exact only when the whole head
+// rotates: partial rotary with it is refused when the model loads.
+TEST(YarnGgufReference, PartialRotaryWithAnAttentionFactorIsRefused) {
+  const auto path = testing::temp_dir("rope_context") / "partial-yarn.gguf";
+  GgufWriter(fixture_dir() / "tiny-llama-yarn.gguf")
+      .set("llama.rope.scaling.type", std::string("yarn"))
+      .set("llama.rope.scaling.factor", 4.0f)
+      .set("llama.rope.dimension_count", uint32_t{8})
+      .write(path);
+  try {
+    Model::load(path);
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported) << e.what();
+    EXPECT_NE(e.message().find("partial rotary"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace kestrel
