@@ -1,6 +1,6 @@
 // kestrel-quantize: a W8A8 checkpoint with SmoothQuant (src/tools/smoothquant.h).
 //
-//   kestrel-quantize --model HF_DIR --calibration TEXT --out DIR [--alpha 0.5] [--tokens 2048]
+//   kestrel-quantize --model HF_DIR|GGUF --calibration TEXT --out DIR|GGUF [--alpha 0.5 | auto] [--tokens 2048]
 //
 // Runs the calibration text through the model on the CPU (f32, unquantized), computes
 // SmoothQuant's per-channel factors, folds them into the norms and weights, and writes a
@@ -25,13 +25,30 @@ int main(int argc, char** argv) {
   app.add_option("--model", model_path, "Hugging Face model directory (config.json, *.safetensors)")->required();
   app.add_option("--calibration", text_path, "UTF-8 calibration text")->required();
   app.add_option("--out", out_dir, "Output directory")->required();
-  app.add_option("--alpha", options.alpha, "Migration strength in [0, 1]")->capture_default_str();
+  std::string alpha = "0.5";
+  app.add_option("--alpha", alpha,
+                 "Migration strength in [0, 1], or 'auto': searched per smoothed input (of 0.2 ... 0.9) by the "
+                 "simulated W8A8 error on sampled calibration rows")
+      ->capture_default_str();
+  app.add_option("--search-rows", options.search_rows, "Calibration rows sampled per input for --alpha auto")
+      ->capture_default_str();
   app.add_option("--tokens", options.calibration_tokens, "Calibration tokens (at most)")->capture_default_str();
   app.add_option("--chunk", options.chunk_tokens, "Tokens per forward pass")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   try {
+    if (alpha == "auto") {
+      options.search_alpha = true;
+    } else {
+      try {
+        size_t used = 0;
+        options.alpha = std::stof(alpha, &used);
+        if (used != alpha.size()) throw std::invalid_argument(alpha);
+      } catch (const std::exception&) {
+        throw kestrel::Error(kestrel::ErrorCategory::invalid_argument, "--alpha '" + alpha + "' (a number in [0, 1] or auto)");
+      }
+    }
     kestrel::tools::validate(options);
     kestrel::ModelOptions model_options;
     model_options.quantization = kestrel::Quantization::none;
@@ -45,7 +62,15 @@ int main(int argc, char** argv) {
     const auto calibration = kestrel::tools::calibrate_smoothquant(model, ids, options);
     kestrel::tools::write_smoothquant_checkpoint(*model, calibration, options, out_dir);
     fmt::print("kestrel-quantize: {} layers smoothed (alpha {}) over {} calibration tokens; W8A8 checkpoint in {}\n",
-               calibration.layers.size(), options.alpha, calibration.tokens, out_dir);
+               calibration.layers.size(), options.search_alpha ? std::string("searched per input") : alpha,
+               calibration.tokens, out_dir);
+    if (options.search_alpha) {
+      for (size_t l = 0; l < calibration.layers.size(); ++l) {
+        const auto& s = calibration.layers[l];
+        fmt::print("  layer {:3}: alpha qkv {:.1f}  attn-out {:.1f}  ffn-up {:.1f}{}\n", l, s.attn_alpha, s.out_alpha,
+                   s.ffn_alpha, s.down_in.empty() ? std::string() : fmt::format("  ffn-down {:.1f}", s.down_alpha));
+      }
+    }
     return 0;
   } catch (const kestrel::Error& e) {
     fmt::print(stderr, "kestrel-quantize: {}\n", e.what());

@@ -1,5 +1,7 @@
 #include "tools/smoothquant.h"
 
+#include "tools/smoothquant_search.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -31,6 +33,12 @@ void validate(const SmoothQuantOptions& o) {
   if (o.calibration_tokens < 1)
     bad("SmoothQuantOptions.calibration_tokens = " + std::to_string(o.calibration_tokens) + " (must be >= 1)");
   if (o.chunk_tokens < 1) bad("SmoothQuantOptions.chunk_tokens = " + std::to_string(o.chunk_tokens) + " (must be >= 1)");
+  if (o.search_alpha) {
+    if (o.alpha_grid.empty()) bad("SmoothQuantOptions.alpha_grid is empty");
+    for (float a : o.alpha_grid)
+      if (!(a >= 0.0f && a <= 1.0f)) bad("SmoothQuantOptions.alpha_grid has " + std::to_string(a) + " (must be in [0, 1])");
+    if (o.search_rows < 1) bad("SmoothQuantOptions.search_rows = " + std::to_string(o.search_rows) + " (must be >= 1)");
+  }
 }
 
 namespace {
@@ -45,18 +53,6 @@ std::vector<float> column_max(const TensorView& w) {
   return out;
 }
 
-// s_j = a_j^alpha / w_j^(1 - alpha); channels that never saw a value (or whose weights are
-// all zero) keep s = 1.
-std::vector<float> factors(const std::vector<float>& act, const std::vector<float>& weight, float alpha) {
-  std::vector<float> s(act.size(), 1.0f);
-  for (size_t j = 0; j < act.size(); ++j) {
-    if (!(act[j] > 0.0f) || !(weight[j] > 0.0f)) continue;
-    const double v = std::pow(double{act[j]}, alpha) / std::pow(double{weight[j]}, 1.0 - alpha);
-    s[j] = static_cast<float>(std::clamp(v, 1e-5, 1e5));
-  }
-  return s;
-}
-
 }  // namespace
 
 Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std::span<const int32_t> ids,
@@ -69,13 +65,19 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
   if (state.parallel_info.tensor_parallel * state.parallel_info.pipeline_parallel > 1)
     throw Error(ErrorCategory::unsupported, "SmoothQuant calibration runs on a single rank");
   for (const LayerWeights& lw : state.weights.layers)
-    if (lw.qkv_weight.is_quantized() || lw.up_weight.is_quantized() || lw.down_weight.is_quantized())
+    if (lw.qkv_weight.is_quantized() || lw.out_weight.is_quantized() || lw.up_weight.is_quantized() ||
+        lw.down_weight.is_quantized())
       throw Error(ErrorCategory::invalid_argument,
                   "SmoothQuant calibration needs the unquantized model (load it with Quantization::none)");
   if (ids.empty()) throw Error(ErrorCategory::invalid_argument, "SmoothQuant calibration: the text has no tokens");
 
   // max |x_j| of every linear layer's input, by the weight it feeds.
   std::map<const void*, std::vector<float>> act_max;
+  // For the alpha search: every stride-th input row of each weight, up to search_rows.
+  std::map<const void*, search::SampledRows> sampled;
+  std::map<const void*, int64_t> rows_seen;
+  const int64_t total_tokens = std::min<int64_t>(static_cast<int64_t>(ids.size()), options.calibration_tokens);
+  const int64_t stride = std::max<int64_t>(1, total_tokens / options.search_rows);
   std::mutex mutex;
   cpu::set_linear_observer(*state.backend, [&](const void* weight, const TensorView& x) {
     const int64_t T = x.dim(0), K = x.dim(1);
@@ -85,6 +87,12 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
     const float* p = x.ptr<float>();
     for (int64_t t = 0; t < T; ++t)
       for (int64_t k = 0; k < K; ++k) m[k] = std::max(m[k], std::abs(p[t * K + k]));
+    if (!options.search_alpha) return;
+    search::SampledRows& rows = sampled[weight];
+    rows.cols = K;
+    int64_t& seen = rows_seen[weight];
+    for (int64_t t = 0; t < T; ++t, ++seen)
+      if (seen % stride == 0 && rows.rows() < options.search_rows) rows.values.insert(rows.values.end(), p + t * K, p + (t + 1) * K);
   });
   Calibration out;
   try {
@@ -114,14 +122,64 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
                                                " never ran");
     return it->second;
   };
+  // The factors of one smoothed input feeding `weights`: with the fixed alpha, or the
+  // searched one. Channel c of the factors scales input column j of each weight where
+  // channel_of[j] == c; maxima are taken over the columns of a channel and over weights.
+  auto choose = [&](std::span<const LinearWeight* const> weights, int layer, const char* what,
+                    const std::vector<int64_t>& channel_of, int64_t channels, float& alpha) {
+    std::vector<float> act(static_cast<size_t>(channels), 0.0f), wmax(static_cast<size_t>(channels), 0.0f);
+    std::vector<search::SmoothTarget> targets;
+    for (const LinearWeight* w : weights) {
+      const std::vector<float>& a = observed(*w, layer, what);
+      const std::vector<float> m = column_max(w->dense);
+      for (size_t j = 0; j < channel_of.size(); ++j) {
+        const auto ch = static_cast<size_t>(channel_of[j]);
+        act[ch] = std::max(act[ch], a[j]);
+        wmax[ch] = std::max(wmax[ch], m[j]);
+      }
+      if (options.search_alpha) targets.push_back({&sampled.at(w->dense.data), w->dense});
+    }
+    if (!options.search_alpha) {
+      alpha = options.alpha;
+      return search::smoothing_factors(act, wmax, alpha);
+    }
+    std::vector<float> factors;
+    alpha = search::search_alpha(targets, act, wmax, channel_of, options.alpha_grid, factors);
+    return factors;
+  };
+  auto identity = [](int64_t n) {
+    std::vector<int64_t> v(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) v[static_cast<size_t>(j)] = j;
+    return v;
+  };
+  const std::vector<int64_t> hidden_channels = identity(c.hidden_size), ffn_channels = identity(c.ffn_size);
+  // The attention output's column (query head h, dimension d) reads KV head h / group.
+  std::vector<int64_t> out_channels(static_cast<size_t>(c.num_heads) * c.head_dim);
+  const int group = c.num_heads / c.num_kv_heads;
+  for (size_t j = 0; j < out_channels.size(); ++j)
+    out_channels[j] = static_cast<int64_t>(j / c.head_dim / group) * c.head_dim + static_cast<int64_t>(j % c.head_dim);
   for (size_t l = 0; l < state.weights.layers.size(); ++l) {
     const LayerWeights& lw = state.weights.layers[l];
     const int layer = static_cast<int>(l);
     LayerSmoothing s;
-    s.attn_in = factors(observed(lw.qkv_weight, layer, "qkv"), column_max(lw.qkv_weight.dense), options.alpha);
-    s.ffn_in = factors(observed(lw.up_weight, layer, "ffn up"), column_max(lw.up_weight.dense), options.alpha);
-    if (state.arch.kinds.gated_ffn)
-      s.down_in = factors(observed(lw.down_weight, layer, "ffn down"), column_max(lw.down_weight.dense), options.alpha);
+    if (state.arch.kinds.shared_norm) {
+      // One norm feeds both: one factor for both inputs and both weights.
+      const LinearWeight* both[] = {&lw.qkv_weight, &lw.up_weight};
+      s.attn_in = choose(both, layer, "qkv / ffn up", hidden_channels, c.hidden_size, s.attn_alpha);
+      s.ffn_in = s.attn_in;
+      s.ffn_alpha = s.attn_alpha;
+    } else {
+      const LinearWeight* qkv[] = {&lw.qkv_weight};
+      const LinearWeight* up[] = {&lw.up_weight};
+      s.attn_in = choose(qkv, layer, "qkv", hidden_channels, c.hidden_size, s.attn_alpha);
+      s.ffn_in = choose(up, layer, "ffn up", hidden_channels, c.hidden_size, s.ffn_alpha);
+    }
+    if (state.arch.kinds.gated_ffn) {
+      const LinearWeight* down[] = {&lw.down_weight};
+      s.down_in = choose(down, layer, "ffn down", ffn_channels, c.ffn_size, s.down_alpha);
+    }
+    const LinearWeight* o[] = {&lw.out_weight};
+    s.out_in = choose(o, layer, "attention output", out_channels, int64_t{c.num_kv_heads} * c.head_dim, s.out_alpha);
     out.layers.push_back(std::move(s));
   }
   return out;
@@ -130,18 +188,31 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
 namespace {
 
 // How one source tensor changes: each element of input column j (of a [out, in] matrix,
-// or row j when stored transposed) times col_scale[j]; each element of canonical output
-// row r times row_scale[r]; a vector times vector_scale[i].
+// or row j when stored transposed) times col_scale[j]; each element of output row r (of
+// this tensor, column r when transposed) times row_scale[r]; a vector's elements divided
+// by divisor[i].
 struct Edit {
-  const std::vector<float>* col_scale = nullptr;
+  std::vector<float> col_scale;  // empty: none
   bool transposed = false;
-  std::vector<float> row_scale;  // per row of this tensor (empty: none)
-  std::vector<float> divisor;    // a vector's elements divided by these (empty: none)
+  std::vector<float> row_scale;  // empty: none
+  std::vector<float> divisor;    // empty: none
 };
+
+// The searched alphas: one object per layer.
+nlohmann::json searched_alphas(const Calibration& calibration) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerSmoothing& s : calibration.layers) {
+    nlohmann::json l = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
+    if (!s.down_in.empty()) l["ffn_down"] = s.down_alpha;
+    layers.push_back(std::move(l));
+  }
+  return layers;
+}
 
 // What the checkpoint's config records as smoothed.
 nlohmann::json smoothed_inputs(bool gated) {
-  nlohmann::json list = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)"};
+  nlohmann::json list = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)",
+                         "attention output (folded into the V rows of qkv)"};
   if (gated) list.push_back("ffn down (folded into the up rows)");
   return list;
 }
@@ -166,9 +237,45 @@ void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
   for (int64_t r = 0; r < rows; ++r)
     for (int64_t c = 0; c < cols; ++c) {
       float& x = v[static_cast<size_t>(r * cols + c)];
-      if (e.col_scale) x *= (*e.col_scale)[static_cast<size_t>(e.transposed ? r : c)];
+      if (!e.col_scale.empty()) x *= e.col_scale[static_cast<size_t>(e.transposed ? r : c)];
       if (!e.row_scale.empty()) x *= e.row_scale[static_cast<size_t>(e.transposed ? c : r)];
     }
+}
+
+// The canonical row of row `i` of source `part` of a slot's recipe: rows concatenated
+// over the sources, or one source holding heads as [q | k | v] blocks of `hd` rows
+// (interleaved_head_rows, GPT-NeoX).
+int64_t canonical_row(const Architecture& arch, const WeightRecipe& r, const std::vector<int64_t>& first, size_t part,
+                      int64_t i) {
+  const int64_t hd = r.interleaved_head_rows;
+  if (hd == 0) return first[part] + i;
+  const int64_t nh = arch.config.num_heads, nkv = arch.config.num_kv_heads;
+  const int64_t block = i / hd, head = block / 3, which = block % 3, d = i % hd;
+  const int64_t base = which == 0 ? 0 : which == 1 ? nh * hd : (nh + nkv) * hd;
+  return base + head * hd + d;
+}
+
+// Multiplies the canonical output rows of a weight slot (and its bias, divided the same
+// way) by `scale` [canonical rows], through the recipe's source tensors.
+void scale_rows(std::map<std::string, Edit, std::less<>>& edits, const Architecture& arch, WeightSlot weight,
+                WeightSlot bias, int layer, const std::vector<float>& scale) {
+  for (WeightSlot slot : {weight, bias}) {
+    const WeightRecipe r = arch.recipe(slot, layer);
+    if (r.sources.empty()) continue;  // no such bias
+    const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
+    std::vector<int64_t> first(rows.size(), 0);
+    for (size_t k = 1; k < rows.size(); ++k) first[k] = first[k - 1] + rows[k - 1];
+    for (size_t k = 0; k < r.sources.size(); ++k) {
+      std::vector<float> factor(static_cast<size_t>(rows[k]));
+      for (int64_t i = 0; i < rows[k]; ++i)
+        factor[static_cast<size_t>(i)] = scale[static_cast<size_t>(canonical_row(arch, r, first, k, i))];
+      Edit& e = edits[r.sources[k]];
+      std::vector<float>& target = slot == weight ? e.row_scale : e.divisor;
+      if (target.empty()) target.assign(factor.size(), 1.0f);
+      for (size_t i = 0; i < factor.size(); ++i) target[i] *= slot == weight ? factor[i] : 1.0f / factor[i];
+      if (slot == weight) e.transposed = r.transposed;
+    }
+  }
 }
 
 // Which source tensors change, and how (through the architecture's recipes, so the same
@@ -177,8 +284,9 @@ std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arc
   if (calibration.layers.size() != static_cast<size_t>(arch.config.num_layers))
     throw Error(ErrorCategory::invalid_argument, "SmoothQuant: the calibration does not match the model's layers");
   std::map<std::string, Edit, std::less<>> edits;
-  const int64_t F = arch.config.ffn_size;
-  for (int l = 0; l < arch.config.num_layers; ++l) {
+  const ModelConfig& c = arch.config;
+  const int64_t F = c.ffn_size, q_rows = int64_t{c.num_heads} * c.head_dim, kv_rows = int64_t{c.num_kv_heads} * c.head_dim;
+  for (int l = 0; l < c.num_layers; ++l) {
     const LayerSmoothing& s = calibration.layers[static_cast<size_t>(l)];
     auto divide = [&](WeightSlot slot, const std::vector<float>& by) {
       for (const auto& name : arch.recipe(slot, l).sources) edits[name].divisor = by;
@@ -186,41 +294,38 @@ std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arc
     auto scale_columns = [&](WeightSlot slot, const std::vector<float>& by) {
       const WeightRecipe r = arch.recipe(slot, l);
       for (const auto& name : r.sources) {
-        edits[name].col_scale = &by;
+        edits[name].col_scale = by;
         edits[name].transposed = r.transposed;
       }
     };
     divide(WeightSlot::attn_norm_weight, s.attn_in);
     divide(WeightSlot::attn_norm_bias, s.attn_in);
     scale_columns(WeightSlot::qkv_weight, s.attn_in);
-    divide(WeightSlot::ffn_norm_weight, s.ffn_in);
-    divide(WeightSlot::ffn_norm_bias, s.ffn_in);
+    if (!arch.kinds.shared_norm) {  // a shared norm's tensors are the attention norm's, divided once
+      divide(WeightSlot::ffn_norm_weight, s.ffn_in);
+      divide(WeightSlot::ffn_norm_bias, s.ffn_in);
+    }
     scale_columns(WeightSlot::up_weight, s.ffn_in);
     if (!s.down_in.empty()) {
       scale_columns(WeightSlot::down_weight, s.down_in);
       // The up half of the canonical [gate | up] rows (and of its bias) divided by s.
-      for (WeightSlot slot : {WeightSlot::up_weight, WeightSlot::up_bias}) {
-        const WeightRecipe r = arch.recipe(slot, l);
-        if (r.sources.empty()) continue;  // no up bias
-        const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
-        int64_t first = 0;
-        for (size_t k = 0; k < r.sources.size(); ++k) {
-          std::vector<float> scale(static_cast<size_t>(rows[k]), 1.0f);
-          for (int64_t i = 0; i < rows[k]; ++i)
-            if (first + i >= F) scale[static_cast<size_t>(i)] = 1.0f / s.down_in[static_cast<size_t>(first + i - F)];
-          first += rows[k];
-          Edit& e = edits[r.sources[k]];
-          if (slot == WeightSlot::up_weight) {
-            e.row_scale = std::move(scale);
-          } else {  // a bias: the same rows divided
-            e.divisor.resize(scale.size());
-            for (size_t i = 0; i < scale.size(); ++i) e.divisor[i] = 1.0f / scale[i];
-          }
-        }
-      }
+      std::vector<float> up_scale(static_cast<size_t>(2 * F), 1.0f);
+      for (int64_t i = 0; i < F; ++i) up_scale[static_cast<size_t>(F + i)] = 1.0f / s.down_in[static_cast<size_t>(i)];
+      scale_rows(edits, arch, WeightSlot::up_weight, WeightSlot::up_bias, l, up_scale);
+    }
+    if (!s.out_in.empty()) {
+      // Output projection column (h, d) times s[g(h), d]; V row (g, d) of the QKV divided by it.
+      const int group = c.num_heads / c.num_kv_heads;
+      std::vector<float> columns(static_cast<size_t>(q_rows));
+      for (int64_t j = 0; j < q_rows; ++j)
+        columns[static_cast<size_t>(j)] = s.out_in[static_cast<size_t>((j / c.head_dim / group) * c.head_dim + j % c.head_dim)];
+      scale_columns(WeightSlot::out_weight, columns);
+      std::vector<float> qkv_scale(static_cast<size_t>(q_rows + 2 * kv_rows), 1.0f);
+      for (int64_t i = 0; i < kv_rows; ++i)
+        qkv_scale[static_cast<size_t>(q_rows + kv_rows + i)] = 1.0f / s.out_in[static_cast<size_t>(i)];
+      scale_rows(edits, arch, WeightSlot::qkv_weight, WeightSlot::qkv_bias, l, qkv_scale);
     }
   }
-
   return edits;
 }
 
@@ -250,7 +355,10 @@ void write_gguf(const fs::path& source_path, const Architecture& arch, const Cal
   }
   writer.set("kestrel.quantization.format", std::string("w8a8"));
   writer.set("kestrel.quantization.method", std::string("smoothquant"));
-  writer.set("kestrel.quantization.alpha", options.alpha);
+  if (options.search_alpha)
+    writer.set("kestrel.quantization.alpha", std::string("searched per input: ") + searched_alphas(calibration).dump());
+  else
+    writer.set("kestrel.quantization.alpha", options.alpha);
   writer.set("kestrel.quantization.calibration_tokens", static_cast<uint32_t>(calibration.tokens));
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
   writer.write(out);
@@ -318,7 +426,7 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
   config["kestrel_quantization"] = {
       {"format", "w8a8"},
       {"method", "smoothquant"},
-      {"alpha", options.alpha},
+      {"alpha", options.search_alpha ? nlohmann::json(searched_alphas(calibration)) : nlohmann::json(options.alpha)},
       {"calibration_tokens", calibration.tokens},
       {"weights", "int8, one scale per output channel, quantized at load from these (smoothed) values"},
       {"activations", "int8, one scale per token, at run time"},

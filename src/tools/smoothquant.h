@@ -11,9 +11,14 @@
 //   - the QKV input: the attention norm's weight (and bias);
 //   - the FFN up (and gate) input: the FFN norm's weight (and bias);
 //   - a gated FFN's down input act(gate) * up: the up rows (act(gate) * up / s = act(gate)
-//     * (up / s)), and their bias.
-// The attention output projection is left as it is: its input mixes V rows that several
-// query heads share.
+//     * (up / s)), and their bias;
+//   - the attention output projection's input, softmax(q k^T) v per head: the V rows (and V
+//     bias) of the QKV projection. Attention is linear in V, so dividing V's row d of KV
+//     head g by s divides channel d of every query head that reads head g. The query heads
+//     of one KV group therefore share one factor per channel, computed from the maxima
+//     over the group (for GQA / MQA; one head each otherwise).
+// A norm shared by the attention and the FFN (GPT-J's single ln_1) gets one factor for
+// both, from the maxima over both weights.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +34,12 @@ namespace kestrel::tools {
 
 struct SmoothQuantOptions {
   float alpha = 0.5f;             // in [0, 1]: 0 leaves the activations, 1 moves all their range
+  // Choose alpha per smoothed input instead (tools/smoothquant_search.h): each of
+  // alpha_grid is tried on `search_rows` sampled calibration rows, and the one with the
+  // smallest simulated W8A8 output error is kept.
+  bool search_alpha = false;
+  std::vector<float> alpha_grid = {0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f};
+  int search_rows = 256;
   int calibration_tokens = 2048;  // tokens of the calibration text used (at most)
   int chunk_tokens = 512;         // tokens per forward pass (each chunk from an empty context)
 };
@@ -39,6 +50,9 @@ struct LayerSmoothing {
   std::vector<float> attn_in;  // [H]
   std::vector<float> ffn_in;   // [H]
   std::vector<float> down_in;  // [F]
+  std::vector<float> out_in;   // [num_kv_heads * head_dim]: channel d of KV head g
+  // The alpha each was computed with (options.alpha, or the searched one).
+  float attn_alpha = 0.0f, ffn_alpha = 0.0f, down_alpha = 0.0f, out_alpha = 0.0f;
 };
 
 struct Calibration {
