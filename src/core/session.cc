@@ -26,6 +26,14 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
     Backend& backend = s.backend();
     s.kv = std::make_unique<PagedKvCache>(backend.allocator(), m.dtype, layout.kv);
     s.pool = std::make_unique<ActivationPool>(backend.allocator(), std::move(layout.buffers));
+    if (m.arch.kinds.rotary_context.kind != RopeContextScaling::Kind::none) {
+      std::vector<float> table = rotary_inv_freq_for_context(m.arch.kinds, s.options.max_sequence_tokens);
+      const auto pairs = static_cast<int64_t>(table.size());
+      s.rotary = std::make_unique<ActivationPool>(
+          backend.allocator(), std::vector<ActivationPool::BufferSpec>{{"rotary inv_freq", DType::f32, {pairs}}});
+      backend.copy(s.rotary->view(0), TensorView(table.data(), DType::f32, {pairs}));
+      backend.synchronize();  // `table` is freed at the end of this block
+    }
   } catch (...) {
     error = std::current_exception();
   }

@@ -61,12 +61,16 @@ struct SessionState {
   int max_blocks_per_seq = 0;
   std::unique_ptr<PagedKvCache> kv;
   std::unique_ptr<ActivationPool> pool;
+  // The rotary table of this session's context when the model's depends on it (LongRoPE,
+  // dynamic NTK: models/rope_scaling.h); otherwise null and the model's table is used.
+  std::unique_ptr<ActivationPool> rotary;
 
   const ModelState& m() const { return model->state(); }
   ParallelContext& parallel() const { return *model->state().parallel; }
   const Shard& shard() const { return model->state().parallel->shard; }
   Backend& backend() const { return *model->state().backend; }
   TensorView buf(Buf b) const { return pool->view(static_cast<size_t>(b)); }
+  TensorView rotary_inv_freq() const { return rotary ? rotary->view(0) : m().weights.rotary_inv_freq; }
 };
 
 }  // namespace kestrel::detail

@@ -37,7 +37,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   params.n_heads = shard.n_heads;
   params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
-  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, w.rotary_inv_freq};
+  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, s.rotary_inv_freq()};
   params.logit_softcap = m.arch.kinds.attn_logit_softcap;
   const LayerKinds& kinds = m.arch.kinds;
 
@@ -77,7 +77,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       const int layer = shard.layer_begin + l;
       params.scale = attention_scale(m.arch, layer);
       params.sliding_window = layer_sliding_window(kinds, layer);
-      params.rotary.inv_freq = lw.rotary_inv_freq.empty() ? w.rotary_inv_freq : lw.rotary_inv_freq;
+      params.rotary.inv_freq = lw.rotary_inv_freq.empty() ? s.rotary_inv_freq() : lw.rotary_inv_freq;
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
                       tensor);

@@ -80,6 +80,9 @@ float attention_scale(const Architecture& arch, int layer) {
   // transformers: query_pre_attn_scalar ** -0.5 in Python (double), applied as an f32.
   if (arch.kinds.query_pre_attn_scalar > 0) scale = static_cast<float>(1.0 / std::sqrt(arch.kinds.query_pre_attn_scalar));
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
+  // cos and sin scaled by m scale every rotated q and k by m (all of them: rotary_dim == head_dim).
+  const float m = arch.kinds.rotary_attention_factor;
+  if (m != 1.0f) scale *= m * m;
   return scale;
 }
 
@@ -125,13 +128,16 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = gemma3_architecture(json, where);
   } else if (*model_type == "qwen3") {
     arch = qwen3_architecture(json, where);
+  } else if (*model_type == "phi3") {
+    arch = phi3_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type +
                     "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text, "
-                    "mixtral, qwen2_moe)");
+                    "mixtral, qwen2_moe, phi3)");
   }
   validate_config(arch.config, where);
+  check_rope_attention_factor(arch.kinds, arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
     const std::string what = where + ": kestrel_quantization";
     if (!q->is_object()) throw Error(ErrorCategory::format, what + " must be an object");
@@ -219,12 +225,15 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = gemma_architecture_from_gguf(file);
   } else if (*name == "qwen3") {
     arch = qwen3_architecture_from_gguf(file);
+  } else if (*name == "phi3") {
+    arch = phi3_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": general.architecture '" + *name +
-                    "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe)");
+                    "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe, phi3)");
   }
   validate_config(arch.config, where);
+  check_rope_attention_factor(arch.kinds, arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize
     if (*format != "w8a8")
       throw Error(ErrorCategory::unsupported,

@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "kestrel/model.h"
+#include "models/rope_scaling.h"
 
 namespace kestrel {
 
@@ -36,6 +37,11 @@ struct LayerKinds {
   RotaryStyle rotary_style = RotaryStyle::none;
   int rotary_dim = 0;
   std::vector<float> rotary_inv_freq;
+  // A table that depends on the session's context (LongRoPE, dynamic NTK), and the factor
+  // rope scaling puts on cos and sin (YaRN, LongRoPE): q . k scales by its square, folded
+  // into attention_scale, which needs rotary_dim == head_dim. models/rope_scaling.h.
+  RopeContextScaling rotary_context;
+  float rotary_attention_factor = 1.0f;
   // The attention softmax scale of layer l (0-based) is 1/sqrt(head_dim), or 1 without
   // `attn_scale_by_head_dim` (GPT-2's scale_attn_weights: false), further divided by l + 1
   // with `attn_scale_by_inverse_layer` (GPT-2's scale_attn_by_inverse_layer_idx).
@@ -185,6 +191,8 @@ Architecture gemma3_architecture(const nlohmann::json& config, const std::string
 Architecture gemma_architecture_from_gguf(const GgufFile& file);
 Architecture qwen3_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen3_architecture_from_gguf(const GgufFile& file);
+Architecture phi3_architecture(const nlohmann::json& config, const std::string& where);
+Architecture phi3_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

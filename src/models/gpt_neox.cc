@@ -11,6 +11,7 @@
 #include "models/config_json.h"
 #include "models/gguf_metadata.h"
 #include "models/rope.h"
+#include "models/rope_scaling.h"
 
 namespace kestrel {
 
@@ -60,8 +61,16 @@ Architecture gpt_neox_architecture(const nlohmann::json& json, const std::string
                           rotary_dim, json_number(json, {"rotary_emb_base"}, where).value_or(10000.0),
                           json_bool(json, "use_parallel_residual", where).value_or(true));
   // GPT-NeoX's rope_scaling uses the older "type" key (linear or dynamic).
-  if (auto it = json.find("rope_scaling"); it != json.end())
-    apply_hf_rope_scaling(*it, where, arch.kinds.rotary_inv_freq);
+  if (auto it = json.find("rope_scaling"); it != json.end()) {
+    if (it->is_object() && json_string(*it, "type", where + ": rope_scaling") == "dynamic") {
+      const auto factor = json_number(*it, {"factor"}, where + ": rope_scaling");
+      if (!factor) throw Error(ErrorCategory::format, where + ": rope_scaling.factor is missing");
+      apply_dynamic_ntk(json_number(json, {"rotary_emb_base"}, where).value_or(10000.0), *factor, where, arch.kinds,
+                        c);
+    } else {
+      apply_hf_rope_scaling(*it, where, arch.kinds.rotary_inv_freq);
+    }
+  }
 
   const bool bias = json_bool(json, "attention_bias", where).value_or(true);
   const bool tied = c.tied_embeddings;

@@ -1,6 +1,6 @@
 // Llama family (Llama 2/3/3.1/3.2, SmolLM2; Mistral and Qwen2 share llama_like_*): RMSNorm,
-// rotary positions (rope scaling: linear, llama3), SwiGLU, grouped-query attention, optional
-// attention / MLP biases, tied or untied LM head.
+// rotary positions (rope scaling: linear, llama3, dynamic, yarn), SwiGLU, grouped-query
+// attention, optional attention / MLP biases, tied or untied LM head.
 //
 // Rotary pairing differs by file format. Hugging Face checkpoints rotate dimension i with
 // i + head_dim / 2 (NeoX, "rotate_half"). llama.cpp's converter permutes the rows of Q and
@@ -16,6 +16,7 @@
 #include "models/llama_like.h"
 #include "models/moe_family.h"
 #include "models/rope.h"
+#include "models/rope_scaling.h"
 
 namespace kestrel {
 
@@ -144,7 +145,8 @@ Architecture llama_architecture(const nlohmann::json& json, const std::string& w
                                           .out = attention_bias,
                                           .mlp = json_bool(json, "mlp_bias", where).value_or(false)});
   if (auto it = json.find("rope_scaling"); it != json.end())
-    apply_hf_rope_scaling(*it, where, arch.kinds.rotary_inv_freq);
+    apply_hf_llama_rope_scaling(*it, where, json_number(json, {"rope_theta"}, where).value_or(10000.0), arch.kinds,
+                                arch.config);
   return arch;
 }
 
@@ -154,10 +156,15 @@ Architecture llama_architecture_from_gguf(const GgufFile& file) {
   // Linear position interpolation: llama.rope.scaling.type "linear" with .factor, or the
   // older llama.rope.scale_linear.
   std::optional<double> factor = file.get_float("llama.rope.scale_linear");
-  if (auto type = file.get_string("llama.rope.scaling.type"); type && *type != "none") {
+  const auto type = file.get_string("llama.rope.scaling.type");
+  if (type == "yarn") {
+    factor.reset();
+    apply_gguf_yarn(file, "llama", file.get_float("llama.rope.freq_base").value_or(10000.0), arch.kinds,
+                    arch.config);
+  } else if (type && *type != "none") {
     if (*type != "linear")
       throw Error(ErrorCategory::unsupported,
-                  where + ": llama.rope.scaling.type '" + *type + "' is not supported (none, linear)");
+                  where + ": llama.rope.scaling.type '" + *type + "' is not supported (none, linear, yarn)");
     factor = file.get_float("llama.rope.scaling.factor");
     if (!factor) throw Error(ErrorCategory::format, where + ": metadata key 'llama.rope.scaling.factor' is missing");
   }

@@ -172,5 +172,12 @@ INSTANTIATE_TEST_SUITE_P(GemmaQwen3, CudaModel,
                                             ::testing::Values(DType::f32, DType::f16, DType::bf16)),
                          param_name);
 
+// Rope scalings (make_tiny_phi3.py): LongRoPE and dynamic NTK through the session's own
+// rotary table uploaded to the device, YaRN's and LongRoPE's attention factor in the scale.
+INSTANTIATE_TEST_SUITE_P(RopeScaling, CudaModel,
+                         ::testing::Combine(::testing::Values("tiny-phi3", "tiny-llama-yarn", "tiny-llama-dynamic"),
+                                            ::testing::Values(DType::f32, DType::bf16)),
+                         param_name);
+
 }  // namespace
 }  // namespace kestrel

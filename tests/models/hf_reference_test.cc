@@ -146,7 +146,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ReferenceCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
                       ReferenceCase{"tiny_gpt_neox", "tiny-gpt-neox", "tiny-gpt-neox"},
                       ReferenceCase{"tiny_gpt_neox_gguf", "tiny-gpt-neox.gguf", "tiny-gpt-neox"},
-                      ReferenceCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"}),
+                      ReferenceCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"},
+                      // make_tiny_phi3.py: YaRN over 16 positions, prompts and tokens to 60
+                      ReferenceCase{"tiny_llama_yarn", "tiny-llama-yarn", "tiny-llama-yarn"},
+                      // Qwen2 with the same YaRN, referenced by transformers' Llama
+                      ReferenceCase{"tiny_qwen2_yarn", "tiny-qwen2-yarn", "tiny-qwen2-yarn"}),
     case_name);
 
 // Gemma 2, Gemma 3 (text) and Qwen3 from tests/fixtures/make_tiny_gemma.py (transformers

@@ -64,6 +64,9 @@ class Split : public ::testing::TestWithParam<ModelCase> {
     options.device = g_device;
     if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
     whole_ = Model::load(fixture_dir() / GetParam().model, options);
+    if (g_split.pipeline_parallel > whole_->config().num_layers)
+      GTEST_SKIP() << GetParam().model << " has " << whole_->config().num_layers << " layers, fewer than --pp "
+                   << g_split.pipeline_parallel;
     options.parallel = g_split;
     options.parallel.timeout_seconds = 120;
     split_ = Model::load(fixture_dir() / GetParam().model, options);
@@ -202,6 +205,57 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"tiny_llama_gguf", "tiny-llama.gguf", "tiny-llama-gguf"},
                       ModelCase{"tiny_gpt2_gguf", "tiny-gpt2.gguf", "tiny-gpt2-f16"}),
     case_name);
+
+// The newer families (tests/fixtures/make_tiny_families.py, make_tiny_phi3.py; 2 layers,
+// so not under --pp 3): Qwen2's q, k, v biases sliced with their heads; GPT-NeoX's
+// per-head interleaved QKV, partial rotary and parallel residual (from safetensors and
+// GGUF); GPT-J's shared-norm parallel block and vocabulary-split LM-head bias; Mistral's
+// one KV head (replicated on every rank) and sliding window; Llama 3.1's rope scaling with
+// attention / MLP biases; YaRN (Phi-3: Phi3Split below).
+INSTANTIATE_TEST_SUITE_P(
+    Families, Split,
+    ::testing::Values(ModelCase{"tiny_qwen2", "tiny-qwen2", "tiny-qwen2"},
+                      ModelCase{"tiny_qwen2_gguf", "tiny-qwen2.gguf", "tiny-qwen2"},
+                      ModelCase{"tiny_gpt_neox", "tiny-gpt-neox", "tiny-gpt-neox"},
+                      ModelCase{"tiny_gpt_neox_gguf", "tiny-gpt-neox.gguf", "tiny-gpt-neox"},
+                      ModelCase{"tiny_gptj", "tiny-gptj", "tiny-gptj"},
+                      ModelCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
+                      ModelCase{"tiny_llama3", "tiny-llama3", "tiny-llama3"},
+                      ModelCase{"tiny_llama_yarn", "tiny-llama-yarn", "tiny-llama-yarn"},
+                      ModelCase{"tiny_qwen2_yarn", "tiny-qwen2-yarn", "tiny-qwen2-yarn"}),
+    case_name);
+
+// Phi-3: fused QKV and [gate | up] sliced by heads and FFN columns, LongRoPE's table chosen
+// per session on every rank. The reference holds for prompts past the original 16
+// positions in a default (64-position) session (tests/models/rope_context_test.cc); every
+// prompt matches the whole model.
+TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
+  ModelOptions options;
+  options.num_threads = 1;
+  options.quantization = Quantization::none;
+  options.device = g_device;
+  if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+  for (const char* file : {"tiny-phi3", "tiny-phi3.gguf"}) {
+    auto whole_model = Model::load(fixture_dir() / file, options);
+    if (g_split.pipeline_parallel > whole_model->config().num_layers) GTEST_SKIP() << "2 layers";
+    options.parallel = g_split;
+    options.parallel.timeout_seconds = 120;
+    auto split_model = Model::load(fixture_dir() / file, options);
+    options.parallel = {};
+    const auto prompts = load_reference(fixture_dir() / "tiny-phi3", whole_model->config().vocab_size);
+    Session whole(whole_model), split(split_model, {.max_sequences = 1});
+    Decoder whole_decoder(whole), split_decoder(split);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      std::vector<float> a = whole_decoder.score(prompts[i].ids);
+      std::vector<float> b = split_decoder.score(prompts[i].ids);
+      EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << file << " prompt " << i;
+      if (prompts[i].ids.size() <= 16) continue;
+      EXPECT_LE(max_abs_diff(b, prompts[i].logits), kHfTolerance) << file << " prompt " << i;
+      EXPECT_EQ(split_decoder.generate(testing::greedy_request(prompts[i])).tokens, prompts[i].greedy)
+          << file << " prompt " << i;
+    }
+  }
+}
 
 // --- a vocabulary that tp does not divide ---------------------------------------------
 

@@ -74,8 +74,9 @@ TEST(ConfigAuditLlama, HiddenActOtherThanSiluIsRefusedByName) {
   expect_refused(config, ErrorCategory::unsupported, {"hidden_act", "'gelu'"});
 }
 
-TEST(ConfigAuditLlama, RopeScalingTypesOutsideLinearAndLlama3AreRefusedByName) {
-  for (const char* type : {"dynamic", "yarn", "longrope", "su"}) {
+// dynamic and yarn: tests/unit/rope_scaling_test.cc; longrope is Phi-3's (below).
+TEST(ConfigAuditLlama, RopeScalingTypesOutsideLinearLlama3DynamicAndYarnAreRefusedByName) {
+  for (const char* type : {"longrope", "su"}) {
     json config = fixture_config("tiny-llama");
     config["rope_scaling"] = {{"rope_type", type}, {"factor", 2.0}};
     expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", std::string("'") + type + "'"});
@@ -183,10 +184,17 @@ TEST(ConfigAuditQwen2, UseSlidingWindowIsRefusedByName) {
   EXPECT_NO_THROW(describe(config));
 }
 
-TEST(ConfigAuditQwen2, RopeScalingIsRefusedByName) {
+// Not read by transformers 4.44.2's Qwen2; later versions apply Llama's rope functions,
+// as Kestrel does (fixture tiny-qwen2-yarn): a YaRN over another original context than
+// max_position_embeddings and Phi-3's longrope are refused by name.
+TEST(ConfigAuditQwen2, RopeScalingIsLlamasAndRefusedWhereAmbiguous) {
   json config = fixture_config("tiny-qwen2");
   config["rope_scaling"] = {{"type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
-  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling"});
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling.original_max_position_embeddings"});
+  config["rope_scaling"]["original_max_position_embeddings"] = 128;
+  EXPECT_EQ(describe(config).config.max_positions, 512);
+  config["rope_scaling"] = {{"type", "longrope"}, {"factor", 4.0}};
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'longrope'"});
 }
 
 TEST(ConfigAuditQwen2, HiddenActOtherThanSiluIsRefusedByName) {
@@ -218,8 +226,19 @@ TEST(ConfigAuditGptNeox, RefusedKeysAreNamed) {
   config["hidden_act"] = "silu";
   expect_refused(config, ErrorCategory::unsupported, {"hidden_act", "'silu'"});
   config = fixture_config("tiny-gpt-neox");
+  config["rope_scaling"] = {{"type", "yarn"}, {"factor", 2.0}};  // not in 4.44.2's GPT-NeoX
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'yarn'"});
+}
+
+// Dynamic NTK over the partial rotary dimensions (tiny-gpt-neox-dynamic: tests/models).
+TEST(ConfigAuditGptNeox, DynamicRopeScalingStretchesTheContext) {
+  json config = fixture_config("tiny-gpt-neox");  // 128 positions, 8 rotary dims of 16
   config["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
-  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
+  const Architecture arch = describe(config);
+  EXPECT_EQ(arch.config.max_positions, 256);
+  EXPECT_EQ(arch.kinds.rotary_context.kind, RopeContextScaling::Kind::dynamic);
+  const double base = 10000.0 * std::pow(2.0 * 200 / 128 - 1, 8.0 / 6);
+  EXPECT_NEAR(rotary_inv_freq_for_context(arch.kinds, 200)[1], std::pow(base, -2.0 / 8), 1e-7);
 }
 
 TEST(ConfigAuditGptj, OneNormParallelBlockAndLmHeadBias) {
@@ -238,6 +257,64 @@ TEST(ConfigAuditGptj, OneNormParallelBlockAndLmHeadBias) {
   config["rotary_dim"] = 8;
   config["activation_function"] = "swish";
   expect_refused(config, ErrorCategory::unsupported, {"activation_function", "'swish'"});
+}
+
+// Phi-3 (transformers 4.44.2's Phi3Config), on tests/fixtures/tiny-phi3 (hidden 64, 4 heads
+// of 16, LongRoPE over an original context of 16 and 64 positions).
+TEST(ConfigAuditPhi3, FusedWeightsLongRopeAndItsAttentionFactor) {
+  const Architecture arch = describe(fixture_config("tiny-phi3"));
+  EXPECT_EQ(arch.recipe(WeightSlot::qkv_weight, 1).sources,
+            std::vector<std::string>{"model.layers.1.self_attn.qkv_proj.weight"});
+  EXPECT_EQ(arch.recipe(WeightSlot::up_weight, 0).sources,
+            std::vector<std::string>{"model.layers.0.mlp.gate_up_proj.weight"});
+  EXPECT_TRUE(arch.recipe(WeightSlot::qkv_bias, 0).sources.empty());
+  EXPECT_EQ(arch.kinds.sliding_window, 0);  // eager attention in transformers 4.44.2 ignores it
+  EXPECT_EQ(arch.config.max_positions, 64);
+  EXPECT_EQ(arch.kinds.rotary_context.kind, RopeContextScaling::Kind::longrope);
+  EXPECT_EQ(arch.kinds.rotary_context.original, 16);
+  // short_factor[j] = 1 + 0.25 j, long_factor[j] = 1 + 1.5 j (make_tiny_phi3.py).
+  for (int j = 0; j < 8; ++j) {
+    const double base = std::pow(10000.0, -j / 8.0);
+    EXPECT_NEAR(arch.kinds.rotary_inv_freq[j], base / (1 + 0.25 * j), 1e-6 * base) << j;
+    EXPECT_NEAR(arch.kinds.rotary_context.long_inv_freq[j], base / (1 + 1.5 * j), 1e-6 * base) << j;
+  }
+  EXPECT_EQ(rotary_inv_freq_for_context(arch.kinds, 16), arch.kinds.rotary_inv_freq);
+  EXPECT_EQ(rotary_inv_freq_for_context(arch.kinds, 17), arch.kinds.rotary_context.long_inv_freq);
+  // cos, sin x sqrt(1 + ln 4 / ln 16) = sqrt(1.5): q . k x 1.5.
+  EXPECT_NEAR(arch.kinds.rotary_attention_factor, std::sqrt(1.5), 1e-6);
+  EXPECT_NEAR(attention_scale(arch, 0), 1.5 / 4.0, 1e-6);
+}
+
+TEST(ConfigAuditPhi3, SuIsLongRopeAndNoScalingHasNoAttentionFactor) {
+  json config = fixture_config("tiny-phi3");
+  config["rope_scaling"]["type"] = "su";
+  EXPECT_EQ(describe(config).kinds.rotary_context.kind, RopeContextScaling::Kind::longrope);
+  config["rope_scaling"] = nullptr;
+  const Architecture plain = describe(config);
+  EXPECT_EQ(plain.kinds.rotary_context.kind, RopeContextScaling::Kind::none);
+  EXPECT_FLOAT_EQ(attention_scale(plain, 0), 0.25f);
+}
+
+TEST(ConfigAuditPhi3, RefusedKeysAreNamed) {
+  const std::vector<std::pair<const char*, json>> refused = {
+      {"partial_rotary_factor", 0.75}, {"head_dim", 32}, {"attention_bias", true}, {"hidden_act", "gelu"}};
+  for (const auto& [key, value] : refused) {
+    json config = fixture_config("tiny-phi3");
+    config[key] = value;
+    expect_refused(config, ErrorCategory::unsupported, {key});
+  }
+  json config = fixture_config("tiny-phi3");
+  config["rope_scaling"]["type"] = "dynamic";
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
+  config = fixture_config("tiny-phi3");
+  config["rope_scaling"]["long_factor"] = {1.0, 2.0};
+  expect_refused(config, ErrorCategory::format, {"rope_scaling.long_factor", "expected 8"});
+  config = fixture_config("tiny-phi3");
+  config["rope_scaling"]["attention_factor"] = 1.0;
+  expect_refused(config, ErrorCategory::unsupported, {"rope_scaling.attention_factor"});
+  config = fixture_config("tiny-phi3");
+  config["rope_scaling"].erase("short_factor");
+  expect_refused(config, ErrorCategory::format, {"rope_scaling.short_factor"});
 }
 
 TEST(ConfigAudit, UnknownModelTypeIsRefusedByName) {

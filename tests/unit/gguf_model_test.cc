@@ -235,18 +235,20 @@ TEST(GgufBadModel, BadMergeIsNamedByIndex) {
                     ErrorCategory::format, {"tokenizer.ggml.merges[5]", "'nospace'"});
 }
 
-TEST(GgufBadModel, RopeScalingOtherThanLinearIsUnsupported) {
+// linear and yarn are read (yarn: tests/models/rope_context_test.cc); llama.cpp's other
+// types are refused by name.
+TEST(GgufBadModel, RopeScalingOtherThanLinearAndYarnIsUnsupported) {
   expect_load_error(GgufEditor(tiny_llama())
-                        .set("llama.rope.scaling.type", std::string("yarn"))
+                        .set("llama.rope.scaling.type", std::string("longrope"))
                         .set("llama.rope.scaling.factor", 4.0f),
-                    "yarn.gguf", ErrorCategory::unsupported, {"llama.rope.scaling.type", "'yarn'"});
+                    "longrope.gguf", ErrorCategory::unsupported, {"llama.rope.scaling.type", "'longrope'"});
 }
 
-TEST(GgufBadModel, Qwen2RopeScalingIsUnsupportedAndNamed) {
+TEST(GgufBadModel, Qwen2RopeScalingOtherThanYarnIsUnsupportedAndNamed) {
   expect_load_error(GgufEditor(testing::fixture_dir() / "tiny-qwen2.gguf")
-                        .set("qwen2.rope.scaling.type", std::string("yarn"))
+                        .set("qwen2.rope.scaling.type", std::string("linear"))
                         .set("qwen2.rope.scaling.factor", 4.0f),
-                    "qwen2_yarn.gguf", ErrorCategory::unsupported, {"qwen2.rope.scaling.type", "'yarn'"});
+                    "qwen2_linear.gguf", ErrorCategory::unsupported, {"qwen2.rope.scaling.type", "'linear'"});
 }
 
 TEST(GgufBadModel, RopeFreqsOfTheWrongLengthIsNamed) {
