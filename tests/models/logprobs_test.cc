@@ -1,7 +1,7 @@
 // Log-probabilities (OutputOptions): every generated token's log-probability and top
 // alternatives against an independent log_softmax (f64) of the logits that Decoder::score
 // gives for the same history (teacher forcing, itself checked against transformers in
-// decoder_test.cc), for requests batched in the Engine: greedy, sampled with penalties and
+// hf_reference_test.cc), for requests batched in the Engine: greedy, sampled with penalties and
 // filters (the reported distribution is the model's, before them), n completions, a stop
 // string and prompt-lookup speculation.
 #include <gtest/gtest.h>
