@@ -46,7 +46,30 @@ inline __m256i load_q8(const Q8Block& x) { return _mm256_loadu_si256(reinterpret
 // so a token's result is the same bits whatever NT and whichever tokens it is computed with
 // (batch invariance). The NT independent accumulator chains also keep more FMAs in flight.
 
-// int4 rows (nb blocks of 16 bytes; f16 scale and min per group of `bpg` blocks).
+// Blocks go to accumulator b & 1 (two chains per token), walked in pairs so that the
+// index is known at compile time and the accumulators stay in registers.
+template <class Block>
+inline void pairs_of_blocks(int64_t nb, int bpg, Block&& block) {
+  int64_t g = 0;
+  int j = 0;  // block b is the j-th of group g
+  const auto next = [&] {
+    if (++j == bpg) {
+      j = 0;
+      ++g;
+    }
+  };
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    block(b, g, std::integral_constant<int, 0>{});
+    next();
+    block(b + 1, g, std::integral_constant<int, 1>{});
+    next();
+  }
+  if (b < nb) block(b, g, std::integral_constant<int, 0>{});
+}
+
+// int4 rows (nb blocks of 16 bytes; f16 scale and min per group of `bpg` blocks; a short
+// last group has fewer blocks).
 template <int NT>
 inline void dot_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t nb, int bpg,
                      const Q8Block* const* x, float* out) {
@@ -57,19 +80,17 @@ inline void dot_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* m
     acc[t][0] = acc[t][1] = _mm256_setzero_ps();
     min_total[t] = 0.0f;
   }
-  for (int64_t g = 0, b = 0; b < nb; ++g) {
+  pairs_of_blocks(nb, bpg, [&](int64_t b, int64_t g, auto k) {
     const float s = _cvtsh_ss(scales[g]), m = _cvtsh_ss(mins[g]);
-    for (int j = 0; j < bpg && b < nb; ++j, ++b) {  // a short last group has fewer blocks
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
-      const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-      for (int t = 0; t < NT; ++t) {
-        const Q8Block& xb = x[t][b];
-        const __m256 p = _mm256_cvtepi32_ps(int_dot(w, load_q8(xb)));
-        acc[t][b & 1] = _mm256_fmadd_ps(p, _mm256_set1_ps(s * xb.d), acc[t][b & 1]);
-        min_total[t] += m * xb.sum;
-      }
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
+    const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+    for (int t = 0; t < NT; ++t) {
+      const Q8Block& xb = x[t][b];
+      const __m256 p = _mm256_cvtepi32_ps(int_dot(w, load_q8(xb)));
+      acc[t][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(s * xb.d), acc[t][k]);
+      min_total[t] += m * xb.sum;
     }
-  }
+  });
   for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + min_total[t];
 }
 
@@ -79,18 +100,16 @@ inline void dot_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, 
                      float* out) {
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (int64_t g = 0, b = 0; b < nb; ++g) {
+  pairs_of_blocks(nb, bpg, [&](int64_t b, int64_t g, auto k) {
     const float s = scales[g];
-    for (int j = 0; j < bpg && b < nb; ++j, ++b) {
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
-      const __m256i w_abs = _mm256_sign_epi8(w, w);
-      for (int t = 0; t < NT; ++t) {
-        // |w| x (x with w's sign): unsigned x signed, the same products.
-        const __m256i p32 = int_dot(w_abs, _mm256_sign_epi8(load_q8(x[t][b]), w));
-        acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * x[t][b].d), acc[t][b & 1]);
-      }
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
+    const __m256i w_abs = _mm256_sign_epi8(w, w);
+    for (int t = 0; t < NT; ++t) {
+      // |w| x (x with w's sign): unsigned x signed, the same products.
+      const __m256i p32 = int_dot(w_abs, _mm256_sign_epi8(load_q8(x[t][b]), w));
+      acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * x[t][b].d), acc[t][k]);
     }
-  }
+  });
   for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
@@ -101,24 +120,22 @@ inline void dot_int8_q16(const int8_t* q, const float* scales, int64_t nb, int b
                          float* out) {
   __m256 acc[NT][2];
   for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
-  for (int64_t g = 0, b = 0; b < nb; ++g) {
+  pairs_of_blocks(nb, bpg, [&](int64_t b, int64_t g, auto k) {
     const float s = scales[g];
-    for (int j = 0; j < bpg && b < nb; ++j, ++b) {
-      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
-      const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
-      for (int t = 0; t < NT; ++t) {
-        const Q16Block& xb = x[t][b];
-        const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q));
-        const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q + 16));
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
+    for (int t = 0; t < NT; ++t) {
+      const Q16Block& xb = x[t][b];
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q + 16));
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-        const __m256i p32 = _mm256_dpwssd_epi32(_mm256_madd_epi16(w0, x0), w1, x1);
+      const __m256i p32 = _mm256_dpwssd_epi32(_mm256_madd_epi16(w0, x0), w1, x1);
 #else
-        const __m256i p32 = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+      const __m256i p32 = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
 #endif
-        acc[t][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * xb.d), acc[t][b & 1]);
-      }
+      acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * xb.d), acc[t][k]);
     }
-  }
+  });
   for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
