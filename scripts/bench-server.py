@@ -7,7 +7,10 @@ Starts kestrel-server on a free loopback port (the default model unless --model)
      time to first token and inter-token latency percentiles, failed requests;
   2. the time to first token of a chat's second turn on a ~1,000-token history, with the
      prefix cache and without (a second server started with --no-prefix-caching);
-  3. with --soak SECONDS, concurrency 64 for that long: every request must finish.
+  3. with --soak SECONDS, concurrency 64 for that long: every request must end properly
+     (each choice's finish_reason, the usage chunk with max_tokens tokens, [DONE] last);
+     failed and lost (sent, never answered) requests are counted, and the exit status is 1
+     if there are any.
 Prints a Markdown table (docs/SERVING.md holds the committed one). Only the standard
 library: the clients speak HTTP and server-sent events themselves.
 
@@ -43,7 +46,11 @@ def start_server(binary, model, *extra):
 
 
 def stream(host, port, path, body):
-    """One streamed request: (ok, error, ttft, inter-token gaps, completion tokens)."""
+    """One streamed request: (ok, error, ttft, inter-token gaps, completion tokens).
+
+    A stream ends properly when every choice got its finish_reason, the usage chunk came
+    (completion_tokens equal to max_tokens when the request ignores EOS), and [DONE] is last;
+    anything else is a failure with the reason."""
     start = time.perf_counter()
     conn = http.client.HTTPConnection(host, port, timeout=600)
     try:
@@ -52,21 +59,26 @@ def stream(host, port, path, body):
         response = conn.getresponse()
         if response.status != 200:
             return False, f"HTTP {response.status}: {response.read()[:200]!r}", None, [], 0
-        ttft, last, gaps, tokens, done = None, None, [], 0, False
+        ttft, last, gaps, tokens, done, finished, usage = None, None, [], 0, False, set(), False
         for raw in response:
             line = raw.decode().strip()
             if not line.startswith("data: "):
                 continue
+            if done:
+                return False, "data after [DONE]", None, [], 0
             data = line[6:]
             if data == "[DONE]":
                 done = True
-                break
+                continue
             chunk = json.loads(data)
             if "error" in chunk:
                 return False, chunk["error"]["message"], None, [], 0
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
+                usage = True
             for choice in chunk.get("choices", []):
+                if choice.get("finish_reason"):
+                    finished.add(choice["index"])
                 text = choice.get("text") or (choice.get("delta") or {}).get("content")
                 if text:
                     now = time.perf_counter()
@@ -77,8 +89,14 @@ def stream(host, port, path, body):
                     last = now
         if not done:
             return False, "stream ended without [DONE]", None, [], 0
+        if finished != set(range(body.get("n", 1))):
+            return False, f"finish_reason for choices {sorted(finished)} only", None, [], 0
+        if not usage:
+            return False, "no usage chunk", None, [], 0
+        if body.get("ignore_eos") and tokens != body["max_tokens"] * body.get("n", 1):
+            return False, f"{tokens} tokens instead of {body['max_tokens']}", None, [], 0
         return True, None, ttft, gaps, tokens
-    except (OSError, http.client.HTTPException, json.JSONDecodeError) as e:
+    except (OSError, http.client.HTTPException, json.JSONDecodeError, UnicodeDecodeError) as e:
         return False, repr(e), None, [], 0
     finally:
         conn.close()
@@ -92,7 +110,11 @@ def percentile(values, q):
 
 
 def load(host, port, clients, seconds, max_tokens):
+    """N clients sending requests back to back for `seconds`. A request is lost when it was
+    sent but neither finished nor failed within 300 s after the others (a client thread
+    still waiting)."""
     results, lock = [], threading.Lock()
+    sent = [0] * clients
     deadline = time.perf_counter() + seconds
 
     def client(i):
@@ -100,24 +122,30 @@ def load(host, port, clients, seconds, max_tokens):
         while time.perf_counter() < deadline:
             body = {"prompt": PROMPTS[(i + n) % len(PROMPTS)], "max_tokens": max_tokens, "temperature": 0.8,
                     "seed": i * 1000 + n, "ignore_eos": True}
+            with lock:
+                sent[i] += 1
             outcome = stream(host, port, "/v1/completions", body)
             with lock:
                 results.append(outcome)
             n += 1
 
     start = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=max(0.0, deadline + 300 - time.perf_counter()))
     wall = time.perf_counter() - start
+    with lock:
+        results = list(results)
+        lost = sum(sent) - len(results)
     ok = [r for r in results if r[0]]
     failed = [r for r in results if not r[0]]
     ttft = [r[2] for r in ok if r[2] is not None]
     gaps = [g for r in ok for g in r[3]]
-    return {"clients": clients, "requests": len(ok), "failed": len(failed), "errors": [r[1] for r in failed][:3],
-            "wall": wall, "rps": len(ok) / wall, "tps": sum(r[4] for r in ok) / wall,
+    return {"clients": clients, "requests": len(ok), "failed": len(failed), "lost": lost,
+            "errors": [r[1] for r in failed][:3], "wall": wall, "rps": len(ok) / wall,
+            "tps": sum(r[4] for r in ok) / wall,
             "ttft": [percentile(ttft, q) for q in (50, 90, 99)], "itl": [percentile(gaps, q) for q in (50, 90, 99)]}
 
 
@@ -162,6 +190,7 @@ def main():
     parser.add_argument("--server-args", default="", help="more kestrel-server flags, e.g. --no-batch-invariant")
     args = parser.parse_args()
     extra = ["--max-sequences", str(args.max_sequences), *args.server_args.split()]
+    status = 0  # 1 when the soak had failed or lost requests
 
     proc, host, port = start_server(args.server, args.model, *extra)
     try:
@@ -184,8 +213,13 @@ def main():
                   f"{by_level[16]['tps'] / by_level[1]['tps']:.2f}x")
         if args.soak:
             r = load(host, port, 64, args.soak, args.max_tokens)
-            print(f"\nsoak: concurrency 64 for {r['wall']:.0f} s: {r['requests']} requests finished, "
-                  f"{r['failed']} failed {r['errors']}")
+            print(f"\nsoak: concurrency 64 for {r['wall']:.0f} s: {r['requests']} requests ended properly "
+                  f"(finish_reason, usage with {args.max_tokens} tokens, [DONE]), {r['failed']} failed, "
+                  f"{r['lost']} lost; {r['tps']:.1f} generated tokens/s")
+            if r["errors"]:
+                print(f"  errors: {r['errors']}")
+            if r["failed"] or r["lost"]:
+                status = 1
     finally:
         proc.kill()
         proc.wait()
@@ -203,7 +237,8 @@ def main():
         print(f"\nsecond chat turn on a {history}-token history, time to first token (median of 3): "
               f"{ms(with_cache)} ms with the prefix cache, {ms(without_cache)} ms without "
               f"({without_cache / with_cache:.1f}x)")
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -164,6 +164,26 @@ void constraint(const json& body, kestrel::ConstraintOptions& out) {
   out.json_schema = (*spec)["schema"].dump();
 }
 
+// Log-probabilities. Completions: "logprobs": n in [0, 5] (the n most likely tokens at each
+// position; 0: the chosen token's only). Chat: "logprobs": true, "top_logprobs": n in
+// [0, 20] (only with logprobs true).
+void logprobs(const json& body, bool chat, kestrel::OutputOptions& out) {
+  if (chat) {
+    out.logprobs = boolean(body, "logprobs", false);
+    out.top_logprobs = static_cast<int>(integer(body, "top_logprobs", 0, 0, kestrel::kMaxTopLogprobs));
+    if (field(body, "top_logprobs") && !out.logprobs)
+      refuse("top_logprobs", "'top_logprobs' needs 'logprobs': true");
+    return;
+  }
+  if (field(body, "top_logprobs"))
+    refuse("top_logprobs", "'top_logprobs' is a chat parameter; /v1/completions takes 'logprobs': an integer in [0, 5]");
+  const json* v = field(body, "logprobs");
+  if (!v) return;
+  if (v->is_boolean()) refuse("logprobs", "'logprobs' must be an integer in [0, 5] for /v1/completions");
+  out.logprobs = true;
+  out.top_logprobs = static_cast<int>(integer(body, "logprobs", 0, 0, 5));
+}
+
 // Decoding beyond sampling, as extensions (the openai client's extra_body):
 //   "use_beam_search": true (vLLM's name), "best_of": beams (default max(n, 4)),
 //   "length_penalty", "early_stopping" (true, false or "never"): n best hypotheses;
@@ -173,6 +193,7 @@ void beam_and_speculative(const json& body, kestrel::GenerationRequest& g) {
   if (boolean(body, "use_beam_search", false)) {
     if (g.sampling.temperature != 0)
       refuse("use_beam_search", "'use_beam_search' needs temperature 0 (beam search does not sample)");
+    if (g.output.logprobs) refuse("logprobs", "'logprobs' does not combine with 'use_beam_search'");
     const int n = g.num_return_sequences;
     g.beam.num_beams = static_cast<int>(integer(body, "best_of", std::max(n, 4), std::max(n, 2), 64));
     g.beam.length_penalty = static_cast<float>(number(body, "length_penalty", 1.0, -10.0, 10.0));
@@ -226,12 +247,6 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
     if (!options->is_object()) refuse("stream_options", "'stream_options' must be an object");
     request.include_usage = boolean(*options, "include_usage", false);
   }
-  const json* logprobs = field(body, "logprobs");
-  if ((logprobs && !(logprobs->is_boolean() && !logprobs->get<bool>()) &&
-       !(logprobs->is_number_integer() && logprobs->get<int64_t>() == 0)) ||
-      field(body, "top_logprobs"))
-    throw ApiError(400, "logprobs / top_logprobs are not supported by this server yet", "logprobs", "unsupported");
-
   kestrel::GenerationRequest& g = request.generation;
   g.prompt_ids = chat ? chat_prompt(body, served) : completion_prompt(body, served);
   const int prompt = static_cast<int>(g.prompt_ids.size());
@@ -270,6 +285,7 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
     s.seed = std::random_device{}();
   }
   constraint(body, g.constraint);
+  logprobs(body, chat, g.output);
   g.num_return_sequences = static_cast<int>(integer(body, "n", 1, 1, served.max_sequences));
   beam_and_speculative(body, g);
   // n identical greedy completions are one completion repeated: ask for sampling (or beams).

@@ -33,8 +33,8 @@ struct ApiRequest {
 //   stream, stream_options.include_usage, max_tokens (chat: also max_completion_tokens;
 //   default: 16 for completions, the rest of the context for chat), temperature
 //   (default 1), top_p, top_k, min_p, seed (default: random), stop (string or up to 4),
-//   presence_penalty, frequency_penalty, repetition_penalty, n, ignore_eos.
-// logprobs / top_logprobs other than off are refused (not supported yet).
+//   presence_penalty, frequency_penalty, repetition_penalty, n, ignore_eos, logprobs
+//   (completions: an integer in [0, 5]; chat: a boolean, with top_logprobs in [0, 20]).
 ApiRequest parse_request(std::string_view body, Endpoint endpoint, const ServedModel& served);
 
 }  // namespace kestrel_server

@@ -1,5 +1,7 @@
 #include "openai_response.h"
 
+#include "logprobs_json.h"
+
 namespace kestrel_server {
 
 using nlohmann::json;
@@ -52,6 +54,12 @@ json full_response(const ResponseHeader& h, const kestrel::GenerationResult& res
   json choices = json::array();
   for (int i = 0; i < completions(result); ++i) {
     json choice = {{"index", i}, {"logprobs", nullptr}, {"finish_reason", finish_reason(finish_of(result, i))}};
+    if (h.logprobs_tokenizer) {
+      const bool own = result.sequences.empty();
+      const auto& tokens = own ? result.tokens : result.sequences[static_cast<size_t>(i)].tokens;
+      const auto& logprobs = own ? result.logprobs : result.sequences[static_cast<size_t>(i)].logprobs;
+      choice["logprobs"] = logprobs_json(*h.logprobs_tokenizer, h.endpoint, tokens, logprobs, text_of(result, i));
+    }
     if (h.endpoint == Endpoint::chat_completions)
       choice["message"] = {{"role", "assistant"}, {"content", text_of(result, i)}};
     else
@@ -64,9 +72,9 @@ json full_response(const ResponseHeader& h, const kestrel::GenerationResult& res
 }
 
 namespace {
-json chunk_with(const ResponseHeader& h, int index, json delta_or_text, json reason) {
+json chunk_with(const ResponseHeader& h, int index, json delta_or_text, json reason, json logprobs = nullptr) {
   json out = envelope(h, true);
-  json choice = {{"index", index}, {"logprobs", nullptr}, {"finish_reason", std::move(reason)}};
+  json choice = {{"index", index}, {"logprobs", std::move(logprobs)}, {"finish_reason", std::move(reason)}};
   if (h.endpoint == Endpoint::chat_completions)
     choice["delta"] = std::move(delta_or_text);
   else
@@ -76,8 +84,9 @@ json chunk_with(const ResponseHeader& h, int index, json delta_or_text, json rea
 }
 }  // namespace
 
-json text_chunk(const ResponseHeader& h, int index, const std::string& text) {
-  return chunk_with(h, index, h.endpoint == Endpoint::chat_completions ? json{{"content", text}} : json(text), nullptr);
+json text_chunk(const ResponseHeader& h, int index, const std::string& text, json logprobs) {
+  return chunk_with(h, index, h.endpoint == Endpoint::chat_completions ? json{{"content", text}} : json(text), nullptr,
+                    std::move(logprobs));
 }
 
 json role_chunk(const ResponseHeader& h, int index) {

@@ -16,6 +16,8 @@ struct ResponseHeader {
   int64_t created = 0;
   std::string model;
   Endpoint endpoint = Endpoint::completions;
+  // Set when the request asked for logprobs: spells the tokens (logprobs_json.h).
+  const kestrel::Tokenizer* logprobs_tokenizer = nullptr;
 };
 
 // OpenAI's finish_reason: "stop" (a stop token or string), "length"; null otherwise.
@@ -24,7 +26,9 @@ nlohmann::json finish_reason(kestrel::FinishReason reason);
 // The whole response of a finished request (stream false).
 nlohmann::json full_response(const ResponseHeader& header, const kestrel::GenerationResult& result);
 // A chunk carrying new text of completion `index` (chat: a delta with the content).
-nlohmann::json text_chunk(const ResponseHeader& header, int index, const std::string& text);
+// `logprobs`: the entries of the tokens this text completes (logprobs_json.h), or null.
+nlohmann::json text_chunk(const ResponseHeader& header, int index, const std::string& text,
+                          nlohmann::json logprobs = nullptr);
 // Chat only: the first chunk of completion `index`, announcing the assistant's role.
 nlohmann::json role_chunk(const ResponseHeader& header, int index);
 // The last chunk of completion `index`: no text, its finish_reason.

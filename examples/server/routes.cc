@@ -6,7 +6,9 @@
 #include <random>
 
 #include "api_error.h"
+#include "logprobs_json.h"
 #include "openai_response.h"
+#include "peer_watch.h"
 
 namespace kestrel_server {
 
@@ -56,6 +58,9 @@ struct Stream {
   LatencyRecorder latency;
   bool started = false;
   Clock::time_point last_write = Clock::now();
+  // With logprobs, per completion: its tokens waiting for their text, and its text so far.
+  std::vector<LogprobsAligner> aligners;
+  std::vector<std::string> texts;
 };
 
 bool write_event(httplib::DataSink& sink, const std::string& data) {
@@ -75,8 +80,17 @@ bool provide(Stream& s, httplib::DataSink& sink) {
   const bool more = s.handle->next(events, std::chrono::milliseconds(100));
   for (const kestrel::TokenEvent& e : events) {
     s.latency.record(e);
-    if (e.text.empty()) continue;
-    if (!write_event(sink, to_text(text_chunk(s.header, e.sequence, e.text)))) return false;
+    json logprobs = nullptr;
+    if (s.header.logprobs_tokenizer && e.logprobs) {
+      const auto i = static_cast<size_t>(e.sequence);
+      while (s.aligners.size() <= i) s.aligners.emplace_back(*s.header.logprobs_tokenizer, s.header.endpoint);
+      s.texts.resize(s.aligners.size());
+      s.aligners[i].add(e.token, *e.logprobs);
+      s.texts[i] += e.text;
+      logprobs = s.aligners[i].release(s.texts[i]);
+    }
+    if (e.text.empty()) continue;  // the tokens' entries wait for their text
+    if (!write_event(sink, to_text(text_chunk(s.header, e.sequence, e.text, std::move(logprobs))))) return false;
     s.last_write = Clock::now();
   }
   if (more) {
@@ -123,13 +137,18 @@ void generate(const httplib::Request& req, httplib::Response& res, Endpoint endp
   }
   const bool chat = endpoint == Endpoint::chat_completions;
   ResponseHeader header{random_id(chat ? "chatcmpl-" : "cmpl-"), static_cast<int64_t>(std::time(nullptr)),
-                        served.id, endpoint};
+                        served.id, endpoint,
+                        api.generation.output.logprobs ? &served.model->tokenizer() : nullptr};
   if (!api.stream) {
+    // A client that goes away has its request cancelled: its slot and KV blocks are free
+    // at the engine's next step (checked every 50 ms).
     LatencyRecorder latency(metrics, arrived);
+    const PeerWatch peer(req);
     std::vector<kestrel::TokenEvent> events;
-    while (handle->next(events, std::chrono::milliseconds(100))) {
+    while (handle->next(events, std::chrono::milliseconds(50))) {
       for (const auto& e : events) latency.record(e);
       events.clear();
+      if (peer.closed()) handle->cancel();
     }
     for (const auto& e : events) latency.record(e);
     const kestrel::GenerationResult result = handle->wait();

@@ -4,8 +4,8 @@
 //   GET  /v1/models, GET /health, GET /metrics (Prometheus text format)
 // Errors are OpenAI error objects: 400 for a bad request, 404 for an unknown route, 413 for
 // a body over the limit, 503 with Retry-After when the engine's queue is full, 500 when a
-// request fails inside the engine. A streaming client that goes away has its request
-// cancelled (its slot and KV blocks freed at the engine's next step).
+// request fails inside the engine. A client that goes away, streaming or not, has its
+// request cancelled (its slot and KV blocks freed at the engine's next step).
 #pragma once
 
 #include <httplib.h>

@@ -106,6 +106,30 @@ struct ConstraintOptions {
   std::string json_schema;  // JSON Schema text; empty: none
 };
 
+// What each generated token reports besides its id (TensorRT-LLM's OutputConfig).
+// Log-probabilities are those of the model's own distribution at that position: the
+// log_softmax of the raw logits, before repetition / presence / frequency penalties,
+// temperature, top-k / top-p / min-p and any grammar mask, as OpenAI and vLLM report
+// them. They do not depend on the sampling settings, and a sampled token that the
+// filters made likely can still show a low log-probability. Off, they cost nothing; on,
+// each logits row of the request is read to the host once and scanned once (O(vocab)).
+inline constexpr int kMaxTopLogprobs = 20;
+struct OutputOptions {
+  bool logprobs = false;  // GenerationResult::logprobs and StreamEvent::logprobs
+  int top_logprobs = 0;   // the most likely tokens at each position, 0 .. kMaxTopLogprobs; needs logprobs
+};
+
+// One candidate token and its log-probability (natural log, f32).
+struct TokenLogprob {
+  int32_t token = 0;
+  float logprob = 0.0f;
+};
+// A generated token's log-probability and the top alternatives at its position.
+struct TokenLogprobs {
+  float logprob = 0.0f;
+  std::vector<TokenLogprob> top;  // OutputOptions.top_logprobs entries, most likely first (ties: lower id first)
+};
+
 struct GenerationRequest {
   std::string prompt;                        // used when prompt_ids is empty
   std::vector<int32_t> prompt_ids;           // pre-tokenized prompt
@@ -114,6 +138,7 @@ struct GenerationRequest {
   SpeculativeOptions speculative;
   BeamSearchOptions beam;
   ConstraintOptions constraint;
+  OutputOptions output;  // not with beam search
   // With beam search: the n best hypotheses. With sampling (temperature > 0): n
   // completions of the prompt, sharing its KV blocks; completion j draws with its own
   // seed (j = 0 with SamplingOptions.seed itself). Results in GenerationResult::sequences.
@@ -129,6 +154,7 @@ struct GeneratedSequence {
   std::string text;             // without the stop token or stop string
   FinishReason finish = FinishReason::length;
   double score = 0.0;           // beam search: its length-normalized log-probability
+  std::vector<TokenLogprobs> logprobs;  // with OutputOptions.logprobs: one per entry of tokens
 };
 
 struct GenerationResult {
@@ -137,6 +163,9 @@ struct GenerationResult {
   std::string text;             // generated text, without stop token or stop string
   FinishReason finish = FinishReason::length;
   std::string error;            // set when finish == error (e.g. KV cache exhausted)
+  // With OutputOptions.logprobs: one per entry of `tokens` (a stop token that ended the
+  // sequence, and tokens whose text a stop string cut, included).
+  std::vector<TokenLogprobs> logprobs;
   int cached_prompt_tokens = 0; // prompt positions taken from the prefix cache, not computed
   double prompt_seconds = 0.0;  // context phase, including the first token
   double decode_seconds = 0.0;  // generation phase
@@ -158,6 +187,7 @@ struct StreamEvent {
   int32_t token = 0;
   std::string_view text;
   int sequence = 0;    // which completion (GenerationResult::sequences) with num_return_sequences
+  const TokenLogprobs* logprobs = nullptr;  // the token's, with OutputOptions.logprobs (valid during the call)
 };
 // Return false to cancel that request's sequence (it finishes with FinishReason::cancelled).
 // In a tensor / pipeline parallel run the callback runs on every rank and rank 0's answer

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,7 @@ struct TokenEvent {
   std::string text;  // newly final text; may be empty
   int sequence = 0;  // which completion, with num_return_sequences > 1
   std::chrono::steady_clock::time_point time;  // when the engine produced it
+  std::optional<TokenLogprobs> logprobs;       // with OutputOptions.logprobs
 };
 
 namespace detail {

@@ -17,16 +17,23 @@
 
 namespace kestrel::cpu {
 
-// The per-instruction-set rows (quantized_q8_simd.h), compiled in their own files.
+// The per-instruction-set rows (quantized_q8_simd.h), compiled in their own files: one
+// weight row against T tokens (token t's activation blocks at x + t * x_stride, its result
+// into out[t * out_stride]), each weight block unpacked once for all of them.
 #define KESTREL_Q8_ROWS(ns)                                                                               \
   namespace ns {                                                                                          \
-  float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg,             \
-                 const Q8Block* x);                                                                       \
-  float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x);                 \
-  float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x);            \
-  float row_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
-  float row_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
-  float row_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
+  void rows_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg,             \
+                 const Q8Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride);          \
+  void rows_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x, int64_t x_stride, \
+                 int64_t T, float* out, int64_t out_stride);                                              \
+  void rows_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x,             \
+                     int64_t x_stride, int64_t T, float* out, int64_t out_stride);                        \
+  void rows_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                int64_t out_stride);                                                                      \
+  void rows_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                int64_t out_stride);                                                                      \
+  void rows_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                int64_t out_stride);                                                                      \
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
@@ -119,23 +126,61 @@ float row_blocks_portable(const uint8_t* q, int64_t nblocks, const Q8Block* x) {
   return total;
 }
 
+// The portable rows: token by token, the same loop for each.
+void rows_int4_portable(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x,
+                        int64_t x_stride, int64_t T, float* out, int64_t out_stride) {
+  for (int64_t t = 0; t < T; ++t) out[t * out_stride] = row_int4_portable(q, s, m, nb, bpg, x + t * x_stride);
+}
+template <class Block>
+void rows_int8_portable(const int8_t* q, const float* s, int64_t nb, int bpg, const Block* x, int64_t x_stride,
+                        int64_t T, float* out, int64_t out_stride) {
+  for (int64_t t = 0; t < T; ++t) out[t * out_stride] = row_int8_portable<Block>(q, s, nb, bpg, x + t * x_stride);
+}
+template <QuantFormat F>
+void rows_kquant_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                          int64_t out_stride) {
+  for (int64_t t = 0; t < T; ++t) out[t * out_stride] = row_kquant_portable<F>(q, nsb, x + t * x_stride);
+}
+
+using RowsKquant = void (*)(const uint8_t*, int64_t, const Q8Block*, int64_t, int64_t, float*, int64_t);
+using RowsInt8Q16 = void (*)(const int8_t*, const float*, int64_t, int, const Q16Block*, int64_t, int64_t, float*,
+                             int64_t);
+using RowsInt4 = void (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const Q8Block*, int64_t,
+                          int64_t, float*, int64_t);
+using RowsInt8 = void (*)(const int8_t*, const float*, int64_t, int, const Q8Block*, int64_t, int64_t, float*,
+                          int64_t);
+
+// out[t, m] += bias[m] for the T tokens of output row m.
+void add_bias(const float* bias, int64_t m, int64_t T, int64_t M, float* out) {
+  if (bias)
+    for (int64_t t = 0; t < T; ++t) out[t * M + m] += bias[m];
+}
+
 using RowKquant = float (*)(const uint8_t*, int64_t, const Q8Block*);
 
-// The row function of a ggml block format on an instruction set.
-RowKquant block_row(QuantFormat f, Q8Isa isa) {
+// A one-token row function over T tokens, one call per token: the block formats without a
+// multi-token kernel yet (each token's result is the same either way).
+template <RowKquant Row>
+void rows_one_by_one(const uint8_t* q, int64_t nblocks, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                     int64_t out_stride) {
+  for (int64_t t = 0; t < T; ++t) out[t * out_stride] = Row(q, nblocks, x + t * x_stride);
+}
+
+// The rows function of a ggml block format on an instruction set.
+RowsKquant block_rows(QuantFormat f, Q8Isa isa) {
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2 || isa == Q8Isa::avx512_vnni) {
     const bool v = isa == Q8Isa::avx512_vnni;
     switch (f) {
-      case QuantFormat::q4_k: return v ? q8_vnni::row_q4k : q8_avx2::row_q4k;
-      case QuantFormat::q5_k: return v ? q8_vnni::row_q5k : q8_avx2::row_q5k;
-      case QuantFormat::q6_k: return v ? q8_vnni::row_q6k : q8_avx2::row_q6k;
-      case QuantFormat::q5_0: return v ? q8_vnni::row_q5_0 : q8_avx2::row_q5_0;
-      case QuantFormat::q5_1: return v ? q8_vnni::row_q5_1 : q8_avx2::row_q5_1;
-      case QuantFormat::iq4_nl: return v ? q8_vnni::row_iq4_nl : q8_avx2::row_iq4_nl;
-      case QuantFormat::iq4_xs: return v ? q8_vnni::row_iq4_xs : q8_avx2::row_iq4_xs;
-      case QuantFormat::q2_k: return v ? q8_vnni::row_q2k : q8_avx2::row_q2k;
-      case QuantFormat::q3_k: return v ? q8_vnni::row_q3k : q8_avx2::row_q3k;
+      case QuantFormat::q4_k: return v ? q8_vnni::rows_q4k : q8_avx2::rows_q4k;
+      case QuantFormat::q5_k: return v ? q8_vnni::rows_q5k : q8_avx2::rows_q5k;
+      case QuantFormat::q6_k: return v ? q8_vnni::rows_q6k : q8_avx2::rows_q6k;
+      case QuantFormat::q5_0: return v ? rows_one_by_one<q8_vnni::row_q5_0> : rows_one_by_one<q8_avx2::row_q5_0>;
+      case QuantFormat::q5_1: return v ? rows_one_by_one<q8_vnni::row_q5_1> : rows_one_by_one<q8_avx2::row_q5_1>;
+      case QuantFormat::iq4_nl: return v ? rows_one_by_one<q8_vnni::row_iq4_nl> : rows_one_by_one<q8_avx2::row_iq4_nl>;
+      case QuantFormat::iq4_xs: return v ? rows_one_by_one<q8_vnni::row_iq4_xs> : rows_one_by_one<q8_avx2::row_iq4_xs>;
+      case QuantFormat::q2_k: return v ? rows_one_by_one<q8_vnni::row_q2k> : rows_one_by_one<q8_avx2::row_q2k>;
+      case QuantFormat::q3_k: return v ? rows_one_by_one<q8_vnni::row_q3k> : rows_one_by_one<q8_avx2::row_q3k>;
       default: break;
     }
   }
@@ -143,21 +188,18 @@ RowKquant block_row(QuantFormat f, Q8Isa isa) {
   (void)isa;
 #endif
   switch (f) {
-    case QuantFormat::q4_k: return row_kquant_portable<QuantFormat::q4_k>;
-    case QuantFormat::q5_k: return row_kquant_portable<QuantFormat::q5_k>;
-    case QuantFormat::q6_k: return row_kquant_portable<QuantFormat::q6_k>;
-    case QuantFormat::q5_0: return row_blocks_portable<QuantFormat::q5_0>;
-    case QuantFormat::q5_1: return row_blocks_portable<QuantFormat::q5_1>;
-    case QuantFormat::iq4_nl: return row_blocks_portable<QuantFormat::iq4_nl>;
-    case QuantFormat::iq4_xs: return row_blocks_portable<QuantFormat::iq4_xs>;
-    case QuantFormat::q2_k: return row_blocks_portable<QuantFormat::q2_k>;
-    case QuantFormat::q3_k: return row_blocks_portable<QuantFormat::q3_k>;
-    default: throw Error(ErrorCategory::internal, std::string("block_row: ") + to_string(f) + " is not a block format");
+    case QuantFormat::q4_k: return rows_kquant_portable<QuantFormat::q4_k>;
+    case QuantFormat::q5_k: return rows_kquant_portable<QuantFormat::q5_k>;
+    case QuantFormat::q6_k: return rows_kquant_portable<QuantFormat::q6_k>;
+    case QuantFormat::q5_0: return rows_one_by_one<row_blocks_portable<QuantFormat::q5_0>>;
+    case QuantFormat::q5_1: return rows_one_by_one<row_blocks_portable<QuantFormat::q5_1>>;
+    case QuantFormat::iq4_nl: return rows_one_by_one<row_blocks_portable<QuantFormat::iq4_nl>>;
+    case QuantFormat::iq4_xs: return rows_one_by_one<row_blocks_portable<QuantFormat::iq4_xs>>;
+    case QuantFormat::q2_k: return rows_one_by_one<row_blocks_portable<QuantFormat::q2_k>>;
+    case QuantFormat::q3_k: return rows_one_by_one<row_blocks_portable<QuantFormat::q3_k>>;
+    default: throw Error(ErrorCategory::internal, std::string("block_rows: ") + to_string(f) + " is not a block format");
   }
 }
-using RowInt8Q16 = float (*)(const int8_t*, const float*, int64_t, int, const Q16Block*);
-using RowInt4 = float (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const Q8Block*);
-using RowInt8 = float (*)(const int8_t*, const float*, int64_t, int, const Q8Block*);
 
 }  // namespace
 
@@ -239,17 +281,18 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
   xq_buffer.resize(static_cast<size_t>(T * nb));
   Q16Block* const xq = xq_buffer.data();
   for (int64_t t = 0; t < T; ++t) quantize_row_q16(x.ptr<float>() + t * K, K, xq + t * nb);
-  RowInt8Q16 row = row_int8_portable<Q16Block>;
+  RowsInt8Q16 rows = rows_int8_portable<Q16Block>;
 #if defined(__x86_64__)
-  if (isa == Q8Isa::avx2) row = q8_avx2::row_int8_q16;
-  if (isa == Q8Isa::avx512_vnni) row = q8_vnni::row_int8_q16;
+  if (isa == Q8Isa::avx2) rows = q8_avx2::rows_int8_q16;
+  if (isa == Q8Isa::avx512_vnni) rows = q8_vnni::rows_int8_q16;
 #endif
   const auto* q8 = static_cast<const int8_t*>(w.data.data);
   const auto* scales32 = static_cast<const float*>(w.scales.data);
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t t = 0; t < T; ++t)
-        out[t * M + m] = row(q8 + m * K, scales32 + m * G, nb, bpg, xq + t * nb) + (bias ? bias[m] : 0.0f);
+    for (int64_t m = m0; m < m1; ++m) {
+      rows(q8 + m * K, scales32 + m * G, nb, bpg, xq, nb, T, out + m, M);
+      add_bias(bias, m, T, M, out);
+    }
   });
 }
 
@@ -260,11 +303,13 @@ void kquant_rows(const Q8Block* xq, int64_t T, const QuantizedWeight& w, const f
                  int threads, Q8Isa isa) {
   const int64_t K = w.cols, M = w.rows, nsb = K / kquant::block_columns(w.format), nb = K / 32;
   const int64_t row_bytes = nsb * kquant::block_bytes(w.format);
-  const RowKquant row = block_row(w.format, isa);
+  const RowsKquant rows = block_rows(w.format, isa);
   const auto* q = static_cast<const uint8_t*>(w.data.data);
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m)
-      for (int64_t t = 0; t < T; ++t) out[t * M + m] = row(q + m * row_bytes, nsb, xq + t * nb) + (bias ? bias[m] : 0.0f);
+    for (int64_t m = m0; m < m1; ++m) {
+      rows(q + m * row_bytes, nsb, xq, nb, T, out + m, M);
+      add_bias(bias, m, T, M, out);
+    }
   });
 }
 
@@ -285,15 +330,15 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   Q8Block* const xq = xq_buffer.data();
   for (int64_t t = 0; t < T; ++t) quantize_row_q8(x.ptr<float>() + t * K, K, xq + t * nb);
 
-  RowInt4 row4 = row_int4_portable;
-  RowInt8 row8 = row_int8_portable<Q8Block>;
+  RowsInt4 rows4 = rows_int4_portable;
+  RowsInt8 rows8 = rows_int8_portable<Q8Block>;
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2) {
-    row4 = q8_avx2::row_int4;
-    row8 = q8_avx2::row_int8;
+    rows4 = q8_avx2::rows_int4;
+    rows8 = q8_avx2::rows_int8;
   } else if (isa == Q8Isa::avx512_vnni) {
-    row4 = q8_vnni::row_int4;
-    row8 = q8_vnni::row_int8;
+    rows4 = q8_vnni::rows_int4;
+    rows8 = q8_vnni::rows_int8;
   }
 #endif
   if (kquant::is_block_format(w.format)) {
@@ -306,14 +351,15 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   const auto* mins16 = static_cast<const uint16_t*>(w.mins.data);
   const auto* scales32 = static_cast<const float*>(w.scales.data);
   const bool int4 = w.format == QuantFormat::int4;
+  // Each weight row against all T tokens at once (a block unpacked once for them); every
+  // (token, output) sum in the order of a one-token call, so batches give the same bits.
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
     for (int64_t m = m0; m < m1; ++m) {
-      for (int64_t t = 0; t < T; ++t) {
-        const Q8Block* xt = xq + t * nb;
-        const float v = int4 ? row4(q4 + m * G * (w.group_size / 2), scales16 + m * G, mins16 + m * G, nb, bpg, xt)
-                             : row8(q8 + m * K, scales32 + m * G, nb, bpg, xt);
-        out[t * M + m] = v + (bias ? bias[m] : 0.0f);
-      }
+      if (int4)
+        rows4(q4 + m * G * (w.group_size / 2), scales16 + m * G, mins16 + m * G, nb, bpg, xq, nb, T, out + m, M);
+      else
+        rows8(q8 + m * K, scales32 + m * G, nb, bpg, xq, nb, T, out + m, M);
+      add_bias(bias, m, T, M, out);
     }
   });
 }

@@ -37,7 +37,9 @@ void quantize_row_q8(const float* x, int64_t K, Q8Block* out);
 void quantize_row_q16(const float* x, int64_t K, Q16Block* out);
 
 // out[t, m] = sum over blocks of row m of w with token t's blocks (+ bias[m]), for the
-// T rows of x ([T, K] f32); OpenMP over output rows. An int8 weight with
+// T rows of x ([T, K] f32); threads over output rows. Each weight row meets up to 4 tokens
+// at once (a block unpacked once for them); every (t, m) sum is taken in the order of a
+// call with token t alone, so the result does not depend on T or the thread count. An int8 weight with
 // precise_activations takes 16-bit activation blocks instead of 8-bit ones.
 void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
                  Q8Isa isa);

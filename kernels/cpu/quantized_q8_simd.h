@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "cpu/quantized_q8_block.h"  // nothing inline but this file's own functions
 #include "kquant_blocks.h"            // static functions: this file's own copies
@@ -40,80 +41,123 @@ inline float hsum(__m256 v) {
 
 inline __m256i load_q8(const Q8Block& x) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.q)); }
 
-// One int4 row (nb blocks of 16 bytes; f16 scale and min per group of `bpg` blocks).
-inline float dot_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t nb, int bpg,
-                      const Q8Block* x) {
+// Every row function below takes NT tokens at once (x[t]: token t's activation blocks,
+// out[t]: its result): each weight block is loaded and unpacked once and applied to the NT
+// tokens, and each token keeps its own accumulators, updated in exactly the order of NT = 1,
+// so a token's result is the same bits whatever NT and whichever tokens it is computed with
+// (batch invariance). The NT independent accumulator chains also keep more FMAs in flight.
+
+// Blocks go to accumulator b & 1 (two chains per token), walked in pairs so that the
+// index is known at compile time and the accumulators stay in registers.
+template <class Block>
+inline void pairs_of_blocks(int64_t nb, int bpg, Block&& block) {
+  int64_t g = 0;
+  int j = 0;  // block b is the j-th of group g
+  const auto next = [&] {
+    if (++j == bpg) {
+      j = 0;
+      ++g;
+    }
+  };
+  int64_t b = 0;
+  for (; b + 2 <= nb; b += 2) {
+    block(b, g, std::integral_constant<int, 0>{});
+    next();
+    block(b + 1, g, std::integral_constant<int, 1>{});
+    next();
+  }
+  if (b < nb) block(b, g, std::integral_constant<int, 0>{});
+}
+
+// int4 rows (nb blocks of 16 bytes; f16 scale and min per group of `bpg` blocks; a short
+// last group has fewer blocks).
+template <int NT>
+inline void dot_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t nb, int bpg,
+                     const Q8Block* const* x, float* out) {
   const __m256i low = _mm256_set1_epi8(0x0f);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  float min_total = 0.0f;
-  for (int64_t g = 0, b = 0; b < nb; ++g) {
+  __m256 acc[NT][2];
+  float min_total[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    min_total[t] = 0.0f;
+  }
+  pairs_of_blocks(nb, bpg, [&](int64_t b, int64_t g, auto k) {
     const float s = _cvtsh_ss(scales[g]), m = _cvtsh_ss(mins[g]);
-    for (int j = 0; j < bpg && b < nb; ++j, ++b) {  // a short last group has fewer blocks
-      const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
-      const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
-      const __m256 p = _mm256_cvtepi32_ps(int_dot(w, load_q8(x[b])));
-      acc[b & 1] = _mm256_fmadd_ps(p, _mm256_set1_ps(s * x[b].d), acc[b & 1]);
-      min_total += m * x[b].sum;
+    const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16 * b));
+    const __m256i w = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(raw, 4), raw), low);
+    for (int t = 0; t < NT; ++t) {
+      const Q8Block& xb = x[t][b];
+      const __m256 p = _mm256_cvtepi32_ps(int_dot(w, load_q8(xb)));
+      acc[t][k] = _mm256_fmadd_ps(p, _mm256_set1_ps(s * xb.d), acc[t][k]);
+      min_total[t] += m * xb.sum;
     }
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) + min_total;
+  });
+  for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + min_total[t];
 }
 
-// One int8 row (nb blocks of 32 bytes; f32 scale per group of `bpg` blocks).
-inline float dot_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q8Block* x) {
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t g = 0, b = 0; b < nb; ++g) {
+// int8 rows (nb blocks of 32 bytes; f32 scale per group of `bpg` blocks).
+template <int NT>
+inline void dot_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q8Block* const* x,
+                     float* out) {
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  pairs_of_blocks(nb, bpg, [&](int64_t b, int64_t g, auto k) {
     const float s = scales[g];
-    for (int j = 0; j < bpg && b < nb; ++j, ++b) {
-      const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q + 32 * b));
+    const __m256i w_abs = _mm256_sign_epi8(w, w);
+    for (int t = 0; t < NT; ++t) {
       // |w| x (x with w's sign): unsigned x signed, the same products.
-      const __m256i p32 = int_dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load_q8(x[b]), w));
-      acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * x[b].d), acc[b & 1]);
+      const __m256i p32 = int_dot(w_abs, _mm256_sign_epi8(load_q8(x[t][b]), w));
+      acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * x[t][b].d), acc[t][k]);
     }
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1]));
+  });
+  for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
-// One int8 row against 16-bit activations: the weights sign-extended to 16 bits, pairs
+// int8 rows against 16-bit activations: the weights sign-extended to 16 bits, pairs
 // multiplied and added into int32 (vpmaddwd, or vpdpwssd with VNNI).
-inline float dot_int8_q16(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x) {
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  for (int64_t g = 0, b = 0; b < nb; ++g) {
+template <int NT>
+inline void dot_int8_q16(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* const* x,
+                         float* out) {
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+  pairs_of_blocks(nb, bpg, [&](int64_t b, int64_t g, auto k) {
     const float s = scales[g];
-    for (int j = 0; j < bpg && b < nb; ++j, ++b) {
-      const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
-      const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
-      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q));
-      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x[b].q + 16));
+    const __m256i w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b)));
+    const __m256i w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 32 * b + 16)));
+    for (int t = 0; t < NT; ++t) {
+      const Q16Block& xb = x[t][b];
+      const __m256i x0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q));
+      const __m256i x1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xb.q + 16));
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
       const __m256i p32 = _mm256_dpwssd_epi32(_mm256_madd_epi16(w0, x0), w1, x1);
 #else
       const __m256i p32 = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
 #endif
-      acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * x[b].d), acc[b & 1]);
+      acc[t][k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(s * xb.d), acc[t][k]);
     }
-  }
-  return hsum(_mm256_add_ps(acc[0], acc[1]));
+  });
+  for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
-// Activation block s of super-block sb.
-inline const Q8Block& xb_at(const Q8Block* x, int64_t sb, int s) { return x[8 * sb + s]; }
-
 // --- K-quant rows (kquant_blocks.h): nsb super-blocks of 8 sub-blocks of 32 columns, each
-// sub-block against its own Q8 activation block.
+// sub-block against its own Q8 activation block (x[t][8 * sb + s]).
 
 // Q4_K / Q5_K: a pair of sub-blocks shares 32 bytes of nibbles (low: the even one, high:
 // the odd one); Q5_K adds bit s of its 32 qh bytes as the fifth bit of sub-block s. The
 // unsigned weights (<= 31) go straight into the unsigned side of the integer product.
-template <bool kFive>
-inline float dot_q45k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+template <bool kFive, int NT>
+inline void dot_q45k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, float* out) {
   constexpr int kBytes = kFive ? 176 : 144, kNibbles = kFive ? 48 : 16;
   const __m256i low = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
-  float min_total = 0.0f;
+  __m256 acc[NT][2];
+  float min_total[NT];
+  for (int t = 0; t < NT; ++t) {
+    acc[t][0] = acc[t][1] = _mm256_setzero_ps();
+    min_total[t] = 0.0f;
+  }
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const uint8_t* block = q + kBytes * sb;
-    const Q8Block* xb = x + 8 * sb;
     const float d = _cvtsh_ss(static_cast<uint16_t>(block[0] | (block[1] << 8)));
     const float dmin = _cvtsh_ss(static_cast<uint16_t>(block[2] | (block[3] << 8)));
     const __m256i qh = kFive ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16)) : __m256i{};
@@ -126,22 +170,27 @@ inline float dot_q45k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
           w[j] = _mm256_or_si256(w[j], _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, s), one), 4));
         int sc = 0, m = 0;
         kquant::get_scale_min(s, block + 4, sc, m);
-        const __m256 p = _mm256_cvtepi32_ps(int_dot(w[j], load_q8(xb[s])));
-        acc[j] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * static_cast<float>(sc) * xb[s].d), acc[j]);
-        min_total -= dmin * static_cast<float>(m) * xb[s].sum;
+        for (int t = 0; t < NT; ++t) {
+          const Q8Block& xb = x[t][8 * sb + s];
+          const __m256 p = _mm256_cvtepi32_ps(int_dot(w[j], load_q8(xb)));
+          acc[t][j] = _mm256_fmadd_ps(p, _mm256_set1_ps(d * static_cast<float>(sc) * xb.d), acc[t][j]);
+          min_total[t] -= dmin * static_cast<float>(m) * xb.sum;
+        }
       }
     }
   }
-  return hsum(_mm256_add_ps(acc[0], acc[1])) + min_total;
+  for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1])) + min_total[t];
 }
 
 // Q6_K: per half of 128 columns, 64 bytes of low nibbles and 32 of high bit pairs; the
 // 6-bit value minus 32 is signed, so its sign moves onto the activations as for int8. The
 // two 16-column halves of a sub-block have their own scales: the integer product's lanes
 // 0-3 cover columns 0-15 and lanes 4-7 columns 16-31.
-inline float dot_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
+template <int NT>
+inline void dot_q6k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, float* out) {
   const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
-  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  __m256 acc[NT][2];
+  for (int t = 0; t < NT; ++t) acc[t][0] = acc[t][1] = _mm256_setzero_ps();
   for (int64_t sb = 0; sb < nsb; ++sb) {
     const uint8_t* block = q + 210 * sb;
     const auto* scales = reinterpret_cast<const int8_t*>(block + 192);
@@ -155,18 +204,25 @@ inline float dot_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
         const __m256i nib = r < 2 ? _mm256_and_si256(ql[r], low) : _mm256_and_si256(_mm256_srli_epi16(ql[r - 2], 4), low);
         const __m256i hi = _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * r), three), 4);
         const __m256i w = _mm256_sub_epi8(_mm256_or_si256(nib, hi), bias);
-        const __m256i p32 = int_dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(load_q8(xb_at(x, sb, s)), w));
-        const float dx = d * xb_at(x, sb, s).d;
-        const __m256 sc = _mm256_set_m128(_mm_set1_ps(dx * static_cast<float>(scales[8 * h + 2 * r + 1])),
-                                          _mm_set1_ps(dx * static_cast<float>(scales[8 * h + 2 * r])));
-        acc[r & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sc, acc[r & 1]);
+        const __m256i w_abs = _mm256_sign_epi8(w, w);
+        const float s_lo = static_cast<float>(scales[8 * h + 2 * r]), s_hi = static_cast<float>(scales[8 * h + 2 * r + 1]);
+        for (int t = 0; t < NT; ++t) {
+          const Q8Block& xb = x[t][8 * sb + s];
+          const __m256i p32 = int_dot(w_abs, _mm256_sign_epi8(load_q8(xb), w));
+          const float dx = d * xb.d;
+          const __m256 sc = _mm256_set_m128(_mm_set1_ps(dx * s_hi), _mm_set1_ps(dx * s_lo));
+          acc[t][r & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), sc, acc[t][r & 1]);
+        }
       }
     }
   }
-  return hsum(_mm256_add_ps(acc[0], acc[1]));
+  for (int t = 0; t < NT; ++t) out[t] = hsum(_mm256_add_ps(acc[t][0], acc[t][1]));
 }
 
 // --- The other ggml block formats (kquant_blocks.h) ------------------------------------
+
+// Activation block s of super-block sb.
+inline const Q8Block& xb_at(const Q8Block* x, int64_t sb, int s) { return x[8 * sb + s]; }
 
 // Signed weights (|w| <= 127) against a Q8 block: |w| x (x with w's sign).
 inline __m256i signed_dot(__m256i w, __m256i x) { return int_dot(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)); }
@@ -306,19 +362,60 @@ inline float dot_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
   return hsum(_mm256_sub_ps(acc, acc_min));
 }
 
-// The entry points quantized_q8_cpu.cc calls (declared there), one set per instruction set.
-float row_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x) {
-  return dot_int4(q, s, m, nb, bpg, x);
+// T tokens in groups of up to kTokens (4: 8 accumulators, with the unpacked weights and the
+// products, fit AVX2's 16 vector registers): x_t = x + t * x_stride, result t into
+// out[t * out_stride].
+constexpr int kTokens = 4;
+template <class Block, class Kernel>
+inline void for_tokens(const Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride, Kernel&& kernel) {
+  for (int64_t t0 = 0; t0 < T; t0 += kTokens) {
+    const int n = static_cast<int>(T - t0 < kTokens ? T - t0 : kTokens);
+    const Block* xs[kTokens] = {};
+    float r[kTokens] = {};
+    for (int t = 0; t < n; ++t) xs[t] = x + (t0 + t) * x_stride;
+    switch (n) {
+      case 4: kernel(std::integral_constant<int, 4>{}, xs, r); break;
+      case 3: kernel(std::integral_constant<int, 3>{}, xs, r); break;
+      case 2: kernel(std::integral_constant<int, 2>{}, xs, r); break;
+      default: kernel(std::integral_constant<int, 1>{}, xs, r); break;
+    }
+    for (int t = 0; t < n; ++t) out[(t0 + t) * out_stride] = r[t];
+  }
 }
-float row_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x) {
-  return dot_int8(q, s, nb, bpg, x);
+
+// The entry points quantized_q8_cpu.cc calls (declared there), one set per instruction set:
+// one weight row against the T tokens' activation blocks (token t's at x + t * x_stride),
+// token t's result into out[t * out_stride].
+void rows_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x,
+               int64_t x_stride, int64_t T, float* out, int64_t out_stride) {
+  for_tokens(x, x_stride, T, out, out_stride,
+             [&](auto nt, const Q8Block* const* xs, float* r) { dot_int4<decltype(nt)::value>(q, s, m, nb, bpg, xs, r); });
 }
-float row_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x) {
-  return dot_int8_q16(q, s, nb, bpg, x);
+void rows_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x, int64_t x_stride, int64_t T,
+               float* out, int64_t out_stride) {
+  for_tokens(x, x_stride, T, out, out_stride,
+             [&](auto nt, const Q8Block* const* xs, float* r) { dot_int8<decltype(nt)::value>(q, s, nb, bpg, xs, r); });
 }
-float row_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q45k<false>(q, nsb, x); }
-float row_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q45k<true>(q, nsb, x); }
-float row_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q6k(q, nsb, x); }
+void rows_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride,
+                   int64_t T, float* out, int64_t out_stride) {
+  for_tokens(x, x_stride, T, out, out_stride,
+             [&](auto nt, const Q16Block* const* xs, float* r) { dot_int8_q16<decltype(nt)::value>(q, s, nb, bpg, xs, r); });
+}
+void rows_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+              int64_t out_stride) {
+  for_tokens(x, x_stride, T, out, out_stride,
+             [&](auto nt, const Q8Block* const* xs, float* r) { dot_q45k<false, decltype(nt)::value>(q, nsb, xs, r); });
+}
+void rows_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+              int64_t out_stride) {
+  for_tokens(x, x_stride, T, out, out_stride,
+             [&](auto nt, const Q8Block* const* xs, float* r) { dot_q45k<true, decltype(nt)::value>(q, nsb, xs, r); });
+}
+void rows_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+              int64_t out_stride) {
+  for_tokens(x, x_stride, T, out, out_stride,
+             [&](auto nt, const Q8Block* const* xs, float* r) { dot_q6k<decltype(nt)::value>(q, nsb, xs, r); });
+}
 float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<false>(q, nb, x); }
 float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<true>(q, nb, x); }
 float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_iq4_nl(q, nb, x); }

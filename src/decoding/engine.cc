@@ -106,7 +106,8 @@ std::shared_ptr<RequestHandle> Engine::submit(const GenerationRequest& request) 
       {
         std::lock_guard lock(state->mutex);
         state->events.push_back({event.token, std::string(event.text), event.sequence,
-                                 std::chrono::steady_clock::now()});
+                                 std::chrono::steady_clock::now(),
+                                 event.logprobs ? std::optional<TokenLogprobs>(*event.logprobs) : std::nullopt});
       }
       state->changed.notify_all();
     }

@@ -53,6 +53,13 @@ void check_speculative(const SpeculativeOptions& o, size_t i, const Model& model
                     std::to_string(p.tensor_parallel) + " x pp " + std::to_string(p.pipeline_parallel) + ")");
 }
 
+void check_output_options(const OutputOptions& o, size_t i) {
+  if (o.top_logprobs < 0 || o.top_logprobs > kMaxTopLogprobs)
+    bad(i, "OutputOptions.top_logprobs = " + std::to_string(o.top_logprobs) + " (must be in [0, " +
+               std::to_string(kMaxTopLogprobs) + "])");
+  if (o.top_logprobs > 0 && !o.logprobs) bad(i, "OutputOptions.top_logprobs > 0 needs OutputOptions.logprobs");
+}
+
 void check_beams_and_samples(const GenerationRequest& r, size_t i, const Model& model, const SessionOptions& session) {
   const BeamSearchOptions& b = r.beam;
   const int n = r.num_return_sequences;
@@ -83,6 +90,7 @@ void check_beams_and_samples(const GenerationRequest& r, size_t i, const Model& 
     unsupported("a SamplingOptions penalty");
   if (!r.stop.stop_strings.empty()) unsupported("StopOptions.stop_strings");
   if (r.speculative.method != SpeculativeMethod::none) unsupported("SpeculativeOptions.method");
+  if (r.output.logprobs) unsupported("OutputOptions.logprobs");
   const ParallelInfo& p = model.parallel();
   if (p.tensor_parallel * p.pipeline_parallel > 1)
     throw Error(ErrorCategory::unsupported, "request " + std::to_string(i) +

@@ -22,6 +22,9 @@ void check_speculative(const SpeculativeOptions& options, size_t index, const Mo
 void check_beams_and_samples(const GenerationRequest& request, size_t index, const Model& model,
                              const SessionOptions& session);
 
+// Checks OutputOptions: top_logprobs in [0, kMaxTopLogprobs], and only with logprobs.
+void check_output_options(const OutputOptions& options, size_t index);
+
 // Checks ConstraintOptions: at most one of grammar / json_schema, which must parse (or
 // convert), and no beam search, speculative decoding or tensor / pipeline parallel run.
 void check_constraint_options(const GenerationRequest& request, size_t index, const Model& model);

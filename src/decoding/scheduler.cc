@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "decoding/beam_search.h"
+#include "decoding/logprobs.h"
 #include "decoding/request_checks.h"
 #include "decoding/speculative.h"
 #include "kestrel/error.h"
@@ -41,6 +42,7 @@ void Scheduler::check(Job& job, const detail::SessionState& session, bool has_dr
   check_speculative(job.request.speculative, job.index, model, has_draft);
   check_beams_and_samples(job.request, job.index, model, session.options);
   check_constraint_options(job.request, job.index, model);
+  check_output_options(job.request.output, job.index);
   job.constraint = compile_constraint(job.request, job.index, model.tokenizer());
   if (job.request.beam.num_beams == 1 && job.request.num_return_sequences > 1)
     job.result.sequences.resize(static_cast<size_t>(job.request.num_return_sequences));
@@ -114,7 +116,7 @@ bool Scheduler::stream(Job& job, const StreamEvent& event) {
 void Scheduler::complete(Job& job) {
   GenerationResult& result = job.result;
   if (!result.sequences.empty() && result.sequences[0].tokens.empty())
-    result.sequences[0] = {result.tokens, result.text, result.finish, 0.0};
+    result.sequences[0] = {result.tokens, result.text, result.finish, 0.0, result.logprobs};
   if (job.on_finished) job.on_finished(job);
 }
 
@@ -167,6 +169,23 @@ std::vector<int32_t>& Scheduler::tokens_of(const Sequence& seq) {
   GenerationResult& result = seq.job->result;
   return seq.sample == 0 ? result.tokens : result.sequences[seq.sample].tokens;
 }
+
+std::vector<TokenLogprobs>& Scheduler::logprobs_of(const Sequence& seq) {
+  GenerationResult& result = seq.job->result;
+  return seq.sample == 0 ? result.logprobs : result.sequences[seq.sample].logprobs;
+}
+
+std::vector<float> Scheduler::logits_for_logprobs(bool wanted, int rows) {
+  std::vector<float> logits;
+  if (!wanted || rows == 0) return logits;
+  logits.resize(static_cast<size_t>(rows) * static_cast<size_t>(s_.model->config().vocab_size));
+  runner_.read_logits(rows, logits.data());
+  return logits;
+}
+
+namespace {
+bool wants_logprobs(const Job& job) { return job.request.output.logprobs; }
+}  // namespace
 
 // Runs a step after the copy-on-write its reservations asked for.
 void Scheduler::run_step(std::span<const StepSlice> slices, bool generation) {
@@ -330,11 +349,9 @@ void Scheduler::verify_step(std::span<Draft> drafts, int rows) {
   // Full rule: the model's distributions at every position, read before sampling
   // (which applies penalties to the logits in place).
   const size_t V = static_cast<size_t>(s_.model->config().vocab_size);
-  std::vector<float> logits;
-  if (!drafts.back().by_sampling()) {
-    logits.resize(static_cast<size_t>(rows) * V);
-    runner_.read_logits(rows, logits.data());
-  }
+  const bool any_logprobs =
+      std::any_of(drafts.begin(), drafts.end(), [](const Draft& d) { return wants_logprobs(*d.seq->job); });
+  const std::vector<float> logits = logits_for_logprobs(any_logprobs || !drafts.back().by_sampling(), rows);
   // Compare rule: the model samples at each position as plain decoding would there (the
   // same history, step and draw), and the draft holds while the two agree.
   std::vector<std::vector<int32_t>> generated;  // per row: generated + drafted before it
@@ -357,6 +374,7 @@ void Scheduler::verify_step(std::span<Draft> drafts, int rows) {
 
   std::vector<Sequence*> seqs;
   std::vector<std::vector<int32_t>> accepted_tokens;
+  std::vector<std::vector<TokenLogprobs>> accepted_logprobs;
   size_t row = 0;
   for (Draft& d : drafts) {
     Sequence& seq = *d.seq;
@@ -375,6 +393,14 @@ void Scheduler::verify_step(std::span<Draft> drafts, int rows) {
       }
       verdict = verify_draft(d.tokens, d.q, p, seq.row.seed, tokens_of(seq).size());
     }
+    std::vector<int32_t> out(d.tokens.begin(), d.tokens.begin() + verdict.accepted);
+    out.push_back(verdict.next);
+    std::vector<TokenLogprobs> out_logprobs;
+    if (wants_logprobs(*seq.job))
+      for (size_t j = 0; j < out.size(); ++j) {
+        const std::span<const float> r(logits.data() + (row + j) * V, V);
+        out_logprobs.push_back(RowLogprobs(r, seq.job->request.output.top_logprobs).of(r, out[j]));
+      }
     row += static_cast<size_t>(n) + 1;
     GenerationResult& result = seq.job->result;
     result.drafted_tokens += n;
@@ -384,12 +410,11 @@ void Scheduler::verify_step(std::span<Draft> drafts, int rows) {
     s_.kv->truncate(seq.blocks, seq.cached);
     if (drafter_ && seq.job->request.speculative.method == SpeculativeMethod::draft_model)
       drafter_->keep(seq.key, seq.cached);
-    std::vector<int32_t> out(d.tokens.begin(), d.tokens.begin() + verdict.accepted);
-    out.push_back(verdict.next);
     seqs.push_back(&seq);
     accepted_tokens.push_back(std::move(out));
+    accepted_logprobs.push_back(std::move(out_logprobs));
   }
-  advance_all(seqs, accepted_tokens);
+  advance_all(seqs, accepted_tokens, accepted_logprobs);
 }
 
 // Takes KV blocks for `positions`; on exhaustion the request ends with an error.
@@ -417,11 +442,27 @@ void Scheduler::sample_and_advance(std::vector<Sequence*> seqs) {
     seq->row.step = generated.size();
     inputs.push_back({seq->row, seq->prompt, generated});
   }
+  // Sequence i samples from logits row i. Log-probabilities: each wanted row's normalizer and
+  // top tokens before sampling; the token's own after it (a grammar may redraw it).
+  const bool any_logprobs = std::any_of(seqs.begin(), seqs.end(), [](const Sequence* q) { return wants_logprobs(*q->job); });
+  const std::vector<float> logits = logits_for_logprobs(any_logprobs, static_cast<int>(seqs.size()));
+  const size_t V = static_cast<size_t>(s_.model->config().vocab_size);
+  std::vector<std::optional<RowLogprobs>> row_logprobs(seqs.size());
+  for (size_t i = 0; i < seqs.size(); ++i)
+    if (wants_logprobs(*seqs[i]->job))
+      row_logprobs[i].emplace(std::span<const float>(logits.data() + i * V, V), seqs[i]->job->request.output.top_logprobs);
+  const std::vector<Sequence*> rows = seqs;
   std::vector<int32_t> tokens = runner_.sample(inputs);
-  apply_constraints(seqs, tokens);
+  apply_constraints(seqs, tokens);  // may drop sequences (kept in order)
   std::vector<std::vector<int32_t>> per_seq;
-  for (int32_t t : tokens) per_seq.push_back({t});
-  advance_all(seqs, per_seq);
+  std::vector<std::vector<TokenLogprobs>> per_seq_logprobs(seqs.size());
+  for (size_t i = 0, r = 0; i < seqs.size(); ++i, ++r) {
+    while (rows[r] != seqs[i]) ++r;
+    per_seq.push_back({tokens[i]});
+    if (row_logprobs[r])
+      per_seq_logprobs[i].push_back(row_logprobs[r]->of(std::span<const float>(logits.data() + r * V, V), tokens[i]));
+  }
+  advance_all(seqs, per_seq, per_seq_logprobs);
 }
 
 // Constrained decoding (decoding/constraint.h): the token of sequence i (logits row i) is
@@ -457,11 +498,13 @@ void Scheduler::apply_constraints(std::vector<Sequence*>& seqs, std::vector<int3
 
 // Appends each sequence's new tokens in order, stopping at the first that finishes it or
 // that its callback cancels.
-void Scheduler::advance_all(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens) {
+void Scheduler::advance_all(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                            const std::vector<std::vector<TokenLogprobs>>& logprobs) {
   std::vector<uint8_t> cancel(seqs.size());
   for (size_t i = 0; i < seqs.size(); ++i)
-    for (int32_t token : tokens[i]) {
-      cancel[i] = advance(*seqs[i], token) ? 1 : 0;
+    for (size_t j = 0; j < tokens[i].size(); ++j) {
+      const int32_t token = tokens[i][j];
+      cancel[i] = advance(*seqs[i], token, j < logprobs[i].size() ? &logprobs[i][j] : nullptr) ? 1 : 0;
       if (cancel[i] || seqs[i]->finished) break;
     }
   // Every rank of a parallel run must retire the same sequences: rank 0's callback decides.
@@ -474,7 +517,7 @@ void Scheduler::advance_all(const std::vector<Sequence*>& seqs, const std::vecto
 
 // Appends the token, streams it and finishes the sequence if a stop condition holds;
 // returns true when the callback asked to cancel a sequence that goes on otherwise.
-bool Scheduler::advance(Sequence& seq, int32_t token) {
+bool Scheduler::advance(Sequence& seq, int32_t token, const TokenLogprobs* logprobs) {
   GenerationResult& result = seq.job->result;
   const GenerationRequest& request = seq.job->request;
   std::vector<int32_t>& tokens = tokens_of(seq);
@@ -483,6 +526,7 @@ bool Scheduler::advance(Sequence& seq, int32_t token) {
     if (seq.sample == 0) result.prompt_seconds = seconds_since(seq.started);
   }
   tokens.push_back(token);
+  if (logprobs) logprobs_of(seq).push_back(*logprobs);
   if (seq.constraint) seq.constraint->accept(token);
 
   std::optional<FinishReason> finish_reason;
@@ -503,7 +547,7 @@ bool Scheduler::advance(Sequence& seq, int32_t token) {
     finish_reason = FinishReason::length;
   if (finish_reason) piece += seq.matcher.flush();
 
-  const bool wants_cancel = !stream(*seq.job, StreamEvent{seq.job->index, token, piece, seq.sample});
+  const bool wants_cancel = !stream(*seq.job, StreamEvent{seq.job->index, token, piece, seq.sample, logprobs});
   if (finish_reason) finish(seq, *finish_reason, seq.matcher.text());
   return wants_cancel && !finish_reason;
 }

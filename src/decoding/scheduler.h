@@ -102,6 +102,11 @@ class Scheduler {
   void admit();
   std::vector<Sequence*> fork(Sequence& parent, int row, int first_row);
   std::vector<int32_t>& tokens_of(const Sequence& seq);
+  std::vector<TokenLogprobs>& logprobs_of(const Sequence& seq);
+  // Logits rows [0, rows) on the host, row-major [rows, V], when `wanted` (a sequence of
+  // the step asks for log-probabilities); read before sampling, which applies penalties to
+  // them in place. Empty otherwise: nothing is read.
+  std::vector<float> logits_for_logprobs(bool wanted, int rows);
   void run_step(std::span<const StepSlice> slices, bool generation);
   void prefill();
   void decode();
@@ -113,8 +118,10 @@ class Scheduler {
   bool reserve(Sequence& seq, int positions);
   void sample_and_advance(std::vector<Sequence*> seqs);
   void apply_constraints(std::vector<Sequence*>& seqs, std::vector<int32_t>& tokens);
-  void advance_all(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens);
-  bool advance(Sequence& seq, int32_t token);
+  // tokens[i]: sequence i's new tokens; logprobs[i] (empty when not wanted): theirs.
+  void advance_all(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                   const std::vector<std::vector<TokenLogprobs>>& logprobs);
+  bool advance(Sequence& seq, int32_t token, const TokenLogprobs* logprobs);
   bool stream(Job& job, const StreamEvent& event);
   void finish(Sequence& seq, FinishReason reason, const std::string& text);
   void complete(Job& job);

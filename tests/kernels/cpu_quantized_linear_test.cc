@@ -338,6 +338,54 @@ TEST(QuantizedQ8Isa, EveryInstructionSetAgreesWithThePortableLoop) {
   }
 }
 
+// The multi-token rows (a weight block unpacked once for up to 4 tokens): on every
+// instruction set, format and thread count, a call with T tokens gives each token the bits
+// of a call with that token alone (T covers whole groups of 4 and every remainder).
+TEST(QuantizedQ8Isa, ManyTokensGiveTheBitsOfOneTokenCalls) {
+  for (QuantFormat format :
+       {QuantFormat::int4, QuantFormat::int8, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k,
+        QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl, QuantFormat::iq4_xs, QuantFormat::q2_k,
+        QuantFormat::q3_k}) {
+    const bool blocks = kquant::is_block_format(format);
+    for (int group : {32, 64, 0}) {
+      if ((format != QuantFormat::int8 && group == 0) || (blocks && group != 32)) continue;
+      for (bool precise : {false, true}) {
+        if (precise && format != QuantFormat::int8) continue;  // 16-bit blocks: int8 only
+        const int64_t K = blocks ? 512 : 576;
+        const QuantCase c{format, blocks ? kquant::block_columns(format) : group, 29, K, 11, false};
+        HostQuantizedWeight q = testing::random_quantized(c, 300 + group);
+        QuantizedWeight w = q.view();
+        w.precise_activations = precise;
+        std::vector<float> bias = random_floats(static_cast<size_t>(c.M), 302, -1.0f, 1.0f);
+        for (cpu::Q8Isa isa : {cpu::Q8Isa::portable, cpu::Q8Isa::avx2, cpu::Q8Isa::avx512_vnni}) {
+          if (!cpu::q8_isa_available(isa)) {
+            std::cout << "[ note ] " << cpu::to_string(isa) << " not on this processor\n";
+            continue;
+          }
+          for (int64_t T : {1, 2, 3, 4, 5, 7, 8, 11}) {
+            std::vector<float> x = random_floats(static_cast<size_t>(T * c.K), 301 + T, -2.0f, 2.0f);
+            std::vector<float> one(static_cast<size_t>(c.M));
+            std::vector<std::vector<float>> alone;
+            for (int64_t t = 0; t < T; ++t) {
+              cpu::q8_dot_path(TensorView(x.data() + t * c.K, DType::f32, {1, c.K}), w, bias.data(), one.data(), 1, isa);
+              alone.push_back(one);
+            }
+            for (int threads : {1, 2, 3}) {
+              std::vector<float> all(static_cast<size_t>(T * c.M), NAN);
+              cpu::q8_dot_path(TensorView(x.data(), DType::f32, {T, c.K}), w, bias.data(), all.data(), threads, isa);
+              for (int64_t t = 0; t < T; ++t)
+                for (int64_t m = 0; m < c.M; ++m)
+                  ASSERT_EQ(all[static_cast<size_t>(t * c.M + m)], alone[static_cast<size_t>(t)][static_cast<size_t>(m)])
+                      << to_string(format) << " group " << group << " precise " << precise << " "
+                      << cpu::to_string(isa) << " T " << T << " threads " << threads << " t " << t << " m " << m;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, CpuQuantizedLinearTest, ::testing::ValuesIn(testing::quant_cases()),
                          [](const auto& info) { return testing::quant_case_name(info.param); });
 

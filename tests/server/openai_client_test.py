@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """kestrel-server against the official `openai` Python client (and raw HTTP where the client
 would hide the status): both endpoints streamed and not, 32 concurrent greedy requests equal
-to the same requests one by one, a streaming client that disconnects, and every bad input
+to the same requests one by one, logprobs in OpenAI's shapes, clients that disconnect (streaming
+or not), and every bad input
 answered by an OpenAI error object with the right status while the server keeps serving.
 
 usage: openai_client_test.py --venv DIR --server BIN --model PATH
@@ -12,8 +13,10 @@ and is killed at the end, whatever happens.
 import argparse
 import concurrent.futures
 import json
+import math
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -240,6 +243,120 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertEqual(now["kestrel_running_sequences"], 0)
         self.assertLess(now["kestrel_generation_tokens_total"] - before["kestrel_generation_tokens_total"], 400)
 
+    def check_completion_logprobs(self, choice, n):
+        lp = choice.logprobs
+        self.assertEqual(len(lp.tokens), len(lp.token_logprobs))
+        self.assertEqual(len(lp.tokens), len(lp.top_logprobs))
+        self.assertEqual("".join(lp.tokens), choice.text)  # ASCII prompts: no split characters
+        self.assertEqual(lp.text_offset, [len("".join(lp.tokens[:i])) for i in range(len(lp.tokens))])
+        for chosen, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            self.assertLessEqual(logprob, 0.0)
+            self.assertIn(len(top), (n, n + 1))  # n most likely, plus the chosen one when not among them
+            self.assertAlmostEqual(top[chosen], logprob, places=6)
+            self.assertLessEqual(sum(math.exp(v) for v in top.values()), 1.0 + 1e-5)
+
+    def test_completion_logprobs_greedy_streamed_and_stopped(self):
+        whole = self.complete("The capital of France is", max_tokens=10, logprobs=5,
+                              extra_body={"ignore_eos": True})
+        choice = whole.choices[0]
+        self.assertEqual(len(choice.logprobs.tokens), 10)
+        self.check_completion_logprobs(choice, 5)
+        for logprob, top in zip(choice.logprobs.token_logprobs, choice.logprobs.top_logprobs):
+            self.assertEqual(len(top), 5)  # greedy: the chosen token is among the top 5,
+            self.assertEqual(logprob, max(top.values()))  # and the most likely
+        # Streamed: the same tokens and values, chunk by chunk with their text.
+        chunks = list(self.complete("The capital of France is", max_tokens=10, logprobs=5, stream=True,
+                                    extra_body={"ignore_eos": True}))
+        tokens, values, offsets = [], [], []
+        for c in chunks:
+            if c.choices[0].logprobs:
+                lp = c.choices[0].logprobs
+                self.assertEqual("".join(lp.tokens), c.choices[0].text)
+                tokens += lp.tokens
+                values += lp.token_logprobs
+                offsets += lp.text_offset
+        self.assertEqual(tokens, choice.logprobs.tokens)
+        self.assertEqual(values, choice.logprobs.token_logprobs)
+        self.assertEqual(offsets, choice.logprobs.text_offset)
+        # The distribution is the model's: a teacher-forced request (the prompt plus the first
+        # k generated tokens, as ids) gives the k-th token the same log-probability.
+        # (Teacher forcing through text: when the prompt plus those tokens tokenizes back to the
+        # same ids, which the token counts show.)
+        forced = "The capital of France is" + "".join(choice.logprobs.tokens[:3])
+        nxt = self.complete(forced, max_tokens=1, logprobs=5)
+        if nxt.usage.prompt_tokens == whole.usage.prompt_tokens + 3:
+            self.assertEqual(nxt.choices[0].logprobs.tokens[0], choice.logprobs.tokens[3])
+            self.assertAlmostEqual(nxt.choices[0].logprobs.token_logprobs[0], choice.logprobs.token_logprobs[3],
+                                   places=4)
+        # A stop string: tokens cut away entirely are not reported; the rest spell the text.
+        stop = choice.logprobs.tokens[4]
+        cut = self.complete("The capital of France is", max_tokens=10, logprobs=2, stop=[stop],
+                            extra_body={"ignore_eos": True}).choices[0]
+        self.assertEqual(cut.finish_reason, "stop")
+        self.assertEqual(cut.text, "".join(choice.logprobs.tokens[:4]))
+        self.assertEqual(cut.logprobs.tokens, choice.logprobs.tokens[:4])
+        self.check_completion_logprobs(cut, 2)
+        # logprobs 0: the chosen token's only; sampled requests report them too.
+        zero = self.complete("Once upon a time", max_tokens=4, logprobs=0).choices[0]
+        self.assertTrue(all(len(top) == 1 for top in zero.logprobs.top_logprobs))
+        sampled = self.client.completions.create(model=self.model, prompt="Once upon a time", max_tokens=8,
+                                                 temperature=1.5, seed=3, n=2, logprobs=3,
+                                                 extra_body={"ignore_eos": True})
+        for c in sampled.choices:
+            self.check_completion_logprobs(c, 3)
+        off = self.complete("Once upon a time", max_tokens=2)
+        self.assertIsNone(off.choices[0].logprobs)
+
+    def test_chat_logprobs(self):
+        messages = [{"role": "user", "content": "What is the capital of France?"}]
+        whole = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                    max_tokens=12, logprobs=True, top_logprobs=4)
+        content = whole.choices[0].logprobs.content
+        self.assertEqual("".join(t.token for t in content), whole.choices[0].message.content)
+        for t in content:
+            self.assertEqual(bytes(t.bytes).decode("utf-8", "replace"), t.token)
+            self.assertEqual(len(t.top_logprobs), 4)
+            self.assertEqual(t.logprob, max(a.logprob for a in t.top_logprobs))  # greedy
+            self.assertEqual([a.logprob for a in t.top_logprobs],
+                             sorted((a.logprob for a in t.top_logprobs), reverse=True))
+        stream = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0,
+                                                     max_tokens=12, logprobs=True, top_logprobs=4, stream=True)
+        streamed = [t for c in stream if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+        self.assertEqual([(t.token, t.logprob) for t in streamed], [(t.token, t.logprob) for t in content])
+        plain = self.client.chat.completions.create(model=self.model, messages=messages, temperature=0, max_tokens=2,
+                                                    logprobs=True)
+        self.assertTrue(all(t.top_logprobs == [] for t in plain.choices[0].logprobs.content))
+
+    def test_disconnect_of_a_whole_request_cancels_it(self):
+        """A client of a non-streaming request that goes away: noticed while it waits (the
+        server peeks at the socket every 50 ms), the request is cancelled, slot and blocks freed."""
+        before = metrics(self.base)
+        host, port = self.base[len("http://"):].split(":")
+        body = json.dumps({"prompt": "Once upon a time", "max_tokens": 400, "temperature": 0, "ignore_eos": True})
+        sock = socket.create_connection((host, int(port)))
+        sock.sendall((f"POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {len(body)}\r\n\r\n{body}").encode())
+        deadline = time.time() + 30
+        while time.time() < deadline:  # until it is generating
+            now = metrics(self.base)
+            if now["kestrel_generation_tokens_total"] - before["kestrel_generation_tokens_total"] >= 3:
+                break
+            time.sleep(0.02)
+        at_close = metrics(self.base)["kestrel_generation_tokens_total"]
+        sock.close()
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            now = metrics(self.base)
+            if now["kestrel_requests_finished_total"] > before["kestrel_requests_finished_total"] and \
+                    now["kestrel_kv_blocks_used"] == 0 and now["kestrel_running_sequences"] == 0:
+                break
+            time.sleep(0.02)
+        self.assertGreater(now["kestrel_requests_finished_total"], before["kestrel_requests_finished_total"])
+        self.assertEqual(now["kestrel_kv_blocks_used"], 0)
+        self.assertEqual(now["kestrel_running_sequences"], 0)
+        # Cancelled within a few steps of the close, far from its 400 tokens.
+        self.assertLess(now["kestrel_generation_tokens_total"] - at_close, 40)
+
     def test_bad_inputs(self):
         openai = self.openai
         cases = [
@@ -252,7 +369,10 @@ class OpenAIClientTest(unittest.TestCase):
             ("unknown model", {"prompt": "hi", "model": "gpt-4"}, 400, "model"),
             ("prompt over the context", {"prompt": "hello " * 600}, 400, "prompt"),
             ("max_tokens over the limit", {"prompt": "hi", "max_tokens": 100000}, 400, "max_tokens"),
-            ("logprobs", {"prompt": "hi", "logprobs": 2}, 400, "logprobs"),
+            ("logprobs over 5", {"prompt": "hi", "logprobs": 6}, 400, "logprobs"),
+            ("logprobs negative", {"prompt": "hi", "logprobs": -1}, 400, "logprobs"),
+            ("logprobs not an integer", {"prompt": "hi", "logprobs": True}, 400, "logprobs"),
+            ("top_logprobs on completions", {"prompt": "hi", "top_logprobs": 2}, 400, "top_logprobs"),
             ("body over the limit", json.dumps({"prompt": "x" * 70000}).encode(), 413, None),
         ]
         for name, body, status, param in cases:
@@ -265,6 +385,15 @@ class OpenAIClientTest(unittest.TestCase):
         got, _, error = raw(self.base, "/v1/chat/completions", {"messages": [{"role": "robot", "content": "x"}]},
                             method="POST")
         self.assertEqual((got, error["error"]["param"]), (400, "messages[0].role"))
+        chat_cases = [({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+                      ({"logprobs": True, "top_logprobs": -1}, "top_logprobs"),
+                      ({"top_logprobs": 3}, "top_logprobs"),
+                      ({"logprobs": 1}, "logprobs")]
+        for extra, param in chat_cases:
+            with self.subTest(extra=extra):
+                got, _, error = raw(self.base, "/v1/chat/completions",
+                                    {"messages": [{"role": "user", "content": "hi"}], **extra}, method="POST")
+                self.assertEqual((got, error["error"]["param"]), (400, param), error)
         with self.assertRaises(openai.BadRequestError) as raised:
             self.client.completions.create(model="no-such-model", prompt="hi")
         self.assertEqual(raised.exception.code, "model_not_found")
