@@ -46,7 +46,8 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
   app.add_option("--quant", args.quant,
                  "Linear weights: auto (as the file stores them: a GGUF's quantized blocks stay quantized), "
                  "none (all in --dtype), int8 or int4 (quantized at load), w8a8 (int8 weights per channel and "
-                 "int8 activations per token; prefill on int8 GEMMs)")
+                 "int8 activations per token; prefill on int8 GEMMs), fp8 (E4M3 weights per channel, activations "
+                 "rounded to E4M3 per token)")
       ->capture_default_str();
   app.add_option("--quant-group-size", args.quant_group_size,
                  "Columns per quantization group, a multiple of 32 (0: per channel for int8, "
