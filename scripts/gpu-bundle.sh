@@ -127,8 +127,19 @@ done
 for b in "${binaries[@]}"; do patchelf --set-rpath '$ORIGIN/../lib' "$b"; done
 for l in "$stage"/lib/*.so*; do chmod u+w "$l"; patchelf --set-rpath '$ORIGIN' "$l"; done
 
-cp -r tests/fixtures "$stage/fixtures"
-find "$stage/fixtures" \( -name '*.py' -o -name '__pycache__' \) -prune -exec rm -rf {} +
+# The fixtures the CUDA tests read (tests/{kernels,models}/cuda_*, MoeCuda): the Hugging Face
+# folders and two K-quant files. GGUF copies, tokenizer cases and the other quant files
+# stay home: the working tree's tests/fixtures (48 MB, random weights that do not compress)
+# cannot travel beside the bundle, so the device call leaves it out (docs/GPU.md).
+mkdir -p "$stage/fixtures/kquant"
+for f in tests/fixtures/*; do
+  case "$(basename "$f")" in
+    *.gguf | *.py | __pycache__ | kquant | spm-* | llamacpp-quants | tiny-llama-gguf) ;;
+    *) cp -r "$f" "$stage/fixtures/" ;;
+  esac
+done
+cp tests/fixtures/kquant/tiny256-Q4_K_M.gguf tests/fixtures/kquant/tiny256-Q5_K_M.gguf \
+   tests/fixtures/kquant/reference.json "$stage/fixtures/kquant/"
 cp scripts/gpu-run.sh "$stage/run.sh"
 cp scripts/compare-speed-hf.py "$stage/"
 chmod +x "$stage/run.sh"
@@ -149,7 +160,12 @@ mkdir -p "$(dirname "$out")"
 tar -C "$stage_parent" -czf "$out" kestrel-gpu-bundle
 size=$(stat -c %s "$out")
 echo "gpu-bundle: $out ($(( size / 1024 / 1024 )) MiB; $(du -sh "$stage" | cut -f1) unpacked)"
-if (( size > 40 * 1024 * 1024 )); then
-  echo "gpu-bundle: over 40 MiB: it may not travel beside the working tree (64 MiB in all)" >&2
+# What travels with the device call: the bundle and the working tree without tests/fixtures
+# (set aside for the call, docs/GPU.md); 64 MiB in all, 4 MiB kept in hand.
+tree=$(git ls-files -z -- . ':!tests/fixtures' | xargs -0 stat -c %s 2>/dev/null | awk '{s += $1} END {print s + 0}')
+travel=$(( size + tree ))
+echo "gpu-bundle: with the working tree less tests/fixtures ($(( tree / 1024 / 1024 )) MiB): $(( travel / 1024 / 1024 )) MiB travel"
+if (( travel > 60 * 1024 * 1024 )); then
+  echo "gpu-bundle: over 60 MiB with the working tree: it may not travel (64 MiB in all)" >&2
   exit 1
 fi

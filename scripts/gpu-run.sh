@@ -36,7 +36,9 @@ started=$(date +%s)
 mkdir -p "$out"
 logs="$(mktemp -d)/logs"
 mkdir -p "$logs"
-export KESTREL_FIXTURE_DIR="$here/fixtures"
+# The bundle's fixtures (what the CUDA tests read), unless the caller names others (ctest
+# bundle.scrubbed_env runs the CPU tests, which read them all, with the source tree's).
+export KESTREL_FIXTURE_DIR="${KESTREL_FIXTURE_DIR:-$here/fixtures}"
 
 status=0
 results=()

@@ -1,6 +1,6 @@
 # ctest bundle.scrubbed_env: the GPU bundle (scripts/gpu-bundle.sh) packed from this build
 # tree, unpacked into a fresh folder and run with a scrubbed environment (env -i: no
-# LD_LIBRARY_PATH, no KESTREL_* variables), so that a library missing from the bundle, or a
+# LD_LIBRARY_PATH, no KESTREL_* variables but the fixture folder), so that a library missing from the bundle, or a
 # path into the source or build tree, fails here rather than on the GPU machine.
 # Runs the bundle's own checks: `libraries` (every library from the bundle, or one the bundle
 # leaves to the machine) and `cpu` (the CPU tests of the three suites, from the bundle).
@@ -29,7 +29,9 @@ foreach(part run.sh MANIFEST PROVIDED bin/kestrel-bench bin/kestrel_kernels_test
   endif()
 endforeach()
 
-execute_process(COMMAND env -i PATH=/usr/bin:/bin HOME=${WORK_DIR} OUT=${WORK_DIR}/out "${bundle}/run.sh" libraries cpu
+# The CPU tests read every fixture; the bundle carries only what the CUDA tests read.
+execute_process(COMMAND env -i PATH=/usr/bin:/bin HOME=${WORK_DIR} OUT=${WORK_DIR}/out
+                        KESTREL_FIXTURE_DIR=${SOURCE_DIR}/tests/fixtures "${bundle}/run.sh" libraries cpu
                 WORKING_DIRECTORY "${WORK_DIR}" RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
 message(STATUS "${out}")
 if(NOT rc EQUAL 0)
