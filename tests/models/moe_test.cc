@@ -34,6 +34,16 @@ using testing::ReferencePrompt;
 
 constexpr float kLogitTolerance = 1e-4f;  // fp32 compute, max abs over all logits
 
+// kLogitTolerance, or 2e-5 of the largest reference logit where that is more: these
+// fixtures' logits reach 18, and the routing's weighted sums of expert outputs add rounding
+// (the -O1 sanitizer build, which sums in another order than -O3, measured 1.6e-4 on
+// tiny-qwen2-moe-mixed, 9e-6 of its largest logit).
+float logit_tolerance(const std::vector<float>& reference) {
+  float m = 0.0f;
+  for (float v : reference) m = std::max(m, std::fabs(v));
+  return std::max(kLogitTolerance, 2e-5f * m);
+}
+
 struct MoeCase {
   const char* name;
   const char* model;      // file or directory under tests/fixtures
@@ -103,7 +113,7 @@ TEST_P(MoeReference, LogitsAtEveryPromptPositionMatch) {
     const auto& p = prompts_[i];
     std::vector<float> logits = decoder.score(p.ids);
     ASSERT_EQ(logits.size(), p.logits.size());
-    EXPECT_LE(max_abs_diff(logits, p.logits), kLogitTolerance) << "prompt " << i << " (" << p.ids.size() << " tokens)";
+    EXPECT_LE(max_abs_diff(logits, p.logits), logit_tolerance(p.logits)) << "prompt " << i << " (" << p.ids.size() << " tokens)";
   }
   EXPECT_EQ(session.free_kv_blocks(), session.options().kv_blocks);
 }
@@ -123,13 +133,13 @@ TEST_P(MoeReference, StepsThatUseEveryExpertAndStepsThatLeaveSomeIdleMatch) {
   Session session(model_);
   Decoder decoder(session);
   for (size_t i : {longest, size_t{0}})
-    EXPECT_LE(max_abs_diff(decoder.score(prompts_[i].ids), prompts_[i].logits), kLogitTolerance) << "prompt " << i;
+    EXPECT_LE(max_abs_diff(decoder.score(prompts_[i].ids), prompts_[i].logits), logit_tolerance(prompts_[i].logits)) << "prompt " << i;
   bool found = false;
   for (size_t i = 1; i < prompts_.size() && !found; ++i)
     for (const auto& [layer, experts] : routing_[i])
       if (static_cast<int>(experts.size()) < E && experts.size() > 2) {
         found = true;
-        EXPECT_LE(max_abs_diff(decoder.score(prompts_[i].ids), prompts_[i].logits), kLogitTolerance)
+        EXPECT_LE(max_abs_diff(decoder.score(prompts_[i].ids), prompts_[i].logits), logit_tolerance(prompts_[i].logits))
             << "prompt " << i << " leaves " << E - static_cast<int>(experts.size()) << " experts of layer " << layer
             << " idle";
         break;
