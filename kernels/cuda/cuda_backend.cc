@@ -232,19 +232,11 @@ class CudaBackend final : public Backend {
     const int64_t T = x.dim(0), M = w.rows, K = w.cols;
     if (T == 0 || M == 0) return;
     if (w.format == QuantFormat::fp8_e4m3) {
-      // The activations rounded to E4M3 per token first, as an FP8 GEMM takes them, into
-      // stream-ordered memory; then the same paths as int8 on the rounded copy.
-      void* rounded = nullptr;
-      check(cudaMallocAsync(&rounded, x.bytes(), ctx_.stream), op);
-      TensorView xq(rounded, x.dtype, {T, K}, device());
-      try {
-        cuda::round_rows_fp8(ctx_, x, xq);
-        linear_from_quantized(xq, w, bias, out, op);
-      } catch (...) {
-        cudaFreeAsync(rounded, ctx_.stream);
-        throw;
-      }
-      check(cudaFreeAsync(rounded, ctx_.stream), op);
+      // The activations rounded to E4M3 per token first, as an FP8 GEMM takes them; then
+      // the same paths as int8 on the rounded copy.
+      TensorView xq(activation_scratch(x.bytes(), op), x.dtype, {T, K}, device());
+      cuda::round_rows_fp8(ctx_, x, xq);
+      linear_from_quantized(xq, w, bias, out, op);
       return;
     }
     if (w.int8_activations && T > cuda::kQuantGemvMaxTokens) {
@@ -266,31 +258,39 @@ class CudaBackend final : public Backend {
       linear_from_quantized(x, w, bias, out, op);  // cuBLAS's int8 GEMM needs K % 4 == 0
       return;
     }
-    // One stream-ordered allocation: q [T, K] i8, then (16-byte aligned) scales [T] f32,
-    // then acc [T, M] i32.
+    // In the activation scratch: q [T, K] i8, then (16-byte aligned) scales [T] f32, then
+    // acc [T, M] i32.
     const size_t q_bytes = (static_cast<size_t>(T * K) + 15) / 16 * 16;
     const size_t s_bytes = (static_cast<size_t>(T) * sizeof(float) + 15) / 16 * 16;
     const size_t acc_bytes = static_cast<size_t>(T * M) * sizeof(int32_t);
-    void* scratch = nullptr;
-    check(cudaMallocAsync(&scratch, q_bytes + s_bytes + acc_bytes, ctx_.stream), op);
-    auto* q = static_cast<int8_t*>(scratch);
-    auto* x_scales = reinterpret_cast<float*>(static_cast<char*>(scratch) + q_bytes);
-    auto* acc = reinterpret_cast<int32_t*>(static_cast<char*>(scratch) + q_bytes + s_bytes);
-    try {
-      cuda::quantize_rows_int8(ctx_, x, q, x_scales);
-      // Column-major: acc (M x T, ldc M) = w^T (w row-major [M, K] is K x M) times q (K x T).
-      const int32_t one = 1, zero = 0;
-      check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(M), static_cast<int>(T),
-                                        static_cast<int>(K), &one, w.data.data, CUDA_R_8I, static_cast<int>(K), q,
-                                        CUDA_R_8I, static_cast<int>(K), &zero, acc, CUDA_R_32I, static_cast<int>(M),
-                                        CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT),
-                   op);
-      cuda::w8a8_epilogue(ctx_, acc, x_scales, static_cast<const float*>(w.scales.data), bias, out);
-    } catch (...) {
-      cudaFreeAsync(scratch, ctx_.stream);
-      throw;
+    char* scratch = static_cast<char*>(activation_scratch(q_bytes + s_bytes + acc_bytes, op));
+    auto* q = reinterpret_cast<int8_t*>(scratch);
+    auto* x_scales = reinterpret_cast<float*>(scratch + q_bytes);
+    auto* acc = reinterpret_cast<int32_t*>(scratch + q_bytes + s_bytes);
+    cuda::quantize_rows_int8(ctx_, x, q, x_scales);
+    // Column-major: acc (M x T, ldc M) = w^T (w row-major [M, K] is K x M) times q (K x T).
+    const int32_t one = 1, zero = 0;
+    check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(M), static_cast<int>(T),
+                                      static_cast<int>(K), &one, w.data.data, CUDA_R_8I, static_cast<int>(K), q,
+                                      CUDA_R_8I, static_cast<int>(K), &zero, acc, CUDA_R_32I, static_cast<int>(M),
+                                      CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT),
+                 op);
+    cuda::w8a8_epilogue(ctx_, acc, x_scales, static_cast<const float*>(w.scales.data), bias, out);
+  }
+
+  // Device memory for the FP8 / W8A8 activation copies, kept across calls and grown (after
+  // the stream has finished with the old buffer) when a step needs more: no allocation per
+  // step once the largest step has run.
+  void* activation_scratch(size_t bytes, const char* op) {
+    if (bytes > activation_scratch_bytes_) {
+      check(cudaStreamSynchronize(ctx_.stream), op);
+      cudaFree(activation_scratch_);
+      activation_scratch_ = nullptr;
+      activation_scratch_bytes_ = 0;
+      check(cudaMalloc(&activation_scratch_, bytes), op);
+      activation_scratch_bytes_ = bytes;
     }
-    check(cudaFreeAsync(scratch, ctx_.stream), op);
+    return activation_scratch_;
   }
 
   // quantized_linear's two paths (after its checks).
@@ -458,6 +458,9 @@ class CudaBackend final : public Backend {
     attention_workspace_ = {};
     cudaFree(dequant_scratch_);
     dequant_scratch_ = nullptr;
+    cudaFree(activation_scratch_);
+    activation_scratch_ = nullptr;
+    activation_scratch_bytes_ = 0;
     cudaFree(errors_);
     errors_ = nullptr;
     if (host_errors_) cudaFreeHost(host_errors_);
@@ -531,6 +534,8 @@ class CudaBackend final : public Backend {
   void* cublas_workspace_ = nullptr;
   AttentionWorkspace attention_workspace_;
   void* dequant_scratch_ = nullptr;  // kDequantScratchBytes
+  void* activation_scratch_ = nullptr;  // activation_scratch()
+  size_t activation_scratch_bytes_ = 0;
   DeviceErrorRecord* errors_ = nullptr;       // device memory
   DeviceErrorRecord* host_errors_ = nullptr;  // pinned host memory
   LaunchContext ctx_;
