@@ -23,6 +23,7 @@ struct ModelArgs {
   kestrel::ParallelOptions parallel;
   std::string quant = "auto";
   int quant_group_size = 0;
+  bool batch_invariant = false;
 };
 
 // --tp / --pp for the examples that run under mpirun (kestrel-generate).
@@ -56,6 +57,10 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
   app.add_option("--max-sequence-tokens", args.max_sequence_tokens,
                  "Session limit on prompt + generated tokens (0: the model's context length)")
       ->capture_default_str();
+  app.add_flag("--batch-invariant,!--no-batch-invariant", args.batch_invariant,
+               "CPU: every token of a step takes the decode kernels (8-bit activations on quantized weights), "
+               "so a row's result does not depend on what else shares its step (slower prompts)")
+      ->capture_default_str();
 }
 
 // The load options the flags ask for; checks that an MPI job has tp x pp ranks.
@@ -74,6 +79,7 @@ inline kestrel::ModelOptions model_options(const ModelArgs& args) {
   options.num_threads = args.threads;
   options.quantization = kestrel::parse_quantization(args.quant, "--quant");
   options.quant_group_size = args.quant_group_size;
+  options.batch_invariant = args.batch_invariant;
   return options;
 }
 

@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
   kestrel_examples::ModelArgs model_args;
   // A context of 2048 by default: the KV pool holds every sequence at full length.
   model_args.max_sequence_tokens = 2048;
+  // A request's tokens must not depend on what it is batched with (CPU; ignored on CUDA).
+  model_args.batch_invariant = true;
   kestrel_examples::add_model_options(app, model_args);
   ServerArgs args;
   app.add_option("--host", args.host, "Address to listen on")->capture_default_str();
@@ -65,11 +67,6 @@ int main(int argc, char** argv) {
   app.add_flag("--prefix-caching,!--no-prefix-caching", args.session.prefix_caching,
                "Reuse the KV blocks of earlier requests that share a prompt prefix")
       ->capture_default_str();
-  bool batch_invariant = true;
-  app.add_flag("--batch-invariant,!--no-batch-invariant", batch_invariant,
-               "CPU: a request's tokens do not depend on what it is batched with (slower prompts on "
-               "quantized weights)")
-      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   // SIGINT / SIGTERM are taken by a thread of their own (sigwait), which stops the server:
@@ -83,7 +80,7 @@ int main(int argc, char** argv) {
 
   try {
     kestrel::ModelOptions model_options = kestrel_examples::model_options(model_args);
-    model_options.batch_invariant = batch_invariant && model_options.device.kind == kestrel::DeviceKind::cpu;
+    model_options.batch_invariant = model_args.batch_invariant && model_options.device.kind == kestrel::DeviceKind::cpu;
     std::shared_ptr<const kestrel::Model> model = kestrel::Model::load(model_args.path, model_options);
     args.session.max_sequence_tokens = model_args.max_sequence_tokens;
     kestrel::Session session(model, args.session);

@@ -1,19 +1,23 @@
 // kernels/cpu/attention_cpu.cc: fused QKV attention over the paged KV cache, shared by the
 // context phase (many new tokens per sequence) and the generation phase (one per sequence).
 //
-// Three passes over the step's tokens, each an OpenMP loop:
+// Three passes over the step's tokens, each a parallel loop:
 //   1. per token: add qkv_bias, rotate the q and k heads at the token's position;
 //   2. per token: write its k and v heads into the cache slot of its position;
 //   3. per (token, query head): causal softmax(scale q k^T) v (the scores soft-capped first
-//      when logit_softcap is set) over positions first..p of its own sequence (first = 0, or p - sliding_window + 1 with a window), reading every key
-//      and value (the new ones included) back from the cache.
+//      when logit_softcap is set) over positions first..p of its own sequence (first = 0, or p - sliding_window + 1
+//      with a window), reading every key and value (the new ones included) back from the cache.
 // Pass 3 only starts once pass 2 has finished (the implicit barrier between the loops), so a
-// token sees the keys of the earlier new tokens of its sequence.
+// token sees the keys of the earlier new tokens of its sequence. Its inner loops (the dot
+// products with a block's keys, the weighted sum of its values) are attention_rows.h's, AVX2
+// where the processor has it; a row's result depends only on the row, so prefill and decode
+// compute a position identically.
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
 
+#include "cpu/attention_rows.h"
 #include "cpu/cpu_ops.h"
 #include "cpu/thread_pool.h"
 
@@ -176,6 +180,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   const int group = nh / nkv;
   const float scale = params.scale;
   const float softcap = params.logit_softcap;
+  const AttentionRowKernels& rows = attention_rows_best();
   const int64_t work = T * nh * static_cast<int64_t>(place.max_total) * hd;  // upper bound
   parallel_for(threads_for(work, threads), T * nh, 1, [&](int64_t item0, int64_t item1) {
     thread_local std::vector<float> scores, acc;  // per thread, reused across calls
@@ -196,13 +201,11 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       const int32_t first_block = first - first % bs;
       float max_score = -INFINITY;
       for (int32_t j0 = first_block; j0 < n; j0 += bs) {
-        const float* kb = kc + cache_offset(s, j0, g);
-        for (int32_t j = std::max(j0, first); j < std::min(n, j0 + bs); ++j) {
-          const float* k = kb + static_cast<int64_t>(j - j0) * hd;
-          float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-          for (int d = 0; d < hd; ++d) dot += q[d] * k[d];
-          scores[j] = dot * scale;
+        const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);
+        rows.scores(q, kc + cache_offset(s, j0, g) + static_cast<int64_t>(j1 - j0) * hd, j2 - j1, hd,
+                    scores.data() + j1);
+        for (int32_t j = j1; j < j2; ++j) {
+          scores[j] *= scale;
           if (softcap > 0.0f) scores[j] = std::tanh(scores[j] / softcap) * softcap;
           max_score = std::max(max_score, scores[j]);
         }
@@ -215,13 +218,9 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
       }
       for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
       for (int32_t j0 = first_block; j0 < n; j0 += bs) {
-        const float* vb = vc + cache_offset(s, j0, g);
-        for (int32_t j = std::max(j0, first); j < std::min(n, j0 + bs); ++j) {
-          const float w = scores[j];
-          const float* v = vb + static_cast<int64_t>(j - j0) * hd;
-#pragma omp simd
-          for (int d = 0; d < hd; ++d) acc[d] += w * v[d];
-        }
+        const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);
+        rows.accumulate(scores.data() + j1, vc + cache_offset(s, j0, g) + static_cast<int64_t>(j1 - j0) * hd,
+                        j2 - j1, hd, acc.data());
       }
       const float inv_sum = static_cast<float>(1.0 / sum);
       float* dst = o + t * static_cast<int64_t>(nh) * hd + static_cast<int64_t>(h) * hd;

@@ -1,0 +1,29 @@
+// kernels/cpu/attention_rows.h: the inner loops of the CPU attention (attention_cpu.cc):
+// one query row against a run of consecutive cache rows (the slots of one KV block).
+//
+// Each row's arithmetic is a fixed sequence that depends only on the row itself (its query,
+// the keys and values it reads, in ascending position order), never on the other rows of the
+// step: prefill and decode compute a position identically, whatever shares the step.
+//   - scores: every dot product is summed in the same order, whether its key is computed
+//     with seven others (the 8-key kernel) or alone;
+//   - accumulate: each output element adds the weighted values in ascending position order.
+#pragma once
+
+namespace kestrel::cpu {
+
+struct AttentionRowKernels {
+  const char* name;
+  // out[i] = sum_d q[d] * k[i * hd + d], for i < count.
+  void (*scores)(const float* q, const float* k, int count, int hd, float* out);
+  // acc[d] += w[i] * v[i * hd + d], for i = 0 .. count - 1 in that order, d < hd.
+  void (*accumulate)(const float* w, const float* v, int count, int hd, float* acc);
+};
+
+// The scalar loops (any processor; the reference the tests compare with).
+const AttentionRowKernels& attention_rows_portable();
+// AVX2 + FMA, or null where this build or this processor has none.
+const AttentionRowKernels* attention_rows_avx2();
+// The best this processor runs, decided once.
+const AttentionRowKernels& attention_rows_best();
+
+}  // namespace kestrel::cpu

@@ -1,0 +1,107 @@
+// kernels/cpu/attention_rows_avx2.cc: the attention row loops (attention_rows.h) in AVX2 +
+// FMA, compiled with -mavx2 -mfma (CMakeLists.txt) and chosen at run time.
+//
+// scores: eight keys at a time, one 8-lane accumulator per key over the head dimension; the
+// eight accumulators are then reduced together (horizontal adds), which sums each key's lanes
+// as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)). A key handled alone (the last few of
+// a run) is reduced in that same order, so a score never depends on its neighbours. Head
+// dimensions that are not a multiple of 8 add their last dims one by one after the lanes.
+//
+// accumulate: the output row in registers, 64 dims (eight vectors) at a time; each weighted
+// value row is added in ascending order, one multiply-add per element.
+#if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "cpu/attention_rows.h"
+
+namespace kestrel::cpu {
+
+namespace {
+
+// ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)), as reduce8 sums each of its keys.
+inline float hsum_tree(__m256 v) {
+  const __m256 pairs = _mm256_hadd_ps(v, v);          // l0+l1, l2+l3, .., l4+l5, l6+l7, ..
+  const __m256 quads = _mm256_hadd_ps(pairs, pairs);  // (l0+l1)+(l2+l3), .., (l4+l5)+(l6+l7), ..
+  return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(quads), _mm256_extractf128_ps(quads, 1)));
+}
+
+// Lane i of the result is hsum_tree(a_i).
+inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m256 a5, __m256 a6,
+                      __m256 a7) {
+  const __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+  const __m256 t2 = _mm256_hadd_ps(a4, a5), t3 = _mm256_hadd_ps(a6, a7);
+  const __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+  // u0 = [a0 lo, a1 lo, a2 lo, a3 lo | a0 hi, a1 hi, a2 hi, a3 hi], u1 the same for a4..a7.
+  const __m256 lo = _mm256_permute2f128_ps(u0, u1, 0x20), hi = _mm256_permute2f128_ps(u0, u1, 0x31);
+  return _mm256_add_ps(lo, hi);
+}
+
+void scores_avx2(const float* q, const float* k, int count, int hd, float* out) {
+  const int vec = hd & ~7;
+  int i = 0;
+  for (; i + 8 <= count; i += 8) {
+    const float* r = k + static_cast<long>(i) * hd;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int d = 0; d < vec; d += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + d);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + d), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + hd + d), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 2 * hd + d), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 3 * hd + d), a3);
+      a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 4 * hd + d), a4);
+      a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 5 * hd + d), a5);
+      a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 6 * hd + d), a6);
+      a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 7 * hd + d), a7);
+    }
+    _mm256_storeu_ps(out + i, reduce8(a0, a1, a2, a3, a4, a5, a6, a7));
+    if (vec < hd)
+      for (int j = 0; j < 8; ++j)
+        for (int d = vec; d < hd; ++d) out[i + j] = std::fma(q[d], r[static_cast<long>(j) * hd + d], out[i + j]);
+  }
+  for (; i < count; ++i) {
+    const float* r = k + static_cast<long>(i) * hd;
+    __m256 a = _mm256_setzero_ps();
+    for (int d = 0; d < vec; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(r + d), a);
+    float dot = hsum_tree(a);
+    for (int d = vec; d < hd; ++d) dot = std::fma(q[d], r[d], dot);
+    out[i] = dot;
+  }
+}
+
+// acc[d0 .. d0 + 8 * N) += sum_i w[i] * v[i * hd + d0 ..], the row held in N registers.
+template <int N>
+void accumulate_block(const float* w, const float* v, int count, int hd, int d0, float* acc) {
+  __m256 a[N];
+  for (int c = 0; c < N; ++c) a[c] = _mm256_loadu_ps(acc + d0 + 8 * c);
+  for (int i = 0; i < count; ++i) {
+    const __m256 wi = _mm256_broadcast_ss(w + i);
+    const float* r = v + static_cast<long>(i) * hd + d0;
+    for (int c = 0; c < N; ++c) a[c] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8 * c), a[c]);
+  }
+  for (int c = 0; c < N; ++c) _mm256_storeu_ps(acc + d0 + 8 * c, a[c]);
+}
+
+void accumulate_avx2(const float* w, const float* v, int count, int hd, float* acc) {
+  const int vec = hd & ~7;
+  int d0 = 0;
+  for (; d0 + 64 <= vec; d0 += 64) accumulate_block<8>(w, v, count, hd, d0, acc);
+  for (; d0 + 32 <= vec; d0 += 32) accumulate_block<4>(w, v, count, hd, d0, acc);
+  for (; d0 + 8 <= vec; d0 += 8) accumulate_block<1>(w, v, count, hd, d0, acc);
+  for (int d = vec; d < hd; ++d) {
+    float a = acc[d];
+    for (int i = 0; i < count; ++i) a = std::fma(w[i], v[static_cast<long>(i) * hd + d], a);
+    acc[d] = a;
+  }
+}
+
+}  // namespace
+
+const AttentionRowKernels& attention_rows_avx2_kernels() {
+  static const AttentionRowKernels kernels{"avx2", scores_avx2, accumulate_avx2};
+  return kernels;
+}
+
+}  // namespace kestrel::cpu
+#endif
