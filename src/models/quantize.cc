@@ -330,8 +330,11 @@ void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, con
 
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
-                                                const QuantizationSpec& spec, const std::string& what) {
-  if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
+                                                const QuantizationSpec& spec, const std::string& what,
+                                                const WeightSlice& slice) {
+  if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty() ||
+      recipe.interleaved_head_rows != 0 || slice.pad_rows != 0 || slice.col_begin != 0 ||
+      (slice.col_count >= 0 && slice.col_count != cols))
     return std::nullopt;
   std::vector<const SourceTensor*> parts;
   for (const auto& name : recipe.sources) {
@@ -346,21 +349,45 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     const std::optional<KeptLayout> own = kept_layout(b);
     const bool keep = own && (spec.mode != Quantization::int8 || own->format == QuantFormat::int8 ||
                               own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
-    if (!keep) return std::nullopt;
+    if (!keep || t->shape[1] % ggml_block_size(b) != 0) return std::nullopt;
     parts.push_back(t);
   }
-  // Consecutive sources of one layout become one weight; a fused weight whose parts differ
+  // The rows this rank holds (all, or a tensor-parallel slice: its heads' rows of Q, K and
+  // V, its FFN rows of gate and up), as pieces of the sources, which the canonical weight
+  // stacks in order. Whole rows of blocks are sliced as they are stored.
+  struct Piece {
+    const SourceTensor* source;
+    int64_t row, count;
+  };
+  std::vector<Piece> pieces;
+  int64_t total = 0;
+  for (const SourceTensor* t : parts) total += t->shape[0];
+  std::vector<std::pair<int64_t, int64_t>> ranges = slice.row_ranges;
+  if (ranges.empty()) ranges = {{0, total}};
+  for (const auto& [begin, count] : ranges) {
+    if (begin < 0 || count < 0 || begin + count > total) return std::nullopt;  // materialize reports it
+    int64_t first = 0;
+    for (const SourceTensor* t : parts) {
+      const int64_t lo = std::max(begin, first), hi = std::min(begin + count, first + t->shape[0]);
+      if (lo < hi) pieces.push_back({t, lo - first, hi - lo});
+      first += t->shape[0];
+    }
+  }
+  // Consecutive pieces of one layout become one weight; a fused weight whose parts differ
   // (Q4_K Q and K rows beside Q6_K V rows) is a mixed weight of such runs, each as stored.
   std::vector<HostQuantizedWeight> runs;
-  for (const SourceTensor* t : parts) {
-    const GgmlType type = *t->block_type;
-    check_block_scales(type, static_cast<const uint8_t*>(t->data), t->shape[0] * (cols / ggml_block_size(type)),
-                       what + " (" + t->name + ")");
+  for (const Piece& piece : pieces) {
+    const GgmlType type = *piece.source->block_type;
+    const size_t row_bytes = static_cast<size_t>(cols / ggml_block_size(type)) * ggml_block_bytes(type);
+    const auto* rows = static_cast<const uint8_t*>(piece.source->data) + piece.row * row_bytes;
+    check_block_scales(type, rows, piece.count * (cols / ggml_block_size(type)),
+                       what + " (" + piece.source->name + (piece.row > 0 ? ", from row " + std::to_string(piece.row) : "") + ")");
     const KeptLayout layout = *kept_layout(type);
     if (runs.empty() || !(KeptLayout{runs.back().format, runs.back().group_size} == layout)) runs.emplace_back();
-    append_ggml_rows(runs.back(), type, t->data, t->shape[0], cols);
-    source.release(*t);
+    append_ggml_rows(runs.back(), type, rows, piece.count, cols);
   }
+  for (const SourceTensor* t : parts) source.release(*t);
+  if (runs.empty()) return std::nullopt;
   if (runs.size() == 1) return store_quantized(store, runs.front(), what);
   QuantizedWeight w;
   w.format = QuantFormat::mixed;
