@@ -333,9 +333,13 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
                                                 const QuantizationSpec& spec, const std::string& what,
                                                 const WeightSlice& slice) {
   if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty() ||
-      recipe.interleaved_head_rows != 0 || slice.pad_rows != 0 || slice.col_begin != 0 ||
-      (slice.col_count >= 0 && slice.col_count != cols))
+      recipe.interleaved_head_rows != 0 || slice.pad_rows != 0)
     return std::nullopt;
+  // Columns [col_begin, col_end) of every row: all, or a row-parallel rank's input columns
+  // when they start and end on block boundaries (checked per source below).
+  const int64_t col_begin = slice.col_count >= 0 ? slice.col_begin : 0;
+  const int64_t col_end = slice.col_count >= 0 ? slice.col_begin + slice.col_count : cols;
+  if (col_begin < 0 || col_end > cols || col_begin >= col_end) return std::nullopt;
   std::vector<const SourceTensor*> parts;
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
@@ -349,7 +353,8 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     const std::optional<KeptLayout> own = kept_layout(b);
     const bool keep = own && (spec.mode != Quantization::int8 || own->format == QuantFormat::int8 ||
                               own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
-    if (!keep || t->shape[1] % ggml_block_size(b) != 0) return std::nullopt;
+    const int64_t block = ggml_block_size(b);
+    if (!keep || cols % block != 0 || col_begin % block != 0 || col_end % block != 0) return std::nullopt;
     parts.push_back(t);
   }
   // The rows this rank holds (all, or a tensor-parallel slice: its heads' rows of Q, K and
@@ -376,22 +381,34 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
   // Consecutive pieces of one layout become one weight; a fused weight whose parts differ
   // (Q4_K Q and K rows beside Q6_K V rows) is a mixed weight of such runs, each as stored.
   std::vector<HostQuantizedWeight> runs;
+  std::vector<uint8_t> gathered;  // a piece's column slice, row after row
   for (const Piece& piece : pieces) {
     const GgmlType type = *piece.source->block_type;
-    const size_t row_bytes = static_cast<size_t>(cols / ggml_block_size(type)) * ggml_block_bytes(type);
+    const int64_t block = ggml_block_size(type);
+    const size_t bytes = ggml_block_bytes(type);
+    const size_t row_bytes = static_cast<size_t>(cols / block) * bytes;
+    const size_t slice_offset = static_cast<size_t>(col_begin / block) * bytes;
+    const size_t slice_bytes = static_cast<size_t>((col_end - col_begin) / block) * bytes;
     const auto* rows = static_cast<const uint8_t*>(piece.source->data) + piece.row * row_bytes;
-    check_block_scales(type, rows, piece.count * (cols / ggml_block_size(type)),
-                       what + " (" + piece.source->name + (piece.row > 0 ? ", from row " + std::to_string(piece.row) : "") + ")");
+    if (slice_bytes != row_bytes) {
+      gathered.resize(static_cast<size_t>(piece.count) * slice_bytes);
+      for (int64_t r = 0; r < piece.count; ++r)
+        std::memcpy(gathered.data() + r * slice_bytes, rows + r * row_bytes + slice_offset, slice_bytes);
+      rows = gathered.data();
+    }
+    check_block_scales(type, rows, piece.count * ((col_end - col_begin) / block),
+                       what + " (" + piece.source->name + (piece.row > 0 ? ", from row " + std::to_string(piece.row) : "") +
+                           (slice_bytes != row_bytes ? ", columns from " + std::to_string(col_begin) : "") + ")");
     const KeptLayout layout = *kept_layout(type);
     if (runs.empty() || !(KeptLayout{runs.back().format, runs.back().group_size} == layout)) runs.emplace_back();
-    append_ggml_rows(runs.back(), type, rows, piece.count, cols);
+    append_ggml_rows(runs.back(), type, rows, piece.count, col_end - col_begin);
   }
   for (const SourceTensor* t : parts) source.release(*t);
   if (runs.empty()) return std::nullopt;
   if (runs.size() == 1) return store_quantized(store, runs.front(), what);
   QuantizedWeight w;
   w.format = QuantFormat::mixed;
-  w.cols = cols;
+  w.cols = col_end - col_begin;
   for (size_t i = 0; i < runs.size(); ++i) {
     w.parts.push_back(store_quantized(store, runs[i], what + " part " + std::to_string(i)));
     w.rows += runs[i].rows;

@@ -106,10 +106,12 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
 // of a fused weight are stored in different formats, a QuantFormat::mixed weight whose parts
 // are the runs of consecutive sources of one layout, each as stored. nullopt otherwise (the
 // caller materializes and quantizes).
-// `cols` is the canonical number of input columns. `slice`: a tensor-parallel rank's rows
-// (row_ranges of the canonical weight, as they run across the sources: its heads' Q, K and
-// V rows, its gate and up rows), whole rows of blocks copied as stored; a slice of columns
-// or padding rows is left to the materialize path (nullopt).
+// `cols` is the canonical number of input columns. `slice`: a tensor-parallel rank's part:
+// rows (row_ranges of the canonical weight, as they run across the sources: its heads' Q, K
+// and V rows, its gate and up rows, its vocabulary rows) and columns (a row-parallel
+// weight's input columns: the output projection's heads, down's FFN columns), blocks
+// copied as stored; columns that do not start and end on block boundaries, and padding
+// rows, are left to the materialize path (nullopt).
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
                                                 const QuantizationSpec& spec, const std::string& what,

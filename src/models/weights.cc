@@ -218,8 +218,8 @@ void WeightStore::release(const TensorView& view) {
 }
 
 // Dense as materialized (this rank's `slice` of it), or quantized as quant_ asks: GGUF
-// blocks kept as stored when they match and the rank holds whole rows (all of them, or a
-// tensor-parallel slice of rows: QKV heads, FFN gate / up rows, LM-head rows), else the
+// blocks kept as stored when they match (all of them, or a tensor-parallel slice of rows:
+// QKV heads, FFN gate / up rows, LM-head rows; or of columns on block boundaries), else the
 // materialized float weight is quantized and freed (unless it lies in `keep_dense`: a
 // tied embedding that the embedding lookup still reads).
 LinearWeight WeightStore::linear(const WeightSource& source, const Architecture& arch, WeightSlot slot,

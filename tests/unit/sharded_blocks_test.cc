@@ -2,9 +2,10 @@
 // whole rows of (WeightStore::load with a Shard, no MPI needed): on llama.cpp's Q4_K_M
 // fixture (4 heads, 2 KV heads, FFN 512, vocabulary 1000, tied Q6_K embedding) split over
 // tp = 2, each rank's QKV weight is a mixed weight (its Q and K heads' Q4_K rows, its V
-// head's Q6_K rows), its [gate | up] rows Q4_K, its LM-head rows Q6_K, each row bit for bit
-// the row of the single-process weight; the column-sliced output and down projections are
-// materialized as before.
+// head's Q6_K rows), its [gate | up] rows Q4_K, its LM-head rows Q6_K, its down projection's
+// FFN columns (256 of 512: whole Q6_K super-blocks) Q6_K, each value bit for bit the
+// single-process weight's; the output projection's 128 input columns of 256 cut Q4_K
+// super-blocks, so it is materialized as before.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -51,7 +52,8 @@ TEST(ShardedBlocks, TensorParallelRanksKeepTheirRowsOfBlocksAsStored) {
   const LayerWeights& wl = whole.layers.at(0);
   ASSERT_EQ(wl.qkv_weight.quantized.format, QuantFormat::mixed);
   const std::vector<float> qkv = dequantized(wl.qkv_weight.quantized), up = dequantized(wl.up_weight.quantized),
-                           head = dequantized(whole.lm_head.quantized);
+                           head = dequantized(whole.lm_head.quantized),
+                           down = dequantized(wl.down_weight.quantized);
   for (int r = 0; r < 2; ++r) {
     SCOPED_TRACE(r);
     const Shard shard = make_shard(c, 2, 1, r, 0, "rank");
@@ -76,9 +78,17 @@ TEST(ShardedBlocks, TensorParallelRanksKeepTheirRowsOfBlocksAsStored) {
     EXPECT_EQ(h.format, QuantFormat::q6_k);
     EXPECT_TRUE(h.precise_activations);
     EXPECT_EQ(dequantized(h), rows_of(head, H, {{r * 500, 500}}));
-    // Column slices (the output projection's heads, down's FFN columns) are materialized.
+    // Down: FFN columns [256 r, 256 r + 256) of every row, Q6_K as stored.
+    const QuantizedWeight& d = l.down_weight.quantized;
+    EXPECT_EQ(d.format, QuantFormat::q6_k);
+    ASSERT_EQ(d.cols, F / 2);
+    const std::vector<float> rank_down = dequantized(d);
+    for (int64_t row = 0; row < H; ++row)
+      for (int64_t col = 0; col < F / 2; ++col)
+        ASSERT_EQ(rank_down[row * (F / 2) + col], down[row * F + r * F / 2 + col]) << row << ", " << col;
+    // Output projection: half a super-block of columns per rank, materialized in f32.
     EXPECT_FALSE(l.out_weight.is_quantized());
-    EXPECT_FALSE(l.down_weight.is_quantized());
+    EXPECT_EQ(l.out_weight.dense.dim(1), nh * hd / 2);
   }
 }
 
