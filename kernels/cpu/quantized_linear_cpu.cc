@@ -12,6 +12,8 @@
 // - many rows (prefill): tiles of output rows are dequantized to f32 (OpenMP over rows) and
 //   multiplied with OpenBLAS sgemm (threaded by OpenBLAS), so the dequantization is paid
 //   once per weight, not once per token.
+// A mixed weight (row ranges in different formats) runs each part on the path it would take
+// alone and copies its result into its columns (mixed_linear).
 #include <cblas.h>
 
 #include <algorithm>
@@ -408,7 +410,7 @@ void mixed_linear(const TensorView& x, const QuantizedWeight& w, const float* bi
     const int64_t rows = part.rows;
     scratch.resize(static_cast<size_t>(T * rows));
     float* const part_out = scratch.data();  // (a plain pointer: workers below name their own)
-    const TensorView part_bias(const_cast<float*>(bias) + begin, DType::f32, {rows});
+    const TensorView part_bias(bias ? const_cast<float*>(bias + begin) : nullptr, DType::f32, {rows});
     quantized_linear(x, part, bias ? &part_bias : nullptr, TensorView(part_out, DType::f32, {T, rows}), threads,
                      kernel);
     parallel_for(threads_for(T * rows, threads), T, 1, [&](int64_t t0, int64_t t1) {
