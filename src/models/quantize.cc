@@ -8,7 +8,7 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
-#include "loaders/ggml_blocks.h"
+#include "loaders/gguf_quant.h"
 #include "models/weights.h"
 
 namespace kestrel {
