@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "core/tensor.h"
 
@@ -88,6 +89,7 @@ enum class QuantFormat : uint8_t {
   q2_k,
   q3_k,
   fp8_e4m3,  // OCP FP8 E4M3 (core/fp8.h): w = scale * e4m3(q), one scale per row
+  mixed,     // consecutive row ranges, each in its own format (QuantizedWeight::parts)
 };
 const char* to_string(QuantFormat format) noexcept;
 
@@ -109,6 +111,13 @@ const char* to_string(QuantFormat format) noexcept;
 //         others; K a multiple of it); data [M, G * bytes] i8 used as bytes, G blocks per row
 //         of kquant::block_bytes each in ggml's layout, their scales inside them
 //         (kernels/kquant_blocks.h); scales, mins empty.
+//   mixed: a fused weight (QKV, [gate | up]) whose parts a GGUF file stores in different
+//         formats (llama.cpp's Q4_K_M keeps some layers' V rows in Q6_K beside Q4_K Q and K
+//         rows). `parts` hold consecutive row ranges in order, each a weight of one of the
+//         formats above with the same cols (their rows summing to M); data, scales, mins
+//         empty, group_size 0. A product is each part's own product written into its columns
+//         of out, so every output row is bit for bit what its part alone gives, on every
+//         path; the flags below apply to every part.
 struct QuantizedWeight {
   QuantFormat format = QuantFormat::int8;
   int64_t rows = 0;  // M
@@ -125,7 +134,17 @@ struct QuantizedWeight {
   // weight scale x token scale. Decode steps keep the int8 weights' dot products (on the
   // CPU with activation blocks of 32: finer than one scale per token).
   bool int8_activations = false;
+  std::vector<QuantizedWeight> parts;  // mixed only
   int64_t groups() const { return group_size > 0 ? (cols + group_size - 1) / group_size : 0; }
+  // Whether this holds a weight at all (a mixed weight has parts instead of data).
+  bool empty() const { return data.empty() && parts.empty(); }
+  // Part i of a mixed weight, carrying this weight's flags (precise / int8 activations).
+  QuantizedWeight part(size_t i) const {
+    QuantizedWeight p = parts[i];
+    p.precise_activations = precise_activations;
+    p.int8_activations = int8_activations;
+    return p;
+  }
 };
 
 // The sequences of one step. Sequence i owns rows [token_offsets[i], token_offsets[i+1])

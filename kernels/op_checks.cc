@@ -51,6 +51,24 @@ int check_attention_params(Device device, const AttentionParams& params, const c
 
 void check_quantized_weight(Device device, const QuantizedWeight& w, const char* op) {
   const int64_t M = w.rows, K = w.cols;
+  if (w.format == QuantFormat::mixed) {
+    if (w.parts.empty() || M < 0 || K <= 0 || !w.data.empty() || !w.scales.empty() || !w.mins.empty())
+      op_fail(op, "a mixed weight holds its rows in parts only (rows " + std::to_string(M) + ", cols " +
+                      std::to_string(K) + ", " + std::to_string(w.parts.size()) + " parts)");
+    if (w.int8_activations) op_fail(op, "W8A8 (int8_activations) needs int8 weights, not mixed parts");
+    int64_t rows = 0;
+    for (const QuantizedWeight& p : w.parts) {
+      if (p.format == QuantFormat::mixed || p.cols != K || !p.parts.empty())
+        op_fail(op, std::string("a part of a mixed weight must be a plain weight of its cols, got ") +
+                        to_string(p.format) + " with cols " + std::to_string(p.cols));
+      check_quantized_weight(device, p, op);
+      rows += p.rows;
+    }
+    if (rows != M)
+      op_fail(op, "the parts of a mixed weight hold " + std::to_string(rows) + " rows, not " + std::to_string(M));
+    return;
+  }
+  if (!w.parts.empty()) op_fail(op, std::string(to_string(w.format)) + " weight with parts (only mixed has them)");
   if (M < 0 || K <= 0 || w.group_size <= 0)
     op_fail(op, "bad quantized weight: rows " + std::to_string(M) + ", cols " + std::to_string(K) +
                     ", group_size " + std::to_string(w.group_size));
@@ -92,6 +110,7 @@ void check_quantized_linear(Device device, DType act, const TensorView& x, const
 void check_quantized_embedding(Device device, const TensorView& ids, const TensorView& positions,
                                const QuantizedWeight& wte, const TensorView* wpe, const TensorView& out) {
   const char* op = "embedding (quantized table)";
+  if (wte.format == QuantFormat::mixed) op_fail(op, "a table of mixed formats is not supported");
   check_quantized_weight(device, wte, op);
   expect_op_tensor(ids, device, DType::i32, {-1}, op, "ids");
   const int64_t T = ids.dim(0), H = wte.cols;

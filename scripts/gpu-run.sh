@@ -186,7 +186,7 @@ bench_step() {  # label, cap, shape, kestrel-bench options...
 }
 
 cuda_filter="${CUDA_FILTER:-*Cuda*:NcclCommunicator.*}"
-memcheck_filter="${MEMCHECK_FILTER:-CudaOps/*:CudaAttention/*:CudaSampling*:CudaQuantizedLinear/*:CudaBackendTest.*:NcclCommunicator.*}"
+memcheck_filter="${MEMCHECK_FILTER:-CudaOps/*:CudaAttention/*:CudaSampling*:CudaQuantizedLinear/*:*/CudaMixedQuantizedLinear.*/q4_kx96_q6_kx32:CudaBackendTest.*:NcclCommunicator.*}"
 racecheck_filter="${RACECHECK_FILTER:-CudaAttention/*:CudaSampling*}"
 
 steps=("$@")

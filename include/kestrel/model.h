@@ -127,7 +127,9 @@ class Model {
   // This process's place in a tensor / pipeline parallel run.
   const ParallelInfo& parallel() const;
   // How the linear weights and the LM head are held, by format: "int4 x120 + int8 x1" (a
-  // GGUF file's blocks kept as stored), "f32 x121"; what the status lines print.
+  // GGUF file's blocks kept as stored), "f32 x121"; a fused weight whose parts a file stores
+  // in different formats counts as its formats joined ("q4_k x3 + q4_k+q6_k x1"); what the
+  // status lines print.
   std::string weight_formats() const;
   const std::filesystem::path& path() const;
   // The model's chat template (Jinja source: tokenizer.chat_template in a GGUF file,

@@ -12,6 +12,8 @@
 // - many rows (prefill): tiles of output rows are dequantized to f32 (OpenMP over rows) and
 //   multiplied with OpenBLAS sgemm (threaded by OpenBLAS), so the dequantization is paid
 //   once per weight, not once per token.
+// A mixed weight (row ranges in different formats) runs each part on the path it would take
+// alone and copies its result into its columns (mixed_linear).
 #include <cblas.h>
 
 #include <algorithm>
@@ -393,12 +395,47 @@ void fp8_linear(const TensorView& x, const QuantizedWeight& w, const float* bias
     tiled_gemm_path(xq, w, bias, out, threads);
 }
 
+// A mixed weight: each part's product, by whatever path this call would take for that
+// part alone (same kernel choice, tokens and threads), into a scratch [T, rows of the part],
+// then copied into its columns of out. Copying T x M floats is small beside the product
+// (which reads M x K weights), and every kernel path serves the parts unchanged, so each
+// output column is bit for bit the part's own product.
+void mixed_linear(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
+                  QuantKernel kernel) {
+  const int64_t T = x.dim(0), M = w.rows;
+  thread_local std::vector<float> scratch;
+  int64_t begin = 0;
+  for (size_t i = 0; i < w.parts.size(); ++i) {
+    const QuantizedWeight part = w.part(i);
+    const int64_t rows = part.rows;
+    scratch.resize(static_cast<size_t>(T * rows));
+    float* const part_out = scratch.data();  // (a plain pointer: workers below name their own)
+    const TensorView part_bias(bias ? const_cast<float*>(bias + begin) : nullptr, DType::f32, {rows});
+    quantized_linear(x, part, bias ? &part_bias : nullptr, TensorView(part_out, DType::f32, {T, rows}), threads,
+                     kernel);
+    parallel_for(threads_for(T * rows, threads), T, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t)
+        std::copy_n(part_out + t * rows, rows, out + t * M + begin);
+    });
+    begin += rows;
+  }
+}
+
 }  // namespace
 
-void dequantize_weight(const QuantizedWeight& w, float* out) { dequantize_rows(w, 0, w.rows, out); }
 void dequantize_weight_rows(const QuantizedWeight& w, int64_t row0, int64_t count, float* out) {
-  dequantize_rows(w, row0, count, out);
+  if (w.format != QuantFormat::mixed) {
+    dequantize_rows(w, row0, count, out);
+    return;
+  }
+  // Rows [row0, row0 + count) from the parts that hold them.
+  for (int64_t begin = 0; const QuantizedWeight& part : w.parts) {
+    const int64_t lo = std::max(row0, begin), hi = std::min(row0 + count, begin + part.rows);
+    if (lo < hi) dequantize_rows(part, lo - begin, hi - lo, out + (lo - row0) * w.cols);
+    begin += part.rows;
+  }
 }
+void dequantize_weight(const QuantizedWeight& w, float* out) { dequantize_weight_rows(w, 0, w.rows, out); }
 
 void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                       TensorView out, int threads, QuantKernel kernel) {
@@ -406,6 +443,10 @@ void quantized_linear(const TensorView& x, const QuantizedWeight& w, const Tenso
   const int64_t T = x.dim(0), M = w.rows;
   if (T == 0 || M == 0) return;
   const float* b = bias ? bias->ptr<float>() : nullptr;
+  if (w.format == QuantFormat::mixed) {
+    mixed_linear(x, w, b, out.ptr<float>(), threads, kernel);
+    return;
+  }
   if (w.format == QuantFormat::fp8_e4m3) {
     fp8_linear(x, w, b, out.ptr<float>(), threads, kernel);
     return;

@@ -240,6 +240,8 @@ Q8Isa best_q8_isa() {
 }
 
 bool q8_eligible(const QuantizedWeight& w) {
+  if (w.format == QuantFormat::mixed)
+    return std::all_of(w.parts.begin(), w.parts.end(), [](const QuantizedWeight& p) { return q8_eligible(p); });
   return w.format != QuantFormat::fp8_e4m3 && w.cols % 32 == 0 && w.group_size % 32 == 0;
 }
 

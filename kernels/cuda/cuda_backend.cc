@@ -293,12 +293,20 @@ class CudaBackend final : public Backend {
     return activation_scratch_;
   }
 
-  // quantized_linear's two paths (after its checks).
+  // quantized_linear's two paths (after its checks). A mixed weight takes them part by
+  // part, each part's rows written straight into its columns of out (the GEMV with out's row
+  // stride, the GEMM with ldc = M), so each column is what its part alone gives.
   void linear_from_quantized(const TensorView& x, const QuantizedWeight& w, const TensorView* bias, TensorView out,
                              const char* op) {
     const int64_t T = x.dim(0), M = w.rows, K = w.cols;
+    const bool mixed = w.format == QuantFormat::mixed;
+    const size_t n_parts = mixed ? w.parts.size() : 1;
     if (T <= cuda::kQuantGemvMaxTokens) {
-      cuda::quantized_gemv(ctx_, x, w, bias, out);
+      for (size_t i = 0, col0 = 0; i < n_parts; ++i) {
+        const QuantizedWeight& part = mixed ? w.parts[i] : w;
+        cuda::quantized_gemv(ctx_, x, part, bias, out, static_cast<int64_t>(col0));
+        col0 += static_cast<size_t>(part.rows);
+      }
       return;
     }
     if (K * dtype_size(x.dtype) > kDequantScratchBytes)
@@ -314,17 +322,21 @@ class CudaBackend final : public Backend {
     // stays 16-byte aligned and cuBLAS keeps its fast kernels.
     int64_t tile_rows = static_cast<int64_t>(kDequantScratchBytes / (K * dtype_size(x.dtype)));
     tile_rows = tile_rows >= 64 ? tile_rows / 64 * 64 : std::max<int64_t>(1, tile_rows);
-    for (int64_t m0 = 0; m0 < M; m0 += tile_rows) {
-      const int64_t rows = std::min(tile_rows, M - m0);
-      TensorView tile(dequant_scratch_, x.dtype, {rows, K}, device());
-      cuda::dequantize_rows(ctx_, w, m0, rows, tile);
-      char* out_cols = static_cast<char*>(out.data) + m0 * dtype_size(out.dtype);
-      check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(T),
-                                static_cast<int>(K), &alpha, tile.data, cuda_type(x.dtype), static_cast<int>(K),
-                                x.data, cuda_type(x.dtype), static_cast<int>(K), &beta, out_cols,
-                                cuda_type(out.dtype), static_cast<int>(M), CUBLAS_COMPUTE_32F,
-                                CUBLAS_GEMM_DEFAULT),
-                   op);
+    for (size_t i = 0, col0 = 0; i < n_parts; ++i) {
+      const QuantizedWeight& part = mixed ? w.parts[i] : w;
+      for (int64_t m0 = 0; m0 < part.rows; m0 += tile_rows) {
+        const int64_t rows = std::min(tile_rows, part.rows - m0);
+        TensorView tile(dequant_scratch_, x.dtype, {rows, K}, device());
+        cuda::dequantize_rows(ctx_, part, m0, rows, tile);
+        char* out_cols = static_cast<char*>(out.data) + (static_cast<int64_t>(col0) + m0) * dtype_size(out.dtype);
+        check_cublas(cublas_api().gemm_ex(cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows),
+                                          static_cast<int>(T), static_cast<int>(K), &alpha, tile.data,
+                                          cuda_type(x.dtype), static_cast<int>(K), x.data, cuda_type(x.dtype),
+                                          static_cast<int>(K), &beta, out_cols, cuda_type(out.dtype),
+                                          static_cast<int>(M), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+                     op);
+      }
+      col0 += static_cast<size_t>(part.rows);
     }
   }
 

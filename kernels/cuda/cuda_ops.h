@@ -81,10 +81,12 @@ void add_residual_norm(const LaunchContext& ctx, TensorView residual, const Tens
 void broadcast_rows(const LaunchContext& ctx, const TensorView& bias, TensorView out);
 
 // quantized_linear for at most kQuantGemvMaxTokens rows of x: the weight is read once and
-// dequantized in registers (quantized_linear_cuda.cu). x: [T, K]; out: [T, M] (x's dtype or f32).
+// dequantized in registers (quantized_linear_cuda.cu). x: [T, K]; w: [M, K], one format (not
+// mixed); out: [T, N] (x's dtype or f32), row m of w going to column col0 + m (N = M and
+// col0 = 0 but for a part of a mixed weight); bias: [N] read at col0 + m, or null.
 constexpr int kQuantGemvMaxTokens = 8;
 void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const QuantizedWeight& w,
-                    const TensorView* bias, TensorView out);
+                    const TensorView* bias, TensorView out, int64_t col0 = 0);
 // out[r, :] = dequantize(w)[row0 + r, :] for r < out.dim(0): out [rows, K] in any float dtype.
 void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t row0, int64_t rows,
                      TensorView out);

@@ -39,16 +39,17 @@ __device__ __forceinline__ void load_x(const X* row, int64_t k0, int n, bool vec
 }
 
 // The GEMV epilogue: each token's partial sums reduced across the warp, plus the bias,
-// written by lane 0 as out[t, m].
+// written by lane 0 as out[t, m] (row stride ldo: a mixed weight's part writes its columns
+// of the whole output).
 template <class X, class O>
-__device__ __forceinline__ void store_row(const float (&acc)[kQuantGemvMaxTokens], int T, int64_t m, int64_t M,
+__device__ __forceinline__ void store_row(const float (&acc)[kQuantGemvMaxTokens], int T, int64_t m, int64_t ldo,
                                           const X* __restrict__ bias, O* __restrict__ out, int lane) {
   const float b = bias ? to_float(bias[m]) : 0.0f;
 #pragma unroll
   for (int t = 0; t < kQuantGemvMaxTokens; ++t) {
     if (t >= T) break;
     const float v = warp_sum(acc[t]);
-    if (lane == 0) out[t * M + m] = from_float<O>(v + b);
+    if (lane == 0) out[t * ldo + m] = from_float<O>(v + b);
   }
 }
 
@@ -70,7 +71,7 @@ __device__ __forceinline__ float weight_value(int8_t v) {
 template <bool kFp8, class X, class O>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_int8_kernel(const X* __restrict__ x, const int8_t* __restrict__ q, const float* __restrict__ scales,
-                     const X* __restrict__ bias, O* __restrict__ out, int T, int64_t M, int64_t K,
+                     const X* __restrict__ bias, O* __restrict__ out, int T, int64_t M, int64_t ldo, int64_t K,
                      int group, int64_t G, bool vec) {
   const int lane = threadIdx.x % 32;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -109,7 +110,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       }
     }
   }
-  store_row(acc, T, m, M, bias, out, lane);
+  store_row(acc, T, m, ldo, bias, out, lane);
 }
 
 // int4: out[t, m] = sum_k (scale[m, g] q[m, k] + min[m, g]) x[t, k] (+ bias[m]), g = k / group.
@@ -121,7 +122,7 @@ template <class X, class O>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_int4_kernel(const X* __restrict__ x, const uint8_t* __restrict__ q, const __half* __restrict__ scales,
                      const __half* __restrict__ mins, const X* __restrict__ bias, O* __restrict__ out, int T,
-                     int64_t M, int64_t K, int group, int64_t G, bool vec) {
+                     int64_t M, int64_t ldo, int64_t K, int group, int64_t G, bool vec) {
   const int lane = threadIdx.x % 32;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   if (m >= M) return;  // uniform per warp
@@ -163,7 +164,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += d;
     }
   }
-  store_row(acc, T, m, M, bias, out, lane);
+  store_row(acc, T, m, ldo, bias, out, lane);
 }
 
 // K-quants: out[t, m] = sum_k w[m, k] x[t, k] (+ bias[m]) over super-blocks of 256 columns.
@@ -174,7 +175,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 template <QuantFormat F, class X, class O>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_kquant_kernel(const X* __restrict__ x, const uint8_t* __restrict__ q, const X* __restrict__ bias,
-                       O* __restrict__ out, int T, int64_t M, int64_t K) {
+                       O* __restrict__ out, int T, int64_t M, int64_t ldo, int64_t K) {
   constexpr int kBytes = kquant::block_bytes(F);
   const int lane = threadIdx.x % 32;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -212,7 +213,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += d;
     }
   }
-  store_row(acc, T, m, M, bias, out, lane);
+  store_row(acc, T, m, ldo, bias, out, lane);
 }
 
 // The other ggml block formats (Q5_0, Q5_1, IQ4_NL: blocks of 32 columns; IQ4_XS, Q2_K,
@@ -225,7 +226,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
 template <QuantFormat F, class X, class O>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32)
     gemv_blocks_kernel(const X* __restrict__ x, const uint8_t* __restrict__ q, const X* __restrict__ bias,
-                       O* __restrict__ out, int T, int64_t M, int64_t K) {
+                       O* __restrict__ out, int T, int64_t M, int64_t ldo, int64_t K) {
   constexpr int kCols = kquant::block_columns(F), kBytes = kquant::block_bytes(F);
   const int lane = threadIdx.x % 32;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -252,7 +253,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
       acc[t] += d;
     }
   }
-  store_row(acc, T, m, M, bias, out, lane);
+  store_row(acc, T, m, ldo, bias, out, lane);
 }
 
 // ggml block formats: out[r, k] = w[row0 + r, k], one element per thread-iteration.
@@ -360,11 +361,15 @@ void round_rows_fp8(const LaunchContext& ctx, const TensorView& x, TensorView ou
 }
 
 void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const QuantizedWeight& w,
-                    const TensorView* bias, TensorView out) {
+                    const TensorView* bias, TensorView out, int64_t col0) {
   const char* op = "quantized_linear";
   const int T = static_cast<int>(x.dim(0));
-  const int64_t M = w.rows, K = w.cols, G = w.groups();
+  const int64_t M = w.rows, K = w.cols, G = w.groups(), ldo = out.dim(1);
   if (T == 0 || M == 0) return;
+  if (w.format == QuantFormat::mixed || col0 < 0 || col0 + M > ldo)
+    throw Error(ErrorCategory::internal, std::string(op) + ": GEMV of " + to_string(w.format) + " rows [" +
+                                             std::to_string(col0) + ", " + std::to_string(col0 + M) +
+                                             ") into an output of " + std::to_string(ldo) + " columns");
   if (T > kQuantGemvMaxTokens)
     throw Error(ErrorCategory::internal, std::string(op) + ": GEMV path takes at most " +
                                              std::to_string(kQuantGemvMaxTokens) + " tokens, got " +
@@ -378,29 +383,29 @@ void quantized_gemv(const LaunchContext& ctx, const TensorView& x, const Quantiz
                    (w.format == QuantFormat::int4 || (aligned16(w.data.data) && w.group_size % 16 == 0));
   dispatch_float(x.dtype, op, [&]<class X>() {
     const X* xp = static_cast<const X*>(x.data);
-    const X* bp = bias ? static_cast<const X*>(bias->data) : nullptr;
+    const X* bp = bias ? static_cast<const X*>(bias->data) + col0 : nullptr;
     auto launch = [&]<class O>() {
-      O* o = static_cast<O*>(out.data);
+      O* o = static_cast<O*>(out.data) + col0;
       if (kquant::is_block_format(w.format))
         dispatch_kquant(w.format, [&]<QuantFormat F>() {
           const auto* q = static_cast<const uint8_t*>(w.data.data);
           if constexpr (F == QuantFormat::q4_k || F == QuantFormat::q5_k || F == QuantFormat::q6_k)
-            gemv_kquant_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(xp, q, bp, o, T, M, K);
+            gemv_kquant_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(xp, q, bp, o, T, M, ldo, K);
           else
-            gemv_blocks_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(xp, q, bp, o, T, M, K);
+            gemv_blocks_kernel<F, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(xp, q, bp, o, T, M, ldo, K);
         });
       else if (w.format == QuantFormat::int8)
         gemv_int8_kernel<false, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
             xp, static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), bp, o, T, M,
-            K, w.group_size, G, vec);
+            ldo, K, w.group_size, G, vec);
       else if (w.format == QuantFormat::fp8_e4m3)
         gemv_int8_kernel<true, X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
             xp, static_cast<const int8_t*>(w.data.data), static_cast<const float*>(w.scales.data), bp, o, T, M,
-            K, w.group_size, G, vec);
+            ldo, K, w.group_size, G, vec);
       else
         gemv_int4_kernel<X, O><<<blocks, kWarpsPerBlock * 32, 0, ctx.stream>>>(
             xp, static_cast<const uint8_t*>(w.data.data), static_cast<const __half*>(w.scales.data),
-            static_cast<const __half*>(w.mins.data), bp, o, T, M, K, w.group_size, G, vec);
+            static_cast<const __half*>(w.mins.data), bp, o, T, M, ldo, K, w.group_size, G, vec);
     };
     if (out.dtype == DType::f32)
       launch.template operator()<float>();
@@ -415,6 +420,8 @@ void dequantize_rows(const LaunchContext& ctx, const QuantizedWeight& w, int64_t
   const char* op = "quantized_linear (dequantize)";
   const int64_t G = w.groups();
   const int K = static_cast<int>(w.cols);
+  if (w.format == QuantFormat::mixed)
+    throw Error(ErrorCategory::internal, std::string(op) + ": dequantize a mixed weight part by part");
   if (rows == 0 || K == 0) return;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>(rows, 65535));
   dispatch_float(out.dtype, op, [&]<class E>() {

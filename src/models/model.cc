@@ -214,10 +214,20 @@ std::string Model::weight_formats() const {
     for (const LinearWeight* lw : {&l.qkv_weight, &l.out_weight, &l.up_weight, &l.down_weight}) linears.push_back(lw);
   if (!w.lm_head.empty()) linears.push_back(&w.lm_head);
   std::map<std::string, int> counts;  // by format, in name order
+  // A mixed weight counts as its parts' formats joined: "q4_k+q6_k" (Q and K rows Q4_K, V Q6_K).
+  auto format_of = [](const QuantizedWeight& q) {
+    if (q.int8_activations) return std::string("w8a8");
+    if (q.format != QuantFormat::mixed) return std::string(to_string(q.format));
+    std::string joined;
+    for (const QuantizedWeight& part : q.parts) {
+      if (!joined.empty()) joined += '+';
+      joined += to_string(part.format);
+    }
+    return joined;
+  };
   for (const LinearWeight* lw : linears) {
     if (lw->empty()) continue;
-    ++counts[lw->is_quantized() ? (lw->quantized.int8_activations ? "w8a8" : to_string(lw->quantized.format))
-                                : to_string(lw->dense.dtype)];
+    ++counts[lw->is_quantized() ? format_of(lw->quantized) : std::string(to_string(lw->dense.dtype))];
   }
   std::string text;
   for (const auto& [format, n] : counts) text += (text.empty() ? "" : " + ") + format + " x" + std::to_string(n);

@@ -14,7 +14,7 @@ struct LinearWeight {
   TensorView dense;
   QuantizedWeight quantized;
 
-  bool is_quantized() const { return !quantized.data.empty(); }
+  bool is_quantized() const { return !quantized.empty(); }
   bool empty() const { return dense.empty() && !is_quantized(); }
 };
 

@@ -8,7 +8,7 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
-#include "loaders/ggml_blocks.h"
+#include "loaders/gguf_quant.h"
 #include "models/weights.h"
 
 namespace kestrel {
@@ -218,52 +218,12 @@ std::optional<KeptLayout> kept_layout(GgmlType type) {
   return KeptLayout{format, kquant::block_columns(format)};
 }
 
-namespace {
-
-// Block types whose 32 values are an integer in [-127, 127] times the block's d: int8 in
-// groups of 32 holds them exactly (Q5_0: q - 16; Q4_0: q - 8; IQ4_NL: the grid's value).
-bool widens_to_int8(GgmlType type) {
-  return type == GgmlType::q5_0 || type == GgmlType::q4_0 || type == GgmlType::iq4_nl;
-}
-
-// One such block as 32 int8 and its scale.
-void widen_block(GgmlType type, const uint8_t* block, int8_t q[32], float& scale) {
-  if (type == GgmlType::q5_0) {
-    ggml::unpack_q5_0(block, q, &scale);
-    return;
-  }
-  scale = kquant::load_half(block);
-  for (int c = 0; c < 32; ++c) {
-    const int nibble = kquant::low_high_nibble(block + 2, c);
-    q[c] = static_cast<int8_t>(type == GgmlType::q4_0 ? nibble - 8 : kquant::iq4_grid(nibble));
-  }
-}
-
-}  // namespace
-
-std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types) {
-  if (types.empty()) return std::nullopt;
-  const std::optional<KeptLayout> first = kept_layout(types.front());
-  bool same = true, int8_exact = true;  // int8_exact: every part integer x one scale per 32
-  for (GgmlType type : types) {
-    const std::optional<KeptLayout> own = kept_layout(type);
-    if (!own) return std::nullopt;
-    same = same && *own == *first;
-    int8_exact = int8_exact && (type == GgmlType::q8_0 || widens_to_int8(type));
-  }
-  if (same) return first;
-  if (int8_exact) return KeptLayout{QuantFormat::int8, 32};
-  return std::nullopt;
-}
-
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols, std::optional<KeptLayout> as) {
-  const std::optional<KeptLayout> own = kept_layout(type);
-  const bool widen = as && widens_to_int8(type) && *as == KeptLayout{QuantFormat::int8, 32};
-  if (!own || (as && !(*as == *own) && !widen))
+                      int64_t cols) {
+  const std::optional<KeptLayout> layout = kept_layout(type);
+  if (!layout)
     throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
-                                             " is not a block type kept quantized in that layout");
-  const std::optional<KeptLayout> layout = as ? as : own;
+                                             " is not a block type kept quantized");
   const int64_t block = ggml_block_size(type);
   if (cols % block != 0 ||
       (out.rows > 0 && (out.format != layout->format || out.cols != cols || out.group_size != layout->group_size)))
@@ -273,17 +233,6 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
   out.group_size = layout->group_size;
   const auto* src = static_cast<const uint8_t*>(blocks);
   const size_t block_bytes = ggml_block_bytes(type);
-  if (widen) {  // as int8: the block's integers and its scale d, exactly
-    int8_t q[32];
-    float scale = 0.0f;
-    for (int64_t i = 0; i < rows * (cols / block); ++i, src += block_bytes) {
-      widen_block(type, src, q, scale);
-      out.scales.push_back(scale);
-      out.data.insert(out.data.end(), q, q + block);
-    }
-    out.rows += rows;
-    return;
-  }
   if (kquant::is_block_format(layout->format)) {  // the blocks as they are
     const auto* bytes = reinterpret_cast<const int8_t*>(src);
     out.data.insert(out.data.end(), bytes, bytes + rows * (cols / block) * static_cast<int64_t>(block_bytes));
@@ -381,11 +330,17 @@ void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, con
 
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
-                                                const QuantizationSpec& spec, const std::string& what) {
-  if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty())
+                                                const QuantizationSpec& spec, const std::string& what,
+                                                const WeightSlice& slice) {
+  if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty() ||
+      recipe.interleaved_head_rows != 0 || slice.pad_rows != 0)
     return std::nullopt;
+  // Columns [col_begin, col_end) of every row: all, or a row-parallel rank's input columns
+  // when they start and end on block boundaries (checked per source below).
+  const int64_t col_begin = slice.col_count >= 0 ? slice.col_begin : 0;
+  const int64_t col_end = slice.col_count >= 0 ? slice.col_begin + slice.col_count : cols;
+  if (col_begin < 0 || col_end > cols || col_begin >= col_end) return std::nullopt;
   std::vector<const SourceTensor*> parts;
-  std::vector<GgmlType> types;
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
     // Anything unusual (missing, mixed, unexpected shape) goes the materialize path, which
@@ -398,21 +353,67 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     const std::optional<KeptLayout> own = kept_layout(b);
     const bool keep = own && (spec.mode != Quantization::int8 || own->format == QuantFormat::int8 ||
                               own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
-    if (!keep) return std::nullopt;
+    const int64_t block = ggml_block_size(b);
+    if (!keep || cols % block != 0 || col_begin % block != 0 || col_end % block != 0) return std::nullopt;
     parts.push_back(t);
-    types.push_back(b);
   }
-  // The parts of a fused weight must all become the same layout.
-  const std::optional<KeptLayout> layout = shared_layout(types);
-  if (!layout) return std::nullopt;
-  HostQuantizedWeight q;
-  for (const SourceTensor* t : parts) {
-    check_block_scales(*t->block_type, static_cast<const uint8_t*>(t->data),
-                       t->shape[0] * (cols / ggml_block_size(*t->block_type)), what + " (" + t->name + ")");
-    append_ggml_rows(q, *t->block_type, t->data, t->shape[0], cols, layout);
-    source.release(*t);
+  // The rows this rank holds (all, or a tensor-parallel slice: its heads' rows of Q, K and
+  // V, its FFN rows of gate and up), as pieces of the sources, which the canonical weight
+  // stacks in order. Whole rows of blocks are sliced as they are stored.
+  struct Piece {
+    const SourceTensor* source;
+    int64_t row, count;
+  };
+  std::vector<Piece> pieces;
+  int64_t total = 0;
+  for (const SourceTensor* t : parts) total += t->shape[0];
+  std::vector<std::pair<int64_t, int64_t>> ranges = slice.row_ranges;
+  if (ranges.empty()) ranges = {{0, total}};
+  for (const auto& [begin, count] : ranges) {
+    if (begin < 0 || count < 0 || begin + count > total) return std::nullopt;  // materialize reports it
+    int64_t first = 0;
+    for (const SourceTensor* t : parts) {
+      const int64_t lo = std::max(begin, first), hi = std::min(begin + count, first + t->shape[0]);
+      if (lo < hi) pieces.push_back({t, lo - first, hi - lo});
+      first += t->shape[0];
+    }
   }
-  return store_quantized(store, q, what);
+  // Consecutive pieces of one layout become one weight; a fused weight whose parts differ
+  // (Q4_K Q and K rows beside Q6_K V rows) is a mixed weight of such runs, each as stored.
+  std::vector<HostQuantizedWeight> runs;
+  std::vector<uint8_t> gathered;  // a piece's column slice, row after row
+  for (const Piece& piece : pieces) {
+    const GgmlType type = *piece.source->block_type;
+    const int64_t block = ggml_block_size(type);
+    const size_t bytes = ggml_block_bytes(type);
+    const size_t row_bytes = static_cast<size_t>(cols / block) * bytes;
+    const size_t slice_offset = static_cast<size_t>(col_begin / block) * bytes;
+    const size_t slice_bytes = static_cast<size_t>((col_end - col_begin) / block) * bytes;
+    const auto* rows = static_cast<const uint8_t*>(piece.source->data) + piece.row * row_bytes;
+    if (slice_bytes != row_bytes) {
+      gathered.resize(static_cast<size_t>(piece.count) * slice_bytes);
+      for (int64_t r = 0; r < piece.count; ++r)
+        std::memcpy(gathered.data() + r * slice_bytes, rows + r * row_bytes + slice_offset, slice_bytes);
+      rows = gathered.data();
+    }
+    check_block_scales(type, rows, piece.count * ((col_end - col_begin) / block),
+                       what + " (" + piece.source->name + (piece.row > 0 ? ", from row " + std::to_string(piece.row) : "") +
+                           (slice_bytes != row_bytes ? ", columns from " + std::to_string(col_begin) : "") + ")");
+    const KeptLayout layout = *kept_layout(type);
+    if (runs.empty() || !(KeptLayout{runs.back().format, runs.back().group_size} == layout)) runs.emplace_back();
+    append_ggml_rows(runs.back(), type, rows, piece.count, col_end - col_begin);
+  }
+  for (const SourceTensor* t : parts) source.release(*t);
+  if (runs.empty()) return std::nullopt;
+  if (runs.size() == 1) return store_quantized(store, runs.front(), what);
+  QuantizedWeight w;
+  w.format = QuantFormat::mixed;
+  w.cols = col_end - col_begin;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    w.parts.push_back(store_quantized(store, runs[i], what + " part " + std::to_string(i)));
+    w.rows += runs[i].rows;
+  }
+  return w;
 }
 
 }  // namespace kestrel

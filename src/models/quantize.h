@@ -15,6 +15,7 @@
 #include "kestrel/model.h"
 #include "loaders/weight_source.h"
 #include "models/architecture.h"
+#include "parallel/shard.h"
 
 namespace kestrel {
 
@@ -87,17 +88,11 @@ struct KeptLayout {
 };
 std::optional<KeptLayout> kept_layout(GgmlType type);
 
-// The one layout the parts of a fused weight can share: their kept_layout when they agree;
-// int8 in groups of 32 when they mix Q8_0, Q5_0, Q4_0 and IQ4_NL (int8 holds their integers
-// exactly, and llama.cpp's *_M mixes store some layers' V rows in Q8_0 beside Q5_0 Q and K
-// rows); nullopt otherwise (the weight is materialized).
-std::optional<KeptLayout> shared_layout(const std::vector<GgmlType>& types);
-
 // Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout's layout
-// (Q4_0's d * (q - 8) as scale d, min -8 d), or in `as` where shared_layout chose another
-// (Q5_0, Q4_0, IQ4_NL widened to int8). `out` must be empty or hold the same format, cols and group size.
+// (Q4_0's d * (q - 8) as scale d, min -8 d). `out` must be empty or hold the same format,
+// cols and group size.
 void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols, std::optional<KeptLayout> as = std::nullopt);
+                      int64_t cols);
 
 // Quantizes `dense` ([M, K], materialized by `store` on its backend's device in the runtime
 // dtype) as `spec` asks and stores the result in `store`.
@@ -107,11 +102,19 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
 // When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are
 // (the default group size, not transposed; int8 keeps Q8_0, Q5_0 and Q6_K; int4 and
 // automatic keep every kept_layout format, never quantizing further than the file did),
-// stores them in `store`
-// and returns the weight; nullopt otherwise (the caller materializes and quantizes).
-// `cols` is the canonical number of input columns.
+// stores them in `store` and returns the weight: one of their layout, or, when the sources
+// of a fused weight are stored in different formats, a QuantFormat::mixed weight whose parts
+// are the runs of consecutive sources of one layout, each as stored. nullopt otherwise (the
+// caller materializes and quantizes).
+// `cols` is the canonical number of input columns. `slice`: a tensor-parallel rank's part:
+// rows (row_ranges of the canonical weight, as they run across the sources: its heads' Q, K
+// and V rows, its gate and up rows, its vocabulary rows) and columns (a row-parallel
+// weight's input columns: the output projection's heads, down's FFN columns), blocks
+// copied as stored; columns that do not start and end on block boundaries, and padding
+// rows, are left to the materialize path (nullopt).
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
-                                                const QuantizationSpec& spec, const std::string& what);
+                                                const QuantizationSpec& spec, const std::string& what,
+                                                const WeightSlice& slice = {});
 
 }  // namespace kestrel

@@ -218,7 +218,8 @@ void WeightStore::release(const TensorView& view) {
 }
 
 // Dense as materialized (this rank's `slice` of it), or quantized as quant_ asks: GGUF
-// blocks kept as stored when they match and the rank holds the whole weight, else the
+// blocks kept as stored when they match (all of them, or a tensor-parallel slice of rows:
+// QKV heads, FFN gate / up rows, LM-head rows; or of columns on block boundaries), else the
 // materialized float weight is quantized and freed (unless it lies in `keep_dense`: a
 // tied embedding that the embedding lookup still reads).
 LinearWeight WeightStore::linear(const WeightSource& source, const Architecture& arch, WeightSlot slot,
@@ -246,11 +247,10 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
   if (recipe.sources.empty()) return {};
   const QuantizationSpec spec = lm_head ? quant_.for_lm_head() : quant_;
   const bool precise = lm_head;
-  if (slice == WeightSlice{} && recipe.interleaved_head_rows == 0)
-    if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) {
-      kept->precise_activations = precise;
-      return {{}, *kept};
-    }
+  if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what, slice)) {
+    kept->precise_activations = precise;
+    return {{}, *kept};
+  }
   LinearWeight w;
   w.dense = materialize(source, recipe, std::move(shape), slice, what);
   if (!spec.requantizes()) return w;

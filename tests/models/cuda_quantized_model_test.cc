@@ -67,8 +67,9 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, CudaQuantizedModel,
 
 // GGUF files quantized by llama.cpp to Q4_K_M / Q5_K_M (tests/fixtures/kquant): the CUDA
 // backend reads the K-quant super-blocks where they lie (GEMV, dequantized tiles, the tied
-// Q6_K embedding), giving the CPU's logits of the same file dequantized at load (f32
-// activations on both) within 1e-4 of the logit scale, and its greedy tokens.
+// Q6_K embedding, the QKV weight of Q4_K / Q5_K Q and K rows beside Q6_K V rows as one mixed
+// weight), giving the CPU's logits of the same file dequantized at load (f32 activations on
+// both) within 1e-4 of the logit scale, and its greedy tokens.
 TEST(CudaKquantModel, MatchesTheDequantizedCpuModel) {
 #ifndef KESTREL_WITH_CUDA
   GTEST_SKIP() << "no CUDA device: this build has no CUDA backend";
@@ -85,7 +86,8 @@ TEST(CudaKquantModel, MatchesTheDequantizedCpuModel) {
     options.device = Device::cuda(0);
     options.dtype = DType::f32;
     auto gpu = Model::load(path, options);
-    EXPECT_NE(gpu->weight_formats().find("q6_k"), std::string::npos) << gpu->weight_formats();
+    EXPECT_NE(gpu->weight_formats().find("_k+q6_k x1"), std::string::npos) << gpu->weight_formats();
+    EXPECT_EQ(gpu->weight_formats().find("f32"), std::string::npos) << gpu->weight_formats();
     Session cpu_session(cpu), gpu_session(gpu);
     Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
     std::vector<int32_t> ids;

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -95,7 +96,9 @@ TEST(QuantizedGguf, GreedyDecodeMatchesTheDequantizedModel) {
 //   K-quant products to 8 bits per 256 columns (Kestrel's prefill keeps them in f32), which
 //   moves its own logits up to 1.8% of the top one from transformers' on these files;
 // - one token at a time (the 8-bit-activation integer kernels), the greedy tokens of the
-//   dequantized model.
+//   dequantized model up to a near tie (below);
+// - with every weight as stored, the QKV weight's V rows in Q6_K beside Q4_K / Q5_K Q and K
+//   rows (a mixed weight), nothing in f32, no more weight bytes than the file.
 // The top-8 (id, logit) pairs of each position within tolerance x |top logit|.
 void expect_top_logits(const nlohmann::json& positions, const std::vector<float>& logits, size_t V, float tolerance,
                        const char* what) {
@@ -110,6 +113,42 @@ void expect_top_logits(const nlohmann::json& positions, const std::vector<float>
       EXPECT_EQ(std::max_element(row, row + V) - row, top[0]) << what << ": position " << p;
     }
   }
+}
+
+// Greedy tokens of the integer kernels (one token per step, 8-bit activations) against the
+// dequantized model's: equal, or equal up to a step where the dequantized model's top two
+// logits are closer than the largest move of the integer kernels' logits over the
+// teacher-forced sequence (measured with batch_invariant, which runs them on every step;
+// random weights make flat, tie-prone logits). The tie is printed.
+void expect_same_greedy(const fs::path& path, const std::vector<int32_t>& ids, const std::vector<int32_t>& native,
+                        const std::vector<int32_t>& dense, const char* what) {
+  size_t i = 0;
+  while (i < native.size() && native[i] == dense[i]) ++i;
+  if (i == native.size()) return;
+  std::vector<std::vector<float>> logits;
+  std::vector<int32_t> prefix(ids.begin(), ids.begin() + 5);
+  prefix.insert(prefix.end(), dense.begin(), dense.begin() + static_cast<std::ptrdiff_t>(i));
+  for (bool batch_invariant : {true, false}) {
+    ModelOptions options;
+    options.quantization = batch_invariant ? Quantization::automatic : Quantization::none;
+    options.batch_invariant = batch_invariant;
+    Session session(Model::load(path, options));
+    Decoder decoder(session);
+    logits.push_back(decoder.score(batch_invariant ? ids : prefix));
+  }
+  ModelOptions none;
+  none.quantization = Quantization::none;
+  Session dense_session(Model::load(path, none));
+  Decoder dense_decoder(dense_session);
+  const std::vector<float> dense_ids = dense_decoder.score(ids);
+  float near = 0.0f;
+  for (size_t k = 0; k < dense_ids.size(); ++k) near = std::max(near, std::abs(logits[0][k] - dense_ids[k]));
+  const size_t V = logits[1].size() / prefix.size();
+  const float* row = logits[1].data() + (prefix.size() - 1) * V;
+  const float gap = row[dense[i]] - row[native[i]];
+  std::cout << "[ note ] " << what << ": greedy token " << i << " is " << native[i] << " where the dequantized model has "
+            << dense[i] << ", whose logit is " << gap << " higher (tie bound " << near << ")\n";
+  EXPECT_LE(gap, near) << what << ": greedy tokens differ at " << i << " without a near tie";
 }
 
 TEST(QuantizedGguf, KquantFilesMatchTransformersLlamaCppAndTheirDequantizedSelves) {
@@ -129,8 +168,14 @@ TEST(QuantizedGguf, KquantFilesMatchTransformersLlamaCppAndTheirDequantizedSelve
       auto model = Model::load(path, options);
       const std::string formats = model->weight_formats();
       if (mode == Quantization::automatic) {
-        EXPECT_NE(formats.find(std::string(mix) == "Q4_K_M" ? "q4_k" : "q5_k"), std::string::npos) << formats;
-        EXPECT_NE(formats.find("q6_k"), std::string::npos) << formats;
+        // Every weight as the file stores it: the QKV weight's Q and K rows in Q4_K / Q5_K
+        // and its V rows in Q6_K (one mixed weight), nothing in f32, and no more bytes than
+        // the file's tensors (norms f32 in both).
+        const std::string base = std::string(mix) == "Q4_K_M" ? "q4_k" : "q5_k";
+        EXPECT_EQ(formats, base + " x2 + " + base + "+q6_k x1 + q6_k x2") << formats;
+        EXPECT_LE(model->weight_bytes(), fs::file_size(path)) << formats;
+        std::cout << "[ " << mix << " ] " << formats << ": " << model->weight_bytes() << " bytes of weights, file "
+                  << fs::file_size(path) << " bytes\n";
       } else {
         EXPECT_EQ(formats.find("q"), std::string::npos) << formats;
       }
@@ -150,7 +195,7 @@ TEST(QuantizedGguf, KquantFilesMatchTransformersLlamaCppAndTheirDequantizedSelve
       diff = std::max(diff, std::abs(logits[0][i] - logits[1][i]));
     }
     EXPECT_LE(diff / scale, 1e-5) << "kept blocks vs dequantized at load: max |diff| " << diff;
-    EXPECT_EQ(greedy[0], greedy[1]);
+    expect_same_greedy(path, ids, greedy[0], greedy[1], mix);
     expect_top_logits(ref.at("transformers"), logits[0], V, 1e-4f, "transformers");
     expect_top_logits(ref.at("llamacpp"), logits[0], V, 0.03f, "llama.cpp");
   }
