@@ -6,6 +6,7 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "loaders/gguf_quant.h"
+#include "models/stored_quantized.h"
 
 namespace kestrel {
 
@@ -246,6 +247,9 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
   if (recipe.sources.empty()) return {};
   const QuantizationSpec spec = lm_head ? quant_.for_lm_head() : quant_;
   const bool precise = lm_head;
+  // Weights kestrel-quantize stored as int8 / E4M3 with their scales (the LM head is never stored so).
+  if (!lm_head)
+    if (auto stored = load_stored_quantized(*this, source, recipe, shape, slice, spec, what)) return {{}, *stored};
   if (slice == WeightSlice{} && recipe.interleaved_head_rows == 0)
     if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what)) {
       kept->precise_activations = precise;
