@@ -4,17 +4,20 @@
 #include <cmath>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "core/fp8.h"
 #include "core/half.h"
 #include "kestrel/error.h"
+#include "loaders/gguf_quant.h"
 #include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "loaders/safetensors_writer.h"
 #include "models/model_state.h"
 #include "models/quantize.h"
 #include "models/stored_quantized.h"
+#include "tools/gguf_to_hf.h"
 
 namespace kestrel::tools {
 
@@ -130,39 +133,71 @@ void write_quantized_checkpoint(const Model& model, const Calibration* calibrati
   const fs::path source_dir = state.path;
   if (fs::exists(out_dir) && fs::equivalent(out_dir, source_dir))
     throw Error(ErrorCategory::invalid_argument, out_dir.string() + ": the output must not be the source");
-  if (is_gguf_file(source_dir))
-    throw Error(ErrorCategory::unsupported,
-                source_dir.string() + ": --weights int8 / fp8 write a Hugging Face directory, and from a GGUF file "
-                                      "Kestrel has no config.json and tokenizer.json to put in it (convert the model "
-                                      "to a Hugging Face directory first, or use --weights float, which writes a GGUF)");
-  if (!fs::is_directory(source_dir) || !SafetensorsSource::present(source_dir))
+  const bool gguf = is_gguf_file(source_dir);
+  if (!gguf && (!fs::is_directory(source_dir) || !SafetensorsSource::present(source_dir)))
     throw Error(ErrorCategory::unsupported,
                 source_dir.string() + ": kestrel-quantize reads Hugging Face safetensors directories and GGUF files");
-  const SafetensorsSource source(source_dir);
+  // The source tensors and the names they get: as they are from a Hugging Face directory;
+  // from a GGUF file, through hf_layout_from_gguf (Q / K rows back in Hugging Face's order).
+  struct Input {
+    const SourceTensor* tensor;
+    std::string name;
+    int64_t rotary_head_dim = 0;
+  };
+  std::vector<Input> inputs;
+  std::unique_ptr<GgufFile> gguf_file;
+  std::unique_ptr<WeightSource> source;
+  nlohmann::json config;
+  HfLayout layout;
+  if (gguf) {
+    layout = hf_layout_from_gguf(model);
+    gguf_file = std::make_unique<GgufFile>(source_dir);
+    source = std::make_unique<GgufSource>(*gguf_file);
+    for (const auto& [name, target] : layout.tensors)
+      inputs.push_back({source->find(name), target.name, target.rotary_head_dim});
+    config = layout.config;
+  } else {
+    auto st = std::make_unique<SafetensorsSource>(source_dir);
+    for (const auto& [name, t] : st->tensors()) inputs.push_back({t, name, 0});
+    source = std::move(st);
+    std::ifstream in(source_dir / "config.json");
+    config = nlohmann::json::parse(in);
+  }
   const auto linear = quantized_sources(state.arch);
   const SmoothedValues smoothed = calibration ? smoothed_values(model, *calibration) : SmoothedValues{};
   const bool fp8 = options.weights == CheckpointWeights::fp8;
 
   SafetensorsWriter writer;
-  for (const auto& [name, t] : source.tensors()) {
+  for (const Input& input : inputs) {
+    const SourceTensor* t = input.tensor;
+    const std::string& name = input.name;
+    if (!t) throw Error(ErrorCategory::internal, "kestrel-quantize: no source tensor for '" + name + "'");
     std::optional<std::vector<float>> values = smoothed ? smoothed(*t) : std::nullopt;
-    auto it = linear.find(name);
-    if (it == linear.end()) {  // not quantized: smoothed in F32, or as stored
+    auto it = linear.find(t->name);
+    if (it == linear.end()) {  // not quantized: smoothed or ggml blocks in F32, else as stored
+      if (!values && t->block_type) {
+        values.emplace(static_cast<size_t>(t->numel()));
+        dequantize_row(*t->block_type, t->data, values->data(), t->numel());
+      }
       if (values)
         writer.add(name, "F32", t->shape, values->data(), values->size() * sizeof(float));
       else
         writer.add(name, t->fp8_e4m3 ? "F8_E4M3" : safetensors_dtype_name(t->dtype), t->shape, t->data, t->bytes);
       continue;
     }
-    if (t->shape.size() != 2 || t->block_type || (t->dtype != DType::f32 && t->dtype != DType::f16 && t->dtype != DType::bf16))
-      throw Error(ErrorCategory::unsupported, t->file + ": tensor '" + name + "' (" + t->shape_string() + ", " +
+    const bool is_float = t->dtype == DType::f32 || t->dtype == DType::f16 || t->dtype == DType::bf16;
+    if (t->shape.size() != 2 || (!t->block_type && !is_float))
+      throw Error(ErrorCategory::unsupported, t->file + ": tensor '" + t->name + "' (" + t->shape_string() + ", " +
                                                   to_string(t->dtype) + ") is not a float matrix; cannot quantize it");
-    if (source.find(stored_scale_name(name)))
-      throw Error(ErrorCategory::format, t->file + ": tensor '" + stored_scale_name(name) +
+    if (source->find(stored_scale_name(t->name)))
+      throw Error(ErrorCategory::format, t->file + ": tensor '" + stored_scale_name(t->name) +
                                              "' already exists (is the source quantized already?)");
     if (!values) {
       values.emplace(static_cast<size_t>(t->numel()));
-      convert_floats(t->data, t->dtype, values->data(), DType::f32, values->size());
+      if (t->block_type)
+        dequantize_row(*t->block_type, t->data, values->data(), t->numel());
+      else
+        convert_floats(t->data, t->dtype, values->data(), DType::f32, values->size());
     }
     // Quantized per output channel in the canonical [out, in] layout, stored in the source's.
     const bool transposed = it->second;
@@ -171,6 +206,10 @@ void write_quantized_checkpoint(const Model& model, const Calibration* calibrati
     if (transposed)
       for (int64_t i = 0; i < in; ++i)
         for (int64_t o = 0; o < out; ++o) canonical[static_cast<size_t>(o * in + i)] = (*values)[static_cast<size_t>(i * out + o)];
+    if (input.rotary_head_dim > 0) {
+      if (transposed) throw Error(ErrorCategory::internal, name + ": rotary rows of a transposed weight");
+      unpermute_rotary_rows(canonical, out, in, input.rotary_head_dim);
+    }
     const HostQuantizedWeight q = quantize(canonical, out, in, options, name);
     std::vector<int8_t> stored = q.data;
     if (transposed)
@@ -186,10 +225,13 @@ void write_quantized_checkpoint(const Model& model, const Calibration* calibrati
   fs::create_directories(out_dir);
   writer.write(out_dir / "model.safetensors",
                {{"format", "pt"}, {"written_by", std::string("kestrel-quantize (") + (fp8 ? "fp8" : "w8a8") + ")"}});
-  std::ifstream in(source_dir / "config.json");
-  nlohmann::json config = nlohmann::json::parse(in);
   config["kestrel_quantization"] = quantization_block(state.arch, calibration, smoothing, options);
   std::ofstream(out_dir / "config.json") << config.dump(2) << "\n";
+  if (gguf) {
+    std::ofstream(out_dir / "tokenizer.json") << layout.tokenizer.dump() << "\n";
+    std::ofstream(out_dir / "tokenizer_config.json") << layout.tokenizer_config.dump(2) << "\n";
+    return;
+  }
   for (const auto& entry : fs::directory_iterator(source_dir)) {
     const std::string file = entry.path().filename().string();
     if (!entry.is_regular_file() || file == "config.json" || file.find(".safetensors") != std::string::npos) continue;

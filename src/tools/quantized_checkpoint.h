@@ -15,8 +15,10 @@
 // The integers are exactly those the load-time modes compute from the smoothed floats
 // (models/quantize.h: quantize_int8 / quantize_fp8 per canonical row), so the checkpoint
 // computes bit for bit what `--weights float` computes when loaded as w8a8 / fp8.
-// A GGUF source is refused: Kestrel cannot write the config.json and tokenizer.json a
-// Hugging Face directory needs from GGUF metadata.
+// From a GGUF file (Llama architecture, byte-level BPE tokenizer: tools/gguf_to_hf.h), the
+// same directory with config.json, tokenizer.json and tokenizer_config.json rebuilt from
+// its metadata, its tensors under their Hugging Face names (Q / K rows in Hugging Face's
+// rotary order), ggml blocks that stay float (embeddings, an untied LM head) in F32.
 #pragma once
 
 #include <cstdint>

@@ -318,14 +318,57 @@ TEST(QuantizedCheckpointValidation, CorruptFilesAreRefusedByName) {
   }
 }
 
-TEST(QuantizedCheckpointValidation, GgufSourceIsRefusedClearly) {
-  auto model = load(testing::fixture_dir() / "tiny-llama.gguf", Quantization::none);
-  try {
-    write(model, nullptr, {}, CheckpointWeights::int8, testing::temp_dir("quantized-checkpoint") / "gguf");
-    ADD_FAILURE() << "a GGUF source was written";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("GGUF"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("config.json"), std::string::npos) << e.what();
+// From a GGUF file: a Hugging Face directory whose config.json, tokenizer and tensor names
+// are rebuilt from the GGUF. Same tokens on every reference text; logits within float
+// summation order of the GGUF loaded with the same mode (the same integers and scales; only
+// the rotary pairing's order of the head dimensions differs: llama.cpp's adjacent pairs
+// against Hugging Face's halves), and the same greedy tokens.
+TEST(QuantizedCheckpointGguf, WritesAHuggingFaceDirectoryOfTheSameModel) {
+  const fs::path source = testing::fixture_dir() / "tiny-llama.gguf";
+  auto model = load(source, Quantization::none);
+  tools::SmoothQuantOptions options;
+  options.calibration_tokens = 300;
+  const tools::Calibration calibration = calibrate(model, options);
+  const fs::path dir = testing::temp_dir("quantized-checkpoint") / "gguf";
+  write(model, &calibration, options, CheckpointWeights::float32, dir / "float.gguf");
+  write(model, &calibration, options, CheckpointWeights::int8, dir / "int8");
+  write(model, &calibration, options, CheckpointWeights::fp8, dir / "fp8");
+  ASSERT_TRUE(fs::exists(dir / "int8" / "tokenizer.json"));
+  const auto prompts = testing::load_reference(testing::fixture_dir() / "tiny-llama-gguf", model->config().vocab_size);
+  for (auto [sub, mode] : {std::pair{"int8", Quantization::w8a8}, std::pair{"fp8", Quantization::fp8}}) {
+    SCOPED_TRACE(sub);
+    auto converted = load(dir / sub, Quantization::automatic);
+    auto reference = load(dir / "float.gguf", mode);
+    for (const auto& p : prompts) EXPECT_EQ(converted->tokenizer().encode(p.text, false), reference->tokenizer().encode(p.text, false)) << p.text;
+    EXPECT_EQ(converted->tokenizer().encode(calibration_text(), false), reference->tokenizer().encode(calibration_text(), false));
+    const std::vector<float> a = logits(converted, prompts), b = logits(reference, prompts);
+    float scale = 0.0f, diff = 0.0f;
+    for (size_t i = 0; i < a.size(); ++i) {
+      scale = std::max(scale, std::abs(b[i]));
+      diff = std::max(diff, std::abs(a[i] - b[i]));
+    }
+    const double rms = rms_error(a, b);
+    std::cout << "[quantized-checkpoint] gguf " << sub << ": max |logit difference| " << diff << " of " << scale
+              << ", rms " << rms << " of the rms logit\n";
+    if (mode == Quantization::w8a8) {
+      // The per-token int8 rounding never flipped here: equal to float summation order.
+      EXPECT_LE(diff, 1e-4f * scale);
+      Session sa(converted), sb(reference);
+      Decoder da(sa), db(sb);
+      for (const auto& p : prompts) {
+        GenerationRequest r;
+        r.prompt_ids = p.ids;
+        r.stop.max_new_tokens = 8;
+        r.stop.stop_at_eos = false;
+        EXPECT_EQ(da.generate(r).tokens, db.generate(r).tokens) << p.text;
+      }
+    } else {
+      // E4M3 rounds the activations in steps of 1/16 of their value: a 1e-7 difference of
+      // summation order can move one value across a rounding boundary, and on this random
+      // model that moves later logits of that prompt (measured: rms 0.017 of the rms logit,
+      // the first positions equal within 4e-6). Bounded well under FP8's own error vs f32 (0.28).
+      EXPECT_LE(rms, 0.1);
+    }
   }
 }
 
