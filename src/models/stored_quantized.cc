@@ -1,5 +1,6 @@
 #include "models/stored_quantized.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -41,9 +42,12 @@ namespace {
 
 const char* stored_dtype(const SourceTensor& t) { return t.fp8_e4m3 ? "F8_E4M3" : "I8"; }
 
-// The scales of stored tensor `t` with `out` output channels: one per channel, or one for
-// the whole tensor repeated; every scale finite and >= 0.
-std::vector<float> read_scales(const WeightSource& source, const SourceTensor& t, int64_t out) {
+// The scales of stored tensor `t` with `out` output channels and `in` input columns, as
+// [out, groups]: one per channel (groups 1), one for the whole tensor repeated, or one per
+// group of in / groups columns ([out, groups], groups > 1: a GGUF's Q8_0 LM head kept
+// exactly); every scale finite and >= 0.
+std::vector<float> read_scales(const WeightSource& source, const SourceTensor& t, int64_t out, int64_t in,
+                               int64_t& groups) {
   const std::string name = stored_scale_name(t.name);
   const SourceTensor* s = source.find(name);
   if (!s)
@@ -56,11 +60,15 @@ std::vector<float> read_scales(const WeightSource& source, const SourceTensor& t
   const int64_t n = s->numel();
   const bool per_tensor = n == 1 && (s->shape.empty() || s->shape == std::vector<int64_t>{1});
   const bool per_channel = s->shape == std::vector<int64_t>{out} || s->shape == std::vector<int64_t>{out, 1};
-  if (!per_tensor && !per_channel)
+  const bool per_group = s->shape.size() == 2 && s->shape[0] == out && s->shape[1] > 1 && in % s->shape[1] == 0 &&
+                         (in / s->shape[1]) % 32 == 0;
+  if (!per_tensor && !per_channel && !per_group)
     refuse(ErrorCategory::format, *s,
            "has shape " + s->shape_string() + " but '" + t.name + "' has " + std::to_string(out) +
-               " output channels (expected [" + std::to_string(out) + ", 1] or [" + std::to_string(out) +
-               "] per channel, [1] per tensor)");
+               " output channels of " + std::to_string(in) + " columns (expected [" + std::to_string(out) +
+               ", 1] or [" + std::to_string(out) + "] per channel, [1] per tensor, [" + std::to_string(out) +
+               ", G] per group of a multiple of 32 columns)");
+  groups = per_group ? s->shape[1] : 1;
   std::vector<float> values(static_cast<size_t>(n));
   std::memcpy(values.data(), s->data, values.size() * sizeof(float));
   for (size_t i = 0; i < values.size(); ++i)
@@ -68,7 +76,7 @@ std::vector<float> read_scales(const WeightSource& source, const SourceTensor& t
       refuse(ErrorCategory::format, *s,
              "value " + std::to_string(i) + " = " + std::to_string(values[i]) +
                  (std::isfinite(values[i]) ? " is negative" : " is not finite") + " (a scale must be finite and >= 0)");
-  if (per_tensor) values.assign(static_cast<size_t>(out), values[0]);
+  if (per_tensor && !per_channel) values.assign(static_cast<size_t>(out), values[0]);
   source.release(*s);
   return values;
 }
@@ -133,10 +141,8 @@ std::optional<QuantizedWeight> load_stored_quantized(WeightStore& store, const W
   q.format = fp8 ? QuantFormat::fp8_e4m3 : QuantFormat::int8;
   q.rows = rows;
   q.cols = cols;
-  q.group_size = static_cast<int>(cols);
   q.data.resize(static_cast<size_t>(rows * cols));
-  q.scales.resize(static_cast<size_t>(rows));
-  int64_t row = 0;
+  int64_t row = 0, groups = 0;
   for (const SourceTensor* t : parts) {
     const bool bad_rank = t->shape.size() != 2;
     const int64_t in = bad_rank ? -1 : recipe.transposed ? t->shape[0] : t->shape[1];
@@ -146,7 +152,18 @@ std::optional<QuantizedWeight> load_stored_quantized(WeightStore& store, const W
              "has shape " + t->shape_string() + " but " + what + " needs " + (parts.size() > 1 ? "parts of " : "") + "[" +
                  std::to_string(rows) + ", " + std::to_string(cols) + "]" + (recipe.transposed ? " (stored transposed)" : ""));
     check_values(*t);
-    const std::vector<float> scales = read_scales(source, *t, out);
+    int64_t g = 1;
+    const std::vector<float> scales = read_scales(source, *t, out, cols, g);
+    if (groups == 0) {
+      groups = g;
+      q.group_size = static_cast<int>(cols / g);
+      q.scales.resize(static_cast<size_t>(rows * g));
+    }
+    if (g != groups || (g > 1 && (fp8 || recipe.transposed)))
+      refuse(ErrorCategory::format, *t,
+             "has " + std::to_string(g) + " scales per row; " +
+                 (g != groups ? "the other parts of " + what + " have " + std::to_string(groups)
+                              : std::string("groups are read for untransposed I8 weights only")));
     const auto* p = static_cast<const int8_t*>(t->data);
     // Source row r of this part is canonical row dst(r): consecutive, or gathered from
     // GPT-NeoX's per-head [q | k | v] blocks of hd rows.
@@ -165,7 +182,7 @@ std::optional<QuantizedWeight> load_stored_quantized(WeightStore& store, const W
         for (int64_t i = 0; i < cols; ++i) d[i] = p[i * out + r];
       else
         std::memcpy(d, p + r * cols, static_cast<size_t>(cols));
-      q.scales[static_cast<size_t>(dst)] = scales[static_cast<size_t>(r)];
+      std::copy(scales.begin() + r * g, scales.begin() + (r + 1) * g, q.scales.begin() + dst * g);
     }
     row += out;
     source.release(*t);
@@ -177,7 +194,7 @@ std::optional<QuantizedWeight> load_stored_quantized(WeightStore& store, const W
   const QuantizedWeight host = q.view();
   QuantizedWeight w = host;
   w.data = store.upload(host.data.data, host.data.dtype, {rows, cols}, what + " (stored quantized)");
-  w.scales = store.upload(host.scales.data, host.scales.dtype, {rows, 1}, what + " (stored scales)");
+  w.scales = store.upload(host.scales.data, host.scales.dtype, {rows, groups}, what + " (stored scales)");
   w.int8_activations = spec.mode == Quantization::w8a8;
   return w;
 }

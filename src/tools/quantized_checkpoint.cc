@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -76,6 +77,25 @@ HostQuantizedWeight quantize(const std::vector<float>& w, int64_t rows, int64_t 
   q.data.resize(w.size());
   for (size_t i = 0; i < w.size(); ++i) q.data[i] = static_cast<int8_t>(f32_to_fp8_e4m3(w[i] * inv));
   return q;
+}
+
+// A GGUF's Q8_0 LM head as I8 [out, in] and F32 scales [out, in / 32], exactly (each block's
+// f16 d is an f32; its 32 int8 values as stored): what --quant w8a8 / fp8 keep of the GGUF
+// (int8 in groups of 32), so the directory computes as the GGUF does. False (leave it F32)
+// when a value is -128, which the symmetric int8 layout does not hold.
+bool q8_0_as_int8(const SourceTensor& t, std::vector<int8_t>& q, std::vector<float>& scales) {
+  const int64_t n = t.numel(), blocks = n / 32;
+  const auto* p = static_cast<const uint8_t*>(t.data);
+  q.resize(static_cast<size_t>(n));
+  scales.resize(static_cast<size_t>(blocks));
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint16_t d;
+    std::memcpy(&d, p + b * 34, 2);
+    scales[static_cast<size_t>(b)] = f16_to_f32(d);
+    std::memcpy(q.data() + b * 32, p + b * 34 + 2, 32);
+  }
+  return std::find(q.begin(), q.end(), int8_t{-128}) == q.end() &&
+         std::all_of(scales.begin(), scales.end(), [](float v) { return std::isfinite(v) && v >= 0.0f; });
 }
 
 nlohmann::json quantization_block(const Architecture& arch, const Calibration* calibration,
@@ -164,6 +184,7 @@ void write_quantized_checkpoint(const Model& model, const Calibration* calibrati
     config = nlohmann::json::parse(in);
   }
   const auto linear = quantized_sources(state.arch);
+  const std::vector<std::string> head = state.arch.recipe(WeightSlot::lm_head, -1).sources;
   const SmoothedValues smoothed = calibration ? smoothed_values(model, *calibration) : SmoothedValues{};
   const bool fp8 = options.weights == CheckpointWeights::fp8;
 
@@ -174,6 +195,17 @@ void write_quantized_checkpoint(const Model& model, const Calibration* calibrati
     if (!t) throw Error(ErrorCategory::internal, "kestrel-quantize: no source tensor for '" + name + "'");
     std::optional<std::vector<float>> values = smoothed ? smoothed(*t) : std::nullopt;
     auto it = linear.find(t->name);
+    if (it == linear.end() && !values && t->block_type == GgmlType::q8_0 && t->shape.size() == 2 &&
+        std::find(head.begin(), head.end(), t->name) != head.end()) {
+      std::vector<int8_t> q;
+      std::vector<float> scales;
+      if (q8_0_as_int8(*t, q, scales)) {
+        writer.add(name, "I8", t->shape, q.data(), q.size());
+        writer.add(stored_scale_name(name), "F32", {t->shape[0], t->shape[1] / 32}, scales.data(),
+                   scales.size() * sizeof(float));
+        continue;
+      }
+    }
     if (it == linear.end()) {  // not quantized: smoothed or ggml blocks in F32, else as stored
       if (!values && t->block_type) {
         values.emplace(static_cast<size_t>(t->numel()));
