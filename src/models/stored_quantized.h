@@ -3,7 +3,9 @@
 //
 // Each such source tensor keeps its float tensor's name and shape but holds I8 (W8A8) or
 // F8_E4M3 (FP8) values; beside it the F32 tensor `<name>_scale` holds one scale per output
-// channel ([out, 1] or [out]) or one for the whole tensor ([1] or []), w = scale * q. The
+// channel ([out, 1] or [out]), one for the whole tensor ([1] or []), or (I8 only, not
+// transposed) one per group of in / G columns, G > 1 and in / G a multiple of 32 ([out, G]:
+// a GGUF's Q8_0 LM head), w = scale * q. The
 // parts of a fused weight (Q, K, V; gate, up) are gathered into the canonical [out, in]
 // rows exactly as WeightStore gathers float parts, so the loaded integers are the stored
 // ones, bit for bit.

@@ -9,7 +9,7 @@
 //                      tensor); w = scale * q. The other tensors as the source stores them,
 //                      those SmoothQuant changes (norms, biases) in F32. The LM head and
 //                      embeddings stay float (Kestrel keeps the LM head int8 weight-only,
-//                      quantized at load).
+//                      quantized at load), but for a GGUF's Q8_0 head (below).
 //   config.json        the source's, plus "kestrel_quantization" (docs/QUANTIZATION.md).
 //   other files        copied (tokenizer, generation config).
 // The integers are exactly those the load-time modes compute from the smoothed floats
@@ -18,7 +18,8 @@
 // From a GGUF file (Llama architecture, byte-level BPE tokenizer: tools/gguf_to_hf.h), the
 // same directory with config.json, tokenizer.json and tokenizer_config.json rebuilt from
 // its metadata, its tensors under their Hugging Face names (Q / K rows in Hugging Face's
-// rotary order), ggml blocks that stay float (embeddings, an untied LM head) in F32.
+// rotary order), a Q8_0 LM head as I8 with [out, in / 32] scales (its blocks exactly: what
+// W8A8 / FP8 keep of the GGUF), other ggml blocks that stay float in F32.
 #pragma once
 
 #include <cstdint>
