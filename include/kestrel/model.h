@@ -37,8 +37,11 @@ enum class Quantization : uint8_t {
          // accurate way to get there; this mode quantizes any model at load without smoothing.
   fp8,   // FP8 E4M3 weights, one scale per output channel (max |w| / 448), and E4M3
          // activations, one scale per token (dynamic): what Hopper's FP8 GEMMs compute. The
-         // CPU and the CUDA kernels here emulate the activation rounding and multiply in
-         // f32 (docs/QUANTIZATION.md); the LM head int8 weight-only, as for w8a8.
+         // CPU emulates the activation rounding and multiplies in f32; CUDA prefill runs on
+         // the FP8 tensor cores (cuBLASLt) where the device and shape allow
+         // (docs/QUANTIZATION.md); the LM head int8 weight-only, as for w8a8. Checkpoints of
+         // stored int8 / E4M3 weights (kestrel-quantize --weights int8 | fp8) load as the
+         // mode they declare, their integers as stored.
 };
 const char* to_string(Quantization quantization) noexcept;
 // Parses "auto", "none", "int8", "int4", "w8a8", "fp8"; throws Error(invalid_argument) naming `what`

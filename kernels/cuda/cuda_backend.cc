@@ -8,6 +8,7 @@
 // errors recorded by kernels surface as exceptions.
 #include "cuda/cuda_backend.h"
 #include "cuda/cublas_loader.h"
+#include "cuda/fp8_gemm.h"
 
 #include <cuda_runtime.h>
 
@@ -232,8 +233,11 @@ class CudaBackend final : public Backend {
     const int64_t T = x.dim(0), M = w.rows, K = w.cols;
     if (T == 0 || M == 0) return;
     if (w.format == QuantFormat::fp8_e4m3) {
-      // The activations rounded to E4M3 per token first, as an FP8 GEMM takes them; then
-      // the same paths as int8 on the rounded copy.
+      if (T > cuda::kQuantGemvMaxTokens && options_.fp8_tensor_cores && fp8_gemm_.usable(M, K) &&
+          fp8_gemm(x, w, bias, out, op))
+        return;
+      // Otherwise the activations rounded to E4M3 per token first, as an FP8 GEMM takes
+      // them; then the same paths as int8 on the rounded copy.
       TensorView xq(activation_scratch(x.bytes(), op), x.dtype, {T, K}, device());
       cuda::round_rows_fp8(ctx_, x, xq);
       linear_from_quantized(xq, w, bias, out, op);
@@ -276,6 +280,26 @@ class CudaBackend final : public Backend {
                                       CUBLAS_COMPUTE_32I, CUBLAS_GEMM_DEFAULT),
                  op);
     cuda::w8a8_epilogue(ctx_, acc, x_scales, static_cast<const float*>(w.scales.data), bias, out);
+  }
+
+  // FP8 with many tokens on the FP8 tensor cores: x rounded to E4M3 bytes per token, the
+  // E4M3 x E4M3 -> f32 GEMM of cuBLASLt (fp8_gemm.h), scaled back by token scale x channel
+  // scale (+ bias) in the epilogue. False when cuBLASLt has no algorithm for the shape.
+  bool fp8_gemm(const TensorView& x, const QuantizedWeight& w, const TensorView* bias, TensorView out, const char* op) {
+    const int64_t T = x.dim(0), M = w.rows, K = w.cols;
+    // In the activation scratch: q [T, K] E4M3, then (16-byte aligned) scales [T] f32, then
+    // acc [T, M] f32.
+    const size_t q_bytes = (static_cast<size_t>(T * K) + 15) / 16 * 16;
+    const size_t s_bytes = (static_cast<size_t>(T) * sizeof(float) + 15) / 16 * 16;
+    const size_t acc_bytes = static_cast<size_t>(T * M) * sizeof(float);
+    char* scratch = static_cast<char*>(activation_scratch(q_bytes + s_bytes + acc_bytes, op));
+    auto* q = reinterpret_cast<uint8_t*>(scratch);
+    auto* x_scales = reinterpret_cast<float*>(scratch + q_bytes);
+    auto* acc = reinterpret_cast<float*>(scratch + q_bytes + s_bytes);
+    cuda::quantize_rows_fp8(ctx_, x, q, x_scales);
+    if (!fp8_gemm_.run(stream_, w.data.data, q, acc, T, M, K)) return false;
+    cuda::fp8_epilogue(ctx_, acc, x_scales, static_cast<const float*>(w.scales.data), bias, out);
+    return true;
   }
 
   // Device memory for the FP8 / W8A8 activation copies, kept across calls and grown (after
@@ -548,6 +572,7 @@ class CudaBackend final : public Backend {
   void* dequant_scratch_ = nullptr;  // kDequantScratchBytes
   void* activation_scratch_ = nullptr;  // activation_scratch()
   size_t activation_scratch_bytes_ = 0;
+  cuda::Fp8Gemm fp8_gemm_{device_};  // opened on the first FP8 prefill
   DeviceErrorRecord* errors_ = nullptr;       // device memory
   DeviceErrorRecord* host_errors_ = nullptr;  // pinned host memory
   LaunchContext ctx_;

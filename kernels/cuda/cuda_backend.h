@@ -15,6 +15,11 @@ struct CudaBackendOptions {
   // 0 = chosen per call (long sequences with few sequence x head blocks), -1 = never,
   // N > 0 = always, with partitions of N positions.
   int masked_attention_partition = 0;
+  // FP8 E4M3 weights with more than kQuantGemvMaxTokens tokens: multiply on the FP8 tensor
+  // cores (cuBLASLt, fp8_gemm.h) where the device (sm_89 or newer) and the shape (K and M
+  // multiples of 16) allow; false, or otherwise, the activations rounded to E4M3 in their
+  // own dtype and the weights dequantized for cublasGemmEx.
+  bool fp8_tensor_cores = true;
 };
 
 // The backend of make_cuda_backend(device_index), with options.

@@ -99,6 +99,12 @@ void round_rows_fp8(const LaunchContext& ctx, const TensorView& x, TensorView ou
 void quantize_rows_int8(const LaunchContext& ctx, const TensorView& x, int8_t* q, float* scales);
 void w8a8_epilogue(const LaunchContext& ctx, const int32_t* acc, const float* x_scales, const float* w_scales,
                    const TensorView* bias, TensorView out);
+// FP8 tensor-core prefill (fp8_gemm_cuda.cu, fp8_gemm.h): q [T, K] E4M3 bytes and scales
+// [T] f32 of x [T, K], one scale per row (max |x_t| / 448, rounded as round_rows_fp8); and
+// out [T, M] = acc [T, M] f32 x x_scales[t] x w_scales[m] (+ bias [M]).
+void quantize_rows_fp8(const LaunchContext& ctx, const TensorView& x, uint8_t* q, float* scales);
+void fp8_epilogue(const LaunchContext& ctx, const float* acc, const float* x_scales, const float* w_scales,
+                  const TensorView* bias, TensorView out);
 
 void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* bias,
                      Activation act);

@@ -20,6 +20,9 @@ struct SourceTensor {
   // Set when the bytes are ggml blocks (Q8_0, Q4_0, Q4_1) that no DType describes; `dtype`
   // is then meaningless. Blocks run along the innermost dimension (shape.back()).
   std::optional<GgmlType> block_type;
+  // Set when the bytes are OCP FP8 E4M3 values (safetensors "F8_E4M3", core/fp8.h); `dtype`
+  // is then i8 (one byte each).
+  bool fp8_e4m3 = false;
   std::vector<int64_t> shape;
   const void* data = nullptr;
   size_t bytes = 0;

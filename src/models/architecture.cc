@@ -8,6 +8,7 @@
 #include "loaders/gguf.h"
 #include "models/config_json.h"
 #include "models/moe_family.h"
+#include "models/stored_quantized.h"
 
 namespace kestrel {
 
@@ -141,10 +142,7 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
     const std::string what = where + ": kestrel_quantization";
     if (!q->is_object()) throw Error(ErrorCategory::format, what + " must be an object");
-    const auto format = json_string(*q, "format", what);
-    if (format != "w8a8")
-      throw Error(ErrorCategory::unsupported, what + ".format = '" + format.value_or("") + "' (this Kestrel reads w8a8)");
-    arch.w8a8_checkpoint = true;
+    arch.checkpoint_quantization = checkpoint_quantization(*q, what);
   }
   return arch;
 }
@@ -238,7 +236,7 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     if (*format != "w8a8")
       throw Error(ErrorCategory::unsupported,
                   where + ": kestrel.quantization.format = '" + *format + "' (this Kestrel reads w8a8)");
-    arch.w8a8_checkpoint = true;
+    arch.checkpoint_quantization = Quantization::w8a8;
   }
   return arch;
 }

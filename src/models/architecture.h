@@ -146,9 +146,10 @@ struct Architecture {
   // tensor NAME [E, rows, cols] (llama.cpp's stacked *_exps); "NAME#row" the 1-D tensor
   // NAME [n] read as [1, n] (models/moe_family.h).
   std::function<WeightRecipe(WeightSlot slot, int layer, int expert)> expert_recipe;
-  // A checkpoint written for W8A8 (config.json "kestrel_quantization": {"format": "w8a8"},
-  // by kestrel-quantize): Quantization::automatic loads it as Quantization::w8a8.
-  bool w8a8_checkpoint = false;
+  // A checkpoint written by kestrel-quantize (config.json "kestrel_quantization": {"format":
+  // "w8a8" | "fp8"}, or GGUF kestrel.quantization.format): Quantization::automatic loads it
+  // in this mode (w8a8 or fp8); automatic when the checkpoint declares none.
+  Quantization checkpoint_quantization = Quantization::automatic;
 };
 
 // Reads config.json of a Hugging Face model directory and returns the description of its

@@ -165,7 +165,7 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
   on_every_rank(context, [&] {
     if (!files.source) files.source = files.make_source(state->dtype);
     QuantizationSpec spec = quantization_spec(options);
-    if (spec.mode == Quantization::automatic && state->arch.w8a8_checkpoint) spec.mode = Quantization::w8a8;
+    if (spec.mode == Quantization::automatic) spec.mode = state->arch.checkpoint_quantization;
     state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, spec);
     state->weights = state->store->load(*files.source, state->arch, context.shard);
   });

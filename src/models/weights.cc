@@ -6,6 +6,7 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "loaders/gguf_quant.h"
+#include "models/stored_quantized.h"
 
 namespace kestrel {
 
@@ -247,6 +248,11 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
   if (recipe.sources.empty()) return {};
   const QuantizationSpec spec = lm_head ? quant_.for_lm_head() : quant_;
   const bool precise = lm_head;
+  // Weights kestrel-quantize stored as int8 / E4M3 with their scales.
+  if (auto stored = load_stored_quantized(*this, source, recipe, shape, slice, spec, what)) {
+    stored->precise_activations = precise;
+    return {{}, *stored};
+  }
   if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what, slice)) {
     kept->precise_activations = precise;
     return {{}, *kept};
@@ -324,7 +330,10 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   if (shard.first_stage() && shard.last_stage() && shard.tp == 1 &&
       head_recipe.sources == arch.recipe(WeightSlot::token_embedding, -1).sources)
     if (auto kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
-                                     "lm_head (and token_embedding)")) {
+                                     "lm_head (and token_embedding)");
+        kept || (kept = load_stored_quantized(  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
+                     *this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {}, quant_.for_lm_head(),
+                     "lm_head (and token_embedding)"))) {
       kept->precise_activations = true;
       w.lm_head.quantized = *kept;
       w.token_embedding.quantized = *kept;

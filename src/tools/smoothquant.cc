@@ -366,6 +366,16 @@ void write_gguf(const fs::path& source_path, const Architecture& arch, const Cal
 
 }  // namespace
 
+SmoothedValues smoothed_values(const Model& model, const Calibration& calibration) {
+  auto edits = std::make_shared<const std::map<std::string, Edit, std::less<>>>(
+      smoothing_edits(model.state().arch, calibration));
+  return [edits](const SourceTensor& t) -> std::optional<std::vector<float>> {
+    auto it = edits->find(t.name);
+    if (it == edits->end()) return std::nullopt;
+    return edited_values(t, it->second);
+  };
+}
+
 void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
                                   const SmoothQuantOptions& options, const fs::path& out_dir) {
   const detail::ModelState& state = model.state();

@@ -23,12 +23,15 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "kestrel/model.h"
+#include "loaders/weight_source.h"
 
 namespace kestrel::tools {
 
@@ -75,5 +78,11 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
 // Quantization::w8a8 (docs/QUANTIZATION.md).
 void write_smoothquant_checkpoint(const Model& model, const Calibration& calibration,
                                   const SmoothQuantOptions& options, const std::filesystem::path& out);
+
+// The values of a source tensor of `model` after smoothing with `calibration`, in f32 (ggml
+// blocks dequantized), or nullopt for a tensor the smoothing leaves as stored. Used by the
+// quantized checkpoint writer (tools/quantized_checkpoint.h).
+using SmoothedValues = std::function<std::optional<std::vector<float>>(const SourceTensor& tensor)>;
+SmoothedValues smoothed_values(const Model& model, const Calibration& calibration);
 
 }  // namespace kestrel::tools
