@@ -1,6 +1,8 @@
 // kestrel-quantize: a W8A8 checkpoint with SmoothQuant (src/tools/smoothquant.h).
 //
 //   kestrel-quantize --model HF_DIR|GGUF --calibration TEXT --out DIR|GGUF [--alpha 0.5 | auto] [--tokens 2048]
+//                    [--alpha-qkv A] [--alpha-attn-out A] [--alpha-ffn-up A] [--alpha-ffn-down A] [--clip-search]
+//                    [--float-activations down_weight,...]
 //
 // Runs the calibration text through the model on the CPU (f32, unquantized), computes
 // SmoothQuant's per-channel factors, folds them into the norms and weights, and writes a
@@ -30,8 +32,20 @@ int main(int argc, char** argv) {
                  "Migration strength in [0, 1], or 'auto': searched per smoothed input (of 0.2 ... 0.9) by the "
                  "simulated W8A8 error on sampled calibration rows")
       ->capture_default_str();
-  app.add_option("--search-rows", options.search_rows, "Calibration rows sampled per input for --alpha auto")
+  app.add_option("--search-rows", options.search_rows, "Calibration rows sampled per input for --alpha auto and --clip-search")
       ->capture_default_str();
+  for (auto [flag, field] : {std::pair{"--alpha-qkv", &options.input_alpha.qkv},
+                             std::pair{"--alpha-attn-out", &options.input_alpha.attn_out},
+                             std::pair{"--alpha-ffn-up", &options.input_alpha.ffn_up},
+                             std::pair{"--alpha-ffn-down", &options.input_alpha.ffn_down}})
+    app.add_option(flag, *field, "Migration strength of this kind of input in [0, 1], instead of --alpha");
+  app.add_option("--float-activations", options.float_activations,
+                 "Weights kept int8 weight-only, their activations in f32 (qkv_weight, out_weight, up_weight, "
+                 "down_weight); recorded in the checkpoint")
+      ->delimiter(',');
+  app.add_flag("--clip-search", options.search_clip,
+               "Clip each weight row before its int8 rounding where that lowers the output error on sampled "
+               "calibration rows (ratios 1.0 ... 0.5 of the row's largest value)");
   app.add_option("--tokens", options.calibration_tokens, "Calibration tokens (at most)")->capture_default_str();
   app.add_option("--chunk", options.chunk_tokens, "Tokens per forward pass")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
@@ -61,6 +75,11 @@ int main(int argc, char** argv) {
     const std::vector<int32_t> ids = model->tokenizer().encode(text.str(), /*parse_special=*/false);
     const auto calibration = kestrel::tools::calibrate_smoothquant(model, ids, options);
     kestrel::tools::write_smoothquant_checkpoint(*model, calibration, options, out_dir);
+    if (options.input_alpha.any()) {
+      const auto& s = calibration.layers.front();
+      alpha = fmt::format("qkv {} attn-out {} ffn-up {}{}", s.attn_alpha, s.out_alpha, s.ffn_alpha,
+                          s.down_in.empty() ? std::string() : fmt::format(" ffn-down {}", s.down_alpha));
+    }
     fmt::print("kestrel-quantize: {} layers smoothed (alpha {}) over {} calibration tokens; W8A8 checkpoint in {}\n",
                calibration.layers.size(), options.search_alpha ? std::string("searched per input") : alpha,
                calibration.tokens, out_dir);

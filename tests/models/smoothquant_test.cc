@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "kestrel/kestrel.h"
+#include "models/model_state.h"
 #include "reference_fixture.h"
 #include "test_support.h"
 #include "tools/smoothquant.h"
@@ -209,6 +211,179 @@ TEST(SmoothQuantSearch, SearchReturnsTheArgminOfTheSimulatedError) {
   EXPECT_LT(errors[best], 0.5 * errors.front());
 }
 
+// The clipping search against a brute force in double precision: heavy-tailed weight rows
+// (the cube of a normal value: a few large values per row), inputs with an outlier
+// channel. For every row the chosen ratio's error (recomputed here) is the smallest over
+// the grid, and some rows are clipped.
+TEST(SmoothQuantClip, SearchReturnsTheArgminPerRow) {
+  std::mt19937 rng(99);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t R = 32, K = 48, N = 10;
+  tools::search::SampledRows x;
+  x.cols = K;
+  for (int64_t r = 0; r < R; ++r)
+    for (int64_t k = 0; k < K; ++k) x.values.push_back(normal(rng) * (k == 7 ? 8.0f : 1.0f));
+  std::vector<float> w(static_cast<size_t>(N * K));
+  for (float& v : w) {
+    const float z = normal(rng);
+    v = z * z * z * 0.05f;
+  }
+  const std::vector<float> grid = tools::default_clip_grid();
+  const std::vector<float> ratio = tools::search::search_row_clip(x, TensorView(w.data(), DType::f32, {N, K}), grid);
+  ASSERT_EQ(ratio.size(), static_cast<size_t>(N));
+  auto q8 = [](std::vector<double> v, double bound) {
+    for (double& e : v) e = std::clamp(e, -bound, bound);
+    for (double& e : v) e = bound > 0.0 ? std::nearbyint(e * 127.0 / bound) * bound / 127.0 : 0.0;
+    return v;
+  };
+  auto amax = [](const std::vector<double>& v) {
+    double m = 0.0;
+    for (double e : v) m = std::max(m, std::abs(e));
+    return m;
+  };
+  std::vector<std::vector<double>> xq;
+  for (int64_t r = 0; r < R; ++r) {
+    std::vector<double> row(x.values.begin() + r * K, x.values.begin() + (r + 1) * K);
+    xq.push_back(q8(row, amax(row)));
+  }
+  int clipped_rows = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    const std::vector<double> row(w.begin() + n * K, w.begin() + (n + 1) * K);
+    auto error = [&](float c) {
+      const std::vector<double> q = q8(row, amax(row) * c);
+      double e = 0.0;
+      for (int64_t r = 0; r < R; ++r) {
+        double y = 0.0, want = 0.0;
+        for (int64_t k = 0; k < K; ++k) {
+          y += xq[r][k] * q[k];
+          want += double{x.values[r * K + k]} * row[k];
+        }
+        e += (y - want) * (y - want);
+      }
+      return e;
+    };
+    double best = std::numeric_limits<double>::infinity();
+    for (float c : grid) best = std::min(best, error(c));
+    EXPECT_NE(std::find(grid.begin(), grid.end(), ratio[n]), grid.end());
+    EXPECT_LE(error(ratio[n]), best * (1.0 + 1e-4) + 1e-12) << "row " << n << " ratio " << ratio[n];
+    clipped_rows += ratio[n] < 1.0f;
+  }
+  EXPECT_GT(clipped_rows, 0);
+  // clip_rows clamps to the ratio of each row's largest magnitude.
+  std::vector<float> m = {1.0f, -4.0f, 2.0f, 0.5f, 3.0f, -1.0f};
+  const std::vector<float> r2 = {0.5f, 1.0f};
+  tools::search::clip_rows(m.data(), 2, 3, r2);
+  EXPECT_EQ(m, (std::vector<float>{1.0f, -2.0f, 2.0f, 0.5f, 3.0f, -1.0f}));
+}
+
+// The searched clips reach the right rows of every source layout: the clipped checkpoint's
+// weights, loaded in f32, are the unclipped checkpoint's with canonical row n clamped to
+// clip[n] of its largest magnitude (GPT-2's transposed Conv1D, GPT-NeoX's interleaved QKV
+// heads, GGUF names, separate Q / K / V and gate / up tensors).
+TEST(SmoothQuantClip, ClippedRowsLandOnTheirCanonicalRows) {
+  for (const char* name : {"tiny-llama", "tiny-gpt2", "tiny-llama.gguf", "tiny-gpt-neox"}) {
+    SCOPED_TRACE(name);
+    const fs::path source = testing::fixture_dir() / name;
+    auto model = load(source, Quantization::none);
+    const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
+    tools::SmoothQuantOptions options;
+    options.calibration_tokens = 300;
+    options.search_clip = true;
+    options.search_rows = 64;
+    const tools::Calibration clipped = tools::calibrate_smoothquant(model, ids, options);
+    tools::Calibration plain = clipped;
+    int rows_clipped = 0;
+    for (auto& l : plain.layers) {
+      for (const auto* v : {&l.qkv_clip, &l.out_clip, &l.up_clip, &l.down_clip}) {
+        ASSERT_FALSE(v->empty());
+        for (float c : *v) rows_clipped += c < 1.0f;
+      }
+      l.qkv_clip.clear(), l.out_clip.clear(), l.up_clip.clear(), l.down_clip.clear();
+    }
+    EXPECT_GT(rows_clipped, 0);
+    const fs::path dir = testing::temp_dir("smoothquant-clip");
+    const std::string stem = fs::path(name).stem().string();
+    tools::SmoothQuantOptions plain_options = options;
+    plain_options.search_clip = false;
+    tools::write_smoothquant_checkpoint(*model, plain, plain_options, dir / (stem + "-plain" + fs::path(name).extension().string()));
+    tools::write_smoothquant_checkpoint(*model, clipped, options, dir / (stem + "-clipped" + fs::path(name).extension().string()));
+    auto a = load(dir / (stem + "-plain" + fs::path(name).extension().string()), Quantization::none);
+    auto b = load(dir / (stem + "-clipped" + fs::path(name).extension().string()), Quantization::none);
+    for (size_t l = 0; l < clipped.layers.size(); ++l) {
+      const LayerWeights& wa = a->state().weights.layers[l];
+      const LayerWeights& wb = b->state().weights.layers[l];
+      const auto& s = clipped.layers[l];
+      const std::pair<const LinearWeight*, const LinearWeight*> pairs[] = {
+          {&wa.qkv_weight, &wb.qkv_weight}, {&wa.out_weight, &wb.out_weight}, {&wa.up_weight, &wb.up_weight},
+          {&wa.down_weight, &wb.down_weight}};
+      const std::vector<float>* ratios[] = {&s.qkv_clip, &s.out_clip, &s.up_clip, &s.down_clip};
+      for (int p = 0; p < 4; ++p) {
+        const TensorView& va = pairs[p].first->dense;
+        const TensorView& vb = pairs[p].second->dense;
+        const int64_t N = va.dim(0), K = va.dim(1);
+        ASSERT_EQ(static_cast<size_t>(N), ratios[p]->size());
+        for (int64_t n = 0; n < N; ++n) {
+          float m = 0.0f;
+          for (int64_t k = 0; k < K; ++k) m = std::max(m, std::abs(va.ptr<float>()[n * K + k]));
+          const float bound = m * (*ratios[p])[static_cast<size_t>(n)];
+          for (int64_t k = 0; k < K; ++k) {
+            const float want = std::clamp(va.ptr<float>()[n * K + k], -bound, bound);
+            ASSERT_NEAR(vb.ptr<float>()[n * K + k], want, 1e-6f * m) << "layer " << l << " product " << p << " row " << n;
+          }
+        }
+      }
+    }
+  }
+}
+
+// float_activations: the named weights load int8 weight-only (activations in f32), the
+// others W8A8, from both checkpoint formats; the logits stay within the W8A8 bound and
+// differ from the all-W8A8 checkpoint's (the option changes the computation).
+TEST(SmoothQuantFloatActivations, NamedWeightsLoadWeightOnly) {
+  for (const char* name : {"tiny-llama", "tiny-llama.gguf"}) {
+    SCOPED_TRACE(name);
+    const fs::path source = testing::fixture_dir() / name;
+    auto model = load(source, Quantization::none);
+    const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
+    tools::SmoothQuantOptions options;
+    options.calibration_tokens = 300;
+    const tools::Calibration calibration = tools::calibrate_smoothquant(model, ids, options);
+    const fs::path dir = testing::temp_dir("smoothquant-float-activations");
+    const std::string ext = fs::path(name).extension().string();
+    tools::write_smoothquant_checkpoint(*model, calibration, options, dir / ("all" + ext));
+    options.float_activations = {"down_weight", "out_weight"};
+    tools::write_smoothquant_checkpoint(*model, calibration, options, dir / ("mixed" + ext));
+    auto all = load(dir / ("all" + ext), Quantization::automatic);
+    auto mixed = load(dir / ("mixed" + ext), Quantization::automatic);
+    const int L = model->config().num_layers;
+    for (const LayerWeights& lw : mixed->state().weights.layers) {
+      EXPECT_TRUE(lw.qkv_weight.quantized.int8_activations);
+      EXPECT_TRUE(lw.up_weight.quantized.int8_activations);
+      EXPECT_FALSE(lw.out_weight.quantized.int8_activations);
+      EXPECT_FALSE(lw.down_weight.quantized.int8_activations);
+      EXPECT_EQ(lw.down_weight.quantized.format, QuantFormat::int8);
+    }
+    EXPECT_NE(mixed->weight_formats().find("w8a8 x" + std::to_string(2 * L)), std::string::npos) << mixed->weight_formats();
+    Session s0(model), s1(all), s2(mixed);
+    Decoder d0(s0), d1(s1), d2(s2);
+    double err_all = 0.0, err_mixed = 0.0, ref = 0.0, apart = 0.0;
+    for (const auto& p : testing::load_reference(ext == ".gguf" ? testing::fixture_dir() / "tiny-llama-gguf" : source,
+                                                 model->config().vocab_size)) {
+      const std::vector<float> want = d0.score(p.ids), ya = d1.score(p.ids), ym = d2.score(p.ids);
+      for (size_t i = 0; i < want.size(); ++i) {
+        err_all += (ya[i] - want[i]) * double(ya[i] - want[i]);
+        err_mixed += (ym[i] - want[i]) * double(ym[i] - want[i]);
+        apart += (ym[i] - ya[i]) * double(ym[i] - ya[i]);
+        ref += want[i] * double(want[i]);
+      }
+    }
+    std::cout << "[smoothquant] " << name << ": W8A8 rms logit error " << std::sqrt(err_all / ref)
+              << ", with out / down activations in f32 " << std::sqrt(err_mixed / ref) << "\n";
+    EXPECT_LE(std::sqrt(err_mixed / ref), 0.2);
+    EXPECT_GT(apart, 0.0);
+  }
+}
+
 TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
   tools::SmoothQuantOptions bad;
   bad.alpha = 1.5f;
@@ -217,6 +392,23 @@ TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
     tools::validate(bad);
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("alpha"), std::string::npos) << e.what();
+  }
+  tools::SmoothQuantOptions bad_clip;
+  bad_clip.search_clip = true;
+  bad_clip.clip_grid = {1.0f, 0.0f};
+  try {
+    tools::validate(bad_clip);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("clip_grid"), std::string::npos) << e.what();
+  }
+  tools::SmoothQuantOptions bad_name;
+  bad_name.float_activations = {"down_proj"};
+  try {
+    tools::validate(bad_name);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("float_activations has 'down_proj'"), std::string::npos) << e.what();
   }
   // A quantized model cannot be calibrated.
   auto quantized = load(testing::fixture_dir() / "tiny-llama", Quantization::int8);
@@ -237,6 +429,16 @@ TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("kestrel_quantization.format = 'fp4'"), std::string::npos) << e.what();
+  }
+  // An unknown weight in float_activations too.
+  config["kestrel_quantization"] = {{"format", "w8a8"}, {"float_activations", {"lm_head"}}};
+  std::ofstream(dir / "config.json") << config.dump();
+  try {
+    load(dir, Quantization::automatic);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kestrel_quantization.float_activations has 'lm_head'"), std::string::npos)
+        << e.what();
   }
 }
 
