@@ -1,7 +1,7 @@
 // kestrel-quantize: a W8A8 checkpoint with SmoothQuant (src/tools/smoothquant.h).
 //
 //   kestrel-quantize --model HF_DIR|GGUF --calibration TEXT --out DIR|GGUF [--alpha 0.5 | auto] [--tokens 2048]
-//                    [--alpha-qkv A] [--alpha-attn-out A] [--alpha-ffn-up A] [--alpha-ffn-down A] [--clip-search]
+//                    [--alpha-qkv A] [--alpha-attn-out A] [--alpha-ffn-up A] [--alpha-ffn-down A]
 //                    [--float-activations down_weight,...]
 //
 // Runs the calibration text through the model on the CPU (f32, unquantized), computes
@@ -32,7 +32,7 @@ int main(int argc, char** argv) {
                  "Migration strength in [0, 1], or 'auto': searched per smoothed input (of 0.2 ... 0.9) by the "
                  "simulated W8A8 error on sampled calibration rows")
       ->capture_default_str();
-  app.add_option("--search-rows", options.search_rows, "Calibration rows sampled per input for --alpha auto and --clip-search")
+  app.add_option("--search-rows", options.search_rows, "Calibration rows sampled per input for --alpha auto")
       ->capture_default_str();
   for (auto [flag, field] : {std::pair{"--alpha-qkv", &options.input_alpha.qkv},
                              std::pair{"--alpha-attn-out", &options.input_alpha.attn_out},
@@ -43,9 +43,6 @@ int main(int argc, char** argv) {
                  "Weights kept int8 weight-only, their activations in f32 (qkv_weight, out_weight, up_weight, "
                  "down_weight); recorded in the checkpoint")
       ->delimiter(',');
-  app.add_flag("--clip-search", options.search_clip,
-               "Clip each weight row before its int8 rounding where that lowers the output error on sampled "
-               "calibration rows (ratios 1.0 ... 0.5 of the row's largest value)");
   app.add_option("--tokens", options.calibration_tokens, "Calibration tokens (at most)")->capture_default_str();
   app.add_option("--chunk", options.chunk_tokens, "Tokens per forward pass")->capture_default_str();
   app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();

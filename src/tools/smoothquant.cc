@@ -27,38 +27,6 @@ namespace kestrel::tools {
 
 namespace fs = std::filesystem;
 
-std::vector<float> default_clip_grid() {
-  std::vector<float> grid;
-  for (int i = 0; i <= 20; ++i) grid.push_back(1.0f - 0.025f * static_cast<float>(i));
-  return grid;
-}
-
-std::vector<float> qkv_row_scale(const ModelConfig& c, const LayerSmoothing& s) {
-  const int64_t q_rows = int64_t{c.num_heads} * c.head_dim, kv_rows = int64_t{c.num_kv_heads} * c.head_dim;
-  std::vector<float> scale(static_cast<size_t>(q_rows + 2 * kv_rows), 1.0f);
-  if (!s.out_in.empty())
-    for (int64_t i = 0; i < kv_rows; ++i)
-      scale[static_cast<size_t>(q_rows + kv_rows + i)] = 1.0f / s.out_in[static_cast<size_t>(i)];
-  return scale;
-}
-
-std::vector<float> up_row_scale(const ModelConfig& c, const LayerSmoothing& s) {
-  if (s.down_in.empty()) return {};
-  const int64_t F = c.ffn_size;
-  std::vector<float> scale(static_cast<size_t>(2 * F), 1.0f);
-  for (int64_t i = 0; i < F; ++i) scale[static_cast<size_t>(F + i)] = 1.0f / s.down_in[static_cast<size_t>(i)];
-  return scale;
-}
-
-std::vector<float> out_column_scale(const ModelConfig& c, const LayerSmoothing& s) {
-  const int64_t q_rows = int64_t{c.num_heads} * c.head_dim;
-  const int group = c.num_heads / c.num_kv_heads;
-  std::vector<float> columns(static_cast<size_t>(q_rows));
-  for (int64_t j = 0; j < q_rows; ++j)
-    columns[static_cast<size_t>(j)] = s.out_in[static_cast<size_t>((j / c.head_dim / group) * c.head_dim + j % c.head_dim)];
-  return columns;
-}
-
 void validate(const SmoothQuantOptions& o) {
   auto bad = [](const std::string& what) { throw Error(ErrorCategory::invalid_argument, what); };
   if (!(o.alpha >= 0.0f && o.alpha <= 1.0f)) bad("SmoothQuantOptions.alpha = " + std::to_string(o.alpha) + " (must be in [0, 1])");
@@ -80,14 +48,8 @@ void validate(const SmoothQuantOptions& o) {
     if (o.alpha_grid.empty()) bad("SmoothQuantOptions.alpha_grid is empty");
     for (float a : o.alpha_grid)
       if (!(a >= 0.0f && a <= 1.0f)) bad("SmoothQuantOptions.alpha_grid has " + std::to_string(a) + " (must be in [0, 1])");
+    if (o.search_rows < 1) bad("SmoothQuantOptions.search_rows = " + std::to_string(o.search_rows) + " (must be >= 1)");
   }
-  if (o.search_clip) {
-    if (o.clip_grid.empty()) bad("SmoothQuantOptions.clip_grid is empty");
-    for (float c : o.clip_grid)
-      if (!(c > 0.0f && c <= 1.0f)) bad("SmoothQuantOptions.clip_grid has " + std::to_string(c) + " (must be in (0, 1])");
-  }
-  if ((o.search_alpha || o.search_clip) && o.search_rows < 1)
-    bad("SmoothQuantOptions.search_rows = " + std::to_string(o.search_rows) + " (must be >= 1)");
 }
 
 namespace {
@@ -100,26 +62,6 @@ std::vector<float> column_max(const TensorView& w) {
   for (int64_t i = 0; i < rows; ++i)
     for (int64_t j = 0; j < cols; ++j) out[j] = std::max(out[j], std::abs(p[i * cols + j]));
   return out;
-}
-
-// The smoothed weight of one product: w [N, K] with column k times col[k] and row n times
-// row[n] (empty: 1), row-major.
-std::vector<float> smoothed_weight(const TensorView& w, const std::vector<float>& col, const std::vector<float>& row) {
-  const int64_t N = w.dim(0), K = w.dim(1);
-  std::vector<float> out(w.ptr<float>(), w.ptr<float>() + N * K);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t k = 0; k < K; ++k)
-      out[static_cast<size_t>(n * K + k)] *= col[static_cast<size_t>(k)] * (row.empty() ? 1.0f : row[static_cast<size_t>(n)]);
-  return out;
-}
-
-// The per-row clipping ratios of one product from its smoothed weight and smoothed inputs.
-std::vector<float> searched_clip(const LinearWeight& w, const search::SampledRows& x, const std::vector<float>& col,
-                                 const std::vector<float>& row, std::span<const float> grid) {
-  std::vector<float> ws = smoothed_weight(w.dense, col, row);
-  search::SampledRows xs = x;
-  for (size_t i = 0; i < xs.values.size(); ++i) xs.values[i] /= col[i % static_cast<size_t>(xs.cols)];
-  return search::search_row_clip(xs, TensorView(ws.data(), DType::f32, {w.dense.dim(0), w.dense.dim(1)}), grid);
 }
 
 }  // namespace
@@ -156,7 +98,7 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
     const float* p = x.ptr<float>();
     for (int64_t t = 0; t < T; ++t)
       for (int64_t k = 0; k < K; ++k) m[k] = std::max(m[k], std::abs(p[t * K + k]));
-    if (!options.search_alpha && !options.search_clip) return;
+    if (!options.search_alpha) return;
     search::SampledRows& rows = sampled[weight];
     rows.cols = K;
     int64_t& seen = rows_seen[weight];
@@ -251,15 +193,6 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
     const LinearWeight* o[] = {&lw.out_weight};
     s.out_in = choose(o, layer, "attention output", out_channels, int64_t{c.num_kv_heads} * c.head_dim, ia.attn_out,
                       s.out_alpha);
-    if (options.search_clip) {
-      const std::vector<float> ones_f(static_cast<size_t>(c.ffn_size), 1.0f);
-      auto rows_of = [&](const LinearWeight& w) -> const search::SampledRows& { return sampled.at(w.dense.data); };
-      s.qkv_clip = searched_clip(lw.qkv_weight, rows_of(lw.qkv_weight), s.attn_in, qkv_row_scale(c, s), options.clip_grid);
-      s.out_clip = searched_clip(lw.out_weight, rows_of(lw.out_weight), out_column_scale(c, s), {}, options.clip_grid);
-      s.up_clip = searched_clip(lw.up_weight, rows_of(lw.up_weight), s.ffn_in, up_row_scale(c, s), options.clip_grid);
-      s.down_clip = searched_clip(lw.down_weight, rows_of(lw.down_weight), s.down_in.empty() ? ones_f : s.down_in, {},
-                                  options.clip_grid);
-    }
     out.layers.push_back(std::move(s));
   }
   return out;
@@ -276,9 +209,6 @@ struct Edit {
   bool transposed = false;
   std::vector<float> row_scale;  // empty: none
   std::vector<float> divisor;    // empty: none
-  // After the scaling, output row r (column r when transposed) clamped to +-row_clip[r]
-  // times its largest magnitude; empty: none.
-  std::vector<float> row_clip;
 };
 
 // The alphas per layer (searched), or per kind of input (input_alpha), or the one alpha.
@@ -298,11 +228,6 @@ nlohmann::json alphas(const Calibration& calibration, const SmoothQuantOptions& 
   }
   return layers;
 }
-
-// What the checkpoint records when the weight rows were clipped.
-constexpr const char* kWeightClipNote =
-    "searched per output row (ratio of max |row| minimizing the W8A8 output error on calibration rows); the stored "
-    "values are clipped";
 
 // What the checkpoint's config records as smoothed.
 nlohmann::json smoothed_inputs(bool gated) {
@@ -335,21 +260,6 @@ void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
       if (!e.col_scale.empty()) x *= e.col_scale[static_cast<size_t>(e.transposed ? r : c)];
       if (!e.row_scale.empty()) x *= e.row_scale[static_cast<size_t>(e.transposed ? c : r)];
     }
-  if (e.row_clip.empty()) return;
-  // Output row o of element (r, c): r, or c when transposed.
-  std::vector<float> bound(e.row_clip.size(), 0.0f);
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      float& b = bound[static_cast<size_t>(e.transposed ? c : r)];
-      b = std::max(b, std::abs(v[static_cast<size_t>(r * cols + c)]));
-    }
-  for (size_t o = 0; o < bound.size(); ++o) bound[o] *= e.row_clip[o];
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t c = 0; c < cols; ++c) {
-      const float b = bound[static_cast<size_t>(e.transposed ? c : r)];
-      float& x = v[static_cast<size_t>(r * cols + c)];
-      x = std::clamp(x, -b, b);
-    }
 }
 
 // The canonical row of row `i` of source `part` of a slot's recipe: rows concatenated
@@ -365,44 +275,27 @@ int64_t canonical_row(const Architecture& arch, const WeightRecipe& r, const std
   return base + head * hd + d;
 }
 
-// Calls f(source name, row i of that source, its canonical row) for every row of a slot's
-// source tensors (nothing when the model has no such slot).
-template <class F>
-void for_each_source_row(const Architecture& arch, WeightSlot slot, int layer, F f) {
-  const WeightRecipe r = arch.recipe(slot, layer);
-  if (r.sources.empty()) return;
-  const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
-  std::vector<int64_t> first(rows.size(), 0);
-  for (size_t k = 1; k < rows.size(); ++k) first[k] = first[k - 1] + rows[k - 1];
-  for (size_t k = 0; k < r.sources.size(); ++k)
-    for (int64_t i = 0; i < rows[k]; ++i) f(r.sources[k], r.transposed, i, canonical_row(arch, r, first, k, i), rows[k]);
-}
-
 // Multiplies the canonical output rows of a weight slot (and its bias, divided the same
 // way) by `scale` [canonical rows], through the recipe's source tensors.
 void scale_rows(std::map<std::string, Edit, std::less<>>& edits, const Architecture& arch, WeightSlot weight,
                 WeightSlot bias, int layer, const std::vector<float>& scale) {
-  for (WeightSlot slot : {weight, bias})
-    for_each_source_row(arch, slot, layer, [&](const std::string& name, bool transposed, int64_t i, int64_t row, int64_t n) {
-      Edit& e = edits[name];
+  for (WeightSlot slot : {weight, bias}) {
+    const WeightRecipe r = arch.recipe(slot, layer);
+    if (r.sources.empty()) continue;  // no such bias
+    const std::vector<int64_t> rows = source_rows(arch, slot, r.sources.size());
+    std::vector<int64_t> first(rows.size(), 0);
+    for (size_t k = 1; k < rows.size(); ++k) first[k] = first[k - 1] + rows[k - 1];
+    for (size_t k = 0; k < r.sources.size(); ++k) {
+      std::vector<float> factor(static_cast<size_t>(rows[k]));
+      for (int64_t i = 0; i < rows[k]; ++i)
+        factor[static_cast<size_t>(i)] = scale[static_cast<size_t>(canonical_row(arch, r, first, k, i))];
+      Edit& e = edits[r.sources[k]];
       std::vector<float>& target = slot == weight ? e.row_scale : e.divisor;
-      if (target.empty()) target.assign(static_cast<size_t>(n), 1.0f);
-      target[static_cast<size_t>(i)] *= slot == weight ? scale[static_cast<size_t>(row)] : 1.0f / scale[static_cast<size_t>(row)];
-      if (slot == weight) e.transposed = transposed;
-    });
-}
-
-// Clips the canonical output rows of a weight slot to ratio[row] of their largest value
-// (after the scaling), through the recipe's source tensors.
-void clip_rows(std::map<std::string, Edit, std::less<>>& edits, const Architecture& arch, WeightSlot weight, int layer,
-               const std::vector<float>& ratio) {
-  if (ratio.empty()) return;
-  for_each_source_row(arch, weight, layer, [&](const std::string& name, bool transposed, int64_t i, int64_t row, int64_t n) {
-    Edit& e = edits[name];
-    if (e.row_clip.empty()) e.row_clip.assign(static_cast<size_t>(n), 1.0f);
-    e.row_clip[static_cast<size_t>(i)] = ratio[static_cast<size_t>(row)];
-    e.transposed = transposed;
-  });
+      if (target.empty()) target.assign(factor.size(), 1.0f);
+      for (size_t i = 0; i < factor.size(); ++i) target[i] *= slot == weight ? factor[i] : 1.0f / factor[i];
+      if (slot == weight) e.transposed = r.transposed;
+    }
+  }
 }
 
 // Which source tensors change, and how (through the architecture's recipes, so the same
@@ -412,6 +305,7 @@ std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arc
     throw Error(ErrorCategory::invalid_argument, "SmoothQuant: the calibration does not match the model's layers");
   std::map<std::string, Edit, std::less<>> edits;
   const ModelConfig& c = arch.config;
+  const int64_t F = c.ffn_size, q_rows = int64_t{c.num_heads} * c.head_dim, kv_rows = int64_t{c.num_kv_heads} * c.head_dim;
   for (int l = 0; l < c.num_layers; ++l) {
     const LayerSmoothing& s = calibration.layers[static_cast<size_t>(l)];
     auto divide = [&](WeightSlot slot, const std::vector<float>& by) {
@@ -435,17 +329,22 @@ std::map<std::string, Edit, std::less<>> smoothing_edits(const Architecture& arc
     if (!s.down_in.empty()) {
       scale_columns(WeightSlot::down_weight, s.down_in);
       // The up half of the canonical [gate | up] rows (and of its bias) divided by s.
-      scale_rows(edits, arch, WeightSlot::up_weight, WeightSlot::up_bias, l, up_row_scale(c, s));
+      std::vector<float> up_scale(static_cast<size_t>(2 * F), 1.0f);
+      for (int64_t i = 0; i < F; ++i) up_scale[static_cast<size_t>(F + i)] = 1.0f / s.down_in[static_cast<size_t>(i)];
+      scale_rows(edits, arch, WeightSlot::up_weight, WeightSlot::up_bias, l, up_scale);
     }
     if (!s.out_in.empty()) {
       // Output projection column (h, d) times s[g(h), d]; V row (g, d) of the QKV divided by it.
-      scale_columns(WeightSlot::out_weight, out_column_scale(c, s));
-      scale_rows(edits, arch, WeightSlot::qkv_weight, WeightSlot::qkv_bias, l, qkv_row_scale(c, s));
+      const int group = c.num_heads / c.num_kv_heads;
+      std::vector<float> columns(static_cast<size_t>(q_rows));
+      for (int64_t j = 0; j < q_rows; ++j)
+        columns[static_cast<size_t>(j)] = s.out_in[static_cast<size_t>((j / c.head_dim / group) * c.head_dim + j % c.head_dim)];
+      scale_columns(WeightSlot::out_weight, columns);
+      std::vector<float> qkv_scale(static_cast<size_t>(q_rows + 2 * kv_rows), 1.0f);
+      for (int64_t i = 0; i < kv_rows; ++i)
+        qkv_scale[static_cast<size_t>(q_rows + kv_rows + i)] = 1.0f / s.out_in[static_cast<size_t>(i)];
+      scale_rows(edits, arch, WeightSlot::qkv_weight, WeightSlot::qkv_bias, l, qkv_scale);
     }
-    clip_rows(edits, arch, WeightSlot::qkv_weight, l, s.qkv_clip);
-    clip_rows(edits, arch, WeightSlot::out_weight, l, s.out_clip);
-    clip_rows(edits, arch, WeightSlot::up_weight, l, s.up_clip);
-    clip_rows(edits, arch, WeightSlot::down_weight, l, s.down_clip);
   }
   return edits;
 }
@@ -483,7 +382,6 @@ void write_gguf(const fs::path& source_path, const Architecture& arch, const Cal
   else
     writer.set("kestrel.quantization.alpha", options.alpha);
   writer.set("kestrel.quantization.calibration_tokens", static_cast<uint32_t>(calibration.tokens));
-  if (options.search_clip) writer.set("kestrel.quantization.weight_clip", std::string(kWeightClipNote));
   if (!options.float_activations.empty()) {
     std::string list;
     for (const std::string& n : options.float_activations) list += (list.empty() ? "" : ",") + n;
@@ -560,7 +458,6 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
       {"weights", "int8, one scale per output channel, quantized at load from these (smoothed) values"},
       {"activations", "int8, one scale per token, at run time"},
       {"smoothed_inputs", smoothed_inputs(arch.kinds.gated_ffn)}};
-  if (options.search_clip) config["kestrel_quantization"]["weight_clip"] = kWeightClipNote;
   if (!options.float_activations.empty()) config["kestrel_quantization"]["float_activations"] = options.float_activations;
   std::ofstream(out_dir / "config.json") << config.dump(2) << "\n";
   for (const auto& entry : fs::directory_iterator(source_dir)) {

@@ -32,9 +32,6 @@
 
 namespace kestrel::tools {
 
-// 1.0, 0.975, ..., 0.5: the clipping ratios tried per weight row.
-std::vector<float> default_clip_grid();
-
 // The migration strength of each kind of smoothed input, where it differs from the
 // model-wide alpha (a value < 0: use alpha).
 struct InputAlphas {
@@ -51,11 +48,6 @@ struct SmoothQuantOptions {
   bool search_alpha = false;
   std::vector<float> alpha_grid = {0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f};
   int search_rows = 256;
-  // Clip each weight row before its int8 rounding where that lowers the product's output
-  // error on sampled calibration rows (search::search_row_clip): the clipped values are
-  // what the checkpoint stores, so the int8 scale made at load is the searched one.
-  bool search_clip = false;
-  std::vector<float> clip_grid = default_clip_grid();  // ratios of max |row|, in (0, 1]
   // Linear weights kept int8 weight-only, their activations in f32 (qkv_weight, out_weight,
   // up_weight, down_weight): recorded in the checkpoint, honoured at load.
   std::vector<std::string> float_activations;
@@ -72,19 +64,7 @@ struct LayerSmoothing {
   std::vector<float> out_in;   // [num_kv_heads * head_dim]: channel d of KV head g
   // The alpha each was computed with (options.alpha, or the searched one).
   float attn_alpha = 0.0f, ffn_alpha = 0.0f, down_alpha = 0.0f, out_alpha = 0.0f;
-  // With search_clip: the clipping ratio of each canonical output row of the QKV [q + 2 kv
-  // rows], attention output [H], FFN up ([gate | up] rows) and FFN down [H] weights; empty
-  // without.
-  std::vector<float> qkv_clip, out_clip, up_clip, down_clip;
 };
-
-// How the smoothing scales the canonical rows of the QKV weight (1, and 1 / out_in on the
-// V rows) and of the FFN up weight (1 on the gate rows, 1 / down_in on the up rows; empty
-// when the FFN is not gated), and the columns of the attention output (out_in of the KV
-// head each query head reads).
-std::vector<float> qkv_row_scale(const ModelConfig& c, const LayerSmoothing& s);
-std::vector<float> up_row_scale(const ModelConfig& c, const LayerSmoothing& s);
-std::vector<float> out_column_scale(const ModelConfig& c, const LayerSmoothing& s);
 
 struct Calibration {
   std::vector<LayerSmoothing> layers;

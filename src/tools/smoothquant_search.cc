@@ -87,45 +87,4 @@ float search_alpha(std::span<const SmoothTarget> targets, const std::vector<floa
   return best_alpha;
 }
 
-std::vector<float> search_row_clip(const SampledRows& x, const TensorView& w, std::span<const float> grid) {
-  const int64_t R = x.rows(), N = w.dim(0), K = w.dim(1);
-  std::vector<float> best_ratio(static_cast<size_t>(N), 1.0f);
-  if (R == 0 || grid.empty()) return best_ratio;
-  // The f32 outputs [R, N], and the int8 inputs the kernels would multiply.
-  std::vector<float> reference(static_cast<size_t>(R * N)), xq(x.values);
-  product(x.values.data(), w.ptr<float>(), R, N, K, reference.data());
-  fake_quantize_rows(xq, R, K);
-  std::vector<double> best_error(static_cast<size_t>(N), std::numeric_limits<double>::infinity());
-  std::vector<float> wc(static_cast<size_t>(N * K)), y(static_cast<size_t>(R * N)), ratio(static_cast<size_t>(N));
-  for (float c : grid) {
-    std::copy(w.ptr<float>(), w.ptr<float>() + N * K, wc.begin());
-    std::fill(ratio.begin(), ratio.end(), c);
-    clip_rows(wc.data(), N, K, ratio);
-    fake_quantize_rows(wc, N, K);
-    product(xq.data(), wc.data(), R, N, K, y.data());
-    for (int64_t n = 0; n < N; ++n) {
-      double e = 0.0;
-      for (int64_t r = 0; r < R; ++r) {
-        const double d = double{y[static_cast<size_t>(r * N + n)]} - reference[static_cast<size_t>(r * N + n)];
-        e += d * d;
-      }
-      if (e < best_error[static_cast<size_t>(n)]) {
-        best_error[static_cast<size_t>(n)] = e;
-        best_ratio[static_cast<size_t>(n)] = c;
-      }
-    }
-  }
-  return best_ratio;
-}
-
-void clip_rows(float* w, int64_t N, int64_t K, std::span<const float> ratio) {
-  for (int64_t n = 0; n < N; ++n) {
-    float* row = w + n * K;
-    float amax = 0.0f;
-    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::abs(row[k]));
-    const float bound = amax * ratio[static_cast<size_t>(n)];
-    for (int64_t k = 0; k < K; ++k) row[k] = std::clamp(row[k], -bound, bound);
-  }
-}
-
 }  // namespace kestrel::tools::search

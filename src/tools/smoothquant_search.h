@@ -40,16 +40,4 @@ float search_alpha(std::span<const SmoothTarget> targets, const std::vector<floa
                    const std::vector<float>& weight_max, const std::vector<int64_t>& channel_of,
                    std::span<const float> grid, std::vector<float>& factors);
 
-// The weight side of the W8A8 error (the clipping search of AWQ, Lin et al., 2024): row n
-// of a weight w [N, K] is quantized with one int8 scale, max |w_n| / 127 by default, so one
-// large value makes the whole row coarse. Clipping the row to c * max |w_n| before rounding
-// trades a larger error on the few largest values for a finer grid on the others. For each
-// row this returns the ratio c of `grid` whose int8 row gives the smallest squared output
-// error sum_r (q(x_r) . q_c(w_n) - x_r . w_n)^2 over the sampled input rows x (q(x_r): the
-// per-token int8 rounding of the kernels), [N]. x and w are the smoothed values.
-std::vector<float> search_row_clip(const SampledRows& x, const TensorView& w, std::span<const float> grid);
-
-// Clamps row n of w [N, K] (row-major) to +-ratio[n] * max |w_n|, in place.
-void clip_rows(float* w, int64_t N, int64_t K, std::span<const float> ratio);
-
 }  // namespace kestrel::tools::search

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -211,128 +210,50 @@ TEST(SmoothQuantSearch, SearchReturnsTheArgminOfTheSimulatedError) {
   EXPECT_LT(errors[best], 0.5 * errors.front());
 }
 
-// The clipping search against a brute force in double precision: heavy-tailed weight rows
-// (the cube of a normal value: a few large values per row), inputs with an outlier
-// channel. For every row the chosen ratio's error (recomputed here) is the smallest over
-// the grid, and some rows are clipped.
-TEST(SmoothQuantClip, SearchReturnsTheArgminPerRow) {
-  std::mt19937 rng(99);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  const int64_t R = 32, K = 48, N = 10;
-  tools::search::SampledRows x;
-  x.cols = K;
-  for (int64_t r = 0; r < R; ++r)
-    for (int64_t k = 0; k < K; ++k) x.values.push_back(normal(rng) * (k == 7 ? 8.0f : 1.0f));
-  std::vector<float> w(static_cast<size_t>(N * K));
-  for (float& v : w) {
-    const float z = normal(rng);
-    v = z * z * z * 0.05f;
+// input_alpha: each kind of input takes its own alpha, the others the model-wide one;
+// the factors are SmoothQuant's formula at that alpha (so they differ from alpha 0.5's
+// exactly where an alpha was set) and the fold still leaves the f32 logits unchanged.
+TEST(SmoothQuantInputAlpha, EachKindUsesItsAlphaAndTheFoldHolds) {
+  const fs::path source = testing::fixture_dir() / "tiny-llama";
+  auto model = load(source, Quantization::none);
+  const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
+  tools::SmoothQuantOptions plain, kinds;
+  plain.calibration_tokens = kinds.calibration_tokens = 300;
+  kinds.input_alpha.ffn_down = 0.8f;
+  kinds.input_alpha.attn_out = 0.3f;
+  const tools::Calibration a = tools::calibrate_smoothquant(model, ids, plain);
+  const tools::Calibration b = tools::calibrate_smoothquant(model, ids, kinds);
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const auto &x = a.layers[l], &y = b.layers[l];
+    EXPECT_EQ(y.attn_alpha, 0.5f);
+    EXPECT_EQ(y.ffn_alpha, 0.5f);
+    EXPECT_EQ(y.down_alpha, 0.8f);
+    EXPECT_EQ(y.out_alpha, 0.3f);
+    EXPECT_EQ(x.attn_in, y.attn_in);
+    EXPECT_EQ(x.ffn_in, y.ffn_in);
+    EXPECT_NE(x.down_in, y.down_in);
+    EXPECT_NE(x.out_in, y.out_in);
+    // s(0.8) / s(0.5) = (act * weight)^0.3 per channel: a larger alpha moves more range.
+    float moved = 0.0f;
+    for (size_t j = 0; j < x.down_in.size(); ++j) moved = std::max(moved, std::abs(std::log(y.down_in[j] / x.down_in[j])));
+    EXPECT_GT(moved, 0.01f);
   }
-  const std::vector<float> grid = tools::default_clip_grid();
-  const std::vector<float> ratio = tools::search::search_row_clip(x, TensorView(w.data(), DType::f32, {N, K}), grid);
-  ASSERT_EQ(ratio.size(), static_cast<size_t>(N));
-  auto q8 = [](std::vector<double> v, double bound) {
-    for (double& e : v) e = std::clamp(e, -bound, bound);
-    for (double& e : v) e = bound > 0.0 ? std::nearbyint(e * 127.0 / bound) * bound / 127.0 : 0.0;
-    return v;
-  };
-  auto amax = [](const std::vector<double>& v) {
-    double m = 0.0;
-    for (double e : v) m = std::max(m, std::abs(e));
-    return m;
-  };
-  std::vector<std::vector<double>> xq;
-  for (int64_t r = 0; r < R; ++r) {
-    std::vector<double> row(x.values.begin() + r * K, x.values.begin() + (r + 1) * K);
-    xq.push_back(q8(row, amax(row)));
-  }
-  int clipped_rows = 0;
-  for (int64_t n = 0; n < N; ++n) {
-    const std::vector<double> row(w.begin() + n * K, w.begin() + (n + 1) * K);
-    auto error = [&](float c) {
-      const std::vector<double> q = q8(row, amax(row) * c);
-      double e = 0.0;
-      for (int64_t r = 0; r < R; ++r) {
-        double y = 0.0, want = 0.0;
-        for (int64_t k = 0; k < K; ++k) {
-          y += xq[r][k] * q[k];
-          want += double{x.values[r * K + k]} * row[k];
-        }
-        e += (y - want) * (y - want);
-      }
-      return e;
-    };
-    double best = std::numeric_limits<double>::infinity();
-    for (float c : grid) best = std::min(best, error(c));
-    EXPECT_NE(std::find(grid.begin(), grid.end(), ratio[n]), grid.end());
-    EXPECT_LE(error(ratio[n]), best * (1.0 + 1e-4) + 1e-12) << "row " << n << " ratio " << ratio[n];
-    clipped_rows += ratio[n] < 1.0f;
-  }
-  EXPECT_GT(clipped_rows, 0);
-  // clip_rows clamps to the ratio of each row's largest magnitude.
-  std::vector<float> m = {1.0f, -4.0f, 2.0f, 0.5f, 3.0f, -1.0f};
-  const std::vector<float> r2 = {0.5f, 1.0f};
-  tools::search::clip_rows(m.data(), 2, 3, r2);
-  EXPECT_EQ(m, (std::vector<float>{1.0f, -2.0f, 2.0f, 0.5f, 3.0f, -1.0f}));
-}
-
-// The searched clips reach the right rows of every source layout: the clipped checkpoint's
-// weights, loaded in f32, are the unclipped checkpoint's with canonical row n clamped to
-// clip[n] of its largest magnitude (GPT-2's transposed Conv1D, GPT-NeoX's interleaved QKV
-// heads, GGUF names, separate Q / K / V and gate / up tensors).
-TEST(SmoothQuantClip, ClippedRowsLandOnTheirCanonicalRows) {
-  for (const char* name : {"tiny-llama", "tiny-gpt2", "tiny-llama.gguf", "tiny-gpt-neox"}) {
-    SCOPED_TRACE(name);
-    const fs::path source = testing::fixture_dir() / name;
-    auto model = load(source, Quantization::none);
-    const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
-    tools::SmoothQuantOptions options;
-    options.calibration_tokens = 300;
-    options.search_clip = true;
-    options.search_rows = 64;
-    const tools::Calibration clipped = tools::calibrate_smoothquant(model, ids, options);
-    tools::Calibration plain = clipped;
-    int rows_clipped = 0;
-    for (auto& l : plain.layers) {
-      for (const auto* v : {&l.qkv_clip, &l.out_clip, &l.up_clip, &l.down_clip}) {
-        ASSERT_FALSE(v->empty());
-        for (float c : *v) rows_clipped += c < 1.0f;
-      }
-      l.qkv_clip.clear(), l.out_clip.clear(), l.up_clip.clear(), l.down_clip.clear();
+  const fs::path out = testing::temp_dir("smoothquant-input-alpha") / "tiny-llama";
+  tools::write_smoothquant_checkpoint(*model, b, kinds, out);
+  std::ifstream in(out / "config.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  EXPECT_EQ(config["kestrel_quantization"]["alpha"]["ffn_down"].get<float>(), 0.8f) << config.dump();
+  auto folded = load(out, Quantization::none);
+  Session s0(model), s1(folded);
+  Decoder d0(s0), d1(s1);
+  for (const auto& p : testing::load_reference(source, model->config().vocab_size)) {
+    const std::vector<float> want = d0.score(p.ids), got = d1.score(p.ids);
+    float scale = 0.0f, diff = 0.0f;
+    for (size_t i = 0; i < want.size(); ++i) {
+      scale = std::max(scale, std::abs(want[i]));
+      diff = std::max(diff, std::abs(got[i] - want[i]));
     }
-    EXPECT_GT(rows_clipped, 0);
-    const fs::path dir = testing::temp_dir("smoothquant-clip");
-    const std::string stem = fs::path(name).stem().string();
-    tools::SmoothQuantOptions plain_options = options;
-    plain_options.search_clip = false;
-    tools::write_smoothquant_checkpoint(*model, plain, plain_options, dir / (stem + "-plain" + fs::path(name).extension().string()));
-    tools::write_smoothquant_checkpoint(*model, clipped, options, dir / (stem + "-clipped" + fs::path(name).extension().string()));
-    auto a = load(dir / (stem + "-plain" + fs::path(name).extension().string()), Quantization::none);
-    auto b = load(dir / (stem + "-clipped" + fs::path(name).extension().string()), Quantization::none);
-    for (size_t l = 0; l < clipped.layers.size(); ++l) {
-      const LayerWeights& wa = a->state().weights.layers[l];
-      const LayerWeights& wb = b->state().weights.layers[l];
-      const auto& s = clipped.layers[l];
-      const std::pair<const LinearWeight*, const LinearWeight*> pairs[] = {
-          {&wa.qkv_weight, &wb.qkv_weight}, {&wa.out_weight, &wb.out_weight}, {&wa.up_weight, &wb.up_weight},
-          {&wa.down_weight, &wb.down_weight}};
-      const std::vector<float>* ratios[] = {&s.qkv_clip, &s.out_clip, &s.up_clip, &s.down_clip};
-      for (int p = 0; p < 4; ++p) {
-        const TensorView& va = pairs[p].first->dense;
-        const TensorView& vb = pairs[p].second->dense;
-        const int64_t N = va.dim(0), K = va.dim(1);
-        ASSERT_EQ(static_cast<size_t>(N), ratios[p]->size());
-        for (int64_t n = 0; n < N; ++n) {
-          float m = 0.0f;
-          for (int64_t k = 0; k < K; ++k) m = std::max(m, std::abs(va.ptr<float>()[n * K + k]));
-          const float bound = m * (*ratios[p])[static_cast<size_t>(n)];
-          for (int64_t k = 0; k < K; ++k) {
-            const float want = std::clamp(va.ptr<float>()[n * K + k], -bound, bound);
-            ASSERT_NEAR(vb.ptr<float>()[n * K + k], want, 1e-6f * m) << "layer " << l << " product " << p << " row " << n;
-          }
-        }
-      }
-    }
+    EXPECT_LE(diff, 1e-5f * scale) << p.text;
   }
 }
 
@@ -393,15 +314,6 @@ TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("alpha"), std::string::npos) << e.what();
   }
-  tools::SmoothQuantOptions bad_clip;
-  bad_clip.search_clip = true;
-  bad_clip.clip_grid = {1.0f, 0.0f};
-  try {
-    tools::validate(bad_clip);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("clip_grid"), std::string::npos) << e.what();
-  }
   tools::SmoothQuantOptions bad_name;
   bad_name.float_activations = {"down_proj"};
   try {
@@ -409,6 +321,14 @@ TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("float_activations has 'down_proj'"), std::string::npos) << e.what();
+  }
+  tools::SmoothQuantOptions bad_kind;
+  bad_kind.input_alpha.ffn_down = 1.5f;
+  try {
+    tools::validate(bad_kind);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input_alpha.ffn_down"), std::string::npos) << e.what();
   }
   // A quantized model cannot be calibrated.
   auto quantized = load(testing::fixture_dir() / "tiny-llama", Quantization::int8);
