@@ -3,6 +3,8 @@
 //
 //   kestrel-quantize --model HF_DIR|GGUF --calibration TEXT --out DIR|GGUF [--alpha 0.5 | auto] [--tokens 2048]
 //                    [--weights int8 | fp8 | float] [--fp8-scale channel | tensor] [--no-smooth]
+//                    [--alpha-qkv A] [--alpha-attn-out A] [--alpha-ffn-up A] [--alpha-ffn-down A]
+//                    [--float-activations down_weight,...]
 //
 // Runs the calibration text through the model on the CPU (f32, unquantized), computes
 // SmoothQuant's per-channel factors, folds them into the norms and weights, and writes a
@@ -41,6 +43,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--search-rows", options.search_rows, "Calibration rows sampled per input for --alpha auto")
       ->capture_default_str();
+  for (auto [flag, field] : {std::pair{"--alpha-qkv", &options.input_alpha.qkv},
+                             std::pair{"--alpha-attn-out", &options.input_alpha.attn_out},
+                             std::pair{"--alpha-ffn-up", &options.input_alpha.ffn_up},
+                             std::pair{"--alpha-ffn-down", &options.input_alpha.ffn_down}})
+    app.add_option(flag, *field, "Migration strength of this kind of input in [0, 1], instead of --alpha");
+  app.add_option("--float-activations", options.float_activations,
+                 "Weights kept int8 weight-only, their activations in f32 (qkv_weight, out_weight, up_weight, "
+                 "down_weight); recorded in the checkpoint")
+      ->delimiter(',');
   app.add_option("--tokens", options.calibration_tokens, "Calibration tokens (at most)")->capture_default_str();
   app.add_option("--chunk", options.chunk_tokens, "Tokens per forward pass")->capture_default_str();
   app.add_option("--weights", weights,
@@ -92,6 +103,11 @@ int main(int argc, char** argv) {
     }
     kestrel::tools::write_quantized_checkpoint(*model, calibration ? &*calibration : nullptr, options, checkpoint,
                                                out_dir);
+    if (calibration && options.input_alpha.any()) {
+      const auto& s = calibration->layers.front();
+      alpha = fmt::format("qkv {} attn-out {} ffn-up {}{}", s.attn_alpha, s.out_alpha, s.ffn_alpha,
+                          s.down_in.empty() ? std::string() : fmt::format(" ffn-down {}", s.down_alpha));
+    }
     const char* format = checkpoint.weights == kestrel::tools::CheckpointWeights::fp8 ? "FP8" : "W8A8";
     if (!calibration) {
       fmt::print("kestrel-quantize: weights quantized without smoothing; {} checkpoint ({} weights) in {}\n", format,

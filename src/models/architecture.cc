@@ -1,5 +1,7 @@
 #include "models/architecture.h"
 
+#include <sstream>
+
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -143,6 +145,15 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     const std::string what = where + ": kestrel_quantization";
     if (!q->is_object()) throw Error(ErrorCategory::format, what + " must be an object");
     arch.checkpoint_quantization = checkpoint_quantization(*q, what);
+    if (auto f = q->find("float_activations"); f != q->end()) {
+      if (!f->is_array()) throw Error(ErrorCategory::format, what + ".float_activations must be a list of weight names");
+      std::vector<std::string> names;
+      for (const auto& n : *f) {
+        if (!n.is_string()) throw Error(ErrorCategory::format, what + ".float_activations must be a list of weight names");
+        names.push_back(n.get<std::string>());
+      }
+      arch.w8a8_float_activations = parse_float_activations(names, what + ".float_activations");
+    }
   }
   return arch;
 }
@@ -237,8 +248,30 @@ Architecture architecture_from_gguf(const GgufFile& file) {
       throw Error(ErrorCategory::unsupported,
                   where + ": kestrel.quantization.format = '" + *format + "' (this Kestrel reads w8a8)");
     arch.checkpoint_quantization = Quantization::w8a8;
+    if (auto list = file.get_string("kestrel.quantization.float_activations")) {
+      std::vector<std::string> names;
+      std::string name;
+      for (std::istringstream in(*list); std::getline(in, name, ',');) names.push_back(name);
+      arch.w8a8_float_activations = parse_float_activations(names, where + ": kestrel.quantization.float_activations");
+    }
   }
   return arch;
+}
+
+std::vector<WeightSlot> parse_float_activations(const std::vector<std::string>& names, const std::string& key) {
+  std::vector<WeightSlot> slots;
+  for (const std::string& n : names) {
+    bool found = false;
+    for (WeightSlot slot : {WeightSlot::qkv_weight, WeightSlot::out_weight, WeightSlot::up_weight, WeightSlot::down_weight})
+      if (n == to_string(slot)) {
+        slots.push_back(slot);
+        found = true;
+      }
+    if (!found)
+      throw Error(ErrorCategory::format,
+                  key + " has '" + n + "' (expected qkv_weight, out_weight, up_weight or down_weight)");
+  }
+  return slots;
 }
 
 }  // namespace kestrel

@@ -150,7 +150,15 @@ struct Architecture {
   // "w8a8" | "fp8"}, or GGUF kestrel.quantization.format): Quantization::automatic loads it
   // in this mode (w8a8 or fp8); automatic when the checkpoint declares none.
   Quantization checkpoint_quantization = Quantization::automatic;
+  // The linear weights such a checkpoint keeps int8 weight-only, their activations in f32
+  // (its "float_activations": qkv_weight, out_weight, up_weight, down_weight): the
+  // products measured to lose the most when their activations are rounded to int8.
+  std::vector<WeightSlot> w8a8_float_activations;
 };
+
+// The slots named in a checkpoint's float_activations (each of qkv_weight, out_weight,
+// up_weight, down_weight); others throw Error(format) naming `key`.
+std::vector<WeightSlot> parse_float_activations(const std::vector<std::string>& names, const std::string& key);
 
 // Reads config.json of a Hugging Face model directory and returns the description of its
 // architecture; throws Error(unsupported) naming an unknown model_type. `has_tensor` lets

@@ -359,6 +359,13 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     lw.up_bias = get(WeightSlot::up_bias, l, up_slice);
     lw.down_weight = dense_or_quantized(WeightSlot::down_weight, l, down_slice);
     lw.down_bias = get(WeightSlot::down_bias, l);
+    for (WeightSlot slot : arch.w8a8_float_activations) {  // kept int8 weight-only by the checkpoint
+      LinearWeight& kept = slot == WeightSlot::qkv_weight ? lw.qkv_weight
+                           : slot == WeightSlot::out_weight ? lw.out_weight
+                           : slot == WeightSlot::up_weight  ? lw.up_weight
+                                                            : lw.down_weight;
+      kept.quantized.int8_activations = false;
+    }
     if (arch.kinds.is_sparse(l)) lw.moe = load_moe_weights(*this, source, arch, l, shard);
     if (arch.kinds.post_norms) {
       lw.post_attn_norm = extra_norm(WeightSlot::post_attn_norm_weight, l);

@@ -112,6 +112,8 @@ nlohmann::json quantization_block(const Architecture& arch, const Calibration* c
   b["quantized_weights"] = "qkv, attention output, ffn up / gate and ffn down of every layer; the LM head and "
                            "embeddings stay float (the LM head is quantized at load to int8 weight-only)";
   b["activation_scheme"] = "dynamic";
+  // Weights whose activations stay f32 (int8 weight-only), as the checkpoint's user asked.
+  if (!smoothing.float_activations.empty()) b["float_activations"] = smoothing.float_activations;
   b["activations"] = fp8 ? "float8_e4m3fn, one scale per token (max |x_t| / 448), at run time"
                          : "int8, one scale per token (max |x_t| / 127), at run time";
   if (!calibration) {
@@ -128,6 +130,11 @@ nlohmann::json quantization_block(const Architecture& arch, const Calibration* c
       layers.push_back(std::move(l));
     }
     b["alpha"] = layers;
+  } else if (smoothing.input_alpha.any()) {
+    const LayerSmoothing& s = calibration->layers.front();
+    nlohmann::json kinds = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
+    if (!s.down_in.empty()) kinds["ffn_down"] = s.down_alpha;
+    b["alpha"] = kinds;
   } else {
     b["alpha"] = smoothing.alpha;
   }

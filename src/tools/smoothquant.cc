@@ -30,6 +30,17 @@ namespace fs = std::filesystem;
 void validate(const SmoothQuantOptions& o) {
   auto bad = [](const std::string& what) { throw Error(ErrorCategory::invalid_argument, what); };
   if (!(o.alpha >= 0.0f && o.alpha <= 1.0f)) bad("SmoothQuantOptions.alpha = " + std::to_string(o.alpha) + " (must be in [0, 1])");
+  for (const auto& [name, a] : {std::pair{"qkv", o.input_alpha.qkv}, std::pair{"attn_out", o.input_alpha.attn_out},
+                                std::pair{"ffn_up", o.input_alpha.ffn_up}, std::pair{"ffn_down", o.input_alpha.ffn_down}})
+    if (a > 1.0f || std::isnan(a))
+      bad(std::string("SmoothQuantOptions.input_alpha.") + name + " = " + std::to_string(a) + " (must be in [0, 1], or < 0 for alpha)");
+  if (o.search_alpha && o.input_alpha.any())
+    bad("SmoothQuantOptions.input_alpha is set with search_alpha (the search chooses every input's alpha)");
+  try {
+    parse_float_activations(o.float_activations, "SmoothQuantOptions.float_activations");
+  } catch (const Error& e) {
+    bad(e.what());
+  }
   if (o.calibration_tokens < 1)
     bad("SmoothQuantOptions.calibration_tokens = " + std::to_string(o.calibration_tokens) + " (must be >= 1)");
   if (o.chunk_tokens < 1) bad("SmoothQuantOptions.chunk_tokens = " + std::to_string(o.chunk_tokens) + " (must be >= 1)");
@@ -126,7 +137,7 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
   // searched one. Channel c of the factors scales input column j of each weight where
   // channel_of[j] == c; maxima are taken over the columns of a channel and over weights.
   auto choose = [&](std::span<const LinearWeight* const> weights, int layer, const char* what,
-                    const std::vector<int64_t>& channel_of, int64_t channels, float& alpha) {
+                    const std::vector<int64_t>& channel_of, int64_t channels, float kind_alpha, float& alpha) {
     std::vector<float> act(static_cast<size_t>(channels), 0.0f), wmax(static_cast<size_t>(channels), 0.0f);
     std::vector<search::SmoothTarget> targets;
     for (const LinearWeight* w : weights) {
@@ -140,7 +151,7 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
       if (options.search_alpha) targets.push_back({&sampled.at(w->dense.data), w->dense});
     }
     if (!options.search_alpha) {
-      alpha = options.alpha;
+      alpha = kind_alpha >= 0.0f ? kind_alpha : options.alpha;
       return search::smoothing_factors(act, wmax, alpha);
     }
     std::vector<float> factors;
@@ -158,6 +169,7 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
   const int group = c.num_heads / c.num_kv_heads;
   for (size_t j = 0; j < out_channels.size(); ++j)
     out_channels[j] = static_cast<int64_t>(j / c.head_dim / group) * c.head_dim + static_cast<int64_t>(j % c.head_dim);
+  const InputAlphas& ia = options.input_alpha;
   for (size_t l = 0; l < state.weights.layers.size(); ++l) {
     const LayerWeights& lw = state.weights.layers[l];
     const int layer = static_cast<int>(l);
@@ -165,21 +177,22 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
     if (state.arch.kinds.shared_norm) {
       // One norm feeds both: one factor for both inputs and both weights.
       const LinearWeight* both[] = {&lw.qkv_weight, &lw.up_weight};
-      s.attn_in = choose(both, layer, "qkv / ffn up", hidden_channels, c.hidden_size, s.attn_alpha);
+      s.attn_in = choose(both, layer, "qkv / ffn up", hidden_channels, c.hidden_size, ia.qkv, s.attn_alpha);
       s.ffn_in = s.attn_in;
       s.ffn_alpha = s.attn_alpha;
     } else {
       const LinearWeight* qkv[] = {&lw.qkv_weight};
       const LinearWeight* up[] = {&lw.up_weight};
-      s.attn_in = choose(qkv, layer, "qkv", hidden_channels, c.hidden_size, s.attn_alpha);
-      s.ffn_in = choose(up, layer, "ffn up", hidden_channels, c.hidden_size, s.ffn_alpha);
+      s.attn_in = choose(qkv, layer, "qkv", hidden_channels, c.hidden_size, ia.qkv, s.attn_alpha);
+      s.ffn_in = choose(up, layer, "ffn up", hidden_channels, c.hidden_size, ia.ffn_up, s.ffn_alpha);
     }
     if (state.arch.kinds.gated_ffn) {
       const LinearWeight* down[] = {&lw.down_weight};
-      s.down_in = choose(down, layer, "ffn down", ffn_channels, c.ffn_size, s.down_alpha);
+      s.down_in = choose(down, layer, "ffn down", ffn_channels, c.ffn_size, ia.ffn_down, s.down_alpha);
     }
     const LinearWeight* o[] = {&lw.out_weight};
-    s.out_in = choose(o, layer, "attention output", out_channels, int64_t{c.num_kv_heads} * c.head_dim, s.out_alpha);
+    s.out_in = choose(o, layer, "attention output", out_channels, int64_t{c.num_kv_heads} * c.head_dim, ia.attn_out,
+                      s.out_alpha);
     out.layers.push_back(std::move(s));
   }
   return out;
@@ -198,8 +211,15 @@ struct Edit {
   std::vector<float> divisor;    // empty: none
 };
 
-// The searched alphas: one object per layer.
-nlohmann::json searched_alphas(const Calibration& calibration) {
+// The alphas per layer (searched), or per kind of input (input_alpha), or the one alpha.
+nlohmann::json alphas(const Calibration& calibration, const SmoothQuantOptions& options) {
+  if (!options.search_alpha && !options.input_alpha.any()) return options.alpha;
+  if (!options.search_alpha) {
+    const LayerSmoothing& s = calibration.layers.front();
+    nlohmann::json kinds = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
+    if (!s.down_in.empty()) kinds["ffn_down"] = s.down_alpha;
+    return kinds;
+  }
   nlohmann::json layers = nlohmann::json::array();
   for (const LayerSmoothing& s : calibration.layers) {
     nlohmann::json l = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
@@ -356,10 +376,17 @@ void write_gguf(const fs::path& source_path, const Architecture& arch, const Cal
   writer.set("kestrel.quantization.format", std::string("w8a8"));
   writer.set("kestrel.quantization.method", std::string("smoothquant"));
   if (options.search_alpha)
-    writer.set("kestrel.quantization.alpha", std::string("searched per input: ") + searched_alphas(calibration).dump());
+    writer.set("kestrel.quantization.alpha", std::string("searched per input: ") + alphas(calibration, options).dump());
+  else if (options.input_alpha.any())
+    writer.set("kestrel.quantization.alpha", std::string("per kind of input: ") + alphas(calibration, options).dump());
   else
     writer.set("kestrel.quantization.alpha", options.alpha);
   writer.set("kestrel.quantization.calibration_tokens", static_cast<uint32_t>(calibration.tokens));
+  if (!options.float_activations.empty()) {
+    std::string list;
+    for (const std::string& n : options.float_activations) list += (list.empty() ? "" : ",") + n;
+    writer.set("kestrel.quantization.float_activations", list);
+  }
   if (out.has_parent_path()) fs::create_directories(out.parent_path());
   writer.write(out);
 }
@@ -436,11 +463,12 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
   config["kestrel_quantization"] = {
       {"format", "w8a8"},
       {"method", "smoothquant"},
-      {"alpha", options.search_alpha ? nlohmann::json(searched_alphas(calibration)) : nlohmann::json(options.alpha)},
+      {"alpha", alphas(calibration, options)},
       {"calibration_tokens", calibration.tokens},
       {"weights", "int8, one scale per output channel, quantized at load from these (smoothed) values"},
       {"activations", "int8, one scale per token, at run time"},
       {"smoothed_inputs", smoothed_inputs(arch.kinds.gated_ffn)}};
+  if (!options.float_activations.empty()) config["kestrel_quantization"]["float_activations"] = options.float_activations;
   std::ofstream(out_dir / "config.json") << config.dump(2) << "\n";
   for (const auto& entry : fs::directory_iterator(source_dir)) {
     const std::string file = entry.path().filename().string();

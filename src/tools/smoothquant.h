@@ -35,14 +35,25 @@
 
 namespace kestrel::tools {
 
+// The migration strength of each kind of smoothed input, where it differs from the
+// model-wide alpha (a value < 0: use alpha).
+struct InputAlphas {
+  float qkv = -1.0f, attn_out = -1.0f, ffn_up = -1.0f, ffn_down = -1.0f;
+  bool any() const { return qkv >= 0.0f || attn_out >= 0.0f || ffn_up >= 0.0f || ffn_down >= 0.0f; }
+};
+
 struct SmoothQuantOptions {
   float alpha = 0.5f;             // in [0, 1]: 0 leaves the activations, 1 moves all their range
+  InputAlphas input_alpha;        // per kind of input, overriding alpha (a GPT-J shared norm uses qkv's)
   // Choose alpha per smoothed input instead (tools/smoothquant_search.h): each of
   // alpha_grid is tried on `search_rows` sampled calibration rows, and the one with the
   // smallest simulated W8A8 output error is kept.
   bool search_alpha = false;
   std::vector<float> alpha_grid = {0.2f, 0.3f, 0.4f, 0.5f, 0.6f, 0.7f, 0.8f, 0.9f};
   int search_rows = 256;
+  // Linear weights kept int8 weight-only, their activations in f32 (qkv_weight, out_weight,
+  // up_weight, down_weight): recorded in the checkpoint, honoured at load.
+  std::vector<std::string> float_activations;
   int calibration_tokens = 2048;  // tokens of the calibration text used (at most)
   int chunk_tokens = 512;         // tokens per forward pass (each chunk from an empty context)
 };

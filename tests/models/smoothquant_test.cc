@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kestrel/kestrel.h"
+#include "models/model_state.h"
 #include "reference_fixture.h"
 #include "test_support.h"
 #include "tools/smoothquant.h"
@@ -209,6 +210,101 @@ TEST(SmoothQuantSearch, SearchReturnsTheArgminOfTheSimulatedError) {
   EXPECT_LT(errors[best], 0.5 * errors.front());
 }
 
+// input_alpha: each kind of input takes its own alpha, the others the model-wide one;
+// the factors are SmoothQuant's formula at that alpha (so they differ from alpha 0.5's
+// exactly where an alpha was set) and the fold still leaves the f32 logits unchanged.
+TEST(SmoothQuantInputAlpha, EachKindUsesItsAlphaAndTheFoldHolds) {
+  const fs::path source = testing::fixture_dir() / "tiny-llama";
+  auto model = load(source, Quantization::none);
+  const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
+  tools::SmoothQuantOptions plain, kinds;
+  plain.calibration_tokens = kinds.calibration_tokens = 300;
+  kinds.input_alpha.ffn_down = 0.8f;
+  kinds.input_alpha.attn_out = 0.3f;
+  const tools::Calibration a = tools::calibrate_smoothquant(model, ids, plain);
+  const tools::Calibration b = tools::calibrate_smoothquant(model, ids, kinds);
+  for (size_t l = 0; l < a.layers.size(); ++l) {
+    const auto &x = a.layers[l], &y = b.layers[l];
+    EXPECT_EQ(y.attn_alpha, 0.5f);
+    EXPECT_EQ(y.ffn_alpha, 0.5f);
+    EXPECT_EQ(y.down_alpha, 0.8f);
+    EXPECT_EQ(y.out_alpha, 0.3f);
+    EXPECT_EQ(x.attn_in, y.attn_in);
+    EXPECT_EQ(x.ffn_in, y.ffn_in);
+    EXPECT_NE(x.down_in, y.down_in);
+    EXPECT_NE(x.out_in, y.out_in);
+    // s(0.8) / s(0.5) = (act * weight)^0.3 per channel: a larger alpha moves more range.
+    float moved = 0.0f;
+    for (size_t j = 0; j < x.down_in.size(); ++j) moved = std::max(moved, std::abs(std::log(y.down_in[j] / x.down_in[j])));
+    EXPECT_GT(moved, 0.01f);
+  }
+  const fs::path out = testing::temp_dir("smoothquant-input-alpha") / "tiny-llama";
+  tools::write_smoothquant_checkpoint(*model, b, kinds, out);
+  std::ifstream in(out / "config.json");
+  const nlohmann::json config = nlohmann::json::parse(in);
+  EXPECT_EQ(config["kestrel_quantization"]["alpha"]["ffn_down"].get<float>(), 0.8f) << config.dump();
+  auto folded = load(out, Quantization::none);
+  Session s0(model), s1(folded);
+  Decoder d0(s0), d1(s1);
+  for (const auto& p : testing::load_reference(source, model->config().vocab_size)) {
+    const std::vector<float> want = d0.score(p.ids), got = d1.score(p.ids);
+    float scale = 0.0f, diff = 0.0f;
+    for (size_t i = 0; i < want.size(); ++i) {
+      scale = std::max(scale, std::abs(want[i]));
+      diff = std::max(diff, std::abs(got[i] - want[i]));
+    }
+    EXPECT_LE(diff, 1e-5f * scale) << p.text;
+  }
+}
+
+// float_activations: the named weights load int8 weight-only (activations in f32), the
+// others W8A8, from both checkpoint formats; the logits stay within the W8A8 bound and
+// differ from the all-W8A8 checkpoint's (the option changes the computation).
+TEST(SmoothQuantFloatActivations, NamedWeightsLoadWeightOnly) {
+  for (const char* name : {"tiny-llama", "tiny-llama.gguf"}) {
+    SCOPED_TRACE(name);
+    const fs::path source = testing::fixture_dir() / name;
+    auto model = load(source, Quantization::none);
+    const std::vector<int32_t> ids = model->tokenizer().encode(calibration_text(), false);
+    tools::SmoothQuantOptions options;
+    options.calibration_tokens = 300;
+    const tools::Calibration calibration = tools::calibrate_smoothquant(model, ids, options);
+    const fs::path dir = testing::temp_dir("smoothquant-float-activations");
+    const std::string ext = fs::path(name).extension().string();
+    tools::write_smoothquant_checkpoint(*model, calibration, options, dir / ("all" + ext));
+    options.float_activations = {"down_weight", "out_weight"};
+    tools::write_smoothquant_checkpoint(*model, calibration, options, dir / ("mixed" + ext));
+    auto all = load(dir / ("all" + ext), Quantization::automatic);
+    auto mixed = load(dir / ("mixed" + ext), Quantization::automatic);
+    const int L = model->config().num_layers;
+    for (const LayerWeights& lw : mixed->state().weights.layers) {
+      EXPECT_TRUE(lw.qkv_weight.quantized.int8_activations);
+      EXPECT_TRUE(lw.up_weight.quantized.int8_activations);
+      EXPECT_FALSE(lw.out_weight.quantized.int8_activations);
+      EXPECT_FALSE(lw.down_weight.quantized.int8_activations);
+      EXPECT_EQ(lw.down_weight.quantized.format, QuantFormat::int8);
+    }
+    EXPECT_NE(mixed->weight_formats().find("w8a8 x" + std::to_string(2 * L)), std::string::npos) << mixed->weight_formats();
+    Session s0(model), s1(all), s2(mixed);
+    Decoder d0(s0), d1(s1), d2(s2);
+    double err_all = 0.0, err_mixed = 0.0, ref = 0.0, apart = 0.0;
+    for (const auto& p : testing::load_reference(ext == ".gguf" ? testing::fixture_dir() / "tiny-llama-gguf" : source,
+                                                 model->config().vocab_size)) {
+      const std::vector<float> want = d0.score(p.ids), ya = d1.score(p.ids), ym = d2.score(p.ids);
+      for (size_t i = 0; i < want.size(); ++i) {
+        err_all += (ya[i] - want[i]) * double(ya[i] - want[i]);
+        err_mixed += (ym[i] - want[i]) * double(ym[i] - want[i]);
+        apart += (ym[i] - ya[i]) * double(ym[i] - ya[i]);
+        ref += want[i] * double(want[i]);
+      }
+    }
+    std::cout << "[smoothquant] " << name << ": W8A8 rms logit error " << std::sqrt(err_all / ref)
+              << ", with out / down activations in f32 " << std::sqrt(err_mixed / ref) << "\n";
+    EXPECT_LE(std::sqrt(err_mixed / ref), 0.2);
+    EXPECT_GT(apart, 0.0);
+  }
+}
+
 TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
   tools::SmoothQuantOptions bad;
   bad.alpha = 1.5f;
@@ -217,6 +313,22 @@ TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
     tools::validate(bad);
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("alpha"), std::string::npos) << e.what();
+  }
+  tools::SmoothQuantOptions bad_name;
+  bad_name.float_activations = {"down_proj"};
+  try {
+    tools::validate(bad_name);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("float_activations has 'down_proj'"), std::string::npos) << e.what();
+  }
+  tools::SmoothQuantOptions bad_kind;
+  bad_kind.input_alpha.ffn_down = 1.5f;
+  try {
+    tools::validate(bad_kind);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("input_alpha.ffn_down"), std::string::npos) << e.what();
   }
   // A quantized model cannot be calibrated.
   auto quantized = load(testing::fixture_dir() / "tiny-llama", Quantization::int8);
@@ -237,6 +349,16 @@ TEST(SmoothQuantErrors, BadOptionsAndInputsAreRefusedByName) {
     ADD_FAILURE() << "no error";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("kestrel_quantization.format = 'fp4'"), std::string::npos) << e.what();
+  }
+  // An unknown weight in float_activations too.
+  config["kestrel_quantization"] = {{"format", "w8a8"}, {"float_activations", {"lm_head"}}};
+  std::ofstream(dir / "config.json") << config.dump();
+  try {
+    load(dir, Quantization::automatic);
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("kestrel_quantization.float_activations has 'lm_head'"), std::string::npos)
+        << e.what();
   }
 }
 
