@@ -15,11 +15,13 @@
 #include <oneapi/dnnl/dnnl.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/single_threaded_blas.h"
 #include "cpu/thread_pool.h"
 
 namespace kestrel::cpu {
@@ -123,25 +125,46 @@ void w8a8_gemm(const TensorView& x, const QuantizedWeight& w, const float* bias,
   acc.resize(static_cast<size_t>(T * M));
   quantize_rows_int8(x.ptr<float>(), T, K, xq.data(), xs.data(), threads);
   // Row-major acc[T, M] = xq[T, K] @ wq[M, K]^T; no zero points ('F': one fixed C offset, 0).
-  if (onednn().gemm) {
-    const int32_t no_offset = 0;
-    const int saved = omp_get_max_threads();
-    omp_set_num_threads(threads);  // oneDNN's OpenMP regions take the backend's thread count
-    const dnnl_status_t status = onednn().gemm('N', 'T', 'F', T, M, K, 1.0f, xq.data(), K, 0, w.data.ptr<int8_t>(),
-                                               K, 0, 0.0f, acc.data(), M, &no_offset);
-    omp_set_num_threads(saved);
-    if (status != dnnl_success) fail(op, "oneDNN's dnnl_gemm_s8s8s32 failed with status " + std::to_string(status));
-  } else {
-    gemm_s8_portable(xq.data(), w.data.ptr<int8_t>(), acc.data(), T, M, K, threads);
-  }
   const float* ws = w.scales.ptr<float>();
-  const int32_t* a = acc.data();
   const float* s = xs.data();
-  parallel_for(threads_for(T * M, threads), T, 1, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t m = 0; m < M; ++m)
+  int32_t* const a = acc.data();  // (a plain pointer: workers below name their own thread_locals)
+  const int8_t* const xqp = xq.data();
+  // Scaled back by token scale x channel scale, plus the bias, for columns m0 .. m1.
+  auto epilogue = [&](int64_t m0, int64_t m1) {
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t m = m0; m < m1; ++m)
         out[t * M + m] = ws[m] * s[t] * static_cast<float>(a[t * M + m]) + (bias ? bias[m] : 0.0f);
-  });
+  };
+  if (onednn().gemm) {
+    // The backend's own threads each multiply a block of output columns with oneDNN running
+    // on the calling thread alone (its OpenMP thread count set to 1 there): an OpenMP team
+    // of oneDNN's own would spin between the step's products while the thread pool needs
+    // the same cores (a fifth of a 2-thread prefill's time, measured with perf).
+    const int team = threads_for(T * M * K, threads);
+    const int64_t blocks = std::max<int64_t>(1, std::min<int64_t>(team, (M + 63) / 64));
+    const int64_t per_block = (M + blocks - 1) / blocks;
+    std::atomic<int> failed{dnnl_success};
+    parallel_for(team, blocks, 1, [&](int64_t b0, int64_t b1) {
+      const SingleThreadedBlas single;
+      for (int64_t b = b0; b < b1; ++b) {
+        const int64_t m0 = b * per_block, m1 = std::min(M, m0 + per_block);
+        if (m0 >= m1) continue;
+        const int32_t no_offset = 0;
+        const dnnl_status_t status = onednn().gemm('N', 'T', 'F', T, m1 - m0, K, 1.0f, xqp, K, 0,
+                                                   w.data.ptr<int8_t>() + m0 * K, K, 0, 0.0f, a + m0, M, &no_offset);
+        if (status != dnnl_success) {
+          failed.store(status);
+          continue;
+        }
+        epilogue(m0, m1);
+      }
+    });
+    if (failed.load() != dnnl_success)
+      fail(op, "oneDNN's dnnl_gemm_s8s8s32 failed with status " + std::to_string(failed.load()));
+    return;
+  }
+  gemm_s8_portable(xqp, w.data.ptr<int8_t>(), a, T, M, K, threads);
+  parallel_for(threads_for(T * M, threads), M, 64, [&](int64_t m0, int64_t m1) { epilogue(m0, m1); });
 }
 
 }  // namespace kestrel::cpu
