@@ -1,29 +1,16 @@
 #include "cuda/cublas_loader.h"
 
-#include <dlfcn.h>
-
 #include <string>
 
-#include "kestrel/error.h"
+#include "cuda/dl_library.h"
 
 namespace kestrel::cuda {
 
 namespace {
 
-template <class F>
-void resolve(void* lib, const char* name, const std::string& library, F* out) {
-  void* symbol = dlsym(lib, name);
-  if (!symbol)
-    throw Error(ErrorCategory::device, library + ": symbol " + name + " not found (" + dlerror() + ")");
-  *out = reinterpret_cast<F>(symbol);
-}
-
 CublasApi load() {
   const std::string library = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
-  void* lib = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!lib)
-    throw Error(ErrorCategory::device, "cannot load " + library + " (cuBLAS " + std::to_string(CUBLAS_VER_MAJOR) +
-                                           ", from the CUDA toolkit): " + dlerror());
+  void* lib = open_library(library, "cuBLAS " + std::to_string(CUBLAS_VER_MAJOR) + ", from the CUDA toolkit");
   CublasApi api{};
   resolve(lib, "cublasCreate_v2", library, &api.create);
   resolve(lib, "cublasDestroy_v2", library, &api.destroy);

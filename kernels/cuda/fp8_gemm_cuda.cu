@@ -7,13 +7,13 @@
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/scaled_epilogue.cuh"
 
 namespace kestrel::cuda {
 
 namespace {
 
 constexpr int kQuantizeThreads = 256;
-constexpr int kEpilogueThreads = 256;
 
 // One block per row of x [T, K]: q[t, :] = e4m3(x[t, :] * 448 / amax_t), scale_t = amax_t /
 // 448, the codes round_rows_fp8 and the CPU's fake_quantize_rows_fp8 compute (round to
@@ -35,21 +35,6 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   }
 }
 
-// One thread per output element (grid-stride).
-template <class B, class O>
-__global__ void __launch_bounds__(kEpilogueThreads)
-    fp8_epilogue_kernel(const float* __restrict__ acc, const float* __restrict__ x_scales,
-                        const float* __restrict__ w_scales, const B* __restrict__ bias, O* __restrict__ out, int64_t n,
-                        int64_t M) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = i / M, m = i % M;
-    float v = acc[i] * x_scales[t] * w_scales[m];
-    if (bias) v += to_float(bias[m]);
-    out[i] = from_float<O>(v);
-  }
-}
-
 }  // namespace
 
 void quantize_rows_fp8(const LaunchContext& ctx, const TensorView& x, uint8_t* q, float* scales) {
@@ -66,21 +51,7 @@ void quantize_rows_fp8(const LaunchContext& ctx, const TensorView& x, uint8_t* q
 
 void fp8_epilogue(const LaunchContext& ctx, const float* acc, const float* x_scales, const float* w_scales,
                   const TensorView* bias, TensorView out) {
-  const char* op = "quantized_linear (FP8 epilogue)";
-  const int64_t n = out.numel(), M = out.dim(1);
-  if (n == 0) return;
-  dispatch_float(out.dtype, op, [&]<class O>() {
-    if (bias) {
-      dispatch_float(bias->dtype, op, [&]<class B>() {
-        fp8_epilogue_kernel<B, O><<<grid_for(n, kEpilogueThreads), kEpilogueThreads, 0, ctx.stream>>>(
-            acc, x_scales, w_scales, static_cast<const B*>(bias->data), static_cast<O*>(out.data), n, M);
-      });
-    } else {
-      fp8_epilogue_kernel<O, O><<<grid_for(n, kEpilogueThreads), kEpilogueThreads, 0, ctx.stream>>>(
-          acc, x_scales, w_scales, nullptr, static_cast<O*>(out.data), n, M);
-    }
-  });
-  check_launch(op);
+  launch_scaled_epilogue(ctx, acc, x_scales, w_scales, bias, out, "quantized_linear (FP8 epilogue)");
 }
 
 }  // namespace kestrel::cuda

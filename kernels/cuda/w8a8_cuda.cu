@@ -6,13 +6,13 @@
 #include <algorithm>
 
 #include "cuda/cuda_common.cuh"
+#include "cuda/scaled_epilogue.cuh"
 
 namespace kestrel::cuda {
 
 namespace {
 
 constexpr int kQuantizeThreads = 256;
-constexpr int kEpilogueThreads = 256;
 
 // One block per row of x [T, K]: q[t, :] = round(x[t, :] / s_t), s_t = max |x[t, :]| / 127.
 template <class X>
@@ -34,20 +34,6 @@ __global__ void __launch_bounds__(kQuantizeThreads)
   }
 }
 
-template <class B, class O>
-__global__ void __launch_bounds__(kEpilogueThreads)
-    w8a8_epilogue_kernel(const int32_t* __restrict__ acc, const float* __restrict__ x_scales,
-                         const float* __restrict__ w_scales, const B* __restrict__ bias, O* __restrict__ out,
-                         int64_t n, int64_t M) {
-  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t t = i / M, m = i % M;
-    float v = static_cast<float>(acc[i]) * x_scales[t] * w_scales[m];
-    if (bias) v += to_float(bias[m]);
-    out[i] = from_float<O>(v);
-  }
-}
-
 }  // namespace
 
 void quantize_rows_int8(const LaunchContext& ctx, const TensorView& x, int8_t* q, float* scales) {
@@ -64,21 +50,7 @@ void quantize_rows_int8(const LaunchContext& ctx, const TensorView& x, int8_t* q
 
 void w8a8_epilogue(const LaunchContext& ctx, const int32_t* acc, const float* x_scales, const float* w_scales,
                    const TensorView* bias, TensorView out) {
-  const char* op = "quantized_linear (W8A8 epilogue)";
-  const int64_t n = out.numel(), M = out.dim(1);
-  if (n == 0) return;
-  dispatch_float(out.dtype, op, [&]<class O>() {
-    if (bias) {
-      dispatch_float(bias->dtype, op, [&]<class B>() {
-        w8a8_epilogue_kernel<B, O><<<grid_for(n, kEpilogueThreads), kEpilogueThreads, 0, ctx.stream>>>(
-            acc, x_scales, w_scales, static_cast<const B*>(bias->data), static_cast<O*>(out.data), n, M);
-      });
-    } else {
-      w8a8_epilogue_kernel<O, O><<<grid_for(n, kEpilogueThreads), kEpilogueThreads, 0, ctx.stream>>>(
-          acc, x_scales, w_scales, nullptr, static_cast<O*>(out.data), n, M);
-    }
-  });
-  check_launch(op);
+  launch_scaled_epilogue(ctx, acc, x_scales, w_scales, bias, out, "quantized_linear (W8A8 epilogue)");
 }
 
 }  // namespace kestrel::cuda
