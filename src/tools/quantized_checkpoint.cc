@@ -122,26 +122,8 @@ nlohmann::json quantization_block(const Architecture& arch, const Calibration* c
   }
   b["method"] = "smoothquant";
   b["calibration_tokens"] = calibration->tokens;
-  if (smoothing.search_alpha) {
-    nlohmann::json layers = nlohmann::json::array();
-    for (const LayerSmoothing& s : calibration->layers) {
-      nlohmann::json l = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
-      if (!s.down_in.empty()) l["ffn_down"] = s.down_alpha;
-      layers.push_back(std::move(l));
-    }
-    b["alpha"] = layers;
-  } else if (smoothing.input_alpha.any()) {
-    const LayerSmoothing& s = calibration->layers.front();
-    nlohmann::json kinds = {{"qkv", s.attn_alpha}, {"ffn_up", s.ffn_alpha}, {"attn_out", s.out_alpha}};
-    if (!s.down_in.empty()) kinds["ffn_down"] = s.down_alpha;
-    b["alpha"] = kinds;
-  } else {
-    b["alpha"] = smoothing.alpha;
-  }
-  nlohmann::json smoothed = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)",
-                             "attention output (folded into the V rows of qkv)"};
-  if (arch.kinds.gated_ffn) smoothed.push_back("ffn down (folded into the up rows)");
-  b["smoothed_inputs"] = smoothed;
+  b["alpha"] = alphas(*calibration, smoothing);
+  b["smoothed_inputs"] = smoothed_inputs(arch.kinds.gated_ffn);
   return b;
 }
 

@@ -1,5 +1,7 @@
 #include "tools/smoothquant.h"
 
+#include "loaders/safetensors_writer.h"
+
 #include "tools/smoothquant_search.h"
 
 #include <algorithm>
@@ -198,20 +200,6 @@ Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std
   return out;
 }
 
-namespace {
-
-// How one source tensor changes: each element of input column j (of a [out, in] matrix,
-// or row j when stored transposed) times col_scale[j]; each element of output row r (of
-// this tensor, column r when transposed) times row_scale[r]; a vector's elements divided
-// by divisor[i].
-struct Edit {
-  std::vector<float> col_scale;  // empty: none
-  bool transposed = false;
-  std::vector<float> row_scale;  // empty: none
-  std::vector<float> divisor;    // empty: none
-};
-
-// The alphas per layer (searched), or per kind of input (input_alpha), or the one alpha.
 nlohmann::json alphas(const Calibration& calibration, const SmoothQuantOptions& options) {
   if (!options.search_alpha && !options.input_alpha.any()) return options.alpha;
   if (!options.search_alpha) {
@@ -229,7 +217,6 @@ nlohmann::json alphas(const Calibration& calibration, const SmoothQuantOptions& 
   return layers;
 }
 
-// What the checkpoint's config records as smoothed.
 nlohmann::json smoothed_inputs(bool gated) {
   nlohmann::json list = {"qkv (folded into the attention norm)", "ffn up (folded into the ffn norm)",
                          "attention output (folded into the V rows of qkv)"};
@@ -237,16 +224,18 @@ nlohmann::json smoothed_inputs(bool gated) {
   return list;
 }
 
-const char* safetensors_dtype(DType d) {
-  switch (d) {
-    case DType::f32: return "F32";
-    case DType::f16: return "F16";
-    case DType::bf16: return "BF16";
-    case DType::i8: return "I8";
-    case DType::i32: return "I32";
-  }
-  return "?";
-}
+namespace {
+
+// How one source tensor changes: each element of input column j (of a [out, in] matrix,
+// or row j when stored transposed) times col_scale[j]; each element of output row r (of
+// this tensor, column r when transposed) times row_scale[r]; a vector's elements divided
+// by divisor[i].
+struct Edit {
+  std::vector<float> col_scale;  // empty: none
+  bool transposed = false;
+  std::vector<float> row_scale;  // empty: none
+  std::vector<float> divisor;    // empty: none
+};
 
 void apply(const Edit& e, const SourceTensor& t, std::vector<float>& v) {
   if (!e.divisor.empty()) {
@@ -434,7 +423,7 @@ void write_smoothquant_checkpoint(const Model& model, const Calibration& calibra
       dtype = DType::f32;
     }
     const uint64_t bytes = it != edits.end() ? edited.size() * sizeof(float) : t->bytes;
-    header[name] = {{"dtype", safetensors_dtype(dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {{"dtype", safetensors_dtype_name(dtype)}, {"shape", t->shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     payload.emplace_back(t, std::move(edited));
   }

@@ -30,6 +30,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "kestrel/model.h"
 #include "loaders/weight_source.h"
 
@@ -79,6 +81,11 @@ struct Calibration {
 // max |x_j| of every smoothable input and returns the factors.
 Calibration calibrate_smoothquant(const std::shared_ptr<const Model>& model, std::span<const int32_t> ids,
                                   const SmoothQuantOptions& options);
+
+// What a checkpoint's config records of the smoothing: the alphas (one number, one per kind
+// of input, or one object per layer when searched) and the inputs smoothed.
+nlohmann::json alphas(const Calibration& calibration, const SmoothQuantOptions& options);
+nlohmann::json smoothed_inputs(bool gated);
 
 // Writes a W8A8 checkpoint of `model`, its smoothed tensors in F32 and the others as stored:
 // - from a Hugging Face directory, the directory `out`: model.safetensors, config.json
