@@ -262,15 +262,10 @@ class CudaBackend final : public Backend {
       linear_from_quantized(x, w, bias, out, op);  // cuBLAS's int8 GEMM needs K % 4 == 0
       return;
     }
-    // In the activation scratch: q [T, K] i8, then (16-byte aligned) scales [T] f32, then
-    // acc [T, M] i32.
-    const size_t q_bytes = (static_cast<size_t>(T * K) + 15) / 16 * 16;
-    const size_t s_bytes = (static_cast<size_t>(T) * sizeof(float) + 15) / 16 * 16;
-    const size_t acc_bytes = static_cast<size_t>(T * M) * sizeof(int32_t);
-    char* scratch = static_cast<char*>(activation_scratch(q_bytes + s_bytes + acc_bytes, op));
-    auto* q = reinterpret_cast<int8_t*>(scratch);
-    auto* x_scales = reinterpret_cast<float*>(scratch + q_bytes);
-    auto* acc = reinterpret_cast<int32_t*>(scratch + q_bytes + s_bytes);
+    const EightBitScratch scratch = eight_bit_scratch(T, M, K, sizeof(int32_t), op);
+    auto* q = static_cast<int8_t*>(scratch.q);
+    float* x_scales = scratch.scales;
+    auto* acc = static_cast<int32_t*>(scratch.acc);
     cuda::quantize_rows_int8(ctx_, x, q, x_scales);
     // Column-major: acc (M x T, ldc M) = w^T (w row-major [M, K] is K x M) times q (K x T).
     const int32_t one = 1, zero = 0;
@@ -287,19 +282,29 @@ class CudaBackend final : public Backend {
   // scale (+ bias) in the epilogue. False when cuBLASLt has no algorithm for the shape.
   bool fp8_gemm(const TensorView& x, const QuantizedWeight& w, const TensorView* bias, TensorView out, const char* op) {
     const int64_t T = x.dim(0), M = w.rows, K = w.cols;
-    // In the activation scratch: q [T, K] E4M3, then (16-byte aligned) scales [T] f32, then
-    // acc [T, M] f32.
-    const size_t q_bytes = (static_cast<size_t>(T * K) + 15) / 16 * 16;
-    const size_t s_bytes = (static_cast<size_t>(T) * sizeof(float) + 15) / 16 * 16;
-    const size_t acc_bytes = static_cast<size_t>(T * M) * sizeof(float);
-    char* scratch = static_cast<char*>(activation_scratch(q_bytes + s_bytes + acc_bytes, op));
-    auto* q = reinterpret_cast<uint8_t*>(scratch);
-    auto* x_scales = reinterpret_cast<float*>(scratch + q_bytes);
-    auto* acc = reinterpret_cast<float*>(scratch + q_bytes + s_bytes);
+    const EightBitScratch scratch = eight_bit_scratch(T, M, K, sizeof(float), op);
+    auto* q = static_cast<uint8_t*>(scratch.q);
+    float* x_scales = scratch.scales;
+    auto* acc = static_cast<float*>(scratch.acc);
     cuda::quantize_rows_fp8(ctx_, x, q, x_scales);
     if (!fp8_gemm_.run(stream_, w.data.data, q, acc, T, M, K)) return false;
     cuda::fp8_epilogue(ctx_, acc, x_scales, static_cast<const float*>(w.scales.data), bias, out);
     return true;
+  }
+
+  // The 8-bit GEMMs' activation copies in the activation scratch: q [T, K] (1 byte each),
+  // then (16-byte aligned) the token scales [T] f32, then the products acc [T, M] of
+  // acc_size bytes each.
+  struct EightBitScratch {
+    void* q;
+    float* scales;
+    void* acc;
+  };
+  EightBitScratch eight_bit_scratch(int64_t T, int64_t M, int64_t K, size_t acc_size, const char* op) {
+    const size_t q_bytes = (static_cast<size_t>(T * K) + 15) / 16 * 16;
+    const size_t s_bytes = (static_cast<size_t>(T) * sizeof(float) + 15) / 16 * 16;
+    char* base = static_cast<char*>(activation_scratch(q_bytes + s_bytes + static_cast<size_t>(T * M) * acc_size, op));
+    return {base, reinterpret_cast<float*>(base + q_bytes), base + q_bytes + s_bytes};
   }
 
   // Device memory for the FP8 / W8A8 activation copies, kept across calls and grown (after
