@@ -118,6 +118,8 @@ const char* to_string(QuantFormat format) noexcept;
 //         empty, group_size 0. A product is each part's own product written into its columns
 //         of out, so every output row is bit for bit what its part alone gives, on every
 //         path; the flags below apply to every part.
+// A backend may lay a weight out for its own kernels once it is loaded
+// (Backend::prepare_quantized); the CPU interleaves int4 and int8 rows (`interleave` below).
 struct QuantizedWeight {
   QuantFormat format = QuantFormat::int8;
   int64_t rows = 0;  // M
@@ -135,6 +137,13 @@ struct QuantizedWeight {
   // CPU with activation blocks of 32: finer than one scale per token).
   bool int8_activations = false;
   std::vector<QuantizedWeight> parts;  // mixed only
+  // The CPU's int4 / int8 decode layout (kernels/cpu/interleaved_rows.h), set by its
+  // prepare_quantized: 0, the layouts above, or 8: rows taken 8 at a time, each 32-column
+  // block of the 8 rows ordered so that one 32-bit lane holds a few columns of one row (an
+  // integer dot product against a few broadcast activations advances the 8 rows at once),
+  // and their scales (and mins) as 8 consecutive values per group. Same tensor shapes and
+  // bytes; every CPU path reads both layouts; other backends refuse 8.
+  int interleave = 0;
   int64_t groups() const { return group_size > 0 ? (cols + group_size - 1) / group_size : 0; }
   // Whether this holds a weight at all (a mixed weight has parts instead of data).
   bool empty() const { return data.empty() && parts.empty(); }
@@ -195,6 +204,9 @@ double sampling_uniform(uint64_t seed, uint64_t step);
 class Backend {
  public:
   virtual ~Backend() = default;
+  // Lays a loaded weight out for this backend's kernels, in place, once its flags are set
+  // and before its first use (the CPU interleaves int4 / int8 rows); by default nothing changes.
+  virtual void prepare_quantized(QuantizedWeight& w) { (void)w; }
   virtual Device device() const = 0;
   virtual Allocator& allocator() = 0;
   // Activation / KV-cache dtype this backend computes in (f32 on the CPU).

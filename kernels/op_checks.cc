@@ -69,6 +69,12 @@ void check_quantized_weight(Device device, const QuantizedWeight& w, const char*
     return;
   }
   if (!w.parts.empty()) op_fail(op, std::string(to_string(w.format)) + " weight with parts (only mixed has them)");
+  if (w.interleave != 0 &&
+      (device.kind != DeviceKind::cpu || (w.format != QuantFormat::int4 && w.format != QuantFormat::int8) ||
+       w.interleave != 8 || M % 8 != 0 || K % 32 != 0 || w.group_size % 32 != 0 || w.int8_activations))
+    op_fail(op, "interleave " + std::to_string(w.interleave) + " is the CPU's layout of int4 / int8 weights with rows "
+                "a multiple of 8 and cols a multiple of 32, not W8A8 (" + to_string(device) + ", " + to_string(w.format) +
+                ", rows " + std::to_string(M) + ", cols " + std::to_string(K) + ")");
   if (M < 0 || K <= 0 || w.group_size <= 0)
     op_fail(op, "bad quantized weight: rows " + std::to_string(M) + ", cols " + std::to_string(K) +
                     ", group_size " + std::to_string(w.group_size));

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "cpu/cpu_ops.h"
+#include "cpu/interleaved_rows.h"
 #include "kestrel/error.h"
 
 namespace kestrel {
@@ -86,6 +87,7 @@ class CpuBackend final : public Backend {
     cpu::linear(x, w, bias, out, threads_);
   }
 
+  void prepare_quantized(QuantizedWeight& w) override { cpu::prepare_quantized_cpu(w); }
   void quantized_linear(const TensorView& x, const QuantizedWeight& w, const TensorView* bias,
                         TensorView out) override {
     if (observer_) observer_(w.data.data, x);

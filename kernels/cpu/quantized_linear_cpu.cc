@@ -28,6 +28,7 @@
 #include "core/fp8.h"
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/interleaved_rows.h"
 #include "cpu/thread_pool.h"
 #include "cpu/quantized_q8_cpu.h"
 #include "kquant_blocks.h"
@@ -253,17 +254,21 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
       const float scale = w.scales.ptr<float>()[m];
       for (int64_t k = 0; k < K; ++k) o[k] = scale * fp8_e4m3_to_f32(q[k]);
     } else if (w.format == QuantFormat::int8) {
-      const int8_t* q = w.data.ptr<int8_t>() + m * K;
-      const float* s = w.scales.ptr<float>() + m * G;
+      thread_local PlainRowScratch scratch;
+      const PlainRow row = plain_row(w, m, scratch);
+      const auto* q = reinterpret_cast<const int8_t*>(row.q);
+      const auto* s = static_cast<const float*>(row.scales);
       for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
         const int64_t n = std::min(K - k0, group);
         const float scale = s[g];
         for (int64_t k = 0; k < n; ++k) o[k0 + k] = scale * static_cast<float>(q[k0 + k]);
       }
     } else {
-      const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * (group / 2);
-      const uint16_t* s = static_cast<const uint16_t*>(w.scales.data) + m * G;
-      const uint16_t* mn = static_cast<const uint16_t*>(w.mins.data) + m * G;
+      thread_local PlainRowScratch scratch;
+      const PlainRow row = plain_row(w, m, scratch);
+      const uint8_t* q = row.q;
+      const auto* s = static_cast<const uint16_t*>(row.scales);
+      const uint16_t* mn = row.mins;
       for (int64_t g = 0, k0 = 0; g < G; ++g, k0 += group) {
         const float scale = f16_to_f32(s[g]), min = f16_to_f32(mn[g]);
         for (int64_t b0 = k0; b0 < std::min(K, k0 + group); b0 += 32) {
@@ -319,12 +324,6 @@ void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, 
       for (int64_t g = 0; g < G; ++g)
         for (int64_t k = g * group; k < std::min<int64_t>(K, (g + 1) * group); ++k) xsum[t * G + g] += xs[t * K + k];
   }
-  const auto* scales16 = static_cast<const uint16_t*>(w.scales.data);
-  const auto* mins16 = static_cast<const uint16_t*>(w.mins.data);
-  const auto* q8 = static_cast<const int8_t*>(w.data.data);
-  const auto* q4 = static_cast<const uint8_t*>(w.data.data);
-  const auto* scales32 = static_cast<const float*>(w.scales.data);
-  const int64_t q4_row = G * (group / 2);
   DotInt8 dot8 = dot_int8_portable;
   DotInt4 dot4 = dot_int4_portable;
 #ifdef KESTREL_X86
@@ -334,12 +333,15 @@ void dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, 
   }
 #endif
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {
+    thread_local PlainRowScratch scratch;
     for (int64_t m = m0; m < m1; ++m) {
+      const PlainRow row = plain_row(w, m, scratch);
       for (int64_t t = 0; t < T; ++t) {
         const float* xt = xs + t * K;
         const float v = w.format == QuantFormat::int8
-                            ? dot8(q8 + m * K, scales32 + m * G, K, group, xt)
-                            : dot4(q4 + m * q4_row, scales16 + m * G, mins16 + m * G, K, group, xt,
+                            ? dot8(reinterpret_cast<const int8_t*>(row.q), static_cast<const float*>(row.scales), K,
+                                   group, xt)
+                            : dot4(row.q, static_cast<const uint16_t*>(row.scales), row.mins, K, group, xt,
                                    xsum.data() + t * G);
         out[t * M + m] = v + (bias ? bias[m] : 0.0f);
       }

@@ -11,6 +11,7 @@
 
 #include "core/half.h"
 #include "cpu/cpu_ops.h"
+#include "cpu/interleaved_rows.h"
 #include "cpu/thread_pool.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
@@ -24,6 +25,10 @@ namespace kestrel::cpu {
   namespace ns {                                                                                          \
   void rows_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg,             \
                  const Q8Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride);          \
+  void rows8_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg,            \
+                  const Q8Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride);         \
+  void rows8_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride, \
+                  int64_t T, float* out, int64_t out_stride);                                             \
   void rows_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x, int64_t x_stride, \
                  int64_t T, float* out, int64_t out_stride);                                              \
   void rows_int8_q16(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x,             \
@@ -273,6 +278,34 @@ void quantize_row_q16(const float* x, int64_t K, Q16Block* out) {
   }
 }
 
+namespace {
+
+// Interleaved int8 rows (interleaved_rows.h), 8 at a time, against the T tokens' 16-bit
+// blocks xq ([T, K / 32]: precise activations, or 8-bit blocks widened).
+void interleaved_int8_rows(const Q16Block* xq, int64_t T, const QuantizedWeight& w, const float* bias, float* out,
+                           int threads, Q8Isa isa) {
+  const int64_t K = w.cols, M = w.rows, G = w.groups(), nb = K / 32;
+  const int bpg = w.group_size / 32;
+  RowsInt8Q16 rows = rows8_int8_portable;
+#if defined(__x86_64__)
+  if (isa == Q8Isa::avx2) rows = q8_avx2::rows8_int8;
+  if (isa == Q8Isa::avx512_vnni) rows = q8_vnni::rows8_int8;
+#else
+  (void)isa;
+#endif
+  const auto* q8 = static_cast<const int8_t*>(w.data.data);
+  const auto* scales32 = static_cast<const float*>(w.scales.data);
+  parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      rows(q8 + i * kInterleaveRows * K, scales32 + i * kInterleaveRows * G, nb, bpg, xq, nb, T,
+           out + i * kInterleaveRows, M);
+      for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
+    }
+  });
+}
+
+}  // namespace
+
 // int8 weights that keep their activations precise: 16-bit blocks. Products of an int8
 // weight and a 16-bit value, summed in pairs, stay far inside int32.
 void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bias, float* out, int threads,
@@ -283,6 +316,10 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
   xq_buffer.resize(static_cast<size_t>(T * nb));
   Q16Block* const xq = xq_buffer.data();
   for (int64_t t = 0; t < T; ++t) quantize_row_q16(x.ptr<float>() + t * K, K, xq + t * nb);
+  if (w.interleave == kInterleaveRows) {
+    interleaved_int8_rows(xq, T, w, bias, out, threads, isa);
+    return;
+  }
   RowsInt8Q16 rows = rows_int8_portable<Q16Block>;
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2) rows = q8_avx2::rows_int8_q16;
@@ -332,14 +369,16 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   Q8Block* const xq = xq_buffer.data();
   for (int64_t t = 0; t < T; ++t) quantize_row_q8(x.ptr<float>() + t * K, K, xq + t * nb);
 
-  RowsInt4 rows4 = rows_int4_portable;
+  RowsInt4 rows4 = rows_int4_portable, rows4_interleaved = rows8_int4_portable;
   RowsInt8 rows8 = rows_int8_portable<Q8Block>;
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2) {
     rows4 = q8_avx2::rows_int4;
+    rows4_interleaved = q8_avx2::rows8_int4;
     rows8 = q8_avx2::rows_int8;
   } else if (isa == Q8Isa::avx512_vnni) {
     rows4 = q8_vnni::rows_int4;
+    rows4_interleaved = q8_vnni::rows8_int4;
     rows8 = q8_vnni::rows_int8;
   }
 #endif
@@ -353,6 +392,24 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   const auto* mins16 = static_cast<const uint16_t*>(w.mins.data);
   const auto* scales32 = static_cast<const float*>(w.scales.data);
   const bool int4 = w.format == QuantFormat::int4;
+  if (!int4 && w.interleave == kInterleaveRows) {  // the 16-bit rows, on the same values
+    thread_local std::vector<Q16Block> wide_buffer;
+    wide_buffer.resize(xq_buffer.size());
+    widen_q8_blocks(xq, T * nb, wide_buffer.data());
+    interleaved_int8_rows(wide_buffer.data(), T, w, bias, out, threads, isa);
+    return;
+  }
+  if (int4 && w.interleave == kInterleaveRows) {  // 8 rows at a time (interleaved_rows.h)
+    const int64_t group_bytes = kInterleaveRows * G * (w.group_size / 2), group_scales = kInterleaveRows * G;
+    parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        rows4_interleaved(q4 + i * group_bytes, scales16 + i * group_scales, mins16 + i * group_scales, nb, bpg, xq,
+                          nb, T, out + i * kInterleaveRows, M);
+        for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
+      }
+    });
+    return;
+  }
   // Each weight row against all T tokens at once (a block unpacked once for them); every
   // (token, output) sum in the order of a one-token call, so batches give the same bits.
   parallel_for(threads_for(M * K, threads), M, 1, [&](int64_t m0, int64_t m1) {

@@ -366,12 +366,14 @@ inline float dot_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x) {
 // products, fit AVX2's 16 vector registers): x_t = x + t * x_stride, result t into
 // out[t * out_stride].
 constexpr int kTokens = 4;
-template <class Block, class Kernel>
+// A kernel of kOuts output rows writes token t's into r[t * kOuts + j], copied to
+// out[t * out_stride + j].
+template <int kOuts = 1, class Block, class Kernel>
 inline void for_tokens(const Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride, Kernel&& kernel) {
   for (int64_t t0 = 0; t0 < T; t0 += kTokens) {
     const int n = static_cast<int>(T - t0 < kTokens ? T - t0 : kTokens);
     const Block* xs[kTokens] = {};
-    float r[kTokens] = {};
+    float r[kTokens * kOuts] = {};
     for (int t = 0; t < n; ++t) xs[t] = x + (t0 + t) * x_stride;
     switch (n) {
       case 4: kernel(std::integral_constant<int, 4>{}, xs, r); break;
@@ -379,8 +381,115 @@ inline void for_tokens(const Block* x, int64_t x_stride, int64_t T, float* out, 
       case 2: kernel(std::integral_constant<int, 2>{}, xs, r); break;
       default: kernel(std::integral_constant<int, 1>{}, xs, r); break;
     }
-    for (int t = 0; t < n; ++t) out[(t0 + t) * out_stride] = r[t];
+    for (int t = 0; t < n; ++t)
+      for (int j = 0; j < kOuts; ++j) out[(t0 + t) * out_stride + j] = r[t * kOuts + j];
   }
+}
+
+// --- 8 rows interleaved (interleaved_rows.h): per 32-column block, chunks whose 32-bit
+// lane r holds a few columns of row r (int4: 4 chunks of 32 bytes, low nibbles columns
+// 4v .. 4v + 3 of chunk v, high nibbles 16 + 4v ..; int8: 16 chunks of 16 bytes, columns
+// 2v, 2v + 1, sign-extended to 16 bits). Each chunk meets the token's matching activations
+// broadcast to every lane, so the integer sums of the 8 rows build up in the 8 lanes of one
+// vector, and the block's scale (and min) arithmetic is one vector each, lane by lane as
+// rows8_int4_portable / rows8_int8_portable compute each row.
+inline __m256i broadcast32(const void* p) {
+  int32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+inline __m256i int_dot_add(__m256i acc, __m256i u, __m256i s) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  return _mm256_add_epi32(acc, int_dot(u, s));
+#endif
+}
+
+// acc + pairs of 16-bit products (no saturation: the weights are int8).
+inline __m256i int16_dot_add(__m256i acc, __m256i a, __m256i b) {
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+  return _mm256_dpwssd_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+// Bytes ahead of the block being read that each block asks the cache for: at one thread the
+// hardware prefetchers alone leave the decode rows waiting on memory.
+constexpr int kPrefetch = 512;
+inline void prefetch_lines(const void* p, int bytes) {
+  for (int i = 0; i < bytes; i += 64) _mm_prefetch(static_cast<const char*>(p) + kPrefetch + i, _MM_HINT_T0);
+}
+
+template <int NT>
+inline void dot8_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t nb, int bpg,
+                      const Q8Block* const* x, float* out) {
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  int64_t g = 0;
+  int j = 0;  // block b is the j-th of group g
+  __m256 s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales)));
+  __m256 m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins)));
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = q + 128 * b;
+    prefetch_lines(block, 128);
+    // Two integer chains per token (low and high nibbles) keep more dot products in flight.
+    __m256i p_low[NT], p_high[NT];
+    for (int t = 0; t < NT; ++t) p_low[t] = p_high[t] = _mm256_setzero_si256();
+    for (int v = 0; v < 4; ++v) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32 * v));
+      const __m256i w_low = _mm256_and_si256(raw, low), w_high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+      for (int t = 0; t < NT; ++t) {
+        p_low[t] = int_dot_add(p_low[t], w_low, broadcast32(x[t][b].q + 4 * v));
+        p_high[t] = int_dot_add(p_high[t], w_high, broadcast32(x[t][b].q + 16 + 4 * v));
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(p_low[t], p_high[t]));
+      acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(s, _mm256_set1_ps(x[t][b].d)), acc[t]);
+      acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(x[t][b].sum), acc[t]);
+    }
+    if (++j == bpg && b + 1 < nb) {
+      j = 0;
+      ++g;
+      s = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(scales + 8 * g)));
+      m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(mins + 8 * g)));
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
+template <int NT>
+inline void dot8_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* const* x,
+                      float* out) {
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  int64_t g = 0;
+  int j = 0;  // block b is the j-th of group g
+  __m256 s = _mm256_loadu_ps(scales);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int8_t* block = q + 256 * b;
+    prefetch_lines(block, 256);
+    __m256i p[NT][2];
+    for (int t = 0; t < NT; ++t) p[t][0] = p[t][1] = _mm256_setzero_si256();
+    for (int v = 0; v < 16; ++v) {
+      const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16 * v)));
+      for (int t = 0; t < NT; ++t) p[t][v & 1] = int16_dot_add(p[t][v & 1], w, broadcast32(x[t][b].q + 2 * v));
+    }
+    for (int t = 0; t < NT; ++t) {
+      const __m256 sum = _mm256_cvtepi32_ps(_mm256_add_epi32(p[t][0], p[t][1]));
+      acc[t] = _mm256_fmadd_ps(sum, _mm256_mul_ps(s, _mm256_set1_ps(x[t][b].d)), acc[t]);
+    }
+    if (++j == bpg && b + 1 < nb) {
+      j = 0;
+      ++g;
+      s = _mm256_loadu_ps(scales + 8 * g);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
 // The entry points quantized_q8_cpu.cc calls (declared there), one set per instruction set:
@@ -390,6 +499,16 @@ void rows_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t n
                int64_t x_stride, int64_t T, float* out, int64_t out_stride) {
   for_tokens(x, x_stride, T, out, out_stride,
              [&](auto nt, const Q8Block* const* xs, float* r) { dot_int4<decltype(nt)::value>(q, s, m, nb, bpg, xs, r); });
+}
+void rows8_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t nb, int bpg, const Q8Block* x,
+                int64_t x_stride, int64_t T, float* out, int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride,
+                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_int4<decltype(nt)::value>(q, s, m, nb, bpg, xs, r); });
+}
+void rows8_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride, int64_t T,
+                float* out, int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride,
+                [&](auto nt, const Q16Block* const* xs, float* r) { dot8_int8<decltype(nt)::value>(q, s, nb, bpg, xs, r); });
 }
 void rows_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q8Block* x, int64_t x_stride, int64_t T,
                float* out, int64_t out_stride) {

@@ -248,20 +248,23 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
   if (recipe.sources.empty()) return {};
   const QuantizationSpec spec = lm_head ? quant_.for_lm_head() : quant_;
   const bool precise = lm_head;
+  // The flags set, the backend lays the weight out for its kernels.
+  const auto finish = [&](QuantizedWeight q) {
+    q.precise_activations = precise;
+    backend_.prepare_quantized(q);
+    return LinearWeight{{}, std::move(q)};
+  };
   // Weights kestrel-quantize stored as int8 / E4M3 with their scales.
-  if (auto stored = load_stored_quantized(*this, source, recipe, shape, slice, spec, what)) {
-    stored->precise_activations = precise;
-    return {{}, *stored};
-  }
-  if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what, slice)) {
-    kept->precise_activations = precise;
-    return {{}, *kept};
-  }
+  if (auto stored = load_stored_quantized(*this, source, recipe, shape, slice, spec, what))
+    return finish(std::move(*stored));
+  if (auto kept = keep_ggml_blocks(*this, source, recipe, shape[1], spec, what, slice))
+    return finish(std::move(*kept));
   LinearWeight w;
   w.dense = materialize(source, recipe, std::move(shape), slice, what);
   if (!spec.requantizes()) return w;
   w.quantized = quantize_weight(*this, backend_, w.dense, spec, what);
   w.quantized.precise_activations = precise;
+  backend_.prepare_quantized(w.quantized);
   const auto* begin = static_cast<const uint8_t*>(keep_dense.data);
   const auto* at = static_cast<const uint8_t*>(w.dense.data);
   const bool in_keep = begin && at >= begin && at < begin + keep_dense.bytes();
@@ -335,6 +338,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
                      *this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {}, quant_.for_lm_head(),
                      "lm_head (and token_embedding)"))) {
       kept->precise_activations = true;
+      backend_.prepare_quantized(*kept);
       w.lm_head.quantized = *kept;
       w.token_embedding.quantized = *kept;
     }

@@ -1,0 +1,78 @@
+// kernels/cpu/interleaved_rows.h: the CPU's decode layout of int4 and int8 weights
+// (QuantizedWeight::interleave = 8), which the CPU backend's prepare_quantized makes once
+// a weight is loaded.
+//
+// Rows are taken 8 at a time, and within each 32-column block of the 8 rows the weights are
+// ordered so that one 32-bit lane of a vector holds a few columns of one row: an integer
+// dot product of a chunk against the same few activations broadcast to every lane then
+// advances all 8 rows at once (lane r: row r). A block of 8 rows costs a handful of dot
+// products and one float multiply-add of 8 lanes, instead of a dot product, a horizontal
+// sum and scalar scale arithmetic per row.
+//   int4: per block, 4 chunks of 32 bytes: byte 4r + j of chunk v holds row r's column
+//         4v + j in its low nibble and column 16 + 4v + j in its high nibble (128 bytes).
+//   int8: per block, 16 chunks of 16 bytes: bytes 2r, 2r + 1 of chunk v hold row r's
+//         columns 2v, 2v + 1 (256 bytes); sign-extended to 16 bits they meet activation
+//         pairs (16-bit blocks as they are, 8-bit blocks widened) in vpmaddwd / vpdpwssd.
+// The blocks of row group i follow each other (an int4 weight's padded last group
+// included, as in the plain layout), and the scales (and int4 mins) of group g of the 8
+// rows are 8 consecutive values. Shapes and bytes are the plain layout's.
+//
+// llama.cpp repacks Q4_0 and IQ4_NL for the same reason (its "q4_0_8x8" and kin); this
+// layout is Kestrel's own and covers every int4 and int8 weight (Q4_0, Q4_1, Q8_0,
+// --quant int4 / int8 at any group size, the 8-bit LM head).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "backend.h"
+#include "cpu/quantized_q8_block.h"
+
+namespace kestrel::cpu {
+
+constexpr int kInterleaveRows = 8;
+
+// Whether prepare_quantized interleaves w: int4 or int8, rows a multiple of 8, cols and
+// group a multiple of 32, not yet interleaved; not int4 with precise activations (the f32
+// row path) nor W8A8 (oneDNN's GEMM reads the plain layout).
+bool interleavable(const QuantizedWeight& w);
+
+// Rewrites w's data, scales and mins in place into the interleaved layout (w must be
+// interleavable; its tensors host memory) and sets w.interleave.
+void interleave_rows(QuantizedWeight& w);
+
+// The CPU backend's prepare_quantized: interleaves what interleavable accepts, the parts of
+// a mixed weight one by one.
+void prepare_quantized_cpu(QuantizedWeight& w);
+
+// Row m of an int4 or int8 weight in the plain layout: pointers into w, or, when w is
+// interleaved, into `scratch`, where the row is gathered back (its data bytes, G scales:
+// f16 bits for int4, f32 for int8, and int4's G mins).
+struct PlainRow {
+  const uint8_t* q;
+  const void* scales;
+  const uint16_t* mins;  // int4
+};
+struct PlainRowScratch {
+  std::vector<uint8_t> q;
+  std::vector<uint32_t> scales;  // f16 or f32 bits
+  std::vector<uint16_t> mins;
+};
+PlainRow plain_row(const QuantizedWeight& w, int64_t m, PlainRowScratch& scratch);
+
+// The portable rows of the interleaved layouts, which the SIMD kernels
+// (quantized_q8_simd.h) reproduce bit for bit: q, scales (and mins) at row group i (q +
+// i * 8 * the plain row bytes, scales + i * 8 * G), its first nb blocks of 32 columns, bpg
+// blocks per group; token t's 8 results into out[t * out_stride + r]. Per row and block,
+// p the block's integer dot product:
+//     int4: acc = fma(float(p), s * x.d, acc);  acc = fma(m, x.sum, acc)
+//     int8: acc = fma(float(p), s * x.d, acc)
+void rows8_int4_portable(const uint8_t* q, const uint16_t* scales, const uint16_t* mins, int64_t nb, int bpg,
+                         const Q8Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride);
+// int8 rows against 16-bit activation blocks (Q16Block, or Q8Block widened by
+// widen_q8_blocks: the same values).
+void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x,
+                         int64_t x_stride, int64_t T, float* out, int64_t out_stride);
+void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out);
+
+}  // namespace kestrel::cpu
