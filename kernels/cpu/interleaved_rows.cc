@@ -6,6 +6,7 @@
 
 #include "core/half.h"
 #include "kestrel/error.h"
+#include "kquant_blocks.h"
 
 namespace kestrel::cpu {
 
@@ -29,6 +30,70 @@ constexpr Layout kInt8{32, 2};
 
 const Layout& layout_of(const QuantizedWeight& w) { return w.format == QuantFormat::int4 ? kInt4 : kInt8; }
 
+bool nibble_format(QuantFormat f) {
+  return f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl;
+}
+// The ggml block formats with an interleaved layout.
+bool block_format(QuantFormat f) { return nibble_format(f) || f == QuantFormat::q6_k; }
+
+// A 32-column ggml block (kquant_blocks.h): d at 0, Q5_1's m at 2, Q5's qh after them, then
+// 16 bytes of nibbles; -1 where a field is absent. In the interleaved block of 8 rows the
+// same fields come as arrays of 8 (d at 0, m at 16, qh after them, the nibbles last).
+struct NibbleBlock {
+  int bytes, min_at, qh_at, qs_at;
+  int group_min_at() const { return 16; }
+  int group_qh_at() const { return min_at >= 0 ? 32 : 16; }
+  int group_qs_at() const { return 16 + (min_at >= 0 ? 16 : 0) + (qh_at >= 0 ? 32 : 0); }
+};
+NibbleBlock nibble_block(QuantFormat f) {
+  if (f == QuantFormat::q5_0) return {22, -1, 2, 6};
+  if (f == QuantFormat::q5_1) return {24, 2, 4, 8};
+  return {18, -1, -1, 2};  // IQ4_NL
+}
+
+// qh (bit j: column j's fifth bit) <-> byte v holding columns 4v .. 4v + 3 in its low
+// nibble and 16 + 4v .. in its high one (the columns of int4 chunk v).
+uint32_t chunk_order_qh(uint32_t qh) {
+  uint32_t out = 0;
+  for (int v = 0; v < 4; ++v)
+    out |= (((qh >> (4 * v)) & 0xf) | (((qh >> (16 + 4 * v)) & 0xf) << 4)) << (8 * v);
+  return out;
+}
+uint32_t plain_order_qh(uint32_t qh) {
+  uint32_t out = 0;
+  for (int v = 0; v < 4; ++v) {
+    const uint32_t byte = (qh >> (8 * v)) & 0xff;
+    out |= ((byte & 0xf) << (4 * v)) | ((byte >> 4) << (16 + 4 * v));
+  }
+  return out;
+}
+
+// Row r's plain block `plain` into / out of the interleaved block `group` of 8 rows.
+void put_nibble_block(const NibbleBlock& f, int r, const uint8_t* plain, uint8_t* group) {
+  std::memcpy(group + 2 * r, plain, 2);
+  if (f.min_at >= 0) std::memcpy(group + f.group_min_at() + 2 * r, plain + f.min_at, 2);
+  if (f.qh_at >= 0) {
+    uint32_t qh;
+    std::memcpy(&qh, plain + f.qh_at, 4);
+    qh = chunk_order_qh(qh);
+    std::memcpy(group + f.group_qh_at() + 4 * r, &qh, 4);
+  }
+  for (int v = 0; v < kInt4.runs(); ++v)
+    std::memcpy(group + f.group_qs_at() + kInt4.position(r, v), plain + f.qs_at + 4 * v, 4);
+}
+void get_nibble_block(const NibbleBlock& f, int r, const uint8_t* group, uint8_t* plain) {
+  std::memcpy(plain, group + 2 * r, 2);
+  if (f.min_at >= 0) std::memcpy(plain + f.min_at, group + f.group_min_at() + 2 * r, 2);
+  if (f.qh_at >= 0) {
+    uint32_t qh;
+    std::memcpy(&qh, group + f.group_qh_at() + 4 * r, 4);
+    qh = plain_order_qh(qh);
+    std::memcpy(plain + f.qh_at, &qh, 4);
+  }
+  for (int v = 0; v < kInt4.runs(); ++v)
+    std::memcpy(plain + f.qs_at + 4 * v, group + f.group_qs_at() + kInt4.position(r, v), 4);
+}
+
 // Bytes of a row as stored: int4, groups padded to group_size; int8, one per column (an
 // interleaved weight's cols are a multiple of 32: whole blocks).
 int64_t row_bytes(const QuantizedWeight& w) {
@@ -44,17 +109,101 @@ void interleave_scales(T* values, int64_t G, std::vector<T>& tmp) {
   std::memcpy(values, tmp.data(), tmp.size() * sizeof(T));
 }
 
+
+// Q6_K (210 bytes per row and 256 columns) for 8 rows, 1680 bytes: their 8 d (f16); their
+// 16 scales as [sub-block s][half][row] (8 bytes per half of a sub-block); then per
+// sub-block of 32 columns, the low 4 bits of the 6-bit values u = q + 32 as int4's chunks
+// (128 bytes) and their high 2 bits in two 32-byte vectors, the first for columns 0-15 and
+// the second for 16-31: in lane r, bits 2v, 2v + 1 of byte j are those of column 4v + j
+// (of the half).
+constexpr int kQ6Bytes = 210, kQ6ScalesAt = 16, kQ6SubAt = 144, kQ6Sub = 192;
+
+void put_q6k(int r, const uint8_t* plain, uint8_t* group) {
+  std::memcpy(group + 2 * r, plain + 208, 2);
+  for (int i = 0; i < 16; ++i) group[kQ6ScalesAt + 8 * i + r] = plain[192 + i];
+  for (int s = 0; s < 8; ++s) {
+    uint8_t* sub = group + kQ6SubAt + kQ6Sub * s;
+    for (int j = 0; j < 4; ++j) sub[128 + 4 * r + j] = sub[160 + 4 * r + j] = 0;
+    for (int c = 0; c < 16; ++c) {
+      const int v = c / 4, j = c % 4;
+      const int lo = kquant::q6_k_value(plain, 32 * s + c) + 32, hi = kquant::q6_k_value(plain, 32 * s + 16 + c) + 32;
+      const int at = 32 * v + 4 * r + j, bits = 128 + 4 * r + j;
+      sub[at] = static_cast<uint8_t>((lo & 0xf) | ((hi & 0xf) << 4));
+      sub[bits] = static_cast<uint8_t>(sub[bits] | ((lo >> 4) << (2 * v)));
+      sub[bits + 32] = static_cast<uint8_t>(sub[bits + 32] | ((hi >> 4) << (2 * v)));
+    }
+  }
+}
+
+void get_q6k(int r, const uint8_t* group, uint8_t* plain) {
+  std::memset(plain, 0, kQ6Bytes);
+  std::memcpy(plain + 208, group + 2 * r, 2);
+  for (int i = 0; i < 16; ++i) plain[192 + i] = group[kQ6ScalesAt + 8 * i + r];
+  for (int s = 0; s < 8; ++s) {
+    const uint8_t* sub = group + kQ6SubAt + kQ6Sub * s;
+    for (int c = 0; c < 32; ++c) {
+      const int half = c / 16, v = (c % 16) / 4, j = c % 4;
+      const uint8_t byte = sub[32 * v + 4 * r + j];
+      const int low = half ? byte >> 4 : byte & 0xf;
+      const int high = (sub[128 + 32 * half + 4 * r + j] >> (2 * v)) & 3;
+      // back to ggml's places: column n = 128 h + 32 q + c of the super-block (q the quarter)
+      const int n = 32 * s + c, h = n / 128, q = (n % 128) / 32, cc = n % 32;
+      uint8_t& l = plain[64 * h + cc + 32 * (q & 1)];
+      l = static_cast<uint8_t>(q < 2 ? (l & 0xf0) | low : (l & 0x0f) | (low << 4));
+      plain[128 + 32 * h + cc] = static_cast<uint8_t>(plain[128 + 32 * h + cc] | (high << (2 * q)));
+    }
+  }
+}
+
 }  // namespace
 
 bool interleavable(const QuantizedWeight& w) {
-  const bool int4 = w.format == QuantFormat::int4, int8 = w.format == QuantFormat::int8;
-  return (int4 || int8) && w.interleave == 0 && !(int4 && w.precise_activations) && !w.int8_activations &&
-         w.rows > 0 && w.rows % kRows == 0 && w.cols % 32 == 0 && w.group_size > 0 && w.group_size % 32 == 0;
+  const bool int8 = w.format == QuantFormat::int8;
+  return (w.format == QuantFormat::int4 || int8 || block_format(w.format)) && w.interleave == 0 &&
+         (int8 || !w.precise_activations) && !w.int8_activations && w.rows > 0 && w.rows % kRows == 0 &&
+         w.cols % 32 == 0 && w.group_size > 0 && w.group_size % 32 == 0;
 }
+
+namespace {
+
+// Row r's plain block into / out of the 8 rows' interleaved block of a ggml format.
+void put_block(QuantFormat f, int r, const uint8_t* plain, uint8_t* group) {
+  if (f == QuantFormat::q6_k)
+    put_q6k(r, plain, group);
+  else
+    put_nibble_block(nibble_block(f), r, plain, group);
+}
+void get_block(QuantFormat f, int r, const uint8_t* group, uint8_t* plain) {
+  if (f == QuantFormat::q6_k)
+    get_q6k(r, group, plain);
+  else
+    get_nibble_block(nibble_block(f), r, group, plain);
+}
+
+void interleave_blocks(QuantizedWeight& w) {
+  const int bytes = kquant::block_bytes(w.format);
+  const int64_t blocks = w.cols / kquant::block_columns(w.format), group_bytes = kRows * blocks * bytes;
+  auto* q = reinterpret_cast<uint8_t*>(w.data.data);
+  std::vector<uint8_t> tmp(static_cast<size_t>(group_bytes));
+  for (int64_t i = 0; i < w.rows / kRows; ++i) {
+    uint8_t* gq = q + i * group_bytes;
+    for (int r = 0; r < kRows; ++r)
+      for (int64_t b = 0; b < blocks; ++b) put_block(w.format, r, gq + (r * blocks + b) * bytes, tmp.data() + b * kRows * bytes);
+    std::memcpy(gq, tmp.data(), tmp.size());
+  }
+}
+
+}  // namespace
 
 void interleave_rows(QuantizedWeight& w) {
   if (!interleavable(w))
-    throw Error(ErrorCategory::internal, "interleave_rows: not an int4 / int8 weight this layout takes");
+    throw Error(ErrorCategory::internal, std::string("interleave_rows: not a weight this layout takes (") +
+                                             to_string(w.format) + ", rows " + std::to_string(w.rows) + ")");
+  if (block_format(w.format)) {
+    interleave_blocks(w);
+    w.interleave = kInterleaveRows;
+    return;
+  }
   const Layout& layout = layout_of(w);
   const int64_t M = w.rows, G = w.groups(), blocks = row_bytes(w) / layout.block_bytes;
   const int64_t group_bytes = kRows * blocks * layout.block_bytes;
@@ -97,6 +246,17 @@ void prepare_quantized_cpu(QuantizedWeight& w) {
 }
 
 PlainRow plain_row(const QuantizedWeight& w, int64_t m, PlainRowScratch& scratch) {
+  if (block_format(w.format)) {
+    const int bytes = kquant::block_bytes(w.format);
+    const int64_t blocks = w.cols / kquant::block_columns(w.format);
+    const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.data);
+    if (w.interleave == 0) return {q + m * blocks * bytes, nullptr, nullptr};
+    const uint8_t* gq = q + (m / kRows) * kRows * blocks * bytes;
+    scratch.q.resize(static_cast<size_t>(blocks * bytes));
+    for (int64_t b = 0; b < blocks; ++b)
+      get_block(w.format, static_cast<int>(m % kRows), gq + b * kRows * bytes, scratch.q.data() + b * bytes);
+    return {scratch.q.data(), nullptr, nullptr};
+  }
   const Layout& layout = layout_of(w);
   const int64_t G = w.groups(), bytes = row_bytes(w), blocks = bytes / layout.block_bytes;
   const bool int4 = w.format == QuantFormat::int4;
@@ -175,6 +335,63 @@ void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out) {
   for (int64_t i = 0; i < n; ++i) {
     out[i].d = x[i].d;
     for (int j = 0; j < 32; ++j) out[i].q[j] = x[i].q[j];
+  }
+}
+
+void rows8_blocks_portable(QuantFormat format, const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride,
+                           int64_t T, float* out, int64_t out_stride) {
+  const NibbleBlock f = nibble_block(format);
+  for (int64_t t = 0; t < T; ++t) {
+    const Q8Block* xt = x + t * x_stride;
+    float acc[kRows] = {};
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* group = q + b * kRows * f.bytes;
+      for (int r = 0; r < kRows; ++r) {
+        uint8_t plain[24];
+        get_nibble_block(f, r, group, plain);
+        uint32_t qh = 0;
+        if (f.qh_at >= 0) std::memcpy(&qh, plain + f.qh_at, 4);
+        int32_t p = 0;
+        for (int c = 0; c < 32; ++c) {
+          const int nibble = kquant::low_high_nibble(plain + f.qs_at, c);
+          const int value = format == QuantFormat::iq4_nl ? kquant::iq4_grid(nibble)
+                                                          : nibble | static_cast<int>(((qh >> c) & 1) << 4);
+          p += value * xt[b].q[c];
+        }
+        const float d = f16_to_f32(static_cast<uint16_t>(plain[0] | (plain[1] << 8)));
+        acc[r] = std::fma(static_cast<float>(p), d * xt[b].d, acc[r]);
+        if (format == QuantFormat::q5_0) acc[r] = std::fma(-16.0f * d, xt[b].sum, acc[r]);
+        if (format == QuantFormat::q5_1)
+          acc[r] = std::fma(f16_to_f32(static_cast<uint16_t>(plain[2] | (plain[3] << 8))), xt[b].sum, acc[r]);
+      }
+    }
+    for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
+  }
+}
+
+void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                        int64_t out_stride) {
+  for (int64_t t = 0; t < T; ++t) {
+    const Q8Block* xt = x + t * x_stride;
+    float acc[kRows] = {};
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      const uint8_t* group = q + sb * kRows * kQ6Bytes;
+      for (int r = 0; r < kRows; ++r) {
+        uint8_t plain[kQ6Bytes];
+        get_q6k(r, group, plain);
+        const float d = f16_to_f32(static_cast<uint16_t>(plain[208] | (plain[209] << 8)));
+        for (int s = 0; s < 8; ++s) {
+          const Q8Block& xb = xt[8 * sb + s];
+          for (int half = 0; half < 2; ++half) {
+            int32_t p = 0;
+            for (int c = 16 * half; c < 16 * half + 16; ++c) p += kquant::q6_k_value(plain, 32 * s + c) * xb.q[c];
+            const float scale = d * static_cast<float>(static_cast<int8_t>(plain[192 + 2 * s + half]));
+            acc[r] = std::fma(static_cast<float>(p), scale * xb.d, acc[r]);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
   }
 }
 

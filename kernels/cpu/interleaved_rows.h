@@ -13,13 +13,22 @@
 //   int8: per block, 16 chunks of 16 bytes: bytes 2r, 2r + 1 of chunk v hold row r's
 //         columns 2v, 2v + 1 (256 bytes); sign-extended to 16 bits they meet activation
 //         pairs (16-bit blocks as they are, 8-bit blocks widened) in vpmaddwd / vpdpwssd.
+//   Q5_0, Q5_1, IQ4_NL (ggml blocks of 32 columns, kquant_blocks.h): per block of the 8
+//         rows, their 8 d (f16), Q5_1's 8 m, Q5's 8 qh words (rearranged: byte v holds the
+//         fifth bits of columns 4v .. 4v + 3 in its low nibble and of 16 + 4v .. in its
+//         high one, the columns of chunk v), then their nibbles as int4's.
+//   Q6_K: per super-block of the 8 rows, their d, their scales by sub-block half, then per
+//         sub-block the low 4 bits of the values as int4's chunks and the high 2 bits in
+//         two vectors (interleaved_rows.cc, put_q6k).
 // The blocks of row group i follow each other (an int4 weight's padded last group
 // included, as in the plain layout), and the scales (and int4 mins) of group g of the 8
 // rows are 8 consecutive values. Shapes and bytes are the plain layout's.
 //
 // llama.cpp repacks Q4_0 and IQ4_NL for the same reason (its "q4_0_8x8" and kin); this
 // layout is Kestrel's own and covers every int4 and int8 weight (Q4_0, Q4_1, Q8_0,
-// --quant int4 / int8 at any group size, the 8-bit LM head).
+// --quant int4 / int8 at any group size, the 8-bit LM head) and the 32-column ggml
+// formats (Q5_0, Q5_1, IQ4_NL, which K-quant files use for matrices whose columns are not
+// a multiple of 256).
 #pragma once
 
 #include <cstdint>
@@ -32,9 +41,10 @@ namespace kestrel::cpu {
 
 constexpr int kInterleaveRows = 8;
 
-// Whether prepare_quantized interleaves w: int4 or int8, rows a multiple of 8, cols and
-// group a multiple of 32, not yet interleaved; not int4 with precise activations (the f32
-// row path) nor W8A8 (oneDNN's GEMM reads the plain layout).
+// Whether prepare_quantized interleaves w: int4, int8, Q5_0, Q5_1, IQ4_NL or Q6_K, rows a
+// multiple of 8, cols and group a multiple of 32, not yet interleaved; not with precise
+// activations unless int8 (the others take the f32 row path then), nor W8A8 (oneDNN's GEMM
+// reads the plain layout).
 bool interleavable(const QuantizedWeight& w);
 
 // Rewrites w's data, scales and mins in place into the interleaved layout (w must be
@@ -45,9 +55,10 @@ void interleave_rows(QuantizedWeight& w);
 // a mixed weight one by one.
 void prepare_quantized_cpu(QuantizedWeight& w);
 
-// Row m of an int4 or int8 weight in the plain layout: pointers into w, or, when w is
-// interleaved, into `scratch`, where the row is gathered back (its data bytes, G scales:
-// f16 bits for int4, f32 for int8, and int4's G mins).
+// Row m of an interleavable weight in the plain layout: pointers into w, or, when w is
+// interleaved, into `scratch`, where the row is gathered back (its data bytes; int4 and
+// int8: G scales, f16 bits for int4, f32 for int8, and int4's G mins; the ggml formats
+// hold theirs in their blocks).
 struct PlainRow {
   const uint8_t* q;
   const void* scales;
@@ -74,5 +85,17 @@ void rows8_int4_portable(const uint8_t* q, const uint16_t* scales, const uint16_
 void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x,
                          int64_t x_stride, int64_t T, float* out, int64_t out_stride);
 void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out);
+// Q5_0, Q5_1, IQ4_NL rows (q at row group i: q + i * 8 * G * block bytes), nb blocks.
+// Q5_0 and Q5_1 take their 5-bit values unsigned, Q5_0's - 16 folded into a min of
+// -16 d; IQ4_NL's grid values are signed:
+//     Q5_0, Q5_1: acc = fma(float(p), d * x.d, acc);  acc = fma(min, x.sum, acc)
+//     IQ4_NL:     acc = fma(float(p), d * x.d, acc)
+void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride,
+                           int64_t T, float* out, int64_t out_stride);
+// Q6_K rows (nsb super-blocks of 256 columns), each 16-column half of a sub-block with its
+// scale d * sc (exact in f32), the 6-bit values signed (q - 32):
+//     acc = fma(float(p_half), (d * sc) * x.d, acc)   for each half in order
+void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                        int64_t out_stride);
 
 }  // namespace kestrel::cpu

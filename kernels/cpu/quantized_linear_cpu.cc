@@ -248,6 +248,8 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
     if (kquant::is_block_format(w.format)) {
       const int bytes = kquant::block_bytes(w.format);
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
+      thread_local PlainRowScratch scratch;
+      if (w.interleave != 0) q = plain_row(w, m, scratch).q;
       dequantize_block_row(w.format, q, G, o);
     } else if (w.format == QuantFormat::fp8_e4m3) {
       const auto* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * K;

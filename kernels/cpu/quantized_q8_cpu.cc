@@ -42,6 +42,14 @@ namespace kestrel::cpu {
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
+  void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                 int64_t out_stride);                                                                     \
+  void rows8_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                  int64_t out_stride);                                                                    \
+  void rows8_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                  int64_t out_stride);                                                                    \
+  void rows8_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T,          \
+                    float* out, int64_t out_stride);                                                      \
   float row_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x);                                      \
   float row_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
   float row_q3k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
@@ -337,9 +345,41 @@ void q16_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bi
 
 namespace {
 
+// The interleaved 32-column block formats' rows (interleaved_rows.h), 8 at a time.
+void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight& w, const float* bias, float* out,
+                            int threads, Q8Isa isa) {
+  const int64_t K = w.cols, M = w.rows, nb = K / kquant::block_columns(w.format);
+  const int64_t group_bytes = kInterleaveRows * nb * kquant::block_bytes(w.format);
+  RowsKquant rows = w.format == QuantFormat::q6_k ? rows8_q6k_portable : nullptr;
+#if defined(__x86_64__)
+  if (isa == Q8Isa::avx2 || isa == Q8Isa::avx512_vnni) {
+    const bool v = isa == Q8Isa::avx512_vnni;
+    rows = w.format == QuantFormat::q5_0   ? (v ? q8_vnni::rows8_q5_0 : q8_avx2::rows8_q5_0)
+           : w.format == QuantFormat::q5_1 ? (v ? q8_vnni::rows8_q5_1 : q8_avx2::rows8_q5_1)
+           : w.format == QuantFormat::q6_k ? (v ? q8_vnni::rows8_q6k : q8_avx2::rows8_q6k)
+                                           : (v ? q8_vnni::rows8_iq4_nl : q8_avx2::rows8_iq4_nl);
+  }
+#endif
+  const auto* q = static_cast<const uint8_t*>(w.data.data);
+  parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      float* const o = out + i * kInterleaveRows;
+      if (rows)
+        rows(q + i * group_bytes, nb, xq, K / 32, T, o, M);
+      else
+        rows8_blocks_portable(w.format, q + i * group_bytes, nb, xq, K / 32, T, o, M);
+      for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
+    }
+  });
+}
+
 // The ggml block formats' rows against the T tokens' activation blocks xq ([T, K / 32]).
 void kquant_rows(const Q8Block* xq, int64_t T, const QuantizedWeight& w, const float* bias, float* out,
                  int threads, Q8Isa isa) {
+  if (w.interleave == kInterleaveRows) {
+    interleaved_block_rows(xq, T, w, bias, out, threads, isa);
+    return;
+  }
   const int64_t K = w.cols, M = w.rows, nsb = K / kquant::block_columns(w.format), nb = K / 32;
   const int64_t row_bytes = nsb * kquant::block_bytes(w.format);
   const RowsKquant rows = block_rows(w.format, isa);

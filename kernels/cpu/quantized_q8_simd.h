@@ -462,6 +462,109 @@ inline void dot8_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* 
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
+// Q5_0, Q5_1, IQ4_NL interleaved (8 rows' d, Q5_1's m, Q5's rearranged qh, then the
+// nibbles as int4's): per chunk v, each lane's qh byte v spread over its 4 bytes gives the
+// fifth bits of the chunk's low (bits 0-3) and high (bits 4-7) nibbles; IQ4_NL's nibbles
+// go through the grid to signed bytes (their sign moved onto the activations).
+template <QuantFormat F, int NT>
+inline void dot8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* const* x, float* out) {
+  constexpr bool kQ5 = F != QuantFormat::iq4_nl, kMin = F == QuantFormat::q5_1;
+  constexpr int kQh = kMin ? 32 : 16, kQs = 16 + (kMin ? 16 : 0) + (kQ5 ? 32 : 0), kBytes = 8 * (kQs / 8 + 16);
+  static_assert(kBytes == 8 * (F == QuantFormat::q5_0 ? 22 : F == QuantFormat::q5_1 ? 24 : 18));
+  const __m256i low = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
+  const __m256i bits_low = _mm256_set1_epi32(0x08040201), bits_high = _mm256_set1_epi32(static_cast<int>(0x80402010u));
+  const __m256i grid = iq4_grid_bytes();
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = q + kBytes * b;
+    prefetch_lines(block, kBytes);
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    const __m256i qh = kQ5 ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kQh)) : __m256i{};
+    __m256i p_low[NT], p_high[NT];
+    for (int t = 0; t < NT; ++t) p_low[t] = p_high[t] = _mm256_setzero_si256();
+    for (int v = 0; v < 4; ++v) {
+      const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + kQs + 32 * v));
+      __m256i w_low = _mm256_and_si256(raw, low), w_high = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+      if constexpr (kQ5) {
+        // byte v of each lane to its 4 bytes; bit j (low) / 4 + j (high) of byte j -> 0 / 1 -> bit 4
+        const __m256i pick = _mm256_add_epi8(_mm256_set1_epi8(static_cast<char>(v)),
+                                             _mm256_setr_epi8(0, 0, 0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12, 0, 0,
+                                                              0, 0, 4, 4, 4, 4, 8, 8, 8, 8, 12, 12, 12, 12));
+        const __m256i hb = _mm256_shuffle_epi8(qh, pick);
+        w_low = _mm256_or_si256(w_low, _mm256_slli_epi16(_mm256_min_epu8(_mm256_and_si256(hb, bits_low), one), 4));
+        w_high = _mm256_or_si256(w_high, _mm256_slli_epi16(_mm256_min_epu8(_mm256_and_si256(hb, bits_high), one), 4));
+        for (int t = 0; t < NT; ++t) {
+          p_low[t] = int_dot_add(p_low[t], w_low, broadcast32(x[t][b].q + 4 * v));
+          p_high[t] = int_dot_add(p_high[t], w_high, broadcast32(x[t][b].q + 16 + 4 * v));
+        }
+      } else {
+        w_low = _mm256_shuffle_epi8(grid, w_low);
+        w_high = _mm256_shuffle_epi8(grid, w_high);
+        const __m256i a_low = _mm256_sign_epi8(w_low, w_low), a_high = _mm256_sign_epi8(w_high, w_high);
+        for (int t = 0; t < NT; ++t) {
+          p_low[t] = int_dot_add(p_low[t], a_low, _mm256_sign_epi8(broadcast32(x[t][b].q + 4 * v), w_low));
+          p_high[t] = int_dot_add(p_high[t], a_high, _mm256_sign_epi8(broadcast32(x[t][b].q + 16 + 4 * v), w_high));
+        }
+      }
+    }
+    __m256 m = _mm256_setzero_ps();
+    if constexpr (F == QuantFormat::q5_0) m = _mm256_mul_ps(d, _mm256_set1_ps(-16.0f));
+    if constexpr (kMin) m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16)));
+    for (int t = 0; t < NT; ++t) {
+      const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(p_low[t], p_high[t]));
+      acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, _mm256_set1_ps(x[t][b].d)), acc[t]);
+      if constexpr (kQ5) acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(x[t][b].sum), acc[t]);
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
+// Q6_K interleaved (interleaved_rows.cc, put_q6k): per sub-block, the 6-bit values u of
+// chunk v are its nibbles with bits 2v, 2v + 1 of the matching high-bit vector on top;
+// u - 32 is signed (its sign moved onto the activations). Columns 0-15 (the chunks' low
+// nibbles) and 16-31 (high nibbles) have their own scales: two integer sums per token.
+template <int NT>
+inline void dot8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, float* out) {
+  const __m256i low = _mm256_set1_epi8(0x0f), three = _mm256_set1_epi8(3), bias = _mm256_set1_epi8(32);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + 1680 * sb;
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* sub = block + 144 + 192 * s;
+      prefetch_lines(sub, 192);
+      const __m256i bits[2] = {_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sub + 128)),
+                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sub + 160))};
+      __m256i p[NT][2];
+      for (int t = 0; t < NT; ++t) p[t][0] = p[t][1] = _mm256_setzero_si256();
+      for (int v = 0; v < 4; ++v) {
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sub + 32 * v));
+        const __m256i nib[2] = {_mm256_and_si256(raw, low), _mm256_and_si256(_mm256_srli_epi16(raw, 4), low)};
+        for (int h = 0; h < 2; ++h) {
+          const __m256i high = _mm256_and_si256(_mm256_srli_epi16(bits[h], 2 * v), three);
+          const __m256i w = _mm256_sub_epi8(_mm256_or_si256(nib[h], _mm256_slli_epi16(high, 4)), bias);
+          const __m256i a = _mm256_sign_epi8(w, w);
+          for (int t = 0; t < NT; ++t)
+            p[t][h] = int_dot_add(p[t][h], a, _mm256_sign_epi8(broadcast32(x[t][8 * sb + s].q + 16 * h + 4 * v), w));
+        }
+      }
+      __m256 scale[2];
+      for (int h = 0; h < 2; ++h) {
+        const __m128i sc = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(block + 16 + 8 * (2 * s + h)));
+        scale[h] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(sc)));
+      }
+      for (int t = 0; t < NT; ++t) {
+        const __m256 xd = _mm256_set1_ps(x[t][8 * sb + s].d);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[t][0]), _mm256_mul_ps(scale[0], xd), acc[t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[t][1]), _mm256_mul_ps(scale[1], xd), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <int NT>
 inline void dot8_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* const* x,
                       float* out) {
@@ -504,6 +607,29 @@ void rows8_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t 
                 int64_t x_stride, int64_t T, float* out, int64_t out_stride) {
   for_tokens<8>(x, x_stride, T, out, out_stride,
                 [&](auto nt, const Q8Block* const* xs, float* r) { dot8_int4<decltype(nt)::value>(q, s, m, nb, bpg, xs, r); });
+}
+template <QuantFormat F>
+void rows8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                   int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride,
+                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_nibbles<F, decltype(nt)::value>(q, nb, xs, r); });
+}
+void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+               int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride,
+                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_q6k<decltype(nt)::value>(q, nsb, xs, r); });
+}
+void rows8_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                int64_t out_stride) {
+  rows8_nibbles<QuantFormat::q5_0>(q, nb, x, x_stride, T, out, out_stride);
+}
+void rows8_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                int64_t out_stride) {
+  rows8_nibbles<QuantFormat::q5_1>(q, nb, x, x_stride, T, out, out_stride);
+}
+void rows8_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                  int64_t out_stride) {
+  rows8_nibbles<QuantFormat::iq4_nl>(q, nb, x, x_stride, T, out, out_stride);
 }
 void rows8_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride, int64_t T,
                 float* out, int64_t out_stride) {

@@ -17,6 +17,7 @@
 #include "cpu/quantized_q8_cpu.h"
 #include "kestrel/error.h"
 #include "models/quantize.h"
+#include "kquant_blocks.h"
 #include "op_checks.h"
 #include "quant_test_util.h"
 #include "test_support.h"
@@ -40,6 +41,10 @@ std::vector<Shape> shapes() {
          std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 64}, {f, 136, 576, 128}, {f, 16, 576, 32}, {f, 24, 256, 256}})
       out.push_back(s);
   out.push_back({QuantFormat::int8, 32, 576, 576});  // one group per row
+  for (QuantFormat f : {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl})
+    for (Shape s : std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 32}, {f, 16, 576, 32}}) out.push_back(s);
+  for (Shape s : std::vector<Shape>{{QuantFormat::q6_k, 8, 256, 256}, {QuantFormat::q6_k, 24, 768, 256}})
+    out.push_back(s);
   return out;
 }
 const std::vector<Shape> kShapes = shapes();
@@ -51,6 +56,7 @@ std::string name(const Shape& s) {
 
 HostQuantizedWeight random_weight(const Shape& s, uint64_t seed) {
   const std::vector<float> dense = random_floats(static_cast<size_t>(s.M * s.K), seed, -1.5f, 1.0f);
+  if (kquant::is_block_format(s.format)) return testing::random_quantized({s.format, s.group, s.M, s.K, 1, false}, seed);
   return s.format == QuantFormat::int4 ? quantize_int4(dense.data(), s.M, s.K, s.group)
                                        : quantize_int8(dense.data(), s.M, s.K, s.group);
 }
@@ -90,13 +96,15 @@ TEST(InterleavedRows, RowsGatherBackToThePlainLayout) {
     ASSERT_EQ(il.view.interleave, cpu::kInterleaveRows);
     // The bytes moved: a layout that changed nothing would pass the checks below too.
     EXPECT_NE(il.host.data, q.data) << name(s);
-    const bool int4 = s.format == QuantFormat::int4;
-    const int64_t G = plain.groups(), row_bytes = int4 ? G * plain.group_size / 2 : s.K;
+    const bool int4 = s.format == QuantFormat::int4, blocks = kquant::is_block_format(s.format);
+    const int64_t G = plain.groups();
+    const int64_t row_bytes = blocks ? G * kquant::block_bytes(s.format) : int4 ? G * plain.group_size / 2 : s.K;
     cpu::PlainRowScratch a, b;
     for (int64_t m = 0; m < s.M; ++m) {
       const cpu::PlainRow want = cpu::plain_row(plain, m, a), got = cpu::plain_row(il.view, m, b);
       for (int64_t i = 0; i < row_bytes; ++i)
         ASSERT_EQ(got.q[i], want.q[i]) << name(s) << " row " << m << " byte " << i;
+      if (blocks) continue;  // their scales are in their blocks
       ASSERT_EQ(std::memcmp(got.scales, want.scales, static_cast<size_t>(G) * (int4 ? 2 : 4)), 0)
           << name(s) << " row " << m;
       if (int4) {
@@ -168,7 +176,9 @@ TEST(InterleavedRows, IntegerRowsAgreeWithThePlainLayoutAndAcrossInstructionSets
 // token the bits of a call with that token alone, at every thread count.
 TEST(InterleavedRows, ManyTokensGiveTheBitsOfOneTokenCalls) {
   for (const Shape& s : {Shape{QuantFormat::int4, 40, 576, 64}, Shape{QuantFormat::int8, 40, 576, 64},
-                         Shape{QuantFormat::int8, 16, 320, 320}})
+                         Shape{QuantFormat::int8, 16, 320, 320}, Shape{QuantFormat::q5_0, 24, 576, 32},
+                         Shape{QuantFormat::q5_1, 24, 576, 32}, Shape{QuantFormat::iq4_nl, 24, 576, 32},
+                         Shape{QuantFormat::q6_k, 16, 512, 256}})
     for (bool precise : {false, true}) {
       if (precise && s.format != QuantFormat::int8) continue;
       HostQuantizedWeight q = random_weight(s, 41);
@@ -200,7 +210,7 @@ TEST(InterleavedRows, ManyTokensGiveTheBitsOfOneTokenCalls) {
 }
 
 TEST(InterleavedRows, EmbeddingRowsAreThePlainTablesRows) {
-  for (QuantFormat format : {QuantFormat::int4, QuantFormat::int8}) {
+  for (QuantFormat format : {QuantFormat::int4, QuantFormat::int8, QuantFormat::q5_1}) {
     const Shape s{format, 32, 64, 32};
     HostQuantizedWeight q = random_weight(s, 51);
     Interleaved il(q, format == QuantFormat::int8);  // a tied 8-bit head keeps its activations precise
