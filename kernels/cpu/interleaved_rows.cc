@@ -395,4 +395,28 @@ void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t
   }
 }
 
+void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out) {
+  const int64_t nsb = w.cols / 256;
+  const int r = static_cast<int>(m % kRows);
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.data) + (m / kRows) * kRows * nsb * kQ6Bytes;
+  for (int64_t sb = 0; sb < nsb; ++sb, out += 256) {
+    const uint8_t* group = q + sb * kRows * kQ6Bytes;
+    const float d = f16_to_f32(static_cast<uint16_t>(group[2 * r] | (group[2 * r + 1] << 8)));
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* sub = group + kQ6SubAt + kQ6Sub * s;
+      for (int half = 0; half < 2; ++half) {
+        // As kquant::dequantize_block: (d * sc) * q, the product d * sc exact.
+        const float scale = d * static_cast<float>(static_cast<int8_t>(group[kQ6ScalesAt + 8 * (2 * s + half) + r]));
+        for (int v = 0; v < 4; ++v)
+          for (int j = 0; j < 4; ++j) {
+            const uint8_t byte = sub[32 * v + 4 * r + j];
+            const int low = half ? byte >> 4 : byte & 0xf;
+            const int high = (sub[128 + 32 * half + 4 * r + j] >> (2 * v)) & 3;
+            out[32 * s + 16 * half + 4 * v + j] = scale * static_cast<float>((low | (high << 4)) - 32);
+          }
+      }
+    }
+  }
+}
+
 }  // namespace kestrel::cpu

@@ -95,6 +95,9 @@ void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t nb, const Q8
 // Q6_K rows (nsb super-blocks of 256 columns), each 16-column half of a sub-block with its
 // scale d * sc (exact in f32), the 6-bit values signed (q - 32):
 //     acc = fma(float(p_half), (d * sc) * x.d, acc)   for each half in order
+// Row m of an interleaved Q6_K weight dequantized into out[cols], the values of
+// kquant::dequantize_block bit for bit (without gathering the plain blocks first).
+void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out);
 void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
                         int64_t out_stride);
 

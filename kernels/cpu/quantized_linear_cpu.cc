@@ -249,6 +249,10 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
       const int bytes = kquant::block_bytes(w.format);
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
       thread_local PlainRowScratch scratch;
+      if (w.interleave != 0 && w.format == QuantFormat::q6_k) {
+        dequantize_interleaved_q6k_row(w, m, o);
+        continue;
+      }
       if (w.interleave != 0) q = plain_row(w, m, scratch).q;
       dequantize_block_row(w.format, q, G, o);
     } else if (w.format == QuantFormat::fp8_e4m3) {

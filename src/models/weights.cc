@@ -369,6 +369,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
                            : slot == WeightSlot::up_weight  ? lw.up_weight
                                                             : lw.down_weight;
       kept.quantized.int8_activations = false;
+      backend_.prepare_quantized(kept.quantized);  // now weight-only: the CPU's decode layout
     }
     if (arch.kinds.is_sparse(l)) lw.moe = load_moe_weights(*this, source, arch, l, shard);
     if (arch.kinds.post_norms) {
