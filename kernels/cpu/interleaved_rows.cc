@@ -34,7 +34,9 @@ bool nibble_format(QuantFormat f) {
   return f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl;
 }
 // The ggml block formats with an interleaved layout.
-bool block_format(QuantFormat f) { return nibble_format(f) || f == QuantFormat::q6_k; }
+bool block_format(QuantFormat f) {
+  return nibble_format(f) || f == QuantFormat::q6_k || f == QuantFormat::q4_k || f == QuantFormat::q5_k;
+}
 
 // A 32-column ggml block (kquant_blocks.h): d at 0, Q5_1's m at 2, Q5's qh after them, then
 // 16 bytes of nibbles; -1 where a field is absent. In the interleaved block of 8 rows the
@@ -155,6 +157,64 @@ void get_q6k(int r, const uint8_t* group, uint8_t* plain) {
   }
 }
 
+
+// Q4_K (144 bytes per row and 256 columns) and Q5_K (176) for 8 rows (1152, 1408 bytes):
+// their 8 d, their 8 dmin (f16); the 64 6-bit scales and 64 mins, value k = 8 s + r
+// (sub-block s, row r), as 96 bytes: low 4 bits of scale k in nibble k / 32 of byte k % 32
+// (32 bytes), of min k the same (32 bytes), and byte k % 32 of the last 32 holding the top
+// 2 bits of scale k (bits 0-1, k < 32; bits 2-3, k >= 32) and of min k (bits 4-5, 6-7);
+// Q5_K's qh as int4-style chunks (8 x 32 bytes: lane r, byte j of chunk v = row r's
+// qh[4v + j]); then per pair p of sub-blocks the 32 nibble bytes the pair shares, as 8
+// chunks of 32 (lane r, byte j of chunk v = row r's qs[32p + 4v + j]: low nibble sub-block
+// 2p, high nibble 2p + 1, column 4v + j).
+constexpr int kKScalesAt = 32, kKQhAt = 128;
+int k_bytes(bool five) { return five ? 176 : 144; }
+int k_qs_at(bool five) { return five ? 384 : 128; }
+
+void put_q45k(bool five, int r, const uint8_t* plain, uint8_t* group) {
+  std::memcpy(group + 2 * r, plain, 2);
+  std::memcpy(group + 16 + 2 * r, plain + 2, 2);
+  uint8_t* packed = group + kKScalesAt;
+  for (int s = 0; s < 8; ++s) {
+    int sc = 0, m = 0;
+    kquant::get_scale_min(s, plain + 4, sc, m);
+    const int k = 8 * s + r, byte = k % 32, upper = k / 32;
+    if (upper == 0) packed[byte] = packed[32 + byte] = packed[64 + byte] = 0;  // s < 4 comes first
+    packed[byte] = static_cast<uint8_t>(packed[byte] | ((sc & 0xf) << (4 * upper)));
+    packed[32 + byte] = static_cast<uint8_t>(packed[32 + byte] | ((m & 0xf) << (4 * upper)));
+    packed[64 + byte] = static_cast<uint8_t>(packed[64 + byte] | ((sc >> 4) << (2 * upper)) | ((m >> 4) << (4 + 2 * upper)));
+  }
+  const uint8_t* qs = plain + (five ? 48 : 16);
+  for (int v = 0; v < 8; ++v) {
+    if (five) std::memcpy(group + kKQhAt + kInt4.position(r, v), plain + 16 + 4 * v, 4);
+    for (int p = 0; p < 4; ++p) std::memcpy(group + k_qs_at(five) + 256 * p + kInt4.position(r, v), qs + 32 * p + 4 * v, 4);
+  }
+}
+
+void get_q45k(bool five, int r, const uint8_t* group, uint8_t* plain) {
+  std::memcpy(plain, group + 2 * r, 2);
+  std::memcpy(plain + 2, group + 16 + 2 * r, 2);
+  const uint8_t* packed = group + kKScalesAt;
+  int sc[8], m[8];
+  for (int s = 0; s < 8; ++s) {
+    const int k = 8 * s + r, byte = k % 32, upper = k / 32;
+    sc[s] = ((packed[byte] >> (4 * upper)) & 0xf) | (((packed[64 + byte] >> (2 * upper)) & 3) << 4);
+    m[s] = ((packed[32 + byte] >> (4 * upper)) & 0xf) | (((packed[64 + byte] >> (4 + 2 * upper)) & 3) << 4);
+  }
+  // ggml's 12 bytes (the inverse of kquant::get_scale_min)
+  uint8_t* q = plain + 4;
+  for (int j = 0; j < 4; ++j) {
+    q[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    q[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+    q[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xf) | ((m[j + 4] & 0xf) << 4));
+  }
+  uint8_t* qs = plain + (five ? 48 : 16);
+  for (int v = 0; v < 8; ++v) {
+    if (five) std::memcpy(plain + 16 + 4 * v, group + kKQhAt + kInt4.position(r, v), 4);
+    for (int p = 0; p < 4; ++p) std::memcpy(qs + 32 * p + 4 * v, group + k_qs_at(five) + 256 * p + kInt4.position(r, v), 4);
+  }
+}
+
 }  // namespace
 
 bool interleavable(const QuantizedWeight& w) {
@@ -170,12 +230,16 @@ namespace {
 void put_block(QuantFormat f, int r, const uint8_t* plain, uint8_t* group) {
   if (f == QuantFormat::q6_k)
     put_q6k(r, plain, group);
+  else if (f == QuantFormat::q4_k || f == QuantFormat::q5_k)
+    put_q45k(f == QuantFormat::q5_k, r, plain, group);
   else
     put_nibble_block(nibble_block(f), r, plain, group);
 }
 void get_block(QuantFormat f, int r, const uint8_t* group, uint8_t* plain) {
   if (f == QuantFormat::q6_k)
     get_q6k(r, group, plain);
+  else if (f == QuantFormat::q4_k || f == QuantFormat::q5_k)
+    get_q45k(f == QuantFormat::q5_k, r, group, plain);
   else
     get_nibble_block(nibble_block(f), r, group, plain);
 }
@@ -416,6 +480,32 @@ void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* 
           }
       }
     }
+  }
+}
+
+void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
+                         float* out, int64_t out_stride) {
+  const int bytes = k_bytes(five);
+  for (int64_t t = 0; t < T; ++t) {
+    const Q8Block* xt = x + t * x_stride;
+    float acc[kRows] = {};
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      for (int r = 0; r < kRows; ++r) {
+        uint8_t plain[176];
+        get_q45k(five, r, q + sb * kRows * bytes, plain);
+        for (int s = 0; s < 8; ++s) {
+          const Q8Block& xb = xt[8 * sb + s];
+          int32_t p = 0;
+          for (int c = 0; c < 32; ++c)
+            p += (five ? kquant::q5_k_value(plain, s, c) : kquant::q4_k_value(plain, s, c)) * xb.q[c];
+          float scale = 0.0f, min = 0.0f;
+          kquant::sub_block_scale_min(plain, s, scale, min);
+          acc[r] = std::fma(static_cast<float>(p), scale * xb.d, acc[r]);
+          acc[r] = std::fma(min, xb.sum, acc[r]);
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
   }
 }
 

@@ -17,6 +17,9 @@
 //         rows, their 8 d (f16), Q5_1's 8 m, Q5's 8 qh words (rearranged: byte v holds the
 //         fifth bits of columns 4v .. 4v + 3 in its low nibble and of 16 + 4v .. in its
 //         high one, the columns of chunk v), then their nibbles as int4's.
+//   Q4_K, Q5_K: per super-block of the 8 rows, their d and dmin, their 6-bit scales and
+//         mins repacked (same 96 bits) for vector decoding, Q5_K's qh as int4's chunks,
+//         then per pair of sub-blocks their shared nibble bytes as int4's chunks.
 //   Q6_K: per super-block of the 8 rows, their d, their scales by sub-block half, then per
 //         sub-block the low 4 bits of the values as int4's chunks and the high 2 bits in
 //         two vectors (interleaved_rows.cc, put_q6k).
@@ -41,10 +44,10 @@ namespace kestrel::cpu {
 
 constexpr int kInterleaveRows = 8;
 
-// Whether prepare_quantized interleaves w: int4, int8, Q5_0, Q5_1, IQ4_NL or Q6_K, rows a
-// multiple of 8, cols and group a multiple of 32, not yet interleaved; not with precise
-// activations unless int8 (the others take the f32 row path then), nor W8A8 (oneDNN's GEMM
-// reads the plain layout).
+// Whether prepare_quantized interleaves w: int4, int8, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K or
+// Q6_K, rows a multiple of 8, cols and group a multiple of 32, not yet interleaved; not
+// with precise activations unless int8 (the others take the f32 row path then), nor W8A8
+// (oneDNN's GEMM reads the plain layout).
 bool interleavable(const QuantizedWeight& w);
 
 // Rewrites w's data, scales and mins in place into the interleaved layout (w must be
@@ -100,5 +103,10 @@ void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t nb, const Q8
 void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out);
 void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
                         int64_t out_stride);
+// Q4_K / Q5_K rows (nsb super-blocks), per sub-block with scale = d * sc and min =
+// -(dmin * m) (both exact in f32):
+//     acc = fma(float(p), scale * x.d, acc);  acc = fma(min, x.sum, acc)
+void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
+                         float* out, int64_t out_stride);
 
 }  // namespace kestrel::cpu

@@ -42,6 +42,10 @@ namespace kestrel::cpu {
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
+  void rows8_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                 int64_t out_stride);                                                                     \
+  void rows8_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
+                 int64_t out_stride);                                                                     \
   void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
                  int64_t out_stride);                                                                     \
   void rows8_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
@@ -357,6 +361,8 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
     rows = w.format == QuantFormat::q5_0   ? (v ? q8_vnni::rows8_q5_0 : q8_avx2::rows8_q5_0)
            : w.format == QuantFormat::q5_1 ? (v ? q8_vnni::rows8_q5_1 : q8_avx2::rows8_q5_1)
            : w.format == QuantFormat::q6_k ? (v ? q8_vnni::rows8_q6k : q8_avx2::rows8_q6k)
+           : w.format == QuantFormat::q4_k ? (v ? q8_vnni::rows8_q4k : q8_avx2::rows8_q4k)
+           : w.format == QuantFormat::q5_k ? (v ? q8_vnni::rows8_q5k : q8_avx2::rows8_q5k)
                                            : (v ? q8_vnni::rows8_iq4_nl : q8_avx2::rows8_iq4_nl);
   }
 #endif
@@ -366,6 +372,8 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
       float* const o = out + i * kInterleaveRows;
       if (rows)
         rows(q + i * group_bytes, nb, xq, K / 32, T, o, M);
+      else if (w.format == QuantFormat::q4_k || w.format == QuantFormat::q5_k)
+        rows8_q45k_portable(w.format == QuantFormat::q5_k, q + i * group_bytes, nb, xq, K / 32, T, o, M);
       else
         rows8_blocks_portable(w.format, q + i * group_bytes, nb, xq, K / 32, T, o, M);
       for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);

@@ -565,6 +565,75 @@ inline void dot8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, flo
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
+// Q4_K / Q5_K interleaved (interleaved_rows.cc, put_q45k): per super-block the 64 scales
+// and mins of the 8 rows decoded with a few vector operations into [sub-block][row] bytes;
+// per pair of sub-blocks, each chunk's low nibbles (plus Q5_K's bit 2p of the matching qh
+// chunk) are sub-block 2p, its high nibbles (bit 2p + 1) sub-block 2p + 1.
+template <bool kFive, int NT>
+inline void dot8_q45k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, float* out) {
+  constexpr int kBytes = kFive ? 1408 : 1152, kQs = kFive ? 384 : 128;
+  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  alignas(32) uint8_t sc[64], mn[64];  // [sub-block][row]
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + kBytes * sb;
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    const __m256 dmin = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16)));
+    {
+      const __m256i ls = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 32));
+      const __m256i lm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 64));
+      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 96));
+      const auto top = [&](int shift) {  // 2 bits of hi at `shift`, moved to bits 4-5
+        return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, shift), two), 4);
+      };
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc), _mm256_or_si256(_mm256_and_si256(ls, low), top(0)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc + 32),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ls, 4), low), top(2)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(mn), _mm256_or_si256(_mm256_and_si256(lm, low), top(4)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(mn + 32),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lm, 4), low), top(6)));
+    }
+    for (int p = 0; p < 4; ++p) {
+      const uint8_t* pair = block + kQs + 256 * p;
+      prefetch_lines(pair, 256);
+      const __m256i bit_a = _mm256_set1_epi8(static_cast<char>(1 << (2 * p)));
+      const __m256i bit_b = _mm256_set1_epi8(static_cast<char>(1 << (2 * p + 1)));
+      __m256i pa[NT], pb[NT];
+      for (int t = 0; t < NT; ++t) pa[t] = pb[t] = _mm256_setzero_si256();
+      for (int v = 0; v < 8; ++v) {
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pair + 32 * v));
+        __m256i wa = _mm256_and_si256(raw, low), wb = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+        if constexpr (kFive) {
+          const __m256i qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 128 + 32 * v));
+          wa = _mm256_or_si256(wa, _mm256_slli_epi16(_mm256_min_epu8(_mm256_and_si256(qh, bit_a), one), 4));
+          wb = _mm256_or_si256(wb, _mm256_slli_epi16(_mm256_min_epu8(_mm256_and_si256(qh, bit_b), one), 4));
+        }
+        for (int t = 0; t < NT; ++t) {
+          pa[t] = int_dot_add(pa[t], wa, broadcast32(x[t][8 * sb + 2 * p].q + 4 * v));
+          pb[t] = int_dot_add(pb[t], wb, broadcast32(x[t][8 * sb + 2 * p + 1].q + 4 * v));
+        }
+      }
+      for (int h = 0; h < 2; ++h) {
+        const int s = 2 * p + h;
+        const __m256 scale = _mm256_mul_ps(
+            d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8 * s)))));
+        const __m256 min = _mm256_sub_ps(
+            _mm256_setzero_ps(),
+            _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(
+                                    _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(mn + 8 * s))))));
+        for (int t = 0; t < NT; ++t) {
+          const Q8Block& xb = x[t][8 * sb + s];
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(h ? pb[t] : pa[t]), _mm256_mul_ps(scale, _mm256_set1_ps(xb.d)),
+                                   acc[t]);
+          acc[t] = _mm256_fmadd_ps(min, _mm256_set1_ps(xb.sum), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <int NT>
 inline void dot8_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* const* x,
                       float* out) {
@@ -613,6 +682,18 @@ void rows8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_str
                    int64_t out_stride) {
   for_tokens<8>(x, x_stride, T, out, out_stride,
                 [&](auto nt, const Q8Block* const* xs, float* r) { dot8_nibbles<F, decltype(nt)::value>(q, nb, xs, r); });
+}
+void rows8_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+               int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride, [&](auto nt, const Q8Block* const* xs, float* r) {
+    dot8_q45k<false, decltype(nt)::value>(q, nsb, xs, r);
+  });
+}
+void rows8_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+               int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride, [&](auto nt, const Q8Block* const* xs, float* r) {
+    dot8_q45k<true, decltype(nt)::value>(q, nsb, xs, r);
+  });
 }
 void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
                int64_t out_stride) {

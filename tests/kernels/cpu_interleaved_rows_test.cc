@@ -43,8 +43,8 @@ std::vector<Shape> shapes() {
   out.push_back({QuantFormat::int8, 32, 576, 576});  // one group per row
   for (QuantFormat f : {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl})
     for (Shape s : std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 32}, {f, 16, 576, 32}}) out.push_back(s);
-  for (Shape s : std::vector<Shape>{{QuantFormat::q6_k, 8, 256, 256}, {QuantFormat::q6_k, 24, 768, 256}})
-    out.push_back(s);
+  for (QuantFormat f : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k})
+    for (Shape s : std::vector<Shape>{{f, 8, 256, 256}, {f, 24, 768, 256}}) out.push_back(s);
   return out;
 }
 const std::vector<Shape> kShapes = shapes();
@@ -178,6 +178,7 @@ TEST(InterleavedRows, ManyTokensGiveTheBitsOfOneTokenCalls) {
   for (const Shape& s : {Shape{QuantFormat::int4, 40, 576, 64}, Shape{QuantFormat::int8, 40, 576, 64},
                          Shape{QuantFormat::int8, 16, 320, 320}, Shape{QuantFormat::q5_0, 24, 576, 32},
                          Shape{QuantFormat::q5_1, 24, 576, 32}, Shape{QuantFormat::iq4_nl, 24, 576, 32},
+                         Shape{QuantFormat::q4_k, 16, 512, 256}, Shape{QuantFormat::q5_k, 16, 512, 256},
                          Shape{QuantFormat::q6_k, 16, 512, 256}})
     for (bool precise : {false, true}) {
       if (precise && s.format != QuantFormat::int8) continue;
@@ -280,9 +281,9 @@ TEST(InterleavedRows, OtherFormatsAndDevicesRefuseTheLayout) {
   QuantizedWeight w4 = int4.view();
   cpu::interleave_rows(w4);
   EXPECT_NO_THROW(check_quantized_weight(Device::cpu(), w4, "test"));
-  HostQuantizedWeight k = testing::random_quantized({QuantFormat::q4_k, 256, 8, 256, 1, false}, 72);
+  HostQuantizedWeight k = testing::random_quantized({QuantFormat::q3_k, 256, 8, 256, 1, false}, 72);
   QuantizedWeight kq = k.view();
-  kq.interleave = 8;  // a ggml block format has no interleaved layout
+  kq.interleave = 8;  // Q3_K has no interleaved layout
   EXPECT_THROW(check_quantized_weight(Device::cpu(), kq, "test"), Error);
   try {
     check_quantized_weight(Device::cuda(0), w4, "test");
