@@ -4,6 +4,10 @@
 #include <cstring>
 #include <string>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
@@ -506,6 +510,71 @@ void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block
       }
     }
     for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
+  }
+}
+
+void dequantize_interleaved_k_row(const QuantizedWeight& w, int64_t m, float* out) {
+  const bool five = w.format == QuantFormat::q5_k;
+  const int bytes = k_bytes(five);
+  const int64_t nsb = w.cols / 256;
+  const int r = static_cast<int>(m % kRows);
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.data) + (m / kRows) * kRows * nsb * bytes;
+  for (int64_t sb = 0; sb < nsb; ++sb, out += 256) {
+    const uint8_t* group = q + sb * kRows * bytes;
+    const float d = f16_to_f32(static_cast<uint16_t>(group[2 * r] | (group[2 * r + 1] << 8)));
+    const float dmin = f16_to_f32(static_cast<uint16_t>(group[16 + 2 * r] | (group[17 + 2 * r] << 8)));
+    const uint8_t* packed = group + kKScalesAt;
+    for (int s = 0; s < 8; ++s) {
+      const int k = 8 * s + r, byte = k % 32, upper = k / 32;
+      const int sc = ((packed[byte] >> (4 * upper)) & 0xf) | (((packed[64 + byte] >> (2 * upper)) & 3) << 4);
+      const int mn = ((packed[32 + byte] >> (4 * upper)) & 0xf) | (((packed[64 + byte] >> (4 + 2 * upper)) & 3) << 4);
+      // As kquant::sub_block_scale_min and dequantize_block: scale * q + min, both exact.
+      const float scale = d * static_cast<float>(sc), min = -(dmin * static_cast<float>(mn));
+      const uint8_t* pair = group + k_qs_at(five) + 256 * (s / 2);
+      const int shift = 4 * (s % 2);
+      for (int v = 0; v < 8; ++v)
+        for (int j = 0; j < 4; ++j) {
+          int value = (pair[32 * v + 4 * r + j] >> shift) & 0xf;
+          if (five) value |= ((group[kKQhAt + 32 * v + 4 * r + j] >> s) & 1) << 4;
+          out[32 * s + 4 * v + j] = scale * static_cast<float>(value) + min;
+        }
+    }
+  }
+}
+
+void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float* out) {
+  const int64_t K = w.cols, G = w.groups(), blocks = row_bytes(w) / kInt4.block_bytes;
+  const int r = static_cast<int>(m % kRows);
+  const int64_t i = m / kRows;
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.data) + i * kRows * blocks * kInt4.block_bytes;
+  const auto* scales = static_cast<const uint16_t*>(w.scales.data) + i * kRows * G;
+  const auto* mins = static_cast<const uint16_t*>(w.mins.data) + i * kRows * G;
+  const int bpg = w.group_size / 32;
+  for (int64_t b = 0; b < K / 32; ++b) {
+    const int64_t g = b / bpg;
+    // As the plain layout's dequantization: scale * q + min.
+    const float scale = f16_to_f32(scales[g * kRows + r]), min = f16_to_f32(mins[g * kRows + r]);
+    const uint8_t* block = q + b * kRows * kInt4.block_bytes;
+    float* o = out + 32 * b;
+    for (int v = 0; v < 4; ++v) {  // the row's 4 bytes of chunk v: columns 4v + j and 16 + 4v + j
+      const uint8_t* p = block + kInt4.position(r, v);
+#if defined(__SSE2__)
+      // The 4 bytes straight into a vector (a byte loop here stalls on store forwarding).
+      int32_t word;
+      std::memcpy(&word, p, 4);
+      const __m128i zero = _mm_setzero_si128();
+      const __m128i d = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(word), zero), zero);
+      const __m128 s4 = _mm_set1_ps(scale), m4 = _mm_set1_ps(min);
+      const __m128i lo = _mm_and_si128(d, _mm_set1_epi32(0xf)), hi = _mm_srli_epi32(d, 4);
+      _mm_storeu_ps(o + 4 * v, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(lo), s4), m4));
+      _mm_storeu_ps(o + 16 + 4 * v, _mm_add_ps(_mm_mul_ps(_mm_cvtepi32_ps(hi), s4), m4));
+#else
+      for (int j = 0; j < 4; ++j) {
+        o[4 * v + j] = scale * static_cast<float>(p[j] & 0xf) + min;
+        o[16 + 4 * v + j] = scale * static_cast<float>(p[j] >> 4) + min;
+      }
+#endif
+    }
   }
 }
 

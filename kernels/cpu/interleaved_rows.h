@@ -101,6 +101,10 @@ void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t nb, const Q8
 // Row m of an interleaved Q6_K weight dequantized into out[cols], the values of
 // kquant::dequantize_block bit for bit (without gathering the plain blocks first).
 void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out);
+// The same for Q4_K / Q5_K (kquant's values bit for bit) and int4 with cols a multiple of
+// 32 (the plain layout's dequantization, scale * q + min, bit for bit).
+void dequantize_interleaved_k_row(const QuantizedWeight& w, int64_t m, float* out);
+void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float* out);
 void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
                         int64_t out_stride);
 // Q4_K / Q5_K rows (nsb super-blocks), per sub-block with scale = d * sc and min =
