@@ -39,7 +39,8 @@ bool nibble_format(QuantFormat f) {
 }
 // The ggml block formats with an interleaved layout.
 bool block_format(QuantFormat f) {
-  return nibble_format(f) || f == QuantFormat::q6_k || f == QuantFormat::q4_k || f == QuantFormat::q5_k;
+  return nibble_format(f) || f == QuantFormat::q6_k || f == QuantFormat::q4_k || f == QuantFormat::q5_k ||
+         f == QuantFormat::iq4_xs;
 }
 
 // A 32-column ggml block (kquant_blocks.h): d at 0, Q5_1's m at 2, Q5's qh after them, then
@@ -219,6 +220,46 @@ void get_q45k(bool five, int r, const uint8_t* group, uint8_t* plain) {
   }
 }
 
+
+// IQ4_XS (136 bytes per row and 256 columns) for 8 rows (1088 bytes): their 8 d (f16); the
+// 64 6-bit scales ls (value k = 8 s + r) as 48 bytes: low 4 bits in nibble k / 32 of byte
+// k % 32, top 2 bits at bits 2 (k / 16) of byte 32 + k % 16; then per sub-block its nibbles
+// as int4's chunks (lane r, byte j of chunk v = row r's qs[16 s + 4 v + j]).
+constexpr int kXsBytes = 136, kXsScalesAt = 16, kXsQsAt = 64;
+
+void put_iq4xs(int r, const uint8_t* plain, uint8_t* group) {
+  std::memcpy(group + 2 * r, plain, 2);
+  uint8_t* packed = group + kXsScalesAt;
+  for (int s = 0; s < 8; ++s) {
+    const int ls = kquant::iq4_xs_scale(plain, s) + 32, k = 8 * s + r;
+    if (k < 32) packed[k] = 0;  // s < 4 comes first
+    if (k < 16) packed[32 + k] = 0;
+    packed[k % 32] = static_cast<uint8_t>(packed[k % 32] | ((ls & 0xf) << (4 * (k / 32))));
+    packed[32 + k % 16] = static_cast<uint8_t>(packed[32 + k % 16] | ((ls >> 4) << (2 * (k / 16))));
+  }
+  for (int s = 0; s < 8; ++s)
+    for (int v = 0; v < 4; ++v)
+      std::memcpy(group + kXsQsAt + 128 * s + kInt4.position(r, v), plain + 8 + 16 * s + 4 * v, 4);
+}
+
+void get_iq4xs(int r, const uint8_t* group, uint8_t* plain) {
+  std::memcpy(plain, group + 2 * r, 2);
+  const uint8_t* packed = group + kXsScalesAt;
+  uint16_t high = 0;
+  for (int i = 0; i < 4; ++i) plain[4 + i] = 0;
+  for (int s = 0; s < 8; ++s) {
+    const int k = 8 * s + r;
+    const int ls = ((packed[k % 32] >> (4 * (k / 32))) & 0xf) | (((packed[32 + k % 16] >> (2 * (k / 16))) & 3) << 4);
+    plain[4 + s / 2] = static_cast<uint8_t>(plain[4 + s / 2] | ((ls & 0xf) << (4 * (s % 2))));
+    high = static_cast<uint16_t>(high | ((ls >> 4) << (2 * s)));
+  }
+  plain[2] = static_cast<uint8_t>(high & 0xff);
+  plain[3] = static_cast<uint8_t>(high >> 8);
+  for (int s = 0; s < 8; ++s)
+    for (int v = 0; v < 4; ++v)
+      std::memcpy(plain + 8 + 16 * s + 4 * v, group + kXsQsAt + 128 * s + kInt4.position(r, v), 4);
+}
+
 }  // namespace
 
 bool interleavable(const QuantizedWeight& w) {
@@ -236,6 +277,8 @@ void put_block(QuantFormat f, int r, const uint8_t* plain, uint8_t* group) {
     put_q6k(r, plain, group);
   else if (f == QuantFormat::q4_k || f == QuantFormat::q5_k)
     put_q45k(f == QuantFormat::q5_k, r, plain, group);
+  else if (f == QuantFormat::iq4_xs)
+    put_iq4xs(r, plain, group);
   else
     put_nibble_block(nibble_block(f), r, plain, group);
 }
@@ -244,6 +287,8 @@ void get_block(QuantFormat f, int r, const uint8_t* group, uint8_t* plain) {
     get_q6k(r, group, plain);
   else if (f == QuantFormat::q4_k || f == QuantFormat::q5_k)
     get_q45k(f == QuantFormat::q5_k, r, group, plain);
+  else if (f == QuantFormat::iq4_xs)
+    get_iq4xs(r, group, plain);
   else
     get_nibble_block(nibble_block(f), r, group, plain);
 }
@@ -575,6 +620,29 @@ void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float*
       }
 #endif
     }
+  }
+}
+
+void rows8_iq4xs_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                          int64_t out_stride) {
+  for (int64_t t = 0; t < T; ++t) {
+    const Q8Block* xt = x + t * x_stride;
+    float acc[kRows] = {};
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      for (int r = 0; r < kRows; ++r) {
+        uint8_t plain[kXsBytes];
+        get_iq4xs(r, q + sb * kRows * kXsBytes, plain);
+        const float d = f16_to_f32(static_cast<uint16_t>(plain[0] | (plain[1] << 8)));
+        for (int s = 0; s < 8; ++s) {
+          const Q8Block& xb = xt[8 * sb + s];
+          int32_t p = 0;
+          for (int c = 0; c < 32; ++c) p += kquant::iq4_grid(kquant::low_high_nibble(plain + 8 + 16 * s, c)) * xb.q[c];
+          const float scale = d * static_cast<float>(kquant::iq4_xs_scale(plain, s));
+          acc[r] = std::fma(static_cast<float>(p), scale * xb.d, acc[r]);
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
   }
 }
 

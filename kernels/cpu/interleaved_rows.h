@@ -20,6 +20,8 @@
 //   Q4_K, Q5_K: per super-block of the 8 rows, their d and dmin, their 6-bit scales and
 //         mins repacked (same 96 bits) for vector decoding, Q5_K's qh as int4's chunks,
 //         then per pair of sub-blocks their shared nibble bytes as int4's chunks.
+//   IQ4_XS: per super-block of the 8 rows, their d, their 6-bit scales repacked (same 48
+//         bits per row), then per sub-block the nibbles as int4's chunks.
 //   Q6_K: per super-block of the 8 rows, their d, their scales by sub-block half, then per
 //         sub-block the low 4 bits of the values as int4's chunks and the high 2 bits in
 //         two vectors (interleaved_rows.cc, put_q6k).
@@ -44,8 +46,8 @@ namespace kestrel::cpu {
 
 constexpr int kInterleaveRows = 8;
 
-// Whether prepare_quantized interleaves w: int4, int8, Q5_0, Q5_1, IQ4_NL, Q4_K, Q5_K or
-// Q6_K, rows a multiple of 8, cols and group a multiple of 32, not yet interleaved; not
+// Whether prepare_quantized interleaves w: int4, int8, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q4_K,
+// Q5_K or Q6_K, rows a multiple of 8, cols and group a multiple of 32, not yet interleaved; not
 // with precise activations unless int8 (the others take the f32 row path then), nor W8A8
 // (oneDNN's GEMM reads the plain layout).
 bool interleavable(const QuantizedWeight& w);
@@ -112,5 +114,9 @@ void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t
 //     acc = fma(float(p), scale * x.d, acc);  acc = fma(min, x.sum, acc)
 void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
                          float* out, int64_t out_stride);
+// IQ4_XS rows (nsb super-blocks), per sub-block with scale d * (ls - 32) (exact), the grid
+// values signed:   acc = fma(float(p), scale * x.d, acc)
+void rows8_iq4xs_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                          int64_t out_stride);
 
 }  // namespace kestrel::cpu

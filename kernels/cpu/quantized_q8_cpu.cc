@@ -42,6 +42,8 @@ namespace kestrel::cpu {
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
+  void rows8_iq4xs(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,         \
+                   float* out, int64_t out_stride);                                                       \
   void rows8_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
                  int64_t out_stride);                                                                     \
   void rows8_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
@@ -354,7 +356,9 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
                             int threads, Q8Isa isa) {
   const int64_t K = w.cols, M = w.rows, nb = K / kquant::block_columns(w.format);
   const int64_t group_bytes = kInterleaveRows * nb * kquant::block_bytes(w.format);
-  RowsKquant rows = w.format == QuantFormat::q6_k ? rows8_q6k_portable : nullptr;
+  RowsKquant rows = w.format == QuantFormat::q6_k     ? rows8_q6k_portable
+                    : w.format == QuantFormat::iq4_xs ? rows8_iq4xs_portable
+                                                      : nullptr;
 #if defined(__x86_64__)
   if (isa == Q8Isa::avx2 || isa == Q8Isa::avx512_vnni) {
     const bool v = isa == Q8Isa::avx512_vnni;
@@ -363,6 +367,7 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
            : w.format == QuantFormat::q6_k ? (v ? q8_vnni::rows8_q6k : q8_avx2::rows8_q6k)
            : w.format == QuantFormat::q4_k ? (v ? q8_vnni::rows8_q4k : q8_avx2::rows8_q4k)
            : w.format == QuantFormat::q5_k ? (v ? q8_vnni::rows8_q5k : q8_avx2::rows8_q5k)
+           : w.format == QuantFormat::iq4_xs ? (v ? q8_vnni::rows8_iq4xs : q8_avx2::rows8_iq4xs)
                                            : (v ? q8_vnni::rows8_iq4_nl : q8_avx2::rows8_iq4_nl);
   }
 #endif

@@ -634,6 +634,57 @@ inline void dot8_q45k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, fl
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
+// IQ4_XS interleaved (interleaved_rows.cc, put_iq4xs): the 64 6-bit scales of the 8 rows
+// decoded per super-block into [sub-block][row] bytes; per sub-block IQ4_NL's chunks.
+template <int NT>
+inline void dot8_iq4xs(const uint8_t* q, int64_t nsb, const Q8Block* const* x, float* out) {
+  const __m256i low = _mm256_set1_epi8(0x0f), two = _mm256_set1_epi8(3), grid = iq4_grid_bytes();
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  alignas(32) uint8_t ls[64];  // [sub-block][row], 0..63
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + 1088 * sb;
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    {
+      const __m256i lo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16));
+      const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 48));
+      // byte k of the first vector: top bits of scale k (k < 32), at bits 2 (k / 16)
+      const __m256i top0 = _mm256_set_m128i(_mm_srli_epi16(hi, 2), hi);
+      const __m256i top1 = _mm256_set_m128i(_mm_srli_epi16(hi, 6), _mm_srli_epi16(hi, 4));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(ls), _mm256_or_si256(_mm256_and_si256(lo, low),
+                                                                         _mm256_slli_epi16(_mm256_and_si256(top0, two), 4)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(ls + 32),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(lo, 4), low),
+                                         _mm256_slli_epi16(_mm256_and_si256(top1, two), 4)));
+    }
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* sub = block + 64 + 128 * s;
+      prefetch_lines(sub, 128);
+      __m256i p_low[NT], p_high[NT];
+      for (int t = 0; t < NT; ++t) p_low[t] = p_high[t] = _mm256_setzero_si256();
+      for (int v = 0; v < 4; ++v) {
+        const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sub + 32 * v));
+        const __m256i w_low = _mm256_shuffle_epi8(grid, _mm256_and_si256(raw, low));
+        const __m256i w_high = _mm256_shuffle_epi8(grid, _mm256_and_si256(_mm256_srli_epi16(raw, 4), low));
+        const __m256i a_low = _mm256_sign_epi8(w_low, w_low), a_high = _mm256_sign_epi8(w_high, w_high);
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* xq = x[t][8 * sb + s].q;
+          p_low[t] = int_dot_add(p_low[t], a_low, _mm256_sign_epi8(broadcast32(xq + 4 * v), w_low));
+          p_high[t] = int_dot_add(p_high[t], a_high, _mm256_sign_epi8(broadcast32(xq + 16 + 4 * v), w_high));
+        }
+      }
+      const __m256i l32 = _mm256_sub_epi32(
+          _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(ls + 8 * s))), _mm256_set1_epi32(32));
+      const __m256 scale = _mm256_mul_ps(d, _mm256_cvtepi32_ps(l32));
+      for (int t = 0; t < NT; ++t) {
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(p_low[t], p_high[t]));
+        acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(scale, _mm256_set1_ps(x[t][8 * sb + s].d)), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <int NT>
 inline void dot8_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* const* x,
                       float* out) {
@@ -694,6 +745,11 @@ void rows8_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride
   for_tokens<8>(x, x_stride, T, out, out_stride, [&](auto nt, const Q8Block* const* xs, float* r) {
     dot8_q45k<true, decltype(nt)::value>(q, nsb, xs, r);
   });
+}
+void rows8_iq4xs(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                 int64_t out_stride) {
+  for_tokens<8>(x, x_stride, T, out, out_stride,
+                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_iq4xs<decltype(nt)::value>(q, nsb, xs, r); });
 }
 void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
                int64_t out_stride) {

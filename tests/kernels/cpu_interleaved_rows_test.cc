@@ -43,7 +43,7 @@ std::vector<Shape> shapes() {
   out.push_back({QuantFormat::int8, 32, 576, 576});  // one group per row
   for (QuantFormat f : {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl})
     for (Shape s : std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 32}, {f, 16, 576, 32}}) out.push_back(s);
-  for (QuantFormat f : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k})
+  for (QuantFormat f : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k, QuantFormat::iq4_xs})
     for (Shape s : std::vector<Shape>{{f, 8, 256, 256}, {f, 24, 768, 256}}) out.push_back(s);
   return out;
 }
@@ -179,7 +179,7 @@ TEST(InterleavedRows, ManyTokensGiveTheBitsOfOneTokenCalls) {
                          Shape{QuantFormat::int8, 16, 320, 320}, Shape{QuantFormat::q5_0, 24, 576, 32},
                          Shape{QuantFormat::q5_1, 24, 576, 32}, Shape{QuantFormat::iq4_nl, 24, 576, 32},
                          Shape{QuantFormat::q4_k, 16, 512, 256}, Shape{QuantFormat::q5_k, 16, 512, 256},
-                         Shape{QuantFormat::q6_k, 16, 512, 256}})
+                         Shape{QuantFormat::q6_k, 16, 512, 256}, Shape{QuantFormat::iq4_xs, 16, 512, 256}})
     for (bool precise : {false, true}) {
       if (precise && s.format != QuantFormat::int8) continue;
       HostQuantizedWeight q = random_weight(s, 41);
