@@ -71,12 +71,10 @@ void check_quantized_weight(Device device, const QuantizedWeight& w, const char*
   if (!w.parts.empty()) op_fail(op, std::string(to_string(w.format)) + " weight with parts (only mixed has them)");
   if (w.interleave != 0 &&
       (device.kind != DeviceKind::cpu ||
-       (w.format != QuantFormat::int4 && w.format != QuantFormat::int8 && w.format != QuantFormat::q5_0 &&
-        w.format != QuantFormat::q5_1 && w.format != QuantFormat::iq4_nl && w.format != QuantFormat::q4_k &&
-        w.format != QuantFormat::q5_k && w.format != QuantFormat::q6_k && w.format != QuantFormat::iq4_xs) ||
+       (w.format != QuantFormat::int4 && w.format != QuantFormat::int8 && !kquant::is_block_format(w.format)) ||
        w.interleave != 8 || M % 8 != 0 || K % 32 != 0 || w.group_size % 32 != 0 || w.int8_activations))
-    op_fail(op, "interleave " + std::to_string(w.interleave) + " is the CPU's layout of int4, int8, q5_0, q5_1, "
-                "iq4_nl, iq4_xs, q4_k, q5_k and q6_k weights with rows a multiple of 8 and cols a multiple of 32, not W8A8 (" + to_string(device) +
+    op_fail(op, "interleave " + std::to_string(w.interleave) + " is the CPU's layout of int4, int8 and ggml block "
+                "weights with rows a multiple of 8 and cols a multiple of 32, not W8A8 (" + to_string(device) +
                 ", " + to_string(w.format) +
                 ", rows " + std::to_string(M) + ", cols " + std::to_string(K) + ")");
   if (M < 0 || K <= 0 || w.group_size <= 0)

@@ -40,7 +40,7 @@ bool nibble_format(QuantFormat f) {
 // The ggml block formats with an interleaved layout.
 bool block_format(QuantFormat f) {
   return nibble_format(f) || f == QuantFormat::q6_k || f == QuantFormat::q4_k || f == QuantFormat::q5_k ||
-         f == QuantFormat::iq4_xs;
+         f == QuantFormat::iq4_xs || f == QuantFormat::q2_k || f == QuantFormat::q3_k;
 }
 
 // A 32-column ggml block (kquant_blocks.h): d at 0, Q5_1's m at 2, Q5's qh after them, then
@@ -62,8 +62,7 @@ NibbleBlock nibble_block(QuantFormat f) {
 // nibble and 16 + 4v .. in its high one (the columns of int4 chunk v).
 uint32_t chunk_order_qh(uint32_t qh) {
   uint32_t out = 0;
-  for (int v = 0; v < 4; ++v)
-    out |= (((qh >> (4 * v)) & 0xf) | (((qh >> (16 + 4 * v)) & 0xf) << 4)) << (8 * v);
+  for (int v = 0; v < 4; ++v) out |= (((qh >> (4 * v)) & 0xf) | (((qh >> (16 + 4 * v)) & 0xf) << 4)) << (8 * v);
   return out;
 }
 uint32_t plain_order_qh(uint32_t qh) {
@@ -116,7 +115,6 @@ void interleave_scales(T* values, int64_t G, std::vector<T>& tmp) {
   std::memcpy(values, tmp.data(), tmp.size() * sizeof(T));
 }
 
-
 // Q6_K (210 bytes per row and 256 columns) for 8 rows, 1680 bytes: their 8 d (f16); their
 // 16 scales as [sub-block s][half][row] (8 bytes per half of a sub-block); then per
 // sub-block of 32 columns, the low 4 bits of the 6-bit values u = q + 32 as int4's chunks
@@ -162,7 +160,6 @@ void get_q6k(int r, const uint8_t* group, uint8_t* plain) {
   }
 }
 
-
 // Q4_K (144 bytes per row and 256 columns) and Q5_K (176) for 8 rows (1152, 1408 bytes):
 // their 8 d, their 8 dmin (f16); the 64 6-bit scales and 64 mins, value k = 8 s + r
 // (sub-block s, row r), as 96 bytes: low 4 bits of scale k in nibble k / 32 of byte k % 32
@@ -187,12 +184,14 @@ void put_q45k(bool five, int r, const uint8_t* plain, uint8_t* group) {
     if (upper == 0) packed[byte] = packed[32 + byte] = packed[64 + byte] = 0;  // s < 4 comes first
     packed[byte] = static_cast<uint8_t>(packed[byte] | ((sc & 0xf) << (4 * upper)));
     packed[32 + byte] = static_cast<uint8_t>(packed[32 + byte] | ((m & 0xf) << (4 * upper)));
-    packed[64 + byte] = static_cast<uint8_t>(packed[64 + byte] | ((sc >> 4) << (2 * upper)) | ((m >> 4) << (4 + 2 * upper)));
+    packed[64 + byte] =
+        static_cast<uint8_t>(packed[64 + byte] | ((sc >> 4) << (2 * upper)) | ((m >> 4) << (4 + 2 * upper)));
   }
   const uint8_t* qs = plain + (five ? 48 : 16);
   for (int v = 0; v < 8; ++v) {
     if (five) std::memcpy(group + kKQhAt + kInt4.position(r, v), plain + 16 + 4 * v, 4);
-    for (int p = 0; p < 4; ++p) std::memcpy(group + k_qs_at(five) + 256 * p + kInt4.position(r, v), qs + 32 * p + 4 * v, 4);
+    for (int p = 0; p < 4; ++p)
+      std::memcpy(group + k_qs_at(five) + 256 * p + kInt4.position(r, v), qs + 32 * p + 4 * v, 4);
   }
 }
 
@@ -216,10 +215,10 @@ void get_q45k(bool five, int r, const uint8_t* group, uint8_t* plain) {
   uint8_t* qs = plain + (five ? 48 : 16);
   for (int v = 0; v < 8; ++v) {
     if (five) std::memcpy(plain + 16 + 4 * v, group + kKQhAt + kInt4.position(r, v), 4);
-    for (int p = 0; p < 4; ++p) std::memcpy(qs + 32 * p + 4 * v, group + k_qs_at(five) + 256 * p + kInt4.position(r, v), 4);
+    for (int p = 0; p < 4; ++p)
+      std::memcpy(qs + 32 * p + 4 * v, group + k_qs_at(five) + 256 * p + kInt4.position(r, v), 4);
   }
 }
-
 
 // IQ4_XS (136 bytes per row and 256 columns) for 8 rows (1088 bytes): their 8 d (f16); the
 // 64 6-bit scales ls (value k = 8 s + r) as 48 bytes: low 4 bits in nibble k / 32 of byte
@@ -260,6 +259,90 @@ void get_iq4xs(int r, const uint8_t* group, uint8_t* plain) {
       std::memcpy(plain + 8 + 16 * s + 4 * v, group + kXsQsAt + 128 * s + kInt4.position(r, v), 4);
 }
 
+// Q2_K (84 bytes per row and 256 columns) and Q3_K (110) for 8 rows (672, 880 bytes). Per
+// sub-block s of 32 columns, the 2-bit values as two 32-byte vectors, the first for columns
+// 0-15 and the second for 16-31 of the sub-block: in lane r, bits 2v, 2v + 1 of byte j are
+// those of column 4v + j (of the half); Q3_K adds a third vector, lane r byte j holding the
+// high-mask bits of columns 4v + j (bit v) and 16 + 4v + j (bit 4 + v).
+//   Q2_K: their 8 d, their 8 dmin, their 16 scale bytes as [half g][row], then the values.
+//   Q3_K: their 8 d, their 128 6-bit scales (value k = 8 g + r) as 96 bytes: low 4 bits in
+//         nibble k / 64 of byte k % 64, top 2 bits at bits 2 (k / 32) of byte 64 + k % 32;
+//         then the values.
+constexpr int kQ2Bytes = 84, kQ2ScalesAt = 32, kQ2SubAt = 160;
+constexpr int kQ3Bytes = 110, kQ3ScalesAt = 16, kQ3SubAt = 112;
+
+// The 2-bit value of column n (Q2_K: qs at 16; Q3_K: at 32).
+int two_bits(const uint8_t* qs, int n) { return (qs[32 * (n / 128) + n % 32] >> (2 * ((n % 128) / 32))) & 3; }
+
+// Row r's 2-bit values (and Q3_K's high-mask bits) of sub-block s into the sub-block's vectors.
+void put_low_bits(bool three, int r, const uint8_t* plain, uint8_t* sub, int s) {
+  const uint8_t* qs = plain + (three ? 32 : 16);
+  for (int j = 0; j < 4; ++j) sub[4 * r + j] = sub[32 + 4 * r + j] = 0;
+  if (three)
+    for (int j = 0; j < 4; ++j) sub[64 + 4 * r + j] = 0;
+  for (int c = 0; c < 32; ++c) {
+    const int n = 32 * s + c, half = c / 16, v = (c % 16) / 4, j = c % 4;
+    uint8_t& low = sub[32 * half + 4 * r + j];
+    low = static_cast<uint8_t>(low | (two_bits(qs, n) << (2 * v)));
+    if (three) {
+      const int bit = (plain[n % 32] >> (n / 32)) & 1;
+      sub[64 + 4 * r + j] = static_cast<uint8_t>(sub[64 + 4 * r + j] | (bit << (4 * half + v)));
+    }
+  }
+}
+void get_low_bits(bool three, int r, const uint8_t* sub, int s, uint8_t* plain) {
+  uint8_t* qs = plain + (three ? 32 : 16);
+  for (int c = 0; c < 32; ++c) {
+    const int n = 32 * s + c, half = c / 16, v = (c % 16) / 4, j = c % 4;
+    const int value = (sub[32 * half + 4 * r + j] >> (2 * v)) & 3;
+    uint8_t& q = qs[32 * (n / 128) + n % 32];
+    q = static_cast<uint8_t>(q | (value << (2 * ((n % 128) / 32))));
+    if (three) {
+      const int bit = (sub[64 + 4 * r + j] >> (4 * half + v)) & 1;
+      plain[n % 32] = static_cast<uint8_t>(plain[n % 32] | (bit << (n / 32)));
+    }
+  }
+}
+
+void put_q2k(int r, const uint8_t* plain, uint8_t* group) {
+  std::memcpy(group + 2 * r, plain + 80, 2);
+  std::memcpy(group + 16 + 2 * r, plain + 82, 2);
+  for (int g = 0; g < 16; ++g) group[kQ2ScalesAt + 8 * g + r] = plain[g];
+  for (int s = 0; s < 8; ++s) put_low_bits(false, r, plain, group + kQ2SubAt + 64 * s, s);
+}
+void get_q2k(int r, const uint8_t* group, uint8_t* plain) {
+  std::memset(plain, 0, kQ2Bytes);
+  std::memcpy(plain + 80, group + 2 * r, 2);
+  std::memcpy(plain + 82, group + 16 + 2 * r, 2);
+  for (int g = 0; g < 16; ++g) plain[g] = group[kQ2ScalesAt + 8 * g + r];
+  for (int s = 0; s < 8; ++s) get_low_bits(false, r, group + kQ2SubAt + 64 * s, s, plain);
+}
+
+void put_q3k(int r, const uint8_t* plain, uint8_t* group) {
+  std::memcpy(group + 2 * r, plain + 108, 2);
+  uint8_t* packed = group + kQ3ScalesAt;
+  for (int g = 0; g < 16; ++g) {
+    const int sc = kquant::q3_k_scale(plain, g) + 32, k = 8 * g + r;
+    if (k < 64) packed[k] = 0;  // g < 8 comes first
+    if (k < 32) packed[64 + k] = 0;
+    packed[k % 64] = static_cast<uint8_t>(packed[k % 64] | ((sc & 0xf) << (4 * (k / 64))));
+    packed[64 + k % 32] = static_cast<uint8_t>(packed[64 + k % 32] | ((sc >> 4) << (2 * (k / 32))));
+  }
+  for (int s = 0; s < 8; ++s) put_low_bits(true, r, plain, group + kQ3SubAt + 96 * s, s);
+}
+void get_q3k(int r, const uint8_t* group, uint8_t* plain) {
+  std::memset(plain, 0, kQ3Bytes);
+  std::memcpy(plain + 108, group + 2 * r, 2);
+  const uint8_t* packed = group + kQ3ScalesAt;
+  for (int g = 0; g < 16; ++g) {  // ggml's 12 bytes: the inverse of kquant::q3_k_scale
+    const int k = 8 * g + r;
+    const int sc = ((packed[k % 64] >> (4 * (k / 64))) & 0xf) | (((packed[64 + k % 32] >> (2 * (k / 32))) & 3) << 4);
+    plain[96 + g % 8] = static_cast<uint8_t>(plain[96 + g % 8] | ((sc & 0xf) << (4 * (g / 8))));
+    plain[104 + g % 4] = static_cast<uint8_t>(plain[104 + g % 4] | ((sc >> 4) << (2 * (g / 4))));
+  }
+  for (int s = 0; s < 8; ++s) get_low_bits(true, r, group + kQ3SubAt + 96 * s, s, plain);
+}
+
 }  // namespace
 
 bool interleavable(const QuantizedWeight& w) {
@@ -279,6 +362,10 @@ void put_block(QuantFormat f, int r, const uint8_t* plain, uint8_t* group) {
     put_q45k(f == QuantFormat::q5_k, r, plain, group);
   else if (f == QuantFormat::iq4_xs)
     put_iq4xs(r, plain, group);
+  else if (f == QuantFormat::q2_k)
+    put_q2k(r, plain, group);
+  else if (f == QuantFormat::q3_k)
+    put_q3k(r, plain, group);
   else
     put_nibble_block(nibble_block(f), r, plain, group);
 }
@@ -289,6 +376,10 @@ void get_block(QuantFormat f, int r, const uint8_t* group, uint8_t* plain) {
     get_q45k(f == QuantFormat::q5_k, r, group, plain);
   else if (f == QuantFormat::iq4_xs)
     get_iq4xs(r, group, plain);
+  else if (f == QuantFormat::q2_k)
+    get_q2k(r, group, plain);
+  else if (f == QuantFormat::q3_k)
+    get_q3k(r, group, plain);
   else
     get_nibble_block(nibble_block(f), r, group, plain);
 }
@@ -301,7 +392,8 @@ void interleave_blocks(QuantizedWeight& w) {
   for (int64_t i = 0; i < w.rows / kRows; ++i) {
     uint8_t* gq = q + i * group_bytes;
     for (int r = 0; r < kRows; ++r)
-      for (int64_t b = 0; b < blocks; ++b) put_block(w.format, r, gq + (r * blocks + b) * bytes, tmp.data() + b * kRows * bytes);
+      for (int64_t b = 0; b < blocks; ++b)
+        put_block(w.format, r, gq + (r * blocks + b) * bytes, tmp.data() + b * kRows * bytes);
     std::memcpy(gq, tmp.data(), tmp.size());
   }
 }
@@ -377,8 +469,7 @@ PlainRow plain_row(const QuantizedWeight& w, int64_t m, PlainRowScratch& scratch
   const auto* q = reinterpret_cast<const uint8_t*>(w.data.data);
   const auto* scales = static_cast<const uint8_t*>(w.scales.data);
   const auto* mins = static_cast<const uint16_t*>(w.mins.data);
-  if (w.interleave == 0)
-    return {q + m * bytes, scales + m * G * scale_bytes, int4 ? mins + m * G : nullptr};
+  if (w.interleave == 0) return {q + m * bytes, scales + m * G * scale_bytes, int4 ? mins + m * G : nullptr};
   const int64_t i = m / kRows;
   const int r = static_cast<int>(m % kRows);
   scratch.q.resize(static_cast<size_t>(bytes));
@@ -426,8 +517,8 @@ void rows8_int4_portable(const uint8_t* q, const uint16_t* scales, const uint16_
   }
 }
 
-void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x,
-                         int64_t x_stride, int64_t T, float* out, int64_t out_stride) {
+void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride,
+                         int64_t T, float* out, int64_t out_stride) {
   for (int64_t t = 0; t < T; ++t) {
     const Q16Block* xt = x + t * x_stride;
     float acc[kRows] = {};
@@ -451,8 +542,9 @@ void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out) {
   }
 }
 
-void rows8_blocks_portable(QuantFormat format, const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride,
-                           int64_t T, float* out, int64_t out_stride) {
+// (rows8_blocks_portable's, for one kind of format)
+static void rows8_nibbles_portable(QuantFormat format, const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride,
+                                   int64_t T, float* out, int64_t out_stride) {
   const NibbleBlock f = nibble_block(format);
   for (int64_t t = 0; t < T; ++t) {
     const Q8Block* xt = x + t * x_stride;
@@ -482,8 +574,9 @@ void rows8_blocks_portable(QuantFormat format, const uint8_t* q, int64_t nb, con
   }
 }
 
-void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                        int64_t out_stride) {
+// (rows8_blocks_portable's, for one kind of format)
+static void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                               int64_t out_stride) {
   for (int64_t t = 0; t < T; ++t) {
     const Q8Block* xt = x + t * x_stride;
     float acc[kRows] = {};
@@ -508,7 +601,7 @@ void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t
   }
 }
 
-void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out) {
+static void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out) {
   const int64_t nsb = w.cols / 256;
   const int r = static_cast<int>(m % kRows);
   const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.data) + (m / kRows) * kRows * nsb * kQ6Bytes;
@@ -532,8 +625,9 @@ void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* 
   }
 }
 
-void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
-                         float* out, int64_t out_stride) {
+// (rows8_blocks_portable's, for one kind of format)
+static void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
+                                float* out, int64_t out_stride) {
   const int bytes = k_bytes(five);
   for (int64_t t = 0; t < T; ++t) {
     const Q8Block* xt = x + t * x_stride;
@@ -558,7 +652,7 @@ void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block
   }
 }
 
-void dequantize_interleaved_k_row(const QuantizedWeight& w, int64_t m, float* out) {
+static void dequantize_interleaved_k_row(const QuantizedWeight& w, int64_t m, float* out) {
   const bool five = w.format == QuantFormat::q5_k;
   const int bytes = k_bytes(five);
   const int64_t nsb = w.cols / 256;
@@ -587,7 +681,7 @@ void dequantize_interleaved_k_row(const QuantizedWeight& w, int64_t m, float* ou
   }
 }
 
-void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float* out) {
+static void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float* out) {
   const int64_t K = w.cols, G = w.groups(), blocks = row_bytes(w) / kInt4.block_bytes;
   const int r = static_cast<int>(m % kRows);
   const int64_t i = m / kRows;
@@ -623,8 +717,9 @@ void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float*
   }
 }
 
-void rows8_iq4xs_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                          int64_t out_stride) {
+// (rows8_blocks_portable's, for one kind of format)
+static void rows8_iq4xs_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
+                                 float* out, int64_t out_stride) {
   for (int64_t t = 0; t < T; ++t) {
     const Q8Block* xt = x + t * x_stride;
     float acc[kRows] = {};
@@ -643,6 +738,77 @@ void rows8_iq4xs_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64
       }
     }
     for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
+  }
+}
+
+// (rows8_blocks_portable's, for one kind of format)
+static void rows8_q23k_portable(bool three, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride,
+                                int64_t T, float* out, int64_t out_stride) {
+  const QuantFormat f = three ? QuantFormat::q3_k : QuantFormat::q2_k;
+  const int bytes = three ? kQ3Bytes : kQ2Bytes;
+  for (int64_t t = 0; t < T; ++t) {
+    const Q8Block* xt = x + t * x_stride;
+    float acc[kRows] = {};
+    for (int64_t sb = 0; sb < nsb; ++sb) {
+      for (int r = 0; r < kRows; ++r) {
+        uint8_t plain[kQ3Bytes];
+        if (three)
+          get_q3k(r, q + sb * kRows * bytes, plain);
+        else
+          get_q2k(r, q + sb * kRows * bytes, plain);
+        for (int s = 0; s < 8; ++s) {
+          const Q8Block& xb = xt[8 * sb + s];
+          for (int half = 0; half < 2; ++half) {
+            int32_t p = 0, sum = 0;
+            for (int c = 16 * half; c < 16 * half + 16; ++c) {
+              p += kquant::quant_value(f, plain, 32 * s + c) * xb.q[c];
+              sum += xb.q[c];
+            }
+            float scale = 0.0f, min = 0.0f;
+            kquant::scale_min(f, plain, 32 * s + 16 * half, scale, min);
+            acc[r] = std::fma(static_cast<float>(p), scale * xb.d, acc[r]);
+            if (!three) acc[r] = std::fma(static_cast<float>(sum), min * xb.d, acc[r]);
+          }
+        }
+      }
+    }
+    for (int r = 0; r < kRows; ++r) out[t * out_stride + r] = acc[r];
+  }
+}
+
+void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride, int64_t T,
+                           float* out, int64_t out_stride) {
+  switch (f) {
+    case QuantFormat::q4_k:
+    case QuantFormat::q5_k:
+      return rows8_q45k_portable(f == QuantFormat::q5_k, q, n, x, x_stride, T, out, out_stride);
+    case QuantFormat::q2_k:
+    case QuantFormat::q3_k:
+      return rows8_q23k_portable(f == QuantFormat::q3_k, q, n, x, x_stride, T, out, out_stride);
+    case QuantFormat::q6_k:
+      return rows8_q6k_portable(q, n, x, x_stride, T, out, out_stride);
+    case QuantFormat::iq4_xs:
+      return rows8_iq4xs_portable(q, n, x, x_stride, T, out, out_stride);
+    default:
+      return rows8_nibbles_portable(f, q, n, x, x_stride, T, out, out_stride);
+  }
+}
+
+bool dequantize_interleaved_row(const QuantizedWeight& w, int64_t m, float* out) {
+  if (w.interleave == 0) return false;
+  switch (w.format) {
+    case QuantFormat::int4:
+      dequantize_interleaved_int4_row(w, m, out);
+      return true;
+    case QuantFormat::q4_k:
+    case QuantFormat::q5_k:
+      dequantize_interleaved_k_row(w, m, out);
+      return true;
+    case QuantFormat::q6_k:
+      dequantize_interleaved_q6k_row(w, m, out);
+      return true;
+    default:
+      return false;
   }
 }
 

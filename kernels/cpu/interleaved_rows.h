@@ -22,6 +22,9 @@
 //         then per pair of sub-blocks their shared nibble bytes as int4's chunks.
 //   IQ4_XS: per super-block of the 8 rows, their d, their 6-bit scales repacked (same 48
 //         bits per row), then per sub-block the nibbles as int4's chunks.
+//   Q2_K, Q3_K: per super-block of the 8 rows, their d (Q2_K: and dmin), their scales (Q3_K:
+//         repacked, same bits), then per sub-block the 2-bit values in two vectors (columns
+//         0-15, 16-31) and Q3_K's high-mask bits in a third.
 //   Q6_K: per super-block of the 8 rows, their d, their scales by sub-block half, then per
 //         sub-block the low 4 bits of the values as int4's chunks and the high 2 bits in
 //         two vectors (interleaved_rows.cc, put_q6k).
@@ -46,10 +49,10 @@ namespace kestrel::cpu {
 
 constexpr int kInterleaveRows = 8;
 
-// Whether prepare_quantized interleaves w: int4, int8, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q4_K,
-// Q5_K or Q6_K, rows a multiple of 8, cols and group a multiple of 32, not yet interleaved; not
-// with precise activations unless int8 (the others take the f32 row path then), nor W8A8
-// (oneDNN's GEMM reads the plain layout).
+// Whether prepare_quantized interleaves w: int4, int8 or any ggml block format Kestrel
+// keeps (Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K ... Q6_K), rows a multiple of 8, cols and group a
+// multiple of 32, not yet interleaved; not with precise activations unless int8 (the
+// others take the f32 row path then), nor W8A8 (oneDNN's GEMM reads the plain layout).
 bool interleavable(const QuantizedWeight& w);
 
 // Rewrites w's data, scales and mins in place into the interleaved layout (w must be
@@ -76,6 +79,11 @@ struct PlainRowScratch {
 };
 PlainRow plain_row(const QuantizedWeight& w, int64_t m, PlainRowScratch& scratch);
 
+// Row m of an interleaved int4, Q4_K, Q5_K or Q6_K weight dequantized into out[cols]
+// straight from the layout (the prefill tiles), the plain layout's values bit for bit;
+// false (nothing written) for the other weights, which plain_row gathers back.
+bool dequantize_interleaved_row(const QuantizedWeight& w, int64_t m, float* out);
+
 // The portable rows of the interleaved layouts, which the SIMD kernels
 // (quantized_q8_simd.h) reproduce bit for bit: q, scales (and mins) at row group i (q +
 // i * 8 * the plain row bytes, scales + i * 8 * G), its first nb blocks of 32 columns, bpg
@@ -87,36 +95,22 @@ void rows8_int4_portable(const uint8_t* q, const uint16_t* scales, const uint16_
                          const Q8Block* x, int64_t x_stride, int64_t T, float* out, int64_t out_stride);
 // int8 rows against 16-bit activation blocks (Q16Block, or Q8Block widened by
 // widen_q8_blocks: the same values).
-void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x,
-                         int64_t x_stride, int64_t T, float* out, int64_t out_stride);
+void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride,
+                         int64_t T, float* out, int64_t out_stride);
 void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out);
-// Q5_0, Q5_1, IQ4_NL rows (q at row group i: q + i * 8 * G * block bytes), nb blocks.
-// Q5_0 and Q5_1 take their 5-bit values unsigned, Q5_0's - 16 folded into a min of
-// -16 d; IQ4_NL's grid values are signed:
-//     Q5_0, Q5_1: acc = fma(float(p), d * x.d, acc);  acc = fma(min, x.sum, acc)
-//     IQ4_NL:     acc = fma(float(p), d * x.d, acc)
-void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride,
-                           int64_t T, float* out, int64_t out_stride);
-// Q6_K rows (nsb super-blocks of 256 columns), each 16-column half of a sub-block with its
-// scale d * sc (exact in f32), the 6-bit values signed (q - 32):
-//     acc = fma(float(p_half), (d * sc) * x.d, acc)   for each half in order
-// Row m of an interleaved Q6_K weight dequantized into out[cols], the values of
-// kquant::dequantize_block bit for bit (without gathering the plain blocks first).
-void dequantize_interleaved_q6k_row(const QuantizedWeight& w, int64_t m, float* out);
-// The same for Q4_K / Q5_K (kquant's values bit for bit) and int4 with cols a multiple of
-// 32 (the plain layout's dequantization, scale * q + min, bit for bit).
-void dequantize_interleaved_k_row(const QuantizedWeight& w, int64_t m, float* out);
-void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m, float* out);
-void rows8_q6k_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                        int64_t out_stride);
-// Q4_K / Q5_K rows (nsb super-blocks), per sub-block with scale = d * sc and min =
-// -(dmin * m) (both exact in f32):
-//     acc = fma(float(p), scale * x.d, acc);  acc = fma(min, x.sum, acc)
-void rows8_q45k_portable(bool five, const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,
-                         float* out, int64_t out_stride);
-// IQ4_XS rows (nsb super-blocks), per sub-block with scale d * (ls - 32) (exact), the grid
-// values signed:   acc = fma(float(p), scale * x.d, acc)
-void rows8_iq4xs_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                          int64_t out_stride);
+// The ggml block formats' rows: q at row group i (q + i * 8 * the plain row bytes), n
+// blocks of 32 columns (Q5_0, Q5_1, IQ4_NL) or super-blocks of 256 (the others); x and out
+// as above. Per row, for each block, or each 32-column sub-block of a super-block, or each
+// 16-column half where the format scales halves (Q6_K, Q2_K, Q3_K), in column order, with p
+// its integer dot product, scale and min the format's (products of the stored integers and
+// f16 values, exact in f32):
+//     acc = fma(float(p), scale * x.d, acc)
+//   then for the formats with a min, the activation sum s = x.sum (Q2_K: the half's integer
+//   sum times x.d, taken as fma(float(isum), min * x.d, acc)):
+//     acc = fma(min, x.sum, acc)
+// Q5_0 takes its 5-bit values unsigned with a min of -16 d; Q5_1, Q4_K, Q5_K, Q2_K their
+// unsigned values and mins; IQ4_NL, IQ4_XS, Q3_K and Q6_K (minus 32) signed values.
+void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride, int64_t T,
+                           float* out, int64_t out_stride);
 
 }  // namespace kestrel::cpu

@@ -245,18 +245,11 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
   for (int64_t r = 0; r < count; ++r) {
     const int64_t m = row0 + r;
     float* o = out + r * K;
+    if (dequantize_interleaved_row(w, m, o)) continue;
     if (kquant::is_block_format(w.format)) {
       const int bytes = kquant::block_bytes(w.format);
       const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.ptr<int8_t>()) + m * G * bytes;
       thread_local PlainRowScratch scratch;
-      if (w.interleave != 0 && w.format == QuantFormat::q6_k) {
-        dequantize_interleaved_q6k_row(w, m, o);
-        continue;
-      }
-      if (w.interleave != 0 && (w.format == QuantFormat::q4_k || w.format == QuantFormat::q5_k)) {
-        dequantize_interleaved_k_row(w, m, o);
-        continue;
-      }
       if (w.interleave != 0) q = plain_row(w, m, scratch).q;
       dequantize_block_row(w.format, q, G, o);
     } else if (w.format == QuantFormat::fp8_e4m3) {
@@ -273,8 +266,6 @@ void dequantize_rows(const QuantizedWeight& w, int64_t row0, int64_t count, floa
         const float scale = s[g];
         for (int64_t k = 0; k < n; ++k) o[k0 + k] = scale * static_cast<float>(q[k0 + k]);
       }
-    } else if (w.interleave != 0) {
-      dequantize_interleaved_int4_row(w, m, o);
     } else {
       thread_local PlainRowScratch scratch;
       const PlainRow row = plain_row(w, m, scratch);

@@ -20,4 +20,10 @@ struct Q16Block {
   int16_t q[32];
 };
 
+// 8 interleaved rows of a ggml block format (interleaved_rows.h) against T tokens' blocks:
+// q, n blocks (or super-blocks), token t's activation blocks at x + t * x_stride, its 8
+// results into out[t * out_stride + r].
+using Rows8Blocks = void (*)(const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+                             int64_t out_stride);
+
 }  // namespace kestrel::cpu

@@ -42,20 +42,7 @@ namespace kestrel::cpu {
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
-  void rows8_iq4xs(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T,         \
-                   float* out, int64_t out_stride);                                                       \
-  void rows8_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
-                 int64_t out_stride);                                                                     \
-  void rows8_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
-                 int64_t out_stride);                                                                     \
-  void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
-                 int64_t out_stride);                                                                     \
-  void rows8_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
-                  int64_t out_stride);                                                                    \
-  void rows8_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
-                  int64_t out_stride);                                                                    \
-  void rows8_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T,          \
-                    float* out, int64_t out_stride);                                                      \
+  Rows8Blocks rows8_blocks(QuantFormat f);                                                                \
   float row_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x);                                      \
   float row_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
   float row_q3k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
@@ -356,20 +343,12 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
                             int threads, Q8Isa isa) {
   const int64_t K = w.cols, M = w.rows, nb = K / kquant::block_columns(w.format);
   const int64_t group_bytes = kInterleaveRows * nb * kquant::block_bytes(w.format);
-  RowsKquant rows = w.format == QuantFormat::q6_k     ? rows8_q6k_portable
-                    : w.format == QuantFormat::iq4_xs ? rows8_iq4xs_portable
-                                                      : nullptr;
+  Rows8Blocks rows = nullptr;  // portable below
 #if defined(__x86_64__)
-  if (isa == Q8Isa::avx2 || isa == Q8Isa::avx512_vnni) {
-    const bool v = isa == Q8Isa::avx512_vnni;
-    rows = w.format == QuantFormat::q5_0   ? (v ? q8_vnni::rows8_q5_0 : q8_avx2::rows8_q5_0)
-           : w.format == QuantFormat::q5_1 ? (v ? q8_vnni::rows8_q5_1 : q8_avx2::rows8_q5_1)
-           : w.format == QuantFormat::q6_k ? (v ? q8_vnni::rows8_q6k : q8_avx2::rows8_q6k)
-           : w.format == QuantFormat::q4_k ? (v ? q8_vnni::rows8_q4k : q8_avx2::rows8_q4k)
-           : w.format == QuantFormat::q5_k ? (v ? q8_vnni::rows8_q5k : q8_avx2::rows8_q5k)
-           : w.format == QuantFormat::iq4_xs ? (v ? q8_vnni::rows8_iq4xs : q8_avx2::rows8_iq4xs)
-                                           : (v ? q8_vnni::rows8_iq4_nl : q8_avx2::rows8_iq4_nl);
-  }
+  if (isa == Q8Isa::avx2) rows = q8_avx2::rows8_blocks(w.format);
+  if (isa == Q8Isa::avx512_vnni) rows = q8_vnni::rows8_blocks(w.format);
+#else
+  (void)isa;
 #endif
   const auto* q = static_cast<const uint8_t*>(w.data.data);
   parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
@@ -377,8 +356,6 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
       float* const o = out + i * kInterleaveRows;
       if (rows)
         rows(q + i * group_bytes, nb, xq, K / 32, T, o, M);
-      else if (w.format == QuantFormat::q4_k || w.format == QuantFormat::q5_k)
-        rows8_q45k_portable(w.format == QuantFormat::q5_k, q + i * group_bytes, nb, xq, K / 32, T, o, M);
       else
         rows8_blocks_portable(w.format, q + i * group_bytes, nb, xq, K / 32, T, o, M);
       for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);

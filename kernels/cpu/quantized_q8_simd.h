@@ -685,6 +685,77 @@ inline void dot8_iq4xs(const uint8_t* q, int64_t nsb, const Q8Block* const* x, f
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
+// Q2_K / Q3_K interleaved (interleaved_rows.cc, put_q2k / put_q3k): per sub-block, the
+// 2-bit values of chunk v are bits 2v, 2v + 1 of the half's vector; Q3_K's high-mask bit
+// (bit 4h + v of its third vector) set keeps them, clear subtracts 4 (signed, the sign moved
+// onto the activations). Each 16-column half has its scale; Q2_K's min multiplies the half's
+// activation sum, one more integer dot product (with ones) per chunk, shared by the 8 rows.
+template <bool kThree, int NT>
+inline void dot8_q23k(const uint8_t* q, int64_t nsb, const Q8Block* const* x, float* out) {
+  constexpr int kBytes = kThree ? 880 : 672, kSubAt = kThree ? 112 : 160, kSub = kThree ? 96 : 64;
+  const __m256i three = _mm256_set1_epi8(3), one = _mm256_set1_epi8(1), four = _mm256_set1_epi8(4);
+  const __m256i low = _mm256_set1_epi8(0x0f);
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  alignas(32) uint8_t sc[128];  // [half g][row]: Q2_K scale | min << 4; Q3_K the 6-bit scale
+  for (int64_t sb = 0; sb < nsb; ++sb) {
+    const uint8_t* block = q + kBytes * sb;
+    const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block)));
+    const __m256 dmin = kThree ? _mm256_setzero_ps() : _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16)));
+    if constexpr (kThree) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 16));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 48));
+      const __m256i hi = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(block + 80));
+      const auto top = [&](int shift) { return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hi, shift), three), 4); };
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc), _mm256_or_si256(_mm256_and_si256(l0, low), top(0)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc + 32), _mm256_or_si256(_mm256_and_si256(l1, low), top(2)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc + 64),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low), top(4)));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sc + 96),
+                         _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low), top(6)));
+    } else {
+      std::memcpy(sc, block + 32, 128);
+    }
+    for (int s = 0; s < 8; ++s) {
+      const uint8_t* sub = block + kSubAt + kSub * s;
+      prefetch_lines(sub, kSub);
+      const __m256i hmask = kThree ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sub + 64)) : __m256i{};
+      for (int h = 0; h < 2; ++h) {
+        const __m256i bits = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(sub + 32 * h));
+        __m256i p[NT], sum[NT];
+        for (int t = 0; t < NT; ++t) p[t] = sum[t] = _mm256_setzero_si256();
+        for (int v = 0; v < 4; ++v) {
+          __m256i w = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * v), three);
+          if constexpr (kThree) {
+            const __m256i set = _mm256_and_si256(_mm256_srli_epi16(hmask, 4 * h + v), one);
+            w = _mm256_sub_epi8(w, _mm256_andnot_si256(_mm256_slli_epi16(set, 2), four));  // bit clear: - 4
+            const __m256i a = _mm256_sign_epi8(w, w);
+            for (int t = 0; t < NT; ++t)
+              p[t] = int_dot_add(p[t], a, _mm256_sign_epi8(broadcast32(x[t][8 * sb + s].q + 16 * h + 4 * v), w));
+          } else {
+            for (int t = 0; t < NT; ++t) {
+              const __m256i xv = broadcast32(x[t][8 * sb + s].q + 16 * h + 4 * v);
+              p[t] = int_dot_add(p[t], w, xv);
+              sum[t] = int_dot_add(sum[t], one, xv);
+            }
+          }
+        }
+        const __m256i g8 = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 8 * (2 * s + h))));
+        const __m256 scale = kThree ? _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_sub_epi32(g8, _mm256_set1_epi32(32))))
+                                    : _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_and_si256(g8, _mm256_set1_epi32(15))));
+        const __m256 min = _mm256_sub_ps(_mm256_setzero_ps(),
+                                         _mm256_mul_ps(dmin, _mm256_cvtepi32_ps(_mm256_srli_epi32(g8, 4))));
+        for (int t = 0; t < NT; ++t) {
+          const __m256 xd = _mm256_set1_ps(x[t][8 * sb + s].d);
+          acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p[t]), _mm256_mul_ps(scale, xd), acc[t]);
+          if constexpr (!kThree) acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[t]), _mm256_mul_ps(min, xd), acc[t]);
+        }
+      }
+    }
+  }
+  for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
+}
+
 template <int NT>
 inline void dot8_int8(const int8_t* q, const float* scales, int64_t nb, int bpg, const Q16Block* const* x,
                       float* out) {
@@ -728,45 +799,40 @@ void rows8_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t 
   for_tokens<8>(x, x_stride, T, out, out_stride,
                 [&](auto nt, const Q8Block* const* xs, float* r) { dot8_int4<decltype(nt)::value>(q, s, m, nb, bpg, xs, r); });
 }
+// The interleaved ggml block formats (interleaved_rows.h) by format: n blocks of 32 columns
+// (Q5_0, Q5_1, IQ4_NL) or super-blocks of 256 (the others).
+template <QuantFormat F, int NT>
+inline void dot8_block(const uint8_t* q, int64_t n, const Q8Block* const* x, float* out) {
+  if constexpr (F == QuantFormat::q4_k || F == QuantFormat::q5_k)
+    dot8_q45k<F == QuantFormat::q5_k, NT>(q, n, x, out);
+  else if constexpr (F == QuantFormat::q2_k || F == QuantFormat::q3_k)
+    dot8_q23k<F == QuantFormat::q3_k, NT>(q, n, x, out);
+  else if constexpr (F == QuantFormat::q6_k)
+    dot8_q6k<NT>(q, n, x, out);
+  else if constexpr (F == QuantFormat::iq4_xs)
+    dot8_iq4xs<NT>(q, n, x, out);
+  else
+    dot8_nibbles<F, NT>(q, n, x, out);
+}
 template <QuantFormat F>
-void rows8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                   int64_t out_stride) {
-  for_tokens<8>(x, x_stride, T, out, out_stride,
-                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_nibbles<F, decltype(nt)::value>(q, nb, xs, r); });
-}
-void rows8_q4k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-               int64_t out_stride) {
-  for_tokens<8>(x, x_stride, T, out, out_stride, [&](auto nt, const Q8Block* const* xs, float* r) {
-    dot8_q45k<false, decltype(nt)::value>(q, nsb, xs, r);
-  });
-}
-void rows8_q5k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-               int64_t out_stride) {
-  for_tokens<8>(x, x_stride, T, out, out_stride, [&](auto nt, const Q8Block* const* xs, float* r) {
-    dot8_q45k<true, decltype(nt)::value>(q, nsb, xs, r);
-  });
-}
-void rows8_iq4xs(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
+void rows8_block(const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
                  int64_t out_stride) {
   for_tokens<8>(x, x_stride, T, out, out_stride,
-                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_iq4xs<decltype(nt)::value>(q, nsb, xs, r); });
+                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_block<F, decltype(nt)::value>(q, n, xs, r); });
 }
-void rows8_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-               int64_t out_stride) {
-  for_tokens<8>(x, x_stride, T, out, out_stride,
-                [&](auto nt, const Q8Block* const* xs, float* r) { dot8_q6k<decltype(nt)::value>(q, nsb, xs, r); });
-}
-void rows8_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                int64_t out_stride) {
-  rows8_nibbles<QuantFormat::q5_0>(q, nb, x, x_stride, T, out, out_stride);
-}
-void rows8_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                int64_t out_stride) {
-  rows8_nibbles<QuantFormat::q5_1>(q, nb, x, x_stride, T, out, out_stride);
-}
-void rows8_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x, int64_t x_stride, int64_t T, float* out,
-                  int64_t out_stride) {
-  rows8_nibbles<QuantFormat::iq4_nl>(q, nb, x, x_stride, T, out, out_stride);
+Rows8Blocks rows8_blocks(QuantFormat f) {
+  switch (f) {
+    case QuantFormat::q5_0: return rows8_block<QuantFormat::q5_0>;
+    case QuantFormat::q5_1: return rows8_block<QuantFormat::q5_1>;
+    case QuantFormat::iq4_nl: return rows8_block<QuantFormat::iq4_nl>;
+    case QuantFormat::iq4_xs: return rows8_block<QuantFormat::iq4_xs>;
+    case QuantFormat::q2_k: return rows8_block<QuantFormat::q2_k>;
+    case QuantFormat::q3_k: return rows8_block<QuantFormat::q3_k>;
+    case QuantFormat::q4_k: return rows8_block<QuantFormat::q4_k>;
+    case QuantFormat::q5_k: return rows8_block<QuantFormat::q5_k>;
+    case QuantFormat::q6_k: return rows8_block<QuantFormat::q6_k>;
+    default: return nullptr;
+  }
 }
 void rows8_int8(const int8_t* q, const float* s, int64_t nb, int bpg, const Q16Block* x, int64_t x_stride, int64_t T,
                 float* out, int64_t out_stride) {

@@ -16,8 +16,8 @@
 #include "cpu/interleaved_rows.h"
 #include "cpu/quantized_q8_cpu.h"
 #include "kestrel/error.h"
-#include "models/quantize.h"
 #include "kquant_blocks.h"
+#include "models/quantize.h"
 #include "op_checks.h"
 #include "quant_test_util.h"
 #include "test_support.h"
@@ -43,7 +43,8 @@ std::vector<Shape> shapes() {
   out.push_back({QuantFormat::int8, 32, 576, 576});  // one group per row
   for (QuantFormat f : {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl})
     for (Shape s : std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 32}, {f, 16, 576, 32}}) out.push_back(s);
-  for (QuantFormat f : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k, QuantFormat::iq4_xs})
+  for (QuantFormat f : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k, QuantFormat::iq4_xs, QuantFormat::q2_k,
+                        QuantFormat::q3_k})
     for (Shape s : std::vector<Shape>{{f, 8, 256, 256}, {f, 24, 768, 256}}) out.push_back(s);
   return out;
 }
@@ -56,7 +57,8 @@ std::string name(const Shape& s) {
 
 HostQuantizedWeight random_weight(const Shape& s, uint64_t seed) {
   const std::vector<float> dense = random_floats(static_cast<size_t>(s.M * s.K), seed, -1.5f, 1.0f);
-  if (kquant::is_block_format(s.format)) return testing::random_quantized({s.format, s.group, s.M, s.K, 1, false}, seed);
+  if (kquant::is_block_format(s.format))
+    return testing::random_quantized({s.format, s.group, s.M, s.K, 1, false}, seed);
   return s.format == QuantFormat::int4 ? quantize_int4(dense.data(), s.M, s.K, s.group)
                                        : quantize_int8(dense.data(), s.M, s.K, s.group);
 }
@@ -179,7 +181,8 @@ TEST(InterleavedRows, ManyTokensGiveTheBitsOfOneTokenCalls) {
                          Shape{QuantFormat::int8, 16, 320, 320}, Shape{QuantFormat::q5_0, 24, 576, 32},
                          Shape{QuantFormat::q5_1, 24, 576, 32}, Shape{QuantFormat::iq4_nl, 24, 576, 32},
                          Shape{QuantFormat::q4_k, 16, 512, 256}, Shape{QuantFormat::q5_k, 16, 512, 256},
-                         Shape{QuantFormat::q6_k, 16, 512, 256}, Shape{QuantFormat::iq4_xs, 16, 512, 256}})
+                         Shape{QuantFormat::q6_k, 16, 512, 256}, Shape{QuantFormat::iq4_xs, 16, 512, 256},
+                         Shape{QuantFormat::q2_k, 16, 512, 256}, Shape{QuantFormat::q3_k, 16, 512, 256}})
     for (bool precise : {false, true}) {
       if (precise && s.format != QuantFormat::int8) continue;
       HostQuantizedWeight q = random_weight(s, 41);
@@ -281,10 +284,10 @@ TEST(InterleavedRows, OtherFormatsAndDevicesRefuseTheLayout) {
   QuantizedWeight w4 = int4.view();
   cpu::interleave_rows(w4);
   EXPECT_NO_THROW(check_quantized_weight(Device::cpu(), w4, "test"));
-  HostQuantizedWeight k = testing::random_quantized({QuantFormat::q3_k, 256, 8, 256, 1, false}, 72);
-  QuantizedWeight kq = k.view();
-  kq.interleave = 8;  // Q3_K has no interleaved layout
-  EXPECT_THROW(check_quantized_weight(Device::cpu(), kq, "test"), Error);
+  HostQuantizedWeight fp8 = quantize_fp8(dense.data(), 16, 64);
+  QuantizedWeight f8 = fp8.view();
+  f8.interleave = 8;  // FP8 has no interleaved layout
+  EXPECT_THROW(check_quantized_weight(Device::cpu(), f8, "test"), Error);
   try {
     check_quantized_weight(Device::cuda(0), w4, "test");
     ADD_FAILURE() << "no error";
