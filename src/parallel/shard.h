@@ -51,4 +51,14 @@ struct WeightSlice {
   bool operator==(const WeightSlice&) const = default;
 };
 
+// The part of each weight tensor parallelism splits that `shard` holds (all of each when
+// tp = 1): the fused QKV rows of its query heads and of the KV heads they read; the
+// matching input columns of the output projection; its FFN rows of [gate | up] (of up
+// alone when the FFN is not gated) and the matching input columns of down; its vocabulary
+// rows of the LM head, zero rows padding them to ceil(V / tp).
+struct ShardSlices {
+  WeightSlice qkv, out, up, down, vocab;
+};
+ShardSlices shard_slices(const Shard& shard, const ModelConfig& config, bool gated_ffn);
+
 }  // namespace kestrel

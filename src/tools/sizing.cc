@@ -7,11 +7,11 @@
 
 #include "core/session_layout.h"
 #include "kestrel/error.h"
-#include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "models/architecture.h"
 #include "parallel/shard.h"
+#include "tools/held_weights.h"
 
 namespace kestrel::sizing {
 
@@ -36,6 +36,12 @@ RankDims rank_dims(const ModelShape& shape, int tp) {
   return d;
 }
 
+// Whether the analytic sizes quantize the layer matrices (automatic: a shape's float
+// weights stay float, as the loader leaves a float checkpoint's).
+bool quantizes(const SizingOptions& o) {
+  return o.quantization != Quantization::none && o.quantization != Quantization::automatic;
+}
+
 int effective_group(const SizingOptions& o, int64_t cols) {
   if (o.quantization == Quantization::w8a8 || o.quantization == Quantization::fp8) return static_cast<int>(cols);
   if (o.quantization == Quantization::int8) return o.group_size > 0 ? o.group_size : static_cast<int>(cols);
@@ -44,7 +50,7 @@ int effective_group(const SizingOptions& o, int64_t cols) {
 
 // Bytes of one linear weight [rows, cols] as stored (backend.h QuantizedWeight layout).
 size_t matrix_bytes(const SizingOptions& o, DType dtype, int64_t rows, int64_t cols, bool quantizable) {
-  if (!quantizable || o.quantization == Quantization::none)
+  if (!quantizable || !quantizes(o))
     return static_cast<size_t>(rows * cols) * dtype_size(dtype);
   const int64_t g = effective_group(o, cols);
   const int64_t groups = (cols + g - 1) / g;
@@ -109,7 +115,9 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   return w;
 }
 
-std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions& o, SessionOptions* resolved) {
+// The weights of one rank of each stage: from the file's tensor table when there is one
+// (the largest of the stage's tensor ranks), else analytically.
+std::vector<StageSizing> weights_per_stage(const ModelShape& shape, const SizingOptions& o) {
   const int L = shape.config.num_layers;
   if (o.pp < 1 || o.pp > L)
     invalid("pp = " + std::to_string(o.pp) + " (must be in [1, num_layers = " + std::to_string(L) + "])");
@@ -121,14 +129,35 @@ std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions
     st.first_layer = first_layer;
     st.num_layers = L / o.pp + (s < L % o.pp ? 1 : 0);
     first_layer += st.num_layers;
-    st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.first_layer, st.num_layers,
-                               &st.lm_head_tied_here);
-    const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, s, shape.source);
+    if (shape.file) {
+      for (int r = 0; r < o.tp; ++r) {
+        bool tied = false;
+        const Shard shard = make_shard(shape.config, o.tp, o.pp, r, s, shape.source);
+        WeightBytes w = shape.file->held(shard, o.quantization, o.group_size, o.dtype, &tied);
+        if (r == 0 || w.total() > st.weights.total()) {
+          st.tp_rank = r;
+          st.weights = std::move(w);
+          st.lm_head_tied_here = tied;
+        }
+      }
+    } else {
+      st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.first_layer, st.num_layers,
+                                 &st.lm_head_tied_here);
+    }
+    stages.push_back(std::move(st));
+  }
+  return stages;
+}
+
+// `stages` (from weights_per_stage) with the KV cache and activations of `o.session`.
+std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions& o, std::vector<StageSizing> stages,
+                                    SessionOptions* resolved) {
+  for (StageSizing& st : stages) {
+    const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, st.stage, shape.source);
     detail::SessionLayout layout = detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.session, shard);
     st.kv_cache_bytes = layout.kv_bytes(o.dtype);
     st.activation_bytes = layout.activation_bytes();
     *resolved = layout.options;
-    stages.push_back(st);
   }
   return stages;
 }
@@ -143,7 +172,8 @@ size_t largest_total(const std::vector<StageSizing>& stages, size_t* index) {
 
 // The largest max_sequences whose largest stage fits `memory`, every sequence able to
 // reach max_sequence_tokens (kv_blocks chosen by the session), 0 if not even one fits.
-int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const SessionOptions& resolved) {
+int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const std::vector<StageSizing>& weights,
+                          const SessionOptions& resolved) {
   auto total_for = [&](int b) {
     SizingOptions t = o;
     t.session = resolved;
@@ -151,7 +181,7 @@ int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const
     t.session.kv_blocks = 0;
     t.session.max_step_tokens = std::max(resolved.max_step_tokens, b);
     SessionOptions ignored;
-    return largest_total(stages_for(shape, t, &ignored), nullptr);
+    return largest_total(stages_for(shape, t, weights, &ignored), nullptr);
   };
   if (total_for(1) > o.memory_bytes) return 0;
   int lo = 1, hi = 4096;  // Session's limit on max_sequences
@@ -179,26 +209,6 @@ double linear_elements(const ModelShape& shape, const RankDims& d) {
 
 }  // namespace
 
-const char* to_string(Quantization q) noexcept {
-  switch (q) {
-    case Quantization::none: return "none";
-    case Quantization::int8: return "int8";
-    case Quantization::int4: return "int4";
-    case Quantization::w8a8: return "w8a8";
-    case Quantization::fp8: return "fp8";
-  }
-  return "?";
-}
-
-Quantization parse_quantization(const std::string& text, const std::string& what) {
-  if (text == "none") return Quantization::none;
-  if (text == "int8") return Quantization::int8;
-  if (text == "int4") return Quantization::int4;
-  if (text == "w8a8") return Quantization::w8a8;
-  if (text == "fp8") return Quantization::fp8;
-  invalid(what + " = '" + text + "' (expected none, int8, int4, w8a8 or fp8)");
-}
-
 ModelShape shape_of(const Architecture& arch) {
   ModelShape s;
   s.config = arch.config;
@@ -224,8 +234,9 @@ ModelShape read_model_shape(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path, ec)) throw Error(ErrorCategory::io, path.string() + ": no such file or directory");
   ModelShape shape;
   if (is_gguf_file(path)) {
-    GgufFile file(path);  // memory-mapped; only the metadata is parsed
-    shape = shape_of(architecture_from_gguf(file));
+    auto file = std::make_shared<const FileWeights>(path);  // memory-mapped; only the header is parsed
+    shape = shape_of(file->architecture());
+    shape.file = std::move(file);
   } else if (std::filesystem::is_directory(path, ec)) {
     const auto config_path = path / "config.json";
     if (!std::filesystem::exists(config_path, ec))
@@ -360,7 +371,8 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   Sizing s;
   s.shape = shape;
   s.options = options;
-  s.stages = stages_for(shape, options, &s.session);
+  const std::vector<StageSizing> weights = weights_per_stage(shape, options);
+  s.stages = stages_for(shape, options, weights, &s.session);
   largest_total(s.stages, &s.largest_stage);
 
   SizingOptions count = options;  // whole model, one element per byte: the parameter count
@@ -376,7 +388,7 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
                          shape.config.head_dim * dtype_size(options.dtype);
   if (options.memory_bytes > 0) {
     s.fits = big.total() <= options.memory_bytes;
-    s.max_sequences_that_fit = max_sequences_fitting(shape, options, s.session);
+    s.max_sequences_that_fit = max_sequences_fitting(shape, options, weights, s.session);
   }
   if (options.bandwidth > 0 && options.flop_rate > 0) {
     const int B = s.session.max_sequences;

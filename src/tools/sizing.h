@@ -22,10 +22,17 @@
 //     layout of backend.h's QuantizedWeight: int8 = 1 byte per weight + one f32 scale per
 //     row and group; int4 = 1/2 byte per weight (groups padded to group_size) + f16 scale
 //     and f16 min per row and group. Embeddings, LM head and norms stay in `dtype`.
+//     Quantization::automatic is none for these shapes (float weights stay float).
+// A GGUF file is sized from its tensor table instead (ModelShape::file, tools/held_weights.h):
+// each tensor's stored ggml type and shape through the loader's own keep / materialize /
+// quantize rules, so its weight bytes are exactly the loaded model's, per rank and stage,
+// in every quantization mode; WeightBytes::formats breaks them down by held format.
 #pragma once
 
 #include <cstddef>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +45,8 @@ struct Architecture;
 }
 
 namespace kestrel::sizing {
+
+class FileWeights;
 
 // What sizing needs of a model beyond ModelConfig: which optional weights it has.
 struct ModelShape {
@@ -57,6 +66,9 @@ struct ModelShape {
   // dense up / down; its FLOPs count the k experts a token uses.
   std::vector<bool> sparse_layers;
   std::string source;              // the file, directory or preset it came from
+  // A GGUF file's tensor table, from which the weights are sized as stored; null for model
+  // directories, presets and shapes from flags (and once the dimensions are overridden).
+  std::shared_ptr<const FileWeights> file;
 };
 
 // The shape of a loaded architecture (exact: read from its weight recipe).
@@ -69,14 +81,13 @@ ModelShape read_model_shape(const std::filesystem::path& path);
 ModelShape preset_shape(const std::string& name);
 std::vector<std::string> preset_names();
 
-enum class Quantization { none, int8, int4, w8a8, fp8 };  // w8a8, fp8: 1 byte per weight + a scale per channel
-const char* to_string(Quantization q) noexcept;
-Quantization parse_quantization(const std::string& text, const std::string& what);
-
 struct SizingOptions {
   DType dtype = DType::f16;  // weights (unquantized parts), activations and KV cache
-  Quantization quantization = Quantization::none;
+  // As ModelOptions.quantization: automatic keeps a GGUF file's blocks as stored (and is
+  // none for other shapes); w8a8, fp8: 1 byte per weight + a scale per channel.
+  Quantization quantization = Quantization::automatic;
   int group_size = 0;        // 0: int8 per output channel (one group per row); int4: 128
+                             // (a GGUF file: the loader's defaults, ModelOptions.quant_group_size)
   int tp = 1;                // tensor-parallel ranks
   int pp = 1;                // pipeline stages
   SessionOptions session;    // per-rank session limits, as Session takes them
@@ -95,6 +106,9 @@ struct WeightBytes {
   size_t rotary_table = 0;  // the rotary inverse frequencies (f32), on every rank
   size_t lm_head_view = 0;  // a tied LM head: the bytes of it read from the token embedding
                             // (this rank's vocabulary slice); not held twice, not in total()
+  // Sized from a file (ModelShape::file): the same total by the format each weight is held
+  // in, e.g. {"q4_k": ..., "q6_k": ..., "f32": ...} (tools/held_weights.h); empty otherwise.
+  std::map<std::string, size_t> formats;
   size_t total() const {
     return token_embedding + position_embedding + layers + final_norm + lm_head + rotary_table;
   }
@@ -103,9 +117,11 @@ struct WeightBytes {
   size_t streamed_per_step() const { return layers + final_norm + lm_head + lm_head_view; }
 };
 
-// One pipeline stage (every tp rank of a stage holds the same amounts).
+// One pipeline stage: its tensor rank holding the most weights (analytically every rank
+// holds the same; a file's ranks can differ where some slices cut blocks and others not).
 struct StageSizing {
   int stage = 0;
+  int tp_rank = 0;
   int first_layer = 0, num_layers = 0;
   bool lm_head_tied_here = false;  // the LM head reads this rank's token embedding
   WeightBytes weights;

@@ -48,6 +48,7 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
     Session session(model, so);
     sz::SizingOptions options;
     options.dtype = model->dtype();
+    options.quantization = Quantization::none;
     options.session = so;
     const sz::Sizing s = sz::compute(shape, options);
     SCOPED_TRACE("max_sequences " + std::to_string(c.max_sequences) + ", block " + std::to_string(c.kv_block_size));
@@ -155,11 +156,11 @@ TEST(Sizing, QuantizedLayerBytes) {
   sz::SizingOptions o;
   const size_t H = 4096, F = 11008, L = 32;
   const size_t norms = 2 * H * 2;
-  o.quantization = sz::Quantization::int8;
+  o.quantization = Quantization::int8;
   const size_t rows8 = 3 * H + H + 2 * F + H;  // qkv, out, up, down rows
   const size_t weights = 3 * H * H + H * H + 2 * F * H + H * F;
   EXPECT_EQ(sz::compute(shape, o).largest().weights.layers, L * (weights + 4 * rows8 + norms));
-  o.quantization = sz::Quantization::int4;
+  o.quantization = Quantization::int4;
   o.group_size = 128;
   // Groups per row: H / 128 = 32 for qkv, out, up; F / 128 = 86 for down.
   const size_t groups = 3 * H * 32 + H * 32 + 2 * F * 32 + H * 86;
