@@ -66,12 +66,11 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                                     std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what) {
   const bool matrix = shape.size() == 2;
   for (const auto& entry : loaded_) {
-    if (entry.sources != recipe.sources || entry.offset != recipe.offset) continue;
+    if (entry.sources != recipe.sources || entry.offset != recipe.offset || !slice_served_by(slice, entry.slice, matrix))
+      continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
     // A tied LM head that is a block of rows of the (whole) embedding on this rank.
-    if (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 && slice.pad_rows == 0 &&
-        slice.row_ranges.size() == 1)
-      return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
+    return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
   }
 
   const int64_t cols = matrix ? shape[1] : 1;

@@ -66,6 +66,11 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
   return s;
 }
 
+bool slice_served_by(const WeightSlice& wanted, const WeightSlice& loaded, bool matrix) {
+  return wanted == loaded || (matrix && loaded == WeightSlice{} && wanted.col_count < 0 && wanted.pad_rows == 0 &&
+                              wanted.row_ranges.size() == 1);
+}
+
 ShardSlices shard_slices(const Shard& shard, const ModelConfig& c, bool gated_ffn) {
   ShardSlices s;
   if (shard.tp == 1) return s;

@@ -55,14 +55,11 @@ class Walk {
              const WeightSlice& slice, const std::string& what, size_t* part, bool* reused = nullptr) {
     if (recipe.sources.empty()) return;
     const bool matrix = shape.size() == 2;
-    for (const Loaded& entry : loaded_) {
-      if (entry.sources != recipe.sources || entry.offset != recipe.offset) continue;
-      if (entry.slice == slice || (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 &&
-                                   slice.pad_rows == 0 && slice.row_ranges.size() == 1)) {
+    for (const Loaded& entry : loaded_)
+      if (entry.sources == recipe.sources && entry.offset == recipe.offset && slice_served_by(slice, entry.slice, matrix)) {
         if (reused) *reused = true;
         return;
       }
-    }
     const int64_t cols = matrix ? shape[1] : 1;
     int64_t rows_total = 0;
     std::optional<GgmlType> blocks;

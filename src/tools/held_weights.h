@@ -16,7 +16,7 @@
 //     embedding;
 //   - a tied LM head kept in blocks doubles as the token embedding on a rank that holds
 //     both whole (tied_head_doubles_as_embedding); a dense tied head is a view of the
-//     embedding (WeightStore::materialize's reuse of a loaded weight);
+//     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight);
 //   - the rotary inverse frequencies are f32 on every rank.
 // The test (tests/unit/held_weights_test.cc) holds it to WeightStore::bytes() of real loads
 // on every GGUF fixture, per rank for tp = 2 and per stage for pp = 2.

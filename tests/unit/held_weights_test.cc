@@ -9,11 +9,13 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <numeric>
 #include <set>
 
 #include <kestrel/kestrel.h>
 
+#include "gguf_editor.h"
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
@@ -214,6 +216,41 @@ TEST(HeldWeightsBadFiles, TruncatedHeaderAndUnknownType) {
     EXPECT_NE(e.message().find("odd.gguf"), std::string::npos) << e.message();
     EXPECT_NE(e.message().find(name), std::string::npos) << e.message();
     EXPECT_NE(e.message().find("99"), std::string::npos) << e.message();
+  }
+}
+
+// A tensor missing or of the wrong shape: sizing refuses the file as Model::load does, naming
+// the tensor, instead of sizing weights the loader would never hold.
+TEST(HeldWeightsBadFiles, MissingOrMisshapenTensor) {
+  const fs::path dir = testing::temp_dir("held_weights_tensors");
+  struct Case {
+    const char* file;
+    std::function<void(testing::GgufEditor&)> edit;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"missing.gguf", [](testing::GgufEditor& e) { e.drop_tensor("blk.1.ffn_down.weight"); },
+       "tensor 'blk.1.ffn_down.weight' is missing (needed for layer 1 down_weight)"},
+      {"reshaped.gguf", [](testing::GgufEditor& e) { e.replace_tensor("blk.0.attn_v.weight", {32, 48}); },
+       "tensor 'blk.0.attn_v.weight' has shape [32, 48] but layer 0 qkv_weight needs parts of [128, 64]"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    testing::GgufEditor editor(fixture_dir() / "tiny-llama.gguf");
+    c.edit(editor);
+    editor.write(dir / c.file);
+    ModelOptions mo;
+    mo.num_threads = 1;
+    EXPECT_THROW(Model::load(dir / c.file, mo), Error);
+    sz::SizingOptions o;
+    o.dtype = DType::f32;
+    try {
+      sz::compute(sz::read_model_shape(dir / c.file), o);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::format);
+      EXPECT_NE(e.message().find(c.expected), std::string::npos) << e.message();
+    }
   }
 }
 
