@@ -142,6 +142,7 @@ nlohmann::json to_json(const Sizing& s) {
         {"activations", big.activation_bytes}, {"total", big.total()}, {"kv_bytes_per_token", s.kv_bytes_per_token}}},
       {"stages", stages},
   };
+  if (!big.weights.formats.empty()) j["per_gpu"]["weight_formats"] = big.weights.formats;
   if (o.memory_bytes > 0) {
     j["fits"] = s.fits;
     j["max_sequences_that_fit"] = s.max_sequences_that_fit;
