@@ -94,7 +94,8 @@ TEST_P(HeldWeights, EqualTheLoadedModelsWeightBytes) {
 }
 
 // Every quantization mode, and tensor-parallel ranks and pipeline stages: each rank's bytes
-// exactly WeightStore::bytes() of that rank's load (the loader's own code, in-process).
+// exactly WeightStore::bytes() of that rank's load (the loader's own code, in-process), in
+// the CPU's f32 and a GPU's f16.
 TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
   const sz::FileWeights file(path());
   const GgufFile gguf(path());
@@ -131,12 +132,16 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
                      " stage " + std::to_string(stage) + ", " + to_string(k.mode) + " group " +
                      std::to_string(k.group));
         const Shard shard = make_shard(c, k.tp, k.pp, r, stage, GetParam());
-        WeightStore store(*backend, DType::f32, spec);
-        store.load(source, arch, shard);
-        bool tied = false;
-        const sz::WeightBytes w = file.held(shard, k.mode, k.group, DType::f32, &tied);
-        EXPECT_EQ(w.total(), store.bytes());
-        EXPECT_EQ(formats_total(w), w.total());
+        // f16 too: what a GPU holds (the CPU backend only copies these weights, it never
+        // computes with them here).
+        for (DType dtype : {DType::f32, DType::f16}) {
+          WeightStore store(*backend, dtype, spec);
+          store.load(source, arch, shard);
+          bool tied = false;
+          const sz::WeightBytes w = file.held(shard, k.mode, k.group, dtype, &tied);
+          EXPECT_EQ(w.total(), store.bytes()) << to_string(dtype);
+          EXPECT_EQ(formats_total(w), w.total());
+        }
         ++ranks_checked;
       }
   }
