@@ -17,8 +17,8 @@
 // generation latency is (total - context) / (output - 1). Medians over the repeats, after
 // the warm-up runs. On a GPU the device is synchronized before each clock read.
 //
-// Rates, from the byte and FLOP counts of tools/sizing.h (a GGUF file's weights as it stores
-// them, tools/held_weights.h; other models' from their shape and --quant):
+// Rates, from the byte and FLOP counts of tools/sizing.h (a model file's weights as the
+// loader holds them, tools/held_weights.h; random weights' from their shape and --quant):
 //   gen bandwidth  (weights read per step + KV read per step at the mean context length)
 //                  / per-token latency; the embedding tables are not counted (a step
 //                  gathers a few rows) unless the LM head is tied to them;
@@ -39,7 +39,6 @@
 
 #include "bench.h"
 #include "cli_options.h"
-#include "loaders/gguf_source.h"
 #include "models/model_state.h"
 #include "tools/sizing.h"
 
@@ -126,11 +125,10 @@ class Clock {
   const kestrel::Model& model_;
 };
 
-// The shape the byte and FLOP counts come from: a GGUF file's tensor table (the weights as
-// the loader holds them), else the loaded architecture's shape.
+// The shape the byte and FLOP counts come from: the model's files (their tensor table: the
+// weights as the loader holds them), or the architecture of random weights.
 kestrel::sizing::ModelShape sizing_shape(const kestrel::Model& model, bool synthetic) {
-  if (!synthetic && kestrel::is_gguf_file(model.path())) return kestrel::sizing::read_model_shape(model.path());
-  return kestrel::sizing::shape_of(model.state().arch);
+  return synthetic ? kestrel::sizing::shape_of(model.state().arch) : kestrel::sizing::read_model_shape(model.path());
 }
 
 CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const BenchArgs& a,

@@ -12,11 +12,12 @@
 // Prints the bytes of weights, KV cache and activations on one GPU of the largest pipeline
 // stage, whether they fit --memory, the most concurrent sequences that fit, and a roofline
 // estimate of one generation step and one context step. Dimension flags override the
-// model's or preset's. Numbers follow tools/sizing.h: a .gguf file's weights are sized from
-// its stored formats (--quant auto, the default: its blocks as the loader keeps them; per
-// format in the report), exactly what Model::weight_bytes() reports on every rank; other
-// models exactly for tp = pp = 1 without quantization; KV cache and activations exactly
-// what Session::memory() reports.
+// model's or preset's. Numbers follow tools/sizing.h: a .gguf file's or model directory's
+// weights are sized from its stored tensors (types and shapes; with --quant auto, the
+// default, a GGUF's blocks as the loader keeps them; per format in the report), exactly
+// what Model::weight_bytes() reports on every rank; presets and shapes from flags exactly
+// for tp = pp = 1 without quantization; KV cache and activations exactly what
+// Session::memory() reports.
 #include <algorithm>
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -55,7 +56,7 @@ ModelShape base_shape(const std::string& model, const std::string& preset, const
 
 ModelShape apply_dims(ModelShape s, const DimArgs& d) {
   kestrel::ModelConfig& c = s.config;
-  // Other dimensions than the file's: its tensors no longer describe the weights.
+  // Other dimensions than the model's: its tensors no longer describe the weights.
   if (d.arch || d.layers || d.hidden || d.heads || d.kv_heads || d.head_dim || d.ffn || d.vocab || d.max_positions ||
       d.tied)
     s.file = nullptr;
@@ -172,7 +173,7 @@ void print_text(const Sizing& s) {
   fmt::print("settings   {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} tokens, "
              "KV blocks {} x {}\n",
              kestrel::to_string(o.dtype),
-             kestrel::to_string(o.quantization) + std::string(s.shape.file ? " (from the file's stored formats)" : ""),
+             kestrel::to_string(o.quantization) + std::string(s.shape.file ? " (weights sized from the stored tensors)" : ""),
              o.group_size > 0 ? " (group " + std::to_string(o.group_size) + ")" : "", o.tp, o.pp,
              s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
              s.session.kv_block_size);
@@ -223,8 +224,8 @@ int main(int argc, char** argv) {
   app.add_option("--tied", dims.tied, "LM head tied to the token embedding (true/false)");
   app.add_option("--dtype", dtype, "f32, f16 or bf16 (the CPU backend runs f32)")->capture_default_str();
   app.add_option("--quant", quant,
-                 "Weight quantization, as kestrel-generate's --quant: auto (a .gguf's stored formats, as the loader "
-                 "keeps them; float weights stay float), none, int8, int4, w8a8, fp8")
+                 "Weight quantization, as kestrel-generate's --quant: auto (a .gguf's blocks as stored, float "
+                 "weights float; a checkpoint's declared mode), none, int8, int4, w8a8, fp8")
       ->capture_default_str();
   app.add_option("--group-size", options.group_size,
                  "Quantization group (0: int8 per channel, int4 128; a .gguf: the loader's, int4 32)")

@@ -7,6 +7,7 @@
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
+#include "loaders/safetensors.h"
 #include "models/expert_source.h"
 
 namespace kestrel::sizing {
@@ -151,10 +152,20 @@ class Walk {
 
 }  // namespace
 
-FileWeights::FileWeights(const std::filesystem::path& gguf)
-    : file_(std::make_unique<GgufFile>(gguf)),
-      source_(std::make_unique<GgufSource>(*file_)),
-      arch_(architecture_from_gguf(*file_)) {}
+FileWeights::FileWeights(const std::filesystem::path& path) {
+  if (is_gguf_file(path)) {  // floats and ggml blocks only
+    file_ = std::make_unique<GgufFile>(path);
+    source_ = std::make_unique<GgufSource>(*file_);
+    arch_ = architecture_from_gguf(*file_);
+    return;
+  }
+  auto source = std::make_unique<SafetensorsSource>(path);
+  arch_ = architecture_from_hf_config(path / "config.json",
+                                      [&](const std::string& name) { return source->find(name) != nullptr; });
+  for (const auto& [name, t] : source->tensors())
+    stores_quantized_ = stores_quantized_ || t->fp8_e4m3 || t->dtype == DType::i8;
+  source_ = std::move(source);
+}
 
 FileWeights::~FileWeights() = default;
 

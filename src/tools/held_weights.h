@@ -1,5 +1,6 @@
-// tools/held_weights.h: the weight bytes one rank of Kestrel would hold for a GGUF file,
-// from the file's tensor table alone (each tensor's stored ggml type and shape; no tensor
+// tools/held_weights.h: the weight bytes one rank of Kestrel would hold for a GGUF file or
+// a Hugging Face model directory, from the tensor table alone (each tensor's stored ggml
+// type or dtype and its shape, from the GGUF header or the safetensors headers; no tensor
 // data is read), by the loader's own rules (WeightStore::load in models/weights.cc):
 //   - a linear weight whose source tensors hold blocks the quantization keeps
 //     (plan_kept_blocks, the decision keep_ggml_blocks takes) is held in kept_layout's
@@ -18,8 +19,11 @@
 //     both whole (tied_head_doubles_as_embedding); a dense tied head is a view of the
 //     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight);
 //   - the rotary inverse frequencies are f32 on every rank.
+// Checkpoints that store quantized weights (kestrel-quantize's I8 / F8_E4M3 tensors with
+// their scales, models/stored_quantized.h) are not sized this way (stores_quantized_weights:
+// read_model_shape sizes them from their shape).
 // The test (tests/unit/held_weights_test.cc) holds it to WeightStore::bytes() of real loads
-// on every GGUF fixture, per rank for tp = 2 and per stage for pp = 2.
+// on every GGUF fixture and model directory, per rank for tp = 2, 4 and per stage for pp = 2.
 #pragma once
 
 #include <filesystem>
@@ -41,16 +45,22 @@ namespace kestrel::sizing {
 
 class FileWeights {
  public:
-  // Opens and parses the file's header, metadata and tensor table (memory-mapped). Throws
-  // as GgufFile does (Error(format) naming the file and the tensor for a truncated header,
-  // an unknown ggml type or a tensor past the end of the file) and as
-  // architecture_from_gguf (an unknown architecture, missing keys).
-  explicit FileWeights(const std::filesystem::path& gguf);
+  // A GGUF file: opens and parses its header, metadata and tensor table (memory-mapped).
+  // Throws as GgufFile does (Error(format) naming the file and the tensor for a truncated
+  // header, an unknown ggml type or a tensor past the end of the file) and as
+  // architecture_from_gguf (an unknown architecture, missing keys). A directory: its
+  // config.json and safetensors headers, errors as Model::load's.
+  explicit FileWeights(const std::filesystem::path& path);
   ~FileWeights();
   FileWeights(const FileWeights&) = delete;
   FileWeights& operator=(const FileWeights&) = delete;
 
   const Architecture& architecture() const { return arch_; }
+  // The tensors, as WeightStore::load reads them.
+  const WeightSource& source() const { return *source_; }
+  // Whether a tensor holds quantized values that only load_stored_quantized reads (I8, or
+  // F8_E4M3): such checkpoints are not sized from their tensors.
+  bool stores_quantized_weights() const { return stores_quantized_; }
 
   // The weights `shard` holds once Model::load has converted them with `quantization`
   // (ModelOptions.quantization; automatic: the file's blocks as stored) and
@@ -61,9 +71,10 @@ class FileWeights {
   WeightBytes held(const Shard& shard, Quantization quantization, int group_size, DType dtype, bool* tied_here) const;
 
  private:
-  std::unique_ptr<GgufFile> file_;
+  std::unique_ptr<GgufFile> file_;  // a GGUF file's map, which source_ points into
   std::unique_ptr<WeightSource> source_;
   Architecture arch_;
+  bool stores_quantized_ = false;
 };
 
 }  // namespace kestrel::sizing

@@ -233,17 +233,17 @@ ModelShape read_model_shape(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error(ErrorCategory::io, path.string() + ": no such file or directory");
   ModelShape shape;
-  if (is_gguf_file(path)) {
-    auto file = std::make_shared<const FileWeights>(path);  // memory-mapped; only the header is parsed
-    shape = shape_of(file->architecture());
-    shape.file = std::move(file);
-  } else if (std::filesystem::is_directory(path, ec)) {
+  const bool directory = std::filesystem::is_directory(path, ec);
+  if (directory) {
     const auto config_path = path / "config.json";
     if (!std::filesystem::exists(config_path, ec))
       throw Error(ErrorCategory::io, config_path.string() + ": missing (every Hugging Face model directory has one)");
-    SafetensorsSource source(path);  // headers only: the tensor names some configs depend on
-    shape = shape_of(architecture_from_hf_config(
-        config_path, [&](const std::string& name) { return source.find(name) != nullptr; }));
+  }
+  if (directory || is_gguf_file(path)) {
+    // Memory-mapped; only the GGUF header or the safetensors headers are parsed.
+    auto file = std::make_shared<const FileWeights>(path);
+    shape = shape_of(file->architecture());
+    if (!file->stores_quantized_weights()) shape.file = std::move(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 path.string() + ": neither a model directory (config.json and *.safetensors) nor a GGUF file");

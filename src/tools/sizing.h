@@ -4,10 +4,10 @@
 // allocate, whether they fit a memory, the most concurrent sequences that fit, and a
 // roofline estimate of step latency.
 //
-// With tp = pp = 1 and no quantization the numbers are exactly what Model::weight_bytes()
-// and Session::memory() report (the activation and KV sizes come from the same
-// detail::session_layout that Session uses). Tensor / pipeline parallel and quantized
-// numbers are computed analytically, per rank:
+// The KV cache and activation sizes are exactly what Session::memory() reports (the same
+// detail::session_layout that Session uses). A model file or directory's weights are exactly
+// what Model::weight_bytes() reports (below). A preset's or a shape's from flags are
+// computed analytically, per rank (exact for tp = pp = 1 without quantization):
 //   - per-layer matrices split over tp: qkv by heads (KV heads replicated when tp exceeds
 //     them), out by input heads, up by FFN rows, down by FFN columns;
 //   - norms and biases replicated; token and position embeddings replicated;
@@ -23,10 +23,11 @@
 //     row and group; int4 = 1/2 byte per weight (groups padded to group_size) + f16 scale
 //     and f16 min per row and group. Embeddings, LM head and norms stay in `dtype`.
 //     Quantization::automatic is none for these shapes (float weights stay float).
-// A GGUF file is sized from its tensor table instead (ModelShape::file, tools/held_weights.h):
-// each tensor's stored ggml type and shape through the loader's own keep / materialize /
-// quantize rules, so its weight bytes are exactly the loaded model's, per rank and stage,
-// in every quantization mode; WeightBytes::formats breaks them down by held format.
+// A GGUF file or model directory is sized from its tensor table instead (ModelShape::file,
+// tools/held_weights.h): each tensor's stored type and shape through the loader's own keep /
+// materialize / quantize rules, so its weight bytes are exactly the loaded model's, per rank
+// and stage, in every quantization mode; WeightBytes::formats breaks them down by held
+// format. (Not a checkpoint of stored int8 / FP8 weights: those are sized analytically.)
 #pragma once
 
 #include <cstddef>
@@ -66,8 +67,9 @@ struct ModelShape {
   // dense up / down; its FLOPs count the k experts a token uses.
   std::vector<bool> sparse_layers;
   std::string source;              // the file, directory or preset it came from
-  // A GGUF file's tensor table, from which the weights are sized as stored; null for model
-  // directories, presets and shapes from flags (and once the dimensions are overridden).
+  // A GGUF file's or model directory's tensor table, from which the weights are sized as
+  // stored; null for presets, shapes from flags (and once the dimensions are overridden)
+  // and checkpoints of stored quantized weights.
   std::shared_ptr<const FileWeights> file;
 };
 

@@ -1,9 +1,11 @@
-// kestrel-size's weights of a GGUF file from its stored formats (tools/held_weights.h)
+// kestrel-size's weights of a model file from its stored formats (tools/held_weights.h)
 // against what the loader really holds, on every GGUF fixture (one per ggml type llama.cpp
-// writes, llama.cpp's Q4_K_M / Q5_K_M mixes, every family): Model::weight_bytes() of the
-// loaded model for tp = pp = 1 in every quantization mode, WeightStore::bytes() of each
-// tensor-parallel rank (tp = 2, and 4 where the FFN slices cut super-blocks) and pipeline
-// stage (pp = 2) loaded in-process. Bad files are clear Errors.
+// writes, llama.cpp's Q4_K_M / Q5_K_M mixes, every family) and every Hugging Face fixture
+// directory (f32, f16, sharded bf16; Conv1D and interleaved-QKV layouts; mixtures of
+// experts): Model::weight_bytes() of the loaded model for tp = pp = 1, WeightStore::bytes()
+// of each tensor-parallel rank (tp = 2, and 4 where the FFN slices cut super-blocks) and
+// pipeline stage (pp = 2) loaded in-process, in every quantization mode. Bad files are clear
+// Errors; checkpoints of stored int8 weights are sized from their shape.
 #include "tools/held_weights.h"
 
 #include <gtest/gtest.h>
@@ -17,10 +19,9 @@
 
 #include "gguf_editor.h"
 #include "kestrel/error.h"
-#include "loaders/gguf.h"
-#include "loaders/gguf_source.h"
 #include "models/weights.h"
 #include "test_support.h"
+#include "tools/quantized_checkpoint.h"
 
 namespace kestrel {
 namespace {
@@ -29,7 +30,7 @@ namespace fs = std::filesystem;
 namespace sz = sizing;
 using testing::fixture_dir;
 
-// Every model among the GGUF fixtures (GgufFixtures.EveryOneIsListed keeps it complete).
+// Every model among the GGUF fixtures (ModelFixtures.EveryOneIsListed keeps it complete).
 const std::vector<std::string> kModels = {
     "kquant/tiny256-F16.gguf",    "kquant/tiny256-BF16.gguf",   "kquant/tiny256-Q8_0.gguf",
     "kquant/tiny256-Q4_0.gguf",   "kquant/tiny256-Q4_1.gguf",   "kquant/tiny256-Q5_0.gguf",
@@ -45,6 +46,16 @@ const std::vector<std::string> kModels = {
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
+// Every Hugging Face model directory among the fixtures (config.json and safetensors).
+const std::vector<std::string> kDirectories = {
+    "spm-llama",
+    "tiny-gpt2",       "tiny-gpt2-f16",         "tiny-gpt2-bf16-sharded", "tiny-gpt2-unscaled",
+    "tiny-llama",      "tiny-llama-yarn",       "tiny-llama-dynamic",     "tiny-llama3",
+    "tiny-mistral",    "tiny-qwen2",            "tiny-qwen2-yarn",        "tiny-qwen3",
+    "tiny-gpt-neox",   "tiny-gpt-neox-dynamic", "tiny-gptj",              "tiny-phi3",
+    "tiny-gemma2",     "tiny-gemma3",           "tiny-mixtral",           "tiny-qwen2-moe",
+    "tiny-qwen2-moe-mixed",
+};
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
   std::string name = info.param;
@@ -58,7 +69,15 @@ size_t formats_total(const sz::WeightBytes& w) {
                          [](size_t sum, const auto& entry) { return sum + entry.second; });
 }
 
-TEST(GgufFixtures, EveryOneIsListed) {
+TEST(ModelFixtures, EveryOneIsListed) {
+  for (const auto& entry : fs::directory_iterator(fixture_dir())) {
+    const fs::path& dir = entry.path();
+    if (entry.is_directory() && fs::exists(dir / "config.json") &&
+        (fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json"))) {
+      EXPECT_EQ(std::count(kDirectories.begin(), kDirectories.end(), dir.filename().string()), 1)
+          << dir << ": a model directory held_weights_test does not size";
+    }
+  }
   for (const auto& entry : fs::recursive_directory_iterator(fixture_dir())) {
     if (entry.path().extension() != ".gguf") continue;
     const std::string name = fs::relative(entry.path(), fixture_dir()).generic_string();
@@ -98,8 +117,7 @@ TEST_P(HeldWeights, EqualTheLoadedModelsWeightBytes) {
 // the CPU's f32 and a GPU's f16.
 TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
   const sz::FileWeights file(path());
-  const GgufFile gguf(path());
-  const GgufSource source(gguf);
+  const WeightSource& source = file.source();
   const Architecture& arch = file.architecture();
   const ModelConfig& c = arch.config;
   auto backend = make_cpu_backend(1);
@@ -148,7 +166,25 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
   EXPECT_GE(ranks_checked, 5);  // at least the single-rank cases
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, HeldWeights, ::testing::ValuesIn(kModels), test_name);
+INSTANTIATE_TEST_SUITE_P(Gguf, HeldWeights, ::testing::ValuesIn(kModels), test_name);
+INSTANTIATE_TEST_SUITE_P(Directories, HeldWeights, ::testing::ValuesIn(kDirectories), test_name);
+
+// A checkpoint whose linear weights kestrel-quantize stored as int8 (I8 tensors and their
+// scales, which only load_stored_quantized reads) is sized from its shape, not its tensors.
+TEST(HeldWeightsStoredQuantized, SizedFromTheShape) {
+  ModelOptions mo;
+  mo.num_threads = 1;
+  mo.quantization = Quantization::none;
+  const auto model = Model::load(fixture_dir() / "tiny-llama", mo);
+  const fs::path out = testing::temp_dir("held_weights_stored") / "w8a8";
+  tools::write_quantized_checkpoint(*model, nullptr, {}, {tools::CheckpointWeights::int8}, out);
+  const sz::FileWeights file(out);
+  EXPECT_TRUE(file.stores_quantized_weights());
+  const sz::ModelShape shape = sz::read_model_shape(out);
+  EXPECT_FALSE(shape.file);
+  EXPECT_EQ(shape.config.num_layers, model->config().num_layers);
+  EXPECT_TRUE(sz::read_model_shape(fixture_dir() / "tiny-llama").file);
+}
 
 // By hand, llama.cpp's Q4_K_M of the tiny Llama (hidden 256, 4 heads of 64, 2 KV heads, FFN
 // 512, vocabulary 1000, one layer, tied Q6_K embedding): Q and K rows Q4_K (144 bytes per
