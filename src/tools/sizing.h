@@ -86,10 +86,10 @@ std::vector<std::string> preset_names();
 struct SizingOptions {
   DType dtype = DType::f16;  // weights (unquantized parts), activations and KV cache
   // As ModelOptions.quantization: automatic keeps a GGUF file's blocks as stored (and is
-  // none for other shapes); w8a8, fp8: 1 byte per weight + a scale per channel.
+  // none for presets and shapes); w8a8, fp8: 1 byte per weight + a scale per channel.
   Quantization quantization = Quantization::automatic;
   int group_size = 0;        // 0: int8 per output channel (one group per row); int4: 128
-                             // (a GGUF file: the loader's defaults, ModelOptions.quant_group_size)
+                             // (a model's files: ModelOptions.quant_group_size, the loader's)
   int tp = 1;                // tensor-parallel ranks
   int pp = 1;                // pipeline stages
   SessionOptions session;    // per-rank session limits, as Session takes them
