@@ -228,7 +228,7 @@ int main(int argc, char** argv) {
                  "weights float; a checkpoint's declared mode), none, int8, int4, w8a8, fp8")
       ->capture_default_str();
   app.add_option("--group-size", options.group_size,
-                 "Quantization group (0: int8 per channel, int4 128; a model's files: the loader's, int4 32)")
+                 "Quantization group, as kestrel-generate's --quant-group-size (0: int8 per channel, int4 32)")
       ->capture_default_str();
   app.add_option("--tp", options.tp, "Tensor-parallel GPUs")->capture_default_str();
   app.add_option("--pp", options.pp, "Pipeline stages")->capture_default_str();

@@ -36,28 +36,17 @@ RankDims rank_dims(const ModelShape& shape, int tp) {
   return d;
 }
 
-// Whether the analytic sizes quantize the layer matrices (automatic: a shape's float
-// weights stay float, as the loader leaves a float checkpoint's).
-bool quantizes(const SizingOptions& o) {
-  return o.quantization != Quantization::none && o.quantization != Quantization::automatic;
+// How the loader quantizes a float checkpoint's linear weights under these options
+// (automatic: not at all, a float checkpoint's weights stay float).
+QuantizationSpec quant_spec(const SizingOptions& o) {
+  return {o.quantization == Quantization::automatic ? Quantization::none : o.quantization, o.group_size};
 }
 
-int effective_group(const SizingOptions& o, int64_t cols) {
-  if (o.quantization == Quantization::w8a8 || o.quantization == Quantization::fp8) return static_cast<int>(cols);
-  if (o.quantization == Quantization::int8) return o.group_size > 0 ? o.group_size : static_cast<int>(cols);
-  return o.group_size > 0 ? o.group_size : 128;
-}
-
-// Bytes of one linear weight [rows, cols] as stored (backend.h QuantizedWeight layout).
-size_t matrix_bytes(const SizingOptions& o, DType dtype, int64_t rows, int64_t cols, bool quantizable) {
-  if (!quantizable || !quantizes(o))
-    return static_cast<size_t>(rows * cols) * dtype_size(dtype);
-  const int64_t g = effective_group(o, cols);
-  const int64_t groups = (cols + g - 1) / g;
-  if (o.quantization == Quantization::int8 || o.quantization == Quantization::w8a8 ||
-      o.quantization == Quantization::fp8)
-    return static_cast<size_t>(rows * cols + rows * groups * 4);
-  return static_cast<size_t>(rows * groups * g / 2 + 2 * rows * groups * 2);
+// Bytes of one float linear weight [rows, cols] as the loader holds it under `spec`: in
+// `dtype`, or quantized at load in QuantizedWeight's layout (models/quantize.h).
+size_t linear_bytes(const QuantizationSpec& spec, DType dtype, int64_t rows, int64_t cols) {
+  if (!spec.requantizes()) return static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  return quantized_weight_bytes(spec.requantized_format(), rows, cols, spec.group_for(cols));
 }
 
 size_t vector_bytes(DType dtype, int64_t n) { return static_cast<size_t>(n) * dtype_size(dtype); }
@@ -67,12 +56,12 @@ bool is_sparse(const ModelShape& shape, int layer) {
 }
 
 // The FFN weights of a sparse layer: router, every expert, the shared expert and its gate.
-size_t sparse_ffn_bytes(const ModelShape& shape, const SizingOptions& o, DType dtype) {
+size_t sparse_ffn_bytes(const ModelShape& shape, const QuantizationSpec& q, DType dtype) {
   const ModelConfig& c = shape.config;
   const int64_t H = c.hidden_size, Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
-  size_t bytes = matrix_bytes(o, dtype, c.num_experts, H, true);
-  bytes += static_cast<size_t>(c.num_experts) * (matrix_bytes(o, dtype, 2 * Fe, H, true) + matrix_bytes(o, dtype, H, Fe, true));
-  if (Fs > 0) bytes += matrix_bytes(o, dtype, 2 * Fs, H, true) + matrix_bytes(o, dtype, H, Fs, true) + vector_bytes(dtype, H);
+  size_t bytes = linear_bytes(q, dtype, c.num_experts, H);
+  bytes += static_cast<size_t>(c.num_experts) * (linear_bytes(q, dtype, 2 * Fe, H) + linear_bytes(q, dtype, H, Fe));
+  if (Fs > 0) bytes += linear_bytes(q, dtype, 2 * Fs, H) + linear_bytes(q, dtype, H, Fs) + vector_bytes(dtype, H);
   return bytes;
 }
 
@@ -83,6 +72,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   const RankDims d = rank_dims(shape, o.tp);
   const int64_t H = c.hidden_size, hd = c.head_dim;
   const int64_t norm = shape.norm_bias ? 2 * H : H;
+  const QuantizationSpec q = quant_spec(o);
   WeightBytes w;
   if (first) {
     w.token_embedding = vector_bytes(dtype, static_cast<int64_t>(c.vocab_size) * H);
@@ -90,25 +80,28 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
   size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
-  layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true);
+  layer += linear_bytes(q, dtype, qkv_rows, H) + linear_bytes(q, dtype, H, d.heads * hd);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
   if (shape.qkv_bias) layer += vector_bytes(dtype, qkv_rows);
   if (shape.out_bias) layer += vector_bytes(dtype, H);
-  size_t dense_ffn = matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
+  size_t dense_ffn = linear_bytes(q, dtype, d.up_rows, H) + linear_bytes(q, dtype, H, d.ffn);
   if (shape.mlp_bias) dense_ffn += vector_bytes(dtype, d.up_rows + H);
   w.layers = 0;
   for (int l = first_layer; l < first_layer + layers; ++l)
-    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, o, dtype) : dense_ffn);
+    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, q, dtype) : dense_ffn);
   w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
   *tied_here = false;
   if (last) {
     w.final_norm = vector_bytes(dtype, norm);
-    if (c.tied_embeddings && first) {
-      *tied_here = true;  // the LM head is (a slice of) this rank's token embedding
-      w.lm_head_view = matrix_bytes(o, dtype, d.vocab, H, false);
+    // The LM head as the loader quantizes it (QuantizationSpec::for_lm_head): a tied one
+    // reads this rank's token embedding unless it is quantized, then a copy beside it.
+    const QuantizationSpec head = q.for_lm_head();
+    if (c.tied_embeddings && first && !head.requantizes()) {
+      *tied_here = true;
+      w.lm_head_view = linear_bytes(head, dtype, d.vocab, H);
     } else {
-      w.lm_head = matrix_bytes(o, dtype, d.vocab, H, false);
+      w.lm_head = linear_bytes(head, dtype, d.vocab, H);
     }
     if (shape.lm_head_bias) w.lm_head += vector_bytes(dtype, d.vocab);
   }
@@ -359,9 +352,13 @@ StepCost context_step_cost(const ModelShape& shape, const SizingOptions& o, cons
 }
 
 Sizing compute(const ModelShape& shape, const SizingOptions& options) {
-  if (options.quantization == Quantization::int4 && options.group_size > 0 && options.group_size % 32 != 0)
-    invalid("group_size = " + std::to_string(options.group_size) + " (int4 groups are a multiple of 32)");
-  if (options.group_size < 0) invalid("group_size = " + std::to_string(options.group_size) + " (must be >= 0)");
+  // The group sizes the loader takes (quantization_spec).
+  const int g = options.group_size;
+  if (g != 0 && (g < 32 || g > 1024 || g % 32 != 0))
+    invalid("group_size = " + std::to_string(g) + " (0 for the default or a multiple of 32 in [32, 1024])");
+  if (g != 0 && options.quantization != Quantization::int8 && options.quantization != Quantization::int4)
+    invalid("group_size = " + std::to_string(g) + " with quantization " + to_string(options.quantization) +
+            " (a group size needs int8 or int4)");
   if (options.dtype != DType::f32 && options.dtype != DType::f16 && options.dtype != DType::bf16)
     invalid(std::string("dtype = ") + to_string(options.dtype) + " (f32, f16 or bf16)");
   validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);

@@ -7,7 +7,8 @@
 // The KV cache and activation sizes are exactly what Session::memory() reports (the same
 // detail::session_layout that Session uses). A model file or directory's weights are exactly
 // what Model::weight_bytes() reports (below). A preset's or a shape's from flags are
-// computed analytically, per rank (exact for tp = pp = 1 without quantization):
+// computed analytically, per rank (for tp = pp = 1 exactly what a model of that shape with
+// float weights holds, in every quantization mode):
 //   - per-layer matrices split over tp: qkv by heads (KV heads replicated when tp exceeds
 //     them), out by input heads, up by FFN rows, down by FFN columns;
 //   - norms and biases replicated; token and position embeddings replicated;
@@ -18,10 +19,13 @@
 //     LM head; the largest stage is the one reported;
 //   - activations per rank: the session layout with heads / tp and FFN / tp (logits kept
 //     at the full vocabulary, as after the LM head's all-gather);
-//   - quantization applies to the four per-layer linear weights (qkv, out, up, down) in the
-//     layout of backend.h's QuantizedWeight: int8 = 1 byte per weight + one f32 scale per
-//     row and group; int4 = 1/2 byte per weight (groups padded to group_size) + f16 scale
-//     and f16 min per row and group. Embeddings, LM head and norms stay in `dtype`.
+//   - quantization as the loader quantizes a float checkpoint (QuantizationSpec): the
+//     linear weights (qkv, out, up, down, router and experts) in the layout of backend.h's
+//     QuantizedWeight: int8 = 1 byte per weight + one f32 scale per row and group (per row
+//     by default); int4 = 1/2 byte per weight (groups padded to group_size, 32 by default)
+//     + f16 scale and f16 min per row and group; w8a8 / fp8 1 byte per weight + an f32
+//     scale per row. The LM head in int8 per row for int4 / w8a8 / fp8 (for_lm_head), a
+//     tied one then a copy beside the embedding. Embeddings and norms stay in `dtype`.
 //     Quantization::automatic is none for these shapes (float weights stay float).
 // A GGUF file or model directory is sized from its tensor table instead (ModelShape::file,
 // tools/held_weights.h): each tensor's stored type and shape through the loader's own keep /
@@ -88,8 +92,8 @@ struct SizingOptions {
   // As ModelOptions.quantization: automatic keeps a GGUF file's blocks as stored (and is
   // none for presets and shapes); w8a8, fp8: 1 byte per weight + a scale per channel.
   Quantization quantization = Quantization::automatic;
-  int group_size = 0;        // 0: int8 per output channel (one group per row); int4: 128
-                             // (a model's files: ModelOptions.quant_group_size, the loader's)
+  int group_size = 0;        // as ModelOptions.quant_group_size: 0 for int8 per output channel
+                             // (one group per row), int4 32; else a multiple of 32
   int tp = 1;                // tensor-parallel ranks
   int pp = 1;                // pipeline stages
   SessionOptions session;    // per-rank session limits, as Session takes them

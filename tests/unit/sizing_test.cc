@@ -9,6 +9,7 @@
 #include <kestrel/kestrel.h>
 
 #include "kestrel/error.h"
+#include "models/model_state.h"
 #include "test_support.h"
 
 namespace kestrel {
@@ -85,6 +86,33 @@ INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return name;
                          });
+
+// A shape (no files) quantized as the loader quantizes a float checkpoint: exactly the
+// weight bytes of a model of that shape with random float weights loaded in each mode
+// (GPT-2: tied LM head and biases; Llama: untied, GQA), the LM head in int8 for int4 /
+// w8a8 / fp8 and a tied one a quantized copy beside the embedding.
+TEST(Sizing, QuantizedShapesMatchTheLoader) {
+  for (const char* fixture : {"tiny-gpt2", "tiny-llama"}) {
+    const ModelConfig config = sz::read_model_shape(fixture_dir() / fixture).config;
+    for (const auto& [mode, group] : {std::pair{Quantization::none, 0}, {Quantization::int8, 0}, {Quantization::int8, 32},
+                                      {Quantization::int4, 0}, {Quantization::int4, 64}, {Quantization::w8a8, 0},
+                                      {Quantization::fp8, 0}}) {
+      SCOPED_TRACE(std::string(fixture) + " " + to_string(mode) + " group " + std::to_string(group));
+      ModelOptions mo;
+      mo.num_threads = 1;
+      mo.quantization = mode;
+      mo.quant_group_size = group;
+      const auto model = Model::random(config, mo, 7);
+      sz::SizingOptions o;
+      o.dtype = DType::f32;
+      o.quantization = mode;
+      o.group_size = group;
+      const sz::ModelShape shape = sz::shape_of(model->state().arch);
+      ASSERT_FALSE(shape.file);
+      EXPECT_EQ(sz::compute(shape, o).largest().weights.total(), model->weight_bytes()) << model->weight_formats();
+    }
+  }
+}
 
 // The largest max_sequences that fits is the boundary: it fits, one more does not.
 TEST(Sizing, MaxSequencesThatFitIsTheBoundary) {
