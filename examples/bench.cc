@@ -17,7 +17,8 @@
 // generation latency is (total - context) / (output - 1). Medians over the repeats, after
 // the warm-up runs. On a GPU the device is synchronized before each clock read.
 //
-// Rates, from the byte and FLOP counts of tools/sizing.h:
+// Rates, from the byte and FLOP counts of tools/sizing.h (a model file's weights as the
+// loader holds them, tools/held_weights.h; random weights' from their shape and --quant):
 //   gen bandwidth  (weights read per step + KV read per step at the mean context length)
 //                  / per-token latency; the embedding tables are not counted (a step
 //                  gathers a few rows) unless the LM head is tied to them;
@@ -124,8 +125,15 @@ class Clock {
   const kestrel::Model& model_;
 };
 
-CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const BenchArgs& a, int batch, int input,
-                    int output) {
+// The shape the byte and FLOP counts come from: the model's files (their tensor table: the
+// weights as the loader holds them), or the architecture of random weights.
+kestrel::sizing::ModelShape sizing_shape(const kestrel::Model& model, bool synthetic) {
+  return synthetic ? kestrel::sizing::shape_of(model.state().arch) : kestrel::sizing::read_model_shape(model.path());
+}
+
+CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const BenchArgs& a,
+                    const kestrel::sizing::ModelShape& shape, const kestrel::ModelOptions& load_options, int batch,
+                    int input, int output) {
   kestrel::SessionOptions so;
   so.max_sequences = batch;
   so.max_sequence_tokens = input + output;
@@ -185,8 +193,9 @@ CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const Be
   options.dtype = model->dtype();
   options.tp = model->parallel().tensor_parallel;  // bytes and FLOPs of this rank's slice
   options.pp = model->parallel().pipeline_parallel;
+  options.quantization = load_options.quantization;
+  options.group_size = load_options.quant_group_size;
   options.session = so;
-  const sz::ModelShape shape = sz::shape_of(model->state().arch);
   const sz::Sizing sizing = sz::compute(shape, options);
   const sz::StageSizing& stage = sizing.largest();
   const double mean_context = input + 0.5 * output;  // the cache grows from input to input + output - 1
@@ -234,6 +243,8 @@ int main(int argc, char** argv) {
                      : kestrel::Model::random(kestrel::sizing::preset_shape(synthetic).config,
                                               kestrel_examples::model_options(model_args));
     check_grid(args, *model);
+    const kestrel::ModelOptions load_options = kestrel_examples::model_options(model_args);
+    const kestrel::sizing::ModelShape shape = sizing_shape(*model, !synthetic.empty());
     kestrel_bench::BenchReport report;
     report.model = model->path().string();
     report.device = kestrel::to_string(model->device());
@@ -271,7 +282,7 @@ int main(int argc, char** argv) {
       if (output)
         fmt::print(stderr, "[kestrel-bench] case {}/{}: batch {}, input {}, output {} ({:.0f} s elapsed)\n", n + 1,
                    cases.size(), batch, in, out, elapsed);
-      report.cases.push_back(run_case(model, args, batch, in, out));
+      report.cases.push_back(run_case(model, args, shape, load_options, batch, in, out));
     }
     if (!output) return 0;
     if (args.json) std::cout << kestrel_bench::to_json(report).dump(2) << std::endl;

@@ -4,7 +4,7 @@
 //   kestrel-size --preset gpt3-175b [options]    a named shape (--list-presets)
 //   kestrel-size --layers 96 --hidden 12288 --heads 96 --ffn 49152 --vocab 50257 ...
 //
-//   options: --dtype f16 --quant none|int8|int4 --group-size N --tp N --pp N
+//   options: --dtype f16 --quant auto|none|int8|int4|w8a8|fp8 --group-size N --tp N --pp N
 //            --batch N (max sequences) --seq-len N (prompt + generated tokens per sequence)
 //            --max-step-tokens N --kv-block-size N --kv-blocks N
 //            --memory 80GiB --bandwidth 3.35TB/s --flops 989T --json
@@ -12,8 +12,12 @@
 // Prints the bytes of weights, KV cache and activations on one GPU of the largest pipeline
 // stage, whether they fit --memory, the most concurrent sequences that fit, and a roofline
 // estimate of one generation step and one context step. Dimension flags override the
-// model's or preset's. Numbers follow tools/sizing.h (exact for tp = pp = 1 without
-// quantization: what Model::weight_bytes() + Session::memory() report).
+// model's or preset's. Numbers follow tools/sizing.h: a .gguf file's or model directory's
+// weights are sized from its stored tensors (types and shapes; with --quant auto, the
+// default, a GGUF's blocks as the loader keeps them; per format in the report), exactly
+// what Model::weight_bytes() reports on every rank; presets and shapes from flags exactly
+// for tp = pp = 1 without quantization; KV cache and activations exactly what
+// Session::memory() reports.
 #include <algorithm>
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
@@ -21,6 +25,8 @@
 #include <kestrel/kestrel.h>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "tools/sizing.h"
 
@@ -50,6 +56,10 @@ ModelShape base_shape(const std::string& model, const std::string& preset, const
 
 ModelShape apply_dims(ModelShape s, const DimArgs& d) {
   kestrel::ModelConfig& c = s.config;
+  // Other dimensions than the model's: its tensors no longer describe the weights.
+  if (d.arch || d.layers || d.hidden || d.heads || d.kv_heads || d.head_dim || d.ffn || d.vocab || d.max_positions ||
+      d.tied)
+    s.file = nullptr;
   if (d.arch) {  // the layer kinds of the family
     const ModelShape kinds = preset_shape(*d.arch == "llama" ? "llama2-7b" : "gpt2");
     s.gated_ffn = kinds.gated_ffn;
@@ -79,10 +89,21 @@ ModelShape apply_dims(ModelShape s, const DimArgs& d) {
 }
 
 nlohmann::json weights_json(const WeightBytes& w) {
-  return {{"token_embedding", w.token_embedding}, {"position_embedding", w.position_embedding},
-          {"layers", w.layers},                   {"final_norm", w.final_norm},
-          {"lm_head", w.lm_head},                 {"rotary_table", w.rotary_table},
-          {"total", w.total()}};
+  nlohmann::json j = {{"token_embedding", w.token_embedding}, {"position_embedding", w.position_embedding},
+                      {"layers", w.layers},                   {"final_norm", w.final_norm},
+                      {"lm_head", w.lm_head},                 {"rotary_table", w.rotary_table},
+                      {"total", w.total()}};
+  if (!w.formats.empty()) j["formats"] = w.formats;
+  return j;
+}
+
+// "q4_k 61.20 MiB, q6_k 20.10 MiB, f32 104.00 KiB": largest first.
+std::string formats_text(const WeightBytes& w) {
+  std::vector<std::pair<std::string, size_t>> formats(w.formats.begin(), w.formats.end());
+  std::stable_sort(formats.begin(), formats.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::string text;
+  for (const auto& [format, bytes] : formats) text += (text.empty() ? "" : ", ") + format + " " + format_bytes(bytes);
+  return text;
 }
 
 nlohmann::json to_json(const Sizing& s) {
@@ -91,6 +112,7 @@ nlohmann::json to_json(const Sizing& s) {
   nlohmann::json stages = nlohmann::json::array();
   for (const auto& st : s.stages)
     stages.push_back({{"stage", st.stage},
+                      {"tp_rank", st.tp_rank},
                       {"first_layer", st.first_layer},
                       {"layers", st.num_layers},
                       {"weights", weights_json(st.weights)},
@@ -109,7 +131,8 @@ nlohmann::json to_json(const Sizing& s) {
         {"tied_embeddings", c.tied_embeddings},
         {"parameters", s.parameters}}},
       {"options",
-       {{"dtype", kestrel::to_string(o.dtype)}, {"quantization", to_string(o.quantization)},
+       {{"dtype", kestrel::to_string(o.dtype)}, {"quantization", kestrel::to_string(o.quantization)},
+        {"stored_formats", s.shape.file != nullptr},
         {"group_size", o.group_size}, {"tp", o.tp}, {"pp", o.pp},
         {"max_sequences", s.session.max_sequences}, {"max_sequence_tokens", s.session.max_sequence_tokens},
         {"max_step_tokens", s.session.max_step_tokens}, {"kv_block_size", s.session.kv_block_size},
@@ -120,6 +143,7 @@ nlohmann::json to_json(const Sizing& s) {
         {"activations", big.activation_bytes}, {"total", big.total()}, {"kv_bytes_per_token", s.kv_bytes_per_token}}},
       {"stages", stages},
   };
+  if (!big.weights.formats.empty()) j["per_gpu"]["weight_formats"] = big.weights.formats;
   if (o.memory_bytes > 0) {
     j["fits"] = s.fits;
     j["max_sequences_that_fit"] = s.max_sequences_that_fit;
@@ -148,15 +172,17 @@ void print_text(const Sizing& s) {
   }
   fmt::print("settings   {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} tokens, "
              "KV blocks {} x {}\n",
-             kestrel::to_string(o.dtype), to_string(o.quantization),
+             kestrel::to_string(o.dtype),
+             kestrel::to_string(o.quantization) + std::string(s.shape.file ? " (weights sized from the stored tensors)" : ""),
              o.group_size > 0 ? " (group " + std::to_string(o.group_size) + ")" : "", o.tp, o.pp,
              s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
              s.session.kv_block_size);
-  fmt::print("per GPU    (stage {} of {}: layers {}-{})\n", big.stage, o.pp, big.first_layer,
-             big.first_layer + big.num_layers - 1);
+  fmt::print("per GPU    (stage {} of {}: layers {}-{}{})\n", big.stage, o.pp, big.first_layer,
+             big.first_layer + big.num_layers - 1, o.tp > 1 ? fmt::format("; tensor rank {}", big.tp_rank) : "");
   fmt::print("  weights      {:>12}   (embeddings {}, layers {}, LM head {}{})\n", format_bytes(big.weights.total()),
              format_bytes(big.weights.token_embedding + big.weights.position_embedding),
              format_bytes(big.weights.layers), format_bytes(big.weights.lm_head), big.lm_head_tied_here ? ", tied" : "");
+  if (!big.weights.formats.empty()) fmt::print("               {:>12}   (by format: {})\n", "", formats_text(big.weights));
   fmt::print("  KV cache     {:>12}   ({} per token)\n", format_bytes(big.kv_cache_bytes),
              format_bytes(s.kv_bytes_per_token));
   fmt::print("  activations  {:>12}\n", format_bytes(big.activation_bytes));
@@ -176,7 +202,7 @@ void print_text(const Sizing& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Memory and speed sizing for a Kestrel model", "kestrel-size"};
-  std::string model, preset, dtype = "f16", quant = "none", memory, bandwidth, flops;
+  std::string model, preset, dtype = "f16", quant = "auto", memory, bandwidth, flops;
   DimArgs dims;
   SizingOptions options;
   options.session.max_sequences = 1;
@@ -197,8 +223,12 @@ int main(int argc, char** argv) {
   app.add_option("--max-positions", dims.max_positions, "Longest sequence the model supports");
   app.add_option("--tied", dims.tied, "LM head tied to the token embedding (true/false)");
   app.add_option("--dtype", dtype, "f32, f16 or bf16 (the CPU backend runs f32)")->capture_default_str();
-  app.add_option("--quant", quant, "Weight quantization of the layer matrices: none, int8, int4")->capture_default_str();
-  app.add_option("--group-size", options.group_size, "Quantization group (0: int8 per channel, int4 128)")
+  app.add_option("--quant", quant,
+                 "Weight quantization, as kestrel-generate's --quant: auto (a .gguf's blocks as stored, float "
+                 "weights float; a checkpoint's declared mode), none, int8, int4, w8a8, fp8")
+      ->capture_default_str();
+  app.add_option("--group-size", options.group_size,
+                 "Quantization group, as kestrel-generate's --quant-group-size (0: int8 per channel, int4 32)")
       ->capture_default_str();
   app.add_option("--tp", options.tp, "Tensor-parallel GPUs")->capture_default_str();
   app.add_option("--pp", options.pp, "Pipeline stages")->capture_default_str();
@@ -224,7 +254,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     options.dtype = kestrel::parse_dtype(dtype, "--dtype");
-    options.quantization = parse_quantization(quant, "--quant");
+    options.quantization = kestrel::parse_quantization(quant, "--quant");
     if (!memory.empty()) options.memory_bytes = static_cast<size_t>(parse_bytes(memory, "--memory"));
     if (!bandwidth.empty()) options.bandwidth = parse_rate(bandwidth, "--bandwidth");
     if (!flops.empty()) options.flop_rate = parse_rate(flops, "--flops");

@@ -1,62 +1,47 @@
-// The weights of a sparse layer, loaded one expert at a time as ordinary linear weights.
-//
-// llama.cpp stacks a layer's experts into one 3-D tensor [E, rows, cols] per projection.
-// Expert e's rows are a contiguous byte range of it (ggml blocks run along cols), so an
-// ExpertSource presents "NAME#e" as a 2-D tensor over that range: float experts are
-// converted from it and quantized blocks are kept in place, exactly as a 2-D weight.
-#include <deque>
-#include <map>
-
+// The weights of a sparse layer, loaded one expert at a time as ordinary linear weights
+// read through an ExpertSource (models/expert_source.h).
 #include "kestrel/error.h"
+#include "models/expert_source.h"
 #include "models/weights.h"
 
 namespace kestrel {
 
+const SourceTensor* ExpertSource::find(std::string_view name) const {
+  const size_t hash = name.rfind('#');
+  if (hash == std::string_view::npos) return inner_.find(name);
+  if (auto it = views_.find(std::string(name)); it != views_.end()) return &it->second;
+  const SourceTensor* whole = inner_.find(name.substr(0, hash));
+  if (!whole) return nullptr;
+  const std::string_view index = name.substr(hash + 1);
+  SourceTensor view = *whole;
+  view.name = std::string(name);
+  if (index == "row") {  // a vector [n] read as the matrix [1, n]
+    if (whole->shape.size() != 1) return whole;  // materialize reports the shape
+    view.shape = {1, whole->shape[0]};
+  } else {
+    if (whole->shape.size() != 3)
+      throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' has shape " +
+                                             whole->shape_string() + "; stacked experts [E, rows, cols] expected");
+    const int64_t experts = whole->shape[0];
+    const int64_t e = std::stoll(std::string(index));
+    if (e < 0 || e >= experts)
+      throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' holds " +
+                                             std::to_string(experts) + " experts; expert " + std::string(index) +
+                                             " is needed");
+    const size_t bytes = whole->bytes / static_cast<size_t>(experts);
+    view.shape = {whole->shape[1], whole->shape[2]};
+    view.data = static_cast<const uint8_t*>(whole->data) + static_cast<size_t>(e) * bytes;
+    view.bytes = bytes;
+  }
+  return &views_.emplace(std::string(name), std::move(view)).first->second;
+}
+
+// The stacked tensor is shared by every expert: its pages stay until the layer is done.
+void ExpertSource::release(const SourceTensor& tensor) const {
+  if (tensor.name.find('#') == std::string::npos) inner_.release(tensor);
+}
+
 namespace {
-
-class ExpertSource final : public WeightSource {
- public:
-  explicit ExpertSource(const WeightSource& inner) : inner_(inner) {}
-
-  const SourceTensor* find(std::string_view name) const override {
-    const size_t hash = name.rfind('#');
-    if (hash == std::string_view::npos) return inner_.find(name);
-    if (auto it = views_.find(std::string(name)); it != views_.end()) return &it->second;
-    const SourceTensor* whole = inner_.find(name.substr(0, hash));
-    if (!whole) return nullptr;
-    const std::string_view index = name.substr(hash + 1);
-    SourceTensor view = *whole;
-    view.name = std::string(name);
-    if (index == "row") {  // a vector [n] read as the matrix [1, n]
-      if (whole->shape.size() != 1) return whole;  // materialize reports the shape
-      view.shape = {1, whole->shape[0]};
-    } else {
-      if (whole->shape.size() != 3)
-        throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' has shape " +
-                                               whole->shape_string() + "; stacked experts [E, rows, cols] expected");
-      const int64_t experts = whole->shape[0];
-      const int64_t e = std::stoll(std::string(index));
-      if (e < 0 || e >= experts)
-        throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' holds " +
-                                               std::to_string(experts) + " experts; expert " + std::string(index) +
-                                               " is needed");
-      const size_t bytes = whole->bytes / static_cast<size_t>(experts);
-      view.shape = {whole->shape[1], whole->shape[2]};
-      view.data = static_cast<const uint8_t*>(whole->data) + static_cast<size_t>(e) * bytes;
-      view.bytes = bytes;
-    }
-    return &views_.emplace(std::string(name), std::move(view)).first->second;
-  }
-  std::string describe() const override { return inner_.describe(); }
-  // The stacked tensor is shared by every expert: its pages stay until the layer is done.
-  void release(const SourceTensor& tensor) const override {
-    if (tensor.name.find('#') == std::string::npos) inner_.release(tensor);
-  }
-
- private:
-  const WeightSource& inner_;
-  mutable std::map<std::string, SourceTensor> views_;
-};
 
 std::string what(const char* name, int layer, int expert = -1) {
   std::string s = "layer " + std::to_string(layer) + " " + name;

@@ -42,6 +42,10 @@ int QuantizationSpec::group_for(int64_t cols) const {
                                                                                                 : 32;
 }
 
+QuantFormat QuantizationSpec::requantized_format() const {
+  return mode == Quantization::int4 ? QuantFormat::int4 : mode == Quantization::fp8 ? QuantFormat::fp8_e4m3 : QuantFormat::int8;
+}
+
 QuantizationSpec quantization_spec(const ModelOptions& options) {
   const int g = options.quant_group_size;
   if (options.quantization != Quantization::automatic && options.quantization != Quantization::none &&
@@ -80,6 +84,19 @@ QuantizedWeight HostQuantizedWeight::view() {
     w.mins = TensorView(mins16.data(), DType::f16, {rows, G});
   }
   return w;
+}
+
+size_t quantized_weight_bytes(QuantFormat format, int64_t rows, int64_t cols, int group_size) {
+  if (format == QuantFormat::mixed || rows < 0 || cols <= 0 || group_size <= 0)
+    throw Error(ErrorCategory::internal, std::string("quantized_weight_bytes: no layout for ") + to_string(format) + " [" +
+                                             std::to_string(rows) + ", " + std::to_string(cols) + "] in groups of " +
+                                             std::to_string(group_size));
+  const int64_t G = (cols + group_size - 1) / group_size;
+  int64_t bytes = 0;  // the tensors of view() below
+  if (kquant::is_block_format(format)) bytes = rows * G * kquant::block_bytes(format);
+  else if (format == QuantFormat::int8 || format == QuantFormat::fp8_e4m3) bytes = rows * cols + rows * G * 4;
+  else bytes = rows * G * group_size / 2 + 2 * rows * G * 2;
+  return static_cast<size_t>(bytes);
 }
 
 namespace {
@@ -295,9 +312,10 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
   convert_floats(raw.data(), dense.dtype, f32.data(), DType::f32, f32.size());
   raw = {};
   const int group = spec.group_for(K);
-  HostQuantizedWeight q = spec.mode == Quantization::int4  ? quantize_int4(f32.data(), M, K, group, what)
-                          : spec.mode == Quantization::fp8 ? quantize_fp8(f32.data(), M, K, what)
-                                                           : quantize_int8(f32.data(), M, K, group, what);
+  const QuantFormat format = spec.requantized_format();
+  HostQuantizedWeight q = format == QuantFormat::int4       ? quantize_int4(f32.data(), M, K, group, what)
+                          : format == QuantFormat::fp8_e4m3 ? quantize_fp8(f32.data(), M, K, what)
+                                                            : quantize_int8(f32.data(), M, K, group, what);
   QuantizedWeight w = store_quantized(store, q, what);
   w.int8_activations = spec.mode == Quantization::w8a8;
   return w;
@@ -328,19 +346,18 @@ void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, con
 
 }  // namespace
 
-std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
-                                                const WeightRecipe& recipe, int64_t cols,
-                                                const QuantizationSpec& spec, const std::string& what,
-                                                const WeightSlice& slice) {
+std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const WeightRecipe& recipe, int64_t cols,
+                                               const QuantizationSpec& spec, const WeightSlice& slice) {
   if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty() ||
       recipe.interleaved_head_rows != 0 || slice.pad_rows != 0)
     return std::nullopt;
   // Columns [col_begin, col_end) of every row: all, or a row-parallel rank's input columns
   // when they start and end on block boundaries (checked per source below).
-  const int64_t col_begin = slice.col_count >= 0 ? slice.col_begin : 0;
-  const int64_t col_end = slice.col_count >= 0 ? slice.col_begin + slice.col_count : cols;
+  KeptBlocksPlan plan;
+  plan.col_begin = slice.col_count >= 0 ? slice.col_begin : 0;
+  plan.col_end = slice.col_count >= 0 ? slice.col_begin + slice.col_count : cols;
+  const int64_t col_begin = plan.col_begin, col_end = plan.col_end;
   if (col_begin < 0 || col_end > cols || col_begin >= col_end) return std::nullopt;
-  std::vector<const SourceTensor*> parts;
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
     // Anything unusual (missing, mixed, unexpected shape) goes the materialize path, which
@@ -355,34 +372,45 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
                               own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
     const int64_t block = ggml_block_size(b);
     if (!keep || cols % block != 0 || col_begin % block != 0 || col_end % block != 0) return std::nullopt;
-    parts.push_back(t);
+    plan.sources.push_back(t);
   }
   // The rows this rank holds (all, or a tensor-parallel slice: its heads' rows of Q, K and
   // V, its FFN rows of gate and up), as pieces of the sources, which the canonical weight
   // stacks in order. Whole rows of blocks are sliced as they are stored.
-  struct Piece {
-    const SourceTensor* source;
-    int64_t row, count;
-  };
-  std::vector<Piece> pieces;
   int64_t total = 0;
-  for (const SourceTensor* t : parts) total += t->shape[0];
+  for (const SourceTensor* t : plan.sources) total += t->shape[0];
   std::vector<std::pair<int64_t, int64_t>> ranges = slice.row_ranges;
   if (ranges.empty()) ranges = {{0, total}};
   for (const auto& [begin, count] : ranges) {
     if (begin < 0 || count < 0 || begin + count > total) return std::nullopt;  // materialize reports it
     int64_t first = 0;
-    for (const SourceTensor* t : parts) {
+    for (const SourceTensor* t : plan.sources) {
       const int64_t lo = std::max(begin, first), hi = std::min(begin + count, first + t->shape[0]);
-      if (lo < hi) pieces.push_back({t, lo - first, hi - lo});
+      if (lo < hi) plan.pieces.push_back({t, lo - first, hi - lo});
       first += t->shape[0];
     }
   }
+  if (plan.pieces.empty()) return std::nullopt;
+  return plan;
+}
+
+bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard) {
+  return shard.first_stage() && shard.last_stage() && shard.tp == 1 &&
+         arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
+}
+
+std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
+                                                const WeightRecipe& recipe, int64_t cols,
+                                                const QuantizationSpec& spec, const std::string& what,
+                                                const WeightSlice& slice) {
+  const std::optional<KeptBlocksPlan> plan = plan_kept_blocks(source, recipe, cols, spec, slice);
+  if (!plan) return std::nullopt;
+  const int64_t col_begin = plan->col_begin, col_end = plan->col_end;
   // Consecutive pieces of one layout become one weight; a fused weight whose parts differ
   // (Q4_K Q and K rows beside Q6_K V rows) is a mixed weight of such runs, each as stored.
   std::vector<HostQuantizedWeight> runs;
   std::vector<uint8_t> gathered;  // a piece's column slice, row after row
-  for (const Piece& piece : pieces) {
+  for (const KeptBlocksPlan::Piece& piece : plan->pieces) {
     const GgmlType type = *piece.source->block_type;
     const int64_t block = ggml_block_size(type);
     const size_t bytes = ggml_block_bytes(type);
@@ -403,8 +431,7 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     if (runs.empty() || !(KeptLayout{runs.back().format, runs.back().group_size} == layout)) runs.emplace_back();
     append_ggml_rows(runs.back(), type, rows, piece.count, col_end - col_begin);
   }
-  for (const SourceTensor* t : parts) source.release(*t);
-  if (runs.empty()) return std::nullopt;
+  for (const SourceTensor* t : plan->sources) source.release(*t);
   if (runs.size() == 1) return store_quantized(store, runs.front(), what);
   QuantizedWeight w;
   w.format = QuantFormat::mixed;

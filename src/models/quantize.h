@@ -48,6 +48,8 @@ struct QuantizationSpec {
   // Groups of the quantized weights for `cols` input columns: int8 per channel (cols) or
   // group_size; int4 group_size or 32.
   int group_for(int64_t cols) const;
+  // The format a weight quantized at load takes: int4, fp8_e4m3, else int8 (int8, w8a8).
+  QuantFormat requantized_format() const;
 };
 
 // Checks ModelOptions.quantization / quant_group_size; errors name the field.
@@ -88,6 +90,11 @@ struct KeptLayout {
 };
 std::optional<KeptLayout> kept_layout(GgmlType type);
 
+// Bytes of a [rows, cols] weight of `format` in groups of `group_size` as QuantizedWeight
+// lays it out (kernels/backend.h; HostQuantizedWeight::view): data, scales and mins. Not
+// for mixed weights (sum their parts).
+size_t quantized_weight_bytes(QuantFormat format, int64_t rows, int64_t cols, int group_size);
+
 // Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout's layout
 // (Q4_0's d * (q - 8) as scale d, min -8 d). `out` must be empty or hold the same format,
 // cols and group size.
@@ -98,6 +105,30 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
 // dtype) as `spec` asks and stores the result in `store`.
 QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const TensorView& dense,
                                 const QuantizationSpec& spec, const std::string& what);
+
+// Which rows and columns of which source tensors keep_ggml_blocks copies, decided from the
+// tensors' block types and shapes alone (no tensor data is read): kestrel-size sizes a
+// file's weights from it (tools/held_weights.h). Each piece is rows [row, row + count) of
+// `source`, columns [col_begin, col_end), in the canonical weight's row order; consecutive
+// pieces of one kept_layout become one weight, pieces of different layouts a mixed weight.
+struct KeptBlocksPlan {
+  struct Piece {
+    const SourceTensor* source;
+    int64_t row, count;
+  };
+  std::vector<const SourceTensor*> sources;  // every source tensor of the recipe, in order
+  std::vector<Piece> pieces;
+  int64_t col_begin = 0, col_end = 0;
+};
+// The plan of keep_ggml_blocks for these arguments (same meaning), or nullopt when it would
+// leave the weight to the materialize path.
+std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const WeightRecipe& recipe, int64_t cols,
+                                               const QuantizationSpec& spec, const WeightSlice& slice = {});
+
+// A tied LM head (the same source tensors as the token embedding) that stays in the file's
+// blocks doubles as the embedding table when `shard` holds both whole: the first and last
+// stage of a run without tensor parallelism (WeightStore::load).
+bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard);
 
 // When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are
 // (the default group size, not transposed; int8 keeps Q8_0, Q5_0 and Q6_K; int4 and

@@ -66,12 +66,11 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                                     std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what) {
   const bool matrix = shape.size() == 2;
   for (const auto& entry : loaded_) {
-    if (entry.sources != recipe.sources || entry.offset != recipe.offset) continue;
+    if (entry.sources != recipe.sources || entry.offset != recipe.offset || !slice_served_by(slice, entry.slice, matrix))
+      continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
     // A tied LM head that is a block of rows of the (whole) embedding on this rank.
-    if (matrix && entry.slice == WeightSlice{} && slice.col_count < 0 && slice.pad_rows == 0 &&
-        slice.row_ranges.size() == 1)
-      return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
+    return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
   }
 
   const int64_t cols = matrix ? shape[1] : 1;
@@ -275,25 +274,10 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
 
 ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch, const Shard& shard) {
   const ModelConfig& c = arch.config;
-  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, F = c.ffn_size;
-
-  // This rank's part of each split weight (all of it when the model is not split):
-  // query, key and value heads of the fused QKV rows; [gate | up] FFN rows; the matching
-  // input columns of the row-parallel output and down projections; LM-head rows.
-  WeightSlice qkv_slice, out_slice, up_slice, down_slice, vocab_slice;
-  if (shard.tp > 1) {
-    qkv_slice.row_ranges = {{shard.q_head_begin * hd, shard.n_heads * hd},
-                            {(nh + shard.kv_head_begin) * hd, shard.n_kv_heads * hd},
-                            {(nh + nkv + shard.kv_head_begin) * hd, shard.n_kv_heads * hd}};
-    out_slice.col_begin = shard.q_head_begin * hd;
-    out_slice.col_count = shard.n_heads * hd;
-    up_slice.row_ranges = {{shard.ffn_begin, shard.ffn}};
-    if (arch.kinds.gated_ffn) up_slice.row_ranges.push_back({F + shard.ffn_begin, shard.ffn});
-    down_slice.col_begin = shard.ffn_begin;
-    down_slice.col_count = shard.ffn;
-    vocab_slice.row_ranges = {{shard.vocab_begin, shard.vocab_valid}};
-    vocab_slice.pad_rows = shard.vocab - shard.vocab_valid;
-  }
+  // This rank's part of each split weight (all of it when the model is not split).
+  const ShardSlices slices = shard_slices(shard, c, arch.kinds.gated_ffn);
+  const WeightSlice &qkv_slice = slices.qkv, &out_slice = slices.out, &up_slice = slices.up,
+                    &down_slice = slices.down, &vocab_slice = slices.vocab;
 
   // A slot the architecture names must be present; one it does not name stays empty.
   auto get = [&](WeightSlot slot, int layer, const WeightSlice& slice = {}) {
@@ -330,8 +314,7 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   // A tied LM head that stays in the file's blocks doubles as the embedding table when this
   // rank holds both whole (the lookup dequantizes a row; the values are the same).
   const WeightRecipe head_recipe = arch.recipe(WeightSlot::lm_head, -1);
-  if (shard.first_stage() && shard.last_stage() && shard.tp == 1 &&
-      head_recipe.sources == arch.recipe(WeightSlot::token_embedding, -1).sources)
+  if (tied_head_doubles_as_embedding(arch, shard))
     if (auto kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
                                      "lm_head (and token_embedding)");
         kept || (kept = load_stored_quantized(  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)

@@ -66,4 +66,27 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
   return s;
 }
 
+bool slice_served_by(const WeightSlice& wanted, const WeightSlice& loaded, bool matrix) {
+  return wanted == loaded || (matrix && loaded == WeightSlice{} && wanted.col_count < 0 && wanted.pad_rows == 0 &&
+                              wanted.row_ranges.size() == 1);
+}
+
+ShardSlices shard_slices(const Shard& shard, const ModelConfig& c, bool gated_ffn) {
+  ShardSlices s;
+  if (shard.tp == 1) return s;
+  const int64_t hd = c.head_dim, nh = c.num_heads, nkv = c.num_kv_heads, F = c.ffn_size;
+  s.qkv.row_ranges = {{shard.q_head_begin * hd, shard.n_heads * hd},
+                      {(nh + shard.kv_head_begin) * hd, shard.n_kv_heads * hd},
+                      {(nh + nkv + shard.kv_head_begin) * hd, shard.n_kv_heads * hd}};
+  s.out.col_begin = shard.q_head_begin * hd;
+  s.out.col_count = shard.n_heads * hd;
+  s.up.row_ranges = {{shard.ffn_begin, shard.ffn}};
+  if (gated_ffn) s.up.row_ranges.push_back({F + shard.ffn_begin, shard.ffn});
+  s.down.col_begin = shard.ffn_begin;
+  s.down.col_count = shard.ffn;
+  s.vocab.row_ranges = {{shard.vocab_begin, shard.vocab_valid}};
+  s.vocab.pad_rows = shard.vocab - shard.vocab_valid;
+  return s;
+}
+
 }  // namespace kestrel

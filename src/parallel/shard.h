@@ -51,4 +51,19 @@ struct WeightSlice {
   bool operator==(const WeightSlice&) const = default;
 };
 
+// Whether a weight loaded as slice `loaded` of the same source tensors serves `wanted` as
+// it is: the same slice, or (a matrix loaded whole) one block of its rows, such as a tied
+// LM head's vocabulary rows on a rank that holds the whole embedding.
+bool slice_served_by(const WeightSlice& wanted, const WeightSlice& loaded, bool matrix);
+
+// The part of each weight tensor parallelism splits that `shard` holds (all of each when
+// tp = 1): the fused QKV rows of its query heads and of the KV heads they read; the
+// matching input columns of the output projection; its FFN rows of [gate | up] (of up
+// alone when the FFN is not gated) and the matching input columns of down; its vocabulary
+// rows of the LM head, zero rows padding them to ceil(V / tp).
+struct ShardSlices {
+  WeightSlice qkv, out, up, down, vocab;
+};
+ShardSlices shard_slices(const Shard& shard, const ModelConfig& config, bool gated_ffn);
+
 }  // namespace kestrel

@@ -7,11 +7,11 @@
 
 #include "core/session_layout.h"
 #include "kestrel/error.h"
-#include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "models/architecture.h"
 #include "parallel/shard.h"
+#include "tools/held_weights.h"
 
 namespace kestrel::sizing {
 
@@ -36,22 +36,17 @@ RankDims rank_dims(const ModelShape& shape, int tp) {
   return d;
 }
 
-int effective_group(const SizingOptions& o, int64_t cols) {
-  if (o.quantization == Quantization::w8a8 || o.quantization == Quantization::fp8) return static_cast<int>(cols);
-  if (o.quantization == Quantization::int8) return o.group_size > 0 ? o.group_size : static_cast<int>(cols);
-  return o.group_size > 0 ? o.group_size : 128;
+// How the loader quantizes a float checkpoint's linear weights under these options
+// (automatic: not at all, a float checkpoint's weights stay float).
+QuantizationSpec quant_spec(const SizingOptions& o) {
+  return {o.quantization == Quantization::automatic ? Quantization::none : o.quantization, o.group_size};
 }
 
-// Bytes of one linear weight [rows, cols] as stored (backend.h QuantizedWeight layout).
-size_t matrix_bytes(const SizingOptions& o, DType dtype, int64_t rows, int64_t cols, bool quantizable) {
-  if (!quantizable || o.quantization == Quantization::none)
-    return static_cast<size_t>(rows * cols) * dtype_size(dtype);
-  const int64_t g = effective_group(o, cols);
-  const int64_t groups = (cols + g - 1) / g;
-  if (o.quantization == Quantization::int8 || o.quantization == Quantization::w8a8 ||
-      o.quantization == Quantization::fp8)
-    return static_cast<size_t>(rows * cols + rows * groups * 4);
-  return static_cast<size_t>(rows * groups * g / 2 + 2 * rows * groups * 2);
+// Bytes of one float linear weight [rows, cols] as the loader holds it under `spec`: in
+// `dtype`, or quantized at load in QuantizedWeight's layout (models/quantize.h).
+size_t linear_bytes(const QuantizationSpec& spec, DType dtype, int64_t rows, int64_t cols) {
+  if (!spec.requantizes()) return static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  return quantized_weight_bytes(spec.requantized_format(), rows, cols, spec.group_for(cols));
 }
 
 size_t vector_bytes(DType dtype, int64_t n) { return static_cast<size_t>(n) * dtype_size(dtype); }
@@ -61,12 +56,12 @@ bool is_sparse(const ModelShape& shape, int layer) {
 }
 
 // The FFN weights of a sparse layer: router, every expert, the shared expert and its gate.
-size_t sparse_ffn_bytes(const ModelShape& shape, const SizingOptions& o, DType dtype) {
+size_t sparse_ffn_bytes(const ModelShape& shape, const QuantizationSpec& q, DType dtype) {
   const ModelConfig& c = shape.config;
   const int64_t H = c.hidden_size, Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
-  size_t bytes = matrix_bytes(o, dtype, c.num_experts, H, true);
-  bytes += static_cast<size_t>(c.num_experts) * (matrix_bytes(o, dtype, 2 * Fe, H, true) + matrix_bytes(o, dtype, H, Fe, true));
-  if (Fs > 0) bytes += matrix_bytes(o, dtype, 2 * Fs, H, true) + matrix_bytes(o, dtype, H, Fs, true) + vector_bytes(dtype, H);
+  size_t bytes = linear_bytes(q, dtype, c.num_experts, H);
+  bytes += static_cast<size_t>(c.num_experts) * (linear_bytes(q, dtype, 2 * Fe, H) + linear_bytes(q, dtype, H, Fe));
+  if (Fs > 0) bytes += linear_bytes(q, dtype, 2 * Fs, H) + linear_bytes(q, dtype, H, Fs) + vector_bytes(dtype, H);
   return bytes;
 }
 
@@ -77,6 +72,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   const RankDims d = rank_dims(shape, o.tp);
   const int64_t H = c.hidden_size, hd = c.head_dim;
   const int64_t norm = shape.norm_bias ? 2 * H : H;
+  const QuantizationSpec q = quant_spec(o);
   WeightBytes w;
   if (first) {
     w.token_embedding = vector_bytes(dtype, static_cast<int64_t>(c.vocab_size) * H);
@@ -84,32 +80,37 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
   size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
-  layer += matrix_bytes(o, dtype, qkv_rows, H, true) + matrix_bytes(o, dtype, H, d.heads * hd, true);
+  layer += linear_bytes(q, dtype, qkv_rows, H) + linear_bytes(q, dtype, H, d.heads * hd);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
   if (shape.qkv_bias) layer += vector_bytes(dtype, qkv_rows);
   if (shape.out_bias) layer += vector_bytes(dtype, H);
-  size_t dense_ffn = matrix_bytes(o, dtype, d.up_rows, H, true) + matrix_bytes(o, dtype, H, d.ffn, true);
+  size_t dense_ffn = linear_bytes(q, dtype, d.up_rows, H) + linear_bytes(q, dtype, H, d.ffn);
   if (shape.mlp_bias) dense_ffn += vector_bytes(dtype, d.up_rows + H);
   w.layers = 0;
   for (int l = first_layer; l < first_layer + layers; ++l)
-    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, o, dtype) : dense_ffn);
+    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, q, dtype) : dense_ffn);
   w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
   *tied_here = false;
   if (last) {
     w.final_norm = vector_bytes(dtype, norm);
-    if (c.tied_embeddings && first) {
-      *tied_here = true;  // the LM head is (a slice of) this rank's token embedding
-      w.lm_head_view = matrix_bytes(o, dtype, d.vocab, H, false);
+    // The LM head as the loader quantizes it (QuantizationSpec::for_lm_head): a tied one
+    // reads this rank's token embedding unless it is quantized, then a copy beside it.
+    const QuantizationSpec head = q.for_lm_head();
+    if (c.tied_embeddings && first && !head.requantizes()) {
+      *tied_here = true;
+      w.lm_head_view = linear_bytes(head, dtype, d.vocab, H);
     } else {
-      w.lm_head = matrix_bytes(o, dtype, d.vocab, H, false);
+      w.lm_head = linear_bytes(head, dtype, d.vocab, H);
     }
     if (shape.lm_head_bias) w.lm_head += vector_bytes(dtype, d.vocab);
   }
   return w;
 }
 
-std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions& o, SessionOptions* resolved) {
+// The weights of one rank of each stage: from the file's tensor table when there is one
+// (the largest of the stage's tensor ranks), else analytically.
+std::vector<StageSizing> weights_per_stage(const ModelShape& shape, const SizingOptions& o) {
   const int L = shape.config.num_layers;
   if (o.pp < 1 || o.pp > L)
     invalid("pp = " + std::to_string(o.pp) + " (must be in [1, num_layers = " + std::to_string(L) + "])");
@@ -121,14 +122,35 @@ std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions
     st.first_layer = first_layer;
     st.num_layers = L / o.pp + (s < L % o.pp ? 1 : 0);
     first_layer += st.num_layers;
-    st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.first_layer, st.num_layers,
-                               &st.lm_head_tied_here);
-    const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, s, shape.source);
+    if (shape.file) {
+      for (int r = 0; r < o.tp; ++r) {
+        bool tied = false;
+        const Shard shard = make_shard(shape.config, o.tp, o.pp, r, s, shape.source);
+        WeightBytes w = shape.file->held(shard, o.quantization, o.group_size, o.dtype, &tied);
+        if (r == 0 || w.total() > st.weights.total()) {
+          st.tp_rank = r;
+          st.weights = std::move(w);
+          st.lm_head_tied_here = tied;
+        }
+      }
+    } else {
+      st.weights = stage_weights(shape, o, o.dtype, s == 0, s == o.pp - 1, st.first_layer, st.num_layers,
+                                 &st.lm_head_tied_here);
+    }
+    stages.push_back(std::move(st));
+  }
+  return stages;
+}
+
+// `stages` (from weights_per_stage) with the KV cache and activations of `o.session`.
+std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions& o, std::vector<StageSizing> stages,
+                                    SessionOptions* resolved) {
+  for (StageSizing& st : stages) {
+    const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, st.stage, shape.source);
     detail::SessionLayout layout = detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.session, shard);
     st.kv_cache_bytes = layout.kv_bytes(o.dtype);
     st.activation_bytes = layout.activation_bytes();
     *resolved = layout.options;
-    stages.push_back(st);
   }
   return stages;
 }
@@ -143,7 +165,8 @@ size_t largest_total(const std::vector<StageSizing>& stages, size_t* index) {
 
 // The largest max_sequences whose largest stage fits `memory`, every sequence able to
 // reach max_sequence_tokens (kv_blocks chosen by the session), 0 if not even one fits.
-int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const SessionOptions& resolved) {
+int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const std::vector<StageSizing>& weights,
+                          const SessionOptions& resolved) {
   auto total_for = [&](int b) {
     SizingOptions t = o;
     t.session = resolved;
@@ -151,7 +174,7 @@ int max_sequences_fitting(const ModelShape& shape, const SizingOptions& o, const
     t.session.kv_blocks = 0;
     t.session.max_step_tokens = std::max(resolved.max_step_tokens, b);
     SessionOptions ignored;
-    return largest_total(stages_for(shape, t, &ignored), nullptr);
+    return largest_total(stages_for(shape, t, weights, &ignored), nullptr);
   };
   if (total_for(1) > o.memory_bytes) return 0;
   int lo = 1, hi = 4096;  // Session's limit on max_sequences
@@ -179,26 +202,6 @@ double linear_elements(const ModelShape& shape, const RankDims& d) {
 
 }  // namespace
 
-const char* to_string(Quantization q) noexcept {
-  switch (q) {
-    case Quantization::none: return "none";
-    case Quantization::int8: return "int8";
-    case Quantization::int4: return "int4";
-    case Quantization::w8a8: return "w8a8";
-    case Quantization::fp8: return "fp8";
-  }
-  return "?";
-}
-
-Quantization parse_quantization(const std::string& text, const std::string& what) {
-  if (text == "none") return Quantization::none;
-  if (text == "int8") return Quantization::int8;
-  if (text == "int4") return Quantization::int4;
-  if (text == "w8a8") return Quantization::w8a8;
-  if (text == "fp8") return Quantization::fp8;
-  invalid(what + " = '" + text + "' (expected none, int8, int4, w8a8 or fp8)");
-}
-
 ModelShape shape_of(const Architecture& arch) {
   ModelShape s;
   s.config = arch.config;
@@ -223,16 +226,17 @@ ModelShape read_model_shape(const std::filesystem::path& path) {
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) throw Error(ErrorCategory::io, path.string() + ": no such file or directory");
   ModelShape shape;
-  if (is_gguf_file(path)) {
-    GgufFile file(path);  // memory-mapped; only the metadata is parsed
-    shape = shape_of(architecture_from_gguf(file));
-  } else if (std::filesystem::is_directory(path, ec)) {
+  const bool directory = std::filesystem::is_directory(path, ec);
+  if (directory) {
     const auto config_path = path / "config.json";
     if (!std::filesystem::exists(config_path, ec))
       throw Error(ErrorCategory::io, config_path.string() + ": missing (every Hugging Face model directory has one)");
-    SafetensorsSource source(path);  // headers only: the tensor names some configs depend on
-    shape = shape_of(architecture_from_hf_config(
-        config_path, [&](const std::string& name) { return source.find(name) != nullptr; }));
+  }
+  if (directory || is_gguf_file(path)) {
+    // Memory-mapped; only the GGUF header or the safetensors headers are parsed.
+    auto file = std::make_shared<const FileWeights>(path);
+    shape = shape_of(file->architecture());
+    if (!file->stores_quantized_weights()) shape.file = std::move(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 path.string() + ": neither a model directory (config.json and *.safetensors) nor a GGUF file");
@@ -348,9 +352,13 @@ StepCost context_step_cost(const ModelShape& shape, const SizingOptions& o, cons
 }
 
 Sizing compute(const ModelShape& shape, const SizingOptions& options) {
-  if (options.quantization == Quantization::int4 && options.group_size > 0 && options.group_size % 32 != 0)
-    invalid("group_size = " + std::to_string(options.group_size) + " (int4 groups are a multiple of 32)");
-  if (options.group_size < 0) invalid("group_size = " + std::to_string(options.group_size) + " (must be >= 0)");
+  // The group sizes the loader takes (quantization_spec).
+  const int g = options.group_size;
+  if (g != 0 && (g < 32 || g > 1024 || g % 32 != 0))
+    invalid("group_size = " + std::to_string(g) + " (0 for the default or a multiple of 32 in [32, 1024])");
+  if (g != 0 && options.quantization != Quantization::int8 && options.quantization != Quantization::int4)
+    invalid("group_size = " + std::to_string(g) + " with quantization " + to_string(options.quantization) +
+            " (a group size needs int8 or int4)");
   if (options.dtype != DType::f32 && options.dtype != DType::f16 && options.dtype != DType::bf16)
     invalid(std::string("dtype = ") + to_string(options.dtype) + " (f32, f16 or bf16)");
   validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);
@@ -360,7 +368,8 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   Sizing s;
   s.shape = shape;
   s.options = options;
-  s.stages = stages_for(shape, options, &s.session);
+  const std::vector<StageSizing> weights = weights_per_stage(shape, options);
+  s.stages = stages_for(shape, options, weights, &s.session);
   largest_total(s.stages, &s.largest_stage);
 
   SizingOptions count = options;  // whole model, one element per byte: the parameter count
@@ -376,7 +385,7 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
                          shape.config.head_dim * dtype_size(options.dtype);
   if (options.memory_bytes > 0) {
     s.fits = big.total() <= options.memory_bytes;
-    s.max_sequences_that_fit = max_sequences_fitting(shape, options, s.session);
+    s.max_sequences_that_fit = max_sequences_fitting(shape, options, weights, s.session);
   }
   if (options.bandwidth > 0 && options.flop_rate > 0) {
     const int B = s.session.max_sequences;

@@ -4,10 +4,11 @@
 // allocate, whether they fit a memory, the most concurrent sequences that fit, and a
 // roofline estimate of step latency.
 //
-// With tp = pp = 1 and no quantization the numbers are exactly what Model::weight_bytes()
-// and Session::memory() report (the activation and KV sizes come from the same
-// detail::session_layout that Session uses). Tensor / pipeline parallel and quantized
-// numbers are computed analytically, per rank:
+// The KV cache and activation sizes are exactly what Session::memory() reports (the same
+// detail::session_layout that Session uses). A model file or directory's weights are exactly
+// what Model::weight_bytes() reports (below). A preset's or a shape's from flags are
+// computed analytically, per rank (for tp = pp = 1 exactly what a model of that shape with
+// float weights holds, in every quantization mode):
 //   - per-layer matrices split over tp: qkv by heads (KV heads replicated when tp exceeds
 //     them), out by input heads, up by FFN rows, down by FFN columns;
 //   - norms and biases replicated; token and position embeddings replicated;
@@ -18,14 +19,25 @@
 //     LM head; the largest stage is the one reported;
 //   - activations per rank: the session layout with heads / tp and FFN / tp (logits kept
 //     at the full vocabulary, as after the LM head's all-gather);
-//   - quantization applies to the four per-layer linear weights (qkv, out, up, down) in the
-//     layout of backend.h's QuantizedWeight: int8 = 1 byte per weight + one f32 scale per
-//     row and group; int4 = 1/2 byte per weight (groups padded to group_size) + f16 scale
-//     and f16 min per row and group. Embeddings, LM head and norms stay in `dtype`.
+//   - quantization as the loader quantizes a float checkpoint (QuantizationSpec): the
+//     linear weights (qkv, out, up, down, router and experts) in the layout of backend.h's
+//     QuantizedWeight: int8 = 1 byte per weight + one f32 scale per row and group (per row
+//     by default); int4 = 1/2 byte per weight (groups padded to group_size, 32 by default)
+//     + f16 scale and f16 min per row and group; w8a8 / fp8 1 byte per weight + an f32
+//     scale per row. The LM head in int8 per row for int4 / w8a8 / fp8 (for_lm_head), a
+//     tied one then a copy beside the embedding. Embeddings and norms stay in `dtype`.
+//     Quantization::automatic is none for these shapes (float weights stay float).
+// A GGUF file or model directory is sized from its tensor table instead (ModelShape::file,
+// tools/held_weights.h): each tensor's stored type and shape through the loader's own keep /
+// materialize / quantize rules, so its weight bytes are exactly the loaded model's, per rank
+// and stage, in every quantization mode; WeightBytes::formats breaks them down by held
+// format. (Not a checkpoint of stored int8 / FP8 weights: those are sized analytically.)
 #pragma once
 
 #include <cstddef>
 #include <filesystem>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -38,6 +50,8 @@ struct Architecture;
 }
 
 namespace kestrel::sizing {
+
+class FileWeights;
 
 // What sizing needs of a model beyond ModelConfig: which optional weights it has.
 struct ModelShape {
@@ -57,6 +71,10 @@ struct ModelShape {
   // dense up / down; its FLOPs count the k experts a token uses.
   std::vector<bool> sparse_layers;
   std::string source;              // the file, directory or preset it came from
+  // A GGUF file's or model directory's tensor table, from which the weights are sized as
+  // stored; null for presets, shapes from flags (and once the dimensions are overridden)
+  // and checkpoints of stored quantized weights.
+  std::shared_ptr<const FileWeights> file;
 };
 
 // The shape of a loaded architecture (exact: read from its weight recipe).
@@ -69,14 +87,13 @@ ModelShape read_model_shape(const std::filesystem::path& path);
 ModelShape preset_shape(const std::string& name);
 std::vector<std::string> preset_names();
 
-enum class Quantization { none, int8, int4, w8a8, fp8 };  // w8a8, fp8: 1 byte per weight + a scale per channel
-const char* to_string(Quantization q) noexcept;
-Quantization parse_quantization(const std::string& text, const std::string& what);
-
 struct SizingOptions {
   DType dtype = DType::f16;  // weights (unquantized parts), activations and KV cache
-  Quantization quantization = Quantization::none;
-  int group_size = 0;        // 0: int8 per output channel (one group per row); int4: 128
+  // As ModelOptions.quantization: automatic keeps a GGUF file's blocks as stored (and is
+  // none for presets and shapes); w8a8, fp8: 1 byte per weight + a scale per channel.
+  Quantization quantization = Quantization::automatic;
+  int group_size = 0;        // as ModelOptions.quant_group_size: 0 for int8 per output channel
+                             // (one group per row), int4 32; else a multiple of 32
   int tp = 1;                // tensor-parallel ranks
   int pp = 1;                // pipeline stages
   SessionOptions session;    // per-rank session limits, as Session takes them
@@ -95,6 +112,9 @@ struct WeightBytes {
   size_t rotary_table = 0;  // the rotary inverse frequencies (f32), on every rank
   size_t lm_head_view = 0;  // a tied LM head: the bytes of it read from the token embedding
                             // (this rank's vocabulary slice); not held twice, not in total()
+  // Sized from a file (ModelShape::file): the same total by the format each weight is held
+  // in, e.g. {"q4_k": ..., "q6_k": ..., "f32": ...} (tools/held_weights.h); empty otherwise.
+  std::map<std::string, size_t> formats;
   size_t total() const {
     return token_embedding + position_embedding + layers + final_norm + lm_head + rotary_table;
   }
@@ -103,9 +123,11 @@ struct WeightBytes {
   size_t streamed_per_step() const { return layers + final_norm + lm_head + lm_head_view; }
 };
 
-// One pipeline stage (every tp rank of a stage holds the same amounts).
+// One pipeline stage: its tensor rank holding the most weights (analytically every rank
+// holds the same; a file's ranks can differ where some slices cut blocks and others not).
 struct StageSizing {
   int stage = 0;
+  int tp_rank = 0;
   int first_layer = 0, num_layers = 0;
   bool lm_head_tied_here = false;  // the LM head reads this rank's token embedding
   WeightBytes weights;

@@ -1,9 +1,12 @@
 # kestrel-bench and kestrel-size end to end on a fixture (ctest: tools.bench_and_size).
-#   cmake -DBENCH=... -DSIZE=... -DMODEL=... -P run_tools_test.cmake
+#   cmake -DBENCH=... -DSIZE=... -DMODEL=... -DGGUF=... -P run_tools_test.cmake
 # 1. kestrel-bench --json on a tiny grid parses, has every field, and its numbers are sane.
 # 2. kestrel-size --json for the same session limits reports exactly the weight and session
 #    bytes the benchmark's real Model and Session allocated.
-# 3. Bad flags and over-long shapes fail with a message naming them.
+# 3. On a GGUF file (llama.cpp's Q4_K_M mix), kestrel-size's default (--quant auto: the
+#    file's stored formats) reports exactly the weight bytes of the benchmark's model, and
+#    its per-format breakdown adds up to them.
+# 4. Bad flags and over-long shapes fail with a message naming them.
 cmake_minimum_required(VERSION 3.25)
 
 function(run_ok out_var)
@@ -101,6 +104,30 @@ string(JSON preset_total GET "${preset_json}" per_gpu total)
 string(JSON parameters GET "${preset_json}" model parameters)
 if(NOT dims_total EQUAL preset_total OR NOT parameters EQUAL 1100048384)
   message(FATAL_ERROR "flags give ${dims_total} bytes, the preset ${preset_total} (${parameters} parameters)")
+endif()
+
+run_ok(gguf_bench ${BENCH} --model ${GGUF} --threads 1 --batch 1 --input 4 --output 2 --warmup 1 --repeats 1 --json)
+run_ok(gguf_size ${SIZE} --model ${GGUF} --dtype f32 --json)
+string(JSON gguf_weights GET "${gguf_size}" per_gpu weights)
+string(JSON gguf_bench_weights GET "${gguf_bench}" cases 0 weight_bytes)
+string(JSON stored GET "${gguf_size}" options stored_formats)
+if(NOT stored OR NOT gguf_weights EQUAL gguf_bench_weights)
+  message(FATAL_ERROR "kestrel-size says ${gguf_weights} bytes of weights (stored formats: ${stored}); "
+                      "the model kestrel-bench loaded holds ${gguf_bench_weights}")
+endif()
+string(JSON formats GET "${gguf_size}" stages 0 weights formats)
+string(JSON n_formats LENGTH "${formats}")
+math(EXPR last "${n_formats} - 1")
+set(sum 0)
+set(names "")
+foreach(i RANGE 0 ${last})
+  string(JSON name MEMBER "${formats}" ${i})
+  string(JSON bytes GET "${formats}" "${name}")
+  math(EXPR sum "${sum} + ${bytes}")
+  list(APPEND names "${name}")
+endforeach()
+if(NOT sum EQUAL gguf_weights OR NOT "q4_k" IN_LIST names OR NOT "q6_k" IN_LIST names)
+  message(FATAL_ERROR "formats ${formats} (sum ${sum}) do not break down ${gguf_weights} bytes of Q4_K and Q6_K")
 endif()
 
 run_fails("--batch value 0" ${BENCH} --model ${MODEL} --batch 0 --input 4 --output 2)

@@ -9,6 +9,7 @@
 #include <kestrel/kestrel.h>
 
 #include "kestrel/error.h"
+#include "models/model_state.h"
 #include "test_support.h"
 
 namespace kestrel {
@@ -48,6 +49,7 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
     Session session(model, so);
     sz::SizingOptions options;
     options.dtype = model->dtype();
+    options.quantization = Quantization::none;
     options.session = so;
     const sz::Sizing s = sz::compute(shape, options);
     SCOPED_TRACE("max_sequences " + std::to_string(c.max_sequences) + ", block " + std::to_string(c.kv_block_size));
@@ -84,6 +86,33 @@ INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
                              if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
                            return name;
                          });
+
+// A shape (no files) quantized as the loader quantizes a float checkpoint: exactly the
+// weight bytes of a model of that shape with random float weights loaded in each mode
+// (GPT-2: tied LM head and biases; Llama: untied, GQA), the LM head in int8 for int4 /
+// w8a8 / fp8 and a tied one a quantized copy beside the embedding.
+TEST(Sizing, QuantizedShapesMatchTheLoader) {
+  for (const char* fixture : {"tiny-gpt2", "tiny-llama"}) {
+    const ModelConfig config = sz::read_model_shape(fixture_dir() / fixture).config;
+    for (const auto& [mode, group] : {std::pair{Quantization::none, 0}, {Quantization::int8, 0}, {Quantization::int8, 32},
+                                      {Quantization::int4, 0}, {Quantization::int4, 64}, {Quantization::w8a8, 0},
+                                      {Quantization::fp8, 0}}) {
+      SCOPED_TRACE(std::string(fixture) + " " + to_string(mode) + " group " + std::to_string(group));
+      ModelOptions mo;
+      mo.num_threads = 1;
+      mo.quantization = mode;
+      mo.quant_group_size = group;
+      const auto model = Model::random(config, mo, 7);
+      sz::SizingOptions o;
+      o.dtype = DType::f32;
+      o.quantization = mode;
+      o.group_size = group;
+      const sz::ModelShape shape = sz::shape_of(model->state().arch);
+      ASSERT_FALSE(shape.file);
+      EXPECT_EQ(sz::compute(shape, o).largest().weights.total(), model->weight_bytes()) << model->weight_formats();
+    }
+  }
+}
 
 // The largest max_sequences that fits is the boundary: it fits, one more does not.
 TEST(Sizing, MaxSequencesThatFitIsTheBoundary) {
@@ -155,11 +184,11 @@ TEST(Sizing, QuantizedLayerBytes) {
   sz::SizingOptions o;
   const size_t H = 4096, F = 11008, L = 32;
   const size_t norms = 2 * H * 2;
-  o.quantization = sz::Quantization::int8;
+  o.quantization = Quantization::int8;
   const size_t rows8 = 3 * H + H + 2 * F + H;  // qkv, out, up, down rows
   const size_t weights = 3 * H * H + H * H + 2 * F * H + H * F;
   EXPECT_EQ(sz::compute(shape, o).largest().weights.layers, L * (weights + 4 * rows8 + norms));
-  o.quantization = sz::Quantization::int4;
+  o.quantization = Quantization::int4;
   o.group_size = 128;
   // Groups per row: H / 128 = 32 for qkv, out, up; F / 128 = 86 for down.
   const size_t groups = 3 * H * 32 + H * 32 + 2 * F * 32 + H * 86;

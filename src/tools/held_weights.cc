@@ -1,0 +1,265 @@
+#include "tools/held_weights.h"
+
+#include <algorithm>
+#include <cctype>
+#include <optional>
+
+#include "kestrel/error.h"
+#include "loaders/gguf.h"
+#include "loaders/gguf_source.h"
+#include "loaders/safetensors.h"
+#include "models/expert_source.h"
+
+namespace kestrel::sizing {
+
+namespace {
+
+std::string lower(std::string text) {
+  for (char& ch : text) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return text;
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i) text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+std::string slot_what(WeightSlot slot, int layer) {
+  return layer >= 0 ? "layer " + std::to_string(layer) + " " + to_string(slot) : to_string(slot);
+}
+
+// The rows and columns a rank keeps of a materialized [rows, cols] weight (cols 1 for a
+// vector): its row ranges (all rows when none) and padding rows, its column range.
+std::pair<int64_t, int64_t> slice_dims(const std::vector<int64_t>& shape, const WeightSlice& slice) {
+  int64_t rows = slice.row_ranges.empty() ? shape[0] : 0;
+  for (const auto& range : slice.row_ranges) rows += range.second;
+  const int64_t cols = shape.size() == 2 ? (slice.col_count < 0 ? shape[1] : slice.col_count) : 1;
+  return {rows + slice.pad_rows, cols};
+}
+
+// One rank's weights, added up in WeightStore::load's order: the same weights, slices and
+// decisions, each weight's bytes instead of its values. Reports are keyed by the format a
+// weight is held in: the ggml type of kept blocks ("q4_k"), the compute dtype of a
+// materialized one ("f32", or "f32 (from q4_k)" when dequantized from blocks), the format
+// of one quantized at load ("int8", "int4", "w8a8", "fp8_e4m3").
+class Walk {
+ public:
+  Walk(const QuantizationSpec& spec, DType dtype) : spec_(spec), dtype_(dtype) {}
+
+  WeightBytes bytes;
+
+  // WeightStore::materialize: `slice` of the canonical `shape` in the compute dtype, added
+  // to `part`; nothing when a weight loaded before serves it (a tied LM head: the token
+  // embedding, or a block of its rows), which sets `*reused`. Errors as materialize's.
+  void dense(const WeightSource& source, const WeightRecipe& recipe, const std::vector<int64_t>& shape,
+             const WeightSlice& slice, const std::string& what, size_t* part, bool* reused = nullptr) {
+    if (recipe.sources.empty()) return;
+    const bool matrix = shape.size() == 2;
+    for (const Loaded& entry : loaded_)
+      if (entry.sources == recipe.sources && entry.offset == recipe.offset && slice_served_by(slice, entry.slice, matrix)) {
+        if (reused) *reused = true;
+        return;
+      }
+    const int64_t cols = matrix ? shape[1] : 1;
+    int64_t rows_total = 0;
+    std::optional<GgmlType> blocks;
+    for (const auto& name : recipe.sources) {
+      const SourceTensor* t = source.find(name);
+      if (!t)
+        throw Error(ErrorCategory::format,
+                    source.describe() + ": tensor '" + name + "' is missing (needed for " + what + ")");
+      const int64_t in = matrix ? (recipe.transposed ? t->shape[0] : t->shape.back()) : 1;
+      if (t->shape.size() != (matrix ? 2u : 1u) || in != cols)
+        throw Error(ErrorCategory::format, t->file + ": tensor '" + name + "' has shape " + t->shape_string() +
+                                               " but " + what + " needs " +
+                                               (recipe.sources.size() > 1 ? "parts of " : "") + shape_text(shape));
+      rows_total += matrix && recipe.transposed ? t->shape[1] : t->shape[0];
+      if (t->block_type && !blocks) blocks = t->block_type;
+    }
+    if (rows_total != shape[0])
+      throw Error(ErrorCategory::format, source.describe() + ": the tensors of " + what + " give " +
+                                             std::to_string(rows_total) + " rows but it needs shape " + shape_text(shape));
+    const auto [rows, cc] = slice_dims(shape, slice);
+    std::string format = to_string(dtype_);
+    if (blocks) format += " (from " + lower(to_string(*blocks)) + ")";
+    const size_t n = static_cast<size_t>(rows * cc) * dtype_size(dtype_);
+    add(part, format, n);
+    loaded_.push_back({recipe.sources, recipe.offset, slice, n, format, part});
+  }
+
+  // WeightStore::linear_from: the file's blocks kept as keep_ggml_blocks would keep them,
+  // else materialized, and quantized when the mode asks (the float copy then freed, unless
+  // it is the token embedding's, which the lookup still reads). Sets `*tied_view` to the
+  // bytes of a dense tied LM head read from the token embedding.
+  void linear(const WeightSource& source, const WeightRecipe& recipe, bool lm_head, const std::vector<int64_t>& shape,
+              const WeightSlice& slice, const std::string& what, size_t* part, size_t* tied_view = nullptr) {
+    if (recipe.sources.empty()) return;
+    const QuantizationSpec spec = lm_head ? spec_.for_lm_head() : spec_;
+    if (const std::optional<KeptBlocksPlan> plan = plan_kept_blocks(source, recipe, shape[1], spec, slice)) {
+      kept(*plan, part);
+      return;
+    }
+    bool reused = false;
+    dense(source, recipe, shape, slice, what, part, &reused);
+    const auto [rows, cols] = slice_dims(shape, slice);
+    if (!spec.requantizes()) {
+      if (reused && tied_view) *tied_view = static_cast<size_t>(rows * cols) * dtype_size(dtype_);
+      return;
+    }
+    const QuantFormat format = spec.requantized_format();
+    add(part, spec.mode == Quantization::w8a8 ? "w8a8" : to_string(format),
+        quantized_weight_bytes(format, rows, cols, spec.group_for(cols)));
+    if (!reused) release_last();
+  }
+
+  // The pieces of a kept weight, each in its kept_layout.
+  void kept(const KeptBlocksPlan& plan, size_t* part) {
+    for (const KeptBlocksPlan::Piece& piece : plan.pieces) {
+      const KeptLayout layout = *kept_layout(*piece.source->block_type);
+      add(part, lower(to_string(*piece.source->block_type)),
+          quantized_weight_bytes(layout.format, piece.count, plan.col_end - plan.col_begin, layout.group_size));
+    }
+  }
+
+  void add(size_t* part, const std::string& format, size_t n) {
+    if (n == 0) return;
+    *part += n;
+    bytes.formats[format] += n;
+  }
+
+ private:
+  // A float weight freed after quantization (WeightStore::release).
+  void release_last() {
+    const Loaded& entry = loaded_.back();
+    *entry.part -= entry.bytes;
+    if ((bytes.formats[entry.format] -= entry.bytes) == 0) bytes.formats.erase(entry.format);
+    loaded_.pop_back();
+  }
+
+  struct Loaded {  // WeightStore's record of materialized weights, which tied weights reuse
+    std::vector<std::string> sources;
+    float offset;
+    WeightSlice slice;
+    size_t bytes;
+    std::string format;
+    size_t* part;
+  };
+  QuantizationSpec spec_;
+  DType dtype_;
+  std::vector<Loaded> loaded_;
+};
+
+}  // namespace
+
+FileWeights::FileWeights(const std::filesystem::path& path) {
+  if (is_gguf_file(path)) {  // floats and ggml blocks only
+    file_ = std::make_unique<GgufFile>(path);
+    source_ = std::make_unique<GgufSource>(*file_);
+    arch_ = architecture_from_gguf(*file_);
+    return;
+  }
+  auto source = std::make_unique<SafetensorsSource>(path);
+  arch_ = architecture_from_hf_config(path / "config.json",
+                                      [&](const std::string& name) { return source->find(name) != nullptr; });
+  for (const auto& [name, t] : source->tensors())
+    stores_quantized_ = stores_quantized_ || t->fp8_e4m3 || t->dtype == DType::i8;
+  source_ = std::move(source);
+}
+
+FileWeights::~FileWeights() = default;
+
+WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int group_size, DType dtype,
+                              bool* tied_here) const {
+  ModelOptions options;
+  options.quantization = quantization;
+  options.quant_group_size = group_size;
+  QuantizationSpec spec = quantization_spec(options);
+  if (spec.mode == Quantization::automatic) spec.mode = arch_.checkpoint_quantization;  // as Model::load
+  const Architecture& arch = arch_;
+  const ModelConfig& c = arch.config;
+  const WeightSource& source = *source_;
+  const ShardSlices slices = shard_slices(shard, c, arch.kinds.gated_ffn);
+  Walk walk(spec, dtype);
+  WeightBytes& w = walk.bytes;
+  auto dense = [&](WeightSlot slot, int layer, size_t* part, const WeightSlice& slice = {}) {
+    walk.dense(source, arch.recipe(slot, layer), canonical_shape(arch, slot), slice, slot_what(slot, layer), part);
+  };
+  auto linear = [&](WeightSlot slot, int layer, const WeightSlice& slice, size_t* part) {
+    walk.linear(source, arch.recipe(slot, layer), false, canonical_shape(arch, slot), slice, slot_what(slot, layer),
+                part);
+  };
+  auto norm = [&](WeightSlot weight, WeightSlot bias, int layer, size_t* part) {
+    dense(weight, layer, part);
+    dense(bias, layer, part);
+  };
+
+  *tied_here = false;
+  bool head_kept = false;
+  if (tied_head_doubles_as_embedding(arch, shard))
+    if (auto plan = plan_kept_blocks(source, arch.recipe(WeightSlot::lm_head, -1), c.hidden_size, spec.for_lm_head())) {
+      walk.kept(*plan, &w.token_embedding);
+      w.lm_head_view = w.token_embedding;
+      head_kept = *tied_here = true;
+    }
+  if (shard.first_stage()) {
+    if (!head_kept) dense(WeightSlot::token_embedding, -1, &w.token_embedding);
+    if (arch.kinds.positions == PositionKind::learned) dense(WeightSlot::position_embedding, -1, &w.position_embedding);
+  }
+  const size_t f32 = dtype_size(DType::f32);
+  if (arch.kinds.positions == PositionKind::rotary) walk.add(&w.rotary_table, "f32", arch.kinds.rotary_inv_freq.size() * f32);
+  for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
+    norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l, &w.layers);
+    linear(WeightSlot::qkv_weight, l, slices.qkv, &w.layers);
+    dense(WeightSlot::qkv_bias, l, &w.layers, slices.qkv);
+    linear(WeightSlot::out_weight, l, slices.out, &w.layers);
+    dense(WeightSlot::out_bias, l, &w.layers);  // added once, after the all-reduce
+    norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l, &w.layers);
+    linear(WeightSlot::up_weight, l, slices.up, &w.layers);
+    dense(WeightSlot::up_bias, l, &w.layers, slices.up);
+    linear(WeightSlot::down_weight, l, slices.down, &w.layers);
+    dense(WeightSlot::down_bias, l, &w.layers);
+    if (arch.kinds.is_sparse(l)) {  // load_moe_weights (models/moe_weights.cc)
+      if (shard.tp > 1)
+        throw Error(ErrorCategory::unsupported, arch.name + ": tensor parallelism (tp = " + std::to_string(shard.tp) +
+                                                    ") is not supported for mixture-of-experts models");
+      const ExpertSource experts(source);
+      auto expert_linear = [&](WeightSlot slot, const WeightRecipe& recipe, const std::string& what) {
+        walk.linear(experts, recipe, false, canonical_shape(arch, slot), {}, what, &w.layers);
+      };
+      expert_linear(WeightSlot::router_weight, arch.recipe(WeightSlot::router_weight, l), slot_what(WeightSlot::router_weight, l));
+      for (int e = 0; e < c.num_experts; ++e)
+        for (WeightSlot slot : {WeightSlot::expert_up_weight, WeightSlot::expert_down_weight})
+          expert_linear(slot, arch.expert_recipe(slot, l, e), slot_what(slot, l) + " of expert " + std::to_string(e));
+      if (c.shared_expert_ffn_size > 0) {
+        for (WeightSlot slot : {WeightSlot::shared_up_weight, WeightSlot::shared_down_weight})
+          expert_linear(slot, arch.recipe(slot, l), slot_what(slot, l));
+        walk.dense(experts, arch.recipe(WeightSlot::shared_gate_weight, l),
+                   canonical_shape(arch, WeightSlot::shared_gate_weight), {},
+                   slot_what(WeightSlot::shared_gate_weight, l), &w.layers);
+      }
+    }
+    if (arch.kinds.post_norms) {
+      dense(WeightSlot::post_attn_norm_weight, l, &w.layers);
+      dense(WeightSlot::post_ffn_norm_weight, l, &w.layers);
+    }
+    if (arch.kinds.qk_norm) {
+      dense(WeightSlot::q_norm_weight, l, &w.layers);
+      dense(WeightSlot::k_norm_weight, l, &w.layers);
+    }
+    if (!arch.kinds.layer_attention.empty() && arch.kinds.positions == PositionKind::rotary)
+      walk.add(&w.rotary_table, "f32", arch.kinds.layer_attention.at(static_cast<size_t>(l)).rotary_inv_freq.size() * f32);
+  }
+  if (shard.last_stage()) {
+    norm(WeightSlot::final_norm_weight, WeightSlot::final_norm_bias, -1, &w.final_norm);
+    if (!head_kept) {
+      walk.linear(source, arch.recipe(WeightSlot::lm_head, -1), true, canonical_shape(arch, WeightSlot::lm_head),
+                  slices.vocab, "lm_head", &w.lm_head, &w.lm_head_view);
+      *tied_here = w.lm_head_view > 0;
+    }
+    dense(WeightSlot::lm_head_bias, -1, &w.lm_head, slices.vocab);
+  }
+  return w;
+}
+
+}  // namespace kestrel::sizing

@@ -1,0 +1,299 @@
+// kestrel-size's weights of a model file from its stored formats (tools/held_weights.h)
+// against what the loader really holds, on every GGUF fixture (one per ggml type llama.cpp
+// writes, llama.cpp's Q4_K_M / Q5_K_M mixes, every family) and every Hugging Face fixture
+// directory (f32, f16, sharded bf16; Conv1D and interleaved-QKV layouts; mixtures of
+// experts): Model::weight_bytes() of the loaded model for tp = pp = 1, WeightStore::bytes()
+// of each tensor-parallel rank (tp = 2, and 4 where the FFN slices cut super-blocks) and
+// pipeline stage (pp = 2) loaded in-process, in every quantization mode. Bad files are clear
+// Errors; checkpoints of stored int8 weights are sized from their shape.
+#include "tools/held_weights.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <functional>
+#include <numeric>
+#include <set>
+
+#include <kestrel/kestrel.h>
+
+#include "gguf_editor.h"
+#include "kestrel/error.h"
+#include "models/weights.h"
+#include "test_support.h"
+#include "tools/quantized_checkpoint.h"
+
+namespace kestrel {
+namespace {
+
+namespace fs = std::filesystem;
+namespace sz = sizing;
+using testing::fixture_dir;
+
+// Every model among the GGUF fixtures (ModelFixtures.EveryOneIsListed keeps it complete).
+const std::vector<std::string> kModels = {
+    "kquant/tiny256-F16.gguf",    "kquant/tiny256-BF16.gguf",   "kquant/tiny256-Q8_0.gguf",
+    "kquant/tiny256-Q4_0.gguf",   "kquant/tiny256-Q4_1.gguf",   "kquant/tiny256-Q5_0.gguf",
+    "kquant/tiny256-Q5_1.gguf",   "kquant/tiny256-Q2_K.gguf",   "kquant/tiny256-Q3_K.gguf",
+    "kquant/tiny256-Q4_K.gguf",   "kquant/tiny256-Q4_K_M.gguf", "kquant/tiny256-Q5_K.gguf",
+    "kquant/tiny256-Q5_K_M.gguf", "kquant/tiny256-Q6_K.gguf",   "kquant/tiny256-IQ4_NL.gguf",
+    "kquant/tiny256-IQ4_XS.gguf", "llamacpp-quants/q6_k.gguf",  "llamacpp-quants/q8_0.gguf",
+    "spm-gemma.gguf",             "spm-llama.gguf",             "tiny-gemma2.gguf",
+    "tiny-gemma3.gguf",           "tiny-gpt-neox.gguf",         "tiny-gpt2.gguf",
+    "tiny-llama-yarn.gguf",       "tiny-llama.gguf",            "tiny-llama3.gguf",
+    "tiny-mixtral-q8_0.gguf",     "tiny-mixtral.gguf",          "tiny-phi3.gguf",
+    "tiny-qwen2-moe.gguf",        "tiny-qwen2.gguf",            "tiny-qwen3.gguf",
+};
+// GGUF fixtures that are not models (the reader's own test file).
+const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
+// Every Hugging Face model directory among the fixtures (config.json and safetensors).
+const std::vector<std::string> kDirectories = {
+    "spm-llama",
+    "tiny-gpt2",       "tiny-gpt2-f16",         "tiny-gpt2-bf16-sharded", "tiny-gpt2-unscaled",
+    "tiny-llama",      "tiny-llama-yarn",       "tiny-llama-dynamic",     "tiny-llama3",
+    "tiny-mistral",    "tiny-qwen2",            "tiny-qwen2-yarn",        "tiny-qwen3",
+    "tiny-gpt-neox",   "tiny-gpt-neox-dynamic", "tiny-gptj",              "tiny-phi3",
+    "tiny-gemma2",     "tiny-gemma3",           "tiny-mixtral",           "tiny-qwen2-moe",
+    "tiny-qwen2-moe-mixed",
+};
+
+std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& ch : name)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return name;
+}
+
+size_t formats_total(const sz::WeightBytes& w) {
+  return std::accumulate(w.formats.begin(), w.formats.end(), size_t{0},
+                         [](size_t sum, const auto& entry) { return sum + entry.second; });
+}
+
+TEST(ModelFixtures, EveryOneIsListed) {
+  for (const auto& entry : fs::directory_iterator(fixture_dir())) {
+    const fs::path& dir = entry.path();
+    if (entry.is_directory() && fs::exists(dir / "config.json") &&
+        (fs::exists(dir / "model.safetensors") || fs::exists(dir / "model.safetensors.index.json"))) {
+      EXPECT_EQ(std::count(kDirectories.begin(), kDirectories.end(), dir.filename().string()), 1)
+          << dir << ": a model directory held_weights_test does not size";
+    }
+  }
+  for (const auto& entry : fs::recursive_directory_iterator(fixture_dir())) {
+    if (entry.path().extension() != ".gguf") continue;
+    const std::string name = fs::relative(entry.path(), fixture_dir()).generic_string();
+    EXPECT_TRUE(std::count(kModels.begin(), kModels.end(), name) == 1 || kNotModels.count(name) == 1)
+        << name << ": a GGUF fixture held_weights_test does not size";
+  }
+}
+
+class HeldWeights : public ::testing::TestWithParam<std::string> {
+ protected:
+  fs::path path() const { return fixture_dir() / GetParam(); }
+};
+
+// tp = pp = 1 on the CPU: exactly the loaded model's weight bytes, by default (the file's
+// blocks as stored) and with --quant none; the formats add up to the total.
+TEST_P(HeldWeights, EqualTheLoadedModelsWeightBytes) {
+  const sz::ModelShape shape = sz::read_model_shape(path());
+  ASSERT_TRUE(shape.file);
+  for (Quantization mode : {Quantization::automatic, Quantization::none}) {
+    SCOPED_TRACE(to_string(mode));
+    ModelOptions mo;
+    mo.num_threads = 1;
+    mo.quantization = mode;
+    const auto model = Model::load(path(), mo);
+    sz::SizingOptions o;
+    o.dtype = model->dtype();
+    o.quantization = mode;
+    const sz::Sizing s = sz::compute(shape, o);
+    const sz::WeightBytes& w = s.largest().weights;
+    EXPECT_EQ(w.total(), model->weight_bytes()) << model->weight_formats();
+    EXPECT_EQ(formats_total(w), w.total());
+  }
+}
+
+// Every quantization mode, and tensor-parallel ranks and pipeline stages: each rank's bytes
+// exactly WeightStore::bytes() of that rank's load (the loader's own code, in-process), in
+// the CPU's f32 and a GPU's f16.
+TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
+  const sz::FileWeights file(path());
+  const WeightSource& source = file.source();
+  const Architecture& arch = file.architecture();
+  const ModelConfig& c = arch.config;
+  auto backend = make_cpu_backend(1);
+  struct Case {
+    int tp, pp;
+    Quantization mode;
+    int group;
+  };
+  std::vector<Case> cases = {{1, 1, Quantization::int8, 0}, {1, 1, Quantization::int4, 0},
+                             {1, 1, Quantization::int4, 64}, {1, 1, Quantization::w8a8, 0},
+                             {1, 1, Quantization::fp8, 0},  {1, 2, Quantization::automatic, 0},
+                             {1, 2, Quantization::int4, 0}};
+  const bool moe = c.num_experts > 0;
+  for (int tp : {2, 4})
+    if (!moe && c.num_heads % tp == 0 && c.ffn_size % tp == 0 &&
+        (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
+      for (Quantization mode : {Quantization::automatic, Quantization::none, Quantization::int8})
+        cases.push_back({tp, tp == 2 ? 2 : 1, mode, 0});
+  int ranks_checked = 0;
+  for (const Case& k : cases) {
+    if (k.pp > c.num_layers) continue;
+    ModelOptions mo;
+    mo.quantization = k.mode;
+    mo.quant_group_size = k.group;
+    QuantizationSpec spec = quantization_spec(mo);
+    if (spec.mode == Quantization::automatic) spec.mode = arch.checkpoint_quantization;
+    for (int stage = 0; stage < k.pp; ++stage)
+      for (int r = 0; r < k.tp; ++r) {
+        SCOPED_TRACE("tp " + std::to_string(k.tp) + " rank " + std::to_string(r) + ", pp " + std::to_string(k.pp) +
+                     " stage " + std::to_string(stage) + ", " + to_string(k.mode) + " group " +
+                     std::to_string(k.group));
+        const Shard shard = make_shard(c, k.tp, k.pp, r, stage, GetParam());
+        // f16 too: what a GPU holds (the CPU backend only copies these weights, it never
+        // computes with them here).
+        for (DType dtype : {DType::f32, DType::f16}) {
+          WeightStore store(*backend, dtype, spec);
+          store.load(source, arch, shard);
+          bool tied = false;
+          const sz::WeightBytes w = file.held(shard, k.mode, k.group, dtype, &tied);
+          EXPECT_EQ(w.total(), store.bytes()) << to_string(dtype);
+          EXPECT_EQ(formats_total(w), w.total());
+        }
+        ++ranks_checked;
+      }
+  }
+  EXPECT_GE(ranks_checked, 5);  // at least the single-rank cases
+}
+
+INSTANTIATE_TEST_SUITE_P(Gguf, HeldWeights, ::testing::ValuesIn(kModels), test_name);
+INSTANTIATE_TEST_SUITE_P(Directories, HeldWeights, ::testing::ValuesIn(kDirectories), test_name);
+
+// A checkpoint whose linear weights kestrel-quantize stored as int8 (I8 tensors and their
+// scales, which only load_stored_quantized reads) is sized from its shape, not its tensors.
+TEST(HeldWeightsStoredQuantized, SizedFromTheShape) {
+  ModelOptions mo;
+  mo.num_threads = 1;
+  mo.quantization = Quantization::none;
+  const auto model = Model::load(fixture_dir() / "tiny-llama", mo);
+  const fs::path out = testing::temp_dir("held_weights_stored") / "w8a8";
+  tools::write_quantized_checkpoint(*model, nullptr, {}, {tools::CheckpointWeights::int8}, out);
+  const sz::FileWeights file(out);
+  EXPECT_TRUE(file.stores_quantized_weights());
+  const sz::ModelShape shape = sz::read_model_shape(out);
+  EXPECT_FALSE(shape.file);
+  EXPECT_EQ(shape.config.num_layers, model->config().num_layers);
+  EXPECT_TRUE(sz::read_model_shape(fixture_dir() / "tiny-llama").file);
+}
+
+// By hand, llama.cpp's Q4_K_M of the tiny Llama (hidden 256, 4 heads of 64, 2 KV heads, FFN
+// 512, vocabulary 1000, one layer, tied Q6_K embedding): Q and K rows Q4_K (144 bytes per
+// 256 columns), V rows and down Q6_K (210 bytes), output projection and [gate | up] Q4_K,
+// the embedding Q6_K doubling as the LM head, norms f32.
+TEST(HeldWeightsByHand, Q4KMixTensorParallel) {
+  const sz::ModelShape shape = sz::read_model_shape(fixture_dir() / "kquant" / "tiny256-Q4_K_M.gguf");
+  const size_t H = 256, F = 512, V = 1000, kv = 128, q4k = 144, q6k = 210, f32 = 4;
+  const size_t rotary = 32 * f32, norms = 3 * H * f32;
+  sz::SizingOptions o;
+  o.dtype = DType::f32;
+  const sz::WeightBytes one = sz::compute(shape, o).largest().weights;
+  // Q, K, output and [gate | up] in Q4_K; V, down and the embedding in Q6_K.
+  EXPECT_EQ(one.formats.at("q4_k"), (H + kv + H + 2 * F) * q4k);
+  EXPECT_EQ(one.formats.at("q6_k"), (kv + 2 * H + V) * q6k);  // down: 256 rows of 2 super-blocks
+  EXPECT_EQ(one.formats.at("f32"), norms + rotary);
+  EXPECT_EQ(one.lm_head, 0u);
+  EXPECT_EQ(one.lm_head_view, one.token_embedding);
+
+  // tp = 2: half of each split weight; the output projection's 128 of 256 input columns cut
+  // its Q4_K super-blocks, so it is materialized in f32 ([256, 128]); down's 256 columns are
+  // whole super-blocks. The tied head no longer doubles as the embedding: the embedding is
+  // materialized whole in f32, the LM head keeps its 500 rows of Q6_K.
+  o.tp = 2;
+  const sz::Sizing two = sz::compute(shape, o);
+  const sz::WeightBytes& w = two.largest().weights;
+  EXPECT_EQ(w.formats.at("f32 (from q4_k)"), H * 128 * f32);
+  EXPECT_EQ(w.formats.at("f32 (from q6_k)"), V * H * f32);
+  EXPECT_EQ(w.formats.at("q4_k"), (128 + 64 + F) * q4k);  // 2 Q heads, 1 K head, 256 gate and 256 up rows
+  EXPECT_EQ(w.formats.at("f32"), norms + rotary);
+  EXPECT_EQ(w.formats.at("q6_k"), (64 + H + 500) * q6k);  // V head, down (1 super-block a row), head rows
+  EXPECT_EQ(w.token_embedding, V * H * f32);
+  EXPECT_EQ(w.lm_head, 500 * q6k);
+  EXPECT_FALSE(two.largest().lm_head_tied_here);
+}
+
+// A GGUF that cannot be read is a clear Error naming the file and what is wrong: a header
+// cut short, a tensor of a ggml type Kestrel does not know.
+TEST(HeldWeightsBadFiles, TruncatedHeaderAndUnknownType) {
+  const fs::path good = fixture_dir() / "tiny-llama.gguf";
+  const std::string bytes = testing::read_file(good);
+  const fs::path dir = testing::temp_dir("held_weights_bad");
+  const fs::path cut = dir / "cut.gguf";
+  testing::write_file(cut, bytes.substr(0, 600));
+  try {
+    sz::read_model_shape(cut);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::format);
+    EXPECT_NE(e.message().find("cut.gguf"), std::string::npos) << e.message();
+  }
+
+  // The type field of token_embd.weight's tensor info: after its name, n_dims and the dims.
+  const std::string name = "token_embd.weight";
+  std::string patched = bytes;
+  uint64_t length = name.size();
+  const size_t at = patched.find(std::string(reinterpret_cast<const char*>(&length), 8) + name);
+  ASSERT_NE(at, std::string::npos);
+  uint32_t dims = 0;
+  std::memcpy(&dims, patched.data() + at + 8 + name.size(), 4);
+  const size_t type_at = at + 8 + name.size() + 4 + 8 * dims;
+  const uint32_t unknown = 99;
+  std::memcpy(patched.data() + type_at, &unknown, 4);
+  const fs::path odd = dir / "odd.gguf";
+  testing::write_file(odd, patched);
+  try {
+    sz::read_model_shape(odd);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("odd.gguf"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find(name), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("99"), std::string::npos) << e.message();
+  }
+}
+
+// A tensor missing or of the wrong shape: sizing refuses the file as Model::load does, naming
+// the tensor, instead of sizing weights the loader would never hold.
+TEST(HeldWeightsBadFiles, MissingOrMisshapenTensor) {
+  const fs::path dir = testing::temp_dir("held_weights_tensors");
+  struct Case {
+    const char* file;
+    std::function<void(testing::GgufEditor&)> edit;
+    const char* expected;
+  };
+  const Case cases[] = {
+      {"missing.gguf", [](testing::GgufEditor& e) { e.drop_tensor("blk.1.ffn_down.weight"); },
+       "tensor 'blk.1.ffn_down.weight' is missing (needed for layer 1 down_weight)"},
+      {"reshaped.gguf", [](testing::GgufEditor& e) { e.replace_tensor("blk.0.attn_v.weight", {32, 48}); },
+       "tensor 'blk.0.attn_v.weight' has shape [32, 48] but layer 0 qkv_weight needs parts of [128, 64]"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.file);
+    testing::GgufEditor editor(fixture_dir() / "tiny-llama.gguf");
+    c.edit(editor);
+    editor.write(dir / c.file);
+    ModelOptions mo;
+    mo.num_threads = 1;
+    EXPECT_THROW(Model::load(dir / c.file, mo), Error);
+    sz::SizingOptions o;
+    o.dtype = DType::f32;
+    try {
+      sz::compute(sz::read_model_shape(dir / c.file), o);
+      FAIL() << "no error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::format);
+      EXPECT_NE(e.message().find(c.expected), std::string::npos) << e.message();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kestrel
