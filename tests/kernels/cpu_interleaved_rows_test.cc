@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -226,6 +227,24 @@ TEST(InterleavedRows, EmbeddingRowsAreThePlainTablesRows) {
     cpu::embedding(id_view, pos_view, il.view, nullptr, TensorView(got.data(), DType::f32, {T, s.K}), 2);
     EXPECT_EQ(got, want) << to_string(format);
   }
+}
+
+// The CPU backend lays weights out through the Backend interface the loader calls, and the
+// layout it makes computes what the plain weight does.
+TEST(InterleavedRows, TheCpuBackendPreparesWeights) {
+  const Shape s{QuantFormat::q4_k, 16, 512, 256};
+  HostQuantizedWeight plain = random_weight(s, 81), copy = plain;
+  QuantizedWeight w = copy.view();
+  std::unique_ptr<Backend> backend = make_cpu_backend(2);
+  backend->prepare_quantized(w);
+  EXPECT_EQ(w.interleave, cpu::kInterleaveRows);
+  const std::vector<float> x = random_floats(static_cast<size_t>(s.K), 82, -2.0f, 2.0f);
+  std::vector<float> got(static_cast<size_t>(s.M)), want(got.size());
+  backend->quantized_linear(TensorView(const_cast<float*>(x.data()), DType::f32, {1, s.K}), w, nullptr,
+                            TensorView(got.data(), DType::f32, {1, s.M}));
+  backend->quantized_linear(TensorView(const_cast<float*>(x.data()), DType::f32, {1, s.K}), plain.view(), nullptr,
+                            TensorView(want.data(), DType::f32, {1, s.M}));
+  for (int64_t m = 0; m < s.M; ++m) EXPECT_NEAR(got[m], want[m], 1e-4f * (1.0f + std::abs(want[m]))) << m;
 }
 
 TEST(InterleavedRows, PrepareTakesRowsInEightsOnly) {
