@@ -148,7 +148,7 @@ void rows_kquant_portable(const uint8_t* q, int64_t nsb, const Q8Block* x, int64
   for (int64_t t = 0; t < T; ++t) out[t * out_stride] = row_kquant_portable<F>(q, nsb, x + t * x_stride);
 }
 
-using RowsKquant = void (*)(const uint8_t*, int64_t, const Q8Block*, int64_t, int64_t, float*, int64_t);
+using RowsKquant = Rows8Blocks;  // the same signature, one output row per token
 using RowsInt8Q16 = void (*)(const int8_t*, const float*, int64_t, int, const Q16Block*, int64_t, int64_t, float*,
                              int64_t);
 using RowsInt4 = void (*)(const uint8_t*, const uint16_t*, const uint16_t*, int64_t, int, const Q8Block*, int64_t,
@@ -160,6 +160,19 @@ using RowsInt8 = void (*)(const int8_t*, const float*, int64_t, int, const Q8Blo
 void add_bias(const float* bias, int64_t m, int64_t T, int64_t M, float* out) {
   if (bias)
     for (int64_t t = 0; t < T; ++t) out[t * M + m] += bias[m];
+}
+
+// The interleaved weights' row groups (interleaved_rows.h) over the threads: rows(i) writes
+// output rows 8i .. 8i + 7 of every token, then their bias is added.
+template <class Rows>
+void for_row_groups(const QuantizedWeight& w, const float* bias, int64_t T, float* out, int threads, Rows&& rows) {
+  const int64_t M = w.rows;
+  parallel_for(threads_for(M * w.cols, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      rows(i);
+      for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
+    }
+  });
 }
 
 using RowKquant = float (*)(const uint8_t*, int64_t, const Q8Block*);
@@ -296,12 +309,9 @@ void interleaved_int8_rows(const Q16Block* xq, int64_t T, const QuantizedWeight&
 #endif
   const auto* q8 = static_cast<const int8_t*>(w.data.data);
   const auto* scales32 = static_cast<const float*>(w.scales.data);
-  parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      rows(q8 + i * kInterleaveRows * K, scales32 + i * kInterleaveRows * G, nb, bpg, xq, nb, T,
-           out + i * kInterleaveRows, M);
-      for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
-    }
+  for_row_groups(w, bias, T, out, threads, [&](int64_t i) {
+    rows(q8 + i * kInterleaveRows * K, scales32 + i * kInterleaveRows * G, nb, bpg, xq, nb, T,
+         out + i * kInterleaveRows, M);
   });
 }
 
@@ -351,15 +361,12 @@ void interleaved_block_rows(const Q8Block* xq, int64_t T, const QuantizedWeight&
   (void)isa;
 #endif
   const auto* q = static_cast<const uint8_t*>(w.data.data);
-  parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; ++i) {
-      float* const o = out + i * kInterleaveRows;
-      if (rows)
-        rows(q + i * group_bytes, nb, xq, K / 32, T, o, M);
-      else
-        rows8_blocks_portable(w.format, q + i * group_bytes, nb, xq, K / 32, T, o, M);
-      for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
-    }
+  for_row_groups(w, bias, T, out, threads, [&](int64_t i) {
+    float* const o = out + i * kInterleaveRows;
+    if (rows)
+      rows(q + i * group_bytes, nb, xq, K / 32, T, o, M);
+    else
+      rows8_blocks_portable(w.format, q + i * group_bytes, nb, xq, K / 32, T, o, M);
   });
 }
 
@@ -431,12 +438,9 @@ void q8_dot_path(const TensorView& x, const QuantizedWeight& w, const float* bia
   }
   if (int4 && w.interleave == kInterleaveRows) {  // 8 rows at a time (interleaved_rows.h)
     const int64_t group_bytes = kInterleaveRows * G * (w.group_size / 2), group_scales = kInterleaveRows * G;
-    parallel_for(threads_for(M * K, threads), M / kInterleaveRows, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
-        rows4_interleaved(q4 + i * group_bytes, scales16 + i * group_scales, mins16 + i * group_scales, nb, bpg, xq,
-                          nb, T, out + i * kInterleaveRows, M);
-        for (int64_t m = i * kInterleaveRows; m < (i + 1) * kInterleaveRows; ++m) add_bias(bias, m, T, M, out);
-      }
+    for_row_groups(w, bias, T, out, threads, [&](int64_t i) {
+      rows4_interleaved(q4 + i * group_bytes, scales16 + i * group_scales, mins16 + i * group_scales, nb, bpg, xq, nb,
+                        T, out + i * kInterleaveRows, M);
     });
     return;
   }
