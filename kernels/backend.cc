@@ -11,6 +11,7 @@ const char* to_string(QuantFormat format) noexcept {
     case QuantFormat::q4_k: return "q4_k";
     case QuantFormat::q5_k: return "q5_k";
     case QuantFormat::q6_k: return "q6_k";
+    case QuantFormat::q4_0: return "q4_0";
     case QuantFormat::q5_0: return "q5_0";
     case QuantFormat::q5_1: return "q5_1";
     case QuantFormat::iq4_nl: return "iq4_nl";

@@ -82,7 +82,8 @@ enum class QuantFormat : uint8_t {
   q4_k,  // ggml's K-quant super-blocks, kept as a GGUF file stores them (kquant_blocks.h)
   q5_k,
   q6_k,
-  q5_0,    // ggml's blocks of 32 columns, kept as stored (kquant_blocks.h)
+  q4_0,    // ggml's blocks of 32 columns, kept as stored (kquant_blocks.h)
+  q5_0,
   q5_1,
   iq4_nl,
   iq4_xs,  // and of 256 columns
@@ -107,7 +108,7 @@ const char* to_string(QuantFormat format) noexcept;
 //         activations are rounded to E4M3 per token (scale max |x_t| / 448) before the
 //         product, as an FP8 GEMM takes them.
 //   ggml block formats (q4_k ... q3_k, kquant::is_block_format): group_size the format's
-//         block columns (kquant::block_columns: 32 for q5_0 / q5_1 / iq4_nl, 256 for the
+//         block columns (kquant::block_columns: 32 for q4_0 / q5_0 / q5_1 / iq4_nl, 256 for the
 //         others; K a multiple of it); data [M, G * bytes] i8 used as bytes, G blocks per row
 //         of kquant::block_bytes each in ggml's layout, their scales inside them
 //         (kernels/kquant_blocks.h); scales, mins empty.

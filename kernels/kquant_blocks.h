@@ -1,7 +1,8 @@
 // kernels/kquant_blocks.h: ggml's block formats that Kestrel keeps as a GGUF file stores
 // them (QuantFormat::q4_k ... q3_k in backend.h), read where they lie by the kernels of both
 // devices. The K-quant super-blocks (Q4_K, Q5_K, Q6_K, and Q2_K, Q3_K, IQ4_XS) hold 256
-// consecutive columns of one weight row as 8 sub-blocks of 32; Q5_0, Q5_1 and IQ4_NL hold 32.
+// consecutive columns of one weight row as 8 sub-blocks of 32; Q4_0, Q5_0, Q5_1 and IQ4_NL
+// hold 32.
 //
 // Every column's value is w = scale * q + min, with q a small integer and scale, min shared
 // by the columns of a sub-block (Q6_K, Q3_K, Q2_K: by each half, 16 columns). The byte
@@ -17,8 +18,10 @@
 //     low nibble for r < 2, high for r >= 2; bits 2r, 2r + 1 of qh[32 h + c] on top;
 //     q = that 6-bit value - 32, in [-32, 31]; scale = d * scales[8 h + 2 r + c / 16];
 //     min = 0.
-//   Q5_0 (22 bytes / 32): d f16 | qh u32 | qs[16]: column j < 16 the low nibble of qs[j],
-//     j >= 16 the high nibble of qs[j - 16], bit j of qh the fifth bit; q = that - 16.
+//   Q4_0 (18 bytes / 32): d f16 | qs[16]: column j < 16 the low nibble of qs[j], j >= 16
+//     the high nibble of qs[j - 16]; q = that - 8, in [-8, 7]; scale = d.
+//   Q5_0 (22 bytes / 32): d f16 | qh u32 | qs[16]: nibbles as Q4_0's,
+//     bit j of qh the fifth bit; q = that - 16.
 //   Q5_1 (24 bytes / 32): d | m f16 | qh | qs[16]: as Q5_0 without the - 16; min = m.
 //   IQ4_NL (18 bytes / 32): d | qs[16]: nibbles as Q5_0's; q = kIq4Grid[nibble], scale = d.
 //   IQ4_XS (136 bytes): d | scales_h u16 | scales_l[4] | qs[128]: sub-block s has the
@@ -64,6 +67,7 @@ KESTREL_HD constexpr int block_bytes(QuantFormat f) {
     case QuantFormat::q4_k: return 144;
     case QuantFormat::q5_k: return 176;
     case QuantFormat::q6_k: return 210;
+    case QuantFormat::q4_0: return 18;
     case QuantFormat::q5_0: return 22;
     case QuantFormat::q5_1: return 24;
     case QuantFormat::iq4_nl: return 18;
@@ -76,8 +80,9 @@ KESTREL_HD constexpr int block_bytes(QuantFormat f) {
 // Columns of one block: 32 or 256 (0 for int8, int4).
 KESTREL_HD constexpr int block_columns(QuantFormat f) {
   return block_bytes(f) == 0 ? 0
-         : (f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl) ? 32
-                                                                                          : kColumns;
+         : (f == QuantFormat::q4_0 || f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl)
+             ? 32
+             : kColumns;
 }
 KESTREL_HD constexpr bool is_block_format(QuantFormat f) { return block_bytes(f) != 0; }
 
@@ -145,8 +150,8 @@ KESTREL_HD float q6_k_scale(const uint8_t* block, int n) {
   return load_half(block + 208) * static_cast<float>(static_cast<int8_t>(block[192 + 8 * h + 2 * r + c / 16]));
 }
 
-// The nibble of column c (0..31) of a 32-column block whose 16 bytes are at qs (Q5_0, Q5_1,
-// IQ4_NL, IQ4_XS): byte c % 16, its low nibble for c < 16.
+// The nibble of column c (0..31) of a 32-column block whose 16 bytes are at qs (Q4_0, Q5_0,
+// Q5_1, IQ4_NL, IQ4_XS): byte c % 16, its low nibble for c < 16.
 KESTREL_HD int low_high_nibble(const uint8_t* qs, int c) { return c < 16 ? (qs[c] & 0xf) : (qs[c - 16] >> 4); }
 KESTREL_HD uint32_t load_u32(const uint8_t* p) {
   return static_cast<uint32_t>(p[0]) | (static_cast<uint32_t>(p[1]) << 8) | (static_cast<uint32_t>(p[2]) << 16) |
@@ -172,6 +177,7 @@ KESTREL_HD int quant_value(QuantFormat f, const uint8_t* block, int n) {
     case QuantFormat::q4_k: return q4_k_value(block, n / 32, n % 32);
     case QuantFormat::q5_k: return q5_k_value(block, n / 32, n % 32);
     case QuantFormat::q6_k: return q6_k_value(block, n);
+    case QuantFormat::q4_0: return low_high_nibble(block + 2, n) - 8;
     case QuantFormat::q5_0:
     case QuantFormat::q5_1: {
       const int qs = f == QuantFormat::q5_0 ? 6 : 8;
@@ -197,6 +203,7 @@ KESTREL_HD void scale_min(QuantFormat f, const uint8_t* block, int n, float& sca
     case QuantFormat::q4_k:
     case QuantFormat::q5_k: sub_block_scale_min(block, n / 32, scale, min); return;
     case QuantFormat::q6_k: scale = q6_k_scale(block, n); return;
+    case QuantFormat::q4_0:
     case QuantFormat::q5_0:
     case QuantFormat::iq4_nl: scale = load_half(block); return;
     case QuantFormat::q5_1:
@@ -253,7 +260,7 @@ KESTREL_HD void scale_offsets(QuantFormat f, int& first, int& second) {
     case QuantFormat::q6_k: first = 208; return;
     case QuantFormat::q2_k: first = 80, second = 82; return;
     case QuantFormat::q3_k: first = 108; return;
-    default: first = 0; return;  // Q5_0, IQ4_NL, IQ4_XS: d first
+    default: first = 0; return;  // Q4_0, Q5_0, IQ4_NL, IQ4_XS: d first
   }
 }
 

@@ -23,9 +23,10 @@ struct ModelState;  // runtime internals (weights, backend, architecture)
 // embeddings and norms stay in the runtime dtype).
 enum class Quantization : uint8_t {
   // The default: each weight as its file stores it. A GGUF file's quantized tensors stay
-  // in their blocks (Q8_0 as int8, Q4_0 / Q4_1 as int4, groups of 32) and run on the
-  // quantized kernels (on the CPU with 8-bit activations, as llama.cpp computes them);
-  // float weights are held in the runtime dtype. Nothing is quantized further.
+  // in their blocks (Q8_0 as int8 and Q4_1 as int4, groups of 32; Q4_0 and the others as
+  // stored) and run on the quantized kernels (on the CPU with 8-bit activations, as
+  // llama.cpp computes them); float weights are held in the runtime dtype. Nothing is
+  // quantized further.
   automatic,
   none,  // weights in the runtime dtype (quantized GGUF tensors dequantized at load)
   int8,  // int8, symmetric: one scale per output channel, or per group of quant_group_size

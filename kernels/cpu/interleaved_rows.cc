@@ -22,7 +22,7 @@ namespace {
 const Layout& layout_of(const QuantizedWeight& w) { return w.format == QuantFormat::int4 ? kInt4 : kInt8; }
 
 bool nibble_format(QuantFormat f) {
-  return f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl;
+  return f == QuantFormat::q4_0 || f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl;
 }
 // The ggml block formats with an interleaved layout.
 bool block_format(QuantFormat f) { return nibble_format(f) || superblock_format(f); }
@@ -39,7 +39,7 @@ struct NibbleBlock {
 NibbleBlock nibble_block(QuantFormat f) {
   if (f == QuantFormat::q5_0) return {22, -1, 2, 6};
   if (f == QuantFormat::q5_1) return {24, 2, 4, 8};
-  return {18, -1, -1, 2};  // IQ4_NL
+  return {18, -1, -1, 2};  // Q4_0, IQ4_NL
 }
 
 // qh (bit j: column j's fifth bit) <-> byte v holding columns 4v .. 4v + 3 in its low
@@ -305,6 +305,7 @@ static void rows8_nibbles_portable(QuantFormat format, const uint8_t* q, int64_t
         }
         const float d = f16_to_f32(static_cast<uint16_t>(plain[0] | (plain[1] << 8)));
         acc[r] = std::fma(static_cast<float>(p), d * xt[b].d, acc[r]);
+        if (format == QuantFormat::q4_0) acc[r] = std::fma(-8.0f * d, xt[b].sum, acc[r]);
         if (format == QuantFormat::q5_0) acc[r] = std::fma(-16.0f * d, xt[b].sum, acc[r]);
         if (format == QuantFormat::q5_1)
           acc[r] = std::fma(f16_to_f32(static_cast<uint16_t>(plain[2] | (plain[3] << 8))), xt[b].sum, acc[r]);

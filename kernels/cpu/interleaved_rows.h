@@ -13,10 +13,11 @@
 //   int8: per block, 16 chunks of 16 bytes: bytes 2r, 2r + 1 of chunk v hold row r's
 //         columns 2v, 2v + 1 (256 bytes); sign-extended to 16 bits they meet activation
 //         pairs (16-bit blocks as they are, 8-bit blocks widened) in vpmaddwd / vpdpwssd.
-//   Q5_0, Q5_1, IQ4_NL (ggml blocks of 32 columns, kquant_blocks.h): per block of the 8
-//         rows, their 8 d (f16), Q5_1's 8 m, Q5's 8 qh words (rearranged: byte v holds the
-//         fifth bits of columns 4v .. 4v + 3 in its low nibble and of 16 + 4v .. in its
-//         high one, the columns of chunk v), then their nibbles as int4's.
+//   Q4_0, Q5_0, Q5_1, IQ4_NL (ggml blocks of 32 columns, kquant_blocks.h): per block of
+//         the 8 rows, their 8 d (f16), Q5_1's 8 m, Q5's 8 qh words (rearranged: byte v
+//         holds the fifth bits of columns 4v .. 4v + 3 in its low nibble and of 16 + 4v ..
+//         in its high one, the columns of chunk v), then their nibbles as int4's (Q4_0:
+//         144 bytes, the 8 rows' 18-byte blocks rearranged).
 //   Q4_K, Q5_K: per super-block of the 8 rows, their d and dmin, their 6-bit scales and
 //         mins repacked (same 96 bits) for vector decoding, Q5_K's qh as int4's chunks,
 //         then per pair of sub-blocks their shared nibble bytes as int4's chunks.
@@ -33,10 +34,10 @@
 // rows are 8 consecutive values. Shapes and bytes are the plain layout's.
 //
 // llama.cpp repacks Q4_0 and IQ4_NL for the same reason (its "q4_0_8x8" and kin); this
-// layout is Kestrel's own and covers every int4 and int8 weight (Q4_0, Q4_1, Q8_0,
-// --quant int4 / int8 at any group size, the 8-bit LM head) and the 32-column ggml
-// formats (Q5_0, Q5_1, IQ4_NL, which K-quant files use for matrices whose columns are not
-// a multiple of 256).
+// layout is Kestrel's own and covers every int4 and int8 weight (Q4_1, Q8_0, --quant int4
+// / int8 at any group size, the 8-bit LM head) and the 32-column ggml formats (Q4_0, and
+// Q5_0, Q5_1, IQ4_NL, which K-quant files use for matrices whose columns are not a
+// multiple of 256).
 #pragma once
 
 #include <cstdint>
@@ -50,7 +51,7 @@ namespace kestrel::cpu {
 constexpr int kInterleaveRows = 8;
 
 // Whether prepare_quantized interleaves w: int4, int8 or any ggml block format Kestrel
-// keeps (Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K ... Q6_K), rows a multiple of 8, cols and group a
+// keeps (Q4_0, Q5_0, Q5_1, IQ4_NL, IQ4_XS, Q2_K ... Q6_K), rows a multiple of 8, cols and group a
 // multiple of 32, not yet interleaved; not with precise activations unless int8 (the
 // others take the f32 row path then), nor W8A8 (oneDNN's GEMM reads the plain layout).
 bool interleavable(const QuantizedWeight& w);
@@ -99,7 +100,7 @@ void rows8_int8_portable(const int8_t* q, const float* scales, int64_t nb, int b
                          int64_t T, float* out, int64_t out_stride);
 void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out);
 // The ggml block formats' rows: q at row group i (q + i * 8 * the plain row bytes), n
-// blocks of 32 columns (Q5_0, Q5_1, IQ4_NL) or super-blocks of 256 (the others); x and out
+// blocks of 32 columns (Q4_0, Q5_0, Q5_1, IQ4_NL) or super-blocks of 256 (the others); x and out
 // as above. Per row, for each block, or each 32-column sub-block of a super-block, or each
 // 16-column half where the format scales halves (Q6_K, Q2_K, Q3_K), in column order, with p
 // its integer dot product, scale and min the format's (products of the stored integers and
@@ -108,7 +109,8 @@ void widen_q8_blocks(const Q8Block* x, int64_t n, Q16Block* out);
 //   then for the formats with a min, the activation sum s = x.sum (Q2_K: the half's integer
 //   sum times x.d, taken as fma(float(isum), min * x.d, acc)):
 //     acc = fma(min, x.sum, acc)
-// Q5_0 takes its 5-bit values unsigned with a min of -16 d; Q5_1, Q4_K, Q5_K, Q2_K their
+// Q4_0 takes its nibbles unsigned with a min of -8 d, Q5_0 its 5-bit values with a min of
+// -16 d; Q5_1, Q4_K, Q5_K, Q2_K their
 // unsigned values and mins; IQ4_NL, IQ4_XS, Q3_K and Q6_K (minus 32) signed values.
 void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride, int64_t T,
                            float* out, int64_t out_stride);

@@ -86,15 +86,18 @@ inline void dot8_int4(const uint8_t* q, const uint16_t* scales, const uint16_t* 
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
 }
 
-// Q5_0, Q5_1, IQ4_NL interleaved (8 rows' d, Q5_1's m, Q5's rearranged qh, then the
-// nibbles as int4's): per chunk v, each lane's qh byte v spread over its 4 bytes gives the
-// fifth bits of the chunk's low (bits 0-3) and high (bits 4-7) nibbles; IQ4_NL's nibbles
-// go through the grid to signed bytes (their sign moved onto the activations).
+// Q4_0, Q5_0, Q5_1, IQ4_NL interleaved (8 rows' d, Q5_1's m, Q5's rearranged qh, then the
+// nibbles as int4's): Q4_0's nibbles are taken unsigned as they are (their - 8 is the min
+// term, -8 d x the activations' sum), so a chunk costs two masks and two dot products;
+// Q5's add a fifth bit: per chunk v, each lane's qh byte v spread over its 4 bytes gives
+// the fifth bits of the chunk's low (bits 0-3) and high (bits 4-7) nibbles; IQ4_NL's
+// nibbles go through the grid to signed bytes (their sign moved onto the activations).
 template <QuantFormat F, int NT>
 inline void dot8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* const* x, float* out) {
-  constexpr bool kQ5 = F != QuantFormat::iq4_nl, kMin = F == QuantFormat::q5_1;
+  constexpr bool kQ5 = F == QuantFormat::q5_0 || F == QuantFormat::q5_1, kMin = F == QuantFormat::q5_1;
+  constexpr bool kGrid = F == QuantFormat::iq4_nl;
   constexpr int kQh = kMin ? 32 : 16, kQs = 16 + (kMin ? 16 : 0) + (kQ5 ? 32 : 0), kBytes = 8 * (kQs / 8 + 16);
-  static_assert(kBytes == 8 * (F == QuantFormat::q5_0 ? 22 : F == QuantFormat::q5_1 ? 24 : 18));
+  static_assert(kBytes == 8 * kquant::block_bytes(F));
   const __m256i low = _mm256_set1_epi8(0x0f), one = _mm256_set1_epi8(1);
   const __m256i bits_low = _mm256_set1_epi32(0x08040201), bits_high = _mm256_set1_epi32(static_cast<int>(0x80402010u));
   const __m256i grid = iq4_grid_bytes();
@@ -118,6 +121,8 @@ inline void dot8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* const* x, 
         const __m256i hb = _mm256_shuffle_epi8(qh, pick);
         w_low = _mm256_or_si256(w_low, _mm256_slli_epi16(_mm256_min_epu8(_mm256_and_si256(hb, bits_low), one), 4));
         w_high = _mm256_or_si256(w_high, _mm256_slli_epi16(_mm256_min_epu8(_mm256_and_si256(hb, bits_high), one), 4));
+      }
+      if constexpr (!kGrid) {
         for (int t = 0; t < NT; ++t) {
           p_low[t] = int_dot_add(p_low[t], w_low, broadcast32(x[t][b].q + 4 * v));
           p_high[t] = int_dot_add(p_high[t], w_high, broadcast32(x[t][b].q + 16 + 4 * v));
@@ -133,12 +138,13 @@ inline void dot8_nibbles(const uint8_t* q, int64_t nb, const Q8Block* const* x, 
       }
     }
     __m256 m = _mm256_setzero_ps();
+    if constexpr (F == QuantFormat::q4_0) m = _mm256_mul_ps(d, _mm256_set1_ps(-8.0f));
     if constexpr (F == QuantFormat::q5_0) m = _mm256_mul_ps(d, _mm256_set1_ps(-16.0f));
     if constexpr (kMin) m = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16)));
     for (int t = 0; t < NT; ++t) {
       const __m256 p = _mm256_cvtepi32_ps(_mm256_add_epi32(p_low[t], p_high[t]));
       acc[t] = _mm256_fmadd_ps(p, _mm256_mul_ps(d, _mm256_set1_ps(x[t][b].d)), acc[t]);
-      if constexpr (kQ5) acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(x[t][b].sum), acc[t]);
+      if constexpr (!kGrid) acc[t] = _mm256_fmadd_ps(m, _mm256_set1_ps(x[t][b].sum), acc[t]);
     }
   }
   for (int t = 0; t < NT; ++t) _mm256_storeu_ps(out + 8 * t, acc[t]);
@@ -417,7 +423,7 @@ void rows8_int4(const uint8_t* q, const uint16_t* s, const uint16_t* m, int64_t 
                 [&](auto nt, const Q8Block* const* xs, float* r) { dot8_int4<decltype(nt)::value>(q, s, m, nb, bpg, xs, r); });
 }
 // The interleaved ggml block formats (interleaved_rows.h) by format: n blocks of 32 columns
-// (Q5_0, Q5_1, IQ4_NL) or super-blocks of 256 (the others).
+// (Q4_0, Q5_0, Q5_1, IQ4_NL) or super-blocks of 256 (the others).
 template <QuantFormat F, int NT>
 inline void dot8_block(const uint8_t* q, int64_t n, const Q8Block* const* x, float* out) {
   if constexpr (F == QuantFormat::q4_k || F == QuantFormat::q5_k)
@@ -439,6 +445,7 @@ void rows8_block(const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride
 }
 Rows8Blocks rows8_blocks(QuantFormat f) {
   switch (f) {
+    case QuantFormat::q4_0: return rows8_block<QuantFormat::q4_0>;
     case QuantFormat::q5_0: return rows8_block<QuantFormat::q5_0>;
     case QuantFormat::q5_1: return rows8_block<QuantFormat::q5_1>;
     case QuantFormat::iq4_nl: return rows8_block<QuantFormat::iq4_nl>;

@@ -228,6 +228,7 @@ void dequantize_block_row(QuantFormat f, const uint8_t* q, int64_t blocks, float
     case QuantFormat::q4_k: return dequantize_block_row<QuantFormat::q4_k>(q, blocks, o);
     case QuantFormat::q5_k: return dequantize_block_row<QuantFormat::q5_k>(q, blocks, o);
     case QuantFormat::q6_k: return dequantize_block_row<QuantFormat::q6_k>(q, blocks, o);
+    case QuantFormat::q4_0: return dequantize_block_row<QuantFormat::q4_0>(q, blocks, o);
     case QuantFormat::q5_0: return dequantize_block_row<QuantFormat::q5_0>(q, blocks, o);
     case QuantFormat::q5_1: return dequantize_block_row<QuantFormat::q5_1>(q, blocks, o);
     case QuantFormat::iq4_nl: return dequantize_block_row<QuantFormat::iq4_nl>(q, blocks, o);

@@ -39,6 +39,7 @@ namespace kestrel::cpu {
                 int64_t out_stride);                                                                      \
   void rows_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride, int64_t T, float* out, \
                 int64_t out_stride);                                                                      \
+  float row_q4_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
@@ -107,7 +108,7 @@ float row_kquant_portable(const uint8_t* q, int64_t nsb, const Q8Block* x) {
   return total;
 }
 
-// The other block formats (Q5_0, Q5_1, IQ4_NL: blocks of 32; IQ4_XS, Q2_K, Q3_K: of 256),
+// The other block formats (Q4_0, Q5_0, Q5_1, IQ4_NL: blocks of 32; IQ4_XS, Q2_K, Q3_K: of 256),
 // through the formats' shared reading (kquant_blocks.h): each 16-column half of a block
 // against its activations, scale x the integer product + min x their sum.
 template <QuantFormat F>
@@ -194,6 +195,7 @@ RowsKquant block_rows(QuantFormat f, Q8Isa isa) {
       case QuantFormat::q4_k: return v ? q8_vnni::rows_q4k : q8_avx2::rows_q4k;
       case QuantFormat::q5_k: return v ? q8_vnni::rows_q5k : q8_avx2::rows_q5k;
       case QuantFormat::q6_k: return v ? q8_vnni::rows_q6k : q8_avx2::rows_q6k;
+      case QuantFormat::q4_0: return v ? rows_one_by_one<q8_vnni::row_q4_0> : rows_one_by_one<q8_avx2::row_q4_0>;
       case QuantFormat::q5_0: return v ? rows_one_by_one<q8_vnni::row_q5_0> : rows_one_by_one<q8_avx2::row_q5_0>;
       case QuantFormat::q5_1: return v ? rows_one_by_one<q8_vnni::row_q5_1> : rows_one_by_one<q8_avx2::row_q5_1>;
       case QuantFormat::iq4_nl: return v ? rows_one_by_one<q8_vnni::row_iq4_nl> : rows_one_by_one<q8_avx2::row_iq4_nl>;
@@ -210,6 +212,7 @@ RowsKquant block_rows(QuantFormat f, Q8Isa isa) {
     case QuantFormat::q4_k: return rows_kquant_portable<QuantFormat::q4_k>;
     case QuantFormat::q5_k: return rows_kquant_portable<QuantFormat::q5_k>;
     case QuantFormat::q6_k: return rows_kquant_portable<QuantFormat::q6_k>;
+    case QuantFormat::q4_0: return rows_one_by_one<row_blocks_portable<QuantFormat::q4_0>>;
     case QuantFormat::q5_0: return rows_one_by_one<row_blocks_portable<QuantFormat::q5_0>>;
     case QuantFormat::q5_1: return rows_one_by_one<row_blocks_portable<QuantFormat::q5_1>>;
     case QuantFormat::iq4_nl: return rows_one_by_one<row_blocks_portable<QuantFormat::iq4_nl>>;

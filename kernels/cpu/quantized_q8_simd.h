@@ -272,6 +272,18 @@ inline float dot_q5(const uint8_t* q, int64_t nb, const Q8Block* x) {
   return hsum(_mm256_add_ps(acc[0], acc[1])) + min_total;
 }
 
+// Q4_0 (nb blocks of 32 columns): the nibbles minus 8, signed.
+inline float dot_q4_0(const uint8_t* q, int64_t nb, const Q8Block* x) {
+  const __m256i eight = _mm256_set1_epi8(8);
+  __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* block = q + 18 * b;
+    const __m256i p32 = signed_dot(_mm256_sub_epi8(nibbles32(block + 2), eight), load_q8(x[b]));
+    acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(half_at(block) * x[b].d), acc[b & 1]);
+  }
+  return hsum(_mm256_add_ps(acc[0], acc[1]));
+}
+
 // IQ4_NL (nb blocks of 32) and IQ4_XS (nb super-blocks of 8 x 32, a 6-bit scale each):
 // nibbles mapped through the grid to signed bytes.
 inline float dot_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) {
@@ -419,6 +431,7 @@ void rows_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride,
   for_tokens(x, x_stride, T, out, out_stride,
              [&](auto nt, const Q8Block* const* xs, float* r) { dot_q6k<decltype(nt)::value>(q, nsb, xs, r); });
 }
+float row_q4_0(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q4_0(q, nb, x); }
 float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<false>(q, nb, x); }
 float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<true>(q, nb, x); }
 float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_iq4_nl(q, nb, x); }

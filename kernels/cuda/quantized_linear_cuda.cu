@@ -10,7 +10,7 @@
 // - dequantize_rows, for many tokens (prefill): a tile of weight rows expanded into a
 //   scratch matrix in the activation dtype, which CudaBackend then feeds to a cuBLAS
 //   tensor-core GEMM.
-// ggml block weights (the K-quants, Q5_0 / Q5_1, IQ4_NL / IQ4_XS, kernels/kquant_blocks.h)
+// ggml block weights (the K-quants, Q4_0, Q5_0 / Q5_1, IQ4_NL / IQ4_XS, kernels/kquant_blocks.h)
 // take the same two paths, reading their blocks where they lie. FP8 E4M3 weights take the
 // int8 kernels with the byte decoded as E4M3.
 #include <cuda_fp8.h>
@@ -216,7 +216,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32)
   store_row(acc, T, m, ldo, bias, out, lane);
 }
 
-// The other ggml block formats (Q5_0, Q5_1, IQ4_NL: blocks of 32 columns; IQ4_XS, Q2_K,
+// The other ggml block formats (Q4_0, Q5_0, Q5_1, IQ4_NL: blocks of 32 columns; IQ4_XS, Q2_K,
 // Q3_K: of 256), read through kquant_blocks.h. One warp per output row walks the row 256
 // columns at a time; lane l takes columns 8l .. 8l + 7 of each stretch (inside one block
 // and one 16-column half: one scale and min per lane). K is a multiple of the block, not
@@ -277,6 +277,7 @@ void dispatch_kquant(QuantFormat format, Fn&& f) {
     case QuantFormat::q4_k: f.template operator()<QuantFormat::q4_k>(); return;
     case QuantFormat::q5_k: f.template operator()<QuantFormat::q5_k>(); return;
     case QuantFormat::q6_k: f.template operator()<QuantFormat::q6_k>(); return;
+    case QuantFormat::q4_0: f.template operator()<QuantFormat::q4_0>(); return;
     case QuantFormat::q5_0: f.template operator()<QuantFormat::q5_0>(); return;
     case QuantFormat::q5_1: f.template operator()<QuantFormat::q5_1>(); return;
     case QuantFormat::iq4_nl: f.template operator()<QuantFormat::iq4_nl>(); return;

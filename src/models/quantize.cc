@@ -213,15 +213,18 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
   return q;
 }
 
-std::optional<KeptLayout> kept_layout(GgmlType type) {
+std::optional<KeptLayout> kept_layout(GgmlType type, Quantization mode) {
   switch (type) {
     case GgmlType::q8_0: return KeptLayout{QuantFormat::int8, 32};
-    case GgmlType::q4_0:
     case GgmlType::q4_1: return KeptLayout{QuantFormat::int4, 32};
+    case GgmlType::q4_0:
+      if (mode == Quantization::int4) return KeptLayout{QuantFormat::int4, 32};
+      break;
     default: break;
   }
   // The other block formats keep their blocks as they are.
-  const QuantFormat format = type == GgmlType::q4_k     ? QuantFormat::q4_k
+  const QuantFormat format = type == GgmlType::q4_0     ? QuantFormat::q4_0
+                             : type == GgmlType::q4_k   ? QuantFormat::q4_k
                              : type == GgmlType::q5_k   ? QuantFormat::q5_k
                              : type == GgmlType::q6_k   ? QuantFormat::q6_k
                              : type == GgmlType::q5_0   ? QuantFormat::q5_0
@@ -235,9 +238,9 @@ std::optional<KeptLayout> kept_layout(GgmlType type) {
   return KeptLayout{format, kquant::block_columns(format)};
 }
 
-void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols) {
-  const std::optional<KeptLayout> layout = kept_layout(type);
+void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows, int64_t cols,
+                      Quantization mode) {
+  const std::optional<KeptLayout> layout = kept_layout(type, mode);
   if (!layout)
     throw Error(ErrorCategory::internal, std::string("append_ggml_rows: ") + to_string(type) +
                                              " is not a block type kept quantized");
@@ -264,7 +267,7 @@ void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* block
       out.scales.push_back(f16_to_f32(d));
       out.data.insert(out.data.end(), reinterpret_cast<const int8_t*>(src + 2),
                       reinterpret_cast<const int8_t*>(src + 34));
-    } else if (type == GgmlType::q4_0) {
+    } else if (type == GgmlType::q4_0) {  // as int4 (Quantization::int4)
       // d * (q - 8) = d * q + (-8 d); -8 d is exact in f16 unless it overflows.
       const float min = -8.0f * f16_to_f32(d);
       if (!std::isfinite(f16_to_f32(f32_to_f16(min))))
@@ -367,7 +370,7 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
     // The formats the kernels run (kept_layout): every block type. int8 mode keeps only
     // Q8_0, Q6_K and Q5_0 (whose integers int8 mode kept before it had Q5_0 kernels) and
     // requantizes the others to int8 per channel.
-    const std::optional<KeptLayout> own = kept_layout(b);
+    const std::optional<KeptLayout> own = kept_layout(b, spec.mode);
     const bool keep = own && (spec.mode != Quantization::int8 || own->format == QuantFormat::int8 ||
                               own->format == QuantFormat::q6_k || own->format == QuantFormat::q5_0);
     const int64_t block = ggml_block_size(b);
@@ -386,7 +389,7 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
     int64_t first = 0;
     for (const SourceTensor* t : plan.sources) {
       const int64_t lo = std::max(begin, first), hi = std::min(begin + count, first + t->shape[0]);
-      if (lo < hi) plan.pieces.push_back({t, lo - first, hi - lo});
+      if (lo < hi) plan.pieces.push_back({t, lo - first, hi - lo, *kept_layout(*t->block_type, spec.mode)});
       first += t->shape[0];
     }
   }
@@ -427,9 +430,9 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     check_block_scales(type, rows, piece.count * ((col_end - col_begin) / block),
                        what + " (" + piece.source->name + (piece.row > 0 ? ", from row " + std::to_string(piece.row) : "") +
                            (slice_bytes != row_bytes ? ", columns from " + std::to_string(col_begin) : "") + ")");
-    const KeptLayout layout = *kept_layout(type);
+    const KeptLayout layout = piece.layout;
     if (runs.empty() || !(KeptLayout{runs.back().format, runs.back().group_size} == layout)) runs.emplace_back();
-    append_ggml_rows(runs.back(), type, rows, piece.count, col_end - col_begin);
+    append_ggml_rows(runs.back(), type, rows, piece.count, col_end - col_begin, spec.mode);
   }
   for (const SourceTensor* t : plan->sources) source.release(*t);
   if (runs.size() == 1) return store_quantized(store, runs.front(), what);

@@ -81,25 +81,26 @@ HostQuantizedWeight quantize_int4(const float* w, int64_t rows, int64_t cols, in
 HostQuantizedWeight quantize_fp8(const float* w, int64_t rows, int64_t cols, const std::string& what = "weight");
 
 // The layout that holds a ggml block format exactly, if any: Q8_0 as int8 in groups of 32,
-// Q4_0 and Q4_1 as int4 in groups of 32, every other block format (Q5_0, Q5_1, IQ4_NL,
-// IQ4_XS and the K-quants) as itself, its blocks copied as stored (kernels/kquant_blocks.h).
+// Q4_1 as int4 in groups of 32, every other block format (Q4_0, Q5_0, Q5_1, IQ4_NL, IQ4_XS
+// and the K-quants) as itself, its blocks copied as stored (kernels/kquant_blocks.h). Under
+// Quantization::int4 Q4_0 is held as int4 too (its d * (q - 8) as scale d, min -8 d: the
+// same values), as that mode asks.
 struct KeptLayout {
   QuantFormat format;
   int group_size;
   bool operator==(const KeptLayout&) const = default;
 };
-std::optional<KeptLayout> kept_layout(GgmlType type);
+std::optional<KeptLayout> kept_layout(GgmlType type, Quantization mode = Quantization::automatic);
 
 // Bytes of a [rows, cols] weight of `format` in groups of `group_size` as QuantizedWeight
 // lays it out (kernels/backend.h; HostQuantizedWeight::view): data, scales and mins. Not
 // for mixed weights (sum their parts).
 size_t quantized_weight_bytes(QuantFormat format, int64_t rows, int64_t cols, int group_size);
 
-// Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout's layout
-// (Q4_0's d * (q - 8) as scale d, min -8 d). `out` must be empty or hold the same format,
-// cols and group size.
-void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows,
-                      int64_t cols);
+// Appends `rows` rows of `cols` columns of ggml blocks, exactly, in kept_layout(type, mode)'s
+// layout. `out` must be empty or hold the same format, cols and group size.
+void append_ggml_rows(HostQuantizedWeight& out, GgmlType type, const void* blocks, int64_t rows, int64_t cols,
+                      Quantization mode = Quantization::automatic);
 
 // Quantizes `dense` ([M, K], materialized by `store` on its backend's device in the runtime
 // dtype) as `spec` asks and stores the result in `store`.
@@ -109,12 +110,14 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
 // Which rows and columns of which source tensors keep_ggml_blocks copies, decided from the
 // tensors' block types and shapes alone (no tensor data is read): kestrel-size sizes a
 // file's weights from it (tools/held_weights.h). Each piece is rows [row, row + count) of
-// `source`, columns [col_begin, col_end), in the canonical weight's row order; consecutive
-// pieces of one kept_layout become one weight, pieces of different layouts a mixed weight.
+// `source`, columns [col_begin, col_end), in the canonical weight's row order, held in
+// `layout` (kept_layout of its block type under the spec's mode); consecutive pieces of one
+// layout become one weight, pieces of different layouts a mixed weight.
 struct KeptBlocksPlan {
   struct Piece {
     const SourceTensor* source;
     int64_t row, count;
+    KeptLayout layout;
   };
   std::vector<const SourceTensor*> sources;  // every source tensor of the recipe, in order
   std::vector<Piece> pieces;

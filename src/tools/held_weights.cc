@@ -116,9 +116,9 @@ class Walk {
   // The pieces of a kept weight, each in its kept_layout.
   void kept(const KeptBlocksPlan& plan, size_t* part) {
     for (const KeptBlocksPlan::Piece& piece : plan.pieces) {
-      const KeptLayout layout = *kept_layout(*piece.source->block_type);
       add(part, lower(to_string(*piece.source->block_type)),
-          quantized_weight_bytes(layout.format, piece.count, plan.col_end - plan.col_begin, layout.group_size));
+          quantized_weight_bytes(piece.layout.format, piece.count, plan.col_end - plan.col_begin,
+                                 piece.layout.group_size));
     }
   }
 

@@ -5,8 +5,9 @@
 //   - a linear weight whose source tensors hold blocks the quantization keeps
 //     (plan_kept_blocks, the decision keep_ggml_blocks takes) is held in kept_layout's
 //     layout: Q8_0 as int8 with an f32 scale per 32 columns (36 bytes per 32 weights),
-//     Q4_0 / Q4_1 as int4 with an f16 scale and min per 32 (20 bytes), the other block
-//     formats as stored (kquant::block_bytes); a fused weight whose parts differ is the sum
+//     Q4_1 (and Q4_0 under --quant int4) as int4 with an f16 scale and min per 32 (20
+//     bytes), the other block formats, Q4_0 included, as stored (kquant::block_bytes: 18
+//     bytes per 32 for Q4_0); a fused weight whose parts differ is the sum
 //     of its parts (QuantFormat::mixed);
 //   - a tensor-parallel slice keeps blocks only when its columns start and end on block
 //     boundaries, else that weight is materialized;

@@ -42,7 +42,7 @@ std::vector<Shape> shapes() {
          std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 64}, {f, 136, 576, 128}, {f, 16, 576, 32}, {f, 24, 256, 256}})
       out.push_back(s);
   out.push_back({QuantFormat::int8, 32, 576, 576});  // one group per row
-  for (QuantFormat f : {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl})
+  for (QuantFormat f : {QuantFormat::q4_0, QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl})
     for (Shape s : std::vector<Shape>{{f, 8, 32, 32}, {f, 48, 96, 32}, {f, 16, 576, 32}}) out.push_back(s);
   for (QuantFormat f : {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k, QuantFormat::iq4_xs, QuantFormat::q2_k,
                         QuantFormat::q3_k})
@@ -179,7 +179,8 @@ TEST(InterleavedRows, IntegerRowsAgreeWithThePlainLayoutAndAcrossInstructionSets
 // token the bits of a call with that token alone, at every thread count.
 TEST(InterleavedRows, ManyTokensGiveTheBitsOfOneTokenCalls) {
   for (const Shape& s : {Shape{QuantFormat::int4, 40, 576, 64}, Shape{QuantFormat::int8, 40, 576, 64},
-                         Shape{QuantFormat::int8, 16, 320, 320}, Shape{QuantFormat::q5_0, 24, 576, 32},
+                         Shape{QuantFormat::int8, 16, 320, 320}, Shape{QuantFormat::q4_0, 24, 576, 32},
+                         Shape{QuantFormat::q5_0, 24, 576, 32},
                          Shape{QuantFormat::q5_1, 24, 576, 32}, Shape{QuantFormat::iq4_nl, 24, 576, 32},
                          Shape{QuantFormat::q4_k, 16, 512, 256}, Shape{QuantFormat::q5_k, 16, 512, 256},
                          Shape{QuantFormat::q6_k, 16, 512, 256}, Shape{QuantFormat::iq4_xs, 16, 512, 256},

@@ -344,8 +344,8 @@ TEST(QuantizedQ8Isa, EveryInstructionSetAgreesWithThePortableLoop) {
 TEST(QuantizedQ8Isa, ManyTokensGiveTheBitsOfOneTokenCalls) {
   for (QuantFormat format :
        {QuantFormat::int4, QuantFormat::int8, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k,
-        QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl, QuantFormat::iq4_xs, QuantFormat::q2_k,
-        QuantFormat::q3_k}) {
+        QuantFormat::q4_0, QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl, QuantFormat::iq4_xs,
+        QuantFormat::q2_k, QuantFormat::q3_k}) {
     const bool blocks = kquant::is_block_format(format);
     for (int group : {32, 64, 0}) {
       if ((format != QuantFormat::int8 && group == 0) || (blocks && group != 32)) continue;
@@ -470,12 +470,21 @@ TEST(QuantizeTest, RejectsNonFiniteWeights) {
   EXPECT_THROW(quantize_int4(w.data(), 1, 64, 32, "layer 0 qkv_weight"), Error);
 }
 
-// Random ggml blocks of each kept type: the int8 / int4 weight they become dequantizes to
-// exactly what the GGUF loader's dequantize_row gives.
+// Random ggml blocks of each kept type: the weight they become (int8, int4 or the blocks
+// themselves) dequantizes to exactly what the GGUF loader's dequantize_row gives; Q4_0 both
+// as its own blocks (the default) and as int4 (Quantization::int4 asks for it).
 TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
+  struct Case {
+    GgmlType type;
+    Quantization mode;
+  };
+  std::vector<Case> cases;
   for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1,
                         GgmlType::iq4_nl, GgmlType::iq4_xs, GgmlType::q2_k, GgmlType::q3_k, GgmlType::q4_k,
-                        GgmlType::q5_k, GgmlType::q6_k}) {
+                        GgmlType::q5_k, GgmlType::q6_k})
+    cases.push_back({type, Quantization::automatic});
+  cases.push_back({GgmlType::q4_0, Quantization::int4});
+  for (const auto [type, mode] : cases) {
     const int64_t block = ggml_block_size(type), M = 6, K = block == 256 ? 512 : 96;
     std::vector<uint8_t> blocks(M * (K / block) * ggml_block_bytes(type));
     uint64_t state = 12345 + static_cast<int>(type);
@@ -497,10 +506,13 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
     std::vector<float> expected(M * K);
     dequantize_row(type, blocks.data(), expected.data(), M * K);
     HostQuantizedWeight q;
-    append_ggml_rows(q, type, blocks.data(), 2, K);  // two parts, as a fused weight has
-    append_ggml_rows(q, type, blocks.data() + 2 * (K / block) * bb, M - 2, K);
+    append_ggml_rows(q, type, blocks.data(), 2, K, mode);  // two parts, as a fused weight has
+    append_ggml_rows(q, type, blocks.data() + 2 * (K / block) * bb, M - 2, K, mode);
     ASSERT_EQ(q.rows, M);
     EXPECT_EQ(q.group_size, block == 256 ? 256 : 32);
+    if (type == GgmlType::q4_0) {
+      EXPECT_EQ(q.format, mode == Quantization::int4 ? QuantFormat::int4 : QuantFormat::q4_0);
+    }
     std::vector<float> back(M * K);
     cpu::dequantize_weight(q.view(), back.data());
     for (size_t i = 0; i < back.size(); ++i) ASSERT_EQ(back[i], expected[i]) << to_string(type) << " at " << i;

@@ -37,6 +37,7 @@ inline GgmlType ggml_type_of(QuantFormat f) {
     case QuantFormat::q4_k: return GgmlType::q4_k;
     case QuantFormat::q5_k: return GgmlType::q5_k;
     case QuantFormat::q6_k: return GgmlType::q6_k;
+    case QuantFormat::q4_0: return GgmlType::q4_0;
     case QuantFormat::q5_0: return GgmlType::q5_0;
     case QuantFormat::q5_1: return GgmlType::q5_1;
     case QuantFormat::iq4_nl: return GgmlType::iq4_nl;
@@ -48,7 +49,7 @@ inline GgmlType ggml_type_of(QuantFormat f) {
 
 // The ggml block formats beyond the K-quants that came first.
 inline std::vector<QuantFormat> other_block_formats() {
-  return {QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl,
+  return {QuantFormat::q4_0, QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl,
           QuantFormat::iq4_xs, QuantFormat::q2_k, QuantFormat::q3_k};
 }
 inline std::vector<QuantFormat> block_formats() {
@@ -164,7 +165,7 @@ inline std::vector<QuantCase> quant_cases() {
   for (auto [format, group] : formats)
     for (auto [M, K] : shapes)
       for (int64_t T : {1, 3, 64}) cases.push_back({format, group, M, K, T, (M + T) % 2 == 0});
-  // ggml block formats: K a multiple of their blocks (of 256 columns; Q5_0, Q5_1, IQ4_NL
+  // ggml block formats: K a multiple of their blocks (of 256 columns; Q4_0, Q5_0, Q5_1, IQ4_NL
   // of 32, with K = 96 and 576 not multiples of 256).
   for (QuantFormat format : block_formats()) {
     const int columns = kquant::block_columns(format);

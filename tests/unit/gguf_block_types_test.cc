@@ -3,7 +3,7 @@
 // FFN 512, one layer, tied embeddings; one file per type with llama.cpp's `pure` option, so
 // every matrix and the embedding / LM head is of that type). For each file:
 // - Kestrel loads it keeping the blocks as stored (the weight format named after the type;
-//   Q8_0 as int8 and Q4_0 / Q4_1 as int4 in groups of 32, F16 / BF16 as floats);
+//   Q8_0 as int8 and Q4_1 as int4 in groups of 32, F16 / BF16 as floats);
 // - the prefill path (tiles dequantized for the GEMM) gives the logits of the same file
 //   dequantized to f32 at load up to fp32 rounding, and transformers' on the file's tensors
 //   dequantized by gguf-py (the top 8 of every position within 1e-4 of the logit scale);
@@ -43,7 +43,7 @@ namespace fs = std::filesystem;
 // What Kestrel's weight_formats() names the kept weights of each file type.
 std::string kept_format(const std::string& type) {
   if (type == "Q8_0") return "int8";
-  if (type == "Q4_0" || type == "Q4_1") return "int4";
+  if (type == "Q4_1") return "int4";
   if (type == "F16" || type == "BF16") return "";
   std::string lower = type;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -221,7 +221,7 @@ TEST(GgufBlockTypes, FusedPartsOfDifferentFormatsStayAsStored) {
   const Scored dense = run(path, Quantization::none, false, ids);
   // 3 QKV of three formats, 3 [gate | up] of two; output and down projections in q5_0; the
   // LM head int8; nothing in f32.
-  EXPECT_EQ(kept.formats, "int8 x1 + q5_0 x6 + q5_0+int4+int8 x3 + q5_0+int8 x3") << kept.formats;
+  EXPECT_EQ(kept.formats, "int8 x1 + q5_0 x6 + q5_0+q4_0+int8 x3 + q5_0+int8 x3") << kept.formats;
   const float scale = max_abs(dense.logits);
   EXPECT_LE(max_diff(kept.logits, dense.logits) / scale, 1e-5);
   const float native_diff = max_diff(native.logits, dense.logits) / scale;
@@ -231,6 +231,26 @@ TEST(GgufBlockTypes, FusedPartsOfDifferentFormatsStayAsStored) {
   EXPECT_LT(kept.model->weight_bytes(), dense.model->weight_bytes() / 2);  // measured 434272 of 1029918
 }
 
+// Q4_0 is held as its own 18-byte blocks by default; `--quant int4` asks for int4 and gets
+// it (scale d, min -8 d per 32 columns: the same values, 20 bytes per 32). Both give the
+// file's dequantized logits, in prefill up to float reordering.
+TEST(GgufBlockTypes, Q4_0UnderInt4IsHeldAsInt4WithTheSameValues) {
+  const fs::path path = testing::fixture_dir() / "kquant" / "tiny256-Q4_0.gguf";
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 12; ++i) ids.push_back((i * 53 + 7) % 1000);
+  const Scored blocks = run(path, Quantization::automatic, false, ids);
+  const Scored int4 = run(path, Quantization::int4, false, ids);
+  const Scored dense = run(path, Quantization::none, false, ids);
+  EXPECT_NE(blocks.formats.find("q4_0"), std::string::npos) << blocks.formats;
+  EXPECT_EQ(blocks.formats.find("int4"), std::string::npos) << blocks.formats;
+  EXPECT_NE(int4.formats.find("int4"), std::string::npos) << int4.formats;
+  EXPECT_EQ(int4.formats.find("q4_0"), std::string::npos) << int4.formats;
+  const float scale = max_abs(dense.logits);
+  EXPECT_LE(max_diff(blocks.logits, dense.logits) / scale, 1e-5);
+  EXPECT_LE(max_diff(int4.logits, dense.logits) / scale, 1e-5);
+  EXPECT_LT(blocks.model->weight_bytes(), int4.model->weight_bytes());  // 18 vs 20 bytes per 32 weights
+}
+
 // A block whose f16 scale is not finite is refused naming the tensor and the block, for the
 // formats that gained kernels here (the scale's offset differs per format).
 TEST(GgufBlockTypes, NonFiniteBlockScalesAreRefused) {
@@ -238,7 +258,7 @@ TEST(GgufBlockTypes, NonFiniteBlockScalesAreRefused) {
     const char* type;
     int block_bytes, scale_offset;
   };
-  for (const Case c : {Case{"Q5_0", 22, 0}, Case{"Q5_1", 24, 2}, Case{"IQ4_NL", 18, 0}, Case{"IQ4_XS", 136, 0},
+  for (const Case c : {Case{"Q4_0", 18, 0}, Case{"Q5_0", 22, 0}, Case{"Q5_1", 24, 2}, Case{"IQ4_NL", 18, 0}, Case{"IQ4_XS", 136, 0},
                        Case{"Q2_K", 84, 82}, Case{"Q3_K", 110, 108}}) {
     SCOPED_TRACE(c.type);
     testing::GgufEditor editor(testing::fixture_dir() / "kquant" / (std::string("tiny256-") + c.type + ".gguf"));
