@@ -221,7 +221,7 @@ TEST(GgufBlockTypes, FusedPartsOfDifferentFormatsStayAsStored) {
   const Scored dense = run(path, Quantization::none, false, ids);
   // 3 QKV of three formats, 3 [gate | up] of two; output and down projections in q5_0; the
   // LM head int8; nothing in f32.
-  EXPECT_EQ(kept.formats, "int8 x1 + q5_0 x6 + q5_0+q4_0+int8 x3 + q5_0+int8 x3") << kept.formats;
+  EXPECT_EQ(kept.formats, "int8 x1 + q5_0 x6 + q5_0+int8 x3 + q5_0+q4_0+int8 x3") << kept.formats;
   const float scale = max_abs(dense.logits);
   EXPECT_LE(max_diff(kept.logits, dense.logits) / scale, 1e-5);
   const float native_diff = max_diff(native.logits, dense.logits) / scale;
@@ -233,9 +233,16 @@ TEST(GgufBlockTypes, FusedPartsOfDifferentFormatsStayAsStored) {
 
 // Q4_0 is held as its own 18-byte blocks by default; `--quant int4` asks for int4 and gets
 // it (scale d, min -8 d per 32 columns: the same values, 20 bytes per 32). Both give the
-// file's dequantized logits, in prefill up to float reordering.
+// file's dequantized logits, in prefill up to float reordering (the LM head in Q8_0, which
+// both keep as int8: an int4 model would requantize a Q4_0 one to int8 per channel).
 TEST(GgufBlockTypes, Q4_0UnderInt4IsHeldAsInt4WithTheSameValues) {
-  const fs::path path = testing::fixture_dir() / "kquant" / "tiny256-Q4_0.gguf";
+  testing::GgufEditor editor(testing::fixture_dir() / "tiny-llama.gguf");
+  for (int l = 0; l < 3; ++l)
+    for (const char* part : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+      editor.requantize("blk." + std::to_string(l) + "." + part + ".weight", GgmlType::q4_0);
+  editor.requantize("output.weight", GgmlType::q8_0);
+  const fs::path path = testing::temp_dir("gguf_block_types") / "q4_0.gguf";
+  editor.write(path);
   std::vector<int32_t> ids;
   for (int i = 0; i < 12; ++i) ids.push_back((i * 53 + 7) % 1000);
   const Scored blocks = run(path, Quantization::automatic, false, ids);
