@@ -303,7 +303,8 @@ class GgufParser {
     const std::optional<GgmlType> type = ggml_type_from_raw(raw_type);
     if (!type) {
       fail("ggml type " + ggml_type_name(raw_type) +
-           " is not supported (Kestrel reads F32, F16, BF16, Q8_0, Q4_0 and Q4_1)");
+           " is not supported (Kestrel reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
+           "Q2_K ... Q6_K, IQ4_NL and IQ4_XS)");
     }
     t.type = *type;
     if (t.row_length() % ggml_block_size(t.type) != 0) {
