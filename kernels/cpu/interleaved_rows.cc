@@ -351,6 +351,38 @@ static void dequantize_interleaved_int4_row(const QuantizedWeight& w, int64_t m,
   }
 }
 
+// Q4_0: d * (nibble - 8), as kquant::value computes it (a negative d times 0 stays -0).
+static void dequantize_interleaved_q4_0_row(const QuantizedWeight& w, int64_t m, float* out) {
+  const NibbleBlock f = nibble_block(QuantFormat::q4_0);
+  const int64_t blocks = w.cols / 32;
+  const int r = static_cast<int>(m % kRows);
+  const uint8_t* q = reinterpret_cast<const uint8_t*>(w.data.data) + (m / kRows) * kRows * blocks * f.bytes;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const uint8_t* group = q + b * kRows * f.bytes;
+    const float d = f16_to_f32(static_cast<uint16_t>(group[2 * r] | (group[2 * r + 1] << 8)));
+    float* o = out + 32 * b;
+    for (int v = 0; v < 4; ++v) {  // the row's 4 bytes of chunk v: columns 4v + j and 16 + 4v + j
+      const uint8_t* p = group + f.group_qs_at() + kInt4.position(r, v);
+#if defined(__SSE2__)
+      int32_t word;
+      std::memcpy(&word, p, 4);
+      const __m128i zero = _mm_setzero_si128(), eight = _mm_set1_epi32(8);
+      const __m128i bytes = _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(word), zero), zero);
+      const __m128i lo = _mm_sub_epi32(_mm_and_si128(bytes, _mm_set1_epi32(0xf)), eight);
+      const __m128i hi = _mm_sub_epi32(_mm_srli_epi32(bytes, 4), eight);
+      const __m128 d4 = _mm_set1_ps(d);
+      _mm_storeu_ps(o + 4 * v, _mm_mul_ps(d4, _mm_cvtepi32_ps(lo)));
+      _mm_storeu_ps(o + 16 + 4 * v, _mm_mul_ps(d4, _mm_cvtepi32_ps(hi)));
+#else
+      for (int j = 0; j < 4; ++j) {
+        o[4 * v + j] = d * static_cast<float>((p[j] & 0xf) - 8);
+        o[16 + 4 * v + j] = d * static_cast<float>((p[j] >> 4) - 8);
+      }
+#endif
+    }
+  }
+}
+
 void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t n, const Q8Block* x, int64_t x_stride, int64_t T,
                            float* out, int64_t out_stride) {
   if (superblock_format(f))
@@ -361,9 +393,15 @@ void rows8_blocks_portable(QuantFormat f, const uint8_t* q, int64_t n, const Q8B
 
 bool dequantize_interleaved_row(const QuantizedWeight& w, int64_t m, float* out) {
   if (w.interleave == 0) return false;
-  if (w.format != QuantFormat::int4) return dequantize_superblock_row(w, m, out);
-  dequantize_interleaved_int4_row(w, m, out);
-  return true;
+  if (w.format == QuantFormat::int4) {
+    dequantize_interleaved_int4_row(w, m, out);
+    return true;
+  }
+  if (w.format == QuantFormat::q4_0) {
+    dequantize_interleaved_q4_0_row(w, m, out);
+    return true;
+  }
+  return dequantize_superblock_row(w, m, out);
 }
 
 }  // namespace kestrel::cpu

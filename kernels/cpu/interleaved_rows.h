@@ -80,7 +80,7 @@ struct PlainRowScratch {
 };
 PlainRow plain_row(const QuantizedWeight& w, int64_t m, PlainRowScratch& scratch);
 
-// Row m of an interleaved int4, Q4_K, Q5_K or Q6_K weight dequantized into out[cols]
+// Row m of an interleaved int4, Q4_0, Q4_K, Q5_K or Q6_K weight dequantized into out[cols]
 // straight from the layout (the prefill tiles), the plain layout's values bit for bit;
 // false (nothing written) for the other weights, which plain_row gathers back.
 bool dequantize_interleaved_row(const QuantizedWeight& w, int64_t m, float* out);

@@ -62,13 +62,15 @@ inline std::string mixed_name(const std::vector<MixedPart>& parts) {
 
 // The fused weights the tests run: llama.cpp's Q4_K_M / Q5_K_M QKV (Q4_K or Q5_K Q and K
 // rows, Q6_K V rows; GQA: V narrower than Q), its fallbacks for widths that are not
-// multiples of 256 (Q5_0 beside Q8_0, i.e. int8 in groups of 32), three formats at once,
+// multiples of 256 (Q5_0 beside Q8_0, i.e. int8 in groups of 32; Q5_0, Q4_0 and Q8_0 as
+// the mixed-QKV GGUF test stores them), three formats at once,
 // int4 beside a block format, odd row counts. K must be a multiple of 256.
 inline std::vector<std::vector<MixedPart>> mixed_cases() {
   return {
       {{QuantFormat::q4_k, 256, 96}, {QuantFormat::q6_k, 256, 32}},
       {{QuantFormat::q5_k, 256, 64}, {QuantFormat::q6_k, 256, 32}, {QuantFormat::q5_k, 256, 16}},
       {{QuantFormat::q5_0, 32, 40}, {QuantFormat::int8, 32, 24}},
+      {{QuantFormat::q5_0, 32, 16}, {QuantFormat::q4_0, 32, 24}, {QuantFormat::int8, 32, 8}},
       {{QuantFormat::int4, 32, 17}, {QuantFormat::q3_k, 256, 5}, {QuantFormat::int8, 0, 9}},
       {{QuantFormat::iq4_xs, 256, 33}, {QuantFormat::q2_k, 256, 7}, {QuantFormat::q5_1, 32, 8}, {QuantFormat::iq4_nl, 32, 3}},
   };
