@@ -40,7 +40,7 @@ TEST_P(CudaQuantizedModel, MatchesTheCpuQuantizedModel) {
   auto gpu = Model::load(dir, options);
   EXPECT_EQ(gpu->weight_bytes(), cpu->weight_bytes());
   const auto prompts = testing::load_reference(dir, cpu->config().vocab_size);
-  Session cpu_session(cpu), gpu_session(gpu);
+  Session cpu_session(cpu, testing::f32_cache()), gpu_session(gpu);
   Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
   for (const auto& p : prompts) {
     const std::vector<float> want = cpu_decoder.score(p.ids), got = gpu_decoder.score(p.ids);
@@ -88,7 +88,7 @@ TEST(CudaKquantModel, MatchesTheDequantizedCpuModel) {
     auto gpu = Model::load(path, options);
     EXPECT_NE(gpu->weight_formats().find("_k+q6_k x1"), std::string::npos) << gpu->weight_formats();
     EXPECT_EQ(gpu->weight_formats().find("f32"), std::string::npos) << gpu->weight_formats();
-    Session cpu_session(cpu), gpu_session(gpu);
+    Session cpu_session(cpu, testing::f32_cache()), gpu_session(gpu);
     Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
     std::vector<int32_t> ids;
     for (int i = 0; i < 20; ++i) ids.push_back((i * 397 + 11) % cpu->config().vocab_size);

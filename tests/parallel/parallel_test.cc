@@ -93,14 +93,14 @@ TEST_P(Split, RankHoldsItsSlice) {
   EXPECT_LE(p.num_layers, (c.num_layers + p.pipeline_parallel - 1) / p.pipeline_parallel);
   // Each rank holds less than the whole model, and the KV cache only of its layers and heads.
   EXPECT_LT(split_->weight_bytes(), whole_->weight_bytes());
-  Session whole(whole_, {.max_sequences = 2});
-  Session split(split_, {.max_sequences = 2});
+  Session whole(whole_, testing::f32_cache({.max_sequences = 2}));
+  Session split(split_, testing::f32_cache({.max_sequences = 2}));
   EXPECT_EQ(split.memory().kv_cache_bytes * c.num_layers * c.num_kv_heads,
             whole.memory().kv_cache_bytes * p.num_layers * p.num_kv_heads);
 }
 
 TEST_P(Split, LogitsAtEveryPositionMatchWholeModelAndHf) {
-  Session whole(whole_), split(split_);
+  Session whole(whole_, testing::f32_cache()), split(split_, testing::f32_cache());
   Decoder whole_decoder(whole), split_decoder(split);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     std::vector<float> a = whole_decoder.score(prompts_[i].ids);
@@ -112,7 +112,7 @@ TEST_P(Split, LogitsAtEveryPositionMatchWholeModelAndHf) {
 }
 
 TEST_P(Split, GreedyTokensMatchHf) {
-  Session session(split_, {.max_sequences = 1});
+  Session session(split_, testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   for (const auto& p : prompts_) EXPECT_EQ(decoder.generate(greedy(p)).tokens, p.greedy) << p.text;
 }
@@ -120,7 +120,7 @@ TEST_P(Split, GreedyTokensMatchHf) {
 // Two slots (requests join as others finish), prompts in chunks of 5 tokens, blocks of 4
 // positions: steps with one to several sequences, hence one to several micro-batches.
 TEST_P(Split, BatchedChunkedJoiningRequestsMatchHf) {
-  Session session(split_, {.max_sequences = 3, .max_step_tokens = 5, .kv_block_size = 4});
+  Session session(split_, testing::f32_cache({.max_sequences = 3, .max_step_tokens = 5, .kv_block_size = 4}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
   for (const auto& p : prompts_) requests.push_back(greedy(p));
@@ -135,7 +135,7 @@ TEST_P(Split, BatchedChunkedJoiningRequestsMatchHf) {
 }
 
 TEST_P(Split, SampledTokensMatchWholeModel) {
-  Session whole(whole_, {.max_sequences = 4}), split(split_, {.max_sequences = 4});
+  Session whole(whole_, testing::f32_cache({.max_sequences = 4})), split(split_, testing::f32_cache({.max_sequences = 4}));
   Decoder whole_decoder(whole), split_decoder(split);
   std::vector<GenerationRequest> requests;
   for (size_t i = 0; i < prompts_.size(); ++i) {
@@ -153,7 +153,7 @@ TEST_P(Split, SampledTokensMatchWholeModel) {
 // rank's layers; the parent's logits row copied on the last stage): the whole model's tokens.
 TEST_P(Split, SeveralSamplesOfOnePromptMatchWholeModel) {
   const SessionOptions options{.max_sequences = 4, .kv_block_size = 4};
-  Session whole(whole_, options), split(split_, options);
+  Session whole(whole_, testing::f32_cache(options)), split(split_, testing::f32_cache(options));
   Decoder whole_decoder(whole), split_decoder(split);
   GenerationRequest r = greedy(prompts_[2]);
   r.sampling = {.temperature = 0.9f, .top_k = 50, .seed = 99};
@@ -166,7 +166,7 @@ TEST_P(Split, SeveralSamplesOfOnePromptMatchWholeModel) {
 
 // The callback asks to cancel on rank 0 only: every rank must stop that request together.
 TEST_P(Split, CancellingOnRankZeroStopsEveryRank) {
-  Session session(split_, {.max_sequences = 2});
+  Session session(split_, testing::f32_cache({.max_sequences = 2}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests{greedy(prompts_[0]), greedy(prompts_[1])};
   int seen = 0;
@@ -183,7 +183,7 @@ TEST_P(Split, CancellingOnRankZeroStopsEveryRank) {
 // the whole model's with the same limits, so they equal each other's.
 TEST_P(Split, ExhaustedKvCacheEndsTheSameRequestOnEveryRank) {
   const SessionOptions limits{.max_sequences = 2, .kv_block_size = 4, .kv_blocks = 6};
-  Session whole(whole_, limits), split(split_, limits);
+  Session whole(whole_, testing::f32_cache(limits)), split(split_, testing::f32_cache(limits));
   Decoder whole_decoder(whole), split_decoder(split);
   std::vector<GenerationRequest> requests{greedy(prompts_[0]), greedy(prompts_[1])};
   requests[0].stop.max_new_tokens = 40;
@@ -243,7 +243,7 @@ TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
     auto split_model = Model::load(fixture_dir() / file, options);
     options.parallel = {};
     const auto prompts = load_reference(fixture_dir() / "tiny-phi3", whole_model->config().vocab_size);
-    Session whole(whole_model), split(split_model, {.max_sequences = 1});
+    Session whole(whole_model, testing::f32_cache()), split(split_model, testing::f32_cache({.max_sequences = 1}));
     Decoder whole_decoder(whole), split_decoder(split);
     for (size_t i = 0; i < prompts.size(); ++i) {
       std::vector<float> a = whole_decoder.score(prompts[i].ids);
@@ -303,7 +303,7 @@ TEST(PaddedVocabulary, SplitMatchesWholeModel) {
   options.parallel = g_split;
   auto split = Model::load(path, options);
   EXPECT_EQ(split->parallel().vocab_size, launcher_rank() == 3 ? 249 : 251);
-  Session whole_session(whole, {.max_sequences = 2}), split_session(split, {.max_sequences = 2});
+  Session whole_session(whole, testing::f32_cache({.max_sequences = 2})), split_session(split, testing::f32_cache({.max_sequences = 2}));
   Decoder whole_decoder(whole_session), split_decoder(split_session);
   std::vector<int32_t> ids;
   for (float f : testing::random_floats(12, 5, 0.0f, 1000.0f)) ids.push_back(static_cast<int32_t>(f));
@@ -400,14 +400,14 @@ TEST(SplitErrors, SessionFailingOnOneRankFailsEveryRank) {
   SessionOptions options;
   if (launcher_rank() == bad) options.max_sequences = 0;
   try {
-    Session session(model, options);
+    Session session(model, testing::f32_cache(options));
     ADD_FAILURE() << "the session was created";
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
     EXPECT_NE(e.message().find("rank " + std::to_string(bad) + " of "), std::string::npos) << e.message();
     EXPECT_NE(e.message().find("SessionOptions.max_sequences = 0"), std::string::npos) << e.message();
   }
-  Session session(model, {.max_sequences = 1});  // the model is still usable on every rank
+  Session session(model, testing::f32_cache({.max_sequences = 1}));  // the model is still usable on every rank
   Decoder decoder(session);
   EXPECT_EQ(decoder.generate(ten_tokens_after_hello()).tokens.size(), 10u);
 }
@@ -418,7 +418,7 @@ TEST(SplitErrors, SessionFailingOnOneRankFailsEveryRank) {
 // operation, not hang.
 TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
   if (g_fail_rank < 0) GTEST_SKIP() << "runs with --fail-rank";
-  Session session(load_split("tiny-llama", 3), {.max_sequences = 1});
+  Session session(load_split("tiny-llama", 3), testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   const GenerationRequest request = ten_tokens_after_hello();
   int tokens = 0;
@@ -444,7 +444,7 @@ TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
 // timeout, whether the launcher notices the dead rank first or the survivors give up.
 TEST(DyingRank, JobEndsWhenARankDies) {
   if (g_die_rank < 0) GTEST_SKIP() << "runs with --die-rank";
-  Session session(load_split("tiny-gpt2", 5), {.max_sequences = 1});
+  Session session(load_split("tiny-gpt2", 5), testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   if (launcher_rank() == g_die_rank) std::_Exit(3);
   try {
