@@ -161,7 +161,10 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
           rowbuf.resize(static_cast<size_t>(cc));
           for (int64_t r = 0; r < seg; ++r) {
             read_row_f32(t, local + r, cols, c0, cc, rowbuf.data(), scratch);
-            for (float& v : rowbuf) v += recipe.offset;  // in f32, as transformers' (1 + w.float())
+            // In f32, as transformers' (1 + w.float()); only where there is an offset, which
+            // would turn ggml's -0 (a negative block scale times 0) into +0.
+            if (recipe.offset != 0.0f)
+              for (float& v : rowbuf) v += recipe.offset;
             convert_floats(rowbuf.data(), DType::f32, dst + static_cast<size_t>(r * cc) * out_es, dtype_,
                            static_cast<size_t>(cc));
           }
@@ -326,6 +329,13 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
       w.token_embedding.quantized = *kept;
     }
   if (shard.first_stage()) {
+    // Any other table the file stores in blocks stays in them, whole (the lookup needs every
+    // row, whatever the rank's share of the LM head): untied, or tied at tp > 1 or pp > 1.
+    // Only the lookup reads it, so it keeps the plain layout (no prepare_quantized).
+    if (w.token_embedding.empty())
+      if (auto kept = keep_ggml_blocks(*this, source, arch.recipe(WeightSlot::token_embedding, -1), c.hidden_size,
+                                       quant_.for_embedding(), "token_embedding"))
+        w.token_embedding.quantized = *kept;
     if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");

@@ -203,7 +203,14 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
       head_kept = *tied_here = true;
     }
   if (shard.first_stage()) {
-    if (!head_kept) dense(WeightSlot::token_embedding, -1, &w.token_embedding);
+    // Else the whole table in the file's blocks, as WeightStore::load keeps it, or dense.
+    const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
+    if (!head_kept) {
+      if (auto plan = plan_kept_blocks(source, table, c.hidden_size, spec.for_embedding()))
+        walk.kept(*plan, &w.token_embedding);
+      else
+        dense(WeightSlot::token_embedding, -1, &w.token_embedding);
+    }
     if (arch.kinds.positions == PositionKind::learned) dense(WeightSlot::position_embedding, -1, &w.position_embedding);
   }
   const size_t f32 = dtype_size(DType::f32);
