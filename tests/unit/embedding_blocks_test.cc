@@ -24,16 +24,17 @@ namespace fs = std::filesystem;
 using testing::fixture_dir;
 
 // GGUF fixtures whose token_embd is in blocks: tied (tiny256-*, qwen2-q8_0: 2 layers) and
-// untied (llama.cpp's own Q8_0 / Q6_K files, tiny-llama.gguf, the table-only files of
-// make_embedding_blocks.py: GPT-2's learned positions, Gemma's scaled embedding).
+// untied (llama.cpp's own Q8_0 / Q6_K files, tiny-llama.gguf, qwen2-untied-q8_0, the
+// table-only files of make_embedding_blocks.py: GPT-2's learned positions, Gemma's scaled
+// embedding).
 const std::vector<std::string> kTables = {
     "kquant/tiny256-Q8_0.gguf",          "kquant/tiny256-Q4_0.gguf",         "kquant/tiny256-Q4_1.gguf",
     "kquant/tiny256-Q5_0.gguf",          "kquant/tiny256-Q5_1.gguf",         "kquant/tiny256-Q2_K.gguf",
     "kquant/tiny256-Q3_K.gguf",          "kquant/tiny256-Q4_K.gguf",         "kquant/tiny256-Q5_K.gguf",
     "kquant/tiny256-Q6_K.gguf",          "kquant/tiny256-IQ4_NL.gguf",       "kquant/tiny256-IQ4_XS.gguf",
     "kquant/tiny256-Q4_K_M.gguf",        "llamacpp-quants/q6_k.gguf",        "llamacpp-quants/q8_0.gguf",
-    "tiny-llama.gguf",                   "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/gpt2-table-q8_0.gguf",
-    "embedding-blocks/gemma2-table-q4_0.gguf",
+    "tiny-llama.gguf",                   "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
+    "embedding-blocks/gpt2-table-q8_0.gguf",     "embedding-blocks/gemma2-table-q4_0.gguf",
 };
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info) {

@@ -43,8 +43,8 @@ const std::vector<std::string> kModels = {
     "tiny-llama-yarn.gguf",       "tiny-llama.gguf",            "tiny-llama3.gguf",
     "tiny-mixtral-q8_0.gguf",     "tiny-mixtral.gguf",          "tiny-phi3.gguf",
     "tiny-qwen2-moe.gguf",        "tiny-qwen2.gguf",            "tiny-qwen3.gguf",
-    "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/gpt2-table-q8_0.gguf",
-    "embedding-blocks/gemma2-table-q4_0.gguf",
+    "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
+    "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
@@ -230,16 +230,18 @@ TEST(HeldWeightsByHand, Q4KMixTensorParallel) {
 }
 
 // The first stage holds the table whole in the file's blocks at tp > 1 and pp > 1, tied
-// (qwen2-q8_0: hidden 64, vocabulary 1000, 2 layers, every matrix Q8_0, held as int8 with an
-// f32 scale per 32 columns: 36 bytes) or not (tiny-llama.gguf: token_embd Q8_0, output F32);
-// the last stage its head: Q8_0 rows, or the F32 rows of its vocabulary slice.
+// (qwen2-q8_0: hidden 64, vocabulary 1000, 2 layers, token_embd Q8_0, held as int8 with an
+// f32 scale per 32 columns: 36 bytes) or not (qwen2-untied-q8_0: output Q8_0 too;
+// tiny-llama.gguf: output F32); the last stage its head's rows: Q8_0, or f16 of the F32.
 TEST(HeldWeightsByHand, TableInBlocksAtEveryTpAndPp) {
-  const size_t H = 64, V = 1000, q8 = 36 * H / 32, f32 = 4;
+  const size_t H = 64, V = 1000, q8 = 36 * H / 32, f16 = 2;
   struct Case {
     const char* file;
-    bool tied;
+    bool tied, head_q8;
   };
-  for (const Case& k : {Case{"embedding-blocks/qwen2-q8_0.gguf", true}, Case{"tiny-llama.gguf", false}}) {
+  for (const Case& k : {Case{"embedding-blocks/qwen2-q8_0.gguf", true, true},
+                        Case{"embedding-blocks/qwen2-untied-q8_0.gguf", false, true},
+                        Case{"tiny-llama.gguf", false, false}}) {
     const sz::ModelShape shape = sz::read_model_shape(fixture_dir() / k.file);
     for (const auto& [tp, pp] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
       SCOPED_TRACE(std::string(k.file) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
@@ -251,7 +253,7 @@ TEST(HeldWeightsByHand, TableInBlocksAtEveryTpAndPp) {
       ASSERT_EQ(s.stages.size(), static_cast<size_t>(pp));
       EXPECT_EQ(s.stages.front().weights.token_embedding, V * q8);
       const sz::WeightBytes& last = s.stages.back().weights;
-      const size_t head = k.tied ? V / tp * q8 : V / tp * H * f32 / 2;  // f16 of the F32 rows
+      const size_t head = V / tp * (k.head_q8 ? q8 : H * f16);
       if (k.tied && tp == 1 && pp == 1) {
         EXPECT_EQ(last.lm_head, 0u);  // the table itself
         EXPECT_EQ(last.lm_head_view, V * q8);
