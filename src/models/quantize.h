@@ -132,6 +132,12 @@ struct KeptBlocksPlan {
 std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const WeightRecipe& recipe, int64_t cols,
                                                const QuantizationSpec& spec, const WeightSlice& slice = {});
 
+// The plan of a token embedding table of `rows` x `cols` kept whole in the file's blocks as
+// `spec` (QuantizationSpec::for_embedding) allows, or nullopt: a format not kept, or sources
+// that do not stack to `rows` rows (the materialize path then reports the shape).
+std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const WeightRecipe& recipe, int64_t rows,
+                                              int64_t cols, const QuantizationSpec& spec);
+
 // A tied LM head (the same source tensors as the token embedding) that stays in the file's
 // blocks doubles as the embedding table when `shard` holds both whole: the first and last
 // stage of a run without tensor parallelism (WeightStore::load). Elsewhere the first stage

@@ -317,24 +317,28 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   // A tied LM head that stays in the file's blocks doubles as the embedding table when this
   // rank holds both whole (the lookup dequantizes a row; the values are the same).
   const WeightRecipe head_recipe = arch.recipe(WeightSlot::lm_head, -1);
-  if (tied_head_doubles_as_embedding(arch, shard))
-    if (auto kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
-                                     "lm_head (and token_embedding)");
-        kept || (kept = load_stored_quantized(  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
-                     *this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {}, quant_.for_lm_head(),
-                     "lm_head (and token_embedding)"))) {
+  if (tied_head_doubles_as_embedding(arch, shard)) {
+    std::optional<QuantizedWeight> kept;
+    if (plan_kept_table(source, head_recipe, c.vocab_size, c.hidden_size, quant_.for_lm_head()))
+      kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
+                              "lm_head (and token_embedding)");
+    if (!kept)  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
+      kept = load_stored_quantized(*this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {},
+                                   quant_.for_lm_head(), "lm_head (and token_embedding)");
+    if (kept) {
       kept->precise_activations = true;
       backend_.prepare_quantized(*kept);
       w.lm_head.quantized = *kept;
       w.token_embedding.quantized = *kept;
     }
+  }
   if (shard.first_stage()) {
     // Any other table the file stores in blocks stays in them, whole (the lookup needs every
     // row, whatever the rank's share of the LM head): untied, or tied at tp > 1 or pp > 1.
     // Only the lookup reads it, so it keeps the plain layout (no prepare_quantized).
-    if (w.token_embedding.empty())
-      if (auto kept = keep_ggml_blocks(*this, source, arch.recipe(WeightSlot::token_embedding, -1), c.hidden_size,
-                                       quant_.for_embedding(), "token_embedding"))
+    const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
+    if (w.token_embedding.empty() && plan_kept_table(source, table, c.vocab_size, c.hidden_size, quant_.for_embedding()))
+      if (auto kept = keep_ggml_blocks(*this, source, table, c.hidden_size, quant_.for_embedding(), "token_embedding"))
         w.token_embedding.quantized = *kept;
     if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);

@@ -11,7 +11,9 @@
 
 #include <kestrel/kestrel.h>
 
+#include "gguf_editor.h"
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
 #include "loaders/gguf_quant.h"
 #include "models/weights.h"
 #include "test_support.h"
@@ -179,6 +181,48 @@ TEST(EmbeddingBlocksModel, TableOnlyInBlocksGivesTheDenseLogits) {
       const std::vector<float> want = dense_decoder.score(ids), got = blocks_decoder.score(ids);
       ASSERT_EQ(got.size(), want.size());
       EXPECT_EQ(first_difference(got, want), got.size()) << "prompt " << prompt;
+    }
+  }
+}
+
+// A table in blocks whose rows are not the vocabulary (a tokenizer of 900 tokens beside a
+// 1000-row token_embd, tied or not) is the loader's shape error naming the tensor on every
+// rank that would hold it, and kestrel-size's too, never a table kept as it is.
+TEST(EmbeddingBlocksBadFile, ATableOfTheWrongRowsIsAShapeError) {
+  for (const char* name : {"embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf"}) {
+    SCOPED_TRACE(name);
+    GgufFile original(fixture_dir() / name);
+    std::vector<std::string> tokens = *original.get_string_array("tokenizer.ggml.tokens");
+    tokens.resize(900);
+    const fs::path path = testing::temp_dir("embedding_blocks_bad") / "short_vocab.gguf";
+    testing::GgufEditor(fixture_dir() / name)
+        .set("tokenizer.ggml.tokens", GgufArray{tokens})
+        .set("tokenizer.ggml.token_type", GgufArray{std::vector<int32_t>(900, 1)})
+        .set("tokenizer.ggml.merges", GgufArray{std::vector<std::string>{}})
+        .write(path);
+    const sizing::FileWeights file(path);
+    const ModelConfig& c = file.architecture().config;
+    ASSERT_EQ(c.vocab_size, 900);
+    auto backend = make_cpu_backend(1);
+    for (const auto& [tp, pp] : {std::pair{1, 1}, {2, 1}, {1, 2}}) {
+      SCOPED_TRACE("tp " + std::to_string(tp) + " pp " + std::to_string(pp));
+      const Shard shard = make_shard(c, tp, pp, 0, 0, path.string());
+      for (const bool sizing : {false, true}) {
+        try {
+          if (sizing) {
+            bool tied = false;
+            file.held(shard, Quantization::automatic, 0, DType::f32, &tied);
+          } else {
+            WeightStore store(*backend, DType::f32, {Quantization::automatic, 0});
+            store.load(file.source(), file.architecture(), shard);
+          }
+          ADD_FAILURE() << (sizing ? "sized" : "loaded") << " without error";
+        } catch (const Error& e) {
+          EXPECT_EQ(e.category(), ErrorCategory::format) << e.what();
+          EXPECT_NE(e.message().find("token_embd.weight"), std::string::npos) << e.what();
+          EXPECT_NE(e.message().find("[900, 64]"), std::string::npos) << e.what();
+        }
+      }
     }
   }
 }
