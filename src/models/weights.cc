@@ -337,8 +337,9 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     // row, whatever the rank's share of the LM head): untied, or tied at tp > 1 or pp > 1.
     // Only the lookup reads it, so it keeps the plain layout (no prepare_quantized).
     const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
-    if (w.token_embedding.empty() && plan_kept_table(source, table, c.vocab_size, c.hidden_size, quant_.for_embedding()))
-      if (auto kept = keep_ggml_blocks(*this, source, table, c.hidden_size, quant_.for_embedding(), "token_embedding"))
+    const QuantizationSpec table_spec = quant_.for_embedding();
+    if (w.token_embedding.empty() && plan_kept_table(source, table, c.vocab_size, c.hidden_size, table_spec))
+      if (auto kept = keep_ggml_blocks(*this, source, table, c.hidden_size, table_spec, "token_embedding"))
         w.token_embedding.quantized = *kept;
     if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
