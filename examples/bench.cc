@@ -57,6 +57,7 @@ struct BenchArgs {
   int repeats = 3;
   int max_step_tokens = 0;  // 0: batch x input
   int kv_block_size = 16;
+  kestrel::SessionOptions session;  // --kv-dtype (the model flags' session settings)
   unsigned long long seed = 1234;
   bool json = false;
   std::string plot;
@@ -134,7 +135,7 @@ kestrel::sizing::ModelShape sizing_shape(const kestrel::Model& model, bool synth
 CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const BenchArgs& a,
                     const kestrel::sizing::ModelShape& shape, const kestrel::ModelOptions& load_options, int batch,
                     int input, int output) {
-  kestrel::SessionOptions so;
+  kestrel::SessionOptions so = a.session;
   so.max_sequences = batch;
   so.max_sequence_tokens = input + output;
   so.max_step_tokens = a.max_step_tokens > 0 ? std::max(a.max_step_tokens, batch) : batch * input;
@@ -182,6 +183,7 @@ CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const Be
   r.tokens_per_second = batch * static_cast<double>(output) / r.total_seconds;
   r.weight_bytes = model->weight_bytes();
   r.session_bytes = session.memory().total();
+  r.kv_dtype = kestrel::to_string(*session.options().kv_dtype);
   r.peak_rss_bytes = peak_rss_bytes();
 #ifdef KESTREL_WITH_CUDA
   if (model->device().kind == kestrel::DeviceKind::cuda) r.device_used_bytes = kestrel_bench::device_memory_used(model->device().index);
@@ -190,6 +192,7 @@ CaseResult run_case(const std::shared_ptr<const kestrel::Model>& model, const Be
   // Byte and FLOP counts of this case, one rank, as the sizing calculator computes them.
   namespace sz = kestrel::sizing;
   sz::SizingOptions options;
+  options.device = model->device().kind;
   options.dtype = model->dtype();
   options.tp = model->parallel().tensor_parallel;  // bytes and FLOPs of this rank's slice
   options.pp = model->parallel().pipeline_parallel;
@@ -243,6 +246,7 @@ int main(int argc, char** argv) {
                      : kestrel::Model::random(kestrel::sizing::preset_shape(synthetic).config,
                                               kestrel_examples::model_options(model_args));
     check_grid(args, *model);
+    args.session = kestrel_examples::with_model_args({}, model_args);
     const kestrel::ModelOptions load_options = kestrel_examples::model_options(model_args);
     const kestrel::sizing::ModelShape shape = sizing_shape(*model, !synthetic.empty());
     kestrel_bench::BenchReport report;
@@ -284,6 +288,7 @@ int main(int argc, char** argv) {
                    cases.size(), batch, in, out, elapsed);
       report.cases.push_back(run_case(model, args, shape, load_options, batch, in, out));
     }
+    report.kv_dtype = report.cases.front().kv_dtype;  // the same session options in every case
     if (!output) return 0;
     if (args.json) std::cout << kestrel_bench::to_json(report).dump(2) << std::endl;
     else kestrel_bench::print_table(report);

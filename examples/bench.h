@@ -26,6 +26,7 @@ struct CaseResult {
   double tokens_per_second = 0.0;  // batch * output / total
   size_t weight_bytes = 0;         // Model::weight_bytes()
   size_t session_bytes = 0;        // Session::memory().total()
+  std::string kv_dtype;            // the session's KV cache dtype
   size_t peak_rss_bytes = 0;       // process high-water mark so far (CPU)
   size_t device_used_bytes = 0;    // cudaMemGetInfo total - free after the case (GPU)
   // Achieved rates, from the byte and FLOP counts of tools/sizing.h.
@@ -36,7 +37,7 @@ struct CaseResult {
 };
 
 struct BenchReport {
-  std::string model, device, dtype;
+  std::string model, device, dtype, kv_dtype;
   int threads = 0;
   int tp = 1, pp = 1;  // tensor / pipeline parallel split (rank 0 reports; bytes are per rank)
   int warmup = 0, repeats = 0;

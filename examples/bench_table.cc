@@ -38,9 +38,9 @@ std::string quoted(const std::string& s) {
 }  // namespace
 
 void print_table(const BenchReport& r) {
-  fmt::print("# kestrel-bench  model {} | device {} | dtype {} | threads {} | tp {} x pp {} | warm-up {}, repeats {} "
-             "(medians) | {}\n",
-             r.model, r.device, r.dtype, r.threads > 0 ? std::to_string(r.threads) : "all", r.tp, r.pp, r.warmup,
+  fmt::print("# kestrel-bench  model {} | device {} | dtype {}, KV cache {} | threads {} | tp {} x pp {} | warm-up {}, "
+             "repeats {} (medians) | {}\n",
+             r.model, r.device, r.dtype, r.kv_dtype, r.threads > 0 ? std::to_string(r.threads) : "all", r.tp, r.pp, r.warmup,
              r.repeats, r.date);
   if (on_gpu(r))
     fmt::print("# device {}: measured ceilings {:.0f} GB/s (device-to-device copy), {:.1f} TFLOP/s (cuBLAS GEMM, {})\n",
@@ -93,7 +93,7 @@ nlohmann::json to_json(const BenchReport& r) {
     cases.push_back(j);
   }
   nlohmann::json j = {{"model", r.model},   {"device", r.device}, {"dtype", r.dtype},
-                      {"threads", r.threads}, {"tp", r.tp},         {"pp", r.pp},
+                      {"kv_dtype", r.kv_dtype}, {"threads", r.threads}, {"tp", r.tp},         {"pp", r.pp},
                       {"warmup", r.warmup},   {"repeats", r.repeats},
                       {"seed", r.seed},     {"date", r.date},     {"cases", cases}};
   if (on_gpu(r))

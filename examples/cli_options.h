@@ -18,6 +18,7 @@ struct ModelArgs {
   std::string path = default_model_path();
   std::string device = "cpu";
   std::string dtype;
+  std::string kv_dtype;
   int threads = 0;
   int max_sequence_tokens = 0;
   kestrel::ParallelOptions parallel;
@@ -43,6 +44,8 @@ inline void add_model_options(CLI::App& app, ModelArgs& args) {
       ->capture_default_str();
   app.add_option("--device", args.device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--dtype", args.dtype, "f32, f16 or bf16 (default: f32 on cpu, f16 on cuda)");
+  app.add_option("--kv-dtype", args.kv_dtype,
+                 "KV cache: f16 or f32 on cpu (default f16), the activation dtype on cuda");
   app.add_option("--threads", args.threads, "CPU threads (0: all)")->capture_default_str();
   app.add_option("--quant", args.quant,
                  "Linear weights: auto (as the file stores them: a GGUF's quantized blocks stay quantized), "
@@ -87,9 +90,15 @@ inline std::shared_ptr<const kestrel::Model> load_model(const ModelArgs& args) {
   return kestrel::Model::load(args.path, model_options(args));
 }
 
+// The session settings of the model flags (--kv-dtype) on top of `options`.
+inline kestrel::SessionOptions with_model_args(kestrel::SessionOptions options, const ModelArgs& args) {
+  if (!args.kv_dtype.empty()) options.kv_dtype = kestrel::parse_dtype(args.kv_dtype, "--kv-dtype");
+  return options;
+}
+
 // One sequence at a time, up to --max-sequence-tokens.
 inline kestrel::SessionOptions single_sequence_session(const ModelArgs& args) {
-  kestrel::SessionOptions options;
+  kestrel::SessionOptions options = with_model_args({}, args);
   options.max_sequences = 1;
   options.max_sequence_tokens = args.max_sequence_tokens;
   return options;

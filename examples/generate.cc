@@ -164,10 +164,11 @@ int main(int argc, char** argv) {
     if (!quiet) {
       const size_t n = result.tokens.size();
       fmt::print(stderr,
-                 "[kestrel] model {} ({}, {}, weights {}{}{}) | prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} "
+                 "[kestrel] model {} ({}, {}, weights {}, KV cache {}{}{}) | prompt {} tokens in {:.1f} ms | {} tokens, {:.1f} "
                  "tokens/s | {}finish: {}\n",
                  model_args.path, kestrel::to_string(model->device()), kestrel::to_string(model->dtype()),
-                 model->weight_formats(), parallel_text(model->parallel()), use_template ? ", chat template" : "",
+                 model->weight_formats(), kestrel::to_string(*session.options().kv_dtype),
+                 parallel_text(model->parallel()), use_template ? ", chat template" : "",
                  result.prompt_ids.size(), 1e3 * result.prompt_seconds, n,
                  n > 1 && result.decode_seconds > 0 ? static_cast<double>(n - 1) / result.decode_seconds : 0.0,
                  run_text(request.speculative, result), kestrel::to_string(result.finish));

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
       throw kestrel::Error(kestrel::ErrorCategory::invalid_argument,
                            text_path + ": " + std::to_string(tokens.size()) + " tokens, fewer than --context " +
                                std::to_string(context));
-    kestrel::SessionOptions options;
+    kestrel::SessionOptions options = kestrel_examples::with_model_args({}, model_args);
     options.max_sequences = 1;
     options.max_sequence_tokens = context;
     kestrel::Session session(model, options);

@@ -69,7 +69,7 @@ void write_text(const std::string& path, const std::string& text) {
 // The session: long enough for the longest list plus what is generated after it.
 kestrel::SessionOptions session_for(const kestrel::Model& model, const kestrel_examples::ModelArgs& args,
                                     size_t longest, int sequences) {
-  kestrel::SessionOptions options;
+  kestrel::SessionOptions options = kestrel_examples::with_model_args({}, args);
   options.max_sequences = sequences;
   options.max_sequence_tokens = args.max_sequence_tokens;
   if (options.max_sequence_tokens == 0)

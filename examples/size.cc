@@ -4,7 +4,7 @@
 //   kestrel-size --preset gpt3-175b [options]    a named shape (--list-presets)
 //   kestrel-size --layers 96 --hidden 12288 --heads 96 --ffn 49152 --vocab 50257 ...
 //
-//   options: --dtype f16 --quant auto|none|int8|int4|w8a8|fp8 --group-size N --tp N --pp N
+//   options: --device cuda|cpu --dtype f16 --kv-dtype f16 --quant auto|none|int8|int4|w8a8|fp8 --group-size N --tp N --pp N
 //            --batch N (max sequences) --seq-len N (prompt + generated tokens per sequence)
 //            --max-step-tokens N --kv-block-size N --kv-blocks N
 //            --memory 80GiB --bandwidth 3.35TB/s --flops 989T --json
@@ -131,7 +131,8 @@ nlohmann::json to_json(const Sizing& s) {
         {"tied_embeddings", c.tied_embeddings},
         {"parameters", s.parameters}}},
       {"options",
-       {{"dtype", kestrel::to_string(o.dtype)}, {"quantization", kestrel::to_string(o.quantization)},
+       {{"device", o.device == kestrel::DeviceKind::cpu ? "cpu" : "cuda"}, {"dtype", kestrel::to_string(o.dtype)},
+        {"kv_dtype", kestrel::to_string(*s.session.kv_dtype)}, {"quantization", kestrel::to_string(o.quantization)},
         {"stored_formats", s.shape.file != nullptr},
         {"group_size", o.group_size}, {"tp", o.tp}, {"pp", o.pp},
         {"max_sequences", s.session.max_sequences}, {"max_sequence_tokens", s.session.max_sequence_tokens},
@@ -170,9 +171,10 @@ void print_text(const Sizing& s) {
                c.num_layers, c.experts_per_token, c.expert_ffn_size,
                c.shared_expert_ffn_size > 0 ? fmt::format(", shared expert FFN {}", c.shared_expert_ffn_size) : "");
   }
-  fmt::print("settings   {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} tokens, "
-             "KV blocks {} x {}\n",
-             kestrel::to_string(o.dtype),
+  fmt::print("settings   {} {}, KV cache {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} "
+             "tokens, KV blocks {} x {}\n",
+             o.device == kestrel::DeviceKind::cpu ? "cpu" : "cuda", kestrel::to_string(o.dtype),
+             kestrel::to_string(*s.session.kv_dtype),
              kestrel::to_string(o.quantization) + std::string(s.shape.file ? " (weights sized from the stored tensors)" : ""),
              o.group_size > 0 ? " (group " + std::to_string(o.group_size) + ")" : "", o.tp, o.pp,
              s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
@@ -202,7 +204,7 @@ void print_text(const Sizing& s) {
 
 int main(int argc, char** argv) {
   CLI::App app{"Memory and speed sizing for a Kestrel model", "kestrel-size"};
-  std::string model, preset, dtype = "f16", quant = "auto", memory, bandwidth, flops;
+  std::string model, preset, device = "cuda", dtype, kv_dtype, quant = "auto", memory, bandwidth, flops;
   DimArgs dims;
   SizingOptions options;
   options.session.max_sequences = 1;
@@ -222,7 +224,12 @@ int main(int argc, char** argv) {
   app.add_option("--vocab", dims.vocab, "Vocabulary size");
   app.add_option("--max-positions", dims.max_positions, "Longest sequence the model supports");
   app.add_option("--tied", dims.tied, "LM head tied to the token embedding (true/false)");
-  app.add_option("--dtype", dtype, "f32, f16 or bf16 (the CPU backend runs f32)")->capture_default_str();
+  app.add_option("--device", device, "Where the model runs: cuda (sizes per GPU) or cpu")
+      ->check(CLI::IsMember({"cuda", "cpu"}))
+      ->capture_default_str();
+  app.add_option("--dtype", dtype, "Activations and float weights: f32, f16 or bf16 (default: f16 on cuda, f32 on "
+                                   "the cpu, which runs f32 only)");
+  app.add_option("--kv-dtype", kv_dtype, "KV cache, as SessionOptions.kv_dtype (default: f16 on the cpu, --dtype on cuda)");
   app.add_option("--quant", quant,
                  "Weight quantization, as kestrel-generate's --quant: auto (a .gguf's blocks as stored, float "
                  "weights float; a checkpoint's declared mode), none, int8, int4, w8a8, fp8")
@@ -253,7 +260,10 @@ int main(int argc, char** argv) {
       for (const auto& name : preset_names()) std::cout << name << "\n";
       return 0;
     }
-    options.dtype = kestrel::parse_dtype(dtype, "--dtype");
+    options.device = device == "cpu" ? kestrel::DeviceKind::cpu : kestrel::DeviceKind::cuda;
+    options.dtype = dtype.empty() ? (device == "cpu" ? kestrel::DType::f32 : kestrel::DType::f16)
+                                  : kestrel::parse_dtype(dtype, "--dtype");
+    if (!kv_dtype.empty()) options.session.kv_dtype = kestrel::parse_dtype(kv_dtype, "--kv-dtype");
     options.quantization = kestrel::parse_quantization(quant, "--quant");
     if (!memory.empty()) options.memory_bytes = static_cast<size_t>(parse_bytes(memory, "--memory"));
     if (!bandwidth.empty()) options.bandwidth = parse_rate(bandwidth, "--bandwidth");

@@ -68,7 +68,9 @@ struct AttentionParams {
 
 // One layer's slice of the paged KV cache. Block b of the pool holds the keys of
 // `block_size` consecutive positions of one sequence for every KV head:
-// k, v: [num_blocks, nkv, block_size, hd], same dtype as the activations.
+// k, v: [num_blocks, nkv, block_size, hd]: f32 or f16 on the CPU (SessionOptions::kv_dtype;
+// f16 rounded to nearest even when written, widened exactly when read), the activation dtype
+// on CUDA.
 struct KvCacheLayer {
   TensorView k;
   TensorView v;

@@ -83,7 +83,7 @@ int main(int argc, char** argv) {
     model_options.batch_invariant = model_args.batch_invariant && model_options.device.kind == kestrel::DeviceKind::cpu;
     std::shared_ptr<const kestrel::Model> model = kestrel::Model::load(model_args.path, model_options);
     args.session.max_sequence_tokens = model_args.max_sequence_tokens;
-    kestrel::Session session(model, args.session);
+    kestrel::Session session(model, kestrel_examples::with_model_args(args.session, model_args));
     kestrel::Engine engine(session, {.max_queued = args.max_queued});
     kestrel_server::ServedModel served{args.served_name.empty() ? model_id(model_args.path) : args.served_name,
                                        model.get(), session.options().max_sequence_tokens,

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 
 #include "kestrel/model.h"
 
@@ -26,6 +27,11 @@ struct SessionOptions {
   // (ModelOptions::batch_invariant) reused positions may differ from recomputed ones in
   // the last bits, as any change of batching does.
   bool prefix_caching = false;
+  // Element type of the KV cache. Unset: f16 on the CPU (half the bytes of f32, which every
+  // decode step reads back in full; llama.cpp's default too), the activation dtype on CUDA.
+  // The CPU takes f32 or f16 (keys and values rounded to nearest even when written, every
+  // product still in f32); CUDA only its activation dtype. Resolved in Session::options().
+  std::optional<DType> kv_dtype;
 };
 
 // Bytes a session holds on its device.

@@ -3,7 +3,8 @@
 //
 // Three passes over the step's tokens, each a parallel loop:
 //   1. per token: add qkv_bias, rotate the q and k heads at the token's position;
-//   2. per token: write its k and v heads into the cache slot of its position;
+//   2. per token: write its k and v heads into the cache slot of its position (rounded to
+//      f16, nearest even, in an f16 cache);
 //   3. per (token, query head): causal softmax(scale q k^T) v (the scores soft-capped first
 //      when logit_softcap is set) over positions first..p of its own sequence (first = 0, or p - sliding_window + 1
 //      with a window), reading every key and value (the new ones included) back from the cache.
@@ -102,11 +103,29 @@ void rotate_head(float* x, int rot, RotaryStyle style, const double* cos_t, cons
   }
 }
 
+// The row kernels of the cache's element type: f32, or f16 bits (attention_rows.h).
+void score_rows(const AttentionRowKernels& r, const float* q, const float* k, int n, int hd, float* out) {
+  r.scores(q, k, n, hd, out);
+}
+void score_rows(const AttentionRowKernels& r, const float* q, const uint16_t* k, int n, int hd, float* out) {
+  r.scores_f16(q, k, n, hd, out);
+}
+void accumulate_rows(const AttentionRowKernels& r, const float* w, const float* v, int n, int hd, float* acc) {
+  r.accumulate(w, v, n, hd, acc);
+}
+void accumulate_rows(const AttentionRowKernels& r, const float* w, const uint16_t* v, int n, int hd, float* acc) {
+  r.accumulate_f16(w, v, n, hd, acc);
+}
+void store_row(const AttentionRowKernels&, const float* src, int n, float* dst) {
+  std::copy(src, src + n, dst);
+}
+void store_row(const AttentionRowKernels& r, const float* src, int n, uint16_t* dst) { r.to_f16(src, n, dst); }
+
 }  // namespace
 
 // qkv: [T, (nh + 2 nkv) hd] as [q heads | k heads | v heads], modified in place (bias,
 // rotary); qkv_bias: [(nh + 2 nkv) hd] or null; cache.k / cache.v: [num_blocks, nkv,
-// block_size, hd]; out: [T, nh hd].
+// block_size, hd], f32 or f16; out: [T, nh hd].
 void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
                const SequenceBatch& batch, const KvCacheLayer& cache, TensorView out,
                bool one_token_per_seq, const char* op, int threads) {
@@ -120,14 +139,14 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   expect_tensor(out, DType::f32, {T, static_cast<int64_t>(nh) * hd}, op, "out");
   if (qkv_bias) expect_tensor(*qkv_bias, DType::f32, {width}, op, "qkv_bias");
   if (cache.block_size <= 0) fail(op, "cache block_size must be positive");
-  expect_tensor(cache.k, DType::f32, {-1, nkv, cache.block_size, hd}, op, "cache.k");
-  expect_tensor(cache.v, DType::f32, {cache.k.dim(0), nkv, cache.block_size, hd}, op, "cache.v");
+  if (cache.k.dtype != DType::f32 && cache.k.dtype != DType::f16)
+    fail(op, std::string("cache.k is ") + to_string(cache.k.dtype) + ": the CPU's KV cache is f32 or f16");
+  expect_tensor(cache.k, cache.k.dtype, {-1, nkv, cache.block_size, hd}, op, "cache.k");
+  expect_tensor(cache.v, cache.k.dtype, {cache.k.dim(0), nkv, cache.block_size, hd}, op, "cache.v");
   const TokenPlacement place = place_tokens(batch, cache, T, one_token_per_seq, op);
 
   float* x = qkv.ptr<float>();
   const float* bias = qkv_bias ? qkv_bias->ptr<float>() : nullptr;
-  float* kc = cache.k.ptr<float>();
-  float* vc = cache.v.ptr<float>();
   float* o = out.ptr<float>();
   const int32_t* tables = batch.block_tables.ptr<int32_t>();
   const int64_t mb = batch.max_blocks_per_seq;
@@ -143,90 +162,91 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
     return ((block * nkv + g) * bs + p % bs) * static_cast<int64_t>(hd);
   };
 
-  // Passes 1 and 2: bias, rotary, cache write (one token per iteration).
-  parallel_for(threads_for(T * width, threads), T, 1, [&](int64_t t0, int64_t t1) {
-    // Per-thread angle tables, reused across calls (no allocation in the decode loop).
-    thread_local std::vector<double> cos_t, sin_t;
-    cos_t.resize(static_cast<size_t>(rot / 2));
-    sin_t.resize(static_cast<size_t>(rot / 2));
-    for (int64_t t = t0; t < t1; ++t) {
-      float* row = x + t * width;
-      if (bias)
-        for (int64_t i = 0; i < width; ++i) row[i] += bias[i];
-      if (rot > 0) {
-        const float p = static_cast<float>(place.pos[t]);
-        for (int j = 0; j < rot / 2; ++j) {
-          const double angle = p * inv_freq[j];
-          cos_t[j] = std::cos(angle);
-          sin_t[j] = std::sin(angle);
-        }
-        for (int h = 0; h < nh + nkv; ++h)
-          rotate_head(row + static_cast<int64_t>(h) * hd, rot, rp.style, cos_t.data(),
-                      sin_t.data());
-      }
-      for (int g = 0; g < nkv; ++g) {
-        const int64_t dst = cache_offset(place.seq[t], place.pos[t], g);
-        const float* k = row + static_cast<int64_t>(nh + g) * hd;
-        const float* v = row + static_cast<int64_t>(nh + nkv + g) * hd;
-        for (int d = 0; d < hd; ++d) {
-          kc[dst + d] = k[d];
-          vc[dst + d] = v[d];
-        }
-      }
-    }
-  });
-
-  // Pass 3: one (token, query head) per iteration; query head h reads kv head h / (nh/nkv).
-  const int group = nh / nkv;
-  const float scale = params.scale;
-  const float softcap = params.logit_softcap;
   const AttentionRowKernels& rows = attention_rows_best();
-  const int64_t work = T * nh * static_cast<int64_t>(place.max_total) * hd;  // upper bound
-  parallel_for(threads_for(work, threads), T * nh, 1, [&](int64_t item0, int64_t item1) {
-    thread_local std::vector<float> scores, acc;  // per thread, reused across calls
-    scores.resize(static_cast<size_t>(place.max_total));
-    acc.resize(static_cast<size_t>(hd));
-    for (int64_t item = item0; item < item1; ++item) {
-      const int64_t t = item / nh;
-      const int h = static_cast<int>(item % nh);
-      const int g = h / group;
-      const int32_t s = place.seq[t], p = place.pos[t];
-      const float* q = x + t * width + static_cast<int64_t>(h) * hd;
-
-      // A block's slots hold consecutive positions in consecutive rows of hd floats, so the
-      // positions are walked block by block (no division per position), from the block
-      // holding `first`.
-      const int32_t n = p + 1;
-      const int32_t first = params.sliding_window > 0 ? std::max(0, p - params.sliding_window + 1) : 0;
-      const int32_t first_block = first - first % bs;
-      float max_score = -INFINITY;
-      for (int32_t j0 = first_block; j0 < n; j0 += bs) {
-        const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);
-        rows.scores(q, kc + cache_offset(s, j0, g) + static_cast<int64_t>(j1 - j0) * hd, j2 - j1, hd,
-                    scores.data() + j1);
-        for (int32_t j = j1; j < j2; ++j) {
-          scores[j] *= scale;
-          if (softcap > 0.0f) scores[j] = std::tanh(scores[j] / softcap) * softcap;
-          max_score = std::max(max_score, scores[j]);
+  // Kv: the cache's element type (float, or uint16_t holding f16).
+  auto run = [&](auto* kc, auto* vc) {
+    // Passes 1 and 2: bias, rotary, cache write (one token per iteration).
+    parallel_for(threads_for(T * width, threads), T, 1, [&](int64_t t0, int64_t t1) {
+      // Per-thread angle tables, reused across calls (no allocation in the decode loop).
+      thread_local std::vector<double> cos_t, sin_t;
+      cos_t.resize(static_cast<size_t>(rot / 2));
+      sin_t.resize(static_cast<size_t>(rot / 2));
+      for (int64_t t = t0; t < t1; ++t) {
+        float* row = x + t * width;
+        if (bias)
+          for (int64_t i = 0; i < width; ++i) row[i] += bias[i];
+        if (rot > 0) {
+          const float p = static_cast<float>(place.pos[t]);
+          for (int j = 0; j < rot / 2; ++j) {
+            const double angle = p * inv_freq[j];
+            cos_t[j] = std::cos(angle);
+            sin_t[j] = std::sin(angle);
+          }
+          for (int h = 0; h < nh + nkv; ++h)
+            rotate_head(row + static_cast<int64_t>(h) * hd, rot, rp.style, cos_t.data(),
+                        sin_t.data());
+        }
+        for (int g = 0; g < nkv; ++g) {
+          const int64_t dst = cache_offset(place.seq[t], place.pos[t], g);
+          store_row(rows, row + static_cast<int64_t>(nh + g) * hd, hd, kc + dst);
+          store_row(rows, row + static_cast<int64_t>(nh + nkv + g) * hd, hd, vc + dst);
         }
       }
-      // Softmax with the max subtracted; the normalizer is summed in double.
-      double sum = 0.0;
-      for (int32_t j = first; j < n; ++j) {
-        scores[j] = std::exp(scores[j] - max_score);
-        sum += scores[j];
+    });
+
+    // Pass 3: one (token, query head) per iteration; query head h reads kv head h / (nh/nkv).
+    const int group = nh / nkv;
+    const float scale = params.scale;
+    const float softcap = params.logit_softcap;
+    const int64_t work = T * nh * static_cast<int64_t>(place.max_total) * hd;  // upper bound
+    parallel_for(threads_for(work, threads), T * nh, 1, [&](int64_t item0, int64_t item1) {
+      thread_local std::vector<float> scores, acc;  // per thread, reused across calls
+      scores.resize(static_cast<size_t>(place.max_total));
+      acc.resize(static_cast<size_t>(hd));
+      for (int64_t item = item0; item < item1; ++item) {
+        const int64_t t = item / nh;
+        const int h = static_cast<int>(item % nh);
+        const int g = h / group;
+        const int32_t s = place.seq[t], p = place.pos[t];
+        const float* q = x + t * width + static_cast<int64_t>(h) * hd;
+
+        // A block's slots hold consecutive positions in consecutive rows of hd floats, so the
+        // positions are walked block by block (no division per position), from the block
+        // holding `first`.
+        const int32_t n = p + 1;
+        const int32_t first = params.sliding_window > 0 ? std::max(0, p - params.sliding_window + 1) : 0;
+        const int32_t first_block = first - first % bs;
+        float max_score = -INFINITY;
+        for (int32_t j0 = first_block; j0 < n; j0 += bs) {
+          const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);
+          score_rows(rows, q, kc + cache_offset(s, j0, g) + static_cast<int64_t>(j1 - j0) * hd, j2 - j1, hd,
+                      scores.data() + j1);
+          for (int32_t j = j1; j < j2; ++j) {
+            scores[j] *= scale;
+            if (softcap > 0.0f) scores[j] = std::tanh(scores[j] / softcap) * softcap;
+            max_score = std::max(max_score, scores[j]);
+          }
+        }
+        // Softmax with the max subtracted; the normalizer is summed in double.
+        double sum = 0.0;
+        for (int32_t j = first; j < n; ++j) {
+          scores[j] = std::exp(scores[j] - max_score);
+          sum += scores[j];
+        }
+        for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
+        for (int32_t j0 = first_block; j0 < n; j0 += bs) {
+          const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);
+          accumulate_rows(rows, scores.data() + j1, vc + cache_offset(s, j0, g) + static_cast<int64_t>(j1 - j0) * hd,
+                          j2 - j1, hd, acc.data());
+        }
+        const float inv_sum = static_cast<float>(1.0 / sum);
+        float* dst = o + t * static_cast<int64_t>(nh) * hd + static_cast<int64_t>(h) * hd;
+        for (int d = 0; d < hd; ++d) dst[d] = acc[d] * inv_sum;
       }
-      for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
-      for (int32_t j0 = first_block; j0 < n; j0 += bs) {
-        const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);
-        rows.accumulate(scores.data() + j1, vc + cache_offset(s, j0, g) + static_cast<int64_t>(j1 - j0) * hd,
-                        j2 - j1, hd, acc.data());
-      }
-      const float inv_sum = static_cast<float>(1.0 / sum);
-      float* dst = o + t * static_cast<int64_t>(nh) * hd + static_cast<int64_t>(h) * hd;
-      for (int d = 0; d < hd; ++d) dst[d] = acc[d] * inv_sum;
-    }
-  });
+    });
+  };
+  if (cache.k.dtype == DType::f16) run(cache.k.ptr<uint16_t>(), cache.v.ptr<uint16_t>());
+  else run(cache.k.ptr<float>(), cache.v.ptr<float>());
 }
 
 }  // namespace kestrel::cpu

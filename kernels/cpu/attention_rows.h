@@ -7,7 +7,14 @@
 //   - scores: every dot product is summed in the same order, whether its key is computed
 //     with seven others (the 8-key kernel) or alone;
 //   - accumulate: each output element adds the weighted values in ascending position order.
+//
+// An f16 cache (SessionOptions::kv_dtype) holds keys and values rounded to nearest even when
+// they are written (to_f16); scores_f16 / accumulate_f16 widen them to f32 exactly and then
+// do the f32 kernels' arithmetic in the same order, so an f16 row computes what the f32 row
+// computes on the rounded values.
 #pragma once
+
+#include <cstdint>
 
 namespace kestrel::cpu {
 
@@ -17,6 +24,11 @@ struct AttentionRowKernels {
   void (*scores)(const float* q, const float* k, int count, int hd, float* out);
   // acc[d] += w[i] * v[i * hd + d], for i = 0 .. count - 1 in that order, d < hd.
   void (*accumulate)(const float* w, const float* v, int count, int hd, float* acc);
+  // The same over f16 keys and values (IEEE binary16 bits).
+  void (*scores_f16)(const float* q, const uint16_t* k, int count, int hd, float* out);
+  void (*accumulate_f16)(const float* w, const uint16_t* v, int count, int hd, float* acc);
+  // dst[i] = src[i] rounded to f16, nearest even (overflow to infinity), for i < n.
+  void (*to_f16)(const float* src, int n, uint16_t* dst);
 };
 
 // The scalar loops (any processor; the reference the tests compare with).

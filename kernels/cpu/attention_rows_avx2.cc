@@ -9,11 +9,17 @@
 //
 // accumulate: the output row in registers, 64 dims (eight vectors) at a time; each weighted
 // value row is added in ascending order, one multiply-add per element.
+//
+// The f16 cache's rows go through the same loops, eight halves widened per load (F16C's
+// vcvtph2ps, exact), and its writes round eight at a time (vcvtps2ph, nearest even), as the
+// portable f32_to_f16 does.
 #if defined(__x86_64__) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstdint>
 
+#include "core/half.h"
 #include "cpu/attention_rows.h"
 
 namespace kestrel::cpu {
@@ -38,52 +44,62 @@ inline __m256 reduce8(__m256 a0, __m256 a1, __m256 a2, __m256 a3, __m256 a4, __m
   return _mm256_add_ps(lo, hi);
 }
 
-void scores_avx2(const float* q, const float* k, int count, int hd, float* out) {
+// Eight elements of a cache row as f32, and one element alone.
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return f16_to_f32(*p); }
+
+template <class Kv>
+void scores_avx2(const float* q, const Kv* k, int count, int hd, float* out) {
   const int vec = hd & ~7;
   int i = 0;
   for (; i + 8 <= count; i += 8) {
-    const float* r = k + static_cast<long>(i) * hd;
+    const Kv* r = k + static_cast<long>(i) * hd;
     __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int d = 0; d < vec; d += 8) {
       const __m256 qv = _mm256_loadu_ps(q + d);
-      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + d), a0);
-      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + hd + d), a1);
-      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 2 * hd + d), a2);
-      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 3 * hd + d), a3);
-      a4 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 4 * hd + d), a4);
-      a5 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 5 * hd + d), a5);
-      a6 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 6 * hd + d), a6);
-      a7 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(r + 7 * hd + d), a7);
+      a0 = _mm256_fmadd_ps(qv, load8(r + d), a0);
+      a1 = _mm256_fmadd_ps(qv, load8(r + hd + d), a1);
+      a2 = _mm256_fmadd_ps(qv, load8(r + 2 * hd + d), a2);
+      a3 = _mm256_fmadd_ps(qv, load8(r + 3 * hd + d), a3);
+      a4 = _mm256_fmadd_ps(qv, load8(r + 4 * hd + d), a4);
+      a5 = _mm256_fmadd_ps(qv, load8(r + 5 * hd + d), a5);
+      a6 = _mm256_fmadd_ps(qv, load8(r + 6 * hd + d), a6);
+      a7 = _mm256_fmadd_ps(qv, load8(r + 7 * hd + d), a7);
     }
     _mm256_storeu_ps(out + i, reduce8(a0, a1, a2, a3, a4, a5, a6, a7));
     if (vec < hd)
       for (int j = 0; j < 8; ++j)
-        for (int d = vec; d < hd; ++d) out[i + j] = std::fma(q[d], r[static_cast<long>(j) * hd + d], out[i + j]);
+        for (int d = vec; d < hd; ++d) out[i + j] = std::fma(q[d], load1(r + static_cast<long>(j) * hd + d), out[i + j]);
   }
   for (; i < count; ++i) {
-    const float* r = k + static_cast<long>(i) * hd;
+    const Kv* r = k + static_cast<long>(i) * hd;
     __m256 a = _mm256_setzero_ps();
-    for (int d = 0; d < vec; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), _mm256_loadu_ps(r + d), a);
+    for (int d = 0; d < vec; d += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), load8(r + d), a);
     float dot = hsum_tree(a);
-    for (int d = vec; d < hd; ++d) dot = std::fma(q[d], r[d], dot);
+    for (int d = vec; d < hd; ++d) dot = std::fma(q[d], load1(r + d), dot);
     out[i] = dot;
   }
 }
 
 // acc[d0 .. d0 + 8 * N) += sum_i w[i] * v[i * hd + d0 ..], the row held in N registers.
-template <int N>
-void accumulate_block(const float* w, const float* v, int count, int hd, int d0, float* acc) {
+template <int N, class Kv>
+void accumulate_block(const float* w, const Kv* v, int count, int hd, int d0, float* acc) {
   __m256 a[N];
   for (int c = 0; c < N; ++c) a[c] = _mm256_loadu_ps(acc + d0 + 8 * c);
   for (int i = 0; i < count; ++i) {
     const __m256 wi = _mm256_broadcast_ss(w + i);
-    const float* r = v + static_cast<long>(i) * hd + d0;
-    for (int c = 0; c < N; ++c) a[c] = _mm256_fmadd_ps(wi, _mm256_loadu_ps(r + 8 * c), a[c]);
+    const Kv* r = v + static_cast<long>(i) * hd + d0;
+    for (int c = 0; c < N; ++c) a[c] = _mm256_fmadd_ps(wi, load8(r + 8 * c), a[c]);
   }
   for (int c = 0; c < N; ++c) _mm256_storeu_ps(acc + d0 + 8 * c, a[c]);
 }
 
-void accumulate_avx2(const float* w, const float* v, int count, int hd, float* acc) {
+template <class Kv>
+void accumulate_avx2(const float* w, const Kv* v, int count, int hd, float* acc) {
   const int vec = hd & ~7;
   int d0 = 0;
   for (; d0 + 64 <= vec; d0 += 64) accumulate_block<8>(w, v, count, hd, d0, acc);
@@ -91,15 +107,28 @@ void accumulate_avx2(const float* w, const float* v, int count, int hd, float* a
   for (; d0 + 8 <= vec; d0 += 8) accumulate_block<1>(w, v, count, hd, d0, acc);
   for (int d = vec; d < hd; ++d) {
     float a = acc[d];
-    for (int i = 0; i < count; ++i) a = std::fma(w[i], v[static_cast<long>(i) * hd + d], a);
+    for (int i = 0; i < count; ++i) a = std::fma(w[i], load1(v + static_cast<long>(i) * hd + d), a);
     acc[d] = a;
   }
+}
+
+void to_f16_avx2(const float* src, int n, uint16_t* dst) {
+  int i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i),
+                     _mm256_cvtps_ph(_mm256_loadu_ps(src + i), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 }  // namespace
 
 const AttentionRowKernels& attention_rows_avx2_kernels() {
-  static const AttentionRowKernels kernels{"avx2", scores_avx2, accumulate_avx2};
+  static const AttentionRowKernels kernels{"avx2",
+                                           scores_avx2<float>,
+                                           accumulate_avx2<float>,
+                                           scores_avx2<uint16_t>,
+                                           accumulate_avx2<uint16_t>,
+                                           to_f16_avx2};
   return kernels;
 }
 

@@ -19,12 +19,13 @@ Session::Session(std::shared_ptr<const Model> model, const SessionOptions& optio
     // The sizes come from session_layout, which the sizing calculator shares; widths are
     // this rank's slice in a parallel run.
     detail::SessionLayout layout =
-        detail::session_layout(m.arch.config, m.arch.kinds.gated_ffn, m.dtype, options, s.shard());
+        detail::session_layout(m.arch.config, m.arch.kinds.gated_ffn, m.dtype, s.backend().device().kind, options,
+                               s.shard());
     s.options = layout.options;
     s.max_blocks_per_seq = layout.max_blocks_per_seq;
     s.logit_rows = layout.logit_rows;
     Backend& backend = s.backend();
-    s.kv = std::make_unique<PagedKvCache>(backend.allocator(), m.dtype, layout.kv);
+    s.kv = std::make_unique<PagedKvCache>(backend.allocator(), *s.options.kv_dtype, layout.kv);
     s.pool = std::make_unique<ActivationPool>(backend.allocator(), std::move(layout.buffers));
     if (m.arch.kinds.rotary_context.kind != RopeContextScaling::Kind::none) {
       std::vector<float> table = rotary_inv_freq_for_context(m.arch.kinds, s.options.max_sequence_tokens);

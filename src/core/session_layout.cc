@@ -41,8 +41,22 @@ void moe_buffers(const ModelConfig& c, DType a, int64_t T, Spec spec) {
 
 }  // namespace
 
-SessionOptions resolve_session_options(const SessionOptions& in, const ModelConfig& config) {
+DType resolve_kv_dtype(std::optional<DType> requested, DeviceKind device, DType activations) {
+  const DType kv = requested.value_or(device == DeviceKind::cpu ? DType::f16 : activations);
+  const bool ok = device == DeviceKind::cpu ? kv == DType::f32 || kv == DType::f16 : kv == activations;
+  if (!ok)
+    throw Error(ErrorCategory::unsupported,
+                std::string("SessionOptions.kv_dtype = ") + to_string(kv) + " on " + to_string(Device{device, 0}) +
+                    (device == DeviceKind::cpu ? ": the CPU's KV cache is f32 or f16"
+                                               : std::string(": its KV cache is in the activation dtype, ") +
+                                                     to_string(activations)));
+  return kv;
+}
+
+SessionOptions resolve_session_options(const SessionOptions& in, const ModelConfig& config, DeviceKind device,
+                                       DType activations) {
   SessionOptions o = in;
+  o.kv_dtype = resolve_kv_dtype(o.kv_dtype, device, activations);
   check_range(o.max_sequences, 1, 4096, "max_sequences");
   if (o.max_sequence_tokens == 0) o.max_sequence_tokens = config.max_positions;
   check_range(o.max_sequence_tokens, 1, config.max_positions, "max_sequence_tokens");
@@ -54,10 +68,10 @@ SessionOptions resolve_session_options(const SessionOptions& in, const ModelConf
   return o;
 }
 
-SessionLayout session_layout(const ModelConfig& c, bool gated_ffn, DType a, const SessionOptions& options,
-                             const Shard& shard) {
+SessionLayout session_layout(const ModelConfig& c, bool gated_ffn, DType a, DeviceKind device,
+                             const SessionOptions& options, const Shard& shard) {
   SessionLayout layout;
-  layout.options = resolve_session_options(options, c);
+  layout.options = resolve_session_options(options, c, device, a);
   const SessionOptions& o = layout.options;
   layout.max_blocks_per_seq = (o.max_sequence_tokens + o.kv_block_size - 1) / o.kv_block_size;
   layout.logit_rows = std::max(o.max_sequences, std::min(o.max_step_tokens, 32));

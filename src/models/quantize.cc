@@ -397,6 +397,16 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
   return plan;
 }
 
+std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const WeightRecipe& recipe, int64_t rows,
+                                              int64_t cols, const QuantizationSpec& spec) {
+  std::optional<KeptBlocksPlan> plan = plan_kept_blocks(source, recipe, cols, spec);
+  if (!plan) return std::nullopt;
+  int64_t held = 0;
+  for (const KeptBlocksPlan::Piece& piece : plan->pieces) held += piece.count;
+  if (held != rows) return std::nullopt;
+  return plan;
+}
+
 bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard) {
   return shard.first_stage() && shard.last_stage() && shard.tp == 1 &&
          arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;

@@ -45,6 +45,13 @@ struct QuantizationSpec {
                ? QuantizationSpec{Quantization::int8, 0}
                : *this;
   }
+  // The token embedding table's: a GGUF file's blocks of every kept_layout format stay as
+  // stored in every mode but none (which asks for dense weights), whatever the mode does to
+  // linear weights: the lookup dequantizes the rows it reads to the very values a dense
+  // table holds, so keeping them loses nothing and never quantizes further than the file did.
+  QuantizationSpec for_embedding() const {
+    return {mode == Quantization::none ? Quantization::none : Quantization::automatic, 0};
+  }
   // Groups of the quantized weights for `cols` input columns: int8 per channel (cols) or
   // group_size; int4 group_size or 32.
   int group_for(int64_t cols) const;
@@ -128,9 +135,17 @@ struct KeptBlocksPlan {
 std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const WeightRecipe& recipe, int64_t cols,
                                                const QuantizationSpec& spec, const WeightSlice& slice = {});
 
+// The plan of a token embedding table of `rows` x `cols` kept whole in the file's blocks as
+// `spec` (QuantizationSpec::for_embedding) allows, or nullopt: a format not kept, or sources
+// that do not stack to `rows` rows (the materialize path then reports the shape).
+std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const WeightRecipe& recipe, int64_t rows,
+                                              int64_t cols, const QuantizationSpec& spec);
+
 // A tied LM head (the same source tensors as the token embedding) that stays in the file's
 // blocks doubles as the embedding table when `shard` holds both whole: the first and last
-// stage of a run without tensor parallelism (WeightStore::load).
+// stage of a run without tensor parallelism (WeightStore::load). Elsewhere the first stage
+// keeps the whole table in the file's blocks on its own (QuantizationSpec::for_embedding)
+// and the last stage its head's vocabulary rows.
 bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard);
 
 // When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are

@@ -161,7 +161,10 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
           rowbuf.resize(static_cast<size_t>(cc));
           for (int64_t r = 0; r < seg; ++r) {
             read_row_f32(t, local + r, cols, c0, cc, rowbuf.data(), scratch);
-            for (float& v : rowbuf) v += recipe.offset;  // in f32, as transformers' (1 + w.float())
+            // In f32, as transformers' (1 + w.float()); only where there is an offset, which
+            // would turn ggml's -0 (a negative block scale times 0) into +0.
+            if (recipe.offset != 0.0f)
+              for (float& v : rowbuf) v += recipe.offset;
             convert_floats(rowbuf.data(), DType::f32, dst + static_cast<size_t>(r * cc) * out_es, dtype_,
                            static_cast<size_t>(cc));
           }
@@ -314,18 +317,30 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   // A tied LM head that stays in the file's blocks doubles as the embedding table when this
   // rank holds both whole (the lookup dequantizes a row; the values are the same).
   const WeightRecipe head_recipe = arch.recipe(WeightSlot::lm_head, -1);
-  if (tied_head_doubles_as_embedding(arch, shard))
-    if (auto kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
-                                     "lm_head (and token_embedding)");
-        kept || (kept = load_stored_quantized(  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
-                     *this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {}, quant_.for_lm_head(),
-                     "lm_head (and token_embedding)"))) {
+  if (tied_head_doubles_as_embedding(arch, shard)) {
+    std::optional<QuantizedWeight> kept;
+    if (plan_kept_table(source, head_recipe, c.vocab_size, c.hidden_size, quant_.for_lm_head()))
+      kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
+                              "lm_head (and token_embedding)");
+    if (!kept)  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
+      kept = load_stored_quantized(*this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {},
+                                   quant_.for_lm_head(), "lm_head (and token_embedding)");
+    if (kept) {
       kept->precise_activations = true;
       backend_.prepare_quantized(*kept);
       w.lm_head.quantized = *kept;
       w.token_embedding.quantized = *kept;
     }
+  }
   if (shard.first_stage()) {
+    // Any other table the file stores in blocks stays in them, whole (the lookup needs every
+    // row, whatever the rank's share of the LM head): untied, or tied at tp > 1 or pp > 1.
+    // Only the lookup reads it, so it keeps the plain layout (no prepare_quantized).
+    const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
+    const QuantizationSpec table_spec = quant_.for_embedding();
+    if (w.token_embedding.empty() && plan_kept_table(source, table, c.vocab_size, c.hidden_size, table_spec))
+      if (auto kept = keep_ggml_blocks(*this, source, table, c.hidden_size, table_spec, "token_embedding"))
+        w.token_embedding.quantized = *kept;
     if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");

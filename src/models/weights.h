@@ -40,14 +40,16 @@ struct LayerWeights {
 // `layers` (local index 0 is layer shard.layer_begin), and its tensor rank's heads and
 // FFN columns of each; the others stay empty.
 struct ModelWeights {
-  // Dense, or (a tied LM head kept as the file's blocks) the LM head's quantized weight
-  // itself, whose rows the lookup dequantizes: one copy of the largest weight.
+  // [V, H], whole on every rank of the first stage. Dense, or the file's blocks as stored
+  // (QuantizationSpec::for_embedding), whose rows the lookup dequantizes; a tied LM head
+  // kept so on a rank that holds both whole is this very weight: one copy of the largest
+  // weight.
   LinearWeight token_embedding;
   TensorView position_embedding;  // empty for rotary models
   TensorView rotary_inv_freq;     // [rotary_dim / 2] f32; empty for learned positions
   NormParams final_norm;
-  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; quantized apart from a
-                         // tied embedding, which stays dense
+  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; a dense tied head is a
+                         // view of the dense embedding's rows
   TensorView lm_head_bias;  // [V / tp], or empty (only GPT-J has one)
   std::vector<LayerWeights> layers;
 };

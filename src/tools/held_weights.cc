@@ -63,6 +63,7 @@ class Walk {
       }
     const int64_t cols = matrix ? shape[1] : 1;
     int64_t rows_total = 0;
+    std::string names;  // "'name' [shape], ..." as materialize names them
     std::optional<GgmlType> blocks;
     for (const auto& name : recipe.sources) {
       const SourceTensor* t = source.find(name);
@@ -75,11 +76,13 @@ class Walk {
                                                " but " + what + " needs " +
                                                (recipe.sources.size() > 1 ? "parts of " : "") + shape_text(shape));
       rows_total += matrix && recipe.transposed ? t->shape[1] : t->shape[0];
+      names += (names.empty() ? "'" : ", '") + name + "' " + t->shape_string();
       if (t->block_type && !blocks) blocks = t->block_type;
     }
     if (rows_total != shape[0])
-      throw Error(ErrorCategory::format, source.describe() + ": the tensors of " + what + " give " +
-                                             std::to_string(rows_total) + " rows but it needs shape " + shape_text(shape));
+      throw Error(ErrorCategory::format, source.describe() + ": tensor " + names + " give " +
+                                             std::to_string(rows_total) + " rows but " + what + " needs shape " +
+                                             shape_text(shape));
     const auto [rows, cc] = slice_dims(shape, slice);
     std::string format = to_string(dtype_);
     if (blocks) format += " (from " + lower(to_string(*blocks)) + ")";
@@ -197,13 +200,21 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
   *tied_here = false;
   bool head_kept = false;
   if (tied_head_doubles_as_embedding(arch, shard))
-    if (auto plan = plan_kept_blocks(source, arch.recipe(WeightSlot::lm_head, -1), c.hidden_size, spec.for_lm_head())) {
+    if (auto plan = plan_kept_table(source, arch.recipe(WeightSlot::lm_head, -1), c.vocab_size, c.hidden_size,
+                                    spec.for_lm_head())) {
       walk.kept(*plan, &w.token_embedding);
       w.lm_head_view = w.token_embedding;
       head_kept = *tied_here = true;
     }
   if (shard.first_stage()) {
-    if (!head_kept) dense(WeightSlot::token_embedding, -1, &w.token_embedding);
+    // Else the whole table in the file's blocks, as WeightStore::load keeps it, or dense.
+    const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
+    if (!head_kept) {
+      if (auto plan = plan_kept_table(source, table, c.vocab_size, c.hidden_size, spec.for_embedding()))
+        walk.kept(*plan, &w.token_embedding);
+      else
+        dense(WeightSlot::token_embedding, -1, &w.token_embedding);
+    }
     if (arch.kinds.positions == PositionKind::learned) dense(WeightSlot::position_embedding, -1, &w.position_embedding);
   }
   const size_t f32 = dtype_size(DType::f32);

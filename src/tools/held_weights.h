@@ -17,7 +17,9 @@
 //     QuantizationSpec::for_lm_head), the float copy then freed unless it is the token
 //     embedding;
 //   - a tied LM head kept in blocks doubles as the token embedding on a rank that holds
-//     both whole (tied_head_doubles_as_embedding); a dense tied head is a view of the
+//     both whole (tied_head_doubles_as_embedding); elsewhere a token embedding stored in
+//     kept blocks is held whole in them on the first stage (QuantizationSpec::for_embedding:
+//     in every mode but none), tied or not; a dense tied head is a view of the dense
 //     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight);
 //   - the rotary inverse frequencies are f32 on every rank.
 // Checkpoints that store quantized weights (kestrel-quantize's I8 / F8_E4M3 tensors with

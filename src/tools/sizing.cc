@@ -147,8 +147,9 @@ std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions
                                     SessionOptions* resolved) {
   for (StageSizing& st : stages) {
     const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, st.stage, shape.source);
-    detail::SessionLayout layout = detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.session, shard);
-    st.kv_cache_bytes = layout.kv_bytes(o.dtype);
+    detail::SessionLayout layout =
+        detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.device, o.session, shard);
+    st.kv_cache_bytes = layout.kv_bytes();
     st.activation_bytes = layout.activation_bytes();
     *resolved = layout.options;
   }
@@ -324,11 +325,18 @@ double StepCost::seconds(double bandwidth, double flop_rate) const {
   return std::max(bytes / bandwidth, flops / flop_rate);
 }
 
+namespace {
+
+// The KV cache's dtype of a session sized by `o`, as the session resolves it.
+DType kv_dtype(const SizingOptions& o) { return detail::resolve_kv_dtype(o.session.kv_dtype, o.device, o.dtype); }
+
+}  // namespace
+
 StepCost decode_step_cost(const ModelShape& shape, const SizingOptions& o, const StageSizing& stage, int batch,
                           double context) {
   const RankDims d = rank_dims(shape, o.tp);
   const double hd = shape.config.head_dim, L = stage.num_layers;
-  const double kv_per_position_layer = 2.0 * d.kv_heads * hd * dtype_size(o.dtype);
+  const double kv_per_position_layer = 2.0 * d.kv_heads * hd * dtype_size(kv_dtype(o));
   StepCost cost;
   cost.flops = L * batch * (2.0 * linear_elements(shape, d) + 4.0 * context * d.heads * hd);
   cost.bytes = static_cast<double>(stage.weights.streamed_per_step()) +
@@ -346,7 +354,7 @@ StepCost context_step_cost(const ModelShape& shape, const SizingOptions& o, cons
   // Causal attention: position i attends to i + 1 keys, p (p + 1) / 2 scores per head.
   cost.flops = L * (2.0 * tokens * linear_elements(shape, d) + 4.0 * batch * p * (p + 1) / 2 * d.heads * hd);
   cost.bytes = static_cast<double>(stage.weights.streamed_per_step()) +
-               L * tokens * 2.0 * d.kv_heads * hd * dtype_size(o.dtype);  // K and V written
+               L * tokens * 2.0 * d.kv_heads * hd * dtype_size(kv_dtype(o));  // K and V written
   if (stage.weights.final_norm > 0) cost.flops += 2.0 * batch * d.vocab * shape.config.hidden_size;
   return cost;
 }
@@ -361,6 +369,8 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
             " (a group size needs int8 or int4)");
   if (options.dtype != DType::f32 && options.dtype != DType::f16 && options.dtype != DType::bf16)
     invalid(std::string("dtype = ") + to_string(options.dtype) + " (f32, f16 or bf16)");
+  if (options.device == DeviceKind::cpu && options.dtype != DType::f32)
+    invalid(std::string("dtype = ") + to_string(options.dtype) + " on the cpu (the CPU backend computes in f32)");
   validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);
   if (options.tp > 1 && !shape.sparse_layers.empty())
     invalid("tp = " + std::to_string(options.tp) + ": tensor parallelism is not supported for mixture-of-experts models");
@@ -382,7 +392,7 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
 
   const StageSizing& big = s.largest();
   s.kv_bytes_per_token = big.num_layers * 2 * static_cast<size_t>(rank_dims(shape, options.tp).kv_heads) *
-                         shape.config.head_dim * dtype_size(options.dtype);
+                         shape.config.head_dim * dtype_size(*s.session.kv_dtype);
   if (options.memory_bytes > 0) {
     s.fits = big.total() <= options.memory_bytes;
     s.max_sequences_that_fit = max_sequences_fitting(shape, options, weights, s.session);

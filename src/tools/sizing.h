@@ -88,7 +88,10 @@ ModelShape preset_shape(const std::string& name);
 std::vector<std::string> preset_names();
 
 struct SizingOptions {
-  DType dtype = DType::f16;  // weights (unquantized parts), activations and KV cache
+  DType dtype = DType::f16;  // weights (unquantized parts) and activations
+  // The device a run is sized for: its KV cache dtype defaults to session.kv_dtype as a
+  // Session resolves it there (f16 on the CPU, `dtype` on CUDA); the CPU runs dtype f32.
+  DeviceKind device = DeviceKind::cuda;
   // As ModelOptions.quantization: automatic keeps a GGUF file's blocks as stored (and is
   // none for presets and shapes); w8a8, fp8: 1 byte per weight + a scale per channel.
   Quantization quantization = Quantization::automatic;

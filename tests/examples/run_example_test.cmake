@@ -53,7 +53,7 @@ if(CASE STREQUAL "generate")
   expect_match(stdout "${out}" "Paris")
   # The default keeps the file's Q4_1 layers and Q8_0 head as stored.
   expect_match(stderr "${err}"
-               "^\\[kestrel\\] model [^\n]+ \\(cpu, f32, weights int4 x120 \\+ int8 x1, chat template\\) \\| ${status_tail}")
+               "^\\[kestrel\\] model [^\n]+ \\(cpu, f32, weights int4 x120 \\+ int8 x1, KV cache f16, chat template\\) \\| ${status_tail}")
 elseif(CASE STREQUAL "generate_quiet")
   run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} -q --prompt "What is the capital of France?" --max-new-tokens 64)
   expect_exit(0)
@@ -65,7 +65,7 @@ elseif(CASE STREQUAL "generate_raw_sampled")
       --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1 --stop "\\n\\n" --quant int8)
   expect_exit(0)
   expect_match(stdout "${out}" "^Once upon a time")
-  expect_match(stderr "${err}" "^\\[kestrel\\] model [^\n]+ \\(cpu, f32, weights int8 x121\\) \\| ${status_tail}")
+  expect_match(stderr "${err}" "^\\[kestrel\\] model [^\n]+ \\(cpu, f32, weights int8 x121, KV cache f16\\) \\| ${status_tail}")
   set(first "${out}")
   run("" ${BIN_DIR}/kestrel-generate --model ${MODEL} --prompt "Once upon a time" --chat off --max-new-tokens 16
       --temperature 0.8 --top-k 40 --top-p 0.95 --seed 1 --stop "\\n\\n" --quant int8)

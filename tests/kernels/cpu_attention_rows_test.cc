@@ -1,15 +1,18 @@
 // The attention row loops (kernels/cpu/attention_rows.h): the AVX2 kernels against a
 // double-precision reference and the portable loops on random data, every head size kind
 // (multiples of 64, of 8, and not of 8) and run length; and the property the attention relies
-// on: a row's result does not depend on how its keys are split into runs.
+// on: a row's result does not depend on how its keys are split into runs. The f16 cache's
+// loops against the f32 ones on the widened values, and its rounding.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "core/half.h"
 #include "cpu/attention_rows.h"
 
 namespace kestrel::cpu {
@@ -103,6 +106,77 @@ TEST(AttentionRows, ResultsDoNotDependOnHowRunsAreSplit) {
       for (int i0 = 0; i0 < count; i0 += 7)
         kern.k->accumulate(w.data() + i0, v.data() + static_cast<size_t>(i0) * hd, std::min(7, count - i0), hd, b.data());
       EXPECT_EQ(0, std::memcmp(a.data(), b.data(), hd * sizeof(float))) << kern.name << " hd " << hd;
+    }
+}
+
+// f16 rows of random values (normal, large, tiny, subnormal in f16) as the cache holds them.
+std::vector<uint16_t> random_f16(size_t n, std::mt19937& rng) {
+  std::vector<uint16_t> out(n);
+  std::uniform_int_distribution<int> kind(0, 9);
+  for (uint16_t& h : out) {
+    const int k = kind(rng);
+    const float scale = k == 0 ? 3e-6f : k == 1 ? 2000.0f : 1.0f;
+    h = f32_to_f16(random_floats(1, rng, scale)[0]);
+  }
+  return out;
+}
+
+std::vector<float> widen(const std::vector<uint16_t>& h) {
+  std::vector<float> out(h.size());
+  for (size_t i = 0; i < h.size(); ++i) out[i] = f16_to_f32(h[i]);
+  return out;
+}
+
+// The f16 loops compute, bit for bit, what the same kernel's f32 loops compute on the rows
+// widened to f32: one arithmetic, whatever the cache holds.
+TEST(AttentionRows, F16RowsAreTheF32RowsOfTheWidenedValues) {
+  std::mt19937 rng(14);
+  for (const Kernels& kern : all_kernels())
+    for (int hd : kHeadDims)
+      for (int count : kCounts) {
+        const auto q = random_floats(hd, rng);
+        const auto k = random_f16(static_cast<size_t>(count) * hd, rng), v = random_f16(k.size(), rng);
+        const auto k32 = widen(k), v32 = widen(v), w = random_floats(count, rng);
+        std::vector<float> s16(count, NAN), s32(count, NAN);
+        kern.k->scores_f16(q.data(), k.data(), count, hd, s16.data());
+        kern.k->scores(q.data(), k32.data(), count, hd, s32.data());
+        EXPECT_EQ(0, std::memcmp(s16.data(), s32.data(), count * sizeof(float)))
+            << kern.name << " scores, hd " << hd << " count " << count;
+        auto a16 = random_floats(hd, rng);
+        auto a32 = a16;
+        kern.k->accumulate_f16(w.data(), v.data(), count, hd, a16.data());
+        kern.k->accumulate(w.data(), v32.data(), count, hd, a32.data());
+        EXPECT_EQ(0, std::memcmp(a16.data(), a32.data(), hd * sizeof(float)))
+            << kern.name << " accumulate, hd " << hd << " count " << count;
+      }
+}
+
+// Writing rounds to nearest even as f32_to_f16 does (core/half.h), every kernel bit for bit:
+// normal values, ties, values past the f16 range, f16 subnormals, zeros and infinities.
+TEST(AttentionRows, ToF16RoundsToNearestEven) {
+  std::mt19937 rng(15);
+  std::vector<float> src = random_floats(1000, rng);
+  for (float scale : {1e-7f, 3e-5f, 100.0f, 7e4f}) {
+    const auto more = random_floats(200, rng, scale);
+    src.insert(src.end(), more.begin(), more.end());
+  }
+  const size_t special = src.size();
+  // Exact ties between two f16 values (1 + 2^-11 lies halfway between 1 and 1 + 2^-10),
+  // the largest f16 and the first value that rounds past it.
+  for (float x : {1.0f + 0x1p-11f, 1.0f + 3 * 0x1p-11f, -(2.0f + 0x1p-10f), 65504.0f, 65520.0f, 65519.0f, 0.0f, -0.0f,
+                  INFINITY, -INFINITY, 0x1p-25f, 0x1p-24f, 3 * 0x1p-26f})
+    src.push_back(x);
+  std::vector<uint16_t> want(src.size());
+  for (size_t i = 0; i < src.size(); ++i) want[i] = f32_to_f16(src[i]);
+  EXPECT_EQ(want[special], 0x3c00) << "1 + 2^-11 ties to even (1.0)";
+  EXPECT_EQ(want[special + 1], 0x3c02) << "1 + 3 * 2^-11 ties to even (1 + 2^-9)";
+  EXPECT_EQ(want[special + 4], 0x7c00) << "65520 rounds to infinity";
+  for (const Kernels& kern : all_kernels())
+    for (int n : {1, 7, 8, 9, 64, static_cast<int>(src.size())}) {
+      std::vector<uint16_t> got(static_cast<size_t>(n), 0xffff);
+      kern.k->to_f16(src.data() + src.size() - n, n, got.data());
+      EXPECT_EQ(0, std::memcmp(got.data(), want.data() + want.size() - n, n * sizeof(uint16_t)))
+          << kern.name << " n " << n;
     }
 }
 

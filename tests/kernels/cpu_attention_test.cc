@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "core/half.h"
 #include "cpu_test_util.h"
 #include "kernel_test_cases.h"
 #include "kestrel/error.h"
@@ -27,6 +28,9 @@ using testing::view;
 
 constexpr int kBlockSize = 16;
 constexpr double kTol = 1e-5;
+// Against the naive attention over the same f16-rounded keys and values: the op rounds its
+// own f32 k and v, which may land one f16 step from the naive model's double-derived ones.
+constexpr double kTolF16Cache = 1e-3;
 
 struct AttnConfig {
   int nh, nkv, hd;
@@ -37,6 +41,7 @@ struct AttnConfig {
   float position_scale = 1.0f;  // linear rope scaling, folded into the table
   int window = 0;               // sliding window (0 = off)
   float softcap = 0.0f;         // attention logit soft-capping (0 = off)
+  DType kv = DType::f32;        // the cache's element type: f32 or f16
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -68,12 +73,39 @@ std::string describe(const AttnConfig& c) {
   return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" +
          std::to_string(c.hd) + "_" + style + std::to_string(c.rotary_dim) +
          (c.bias ? "_bias" : "") + (c.window ? "_window" + std::to_string(c.window) : "") +
-         (c.softcap > 0 ? "_softcap" : "");
+         (c.softcap > 0 ? "_softcap" : "") + (c.kv == DType::f16 ? "_f16cache" : "");
 }
 std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
   return describe(info.param);
 }
 void PrintTo(const AttnConfig& c, std::ostream* os) { *os << describe(c); }
+
+// The K or V pool of a paged cache in f32 or f16, NaN where nothing was written: reading
+// such a slot poisons the output.
+class CacheStore {
+ public:
+  CacheStore(DType dtype, size_t size) : dtype_(dtype) {
+    if (dtype == DType::f16) f16_.assign(size, 0x7e00);  // an f16 NaN
+    else f32_.assign(size, NAN);
+  }
+  // Stores x as the cache holds it (rounded to f16 in an f16 cache).
+  void set(size_t i, double x) {
+    if (dtype_ == DType::f16) f16_[i] = f32_to_f16(static_cast<float>(x));
+    else f32_[i] = static_cast<float>(x);
+  }
+  float get(size_t i) const { return dtype_ == DType::f16 ? f16_to_f32(f16_[i]) : f32_[i]; }
+  void* data() { return dtype_ == DType::f16 ? static_cast<void*>(f16_.data()) : f32_.data(); }
+  // What the cache holds for x: x itself in f32 (the naive model keeps doubles), x rounded
+  // to f16 in an f16 cache.
+  double held(double x) const {
+    return dtype_ == DType::f16 ? static_cast<double>(f16_to_f32(f32_to_f16(static_cast<float>(x)))) : x;
+  }
+
+ private:
+  DType dtype_;
+  std::vector<float> f32_;
+  std::vector<uint16_t> f16_;
+};
 
 // Several sequences over one paged cache. All raw qkv rows (before bias and rotary) are drawn
 // up front for every position a sequence will ever hold; the naive model keeps the processed
@@ -93,10 +125,9 @@ class PagedAttentionRun {
     tables_ = layout.tables;
     max_blocks_ = layout.max_blocks;
     num_blocks_ = layout.num_blocks;
-    // NaN everywhere no position was written: reading such a slot poisons the output.
     const size_t cache_size = static_cast<size_t>(num_blocks_) * cfg.nkv * kBlockSize * cfg.hd;
-    cache_k_.assign(cache_size, NAN);
-    cache_v_.assign(cache_size, NAN);
+    cache_k_ = std::make_unique<CacheStore>(cfg.kv, cache_size);
+    cache_v_ = std::make_unique<CacheStore>(cfg.kv, cache_size);
   }
 
   // Writes positions [0, n_past[i]) of each sequence straight into the cache, as an earlier
@@ -106,16 +137,15 @@ class PagedAttentionRun {
       for (int p = 0; p < n_past[i]; ++p)
         for (int g = 0; g < cfg_.nkv; ++g)
           for (int d = 0; d < cfg_.hd; ++d) {
-            cache_k_[slot(i, p, g) + d] =
-                static_cast<float>(processed_[i][p * cfg_.width() + (cfg_.nh + g) * cfg_.hd + d]);
-            cache_v_[slot(i, p, g) + d] = static_cast<float>(
-                processed_[i][p * cfg_.width() + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
+            cache_k_->set(slot(i, p, g) + d, processed_[i][p * cfg_.width() + (cfg_.nh + g) * cfg_.hd + d]);
+            cache_v_->set(slot(i, p, g) + d, processed_[i][p * cfg_.width() + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
           }
       n_past_[i] = n_past[i];
     }
   }
 
-  // Naive output for the next n_new[i] tokens of each sequence: [T, nh * hd].
+  // Naive output for the next n_new[i] tokens of each sequence: [T, nh * hd], over the keys
+  // and values as the cache holds them.
   std::vector<double> expected(const std::vector<int>& n_new) const {
     std::vector<double> out;
     const int hd = cfg_.hd, W = cfg_.width(), group = cfg_.nh / cfg_.nkv;
@@ -130,7 +160,7 @@ class PagedAttentionRun {
           for (int j = first; j <= p; ++j) {
             double dot = 0;
             for (int d = 0; d < hd; ++d)
-              dot += x[p * W + h * hd + d] * x[j * W + (cfg_.nh + g) * hd + d];
+              dot += x[p * W + h * hd + d] * cache_k_->held(x[j * W + (cfg_.nh + g) * hd + d]);
             scores[j] = dot / std::sqrt(hd);
             if (cfg_.softcap > 0) scores[j] = std::tanh(scores[j] / cfg_.softcap) * cfg_.softcap;
           }
@@ -140,7 +170,7 @@ class PagedAttentionRun {
           for (int d = 0; d < hd; ++d) {
             double acc = 0;
             for (int j = 0; j <= p; ++j)
-              acc += scores[j] / sum * x[j * W + (cfg_.nh + cfg_.nkv + g) * hd + d];
+              acc += scores[j] / sum * cache_v_->held(x[j * W + (cfg_.nh + cfg_.nkv + g) * hd + d]);
             out.push_back(acc);
           }
         }
@@ -194,25 +224,35 @@ class PagedAttentionRun {
         }
         for (int g = 0; g < cfg_.nkv; ++g)
           for (int d = 0; d < cfg_.hd; ++d) {
-            got_k.push_back(cache_k_[slot(i, p, g) + d]);
-            got_v.push_back(cache_v_[slot(i, p, g) + d]);
-            want_k.push_back(processed_[i][p * W + (cfg_.nh + g) * cfg_.hd + d]);
-            want_v.push_back(processed_[i][p * W + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]);
+            got_k.push_back(cache_k_->get(slot(i, p, g) + d));
+            got_v.push_back(cache_v_->get(slot(i, p, g) + d));
+            want_k.push_back(cache_k_->held(processed_[i][p * W + (cfg_.nh + g) * cfg_.hd + d]));
+            want_v.push_back(cache_v_->held(processed_[i][p * W + (cfg_.nh + cfg_.nkv + g) * cfg_.hd + d]));
           }
       }
     EXPECT_TRUE(all_near(got_q, want_q, kTol)) << "q and k heads of qkv after the op";
-    EXPECT_TRUE(all_near(got_k, want_k, kTol)) << "keys in the cache";
-    EXPECT_TRUE(all_near(got_v, want_v, kTol)) << "values in the cache";
+    EXPECT_TRUE(all_near(got_k, want_k, output_tolerance())) << "keys in the cache";
+    EXPECT_TRUE(all_near(got_v, want_v, output_tolerance())) << "values in the cache";
+    // f16: rounded to nearest, all but the rare value whose f32 sits at an f16 rounding boundary
+    // hold exactly the naive model's rounding.
+    if (cfg_.kv == DType::f16) {
+      size_t exact = 0;
+      for (size_t e = 0; e < got_k.size(); ++e) exact += (got_k[e] == want_k[e]) + (got_v[e] == want_v[e]);
+      EXPECT_GE(exact, 2 * got_k.size() * 99 / 100) << "cache entries equal to the naive model's";
+    }
     for (int i = 0; i < B; ++i) n_past_[i] += n_new[i];
     return out;
   }
 
   KvCacheLayer cache() {
     const int64_t nb = num_blocks_;
-    return {TensorView(cache_k_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
-            TensorView(cache_v_.data(), DType::f32, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
+    return {TensorView(cache_k_->data(), cfg_.kv, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
+            TensorView(cache_v_->data(), cfg_.kv, {nb, cfg_.nkv, kBlockSize, cfg_.hd}),
             kBlockSize};
   }
+
+  // Of the op against expected(): the f32 cache's, or the f16 cache's (see kTolF16Cache).
+  double output_tolerance() const { return cfg_.kv == DType::f16 ? kTolF16Cache : kTol; }
 
  private:
   // Offset of head g at position p of sequence i in the paged cache.
@@ -250,7 +290,7 @@ class PagedAttentionRun {
   std::vector<std::vector<double>> processed_;
   std::vector<int32_t> tables_;
   int max_blocks_ = 0, num_blocks_ = 0;
-  std::vector<float> cache_k_, cache_v_;
+  std::unique_ptr<CacheStore> cache_k_, cache_v_;
 };
 
 class CpuAttentionTest : public ::testing::TestWithParam<AttnConfig> {
@@ -264,7 +304,7 @@ TEST_P(CpuAttentionTest, ContextMatchesNaiveOverPrefilledPagedCache) {
   PagedAttentionRun run(GetParam(), {37, 35, 43}, 100);
   run.prefill(n_past);
   const std::vector<double> want = run.expected(n_new);
-  EXPECT_TRUE(all_near(run.run(*backend, n_new, false), want, kTol));
+  EXPECT_TRUE(all_near(run.run(*backend, n_new, false), want, run.output_tolerance()));
 }
 
 TEST_P(CpuAttentionTest, MaskedEqualsLastRowOfContext) {
@@ -274,7 +314,7 @@ TEST_P(CpuAttentionTest, MaskedEqualsLastRowOfContext) {
   split.run(*backend, {17, 32, 4}, false);
   const std::vector<double> want = split.expected({1, 1, 1});
   const std::vector<float> last = split.run(*backend, {1, 1, 1}, true);
-  EXPECT_TRUE(all_near(last, want, kTol));
+  EXPECT_TRUE(all_near(last, want, split.output_tolerance()));
   const int row = GetParam().nh * GetParam().hd;
   std::vector<float> last_rows;
   for (int end : {18, 18 + 33, 18 + 33 + 5})
@@ -301,8 +341,9 @@ TEST_P(CpuAttentionTest, ContextThenMaskedStepsEqualOneContextPass) {
   EXPECT_TRUE(all_near(stitched, full, kTol));
 }
 
-INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
-                         ::testing::Values(AttnConfig{4, 4, 64, RotaryStyle::none, 0, true},
+// Every shape with an f32 cache, and again with an f16 one.
+std::vector<AttnConfig> shapes(DType kv) {
+  std::vector<AttnConfig> configs = {AttnConfig{4, 4, 64, RotaryStyle::none, 0, true},
                                            AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false},
                                            AttnConfig{6, 3, 80, RotaryStyle::neox, 32, true},
                                            AttnConfig{4, 1, 128, RotaryStyle::gptj, 64, true},
@@ -313,8 +354,13 @@ INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest,
                                            AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 5},
                                            AttnConfig{2, 1, 80, RotaryStyle::gptj, 0, false, 10000.0f, 1.0f, 19},
                                            AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 7,
-                                                      0.5f}),
-                         config_name);
+                                                      0.5f}};
+  for (AttnConfig& c : configs) c.kv = kv;
+  return configs;
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, CpuAttentionTest, ::testing::ValuesIn(shapes(DType::f32)), config_name);
+INSTANTIATE_TEST_SUITE_P(ShapesF16Cache, CpuAttentionTest, ::testing::ValuesIn(shapes(DType::f16)), config_name);
 
 TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   auto backend = make_cpu_backend(1);

@@ -43,7 +43,7 @@ TEST(BeamSearch, MatchesTransformers) {
                  std::to_string(c["length_penalty"].get<double>()) + " early_stopping " + c["early_stopping"].dump() +
                  " prompt of " + std::to_string(c["prompt_ids"].size()));
     auto model = load(model_name);
-    Session session(model, {.max_sequences = 5, .kv_block_size = 4});
+    Session session(model, testing::f32_cache({.max_sequences = 5, .kv_block_size = 4}));
     Decoder decoder(session);
     GenerationRequest r;
     r.prompt_ids = c["prompt_ids"].get<std::vector<int32_t>>();

@@ -79,7 +79,7 @@ TEST_P(CudaModel, LoadsOnTheDevice) {
 }
 
 TEST_P(CudaModel, ScoreLogitsMatchCpu) {
-  Session cpu_session(cpu_), gpu_session(gpu_);
+  Session cpu_session(cpu_, testing::f32_cache()), gpu_session(gpu_);
   Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     const std::vector<float> want = cpu_decoder.score(prompts_[i].ids);
@@ -103,7 +103,7 @@ TEST_P(CudaModel, ScoreLogitsMatchCpu) {
 
 TEST_P(CudaModel, GreedyTokensMatchCpuInF32) {
   if (dtype_ != DType::f32) GTEST_SKIP() << "greedy identity is checked in f32 only";
-  Session cpu_session(cpu_, {.max_sequences = 1}), gpu_session(gpu_, {.max_sequences = 1});
+  Session cpu_session(cpu_, testing::f32_cache({.max_sequences = 1})), gpu_session(gpu_, {.max_sequences = 1});
   Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
   for (const auto& p : prompts_) {
     const auto want = cpu_decoder.generate(request(p, 20)).tokens;
@@ -115,7 +115,7 @@ TEST_P(CudaModel, GreedyTokensMatchCpuInF32) {
 TEST_P(CudaModel, BatchedChunkedGreedyMatchesCpuInF32) {
   if (dtype_ != DType::f32) GTEST_SKIP() << "greedy identity is checked in f32 only";
   const SessionOptions options{.max_sequences = 2, .max_step_tokens = 5, .kv_block_size = 4};
-  Session cpu_session(cpu_, options), gpu_session(gpu_, options);
+  Session cpu_session(cpu_, testing::f32_cache(options)), gpu_session(gpu_, options);
   Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
   std::vector<GenerationRequest> requests;
   for (const auto& p : prompts_) requests.push_back(request(p, 16));

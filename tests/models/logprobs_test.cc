@@ -92,7 +92,9 @@ TEST(Logprobs, EngineReportsTheModelsLogSoftmaxForEveryToken) {
   auto model = tiny_llama();
   const int vocab = model->config().vocab_size;
   const std::vector<GenerationRequest> reqs = requests();
-  Session session(model, {.max_sequences = 6, .max_sequence_tokens = 64, .max_step_tokens = 16});
+  // An f32 cache: the engine's batched steps and the one-sequence scorer agree to fp32
+  // rounding (an f16 cache may round a key one step apart between the two).
+  Session session(model, testing::f32_cache({.max_sequences = 6, .max_sequence_tokens = 64, .max_step_tokens = 16}));
   Engine engine(session);
   std::vector<GenerationResult> got(reqs.size());
   std::vector<std::vector<TokenEvent>> streamed(reqs.size());
@@ -107,7 +109,7 @@ TEST(Logprobs, EngineReportsTheModelsLogSoftmaxForEveryToken) {
     });
   for (auto& c : clients) c.join();
 
-  Session scoring(model, {.max_sequences = 1, .max_sequence_tokens = 64});
+  Session scoring(model, testing::f32_cache({.max_sequences = 1, .max_sequence_tokens = 64}));
   Decoder scorer(scoring);
   for (size_t i = 0; i < reqs.size(); ++i) {
     const GenerationResult& res = got[i];

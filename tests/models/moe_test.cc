@@ -107,7 +107,7 @@ TEST_P(MoeReference, ConfigNamesItsExperts) {
 }
 
 TEST_P(MoeReference, LogitsAtEveryPromptPositionMatch) {
-  Session session(model_);
+  Session session(model_, testing::f32_cache());
   Decoder decoder(session);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     const auto& p = prompts_[i];
@@ -130,7 +130,7 @@ TEST_P(MoeReference, StepsThatUseEveryExpertAndStepsThatLeaveSomeIdleMatch) {
     EXPECT_EQ(idle_experts(routing_, {longest}, layer, E), 0) << "layer " << layer;
     EXPECT_EQ(idle_experts(routing_, {0}, layer, E), E - 2) << "layer " << layer;
   }
-  Session session(model_);
+  Session session(model_, testing::f32_cache());
   Decoder decoder(session);
   for (size_t i : {longest, size_t{0}})
     EXPECT_LE(max_abs_diff(decoder.score(prompts_[i].ids), prompts_[i].logits), logit_tolerance(prompts_[i].logits)) << "prompt " << i;
@@ -152,7 +152,7 @@ TEST_P(MoeReference, StepsThatUseEveryExpertAndStepsThatLeaveSomeIdleMatch) {
 }
 
 TEST_P(MoeReference, GreedyTokensMatchOneByOne) {
-  Session session(model_, {.max_sequences = 1});
+  Session session(model_, testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   for (const auto& p : prompts_) {
     GenerationResult r = decoder.generate(greedy_request(p));
@@ -167,7 +167,7 @@ TEST_P(MoeReference, GreedyTokensMatchInOneBatch) {
   std::vector<size_t> all(prompts_.size());
   for (size_t i = 0; i < all.size(); ++i) all[i] = i;
   for (const auto& [layer, experts] : routing_[0]) EXPECT_EQ(idle_experts(routing_, all, layer, E), 0);
-  Session session(model_, {.max_sequences = static_cast<int>(prompts_.size())});
+  Session session(model_, testing::f32_cache({.max_sequences = static_cast<int>(prompts_.size())}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
   for (const auto& p : prompts_) requests.push_back(greedy_request(p));
@@ -179,7 +179,7 @@ TEST_P(MoeReference, GreedyTokensMatchInOneBatch) {
 
 // Two slots, prompts prefilled in chunks of 5 tokens beside decodes, KV blocks of 4.
 TEST_P(MoeReference, GreedyTokensMatchWithChunkedPrefillAndJoiningRequests) {
-  Session session(model_, {.max_sequences = 2, .max_step_tokens = 5, .kv_block_size = 4});
+  Session session(model_, testing::f32_cache({.max_sequences = 2, .max_step_tokens = 5, .kv_block_size = 4}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
   for (const auto& p : prompts_) requests.push_back(greedy_request(p));
@@ -218,7 +218,7 @@ TEST(MoeQuantized, ExpertsQuantizeWithTheOtherLinearWeights) {
       if (q == Quantization::int4) options.quant_group_size = 32;
       auto model = Model::load(fixture_dir() / name, options);
       EXPECT_LT(model->weight_bytes(), f32->weight_bytes() * 3 / 4);
-      Session session(model);
+      Session session(model, testing::f32_cache());
       Decoder decoder(session);
       int agree = 0, total = 0;
       for (const auto& p : prompts) {
@@ -244,7 +244,7 @@ TEST(MoeQuantized, StackedQ8_0ExpertsRunFromTheirBlocks) {
   auto dequantized = Model::load(path, {.quantization = Quantization::none});
   EXPECT_LT(kept->weight_bytes(), dequantized->weight_bytes() * 3 / 4);
   const auto prompts = load_reference(fixture_dir() / "tiny-mixtral", kept->config().vocab_size);
-  Session kept_session(kept), plain_session(dequantized);
+  Session kept_session(kept, testing::f32_cache()), plain_session(dequantized, testing::f32_cache());
   Decoder kept_decoder(kept_session), plain_decoder(plain_session);
   int agree = 0, total = 0;
   for (const auto& p : prompts) {
@@ -281,7 +281,7 @@ TEST(MoeCuda, MatchesTheCpu) {
       options.dtype = dtype;
       auto gpu = Model::load(fixture_dir() / name, options);
       const auto prompts = load_reference(fixture_dir() / name, cpu->config().vocab_size);
-      Session cpu_session(cpu), gpu_session(gpu);
+      Session cpu_session(cpu, testing::f32_cache()), gpu_session(gpu);
       Decoder cpu_decoder(cpu_session), gpu_decoder(gpu_session);
       for (const auto& p : prompts) {
         const std::vector<float> want = cpu_decoder.score(p.ids), got = gpu_decoder.score(p.ids);

@@ -54,7 +54,7 @@ class Phi3Reference : public ::testing::TestWithParam<const char*> {
 };
 
 TEST_P(Phi3Reference, LongPromptsMatchInALongSessionAndShortOnesDoNot) {
-  Session session(model_);  // 64 positions per sequence: the long factors
+  Session session(model_, testing::f32_cache());  // 64 positions per sequence: the long factors
   Decoder decoder(session);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     const float diff = max_logit_diff(decoder, prompts_[i]);
@@ -67,7 +67,7 @@ TEST_P(Phi3Reference, LongPromptsMatchInALongSessionAndShortOnesDoNot) {
 }
 
 TEST_P(Phi3Reference, ShortPromptsMatchInASessionOfTheOriginalContext) {
-  Session session(model_, {.max_sequence_tokens = kOriginalContext});  // the short factors
+  Session session(model_, testing::f32_cache({.max_sequence_tokens = kOriginalContext}));  // the short factors
   Decoder decoder(session);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     if (!is_long(prompts_[i])) {
@@ -84,13 +84,13 @@ TEST_P(Phi3Reference, GreedyTokensOfLongPromptsMatchAloneBatchedAndChunked) {
   for (const auto& p : prompts_)
     if (is_long(p)) requests.push_back(greedy_request(p)), want.push_back(p.greedy);
   {
-    Session session(model_, {.max_sequences = 1});
+    Session session(model_, testing::f32_cache({.max_sequences = 1}));
     Decoder decoder(session);
     for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(decoder.generate(requests[i]).tokens, want[i]) << i;
   }
   for (SessionOptions options : {SessionOptions{.max_sequences = 4},
                                  SessionOptions{.max_sequences = 2, .max_step_tokens = 5, .kv_block_size = 4}}) {
-    Session session(model_, options);
+    Session session(model_, testing::f32_cache(options));
     Decoder decoder(session);
     auto results = decoder.generate(requests);
     for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(results[i].tokens, want[i]) << i;
@@ -140,12 +140,12 @@ TEST_P(DynamicNtkReference, ASessionOfThePromptsLengthMatchesTransformers) {
   int long_prompts = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const int n = static_cast<int>(prompts[i].ids.size());
-    Session session(model, {.max_sequences = 1, .max_sequence_tokens = n});
+    Session session(model, testing::f32_cache({.max_sequences = 1, .max_sequence_tokens = n}));
     Decoder decoder(session);
     EXPECT_LE(max_logit_diff(decoder, prompts[i]), kLogitTolerance) << "prompt " << i;
     if (n <= kOriginalContext) continue;
     ++long_prompts;
-    Session whole(model, {.max_sequences = 1});
+    Session whole(model, testing::f32_cache({.max_sequences = 1}));
     Decoder whole_decoder(whole);
     EXPECT_GT(max_logit_diff(whole_decoder, prompts[i]), 1e-2f) << "prompt " << i;
   }
@@ -170,7 +170,7 @@ TEST(YarnGgufReference, LlamaCppKeysGiveTransformersYarn) {
   auto model = Model::load(path, {.quantization = Quantization::none});
   EXPECT_EQ(model->config().max_positions, 64);
   const auto prompts = load_reference(fixture_dir() / "tiny-llama-yarn", model->config().vocab_size);
-  Session session(model, {.max_sequences = static_cast<int>(prompts.size())});
+  Session session(model, testing::f32_cache({.max_sequences = static_cast<int>(prompts.size())}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
   for (size_t i = 0; i < prompts.size(); ++i) {

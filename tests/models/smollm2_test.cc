@@ -116,7 +116,10 @@ TEST_F(SmolLM2, MemoryFootprint) {
 
   Session session(model_, {.max_sequences = 1, .max_sequence_tokens = 1024});
   const SessionMemory m = session.memory();
-  EXPECT_EQ(m.kv_cache_bytes, size_t{2} * c.num_layers * kv * 1024 * sizeof(float));  // K and V, 1024 positions
+  // K and V, 1024 positions, in the CPU's default f16 cache; twice that in f32.
+  EXPECT_EQ(m.kv_cache_bytes, size_t{2} * c.num_layers * kv * 1024 * sizeof(uint16_t));
+  EXPECT_EQ(Session(model_, {.max_sequences = 1, .max_sequence_tokens = 1024, .kv_dtype = DType::f32}).memory().kv_cache_bytes,
+            2 * m.kv_cache_bytes);
   EXPECT_GT(m.activation_bytes, 0u);
   EXPECT_LT(m.activation_bytes, size_t{64} << 20);
 }

@@ -67,7 +67,7 @@ TEST_P(SmoothQuant, FoldKeepsTheF32OutputsAndLoadsAsW8A8) {
   auto smoothed = load(out, Quantization::none);
   auto w8a8 = load(out, Quantization::automatic);
   EXPECT_NE(w8a8->weight_formats().find("w8a8"), std::string::npos) << w8a8->weight_formats();
-  Session a(model), b(smoothed), c(w8a8);
+  Session a(model, testing::f32_cache()), b(smoothed, testing::f32_cache()), c(w8a8, testing::f32_cache());
   Decoder original(a), folded(b), quantized(c);
   double sq_err = 0.0, sq_ref = 0.0;
   for (const auto& p : prompts) {
@@ -127,7 +127,7 @@ TEST(SmoothQuantSearch, SearchedAlphasKeepTheFoldAndStayWithinTheBound) {
     tools::write_smoothquant_checkpoint(*model, b, searched, out_b);
     auto folded = load(out_b, Quantization::none);
     auto qa = load(out_a, Quantization::automatic), qb = load(out_b, Quantization::automatic);
-    Session s0(model), s1(folded), s2(qa), s3(qb);
+    Session s0(model, testing::f32_cache()), s1(folded, testing::f32_cache()), s2(qa, testing::f32_cache()), s3(qb, testing::f32_cache());
     Decoder d0(s0), d1(s1), d2(s2), d3(s3);
     double err_fixed = 0.0, err_searched = 0.0;
     for (const auto& p : testing::load_reference(source, model->config().vocab_size)) {
@@ -244,7 +244,7 @@ TEST(SmoothQuantInputAlpha, EachKindUsesItsAlphaAndTheFoldHolds) {
   const nlohmann::json config = nlohmann::json::parse(in);
   EXPECT_EQ(config["kestrel_quantization"]["alpha"]["ffn_down"].get<float>(), 0.8f) << config.dump();
   auto folded = load(out, Quantization::none);
-  Session s0(model), s1(folded);
+  Session s0(model, testing::f32_cache()), s1(folded, testing::f32_cache());
   Decoder d0(s0), d1(s1);
   for (const auto& p : testing::load_reference(source, model->config().vocab_size)) {
     const std::vector<float> want = d0.score(p.ids), got = d1.score(p.ids);
@@ -285,7 +285,7 @@ TEST(SmoothQuantFloatActivations, NamedWeightsLoadWeightOnly) {
       EXPECT_EQ(lw.down_weight.quantized.format, QuantFormat::int8);
     }
     EXPECT_NE(mixed->weight_formats().find("w8a8 x" + std::to_string(2 * L)), std::string::npos) << mixed->weight_formats();
-    Session s0(model), s1(all), s2(mixed);
+    Session s0(model, testing::f32_cache()), s1(all, testing::f32_cache()), s2(mixed, testing::f32_cache());
     Decoder d0(s0), d1(s1), d2(s2);
     double err_all = 0.0, err_mixed = 0.0, ref = 0.0, apart = 0.0;
     for (const auto& p : testing::load_reference(ext == ".gguf" ? testing::fixture_dir() / "tiny-llama-gguf" : source,

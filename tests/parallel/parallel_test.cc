@@ -5,7 +5,8 @@
 // Each model is run split (--tp x --pp over the MPI job) and whole on this rank alone
 // (ParallelOptions 1 x 1 never touches MPI), on the same inputs: greedy tokens must be
 // identical, to each other and to Hugging Face transformers' (the fixtures' reference),
-// and logits must agree within fp32 reduction-order tolerance. The error tests check that
+// and logits must agree within fp32 reduction-order tolerance; GGUF files whose embedding
+// table stays in its blocks (BlockTables) agree with one process's the same way. The error tests check that
 // what cannot run says so on every rank instead of hanging.
 #include <gtest/gtest.h>
 
@@ -18,9 +19,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "loaders/gguf_quant.h"
 #include "loaders/safetensors.h"
+#include "models/quantize.h"
 #include "reference_fixture.h"
 #include "test_support.h"
+#include "tools/held_weights.h"
 
 namespace kestrel {
 namespace {
@@ -93,14 +97,14 @@ TEST_P(Split, RankHoldsItsSlice) {
   EXPECT_LE(p.num_layers, (c.num_layers + p.pipeline_parallel - 1) / p.pipeline_parallel);
   // Each rank holds less than the whole model, and the KV cache only of its layers and heads.
   EXPECT_LT(split_->weight_bytes(), whole_->weight_bytes());
-  Session whole(whole_, {.max_sequences = 2});
-  Session split(split_, {.max_sequences = 2});
+  Session whole(whole_, testing::f32_cache({.max_sequences = 2}));
+  Session split(split_, testing::f32_cache({.max_sequences = 2}));
   EXPECT_EQ(split.memory().kv_cache_bytes * c.num_layers * c.num_kv_heads,
             whole.memory().kv_cache_bytes * p.num_layers * p.num_kv_heads);
 }
 
 TEST_P(Split, LogitsAtEveryPositionMatchWholeModelAndHf) {
-  Session whole(whole_), split(split_);
+  Session whole(whole_, testing::f32_cache()), split(split_, testing::f32_cache());
   Decoder whole_decoder(whole), split_decoder(split);
   for (size_t i = 0; i < prompts_.size(); ++i) {
     std::vector<float> a = whole_decoder.score(prompts_[i].ids);
@@ -112,7 +116,7 @@ TEST_P(Split, LogitsAtEveryPositionMatchWholeModelAndHf) {
 }
 
 TEST_P(Split, GreedyTokensMatchHf) {
-  Session session(split_, {.max_sequences = 1});
+  Session session(split_, testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   for (const auto& p : prompts_) EXPECT_EQ(decoder.generate(greedy(p)).tokens, p.greedy) << p.text;
 }
@@ -120,7 +124,7 @@ TEST_P(Split, GreedyTokensMatchHf) {
 // Two slots (requests join as others finish), prompts in chunks of 5 tokens, blocks of 4
 // positions: steps with one to several sequences, hence one to several micro-batches.
 TEST_P(Split, BatchedChunkedJoiningRequestsMatchHf) {
-  Session session(split_, {.max_sequences = 3, .max_step_tokens = 5, .kv_block_size = 4});
+  Session session(split_, testing::f32_cache({.max_sequences = 3, .max_step_tokens = 5, .kv_block_size = 4}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests;
   for (const auto& p : prompts_) requests.push_back(greedy(p));
@@ -135,7 +139,7 @@ TEST_P(Split, BatchedChunkedJoiningRequestsMatchHf) {
 }
 
 TEST_P(Split, SampledTokensMatchWholeModel) {
-  Session whole(whole_, {.max_sequences = 4}), split(split_, {.max_sequences = 4});
+  Session whole(whole_, testing::f32_cache({.max_sequences = 4})), split(split_, testing::f32_cache({.max_sequences = 4}));
   Decoder whole_decoder(whole), split_decoder(split);
   std::vector<GenerationRequest> requests;
   for (size_t i = 0; i < prompts_.size(); ++i) {
@@ -153,7 +157,7 @@ TEST_P(Split, SampledTokensMatchWholeModel) {
 // rank's layers; the parent's logits row copied on the last stage): the whole model's tokens.
 TEST_P(Split, SeveralSamplesOfOnePromptMatchWholeModel) {
   const SessionOptions options{.max_sequences = 4, .kv_block_size = 4};
-  Session whole(whole_, options), split(split_, options);
+  Session whole(whole_, testing::f32_cache(options)), split(split_, testing::f32_cache(options));
   Decoder whole_decoder(whole), split_decoder(split);
   GenerationRequest r = greedy(prompts_[2]);
   r.sampling = {.temperature = 0.9f, .top_k = 50, .seed = 99};
@@ -166,7 +170,7 @@ TEST_P(Split, SeveralSamplesOfOnePromptMatchWholeModel) {
 
 // The callback asks to cancel on rank 0 only: every rank must stop that request together.
 TEST_P(Split, CancellingOnRankZeroStopsEveryRank) {
-  Session session(split_, {.max_sequences = 2});
+  Session session(split_, testing::f32_cache({.max_sequences = 2}));
   Decoder decoder(session);
   std::vector<GenerationRequest> requests{greedy(prompts_[0]), greedy(prompts_[1])};
   int seen = 0;
@@ -183,7 +187,7 @@ TEST_P(Split, CancellingOnRankZeroStopsEveryRank) {
 // the whole model's with the same limits, so they equal each other's.
 TEST_P(Split, ExhaustedKvCacheEndsTheSameRequestOnEveryRank) {
   const SessionOptions limits{.max_sequences = 2, .kv_block_size = 4, .kv_blocks = 6};
-  Session whole(whole_, limits), split(split_, limits);
+  Session whole(whole_, testing::f32_cache(limits)), split(split_, testing::f32_cache(limits));
   Decoder whole_decoder(whole), split_decoder(split);
   std::vector<GenerationRequest> requests{greedy(prompts_[0]), greedy(prompts_[1])};
   requests[0].stop.max_new_tokens = 40;
@@ -243,7 +247,7 @@ TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
     auto split_model = Model::load(fixture_dir() / file, options);
     options.parallel = {};
     const auto prompts = load_reference(fixture_dir() / "tiny-phi3", whole_model->config().vocab_size);
-    Session whole(whole_model), split(split_model, {.max_sequences = 1});
+    Session whole(whole_model, testing::f32_cache()), split(split_model, testing::f32_cache({.max_sequences = 1}));
     Decoder whole_decoder(whole), split_decoder(split);
     for (size_t i = 0; i < prompts.size(); ++i) {
       std::vector<float> a = whole_decoder.score(prompts[i].ids);
@@ -303,7 +307,7 @@ TEST(PaddedVocabulary, SplitMatchesWholeModel) {
   options.parallel = g_split;
   auto split = Model::load(path, options);
   EXPECT_EQ(split->parallel().vocab_size, launcher_rank() == 3 ? 249 : 251);
-  Session whole_session(whole, {.max_sequences = 2}), split_session(split, {.max_sequences = 2});
+  Session whole_session(whole, testing::f32_cache({.max_sequences = 2})), split_session(split, testing::f32_cache({.max_sequences = 2}));
   Decoder whole_decoder(whole_session), split_decoder(split_session);
   std::vector<int32_t> ids;
   for (float f : testing::random_floats(12, 5, 0.0f, 1000.0f)) ids.push_back(static_cast<int32_t>(f));
@@ -317,6 +321,123 @@ TEST(PaddedVocabulary, SplitMatchesWholeModel) {
   auto a = whole_decoder.generate(requests), b = split_decoder.generate(requests);
   for (size_t i = 0; i < requests.size(); ++i) EXPECT_EQ(a[i].tokens, b[i].tokens) << i;
 }
+
+// --- embedding tables kept in the file's blocks ----------------------------------------
+
+// GGUF files whose token embedding is stored in blocks (tests/fixtures/make_embedding_blocks.py):
+// tied to its Q8_0 head (qwen2-q8_0), untied from one (qwen2-untied-q8_0), or the only
+// quantized tensor (gpt2-table-q8_0 with learned positions, gemma2-table-q4_0 with the scaled
+// embedding). Split and whole run the file's blocks (--quant auto).
+class BlockTables : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    path_ = fixture_dir() / GetParam();
+    whole_ = load(Quantization::automatic, false);
+    const ModelConfig& c = whole_->config();
+    const int tp = g_split.tensor_parallel;
+    if (g_split.pipeline_parallel > c.num_layers || c.num_heads % tp != 0 ||
+        (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0))
+      GTEST_SKIP() << GetParam() << " does not split " << tp << " x " << g_split.pipeline_parallel;
+    split_ = load(Quantization::automatic, true);
+  }
+
+  std::shared_ptr<const Model> load(Quantization mode, bool split) const {
+    ModelOptions options;
+    options.num_threads = 1;
+    options.quantization = mode;
+    options.device = g_device;
+    if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+    if (split) {
+      options.parallel = g_split;
+      options.parallel.timeout_seconds = 120;
+    }
+    return Model::load(path_, options);
+  }
+
+  // Token ids every rank draws alike (a fixed seed: the ranks must feed the same prompt).
+  std::vector<int32_t> prompt(size_t length, uint64_t seed) const {
+    std::vector<int32_t> ids;
+    for (float f : testing::random_floats(length, seed, 0.0f, static_cast<float>(whole_->config().vocab_size)))
+      ids.push_back(std::min(static_cast<int32_t>(f), whole_->config().vocab_size - 1));
+    return ids;
+  }
+
+  // The bytes of the table in the file's blocks (its kept_layout).
+  size_t table_block_bytes() const {
+    const sizing::FileWeights file(path_);
+    const SourceTensor* t = file.source().find("token_embd.weight");
+    const KeptLayout layout = *kept_layout(*t->block_type);
+    return quantized_weight_bytes(layout.format, whole_->config().vocab_size, whole_->config().hidden_size,
+                                  layout.group_size);
+  }
+
+  std::filesystem::path path_;
+  std::shared_ptr<const Model> whole_, split_;
+};
+
+// Each rank's Model::weight_bytes() is kestrel-size's figure for it, whose table, on every
+// rank of the first stage, is the whole table in the file's blocks (none elsewhere).
+TEST_P(BlockTables, FirstStageHoldsTheWholeTableInBlocks) {
+  const ParallelInfo& p = split_->parallel();
+  const sizing::FileWeights file(path_);
+  const Shard shard = make_shard(split_->config(), p.tensor_parallel, p.pipeline_parallel, p.tensor_rank, p.stage,
+                                 path_.string());
+  bool tied = false;
+  const sizing::WeightBytes held = file.held(shard, Quantization::automatic, 0, split_->dtype(), &tied);
+  EXPECT_EQ(held.total(), split_->weight_bytes()) << split_->weight_formats();
+  EXPECT_EQ(held.token_embedding, p.stage == 0 ? table_block_bytes() : 0u);
+}
+
+// Logits agree with one process's as the float models' do (the all-reduce sums in another
+// order), and greedy tokens are the same.
+TEST_P(BlockTables, LogitsAndGreedyTokensMatchWholeModel) {
+  const ModelConfig& c = whole_->config();
+  const int64_t out_columns = int64_t{c.num_heads} * c.head_dim / g_split.tensor_parallel;
+  if (std::string(GetParam()).find("-table-") == std::string::npos && out_columns % 32 != 0)
+    GTEST_SKIP() << "the output projection's " << out_columns << " columns per rank cut its Q8_0 blocks: "
+                 << "materialized, it computes otherwise than one process's blocks";
+  Session whole(whole_, {.max_sequences = 1}), split(split_, {.max_sequences = 1});
+  Decoder whole_decoder(whole), split_decoder(split);
+  for (uint64_t seed : {21u, 22u, 23u}) {
+    const std::vector<int32_t> ids = prompt(6 + 5 * (seed - 21), seed);
+    EXPECT_LE(max_abs_diff(whole_decoder.score(ids), split_decoder.score(ids)), kSplitVsWholeTolerance) << seed;
+    GenerationRequest request;
+    request.prompt_ids = ids;
+    request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+    EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens) << seed;
+  }
+}
+
+// Where the table is the only quantized tensor, the split model computes with it exactly what
+// the same split with a dense table (--quant none) does: logits bit for bit, and each
+// first-stage rank holds less by the table's saving.
+TEST_P(BlockTables, TableOnlyInBlocksGivesTheDenseTablesLogits) {
+  const std::string name = GetParam();
+  if (name.find("-table-") == std::string::npos) GTEST_SKIP() << name << " has other quantized weights";
+  const auto dense = load(Quantization::none, true);
+  const ModelConfig& c = dense->config();
+  const size_t table_f32 = static_cast<size_t>(c.vocab_size) * c.hidden_size * sizeof(float);
+  EXPECT_EQ(dense->weight_bytes() - split_->weight_bytes(),
+            split_->parallel().stage == 0 ? table_f32 - table_block_bytes() : 0u);
+  Session dense_session(dense, {.max_sequences = 1}), blocks_session(split_, {.max_sequences = 1});
+  Decoder dense_decoder(dense_session), blocks_decoder(blocks_session);
+  for (uint64_t seed : {31u, 32u}) {
+    const std::vector<int32_t> ids = prompt(9 + 4 * (seed - 31), seed);
+    const std::vector<float> a = dense_decoder.score(ids), b = blocks_decoder.score(ids);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << seed;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Gguf, BlockTables,
+                         ::testing::Values("embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
+                                           "embedding-blocks/gpt2-table-q8_0.gguf",
+                                           "embedding-blocks/gemma2-table-q4_0.gguf"),
+                         [](const ::testing::TestParamInfo<const char*>& info) {
+                           std::string name = std::filesystem::path(info.param).stem().string();
+                           std::replace(name.begin(), name.end(), '-', '_');
+                           return name;
+                         });
 
 // --- what cannot run -----------------------------------------------------------------
 
@@ -400,14 +521,14 @@ TEST(SplitErrors, SessionFailingOnOneRankFailsEveryRank) {
   SessionOptions options;
   if (launcher_rank() == bad) options.max_sequences = 0;
   try {
-    Session session(model, options);
+    Session session(model, testing::f32_cache(options));
     ADD_FAILURE() << "the session was created";
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
     EXPECT_NE(e.message().find("rank " + std::to_string(bad) + " of "), std::string::npos) << e.message();
     EXPECT_NE(e.message().find("SessionOptions.max_sequences = 0"), std::string::npos) << e.message();
   }
-  Session session(model, {.max_sequences = 1});  // the model is still usable on every rank
+  Session session(model, testing::f32_cache({.max_sequences = 1}));  // the model is still usable on every rank
   Decoder decoder(session);
   EXPECT_EQ(decoder.generate(ten_tokens_after_hello()).tokens.size(), 10u);
 }
@@ -418,7 +539,7 @@ TEST(SplitErrors, SessionFailingOnOneRankFailsEveryRank) {
 // operation, not hang.
 TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
   if (g_fail_rank < 0) GTEST_SKIP() << "runs with --fail-rank";
-  Session session(load_split("tiny-llama", 3), {.max_sequences = 1});
+  Session session(load_split("tiny-llama", 3), testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   const GenerationRequest request = ten_tokens_after_hello();
   int tokens = 0;
@@ -444,7 +565,7 @@ TEST(FailingRank, PeersOfAFailedRankTimeOutWithAnError) {
 // timeout, whether the launcher notices the dead rank first or the survivors give up.
 TEST(DyingRank, JobEndsWhenARankDies) {
   if (g_die_rank < 0) GTEST_SKIP() << "runs with --die-rank";
-  Session session(load_split("tiny-gpt2", 5), {.max_sequences = 1});
+  Session session(load_split("tiny-gpt2", 5), testing::f32_cache({.max_sequences = 1}));
   Decoder decoder(session);
   if (launcher_rank() == g_die_rank) std::_Exit(3);
   try {

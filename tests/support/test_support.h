@@ -6,7 +6,17 @@
 #include <string>
 #include <vector>
 
+#include "kestrel/session.h"
+
 namespace kestrel::testing {
+
+// `options` with an f32 KV cache: what a test runs with when it compares logits with an fp32
+// reference (transformers, a model's dequantized self, the same model unsplit) at fp32
+// tolerances. The CPU's default cache is f16 (SessionOptions::kv_dtype).
+inline SessionOptions f32_cache(SessionOptions options = {}) {
+  options.kv_dtype = DType::f32;
+  return options;
+}
 
 // tests/fixtures in the source tree.
 std::filesystem::path fixture_dir();

@@ -74,7 +74,7 @@ foreach(i RANGE 0 1)
   # max_sequences = batch, max_sequence_tokens = input + output, max_step_tokens = batch x input.
   math(EXPR seq "${input} + ${output}")
   math(EXPR step "${batch} * ${input}")
-  run_ok(size_json ${SIZE} --model ${MODEL} --dtype f32 --batch ${batch} --seq-len ${seq}
+  run_ok(size_json ${SIZE} --model ${MODEL} --device cpu --batch ${batch} --seq-len ${seq}
          --max-step-tokens ${step} --memory 1GiB --bandwidth 10GB/s --flops 100G --json)
   string(JSON weights GET "${size_json}" per_gpu weights)
   string(JSON kv GET "${size_json}" per_gpu kv_cache)
@@ -107,7 +107,7 @@ if(NOT dims_total EQUAL preset_total OR NOT parameters EQUAL 1100048384)
 endif()
 
 run_ok(gguf_bench ${BENCH} --model ${GGUF} --threads 1 --batch 1 --input 4 --output 2 --warmup 1 --repeats 1 --json)
-run_ok(gguf_size ${SIZE} --model ${GGUF} --dtype f32 --json)
+run_ok(gguf_size ${SIZE} --model ${GGUF} --device cpu --json)
 string(JSON gguf_weights GET "${gguf_size}" per_gpu weights)
 string(JSON gguf_bench_weights GET "${gguf_bench}" cases 0 weight_bytes)
 string(JSON stored GET "${gguf_size}" options stored_formats)

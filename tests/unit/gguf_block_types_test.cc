@@ -64,7 +64,7 @@ Scored run(const fs::path& path, Quantization mode, bool batch_invariant, const 
   auto model = Model::load(path, options);
   Scored s;
   s.formats = model->weight_formats();
-  Session session(model);
+  Session session(model, testing::f32_cache());
   Decoder decoder(session);
   s.logits = decoder.score(ids);
   GenerationRequest r;  // 5 prompt tokens, then one token per step: the decode kernels
@@ -86,7 +86,7 @@ void expect_same_greedy(const Scored& native, const Scored& dense, const std::ve
   if (i == native.greedy.size()) return;
   std::vector<int32_t> prefix(ids.begin(), ids.begin() + 5);
   prefix.insert(prefix.end(), dense.greedy.begin(), dense.greedy.begin() + static_cast<std::ptrdiff_t>(i));
-  Session session(dense.model);
+  Session session(dense.model, testing::f32_cache());
   Decoder decoder(session);
   const std::vector<float> logits = decoder.score(prefix);
   const size_t V = logits.size() / prefix.size();

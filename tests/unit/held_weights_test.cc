@@ -43,6 +43,8 @@ const std::vector<std::string> kModels = {
     "tiny-llama-yarn.gguf",       "tiny-llama.gguf",            "tiny-llama3.gguf",
     "tiny-mixtral-q8_0.gguf",     "tiny-mixtral.gguf",          "tiny-phi3.gguf",
     "tiny-qwen2-moe.gguf",        "tiny-qwen2.gguf",            "tiny-qwen3.gguf",
+    "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
+    "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
@@ -206,19 +208,60 @@ TEST(HeldWeightsByHand, Q4KMixTensorParallel) {
 
   // tp = 2: half of each split weight; the output projection's 128 of 256 input columns cut
   // its Q4_K super-blocks, so it is materialized in f32 ([256, 128]); down's 256 columns are
-  // whole super-blocks. The tied head no longer doubles as the embedding: the embedding is
-  // materialized whole in f32, the LM head keeps its 500 rows of Q6_K.
+  // whole super-blocks. The tied head no longer doubles as the embedding: the embedding stays
+  // whole in its Q6_K blocks (the lookup needs every row), the LM head keeps its 500 rows.
   o.tp = 2;
   const sz::Sizing two = sz::compute(shape, o);
   const sz::WeightBytes& w = two.largest().weights;
   EXPECT_EQ(w.formats.at("f32 (from q4_k)"), H * 128 * f32);
-  EXPECT_EQ(w.formats.at("f32 (from q6_k)"), V * H * f32);
+  EXPECT_EQ(w.formats.count("f32 (from q6_k)"), 0u);
   EXPECT_EQ(w.formats.at("q4_k"), (128 + 64 + F) * q4k);  // 2 Q heads, 1 K head, 256 gate and 256 up rows
   EXPECT_EQ(w.formats.at("f32"), norms + rotary);
-  EXPECT_EQ(w.formats.at("q6_k"), (64 + H + 500) * q6k);  // V head, down (1 super-block a row), head rows
-  EXPECT_EQ(w.token_embedding, V * H * f32);
+  // V head, down (1 super-block a row), the whole table, the head's rows
+  EXPECT_EQ(w.formats.at("q6_k"), (64 + H + V + 500) * q6k);
+  EXPECT_EQ(w.token_embedding, V * q6k);
   EXPECT_EQ(w.lm_head, 500 * q6k);
   EXPECT_FALSE(two.largest().lm_head_tied_here);
+
+  // pp = 2 would need two layers: qwen2-q8_0 and tiny-llama below. --quant none: dense.
+  o.tp = 1;
+  o.quantization = Quantization::none;
+  EXPECT_EQ(sz::compute(shape, o).largest().weights.token_embedding, V * H * f32);
+}
+
+// The first stage holds the table whole in the file's blocks at tp > 1 and pp > 1, tied
+// (qwen2-q8_0: hidden 64, vocabulary 1000, 2 layers, token_embd Q8_0, held as int8 with an
+// f32 scale per 32 columns: 36 bytes) or not (qwen2-untied-q8_0: output Q8_0 too;
+// tiny-llama.gguf: output F32); the last stage its head's rows: Q8_0, or f16 of the F32.
+TEST(HeldWeightsByHand, TableInBlocksAtEveryTpAndPp) {
+  const size_t H = 64, V = 1000, q8 = 36 * H / 32, f16 = 2;
+  struct Case {
+    const char* file;
+    bool tied, head_q8;
+  };
+  for (const Case& k : {Case{"embedding-blocks/qwen2-q8_0.gguf", true, true},
+                        Case{"embedding-blocks/qwen2-untied-q8_0.gguf", false, true},
+                        Case{"tiny-llama.gguf", false, false}}) {
+    const sz::ModelShape shape = sz::read_model_shape(fixture_dir() / k.file);
+    for (const auto& [tp, pp] : {std::pair{1, 1}, {2, 1}, {1, 2}, {2, 2}}) {
+      SCOPED_TRACE(std::string(k.file) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp));
+      sz::SizingOptions o;
+      o.dtype = DType::f16;  // a GPU's: the table would be 125 KiB of f16, not 70 KiB of blocks
+      o.tp = tp;
+      o.pp = pp;
+      const sz::Sizing s = sz::compute(shape, o);
+      ASSERT_EQ(s.stages.size(), static_cast<size_t>(pp));
+      EXPECT_EQ(s.stages.front().weights.token_embedding, V * q8);
+      const sz::WeightBytes& last = s.stages.back().weights;
+      const size_t head = V / tp * (k.head_q8 ? q8 : H * f16);
+      if (k.tied && tp == 1 && pp == 1) {
+        EXPECT_EQ(last.lm_head, 0u);  // the table itself
+        EXPECT_EQ(last.lm_head_view, V * q8);
+      } else {
+        EXPECT_EQ(last.lm_head, head);
+      }
+    }
+  }
 }
 
 // A GGUF that cannot be read is a clear Error naming the file and what is wrong: a header

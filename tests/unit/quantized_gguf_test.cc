@@ -40,7 +40,7 @@ std::vector<float> score(const fs::path& path, Quantization mode, size_t* weight
   options.quantization = mode;
   auto model = Model::load(path, options);
   *weight_bytes = model->weight_bytes();
-  Session session(model);
+  Session session(model, testing::f32_cache());
   Decoder decoder(session);
   std::vector<int32_t> ids;
   for (int i = 0; i < 40; ++i) ids.push_back((i * 37 + 11) % model->config().vocab_size);
@@ -73,7 +73,7 @@ TEST(QuantizedGguf, GreedyDecodeMatchesTheDequantizedModel) {
     ModelOptions options;
     options.quantization = mode;
     auto model = Model::load(path, options);
-    Session session(model);
+    Session session(model, testing::f32_cache());
     Decoder decoder(session);
     GenerationRequest r;
     r.prompt_ids = {5, 17, 300, 42};
@@ -132,13 +132,13 @@ void expect_same_greedy(const fs::path& path, const std::vector<int32_t>& ids, c
     ModelOptions options;
     options.quantization = batch_invariant ? Quantization::automatic : Quantization::none;
     options.batch_invariant = batch_invariant;
-    Session session(Model::load(path, options));
+    Session session(Model::load(path, options), testing::f32_cache());
     Decoder decoder(session);
     logits.push_back(decoder.score(batch_invariant ? ids : prefix));
   }
   ModelOptions none;
   none.quantization = Quantization::none;
-  Session dense_session(Model::load(path, none));
+  Session dense_session(Model::load(path, none), testing::f32_cache());
   Decoder dense_decoder(dense_session);
   const std::vector<float> dense_ids = dense_decoder.score(ids);
   float near = 0.0f;
@@ -179,7 +179,7 @@ TEST(QuantizedGguf, KquantFilesMatchTransformersLlamaCppAndTheirDequantizedSelve
       } else {
         EXPECT_EQ(formats.find("q"), std::string::npos) << formats;
       }
-      Session session(model);
+      Session session(model, testing::f32_cache());
       Decoder decoder(session);
       logits.push_back(decoder.score(ids));
       GenerationRequest r;

@@ -174,7 +174,7 @@ TEST(SentencePieceModel, LogitsMatchLlamaCppAndTransformers) {
   const std::vector<std::pair<std::string, float>> refs{{"logits-llamacpp", 2e-2f}, {"logits-hf", 1e-4f}};
   for (const fs::path& path : {spm_dir() / "spm-llama.gguf", spm_dir() / "spm-llama"}) {
     const auto model = Model::load(path, {});
-    Session session(model, {.max_sequences = 1});
+    Session session(model, testing::f32_cache({.max_sequences = 1}));
     Decoder decoder(session);
     for (const auto& [name, tolerance] : refs) {
       const json ref = load(name);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <optional>
 
 #include <kestrel/kestrel.h>
 
@@ -38,9 +39,13 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
   EXPECT_EQ(shape.config.vocab_size, model->config().vocab_size);
 
   const int P = model->config().max_positions;
+  // The KV cache's dtype: the CPU's default (f16), and each one it takes.
+  const std::optional<DType> kv_dtypes[] = {std::nullopt, DType::f32, DType::f16, std::nullopt};
+  int index = 0;
   for (const SessionCase& c : {SessionCase{1, 0, 512, 16, 0}, SessionCase{3, 37, 64, 8, 0},
                                SessionCase{8, P, 8, 16, 5}, SessionCase{5, P / 2, 100, 1, 0}}) {
     SessionOptions so;
+    so.kv_dtype = kv_dtypes[index++];
     so.max_sequences = c.max_sequences;
     so.max_sequence_tokens = c.max_sequence_tokens;
     so.max_step_tokens = c.max_step_tokens;
@@ -48,6 +53,7 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
     so.kv_blocks = c.kv_blocks;
     Session session(model, so);
     sz::SizingOptions options;
+    options.device = model->device().kind;
     options.dtype = model->dtype();
     options.quantization = Quantization::none;
     options.session = so;
@@ -59,6 +65,8 @@ TEST_P(SizingMatchesSession, WeightsKvAndActivations) {
     EXPECT_EQ(s.largest().activation_bytes, session.memory().activation_bytes);
     EXPECT_EQ(s.session.kv_blocks, session.options().kv_blocks);
     EXPECT_EQ(s.session.max_sequence_tokens, session.options().max_sequence_tokens);
+    EXPECT_EQ(s.session.kv_dtype, session.options().kv_dtype);
+    EXPECT_EQ(session.options().kv_dtype, so.kv_dtype.value_or(DType::f16));
   }
 }
 
