@@ -228,11 +228,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
           }
         }
         // Softmax with the max subtracted; the normalizer is summed in double.
-        double sum = 0.0;
-        for (int32_t j = first; j < n; ++j) {
-          scores[j] = std::exp(scores[j] - max_score);
-          sum += scores[j];
-        }
+        const double sum = rows.exp_sum(scores.data() + first, n - first, max_score);
         for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
         for (int32_t j0 = first_block; j0 < n; j0 += bs) {
           const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);

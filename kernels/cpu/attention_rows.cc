@@ -2,6 +2,7 @@
 // (attention_rows.h). The AVX2 loops are in attention_rows_avx2.cc.
 #include "cpu/attention_rows.h"
 
+#include <cmath>
 #include <vector>
 
 #include "core/half.h"
@@ -51,6 +52,15 @@ void accumulate_f16_portable(const float* w, const uint16_t* v, int count, int h
   for (int i = 0; i < count; ++i) add_row(w[i], widen_row(v + static_cast<long>(i) * hd, hd), hd, acc);
 }
 
+double exp_sum_portable(float* s, int n, float max) {
+  double sum = 0.0;
+  for (int i = 0; i < n; ++i) {
+    s[i] = std::exp(s[i] - max);
+    sum += s[i];
+  }
+  return sum;
+}
+
 void to_f16_portable(const float* src, int n, uint16_t* dst) {
   for (int i = 0; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
@@ -59,7 +69,8 @@ void to_f16_portable(const float* src, int n, uint16_t* dst) {
 
 const AttentionRowKernels& attention_rows_portable() {
   static const AttentionRowKernels kernels{"portable",          scores_portable,         accumulate_portable,
-                                           scores_f16_portable, accumulate_f16_portable, to_f16_portable};
+                                           scores_f16_portable, accumulate_f16_portable, to_f16_portable,
+                                           exp_sum_portable};
   return kernels;
 }
 

@@ -29,6 +29,10 @@ struct AttentionRowKernels {
   void (*accumulate_f16)(const float* w, const uint16_t* v, int count, int hd, float* acc);
   // dst[i] = src[i] rounded to f16, nearest even (overflow to infinity), for i < n.
   void (*to_f16)(const float* src, int n, uint16_t* dst);
+  // The softmax numerators: s[i] = exp(s[i] - max) for i < n (s[i] <= max), returning their
+  // sum in double. Within 2 ulps of std::exp (the AVX2 loop's polynomial; underflow below
+  // e^-87 gives e^-87 or 0); a NaN stays NaN, so a poisoned row shows.
+  double (*exp_sum)(float* s, int n, float max);
 };
 
 // The scalar loops (any processor; the reference the tests compare with).

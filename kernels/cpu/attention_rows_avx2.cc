@@ -112,6 +112,54 @@ void accumulate_avx2(const float* w, const Kv* v, int count, int hd, float* acc)
   }
 }
 
+// e^x for x <= 0, eight lanes: x = n ln2 + r with |r| <= ln2 / 2 (ln2 split in two so that
+// n ln2 is exact), e^r by its degree-6 minimax polynomial (the Cephes expf coefficients),
+// times 2^n built in the exponent bits. x is clamped at -87.3 (e^x then 1.2e-38, where
+// std::exp gives a subnormal or 0); the clamp keeps a NaN (max returns its second operand).
+inline __m256 exp_nonpositive(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-87.33654f), x);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+  p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(bits));
+}
+
+// Eight numerators at a time, summed in two vectors of four doubles (lanes 0-3, 4-7), then
+// ((a0 + a1) + (a2 + a3)) with the scalar tail added last in order.
+double exp_sum_avx2(float* s, int n, float max) {
+  const __m256 m = _mm256_set1_ps(max);
+  __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(s + i), m));
+    _mm256_storeu_ps(s + i, e);
+    lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+  }
+  alignas(32) double lanes[4];
+  _mm256_store_pd(lanes, _mm256_add_pd(lo, hi));
+  double sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+  if (i < n) {  // the last few through the same polynomial, eight lanes with the rest unused
+    alignas(32) float tail[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = i; j < n; ++j) tail[j - i] = s[j];
+    _mm256_store_ps(tail, exp_nonpositive(_mm256_sub_ps(_mm256_load_ps(tail), m)));
+    for (int j = i; j < n; ++j) {
+      s[j] = tail[j - i];
+      sum += s[j];
+    }
+  }
+  return sum;
+}
+
 void to_f16_avx2(const float* src, int n, uint16_t* dst) {
   int i = 0;
   for (; i + 8 <= n; i += 8)
@@ -128,7 +176,8 @@ const AttentionRowKernels& attention_rows_avx2_kernels() {
                                            accumulate_avx2<float>,
                                            scores_avx2<uint16_t>,
                                            accumulate_avx2<uint16_t>,
-                                           to_f16_avx2};
+                                           to_f16_avx2,
+                                           exp_sum_avx2};
   return kernels;
 }
 

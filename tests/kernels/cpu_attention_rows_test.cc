@@ -5,9 +5,11 @@
 // loops against the f32 ones on the widened values, and its rounding.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -177,6 +179,41 @@ TEST(AttentionRows, ToF16RoundsToNearestEven) {
       kern.k->to_f16(src.data() + src.size() - n, n, got.data());
       EXPECT_EQ(0, std::memcmp(got.data(), want.data() + want.size() - n, n * sizeof(uint16_t)))
           << kern.name << " n " << n;
+    }
+}
+
+// The softmax numerators against std::exp in double: within a few ulps where e^x is a normal
+// float, at most e^-87 below; the sum within the f32 values' rounding; a NaN stays NaN.
+TEST(AttentionRows, ExpSumMatchesStdExp) {
+  std::mt19937 rng(16);
+  for (const Kernels& kern : all_kernels())
+    for (int n : {1, 5, 8, 9, 16, 23, 64, 555}) {
+      std::vector<float> s = random_floats(static_cast<size_t>(n), rng, 6.0f);
+      if (n > 20) s[3] = -95.0f, s[11] = -86.0f, s[17] = -20.0f;  // past and near the underflow clamp
+      const float max = *std::max_element(s.begin(), s.end());
+      std::vector<float> got = s;
+      const double sum = kern.k->exp_sum(got.data(), n, max);
+      double want_sum = 0.0;
+      for (int i = 0; i < n; ++i) {
+        const float x = s[i] - max;  // the kernels' argument, rounded to f32 as theirs is
+        const double want = std::exp(static_cast<double>(x));
+        want_sum += want;
+        if (x >= -87.0f)
+          EXPECT_NEAR(got[i], want, 3e-7 * want) << kern.name << " n " << n << " x " << x;
+        else
+          EXPECT_LE(got[i], 1.2e-38f) << kern.name << " n " << n << " x " << x;
+        EXPECT_GE(got[i], 0.0f);
+      }
+      double got_sum = 0.0;
+      for (float g : got) got_sum += g;
+      EXPECT_NEAR(sum, want_sum, 1e-6 * want_sum) << kern.name << " n " << n;
+      EXPECT_NEAR(sum, got_sum, 1e-12 * want_sum) << kern.name << " n " << n << ": the sum of what it wrote";
+      EXPECT_EQ(got[static_cast<size_t>(std::distance(s.begin(), std::max_element(s.begin(), s.end())))], 1.0f)
+          << kern.name << " e^0";
+      std::vector<float> poisoned = s;
+      poisoned[static_cast<size_t>(n) / 2] = NAN;
+      EXPECT_TRUE(std::isnan(kern.k->exp_sum(poisoned.data(), n, max))) << kern.name << " n " << n;
+      EXPECT_TRUE(std::isnan(poisoned[static_cast<size_t>(n) / 2])) << kern.name << " n " << n;
     }
 }
 

@@ -131,7 +131,7 @@ TEST(CudaEmbeddingBlocks, TableOnlyInBlocksGivesTheDenseTablesLogits) {
     options.quantization = Quantization::none;
     auto dense = Model::load(path, options);
     EXPECT_LT(blocks->weight_bytes(), dense->weight_bytes());
-    Session cpu_session(cpu), blocks_session(blocks), dense_session(dense);
+    Session cpu_session(cpu, testing::f32_cache()), blocks_session(blocks), dense_session(dense);
     Decoder cpu_decoder(cpu_session), blocks_decoder(blocks_session), dense_decoder(dense_session);
     const std::vector<float> ids_f = testing::random_floats(17, 41, 0.0f, static_cast<float>(cpu->config().vocab_size));
     std::vector<int32_t> ids;

@@ -396,7 +396,7 @@ TEST_P(BlockTables, LogitsAndGreedyTokensMatchWholeModel) {
   if (std::string(GetParam()).find("-table-") == std::string::npos && out_columns % 32 != 0)
     GTEST_SKIP() << "the output projection's " << out_columns << " columns per rank cut its Q8_0 blocks: "
                  << "materialized, it computes otherwise than one process's blocks";
-  Session whole(whole_, {.max_sequences = 1}), split(split_, {.max_sequences = 1});
+  Session whole(whole_, testing::f32_cache({.max_sequences = 1})), split(split_, testing::f32_cache({.max_sequences = 1}));
   Decoder whole_decoder(whole), split_decoder(split);
   for (uint64_t seed : {21u, 22u, 23u}) {
     const std::vector<int32_t> ids = prompt(6 + 5 * (seed - 21), seed);
