@@ -61,10 +61,9 @@ std::vector<int32_t> random_ints(size_t count, int32_t limit, std::mt19937_64& r
 
 // The index of the first element whose bits differ, or a.size(). With `signed_zeros_equal`,
 // -0 and +0 count as the same.
-size_t first_difference(const std::vector<float>& a, const std::vector<float>& b, bool signed_zeros_equal = false) {
+size_t first_difference(const std::vector<float>& a, const std::vector<float>& b) {
   for (size_t i = 0; i < a.size(); ++i)
-    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0 && !(signed_zeros_equal && a[i] == 0.0f && b[i] == 0.0f))
-      return i;
+    if (std::memcmp(&a[i], &b[i], sizeof(float)) != 0) return i;
   return a.size();
 }
 
@@ -75,7 +74,7 @@ class EmbeddingBlocks : public ::testing::TestWithParam<std::string> {
 
 // Every first-stage rank of tp 1 / 2 x pp 1 / 2, in every mode that keeps blocks: the table
 // whole in the file's blocks (its kept_layout), looking up what the dense table of --quant
-// none holds, bit for bit (the sign of int4's zeros aside), the position rows added.
+// none holds, bit for bit (signed zeros included), the position rows added.
 // --quant none: the table dense.
 TEST_P(EmbeddingBlocks, FirstStageHoldsTheWholeTableInBlocksAndLooksUpTheDenseRows) {
   const sizing::FileWeights file(path());
@@ -136,8 +135,8 @@ TEST_P(EmbeddingBlocks, FirstStageHoldsTheWholeTableInBlocksAndLooksUpTheDenseRo
         const TensorView* wpe = w.position_embedding.empty() ? nullptr : &w.position_embedding;
         std::fill(got.begin(), got.end(), -1.0f);
         backend->embedding(ids_view, positions_view, table, wpe, TensorView(got.data(), DType::f32, {T, H}, Device::cpu()));
-        // int4 holds Q4_0's d (q - 8) as d q + (-8 d): +0 where ggml's product is -0 (d < 0).
-        const size_t first = first_difference(got, want, table.format == QuantFormat::int4);
+        // Signed zeros too: Q4_0's table is its own blocks, d (q - 8) as ggml computes it.
+        const size_t first = first_difference(got, want);
         EXPECT_EQ(first, got.size()) << "token " << first / H << " (id " << ids[first / H] << ") column " << first % H
                                      << ": " << got[first] << " from the blocks, " << want[first] << " dense";
         ++ranks;
