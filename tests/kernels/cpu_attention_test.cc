@@ -398,6 +398,17 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, unscaled, batch,
                                           cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
+  // A cache in a type the CPU has no kernels for (bf16).
+  std::vector<uint16_t> k16(k.size()), v16(k.size());
+  const KvCacheLayer bf16_cache{TensorView(k16.data(), DType::bf16, {2, cfg.nkv, kBlockSize, cfg.hd}),
+                                TensorView(v16.data(), DType::bf16, {2, cfg.nkv, kBlockSize, cfg.hd}), kBlockSize};
+  try {
+    backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch, bf16_cache,
+                               view(out, {1, cfg.nh * cfg.hd}));
+    ADD_FAILURE() << "a bf16 cache was taken";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cache.k is bf16"), std::string::npos) << e.what();
+  }
   // A rotary table that is not [rot / 2].
   AttentionParams short_table = params;
   short_table.rotary.inv_freq = TensorView(inv_freq.data(), DType::f32, {static_cast<int64_t>(inv_freq.size()) - 1});

@@ -238,6 +238,27 @@ TEST(Decoding, InvalidSessionOptionsNameTheField) {
   expect_field({.kv_blocks = -1}, "kv_blocks");
 }
 
+// The CPU's KV cache is f16 unless asked for f32 (half the bytes); other types are refused
+// by name, and the cache a session resolved is what it reports.
+TEST(Decoding, KvCacheDtypeIsF16OnTheCpuUnlessAskedAndOthersAreRefused) {
+  const auto model = tiny_model();
+  Session f16(model, {.max_sequences = 2}), f32(model, {.max_sequences = 2, .kv_dtype = DType::f32});
+  EXPECT_EQ(f16.options().kv_dtype, DType::f16);
+  EXPECT_EQ(f32.options().kv_dtype, DType::f32);
+  EXPECT_EQ(f32.memory().kv_cache_bytes, 2 * f16.memory().kv_cache_bytes);
+  for (DType bad : {DType::bf16, DType::i8, DType::i32}) {
+    try {
+      Session s(model, {.kv_dtype = bad});
+      ADD_FAILURE() << "no error for kv_dtype " << to_string(bad);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::unsupported);
+      EXPECT_NE(std::string(e.what()).find(std::string("SessionOptions.kv_dtype = ") + to_string(bad)),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 // The activation pool is sized by the step, not the depth: a 1-layer and a 3-layer model
 // with the same widths get the same activation bytes, while the KV cache grows.
 TEST(Decoding, ActivationMemoryDoesNotGrowWithLayers) {
