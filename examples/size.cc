@@ -179,7 +179,8 @@ void print_text(const Sizing& s) {
              o.group_size > 0 ? " (group " + std::to_string(o.group_size) + ")" : "", o.tp, o.pp,
              s.session.max_sequences, s.session.max_sequence_tokens, s.session.max_step_tokens, s.session.kv_blocks,
              s.session.kv_block_size);
-  fmt::print("per GPU    (stage {} of {}: layers {}-{}{})\n", big.stage, o.pp, big.first_layer,
+  fmt::print("{}(stage {} of {}: layers {}-{}{})\n", o.device == kestrel::DeviceKind::cpu ? "per rank   " : "per GPU    ",
+             big.stage, o.pp, big.first_layer,
              big.first_layer + big.num_layers - 1, o.tp > 1 ? fmt::format("; tensor rank {}", big.tp_rank) : "");
   fmt::print("  weights      {:>12}   (embeddings {}, layers {}, LM head {}{})\n", format_bytes(big.weights.total()),
              format_bytes(big.weights.token_embedding + big.weights.position_embedding),
