@@ -136,9 +136,11 @@ class Parser {
     return it->second;
   }
 
+  // A rule for a group or repetition inside `base`, named `base#N`: no GBNF name has a '#',
+  // so a rule the text defines later (a JSON Schema property "2" of root gives root-2) can
+  // never collide with it.
   uint32_t fresh_rule(const std::string& base) {
-    std::string name;
-    do name = base + "-" + std::to_string(++generated_); while (ids_.count(name));
+    const std::string name = base + "#" + std::to_string(++generated_);
     const uint32_t id = rule_id(name, pos_);
     defined_[id] = true;
     owner_[id] = current_;

@@ -79,6 +79,17 @@ TEST(GrammarParser, RulesSpanLinesInsideGroupsAndAfterBars) {
   EXPECT_TRUE(matches(g, "c"));
 }
 
+// The rules the parser makes for groups and repetitions never take a name the text defines
+// later (found by fuzzing: a JSON Schema property "2" of the root gave a rule root-2 beside
+// the root's second group).
+TEST(GrammarParser, GeneratedRulesNeverTakeANameTheTextDefines) {
+  const std::string g = "root ::= (\"a\")* (\"b\" | \"c\")+ root-1 root-2 root-3\n"
+                        "root-1 ::= \"x\"\nroot-2 ::= \"y\"\nroot-3 ::= (\"z\")?";
+  EXPECT_TRUE(matches(g, "aabcxyz"));
+  EXPECT_TRUE(matches(g, "bxy"));
+  EXPECT_FALSE(matches(g, "axyz"));
+}
+
 TEST(GrammarParser, ErrorsNameLineColumnAndWhatWasExpected) {
   EXPECT_EQ(parse_error("root ::= \"a\"\nfoo ::= \"b"),
             "grammar: line 2, column 11: expected '\"' to close the string literal, found the end of the grammar");
