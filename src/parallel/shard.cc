@@ -60,7 +60,11 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
   }
   s.ffn = c.ffn_size / tp;
   s.ffn_begin = tp_rank * s.ffn;
-  s.vocab = vocab_per_rank;
+  // Rounded up to a multiple of kVocabRowAlignment when every rank still keeps a real row,
+  // so that each rank's rows start on a row group of the CPU's interleaved layout (a tied
+  // LM head is then a view of the embedding table, WeightStore::load).
+  const int aligned = (vocab_per_rank + kVocabRowAlignment - 1) / kVocabRowAlignment * kVocabRowAlignment;
+  s.vocab = tp > 1 && static_cast<int64_t>(aligned) * (tp - 1) < c.vocab_size ? aligned : vocab_per_rank;
   s.vocab_begin = tp_rank * s.vocab;
   s.vocab_valid = std::max(0, std::min(s.vocab, c.vocab_size - s.vocab_begin));
   return s;

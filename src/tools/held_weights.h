@@ -16,8 +16,9 @@
 //     (int8 / int4 / w8a8 / fp8: QuantizationSpec::requantized_format, the LM head as
 //     QuantizationSpec::for_lm_head), the float copy then freed unless it is the token
 //     embedding;
-//   - a tied LM head kept in blocks doubles as the token embedding on a rank that holds
-//     both whole (tied_head_doubles_as_embedding); elsewhere a token embedding stored in
+//   - a tied LM head kept in blocks doubles as the token embedding on a rank of pp = 1
+//     (tied_head_doubles_as_embedding): at tp > 1 the whole table plus tied_table_slice's
+//     zero rows, the head a view of its rows (lm_head_view); elsewhere a token embedding stored in
 //     kept blocks is held whole in them on the first stage (QuantizationSpec::for_embedding:
 //     in every mode but none), tied or not; a dense tied head is a view of the dense
 //     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight);

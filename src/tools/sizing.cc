@@ -32,7 +32,7 @@ RankDims rank_dims(const ModelShape& shape, int tp) {
   d.kv_heads = shard.n_kv_heads;  // replicated when tp exceeds them
   d.ffn = shard.ffn;
   d.up_rows = (shape.gated_ffn ? 2 : 1) * d.ffn;
-  d.vocab = shard.vocab;  // ceil(V / tp): the last rank's rows are padded
+  d.vocab = shard.vocab;  // ceil(V / tp), rounded up to 8 rows: the last rank's rows are padded
   return d;
 }
 

@@ -218,10 +218,11 @@ TEST(Sizing, DecodeStepCost) {
   const sz::StepCost busy = sz::decode_step_cost(shape, o, s.largest(), 4, 100.0);
   EXPECT_DOUBLE_EQ(busy.bytes - empty.bytes, L * 4 * 100 * 2 * H * 2);      // K and V, f16
   EXPECT_DOUBLE_EQ(busy.flops, 4 * empty.flops + L * 4 * 4.0 * 100 * H);    // QK^T and PV
-  // With tp = 4 a rank reads a quarter of the LM head, not the whole replicated embedding.
+  // With tp = 4 a rank reads a quarter of the LM head (ceil(V / 4) = 12565 rows, rounded up
+  // to a row group of 8), not the whole replicated embedding.
   o.tp = 4;
   const sz::Sizing t = sz::compute(shape, o);
-  EXPECT_EQ(t.largest().weights.lm_head_view, static_cast<size_t>(std::ceil(V / 4)) * 768 * 2);
+  EXPECT_EQ(t.largest().weights.lm_head_view, size_t{12568} * 768 * 2);
 }
 
 TEST(Sizing, BadOptionsNameTheField) {
