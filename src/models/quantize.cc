@@ -408,9 +408,13 @@ std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const 
   return plan;
 }
 
-bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard) {
-  return shard.first_stage() && shard.last_stage() && (shard.tp == 1 || shard.vocab % kVocabRowAlignment == 0) &&
+bool tied_head_reads_table(const Architecture& arch, const Shard& shard) {
+  return shard.first_stage() && shard.last_stage() &&
          arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
+}
+
+bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard) {
+  return tied_head_reads_table(arch, shard) && (shard.tp == 1 || shard.vocab % kVocabRowAlignment == 0);
 }
 
 WeightSlice tied_table_slice(const Shard& shard, int64_t vocab_size) {

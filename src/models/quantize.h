@@ -158,6 +158,11 @@ std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const 
 // its head's vocabulary rows.
 bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard);
 
+// Whether `shard` holds a tied LM head beside the embedding table it is tied to (pp = 1):
+// a dense table is then materialized with tied_table_slice's padding rows, and the head is
+// a view of its rows whatever the tp (WeightStore::materialize, slice_served_by).
+bool tied_head_reads_table(const Architecture& arch, const Shard& shard);
+
 // The rows of the table a doubling tied head is kept as (the whole table when tp = 1): at
 // tp > 1 the vocabulary, then zero rows up to tp x shard.vocab, which the last ranks' heads
 // read as their padding rows (logits that never reach the gathered output). Lookups read

@@ -70,8 +70,9 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
     if (entry.sources != recipe.sources || entry.offset != recipe.offset || !slice_served_by(slice, entry.slice, matrix))
       continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
-    // A tied LM head that is a block of rows of the (whole) embedding on this rank.
-    return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
+    // A tied LM head that is a block of rows of the (whole) embedding on this rank, and its
+    // padding rows those after the table's rows.
+    return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second + slice.pad_rows);
   }
 
   const int64_t cols = matrix ? shape[1] : 1;
@@ -346,7 +347,13 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     if (w.token_embedding.empty() && plan_kept_table(source, table, c.vocab_size, c.hidden_size, table_spec))
       if (auto kept = keep_ggml_blocks(*this, source, table, c.hidden_size, table_spec, "token_embedding"))
         w.token_embedding.quantized = *kept;
-    if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
+    // Dense: at tp > 1 with pp = 1 a tied head's rows, padding rows included, are a view of
+    // it (slice_served_by), so the table is materialized with the padding rows after it.
+    if (w.token_embedding.empty()) {
+      const WeightSlice padded = tied_head_reads_table(arch, shard) ? tied_table_slice(shard, c.vocab_size) : WeightSlice{};
+      const TensorView dense = get(WeightSlot::token_embedding, -1, padded);
+      if (!dense.empty()) w.token_embedding.dense = dense.rows(0, c.vocab_size);
+    }
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
   }

@@ -58,8 +58,10 @@ struct WeightSlice {
 };
 
 // Whether a weight loaded as slice `loaded` of the same source tensors serves `wanted` as
-// it is: the same slice, or (a matrix loaded whole) one block of its rows, such as a tied
-// LM head's vocabulary rows on a rank that holds the whole embedding.
+// it is: the same slice, or (a matrix loaded with every column) one block of its rows, such
+// as a tied LM head's vocabulary rows on a rank that holds the whole embedding; when
+// `loaded` is rows [0, n) followed by zero padding rows (a tied table, tied_table_slice),
+// `wanted`'s padding rows too, when they follow its last rows.
 bool slice_served_by(const WeightSlice& wanted, const WeightSlice& loaded, bool matrix);
 
 // The part of each weight tensor parallelism splits that `shard` holds (all of each when

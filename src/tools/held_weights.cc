@@ -222,6 +222,8 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
     if (!head_kept) {
       if (auto plan = plan_kept_table(source, table, c.vocab_size, c.hidden_size, spec.for_embedding()))
         walk.kept(*plan, &w.token_embedding);
+      else if (tied_head_reads_table(arch, shard))  // with the tied head's padding rows
+        dense(WeightSlot::token_embedding, -1, &w.token_embedding, tied_table_slice(shard, c.vocab_size));
       else
         dense(WeightSlot::token_embedding, -1, &w.token_embedding);
     }

@@ -21,7 +21,8 @@
 //     zero rows, the head a view of its rows (lm_head_view); elsewhere a token embedding stored in
 //     kept blocks is held whole in them on the first stage (QuantizationSpec::for_embedding:
 //     in every mode but none), tied or not; a dense tied head is a view of the dense
-//     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight);
+//     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight),
+//     which at tp > 1 with pp = 1 holds the head's padding rows too (tied_table_slice);
 //   - the rotary inverse frequencies are f32 on every rank.
 // Checkpoints that store quantized weights (kestrel-quantize's I8 / F8_E4M3 tensors with
 // their scales, models/stored_quantized.h) are not sized this way (stores_quantized_weights:

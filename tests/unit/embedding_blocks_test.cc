@@ -25,7 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 using testing::fixture_dir;
 
-// GGUF fixtures whose token_embd is in blocks: tied (tiny256-*, qwen2-q8_0: 2 layers) and
+// GGUF fixtures whose token_embd is in blocks: tied (tiny256-*, qwen2-q8_0 and
+// qwen2-6heads-q8_0: 2 layers) and
 // untied (llama.cpp's own Q8_0 / Q6_K files, tiny-llama.gguf, qwen2-untied-q8_0, the
 // table-only files of make_embedding_blocks.py: GPT-2's learned positions, Gemma's scaled
 // embedding).
@@ -37,6 +38,7 @@ const std::vector<std::string> kTables = {
     "kquant/tiny256-Q4_K_M.gguf",        "llamacpp-quants/q6_k.gguf",        "llamacpp-quants/q8_0.gguf",
     "tiny-llama.gguf",                   "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf",     "embedding-blocks/gemma2-table-q4_0.gguf",
+    "embedding-blocks/qwen2-6heads-q8_0.gguf",
 };
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info) {

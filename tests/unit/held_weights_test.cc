@@ -45,6 +45,7 @@ const std::vector<std::string> kModels = {
     "tiny-qwen2-moe.gguf",        "tiny-qwen2.gguf",            "tiny-qwen3.gguf",
     "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
+    "embedding-blocks/qwen2-6heads-q8_0.gguf",
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
@@ -133,7 +134,7 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
                              {1, 1, Quantization::fp8, 0},  {1, 2, Quantization::automatic, 0},
                              {1, 2, Quantization::int4, 0}};
   const bool moe = c.num_experts > 0;
-  for (int tp : {2, 4})
+  for (int tp : {2, 3, 4})
     if (!moe && c.num_heads % tp == 0 && c.ffn_size % tp == 0 &&
         (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
       for (Quantization mode : {Quantization::automatic, Quantization::none, Quantization::int8})

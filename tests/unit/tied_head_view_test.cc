@@ -31,7 +31,7 @@ uint64_t fresh_seed() {
   return (static_cast<uint64_t>(device()) << 32) | device();
 }
 
-// Rank r of tp x 1. The fixtures have 4 heads, which tp = 3 does not split: there the rank
+// Rank r of tp x 1. Most fixtures have 4 heads, which tp = 3 does not split: there the rank
 // holds every head and FFN column (its layers as one process's) and make_shard's vocabulary
 // split of tp = 3, which is all the head and the table depend on.
 Shard rank_shard(const ModelConfig& c, int tp, int r) {
@@ -155,7 +155,8 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"kquant/tiny256-Q4_1.gguf", Quantization::automatic, QuantFormat::int4},
                       Case{"kquant/tiny256-Q4_K.gguf", Quantization::automatic, QuantFormat::q4_k},
                       Case{"kquant/tiny256-Q6_K.gguf", Quantization::int8, QuantFormat::q6_k},
-                      Case{"embedding-blocks/qwen2-q8_0.gguf", Quantization::automatic, QuantFormat::int8}),
+                      Case{"embedding-blocks/qwen2-q8_0.gguf", Quantization::automatic, QuantFormat::int8},
+                      Case{"embedding-blocks/qwen2-6heads-q8_0.gguf", Quantization::automatic, QuantFormat::int8}),
     [](const ::testing::TestParamInfo<Case>& info) {
       std::string name = std::string(info.param.file) + "_" + to_string(info.param.mode);
       for (char& ch : name)
