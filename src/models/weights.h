@@ -49,8 +49,8 @@ struct ModelWeights {
   TensorView position_embedding;  // empty for rotary models
   TensorView rotary_inv_freq;     // [rotary_dim / 2] f32; empty for learned positions
   NormParams final_norm;
-  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; a tied head is a view
-                         // of the embedding's rows (dense, or kept in blocks at pp = 1)
+  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; a tied head at pp = 1
+                         // is a view of them in token_embedding (dense, or kept in blocks)
   TensorView lm_head_bias;  // [V / tp], or empty (only GPT-J has one)
   std::vector<LayerWeights> layers;
 };
