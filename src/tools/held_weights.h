@@ -71,8 +71,14 @@ class FileWeights {
   // rank's token embedding. Throws Error(invalid_argument) for options Model::load refuses
   // and Error(format) naming a tensor the loader would find missing or misshapen.
   WeightBytes held(const Shard& shard, Quantization quantization, int group_size, DType dtype, bool* tied_here) const;
+  // The FFN alignment Model::load splits this model's FFN by under these options
+  // (ffn_split_alignment, models/quantize.h): make_shard's ffn_align.
+  int ffn_alignment(Quantization quantization, int group_size) const;
 
  private:
+  // The loader's spec for these options (automatic resolved as Model::load does).
+  QuantizationSpec loader_spec(Quantization quantization, int group_size) const;
+
   std::unique_ptr<GgufFile> file_;  // a GGUF file's map, which source_ points into
   std::unique_ptr<WeightSource> source_;
   Architecture arch_;
