@@ -10,7 +10,8 @@
 //     bytes per 32 for Q4_0); a fused weight whose parts differ is the sum
 //     of its parts (QuantFormat::mixed);
 //   - a tensor-parallel slice keeps blocks only when its columns start and end on block
-//     boundaries, else that weight is materialized;
+//     boundaries, else that weight is materialized (down's always do when the shard was
+//     made with ffn_alignment, as Model::load makes it; the output projection's may not);
 //   - every other weight (norms, biases, F16 / F32 tensors, the dense fallback) is
 //     materialized in the compute dtype, and quantized at load when the mode asks
 //     (int8 / int4 / w8a8 / fp8: QuantizationSpec::requantized_format, the LM head as

@@ -382,7 +382,7 @@ TEST_P(BlockTables, FirstStageHoldsTheWholeTableInBlocks) {
   const ParallelInfo& p = split_->parallel();
   const sizing::FileWeights file(path_);
   const Shard shard = make_shard(split_->config(), p.tensor_parallel, p.pipeline_parallel, p.tensor_rank, p.stage,
-                                 path_.string());
+                                 path_.string(), file.ffn_alignment(Quantization::automatic, 0));
   bool tied = false;
   const sizing::WeightBytes held = file.held(shard, Quantization::automatic, 0, split_->dtype(), &tied);
   EXPECT_EQ(held.total(), split_->weight_bytes()) << split_->weight_formats();
