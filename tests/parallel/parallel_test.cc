@@ -528,6 +528,47 @@ TEST(UnevenFfnSplit, RanksKeepWholeBlocksAndMatchWholeModel) {
   }
 }
 
+// Dense weights split by single columns, so tp need not divide the FFN: a random Llama with
+// FFN 251 (tp 2: 126 + 125 columns; tp 4: 63, 63, 63, 62) gives one process's logits and
+// greedy tokens, at every --tp / --pp of the jobs.
+TEST(UnevenFfnSplit, DenseFfnThatTpDoesNotDivide) {
+  if (g_split.tensor_parallel == 1) GTEST_SKIP() << "runs with --tp 2 or more";
+  ModelConfig c;
+  c.architecture = "llama";
+  c.vocab_size = 300;
+  c.hidden_size = 64;
+  c.num_layers = 4;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.ffn_size = 251;
+  c.max_positions = 64;
+  ModelOptions options;
+  options.num_threads = 1;
+  options.device = g_device;
+  if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+  const auto whole = Model::random(c, options, 11);
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = 120;
+  const auto split = Model::random(c, options, 11);
+  const ParallelInfo& p = split->parallel();
+  const int tp = p.tensor_parallel, base = 251 / tp;
+  EXPECT_EQ(p.ffn_size, base + (p.tensor_rank < 251 % tp ? 1 : 0));
+  Session whole_session(whole, testing::f32_cache({.max_sequences = 1}));
+  Session split_session(split, testing::f32_cache({.max_sequences = 1}));
+  Decoder whole_decoder(whole_session), split_decoder(split_session);
+  const std::vector<int32_t> ids = {5, 77, 123, 299, 0, 42, 180, 9, 250};
+  const std::vector<float> a = whole_decoder.score(ids), b = split_decoder.score(ids);
+  float scale = 0.0f;
+  for (float v : a) scale = std::max(scale, std::fabs(v));
+  ASSERT_GT(scale, 0.05f);  // logits that a wrong FFN split would move by far more than the tolerance
+  EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance);
+  GenerationRequest request;
+  request.prompt_ids = ids;
+  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+  EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens);
+}
+
 // --- what cannot run -----------------------------------------------------------------
 
 Error load_error(const std::filesystem::path& path, ParallelOptions parallel) {
