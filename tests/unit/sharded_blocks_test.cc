@@ -128,7 +128,8 @@ TEST(ShardedBlocks, UnevenFfnSplitKeepsDownInWholeBlocks) {
     ASSERT_EQ(shard.ffn_begin, begin[r]);
     ASSERT_EQ(shard.ffn, count[r]);
     WeightStore store(*backend, DType::f32, spec);
-    const LayerWeights& l = store.load(source, arch, shard).layers.at(0);
+    const ModelWeights w = store.load(source, arch, shard);
+    const LayerWeights& l = w.layers.at(0);
     const QuantizedWeight& d = l.down_weight.quantized;
     ASSERT_EQ(d.format, QuantFormat::q4_k);
     ASSERT_EQ(d.rows, H);
