@@ -353,7 +353,7 @@ void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, con
 std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const WeightRecipe& recipe, int64_t cols,
                                                const QuantizationSpec& spec, const WeightSlice& slice) {
   if (!spec.keeps_blocks() || spec.group_size != 0 || recipe.transposed || recipe.sources.empty() ||
-      recipe.interleaved_head_rows != 0 || slice.pad_rows != 0)
+      recipe.interleaved_head_rows != 0 || slice.pad_rows < 0)
     return std::nullopt;
   // Columns [col_begin, col_end) of every row: all, or a row-parallel rank's input columns
   // when they start and end on block boundaries (checked per source below).
@@ -395,6 +395,7 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
     }
   }
   if (plan.pieces.empty()) return std::nullopt;
+  plan.pad_rows = slice.pad_rows;
   return plan;
 }
 
@@ -420,9 +421,19 @@ std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const 
   return plan;
 }
 
-bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard) {
-  return shard.first_stage() && shard.last_stage() && shard.tp == 1 &&
+bool tied_head_reads_table(const Architecture& arch, const Shard& shard) {
+  return shard.first_stage() && shard.last_stage() &&
          arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
+}
+
+bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard) {
+  return tied_head_reads_table(arch, shard) && (shard.tp == 1 || shard.vocab % kVocabRowAlignment == 0);
+}
+
+WeightSlice tied_table_slice(const Shard& shard, int64_t vocab_size) {
+  const int64_t rows = int64_t{shard.tp} * shard.vocab;
+  if (shard.tp == 1 || rows == vocab_size) return {};
+  return {{{0, vocab_size}}, rows - vocab_size};
 }
 
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
@@ -456,6 +467,12 @@ std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const Weight
     const KeptLayout layout = piece.layout;
     if (runs.empty() || !(KeptLayout{runs.back().format, runs.back().group_size} == layout)) runs.emplace_back();
     append_ggml_rows(runs.back(), type, rows, piece.count, col_end - col_begin, spec.mode);
+  }
+  if (plan->pad_rows > 0) {  // zero blocks, zero weights in every layout, after the last piece
+    const GgmlType type = *plan->pieces.back().source->block_type;
+    const size_t slice_bytes = static_cast<size_t>((col_end - col_begin) / ggml_block_size(type)) * ggml_block_bytes(type);
+    const std::vector<uint8_t> zeros(static_cast<size_t>(plan->pad_rows) * slice_bytes, 0);
+    append_ggml_rows(runs.back(), type, zeros.data(), plan->pad_rows, col_end - col_begin, spec.mode);
   }
   for (const SourceTensor* t : plan->sources) source.release(*t);
   if (runs.size() == 1) return store_quantized(store, runs.front(), what);

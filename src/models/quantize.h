@@ -119,7 +119,9 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
 // file's weights from it (tools/held_weights.h). Each piece is rows [row, row + count) of
 // `source`, columns [col_begin, col_end), in the canonical weight's row order, held in
 // `layout` (kept_layout of its block type under the spec's mode); consecutive pieces of one
-// layout become one weight, pieces of different layouts a mixed weight.
+// layout become one weight, pieces of different layouts a mixed weight; then `pad_rows`
+// zero rows (a slice's padding rows: the last ranks' LM-head rows past the vocabulary) in
+// the last piece's layout.
 struct KeptBlocksPlan {
   struct Piece {
     const SourceTensor* source;
@@ -129,6 +131,7 @@ struct KeptBlocksPlan {
   std::vector<const SourceTensor*> sources;  // every source tensor of the recipe, in order
   std::vector<Piece> pieces;
   int64_t col_begin = 0, col_end = 0;
+  int64_t pad_rows = 0;
 };
 // The plan of keep_ggml_blocks for these arguments (same meaning), or nullopt when it would
 // leave the weight to the materialize path.
@@ -153,11 +156,29 @@ std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const 
                                               int64_t cols, const QuantizationSpec& spec);
 
 // A tied LM head (the same source tensors as the token embedding) that stays in the file's
-// blocks doubles as the embedding table when `shard` holds both whole: the first and last
-// stage of a run without tensor parallelism (WeightStore::load). Elsewhere the first stage
-// keeps the whole table in the file's blocks on its own (QuantizationSpec::for_embedding)
-// and the last stage its head's vocabulary rows.
+// blocks doubles as the embedding table on a rank that is both the first and the last stage
+// (pp = 1; WeightStore::load): at tp = 1 the head is the table; at tp > 1 the rank holds
+// the whole table (the lookup needs every row) laid out for the head's kernels
+// (Backend::prepare_quantized, the LM head's flags), followed by tied_table_slice's zero
+// rows, and its head is a view of its rows [vocab_begin, vocab_begin + vocab) of it
+// (quantized_row_view, models/row_view.h): no second copy. That needs the rank's rows to
+// start on a row group of the CPU's interleaved layout (shard.vocab a multiple of
+// kVocabRowAlignment, which make_shard gives unless the vocabulary is too small to round);
+// otherwise, and on every rank of pp > 1, the first stage keeps the whole table in the
+// file's blocks on its own (QuantizationSpec::for_embedding) and the last stage a copy of
+// its head's vocabulary rows.
 bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard);
+
+// Whether `shard` holds a tied LM head beside the embedding table it is tied to (pp = 1):
+// a dense table is then materialized with tied_table_slice's padding rows, and the head is
+// a view of its rows whatever the tp (WeightStore::materialize, slice_served_by).
+bool tied_head_reads_table(const Architecture& arch, const Shard& shard);
+
+// The rows of the table a doubling tied head is kept as (the whole table when tp = 1): at
+// tp > 1 the vocabulary, then zero rows up to tp x shard.vocab, which the last ranks' heads
+// read as their padding rows (logits that never reach the gathered output). Lookups read
+// only ids below the vocabulary (requests are checked against it).
+WeightSlice tied_table_slice(const Shard& shard, int64_t vocab_size);
 
 // When every source tensor of `recipe` holds ggml blocks that `spec` keeps as they are
 // (the default group size, not transposed; int8 keeps Q8_0, Q5_0 and Q6_K; int4 and
@@ -168,10 +189,10 @@ bool tied_head_doubles_as_embedding(const Architecture& arch, const Shard& shard
 // caller materializes and quantizes).
 // `cols` is the canonical number of input columns. `slice`: a tensor-parallel rank's part:
 // rows (row_ranges of the canonical weight, as they run across the sources: its heads' Q, K
-// and V rows, its gate and up rows, its vocabulary rows) and columns (a row-parallel
-// weight's input columns: the output projection's heads, down's FFN columns), blocks
-// copied as stored; columns that do not start and end on block boundaries, and padding
-// rows, are left to the materialize path (nullopt).
+// and V rows, its gate and up rows, its vocabulary rows, then its padding rows as zero
+// blocks) and columns (a row-parallel weight's input columns: the output projection's
+// heads, down's FFN columns), blocks copied as stored; columns that do not start and end
+// on block boundaries are left to the materialize path (nullopt).
 std::optional<QuantizedWeight> keep_ggml_blocks(WeightStore& store, const WeightSource& source,
                                                 const WeightRecipe& recipe, int64_t cols,
                                                 const QuantizationSpec& spec, const std::string& what,

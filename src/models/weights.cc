@@ -6,6 +6,7 @@
 #include "core/half.h"
 #include "kestrel/error.h"
 #include "loaders/gguf_quant.h"
+#include "models/row_view.h"
 #include "models/stored_quantized.h"
 
 namespace kestrel {
@@ -69,8 +70,9 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
     if (entry.sources != recipe.sources || entry.offset != recipe.offset || !slice_served_by(slice, entry.slice, matrix))
       continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
-    // A tied LM head that is a block of rows of the (whole) embedding on this rank.
-    return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second);
+    // A tied LM head that is a block of rows of the (whole) embedding on this rank, and its
+    // padding rows those after the table's rows.
+    return entry.view.rows(slice.row_ranges[0].first, slice.row_ranges[0].second + slice.pad_rows);
   }
 
   const int64_t cols = matrix ? shape[1] : 1;
@@ -314,34 +316,44 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   };
 
   ModelWeights w;
-  // A tied LM head that stays in the file's blocks doubles as the embedding table when this
-  // rank holds both whole (the lookup dequantizes a row; the values are the same).
+  // A tied LM head that stays in the file's blocks doubles as the embedding table on a rank
+  // of pp = 1 (the lookup dequantizes a row; the values are the same): at tp = 1 it is the
+  // table; at tp > 1 a view of its vocabulary rows of the whole table, which is laid out
+  // for the head's kernels (on the CPU interleaved, when int8: the head's decode GEMV runs
+  // as fast as on a copy of its rows) and ends with the last ranks' zero padding rows.
   const WeightRecipe head_recipe = arch.recipe(WeightSlot::lm_head, -1);
   if (tied_head_doubles_as_embedding(arch, shard)) {
     std::optional<QuantizedWeight> kept;
     if (plan_kept_table(source, head_recipe, c.vocab_size, c.hidden_size, quant_.for_lm_head()))
       kept = keep_ggml_blocks(*this, source, head_recipe, c.hidden_size, quant_.for_lm_head(),
-                              "lm_head (and token_embedding)");
-    if (!kept)  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
+                              "lm_head (and token_embedding)", tied_table_slice(shard, c.vocab_size));
+    if (!kept && shard.tp == 1)  // or stored by kestrel-quantize (a GGUF's Q8_0 head, exactly)
       kept = load_stored_quantized(*this, source, head_recipe, canonical_shape(arch, WeightSlot::lm_head), {},
                                    quant_.for_lm_head(), "lm_head (and token_embedding)");
     if (kept) {
       kept->precise_activations = true;
       backend_.prepare_quantized(*kept);
-      w.lm_head.quantized = *kept;
       w.token_embedding.quantized = *kept;
+      w.lm_head.quantized = shard.tp == 1 ? *kept : quantized_row_view(*kept, shard.vocab_begin, shard.vocab);
     }
   }
   if (shard.first_stage()) {
     // Any other table the file stores in blocks stays in them, whole (the lookup needs every
-    // row, whatever the rank's share of the LM head): untied, or tied at tp > 1 or pp > 1.
+    // row, whatever the rank's share of the LM head): untied, or tied at pp > 1 (or at a tp
+    // whose vocabulary rows do not start on a row group: tied_head_doubles_as_embedding).
     // Only the lookup reads it, so it keeps the plain layout (no prepare_quantized).
     const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
     const QuantizationSpec table_spec = quant_.for_embedding();
     if (w.token_embedding.empty() && plan_kept_table(source, table, c.vocab_size, c.hidden_size, table_spec))
       if (auto kept = keep_ggml_blocks(*this, source, table, c.hidden_size, table_spec, "token_embedding"))
         w.token_embedding.quantized = *kept;
-    if (w.token_embedding.empty()) w.token_embedding.dense = get(WeightSlot::token_embedding, -1);
+    // Dense: at tp > 1 with pp = 1 a tied head's rows, padding rows included, are a view of
+    // it (slice_served_by), so the table is materialized with the padding rows after it.
+    if (w.token_embedding.empty()) {
+      const WeightSlice padded = tied_head_reads_table(arch, shard) ? tied_table_slice(shard, c.vocab_size) : WeightSlice{};
+      const TensorView dense = get(WeightSlot::token_embedding, -1, padded);
+      if (!dense.empty()) w.token_embedding.dense = dense.rows(0, c.vocab_size);
+    }
     if (arch.kinds.positions == PositionKind::learned) w.position_embedding = get(WeightSlot::position_embedding, -1);
     if (w.token_embedding.empty()) throw Error(ErrorCategory::internal, arch.name + ": no token embedding");
   }

@@ -42,14 +42,15 @@ struct LayerWeights {
 struct ModelWeights {
   // [V, H], whole on every rank of the first stage. Dense, or the file's blocks as stored
   // (QuantizationSpec::for_embedding), whose rows the lookup dequantizes; a tied LM head
-  // kept so on a rank that holds both whole is this very weight: one copy of the largest
-  // weight.
+  // kept so on a rank of pp = 1 reads this very weight: one copy of the largest weight
+  // (tied_head_doubles_as_embedding; at tp > 1 it then holds tp x V / tp rows, the last
+  // ones zero: tied_table_slice).
   LinearWeight token_embedding;
   TensorView position_embedding;  // empty for rotary models
   TensorView rotary_inv_freq;     // [rotary_dim / 2] f32; empty for learned positions
   NormParams final_norm;
-  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; a dense tied head is a
-                         // view of the dense embedding's rows
+  LinearWeight lm_head;  // [V / tp, H]: this rank's vocabulary rows; a tied head at pp = 1
+                         // is a view of them in token_embedding (dense, or kept in blocks)
   TensorView lm_head_bias;  // [V / tp], or empty (only GPT-J has one)
   std::vector<LayerWeights> layers;
 };

@@ -74,15 +74,26 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
   const int unit_base = ffn_units / tp, unit_extra = ffn_units % tp;
   s.ffn = (unit_base + (tp_rank < unit_extra ? 1 : 0)) * ffn_align;
   s.ffn_begin = (tp_rank * unit_base + std::min(tp_rank, unit_extra)) * ffn_align;
-  s.vocab = vocab_per_rank;
+  // Rounded up to a multiple of kVocabRowAlignment when every rank still keeps a real row,
+  // so that each rank's rows start on a row group of the CPU's interleaved layout (a tied
+  // LM head is then a view of the embedding table, WeightStore::load).
+  const int aligned = (vocab_per_rank + kVocabRowAlignment - 1) / kVocabRowAlignment * kVocabRowAlignment;
+  s.vocab = tp > 1 && static_cast<int64_t>(aligned) * (tp - 1) < c.vocab_size ? aligned : vocab_per_rank;
   s.vocab_begin = tp_rank * s.vocab;
   s.vocab_valid = std::max(0, std::min(s.vocab, c.vocab_size - s.vocab_begin));
   return s;
 }
 
 bool slice_served_by(const WeightSlice& wanted, const WeightSlice& loaded, bool matrix) {
-  return wanted == loaded || (matrix && loaded == WeightSlice{} && wanted.col_count < 0 && wanted.pad_rows == 0 &&
-                              wanted.row_ranges.size() == 1);
+  if (wanted == loaded) return true;
+  if (!matrix || wanted.col_count >= 0 || loaded.col_count >= 0 || wanted.row_ranges.size() != 1) return false;
+  if (loaded == WeightSlice{}) return wanted.pad_rows == 0;  // whole: any block of its rows
+  // Rows [0, n) and padding rows after them (a tied table, tied_table_slice): a block of the
+  // rows, or the last rows with no more padding rows than the table has.
+  if (loaded.row_ranges.size() != 1 || loaded.row_ranges[0].first != 0) return false;
+  const auto [begin, count] = wanted.row_ranges[0];
+  return begin + count <= loaded.row_ranges[0].second &&
+         (wanted.pad_rows == 0 || (begin + count == loaded.row_ranges[0].second && wanted.pad_rows <= loaded.pad_rows));
 }
 
 ShardSlices shard_slices(const Shard& shard, const ModelConfig& c, bool gated_ffn) {

@@ -15,11 +15,18 @@ namespace kestrel {
 // [kv_head_begin, +n_kv_heads) (whole groups when num_kv_heads >= tp; one KV head shared
 // with the other ranks of its group when num_kv_heads < tp), FFN columns [ffn_begin, +ffn)
 // (split in units of the FFN alignment, see make_shard: the same count on every rank when
-// the units divide evenly, else one unit more on the first ranks) and LM-head rows [vocab_begin, +vocab): ceil(V / tp) rows each, of which the first
-// vocab_valid are real and the rest (on the last ranks, when tp does not divide V) zero
+// the units divide evenly, else one unit more on the first ranks) and LM-head rows
+// [vocab_begin, +vocab): ceil(V / tp) rows each, rounded up to a multiple
+// of kVocabRowAlignment when that leaves every rank a real row, of which the first
+// vocab_valid are real and the rest (on the last ranks, when tp x vocab exceeds V) zero
 // padding that never reaches the gathered logits. Stage s of pp holds layers
 // [layer_begin, layer_end): the first stages take one extra layer when pp does not divide
 // num_layers.
+// The row group of the CPU's interleaved weight layout (kernels/cpu/interleaved_rows.h): a
+// rank's vocabulary rows start on one, so that its LM-head rows can be a view of a whole
+// table laid out that way (tied_head_doubles_as_embedding, models/quantize.h).
+constexpr int kVocabRowAlignment = 8;
+
 struct Shard {
   int tp = 1, pp = 1;
   int tp_rank = 0, stage = 0;
@@ -59,8 +66,10 @@ struct WeightSlice {
 };
 
 // Whether a weight loaded as slice `loaded` of the same source tensors serves `wanted` as
-// it is: the same slice, or (a matrix loaded whole) one block of its rows, such as a tied
-// LM head's vocabulary rows on a rank that holds the whole embedding.
+// it is: the same slice, or (a matrix loaded with every column) one block of its rows, such
+// as a tied LM head's vocabulary rows on a rank that holds the whole embedding; when
+// `loaded` is rows [0, n) followed by zero padding rows (a tied table, tied_table_slice),
+// `wanted`'s padding rows too, when they follow its last rows.
 bool slice_served_by(const WeightSlice& wanted, const WeightSlice& loaded, bool matrix);
 
 // The part of each weight tensor parallelism splits that `shard` holds (all of each when

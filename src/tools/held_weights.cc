@@ -116,13 +116,18 @@ class Walk {
     if (!reused) release_last();
   }
 
-  // The pieces of a kept weight, each in its kept_layout.
+  // The pieces of a kept weight, each in its kept_layout, then its zero padding rows in the
+  // last piece's.
   void kept(const KeptBlocksPlan& plan, size_t* part) {
     for (const KeptBlocksPlan::Piece& piece : plan.pieces) {
       add(part, lower(to_string(*piece.source->block_type)),
           quantized_weight_bytes(piece.layout.format, piece.count, plan.col_end - plan.col_begin,
                                  piece.layout.group_size));
     }
+    const KeptBlocksPlan::Piece& last = plan.pieces.back();
+    add(part, lower(to_string(*last.source->block_type)),
+        quantized_weight_bytes(last.layout.format, plan.pad_rows, plan.col_end - plan.col_begin,
+                               last.layout.group_size));
   }
 
   void add(size_t* part, const std::string& format, size_t n) {
@@ -208,19 +213,26 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
 
   *tied_here = false;
   bool head_kept = false;
-  if (tied_head_doubles_as_embedding(arch, shard))
-    if (auto plan = plan_kept_table(source, arch.recipe(WeightSlot::lm_head, -1), c.vocab_size, c.hidden_size,
-                                    spec.for_lm_head())) {
+  if (tied_head_doubles_as_embedding(arch, shard)) {
+    const WeightRecipe head = arch.recipe(WeightSlot::lm_head, -1);
+    if (auto plan = plan_kept_table(source, head, c.vocab_size, c.hidden_size, spec.for_lm_head())) {
+      // The table (at tp > 1 with the padding rows of tied_table_slice); the head its rows.
+      plan = plan_kept_blocks(source, head, c.hidden_size, spec.for_lm_head(), tied_table_slice(shard, c.vocab_size));
       walk.kept(*plan, &w.token_embedding);
-      w.lm_head_view = w.token_embedding;
+      const KeptLayout layout = plan->pieces.back().layout;
+      w.lm_head_view = shard.tp == 1 ? w.token_embedding
+                                     : quantized_weight_bytes(layout.format, shard.vocab, c.hidden_size, layout.group_size);
       head_kept = *tied_here = true;
     }
+  }
   if (shard.first_stage()) {
     // Else the whole table in the file's blocks, as WeightStore::load keeps it, or dense.
     const WeightRecipe table = arch.recipe(WeightSlot::token_embedding, -1);
     if (!head_kept) {
       if (auto plan = plan_kept_table(source, table, c.vocab_size, c.hidden_size, spec.for_embedding()))
         walk.kept(*plan, &w.token_embedding);
+      else if (tied_head_reads_table(arch, shard))  // with the tied head's padding rows
+        dense(WeightSlot::token_embedding, -1, &w.token_embedding, tied_table_slice(shard, c.vocab_size));
       else
         dense(WeightSlot::token_embedding, -1, &w.token_embedding);
     }

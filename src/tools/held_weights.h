@@ -12,16 +12,20 @@
 //   - a tensor-parallel slice keeps blocks only when its columns start and end on block
 //     boundaries, else that weight is materialized (down's always do when the shard was
 //     made with ffn_alignment, as Model::load makes it; the output projection's may not);
+//     its padding rows (the last ranks' LM head rows past the vocabulary) are zero rows of
+//     the same layout;
 //   - every other weight (norms, biases, F16 / F32 tensors, the dense fallback) is
 //     materialized in the compute dtype, and quantized at load when the mode asks
 //     (int8 / int4 / w8a8 / fp8: QuantizationSpec::requantized_format, the LM head as
 //     QuantizationSpec::for_lm_head), the float copy then freed unless it is the token
 //     embedding;
-//   - a tied LM head kept in blocks doubles as the token embedding on a rank that holds
-//     both whole (tied_head_doubles_as_embedding); elsewhere a token embedding stored in
+//   - a tied LM head kept in blocks doubles as the token embedding on a rank of pp = 1
+//     (tied_head_doubles_as_embedding): at tp > 1 the whole table plus tied_table_slice's
+//     zero rows, the head a view of its rows (lm_head_view); elsewhere a token embedding stored in
 //     kept blocks is held whole in them on the first stage (QuantizationSpec::for_embedding:
 //     in every mode but none), tied or not; a dense tied head is a view of the dense
-//     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight);
+//     embedding (slice_served_by, WeightStore::materialize's reuse of a loaded weight),
+//     which at tp > 1 with pp = 1 holds the head's padding rows too (tied_table_slice);
 //   - the rotary inverse frequencies are f32 on every rank.
 // Checkpoints that store quantized weights (kestrel-quantize's I8 / F8_E4M3 tensors with
 // their scales, models/stored_quantized.h) are not sized this way (stores_quantized_weights:

@@ -41,7 +41,7 @@ RankDims rank_dims(const ModelShape& shape, const SizingOptions& o) {
   d.kv_heads = shard.n_kv_heads;  // replicated when tp exceeds them
   d.ffn = shard.ffn;
   d.up_rows = (shape.gated_ffn ? 2 : 1) * d.ffn;
-  d.vocab = shard.vocab;  // ceil(V / tp): the last rank's rows are padded
+  d.vocab = shard.vocab;  // ceil(V / tp), rounded up to 8 rows: the last rank's rows are padded
   return d;
 }
 
@@ -84,7 +84,9 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   const QuantizationSpec q = quant_spec(o);
   WeightBytes w;
   if (first) {
-    w.token_embedding = vector_bytes(dtype, static_cast<int64_t>(c.vocab_size) * H);
+    // A tied head beside the table reads its rows of it, padding rows included (tp > 1).
+    const int64_t rows = c.tied_embeddings && last && o.tp > 1 ? o.tp * d.vocab : c.vocab_size;
+    w.token_embedding = vector_bytes(dtype, rows * H);
     if (shape.learned_positions) w.position_embedding = vector_bytes(dtype, static_cast<int64_t>(c.max_positions) * H);
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;

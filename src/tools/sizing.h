@@ -12,8 +12,10 @@
 //   - per-layer matrices split over tp: qkv by heads (KV heads replicated when tp exceeds
 //     them), out by input heads, up by FFN rows, down by FFN columns;
 //   - norms and biases replicated; token and position embeddings replicated;
-//   - LM head split by vocabulary over tp (ceil(V / tp) rows); a tied LM head on the stage
-//     that holds the embedding reuses it (no extra bytes), elsewhere it is a copy;
+//   - LM head split by vocabulary over tp (ceil(V / tp) rows, rounded up to a multiple of 8
+//     as make_shard splits it); a tied LM head on the stage
+//     that holds the embedding reuses it (no extra bytes; at tp > 1 the table then holds
+//     the last rank's padding rows too), elsewhere it is a copy;
 //   - layers split contiguously over pp (the first stages take one more when pp does not
 //     divide them); the first stage also holds the embeddings, the last the final norm and
 //     LM head; the largest stage is the one reported;

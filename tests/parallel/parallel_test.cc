@@ -93,7 +93,9 @@ TEST_P(Split, RankHoldsItsSlice) {
   EXPECT_EQ(p.rank, launcher_rank());
   EXPECT_EQ(p.num_heads * p.tensor_parallel, c.num_heads);
   EXPECT_EQ(p.ffn_size * p.tensor_parallel, c.ffn_size);
-  EXPECT_EQ(p.vocab_size * p.tensor_parallel, c.vocab_size);
+  // ceil(V / tp) rows a rank, rounded up to a row group of 8; the last rank's are fewer.
+  const int vocab_rows = ((c.vocab_size + p.tensor_parallel - 1) / p.tensor_parallel + 7) / 8 * 8;
+  EXPECT_EQ(p.vocab_size, std::min(vocab_rows, c.vocab_size - p.tensor_rank * vocab_rows));
   EXPECT_GE(p.num_layers, c.num_layers / p.pipeline_parallel);
   EXPECT_LE(p.num_layers, (c.num_layers + p.pipeline_parallel - 1) / p.pipeline_parallel);
   // Each rank holds less than the whole model, and the KV cache only of its layers and heads.
@@ -299,7 +301,7 @@ std::filesystem::path padded_vocab_llama() {
 }
 
 TEST(PaddedVocabulary, SplitMatchesWholeModel) {
-  if (g_split.tensor_parallel != 4) GTEST_SKIP() << "runs with --tp 4 (1002 = 4 x 251 - 2)";
+  if (g_split.tensor_parallel != 4) GTEST_SKIP() << "runs with --tp 4 (1002 = 3 x 256 + 234)";
   const auto path = padded_vocab_llama();
   ModelOptions options;
   options.num_threads = 1;
@@ -307,7 +309,8 @@ TEST(PaddedVocabulary, SplitMatchesWholeModel) {
   auto whole = Model::load(path, options);
   options.parallel = g_split;
   auto split = Model::load(path, options);
-  EXPECT_EQ(split->parallel().vocab_size, launcher_rank() == 3 ? 249 : 251);
+  // ceil(1002 / 4) = 251 rows rounded up to a row group of 8: the last rank 22 padding rows.
+  EXPECT_EQ(split->parallel().vocab_size, launcher_rank() == 3 ? 234 : 256);
   Session whole_session(whole, testing::f32_cache({.max_sequences = 2})), split_session(split, testing::f32_cache({.max_sequences = 2}));
   Decoder whole_decoder(whole_session), split_decoder(split_session);
   std::vector<int32_t> ids;
@@ -326,9 +329,11 @@ TEST(PaddedVocabulary, SplitMatchesWholeModel) {
 // --- embedding tables kept in the file's blocks ----------------------------------------
 
 // GGUF files whose token embedding is stored in blocks (tests/fixtures/make_embedding_blocks.py):
-// tied to its Q8_0 head (qwen2-q8_0), untied from one (qwen2-untied-q8_0), or the only
-// quantized tensor (gpt2-table-q8_0 with learned positions, gemma2-table-q4_0 with the scaled
-// embedding). Split and whole run the file's blocks (--quant auto).
+// tied to its Q8_0 head (qwen2-q8_0; qwen2-6heads-q8_0, which tp = 2 and 3 split: at pp = 1
+// the head is a view of the rank's whole table, padding rows included), untied from one
+// (qwen2-untied-q8_0), or the only quantized tensor (gpt2-table-q8_0 with learned positions,
+// gemma2-table-q4_0 with the scaled embedding). Split and whole run the file's blocks
+// (--quant auto).
 class BlockTables : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
@@ -377,7 +382,8 @@ class BlockTables : public ::testing::TestWithParam<const char*> {
 };
 
 // Each rank's Model::weight_bytes() is kestrel-size's figure for it, whose table, on every
-// rank of the first stage, is the whole table in the file's blocks (none elsewhere).
+// rank of the first stage, is the whole table in the file's blocks (none elsewhere); a tied
+// head at pp = 1 holds no bytes of its own (at tp > 1 the table holds its padding rows).
 TEST_P(BlockTables, FirstStageHoldsTheWholeTableInBlocks) {
   const ParallelInfo& p = split_->parallel();
   const sizing::FileWeights file(path_);
@@ -386,7 +392,14 @@ TEST_P(BlockTables, FirstStageHoldsTheWholeTableInBlocks) {
   bool tied = false;
   const sizing::WeightBytes held = file.held(shard, Quantization::automatic, 0, split_->dtype(), &tied);
   EXPECT_EQ(held.total(), split_->weight_bytes()) << split_->weight_formats();
-  EXPECT_EQ(held.token_embedding, p.stage == 0 ? table_block_bytes() : 0u);
+  const ModelConfig& c = split_->config();
+  const bool doubled = tied_head_doubles_as_embedding(file.architecture(), shard);
+  const int64_t rows = doubled ? int64_t{shard.tp} * shard.vocab : c.vocab_size;
+  EXPECT_EQ(held.token_embedding, p.stage == 0 ? table_block_bytes() / c.vocab_size * rows : 0u);
+  if (doubled) {
+    EXPECT_TRUE(tied);
+    EXPECT_EQ(held.lm_head, 0u);
+  }
 }
 
 // Logits agree with one process's as the float models' do (the all-reduce sums in another
@@ -433,7 +446,8 @@ TEST_P(BlockTables, TableOnlyInBlocksGivesTheDenseTablesLogits) {
 INSTANTIATE_TEST_SUITE_P(Gguf, BlockTables,
                          ::testing::Values("embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
                                            "embedding-blocks/gpt2-table-q8_0.gguf",
-                                           "embedding-blocks/gemma2-table-q4_0.gguf"),
+                                           "embedding-blocks/gemma2-table-q4_0.gguf",
+                                           "embedding-blocks/qwen2-6heads-q8_0.gguf"),
                          [](const ::testing::TestParamInfo<const char*>& info) {
                            std::string name = std::filesystem::path(info.param).stem().string();
                            std::replace(name.begin(), name.end(), '-', '_');

@@ -25,7 +25,8 @@ namespace {
 namespace fs = std::filesystem;
 using testing::fixture_dir;
 
-// GGUF fixtures whose token_embd is in blocks: tied (tiny256-*, qwen2-q8_0: 2 layers) and
+// GGUF fixtures whose token_embd is in blocks: tied (tiny256-*, qwen2-q8_0 and
+// qwen2-6heads-q8_0: 2 layers) and
 // untied (llama.cpp's own Q8_0 / Q6_K files, tiny-llama.gguf, qwen2-untied-q8_0, the
 // table-only files of make_embedding_blocks.py: GPT-2's learned positions, Gemma's scaled
 // embedding).
@@ -37,6 +38,7 @@ const std::vector<std::string> kTables = {
     "kquant/tiny256-Q4_K_M.gguf",        "llamacpp-quants/q6_k.gguf",        "llamacpp-quants/q8_0.gguf",
     "tiny-llama.gguf",                   "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf",     "embedding-blocks/gemma2-table-q4_0.gguf",
+    "embedding-blocks/qwen2-6heads-q8_0.gguf",
 };
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info) {
@@ -85,7 +87,6 @@ TEST_P(EmbeddingBlocks, FirstStageHoldsTheWholeTableInBlocksAndLooksUpTheDenseRo
   ASSERT_TRUE(stored && stored->block_type);
   const std::optional<KeptLayout> layout = kept_layout(*stored->block_type);
   ASSERT_TRUE(layout);
-  const bool tied = arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;
 
   auto backend = make_cpu_backend(1);
   WeightStore dense_store(*backend, DType::f32, {Quantization::none, 0});
@@ -124,12 +125,20 @@ TEST_P(EmbeddingBlocks, FirstStageHoldsTheWholeTableInBlocksAndLooksUpTheDenseRo
         }
         ASSERT_TRUE(w.token_embedding.is_quantized());
         const QuantizedWeight& table = w.token_embedding.quantized;
-        EXPECT_EQ(table.rows, c.vocab_size);  // whole, whatever this rank's share of the head
+        const Shard shard = make_shard(c, tp, pp, r, 0, GetParam());
+        // One copy: a tied head kept in the table's blocks at pp = 1 is a view of its rows
+        // of the table (tests/unit/tied_head_view_test.cc), which at tp > 1 ends with the
+        // heads' padding rows.
+        const bool doubled = tied_head_doubles_as_embedding(arch, shard) && w.lm_head.is_quantized() &&
+                             w.lm_head.quantized.format == layout->format;
+        EXPECT_EQ(table.rows, doubled && tp > 1 ? int64_t{tp} * shard.vocab : int64_t{c.vocab_size});  // whole
         EXPECT_EQ(table.cols, H);
         EXPECT_EQ(table.format, layout->format);
         EXPECT_EQ(table.group_size, layout->group_size);
-        if (tied && tp == 1 && pp == 1 && w.lm_head.is_quantized() && w.lm_head.quantized.format == layout->format)
-          EXPECT_EQ(table.data.data, w.lm_head.quantized.data.data);  // one copy: the head is the table
+        const auto* row_begin = static_cast<const char*>(table.data.data) +
+                                static_cast<size_t>(shard.vocab_begin * table.data.row_size());
+        if (doubled)
+          EXPECT_EQ(static_cast<const void*>(row_begin), w.lm_head.quantized.data.data);
         else
           EXPECT_NE(table.data.data, w.lm_head.quantized.data.data);
         const TensorView* wpe = w.position_embedding.empty() ? nullptr : &w.position_embedding;

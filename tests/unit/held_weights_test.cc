@@ -47,6 +47,7 @@ const std::vector<std::string> kModels = {
     "tiny-qwen2-moe.gguf",        "tiny-qwen2.gguf",            "tiny-qwen3.gguf",
     "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
+    "embedding-blocks/qwen2-6heads-q8_0.gguf",
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
@@ -135,7 +136,7 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
                              {1, 1, Quantization::fp8, 0},  {1, 2, Quantization::automatic, 0},
                              {1, 2, Quantization::int4, 0}};
   const bool moe = c.num_experts > 0;
-  for (int tp : {2, 4})
+  for (int tp : {2, 3, 4})
     if (!moe && c.num_heads % tp == 0 && c.ffn_size >= tp && (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
       for (Quantization mode : {Quantization::automatic, Quantization::none, Quantization::int8})
         cases.push_back({tp, tp == 2 ? 2 : 1, mode, 0});
@@ -213,8 +214,9 @@ TEST(HeldWeightsByHand, Q4KMixTensorParallel) {
 
   // tp = 2: half of each split weight; the output projection's 128 of 256 input columns cut
   // its Q4_K super-blocks, so it is materialized in f32 ([256, 128]); down's 256 columns are
-  // whole super-blocks. The tied head no longer doubles as the embedding: the embedding stays
-  // whole in its Q6_K blocks (the lookup needs every row), the LM head keeps its 500 rows.
+  // whole super-blocks. The tied head still doubles as the embedding: the table stays whole
+  // in its Q6_K blocks (the lookup needs every row) with 8 zero rows after it (2 x 504 rows:
+  // 1000 / 2 rounded up to a row group of 8), and the head is a view of its 504 rows.
   o.tp = 2;
   const sz::Sizing two = sz::compute(shape, o);
   const sz::WeightBytes& w = two.largest().weights;
@@ -222,11 +224,12 @@ TEST(HeldWeightsByHand, Q4KMixTensorParallel) {
   EXPECT_EQ(w.formats.count("f32 (from q6_k)"), 0u);
   EXPECT_EQ(w.formats.at("q4_k"), (128 + 64 + F) * q4k);  // 2 Q heads, 1 K head, 256 gate and 256 up rows
   EXPECT_EQ(w.formats.at("f32"), norms + rotary);
-  // V head, down (1 super-block a row), the whole table, the head's rows
-  EXPECT_EQ(w.formats.at("q6_k"), (64 + H + V + 500) * q6k);
-  EXPECT_EQ(w.token_embedding, V * q6k);
-  EXPECT_EQ(w.lm_head, 500 * q6k);
-  EXPECT_FALSE(two.largest().lm_head_tied_here);
+  // V head, down (1 super-block a row), the whole table and its padding rows
+  EXPECT_EQ(w.formats.at("q6_k"), (64 + H + 1008) * q6k);
+  EXPECT_EQ(w.token_embedding, 1008 * q6k);
+  EXPECT_EQ(w.lm_head, 0u);
+  EXPECT_EQ(w.lm_head_view, 504 * q6k);
+  EXPECT_TRUE(two.largest().lm_head_tied_here);
 
   // pp = 2 would need two layers: qwen2-q8_0 and tiny-llama below. --quant none: dense.
   o.tp = 1;
@@ -244,7 +247,7 @@ TEST(HeldWeightsByHand, UnevenFfnSplitKeepsDownInBlocks) {
   const fs::path path = fixture_dir() / "kquant" / "ffn768-Q4_K.gguf";
   const sz::ModelShape shape = sz::read_model_shape(path);
   ASSERT_TRUE(shape.file);
-  const size_t H = 256, F = 768, V = 1000, q4k = 144, f32 = 4;
+  const size_t H = 256, F = 768, q4k = 144, f32 = 4;
   const size_t norms = 3 * H * f32, rotary = 32 * f32;
   EXPECT_EQ(shape.file->ffn_alignment(Quantization::automatic, 0), 256);
   EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 0), 256);  // int4 keeps every block format
@@ -263,9 +266,11 @@ TEST(HeldWeightsByHand, UnevenFfnSplitKeepsDownInBlocks) {
   const sz::StageSizing& big = two.largest();
   EXPECT_EQ(big.tp_rank, 0);  // 512 of the 768 FFN columns
   // Rank 0: its 2 Q heads, 1 K and 1 V head, 512 gate and 512 up rows, down's 2 super-blocks
-  // a row, the whole table (the lookup needs every row) and the head's 500 rows in Q4_K; the
-  // output projection's 128 of 256 columns cut a block: f32 (out of this task's scope).
-  EXPECT_EQ(big.weights.formats.at("q4_k"), (128 + 64 + 64 + 2 * 512 + 2 * H + V + 500) * q4k);
+  // a row and the whole table (the lookup needs every row; 2 x 504 rows with the padding,
+  // the tied head a view of 504 of them) in Q4_K; the output projection's 128 of 256
+  // columns cut a block: f32 (heads are not split in blocks).
+  EXPECT_EQ(big.weights.formats.at("q4_k"), (128 + 64 + 64 + 2 * 512 + 2 * H + 1008) * q4k);
+  EXPECT_EQ(big.weights.lm_head_view, 504 * q4k);
   EXPECT_EQ(big.weights.formats.at("f32 (from q4_k)"), H * 128 * f32);
   EXPECT_EQ(big.weights.formats.at("f32"), norms + rotary);
   EXPECT_EQ(big.weights.formats.size(), 3u);
@@ -284,7 +289,10 @@ TEST(HeldWeightsByHand, UnevenFfnSplitKeepsDownInBlocks) {
 // The first stage holds the table whole in the file's blocks at tp > 1 and pp > 1, tied
 // (qwen2-q8_0: hidden 64, vocabulary 1000, 2 layers, token_embd Q8_0, held as int8 with an
 // f32 scale per 32 columns: 36 bytes) or not (qwen2-untied-q8_0: output Q8_0 too;
-// tiny-llama.gguf: output F32); the last stage its head's rows: Q8_0, or f16 of the F32.
+// tiny-llama.gguf: output F32); the last stage its head's rows (504 at tp = 2, the last
+// rank's 8 of them zero padding): Q8_0, or f16 of the F32. A tied head at pp = 1 is the
+// table, or at tp = 2 a view of its rows of the table, which then holds the 8 padding rows
+// too.
 TEST(HeldWeightsByHand, TableInBlocksAtEveryTpAndPp) {
   const size_t H = 64, V = 1000, q8 = 36 * H / 32, f16 = 2;
   struct Case {
@@ -303,14 +311,15 @@ TEST(HeldWeightsByHand, TableInBlocksAtEveryTpAndPp) {
       o.pp = pp;
       const sz::Sizing s = sz::compute(shape, o);
       ASSERT_EQ(s.stages.size(), static_cast<size_t>(pp));
-      EXPECT_EQ(s.stages.front().weights.token_embedding, V * q8);
+      const size_t rows = tp == 1 ? V : 504;  // the vocabulary rows of a rank
+      const bool doubled = k.tied && pp == 1;
+      EXPECT_EQ(s.stages.front().weights.token_embedding, (doubled ? tp * rows : V) * q8);
       const sz::WeightBytes& last = s.stages.back().weights;
-      const size_t head = V / tp * (k.head_q8 ? q8 : H * f16);
-      if (k.tied && tp == 1 && pp == 1) {
-        EXPECT_EQ(last.lm_head, 0u);  // the table itself
-        EXPECT_EQ(last.lm_head_view, V * q8);
+      if (doubled) {
+        EXPECT_EQ(last.lm_head, 0u);  // the table itself, or a view of its rows
+        EXPECT_EQ(last.lm_head_view, rows * q8);
       } else {
-        EXPECT_EQ(last.lm_head, head);
+        EXPECT_EQ(last.lm_head, rows * (k.head_q8 ? q8 : H * f16));
       }
     }
   }

@@ -2,6 +2,7 @@
 // errors for splits that do not fit the model.
 #include <gtest/gtest.h>
 
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -34,8 +35,9 @@ TEST(Shard, TensorRanksPartitionHeadsFfnAndVocabulary) {
     EXPECT_EQ(s.kv_head_begin, t);  // query heads 2t, 2t+1 read KV head t
     EXPECT_EQ(s.ffn, 60);
     EXPECT_EQ(s.ffn_begin, 60 * t);
-    EXPECT_EQ(s.vocab, 300);
-    EXPECT_EQ(s.vocab_begin, 300 * t);
+    EXPECT_EQ(s.vocab, 304);  // 1200 / 4 = 300 rounded up to a row group of 8
+    EXPECT_EQ(s.vocab_begin, 304 * t);
+    EXPECT_EQ(s.vocab_valid, t < 3 ? 304 : 1200 - 3 * 304);
     EXPECT_EQ(s.layer_begin, 0);
     EXPECT_EQ(s.layer_end, 5);
   }
@@ -105,11 +107,32 @@ TEST(Shard, AVocabularyThatTpDoesNotDivideIsPaddedOnTheLastRank) {
   ModelConfig c = config(8, 8, 2);
   c.vocab_size = 50257;  // GPT-2's
   Shard first = make_shard(c, 2, 1, 0, 0, "m"), second = make_shard(c, 2, 1, 1, 0, "m");
-  EXPECT_EQ(first.vocab, 25129);
-  EXPECT_EQ(first.vocab_valid, 25129);
-  EXPECT_EQ(second.vocab_begin, 25129);
-  EXPECT_EQ(second.vocab, 25129);
-  EXPECT_EQ(second.vocab_valid, 25128);  // one row of padding
+  EXPECT_EQ(first.vocab, 25136);  // ceil(50257 / 2) = 25129, rounded up to a row group of 8
+  EXPECT_EQ(first.vocab_valid, 25136);
+  EXPECT_EQ(second.vocab_begin, 25136);
+  EXPECT_EQ(second.vocab, 25136);
+  EXPECT_EQ(second.vocab_valid, 25121);  // 15 rows of padding
+}
+
+// Each rank's vocabulary rows start on a row group of kVocabRowAlignment (so a tied LM head
+// can be a view of the CPU's interleaved table) unless rounding would leave the last rank
+// without a real row; one rank holds the vocabulary as it is.
+TEST(Shard, VocabularyRowsStartOnARowGroupWhenEveryRankKeepsARealRow) {
+  ModelConfig c = config(12, 12, 2);  // heads and FFN split by 2, 3 and 4
+  for (const auto& [vocab, tp, rows] : {std::tuple{49152, 3, 16384}, {1000, 3, 336}, {1002, 4, 256},
+                                        {128256, 2, 64128}, {1001, 1, 1001}, {40, 4, 10}, {41, 4, 11}}) {
+    SCOPED_TRACE(std::to_string(vocab) + " over " + std::to_string(tp));
+    c.vocab_size = vocab;
+    int covered = 0;
+    for (int t = 0; t < tp; ++t) {
+      const Shard s = make_shard(c, tp, 1, t, 0, "m");
+      EXPECT_EQ(s.vocab, rows);
+      EXPECT_EQ(s.vocab_begin, t * rows);
+      EXPECT_GT(s.vocab_valid, 0);
+      covered += s.vocab_valid;
+    }
+    EXPECT_EQ(covered, vocab);
+  }
 }
 
 TEST(Shard, FewerKvHeadsThanRanksAreReplicatedWithinTheirGroup) {

@@ -2,7 +2,8 @@
 // whole rows of (WeightStore::load with a Shard, no MPI needed): on llama.cpp's Q4_K_M
 // fixture (4 heads, 2 KV heads, FFN 512, vocabulary 1000, tied Q6_K embedding) split over
 // tp = 2, each rank's QKV weight is a mixed weight (its Q and K heads' Q4_K rows, its V
-// head's Q6_K rows), its [gate | up] rows Q4_K, its LM-head rows Q6_K, its down projection's
+// head's Q6_K rows), its [gate | up] rows Q4_K, its LM-head rows Q6_K (a view of the table's,
+// tests/unit/tied_head_view_test.cc), its down projection's
 // FFN columns (256 of 512: whole Q6_K super-blocks) Q6_K, each value bit for bit the
 // single-process weight's; the output projection's 128 input columns of 256 cut Q4_K
 // super-blocks, so it is materialized as before.
@@ -78,11 +79,14 @@ TEST(ShardedBlocks, TensorParallelRanksKeepTheirRowsOfBlocksAsStored) {
     const QuantizedWeight& u = l.up_weight.quantized;
     EXPECT_EQ(u.format, QuantFormat::q4_k);
     EXPECT_EQ(dequantized(u), rows_of(up, H, {{r * F / 2, F / 2}, {F + r * F / 2, F / 2}}));
-    // LM head: vocabulary rows [500 r, 500 r + 500) of the tied Q6_K table, precise activations.
+    // LM head: vocabulary rows [504 r, 504 r + 504) of the tied Q6_K table (1000 / 2 rounded
+    // up to a row group of 8; rank 1's last 8 are zero padding), precise activations.
     const QuantizedWeight& h = w.lm_head.quantized;
     EXPECT_EQ(h.format, QuantFormat::q6_k);
     EXPECT_TRUE(h.precise_activations);
-    EXPECT_EQ(dequantized(h), rows_of(head, H, {{r * 500, 500}}));
+    std::vector<float> want_head = rows_of(head, H, {{r * 504, r == 0 ? 504 : 496}});
+    want_head.resize(504 * H, 0.0f);
+    EXPECT_EQ(dequantized(h), want_head);
     // Down: FFN columns [256 r, 256 r + 256) of every row, Q6_K as stored.
     const QuantizedWeight& d = l.down_weight.quantized;
     EXPECT_EQ(d.format, QuantFormat::q6_k);

@@ -147,7 +147,9 @@ TEST(Sizing, MaxSequencesThatFitIsTheBoundary) {
 }
 
 // GPT-3 175B in f16: the well-known 174.6 B parameters and 350 GB of weights; with tp = 8
-// each rank holds 1/8 of the layer matrices plus the replicated embeddings and norms.
+// each rank holds 1/8 of the layer matrices plus the replicated embeddings and norms (the
+// token embedding with the tied LM head's padding rows: 8 x 6288 rows, ceil(V / 8) = 6283
+// rounded up to a row group of 8).
 TEST(Sizing, Gpt3TensorParallel) {
   const sz::ModelShape shape = sz::preset_shape("gpt3-175b");
   sz::SizingOptions o;
@@ -160,7 +162,9 @@ TEST(Sizing, Gpt3TensorParallel) {
   const size_t matrices = L * (3 * H * H + H * H + 2 * 4 * H * H);  // qkv, out, up, down
   const size_t replicated = L * (4 * H + 2 * H) + 2 * H;               // norms, out/down biases, final norm
   const size_t split_bias = L * (3 * H + 4 * H);                       // qkv, up biases
-  EXPECT_EQ(eight.largest().weights.total(), 2 * (V * H + P * H + matrices / 8 + split_bias / 8 + replicated));
+  const size_t table_rows = 8 * 6288;
+  ASSERT_GE(table_rows, V);
+  EXPECT_EQ(eight.largest().weights.total(), 2 * (table_rows * H + P * H + matrices / 8 + split_bias / 8 + replicated));
   EXPECT_EQ(eight.kv_bytes_per_token, L * 2 * (96 / 8) * 128 * 2);
 }
 
@@ -218,10 +222,11 @@ TEST(Sizing, DecodeStepCost) {
   const sz::StepCost busy = sz::decode_step_cost(shape, o, s.largest(), 4, 100.0);
   EXPECT_DOUBLE_EQ(busy.bytes - empty.bytes, L * 4 * 100 * 2 * H * 2);      // K and V, f16
   EXPECT_DOUBLE_EQ(busy.flops, 4 * empty.flops + L * 4 * 4.0 * 100 * H);    // QK^T and PV
-  // With tp = 4 a rank reads a quarter of the LM head, not the whole replicated embedding.
+  // With tp = 4 a rank reads a quarter of the LM head (ceil(V / 4) = 12565 rows, rounded up
+  // to a row group of 8), not the whole replicated embedding.
   o.tp = 4;
   const sz::Sizing t = sz::compute(shape, o);
-  EXPECT_EQ(t.largest().weights.lm_head_view, static_cast<size_t>(std::ceil(V / 4)) * 768 * 2);
+  EXPECT_EQ(t.largest().weights.lm_head_view, size_t{12568} * 768 * 2);
 }
 
 TEST(Sizing, BadOptionsNameTheField) {
