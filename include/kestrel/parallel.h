@@ -35,7 +35,8 @@ struct ParallelInfo {
   int num_layers = 0;
   int num_heads = 0;     // attention heads this rank computes
   int num_kv_heads = 0;  // KV heads this rank caches (replicated when fewer than tp)
-  int ffn_size = 0;      // feed-forward columns this rank holds
+  int ffn_size = 0;      // feed-forward columns this rank holds (the first ranks may hold one
+                         // block of a GGUF's down projection more: parallel/shard.h)
   int vocab_size = 0;    // vocabulary entries whose LM-head rows this rank holds
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "core/fp8.h"
 #include "core/half.h"
@@ -396,6 +397,18 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
   if (plan.pieces.empty()) return std::nullopt;
   plan.pad_rows = slice.pad_rows;
   return plan;
+}
+
+int ffn_split_alignment(const WeightSource& source, const Architecture& arch, const QuantizationSpec& spec) {
+  int64_t align = 1;
+  for (int l = 0; l < arch.config.num_layers; ++l) {
+    if (arch.kinds.is_sparse(l)) continue;
+    const std::optional<KeptBlocksPlan> plan =
+        plan_kept_blocks(source, arch.recipe(WeightSlot::down_weight, l), arch.config.ffn_size, spec);
+    if (!plan) continue;
+    for (const SourceTensor* t : plan->sources) align = std::lcm(align, ggml_block_size(*t->block_type));
+  }
+  return static_cast<int>(align);
 }
 
 std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const WeightRecipe& recipe, int64_t rows,

@@ -17,7 +17,8 @@ void require_divisible(int value, int parts, const char* what, const char* optio
 
 }  // namespace
 
-Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, const std::string& where) {
+Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, const std::string& where,
+                 int ffn_align) {
   if (tp < 1 || tp > 1024)
     throw Error(ErrorCategory::invalid_argument,
                 "ParallelOptions.tensor_parallel = " + std::to_string(tp) + " (must be in [1, 1024])");
@@ -26,7 +27,18 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
                 "ParallelOptions.pipeline_parallel = " + std::to_string(pp) + " (must be in [1, 1024])");
   const char* tp_name = "ParallelOptions.tensor_parallel";
   require_divisible(c.num_heads, tp, "num_heads", tp_name, where);
-  require_divisible(c.ffn_size, tp, "ffn_size", tp_name, where);
+  if (ffn_align < 1 || c.ffn_size % ffn_align != 0)
+    throw Error(ErrorCategory::internal, where + ": FFN alignment " + std::to_string(ffn_align) +
+                                             " does not divide ffn_size " + std::to_string(c.ffn_size));
+  const int ffn_units = c.ffn_size / ffn_align;
+  if (ffn_units < tp)
+    throw Error(ErrorCategory::invalid_argument,
+                where + ": ffn_size " + std::to_string(c.ffn_size) +
+                    (ffn_align > 1 ? " is " + std::to_string(ffn_units) + " blocks of " + std::to_string(ffn_align) +
+                                         " columns in the down projection as loaded, fewer than "
+                                   : " is smaller than ") +
+                    tp_name + " " + std::to_string(tp) + " (each rank needs at least one" +
+                    (ffn_align > 1 ? " whole block)" : " column)"));
   if (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0)
     throw Error(ErrorCategory::invalid_argument,
                 where + ": num_kv_heads " + std::to_string(c.num_kv_heads) + " and " + tp_name + " " +
@@ -58,8 +70,10 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
     s.n_kv_heads = 1;
     s.kv_head_begin = s.q_head_begin / (c.num_heads / c.num_kv_heads);
   }
-  s.ffn = c.ffn_size / tp;
-  s.ffn_begin = tp_rank * s.ffn;
+  // Units of ffn_align columns: the first ffn_units % tp ranks take one more.
+  const int unit_base = ffn_units / tp, unit_extra = ffn_units % tp;
+  s.ffn = (unit_base + (tp_rank < unit_extra ? 1 : 0)) * ffn_align;
+  s.ffn_begin = (tp_rank * unit_base + std::min(tp_rank, unit_extra)) * ffn_align;
   // Rounded up to a multiple of kVocabRowAlignment when every rank still keeps a real row,
   // so that each rank's rows start on a row group of the CPU's interleaved layout (a tied
   // LM head is then a view of the embedding table, WeightStore::load).

@@ -14,7 +14,9 @@ namespace kestrel {
 // Tensor rank t of tp holds query heads [q_head_begin, +n_heads), the KV heads they read
 // [kv_head_begin, +n_kv_heads) (whole groups when num_kv_heads >= tp; one KV head shared
 // with the other ranks of its group when num_kv_heads < tp), FFN columns [ffn_begin, +ffn)
-// and LM-head rows [vocab_begin, +vocab): ceil(V / tp) rows each, rounded up to a multiple
+// (split in units of the FFN alignment, see make_shard: the same count on every rank when
+// the units divide evenly, else one unit more on the first ranks) and LM-head rows
+// [vocab_begin, +vocab): ceil(V / tp) rows each, rounded up to a multiple
 // of kVocabRowAlignment when that leaves every rank a real row, of which the first
 // vocab_valid are real and the rest (on the last ranks, when tp x vocab exceeds V) zero
 // padding that never reaches the gathered logits. Stage s of pp holds layers
@@ -40,10 +42,16 @@ struct Shard {
 };
 
 // The shard of rank (stage, tp_rank); throws Error(invalid_argument) naming the dimension
-// that tp or pp does not divide (heads, KV heads, FFN size; more stages than layers),
-// `where` being the model path.
+// that tp or pp does not fit (heads, KV heads, fewer FFN units than ranks; more stages than
+// layers), `where` being the model path.
+// `ffn_align` (ffn_split_alignment in models/quantize.h) is the number of FFN columns no
+// rank's slice may cut: the column block of the down projection as the loader keeps it
+// (256 for K-quants, 32 for Q8_0, 1 for weights held dense). The ffn_size / ffn_align units
+// go to the ranks in order, ffn_size / ffn_align / tp each and one more to each of the first
+// (ffn_size / ffn_align) % tp ranks, so that every rank's down projection keeps the file's
+// blocks; when ffn_align divides ffn_size / tp this is the even split, ffn_size / tp each.
 Shard make_shard(const ModelConfig& config, int tp, int pp, int tp_rank, int stage,
-                 const std::string& where);
+                 const std::string& where, int ffn_align = 1);
 
 // Which part of a canonical [rows, cols] weight a rank keeps: the rows of `row_ranges`
 // ({begin, count} in canonical row order, concatenated), then `pad_rows` rows of zeros,

@@ -177,13 +177,22 @@ FileWeights::FileWeights(const std::filesystem::path& path) {
 
 FileWeights::~FileWeights() = default;
 
-WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int group_size, DType dtype,
-                              bool* tied_here) const {
+QuantizationSpec FileWeights::loader_spec(Quantization quantization, int group_size) const {
   ModelOptions options;
   options.quantization = quantization;
   options.quant_group_size = group_size;
   QuantizationSpec spec = quantization_spec(options);
   if (spec.mode == Quantization::automatic) spec.mode = arch_.checkpoint_quantization;  // as Model::load
+  return spec;
+}
+
+int FileWeights::ffn_alignment(Quantization quantization, int group_size) const {
+  return ffn_split_alignment(*source_, arch_, loader_spec(quantization, group_size));
+}
+
+WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int group_size, DType dtype,
+                              bool* tied_here) const {
+  const QuantizationSpec spec = loader_spec(quantization, group_size);
   const Architecture& arch = arch_;
   const ModelConfig& c = arch.config;
   const WeightSource& source = *source_;

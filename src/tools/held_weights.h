@@ -10,8 +10,10 @@
 //     bytes per 32 for Q4_0); a fused weight whose parts differ is the sum
 //     of its parts (QuantFormat::mixed);
 //   - a tensor-parallel slice keeps blocks only when its columns start and end on block
-//     boundaries, else that weight is materialized; its padding rows (the last ranks' LM
-//     head rows past the vocabulary) are zero rows of the same layout;
+//     boundaries, else that weight is materialized (down's always do when the shard was
+//     made with ffn_alignment, as Model::load makes it; the output projection's may not);
+//     its padding rows (the last ranks' LM head rows past the vocabulary) are zero rows of
+//     the same layout;
 //   - every other weight (norms, biases, F16 / F32 tensors, the dense fallback) is
 //     materialized in the compute dtype, and quantized at load when the mode asks
 //     (int8 / int4 / w8a8 / fp8: QuantizationSpec::requantized_format, the LM head as
@@ -74,8 +76,14 @@ class FileWeights {
   // rank's token embedding. Throws Error(invalid_argument) for options Model::load refuses
   // and Error(format) naming a tensor the loader would find missing or misshapen.
   WeightBytes held(const Shard& shard, Quantization quantization, int group_size, DType dtype, bool* tied_here) const;
+  // The FFN alignment Model::load splits this model's FFN by under these options
+  // (ffn_split_alignment, models/quantize.h): make_shard's ffn_align.
+  int ffn_alignment(Quantization quantization, int group_size) const;
 
  private:
+  // The loader's spec for these options (automatic resolved as Model::load does).
+  QuantizationSpec loader_spec(Quantization quantization, int group_size) const;
+
   std::unique_ptr<GgufFile> file_;  // a GGUF file's map, which source_ points into
   std::unique_ptr<WeightSource> source_;
   Architecture arch_;

@@ -24,9 +24,18 @@ struct RankDims {
   int64_t heads = 0, kv_heads = 0, ffn = 0, up_rows = 0, vocab = 0;
 };
 
-// The dimensions of tensor rank 0 (every rank holds as much), as the runtime splits them.
-RankDims rank_dims(const ModelShape& shape, int tp) {
-  const Shard shard = make_shard(shape.config, tp, 1, 0, 0, shape.source);
+// The shard of rank (stage, tp_rank) as Model::load makes it: a file's FFN split in
+// units of its down projection's kept blocks (FileWeights::ffn_alignment), a shape's
+// evenly (its weights are float).
+Shard rank_shard(const ModelShape& shape, const SizingOptions& o, int tp_rank, int stage) {
+  const int ffn_align = shape.file ? shape.file->ffn_alignment(o.quantization, o.group_size) : 1;
+  return make_shard(shape.config, o.tp, o.pp, tp_rank, stage, shape.source, ffn_align);
+}
+
+// The dimensions of tensor rank 0, as the runtime splits them: every rank holds as much,
+// but when the FFN units do not divide evenly, for which rank 0 holds the most.
+RankDims rank_dims(const ModelShape& shape, const SizingOptions& o) {
+  const Shard shard = rank_shard(shape, o, 0, 0);
   RankDims d;
   d.heads = shard.n_heads;
   d.kv_heads = shard.n_kv_heads;  // replicated when tp exceeds them
@@ -69,7 +78,7 @@ size_t sparse_ffn_bytes(const ModelShape& shape, const QuantizationSpec& q, DTyp
 WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType dtype, bool first, bool last,
                           int first_layer, int layers, bool* tied_here) {
   const ModelConfig& c = shape.config;
-  const RankDims d = rank_dims(shape, o.tp);
+  const RankDims d = rank_dims(shape, o);
   const int64_t H = c.hidden_size, hd = c.head_dim;
   const int64_t norm = shape.norm_bias ? 2 * H : H;
   const QuantizationSpec q = quant_spec(o);
@@ -127,7 +136,7 @@ std::vector<StageSizing> weights_per_stage(const ModelShape& shape, const Sizing
     if (shape.file) {
       for (int r = 0; r < o.tp; ++r) {
         bool tied = false;
-        const Shard shard = make_shard(shape.config, o.tp, o.pp, r, s, shape.source);
+        const Shard shard = rank_shard(shape, o, r, s);
         WeightBytes w = shape.file->held(shard, o.quantization, o.group_size, o.dtype, &tied);
         if (r == 0 || w.total() > st.weights.total()) {
           st.tp_rank = r;
@@ -148,7 +157,7 @@ std::vector<StageSizing> weights_per_stage(const ModelShape& shape, const Sizing
 std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions& o, std::vector<StageSizing> stages,
                                     SessionOptions* resolved) {
   for (StageSizing& st : stages) {
-    const Shard shard = make_shard(shape.config, o.tp, o.pp, 0, st.stage, shape.source);
+    const Shard shard = rank_shard(shape, o, st.tp_rank, st.stage);
     detail::SessionLayout layout =
         detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.device, o.session, shard);
     st.kv_cache_bytes = layout.kv_bytes();
@@ -336,7 +345,7 @@ DType kv_dtype(const SizingOptions& o) { return detail::resolve_kv_dtype(o.sessi
 
 StepCost decode_step_cost(const ModelShape& shape, const SizingOptions& o, const StageSizing& stage, int batch,
                           double context) {
-  const RankDims d = rank_dims(shape, o.tp);
+  const RankDims d = rank_dims(shape, o);
   const double hd = shape.config.head_dim, L = stage.num_layers;
   const double kv_per_position_layer = 2.0 * d.kv_heads * hd * dtype_size(kv_dtype(o));
   StepCost cost;
@@ -349,7 +358,7 @@ StepCost decode_step_cost(const ModelShape& shape, const SizingOptions& o, const
 
 StepCost context_step_cost(const ModelShape& shape, const SizingOptions& o, const StageSizing& stage, int batch,
                            int prompt_tokens) {
-  const RankDims d = rank_dims(shape, o.tp);
+  const RankDims d = rank_dims(shape, o);
   const double hd = shape.config.head_dim, L = stage.num_layers, p = prompt_tokens;
   const double tokens = static_cast<double>(batch) * p;
   StepCost cost;
@@ -393,7 +402,7 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   s.parameters = all.total() - all.rotary_table;
 
   const StageSizing& big = s.largest();
-  s.kv_bytes_per_token = big.num_layers * 2 * static_cast<size_t>(rank_dims(shape, options.tp).kv_heads) *
+  s.kv_bytes_per_token = big.num_layers * 2 * static_cast<size_t>(rank_dims(shape, options).kv_heads) *
                          shape.config.head_dim * dtype_size(*s.session.kv_dtype);
   if (options.memory_bytes > 0) {
     s.fits = big.total() <= options.memory_bytes;

@@ -19,8 +19,11 @@
 //   - layers split contiguously over pp (the first stages take one more when pp does not
 //     divide them); the first stage also holds the embeddings, the last the final norm and
 //     LM head; the largest stage is the one reported;
-//   - activations per rank: the session layout with heads / tp and FFN / tp (logits kept
-//     at the full vocabulary, as after the LM head's all-gather);
+//   - activations per rank: the session layout with heads / tp and the rank's FFN columns
+//     (logits kept at the full vocabulary, as after the LM head's all-gather);
+//   - the FFN split as Model::load splits it (make_shard's ffn_align): a file's in whole
+//     blocks of its down projection as kept (FileWeights::ffn_alignment), the first ranks
+//     one block more where they do not divide evenly; a shape's by columns (float weights);
 //   - quantization as the loader quantizes a float checkpoint (QuantizationSpec): the
 //     linear weights (qkv, out, up, down, router and experts) in the layout of backend.h's
 //     QuantizedWeight: int8 = 1 byte per weight + one f32 scale per row and group (per row
@@ -129,7 +132,9 @@ struct WeightBytes {
 };
 
 // One pipeline stage: its tensor rank holding the most weights (analytically every rank
-// holds the same; a file's ranks can differ where some slices cut blocks and others not).
+// holds the same but for an uneven FFN split, where rank 0 holds the most; a file's ranks
+// can differ where some slices cut blocks and others not), and that rank's KV cache and
+// activations.
 struct StageSizing {
   int stage = 0;
   int tp_rank = 0;
@@ -167,7 +172,7 @@ struct Sizing {
 };
 
 // Throws Error(invalid_argument) naming the option at fault (tp not dividing the heads,
-// pp above the layer count, session limits out of range).
+// more tp ranks than FFN blocks, pp above the layer count, session limits out of range).
 Sizing compute(const ModelShape& shape, const SizingOptions& options);
 
 // Cost of one generation step of `batch` sequences whose caches hold `context` positions,

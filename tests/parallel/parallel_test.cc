@@ -21,6 +21,7 @@
 
 #include "loaders/gguf_quant.h"
 #include "loaders/safetensors.h"
+#include "models/model_state.h"
 #include "models/quantize.h"
 #include "reference_fixture.h"
 #include "test_support.h"
@@ -387,7 +388,7 @@ TEST_P(BlockTables, FirstStageHoldsTheWholeTableInBlocks) {
   const ParallelInfo& p = split_->parallel();
   const sizing::FileWeights file(path_);
   const Shard shard = make_shard(split_->config(), p.tensor_parallel, p.pipeline_parallel, p.tensor_rank, p.stage,
-                                 path_.string());
+                                 path_.string(), file.ffn_alignment(Quantization::automatic, 0));
   bool tied = false;
   const sizing::WeightBytes held = file.held(shard, Quantization::automatic, 0, split_->dtype(), &tied);
   EXPECT_EQ(held.total(), split_->weight_bytes()) << split_->weight_formats();
@@ -452,6 +453,135 @@ INSTANTIATE_TEST_SUITE_P(Gguf, BlockTables,
                            std::replace(name.begin(), name.end(), '-', '_');
                            return name;
                          });
+
+// --- an FFN split in whole blocks of the down projection -----------------------------
+
+// llama.cpp's Q4_K of a tiny Llama with FFN 768 (tests/fixtures/make_ffn768_gguf.py: hidden
+// 256, 4 heads, 2 KV heads, one layer, every matrix Q4_K): down is 3 super-blocks of 256
+// columns a row. At tp = 2 the ranks hold 512 and 256 FFN columns, each rank's down in its
+// Q4_K blocks (an even split would cut the middle block); logits agree with one process's
+// as the float models' do, greedy tokens are the same, and kestrel-size's figures for each
+// rank are the rank's loaded weights and session memory. At tp = 4 the 3 blocks cannot go
+// to 4 ranks: every rank refuses by name.
+// The output projection's 128 columns per rank still cut its blocks (head cuts are not
+// split in blocks): materialized, it computes a step of up to 6 tokens with exact
+// activations where one process's blocks take 8-bit ones (cpu quantized_linear), so logits
+// are compared on prompts of 7 tokens or more, where both compute with the dequantized
+// values; the greedy steps (one token each) give the same tokens all the same here. Down's
+// 8-bit activation blocks are the same 256 columns split or whole.
+TEST(UnevenFfnSplit, RanksKeepWholeBlocksAndMatchWholeModel) {
+  const auto path = fixture_dir() / "kquant" / "ffn768-Q4_K.gguf";
+  const int tp = g_split.tensor_parallel;
+  if (g_split.pipeline_parallel != 1 || (tp != 2 && tp != 4))
+    GTEST_SKIP() << "runs with --tp 2 or 4, --pp 1 (the fixture has one layer)";
+  ModelOptions options;
+  options.num_threads = 1;
+  options.device = g_device;
+  if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+  const auto whole = Model::load(path, options);
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = 120;
+  if (tp == 4) {
+    try {
+      Model::load(path, options);
+      ADD_FAILURE() << "tp 4 was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+      EXPECT_NE(e.message().find("ffn_size 768 is 3 blocks of 256 columns in the down projection as loaded, fewer "
+                                 "than ParallelOptions.tensor_parallel 4"),
+                std::string::npos)
+          << e.message();
+    }
+    return;
+  }
+  const auto split = Model::load(path, options);
+  const ParallelInfo& p = split->parallel();
+  EXPECT_EQ(p.ffn_size, p.tensor_rank == 0 ? 512 : 256);
+  const std::string formats = split->weight_formats();
+  const QuantizedWeight& down = split->state().weights.layers.at(0).down_weight.quantized;
+  EXPECT_EQ(down.format, QuantFormat::q4_k) << formats;
+  EXPECT_EQ(down.cols, p.ffn_size);
+
+  // kestrel-size: this rank's weights from the file's tensor table, and its session memory.
+  const SessionOptions session_options = testing::f32_cache({.max_sequences = 2, .max_sequence_tokens = 64});
+  Session session(split, session_options);
+  const sizing::ModelShape shape = sizing::read_model_shape(path);
+  sizing::SizingOptions so;
+  so.device = split->device().kind;
+  so.dtype = split->dtype();
+  so.tp = 2;
+  so.session = session_options;
+  const sizing::Sizing sized = sizing::compute(shape, so);
+  const sizing::FileWeights file(path);
+  bool tied = false;
+  const Shard shard = make_shard(split->config(), 2, 1, p.tensor_rank, 0, path.string(),
+                                 file.ffn_alignment(Quantization::automatic, 0));
+  const sizing::WeightBytes held = file.held(shard, Quantization::automatic, 0, split->dtype(), &tied);
+  EXPECT_EQ(held.total(), split->weight_bytes()) << formats;
+  if (p.tensor_rank == 0) {  // the largest rank, the one kestrel-size reports
+    EXPECT_EQ(sized.largest().tp_rank, 0);
+    EXPECT_EQ(sized.largest().weights.total(), split->weight_bytes());
+    EXPECT_EQ(sized.largest().kv_cache_bytes, session.memory().kv_cache_bytes);
+    EXPECT_EQ(sized.largest().activation_bytes, session.memory().activation_bytes);
+  } else {
+    EXPECT_LT(split->weight_bytes(), sized.largest().weights.total());
+    EXPECT_LT(session.memory().activation_bytes, sized.largest().activation_bytes);
+  }
+
+  Session whole_session(whole, testing::f32_cache({.max_sequences = 1}));
+  Session split_session(split, testing::f32_cache({.max_sequences = 1}));
+  Decoder whole_decoder(whole_session), split_decoder(split_session);
+  for (uint64_t seed : {41u, 42u, 43u}) {
+    std::vector<int32_t> ids;
+    for (float f : testing::random_floats(7 + 6 * (seed - 41), seed, 0.0f, 999.0f)) ids.push_back(static_cast<int32_t>(f));
+    EXPECT_LE(max_abs_diff(whole_decoder.score(ids), split_decoder.score(ids)), kSplitVsWholeTolerance) << seed;
+    GenerationRequest request;
+    request.prompt_ids = ids;
+    request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+    EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens) << seed;
+  }
+}
+
+// Dense weights split by single columns, so tp need not divide the FFN: a random Llama with
+// FFN 251 (tp 2: 126 + 125 columns; tp 4: 63, 63, 63, 62) gives one process's logits and
+// greedy tokens, at every --tp / --pp of the jobs.
+TEST(UnevenFfnSplit, DenseFfnThatTpDoesNotDivide) {
+  if (g_split.tensor_parallel == 1) GTEST_SKIP() << "runs with --tp 2 or more";
+  ModelConfig c;
+  c.architecture = "llama";
+  c.vocab_size = 300;
+  c.hidden_size = 64;
+  c.num_layers = 4;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 16;
+  c.ffn_size = 251;
+  c.max_positions = 64;
+  ModelOptions options;
+  options.num_threads = 1;
+  options.device = g_device;
+  if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+  const auto whole = Model::random(c, options, 11);
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = 120;
+  const auto split = Model::random(c, options, 11);
+  const ParallelInfo& p = split->parallel();
+  const int tp = p.tensor_parallel, base = 251 / tp;
+  EXPECT_EQ(p.ffn_size, base + (p.tensor_rank < 251 % tp ? 1 : 0));
+  Session whole_session(whole, testing::f32_cache({.max_sequences = 1}));
+  Session split_session(split, testing::f32_cache({.max_sequences = 1}));
+  Decoder whole_decoder(whole_session), split_decoder(split_session);
+  const std::vector<int32_t> ids = {5, 77, 123, 299, 0, 42, 180, 9, 250};
+  const std::vector<float> a = whole_decoder.score(ids), b = split_decoder.score(ids);
+  float scale = 0.0f;
+  for (float v : a) scale = std::max(scale, std::fabs(v));
+  ASSERT_GT(scale, 0.05f);  // logits that a wrong FFN split would move by far more than the tolerance
+  EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance);
+  GenerationRequest request;
+  request.prompt_ids = ids;
+  request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+  EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens);
+}
 
 // --- what cannot run -----------------------------------------------------------------
 

@@ -4,7 +4,8 @@
 // directory (f32, f16, sharded bf16; Conv1D and interleaved-QKV layouts; mixtures of
 // experts): Model::weight_bytes() of the loaded model for tp = pp = 1, WeightStore::bytes()
 // of each tensor-parallel rank (tp = 2, and 4 where the FFN slices cut super-blocks) and
-// pipeline stage (pp = 2) loaded in-process, in every quantization mode. Bad files are clear
+// pipeline stage (pp = 2) loaded in-process, in every quantization mode, split as the loader
+// splits (the FFN in whole blocks of the down projection as kept, models/quantize.h). Bad files are clear
 // Errors; checkpoints of stored int8 weights are sized from their shape.
 #include "tools/held_weights.h"
 
@@ -37,7 +38,8 @@ const std::vector<std::string> kModels = {
     "kquant/tiny256-Q5_1.gguf",   "kquant/tiny256-Q2_K.gguf",   "kquant/tiny256-Q3_K.gguf",
     "kquant/tiny256-Q4_K.gguf",   "kquant/tiny256-Q4_K_M.gguf", "kquant/tiny256-Q5_K.gguf",
     "kquant/tiny256-Q5_K_M.gguf", "kquant/tiny256-Q6_K.gguf",   "kquant/tiny256-IQ4_NL.gguf",
-    "kquant/tiny256-IQ4_XS.gguf", "llamacpp-quants/q6_k.gguf",  "llamacpp-quants/q8_0.gguf",
+    "kquant/tiny256-IQ4_XS.gguf", "kquant/ffn768-Q4_K.gguf",    "llamacpp-quants/q6_k.gguf",
+    "llamacpp-quants/q8_0.gguf",
     "spm-gemma.gguf",             "spm-llama.gguf",             "tiny-gemma2.gguf",
     "tiny-gemma3.gguf",           "tiny-gpt-neox.gguf",         "tiny-gpt2.gguf",
     "tiny-llama-yarn.gguf",       "tiny-llama.gguf",            "tiny-llama3.gguf",
@@ -135,8 +137,7 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
                              {1, 2, Quantization::int4, 0}};
   const bool moe = c.num_experts > 0;
   for (int tp : {2, 3, 4})
-    if (!moe && c.num_heads % tp == 0 && c.ffn_size % tp == 0 &&
-        (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
+    if (!moe && c.num_heads % tp == 0 && c.ffn_size >= tp && (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
       for (Quantization mode : {Quantization::automatic, Quantization::none, Quantization::int8})
         cases.push_back({tp, tp == 2 ? 2 : 1, mode, 0});
   int ranks_checked = 0;
@@ -147,12 +148,16 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
     mo.quant_group_size = k.group;
     QuantizationSpec spec = quantization_spec(mo);
     if (spec.mode == Quantization::automatic) spec.mode = arch.checkpoint_quantization;
+    // The FFN split Model::load makes: in whole blocks of the down projection as kept.
+    const int ffn_align = file.ffn_alignment(k.mode, k.group);
+    EXPECT_EQ(ffn_align, ffn_split_alignment(source, arch, spec));
+    if (c.ffn_size / ffn_align < k.tp) continue;  // refused by name (shard_test, parallel tests)
     for (int stage = 0; stage < k.pp; ++stage)
       for (int r = 0; r < k.tp; ++r) {
         SCOPED_TRACE("tp " + std::to_string(k.tp) + " rank " + std::to_string(r) + ", pp " + std::to_string(k.pp) +
                      " stage " + std::to_string(stage) + ", " + to_string(k.mode) + " group " +
                      std::to_string(k.group));
-        const Shard shard = make_shard(c, k.tp, k.pp, r, stage, GetParam());
+        const Shard shard = make_shard(c, k.tp, k.pp, r, stage, GetParam(), ffn_align);
         // f16 too: what a GPU holds (the CPU backend only copies these weights, it never
         // computes with them here).
         for (DType dtype : {DType::f32, DType::f16}) {
@@ -230,6 +235,55 @@ TEST(HeldWeightsByHand, Q4KMixTensorParallel) {
   o.tp = 1;
   o.quantization = Quantization::none;
   EXPECT_EQ(sz::compute(shape, o).largest().weights.token_embedding, V * H * f32);
+}
+
+// llama.cpp's Q4_K of the tiny Llama with FFN 768 (tests/fixtures/make_ffn768_gguf.py:
+// hidden 256, 4 heads of 64, 2 KV heads, vocabulary 1000, one layer, every matrix and the
+// tied embedding Q4_K, 144 bytes per 256 columns). down [256, 768] is 3 super-blocks a row:
+// at tp = 2 the FFN splits 512 + 256 so that each rank's down keeps its Q4_K blocks, where
+// the even split (384 columns each) would cut the middle block and materialize down (as
+// kestrel-size showed it before: f32 (from q4_k) on the CPU, 256 x 384 x 4 bytes a rank).
+TEST(HeldWeightsByHand, UnevenFfnSplitKeepsDownInBlocks) {
+  const fs::path path = fixture_dir() / "kquant" / "ffn768-Q4_K.gguf";
+  const sz::ModelShape shape = sz::read_model_shape(path);
+  ASSERT_TRUE(shape.file);
+  const size_t H = 256, F = 768, q4k = 144, f32 = 4;
+  const size_t norms = 3 * H * f32, rotary = 32 * f32;
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::automatic, 0), 256);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 0), 256);  // int4 keeps every block format
+  // Materialized (and requantized) from any columns: --quant none, int8 (Q4_K is not one it
+  // keeps), a group size, w8a8, fp8.
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::none, 0), 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int8, 0), 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 64), 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::w8a8, 0), 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::fp8, 0), 1);
+
+  sz::SizingOptions o;
+  o.dtype = DType::f32;
+  o.tp = 2;
+  const sz::Sizing two = sz::compute(shape, o);
+  const sz::StageSizing& big = two.largest();
+  EXPECT_EQ(big.tp_rank, 0);  // 512 of the 768 FFN columns
+  // Rank 0: its 2 Q heads, 1 K and 1 V head, 512 gate and 512 up rows, down's 2 super-blocks
+  // a row and the whole table (the lookup needs every row; 2 x 504 rows with the padding,
+  // the tied head a view of 504 of them) in Q4_K; the output projection's 128 of 256
+  // columns cut a block: f32 (heads are not split in blocks).
+  EXPECT_EQ(big.weights.formats.at("q4_k"), (128 + 64 + 64 + 2 * 512 + 2 * H + 1008) * q4k);
+  EXPECT_EQ(big.weights.lm_head_view, 504 * q4k);
+  EXPECT_EQ(big.weights.formats.at("f32 (from q4_k)"), H * 128 * f32);
+  EXPECT_EQ(big.weights.formats.at("f32"), norms + rotary);
+  EXPECT_EQ(big.weights.formats.size(), 3u);
+  // Rank 1 holds 256 FFN columns: 512 gate / up rows and one super-block of down a row less.
+  const sz::FileWeights file(path);
+  bool tied = false;
+  const sz::WeightBytes second = file.held(make_shard(shape.config, 2, 1, 1, 0, path.string(), 256),
+                                           Quantization::automatic, 0, DType::f32, &tied);
+  EXPECT_EQ(big.weights.total() - second.total(), (2 * 256 + H) * q4k);
+  // The even split this replaces: each rank's down materialized in f32.
+  const sz::WeightBytes even = file.held(make_shard(shape.config, 2, 1, 0, 0, path.string(), 1),
+                                         Quantization::automatic, 0, DType::f32, &tied);
+  EXPECT_EQ(even.formats.at("f32 (from q4_k)"), H * 128 * f32 + H * (F / 2) * f32);
 }
 
 // The first stage holds the table whole in the file's blocks at tp > 1 and pp > 1, tied

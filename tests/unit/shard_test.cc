@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "kestrel/error.h"
 #include "parallel/shard.h"
@@ -39,6 +41,66 @@ TEST(Shard, TensorRanksPartitionHeadsFfnAndVocabulary) {
     EXPECT_EQ(s.layer_begin, 0);
     EXPECT_EQ(s.layer_end, 5);
   }
+}
+
+// With an FFN alignment (the down projection's column blocks as loaded) that divides
+// ffn_size / tp, the split is the even one, as without.
+TEST(Shard, AnAlignmentThatDividesTheEvenSplitKeepsIt) {
+  ModelConfig c = config(8, 8, 2);
+  c.ffn_size = 11008 * 2;  // Llama-7B's FFN twice: 11008 = 43 super-blocks of 256 per rank
+  for (int align : {1, 32, 256})
+    for (int t = 0; t < 2; ++t) {
+      const Shard even = make_shard(c, 2, 1, t, 0, "m"), aligned = make_shard(c, 2, 1, t, 0, "m", align);
+      EXPECT_EQ(aligned.ffn, 11008) << align;
+      EXPECT_EQ(aligned.ffn_begin, 11008 * t) << align;
+      EXPECT_EQ(even.ffn, aligned.ffn);
+      EXPECT_EQ(even.ffn_begin, aligned.ffn_begin);
+    }
+}
+
+// Llama-7B's 11008 FFN columns are 43 K-quant super-blocks: tp = 2 gives 22 and 21 blocks
+// (5632 + 5376 columns) instead of 5504 each, which would cut the 22nd block; 32-column
+// blocks (Q8_0, Q4_0, ...) divide 5504 and keep the even split.
+TEST(Shard, FfnSplitsInWholeBlocksFirstRanksOneMore) {
+  ModelConfig c = config(8, 8, 2);
+  c.ffn_size = 11008;
+  const Shard a = make_shard(c, 2, 1, 0, 0, "m", 256), b = make_shard(c, 2, 1, 1, 0, "m", 256);
+  EXPECT_EQ(a.ffn_begin, 0);
+  EXPECT_EQ(a.ffn, 22 * 256);
+  EXPECT_EQ(b.ffn_begin, 22 * 256);
+  EXPECT_EQ(b.ffn, 21 * 256);
+  EXPECT_EQ(make_shard(c, 2, 1, 1, 0, "m", 32).ffn_begin, 5504);
+  // tp = 4: 43 = 11 + 11 + 11 + 10 blocks; every boundary on a block, the ranks tile the FFN.
+  int begin = 0;
+  for (int t = 0; t < 4; ++t) {
+    const Shard s = make_shard(c, 4, 1, t, 0, "m", 256);
+    EXPECT_EQ(s.ffn_begin, begin) << t;
+    EXPECT_EQ(s.ffn, (t < 3 ? 11 : 10) * 256) << t;
+    EXPECT_EQ(s.ffn_begin % 256, 0);
+    begin += s.ffn;
+  }
+  EXPECT_EQ(begin, 11008);
+  // Dense weights split by columns: 250 over 4 ranks is 63, 63, 62, 62.
+  c.ffn_size = 250;
+  const int want[] = {63, 63, 62, 62}, want_begin[] = {0, 63, 126, 188};
+  for (int t = 0; t < 4; ++t) {
+    const Shard s = make_shard(c, 4, 1, t, 0, "m");
+    EXPECT_EQ(s.ffn, want[t]) << t;
+    EXPECT_EQ(s.ffn_begin, want_begin[t]) << t;
+  }
+}
+
+// The shard_slices of an uneven split: up's gate and up rows and down's columns are the
+// rank's own FFN columns.
+TEST(Shard, SlicesFollowTheRanksOwnFfnColumns) {
+  ModelConfig c = config(8, 8, 2);
+  c.ffn_size = 768;
+  const Shard second = make_shard(c, 2, 1, 1, 0, "m", 256);
+  const ShardSlices s = shard_slices(second, c, true);
+  const std::vector<std::pair<int64_t, int64_t>> up = {{512, 256}, {768 + 512, 256}};
+  EXPECT_EQ(s.up.row_ranges, up);
+  EXPECT_EQ(s.down.col_begin, 512);
+  EXPECT_EQ(s.down.col_count, 256);
 }
 
 TEST(Shard, AVocabularyThatTpDoesNotDivideIsPaddedOnTheLastRank) {
@@ -98,9 +160,9 @@ TEST(Shard, StagesTakeContiguousLayersFirstOnesOneMore) {
   }
 }
 
-void expect_error(const ModelConfig& c, int tp, int pp, const std::string& text) {
+void expect_error(const ModelConfig& c, int tp, int pp, const std::string& text, int ffn_align = 1) {
   try {
-    make_shard(c, tp, pp, 0, 0, "model.gguf");
+    make_shard(c, tp, pp, 0, 0, "model.gguf", ffn_align);
     ADD_FAILURE() << "tp " << tp << " x pp " << pp << " was accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
@@ -111,8 +173,13 @@ void expect_error(const ModelConfig& c, int tp, int pp, const std::string& text)
 TEST(Shard, SplitsThatDoNotFitNameTheDimension) {
   expect_error(config(9, 3, 4), 2, 1, "model.gguf: num_heads 9 is not divisible by ParallelOptions.tensor_parallel 2");
   ModelConfig ffn = config(8, 8, 4);
-  ffn.ffn_size = 250;
-  expect_error(ffn, 4, 1, "ffn_size 250 is not divisible");
+  ffn.ffn_size = 3;
+  expect_error(ffn, 4, 1, "model.gguf: ffn_size 3 is smaller than ParallelOptions.tensor_parallel 4");
+  ffn.ffn_size = 768;
+  expect_error(ffn, 4, 1,
+               "model.gguf: ffn_size 768 is 3 blocks of 256 columns in the down projection as loaded, fewer than "
+               "ParallelOptions.tensor_parallel 4",
+               256);
   ModelConfig vocab = config(8, 8, 4);
   vocab.vocab_size = 6;
   expect_error(vocab, 8, 1, "vocab_size 6 is too small to split over ParallelOptions.tensor_parallel 8");
