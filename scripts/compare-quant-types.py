@@ -47,15 +47,11 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-VENV_PY = os.path.join(ROOT, ".cache", "llamacpp-venv", "bin", "python")
 
-try:
-    import llama_cpp
-except ImportError:
-    if os.path.abspath(sys.executable) == os.path.abspath(VENV_PY):
-        raise
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "build-llamacpp.sh")], check=True, stdout=sys.stderr)
-    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__), *sys.argv[1:]])
+import llamacpp_venv  # noqa: E402  (the scripts directory is on sys.path)
+
+llamacpp_venv.require(__file__, "llama_cpp")
+import llama_cpp  # noqa: E402
 
 DEFAULT_SOURCE = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 DEFAULT_TEXT = os.path.join(ROOT, "tests", "fixtures", "perplexity", "sqlite3-api-comments.txt")

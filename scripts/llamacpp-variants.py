@@ -43,14 +43,11 @@ REF_JSON = os.path.join(ROOT, ".cache", "llamacpp-ref", "reference.json")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 PROMPTS = os.path.join(ROOT, "tests", "fixtures", "smollm2", "prompts.json")
 
-try:
-    import llama_cpp  # noqa: F401
-    import numpy as np
-except ImportError:
-    if os.path.abspath(sys.executable) == os.path.abspath(VENV_PY):
-        raise
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "build-llamacpp.sh")], check=True, stdout=sys.stderr)
-    os.execv(VENV_PY, [VENV_PY, os.path.abspath(__file__), *sys.argv[1:]])
+import llamacpp_venv  # noqa: E402  (the scripts directory is on sys.path)
+
+llamacpp_venv.require(__file__, "numpy", "llama_cpp")
+import llama_cpp  # noqa: E402
+import numpy as np  # noqa: E402
 
 # (name, Llama() keyword arguments on top of the reference's)
 LLAMA_VARIANTS = [
