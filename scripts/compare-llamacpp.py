@@ -68,15 +68,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-try:
-    import numpy as np
-except ImportError:  # run under the llama.cpp venv, which has numpy (system site packages)
-    _venv_py = os.path.join(ROOT, ".cache", "llamacpp-venv", "bin", "python")
-    if os.path.abspath(sys.executable) == os.path.abspath(_venv_py):
-        raise
-    subprocess.run(["bash", os.path.join(ROOT, "scripts", "build-llamacpp.sh")], check=True,
-                   stdout=sys.stderr)
-    os.execv(_venv_py, [_venv_py, os.path.abspath(__file__), *sys.argv[1:]])
+import llamacpp_venv  # noqa: E402  (the scripts directory is on sys.path)
+
+llamacpp_venv.require(__file__, "numpy")  # the llama.cpp venv has numpy (system site packages)
+import numpy as np  # noqa: E402
 
 DEFAULT_MODEL = os.path.join("models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 PROMPTS = os.path.join(ROOT, "tests", "fixtures", "smollm2", "prompts.json")

@@ -121,14 +121,6 @@ ParallelInfo describe_parallel(const ParallelContext& context) {
   return info;
 }
 
-// The quantization the weights are loaded with: the options', automatic resolved to what
-// the checkpoint stores.
-QuantizationSpec loader_spec(const ModelOptions& options, const detail::ModelState& state) {
-  QuantizationSpec spec = quantization_spec(options);
-  if (spec.mode == Quantization::automatic) spec.mode = state.arch.checkpoint_quantization;
-  return spec;
-}
-
 // Runs `step` on every rank, then agrees: if it failed on any rank, every rank throws.
 template <class F>
 void on_every_rank(ParallelContext& context, F&& step) {
@@ -161,7 +153,7 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
     files = describe(*state);
     // The FFN split keeps every rank's down projection in whole blocks of the file (a
     // random model's weights, made later in the runtime dtype, are dense).
-    const int ffn_align = files.source ? ffn_split_alignment(*files.source, state->arch, loader_spec(options, *state))
+    const int ffn_align = files.source ? ffn_split_alignment(*files.source, state->arch, loader_spec(options, state->arch))
                                        : 1;
     const Shard& s = context.shard;
     context.shard = make_shard(state->arch.config, s.tp, s.pp, s.tp_rank, s.stage, path.string(), ffn_align);
@@ -176,7 +168,7 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
   connect_device_communicators(context, *state->backend);
   on_every_rank(context, [&] {
     if (!files.source) files.source = files.make_source(state->dtype);
-    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, loader_spec(options, *state));
+    state->store = std::make_unique<WeightStore>(*state->backend, state->dtype, loader_spec(options, state->arch));
     state->weights = state->store->load(*files.source, state->arch, context.shard);
   });
   return state;

@@ -47,6 +47,12 @@ QuantFormat QuantizationSpec::requantized_format() const {
   return mode == Quantization::int4 ? QuantFormat::int4 : mode == Quantization::fp8 ? QuantFormat::fp8_e4m3 : QuantFormat::int8;
 }
 
+QuantizationSpec loader_spec(const ModelOptions& options, const Architecture& arch) {
+  QuantizationSpec spec = quantization_spec(options);
+  if (spec.mode == Quantization::automatic) spec.mode = arch.checkpoint_quantization;
+  return spec;
+}
+
 QuantizationSpec quantization_spec(const ModelOptions& options) {
   const int g = options.quant_group_size;
   if (options.quantization != Quantization::automatic && options.quantization != Quantization::none &&

@@ -61,6 +61,9 @@ struct QuantizationSpec {
 
 // Checks ModelOptions.quantization / quant_group_size; errors name the field.
 QuantizationSpec quantization_spec(const ModelOptions& options);
+// The spec the weights are loaded with: quantization_spec(options), automatic resolved to
+// what the checkpoint stores (Model::load; kestrel-size sizes with the same).
+QuantizationSpec loader_spec(const ModelOptions& options, const Architecture& arch);
 
 // A quantized weight in host memory, in QuantizedWeight's layout.
 struct HostQuantizedWeight {

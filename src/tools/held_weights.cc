@@ -181,9 +181,7 @@ QuantizationSpec FileWeights::loader_spec(Quantization quantization, int group_s
   ModelOptions options;
   options.quantization = quantization;
   options.quant_group_size = group_size;
-  QuantizationSpec spec = quantization_spec(options);
-  if (spec.mode == Quantization::automatic) spec.mode = arch_.checkpoint_quantization;  // as Model::load
-  return spec;
+  return kestrel::loader_spec(options, arch_);
 }
 
 int FileWeights::ffn_alignment(Quantization quantization, int group_size) const {
