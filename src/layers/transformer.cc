@@ -67,6 +67,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     else
       parallel.pipeline->recv(hidden, shard.stage - 1);
     if (shard.first_stage() && kinds.scale_embedding) backend.scale(hidden, embedding_scale(c.hidden_size, m.dtype));
+    if (shard.first_stage() && kinds.embedding_multiplier != 1.0f) backend.scale(hidden, kinds.embedding_multiplier);
 
     // Pre-norm residual stream. Each block's output projection (and its bias) is added to
     // the residual by the fused add+norm that feeds the next block.
@@ -81,6 +82,8 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
                       tensor);
+      // Granite: the block's output joins the residual scaled (its bias was scaled at load).
+      if (kinds.residual_multiplier != 1.0f) backend.scale(proj, kinds.residual_multiplier);
       const TensorView* out_bias = lw.out_bias.empty() ? nullptr : &lw.out_bias;
       if (!kinds.parallel_residual) {
         // Post-norms (Gemma) normalize each block's whole output in place before it joins
@@ -91,6 +94,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
           moe_block(backend, lw.moe, m.arch, normed, moe_buffers(s, mb.token_begin, mb.tokens), proj);
         else
           feed_forward_block(backend, lw, kinds, normed, ffn, ffn_act, proj, tensor);
+        if (kinds.residual_multiplier != 1.0f) backend.scale(proj, kinds.residual_multiplier);
         if (kinds.post_norms) backend.add_residual_norm(proj, nullptr, nullptr, lw.post_ffn_norm, proj);
       } else {
         // h + attn(norm1(h)) + ffn(norm2(h)): norm2 of the same h, before the attention
@@ -132,6 +136,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
     linear(backend, w.lm_head, last, head_bias, local);
     tensor->all_gather_columns(local, logits, s.buf(Buf::gather_scratch).rows(0, shard.tp * R * shard.vocab));
   }
+  if (kinds.logits_scaling != 1.0f) backend.scale(logits, 1.0f / kinds.logits_scaling);
   if (kinds.final_logit_softcap > 0.0f) backend.soft_cap(logits, kinds.final_logit_softcap);
 }
 

@@ -82,6 +82,7 @@ float attention_scale(const Architecture& arch, int layer) {
   float scale = arch.kinds.attn_scale_by_head_dim ? 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)) : 1.0f;
   // transformers: query_pre_attn_scalar ** -0.5 in Python (double), applied as an f32.
   if (arch.kinds.query_pre_attn_scalar > 0) scale = static_cast<float>(1.0 / std::sqrt(arch.kinds.query_pre_attn_scalar));
+  if (arch.kinds.attention_multiplier > 0) scale = arch.kinds.attention_multiplier;
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
   // cos and sin scaled by m scale every rotated q and k by m (all of them: rotary_dim == head_dim).
   const float m = arch.kinds.rotary_attention_factor;
@@ -133,11 +134,15 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = qwen3_architecture(json, where);
   } else if (*model_type == "phi3") {
     arch = phi3_architecture(json, where);
+  } else if (*model_type == "qwen3_moe") {
+    arch = qwen3_moe_architecture(json, where);
+  } else if (*model_type == "granite") {
+    arch = granite_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type +
                     "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text, "
-                    "mixtral, qwen2_moe, phi3)");
+                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite)");
   }
   validate_config(arch.config, where);
   check_rope_attention_factor(arch.kinds, arch.config, where);
@@ -236,10 +241,15 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = qwen3_architecture_from_gguf(file);
   } else if (*name == "phi3") {
     arch = phi3_architecture_from_gguf(file);
+  } else if (*name == "qwen3moe") {
+    arch = qwen3_moe_architecture_from_gguf(file);
+  } else if (*name == "granite") {
+    arch = granite_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": general.architecture '" + *name +
-                    "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe, phi3)");
+                    "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe, qwen3moe, phi3, "
+                    "granite)");
   }
   validate_config(arch.config, where);
   check_rope_attention_factor(arch.kinds, arch.config, where);

@@ -81,6 +81,15 @@ struct LayerKinds {
   float final_logit_softcap = 0.0f;
   // Empty, or one entry per layer that replaces sliding_window and rotary_inv_freq for it.
   std::vector<LayerAttention> layer_attention;
+  // Granite's multipliers (1 / 0: none). The token embedding is multiplied by
+  // `embedding_multiplier`; each block's output, bias included, by `residual_multiplier`
+  // before it joins the residual (the biases come scaled from the loader, WeightRecipe::
+  // scale); `attention_multiplier` > 0 is the softmax scale itself, in place of
+  // head_dim^-1/2; the logits are divided by `logits_scaling`.
+  float embedding_multiplier = 1.0f;
+  float residual_multiplier = 1.0f;
+  float attention_multiplier = 0.0f;
+  float logits_scaling = 1.0f;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -133,6 +142,9 @@ struct WeightRecipe {
   // Added to every value at load: Gemma's RMSNorm scales by (1 + w), folded into its weight
   // (llama.cpp's converter folds it into the GGUF file already).
   float offset = 0.0f;
+  // Multiplies every value at load, after the offset: Granite's residual_multiplier folded
+  // into the biases of the blocks' output projections (float sources only).
+  float scale = 1.0f;
 };
 
 struct Architecture {
@@ -202,6 +214,11 @@ Architecture qwen3_architecture(const nlohmann::json& config, const std::string&
 Architecture qwen3_architecture_from_gguf(const GgufFile& file);
 Architecture phi3_architecture(const nlohmann::json& config, const std::string& where);
 Architecture phi3_architecture_from_gguf(const GgufFile& file);
+// models/qwen3_moe.cc: Qwen3-MoE; models/granite.cc: Granite 3.x (dense).
+Architecture qwen3_moe_architecture(const nlohmann::json& config, const std::string& where);
+Architecture qwen3_moe_architecture_from_gguf(const GgufFile& file);
+Architecture granite_architecture(const nlohmann::json& config, const std::string& where);
+Architecture granite_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

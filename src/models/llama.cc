@@ -119,8 +119,9 @@ Architecture llama_like_from_gguf(const GgufFile& file, const std::string& prefi
   arch.config = gguf_model_config(file, prefix);
   ModelConfig& c = arch.config;
   c.architecture = prefix;
-  // Experts are read by the families that have them (llama: Mixtral; qwen2moe).
-  if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0 && prefix != "llama" && prefix != "qwen2moe")
+  // Experts are read by the families that have them (llama: Mixtral; qwen2moe; qwen3moe).
+  if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0 && prefix != "llama" && prefix != "qwen2moe" &&
+      prefix != "qwen3moe")
     throw Error(ErrorCategory::unsupported,
                 where + ": mixture of experts (" + prefix + ".expert_count) is not supported");
   // Biases as llama.cpp names them: present in every layer or in none.
@@ -150,23 +151,21 @@ Architecture llama_architecture(const nlohmann::json& json, const std::string& w
   return arch;
 }
 
-Architecture llama_architecture_from_gguf(const GgufFile& file) {
-  const std::string where = file.path().string();
-  Architecture arch = llama_like_from_gguf(file, "llama", RotaryStyle::gptj);
-  // Linear position interpolation: llama.rope.scaling.type "linear" with .factor, or the
-  // older llama.rope.scale_linear.
-  std::optional<double> factor = file.get_float("llama.rope.scale_linear");
-  const auto type = file.get_string("llama.rope.scaling.type");
+void apply_gguf_llama_rope_scaling(const GgufFile& file, const std::string& prefix, Architecture& arch) {
+  const std::string where = file.path().string(), p = prefix + ".";
+  // Linear position interpolation: <prefix>.rope.scaling.type "linear" with .factor, or the
+  // older <prefix>.rope.scale_linear.
+  std::optional<double> factor = file.get_float(p + "rope.scale_linear");
+  const auto type = file.get_string(p + "rope.scaling.type");
   if (type == "yarn") {
     factor.reset();
-    apply_gguf_yarn(file, "llama", file.get_float("llama.rope.freq_base").value_or(10000.0), arch.kinds,
-                    arch.config);
+    apply_gguf_yarn(file, prefix, file.get_float(p + "rope.freq_base").value_or(10000.0), arch.kinds, arch.config);
   } else if (type && *type != "none") {
     if (*type != "linear")
       throw Error(ErrorCategory::unsupported,
-                  where + ": llama.rope.scaling.type '" + *type + "' is not supported (none, linear, yarn)");
-    factor = file.get_float("llama.rope.scaling.factor");
-    if (!factor) throw Error(ErrorCategory::format, where + ": metadata key 'llama.rope.scaling.factor' is missing");
+                  where + ": " + p + "rope.scaling.type '" + *type + "' is not supported (none, linear, yarn)");
+    factor = file.get_float(p + "rope.scaling.factor");
+    if (!factor) throw Error(ErrorCategory::format, where + ": metadata key '" + p + "rope.scaling.factor' is missing");
   }
   if (factor) {
     if (!(*factor > 0)) throw Error(ErrorCategory::format, where + ": the rope scaling factor must be positive");
@@ -175,6 +174,11 @@ Architecture llama_architecture_from_gguf(const GgufFile& file) {
   // Llama 3 rope scaling: llama.cpp's converter stores it as per-pair frequency factors.
   if (const GgufTensor* freqs = file.find_tensor("rope_freqs.weight"))
     apply_rope_freq_factors(file.dequantize(*freqs), where, arch.kinds.rotary_inv_freq);
+}
+
+Architecture llama_architecture_from_gguf(const GgufFile& file) {
+  Architecture arch = llama_like_from_gguf(file, "llama", RotaryStyle::gptj);
+  apply_gguf_llama_rope_scaling(file, "llama", arch);
   // Mixtral: llama.cpp renormalizes the top-k weights of a "llama" with experts.
   if (gguf_dim(file, "llama.expert_count").value_or(0) > 0)
     gguf_mixture_of_experts(file, "llama", arch, /*normalize_top_k=*/true, /*shared_expert=*/false);

@@ -8,7 +8,10 @@ namespace kestrel {
 
 namespace {
 
-bool is_moe_slot(WeightSlot slot) { return slot >= WeightSlot::router_weight; }
+// The router, expert and shared-expert slots (the norms listed after them in WeightSlot are not).
+bool is_moe_slot(WeightSlot slot) {
+  return slot >= WeightSlot::router_weight && slot <= WeightSlot::shared_gate_weight;
+}
 
 bool is_dense_ffn_slot(WeightSlot slot) {
   return slot == WeightSlot::up_weight || slot == WeightSlot::up_bias || slot == WeightSlot::down_weight ||

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <functional>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,15 @@ MoeNames gguf_moe_names(bool shared_expert);
 // router tensor.
 void gguf_mixture_of_experts(const GgufFile& file, const std::string& prefix, Architecture& arch,
                              bool normalize_top_k, bool shared_expert);
+
+// The Hugging Face layout of the Qwen MoE families (Qwen2-MoE, Qwen3-MoE; models/qwen2_moe.cc):
+// the router model.layers.N.mlp.gate, the experts mlp.experts.E.{gate,up,down}_proj and,
+// when `shared_expert`, mlp.shared_expert.* behind mlp.shared_expert_gate.
+MoeNames qwen_moe_hf_names(bool shared_expert);
+// Which layers of a Qwen MoE config are sparse: layer l is when the model has experts, l is
+// not in mlp_only_layers and (l + 1) % decoder_sparse_step == 0; Error(format) naming a bad
+// key.
+std::vector<bool> qwen_moe_sparse_layers(const nlohmann::json& config, const ModelConfig& c, const std::string& where);
 
 // Checks the expert fields of a sparse config; throws Error(format) naming `where` and the field.
 void validate_moe_config(const ModelConfig& config, const std::string& where);

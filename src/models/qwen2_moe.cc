@@ -16,14 +16,13 @@
 
 namespace kestrel {
 
-namespace {
-
-MoeNames hf_names() {
+MoeNames qwen_moe_hf_names(bool shared_expert) {
   MoeNames names;
-  names.slot_recipe = [](WeightSlot slot, int layer) -> WeightRecipe {
+  names.slot_recipe = [shared_expert](WeightSlot slot, int layer) -> WeightRecipe {
     const std::string m = "model.layers." + std::to_string(layer) + ".mlp.", s = m + "shared_expert.";
+    if (slot == WeightSlot::router_weight) return {{m + "gate.weight"}};
+    if (!shared_expert) return {};
     switch (slot) {
-      case WeightSlot::router_weight: return {{m + "gate.weight"}};
       case WeightSlot::shared_up_weight: return {{s + "gate_proj.weight", s + "up_proj.weight"}};
       case WeightSlot::shared_down_weight: return {{s + "down_proj.weight"}};
       case WeightSlot::shared_gate_weight: return {{m + "shared_expert_gate.weight"}};
@@ -39,7 +38,22 @@ MoeNames hf_names() {
   return names;
 }
 
-}  // namespace
+std::vector<bool> qwen_moe_sparse_layers(const nlohmann::json& json, const ModelConfig& c, const std::string& where) {
+  const int64_t step = json_int(json, {"decoder_sparse_step"}, where).value_or(1);
+  if (step < 1) throw Error(ErrorCategory::format, where + ": decoder_sparse_step = " + std::to_string(step) + " (must be >= 1)");
+  std::vector<bool> sparse(static_cast<size_t>(std::max(c.num_layers, 0)));
+  for (size_t l = 0; l < sparse.size(); ++l) sparse[l] = c.num_experts > 0 && (l + 1) % step == 0;
+  if (auto it = json.find("mlp_only_layers"); it != json.end() && !it->is_null()) {
+    if (!it->is_array()) throw Error(ErrorCategory::format, where + ": mlp_only_layers must be a list of layer indices");
+    for (const auto& layer : *it) {
+      if (!layer.is_number_integer() || layer.get<int64_t>() < 0 || layer.get<int64_t>() >= c.num_layers)
+        throw Error(ErrorCategory::format, where + ": mlp_only_layers holds " + layer.dump() +
+                                               ", not a layer index in [0, num_hidden_layers)");
+      sparse[layer.get<size_t>()] = false;
+    }
+  }
+  return sparse;
+}
 
 // transformers 4.44.2's Qwen2MoeConfig: Qwen2's keys (use_sliding_window refused, as there)
 // plus decoder_sparse_step, moe_intermediate_size, shared_expert_intermediate_size,
@@ -59,27 +73,15 @@ Architecture qwen2_moe_architecture(const nlohmann::json& json, const std::strin
   c.expert_ffn_size = static_cast<int>(json_int(json, {"moe_intermediate_size"}, where).value_or(1408));
   c.shared_expert_ffn_size =
       static_cast<int>(json_int(json, {"shared_expert_intermediate_size"}, where).value_or(5632));
-  const int64_t step = json_int(json, {"decoder_sparse_step"}, where).value_or(1);
-  if (step < 1) throw Error(ErrorCategory::format, where + ": decoder_sparse_step = " + std::to_string(step) + " (must be >= 1)");
   if (c.shared_expert_ffn_size <= 0)
     throw Error(ErrorCategory::format, where + ": shared_expert_intermediate_size must be positive");
-  std::vector<bool> sparse(static_cast<size_t>(std::max(c.num_layers, 0)));
-  for (size_t l = 0; l < sparse.size(); ++l) sparse[l] = c.num_experts > 0 && (l + 1) % step == 0;
-  if (auto it = json.find("mlp_only_layers"); it != json.end() && !it->is_null()) {
-    if (!it->is_array()) throw Error(ErrorCategory::format, where + ": mlp_only_layers must be a list of layer indices");
-    for (const auto& layer : *it) {
-      if (!layer.is_number_integer() || layer.get<int64_t>() < 0 || layer.get<int64_t>() >= c.num_layers)
-        throw Error(ErrorCategory::format, where + ": mlp_only_layers holds " + layer.dump() +
-                                               ", not a layer index in [0, num_hidden_layers)");
-      sparse[layer.get<size_t>()] = false;
-    }
-  }
+  std::vector<bool> sparse = qwen_moe_sparse_layers(json, c, where);
   if (std::none_of(sparse.begin(), sparse.end(), [](bool s) { return s; })) {
     c.num_experts = c.experts_per_token = c.expert_ffn_size = c.shared_expert_ffn_size = 0;  // all dense
     return arch;
   }
   make_mixture_of_experts(arch, std::move(sparse), json_bool(json, "norm_topk_prob", where).value_or(false),
-                          hf_names());
+                          qwen_moe_hf_names(/*shared_expert=*/true));
   return arch;
 }
 

@@ -12,10 +12,8 @@
 
 namespace kestrel {
 
-namespace {
-
-// The Llama-like recipe plus the q / k norms, named by `q_norm` / `k_norm` for layer l.
-Architecture with_qk_norm(Architecture arch, std::string layer_prefix, std::string q_norm, std::string k_norm) {
+Architecture with_qk_norm(Architecture arch, const std::string& layer_prefix, const std::string& q_norm,
+                          const std::string& k_norm) {
   arch.kinds.qk_norm = true;
   arch.recipe = [base = arch.recipe, layer_prefix, q_norm, k_norm](WeightSlot slot, int layer) {
     const std::string l = layer_prefix + std::to_string(layer) + ".";
@@ -25,8 +23,6 @@ Architecture with_qk_norm(Architecture arch, std::string layer_prefix, std::stri
   };
   return arch;
 }
-
-}  // namespace
 
 // transformers 4.51.3's Qwen3Config: Llama's keys (attention_bias covers q, k, v and o;
 // rope_scaling as Llama's) plus head_dim, use_sliding_window / sliding_window /
@@ -44,13 +40,15 @@ Architecture qwen3_architecture(const nlohmann::json& config, const std::string&
   return with_qk_norm(std::move(arch), "model.layers.", "self_attn.q_norm.weight", "self_attn.k_norm.weight");
 }
 
-Architecture qwen3_architecture_from_gguf(const GgufFile& file) {
+Architecture qwen3_like_from_gguf(const GgufFile& file, const std::string& prefix) {
   const std::string where = file.path().string();
-  if (auto type = file.get_string("qwen3.rope.scaling.type"); type && *type != "none")
+  if (auto type = file.get_string(prefix + ".rope.scaling.type"); type && *type != "none")
     throw Error(ErrorCategory::unsupported,
-                where + ": qwen3.rope.scaling.type '" + *type + "' is not supported (none)");
-  return with_qk_norm(llama_like_from_gguf(file, "qwen3", RotaryStyle::neox), "blk.", "attn_q_norm.weight",
+                where + ": " + prefix + ".rope.scaling.type '" + *type + "' is not supported (none)");
+  return with_qk_norm(llama_like_from_gguf(file, prefix, RotaryStyle::neox), "blk.", "attn_q_norm.weight",
                       "attn_k_norm.weight");
 }
+
+Architecture qwen3_architecture_from_gguf(const GgufFile& file) { return qwen3_like_from_gguf(file, "qwen3"); }
 
 }  // namespace kestrel

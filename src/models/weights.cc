@@ -67,7 +67,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
                                     std::vector<int64_t> shape, const WeightSlice& slice, const std::string& what) {
   const bool matrix = shape.size() == 2;
   for (const auto& entry : loaded_) {
-    if (entry.sources != recipe.sources || entry.offset != recipe.offset || !slice_served_by(slice, entry.slice, matrix))
+    if (entry.sources != recipe.sources || entry.offset != recipe.offset || entry.scale != recipe.scale ||
+        !slice_served_by(slice, entry.slice, matrix))
       continue;
     if (entry.slice == slice) return entry.view;  // a tied weight already on the device
     // A tied LM head that is a block of rows of the (whole) embedding on this rank, and its
@@ -76,8 +77,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   }
 
   const int64_t cols = matrix ? shape[1] : 1;
-  if (recipe.offset != 0.0f && recipe.transposed)
-    throw Error(ErrorCategory::internal, what + ": a value offset is not applied to transposed sources");
+  if ((recipe.offset != 0.0f || recipe.scale != 1.0f) && recipe.transposed)
+    throw Error(ErrorCategory::internal, what + ": a value offset or scale is not applied to transposed sources");
   std::vector<const SourceTensor*> parts;
   std::vector<int64_t> part_begin;  // canonical row where each part starts
   int64_t rows_total = 0;
@@ -156,7 +157,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
       const int64_t seg = hi - lo, local = lo - run.begin + run.source_row;
       uint8_t* dst = host.data() + static_cast<size_t>(out_row * cc) * out_es;
       if (!recipe.transposed || !matrix) {
-        if (!t.block_type && cc == cols && recipe.offset == 0.0f) {  // whole rows of a float tensor: one conversion
+        if (!t.block_type && cc == cols && recipe.offset == 0.0f && recipe.scale == 1.0f) {  // whole rows of a float tensor: one conversion
           convert_floats(static_cast<const uint8_t*>(t.data) + static_cast<size_t>(local * cols) * dtype_size(t.dtype),
                          t.dtype, dst, dtype_, static_cast<size_t>(seg * cols));
         } else {
@@ -167,6 +168,8 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
             // would turn ggml's -0 (a negative block scale times 0) into +0.
             if (recipe.offset != 0.0f)
               for (float& v : rowbuf) v += recipe.offset;
+            if (recipe.scale != 1.0f)
+              for (float& v : rowbuf) v *= recipe.scale;
             convert_floats(rowbuf.data(), DType::f32, dst + static_cast<size_t>(r * cc) * out_es, dtype_,
                            static_cast<size_t>(cc));
           }
@@ -193,7 +196,7 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   host_view.device = Device::cpu();
   backend_.copy(view, host_view);
   bytes_ += host.size();
-  loaded_.push_back({recipe.sources, recipe.offset, slice, view});
+  loaded_.push_back({recipe.sources, recipe.offset, recipe.scale, slice, view});
   return view;
 }
 
@@ -250,6 +253,8 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
                                       std::vector<int64_t> shape, const WeightSlice& slice,
                                       const TensorView& keep_dense, const std::string& what) {
   if (recipe.sources.empty()) return {};
+  // Blocks kept as stored are not rescaled: a scale belongs on dense vectors (biases).
+  if (recipe.scale != 1.0f) throw Error(ErrorCategory::internal, what + ": a linear weight's recipe has a value scale");
   const QuantizationSpec spec = lm_head ? quant_.for_lm_head() : quant_;
   const bool precise = lm_head;
   // The flags set, the backend lays the weight out for its kernels.

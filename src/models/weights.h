@@ -95,6 +95,7 @@ class WeightStore {
   struct Loaded {
     std::vector<std::string> sources;
     float offset = 0.0f;
+    float scale = 1.0f;
     WeightSlice slice;
     TensorView view;
   };

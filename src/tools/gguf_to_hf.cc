@@ -170,7 +170,7 @@ HfLayout hf_layout_from_gguf(const Model& model) {
   const int64_t hd = c.head_dim;
   auto map_slot = [&](WeightSlot slot, int layer) {
     const WeightRecipe g = gguf.recipe(slot, layer), f = probe.recipe(slot, layer);
-    if (g.sources.size() != f.sources.size() || g.transposed != f.transposed || g.offset != f.offset ||
+    if (g.sources.size() != f.sources.size() || g.transposed != f.transposed || g.offset != f.offset || g.scale != f.scale ||
         g.interleaved_head_rows != f.interleaved_head_rows)
       refuse(where, std::string("the recipes of ") + to_string(slot) + " differ between GGUF and Hugging Face");
     const bool qk = slot == WeightSlot::qkv_weight || slot == WeightSlot::qkv_bias;

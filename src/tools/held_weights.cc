@@ -57,7 +57,8 @@ class Walk {
     if (recipe.sources.empty()) return;
     const bool matrix = shape.size() == 2;
     for (const Loaded& entry : loaded_)
-      if (entry.sources == recipe.sources && entry.offset == recipe.offset && slice_served_by(slice, entry.slice, matrix)) {
+      if (entry.sources == recipe.sources && entry.offset == recipe.offset && entry.scale == recipe.scale &&
+          slice_served_by(slice, entry.slice, matrix)) {
         if (reused) *reused = true;
         return;
       }
@@ -88,7 +89,7 @@ class Walk {
     if (blocks) format += " (from " + lower(to_string(*blocks)) + ")";
     const size_t n = static_cast<size_t>(rows * cc) * dtype_size(dtype_);
     add(part, format, n);
-    loaded_.push_back({recipe.sources, recipe.offset, slice, n, format, part});
+    loaded_.push_back({recipe.sources, recipe.offset, recipe.scale, slice, n, format, part});
   }
 
   // WeightStore::linear_from: the file's blocks kept as keep_ggml_blocks would keep them,
@@ -148,6 +149,7 @@ class Walk {
   struct Loaded {  // WeightStore's record of materialized weights, which tied weights reuse
     std::vector<std::string> sources;
     float offset;
+    float scale;
     WeightSlice slice;
     size_t bytes;
     std::string format;

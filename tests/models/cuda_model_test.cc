@@ -172,6 +172,13 @@ INSTANTIATE_TEST_SUITE_P(GemmaQwen3, CudaModel,
                                             ::testing::Values(DType::f32, DType::f16, DType::bf16)),
                          param_name);
 
+// Granite (make_tiny_granite_qwen3_moe.py): the embedding, block-output and logit
+// multipliers through the backend's scale, attention_multiplier as the softmax scale.
+INSTANTIATE_TEST_SUITE_P(Granite, CudaModel,
+                         ::testing::Combine(::testing::Values("tiny-granite"),
+                                            ::testing::Values(DType::f32, DType::f16, DType::bf16)),
+                         param_name);
+
 // Rope scalings (make_tiny_phi3.py): LongRoPE and dynamic NTK through the session's own
 // rotary table uploaded to the device, YaRN's and LongRoPE's attention factor in the scale.
 INSTANTIATE_TEST_SUITE_P(RopeScaling, CudaModel,

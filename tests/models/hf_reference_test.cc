@@ -192,5 +192,14 @@ INSTANTIATE_TEST_SUITE_P(GemmaQwen3, HfReference,
                                            ReferenceCase{"tiny_qwen3_gguf", "tiny-qwen3.gguf", "tiny-qwen3"}),
                          case_name);
 
+// Granite 3.x from tests/fixtures/make_tiny_granite_qwen3_moe.py (transformers 4.51.3), from
+// safetensors and from llama.cpp's converter: a Llama with the embedding times 3, each block's
+// output (bias included) times 0.7 before the residual add, a softmax scale of 0.25 in place
+// of 8^-1/2, the logits divided by 2; attention and MLP biases, tied head.
+INSTANTIATE_TEST_SUITE_P(Granite, HfReference,
+                         ::testing::Values(ReferenceCase{"tiny_granite", "tiny-granite", "tiny-granite"},
+                                           ReferenceCase{"tiny_granite_gguf", "tiny-granite.gguf", "tiny-granite"}),
+                         case_name);
+
 }  // namespace
 }  // namespace kestrel

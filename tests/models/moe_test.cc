@@ -1,8 +1,9 @@
 // Mixture-of-experts models end to end against transformers (fixtures made by
-// tests/fixtures/make_tiny_moe.py): Mixtral (6 experts, top-2 renormalized) and Qwen2-MoE
-// (top-2 not renormalized, a gated shared expert), from safetensors and as llama.cpp's
-// convert_hf_to_gguf.py writes them, and a Qwen2-MoE whose dense and sparse layers mix
-// (decoder_sparse_step, mlp_only_layers, norm_topk_prob). fp32 logits at every prompt
+// tests/fixtures/make_tiny_moe.py and make_tiny_granite_qwen3_moe.py): Mixtral (6 experts,
+// top-2 renormalized), Qwen2-MoE (top-2 not renormalized, a gated shared expert) and
+// Qwen3-MoE (Qwen3's q / k head norms, top-2 renormalized, no shared expert), from
+// safetensors and as llama.cpp's convert_hf_to_gguf.py writes them, and a Qwen2-MoE whose
+// dense and sparse layers mix (decoder_sparse_step, mlp_only_layers, norm_topk_prob). fp32 logits at every prompt
 // position within 1e-4 (max abs), 20 greedy tokens identical alone, in one batch, and with
 // chunked prefill and sequences joining. The fixtures record which experts transformers
 // routed every prompt token to; the routing tests check from that record that a step
@@ -48,6 +49,8 @@ struct MoeCase {
   const char* name;
   const char* model;      // file or directory under tests/fixtures
   const char* reference;  // fixture directory with reference.json
+  int expert_ffn = 32;    // the fixture's expert and shared-expert FFN sizes
+  int shared_ffn = 48;
 };
 
 void PrintTo(const MoeCase& c, std::ostream* os) { *os << c.model; }
@@ -102,8 +105,8 @@ TEST_P(MoeReference, ConfigNamesItsExperts) {
   const ModelConfig& c = model_->config();
   EXPECT_EQ(c.num_experts, 6);
   EXPECT_EQ(c.experts_per_token, 2);
-  EXPECT_EQ(c.expert_ffn_size, 32);
-  EXPECT_EQ(c.shared_expert_ffn_size, std::string(GetParam().reference) == "tiny-mixtral" ? 0 : 48);
+  EXPECT_EQ(c.expert_ffn_size, GetParam().expert_ffn);
+  EXPECT_EQ(c.shared_expert_ffn_size, GetParam().shared_ffn);
 }
 
 TEST_P(MoeReference, LogitsAtEveryPromptPositionMatch) {
@@ -197,11 +200,15 @@ std::string case_name(const ::testing::TestParamInfo<MoeCase>& info) { return in
 
 INSTANTIATE_TEST_SUITE_P(
     Families, MoeReference,
-    ::testing::Values(MoeCase{"tiny_mixtral", "tiny-mixtral", "tiny-mixtral"},
-                      MoeCase{"tiny_mixtral_gguf", "tiny-mixtral.gguf", "tiny-mixtral"},
+    ::testing::Values(MoeCase{"tiny_mixtral", "tiny-mixtral", "tiny-mixtral", 32, 0},
+                      MoeCase{"tiny_mixtral_gguf", "tiny-mixtral.gguf", "tiny-mixtral", 32, 0},
                       MoeCase{"tiny_qwen2_moe", "tiny-qwen2-moe", "tiny-qwen2-moe"},
                       MoeCase{"tiny_qwen2_moe_gguf", "tiny-qwen2-moe.gguf", "tiny-qwen2-moe"},
-                      MoeCase{"tiny_qwen2_moe_mixed", "tiny-qwen2-moe-mixed", "tiny-qwen2-moe-mixed"}),
+                      MoeCase{"tiny_qwen2_moe_mixed", "tiny-qwen2-moe-mixed", "tiny-qwen2-moe-mixed"},
+                      // make_tiny_granite_qwen3_moe.py: Qwen3's attention over experts of 24
+                      // (top-2 renormalized, no shared expert), and llama.cpp's qwen3moe GGUF
+                      MoeCase{"tiny_qwen3_moe", "tiny-qwen3-moe", "tiny-qwen3-moe", 24, 0},
+                      MoeCase{"tiny_qwen3_moe_gguf", "tiny-qwen3-moe.gguf", "tiny-qwen3-moe", 24, 0}),
     case_name);
 
 // Quantized at load, experts included: int8 (per channel) and int4 (groups of 32) weights
@@ -272,7 +279,7 @@ TEST(MoeCuda, MatchesTheCpu) {
   GTEST_SKIP() << "no CUDA device: this build has no CUDA backend";
 #else
   if (!cuda_backend_available()) GTEST_SKIP() << "no CUDA device: cuda_backend_available() is false";
-  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed"}) {
+  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe"}) {
     SCOPED_TRACE(name);
     auto cpu = Model::load(fixture_dir() / name);
     for (DType dtype : {DType::f32, DType::f16}) {

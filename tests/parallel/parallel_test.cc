@@ -218,7 +218,8 @@ INSTANTIATE_TEST_SUITE_P(
 // per-head interleaved QKV, partial rotary and parallel residual (from safetensors and
 // GGUF); GPT-J's shared-norm parallel block and vocabulary-split LM-head bias; Mistral's
 // one KV head (replicated on every rank) and sliding window; Llama 3.1's rope scaling with
-// attention / MLP biases; YaRN (Phi-3: Phi3Split below).
+// attention / MLP biases; YaRN (Phi-3: Phi3Split below); Granite's multipliers, the
+// residual one on row-parallel outputs after their all-reduce, with their biases.
 INSTANTIATE_TEST_SUITE_P(
     Families, Split,
     ::testing::Values(ModelCase{"tiny_qwen2", "tiny-qwen2", "tiny-qwen2"},
@@ -229,7 +230,9 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"tiny_mistral", "tiny-mistral", "tiny-mistral"},
                       ModelCase{"tiny_llama3", "tiny-llama3", "tiny-llama3"},
                       ModelCase{"tiny_llama_yarn", "tiny-llama-yarn", "tiny-llama-yarn"},
-                      ModelCase{"tiny_qwen2_yarn", "tiny-qwen2-yarn", "tiny-qwen2-yarn"}),
+                      ModelCase{"tiny_qwen2_yarn", "tiny-qwen2-yarn", "tiny-qwen2-yarn"},
+                      ModelCase{"tiny_granite", "tiny-granite", "tiny-granite"},
+                      ModelCase{"tiny_granite_gguf", "tiny-granite.gguf", "tiny-granite"}),
     case_name);
 
 // Phi-3: fused QKV and [gate | up] sliced by heads and FFN columns, LongRoPE's table chosen

@@ -75,7 +75,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
                                            "tiny-gpt2.gguf", "tiny-llama.gguf", "tiny-gpt2-unscaled", "tiny-llama3",
                                            "tiny-llama3.gguf", "tiny-qwen2", "tiny-qwen2.gguf",
                                            "tiny-mistral", "tiny-gpt-neox", "tiny-gpt-neox.gguf",
-                                           "tiny-gptj"),
+                                           "tiny-gptj", "tiny-granite", "tiny-granite.gguf"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)
@@ -87,7 +87,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
 // expert counted, and the MoE scratch buffers in the activations.
 INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
                          ::testing::Values("tiny-mixtral", "tiny-mixtral.gguf", "tiny-qwen2-moe",
-                                           "tiny-qwen2-moe.gguf", "tiny-qwen2-moe-mixed"),
+                                           "tiny-qwen2-moe.gguf", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
+                                           "tiny-qwen3-moe.gguf"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)
