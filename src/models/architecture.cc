@@ -138,11 +138,13 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = qwen3_moe_architecture(json, where);
   } else if (*model_type == "granite") {
     arch = granite_architecture(json, where);
+  } else if (*model_type == "granitemoe") {
+    arch = granitemoe_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type +
                     "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text, "
-                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite)");
+                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite, granitemoe)");
   }
   validate_config(arch.config, where);
   check_rope_attention_factor(arch.kinds, arch.config, where);
@@ -245,11 +247,13 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = qwen3_moe_architecture_from_gguf(file);
   } else if (*name == "granite") {
     arch = granite_architecture_from_gguf(file);
+  } else if (*name == "granitemoe") {
+    arch = granitemoe_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": general.architecture '" + *name +
                     "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe, qwen3moe, phi3, "
-                    "granite)");
+                    "granite, granitemoe)");
   }
   validate_config(arch.config, where);
   check_rope_attention_factor(arch.kinds, arch.config, where);

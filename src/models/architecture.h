@@ -214,11 +214,13 @@ Architecture qwen3_architecture(const nlohmann::json& config, const std::string&
 Architecture qwen3_architecture_from_gguf(const GgufFile& file);
 Architecture phi3_architecture(const nlohmann::json& config, const std::string& where);
 Architecture phi3_architecture_from_gguf(const GgufFile& file);
-// models/qwen3_moe.cc: Qwen3-MoE; models/granite.cc: Granite 3.x (dense).
+// models/qwen3_moe.cc: Qwen3-MoE; models/granite.cc: Granite 3.x, dense and GraniteMoE.
 Architecture qwen3_moe_architecture(const nlohmann::json& config, const std::string& where);
 Architecture qwen3_moe_architecture_from_gguf(const GgufFile& file);
 Architecture granite_architecture(const nlohmann::json& config, const std::string& where);
 Architecture granite_architecture_from_gguf(const GgufFile& file);
+Architecture granitemoe_architecture(const nlohmann::json& config, const std::string& where);
+Architecture granitemoe_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

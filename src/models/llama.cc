@@ -119,9 +119,10 @@ Architecture llama_like_from_gguf(const GgufFile& file, const std::string& prefi
   arch.config = gguf_model_config(file, prefix);
   ModelConfig& c = arch.config;
   c.architecture = prefix;
-  // Experts are read by the families that have them (llama: Mixtral; qwen2moe; qwen3moe).
+  // Experts are read by the families that have them (llama: Mixtral; qwen2moe; qwen3moe;
+  // granitemoe).
   if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0 && prefix != "llama" && prefix != "qwen2moe" &&
-      prefix != "qwen3moe")
+      prefix != "qwen3moe" && prefix != "granitemoe")
     throw Error(ErrorCategory::unsupported,
                 where + ": mixture of experts (" + prefix + ".expert_count) is not supported");
   // Biases as llama.cpp names them: present in every layer or in none.

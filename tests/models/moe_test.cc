@@ -1,7 +1,8 @@
 // Mixture-of-experts models end to end against transformers (fixtures made by
 // tests/fixtures/make_tiny_moe.py and make_tiny_granite_qwen3_moe.py): Mixtral (6 experts,
 // top-2 renormalized), Qwen2-MoE (top-2 not renormalized, a gated shared expert) and
-// Qwen3-MoE (Qwen3's q / k head norms, top-2 renormalized, no shared expert), from
+// Qwen3-MoE (Qwen3's q / k head norms, top-2 renormalized, no shared expert) and GraniteMoE
+// (Granite's multipliers, stacked experts in the Hugging Face files too), from
 // safetensors and as llama.cpp's convert_hf_to_gguf.py writes them, and a Qwen2-MoE whose
 // dense and sparse layers mix (decoder_sparse_step, mlp_only_layers, norm_topk_prob). fp32 logits at every prompt
 // position within 1e-4 (max abs), 20 greedy tokens identical alone, in one batch, and with
@@ -208,7 +209,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // make_tiny_granite_qwen3_moe.py: Qwen3's attention over experts of 24
                       // (top-2 renormalized, no shared expert), and llama.cpp's qwen3moe GGUF
                       MoeCase{"tiny_qwen3_moe", "tiny-qwen3-moe", "tiny-qwen3-moe", 24, 0},
-                      MoeCase{"tiny_qwen3_moe_gguf", "tiny-qwen3-moe.gguf", "tiny-qwen3-moe", 24, 0}),
+                      MoeCase{"tiny_qwen3_moe_gguf", "tiny-qwen3-moe.gguf", "tiny-qwen3-moe", 24, 0},
+                      // GraniteMoE: Granite's multipliers over stacked experts of 24 (top-2 by
+                      // router logit, softmaxed), from safetensors and llama.cpp's granitemoe GGUF
+                      MoeCase{"tiny_granitemoe", "tiny-granitemoe", "tiny-granitemoe", 24, 0},
+                      MoeCase{"tiny_granitemoe_gguf", "tiny-granitemoe.gguf", "tiny-granitemoe", 24, 0}),
     case_name);
 
 // Quantized at load, experts included: int8 (per channel) and int4 (groups of 32) weights
@@ -279,7 +284,8 @@ TEST(MoeCuda, MatchesTheCpu) {
   GTEST_SKIP() << "no CUDA device: this build has no CUDA backend";
 #else
   if (!cuda_backend_available()) GTEST_SKIP() << "no CUDA device: cuda_backend_available() is false";
-  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe"}) {
+  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
+                           "tiny-granitemoe"}) {
     SCOPED_TRACE(name);
     auto cpu = Model::load(fixture_dir() / name);
     for (DType dtype : {DType::f32, DType::f16}) {

@@ -1,5 +1,6 @@
-// The config audit (docs/MODELS.md) of Qwen3MoeConfig and GraniteConfig (transformers
-// 4.51.3), and of their GGUF metadata (llama.cpp's "qwen3moe" and "granite"): every key that
+// The config audit (docs/MODELS.md) of Qwen3MoeConfig, GraniteConfig and GraniteMoeConfig
+// (transformers 4.51.3), and of their GGUF metadata (llama.cpp's "qwen3moe", "granite" and
+// "granitemoe"): every key that
 // changes the computation is read into the description or refused with an error naming it;
 // the training-only keys change nothing. The configs are the fixtures' config.json files
 // (tests/fixtures/make_tiny_granite_qwen3_moe.py) with one key changed; the GGUF files are
@@ -284,6 +285,61 @@ TEST(GgufGranite, BadMetadataIsNamed) {
   testing::GgufEditor norope(testing::fixture_dir() / "tiny-granite.gguf");
   norope.set("granite.rope.scaling.finetuned", false);
   expect_gguf_refused(edited(norope, "norope.gguf"), ErrorCategory::unsupported, {"granite.rope.scaling.finetuned"});
+}
+
+// GraniteMoeConfig: Granite's multipliers, every layer sparse with top-k renormalized,
+// experts as row blocks of the stacked input_linear / output_linear; head_dim and mlp_bias
+// ignored as GraniteMoeAttention and its bias-free experts ignore them.
+TEST(ConfigAuditGraniteMoe, DescriptionFollowsTheConfig) {
+  json config = fixture_config("tiny-granitemoe");
+  const Architecture arch = describe(config);
+  EXPECT_EQ(arch.name, "granitemoe");
+  EXPECT_EQ(arch.config.num_experts, 6);
+  EXPECT_EQ(arch.config.experts_per_token, 2);
+  EXPECT_EQ(arch.config.expert_ffn_size, 24);
+  EXPECT_TRUE(arch.kinds.normalize_top_k);
+  EXPECT_EQ(arch.kinds.sparse_layers, (std::vector<bool>{true, true}));
+  EXPECT_FLOAT_EQ(arch.kinds.residual_multiplier, 0.7f);
+  EXPECT_FLOAT_EQ(attention_scale(arch, 0), 0.25f);
+  EXPECT_FLOAT_EQ(arch.recipe(WeightSlot::out_bias, 1).scale, 0.7f);
+  EXPECT_EQ(arch.recipe(WeightSlot::router_weight, 1).sources.at(0), "model.layers.1.block_sparse_moe.router.layer.weight");
+  EXPECT_EQ(arch.expert_recipe(WeightSlot::expert_up_weight, 0, 4).sources,
+            (std::vector<std::string>{"model.layers.0.block_sparse_moe.input_linear.weight#4"}));
+  EXPECT_EQ(arch.expert_recipe(WeightSlot::expert_down_weight, 1, 0).sources,
+            (std::vector<std::string>{"model.layers.1.block_sparse_moe.output_linear.weight#0"}));
+  config["head_dim"] = 16;
+  config["mlp_bias"] = true;
+  const Architecture ignored = describe(config);
+  EXPECT_EQ(ignored.config.head_dim, 8);
+  EXPECT_TRUE(ignored.recipe(WeightSlot::down_bias, 0).sources.empty());
+  config = fixture_config("tiny-granitemoe");
+  config["num_experts_per_tok"] = 7;
+  expect_refused(config, ErrorCategory::format, {"experts_per_token"});
+  config = fixture_config("tiny-granitemoe");
+  config["logits_scaling"] = 0.0;
+  expect_refused(config, ErrorCategory::format, {"logits_scaling"});
+}
+
+TEST(GgufGraniteMoe, MetadataMatchesTheHfDescription) {
+  const Architecture gguf = describe_gguf(testing::fixture_dir() / "tiny-granitemoe.gguf");
+  const Architecture hf = describe(fixture_config("tiny-granitemoe"));
+  EXPECT_EQ(gguf.name, "granitemoe");
+  EXPECT_EQ(gguf.config.num_experts, hf.config.num_experts);
+  EXPECT_EQ(gguf.config.experts_per_token, hf.config.experts_per_token);
+  EXPECT_EQ(gguf.config.expert_ffn_size, hf.config.expert_ffn_size);
+  EXPECT_TRUE(gguf.kinds.normalize_top_k);
+  EXPECT_EQ(gguf.kinds.sparse_layers, hf.kinds.sparse_layers);
+  EXPECT_FLOAT_EQ(gguf.kinds.embedding_multiplier, hf.kinds.embedding_multiplier);
+  EXPECT_FLOAT_EQ(attention_scale(gguf, 1), attention_scale(hf, 1));
+  EXPECT_FLOAT_EQ(gguf.kinds.logits_scaling, hf.kinds.logits_scaling);
+  EXPECT_FLOAT_EQ(gguf.recipe(WeightSlot::out_bias, 0).scale, 0.7f);
+  testing::GgufEditor shared(testing::fixture_dir() / "tiny-granitemoe.gguf");
+  shared.set("granitemoe.expert_shared_feed_forward_length", uint32_t{48});
+  expect_gguf_refused(edited(shared, "shared.gguf"), ErrorCategory::unsupported,
+                      {"granitemoe.expert_shared_feed_forward_length"});
+  testing::GgufEditor logit(testing::fixture_dir() / "tiny-granitemoe.gguf");
+  logit.set("granitemoe.logit_scale", -1.0f);
+  expect_gguf_refused(edited(logit, "moe_logit.gguf"), ErrorCategory::format, {"granitemoe.logit_scale"});
 }
 
 }  // namespace

@@ -45,7 +45,7 @@ const std::vector<std::string> kModels = {
     "tiny-llama-yarn.gguf",       "tiny-llama.gguf",            "tiny-llama3.gguf",
     "tiny-mixtral-q8_0.gguf",     "tiny-mixtral.gguf",          "tiny-phi3.gguf",
     "tiny-qwen2-moe.gguf",        "tiny-qwen2.gguf",            "tiny-qwen3.gguf",
-    "tiny-qwen3-moe.gguf",        "tiny-granite.gguf",
+    "tiny-qwen3-moe.gguf",        "tiny-granite.gguf",          "tiny-granitemoe.gguf",
     "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
     "embedding-blocks/qwen2-6heads-q8_0.gguf",
@@ -60,7 +60,7 @@ const std::vector<std::string> kDirectories = {
     "tiny-mistral",    "tiny-qwen2",            "tiny-qwen2-yarn",        "tiny-qwen3",
     "tiny-gpt-neox",   "tiny-gpt-neox-dynamic", "tiny-gptj",              "tiny-phi3",
     "tiny-gemma2",     "tiny-gemma3",           "tiny-mixtral",           "tiny-qwen2-moe",
-    "tiny-qwen2-moe-mixed", "tiny-qwen3-moe", "tiny-granite",
+    "tiny-qwen2-moe-mixed", "tiny-qwen3-moe", "tiny-granite", "tiny-granitemoe",
 };
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info) {

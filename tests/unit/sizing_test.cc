@@ -88,7 +88,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
 INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
                          ::testing::Values("tiny-mixtral", "tiny-mixtral.gguf", "tiny-qwen2-moe",
                                            "tiny-qwen2-moe.gguf", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
-                                           "tiny-qwen3-moe.gguf"),
+                                           "tiny-qwen3-moe.gguf", "tiny-granitemoe", "tiny-granitemoe.gguf"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)
