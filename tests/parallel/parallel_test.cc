@@ -74,6 +74,16 @@ class Split : public ::testing::TestWithParam<ModelCase> {
                    << g_split.pipeline_parallel;
     options.parallel = g_split;
     options.parallel.timeout_seconds = 120;
+    if (whole_->config().num_experts > 0 && g_split.tensor_parallel > 1) {
+      // Experts are not split across tensor-parallel ranks: every rank refuses by name.
+      try {
+        (void)Model::load(fixture_dir() / GetParam().model, options);
+        ADD_FAILURE() << GetParam().model << " loaded with tp = " << g_split.tensor_parallel;
+      } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("tensor parallelism"), std::string::npos) << e.what();
+      }
+      GTEST_SKIP() << GetParam().model << ": a mixture of experts runs under pipeline parallelism only";
+    }
     split_ = Model::load(fixture_dir() / GetParam().model, options);
     prompts_ = load_reference(fixture_dir() / GetParam().reference, whole_->config().vocab_size);
     ASSERT_GE(prompts_.size(), 4u);
@@ -219,7 +229,8 @@ INSTANTIATE_TEST_SUITE_P(
 // GGUF); GPT-J's shared-norm parallel block and vocabulary-split LM-head bias; Mistral's
 // one KV head (replicated on every rank) and sliding window; Llama 3.1's rope scaling with
 // attention / MLP biases; YaRN (Phi-3: Phi3Split below); Granite's multipliers, the
-// residual one on row-parallel outputs after their all-reduce, with their biases.
+// residual one on row-parallel outputs after their all-reduce, with their biases; Qwen3-MoE
+// and GraniteMoE by pipeline stages (tensor parallelism is refused for their experts).
 INSTANTIATE_TEST_SUITE_P(
     Families, Split,
     ::testing::Values(ModelCase{"tiny_qwen2", "tiny-qwen2", "tiny-qwen2"},
@@ -232,7 +243,11 @@ INSTANTIATE_TEST_SUITE_P(
                       ModelCase{"tiny_llama_yarn", "tiny-llama-yarn", "tiny-llama-yarn"},
                       ModelCase{"tiny_qwen2_yarn", "tiny-qwen2-yarn", "tiny-qwen2-yarn"},
                       ModelCase{"tiny_granite", "tiny-granite", "tiny-granite"},
-                      ModelCase{"tiny_granite_gguf", "tiny-granite.gguf", "tiny-granite"}),
+                      ModelCase{"tiny_granite_gguf", "tiny-granite.gguf", "tiny-granite"},
+                      ModelCase{"tiny_qwen3_moe", "tiny-qwen3-moe", "tiny-qwen3-moe"},
+                      ModelCase{"tiny_qwen3_moe_gguf", "tiny-qwen3-moe.gguf", "tiny-qwen3-moe"},
+                      ModelCase{"tiny_granitemoe", "tiny-granitemoe", "tiny-granitemoe"},
+                      ModelCase{"tiny_granitemoe_gguf", "tiny-granitemoe.gguf", "tiny-granitemoe"}),
     case_name);
 
 // Phi-3: fused QKV and [gate | up] sliced by heads and FFN columns, LongRoPE's table chosen
