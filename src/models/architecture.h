@@ -84,7 +84,7 @@ struct LayerKinds {
   // Granite's multipliers (1 / 0: none). The token embedding is multiplied by
   // `embedding_multiplier`; each block's output, bias included, by `residual_multiplier`
   // before it joins the residual (the biases come scaled from the loader, WeightRecipe::
-  // scale); `attention_multiplier` > 0 is the softmax scale itself, in place of
+  // scale; the sequential residual only, not with parallel_residual); `attention_multiplier` > 0 is the softmax scale itself, in place of
   // head_dim^-1/2; the logits are divided by `logits_scaling`.
   float embedding_multiplier = 1.0f;
   float residual_multiplier = 1.0f;
