@@ -221,7 +221,7 @@ INSTANTIATE_TEST_SUITE_P(
 // dense fixtures (random tiny models are chaotic: int8 85%, int4 25%, chance 0.1%; measured
 // here 91% and 34-40%).
 TEST(MoeQuantized, ExpertsQuantizeWithTheOtherLinearWeights) {
-  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe"}) {
+  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe"}) {
     SCOPED_TRACE(name);
     auto f32 = Model::load(fixture_dir() / name, {.quantization = Quantization::none});
     const auto prompts = load_reference(fixture_dir() / name, f32->config().vocab_size);
