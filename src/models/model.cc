@@ -90,9 +90,16 @@ ModelFiles describe_model(const std::filesystem::path& path, detail::ModelState&
     if (!std::filesystem::exists(config_path))
       throw Error(ErrorCategory::io,
                   config_path.string() + ": missing (every Hugging Face model directory has one)");
-    auto source = std::make_unique<SafetensorsSource>(path);
+    // The weights are opened when the config first asks about a tensor, so that a family
+    // Kestrel does not support is named as such even when its weights are missing.
+    std::unique_ptr<SafetensorsSource> source;
+    const auto open_source = [&]() -> SafetensorsSource& {
+      if (!source) source = std::make_unique<SafetensorsSource>(path);
+      return *source;
+    };
     state.arch = architecture_from_hf_config(
-        config_path, [&](const std::string& name) { return source->find(name) != nullptr; });
+        config_path, [&](const std::string& name) { return open_source().find(name) != nullptr; });
+    open_source();
     state.tokenizer.emplace(Tokenizer::from_directory(path));
     state.chat_template = hf_chat_template(path);
     check_vocab(path, state);

@@ -81,6 +81,18 @@ TEST(ModelLoading, MissingPathsNameThePath) {
   expect_error([&] { Model::load(no_tokenizer); }, ErrorCategory::io, {"no-tokenizer"});
 }
 
+TEST(ModelLoading, UnsupportedFamilyIsNamedBeforeMissingWeights) {
+  // A directory with only config.json: the family is what is wrong first, not the weights.
+  const auto dir = std::filesystem::temp_directory_path() / "kestrel-falcon-config-only";
+  std::filesystem::create_directories(dir);
+  write_file(dir / "config.json", R"({"model_type": "falcon", "hidden_size": 64})");
+  expect_error([&] { Model::load(dir); }, ErrorCategory::unsupported, {"model_type 'falcon'", "granite"});
+  // A supported family without weights names the missing files.
+  write_file(dir / "config.json", read_file(fixture_dir() / "tiny-gpt2" / "config.json"));
+  expect_error([&] { Model::load(dir); }, ErrorCategory::io, {"model.safetensors"});
+  std::filesystem::remove_all(dir);
+}
+
 TEST(ModelLoading, BadConfigNamesTheField) {
   auto dir = model_dir("bad-config", read_file(fixture_dir() / "tiny-gpt2" / "model.safetensors"));
   write_file(dir / "config.json", "{ not json");
