@@ -15,31 +15,16 @@
 #include "loaders/gguf.h"
 #include "models/architecture.h"
 #include "models/rope.h"
+#include "config_audit_support.h"
 #include "test_support.h"
 
 namespace kestrel {
 namespace {
 
 using nlohmann::json;
-
-json fixture_config(const char* folder) {
-  std::ifstream in(testing::fixture_dir() / folder / "config.json");
-  return json::parse(in);
-}
-
-Architecture describe(const json& config) {
-  return architecture_from_hf_json(config, "config.json", [](const std::string&) { return false; });
-}
-
-void expect_refused(const json& config, ErrorCategory category, const std::vector<std::string>& parts) {
-  try {
-    describe(config);
-    ADD_FAILURE() << "accepted " << config.dump();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), category) << e.what();
-    for (const auto& p : parts) EXPECT_NE(e.message().find(p), std::string::npos) << p << " in: " << e.what();
-  }
-}
+using testing::describe;
+using testing::fixture_config;
+using testing::expect_refused;
 
 TEST(ConfigAuditGemma2, DescriptionFollowsTheConfig) {
   const Architecture arch = describe(fixture_config("tiny-gemma2"));

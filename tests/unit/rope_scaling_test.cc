@@ -10,21 +10,15 @@
 
 #include "kestrel/error.h"
 #include "models/architecture.h"
+#include "config_audit_support.h"
 #include "test_support.h"
 
 namespace kestrel {
 namespace {
 
 using nlohmann::json;
-
-json fixture_config(const char* folder) {
-  std::ifstream in(testing::fixture_dir() / folder / "config.json");
-  return json::parse(in);
-}
-
-Architecture describe(const json& config) {
-  return architecture_from_hf_json(config, "config.json", [](const std::string&) { return false; });
-}
+using testing::describe;
+using testing::fixture_config;
 
 // rope_theta 10, head_dim 16, 16 positions, factor 4: a pair turns 16 / (2 pi 10^(2j/16))
 // times over the original context; beta_slow = 1 turn falls at dimension 3.25 (ceil 4),
