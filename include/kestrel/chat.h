@@ -22,7 +22,7 @@
 // Errors: what the template raises (raise_exception, a missing variable used where a
 // value is needed, a type error) becomes Error(invalid_argument) "chat template: line N:
 // <jinja2's message>"; a syntax error names its line and what was expected; a template
-// that runs away (more than 32 MiB of text, 20 million steps, 48 nested macro calls)
+// that runs away (more than 32 MiB of text, 2 million steps, 48 nested macro calls)
 // throws Error(limit).
 #pragma once
 

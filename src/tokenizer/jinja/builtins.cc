@@ -424,6 +424,13 @@ Value f_attr(Interpreter& in, const Value& v, CallArgs& a) {
   return in.get_attr(v, str_arg(a, 0, "name", "attr"));
 }
 
+Value f_format(Interpreter&, const Value& v, CallArgs& a) {
+  if (!a.positional.empty() && !a.keyword.empty()) fail("can't handle positional and keyword arguments at the same time");
+  auto named = std::make_shared<Dict>();
+  for (const auto& [key, value] : a.keyword) named->set(key, value);
+  return Value::string(percent_format(text_of(v), a.positional, a.keyword.empty() ? nullptr : named.get()));
+}
+
 Value f_center(Interpreter&, const Value& v, CallArgs& a) {
   const std::string s = text_of(v);
   const int64_t width = std::min<int64_t>(int_arg(a, 0, "width", 80, "center"), 1 << 20);
@@ -448,7 +455,7 @@ constexpr FilterEntry kFilters[] = {
     {"escape", f_escape},     {"forceescape", f_escape}, {"indent", f_indent},       {"sort", f_sort},
     {"dictsort", f_dictsort}, {"reverse", f_reverse},   {"unique", f_unique},        {"min", f_min},
     {"max", f_max},           {"sum", f_sum},           {"wordcount", f_wordcount},  {"batch", f_batch},
-    {"attr", f_attr},         {"center", f_center},
+    {"attr", f_attr},         {"center", f_center},     {"format", f_format},
 };
 
 bool t_number_kind(const Value& v, Kind k) { return v.kind == k; }

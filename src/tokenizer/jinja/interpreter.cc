@@ -116,6 +116,11 @@ Value binary_op(const std::string& op, const Value& a, const Value& b) {
       return Value::floating(a.as_double() / b.as_double());
     }
   } else if (op == "//" || op == "%") {
+    if (op == "%" && a.is_string()) {
+      if (b.kind == Kind::tuple) return Value::string(percent_format(a.s, *b.list, nullptr));
+      if (b.kind == Kind::dict) return Value::string(percent_format(a.s, {}, b.dict.get()));
+      return Value::string(percent_format(a.s, {b}, nullptr));
+    }
     if (numbers) {
       if (b.as_double() == 0) fail(op == "//" ? "integer division or modulo by zero" : "modulo by zero");
       if (ints) {
@@ -381,7 +386,7 @@ Value Interpreter::make_macro(const Node& node, const std::shared_ptr<Scope>& sc
       s->vars[p.name] = p.default_value ? eval(*p.default_value, s)
                                         : Value::undefined("parameter '" + p.name + "' was not provided");
     }
-    s->vars["varargs"] = Value::make_list(std::move(varargs));
+    s->vars["varargs"] = Value::make_list(std::move(varargs), /*tuple=*/true);
     s->vars["kwargs"] = Value::make_dict(std::move(kwargs));
     std::string out;
     const int saved_line = line_;

@@ -15,7 +15,7 @@ namespace kestrel::jinja {
 // exhausted memory.
 struct RenderLimits {
   size_t max_output_bytes = size_t{32} << 20;  // the rendered text and any string built on the way
-  size_t max_steps = 20'000'000;               // statements run plus loop iterations
+  size_t max_steps = 2'000'000;                // statements run plus loop iterations
   int max_call_depth = 48;                     // nested macro calls
 };
 

@@ -330,6 +330,76 @@ bool less(const Value& a, const Value& b) {
              "' and '" + type_name(b).substr(0, type_name(b).find(' ')) + "'");
 }
 
+std::string percent_format(std::string_view format, const List& args, const Dict* named) {
+  std::string out;
+  size_t next = 0;
+  for (size_t i = 0; i < format.size(); ++i) {
+    if (format[i] != '%') {
+      out += format[i];
+      continue;
+    }
+    if (++i >= format.size()) type_error("incomplete format");
+    const Value* arg = nullptr;
+    if (format[i] == '(') {
+      const size_t close = format.find(')', i);
+      if (close == std::string_view::npos || !named) type_error("format requires a mapping");
+      arg = named->find(format.substr(i + 1, close - i - 1));
+      if (!arg) type_error("'" + std::string(format.substr(i + 1, close - i - 1)) + "'");
+      i = close + 1;
+    }
+    int width = 0;
+    bool left = false;
+    if (i < format.size() && format[i] == '-') left = true, ++i;
+    while (i < format.size() && format[i] >= '0' && format[i] <= '9' && width < 1000) width = width * 10 + (format[i++] - '0');
+    int precision = -1;
+    if (i < format.size() && format[i] == '.') {
+      precision = 0;
+      ++i;
+      while (i < format.size() && format[i] >= '0' && format[i] <= '9' && precision < 100)
+        precision = precision * 10 + (format[i++] - '0');
+    }
+    if (i >= format.size()) type_error("incomplete format");
+    const char conv = format[i];
+    if (conv == '%') {
+      out += '%';
+      continue;
+    }
+    if (!arg) {
+      if (next >= args.size()) type_error("not enough arguments for format string");
+      arg = &args[next++];
+    }
+    std::string text;
+    if (conv == 's') {
+      text = to_str(*arg);
+      if (precision >= 0) {
+        const std::vector<std::string_view> cps = code_points(text);
+        std::string cut;
+        for (size_t k = 0; k < cps.size() && k < static_cast<size_t>(precision); ++k) cut += cps[k];
+        text = cut;
+      }
+    } else if (conv == 'r') {
+      text = repr(*arg);
+    } else if (conv == 'd' || conv == 'i') {
+      if (!arg->is_number()) type_error("%d format: a real number is required, not " + type_name(*arg));
+      text = arg->kind == Kind::floating ? std::to_string(static_cast<int64_t>(arg->f)) : std::to_string(arg->kind == Kind::boolean ? arg->b : arg->i);
+    } else if (conv == 'f') {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "%.*f", precision < 0 ? 6 : precision, arg->as_double());
+      text = buf;
+    } else {
+      type_error(std::string("unsupported format character '") + conv + "'");
+    }
+    const size_t n = code_point_count(text);
+    if (static_cast<size_t>(width) > n) {
+      const std::string pad(static_cast<size_t>(width) - n, ' ');
+      text = left ? text + pad : pad + text;
+    }
+    out += text;
+  }
+  if (!named && next < args.size()) type_error("not all arguments converted during string formatting");
+  return out;
+}
+
 std::string html_escape(std::string_view s) {
   std::string out;
   for (char c : s) {

@@ -93,6 +93,10 @@ std::string float_repr(double x);
 bool equals(const Value& a, const Value& b);
 bool less(const Value& a, const Value& b);
 
+// Python's printf-style `format % args` for %s, %r, %d / %i, %f and %% (with a width);
+// `named` supplies %(name)s. Throws Error(invalid_argument) for anything else.
+std::string percent_format(std::string_view format, const List& args, const Dict* named);
+
 // markupsafe.escape: & < > " ' as HTML entities.
 std::string html_escape(std::string_view s);
 
