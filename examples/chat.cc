@@ -55,7 +55,10 @@ int main(int argc, char** argv) {
     kestrel::SessionOptions session_options = kestrel_examples::single_sequence_session(model_args);
     session_options.prefix_caching = true;
     session = std::make_unique<kestrel::Session>(model, session_options);
-    kestrel::apply_chat_template(*model, {});  // fails now, not at the first message, without a template
+    // Fails now, not at the first message, without a template or with one that does not
+    // parse (an empty conversation would not do: many templates read messages[0]).
+    const kestrel::ChatMessage probe{"user", "Hello"};
+    kestrel::apply_chat_template(*model, std::span(&probe, 1));
   } catch (const kestrel::Error& e) {
     std::cerr << "kestrel-chat: " << e.what() << std::endl;
     return 1;

@@ -17,6 +17,13 @@ inline Value arg(const CallArgs& args, size_t index, const char* name, Value fal
   return fallback;
 }
 
+// A keyword-only argument (map's attribute= and default=).
+inline Value kwarg(const CallArgs& args, const char* name, Value fallback = Value::none()) {
+  for (const auto& [key, value] : args.keyword)
+    if (key == name) return value;
+  return fallback;
+}
+
 inline bool has_arg(const CallArgs& args, size_t index, const char* name) {
   if (index < args.positional.size()) return true;
   for (const auto& kv : args.keyword)

@@ -196,13 +196,13 @@ Value f_rejectattr(Interpreter& in, const Value& v, CallArgs& a) { return select
 Value f_map(Interpreter& in, const Value& v, CallArgs& a) {
   List out;
   if (!v.truthy()) return Value::make_generator({});  // jinja2 iterates only a true value
-  const Value attr = arg(a, 99, "attribute");
+  const Value attr = kwarg(a, "attribute");
   if (!attr.is_none()) {
-    const Value fallback = arg(a, 99, "default", Value::undefined(""));
+    const Value fallback = kwarg(a, "default", Value::undefined(""));
     for (const Value& item : iterate(v)) {
       in.step();
       Value x = attribute(in, item, attr);
-      out.push_back(x.is_undefined() && has_arg(a, 99, "default") ? fallback : x);
+      out.push_back(x.is_undefined() && !fallback.is_undefined() ? fallback : x);
     }
     return Value::make_generator(std::move(out));
   }
