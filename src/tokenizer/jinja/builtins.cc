@@ -101,6 +101,7 @@ Value f_tojson(Interpreter& in, const Value& v, CallArgs& a) {
     style.key_separator = (*separators.list)[1].s;
   }
   style.sort_keys = arg(a, 3, "sort_keys", Value::boolean(false)).truthy();
+  style.ensure_ascii = arg(a, 0, "ensure_ascii", Value::boolean(false)).truthy();
   std::string out = to_json(v, style);
   in.check_size(out.size());
   return Value::string(std::move(out));

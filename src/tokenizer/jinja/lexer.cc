@@ -13,18 +13,14 @@ namespace {
   throw Error(ErrorCategory::invalid_argument, "syntax error at line " + std::to_string(line) + ": " + what);
 }
 
-// Python's str.splitlines() line breaks, as UTF-8.
+// jinja2's newline_re: \r\n, \r or \n (other Unicode line breaks are ordinary text).
 size_t line_break_at(std::string_view s, size_t i) {
-  const auto c = static_cast<unsigned char>(s[i]);
-  if (c == '\r') return i + 1 < s.size() && s[i + 1] == '\n' ? 2 : 1;
-  if (c == '\n' || c == '\v' || c == '\f' || (c >= 0x1c && c <= 0x1e)) return 1;
-  if (s.substr(i, 2) == "\xc2\x85") return 2;
-  if (s.substr(i, 3) == "\xe2\x80\xa8" || s.substr(i, 3) == "\xe2\x80\xa9") return 3;
-  return 0;
+  if (s[i] == '\r') return i + 1 < s.size() && s[i + 1] == '\n' ? 2 : 1;
+  return s[i] == '\n' ? 1 : 0;
 }
 
-// jinja2 joins source.splitlines() with "\n": every line break becomes "\n" and one
-// trailing line break goes (keep_trailing_newline is off).
+// jinja2 splits the source at newline_re and joins with "\n": every line break becomes
+// "\n" and one trailing line break goes (keep_trailing_newline is off).
 std::string normalize_newlines(std::string_view s) {
   std::string out;
   out.reserve(s.size());

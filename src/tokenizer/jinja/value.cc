@@ -13,10 +13,40 @@ namespace {
 
 [[noreturn]] void type_error(const std::string& what) { throw Error(ErrorCategory::invalid_argument, what); }
 
-void append_escaped_json(std::string& out, std::string_view s) {
+void append_unicode_escape(std::string& out, uint32_t unit) {
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "\\u%04x", unit);
+  out += buf;
+}
+
+// A non-ASCII UTF-8 sequence as JSON \u escapes (json.dumps with ensure_ascii).
+void append_ascii_escaped(std::string& out, std::string_view cp) {
+  const auto b = [&](size_t i) { return static_cast<uint32_t>(static_cast<unsigned char>(cp[i])); };
+  uint32_t c = cp.size() == 2 ? ((b(0) & 0x1f) << 6) | (b(1) & 0x3f)
+               : cp.size() == 3 ? ((b(0) & 0x0f) << 12) | ((b(1) & 0x3f) << 6) | (b(2) & 0x3f)
+               : cp.size() == 4 ? ((b(0) & 0x07) << 18) | ((b(1) & 0x3f) << 12) | ((b(2) & 0x3f) << 6) | (b(3) & 0x3f)
+                                : 0xfffd;
+  if (c >= 0x10000) {
+    c -= 0x10000;
+    append_unicode_escape(out, 0xd800 + (c >> 10));
+    append_unicode_escape(out, 0xdc00 + (c & 0x3ff));
+  } else {
+    append_unicode_escape(out, c);
+  }
+}
+
+void append_escaped_json(std::string& out, std::string_view s, bool ensure_ascii) {
   out += '"';
-  for (char ch : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const char ch = s[i];
     const auto c = static_cast<unsigned char>(ch);
+    if (ensure_ascii && c >= 0x80) {
+      size_t n = 1;
+      while (i + n < s.size() && (static_cast<unsigned char>(s[i + n]) & 0xc0) == 0x80) ++n;
+      append_ascii_escaped(out, s.substr(i, n));
+      i += n - 1;
+      continue;
+    }
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -56,7 +86,7 @@ void dump(std::string& out, const Value& v, const JsonStyle& style, int depth) {
     case Kind::boolean: out += v.b ? "true" : "false"; return;
     case Kind::integer: out += std::to_string(v.i); return;
     case Kind::floating: out += json_float(v.f); return;
-    case Kind::string: append_escaped_json(out, v.s); return;
+    case Kind::string: append_escaped_json(out, v.s, style.ensure_ascii); return;
     case Kind::list:
     case Kind::tuple: {
       if (v.generator) type_error("Object of type generator is not JSON serializable");
@@ -81,7 +111,7 @@ void dump(std::string& out, const Value& v, const JsonStyle& style, int depth) {
       for (size_t k = 0; k < items.size(); ++k) {
         if (k) out += style.item_separator;
         newline(depth + 1);
-        append_escaped_json(out, items[k]->first);
+        append_escaped_json(out, items[k]->first, style.ensure_ascii);
         out += style.key_separator;
         dump(out, items[k]->second, style, depth + 1);
       }

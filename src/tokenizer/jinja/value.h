@@ -108,6 +108,7 @@ struct JsonStyle {
   std::string item_separator = ", ";
   std::string key_separator = ": ";
   bool sort_keys = false;
+  bool ensure_ascii = false;  // non-ASCII as \uXXXX (surrogate pairs past U+FFFF)
 };
 std::string to_json(const Value& v, const JsonStyle& style);
 
