@@ -106,9 +106,23 @@ std::string message_content(const json& message, size_t i) {
 // to text (null stays null for an assistant turn that only calls tools) and tool-call
 // arguments sent as a JSON string parsed into an object, as vLLM and llama.cpp's server
 // hand them to templates (which index them and apply tojson).
+// Whether a value nests deeper than `limit` (stops descending there): copying and
+// dumping JSON recurse, so what goes to the template is bounded first.
+bool nests_deeper(const json& j, int limit) {
+  if (!j.is_structured()) return false;
+  if (limit == 0) return true;
+  for (const json& e : j)
+    if (nests_deeper(e, limit - 1)) return true;
+  return false;
+}
+
+constexpr int kMaxTemplateNesting = 64;
+
 json template_message(const json& m, size_t i) {
   const std::string param = "messages[" + std::to_string(i) + "]";
   if (!m.is_object()) refuse(param, "'" + param + "' must be an object");
+  if (nests_deeper(m, kMaxTemplateNesting))
+    refuse(param, "'" + param + "' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
   const json* role = field(m, "role");
   if (!role || !role->is_string()) refuse(param + ".role", "'" + param + ".role' must be a string");
   const std::string r = role->get<std::string>();
@@ -144,10 +158,15 @@ std::string template_context(const json& body) {
   json context = json::object();
   if (const json* tools = field(body, "tools")) {
     if (!tools->is_array()) refuse("tools", "'tools' must be an array");
+    if (nests_deeper(*tools, kMaxTemplateNesting))
+      refuse("tools", "'tools' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
     if (!tools->empty()) context["tools"] = *tools;
   }
   if (const json* kwargs = field(body, "chat_template_kwargs")) {
     if (!kwargs->is_object()) refuse("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    if (nests_deeper(*kwargs, kMaxTemplateNesting))
+      refuse("chat_template_kwargs",
+             "'chat_template_kwargs' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
     for (const auto& [key, value] : kwargs->items())
       if (key != "messages") context[key] = value;
   }

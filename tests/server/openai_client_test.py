@@ -149,7 +149,9 @@ class OpenAIClientTest(unittest.TestCase):
         got, _, error = raw(self.base, "/v1/chat/completions", {"messages": no_content}, method="POST")
         self.assertEqual((got, error["error"]["param"]), (400, "messages"), error)
         self.assertIn("NoneType", error["error"]["message"])
-        for body, param in (({"chat_template_kwargs": 5}, "chat_template_kwargs"), ({"tools": "x"}, "tools")):
+        deep = json.loads("[" * 200 + "]" * 200)
+        for body, param in (({"chat_template_kwargs": 5}, "chat_template_kwargs"), ({"tools": "x"}, "tools"),
+                            ({"tools": [deep]}, "tools"), ({"chat_template_kwargs": {"x": deep}}, "chat_template_kwargs")):
             got, _, error = raw(self.base, "/v1/chat/completions", {"messages": messages[:1], **body}, method="POST")
             self.assertEqual((got, error["error"]["param"]), (400, param), error)
 

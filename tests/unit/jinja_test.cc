@@ -171,6 +171,15 @@ TEST(Jinja, RunawayTemplatesHitLimits) {
   EXPECT_EQ(category_of("{{ range(1000000) }}", &message), ErrorCategory::invalid_argument);
   EXPECT_NE(message.find("MAX_RANGE"), std::string::npos) << message;
   EXPECT_EQ(category_of("{{ 'x' * 100000000000 }}"), ErrorCategory::invalid_argument);
+  EXPECT_EQ(render("{{ '' * 9223372036854775807 }}|{{ [1, 2, 3][::9223372036854775807] }}"), "|[1]");
+  // A namespace that holds itself, printed; a conversation nested 100,000 deep.
+  EXPECT_EQ(category_of("{% set ns = namespace() %}{% set ns.self = ns %}{{ ns }}"), ErrorCategory::invalid_argument);
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_THROW(apply_chat_template_json("{{ messages }}", deep), Error);
+  // Recursion through macros and deep expressions at once: the nesting bound.
+  std::string nested_macro = "{% macro f(n) %}{{ f(n + 1) if n < 40 else 0 }}" + std::string(60, '(') + "1" +
+                             std::string(60, ')') + "{% endmacro %}{{ f(0) }}";
+  EXPECT_NO_THROW((void)render(nested_macro));
   EXPECT_EQ(category_of("{{ 9223372036854775807 + 1 }}"), ErrorCategory::invalid_argument);
 }
 

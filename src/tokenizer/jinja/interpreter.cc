@@ -41,7 +41,8 @@ Value checked_int(int64_t a, int64_t b, Op op) {
 Value repeat(const Value& seq, int64_t n) {
   if (n <= 0) return seq.is_string() ? Value::string("") : Value::make_list({}, seq.kind == Kind::tuple);
   const size_t unit = seq.is_string() ? seq.s.size() : seq.list->size();
-  if (unit != 0 && static_cast<uint64_t>(n) > (size_t{1} << 26) / unit) fail("repetition too large");
+  if (unit == 0) return seq;
+  if (static_cast<uint64_t>(n) > (size_t{1} << 26) / unit) fail("repetition too large");
   if (seq.is_string()) {
     std::string out;
     for (int64_t k = 0; k < n; ++k) out += seq.s;
@@ -67,7 +68,10 @@ std::vector<size_t> slice_indices(size_t size, const Value& start, const Value& 
   const int64_t b = clamp(start, st > 0 ? 0 : n - 1);
   const int64_t e = clamp(stop, st > 0 ? n : -1);
   std::vector<size_t> out;
-  for (int64_t i = b; st > 0 ? i < e : i > e; i += st) out.push_back(static_cast<size_t>(i));
+  for (int64_t i = b; st > 0 ? i < e : i > e;) {
+    out.push_back(static_cast<size_t>(i));
+    if (__builtin_add_overflow(i, st, &i)) break;
+  }
   return out;
 }
 
@@ -228,7 +232,14 @@ Interpreter::Flow Interpreter::exec(const Body& body, const std::shared_ptr<Scop
   return Flow::normal;
 }
 
+Interpreter::Depth::Depth(Interpreter* in) : in_(in) {
+  if (++in_->depth_ > in_->limits_.max_nesting)
+    throw Error(ErrorCategory::limit, "the template nests deeper than " + std::to_string(in_->limits_.max_nesting) +
+                                          " expressions, blocks and macro calls");
+}
+
 Interpreter::Flow Interpreter::exec(const Node& node, const std::shared_ptr<Scope>& scope, std::string& out) {
+  const Depth depth(this);
   step();
   line_ = node.line;
   switch (node.kind) {
@@ -510,6 +521,7 @@ Value Interpreter::eval_compare(const Expr& e, const std::shared_ptr<Scope>& sco
 }
 
 Value Interpreter::eval(const Expr& e, const std::shared_ptr<Scope>& scope) {
+  const Depth depth(this);
   switch (e.kind) {
     case Expr::Kind::literal: return e.value;
     case Expr::Kind::name: {

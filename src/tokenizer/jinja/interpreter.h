@@ -17,6 +17,7 @@ struct RenderLimits {
   size_t max_output_bytes = size_t{32} << 20;  // the rendered text and any string built on the way
   size_t max_steps = 2'000'000;                // statements run plus loop iterations
   int max_call_depth = 48;                     // nested macro calls
+  int max_nesting = 2000;                      // statements and expressions being evaluated at once (the C++ stack)
 };
 
 struct Scope {
@@ -58,8 +59,16 @@ class Interpreter {
   Value eval_slice(const Expr& e, const std::shared_ptr<Scope>& scope);
   CallArgs eval_args(const Expr& e, const std::shared_ptr<Scope>& scope, size_t first);
 
+  // Counts the statements and expressions under evaluation (RenderLimits::max_nesting).
+  struct Depth {
+    explicit Depth(Interpreter* in);
+    ~Depth() { --in_->depth_; }
+    Interpreter* in_;
+  };
+
   RenderLimits limits_;
   size_t steps_ = 0;
+  int depth_ = 0;
   int call_depth_ = 0;
   int line_ = 0;
 };

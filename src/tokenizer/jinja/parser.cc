@@ -540,7 +540,12 @@ class Parser {
           auto e = make(Expr::Kind::item, line);
           e->args.push_back(std::move(node));
           auto index = make(Expr::Kind::literal, line);
-          index->value = Value::integer(std::stoll(next().text));
+          try {
+            index->value = Value::integer(std::stoll(peek().text));
+          } catch (const std::exception&) {
+            fail("number literal out of range");
+          }
+          next();
           e->args.push_back(std::move(index));
           node = std::move(e);
         } else {

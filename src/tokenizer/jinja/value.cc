@@ -13,6 +13,12 @@ namespace {
 
 [[noreturn]] void type_error(const std::string& what) { throw Error(ErrorCategory::invalid_argument, what); }
 
+// Values nest this deep at most (JSON input, and str / repr / tojson of a namespace that
+// holds itself), so that recursion over them stays within the stack.
+constexpr int kMaxNesting = 256;
+
+std::string repr_at(const Value& v, int depth);
+
 void append_unicode_escape(std::string& out, uint32_t unit) {
   char buf[8];
   std::snprintf(buf, sizeof buf, "\\u%04x", unit);
@@ -75,7 +81,7 @@ std::string json_float(double x) {
 }
 
 void dump(std::string& out, const Value& v, const JsonStyle& style, int depth) {
-  if (depth > 512) type_error("tojson: the value nests too deeply");
+  if (depth > kMaxNesting) type_error("tojson: the value nests deeper than " + std::to_string(kMaxNesting));
   const auto newline = [&](int level) {
     if (!style.has_indent) return;
     out += '\n';
@@ -277,7 +283,13 @@ std::string to_str(const Value& v) {
   }
 }
 
-std::string repr(const Value& v) {
+std::string repr(const Value& v) { return repr_at(v, 0); }
+
+namespace {
+
+std::string repr_at(const Value& v, int depth) {
+  if (depth > kMaxNesting) type_error("the value nests deeper than " + std::to_string(kMaxNesting));
+  const auto repr = [depth](const Value& x) { return repr_at(x, depth + 1); };
   switch (v.kind) {
     case Kind::undefined: return "Undefined";
     case Kind::none: return "None";
@@ -309,6 +321,8 @@ std::string repr(const Value& v) {
   }
   return "";
 }
+
+}  // namespace
 
 bool equals(const Value& a, const Value& b) {
   if (a.is_number() && b.is_number()) {
@@ -445,7 +459,18 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
-Value from_json(const nlohmann::ordered_json& j) {
+namespace {
+
+Value from_json_at(const nlohmann::ordered_json& j, int depth);
+
+}  // namespace
+
+Value from_json(const nlohmann::ordered_json& j) { return from_json_at(j, 0); }
+
+namespace {
+
+Value from_json_at(const nlohmann::ordered_json& j, int depth) {
+  if (depth > kMaxNesting) type_error("the JSON value nests deeper than " + std::to_string(kMaxNesting));
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return Value::none();
     case nlohmann::ordered_json::value_t::boolean: return Value::boolean(j.get<bool>());
@@ -459,17 +484,19 @@ Value from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::string: return Value::string(j.get<std::string>());
     case nlohmann::ordered_json::value_t::array: {
       List items;
-      for (const auto& e : j) items.push_back(from_json(e));
+      for (const auto& e : j) items.push_back(from_json_at(e, depth + 1));
       return Value::make_list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       auto d = std::make_shared<Dict>();
-      for (const auto& [key, e] : j.items()) d->set(key, from_json(e));
+      for (const auto& [key, e] : j.items()) d->set(key, from_json_at(e, depth + 1));
       return Value::make_dict(std::move(d));
     }
     default: return Value::none();
   }
 }
+
+}  // namespace
 
 std::string to_json(const Value& v, const JsonStyle& style) {
   std::string out;
