@@ -543,8 +543,8 @@ void add_globals(Interpreter& in, std::unordered_map<std::string, Value>& vars) 
 #pragma GCC diagnostic pop
     return Value::string(std::string(buf, n));
   });
-  vars["namespace"] = Value::function("namespace", [](CallArgs& a) {
-    auto d = std::make_shared<Dict>();
+  vars["namespace"] = Value::function("namespace", [&in](CallArgs& a) {
+    auto d = in.new_namespace();
     for (const Value& p : a.positional)
       if (p.kind == Kind::dict)
         for (const auto& [key, value] : p.dict->items) d->set(key, value);

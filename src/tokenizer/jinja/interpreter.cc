@@ -216,12 +216,23 @@ std::string Interpreter::render(const Body& body, const Value& context) {
   if (context.is_mapping())
     for (const auto& [key, value] : context.dict->items) root->vars[key] = value;
   std::string out;
+  const auto release = [&] {
+    for (const auto& ns : namespaces_) ns->items.clear();
+    namespaces_.clear();
+  };
   try {
     exec(body, root, out);
   } catch (const Error& e) {
+    release();
     throw Error(e.category(), "line " + std::to_string(line_) + ": " + e.message());
   }
+  release();
   return out;
+}
+
+std::shared_ptr<Dict> Interpreter::new_namespace() {
+  namespaces_.push_back(std::make_shared<Dict>());
+  return namespaces_.back();
 }
 
 Interpreter::Flow Interpreter::exec(const Body& body, const std::shared_ptr<Scope>& scope, std::string& out) {
@@ -362,8 +373,13 @@ void Interpreter::exec_set(const Node& node, const std::shared_ptr<Scope>& scope
 }
 
 Value Interpreter::make_macro(const Node& node, const std::shared_ptr<Scope>& scope, const Body* body) {
+  // The defining scope is held weakly: the macro usually lives in that scope, and a
+  // strong reference would be a cycle that never frees.
   const Node* def = &node;
-  return Value::function(node.text.empty() ? "caller" : node.text, [this, def, scope, body](CallArgs& args) {
+  const std::weak_ptr<Scope> defining = scope;
+  return Value::function(node.text.empty() ? "caller" : node.text, [this, def, defining, body](CallArgs& args) {
+    const std::shared_ptr<Scope> scope = defining.lock();
+    if (!scope) fail("macro '" + def->text + "' called after the block that defined it ended");
     if (++call_depth_ > limits_.max_call_depth) {
       --call_depth_;
       throw Error(ErrorCategory::limit, "macro calls nest deeper than " + std::to_string(limits_.max_call_depth));

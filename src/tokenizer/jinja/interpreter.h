@@ -44,6 +44,9 @@ class Interpreter {
   // Throws Error(limit) when a string of `bytes` would pass the output bound.
   void check_size(size_t bytes) const;
   void step();
+  // A namespace() object; render() empties them all at the end, which breaks the cycles
+  // a namespace holding itself (or a list holding it) would leave.
+  std::shared_ptr<Dict> new_namespace();
 
  private:
   enum class Flow { normal, break_, continue_ };
@@ -69,6 +72,7 @@ class Interpreter {
   RenderLimits limits_;
   size_t steps_ = 0;
   int depth_ = 0;
+  std::vector<std::shared_ptr<Dict>> namespaces_;
   int call_depth_ = 0;
   int line_ = 0;
 };
