@@ -15,15 +15,17 @@
 // The output is byte for byte what transformers renders; tests/fixtures/chat-templates/
 // holds the 50 real templates (Llama 2 / 3 / 3.1-3.3, Qwen 2.5 / 3, Mistral, Gemma, Phi,
 // DeepSeek, Granite, Hermes, Command R, gpt-oss, ...) checked against jinja2 3.1 case by case.
-// Known differences: upper / lower / title map case for Latin, Greek and Cyrillic letters
-// only; str.format takes no format specs; recursive loops, includes and template
-// inheritance are refused (Error(unsupported)).
+// Known differences: upper / lower / title map case for Latin-1, Greek and Cyrillic
+// letters only; str.format and `%` take the common conversions only (%s %r %d %i %f, {}
+// without specs); a generator (map / select / reject) can be iterated more than once;
+// printing a method or range() shows a placeholder, not Python's repr; recursive loops,
+// includes and template inheritance are refused (Error(unsupported)).
 //
 // Errors: what the template raises (raise_exception, a missing variable used where a
 // value is needed, a type error) becomes Error(invalid_argument) "chat template: line N:
 // <jinja2's message>"; a syntax error names its line and what was expected; a template
-// that runs away (more than 32 MiB of text, 2 million steps, 48 nested macro calls)
-// throws Error(limit).
+// that runs away (more than 32 MiB of text, 2 million steps, 48 nested macro calls, 2000
+// nested statements and expressions under evaluation) throws Error(limit).
 #pragma once
 
 #include <cstdint>
