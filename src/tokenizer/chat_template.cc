@@ -108,9 +108,9 @@ std::string apply_chat_template(std::string_view tmpl, std::span<const ChatMessa
 
 std::string apply_chat_template(const Model& model, std::span<const ChatMessage> messages,
                                 bool add_generation_prompt) {
-  const auto [bos, eos] = special_texts(model);
+  const std::pair<std::string, std::string> special = special_texts(model);  // bos, eos
   return naming_model(model, [&] {
-    return apply_chat_template(model.chat_template(), messages, add_generation_prompt, bos, eos);
+    return apply_chat_template(model.chat_template(), messages, add_generation_prompt, special.first, special.second);
   });
 }
 
@@ -122,9 +122,9 @@ std::string apply_chat_template_json(std::string_view tmpl, std::string_view mes
 
 std::string apply_chat_template_json(const Model& model, std::string_view messages,
                                      const ChatTemplateOptions& options) {
-  const auto [bos, eos] = special_texts(model);
+  const std::pair<std::string, std::string> special = special_texts(model);  // bos, eos
   return naming_model(model, [&] {
-    return apply_chat_template_json(model.chat_template(), messages, options, bos, eos);
+    return apply_chat_template_json(model.chat_template(), messages, options, special.first, special.second);
   });
 }
 
