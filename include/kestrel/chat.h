@@ -64,6 +64,10 @@ std::string apply_chat_template(std::string_view chat_template, std::span<const 
                                 bool add_generation_prompt = true, std::string_view bos_token = "",
                                 std::string_view eos_token = "");
 
+// The same with the extra template variables of `options` (role / content messages).
+std::string apply_chat_template(const Model& model, std::span<const ChatMessage> messages,
+                                const ChatTemplateOptions& options);
+
 // The same with messages given as a JSON array of message objects (text), so that fields
 // beyond role and content reach the template: "tool_calls", "tool_call_id", "name",
 // "reasoning_content", content given as a list of parts, ... Error(invalid_argument) when

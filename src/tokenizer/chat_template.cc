@@ -114,6 +114,14 @@ std::string apply_chat_template(const Model& model, std::span<const ChatMessage>
   });
 }
 
+std::string apply_chat_template(const Model& model, std::span<const ChatMessage> messages,
+                                const ChatTemplateOptions& options) {
+  const std::pair<std::string, std::string> special = special_texts(model);  // bos, eos
+  return naming_model(model, [&] {
+    return render(model.chat_template(), messages_json(messages), options, special.first, special.second);
+  });
+}
+
 std::string apply_chat_template_json(std::string_view tmpl, std::string_view messages,
                                      const ChatTemplateOptions& options, std::string_view bos_token,
                                      std::string_view eos_token) {

@@ -108,6 +108,22 @@ TEST(ChatTemplate, ModelTemplateFromGgufRendersAndEncodes) {
   const std::string text = apply_chat_template(*model, messages);
   EXPECT_EQ(text, "<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(encode_chat(*model, text), model->tokenizer().encode(text));
+  // With options: no generation prompt; a bad extra context names the model and the field.
+  ChatTemplateOptions options;
+  options.add_generation_prompt = false;
+  options.extra_context_json = R"({"enable_thinking": false})";
+  EXPECT_EQ(apply_chat_template(*model, messages, options), "<|im_start|>user\nOnce upon a time<|im_end|>\n");
+  EXPECT_EQ(apply_chat_template_json(*model, R"([{"role": "user", "content": "Once upon a time"}])", options),
+            "<|im_start|>user\nOnce upon a time<|im_end|>\n");
+  options.extra_context_json = "{not json";
+  try {
+    (void)apply_chat_template(*model, messages, options);
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(e.message().find("tiny-llama.gguf"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("extra_context_json"), std::string::npos) << e.message();
+  }
 }
 
 // A Hugging Face directory: chat_template from tokenizer_config.json, as a string or as
