@@ -1,7 +1,7 @@
 // kestrel-chat: an interactive chat with a model that has a chat template (by default
 // SmolLM2-135M-Instruct).
 //
-//   kestrel-chat [--model PATH] [--system TEXT] [--max-new-tokens N] [sampling options]
+//   kestrel-chat [--model PATH] [--system TEXT] [--chat-template-kwargs JSON] [--max-new-tokens N] [sampling options]
 //
 // Each line on stdin is a user message. The whole conversation goes through the model's
 // chat template every turn and the reply streams to stdout; replies join the history. The
@@ -40,6 +40,9 @@ int main(int argc, char** argv) {
 
   kestrel_examples::add_model_options(app, model_args);
   app.add_option("--system", system, "System message (default: the template's own, if any)");
+  kestrel::ChatTemplateOptions chat_options;
+  app.add_option("--chat-template-kwargs", chat_options.extra_context_json,
+                 "JSON object of extra chat-template variables, e.g. '{\"enable_thinking\": false}'");
   kestrel_examples::add_sampling_options(app, sampling_args);
   app.add_flag("--stats", stats, "Print tokens and tokens/s of each reply to stderr");
   CLI11_PARSE(app, argc, argv);
@@ -55,7 +58,10 @@ int main(int argc, char** argv) {
     kestrel::SessionOptions session_options = kestrel_examples::single_sequence_session(model_args);
     session_options.prefix_caching = true;
     session = std::make_unique<kestrel::Session>(model, session_options);
-    kestrel::apply_chat_template(*model, {});  // fails now, not at the first message, without a template
+    // Fails now, not at the first message, without a template or with one that does not
+    // parse (an empty conversation would not do: many templates read messages[0]).
+    const kestrel::ChatMessage probe{"user", "Hello"};
+    kestrel::apply_chat_template(*model, std::span(&probe, 1), chat_options);
   } catch (const kestrel::Error& e) {
     std::cerr << "kestrel-chat: " << e.what() << std::endl;
     return 1;
@@ -87,7 +93,7 @@ int main(int argc, char** argv) {
     history.push_back({"user", line});
     try {
       kestrel::GenerationRequest request = kestrel_examples::make_request(sampling_args);
-      request.prompt_ids = kestrel::encode_chat(*model, kestrel::apply_chat_template(*model, history));
+      request.prompt_ids = kestrel::encode_chat(*model, kestrel::apply_chat_template(*model, history, chat_options));
       // The reply may use what the conversation leaves of the session (it ends with
       // finish "length" there); a conversation that fills it all is an error.
       const int room = model_args.max_sequence_tokens - static_cast<int>(request.prompt_ids.size());

@@ -1,6 +1,6 @@
 // kestrel-generate: streams a model's continuation of a prompt to stdout.
 //
-//   kestrel-generate [--model PATH] --prompt TEXT [--chat auto|on|off] [--system TEXT]
+//   kestrel-generate [--model PATH] --prompt TEXT [--chat auto|on|off] [--system TEXT] [--chat-template-kwargs JSON]
 //                    [--max-new-tokens N] [--temperature T] [--top-k K] [--top-p P] [--seed S]
 //                    [--stop STRING]... [--device cpu|cuda] ...   (--help lists all)
 //                    [--speculative prompt-lookup|draft] [--draft-model PATH] [--draft-tokens K]
@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   kestrel_examples::SamplingArgs sampling_args;
   std::string prompt = "What is the capital of France?";
   std::string chat = "auto";
+  kestrel::ChatTemplateOptions chat_options;
   std::string system;
   bool quiet = false;
   std::string speculative = "none";
@@ -70,6 +71,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "on", "off"}))
       ->capture_default_str();
   app.add_option("--system", system, "System message for chat mode (default: the template's own, if any)");
+  app.add_option("--chat-template-kwargs", chat_options.extra_context_json,
+                 "JSON object of extra chat-template variables, e.g. '{\"enable_thinking\": false}'");
   kestrel_examples::add_sampling_options(app, sampling_args);
   app.add_option("--speculative", speculative,
                  "Speculative decoding: none; prompt-lookup (draft from n-grams of the prompt and output); "
@@ -135,7 +138,7 @@ int main(int argc, char** argv) {
       if (!system.empty()) messages.push_back({"system", system});
       messages.push_back({"user", prompt});
       try {
-        request.prompt_ids = kestrel::encode_chat(*model, kestrel::apply_chat_template(*model, messages));
+        request.prompt_ids = kestrel::encode_chat(*model, kestrel::apply_chat_template(*model, messages, chat_options));
       } catch (const kestrel::Error& e) {
         if (chat == "on" || e.category() != kestrel::ErrorCategory::unsupported) throw;
         std::cerr << "kestrel-generate: " << e.message() << "; sending the raw prompt\n";

@@ -11,7 +11,9 @@ namespace kestrel_server {
 
 namespace {
 
-using nlohmann::json;
+// Ordered: a chat request's tools and messages reach the template with their keys in the
+// client's order, as tojson prints them in Python.
+using json = nlohmann::ordered_json;
 
 [[noreturn]] void refuse(const std::string& param, const std::string& message) {
   throw ApiError(400, message, param, "invalid_value");
@@ -99,24 +101,89 @@ std::string message_content(const json& message, size_t i) {
   return text;
 }
 
+// A message as the chat template sees it: the object the client sent, so that tool_calls,
+// tool_call_id, name or reasoning_content reach the template, with its content flattened
+// to text (null stays null for an assistant turn that only calls tools) and tool-call
+// arguments sent as a JSON string parsed into an object, as vLLM and llama.cpp's server
+// hand them to templates (which index them and apply tojson).
+// Whether a value nests deeper than `limit` (stops descending there): copying and
+// dumping JSON recurse, so what goes to the template is bounded first.
+bool nests_deeper(const json& j, int limit) {
+  if (!j.is_structured()) return false;
+  if (limit == 0) return true;
+  for (const json& e : j)
+    if (nests_deeper(e, limit - 1)) return true;
+  return false;
+}
+
+constexpr int kMaxTemplateNesting = 64;
+
+json template_message(const json& m, size_t i) {
+  const std::string param = "messages[" + std::to_string(i) + "]";
+  if (!m.is_object()) refuse(param, "'" + param + "' must be an object");
+  if (nests_deeper(m, kMaxTemplateNesting))
+    refuse(param, "'" + param + "' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
+  const json* role = field(m, "role");
+  if (!role || !role->is_string()) refuse(param + ".role", "'" + param + ".role' must be a string");
+  const std::string r = role->get<std::string>();
+  if (r != "system" && r != "user" && r != "assistant" && r != "tool")
+    refuse(param + ".role", "'" + param + ".role' = '" + r + "' (expected system, user, assistant or tool)");
+  json out = m;
+  const json* tool_calls = field(m, "tool_calls");
+  const json* content = field(m, "content");
+  if (r == "assistant" && tool_calls && (!content || content->is_null())) {
+    out["content"] = nullptr;
+  } else {
+    out["content"] = message_content(m, i);
+  }
+  if (tool_calls) {
+    if (!tool_calls->is_array()) refuse(param + ".tool_calls", "'" + param + ".tool_calls' must be an array");
+    for (json& call : out["tool_calls"]) {
+      if (!call.is_object() || !call.contains("function") || !call["function"].is_object())
+        refuse(param + ".tool_calls", "'" + param + ".tool_calls' entries must be {\"function\": {...}} objects");
+      json& arguments = call["function"]["arguments"];
+      if (arguments.is_string()) {
+        json parsed = json::parse(arguments.get<std::string>(), nullptr, /*allow_exceptions=*/false);
+        if (parsed.is_object()) arguments = std::move(parsed);
+      }
+    }
+  }
+  return out;
+}
+
+// The extra template variables of a chat request: its `tools` and every key of its
+// `chat_template_kwargs` (enable_thinking, date_string, ...), as vLLM and llama.cpp's
+// server accept them.
+std::string template_context(const json& body) {
+  json context = json::object();
+  if (const json* tools = field(body, "tools")) {
+    if (!tools->is_array()) refuse("tools", "'tools' must be an array");
+    if (nests_deeper(*tools, kMaxTemplateNesting))
+      refuse("tools", "'tools' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
+    if (!tools->empty()) context["tools"] = *tools;
+  }
+  if (const json* kwargs = field(body, "chat_template_kwargs")) {
+    if (!kwargs->is_object()) refuse("chat_template_kwargs", "'chat_template_kwargs' must be an object");
+    if (nests_deeper(*kwargs, kMaxTemplateNesting))
+      refuse("chat_template_kwargs",
+             "'chat_template_kwargs' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
+    for (const auto& [key, value] : kwargs->items())
+      if (key != "messages") context[key] = value;
+  }
+  return context.dump();
+}
+
 std::vector<int32_t> chat_prompt(const json& body, const ServedModel& served) {
   const json* messages = field(body, "messages");
   if (!messages) refuse("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) refuse("messages", "'messages' must be a non-empty array");
-  std::vector<kestrel::ChatMessage> history;
-  for (size_t i = 0; i < messages->size(); ++i) {
-    const json& m = (*messages)[i];
-    const std::string param = "messages[" + std::to_string(i) + "]";
-    if (!m.is_object()) refuse(param, "'" + param + "' must be an object");
-    const json* role = field(m, "role");
-    if (!role || !role->is_string()) refuse(param + ".role", "'" + param + ".role' must be a string");
-    const std::string r = role->get<std::string>();
-    if (r != "system" && r != "user" && r != "assistant")
-      refuse(param + ".role", "'" + param + ".role' = '" + r + "' (expected system, user or assistant)");
-    history.push_back({r, message_content(m, i)});
-  }
+  json history = json::array();
+  for (size_t i = 0; i < messages->size(); ++i) history.push_back(template_message((*messages)[i], i));
+  kestrel::ChatTemplateOptions options;
+  options.extra_context_json = template_context(body);
   try {
-    return kestrel::encode_chat(*served.model, kestrel::apply_chat_template(*served.model, history));
+    return kestrel::encode_chat(*served.model,
+                                kestrel::apply_chat_template_json(*served.model, history.dump(), options));
   } catch (const kestrel::Error& e) {
     throw ApiError(400, "messages cannot be rendered with the model's chat template: " + e.message(), "messages");
   }

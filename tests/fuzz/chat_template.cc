@@ -1,5 +1,6 @@
-// Fuzz target: chat-template rendering (family recognition, default system message,
-// trimming, special-token handling) for any template text and conversation.
+// Fuzz target: chat-template rendering (the Jinja engine through apply_chat_template with
+// role / content messages) for any template text and conversation; fuzz_jinja adds JSON
+// messages and extra context.
 //   input[0]: add_generation_prompt (bit 0)
 //   the rest, split at NUL bytes: template, bos_token (also the eos_token), then role / content pairs
 #include <vector>

@@ -177,6 +177,23 @@ def seeds():
         yield "chat_template", f"case-{i}", bytes([int(case["add_generation_prompt"])]) + \
             b"\0".join(f.encode() for f in fields)
 
+    # jinja: flag, template, NUL, messages JSON, NUL, extra context JSON; the real templates
+    # with a few conversations and options each, and the engine's hand-written cases.
+    cases = json.loads((FIXTURES / "jinja_cases.json").read_text())
+    seen = set()
+    for i, case in enumerate(cases["cases"]):
+        key = (case["template"], case["conversation"] % 4, len(case["extra"]) > 0)
+        if key in seen:
+            continue
+        seen.add(key)
+        messages = cases["conversations"][case["conversation"]]
+        yield "jinja", f"case-{i}", bytes([int(case["add_generation_prompt"])]) + b"\0".join(
+            [cases["templates"][case["template"]].encode(), json.dumps(messages).encode(),
+             json.dumps(case["extra"]).encode()])
+    for case in cases["engine_cases"]:
+        yield "jinja", "engine-" + case["name"], b"\1" + b"\0".join(
+            [case["template_text"].encode(), json.dumps(case["messages"]).encode(), json.dumps(case["extra"]).encode()])
+
     yield "request_options", "greedy", request_seed(0.0, 0, 1.0, 0.0, 1.0, 0.0, 0.0, 0, 1, 4)
     yield "request_options", "sampled", request_seed(0.8, 40, 0.95, 0.05, 1.1, 0.2, 0.3, 42, 1, 4)
     yield "request_options", "stops", request_seed(

@@ -132,6 +132,29 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertEqual(chunks[-1].usage.completion_tokens, whole.usage.completion_tokens)
         self.assertEqual(chunks[-2].choices[0].finish_reason, whole.choices[0].finish_reason)
 
+    def test_tools_and_chat_template_kwargs_reach_the_template(self):
+        messages = [{"role": "user", "content": "Weather in Paris?"},
+                    {"role": "assistant", "content": "Let me check.",
+                     "tool_calls": [{"id": "c1", "type": "function",
+                                     "function": {"name": "get_weather", "arguments": "{\"city\": \"Paris\"}"}}]},
+                    {"role": "tool", "content": "21 C", "tool_call_id": "c1"}]
+        tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+        plain = self.client.chat.completions.create(model=self.model, messages=messages, max_tokens=1)
+        extra = self.client.chat.completions.create(model=self.model, messages=messages, max_tokens=1, tools=tools,
+                                                    extra_body={"chat_template_kwargs": {"enable_thinking": False}})
+        # SmolLM2's ChatML template renders neither tools nor kwargs: the same prompt.
+        self.assertEqual(extra.usage.prompt_tokens, plain.usage.prompt_tokens)
+        # A template error (ChatML adds a null content to a string) is a 400 naming it.
+        no_content = [messages[0], {**messages[1], "content": None}]
+        got, _, error = raw(self.base, "/v1/chat/completions", {"messages": no_content}, method="POST")
+        self.assertEqual((got, error["error"]["param"]), (400, "messages"), error)
+        self.assertIn("NoneType", error["error"]["message"])
+        deep = json.loads("[" * 200 + "]" * 200)
+        for body, param in (({"chat_template_kwargs": 5}, "chat_template_kwargs"), ({"tools": "x"}, "tools"),
+                            ({"tools": [deep]}, "tools"), ({"chat_template_kwargs": {"x": deep}}, "chat_template_kwargs")):
+            got, _, error = raw(self.base, "/v1/chat/completions", {"messages": messages[:1], **body}, method="POST")
+            self.assertEqual((got, error["error"]["param"]), (400, param), error)
+
     def test_sampling_options_stop_and_n(self):
         out = self.client.completions.create(model=self.model, prompt="1, 2, 3, 4,", max_tokens=20,
                                              temperature=0.8, top_p=0.9, seed=7,

@@ -1,7 +1,8 @@
 // apply_chat_template against jinja2 rendering the real templates (tests/fixtures/
 // chat_templates.json, made by tests/fixtures/make_chat_cases.py): SmolLM2's ChatML template
 // with its default system message, plain ChatML, Llama 3, Llama 2, Mistral v0.2 and Gemma
-// 1 / 2 (with what they raise); and the errors for templates of other families.
+// 1 / 2 (with what they raise), rendered by the Jinja engine (tests/unit/jinja_test.cc
+// covers the engine and many more templates).
 #include <gtest/gtest.h>
 
 #include <kestrel/chat.h>
@@ -63,19 +64,14 @@ TEST(ChatTemplate, SmolLM2DefaultSystemMessageComesFromTheTemplate) {
       << out;
 }
 
-TEST(ChatTemplate, UnknownFamiliesAreUnsupportedAndQuoted) {
+// Templates of families the old recognizer refused now render through the engine; only
+// an empty template is unsupported.
+TEST(ChatTemplate, AnyTemplateRendersAndEmptyIsUnsupported) {
   const ChatMessage m{"user", "Hi"};
   const std::string gemma =
       "{{ bos_token }}{% for message in messages %}<start_of_turn>{{ message['role'] }}\n{{ message['content'] }}"
       "<end_of_turn>\n{% endfor %}";
-  try {
-    apply_chat_template(gemma, std::span(&m, 1));
-    FAIL() << "expected Error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
-    EXPECT_NE(e.message().find("{{ bos_token }}{% for message in messages %}<start_of_turn>"), std::string::npos)
-        << e.message();
-  }
+  EXPECT_EQ(apply_chat_template(gemma, std::span(&m, 1), true, "<bos>"), "<bos><start_of_turn>user\nHi<end_of_turn>\n");
   try {
     apply_chat_template("", std::span(&m, 1));
     FAIL() << "expected Error";
@@ -86,13 +82,8 @@ TEST(ChatTemplate, UnknownFamiliesAreUnsupportedAndQuoted) {
   const std::string llama31 =
       "{{- bos_token }}{%- set date_string = \"26 Jul 2024\" %}{{- \"<|start_header_id|>system<|end_header_id|>"
       "\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}";
-  try {
-    apply_chat_template(llama31, std::span(&m, 1));
-    FAIL() << "expected Error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::unsupported);
-    EXPECT_NE(e.message().find("Llama 3.1"), std::string::npos) << e.message();
-  }
+  EXPECT_EQ(apply_chat_template(llama31, std::span(&m, 1), true, "<|begin_of_text|>"),
+            "<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n");
 }
 
 // A model without a template (tiny-gpt2.gguf has none) names its file in the error.
@@ -117,6 +108,22 @@ TEST(ChatTemplate, ModelTemplateFromGgufRendersAndEncodes) {
   const std::string text = apply_chat_template(*model, messages);
   EXPECT_EQ(text, "<|im_start|>user\nOnce upon a time<|im_end|>\n<|im_start|>assistant\n");
   EXPECT_EQ(encode_chat(*model, text), model->tokenizer().encode(text));
+  // With options: no generation prompt; a bad extra context names the model and the field.
+  ChatTemplateOptions options;
+  options.add_generation_prompt = false;
+  options.extra_context_json = R"({"enable_thinking": false})";
+  EXPECT_EQ(apply_chat_template(*model, messages, options), "<|im_start|>user\nOnce upon a time<|im_end|>\n");
+  EXPECT_EQ(apply_chat_template_json(*model, R"([{"role": "user", "content": "Once upon a time"}])", options),
+            "<|im_start|>user\nOnce upon a time<|im_end|>\n");
+  options.extra_context_json = "{not json";
+  try {
+    (void)apply_chat_template(*model, messages, options);
+    FAIL() << "expected Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::invalid_argument);
+    EXPECT_NE(e.message().find("tiny-llama.gguf"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("extra_context_json"), std::string::npos) << e.message();
+  }
 }
 
 // A Hugging Face directory: chat_template from tokenizer_config.json, as a string or as
