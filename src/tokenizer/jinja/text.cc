@@ -16,23 +16,6 @@ uint32_t decode(std::string_view cp) {
   return ((b(0) & 0x07) << 18) | ((b(1) & 0x3f) << 12) | ((b(2) & 0x3f) << 6) | (b(3) & 0x3f);
 }
 
-void encode(std::string& out, uint32_t c) {
-  if (c < 0x80) {
-    out += static_cast<char>(c);
-  } else if (c < 0x800) {
-    out += static_cast<char>(0xc0 | (c >> 6));
-    out += static_cast<char>(0x80 | (c & 0x3f));
-  } else if (c < 0x10000) {
-    out += static_cast<char>(0xe0 | (c >> 12));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (c & 0x3f));
-  } else {
-    out += static_cast<char>(0xf0 | (c >> 18));
-    out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
-    out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
-    out += static_cast<char>(0x80 | (c & 0x3f));
-  }
-}
 
 bool is_lower(uint32_t c) {
   return (c >= 'a' && c <= 'z') || (c >= 0xdf && c <= 0xff && c != 0xf7) || (c >= 0x3b1 && c <= 0x3c9) ||
@@ -68,7 +51,7 @@ void append_upper(std::string& out, uint32_t c) {
   if (c == 0xdf) {
     out += "SS";
   } else {
-    encode(out, to_upper(c));
+    append_utf8(out, to_upper(c));
   }
 }
 
@@ -97,7 +80,7 @@ std::string str_upper(std::string_view s) {
 
 std::string str_lower(std::string_view s) {
   std::string out;
-  for (std::string_view cp : code_points(s)) encode(out, to_lower(decode(cp)));
+  for (std::string_view cp : code_points(s)) append_utf8(out, to_lower(decode(cp)));
   return out;
 }
 
@@ -110,7 +93,7 @@ std::string str_title(std::string_view s) {
     if (cased && !previous_cased) {
       append_upper(out, c);
     } else {
-      encode(out, to_lower(c));
+      append_utf8(out, to_lower(c));
     }
     previous_cased = cased;
   }
@@ -124,7 +107,7 @@ std::string str_capitalize(std::string_view s) {
     if (first) {
       append_upper(out, decode(cp));
     } else {
-      encode(out, to_lower(decode(cp)));
+      append_utf8(out, to_lower(decode(cp)));
     }
     first = false;
   }
@@ -225,6 +208,24 @@ std::vector<std::string> str_splitlines(std::string_view s) {
   }
   if (!line.empty()) out.push_back(std::move(line));
   return out;
+}
+
+void append_utf8(std::string& out, uint32_t c) {
+  if (c < 0x80) {
+    out += static_cast<char>(c);
+  } else if (c < 0x800) {
+    out += static_cast<char>(0xc0 | (c >> 6));
+    out += static_cast<char>(0x80 | (c & 0x3f));
+  } else if (c < 0x10000) {
+    out += static_cast<char>(0xe0 | (c >> 12));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (c & 0x3f));
+  } else {
+    out += static_cast<char>(0xf0 | (c >> 18));
+    out += static_cast<char>(0x80 | ((c >> 12) & 0x3f));
+    out += static_cast<char>(0x80 | ((c >> 6) & 0x3f));
+    out += static_cast<char>(0x80 | (c & 0x3f));
+  }
 }
 
 }  // namespace kestrel::jinja

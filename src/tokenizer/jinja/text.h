@@ -2,6 +2,7 @@
 // Greek and Cyrillic; other scripts are left as they are), strip, split.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -19,5 +20,7 @@ std::vector<std::string> str_split(std::string_view s, const std::string* sep, l
 std::vector<std::string> str_rsplit(std::string_view s, const std::string* sep, long maxsplit);
 std::vector<std::string> str_splitlines(std::string_view s);
 bool is_cased_letter(std::string_view cp);
+// Appends code point `c` as UTF-8.
+void append_utf8(std::string& out, uint32_t c);
 
 }  // namespace kestrel::jinja
