@@ -48,7 +48,7 @@ const std::vector<std::string> kModels = {
     "tiny-qwen3-moe.gguf",        "tiny-granite.gguf",          "tiny-granitemoe.gguf",
     "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
-    "embedding-blocks/qwen2-6heads-q8_0.gguf",
+    "embedding-blocks/qwen2-6heads-q8_0.gguf", "moe-blocks/qwen2-moe-q8_0.gguf",
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
