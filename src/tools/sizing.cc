@@ -163,6 +163,9 @@ std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions
                                     SessionOptions* resolved) {
   for (StageSizing& st : stages) {
     const Shard shard = rank_shard(shape, o, st.tp_rank, st.stage);
+    st.ffn = shard.ffn;
+    st.expert_ffn = shard.expert_ffn;
+    st.shared_expert_ffn = shard.shared_ffn;
     detail::SessionLayout layout =
         detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.device, o.session, shard);
     st.kv_cache_bytes = layout.kv_bytes();

@@ -142,6 +142,7 @@ struct StageSizing {
   int stage = 0;
   int tp_rank = 0;
   int first_layer = 0, num_layers = 0;
+  int ffn = 0, expert_ffn = 0, shared_expert_ffn = 0;  // FFN columns this rank holds (of each expert)
   bool lm_head_tied_here = false;  // the LM head reads this rank's token embedding
   WeightBytes weights;
   size_t kv_cache_bytes = 0;

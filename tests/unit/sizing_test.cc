@@ -149,6 +149,8 @@ TEST(Sizing, MixtureOfExpertsTensorParallel) {
         const sz::Sizing a = sz::compute(from_file, o), b = sz::compute(from_shape, o);
         ASSERT_EQ(a.stages.size(), static_cast<size_t>(pp));
         for (size_t s = 0; s < a.stages.size(); ++s) {
+          EXPECT_EQ(a.stages[s].expert_ffn, c.expert_ffn_size / tp);  // the fixtures' widths divide
+          EXPECT_EQ(a.stages[s].shared_expert_ffn, c.shared_expert_ffn_size / tp);
           EXPECT_EQ(a.stages[s].weights.total(), b.stages[s].weights.total()) << "stage " << s;
           EXPECT_EQ(a.stages[s].activation_bytes, b.stages[s].activation_bytes) << "stage " << s;
         }
