@@ -113,6 +113,9 @@ nlohmann::json to_json(const Sizing& s) {
   for (const auto& st : s.stages)
     stages.push_back({{"stage", st.stage},
                       {"tp_rank", st.tp_rank},
+                      {"ffn", st.ffn},
+                      {"expert_ffn", st.expert_ffn},
+                      {"shared_expert_ffn", st.shared_expert_ffn},
                       {"first_layer", st.first_layer},
                       {"layers", st.num_layers},
                       {"weights", weights_json(st.weights)},
@@ -167,9 +170,14 @@ void print_text(const Sizing& s) {
              s.parameters >= 1e9 ? s.parameters / 1e9 : s.parameters / 1e6, s.parameters >= 1e9 ? " B" : " M");
   if (c.num_experts > 0) {
     const auto sparse = std::count(s.shape.sparse_layers.begin(), s.shape.sparse_layers.end(), true);
-    fmt::print("experts    {} per sparse layer ({} of {} layers), top {}, expert FFN {}{}\n", c.num_experts, sparse,
-               c.num_layers, c.experts_per_token, c.expert_ffn_size,
-               c.shared_expert_ffn_size > 0 ? fmt::format(", shared expert FFN {}", c.shared_expert_ffn_size) : "");
+    // Under tensor parallelism each rank holds its columns of every expert.
+    const StageSizing& rank = s.largest();
+    auto per_rank = [&](int columns) { return o.tp > 1 ? fmt::format(" ({} a rank)", columns) : std::string(); };
+    fmt::print("experts    {} per sparse layer ({} of {} layers), top {}, expert FFN {}{}{}\n", c.num_experts, sparse,
+               c.num_layers, c.experts_per_token, c.expert_ffn_size, per_rank(rank.expert_ffn),
+               c.shared_expert_ffn_size > 0
+                   ? fmt::format(", shared expert FFN {}{}", c.shared_expert_ffn_size, per_rank(rank.shared_expert_ffn))
+                   : "");
   }
   fmt::print("settings   {} {}, KV cache {}, quantization {}{}, tp {}, pp {}; {} sequences x {} tokens, step {} "
              "tokens, KV blocks {} x {}\n",

@@ -37,6 +37,8 @@ struct ParallelInfo {
   int num_kv_heads = 0;  // KV heads this rank caches (replicated when fewer than tp)
   int ffn_size = 0;      // feed-forward columns this rank holds (the first ranks may hold one
                          // block of a GGUF's down projection more: parallel/shard.h)
+  int expert_ffn_size = 0;         // columns of every routed expert this rank holds (MoE)
+  int shared_expert_ffn_size = 0;  // columns of the shared expert this rank holds
   int vocab_size = 0;    // vocabulary entries whose LM-head rows this rank holds
 };
 

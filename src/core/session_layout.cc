@@ -16,13 +16,14 @@ void check_range(int value, int lo, int hi, const char* field) {
                     " (must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "])");
 }
 
-// The buffers of the mixture-of-experts block (1 element each for a dense model).
+// The buffers of the mixture-of-experts block (1 element each for a dense model), the
+// experts' scratch by this rank's columns of them (Shard::expert_ffn, shared_ffn).
 template <class Spec>
-void moe_buffers(const ModelConfig& c, DType a, int64_t T, Spec spec) {
+void moe_buffers(const ModelConfig& c, const Shard& shard, DType a, int64_t T, Spec spec) {
   const bool moe = c.num_experts > 0;
   auto dims = [&](std::vector<int64_t> shape) { return moe ? shape : std::vector<int64_t>{1}; };
   const int64_t E = c.num_experts, Tk = T * c.experts_per_token, H = c.hidden_size;
-  const int64_t Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  const int64_t Fe = shard.expert_ffn, Fs = shard.shared_ffn;
   // moe_up / moe_act serve the routed experts and then the shared expert.
   const int64_t up_rows = std::max(Tk * 2 * Fe, T * 2 * Fs), act_rows = std::max(Tk * Fe, T * Fs);
   spec(Buf::moe_logits, "moe_logits", a, dims({T, E}));
@@ -109,7 +110,7 @@ SessionLayout session_layout(const ModelConfig& c, bool gated_ffn, DType a, Devi
   spec(Buf::prompt_lengths, "prompt_lengths", DType::i32, {B});
   spec(Buf::sampled, "sampled", DType::i32, {B});
   spec(Buf::kv_copies, "kv_copies", DType::i32, {B, 2});
-  moe_buffers(c, a, T, [&](Buf b, const char* name, DType d, std::vector<int64_t> shape) {
+  moe_buffers(c, shard, a, T, [&](Buf b, const char* name, DType d, std::vector<int64_t> shape) {
     spec(b, name, d, std::move(shape));
   });
   return layout;

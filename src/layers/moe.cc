@@ -50,10 +50,10 @@ MoeBuffers moe_buffers(const detail::SessionState& s, int64_t token_begin, int64
 }
 
 void moe_block(Backend& backend, const MoeWeights& w, const Architecture& arch, const TensorView& normed,
-               const MoeBuffers& b, TensorView proj) {
+               const MoeBuffers& b, TensorView proj, Communicator* tensor) {
   const ModelConfig& c = arch.config;
   const int64_t T = normed.dim(0), k = c.experts_per_token, E = c.num_experts;
-  const int64_t Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  const int64_t Fe = w.expert_ffn, Fs = w.shared_ffn;  // this rank's columns
   if (T == 0) return;
 
   linear(backend, w.router, normed, nullptr, b.logits);
@@ -73,13 +73,17 @@ void moe_block(Backend& backend, const MoeWeights& w, const Architecture& arch, 
   }
   if (Fs == 0 || w.shared_up.empty()) {
     backend.moe_combine(b.out, b.slot_of, b.weights, nullptr, nullptr, proj);
-    return;
+  } else {
+    // The shared expert sees every token, after the routed experts are done with the scratch.
+    gated_ffn(backend, w.shared_up, w.shared_down, arch.kinds.activation, normed, matrix(b.up, T, 2 * Fs),
+              matrix(b.act, T, Fs), b.shared);
+    backend.linear(normed, w.shared_gate, nullptr, b.shared_gate);
+    backend.moe_combine(b.out, b.slot_of, b.weights, &b.shared, &b.shared_gate, proj);
   }
-  // The shared expert sees every token, after the routed experts are done with the scratch.
-  gated_ffn(backend, w.shared_up, w.shared_down, arch.kinds.activation, normed, matrix(b.up, T, 2 * Fs),
-            matrix(b.act, T, Fs), b.shared);
-  backend.linear(normed, w.shared_gate, nullptr, b.shared_gate);
-  backend.moe_combine(b.out, b.slot_of, b.weights, &b.shared, &b.shared_gate, proj);
+  // Under tensor parallelism each down output is this rank's partial sum over its columns,
+  // and the combine is linear in them (the routing weights and the shared gate are the
+  // same on every rank): one all-reduce completes the whole block, as the dense FFN's.
+  if (tensor) tensor->all_reduce_sum(proj);
 }
 
 }  // namespace kestrel

@@ -10,6 +10,7 @@
 #include "core/session_state.h"
 #include "models/architecture.h"
 #include "models/moe_weights.h"
+#include "parallel/communicator.h"
 
 namespace kestrel {
 
@@ -36,8 +37,10 @@ MoeBuffers moe_buffers(const detail::SessionState& session, int64_t token_begin,
 // proj = sum over the top-k experts e of token t of weight(t, e) * down_e(act(gate_e(x)) *
 // up_e(x)), plus sigmoid(shared_gate . x) * shared(x) with a shared expert; x = normed.
 // Reads the experts' slot offsets back to the host once (the GEMM sizes).
+// With `tensor` (tp > 1) each rank computes that sum over its columns of every expert
+// (MoeWeights::expert_ffn, shared_ffn) and the block ends in one all-reduce of proj.
 //   normed: [T, H]; proj: [T, H]
 void moe_block(Backend& backend, const MoeWeights& w, const Architecture& arch, const TensorView& normed,
-               const MoeBuffers& buffers, TensorView proj);
+               const MoeBuffers& buffers, TensorView proj, Communicator* tensor = nullptr);
 
 }  // namespace kestrel

@@ -91,7 +91,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
         if (kinds.post_norms) backend.add_residual_norm(proj, nullptr, nullptr, lw.post_attn_norm, proj);
         backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
         if (!lw.moe.empty())
-          moe_block(backend, lw.moe, m.arch, normed, moe_buffers(s, mb.token_begin, mb.tokens), proj);
+          moe_block(backend, lw.moe, m.arch, normed, moe_buffers(s, mb.token_begin, mb.tokens), proj, tensor);
         else
           feed_forward_block(backend, lw, kinds, normed, ffn, ffn_act, proj, tensor);
         if (kinds.residual_multiplier != 1.0f) backend.scale(proj, kinds.residual_multiplier);

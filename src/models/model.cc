@@ -124,6 +124,8 @@ ParallelInfo describe_parallel(const ParallelContext& context) {
   info.num_heads = s.n_heads;
   info.num_kv_heads = s.n_kv_heads;
   info.ffn_size = s.ffn;
+  info.expert_ffn_size = s.expert_ffn;
+  info.shared_expert_ffn_size = s.shared_ffn;
   info.vocab_size = s.vocab_valid;
   return info;
 }
@@ -160,8 +162,9 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
     files = describe(*state);
     // The FFN split keeps every rank's down projection in whole blocks of the file (a
     // random model's weights, made later in the runtime dtype, are dense).
-    const int ffn_align = files.source ? ffn_split_alignment(*files.source, state->arch, loader_spec(options, state->arch))
-                                       : 1;
+    const FfnAlignment ffn_align =
+        files.source ? ffn_split_alignment(*files.source, state->arch, loader_spec(options, state->arch))
+                     : FfnAlignment{};
     const Shard& s = context.shard;
     context.shard = make_shard(state->arch.config, s.tp, s.pp, s.tp_rank, s.stage, path.string(), ffn_align);
   });

@@ -53,32 +53,34 @@ std::string what(const char* name, int layer, int expert = -1) {
 MoeWeights load_moe_weights(WeightStore& store, const WeightSource& source, const Architecture& arch, int layer,
                             const Shard& shard) {
   const ModelConfig& c = arch.config;
-  if (shard.tp > 1)
-    throw Error(ErrorCategory::unsupported, arch.name + ": tensor parallelism (tp = " + std::to_string(shard.tp) +
-                                                ") is not supported for mixture-of-experts models");
   if (!arch.expert_recipe) throw Error(ErrorCategory::internal, arch.name + ": sparse layers without expert names");
   const ExpertSource experts(source);
+  // This rank's columns of each expert and of the shared expert (all of them at tp = 1);
+  // the router and the shared gate are replicated.
+  const ShardSlices slices = shard_slices(shard, c, arch.kinds.gated_ffn);
   MoeWeights w;
+  w.expert_ffn = shard.expert_ffn;
+  w.shared_ffn = shard.shared_ffn;
   w.router = store.load_linear(experts, arch.recipe(WeightSlot::router_weight, layer),
                                canonical_shape(arch, WeightSlot::router_weight), what("router_weight", layer));
   if (w.router.empty()) throw Error(ErrorCategory::internal, arch.name + ": a sparse layer without a router");
   for (int e = 0; e < c.num_experts; ++e) {
     w.expert_up.push_back(store.load_linear(experts, arch.expert_recipe(WeightSlot::expert_up_weight, layer, e),
                                             canonical_shape(arch, WeightSlot::expert_up_weight),
-                                            what("expert_up_weight", layer, e)));
+                                            what("expert_up_weight", layer, e), slices.expert_up));
     w.expert_down.push_back(store.load_linear(experts, arch.expert_recipe(WeightSlot::expert_down_weight, layer, e),
                                               canonical_shape(arch, WeightSlot::expert_down_weight),
-                                              what("expert_down_weight", layer, e)));
+                                              what("expert_down_weight", layer, e), slices.expert_down));
     if (w.expert_up.back().empty() || w.expert_down.back().empty())
       throw Error(ErrorCategory::internal, arch.name + ": expert " + std::to_string(e) + " has no weight names");
   }
   if (c.shared_expert_ffn_size > 0) {
     w.shared_up = store.load_linear(experts, arch.recipe(WeightSlot::shared_up_weight, layer),
                                     canonical_shape(arch, WeightSlot::shared_up_weight),
-                                    what("shared_up_weight", layer));
+                                    what("shared_up_weight", layer), slices.shared_up);
     w.shared_down = store.load_linear(experts, arch.recipe(WeightSlot::shared_down_weight, layer),
                                       canonical_shape(arch, WeightSlot::shared_down_weight),
-                                      what("shared_down_weight", layer));
+                                      what("shared_down_weight", layer), slices.shared_down);
     w.shared_gate = store.load_dense(experts, arch.recipe(WeightSlot::shared_gate_weight, layer),
                                      canonical_shape(arch, WeightSlot::shared_gate_weight),
                                      what("shared_gate_weight", layer));

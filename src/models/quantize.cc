@@ -10,6 +10,7 @@
 #include "kestrel/error.h"
 #include "kquant_blocks.h"
 #include "loaders/gguf_quant.h"
+#include "models/expert_source.h"
 #include "models/weights.h"
 
 namespace kestrel {
@@ -405,16 +406,27 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
   return plan;
 }
 
-int ffn_split_alignment(const WeightSource& source, const Architecture& arch, const QuantizationSpec& spec) {
-  int64_t align = 1;
-  for (int l = 0; l < arch.config.num_layers; ++l) {
-    if (arch.kinds.is_sparse(l)) continue;
-    const std::optional<KeptBlocksPlan> plan =
-        plan_kept_blocks(source, arch.recipe(WeightSlot::down_weight, l), arch.config.ffn_size, spec);
-    if (!plan) continue;
-    for (const SourceTensor* t : plan->sources) align = std::lcm(align, ggml_block_size(*t->block_type));
+FfnAlignment ffn_split_alignment(const WeightSource& source, const Architecture& arch, const QuantizationSpec& spec) {
+  const ModelConfig& c = arch.config;
+  int64_t dense = 1, expert = 1, shared = 1;
+  // The least common multiple of the column blocks of the down weights kept in blocks.
+  auto fold = [&](int64_t& align, const WeightSource& from, const WeightRecipe& recipe, int64_t cols) {
+    if (const std::optional<KeptBlocksPlan> plan = plan_kept_blocks(from, recipe, cols, spec))
+      for (const SourceTensor* t : plan->sources) align = std::lcm(align, ggml_block_size(*t->block_type));
+  };
+  const ExpertSource experts(source);
+  for (int l = 0; l < c.num_layers; ++l) {
+    if (!arch.kinds.is_sparse(l)) {
+      fold(dense, source, arch.recipe(WeightSlot::down_weight, l), c.ffn_size);
+      continue;
+    }
+    if (arch.expert_recipe)
+      for (int e = 0; e < c.num_experts; ++e)
+        fold(expert, experts, arch.expert_recipe(WeightSlot::expert_down_weight, l, e), c.expert_ffn_size);
+    if (c.shared_expert_ffn_size > 0)
+      fold(shared, experts, arch.recipe(WeightSlot::shared_down_weight, l), c.shared_expert_ffn_size);
   }
-  return static_cast<int>(align);
+  return {static_cast<int>(dense), static_cast<int>(expert), static_cast<int>(shared)};
 }
 
 std::optional<KeptBlocksPlan> plan_kept_table(const WeightSource& source, const WeightRecipe& recipe, int64_t rows,

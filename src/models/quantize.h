@@ -141,16 +141,18 @@ struct KeptBlocksPlan {
 std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const WeightRecipe& recipe, int64_t cols,
                                                const QuantizationSpec& spec, const WeightSlice& slice = {});
 
-// The FFN alignment of a tensor-parallel split (make_shard's ffn_align, parallel/shard.h):
-// the columns a rank's slice of the down projection must start and end on for every layer's
-// down weight to keep the file's blocks under `spec` (the loader's spec, automatic resolved):
-// the least common multiple of the column block sizes of the ffn_down tensors that
+// The FFN alignments of a tensor-parallel split (make_shard's `align`, parallel/shard.h):
+// the columns a rank's slice of a down projection must start and end on for every layer's
+// down weight to keep the file's blocks under `spec` (the loader's spec, automatic
+// resolved): the least common multiple of the column block sizes of the down tensors that
 // plan_kept_blocks keeps whole (256 for K-quants and IQ4_XS, 32 for Q4_0 ... Q8_0 and
 // IQ4_NL), 1 when none is kept (float weights; --quant none, w8a8, fp8; a group size;
 // int8's requantized formats): those are materialized, and quantized at load if the mode
-// asks, from whatever columns the rank holds. Sparse (MoE) layers have no down weight here.
+// asks, from whatever columns the rank holds. `dense` from the dense layers' ffn_down,
+// `expert` from every routed expert's down (llama.cpp's ffn_down_exps, one row block per
+// expert: models/expert_source.h), `shared` from the shared expert's ffn_down_shexp.
 // Model::load and kestrel-size (tools/held_weights.h) both split by it.
-int ffn_split_alignment(const WeightSource& source, const Architecture& arch, const QuantizationSpec& spec);
+FfnAlignment ffn_split_alignment(const WeightSource& source, const Architecture& arch, const QuantizationSpec& spec);
 
 // The plan of a token embedding table of `rows` x `cols` kept whole in the file's blocks as
 // `spec` (QuantizationSpec::for_embedding) allows, or nullopt: a format not kept, or sources

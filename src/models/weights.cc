@@ -239,8 +239,8 @@ LinearWeight WeightStore::linear(const WeightSource& source, const Architecture&
 }
 
 LinearWeight WeightStore::load_linear(const WeightSource& source, const WeightRecipe& recipe,
-                                      std::vector<int64_t> shape, const std::string& what) {
-  return linear_from(source, recipe, false, std::move(shape), {}, {}, what);
+                                      std::vector<int64_t> shape, const std::string& what, const WeightSlice& slice) {
+  return linear_from(source, recipe, false, std::move(shape), slice, {}, what);
 }
 
 TensorView WeightStore::load_dense(const WeightSource& source, const WeightRecipe& recipe,

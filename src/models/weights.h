@@ -75,10 +75,11 @@ class WeightStore {
   // Frees a weight this store loaded that nothing uses any more (a float weight replaced by
   // its quantized form).
   void release(const TensorView& view);
-  // One whole linear weight of `recipe` ([out, in] `shape`), dense or quantized as the
-  // store's QuantizationSpec asks; `what` names it in errors. Empty for an empty recipe.
+  // One linear weight of `recipe` ([out, in] `shape`; a tensor-parallel rank's `slice` of
+  // it), dense or quantized as the store's QuantizationSpec asks; `what` names it in
+  // errors. Empty for an empty recipe.
   LinearWeight load_linear(const WeightSource& source, const WeightRecipe& recipe, std::vector<int64_t> shape,
-                           const std::string& what);
+                           const std::string& what, const WeightSlice& slice = {});
   // One whole dense weight of `recipe`.
   TensorView load_dense(const WeightSource& source, const WeightRecipe& recipe, std::vector<int64_t> shape,
                         const std::string& what);
@@ -107,8 +108,9 @@ class WeightStore {
   size_t bytes_ = 0;
 };
 
-// The router, experts and shared expert of sparse layer `layer` (models/moe_weights.cc);
-// throws Error(unsupported) for a tensor-parallel shard (experts are not split).
+// The router, experts and shared expert of sparse layer `layer` (models/moe_weights.cc):
+// the router and the shared expert's gate whole, each expert's and the shared expert's
+// slice of `shard` (shard_slices: their gate / up rows and down columns).
 MoeWeights load_moe_weights(WeightStore& store, const WeightSource& source, const Architecture& arch, int layer,
                             const Shard& shard);
 

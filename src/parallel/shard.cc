@@ -15,10 +15,34 @@ void require_divisible(int value, int parts, const char* what, const char* optio
                     std::to_string(parts));
 }
 
+struct FfnSplit {
+  int count = 0, begin = 0;
+};
+
+// Tensor rank `tp_rank`'s columns of an FFN of `size` columns split in units of `align`:
+// the first (size / align) % tp ranks take one unit more. `name` is the config key.
+FfnSplit split_ffn(int size, int align, const char* name, int tp, int tp_rank, const std::string& where) {
+  if (align < 1 || size % align != 0)
+    throw Error(ErrorCategory::internal, where + ": FFN alignment " + std::to_string(align) + " does not divide " +
+                                             name + " " + std::to_string(size));
+  const int units = size / align;
+  if (units < tp)
+    throw Error(ErrorCategory::invalid_argument,
+                where + ": " + name + " " + std::to_string(size) +
+                    (align > 1 ? " is " + std::to_string(units) + (units == 1 ? " block of " : " blocks of ") +
+                                     std::to_string(align) +
+                                     " columns in the down projection as loaded, fewer than "
+                               : " is smaller than ") +
+                    "ParallelOptions.tensor_parallel " + std::to_string(tp) + " (each rank needs at least one" +
+                    (align > 1 ? " whole block)" : " column)"));
+  const int base = units / tp, extra = units % tp;
+  return {(base + (tp_rank < extra ? 1 : 0)) * align, (tp_rank * base + std::min(tp_rank, extra)) * align};
+}
+
 }  // namespace
 
 Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, const std::string& where,
-                 int ffn_align) {
+                 FfnAlignment align) {
   if (tp < 1 || tp > 1024)
     throw Error(ErrorCategory::invalid_argument,
                 "ParallelOptions.tensor_parallel = " + std::to_string(tp) + " (must be in [1, 1024])");
@@ -27,18 +51,11 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
                 "ParallelOptions.pipeline_parallel = " + std::to_string(pp) + " (must be in [1, 1024])");
   const char* tp_name = "ParallelOptions.tensor_parallel";
   require_divisible(c.num_heads, tp, "num_heads", tp_name, where);
-  if (ffn_align < 1 || c.ffn_size % ffn_align != 0)
-    throw Error(ErrorCategory::internal, where + ": FFN alignment " + std::to_string(ffn_align) +
-                                             " does not divide ffn_size " + std::to_string(c.ffn_size));
-  const int ffn_units = c.ffn_size / ffn_align;
-  if (ffn_units < tp)
-    throw Error(ErrorCategory::invalid_argument,
-                where + ": ffn_size " + std::to_string(c.ffn_size) +
-                    (ffn_align > 1 ? " is " + std::to_string(ffn_units) + " blocks of " + std::to_string(ffn_align) +
-                                         " columns in the down projection as loaded, fewer than "
-                                   : " is smaller than ") +
-                    tp_name + " " + std::to_string(tp) + " (each rank needs at least one" +
-                    (ffn_align > 1 ? " whole block)" : " column)"));
+  const FfnSplit dense = split_ffn(c.ffn_size, align.dense, "ffn_size", tp, tp_rank, where);
+  FfnSplit expert, shared;
+  if (c.num_experts > 0) expert = split_ffn(c.expert_ffn_size, align.expert, "expert_ffn_size", tp, tp_rank, where);
+  if (c.shared_expert_ffn_size > 0)
+    shared = split_ffn(c.shared_expert_ffn_size, align.shared, "shared_expert_ffn_size", tp, tp_rank, where);
   if (c.num_kv_heads % tp != 0 && tp % c.num_kv_heads != 0)
     throw Error(ErrorCategory::invalid_argument,
                 where + ": num_kv_heads " + std::to_string(c.num_kv_heads) + " and " + tp_name + " " +
@@ -70,10 +87,12 @@ Shard make_shard(const ModelConfig& c, int tp, int pp, int tp_rank, int stage, c
     s.n_kv_heads = 1;
     s.kv_head_begin = s.q_head_begin / (c.num_heads / c.num_kv_heads);
   }
-  // Units of ffn_align columns: the first ffn_units % tp ranks take one more.
-  const int unit_base = ffn_units / tp, unit_extra = ffn_units % tp;
-  s.ffn = (unit_base + (tp_rank < unit_extra ? 1 : 0)) * ffn_align;
-  s.ffn_begin = (tp_rank * unit_base + std::min(tp_rank, unit_extra)) * ffn_align;
+  s.ffn = dense.count;
+  s.ffn_begin = dense.begin;
+  s.expert_ffn = expert.count;
+  s.expert_ffn_begin = expert.begin;
+  s.shared_ffn = shared.count;
+  s.shared_ffn_begin = shared.begin;
   // Rounded up to a multiple of kVocabRowAlignment when every rank still keeps a real row,
   // so that each rank's rows start on a row group of the CPU's interleaved layout (a tied
   // LM head is then a view of the embedding table, WeightStore::load).
@@ -109,6 +128,20 @@ ShardSlices shard_slices(const Shard& shard, const ModelConfig& c, bool gated_ff
   if (gated_ffn) s.up.row_ranges.push_back({F + shard.ffn_begin, shard.ffn});
   s.down.col_begin = shard.ffn_begin;
   s.down.col_count = shard.ffn;
+  // Every expert's (and the shared expert's) [gate | up] rows and down columns, as the
+  // dense FFN's; the router and the shared expert's gate are replicated.
+  const int64_t Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  if (c.num_experts > 0) {
+    s.expert_up.row_ranges = {{shard.expert_ffn_begin, shard.expert_ffn},
+                              {Fe + shard.expert_ffn_begin, shard.expert_ffn}};
+    s.expert_down.col_begin = shard.expert_ffn_begin;
+    s.expert_down.col_count = shard.expert_ffn;
+  }
+  if (Fs > 0) {
+    s.shared_up.row_ranges = {{shard.shared_ffn_begin, shard.shared_ffn}, {Fs + shard.shared_ffn_begin, shard.shared_ffn}};
+    s.shared_down.col_begin = shard.shared_ffn_begin;
+    s.shared_down.col_count = shard.shared_ffn;
+  }
   s.vocab.row_ranges = {{shard.vocab_begin, shard.vocab_valid}};
   s.vocab.pad_rows = shard.vocab - shard.vocab_valid;
   return s;

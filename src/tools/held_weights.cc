@@ -186,7 +186,7 @@ QuantizationSpec FileWeights::loader_spec(Quantization quantization, int group_s
   return kestrel::loader_spec(options, arch_);
 }
 
-int FileWeights::ffn_alignment(Quantization quantization, int group_size) const {
+FfnAlignment FileWeights::ffn_alignment(Quantization quantization, int group_size) const {
   return ffn_split_alignment(*source_, arch_, loader_spec(quantization, group_size));
 }
 
@@ -251,21 +251,26 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
     dense(WeightSlot::up_bias, l, &w.layers, slices.up);
     linear(WeightSlot::down_weight, l, slices.down, &w.layers);
     dense(WeightSlot::down_bias, l, &w.layers);
-    if (arch.kinds.is_sparse(l)) {  // load_moe_weights (models/moe_weights.cc)
-      if (shard.tp > 1)
-        throw Error(ErrorCategory::unsupported, arch.name + ": tensor parallelism (tp = " + std::to_string(shard.tp) +
-                                                    ") is not supported for mixture-of-experts models");
+    if (arch.kinds.is_sparse(l)) {  // load_moe_weights (models/moe_weights.cc): slices of every expert
       const ExpertSource experts(source);
-      auto expert_linear = [&](WeightSlot slot, const WeightRecipe& recipe, const std::string& what) {
-        walk.linear(experts, recipe, false, canonical_shape(arch, slot), {}, what, &w.layers);
+      auto expert_linear = [&](WeightSlot slot, const WeightRecipe& recipe, const WeightSlice& slice,
+                               const std::string& what) {
+        walk.linear(experts, recipe, false, canonical_shape(arch, slot), slice, what, &w.layers);
       };
-      expert_linear(WeightSlot::router_weight, arch.recipe(WeightSlot::router_weight, l), slot_what(WeightSlot::router_weight, l));
-      for (int e = 0; e < c.num_experts; ++e)
-        for (WeightSlot slot : {WeightSlot::expert_up_weight, WeightSlot::expert_down_weight})
-          expert_linear(slot, arch.expert_recipe(slot, l, e), slot_what(slot, l) + " of expert " + std::to_string(e));
+      expert_linear(WeightSlot::router_weight, arch.recipe(WeightSlot::router_weight, l), {},
+                    slot_what(WeightSlot::router_weight, l));
+      for (int e = 0; e < c.num_experts; ++e) {
+        expert_linear(WeightSlot::expert_up_weight, arch.expert_recipe(WeightSlot::expert_up_weight, l, e),
+                      slices.expert_up, slot_what(WeightSlot::expert_up_weight, l) + " of expert " + std::to_string(e));
+        expert_linear(WeightSlot::expert_down_weight, arch.expert_recipe(WeightSlot::expert_down_weight, l, e),
+                      slices.expert_down,
+                      slot_what(WeightSlot::expert_down_weight, l) + " of expert " + std::to_string(e));
+      }
       if (c.shared_expert_ffn_size > 0) {
-        for (WeightSlot slot : {WeightSlot::shared_up_weight, WeightSlot::shared_down_weight})
-          expert_linear(slot, arch.recipe(slot, l), slot_what(slot, l));
+        expert_linear(WeightSlot::shared_up_weight, arch.recipe(WeightSlot::shared_up_weight, l), slices.shared_up,
+                      slot_what(WeightSlot::shared_up_weight, l));
+        expert_linear(WeightSlot::shared_down_weight, arch.recipe(WeightSlot::shared_down_weight, l),
+                      slices.shared_down, slot_what(WeightSlot::shared_down_weight, l));
         walk.dense(experts, arch.recipe(WeightSlot::shared_gate_weight, l),
                    canonical_shape(arch, WeightSlot::shared_gate_weight), {},
                    slot_what(WeightSlot::shared_gate_weight, l), &w.layers);

@@ -78,7 +78,7 @@ class FileWeights {
   WeightBytes held(const Shard& shard, Quantization quantization, int group_size, DType dtype, bool* tied_here) const;
   // The FFN alignment Model::load splits this model's FFN by under these options
   // (ffn_split_alignment, models/quantize.h): make_shard's ffn_align.
-  int ffn_alignment(Quantization quantization, int group_size) const;
+  FfnAlignment ffn_alignment(Quantization quantization, int group_size) const;
 
  private:
   // The loader's spec for these options (automatic resolved as Model::load does).

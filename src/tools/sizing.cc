@@ -19,16 +19,18 @@ namespace {
 
 [[noreturn]] void invalid(const std::string& message) { throw Error(ErrorCategory::invalid_argument, message); }
 
-// The per-rank slice of the attention and FFN dimensions.
+// The per-rank slice of the attention and FFN dimensions (expert_ffn, shared_ffn: the
+// columns of each routed expert and of the shared expert).
 struct RankDims {
   int64_t heads = 0, kv_heads = 0, ffn = 0, up_rows = 0, vocab = 0;
+  int64_t expert_ffn = 0, shared_ffn = 0;
 };
 
 // The shard of rank (stage, tp_rank) as Model::load makes it: a file's FFN split in
 // units of its down projection's kept blocks (FileWeights::ffn_alignment), a shape's
 // evenly (its weights are float).
 Shard rank_shard(const ModelShape& shape, const SizingOptions& o, int tp_rank, int stage) {
-  const int ffn_align = shape.file ? shape.file->ffn_alignment(o.quantization, o.group_size) : 1;
+  const FfnAlignment ffn_align = shape.file ? shape.file->ffn_alignment(o.quantization, o.group_size) : FfnAlignment{};
   return make_shard(shape.config, o.tp, o.pp, tp_rank, stage, shape.source, ffn_align);
 }
 
@@ -41,6 +43,8 @@ RankDims rank_dims(const ModelShape& shape, const SizingOptions& o) {
   d.kv_heads = shard.n_kv_heads;  // replicated when tp exceeds them
   d.ffn = shard.ffn;
   d.up_rows = (shape.gated_ffn ? 2 : 1) * d.ffn;
+  d.expert_ffn = shard.expert_ffn;
+  d.shared_ffn = shard.shared_ffn;
   d.vocab = shard.vocab;  // ceil(V / tp), rounded up to 8 rows: the last rank's rows are padded
   return d;
 }
@@ -64,10 +68,11 @@ bool is_sparse(const ModelShape& shape, int layer) {
   return static_cast<size_t>(layer) < shape.sparse_layers.size() && shape.sparse_layers[layer];
 }
 
-// The FFN weights of a sparse layer: router, every expert, the shared expert and its gate.
-size_t sparse_ffn_bytes(const ModelShape& shape, const QuantizationSpec& q, DType dtype) {
+// The FFN weights of a sparse layer on one rank: the router, its columns of every expert
+// and of the shared expert, the shared expert's gate.
+size_t sparse_ffn_bytes(const ModelShape& shape, const RankDims& d, const QuantizationSpec& q, DType dtype) {
   const ModelConfig& c = shape.config;
-  const int64_t H = c.hidden_size, Fe = c.expert_ffn_size, Fs = c.shared_expert_ffn_size;
+  const int64_t H = c.hidden_size, Fe = d.expert_ffn, Fs = d.shared_ffn;
   size_t bytes = linear_bytes(q, dtype, c.num_experts, H);
   bytes += static_cast<size_t>(c.num_experts) * (linear_bytes(q, dtype, 2 * Fe, H) + linear_bytes(q, dtype, H, Fe));
   if (Fs > 0) bytes += linear_bytes(q, dtype, 2 * Fs, H) + linear_bytes(q, dtype, H, Fs) + vector_bytes(dtype, H);
@@ -100,7 +105,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   if (shape.mlp_bias) dense_ffn += vector_bytes(dtype, d.up_rows + H);
   w.layers = 0;
   for (int l = first_layer; l < first_layer + layers; ++l)
-    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, q, dtype) : dense_ffn);
+    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, d, q, dtype) : dense_ffn);
   w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
   *tied_here = false;
   if (last) {
@@ -158,6 +163,9 @@ std::vector<StageSizing> stages_for(const ModelShape& shape, const SizingOptions
                                     SessionOptions* resolved) {
   for (StageSizing& st : stages) {
     const Shard shard = rank_shard(shape, o, st.tp_rank, st.stage);
+    st.ffn = shard.ffn;
+    st.expert_ffn = shard.expert_ffn;
+    st.shared_expert_ffn = shard.shared_ffn;
     detail::SessionLayout layout =
         detail::session_layout(shape.config, shape.gated_ffn, o.dtype, o.device, o.session, shard);
     st.kv_cache_bytes = layout.kv_bytes();
@@ -205,8 +213,8 @@ double linear_elements(const ModelShape& shape, const RankDims& d) {
   const double H = c.hidden_size, hd = c.head_dim;
   const double attention = (d.heads + 2.0 * d.kv_heads) * hd * H + H * d.heads * hd;
   const double dense = d.up_rows * H + H * d.ffn;
-  const double sparse = c.num_experts * H + 3.0 * c.experts_per_token * c.expert_ffn_size * H +
-                        3.0 * c.shared_expert_ffn_size * H + (c.shared_expert_ffn_size > 0 ? H : 0.0);
+  const double sparse = c.num_experts * H + 3.0 * c.experts_per_token * d.expert_ffn * H + 3.0 * d.shared_ffn * H +
+                        (c.shared_expert_ffn_size > 0 ? H : 0.0);
   double ffn = 0.0;
   for (int l = 0; l < c.num_layers; ++l) ffn += is_sparse(shape, l) ? sparse : dense;
   return attention + ffn / std::max(c.num_layers, 1);
@@ -383,8 +391,6 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   if (options.device == DeviceKind::cpu && options.dtype != DType::f32)
     invalid(std::string("dtype = ") + to_string(options.dtype) + " on the cpu (the CPU backend computes in f32)");
   validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);
-  if (options.tp > 1 && !shape.sparse_layers.empty())
-    invalid("tp = " + std::to_string(options.tp) + ": tensor parallelism is not supported for mixture-of-experts models");
 
   Sizing s;
   s.shape = shape;

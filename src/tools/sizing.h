@@ -10,7 +10,9 @@
 // computed analytically, per rank (for tp = pp = 1 exactly what a model of that shape with
 // float weights holds, in every quantization mode):
 //   - per-layer matrices split over tp: qkv by heads (KV heads replicated when tp exceeds
-//     them), out by input heads, up by FFN rows, down by FFN columns;
+//     them), out by input heads, up by FFN rows, down by FFN columns; a sparse layer's
+//     experts (and shared expert) each by their own columns the same way, the router and
+//     the shared expert's gate replicated;
 //   - norms and biases replicated; token and position embeddings replicated;
 //   - LM head split by vocabulary over tp (ceil(V / tp) rows, rounded up to a multiple of 8
 //     as make_shard splits it); a tied LM head on the stage
@@ -20,7 +22,8 @@
 //     divide them); the first stage also holds the embeddings, the last the final norm and
 //     LM head; the largest stage is the one reported;
 //   - activations per rank: the session layout with heads / tp and the rank's FFN columns
-//     (logits kept at the full vocabulary, as after the LM head's all-gather);
+//     of the dense FFN, of each expert and of the shared expert (the MoE scratch), logits
+//     kept at the full vocabulary, as after the LM head's all-gather;
 //   - the FFN split as Model::load splits it (make_shard's ffn_align): a file's in whole
 //     blocks of its down projection as kept (FileWeights::ffn_alignment), the first ranks
 //     one block more where they do not divide evenly; a shape's by columns (float weights);
@@ -139,6 +142,7 @@ struct StageSizing {
   int stage = 0;
   int tp_rank = 0;
   int first_layer = 0, num_layers = 0;
+  int ffn = 0, expert_ffn = 0, shared_expert_ffn = 0;  // FFN columns this rank holds (of each expert)
   bool lm_head_tied_here = false;  // the LM head reads this rank's token embedding
   WeightBytes weights;
   size_t kv_cache_bytes = 0;

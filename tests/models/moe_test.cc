@@ -347,15 +347,22 @@ TEST(MoeRefusals, NamesWhatIsNotSupported) {
   step["decoder_sparse_step"] = 0;
   EXPECT_TRUE(refuses(step, "decoder_sparse_step"));
 
-
-  // Experts are not split across tensor-parallel ranks (the loader refuses the same).
+  // Tensor parallelism splits every expert's columns (tests/parallel): an expert FFN
+  // narrower than the ranks is refused by name, in kestrel-size as at load (make_shard).
   sizing::SizingOptions options;
   options.tp = 2;
+  sizing::ModelShape shape = sizing::read_model_shape(fixture_dir() / "tiny-mixtral");
+  EXPECT_GT(sizing::compute(shape, options).largest().weights.total(), 0u);
+  shape.file = nullptr;
+  shape.config.expert_ffn_size = 3;
+  options.tp = 4;
   try {
-    (void)sizing::compute(sizing::read_model_shape(fixture_dir() / "tiny-mixtral"), options);
-    ADD_FAILURE() << "tensor-parallel sizing of a mixture of experts";
+    (void)sizing::compute(shape, options);
+    ADD_FAILURE() << "4 ranks over 3 expert columns";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("mixture-of-experts"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("expert_ffn_size 3 is smaller than ParallelOptions.tensor_parallel 4"),
+              std::string::npos)
+        << e.what();
   }
 }
 

@@ -48,7 +48,7 @@ const std::vector<std::string> kModels = {
     "tiny-qwen3-moe.gguf",        "tiny-granite.gguf",          "tiny-granitemoe.gguf",
     "embedding-blocks/qwen2-q8_0.gguf", "embedding-blocks/qwen2-untied-q8_0.gguf",
     "embedding-blocks/gpt2-table-q8_0.gguf", "embedding-blocks/gemma2-table-q4_0.gguf",
-    "embedding-blocks/qwen2-6heads-q8_0.gguf",
+    "embedding-blocks/qwen2-6heads-q8_0.gguf", "moe-blocks/qwen2-moe-q8_0.gguf",
 };
 // GGUF fixtures that are not models (the reader's own test file).
 const std::set<std::string> kNotModels = {"gguf/tiny.gguf"};
@@ -136,9 +136,8 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
                              {1, 1, Quantization::int4, 64}, {1, 1, Quantization::w8a8, 0},
                              {1, 1, Quantization::fp8, 0},  {1, 2, Quantization::automatic, 0},
                              {1, 2, Quantization::int4, 0}};
-  const bool moe = c.num_experts > 0;
   for (int tp : {2, 3, 4})
-    if (!moe && c.num_heads % tp == 0 && c.ffn_size >= tp && (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
+    if (c.num_heads % tp == 0 && c.ffn_size >= tp && (c.num_kv_heads % tp == 0 || tp % c.num_kv_heads == 0))
       for (Quantization mode : {Quantization::automatic, Quantization::none, Quantization::int8})
         cases.push_back({tp, tp == 2 ? 2 : 1, mode, 0});
   int ranks_checked = 0;
@@ -150,9 +149,12 @@ TEST_P(HeldWeights, EqualEachRanksLoadedBytes) {
     QuantizationSpec spec = quantization_spec(mo);
     if (spec.mode == Quantization::automatic) spec.mode = arch.checkpoint_quantization;
     // The FFN split Model::load makes: in whole blocks of the down projection as kept.
-    const int ffn_align = file.ffn_alignment(k.mode, k.group);
-    EXPECT_EQ(ffn_align, ffn_split_alignment(source, arch, spec));
-    if (c.ffn_size / ffn_align < k.tp) continue;  // refused by name (shard_test, parallel tests)
+    const FfnAlignment ffn_align = file.ffn_alignment(k.mode, k.group);
+    EXPECT_TRUE(ffn_align == ffn_split_alignment(source, arch, spec));
+    // Fewer blocks than ranks in an FFN: refused by name (shard_test, parallel tests).
+    if (c.ffn_size / ffn_align.dense < k.tp) continue;
+    if (c.num_experts > 0 && c.expert_ffn_size / ffn_align.expert < k.tp) continue;
+    if (c.shared_expert_ffn_size > 0 && c.shared_expert_ffn_size / ffn_align.shared < k.tp) continue;
     for (int stage = 0; stage < k.pp; ++stage)
       for (int r = 0; r < k.tp; ++r) {
         SCOPED_TRACE("tp " + std::to_string(k.tp) + " rank " + std::to_string(r) + ", pp " + std::to_string(k.pp) +
@@ -250,15 +252,17 @@ TEST(HeldWeightsByHand, UnevenFfnSplitKeepsDownInBlocks) {
   ASSERT_TRUE(shape.file);
   const size_t H = 256, F = 768, q4k = 144, f32 = 4;
   const size_t norms = 3 * H * f32, rotary = 32 * f32;
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::automatic, 0), 256);
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 0), 256);  // int4 keeps every block format
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::automatic, 0).dense, 256);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 0).dense, 256);  // int4 keeps every block format
   // Materialized (and requantized) from any columns: --quant none, int8 (Q4_K is not one it
   // keeps), a group size, w8a8, fp8.
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::none, 0), 1);
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int8, 0), 1);
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 64), 1);
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::w8a8, 0), 1);
-  EXPECT_EQ(shape.file->ffn_alignment(Quantization::fp8, 0), 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::none, 0).dense, 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int8, 0).dense, 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::int4, 64).dense, 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::w8a8, 0).dense, 1);
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::fp8, 0).dense, 1);
+  // A dense model has no experts to align.
+  EXPECT_EQ(shape.file->ffn_alignment(Quantization::automatic, 0).expert, 1);
 
   sz::SizingOptions o;
   o.dtype = DType::f32;

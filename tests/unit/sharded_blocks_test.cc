@@ -117,9 +117,9 @@ TEST(ShardedBlocks, UnevenFfnSplitKeepsDownInWholeBlocks) {
   const int64_t F = c.ffn_size, H = c.hidden_size;
   auto backend = make_cpu_backend(1);
   const QuantizationSpec spec{Quantization::automatic, 0};
-  const int align = ffn_split_alignment(source, arch, spec);
+  const int align = ffn_split_alignment(source, arch, spec).dense;
   ASSERT_EQ(align, 256);
-  EXPECT_EQ(ffn_split_alignment(source, arch, {Quantization::none, 0}), 1);
+  EXPECT_EQ(ffn_split_alignment(source, arch, {Quantization::none, 0}).dense, 1);
   WeightStore whole_store(*backend, DType::f32, spec);
   const ModelWeights whole = whole_store.load(source, arch, make_shard(c, 1, 1, 0, 0, "whole", align));
   const LayerWeights& wl = whole.layers.at(0);

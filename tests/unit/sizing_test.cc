@@ -123,6 +123,51 @@ TEST(Sizing, QuantizedShapesMatchTheLoader) {
   }
 }
 
+// Mixtures of experts at tp = 2 and 4 (and tp 2 x pp 2): each rank holds its columns of
+// every expert and of the shared expert, the router whole. The figures from the file's
+// tensor table (each rank's bytes exactly WeightStore::load's: held_weights_test.cc) and the
+// shape's arithmetic agree, in f32 and quantized at load; the activations shrink with the
+// experts' scratch, and a rank holds less than one process by about the experts' (tp - 1) / tp.
+TEST(Sizing, MixtureOfExpertsTensorParallel) {
+  // (Not tiny-qwen3-moe: a shape's arithmetic leaves out Qwen3's per-head q / k norms.)
+  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-granitemoe"}) {
+    const sz::ModelShape from_file = sz::read_model_shape(fixture_dir() / fixture);
+    ASSERT_TRUE(from_file.file);
+    sz::ModelShape from_shape = from_file;
+    from_shape.file = nullptr;
+    const ModelConfig& c = from_file.config;
+    for (const auto& [tp, pp] : {std::pair{2, 1}, {4, 1}, {2, 2}}) {
+      for (Quantization mode : {Quantization::none, Quantization::int8}) {
+        SCOPED_TRACE(std::string(fixture) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp) + " " +
+                     to_string(mode));
+        sz::SizingOptions o;
+        o.dtype = DType::f32;
+        o.device = DeviceKind::cpu;
+        o.quantization = mode;
+        o.tp = tp;
+        o.pp = pp;
+        const sz::Sizing a = sz::compute(from_file, o), b = sz::compute(from_shape, o);
+        ASSERT_EQ(a.stages.size(), static_cast<size_t>(pp));
+        for (size_t s = 0; s < a.stages.size(); ++s) {
+          EXPECT_EQ(a.stages[s].expert_ffn, c.expert_ffn_size / tp);  // the fixtures' widths divide
+          EXPECT_EQ(a.stages[s].shared_expert_ffn, c.shared_expert_ffn_size / tp);
+          EXPECT_EQ(a.stages[s].weights.total(), b.stages[s].weights.total()) << "stage " << s;
+          EXPECT_EQ(a.stages[s].activation_bytes, b.stages[s].activation_bytes) << "stage " << s;
+        }
+        if (mode != Quantization::none || pp != 1) continue;
+        sz::SizingOptions one = o;
+        one.tp = 1;
+        const sz::Sizing whole = sz::compute(from_file, one);
+        // Every expert's [gate | up] and down: 3 x Fe x H a layer and expert, split tp ways.
+        const size_t experts = static_cast<size_t>(c.num_layers) * c.num_experts * 3 * c.expert_ffn_size *
+                               c.hidden_size * sizeof(float);
+        EXPECT_LT(a.largest().weights.total(), whole.largest().weights.total() - experts * (tp - 1) / tp + 1);
+        EXPECT_LT(a.largest().activation_bytes, whole.largest().activation_bytes);
+      }
+    }
+  }
+}
+
 // The largest max_sequences that fits is the boundary: it fits, one more does not.
 TEST(Sizing, MaxSequencesThatFitIsTheBoundary) {
   const sz::ModelShape shape = sz::read_model_shape(fixture_dir() / "tiny-llama");
