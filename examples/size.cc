@@ -68,6 +68,9 @@ ModelShape apply_dims(ModelShape s, const DimArgs& d) {
     s.qkv_bias = kinds.qkv_bias;
     s.out_bias = kinds.out_bias;
     s.mlp_bias = kinds.mlp_bias;
+    s.post_norms = kinds.post_norms;
+    s.qk_norm = kinds.qk_norm;
+    s.layer_rotary_pairs.clear();
     c.architecture = *d.arch;
   }
   const bool mha = c.num_kv_heads == c.num_heads;  // keep it so when --heads changes
@@ -85,6 +88,9 @@ ModelShape apply_dims(ModelShape s, const DimArgs& d) {
   if (c.max_positions == 0) c.max_positions = 2048;
   // A shape from flags rotates whole heads.
   if (!s.learned_positions && (d.arch || d.head_dim || d.hidden || d.heads)) s.rotary_pairs = c.head_dim / 2;
+  // Per-layer tables (Gemma's local and global layers) keep one per layer, of whole heads.
+  if (!s.layer_rotary_pairs.empty() && (d.layers || d.head_dim || d.hidden || d.heads))
+    s.layer_rotary_pairs.assign(static_cast<size_t>(c.num_layers), c.head_dim / 2);
   return s;
 }
 

@@ -96,6 +96,8 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
   size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
+  if (shape.post_norms) layer += 2 * vector_bytes(dtype, norm);
+  if (shape.qk_norm) layer += 2 * vector_bytes(dtype, hd);
   layer += linear_bytes(q, dtype, qkv_rows, H) + linear_bytes(q, dtype, H, d.heads * hd);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
@@ -104,9 +106,12 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
   size_t dense_ffn = linear_bytes(q, dtype, d.up_rows, H) + linear_bytes(q, dtype, H, d.ffn);
   if (shape.mlp_bias) dense_ffn += vector_bytes(dtype, d.up_rows + H);
   w.layers = 0;
-  for (int l = first_layer; l < first_layer + layers; ++l)
-    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, d, q, dtype) : dense_ffn);
   w.rotary_table = vector_bytes(DType::f32, shape.rotary_pairs);
+  for (int l = first_layer; l < first_layer + layers; ++l) {
+    w.layers += layer + (is_sparse(shape, l) ? sparse_ffn_bytes(shape, d, q, dtype) : dense_ffn);
+    if (static_cast<size_t>(l) < shape.layer_rotary_pairs.size())
+      w.rotary_table += vector_bytes(DType::f32, shape.layer_rotary_pairs[static_cast<size_t>(l)]);
+  }
   *tied_here = false;
   if (last) {
     w.final_norm = vector_bytes(dtype, norm);
@@ -234,6 +239,11 @@ ModelShape shape_of(const Architecture& arch) {
   s.lm_head_bias = !arch.recipe(WeightSlot::lm_head_bias, -1).sources.empty();
   s.shared_norm = arch.kinds.shared_norm;
   s.rotary_pairs = static_cast<int>(arch.kinds.rotary_inv_freq.size());
+  s.post_norms = arch.kinds.post_norms;
+  s.qk_norm = arch.kinds.qk_norm;
+  if (arch.kinds.positions == PositionKind::rotary)
+    for (const auto& layer : arch.kinds.layer_attention)
+      s.layer_rotary_pairs.push_back(static_cast<int>(layer.rotary_inv_freq.size()));
   // Tied exactly when WeightStore would store the two once (same source tensors).
   s.config.tied_embeddings =
       arch.recipe(WeightSlot::lm_head, -1).sources == arch.recipe(WeightSlot::token_embedding, -1).sources;

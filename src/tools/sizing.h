@@ -73,6 +73,11 @@ struct ModelShape {
   bool lm_head_bias = false;       // a [V] bias of the LM head (GPT-J)
   bool shared_norm = false;        // one norm per layer feeds attention and FFN (GPT-J)
   int rotary_pairs = 0;            // entries of the rotary inverse-frequency table (rot / 2)
+  bool post_norms = false;         // norms after attention and the FFN too (Gemma 2 / 3)
+  bool qk_norm = false;            // [hd] norms of each query and key head (Qwen3, Gemma 3)
+  // Per-layer rotary tables (Gemma 2 / 3: local and global layers), entries of each; empty
+  // when every layer reads the one table above.
+  std::vector<int> layer_rotary_pairs;
   // Mixture of experts (config.num_experts > 0): which layers are sparse. A sparse layer
   // holds a router [E, H], E experts ([2 Fe, H] up, [H, Fe] down) and, when
   // config.shared_expert_ffn_size > 0, a shared expert and its [1, H] gate, instead of the

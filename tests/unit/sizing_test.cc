@@ -123,14 +123,47 @@ TEST(Sizing, QuantizedShapesMatchTheLoader) {
   }
 }
 
+// The shape's arithmetic (presets, shapes from flags, stored quantized checkpoints) against
+// the file's tensor table on every family's safetensors fixture: post-norms (Gemma), q / k
+// head norms (Qwen3, Gemma 3) and per-layer rotary tables (Gemma's local and global layers)
+// included, whole and at tp 2 x pp 2.
+TEST(Sizing, ShapeArithmeticMatchesTheFileOnEveryFamily) {
+  for (const char* fixture : {"tiny-gpt2", "tiny-llama", "tiny-llama3", "tiny-qwen2", "tiny-mistral", "tiny-gpt-neox",
+                              "tiny-gptj", "tiny-granite", "tiny-qwen3", "tiny-gemma2", "tiny-gemma3", "tiny-phi3",
+                              "tiny-llama-yarn"}) {
+    const sz::ModelShape from_file = sz::read_model_shape(fixture_dir() / fixture);
+    ASSERT_TRUE(from_file.file) << fixture;
+    sz::ModelShape from_shape = from_file;
+    from_shape.file = nullptr;
+    for (const auto& [tp, pp] : {std::pair{1, 1}, {2, 2}}) {
+      for (Quantization mode : {Quantization::none, Quantization::int8}) {
+        SCOPED_TRACE(std::string(fixture) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp) + " " +
+                     to_string(mode));
+        sz::SizingOptions o;
+        o.dtype = DType::f32;
+        o.device = DeviceKind::cpu;
+        o.quantization = mode;
+        o.tp = tp;
+        o.pp = pp;
+        const sz::Sizing a = sz::compute(from_file, o), b = sz::compute(from_shape, o);
+        ASSERT_EQ(a.stages.size(), b.stages.size());
+        for (size_t st = 0; st < a.stages.size(); ++st) {
+          EXPECT_EQ(a.stages[st].weights.layers, b.stages[st].weights.layers) << "stage " << st;
+          EXPECT_EQ(a.stages[st].weights.rotary_table, b.stages[st].weights.rotary_table) << "stage " << st;
+          EXPECT_EQ(a.stages[st].weights.total(), b.stages[st].weights.total()) << "stage " << st;
+        }
+      }
+    }
+  }
+}
+
 // Mixtures of experts at tp = 2 and 4 (and tp 2 x pp 2): each rank holds its columns of
 // every expert and of the shared expert, the router whole. The figures from the file's
 // tensor table (each rank's bytes exactly WeightStore::load's: held_weights_test.cc) and the
 // shape's arithmetic agree, in f32 and quantized at load; the activations shrink with the
 // experts' scratch, and a rank holds less than one process by about the experts' (tp - 1) / tp.
 TEST(Sizing, MixtureOfExpertsTensorParallel) {
-  // (Not tiny-qwen3-moe: a shape's arithmetic leaves out Qwen3's per-head q / k norms.)
-  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-granitemoe"}) {
+  for (const char* fixture : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe", "tiny-granitemoe"}) {
     const sz::ModelShape from_file = sz::read_model_shape(fixture_dir() / fixture);
     ASSERT_TRUE(from_file.file);
     sz::ModelShape from_shape = from_file;
