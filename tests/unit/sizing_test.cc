@@ -123,6 +123,23 @@ TEST(Sizing, QuantizedShapesMatchTheLoader) {
   }
 }
 
+// The same shape sized by its arithmetic alone (as presets and shapes from flags are).
+sz::ModelShape without_file(sz::ModelShape shape) {
+  shape.file = nullptr;
+  return shape;
+}
+
+// f32 on the CPU, quantized at load in `mode`, on a tp x pp grid.
+sz::SizingOptions cpu_f32_grid(Quantization mode, int tp, int pp) {
+  sz::SizingOptions o;
+  o.dtype = DType::f32;
+  o.device = DeviceKind::cpu;
+  o.quantization = mode;
+  o.tp = tp;
+  o.pp = pp;
+  return o;
+}
+
 // The shape's arithmetic (presets, shapes from flags, stored quantized checkpoints) against
 // the file's tensor table on every family's safetensors fixture: post-norms (Gemma), q / k
 // head norms (Qwen3, Gemma 3) and per-layer rotary tables (Gemma's local and global layers)
@@ -133,18 +150,12 @@ TEST(Sizing, ShapeArithmeticMatchesTheFileOnEveryFamily) {
                               "tiny-llama-yarn"}) {
     const sz::ModelShape from_file = sz::read_model_shape(fixture_dir() / fixture);
     ASSERT_TRUE(from_file.file) << fixture;
-    sz::ModelShape from_shape = from_file;
-    from_shape.file = nullptr;
+    const sz::ModelShape from_shape = without_file(from_file);
     for (const auto& [tp, pp] : {std::pair{1, 1}, {2, 2}}) {
       for (Quantization mode : {Quantization::none, Quantization::int8}) {
         SCOPED_TRACE(std::string(fixture) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp) + " " +
                      to_string(mode));
-        sz::SizingOptions o;
-        o.dtype = DType::f32;
-        o.device = DeviceKind::cpu;
-        o.quantization = mode;
-        o.tp = tp;
-        o.pp = pp;
+        const sz::SizingOptions o = cpu_f32_grid(mode, tp, pp);
         const sz::Sizing a = sz::compute(from_file, o), b = sz::compute(from_shape, o);
         ASSERT_EQ(a.stages.size(), b.stages.size());
         for (size_t st = 0; st < a.stages.size(); ++st) {
@@ -165,20 +176,14 @@ TEST(Sizing, ShapeArithmeticMatchesTheFileOnEveryFamily) {
 TEST(Sizing, MixtureOfExpertsTensorParallel) {
   for (const char* fixture : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe", "tiny-granitemoe"}) {
     const sz::ModelShape from_file = sz::read_model_shape(fixture_dir() / fixture);
-    ASSERT_TRUE(from_file.file);
-    sz::ModelShape from_shape = from_file;
-    from_shape.file = nullptr;
+    ASSERT_TRUE(from_file.file) << fixture;
+    const sz::ModelShape from_shape = without_file(from_file);
     const ModelConfig& c = from_file.config;
     for (const auto& [tp, pp] : {std::pair{2, 1}, {4, 1}, {2, 2}}) {
       for (Quantization mode : {Quantization::none, Quantization::int8}) {
         SCOPED_TRACE(std::string(fixture) + " tp " + std::to_string(tp) + " pp " + std::to_string(pp) + " " +
                      to_string(mode));
-        sz::SizingOptions o;
-        o.dtype = DType::f32;
-        o.device = DeviceKind::cpu;
-        o.quantization = mode;
-        o.tp = tp;
-        o.pp = pp;
+        const sz::SizingOptions o = cpu_f32_grid(mode, tp, pp);
         const sz::Sizing a = sz::compute(from_file, o), b = sz::compute(from_shape, o);
         ASSERT_EQ(a.stages.size(), static_cast<size_t>(pp));
         for (size_t s = 0; s < a.stages.size(); ++s) {
