@@ -421,6 +421,27 @@ Value f_batch(Interpreter&, const Value& v, CallArgs& a) {
   return Value::make_list(std::move(out));
 }
 
+// jinja2's slice: `slices` columns of consecutive items, the first len % slices of them one
+// item longer; with fill_with, the shorter ones padded by one item.
+Value f_slice(Interpreter&, const Value& v, CallArgs& a) {
+  const int64_t slices = int_arg(a, 0, "slices", 0, "slice");
+  if (slices <= 0) fail(slices == 0 ? "integer division or modulo by zero" : "slice: slices must be positive");
+  if (slices > (1 << 20)) throw Error(ErrorCategory::limit, "slice: more than 1048576 slices");
+  const Value fill = arg(a, 1, "fill_with");
+  const List items = iterate(v);
+  const auto n = static_cast<int64_t>(items.size());
+  const int64_t per = n / slices, extra = n % slices;
+  List out;
+  for (int64_t k = 0, start = 0; k < slices; ++k) {
+    const int64_t end = start + per + (k < extra ? 1 : 0);
+    List column(items.begin() + start, items.begin() + end);
+    if (!fill.is_none() && k >= extra) column.push_back(fill);
+    out.push_back(Value::make_list(std::move(column)));
+    start = end;
+  }
+  return Value::make_list(std::move(out));
+}
+
 Value f_attr(Interpreter& in, const Value& v, CallArgs& a) {
   return in.get_attr(v, str_arg(a, 0, "name", "attr"));
 }
@@ -456,7 +477,7 @@ constexpr FilterEntry kFilters[] = {
     {"escape", f_escape},     {"forceescape", f_escape}, {"indent", f_indent},       {"sort", f_sort},
     {"dictsort", f_dictsort}, {"reverse", f_reverse},   {"unique", f_unique},        {"min", f_min},
     {"max", f_max},           {"sum", f_sum},           {"wordcount", f_wordcount},  {"batch", f_batch},
-    {"attr", f_attr},         {"center", f_center},     {"format", f_format},
+    {"attr", f_attr},         {"center", f_center},     {"format", f_format},       {"slice", f_slice},
 };
 
 bool t_number_kind(const Value& v, Kind k) { return v.kind == k; }
