@@ -7,10 +7,16 @@
 // throughput of the f32 sgemm on the same shapes, on one core of an AVX-512 VNNI machine.
 //
 // oneDNN is opened at first use (dlopen, as the CUDA backend opens cuBLAS), not linked:
-// libkestrel loads without it. Where it is missing, and in sanitizer builds (oneDNN is not
-// instrumented, and LeakSanitizer's tracer crashes on its threads), a portable int8 GEMM
-// with int32 sums computes the same integers, slowly.
+// libkestrel loads without it. Where it is missing, in sanitizer builds (oneDNN is not
+// instrumented, and LeakSanitizer's tracer crashes on its threads) and on processors
+// without VNNI, a portable int8 GEMM with int32 sums computes the same integers, slowly.
+// Without VNNI (vpdpbusd), oneDNN's s8 x s8 GEMM multiplies with vpmaddubsw, whose 16-bit
+// pair sums saturate (oneDNN documents it: "intermediate saturation"): on an AVX-512 Xeon
+// without VNNI its sums were off by up to 7% of the output's scale.
 #include <dlfcn.h>
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
 #include <omp.h>
 #include <oneapi/dnnl/dnnl.h>
 
@@ -45,6 +51,18 @@ struct OneDnn {
 #endif
 #endif
 
+// AVX512_VNNI (CPUID leaf 7.0, ECX bit 11) or AVX-VNNI (leaf 7.1, EAX bit 4): the int8
+// dot products that sum u8 x s8 pairs into 32 bits without a saturating 16-bit step.
+bool cpu_has_vnni() {
+#if defined(__x86_64__)
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 11)) != 0) return true;
+  return __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) && (eax & (1u << 4)) != 0;
+#else
+  return false;
+#endif
+}
+
 const OneDnn& onednn() {
   static const OneDnn loaded = [] {
     OneDnn d;
@@ -52,6 +70,10 @@ const OneDnn& onednn() {
     d.error = "a sanitizer build does not open oneDNN (uninstrumented)";
     return d;
 #endif
+    if (!cpu_has_vnni()) {
+      d.error = "the processor has no VNNI, and oneDNN's int8 GEMM saturates 16-bit sums without it";
+      return d;
+    }
     void* handle = dlopen("libdnnl.so.2", RTLD_NOW | RTLD_LOCAL);
     if (!handle) {
       d.error = std::string("oneDNN (libdnnl.so.2, Debian package libdnnl2) not found: ") + dlerror();
