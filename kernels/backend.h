@@ -49,6 +49,10 @@ struct RotaryParams {
   // angle float(p) * inv_freq[j] (an f32 product). A model computes it once, with its base
   // frequency and any rope scaling (linear, Llama 3) folded in.
   TensorView inv_freq;
+  // Multiplies cos and sin (a rope attention factor, YaRN / LongRoPE) where only part of
+  // each head rotates (Phi-4-mini): the rotated dims scale, the others do not. With every
+  // dim rotating the factor is folded into the softmax scale instead and this stays 1.
+  float cos_sin_scale = 1.0f;
 };
 
 struct AttentionParams {
@@ -278,7 +282,9 @@ class Backend {
   // Per-head RMSNorm of the query and key heads of a fused QKV row, in place (Qwen3, Gemma 3:
   // applied before rotary, so before the attention call): each q head h of row t becomes
   // rms_norm(q_h) * q_norm.gamma, each k head likewise with k_norm; v heads are untouched.
-  //   qkv: [T, (nh + 2 nkv) hd] as above; q_norm.gamma, k_norm.gamma: [hd] (rms_norm kind)
+  //   qkv: [T, (nh + 2 nkv) hd] as above; q_norm.gamma, k_norm.gamma: [hd] (rms_norm kind).
+  // OLMo 2 norms all q heads of a row as one vector, and all k heads as another: then
+  // q_norm.gamma is [nh hd] and k_norm.gamma [nkv hd] (each norm's width is its gamma's).
   virtual void head_norm(TensorView qkv, int n_heads, int n_kv_heads, int head_dim,
                          const NormParams& q_norm, const NormParams& k_norm) = 0;
 

@@ -179,8 +179,8 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
           const float p = static_cast<float>(place.pos[t]);
           for (int j = 0; j < rot / 2; ++j) {
             const double angle = p * inv_freq[j];
-            cos_t[j] = std::cos(angle);
-            sin_t[j] = std::sin(angle);
+            cos_t[j] = std::cos(angle) * rp.cos_sin_scale;
+            sin_t[j] = std::sin(angle) * rp.cos_sin_scale;
           }
           for (int h = 0; h < nh + nkv; ++h)
             rotate_head(row + static_cast<int64_t>(h) * hd, rot, rp.style, cos_t.data(),

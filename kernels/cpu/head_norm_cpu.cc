@@ -1,5 +1,6 @@
-// kernels/cpu/head_norm_cpu.cc: per-head RMSNorm of the q and k heads of a fused QKV row
-// (Qwen3's and Gemma 3's q_norm / k_norm), and the elementwise scale and soft-cap.
+// kernels/cpu/head_norm_cpu.cc: RMSNorm of the q and k heads of a fused QKV row, per head
+// (Qwen3's and Gemma 3's q_norm / k_norm) or over all q / all k heads at once (OLMo 2's),
+// and the elementwise scale and soft-cap.
 #include <cmath>
 
 #include "cpu/cpu_ops.h"
@@ -17,10 +18,13 @@ void rms_norm_head(float* x, const float* gamma, int hd, double eps) {
   for (int d = 0; d < hd; ++d) x[d] = static_cast<float>(x[d] * inv * gamma[d]);
 }
 
-void expect_norm(const NormParams& norm, int hd, const char* op, const char* name) {
+// The width each RMSNorm spans: one head (gamma [hd]) or all `heads` of them (gamma [heads hd]).
+int expect_norm(const NormParams& norm, int hd, int heads, const char* op, const char* name) {
   if (norm.kind != NormKind::rms_norm || !norm.beta.empty()) fail(op, std::string(name) + " must be an RMSNorm");
-  expect_tensor(norm.gamma, DType::f32, {hd}, op, name);
+  const int span = !norm.gamma.empty() && norm.gamma.dim(0) == int64_t{heads} * hd ? heads * hd : hd;
+  expect_tensor(norm.gamma, DType::f32, {span}, op, name);
   if (!(norm.eps >= 0.0f)) fail(op, std::string(name) + ": eps must be >= 0");
+  return span;
 }
 
 }  // namespace
@@ -32,8 +36,8 @@ void head_norm(TensorView qkv, int nh, int nkv, int hd, const NormParams& q_norm
   if (nh <= 0 || nkv <= 0 || hd <= 0) fail(op, "bad head counts");
   const int64_t width = static_cast<int64_t>(nh + 2 * nkv) * hd;
   expect_tensor(qkv, DType::f32, {-1, width}, op, "qkv");
-  expect_norm(q_norm, hd, op, "q_norm");
-  expect_norm(k_norm, hd, op, "k_norm");
+  const int q_span = expect_norm(q_norm, hd, nh, op, "q_norm");
+  const int k_span = expect_norm(k_norm, hd, nkv, op, "k_norm");
   const int64_t T = qkv.dim(0);
   float* x = qkv.ptr<float>();
   const float* qg = q_norm.gamma.ptr<float>();
@@ -41,8 +45,9 @@ void head_norm(TensorView qkv, int nh, int nkv, int hd, const NormParams& q_norm
   parallel_for(threads_for(T * width, threads), T, 1, [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
       float* row = x + t * width;
-      for (int h = 0; h < nh; ++h) rms_norm_head(row + static_cast<int64_t>(h) * hd, qg, hd, q_norm.eps);
-      for (int g = 0; g < nkv; ++g) rms_norm_head(row + static_cast<int64_t>(nh + g) * hd, kg, hd, k_norm.eps);
+      for (int64_t q = 0; q < int64_t{nh} * hd; q += q_span) rms_norm_head(row + q, qg, q_span, q_norm.eps);
+      for (int64_t k = 0; k < int64_t{nkv} * hd; k += k_span)
+        rms_norm_head(row + int64_t{nh} * hd + k, kg, k_span, k_norm.eps);
     }
   });
 }

@@ -31,6 +31,7 @@ struct AttentionArgs {
   int rot = 0;  // rotating dims per head (0 = no rotary)
   RotaryStyle style = RotaryStyle::none;
   const float* inv_freq = nullptr;  // [rot / 2]
+  double cos_sin_scale = 1.0;       // RotaryParams::cos_sin_scale
   int block_size = 0;
   int max_total = 0;       // batch.max_total_tokens: no sequence holds more positions
   int max_blocks = 0;      // block-table entries per sequence
@@ -67,6 +68,7 @@ inline AttentionArgs attention_args(const LaunchContext& ctx, TensorView qkv,
   a.rot =
       rp.style == RotaryStyle::none ? 0 : (rp.rotary_dim == 0 ? params.head_dim : rp.rotary_dim);
   a.inv_freq = a.rot > 0 ? static_cast<const float*>(rp.inv_freq.data) : nullptr;
+  a.cos_sin_scale = rp.cos_sin_scale;
   a.block_size = cache.block_size;
   a.max_total = batch.max_total_tokens;
   a.max_blocks = batch.max_blocks_per_seq;
@@ -126,6 +128,8 @@ __device__ __forceinline__ void rotary_angles(const AttentionArgs& a, int pos, d
   for (int j = threadIdx.x; j < a.rot / 2; j += blockDim.x) {
     const double angle = __fmul_rn(p, a.inv_freq[j]);
     sincos(angle, &sin_s[j], &cos_s[j]);
+    cos_s[j] *= a.cos_sin_scale;
+    sin_s[j] *= a.cos_sin_scale;
   }
 }
 

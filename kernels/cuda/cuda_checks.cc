@@ -188,7 +188,9 @@ void check_head_norm(int device, const TensorView& qkv, int nh, int nkv, int hd,
   for (const NormParams* norm : {&q_norm, &k_norm}) {
     const char* name = norm == &q_norm ? "q_norm" : "k_norm";
     if (norm->kind != NormKind::rms_norm || !norm->beta.empty()) fail(op, std::string(name) + " must be an RMSNorm");
-    expect_tensor(norm->gamma, device, a, {hd}, op, name);
+    // One head, or all the q / k heads at once (OLMo 2).
+    const int64_t all = static_cast<int64_t>(norm == &q_norm ? nh : nkv) * hd;
+    expect_tensor(norm->gamma, device, a, {!norm->gamma.empty() && norm->gamma.dim(0) == all ? all : hd}, op, name);
     if (!(norm->eps >= 0.0f)) fail(op, std::string(name) + ": eps must be >= 0");
   }
 }

@@ -37,7 +37,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
   params.n_heads = shard.n_heads;
   params.n_kv_heads = shard.n_kv_heads;
   params.head_dim = c.head_dim;
-  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, s.rotary_inv_freq()};
+  params.rotary = {m.arch.kinds.rotary_style, m.arch.kinds.rotary_dim, s.rotary_inv_freq(), rotary_cos_sin_scale(m.arch)};
   params.logit_softcap = m.arch.kinds.attn_logit_softcap;
   const LayerKinds& kinds = m.arch.kinds;
 
@@ -80,7 +80,9 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       params.sliding_window = layer_sliding_window(kinds, layer);
       params.rotary.inv_freq = lw.rotary_inv_freq.empty() ? s.rotary_inv_freq() : lw.rotary_inv_freq;
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
-      attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, normed, qkv, attn, proj,
+      // Without pre-norms (OLMo 2) each block reads the residual; `normed` is then unused.
+      const TensorView& block_in = kinds.pre_norms ? normed : hidden;
+      attention_block(backend, lw, params, batch, s.kv->layer(l), step.generation, block_in, qkv, attn, proj,
                       tensor);
       // Granite: the block's output joins the residual scaled (its bias was scaled at load).
       if (kinds.residual_multiplier != 1.0f) backend.scale(proj, kinds.residual_multiplier);
@@ -91,9 +93,9 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
         if (kinds.post_norms) backend.add_residual_norm(proj, nullptr, nullptr, lw.post_attn_norm, proj);
         backend.add_residual_norm(hidden, &proj, out_bias, lw.ffn_norm, normed);
         if (!lw.moe.empty())
-          moe_block(backend, lw.moe, m.arch, normed, moe_buffers(s, mb.token_begin, mb.tokens), proj, tensor);
+          moe_block(backend, lw.moe, m.arch, block_in, moe_buffers(s, mb.token_begin, mb.tokens), proj, tensor);
         else
-          feed_forward_block(backend, lw, kinds, normed, ffn, ffn_act, proj, tensor);
+          feed_forward_block(backend, lw, kinds, block_in, ffn, ffn_act, proj, tensor);
         if (kinds.residual_multiplier != 1.0f) backend.scale(proj, kinds.residual_multiplier);
         if (kinds.post_norms) backend.add_residual_norm(proj, nullptr, nullptr, lw.post_ffn_norm, proj);
       } else {

@@ -84,10 +84,15 @@ float attention_scale(const Architecture& arch, int layer) {
   if (arch.kinds.query_pre_attn_scalar > 0) scale = static_cast<float>(1.0 / std::sqrt(arch.kinds.query_pre_attn_scalar));
   if (arch.kinds.attention_multiplier > 0) scale = arch.kinds.attention_multiplier;
   if (arch.kinds.attn_scale_by_inverse_layer) scale /= static_cast<float>(layer + 1);
-  // cos and sin scaled by m scale every rotated q and k by m (all of them: rotary_dim == head_dim).
+  // cos and sin scaled by m scale every rotated q and k by m: with all of them rotating,
+  // q . k scales by m^2 (partial rotary: rotary_cos_sin_scale instead).
   const float m = arch.kinds.rotary_attention_factor;
-  if (m != 1.0f) scale *= m * m;
+  if (m != 1.0f && arch.kinds.rotary_dim == arch.config.head_dim) scale *= m * m;
   return scale;
+}
+
+float rotary_cos_sin_scale(const Architecture& arch) {
+  return arch.kinds.rotary_dim == arch.config.head_dim ? 1.0f : arch.kinds.rotary_attention_factor;
 }
 
 int layer_sliding_window(const LayerKinds& kinds, int layer) {
@@ -140,14 +145,15 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = granite_architecture(json, where);
   } else if (*model_type == "granitemoe") {
     arch = granitemoe_architecture(json, where);
+  } else if (*model_type == "olmo2") {
+    arch = olmo2_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type +
                     "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text, "
-                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite, granitemoe)");
+                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite, granitemoe, olmo2)");
   }
   validate_config(arch.config, where);
-  check_rope_attention_factor(arch.kinds, arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
     const std::string what = where + ": kestrel_quantization";
     if (!q->is_object()) throw Error(ErrorCategory::format, what + " must be an object");
@@ -193,8 +199,8 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
     case WeightSlot::down_bias:
     case WeightSlot::post_attn_norm_weight:
     case WeightSlot::post_ffn_norm_weight: return {H};
-    case WeightSlot::q_norm_weight:
-    case WeightSlot::k_norm_weight: return {hd};
+    case WeightSlot::q_norm_weight: return {arch.kinds.qk_norm_over_heads ? c.num_heads * hd : hd};
+    case WeightSlot::k_norm_weight: return {arch.kinds.qk_norm_over_heads ? c.num_kv_heads * hd : hd};
     case WeightSlot::router_weight: return {c.num_experts, H};
     case WeightSlot::expert_up_weight: return {2 * int64_t{c.expert_ffn_size}, H};
     case WeightSlot::expert_down_weight: return {H, c.expert_ffn_size};
@@ -249,14 +255,15 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = granite_architecture_from_gguf(file);
   } else if (*name == "granitemoe") {
     arch = granitemoe_architecture_from_gguf(file);
+  } else if (*name == "olmo2") {
+    arch = olmo2_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": general.architecture '" + *name +
                     "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe, qwen3moe, phi3, "
-                    "granite, granitemoe)");
+                    "granite, granitemoe, olmo2)");
   }
   validate_config(arch.config, where);
-  check_rope_attention_factor(arch.kinds, arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize
     if (*format != "w8a8")
       throw Error(ErrorCategory::unsupported,

@@ -39,7 +39,8 @@ struct LayerKinds {
   std::vector<float> rotary_inv_freq;
   // A table that depends on the session's context (LongRoPE, dynamic NTK), and the factor
   // rope scaling puts on cos and sin (YaRN, LongRoPE): q . k scales by its square, folded
-  // into attention_scale, which needs rotary_dim == head_dim. models/rope_scaling.h.
+  // into attention_scale when rotary_dim == head_dim, else applied to cos and sin by the
+  // attention kernels (rotary_cos_sin_scale). models/rope_scaling.h.
   RopeContextScaling rotary_context;
   float rotary_attention_factor = 1.0f;
   // The attention softmax scale of layer l (0-based) is 1/sqrt(head_dim), or 1 without
@@ -73,6 +74,12 @@ struct LayerKinds {
   // Qwen3, Gemma 3: every q and k head is RMSNormed over head_dim (q_norm / k_norm slots)
   // before rotary.
   bool qk_norm = false;
+  // OLMo 2: the q_norm / k_norm slots norm each token's whole q / k projection ([nh hd] /
+  // [nkv hd]) instead of each head.
+  bool qk_norm_over_heads = false;
+  // false (OLMo 2): no norm before the blocks, which read the residual itself; post_norms
+  // then normalize their outputs, and the attn_norm / ffn_norm slots are absent.
+  bool pre_norms = true;
   // > 0: the softmax scale is query_pre_attn_scalar^-1/2 instead of head_dim^-1/2 (Gemma).
   double query_pre_attn_scalar = 0.0;
   // > 0: soft-capping tanh(x / cap) * cap of the attention scores (before the softmax) and
@@ -125,8 +132,8 @@ enum class WeightSlot : uint8_t {
   shared_gate_weight,  // [1, H]: sigmoid(x . w) scales the shared expert's output
   post_attn_norm_weight,  // [H] (LayerKinds::post_norms)
   post_ffn_norm_weight,   // [H]
-  q_norm_weight,          // [hd] (LayerKinds::qk_norm)
-  k_norm_weight,          // [hd]
+  q_norm_weight,          // [hd] (LayerKinds::qk_norm); [nh hd] with qk_norm_over_heads
+  k_norm_weight,          // [hd]; [nkv hd] with qk_norm_over_heads
 };
 const char* to_string(WeightSlot slot);
 
@@ -221,6 +228,9 @@ Architecture granite_architecture(const nlohmann::json& config, const std::strin
 Architecture granite_architecture_from_gguf(const GgufFile& file);
 Architecture granitemoe_architecture(const nlohmann::json& config, const std::string& where);
 Architecture granitemoe_architecture_from_gguf(const GgufFile& file);
+// models/olmo2.cc: OLMo 2.
+Architecture olmo2_architecture(const nlohmann::json& config, const std::string& where);
+Architecture olmo2_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source
@@ -234,6 +244,9 @@ Activation hf_activation(const std::string& name, const char* key, const std::st
 
 // The softmax scale of the attention of `layer` (0-based, counted over the whole model).
 float attention_scale(const Architecture& arch, int layer);
+// RotaryParams::cos_sin_scale: the rope attention factor where only part of each head
+// rotates (attention_scale folds it in when every dim does), else 1.
+float rotary_cos_sin_scale(const Architecture& arch);
 // The sliding window of `layer` (0: none), from layer_attention or the model-wide setting.
 int layer_sliding_window(const LayerKinds& kinds, int layer);
 

@@ -4,6 +4,12 @@
 // Long-context variants (128k) use LongRoPE (models/rope_scaling.h): a short and a long
 // set of per-pair frequency factors and an attention factor on cos and sin.
 //
+// Phi-4-mini (also model_type phi3) rotates the first partial_rotary_factor (0.75) of
+// each head only, its LongRoPE factors and attention factor on those dims alone (transformers
+// 4.51.3 scales the cos and sin of the rotated part; the rest of q and k passes unscaled),
+// and ties its head to the embedding. llama.cpp's converter writes the rotated width as
+// phi3.rope.dimension_count.
+//
 // sliding_window (2047 in Phi-3-mini-4k) is read by transformers 4.44.2 only in its
 // flash-attention path (eager and sdpa attend to every position) and llama.cpp disables it
 // for Phi-3 ("Phi SWA is currently disabled"); Kestrel follows both references and
@@ -17,6 +23,7 @@
 #include "models/config_json.h"
 #include "models/gguf_metadata.h"
 #include "models/llama_like.h"
+#include "models/rope.h"
 #include "models/rope_scaling.h"
 
 namespace kestrel {
@@ -82,12 +89,19 @@ Architecture phi3_architecture(const nlohmann::json& json, const std::string& wh
   if (heads <= 0) throw Error(ErrorCategory::format, where + ": num_attention_heads must be positive");
   if (auto head_dim = json_int(json, {"head_dim"}, where); head_dim && *head_dim != hidden / heads)
     throw Error(ErrorCategory::unsupported, where + ": head_dim differs from hidden_size / num_attention_heads");
-  if (auto pct = json_number(json, {"partial_rotary_factor"}, where); pct && *pct != 1.0)
-    throw Error(ErrorCategory::unsupported, where + ": partial_rotary_factor is not supported for phi3");
-  for (const char* key : {"attention_bias", "mlp_bias"})
+  for (const char* key : {"attention_bias", "mlp_bias", "lm_head_bias"})
     if (json_bool(json, key, where).value_or(false))
       throw Error(ErrorCategory::unsupported, where + ": " + key + " is not supported for phi3");
   Architecture arch = llama_like_from_hf(json, where, "phi3", {});
+  // transformers 4.51.3: int(head_dim * partial_rotary_factor) leading dims rotate (the
+  // first half of them paired with the second, NeoX-style, as for the whole head).
+  const double fraction = json_number(json, {"partial_rotary_factor"}, where).value_or(1.0);
+  const int rotary_dim = static_cast<int>(arch.config.head_dim * fraction);
+  if (!(fraction > 0 && fraction <= 1) || rotary_dim < 2 || rotary_dim % 2 != 0)
+    throw Error(ErrorCategory::format, where + ": partial_rotary_factor " + std::to_string(fraction) +
+                                           " must give an even number of rotary dimensions within head_dim");
+  arch.kinds.rotary_dim = rotary_dim;
+  arch.kinds.rotary_inv_freq = rope_inv_freq(json_number(json, {"rope_theta"}, where).value_or(10000.0), rotary_dim);
   arch.config.norm_eps = static_cast<float>(json_number(json, {"rms_norm_eps"}, where).value_or(1e-5));
   arch.config.max_positions = static_cast<int>(json_int(json, {"max_position_embeddings"}, where).value_or(4096));
   const bool tied = arch.config.tied_embeddings;
@@ -120,9 +134,11 @@ Architecture phi3_architecture(const nlohmann::json& json, const std::string& wh
 Architecture phi3_architecture_from_gguf(const GgufFile& file) {
   const std::string where = file.path().string();
   Architecture arch = llama_like_from_gguf(file, "phi3", RotaryStyle::neox);
-  if (arch.kinds.rotary_dim != arch.config.head_dim)
-    throw Error(ErrorCategory::unsupported, where + ": phi3.rope.dimension_count differs from the head size "
-                                                    "(partial rotary is not supported for phi3)");
+  const int rotary_dim = arch.kinds.rotary_dim;  // Phi-4-mini: 3/4 of the head
+  if (rotary_dim < 2 || rotary_dim % 2 != 0 || rotary_dim > arch.config.head_dim)
+    throw Error(ErrorCategory::format, where + ": phi3.rope.dimension_count " + std::to_string(rotary_dim) +
+                                           " must be even and within the head size " +
+                                           std::to_string(arch.config.head_dim));
   if (auto type = file.get_string("phi3.rope.scaling.type"); type && *type != "none")
     throw Error(ErrorCategory::unsupported,
                 where + ": phi3.rope.scaling.type '" + *type + "' is not supported (rope factors only)");

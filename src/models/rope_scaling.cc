@@ -100,14 +100,6 @@ void apply_yarn(double theta, double factor, int original, double beta_fast, dou
   kinds.rotary_attention_factor = static_cast<float>(attention_factor);
 }
 
-void check_rope_attention_factor(const LayerKinds& kinds, const ModelConfig& config, const std::string& where) {
-  if (kinds.rotary_attention_factor != 1.0f && kinds.rotary_dim != config.head_dim)
-    throw Error(ErrorCategory::unsupported, where + ": a rope attention factor (YaRN, LongRoPE) with " +
-                                                std::to_string(kinds.rotary_dim) + " of " +
-                                                std::to_string(config.head_dim) +
-                                                " head dimensions rotating (partial rotary) is not supported");
-}
-
 void apply_gguf_yarn(const GgufFile& file, const std::string& prefix, double theta, LayerKinds& kinds,
                      ModelConfig& config) {
   const std::string where = file.path().string(), key = prefix + ".rope.scaling.";

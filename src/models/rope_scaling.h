@@ -70,11 +70,6 @@ double longrope_attention_factor(int max_positions, int original);
 void apply_yarn(double theta, double factor, int original, double beta_fast, double beta_slow,
                 double attention_factor, LayerKinds& kinds);
 
-// Throws Error(unsupported) naming `where` when a rope attention factor meets partial
-// rotary: attention_scale folds its square into the softmax scale, which is exact only
-// when every dimension of q and k rotates.
-void check_rope_attention_factor(const LayerKinds& kinds, const ModelConfig& config, const std::string& where);
-
 class GgufFile;
 // llama.cpp's YaRN keys "<prefix>.rope.scaling.*" (type "yarn"): factor,
 // original_context_length (else the context length) and attn_factor (else 1), which

@@ -285,6 +285,10 @@ LinearWeight WeightStore::linear_from(const WeightSource& source, const WeightRe
 ModelWeights WeightStore::load(const WeightSource& source, const Architecture& arch, const Shard& shard) {
   const ModelConfig& c = arch.config;
   // This rank's part of each split weight (all of it when the model is not split).
+  // A norm over every head's q / k needs all of them on one rank.
+  if (arch.kinds.qk_norm_over_heads && shard.tp > 1)
+    throw Error(ErrorCategory::unsupported, arch.name + ": q / k norms over the whole projection are not supported "
+                                                "under tensor parallelism (tp > 1)");
   const ShardSlices slices = shard_slices(shard, c, arch.kinds.gated_ffn);
   const WeightSlice &qkv_slice = slices.qkv, &out_slice = slices.out, &up_slice = slices.up,
                     &down_slice = slices.down, &vocab_slice = slices.vocab;
@@ -368,12 +372,12 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
   }
   for (int l = shard.layer_begin; l < shard.layer_end; ++l) {
     LayerWeights lw;
-    lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
+    if (arch.kinds.pre_norms) lw.attn_norm = norm(WeightSlot::attn_norm_weight, WeightSlot::attn_norm_bias, l);
     lw.qkv_weight = dense_or_quantized(WeightSlot::qkv_weight, l, qkv_slice);
     lw.qkv_bias = get(WeightSlot::qkv_bias, l, qkv_slice);
     lw.out_weight = dense_or_quantized(WeightSlot::out_weight, l, out_slice);
     lw.out_bias = get(WeightSlot::out_bias, l);  // added once, after the all-reduce
-    lw.ffn_norm = norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l);
+    if (arch.kinds.pre_norms) lw.ffn_norm = norm(WeightSlot::ffn_norm_weight, WeightSlot::ffn_norm_bias, l);
     lw.up_weight = dense_or_quantized(WeightSlot::up_weight, l, up_slice);
     lw.up_bias = get(WeightSlot::up_bias, l, up_slice);
     lw.down_weight = dense_or_quantized(WeightSlot::down_weight, l, down_slice);
@@ -394,6 +398,13 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     if (arch.kinds.qk_norm) {
       lw.q_norm = extra_norm(WeightSlot::q_norm_weight, l);
       lw.k_norm = extra_norm(WeightSlot::k_norm_weight, l);
+    }
+    // Without pre-norms (OLMo 2) the blocks read the residual itself, but the fused
+    // add+norm that adds each block's output still computes a norm, which no one reads:
+    // the post-norms stand in (views of the same weights, no copy).
+    if (!arch.kinds.pre_norms) {
+      lw.attn_norm = lw.post_attn_norm;
+      lw.ffn_norm = lw.post_ffn_norm;
     }
     if (!arch.kinds.layer_attention.empty() && arch.kinds.positions == PositionKind::rotary) {
       const std::vector<float>& f = arch.kinds.layer_attention.at(static_cast<size_t>(l)).rotary_inv_freq;

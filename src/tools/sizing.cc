@@ -95,9 +95,12 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     if (shape.learned_positions) w.position_embedding = vector_bytes(dtype, static_cast<int64_t>(c.max_positions) * H);
   }
   const int64_t qkv_rows = (d.heads + 2 * d.kv_heads) * hd;
-  size_t layer = (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm);
+  size_t layer = shape.pre_norms ? (shape.shared_norm ? 1 : 2) * vector_bytes(dtype, norm) : 0;
   if (shape.post_norms) layer += 2 * vector_bytes(dtype, norm);
-  if (shape.qk_norm) layer += 2 * vector_bytes(dtype, hd);
+  if (shape.qk_norm && shape.qk_norm_over_heads)
+    layer += vector_bytes(dtype, (int64_t{c.num_heads} + c.num_kv_heads) * hd);
+  else if (shape.qk_norm)
+    layer += 2 * vector_bytes(dtype, hd);
   layer += linear_bytes(q, dtype, qkv_rows, H) + linear_bytes(q, dtype, H, d.heads * hd);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
@@ -241,6 +244,8 @@ ModelShape shape_of(const Architecture& arch) {
   s.rotary_pairs = static_cast<int>(arch.kinds.rotary_inv_freq.size());
   s.post_norms = arch.kinds.post_norms;
   s.qk_norm = arch.kinds.qk_norm;
+  s.qk_norm_over_heads = arch.kinds.qk_norm_over_heads;
+  s.pre_norms = arch.kinds.pre_norms;
   if (arch.kinds.positions == PositionKind::rotary)
     for (const auto& layer : arch.kinds.layer_attention)
       s.layer_rotary_pairs.push_back(static_cast<int>(layer.rotary_inv_freq.size()));
@@ -401,6 +406,10 @@ Sizing compute(const ModelShape& shape, const SizingOptions& options) {
   if (options.device == DeviceKind::cpu && options.dtype != DType::f32)
     invalid(std::string("dtype = ") + to_string(options.dtype) + " on the cpu (the CPU backend computes in f32)");
   validate_config(shape.config, shape.source.empty() ? "model shape" : shape.source);
+  if (shape.qk_norm_over_heads && options.tp > 1)  // as the loader refuses it
+    throw Error(ErrorCategory::unsupported, shape.config.architecture +
+                                                ": q / k norms over the whole projection are not supported under "
+                                                "tensor parallelism (tp > 1)");
 
   Sizing s;
   s.shape = shape;

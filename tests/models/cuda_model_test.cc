@@ -186,5 +186,13 @@ INSTANTIATE_TEST_SUITE_P(RopeScaling, CudaModel,
                                             ::testing::Values(DType::f32, DType::bf16)),
                          param_name);
 
+// Phi-4-mini and OLMo 2 (make_tiny_phi4_olmo2.py): LongRoPE's attention factor on the cos
+// and sin of a partial rotary (3/4 of each head), and q / k norms over each token's whole
+// q / k projection after norm-free block inputs.
+INSTANTIATE_TEST_SUITE_P(Phi4Olmo2, CudaModel,
+                         ::testing::Combine(::testing::Values("tiny-phi4-mini", "tiny-olmo2"),
+                                            ::testing::Values(DType::f32, DType::bf16)),
+                         param_name);
+
 }  // namespace
 }  // namespace kestrel

@@ -201,5 +201,13 @@ INSTANTIATE_TEST_SUITE_P(Granite, HfReference,
                                            ReferenceCase{"tiny_granite_gguf", "tiny-granite.gguf", "tiny-granite"}),
                          case_name);
 
+// OLMo 2 from tests/fixtures/make_tiny_phi4_olmo2.py (transformers 4.51.3), from safetensors
+// and from llama.cpp's converter: norms after the attention and the MLP only (the blocks
+// read the residual), q / k RMSNorms over each token's whole q / k projection, GQA 4 / 2.
+INSTANTIATE_TEST_SUITE_P(Olmo2, HfReference,
+                         ::testing::Values(ReferenceCase{"tiny_olmo2", "tiny-olmo2", "tiny-olmo2"},
+                                           ReferenceCase{"tiny_olmo2_gguf", "tiny-olmo2.gguf", "tiny-olmo2"}),
+                         case_name);
+
 }  // namespace
 }  // namespace kestrel

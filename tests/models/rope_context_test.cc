@@ -1,7 +1,8 @@
 // Rope scalings whose table depends on the context, end to end against transformers
 // (fixtures made by tests/fixtures/make_tiny_phi3.py), logits within 1e-4 at positions past
 // the original context:
-// - Phi-3 with LongRoPE (tiny-phi3, from safetensors and from llama.cpp's converter): a
+// - Phi-3 with LongRoPE (tiny-phi3, and Phi-4-mini's partial rotary with it: tiny-phi4-mini,
+//   each from safetensors and from llama.cpp's converter): a
 //   session allowing more than original_max_position_embeddings (16) positions rotates with
 //   the long factors, as transformers does for a forward over more than 16 positions (and
 //   llama.cpp for n_ctx > 16); a session of 16 with the short ones.
@@ -15,7 +16,9 @@
 #include <cmath>
 #include <kestrel/kestrel.h>
 
+#include "loaders/gguf.h"
 #include "loaders/gguf_writer.h"
+#include "models/architecture.h"
 #include "reference_fixture.h"
 #include "test_support.h"
 
@@ -45,7 +48,9 @@ class Phi3Reference : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
     model_ = Model::load(fixture_dir() / GetParam(), {.quantization = Quantization::none});
-    prompts_ = load_reference(fixture_dir() / "tiny-phi3", model_->config().vocab_size);
+    std::string reference = GetParam();  // the folder of a file's reference: its name without .gguf
+    if (reference.ends_with(".gguf")) reference.resize(reference.size() - 5);
+    prompts_ = load_reference(fixture_dir() / reference, model_->config().vocab_size);
     ASSERT_EQ(model_->config().max_positions, 64);
     ASSERT_GE(std::count_if(prompts_.begin(), prompts_.end(), is_long), 3);
   }
@@ -102,12 +107,17 @@ TEST_P(Phi3Reference, TokenizerMatchesReferenceIds) {
   for (const auto& p : prompts_) EXPECT_EQ(model_->tokenizer().encode(p.text), p.ids) << p.text;
 }
 
-INSTANTIATE_TEST_SUITE_P(Phi3, Phi3Reference, ::testing::Values("tiny-phi3", "tiny-phi3.gguf"),
+INSTANTIATE_TEST_SUITE_P(Phi3, Phi3Reference,
+                         ::testing::Values("tiny-phi3", "tiny-phi3.gguf", "tiny-phi4-mini", "tiny-phi4-mini.gguf"),
                          [](const auto& info) {
-                           return std::string(info.param) == "tiny-phi3" ? "safetensors" : "gguf";
+                           std::string name = info.param;
+                           for (char& ch : name)
+                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+                           return name;
                          });
 
-// A Phi-3 GGUF missing one LongRoPE table, or rotating part of each head, is refused by name.
+// A Phi-3 GGUF missing one LongRoPE table, or whose tables do not match its rotary width, is
+// refused by name.
 TEST(Phi3Gguf, HalfOfLongRopeOrPartialRotaryIsRefusedByName) {
   const auto dir = testing::temp_dir("rope_context");
   auto expect_refused = [&](GgufWriter& edited, ErrorCategory category, const std::string& part) {
@@ -124,8 +134,11 @@ TEST(Phi3Gguf, HalfOfLongRopeOrPartialRotaryIsRefusedByName) {
   no_short.drop_tensor("rope_factors_short.weight");
   expect_refused(no_short, ErrorCategory::format, "rope_factors_short.weight");
   GgufWriter partial(fixture_dir() / "tiny-phi3.gguf");
-  partial.set("phi3.rope.dimension_count", uint32_t{8});
-  expect_refused(partial, ErrorCategory::unsupported, "phi3.rope.dimension_count");
+  partial.set("phi3.rope.dimension_count", uint32_t{8});  // 4 pairs; the tables hold 8
+  expect_refused(partial, ErrorCategory::format, "rotary dimensions / 2");
+  GgufWriter odd(fixture_dir() / "tiny-phi4-mini.gguf");
+  odd.set("phi3.rope.dimension_count", uint32_t{11});
+  expect_refused(odd, ErrorCategory::format, "phi3.rope.dimension_count");
 }
 
 // The reference of each prompt is transformers' forward over exactly its tokens: a session
@@ -181,22 +194,20 @@ TEST(YarnGgufReference, LlamaCppKeysGiveTransformersYarn) {
   for (size_t i = 0; i < prompts.size(); ++i) EXPECT_EQ(results[i].tokens, prompts[i].greedy) << i;
 }
 
-// YaRN's attention factor is folded into the softmax scale, exact only when the whole head
-// rotates: partial rotary with it is refused when the model loads.
-TEST(YarnGgufReference, PartialRotaryWithAnAttentionFactorIsRefused) {
+// YaRN's attention factor with part of each head rotating: the cos and sin of the rotated
+// dims carry it (as ggml's rope does), the softmax scale does not.
+TEST(YarnGgufReference, PartialRotaryCarriesTheAttentionFactorOnCosAndSin) {
   const auto path = testing::temp_dir("rope_context") / "partial-yarn.gguf";
   GgufWriter(fixture_dir() / "tiny-llama-yarn.gguf")
       .set("llama.rope.scaling.type", std::string("yarn"))
       .set("llama.rope.scaling.factor", 4.0f)
       .set("llama.rope.dimension_count", uint32_t{8})
       .write(path);
-  try {
-    Model::load(path);
-    ADD_FAILURE() << "accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), ErrorCategory::unsupported) << e.what();
-    EXPECT_NE(e.message().find("partial rotary"), std::string::npos) << e.what();
-  }
+  const Architecture arch = architecture_from_gguf(GgufFile(path));
+  const float m = static_cast<float>(1.0 + 0.1 * std::log(4.0));  // ggml's YaRN attention factor
+  ASSERT_EQ(arch.kinds.rotary_dim, 8);
+  EXPECT_NEAR(rotary_cos_sin_scale(arch), m, 1e-6f);
+  EXPECT_FLOAT_EQ(attention_scale(arch, 0), 1.0f / std::sqrt(static_cast<float>(arch.config.head_dim)));
 }
 
 }  // namespace

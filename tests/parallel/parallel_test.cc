@@ -274,7 +274,7 @@ INSTANTIATE_TEST_SUITE_P(
     case_name);
 
 // Phi-3: fused QKV and [gate | up] sliced by heads and FFN columns, LongRoPE's table chosen
-// per session on every rank. The reference holds for prompts past the original 16
+// per session on every rank; Phi-4-mini's partial rotary with it (make_tiny_phi4_olmo2.py). The reference holds for prompts past the original 16
 // positions in a default (64-position) session (tests/models/rope_context_test.cc); every
 // prompt matches the whole model.
 TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
@@ -283,14 +283,16 @@ TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
   options.quantization = Quantization::none;
   options.device = g_device;
   if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
-  for (const char* file : {"tiny-phi3", "tiny-phi3.gguf"}) {
+  for (const char* file : {"tiny-phi3", "tiny-phi3.gguf", "tiny-phi4-mini", "tiny-phi4-mini.gguf"}) {
     auto whole_model = Model::load(fixture_dir() / file, options);
     if (g_split.pipeline_parallel > whole_model->config().num_layers) GTEST_SKIP() << "2 layers";
     options.parallel = g_split;
     options.parallel.timeout_seconds = 120;
     auto split_model = Model::load(fixture_dir() / file, options);
     options.parallel = {};
-    const auto prompts = load_reference(fixture_dir() / "tiny-phi3", whole_model->config().vocab_size);
+    std::string reference = file;  // the folder of a file's reference: its name without .gguf
+    if (reference.ends_with(".gguf")) reference.resize(reference.size() - 5);
+    const auto prompts = load_reference(fixture_dir() / reference, whole_model->config().vocab_size);
     Session whole(whole_model, testing::f32_cache()), split(split_model, testing::f32_cache({.max_sequences = 1}));
     Decoder whole_decoder(whole), split_decoder(split);
     for (size_t i = 0; i < prompts.size(); ++i) {
@@ -298,6 +300,47 @@ TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
       std::vector<float> b = split_decoder.score(prompts[i].ids);
       EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << file << " prompt " << i;
       if (prompts[i].ids.size() <= 16) continue;
+      EXPECT_LE(max_abs_diff(b, prompts[i].logits), kHfTolerance) << file << " prompt " << i;
+      EXPECT_EQ(split_decoder.generate(testing::greedy_request(prompts[i])).tokens, prompts[i].greedy)
+          << file << " prompt " << i;
+    }
+  }
+}
+
+// OLMo 2 (make_tiny_phi4_olmo2.py): its q / k norms span every head of a token, so no rank
+// of tp > 1 can compute them: every rank refuses the model by name. By pipeline stages
+// alone it matches the whole model and transformers.
+TEST(Olmo2Split, PipelineStagesMatchWholeModelAndHfAndTensorParallelIsRefused) {
+  ModelOptions options;
+  options.num_threads = 1;
+  options.quantization = Quantization::none;
+  options.device = g_device;
+  if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+  for (const char* file : {"tiny-olmo2", "tiny-olmo2.gguf"}) {
+    auto whole_model = Model::load(fixture_dir() / file, options);
+    if (g_split.pipeline_parallel > whole_model->config().num_layers) GTEST_SKIP() << "2 layers";
+    options.parallel = g_split;
+    options.parallel.timeout_seconds = 120;
+    if (g_split.tensor_parallel > 1) {
+      try {
+        Model::load(fixture_dir() / file, options);
+        ADD_FAILURE() << file << ": accepted at tp " << g_split.tensor_parallel;
+      } catch (const Error& e) {
+        EXPECT_EQ(e.category(), ErrorCategory::unsupported) << e.what();
+        EXPECT_NE(e.message().find("tensor parallelism"), std::string::npos) << e.what();
+      }
+      options.parallel = {};
+      continue;
+    }
+    auto split_model = Model::load(fixture_dir() / file, options);
+    options.parallel = {};
+    const auto prompts = load_reference(fixture_dir() / "tiny-olmo2", whole_model->config().vocab_size);
+    Session whole(whole_model, testing::f32_cache()), split(split_model, testing::f32_cache({.max_sequences = 1}));
+    Decoder whole_decoder(whole), split_decoder(split);
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      std::vector<float> a = whole_decoder.score(prompts[i].ids);
+      std::vector<float> b = split_decoder.score(prompts[i].ids);
+      EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << file << " prompt " << i;
       EXPECT_LE(max_abs_diff(b, prompts[i].logits), kHfTolerance) << file << " prompt " << i;
       EXPECT_EQ(split_decoder.generate(testing::greedy_request(prompts[i])).tokens, prompts[i].greedy)
           << file << " prompt " << i;

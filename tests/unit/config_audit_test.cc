@@ -281,13 +281,18 @@ TEST(ConfigAuditPhi3, SuIsLongRopeAndNoScalingHasNoAttentionFactor) {
 
 TEST(ConfigAuditPhi3, RefusedKeysAreNamed) {
   const std::vector<std::pair<const char*, json>> refused = {
-      {"partial_rotary_factor", 0.75}, {"head_dim", 32}, {"attention_bias", true}, {"hidden_act", "gelu"}};
+      {"lm_head_bias", true}, {"head_dim", 32}, {"attention_bias", true}, {"hidden_act", "gelu"}};
   for (const auto& [key, value] : refused) {
     json config = fixture_config("tiny-phi3");
     config[key] = value;
     expect_refused(config, ErrorCategory::unsupported, {key});
   }
+  // Phi-4-mini's partial rotary is read (phi4_olmo2_config_test.cc): 12 of 16 dims leave
+  // tiny-phi3's 8 factor pairs the wrong length, an error naming them.
   json config = fixture_config("tiny-phi3");
+  config["partial_rotary_factor"] = 0.75;
+  expect_refused(config, ErrorCategory::format, {"rope_scaling.short_factor", "expected 6"});
+  config = fixture_config("tiny-phi3");
   config["rope_scaling"]["type"] = "dynamic";
   expect_refused(config, ErrorCategory::unsupported, {"rope_scaling", "'dynamic'"});
   config = fixture_config("tiny-phi3");
