@@ -75,6 +75,8 @@ struct ModelShape {
   int rotary_pairs = 0;            // entries of the rotary inverse-frequency table (rot / 2)
   bool post_norms = false;         // norms after attention and the FFN too (Gemma 2 / 3)
   bool qk_norm = false;            // [hd] norms of each query and key head (Qwen3, Gemma 3)
+  bool attention_sinks = false;    // an [nh] sink logit per query head (gpt-oss)
+  bool moe_biases = false;         // biases of the router [E] and of each expert ([2 Fe], [H]) (gpt-oss)
   // Per-layer rotary tables (Gemma 2 / 3: local and global layers), entries of each; empty
   // when every layer reads the one table above.
   std::vector<int> layer_rotary_pairs;

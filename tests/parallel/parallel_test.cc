@@ -311,6 +311,48 @@ TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
   }
 }
 
+// gpt-oss (tests/fixtures/make_tiny_gpt_oss.py): by pipeline stages, each stage's layers
+// with their own windows and sinks, the logits follow the whole model and transformers and
+// the greedy tokens are transformers'; under tp > 1 every rank refuses the experts' biases
+// by name (each rank's MoE output is a partial sum, and a down bias would be added tp times).
+TEST(GptOssSplit, StagesMatchWholeModelAndHfAndTensorParallelIsRefused) {
+  ModelOptions options;
+  options.num_threads = 1;
+  options.quantization = Quantization::none;
+  options.device = g_device;
+  if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
+  const auto path = fixture_dir() / "tiny-gpt-oss";
+  auto whole_model = Model::load(path, options);
+  if (g_split.pipeline_parallel > whole_model->config().num_layers) GTEST_SKIP() << "2 layers";
+  options.parallel = g_split;
+  options.parallel.timeout_seconds = 120;
+  if (g_split.tensor_parallel > 1) {
+    try {
+      (void)Model::load(path, options);
+      ADD_FAILURE() << "tp " << g_split.tensor_parallel << " accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.category(), ErrorCategory::unsupported) << e.what();
+      EXPECT_NE(std::string(e.what()).find("biases"), std::string::npos) << e.what();
+    }
+    return;
+  }
+  auto split_model = Model::load(path, options);
+  options.parallel = {};
+  const auto prompts = load_reference(path, whole_model->config().vocab_size);
+  Session whole(whole_model, testing::f32_cache()), split(split_model, testing::f32_cache({.max_sequences = 1}));
+  Decoder whole_decoder(whole), split_decoder(split);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    std::vector<float> a = whole_decoder.score(prompts[i].ids);
+    std::vector<float> b = split_decoder.score(prompts[i].ids);
+    EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << "prompt " << i;
+    // As moe_test.cc allows a mixture of experts: 2e-5 of the largest logit where that is more.
+    float largest = 0.0f;
+    for (float v : prompts[i].logits) largest = std::max(largest, std::fabs(v));
+    EXPECT_LE(max_abs_diff(b, prompts[i].logits), std::max(kHfTolerance, 2e-5f * largest)) << "prompt " << i;
+    EXPECT_EQ(split_decoder.generate(testing::greedy_request(prompts[i])).tokens, prompts[i].greedy) << "prompt " << i;
+  }
+}
+
 // --- a vocabulary that tp does not divide ---------------------------------------------
 
 // tiny-llama with 1002 vocabulary rows (two random rows appended to the embedding and the
