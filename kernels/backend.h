@@ -68,6 +68,10 @@ struct AttentionParams {
   // > 0: attention logit soft-capping (Gemma 2): each score s = scale * q.k becomes
   // tanh(s / cap) * cap before the softmax; 0: off.
   float logit_softcap = 0.0f;
+  // [nh] in the activation dtype, or empty: attention sinks (gpt-oss), one learned logit per
+  // query head that joins each softmax's denominator, exp(sink - max) beside the scores'
+  // exp(s_j - max), with no value row; the weights then sum to less than 1.
+  TensorView sinks;
 };
 
 // One layer's slice of the paged KV cache. Block b of the pool holds the keys of
@@ -261,6 +265,11 @@ class Backend {
   // out = act(gate) * up, where gate_up = [gate | up] along the last dim (SwiGLU with silu).
   //   gate_up: [T, 2F]; out: [T, F]
   virtual void gated_activation(const TensorView& gate_up, Activation act, TensorView out) = 0;
+
+  // gpt-oss's clamped SwiGLU: with g = min(gate, limit) and u = clamp(up, -limit, limit),
+  // out = (u + 1) * g * sigmoid(alpha * g).   gate_up: [T, 2F] as [gate | up]; out: [T, F];
+  // limit > 0
+  virtual void clamped_swiglu(const TensorView& gate_up, float alpha, float limit, TensorView out) = 0;
 
   // Context phase: causal attention of each sequence's new tokens over its cached and new
   // positions (the last params.sliding_window of them when set). Adds qkv_bias, applies

@@ -39,6 +39,8 @@ int check_attention_params(Device device, const AttentionParams& params, const c
     op_fail(op, "sliding_window must be 0 (off) or positive, got " + std::to_string(params.sliding_window));
   if (!(params.logit_softcap >= 0.0f) || !std::isfinite(params.logit_softcap))
     op_fail(op, "logit_softcap must be 0 (off) or positive, got " + std::to_string(params.logit_softcap));
+  // Its dtype (the activation dtype) is the backend's to check.
+  if (!params.sinks.empty()) expect_op_tensor(params.sinks, device, params.sinks.dtype, {nh}, op, "sinks");
   const RotaryParams& rp = params.rotary;
   if (rp.style == RotaryStyle::none) return 0;
   const int rot = rp.rotary_dim == 0 ? hd : rp.rotary_dim;

@@ -1,5 +1,7 @@
 // kernels/cpu/activation_cpu.cc: bias + activation in place, and gated activations (SwiGLU).
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include "cpu/cpu_ops.h"
 #include "cpu/thread_pool.h"
@@ -90,6 +92,34 @@ void gated_activation(const TensorView& gate_up, Activation act, TensorView out,
   const float* pg = gate_up.ptr<float>();
   float* po = out.ptr<float>();
   dispatch(act, op, [&]<Activation A>() { gated_rows<A>(pg, po, T, F, threads); });
+}
+
+// gate_up: [T, 2F] as [gate | up]; out: [T, F]; gpt-oss's clamped SwiGLU (backend.h),
+// evaluated in double and rounded once like the activations above.
+void clamped_swiglu(const TensorView& gate_up, float alpha, float limit, TensorView out, int threads) {
+  const char* op = "clamped_swiglu";
+  expect_tensor(gate_up, DType::f32, {-1, -1}, op, "gate_up");
+  const int64_t T = gate_up.dim(0);
+  if (gate_up.dim(1) % 2 != 0)
+    fail(op, "gate_up " + gate_up.shape_string() + " has an odd last dimension");
+  const int64_t F = gate_up.dim(1) / 2;
+  expect_tensor(out, DType::f32, {T, F}, op, "out");
+  if (!(limit > 0.0f) || !std::isfinite(limit) || !std::isfinite(alpha))
+    fail(op, "limit must be positive and finite and alpha finite, got limit " + std::to_string(limit) +
+                 ", alpha " + std::to_string(alpha));
+  const float* pg = gate_up.ptr<float>();
+  float* po = out.ptr<float>();
+  parallel_for(threads_for(T * F, threads), T, 1, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t) {
+      const float* gate = pg + t * 2 * F;
+      const float* up = gate + F;
+      float* o = po + t * F;
+      for (int64_t f = 0; f < F; ++f) {
+        const double g = std::min(gate[f], limit), u = std::clamp(up[f], -limit, limit);
+        o[f] = static_cast<float>((u + 1.0) * g / (1.0 + std::exp(-static_cast<double>(alpha) * g)));
+      }
+    }
+  });
 }
 
 }  // namespace kestrel::cpu

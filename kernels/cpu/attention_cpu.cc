@@ -7,7 +7,8 @@
 //      f16, nearest even, in an f16 cache);
 //   3. per (token, query head): causal softmax(scale q k^T) v (the scores soft-capped first
 //      when logit_softcap is set) over positions first..p of its own sequence (first = 0, or p - sliding_window + 1
-//      with a window), reading every key and value (the new ones included) back from the cache.
+//      with a window), reading every key and value (the new ones included) back from the cache;
+//      a head's attention sink (gpt-oss) adds exp(sink - max) to the normalizer only.
 // Pass 3 only starts once pass 2 has finished (the implicit barrier between the loops), so a
 // token sees the keys of the earlier new tokens of its sequence. Its inner loops (the dot
 // products with a block's keys, the weighted sum of its values) are attention_rows.h's, AVX2
@@ -138,6 +139,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
   const int64_t T = qkv.dim(0);
   expect_tensor(out, DType::f32, {T, static_cast<int64_t>(nh) * hd}, op, "out");
   if (qkv_bias) expect_tensor(*qkv_bias, DType::f32, {width}, op, "qkv_bias");
+  if (!params.sinks.empty()) expect_tensor(params.sinks, DType::f32, {nh}, op, "sinks");
   if (cache.block_size <= 0) fail(op, "cache block_size must be positive");
   if (cache.k.dtype != DType::f32 && cache.k.dtype != DType::f16)
     fail(op, std::string("cache.k is ") + to_string(cache.k.dtype) + ": the CPU's KV cache is f32 or f16");
@@ -147,6 +149,7 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
 
   float* x = qkv.ptr<float>();
   const float* bias = qkv_bias ? qkv_bias->ptr<float>() : nullptr;
+  const float* sinks = params.sinks.empty() ? nullptr : params.sinks.ptr<float>();
   float* o = out.ptr<float>();
   const int32_t* tables = batch.block_tables.ptr<int32_t>();
   const int64_t mb = batch.max_blocks_per_seq;
@@ -227,8 +230,11 @@ void attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams
             max_score = std::max(max_score, scores[j]);
           }
         }
-        // Softmax with the max subtracted; the normalizer is summed in double.
-        const double sum = rows.exp_sum(scores.data() + first, n - first, max_score);
+        // Softmax with the max subtracted; the normalizer is summed in double. A sink joins the
+        // max and the normalizer as one more logit, as transformers concatenates it to the scores.
+        if (sinks) max_score = std::max(max_score, sinks[h]);
+        double sum = rows.exp_sum(scores.data() + first, n - first, max_score);
+        if (sinks) sum += std::exp(static_cast<double>(sinks[h]) - max_score);
         for (int d = 0; d < hd; ++d) acc[d] = 0.0f;
         for (int32_t j0 = first_block; j0 < n; j0 += bs) {
           const int32_t j1 = std::max(j0, first), j2 = std::min(n, j0 + bs);

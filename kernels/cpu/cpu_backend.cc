@@ -103,6 +103,9 @@ class CpuBackend final : public Backend {
   void gated_activation(const TensorView& gate_up, Activation act, TensorView out) override {
     cpu::gated_activation(gate_up, act, out, threads_);
   }
+  void clamped_swiglu(const TensorView& gate_up, float alpha, float limit, TensorView out) override {
+    cpu::clamped_swiglu(gate_up, alpha, limit, out, threads_);
+  }
 
   void context_attention(TensorView qkv, const TensorView* qkv_bias, const AttentionParams& params,
                          const SequenceBatch& batch, const KvCacheLayer& cache,

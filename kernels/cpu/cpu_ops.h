@@ -88,6 +88,7 @@ void dequantize_weight_rows(const QuantizedWeight& w, int64_t row0, int64_t coun
 
 void bias_activation(TensorView x, const TensorView* bias, Activation act, int threads);
 void gated_activation(const TensorView& gate_up, Activation act, TensorView out, int threads);
+void clamped_swiglu(const TensorView& gate_up, float alpha, float limit, TensorView out, int threads);
 
 // head_norm_cpu.cc: per-head q / k RMSNorm, and the elementwise scale and soft-cap.
 void head_norm(TensorView qkv, int nh, int nkv, int hd, const NormParams& q_norm, const NormParams& k_norm,

@@ -1,4 +1,5 @@
-// kernels/cuda/activation_cuda.cu: bias + activation in place, gated activations (SwiGLU),
+// kernels/cuda/activation_cuda.cu: bias + activation in place, gated activations (SwiGLU,
+// gpt-oss's clamped SwiGLU),
 // and the bias broadcast under linear's GEMM.
 #include "cuda/cuda_common.cuh"
 
@@ -50,6 +51,20 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+// gpt-oss's clamped SwiGLU (backend.h): gate_up [T, 2F] as [gate | up]; out: [T, F]. One
+// thread per output element, grid-stride; in fp32 (accurate expf).
+template <class E>
+__global__ void __launch_bounds__(kThreads)
+    clamped_swiglu_kernel(const E* gate_up, E* out, int64_t n, int64_t F, float alpha, float limit) {
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t t = i / F, f = i % F;
+    const E* row = gate_up + t * 2 * F;
+    const float g = fminf(to_float(row[f]), limit), u = fminf(fmaxf(to_float(row[F + f]), -limit), limit);
+    out[i] = from_float<E>((u + 1.0f) * g / (1.0f + expf(-alpha * g)));
+  }
+}
+
 // out[t, m] = bias[m]; one thread per element, grid-stride. Bias and out may differ in
 // dtype (the LM head writes f32 logits from f16 weights).
 template <class B, class O>
@@ -82,6 +97,17 @@ void gated_activation(const LaunchContext& ctx, const TensorView& gate_up, Activ
         static_cast<const E*>(gate_up.data), static_cast<E*>(out.data), n, F, act);
   });
   check_launch("gated_activation");
+}
+
+void clamped_swiglu(const LaunchContext& ctx, const TensorView& gate_up, float alpha, float limit,
+                    TensorView out) {
+  const int64_t n = out.numel(), F = out.dim(-1);
+  if (n == 0) return;
+  dispatch_float(out.dtype, "clamped_swiglu", [&]<class E>() {
+    clamped_swiglu_kernel<E><<<grid_for(n, kThreads), kThreads, 0, ctx.stream>>>(
+        static_cast<const E*>(gate_up.data), static_cast<E*>(out.data), n, F, alpha, limit);
+  });
+  check_launch("clamped_swiglu");
 }
 
 void broadcast_rows(const LaunchContext& ctx, const TensorView& bias, TensorView out) {

@@ -38,6 +38,7 @@ struct AttentionArgs {
   int64_t num_blocks = 0;  // blocks in the cache
   void* qkv = nullptr;
   const void* bias = nullptr;  // [W] or null
+  const void* sinks = nullptr;  // [nh] of E or null: each head's attention-sink logit
   void* k_cache = nullptr;
   void* v_cache = nullptr;
   void* out = nullptr;
@@ -75,6 +76,7 @@ inline AttentionArgs attention_args(const LaunchContext& ctx, TensorView qkv,
   a.num_blocks = cache.k.dim(0);
   a.qkv = qkv.data;
   a.bias = qkv_bias ? qkv_bias->data : nullptr;
+  a.sinks = params.sinks.empty() ? nullptr : params.sinks.data;
   a.k_cache = cache.k.data;
   a.v_cache = cache.v.data;
   a.out = out.data;
@@ -136,6 +138,18 @@ __device__ __forceinline__ void rotary_angles(const AttentionArgs& a, int pos, d
 // The first position a token at position `pos` attends to: 0, or the start of its window.
 __device__ __forceinline__ int first_attended(const AttentionArgs& a, int pos) {
   return a.window > 0 ? max(0, pos - a.window + 1) : 0;
+}
+
+// The factor that turns attend()'s unnormalized output of head h (running max m,
+// denominator l) into the softmax-weighted sum: 1 / l, or with an attention sink s (one more
+// logit in the softmax, no value row) exp(m - M) / (l exp(m - M) + exp(s - M)), M = max(m, s),
+// as the CPU reference computes it.
+template <class E>
+__device__ __forceinline__ float output_scale(const AttentionArgs& a, int h, float m, float l) {
+  if (!a.sinks) return 1.0f / l;
+  const float sink = to_float(static_cast<const E*>(a.sinks)[h]);
+  const float M = fmaxf(m, sink), keep = expf(m - M);
+  return keep / (l * keep + expf(sink - M));
 }
 
 // Rotary pair j of a head: the two element indices it turns (NeoX: j, j + rot/2; GPT-J:

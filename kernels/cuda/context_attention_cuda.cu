@@ -93,7 +93,7 @@ __global__ void __launch_bounds__(kAttentionThreads) attend_kernel(AttentionArgs
   __syncthreads();
   float m, l;
   attend<E>(a, s, h / a.group, q_s, first_attended(a, p), p + 1, /*new_pos=*/-1, nullptr, nullptr, sh, &m, &l);
-  const float inv_l = 1.0f / l;
+  const float inv_l = output_scale<E>(a, h, m, l);
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = from_float<E>(sh.o[d] * inv_l);
 }
 

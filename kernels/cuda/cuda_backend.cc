@@ -381,6 +381,15 @@ class CudaBackend final : public Backend {
     cuda::gated_activation(ctx_, gate_up, act, out);
   }
 
+  void clamped_swiglu(const TensorView& gate_up, float alpha, float limit, TensorView out) override {
+    check_gated_activation(device_, gate_up, out, "clamped_swiglu");
+    if (!(limit > 0.0f) || !std::isfinite(limit) || !std::isfinite(alpha))
+      op_fail("clamped_swiglu", "limit must be positive and finite and alpha finite, got limit " +
+                                    std::to_string(limit) + ", alpha " + std::to_string(alpha));
+    set_device("clamped_swiglu");
+    cuda::clamped_swiglu(ctx_, gate_up, alpha, limit, out);
+  }
+
   void head_norm(TensorView qkv, int n_heads, int n_kv_heads, int head_dim, const NormParams& q_norm,
                  const NormParams& k_norm) override {
     check_head_norm(device_, qkv, n_heads, n_kv_heads, head_dim, q_norm, k_norm);

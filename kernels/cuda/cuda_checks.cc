@@ -97,8 +97,7 @@ void check_bias_activation(int device, const TensorView& x, const TensorView* bi
   if (bias) expect_tensor(*bias, device, a, {x.dim(1)}, op, "bias");
 }
 
-void check_gated_activation(int device, const TensorView& gate_up, const TensorView& out) {
-  const char* op = "gated_activation";
+void check_gated_activation(int device, const TensorView& gate_up, const TensorView& out, const char* op) {
   const DType a = expect_float(gate_up, op, "gate_up");
   expect_tensor(gate_up, device, a, {-1, -1}, op, "gate_up");
   if (gate_up.dim(1) % 2 != 0)
@@ -126,6 +125,7 @@ void check_attention(int device, const TensorView& qkv, const TensorView* qkv_bi
   const int64_t T = qkv.dim(0);
   expect_tensor(out, device, a, {T, static_cast<int64_t>(nh) * hd}, op, "out");
   if (qkv_bias) expect_tensor(*qkv_bias, device, a, {width}, op, "qkv_bias");
+  if (!params.sinks.empty()) expect_tensor(params.sinks, device, a, {nh}, op, "sinks");
   if (cache.block_size <= 0) fail(op, "cache block_size must be positive");
   expect_tensor(cache.k, device, a, {-1, nkv, cache.block_size, hd}, op, "cache.k");
   expect_tensor(cache.v, device, a, {cache.k.dim(0), nkv, cache.block_size, hd}, op, "cache.v");

@@ -39,7 +39,9 @@ void check_add_residual_norm(int device, const TensorView& residual, const Tenso
 void check_linear(int device, const TensorView& x, const TensorView& w, const TensorView* bias,
                   const TensorView& out);
 void check_bias_activation(int device, const TensorView& x, const TensorView* bias);
-void check_gated_activation(int device, const TensorView& gate_up, const TensorView& out);
+// `op` names the caller (gated_activation, clamped_swiglu).
+void check_gated_activation(int device, const TensorView& gate_up, const TensorView& out,
+                            const char* op = "gated_activation");
 void check_attention(int device, const TensorView& qkv, const TensorView* qkv_bias,
                      const AttentionParams& params, const SequenceBatch& batch,
                      const KvCacheLayer& cache, const TensorView& out, bool one_token_per_seq,

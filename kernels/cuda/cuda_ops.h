@@ -110,6 +110,8 @@ void bias_activation(const LaunchContext& ctx, TensorView x, const TensorView* b
                      Activation act);
 void gated_activation(const LaunchContext& ctx, const TensorView& gate_up, Activation act,
                       TensorView out);
+void clamped_swiglu(const LaunchContext& ctx, const TensorView& gate_up, float alpha, float limit,
+                    TensorView out);
 
 // head_norm_cuda.cu: per-head q / k RMSNorm in place, and the elementwise scale and soft-cap.
 void head_norm(const LaunchContext& ctx, TensorView qkv, int nh, int nkv, int hd, const NormParams& q_norm,

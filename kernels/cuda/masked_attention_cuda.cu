@@ -100,7 +100,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
   if (partition == 0) {
     E* out = static_cast<E*>(a.out) + static_cast<int64_t>(t) * a.nh * a.hd +
              static_cast<int64_t>(h) * a.hd;
-    const float inv_l = 1.0f / l;
+    const float inv_l = output_scale<E>(a, h, m, l);
     for (int d = threadIdx.x; d < a.hd; d += blockDim.x) out[d] = from_float<E>(sh.o[d] * inv_l);
   } else {
     const Workspace ws = split_workspace(workspace, a.n_seqs, a.nh, parts);
@@ -115,7 +115,8 @@ __global__ void __launch_bounds__(kAttentionThreads)
 
 // Grid (B, nh); block kAttentionThreads, one thread per output element of the head. Merges
 // the partitions 0 .. ceil((p + 1) / partition) - 1 of (sequence b, head h):
-//   out = sum_z exp(m_z - M) acc_z / sum_z exp(m_z - M) l_z,  M = max_z m_z.
+//   out = sum_z exp(m_z - M) acc_z / sum_z exp(m_z - M) l_z,  M = max_z m_z
+// (with an attention sink, the denominator also holds it: output_scale).
 template <class E>
 __global__ void __launch_bounds__(kAttentionThreads)
     merge_partitions_kernel(AttentionArgs a, int partition, int parts, const float* workspace) {
@@ -135,7 +136,7 @@ __global__ void __launch_bounds__(kAttentionThreads)
   for (int z = 0; z < used; ++z) M = fmaxf(M, ws.ml[(first + z) * 2]);
   float l = 0.0f;
   for (int z = 0; z < used; ++z) l += expf(ws.ml[(first + z) * 2] - M) * ws.ml[(first + z) * 2 + 1];
-  const float inv_l = 1.0f / l;
+  const float inv_l = output_scale<E>(a, h, M, l);  // the partitions' sum is relative to M
   for (int d = threadIdx.x; d < a.hd; d += blockDim.x) {
     float acc = 0.0f;
     for (int z = 0; z < used; ++z)

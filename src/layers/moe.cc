@@ -17,12 +17,29 @@ TensorView matrix(const TensorView& flat, int64_t rows, int64_t cols) {
   return TensorView(flat.data, flat.dtype, {rows, cols}, flat.device);
 }
 
-// act(gate(x)) * up(x) projected down: one expert (or the shared one) over its rows.
-void gated_ffn(Backend& backend, const LinearWeight& up_w, const LinearWeight& down_w, Activation act,
-               const TensorView& x, TensorView up, TensorView gated, TensorView out) {
-  linear(backend, up_w, x, nullptr, up);
-  backend.gated_activation(up, act, gated);
-  linear(backend, down_w, gated, nullptr, out);
+// One expert's (or the shared one's) weights: [gate | up] and down, with their biases (gpt-oss).
+struct ExpertFfn {
+  const LinearWeight& up;
+  const LinearWeight& down;
+  const TensorView* up_bias = nullptr;
+  const TensorView* down_bias = nullptr;
+};
+
+// act(gate(x)) * up(x) projected down, over one expert's rows; gpt-oss's clamped SwiGLU
+// where the model has one.
+void gated_ffn(Backend& backend, const ExpertFfn& w, const LayerKinds& kinds, const TensorView& x, TensorView up,
+               TensorView gated, TensorView out) {
+  linear(backend, w.up, x, w.up_bias, up);
+  if (kinds.swiglu_limit > 0.0f)
+    backend.clamped_swiglu(up, kinds.swiglu_alpha, kinds.swiglu_limit, gated);
+  else
+    backend.gated_activation(up, kinds.activation, gated);
+  linear(backend, w.down, gated, w.down_bias, out);
+}
+
+// Expert e's bias, or null when the experts have none.
+const TensorView* bias_of(const std::vector<TensorView>& biases, int64_t e) {
+  return biases.empty() ? nullptr : &biases[static_cast<size_t>(e)];
 }
 
 }  // namespace
@@ -56,7 +73,7 @@ void moe_block(Backend& backend, const MoeWeights& w, const Architecture& arch, 
   const int64_t Fe = w.expert_ffn, Fs = w.shared_ffn;  // this rank's columns
   if (T == 0) return;
 
-  linear(backend, w.router, normed, nullptr, b.logits);
+  linear(backend, w.router, normed, w.router_bias.empty() ? nullptr : &w.router_bias, b.logits);
   backend.moe_route(b.logits, arch.kinds.normalize_top_k, b.ids, b.weights);
   backend.moe_group(b.ids, b.offsets, b.rows, b.slot_of);
   // The GEMM sizes: how many slots each expert got.
@@ -68,14 +85,16 @@ void moe_block(Backend& backend, const MoeWeights& w, const Architecture& arch, 
   for (int64_t e = 0; e < E; ++e) {
     const int64_t begin = offsets[e], n = offsets[e + 1] - begin;
     if (n == 0) continue;  // no token chose this expert
-    gated_ffn(backend, w.expert_up[e], w.expert_down[e], arch.kinds.activation, b.x.rows(begin, n),
-              up.rows(begin, n), act.rows(begin, n), b.out.rows(begin, n));
+    const ExpertFfn expert{w.expert_up[e], w.expert_down[e], bias_of(w.expert_up_bias, e),
+                           bias_of(w.expert_down_bias, e)};
+    gated_ffn(backend, expert, arch.kinds, b.x.rows(begin, n), up.rows(begin, n), act.rows(begin, n),
+              b.out.rows(begin, n));
   }
   if (Fs == 0 || w.shared_up.empty()) {
     backend.moe_combine(b.out, b.slot_of, b.weights, nullptr, nullptr, proj);
   } else {
     // The shared expert sees every token, after the routed experts are done with the scratch.
-    gated_ffn(backend, w.shared_up, w.shared_down, arch.kinds.activation, normed, matrix(b.up, T, 2 * Fs),
+    gated_ffn(backend, {w.shared_up, w.shared_down}, arch.kinds, normed, matrix(b.up, T, 2 * Fs),
               matrix(b.act, T, Fs), b.shared);
     backend.linear(normed, w.shared_gate, nullptr, b.shared_gate);
     backend.moe_combine(b.out, b.slot_of, b.weights, &b.shared, &b.shared_gate, proj);

@@ -1,4 +1,4 @@
-// layers/moe.h: the mixture-of-experts feed-forward block (Mixtral, Qwen2-MoE).
+// layers/moe.h: the mixture-of-experts feed-forward block (Mixtral, Qwen2-MoE, gpt-oss).
 //
 // Batched as vLLM and TensorRT-LLM do, not token by token: the router picks each token's
 // top-k experts, the (token, choice) pairs are grouped by expert, the tokens are gathered
@@ -36,6 +36,8 @@ MoeBuffers moe_buffers(const detail::SessionState& session, int64_t token_begin,
 
 // proj = sum over the top-k experts e of token t of weight(t, e) * down_e(act(gate_e(x)) *
 // up_e(x)), plus sigmoid(shared_gate . x) * shared(x) with a shared expert; x = normed.
+// gpt-oss: the router and every expert's up and down projections add their biases, and the
+// activation is Backend::clamped_swiglu (LayerKinds::swiglu_limit).
 // Reads the experts' slot offsets back to the host once (the GEMM sizes).
 // With `tensor` (tp > 1) each rank computes that sum over its columns of every expert
 // (MoeWeights::expert_ffn, shared_ffn) and the block ends in one all-reduce of proj.

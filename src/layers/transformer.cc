@@ -78,6 +78,7 @@ void forward_step(detail::SessionState& s, const StepShape& step) {
       const int layer = shard.layer_begin + l;
       params.scale = attention_scale(m.arch, layer);
       params.sliding_window = layer_sliding_window(kinds, layer);
+      params.sinks = lw.attn_sinks;
       params.rotary.inv_freq = lw.rotary_inv_freq.empty() ? s.rotary_inv_freq() : lw.rotary_inv_freq;
       backend.add_residual_norm(hidden, pending, pending_bias, lw.attn_norm, normed);
       // Without pre-norms (OLMo 2) each block reads the residual; `normed` is then unused.

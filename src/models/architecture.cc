@@ -44,6 +44,10 @@ const char* to_string(WeightSlot slot) {
     case WeightSlot::post_ffn_norm_weight: return "post_ffn_norm_weight";
     case WeightSlot::q_norm_weight: return "q_norm_weight";
     case WeightSlot::k_norm_weight: return "k_norm_weight";
+    case WeightSlot::attn_sinks: return "attn_sinks";
+    case WeightSlot::router_bias: return "router_bias";
+    case WeightSlot::expert_up_bias: return "expert_up_bias";
+    case WeightSlot::expert_down_bias: return "expert_down_bias";
   }
   return "?";
 }
@@ -147,11 +151,13 @@ Architecture architecture_from_hf_json(const nlohmann::json& json, const std::st
     arch = granitemoe_architecture(json, where);
   } else if (*model_type == "olmo2") {
     arch = olmo2_architecture(json, where);
+  } else if (*model_type == "gpt_oss") {
+    arch = gpt_oss_architecture(json, where);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": model_type '" + *model_type +
                     "' is not supported (gpt2, llama, mistral, qwen2, qwen3, gpt_neox, gptj, gemma2, gemma3_text, "
-                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite, granitemoe, olmo2)");
+                    "mixtral, qwen2_moe, qwen3_moe, phi3, granite, granitemoe, olmo2, gpt_oss)");
   }
   validate_config(arch.config, where);
   if (auto q = json.find("kestrel_quantization"); q != json.end() && !q->is_null()) {
@@ -207,6 +213,10 @@ std::vector<int64_t> canonical_shape(const Architecture& arch, WeightSlot slot) 
     case WeightSlot::shared_up_weight: return {2 * int64_t{c.shared_expert_ffn_size}, H};
     case WeightSlot::shared_down_weight: return {H, c.shared_expert_ffn_size};
     case WeightSlot::shared_gate_weight: return {1, H};
+    case WeightSlot::attn_sinks: return {c.num_heads};
+    case WeightSlot::router_bias: return {c.num_experts};
+    case WeightSlot::expert_up_bias: return {2 * int64_t{c.expert_ffn_size}};
+    case WeightSlot::expert_down_bias: return {H};
   }
   return {};
 }

@@ -97,6 +97,12 @@ struct LayerKinds {
   float residual_multiplier = 1.0f;
   float attention_multiplier = 0.0f;
   float logits_scaling = 1.0f;
+  // gpt-oss: every query head has an attention sink (attn_sinks slot, AttentionParams::
+  // sinks), and the experts' activation is its clamped SwiGLU (Backend::clamped_swiglu) when
+  // swiglu_limit > 0, with swiglu_alpha.
+  bool attention_sinks = false;
+  float swiglu_limit = 0.0f;
+  float swiglu_alpha = 0.0f;
 };
 
 // The weights the shared layers read, in one canonical layout for every architecture:
@@ -134,6 +140,12 @@ enum class WeightSlot : uint8_t {
   post_ffn_norm_weight,   // [H]
   q_norm_weight,          // [hd] (LayerKinds::qk_norm); [nh hd] with qk_norm_over_heads
   k_norm_weight,          // [hd]; [nkv hd] with qk_norm_over_heads
+  // gpt-oss (LayerKinds::attention_sinks; biases of the router and of each expert, read
+  // through Architecture::expert_recipe like the expert weights).
+  attn_sinks,             // [nh]
+  router_bias,            // [E]
+  expert_up_bias,         // [2 Fe] ([gate | up]) of one expert
+  expert_down_bias,       // [H] of one expert
 };
 const char* to_string(WeightSlot slot);
 
@@ -145,7 +157,10 @@ struct WeightRecipe {
   // > 0: a single source holds the rows of a QKV weight or bias head after head, each head
   // as [q | k | v] blocks of this many rows (GPT-NeoX's query_key_value, viewed as
   // [nh, 3, hd, H]); they are gathered into the canonical [q heads | k heads | v heads].
+  // With `interleaved_parts` 2 the blocks are [gate | up] instead (gpt-oss's experts
+  // alternate gate and up columns: interleaved_head_rows 1), gathered into [gate | up].
   int interleaved_head_rows = 0;
+  int interleaved_parts = 3;
   // Added to every value at load: Gemma's RMSNorm scales by (1 + w), folded into its weight
   // (llama.cpp's converter folds it into the GGUF file already).
   float offset = 0.0f;
@@ -231,6 +246,8 @@ Architecture granitemoe_architecture_from_gguf(const GgufFile& file);
 // models/olmo2.cc: OLMo 2.
 Architecture olmo2_architecture(const nlohmann::json& config, const std::string& where);
 Architecture olmo2_architecture_from_gguf(const GgufFile& file);
+// models/gpt_oss.cc: gpt-oss (attention sinks, alternating sliding windows, biased experts).
+Architecture gpt_oss_architecture(const nlohmann::json& config, const std::string& where);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

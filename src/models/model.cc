@@ -9,6 +9,7 @@
 #include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "models/model_state.h"
+#include "models/moe_family.h"
 #include "models/random_model.h"
 #include "tokenizer/file_fields.h"
 #include "tokenizer/tokenizer_gguf.h"
@@ -167,6 +168,7 @@ std::unique_ptr<detail::ModelState> load_state(const std::filesystem::path& path
                      : FfnAlignment{};
     const Shard& s = context.shard;
     context.shard = make_shard(state->arch.config, s.tp, s.pp, s.tp_rank, s.stage, path.string(), ffn_align);
+    check_expert_biases_unsplit(state->arch, context.shard.tp, path.string());
   });
   form_groups(context);
   state->parallel_info = describe_parallel(context);

@@ -10,7 +10,8 @@ namespace {
 
 // The router, expert and shared-expert slots (the norms listed after them in WeightSlot are not).
 bool is_moe_slot(WeightSlot slot) {
-  return slot >= WeightSlot::router_weight && slot <= WeightSlot::shared_gate_weight;
+  return (slot >= WeightSlot::router_weight && slot <= WeightSlot::shared_gate_weight) ||
+         slot == WeightSlot::router_bias;
 }
 
 bool is_dense_ffn_slot(WeightSlot slot) {
@@ -74,6 +75,22 @@ void gguf_mixture_of_experts(const GgufFile& file, const std::string& prefix, Ar
                                              "ffn_gate_inp.weight' (the router of the layer's experts) is missing");
   }
   make_mixture_of_experts(arch, std::move(sparse), normalize_top_k, gguf_moe_names(shared_expert));
+}
+
+bool has_expert_biases(const Architecture& arch) {
+  if (!arch.expert_recipe) return false;
+  for (size_t l = 0; l < arch.kinds.sparse_layers.size(); ++l)
+    if (arch.kinds.sparse_layers[l])
+      return !arch.expert_recipe(WeightSlot::expert_up_bias, static_cast<int>(l), 0).sources.empty() ||
+             !arch.expert_recipe(WeightSlot::expert_down_bias, static_cast<int>(l), 0).sources.empty();
+  return false;
+}
+
+void check_expert_biases_unsplit(const Architecture& arch, int tp, const std::string& where) {
+  if (tp > 1 && has_expert_biases(arch))
+    throw Error(ErrorCategory::unsupported, where + ": " + arch.name +
+                                                "'s experts have biases, which tensor parallelism does not split yet "
+                                                "(tp = " + std::to_string(tp) + "; pipeline parallelism works)");
 }
 
 void validate_moe_config(const ModelConfig& c, const std::string& where) {

@@ -49,6 +49,13 @@ MoeNames qwen_moe_hf_names(bool shared_expert);
 // key.
 std::vector<bool> qwen_moe_sparse_layers(const nlohmann::json& config, const ModelConfig& c, const std::string& where);
 
+// Whether the experts of `arch` have biases (gpt-oss).
+bool has_expert_biases(const Architecture& arch);
+// Throws Error(unsupported) naming `where` when `arch`'s experts have biases and tp > 1: each
+// rank's MoE output is a partial sum over its expert columns, and an expert's down bias
+// would be added by every rank.
+void check_expert_biases_unsplit(const Architecture& arch, int tp, const std::string& where);
+
 // Checks the expert fields of a sparse config; throws Error(format) naming `where` and the field.
 void validate_moe_config(const ModelConfig& config, const std::string& where);
 

@@ -19,9 +19,11 @@ const SourceTensor* ExpertSource::find(std::string_view name) const {
     if (whole->shape.size() != 1) return whole;  // materialize reports the shape
     view.shape = {1, whole->shape[0]};
   } else {
-    if (whole->shape.size() != 3)
+    // Expert e's rows of stacked matrices [E, rows, cols], or its row of stacked vectors
+    // [E, n] (gpt-oss's expert biases).
+    if (whole->shape.size() != 3 && whole->shape.size() != 2)
       throw Error(ErrorCategory::format, whole->file + ": tensor '" + whole->name + "' has shape " +
-                                             whole->shape_string() + "; stacked experts [E, rows, cols] expected");
+                                             whole->shape_string() + "; stacked experts [E, rows, cols] or [E, n] expected");
     const int64_t experts = whole->shape[0];
     const int64_t e = std::stoll(std::string(index));
     if (e < 0 || e >= experts)
@@ -29,7 +31,7 @@ const SourceTensor* ExpertSource::find(std::string_view name) const {
                                              std::to_string(experts) + " experts; expert " + std::string(index) +
                                              " is needed");
     const size_t bytes = whole->bytes / static_cast<size_t>(experts);
-    view.shape = {whole->shape[1], whole->shape[2]};
+    view.shape.erase(view.shape.begin());
     view.data = static_cast<const uint8_t*>(whole->data) + static_cast<size_t>(e) * bytes;
     view.bytes = bytes;
   }
@@ -64,7 +66,17 @@ MoeWeights load_moe_weights(WeightStore& store, const WeightSource& source, cons
   w.router = store.load_linear(experts, arch.recipe(WeightSlot::router_weight, layer),
                                canonical_shape(arch, WeightSlot::router_weight), what("router_weight", layer));
   if (w.router.empty()) throw Error(ErrorCategory::internal, arch.name + ": a sparse layer without a router");
+  if (const WeightRecipe bias = arch.recipe(WeightSlot::router_bias, layer); !bias.sources.empty())
+    w.router_bias = store.load_dense(experts, bias, canonical_shape(arch, WeightSlot::router_bias), what("router_bias", layer));
+  // The experts' biases (gpt-oss), whole: the down bias would have to be added once, not by
+  // every rank's partial sum, so a model with them is refused at tp > 1 (load_model).
+  auto expert_bias = [&](WeightSlot slot, const char* name, int e, std::vector<TensorView>& out) {
+    const WeightRecipe recipe = arch.expert_recipe(slot, layer, e);
+    if (!recipe.sources.empty()) out.push_back(store.load_dense(experts, recipe, canonical_shape(arch, slot), what(name, layer, e)));
+  };
   for (int e = 0; e < c.num_experts; ++e) {
+    expert_bias(WeightSlot::expert_up_bias, "expert_up_bias", e, w.expert_up_bias);
+    expert_bias(WeightSlot::expert_down_bias, "expert_down_bias", e, w.expert_down_bias);
     w.expert_up.push_back(store.load_linear(experts, arch.expert_recipe(WeightSlot::expert_up_weight, layer, e),
                                             canonical_shape(arch, WeightSlot::expert_up_weight),
                                             what("expert_up_weight", layer, e), slices.expert_up));

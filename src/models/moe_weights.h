@@ -26,8 +26,11 @@ struct LinearWeight {
 // rank, so every rank routes every token alike.
 struct MoeWeights {
   LinearWeight router;                    // [E, H]
+  TensorView router_bias;                 // [E], or empty (gpt-oss has one)
   std::vector<LinearWeight> expert_up;    // E x [2 Fe, H] ([gate | up] rows)
   std::vector<LinearWeight> expert_down;  // E x [H, Fe]
+  std::vector<TensorView> expert_up_bias;    // E x [2 Fe], or none (gpt-oss has them)
+  std::vector<TensorView> expert_down_bias;  // E x [H], or none
   LinearWeight shared_up;                 // [2 Fs, H], empty without a shared expert
   LinearWeight shared_down;               // [H, Fs]
   TensorView shared_gate;                 // [1, H] dense

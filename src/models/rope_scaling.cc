@@ -80,15 +80,16 @@ void apply_longrope(const std::vector<float>& short_factor, const std::vector<fl
 }
 
 void apply_yarn(double theta, double factor, int original, double beta_fast, double beta_slow,
-                double attention_factor, LayerKinds& kinds) {
+                double attention_factor, LayerKinds& kinds, bool truncate) {
   // _compute_yarn_parameters: the dimension at which a pair turns `rotations` times over
-  // the original context, rounded outwards and clamped to [0, rot - 1].
+  // the original context, rounded outwards (with `truncate`) and clamped to [0, rot - 1].
   const int rot = kinds.rotary_dim;
   auto correction_dim = [&](double rotations) {
     return rot * std::log(original / (rotations * 2.0 * std::numbers::pi)) / (2.0 * std::log(theta));
   };
-  const double low = std::max(std::floor(correction_dim(beta_fast)), 0.0);
-  double high = std::min(std::ceil(correction_dim(beta_slow)), static_cast<double>(rot - 1));
+  const double low_dim = correction_dim(beta_fast), high_dim = correction_dim(beta_slow);
+  const double low = std::max(truncate ? std::floor(low_dim) : low_dim, 0.0);
+  double high = std::min(truncate ? std::ceil(high_dim) : high_dim, static_cast<double>(rot - 1));
   if (low == high) high += 0.001;  // as transformers, against a zero-width ramp
   std::vector<float>& inv_freq = kinds.rotary_inv_freq;
   for (size_t j = 0; j < inv_freq.size(); ++j) {

@@ -66,9 +66,11 @@ double longrope_attention_factor(int max_positions, int original);
 
 // YaRN from its parameters: frequencies blended between inv_freq (pairs that turn more
 // than beta_fast times over `original` positions) and inv_freq / factor (fewer than
-// beta_slow times) with a linear ramp, and cos / sin scaled by `attention_factor`.
+// beta_slow times) with a linear ramp, and cos / sin scaled by `attention_factor`. The
+// ramp's ends are rounded outwards to whole pairs unless `truncate` is false (transformers
+// >= 4.55's rope_scaling.truncate, false for gpt-oss).
 void apply_yarn(double theta, double factor, int original, double beta_fast, double beta_slow,
-                double attention_factor, LayerKinds& kinds);
+                double attention_factor, LayerKinds& kinds, bool truncate = true);
 
 class GgufFile;
 // llama.cpp's YaRN keys "<prefix>.rope.scaling.*" (type "yarn"): factor,

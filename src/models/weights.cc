@@ -117,11 +117,12 @@ TensorView WeightStore::materialize(const WeightSource& source, const WeightReci
   };
   std::vector<Run> runs;
   if (const int64_t hd = recipe.interleaved_head_rows; hd > 0) {
-    if (parts.size() != 1 || shape[0] % (3 * hd) != 0)
-      throw Error(ErrorCategory::internal, what + ": an interleaved QKV needs one source of 3 x heads x rows");
-    const int64_t heads = shape[0] / (3 * hd);
-    for (int64_t qkv = 0; qkv < 3; ++qkv)
-      for (int64_t h = 0; h < heads; ++h) runs.push_back({0, (qkv * heads + h) * hd, hd, (3 * h + qkv) * hd});
+    const int64_t n = recipe.interleaved_parts;  // 3: q, k, v; 2: gate, up
+    if (parts.size() != 1 || n < 2 || shape[0] % (n * hd) != 0)
+      throw Error(ErrorCategory::internal, what + ": an interleaved weight needs one source of parts x heads x rows");
+    const int64_t heads = shape[0] / (n * hd);
+    for (int64_t part = 0; part < n; ++part)
+      for (int64_t h = 0; h < heads; ++h) runs.push_back({0, (part * heads + h) * hd, hd, (n * h + part) * hd});
   } else {
     for (size_t k = 0; k < parts.size(); ++k)
       runs.push_back({k, part_begin[k], parts[k]->numel() / cols, 0});
@@ -394,6 +395,10 @@ ModelWeights WeightStore::load(const WeightSource& source, const Architecture& a
     if (arch.kinds.post_norms) {
       lw.post_attn_norm = extra_norm(WeightSlot::post_attn_norm_weight, l);
       lw.post_ffn_norm = extra_norm(WeightSlot::post_ffn_norm_weight, l);
+    }
+    if (arch.kinds.attention_sinks) {
+      lw.attn_sinks = get(WeightSlot::attn_sinks, l, WeightSlice{.row_ranges = {{shard.q_head_begin, shard.n_heads}}});
+      if (lw.attn_sinks.empty()) throw Error(ErrorCategory::internal, arch.name + ": no attn_sinks recipe");
     }
     if (arch.kinds.qk_norm) {
       lw.q_norm = extra_norm(WeightSlot::q_norm_weight, l);

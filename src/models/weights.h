@@ -30,6 +30,8 @@ struct LayerWeights {
   NormParams post_attn_norm, post_ffn_norm;
   // Qwen3, Gemma 3 (LayerKinds::qk_norm): RMSNorms of each q / k head, gamma [hd].
   NormParams q_norm, k_norm;
+  // gpt-oss (LayerKinds::attention_sinks): this rank's query heads' sink logits [nh].
+  TensorView attn_sinks;
   // [rotary_dim / 2] f32 when this layer has rotary frequencies of its own (Gemma's local
   // layers); empty: ModelWeights::rotary_inv_freq.
   TensorView rotary_inv_freq;

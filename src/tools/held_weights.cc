@@ -259,7 +259,12 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
       };
       expert_linear(WeightSlot::router_weight, arch.recipe(WeightSlot::router_weight, l), {},
                     slot_what(WeightSlot::router_weight, l));
+      walk.dense(experts, arch.recipe(WeightSlot::router_bias, l), canonical_shape(arch, WeightSlot::router_bias), {},
+                 slot_what(WeightSlot::router_bias, l), &w.layers);
       for (int e = 0; e < c.num_experts; ++e) {
+        for (WeightSlot bias : {WeightSlot::expert_up_bias, WeightSlot::expert_down_bias})
+          walk.dense(experts, arch.expert_recipe(bias, l, e), canonical_shape(arch, bias), {},
+                     slot_what(bias, l) + " of expert " + std::to_string(e), &w.layers);
         expert_linear(WeightSlot::expert_up_weight, arch.expert_recipe(WeightSlot::expert_up_weight, l, e),
                       slices.expert_up, slot_what(WeightSlot::expert_up_weight, l) + " of expert " + std::to_string(e));
         expert_linear(WeightSlot::expert_down_weight, arch.expert_recipe(WeightSlot::expert_down_weight, l, e),
@@ -280,6 +285,8 @@ WeightBytes FileWeights::held(const Shard& shard, Quantization quantization, int
       dense(WeightSlot::post_attn_norm_weight, l, &w.layers);
       dense(WeightSlot::post_ffn_norm_weight, l, &w.layers);
     }
+    if (arch.kinds.attention_sinks)
+      dense(WeightSlot::attn_sinks, l, &w.layers, WeightSlice{.row_ranges = {{shard.q_head_begin, shard.n_heads}}});
     if (arch.kinds.qk_norm) {
       dense(WeightSlot::q_norm_weight, l, &w.layers);
       dense(WeightSlot::k_norm_weight, l, &w.layers);

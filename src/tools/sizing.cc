@@ -10,6 +10,7 @@
 #include "loaders/gguf_source.h"
 #include "loaders/safetensors.h"
 #include "models/architecture.h"
+#include "models/moe_family.h"
 #include "parallel/shard.h"
 #include "tools/held_weights.h"
 
@@ -31,6 +32,9 @@ struct RankDims {
 // evenly (its weights are float).
 Shard rank_shard(const ModelShape& shape, const SizingOptions& o, int tp_rank, int stage) {
   const FfnAlignment ffn_align = shape.file ? shape.file->ffn_alignment(o.quantization, o.group_size) : FfnAlignment{};
+  if (shape.moe_biases && o.tp > 1)  // as Model::load refuses it (check_expert_biases_unsplit)
+    throw Error(ErrorCategory::unsupported, shape.source + ": experts with biases (gpt-oss) are not split by tensor "
+                                            "parallelism yet (tp = " + std::to_string(o.tp) + ")");
   return make_shard(shape.config, o.tp, o.pp, tp_rank, stage, shape.source, ffn_align);
 }
 
@@ -76,6 +80,8 @@ size_t sparse_ffn_bytes(const ModelShape& shape, const RankDims& d, const Quanti
   size_t bytes = linear_bytes(q, dtype, c.num_experts, H);
   bytes += static_cast<size_t>(c.num_experts) * (linear_bytes(q, dtype, 2 * Fe, H) + linear_bytes(q, dtype, H, Fe));
   if (Fs > 0) bytes += linear_bytes(q, dtype, 2 * Fs, H) + linear_bytes(q, dtype, H, Fs) + vector_bytes(dtype, H);
+  if (shape.moe_biases)
+    bytes += vector_bytes(dtype, c.num_experts) + static_cast<size_t>(c.num_experts) * vector_bytes(dtype, 2 * Fe + H);
   return bytes;
 }
 
@@ -101,6 +107,7 @@ WeightBytes stage_weights(const ModelShape& shape, const SizingOptions& o, DType
     layer += vector_bytes(dtype, (int64_t{c.num_heads} + c.num_kv_heads) * hd);
   else if (shape.qk_norm)
     layer += 2 * vector_bytes(dtype, hd);
+  if (shape.attention_sinks) layer += vector_bytes(dtype, d.heads);
   layer += linear_bytes(q, dtype, qkv_rows, H) + linear_bytes(q, dtype, H, d.heads * hd);
   // Column-parallel biases (qkv, up) follow their rows; row-parallel ones (out, down) are
   // added once after the all-reduce and are replicated.
@@ -246,6 +253,8 @@ ModelShape shape_of(const Architecture& arch) {
   s.qk_norm = arch.kinds.qk_norm;
   s.qk_norm_over_heads = arch.kinds.qk_norm_over_heads;
   s.pre_norms = arch.kinds.pre_norms;
+  s.attention_sinks = arch.kinds.attention_sinks;
+  s.moe_biases = has_expert_biases(arch);
   if (arch.kinds.positions == PositionKind::rotary)
     for (const auto& layer : arch.kinds.layer_attention)
       s.layer_rotary_pairs.push_back(static_cast<int>(layer.rotary_inv_freq.size()));

@@ -77,6 +77,8 @@ struct ModelShape {
   bool qk_norm = false;            // [hd] norms of each query and key head (Qwen3, Gemma 3)
   bool qk_norm_over_heads = false; // those norms over the whole q / k ([nh hd], [nkv hd]: OLMo 2)
   bool pre_norms = true;           // false: no norms before the blocks (OLMo 2)
+  bool attention_sinks = false;    // an [nh] sink logit per query head (gpt-oss)
+  bool moe_biases = false;         // biases of the router [E] and of each expert ([2 Fe], [H]) (gpt-oss)
   // Per-layer rotary tables (Gemma 2 / 3: local and global layers), entries of each; empty
   // when every layer reads the one table above.
   std::vector<int> layer_rotary_pairs;

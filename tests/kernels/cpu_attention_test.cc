@@ -42,6 +42,7 @@ struct AttnConfig {
   int window = 0;               // sliding window (0 = off)
   float softcap = 0.0f;         // attention logit soft-capping (0 = off)
   DType kv = DType::f32;        // the cache's element type: f32 or f16
+  bool sinks = false;           // a random attention-sink logit per head (gpt-oss)
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -52,8 +53,8 @@ struct AttnConfig {
       f[j] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * j / rot()) * position_scale);
     return f;
   }
-  // `table`: inv_freq(), kept alive by the caller.
-  AttentionParams params(std::vector<float>& table) const {
+  // `table`: inv_freq(), `sinks`: [nh] or empty, kept alive by the caller.
+  AttentionParams params(std::vector<float>& table, std::vector<float>& sinks) const {
     AttentionParams p;
     p.n_heads = nh;
     p.n_kv_heads = nkv;
@@ -62,6 +63,7 @@ struct AttnConfig {
     p.rotary = {style, rotary_dim, view(table, {static_cast<int64_t>(table.size())})};
     p.sliding_window = window;
     p.logit_softcap = softcap;
+    if (!sinks.empty()) p.sinks = view(sinks, {nh});
     return p;
   }
 };
@@ -73,7 +75,7 @@ std::string describe(const AttnConfig& c) {
   return "nh" + std::to_string(c.nh) + "_nkv" + std::to_string(c.nkv) + "_hd" +
          std::to_string(c.hd) + "_" + style + std::to_string(c.rotary_dim) +
          (c.bias ? "_bias" : "") + (c.window ? "_window" + std::to_string(c.window) : "") +
-         (c.softcap > 0 ? "_softcap" : "") + (c.kv == DType::f16 ? "_f16cache" : "");
+         (c.softcap > 0 ? "_softcap" : "") + (c.sinks ? "_sinks" : "") + (c.kv == DType::f16 ? "_f16cache" : "");
 }
 std::string config_name(const ::testing::TestParamInfo<AttnConfig>& info) {
   return describe(info.param);
@@ -116,6 +118,9 @@ class PagedAttentionRun {
       : cfg_(cfg), inv_freq_(cfg.inv_freq()), lengths_(std::move(final_lengths)), n_past_(lengths_.size(), 0) {
     const int B = static_cast<int>(lengths_.size());
     bias_ = cfg.bias ? random_floats(cfg.width(), seed) : std::vector<float>(cfg.width(), 0.0f);
+    // Sinks around the scores' range (|scale q.k| is a few units here), so that they sometimes
+    // hold the max and sometimes not.
+    if (cfg.sinks) sinks_ = random_floats(static_cast<size_t>(cfg.nh), seed + 1000, -3.0f, 3.0f);
     for (int i = 0; i < B; ++i) {
       raw_.push_back(random_floats(static_cast<size_t>(lengths_[i]) * cfg.width(), seed + 1 + i));
       processed_.push_back(naive_process(raw_[i], lengths_[i]));
@@ -164,8 +169,10 @@ class PagedAttentionRun {
             scores[j] = dot / std::sqrt(hd);
             if (cfg_.softcap > 0) scores[j] = std::tanh(scores[j] / cfg_.softcap) * cfg_.softcap;
           }
-          const double m = *std::max_element(scores.begin(), scores.end());
-          double sum = 0;
+          // A sink is one more logit in the softmax, with no value row.
+          const double sink = sinks_.empty() ? -INFINITY : sinks_[h];
+          const double m = std::max(sink, *std::max_element(scores.begin(), scores.end()));
+          double sum = sinks_.empty() ? 0.0 : std::exp(sink - m);
           for (double& s : scores) sum += (s = std::exp(s - m));
           for (int d = 0; d < hd; ++d) {
             double acc = 0;
@@ -204,7 +211,7 @@ class PagedAttentionRun {
     batch.block_tables = view(tables_, {B, max_blocks_});
     std::vector<float> out(static_cast<size_t>(T) * cfg_.nh * cfg_.hd, NAN);
     TensorView bias = view(bias_, {W});
-    const AttentionParams params = cfg_.params(inv_freq_);
+    const AttentionParams params = cfg_.params(inv_freq_, sinks_);
     if (masked)
       backend.masked_attention(view(qkv, {T, W}), cfg_.bias ? &bias : nullptr, params, batch,
                                cache(), view(out, {T, cfg_.nh * cfg_.hd}));
@@ -285,7 +292,7 @@ class PagedAttentionRun {
   AttnConfig cfg_;
   std::vector<float> inv_freq_;
   std::vector<int> lengths_, n_past_;
-  std::vector<float> bias_;
+  std::vector<float> bias_, sinks_;
   std::vector<std::vector<float>> raw_;
   std::vector<std::vector<double>> processed_;
   std::vector<int32_t> tables_;
@@ -354,7 +361,12 @@ std::vector<AttnConfig> shapes(DType kv) {
                                            AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 5},
                                            AttnConfig{2, 1, 80, RotaryStyle::gptj, 0, false, 10000.0f, 1.0f, 19},
                                            AttnConfig{4, 2, 64, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 7,
-                                                      0.5f}};
+                                                      0.5f},
+                                           // gpt-oss: sinks with biases, and with a window
+                                           AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 0, 0.0f,
+                                                      DType::f32, true},
+                                           AttnConfig{4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 8, 0.0f,
+                                                      DType::f32, true}};
   for (AttnConfig& c : configs) c.kv = kv;
   return configs;
 }
@@ -376,8 +388,8 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   KvCacheLayer cache{TensorView(k.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
                      TensorView(v.data(), DType::f32, {2, cfg.nkv, kBlockSize, cfg.hd}),
                      kBlockSize};
-  std::vector<float> inv_freq = cfg.inv_freq();
-  const AttentionParams params = cfg.params(inv_freq);
+  std::vector<float> inv_freq = cfg.inv_freq(), no_sinks;
+  const AttentionParams params = cfg.params(inv_freq, no_sinks);
   EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, params, batch,
                                           cache, view(out, {1, cfg.nh * cfg.hd})),
                Error);
@@ -409,6 +421,13 @@ TEST(CpuAttentionErrors, RejectsMalformedBatches) {
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("cache.k is bf16"), std::string::npos) << e.what();
   }
+  // Sinks that are not [nh].
+  std::vector<float> sinks = random_floats(static_cast<size_t>(cfg.nh) + 1, 3);
+  AttentionParams long_sinks = params;
+  long_sinks.sinks = view(sinks, {cfg.nh + 1});
+  EXPECT_THROW(backend->context_attention(view(qkv, {1, cfg.width()}), nullptr, long_sinks, batch,
+                                          cache, view(out, {1, cfg.nh * cfg.hd})),
+               Error);
   // A rotary table that is not [rot / 2].
   AttentionParams short_table = params;
   short_table.rotary.inv_freq = TensorView(inv_freq.data(), DType::f32, {static_cast<int64_t>(inv_freq.size()) - 1});

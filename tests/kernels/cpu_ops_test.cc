@@ -3,6 +3,7 @@
 // Attention and sampling have their own files (cpu_attention_test.cc, cpu_sampling_test.cc).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <memory>
@@ -288,6 +289,36 @@ TEST_P(CpuActivationTest, GatedActivationMatchesNaive) {
 INSTANTIATE_TEST_SUITE_P(All, CpuActivationTest,
                          ::testing::Values(Activation::gelu_tanh, Activation::gelu_erf,
                                            Activation::relu, Activation::silu));
+
+// gpt-oss's clamped SwiGLU against the formula of transformers' GptOssExperts, with a
+// limit the random inputs cross on both sides, and at a few points evaluated in Python
+// float64 (alpha 1.702, limit 7: each clamp and neither).
+TEST_F(CpuOpsTest, ClampedSwigluMatchesGptOssExperts) {
+  for (auto [T, F] : {std::pair{3, 29}, std::pair{33, 1001}}) {
+    const float alpha = 1.702f, limit = 2.5f;
+    auto gate_up = random_floats(T * 2 * F, 51, -5.0f, 5.0f);
+    std::vector<float> out(T * F, NAN);
+    backend->clamped_swiglu(view(gate_up, {T, 2 * F}), alpha, limit, view(out, {T, F}));
+    std::vector<double> expected(T * F);
+    for (int t = 0; t < T; ++t)
+      for (int f = 0; f < F; ++f) {
+        const double g = std::min<double>(gate_up[t * 2 * F + f], limit);
+        const double u = std::clamp<double>(gate_up[t * 2 * F + F + f], -limit, limit);
+        expected[t * F + f] = (u + 1.0) * g * (1.0 / (1.0 + std::exp(-static_cast<double>(alpha) * g)));
+      }
+    EXPECT_TRUE(all_near(out, expected, kTol)) << T << "x" << F;
+  }
+  // [gate | up] of one row: gates -9, -1, 0.3, 2.5, 7.5, 12; ups 0.5, -8, 2, -0.7, 9, -12.
+  std::vector<float> row = {-9.0f, -1.0f, 0.3f, 2.5f, 7.5f, 12.0f, 0.5f, -8.0f, 2.0f, -0.7f, 9.0f, -12.0f};
+  const std::vector<double> python = {-3.004766979837765e-06, 0.9252254044030722, 0.562452406144775,
+                                      0.7395041504854292,     55.99962502642654,  -41.99971876981991};
+  std::vector<float> got(6, NAN);
+  backend->clamped_swiglu(view(row, {1, 12}), 1.702f, 7.0f, view(got, {1, 6}));
+  EXPECT_TRUE(all_near(got, python, 1e-6));
+  std::vector<float> odd(2 * 7), small(2 * 3);
+  EXPECT_THROW(backend->clamped_swiglu(view(odd, {2, 7}), 1.702f, 7.0f, view(small, {2, 3})), Error);
+  EXPECT_THROW(backend->clamped_swiglu(view(row, {1, 12}), 1.702f, 0.0f, view(got, {1, 6})), Error);
+}
 
 TEST_F(CpuOpsTest, GeluTanhIsHuggingFaceGeluNew) {
   // transformers' NewGELUActivation formula evaluated in Python float64 at a few points.

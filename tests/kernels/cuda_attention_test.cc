@@ -49,6 +49,7 @@ struct AttnCase {
   float position_scale = 1.0f;
   int window = 0;  // sliding window (0 = off)
   float softcap = 0.0f;  // attention logit soft-capping (0 = off)
+  bool sinks = false;    // a random attention-sink logit per head (gpt-oss)
 
   int width() const { return (nh + 2 * nkv) * hd; }
   int rot() const { return style == RotaryStyle::none ? 0 : (rotary_dim ? rotary_dim : hd); }
@@ -60,8 +61,8 @@ struct AttnCase {
       f[j] = static_cast<float>(std::pow(static_cast<double>(theta), -2.0 * j / rot()) * position_scale);
     return f;
   }
-  // `table`: inv_freq() on the device of the backend the call goes to.
-  AttentionParams params(const TensorView& table) const {
+  // `table`: inv_freq(), `sinks`: [nh] or empty, on the device of the backend the call goes to.
+  AttentionParams params(const TensorView& table, const TensorView& sinks) const {
     AttentionParams p;
     p.n_heads = nh;
     p.n_kv_heads = nkv;
@@ -70,6 +71,7 @@ struct AttnCase {
     p.rotary = {style, rotary_dim, table};
     p.sliding_window = window;
     p.logit_softcap = softcap;
+    p.sinks = sinks;
     return p;
   }
 };
@@ -83,6 +85,9 @@ const AttnCase kCases[] = {
     {"mqa_hd64_neox_window13", 4, 1, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 13},
     // Gemma's head size with a window and soft-capped scores (cap 0.5 bites on these inputs).
     {"gqa2_hd256_neox_window9_softcap", 4, 2, 256, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 9, 0.5f},
+    // gpt-oss: attention sinks with q / k / v biases, over every position and in a window of 8.
+    {"gqa2_hd64_neox_bias_sinks", 4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 0, 0.0f, true},
+    {"gqa2_hd64_neox_bias_window8_sinks", 4, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 8, 0.0f, true},
 };
 
 // The same sequences on both backends: host tables and caches for the CPU, device ones for
@@ -99,6 +104,7 @@ class PagedPair {
         n_past_(lengths_.size(), 0) {
     const int B = static_cast<int>(lengths_.size());
     bias_ = round_to(dtype, random_floats(c.width(), seed));
+    if (c.sinks) sinks_ = round_to(dtype, random_floats(static_cast<size_t>(c.nh), seed + 1000, -3.0f, 3.0f));
     for (int i = 0; i < B; ++i)
       raw_.push_back(round_to(
           dtype, random_floats(static_cast<size_t>(lengths_[i]) * c.width(), seed + 1 + i)));
@@ -140,7 +146,9 @@ class PagedPair {
     const int T = offsets[B];
     std::vector<float> inv_freq = c_.inv_freq();
     const int64_t n_freq = static_cast<int64_t>(inv_freq.size());
-    const AttentionParams params = c_.params(host_view(inv_freq, {n_freq}));
+    const int64_t n_sinks = static_cast<int64_t>(sinks_.size());
+    const AttentionParams params =
+        c_.params(host_view(inv_freq, {n_freq}), n_sinks ? host_view(sinks_, {n_sinks}) : TensorView{});
 
     // CPU.
     SequenceBatch hb;
@@ -181,7 +189,10 @@ class PagedPair {
     db.block_tables = tables_d;
     DeviceTensor inv_freq_d(gpu_, DType::f32, {std::max<int64_t>(n_freq, 1)});
     inv_freq_d.set(inv_freq);
-    const AttentionParams dparams = c_.params(inv_freq_d.view().rows(0, n_freq));
+    DeviceTensor sinks_d(gpu_, dtype_, {std::max<int64_t>(n_sinks, 1)});
+    if (n_sinks) sinks_d.set(sinks_);
+    const AttentionParams dparams =
+        c_.params(inv_freq_d.view().rows(0, n_freq), n_sinks ? sinks_d.view() : TensorView{});
     KvCacheLayer dcache{*kd_, *vd_, kBlockSize};
     TensorView qkv_v = qkv_d.view().rows(0, T), out_v = out_d.view().rows(0, T);
     if (masked)
@@ -235,7 +246,7 @@ class PagedPair {
   AttnCase c_;
   DType dtype_;
   std::vector<int> lengths_, n_past_;
-  std::vector<float> bias_;
+  std::vector<float> bias_, sinks_;
   std::vector<std::vector<float>> raw_;
   int num_blocks_ = 0, max_blocks_ = 0;
   std::vector<int32_t> tables_;
@@ -330,6 +341,16 @@ TEST_P(CudaLongAttention, LongSequencesWithWindowAndSoftcapMatchCpu) {
   const auto& [dtype, partition] = GetParam();
   const AttnCase c{"long_window100_softcap", 8, 4, 128, RotaryStyle::neox, 0, false, 10000.0f, 1.0f, 100, 2.0f};
   PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 23);
+  pair.step({1100, 650}, false, "prefill");
+  for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
+}
+
+// gpt-oss's attention sinks over long sequences: the multi-block path merges the partitions
+// before the sink joins the denominator.
+TEST_P(CudaLongAttention, LongSequencesWithSinksMatchCpu) {
+  const auto& [dtype, partition] = GetParam();
+  const AttnCase c{"long_sinks", 8, 2, 64, RotaryStyle::neox, 0, true, 10000.0f, 1.0f, 0, 0.0f, true};
+  PagedPair pair(*cpu, *gpu, c, dtype, {1203, 700}, 24);
   pair.step({1100, 650}, false, "prefill");
   for (int s = 0; s < 3; ++s) pair.step({1, 1}, true, "generation step " + std::to_string(s));
 }

@@ -301,6 +301,17 @@ TEST_P(CudaOps, GatedActivation) {
   }
 }
 
+// gpt-oss's clamped SwiGLU, with a limit the inputs cross on both sides.
+TEST_P(CudaOps, ClampedSwiglu) {
+  const int64_t T = 6, F = 300;
+  std::vector<float> gate_up = input(T * 2 * F, 45, -6.0f, 6.0f), want(T * F);
+  cpu->clamped_swiglu(host_view(gate_up, {T, 2 * F}), 1.702f, 3.0f, host_view(want, {T, F}));
+  DeviceTensor gu_d(*gpu, dt(), {T, 2 * F}), out_d(*gpu, dt(), {T, F});
+  gu_d.set(gate_up);
+  gpu->clamped_swiglu(gu_d, 1.702f, 3.0f, out_d);
+  EXPECT_TRUE(close(out_d.floats(), want, tolerance(dt()), "clamped_swiglu"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Dtypes, CudaOps, ::testing::Values(DType::f32, DType::f16, DType::bf16),
                          dtype_name);
 

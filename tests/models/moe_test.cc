@@ -2,7 +2,9 @@
 // tests/fixtures/make_tiny_moe.py and make_tiny_granite_qwen3_moe.py): Mixtral (6 experts,
 // top-2 renormalized), Qwen2-MoE (top-2 not renormalized, a gated shared expert) and
 // Qwen3-MoE (Qwen3's q / k head norms, top-2 renormalized, no shared expert) and GraniteMoE
-// (Granite's multipliers, stacked experts in the Hugging Face files too), from
+// (Granite's multipliers, stacked experts in the Hugging Face files too), gpt-oss
+// (make_tiny_gpt_oss.py: attention sinks, alternating sliding-window layers, YaRN, biased
+// router and experts, the clamped SwiGLU), from
 // safetensors and as llama.cpp's convert_hf_to_gguf.py writes them, and a Qwen2-MoE whose
 // dense and sparse layers mix (decoder_sparse_step, mlp_only_layers, norm_topk_prob). fp32 logits at every prompt
 // position within 1e-4 (max abs), 20 greedy tokens identical alone, in one batch, and with
@@ -213,7 +215,10 @@ INSTANTIATE_TEST_SUITE_P(
                       // GraniteMoE: Granite's multipliers over stacked experts of 24 (top-2 by
                       // router logit, softmaxed), from safetensors and llama.cpp's granitemoe GGUF
                       MoeCase{"tiny_granitemoe", "tiny-granitemoe", "tiny-granitemoe", 24, 0},
-                      MoeCase{"tiny_granitemoe_gguf", "tiny-granitemoe.gguf", "tiny-granitemoe", 24, 0}),
+                      MoeCase{"tiny_granitemoe_gguf", "tiny-granitemoe.gguf", "tiny-granitemoe", 24, 0},
+                      // make_tiny_gpt_oss.py: attention sinks, a window of 8 in layer 0, YaRN,
+                      // biased router and experts of 24 with the clamped SwiGLU (top-2 of 6)
+                      MoeCase{"tiny_gpt_oss", "tiny-gpt-oss", "tiny-gpt-oss", 24, 0}),
     case_name);
 
 // Quantized at load, experts included: int8 (per channel) and int4 (groups of 32) weights
@@ -221,7 +226,7 @@ INSTANTIATE_TEST_SUITE_P(
 // dense fixtures (random tiny models are chaotic: int8 85%, int4 25%, chance 0.1%; measured
 // here 91% and 34-40%).
 TEST(MoeQuantized, ExpertsQuantizeWithTheOtherLinearWeights) {
-  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe"}) {
+  for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen3-moe", "tiny-gpt-oss"}) {
     SCOPED_TRACE(name);
     auto f32 = Model::load(fixture_dir() / name, {.quantization = Quantization::none});
     const auto prompts = load_reference(fixture_dir() / name, f32->config().vocab_size);
@@ -285,7 +290,7 @@ TEST(MoeCuda, MatchesTheCpu) {
 #else
   if (!cuda_backend_available()) GTEST_SKIP() << "no CUDA device: cuda_backend_available() is false";
   for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
-                           "tiny-granitemoe"}) {
+                           "tiny-granitemoe", "tiny-gpt-oss"}) {
     SCOPED_TRACE(name);
     auto cpu = Model::load(fixture_dir() / name);
     for (DType dtype : {DType::f32, DType::f16}) {

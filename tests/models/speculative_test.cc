@@ -128,7 +128,9 @@ TEST_P(SpeculativeGreedy, SameTokensAsPlainDecodingAloneAndBatched) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, SpeculativeGreedy,
                          ::testing::Values(GreedyCase{"tiny_gpt2", "tiny-gpt2", "tiny-gpt2", Quantization::int8},
                                            GreedyCase{"tiny_llama", "tiny-llama", "tiny-llama", Quantization::int4},
-                                           GreedyCase{"tiny_llama_gguf", "tiny-llama.gguf", "tiny-gpt2", Quantization::none}),
+                                           GreedyCase{"tiny_llama_gguf", "tiny-llama.gguf", "tiny-gpt2", Quantization::none},
+                                           // gpt-oss: attention sinks and a window of 8 in the verification slices
+                                           GreedyCase{"tiny_gpt_oss", "tiny-gpt-oss", "tiny-gpt-oss", Quantization::int8}),
                          [](const auto& info) { return std::string(info.param.name); });
 
 TEST(Speculative, DefaultModelGreedyIsUnchanged) {

@@ -307,16 +307,18 @@ TEST(Phi3Split, LogitsMatchWholeModelAndHfAndGreedyTokensHf) {
   }
 }
 
-// OLMo 2 (make_tiny_phi4_olmo2.py): its q / k norms span every head of a token, so no rank
-// of tp > 1 can compute them: every rank refuses the model by name. By pipeline stages
-// alone it matches the whole model and transformers.
-TEST(Olmo2Split, PipelineStagesMatchWholeModelAndHfAndTensorParallelIsRefused) {
+// Families that split by pipeline stages only: each file's stages match the whole model
+// and transformers (logits within `hf_tolerance`, greedy tokens exact); under tp > 1 every
+// rank refuses it with a message containing `refusal`.
+void expect_stages_only(std::initializer_list<const char*> files, const char* reference, const char* refusal) {
   ModelOptions options;
   options.num_threads = 1;
   options.quantization = Quantization::none;
   options.device = g_device;
   if (g_device.kind == DeviceKind::cuda) options.dtype = DType::f32;
-  for (const char* file : {"tiny-olmo2", "tiny-olmo2.gguf"}) {
+  for (const char* file : files) {
+    SCOPED_TRACE(file);
+    options.parallel = {};
     auto whole_model = Model::load(fixture_dir() / file, options);
     if (g_split.pipeline_parallel > whole_model->config().num_layers) GTEST_SKIP() << "2 layers";
     options.parallel = g_split;
@@ -324,28 +326,39 @@ TEST(Olmo2Split, PipelineStagesMatchWholeModelAndHfAndTensorParallelIsRefused) {
     if (g_split.tensor_parallel > 1) {
       try {
         Model::load(fixture_dir() / file, options);
-        ADD_FAILURE() << file << ": accepted at tp " << g_split.tensor_parallel;
+        ADD_FAILURE() << "accepted at tp " << g_split.tensor_parallel;
       } catch (const Error& e) {
         EXPECT_EQ(e.category(), ErrorCategory::unsupported) << e.what();
-        EXPECT_NE(e.message().find("tensor parallelism"), std::string::npos) << e.what();
+        EXPECT_NE(e.message().find(refusal), std::string::npos) << e.what();
       }
-      options.parallel = {};
       continue;
     }
     auto split_model = Model::load(fixture_dir() / file, options);
-    options.parallel = {};
-    const auto prompts = load_reference(fixture_dir() / "tiny-olmo2", whole_model->config().vocab_size);
+    const auto prompts = load_reference(fixture_dir() / reference, whole_model->config().vocab_size);
     Session whole(whole_model, testing::f32_cache()), split(split_model, testing::f32_cache({.max_sequences = 1}));
     Decoder whole_decoder(whole), split_decoder(split);
     for (size_t i = 0; i < prompts.size(); ++i) {
       std::vector<float> a = whole_decoder.score(prompts[i].ids);
       std::vector<float> b = split_decoder.score(prompts[i].ids);
-      EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << file << " prompt " << i;
-      EXPECT_LE(max_abs_diff(b, prompts[i].logits), kHfTolerance) << file << " prompt " << i;
-      EXPECT_EQ(split_decoder.generate(testing::greedy_request(prompts[i])).tokens, prompts[i].greedy)
-          << file << " prompt " << i;
+      EXPECT_LE(max_abs_diff(a, b), kSplitVsWholeTolerance) << "prompt " << i;
+      EXPECT_LE(max_abs_diff(b, prompts[i].logits), hf_tolerance(whole_model->config(), prompts[i].logits))
+          << "prompt " << i;
+      EXPECT_EQ(split_decoder.generate(testing::greedy_request(prompts[i])).tokens, prompts[i].greedy) << "prompt " << i;
     }
   }
+}
+
+// OLMo 2 (make_tiny_phi4_olmo2.py): its q / k norms span every head of a token, so no rank
+// of tp > 1 can compute them.
+TEST(Olmo2Split, PipelineStagesMatchWholeModelAndHfAndTensorParallelIsRefused) {
+  expect_stages_only({"tiny-olmo2", "tiny-olmo2.gguf"}, "tiny-olmo2", "tensor parallelism");
+}
+
+// gpt-oss (tests/fixtures/make_tiny_gpt_oss.py): each stage's layers with their own windows
+// and sinks; under tp > 1 the experts' biases are refused (each rank's MoE output is a
+// partial sum, and a down bias would be added tp times).
+TEST(GptOssSplit, StagesMatchWholeModelAndHfAndTensorParallelIsRefused) {
+  expect_stages_only({"tiny-gpt-oss"}, "tiny-gpt-oss", "biases");
 }
 
 // --- a vocabulary that tp does not divide ---------------------------------------------

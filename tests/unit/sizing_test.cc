@@ -89,7 +89,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SizingMatchesSession,
 INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
                          ::testing::Values("tiny-mixtral", "tiny-mixtral.gguf", "tiny-qwen2-moe",
                                            "tiny-qwen2-moe.gguf", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
-                                           "tiny-qwen3-moe.gguf", "tiny-granitemoe", "tiny-granitemoe.gguf"),
+                                           "tiny-qwen3-moe.gguf", "tiny-granitemoe", "tiny-granitemoe.gguf",
+                                           "tiny-gpt-oss"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)
@@ -172,6 +173,34 @@ TEST(Sizing, ShapeArithmeticMatchesTheFileOnEveryFamily) {
         }
       }
     }
+  }
+}
+
+// gpt-oss: the sinks and the router's and experts' biases counted from the shape as the
+// file's tensor table holds them, whole and by pipeline stages; tp > 1 refused by name, as
+// Model::load refuses it (the experts' down biases would be added by every rank).
+TEST(Sizing, GptOssShapeArithmeticMatchesTheFile) {
+  const sz::ModelShape from_file = sz::read_model_shape(fixture_dir() / "tiny-gpt-oss");
+  ASSERT_TRUE(from_file.file);
+  EXPECT_TRUE(from_file.attention_sinks);
+  EXPECT_TRUE(from_file.moe_biases);
+  const sz::ModelShape from_shape = without_file(from_file);
+  for (int pp : {1, 2}) {
+    for (Quantization mode : {Quantization::none, Quantization::int8}) {
+      SCOPED_TRACE("pp " + std::to_string(pp) + " " + to_string(mode));
+      const sz::SizingOptions o = cpu_f32_grid(mode, 1, pp);
+      const sz::Sizing a = sz::compute(from_file, o), b = sz::compute(from_shape, o);
+      ASSERT_EQ(a.stages.size(), b.stages.size());
+      for (size_t st = 0; st < a.stages.size(); ++st)
+        EXPECT_EQ(a.stages[st].weights.total(), b.stages[st].weights.total()) << "stage " << st;
+    }
+  }
+  try {
+    (void)sz::compute(from_file, cpu_f32_grid(Quantization::none, 2, 1));
+    ADD_FAILURE() << "tp 2 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::unsupported) << e.what();
+    EXPECT_NE(std::string(e.what()).find("biases"), std::string::npos) << e.what();
   }
 }
 
