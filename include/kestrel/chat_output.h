@@ -5,8 +5,9 @@
 // reasoning parsers and llama.cpp's common/chat.cpp do:
 //   hermes    Hermes 2 Pro / 3, Qwen 2.5, Qwen3, QwQ: <tool_call>{"name": ..., "arguments":
 //             {...}}</tool_call>, any number of them, text between them is content.
-//   llama3    Llama 3.1 / 3.2 / 3.3: the whole reply one JSON object {"name": ...,
-//             "parameters": {...}} (optionally "type": "function"; "arguments" accepted);
+//   llama3    Llama 3.1 / 3.2 / 3.3: the whole reply JSON objects {"name": ...,
+//             "parameters": {...}} separated by ';' (optionally "type": "function";
+//             "arguments" accepted);
 //             or <|python_tag|> followed by such an object, by a built-in call
 //             `name.call(key="value", ...)`, or by code (a call of "python" with {"code"}).
 //   mistral   Mistral Nemo / Small / v0.3: [TOOL_CALLS][{"name": ..., "arguments": {...},
@@ -21,7 +22,7 @@
 // whitespace; with neither format on it is the text untouched.
 // Not covered: Mistral's newer [TOOL_CALLS]name[ARGS]{...} (Magistral, Small 3.2,
 // Devstral), Functionary, Command R, DeepSeek-R1's own <｜tool▁call▁begin｜> syntax, gpt-oss
-// channels, Granite 3.3's <response> tags, Llama's several calls separated by ';', and
+// channels, Granite 3.3's <response> tags, calls inside other text (vLLM's llama3_json finds them), and
 // llama.cpp's lenient extras (<function=...>, ```json fences, a bare JSON call in Hermes).
 #pragma once
 

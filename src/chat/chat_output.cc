@@ -139,11 +139,12 @@ class Scanner {
         if (!lead.empty() && chat::may_start_json_call(lead)) return;  // may be a call: held
         return plain(r, kPythonTag);
       }
-      std::optional<ParsedCall> call = chat::json_call(r, "parameters", "arguments");
-      if (call && room_for(1))
-        out_.calls.push_back(std::move(*call));
-      else
+      std::optional<std::vector<ParsedCall>> calls = chat::json_calls_separated(r, "parameters", "arguments");
+      if (calls && room_for(calls->size())) {
+        for (ParsedCall& call : *calls) out_.calls.push_back(std::move(call));
+      } else {
         raw_ += r;
+      }
       return;
     }
     raw_ += r.substr(0, tag);

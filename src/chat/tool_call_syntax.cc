@@ -104,6 +104,33 @@ std::optional<ParsedCall> json_call(std::string_view text, std::string_view argu
   return call_of(*value, arguments_key, also_key, /*allow_id=*/false);
 }
 
+std::optional<std::vector<ParsedCall>> json_calls_separated(std::string_view text, std::string_view arguments_key,
+                                                            std::string_view also_key) {
+  std::vector<ParsedCall> calls;
+  int depth = 0;
+  bool in_string = false;
+  size_t start = 0;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    const char c = i < text.size() ? text[i] : ';';
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') ++depth;
+    else if (c == '}' || c == ']') --depth;
+    else if (c == ';' && depth == 0) {
+      std::optional<ParsedCall> call = json_call(text.substr(start, i - start), arguments_key, also_key);
+      if (!call) return std::nullopt;
+      calls.push_back(std::move(*call));
+      start = i + 1;
+    }
+  }
+  if (in_string || calls.empty()) return std::nullopt;
+  return calls;
+}
+
 std::optional<std::vector<ParsedCall>> json_call_array(std::string_view text) {
   const std::optional<json> value = parse_json(text);
   if (!value || !value->is_array() || value->empty()) return std::nullopt;

@@ -21,6 +21,11 @@ struct ParsedCall {
 std::optional<ParsedCall> json_call(std::string_view text, std::string_view arguments_key,
                                     std::string_view also_key = "");
 
+// Several such objects separated by ';' (Llama 3.x writes parallel calls so); all of the
+// parts must be calls.
+std::optional<std::vector<ParsedCall>> json_calls_separated(std::string_view text, std::string_view arguments_key,
+                                                            std::string_view also_key);
+
 // A JSON array of such objects (mistral: "arguments" and an optional string "id"); an
 // empty array is not a call.
 std::optional<std::vector<ParsedCall>> json_call_array(std::string_view text);
