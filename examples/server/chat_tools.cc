@@ -64,6 +64,10 @@ bool has_tool(const json& tools, const std::string& name) {
 
 }  // namespace
 
+std::string ChatTools::grammar_after_thought() const {
+  return kestrel::tool_call_grammar(output.tool_calls, tools_json, function_name, max_calls, true);
+}
+
 ChatTools chat_tools(const json& body, const kestrel::ChatOutputFormat& served) {
   ChatTools out;
   out.output = served;
@@ -111,8 +115,11 @@ ChatTools chat_tools(const json& body, const kestrel::ChatOutputFormat& served) 
   out.output.tool_calls = served.tool_calls;
   out.output.max_tool_calls = parallel ? 0 : 1;
   if (choice == "auto") return out;
+  out.tools_json = tools.dump();
+  out.function_name = named;
+  out.max_calls = parallel ? 0 : 1;
   try {
-    out.grammar = kestrel::tool_call_grammar(served.tool_calls, tools.dump(), named, parallel ? 0 : 1);
+    out.grammar = kestrel::tool_call_grammar(served.tool_calls, out.tools_json, named, out.max_calls);
   } catch (const kestrel::Error& e) {
     const bool format = e.category() == kestrel::ErrorCategory::unsupported;
     throw ApiError(400, (format ? "'tool_choice' cannot be enforced: " : "'tools' cannot be enforced: ") + e.message(),

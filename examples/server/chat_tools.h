@@ -20,6 +20,13 @@ struct ChatTools {
   // tool_choice "required" or {"type": "function", "function": {"name": ...}}: GBNF for
   // ConstraintOptions::grammar. Empty otherwise.
   std::string grammar;
+  // The same, for a prompt that opened <think>: the thought may finish before the calls.
+  std::string grammar_after_thought() const;
+
+  // What the grammar was built from.
+  std::string tools_json;
+  std::string function_name;
+  int max_calls = 0;
 };
 
 // Checks the fields against OpenAI's shapes; an ApiError(400) names the field at fault

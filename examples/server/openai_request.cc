@@ -368,7 +368,9 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
     if (!g.constraint.grammar.empty() || !g.constraint.json_schema.empty())
       refuse("tool_choice", "'tool_choice' = required or a named function cannot be combined with 'response_format' "
                             "or 'grammar'");
-    g.constraint.grammar = tools.grammar;
+    // A prompt that opened <think> (QwQ, R1 distills) lets the reply finish its thought first.
+    g.constraint.grammar = request.chat_output->thinking_open ? tools.grammar_after_thought()
+                                                              : tools.grammar;
   }
   logprobs(body, chat, g.output);
   g.num_return_sequences = static_cast<int>(integer(body, "n", 1, 1, served.max_sequences));

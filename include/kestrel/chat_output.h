@@ -121,7 +121,9 @@ class ChatOutputParser {
 // grammar; mistral and granite open their calls with a special token a grammar cannot
 // produce, and none has no call syntax: Error(unsupported) naming the format. A schema
 // keyword the grammar compiler does not support is Error(invalid_argument) naming the tool.
+// `after_open_thought`: the prompt opened <think> (ChatOutputFormat::thinking_open), so the
+// reply may finish its thought, close it with </think>, and then makes the calls.
 std::string tool_call_grammar(ToolCallFormat format, std::string_view tools_json, std::string_view function_name = "",
-                              int max_calls = 0);
+                              int max_calls = 0, bool after_open_thought = false);
 
 }  // namespace kestrel

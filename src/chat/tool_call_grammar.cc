@@ -78,7 +78,7 @@ constexpr std::string_view kCallRule = "kestrel-tool-call";
 }  // namespace
 
 std::string tool_call_grammar(ToolCallFormat format, std::string_view tools_json, std::string_view function_name,
-                              int max_calls) {
+                              int max_calls, bool after_open_thought) {
   if (format == ToolCallFormat::mistral || format == ToolCallFormat::granite)
     throw Error(ErrorCategory::unsupported,
                 std::string("the ") + to_string(format) +
@@ -106,15 +106,22 @@ std::string tool_call_grammar(ToolCallFormat format, std::string_view tools_json
     refuse("a tool's parameters cannot be compiled to a grammar: " + e.message());
   }
   const std::string rule(kCallRule);
-  if (format == ToolCallFormat::llama3) return "root ::= " + rule + "\n" + grammar;
+  // After a prompt that opened <think>: the thought (any text without "</think>"), its
+  // close, then the calls.
+  const std::string root = after_open_thought ? "root ::= tool-call-thought \"</think>\" [ \\n]* tool-calls\n"
+                                                "tool-call-thought ::= ([^<] | \"<\" [^/] | \"</\" [^t] | \"</t\" [^h] | "
+                                                "\"</th\" [^i] | \"</thi\" [^n] | \"</thin\" [^k] | \"</think\" [^>])*\n"
+                                                "tool-calls ::= "
+                                              : "root ::= ";
+  if (format == ToolCallFormat::llama3) return root + rule + "\n" + grammar;
   // hermes: <tool_call>\n{...}\n</tool_call>, as Qwen 2.5 / Hermes templates show them,
   // one per line.
-  std::string root = "root ::= tool-call-block";
+  std::string calls = root + "tool-call-block";
   if (max_calls == 0)
-    root += " (\"\\n\" tool-call-block)*";
+    calls += " (\"\\n\" tool-call-block)*";
   else if (max_calls > 1)
-    root += " (\"\\n\" tool-call-block){0," + std::to_string(max_calls - 1) + "}";
-  return root + "\ntool-call-block ::= \"<tool_call>\\n\" " + rule + " \"\\n</tool_call>\"\n" + grammar;
+    calls += " (\"\\n\" tool-call-block){0," + std::to_string(max_calls - 1) + "}";
+  return calls + "\ntool-call-block ::= \"<tool_call>\\n\" " + rule + " \"\\n</tool_call>\"\n" + grammar;
 }
 
 }  // namespace kestrel

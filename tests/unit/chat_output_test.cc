@@ -249,6 +249,22 @@ TEST(ToolCallGrammar, HermesAdmitsValidCallsOnly) {
   EXPECT_FALSE(matches(two, time + "\n" + weather + "\n" + time));
 }
 
+TEST(ToolCallGrammar, AfterAnOpenThoughtTheThoughtEndsFirst) {
+  const std::string g = tool_call_grammar(ToolCallFormat::hermes, kTools, "get_time", 1, true);
+  const std::string call = "<tool_call>\n{\"name\": \"get_time\", \"arguments\": {\"zone\": \"UTC\"}}\n</tool_call>";
+  EXPECT_TRUE(matches(g, "Time, <then> UTC.\n</think>\n\n" + call));
+  EXPECT_TRUE(matches(g, "</think>" + call));
+  EXPECT_FALSE(matches(g, call));
+  EXPECT_FALSE(matches(g, "Time.</think>Sure."));
+  ChatOutputFormat qwq;
+  qwq.tool_calls = ToolCallFormat::hermes;
+  qwq.reasoning = qwq.thinking_open = true;
+  const ChatOutput out = parse_chat_output("Time, <then> UTC.\n</think>\n\n" + call, qwq);
+  EXPECT_EQ(out.reasoning_content, "Time, <then> UTC.");
+  ASSERT_EQ(out.tool_calls.size(), 1u);
+  EXPECT_EQ(out.tool_calls[0].name, "get_time");
+}
+
 TEST(ToolCallGrammar, Llama3UsesParameters) {
   const std::string g = tool_call_grammar(ToolCallFormat::llama3, kTools, "get_weather");
   EXPECT_TRUE(matches(g, "{\"name\": \"get_weather\", \"parameters\": {\"city\": \"Oslo\"}}"));
