@@ -520,7 +520,7 @@ class ToolCallTest(unittest.TestCase):
         call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "'
         grammar = 'root ::= "Checking. ' + call.replace('"', '\\"').replace("\n", "\\n") + \
             '" [a-z]{1,8} "\\", \\"unit\\": \\"celsius\\"}}\\n</tool_call>"'
-        kw = dict(tools=[WEATHER], temperature=0, max_tokens=60, extra_body={"grammar": grammar})
+        kw = dict(tools=[WEATHER], temperature=0, max_tokens=200, extra_body={"grammar": grammar})
         whole = self.chat(**kw).choices[0]
         self.assertEqual(whole.finish_reason, "tool_calls")
         self.assertEqual(whole.message.content, "Checking.")
@@ -535,7 +535,7 @@ class ToolCallTest(unittest.TestCase):
         self.assertIn("<tool_call>", plain.message.content)
         self.assertEqual(plain.finish_reason, "stop")
         # Not a valid call (no arguments): it stays in the content.
-        bad = self.chat(tools=[WEATHER], temperature=0, max_tokens=60,
+        bad = self.chat(tools=[WEATHER], temperature=0, max_tokens=200,
                         extra_body={"grammar": 'root ::= "<tool_call>{\\"name\\": \\"get_weather\\"}</tool_call>"'})
         self.assertEqual(bad.choices[0].message.content, '<tool_call>{"name": "get_weather"}</tool_call>')
         self.assertIsNone(bad.choices[0].message.tool_calls)
