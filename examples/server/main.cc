@@ -30,7 +30,19 @@ struct ServerArgs {
   int max_queued = 256;
   size_t max_body_bytes = 1 << 20;
   int http_threads = 128;
+  std::string tool_call_format = "auto";
+  std::string reasoning_format = "auto";
 };
+
+// How chat replies are read: the format the model's chat template teaches, unless named.
+kestrel::ChatOutputFormat output_format(const kestrel::Model& model, const ServerArgs& args) {
+  kestrel::ChatOutputFormat format = kestrel::detect_chat_output_format(model.chat_template());
+  if (args.tool_call_format != "auto")
+    format.tool_calls = kestrel::parse_tool_call_format(args.tool_call_format, "--tool-call-format");
+  if (args.reasoning_format == "none") format.reasoning = false;
+  if (args.reasoning_format == "think") format.reasoning = true;
+  return format;
+}
 
 // The name clients pass as "model": the file's stem (a GGUF) or the directory's name.
 std::string model_id(const std::string& path) {
@@ -67,6 +79,15 @@ int main(int argc, char** argv) {
   app.add_flag("--prefix-caching,!--no-prefix-caching", args.session.prefix_caching,
                "Reuse the KV blocks of earlier requests that share a prompt prefix")
       ->capture_default_str();
+  app.add_option("--tool-call-format", args.tool_call_format,
+                 "How tool calls are read from chat replies: auto (from the chat template), none, hermes, llama3, "
+                 "mistral, granite")
+      ->capture_default_str();
+  app.add_option("--reasoning-format", args.reasoning_format,
+                 "Whether <think>...</think> becomes reasoning_content: auto (when the chat template has it), "
+                 "none, think")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "none", "think"}));
   CLI11_PARSE(app, argc, argv);
 
   // SIGINT / SIGTERM are taken by a thread of their own (sigwait), which stops the server:
@@ -87,7 +108,7 @@ int main(int argc, char** argv) {
     kestrel::Engine engine(session, {.max_queued = args.max_queued});
     kestrel_server::ServedModel served{args.served_name.empty() ? model_id(model_args.path) : args.served_name,
                                        model.get(), session.options().max_sequence_tokens,
-                                       session.options().max_sequences};
+                                       session.options().max_sequences, output_format(*model, args)};
     kestrel_server::Metrics metrics;
     httplib::Server server;
     const int threads = args.http_threads;

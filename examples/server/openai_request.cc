@@ -6,6 +6,7 @@
 #include <random>
 
 #include "api_error.h"
+#include "chat_tools.h"
 
 namespace kestrel_server {
 
@@ -151,16 +152,15 @@ json template_message(const json& m, size_t i) {
   return out;
 }
 
-// The extra template variables of a chat request: its `tools` and every key of its
-// `chat_template_kwargs` (enable_thinking, date_string, ...), as vLLM and llama.cpp's
-// server accept them.
-std::string template_context(const json& body) {
+// The extra template variables of a chat request: its tools (unless tool_choice is
+// "none") and every key of its `chat_template_kwargs` (enable_thinking, date_string, ...),
+// as vLLM and llama.cpp's server accept them.
+std::string template_context(const json& body, const ChatTools& tools) {
   json context = json::object();
-  if (const json* tools = field(body, "tools")) {
-    if (!tools->is_array()) refuse("tools", "'tools' must be an array");
-    if (nests_deeper(*tools, kMaxTemplateNesting))
+  if (!tools.template_tools.is_null()) {
+    if (nests_deeper(tools.template_tools, kMaxTemplateNesting))
       refuse("tools", "'tools' nests deeper than " + std::to_string(kMaxTemplateNesting) + " levels");
-    if (!tools->empty()) context["tools"] = *tools;
+    context["tools"] = tools.template_tools;
   }
   if (const json* kwargs = field(body, "chat_template_kwargs")) {
     if (!kwargs->is_object()) refuse("chat_template_kwargs", "'chat_template_kwargs' must be an object");
@@ -173,17 +173,22 @@ std::string template_context(const json& body) {
   return context.dump();
 }
 
-std::vector<int32_t> chat_prompt(const json& body, const ServedModel& served) {
+// The chat prompt's tokens; sets how the reply is parsed (a template that opens <think>
+// in the generation prompt makes the reply start inside the thought).
+std::vector<int32_t> chat_prompt(const json& body, const ServedModel& served, const ChatTools& tools,
+                                 kestrel::ChatOutputFormat& output) {
   const json* messages = field(body, "messages");
   if (!messages) refuse("messages", "'messages' is required");
   if (!messages->is_array() || messages->empty()) refuse("messages", "'messages' must be a non-empty array");
   json history = json::array();
   for (size_t i = 0; i < messages->size(); ++i) history.push_back(template_message((*messages)[i], i));
   kestrel::ChatTemplateOptions options;
-  options.extra_context_json = template_context(body);
+  options.extra_context_json = template_context(body, tools);
   try {
-    return kestrel::encode_chat(*served.model,
-                                kestrel::apply_chat_template_json(*served.model, history.dump(), options));
+    const std::string rendered = kestrel::apply_chat_template_json(*served.model, history.dump(), options);
+    output = tools.output;
+    output.thinking_open = output.reasoning && kestrel::prompt_opens_thinking(rendered);
+    return kestrel::encode_chat(*served.model, rendered);
   } catch (const kestrel::Error& e) {
     throw ApiError(400, "messages cannot be rendered with the model's chat template: " + e.message(), "messages");
   }
@@ -315,7 +320,14 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
     request.include_usage = boolean(*options, "include_usage", false);
   }
   kestrel::GenerationRequest& g = request.generation;
-  g.prompt_ids = chat ? chat_prompt(body, served) : completion_prompt(body, served);
+  ChatTools tools;
+  if (chat) {
+    tools = chat_tools(body, served.output_format);
+    request.chat_output.emplace();
+    g.prompt_ids = chat_prompt(body, served, tools, *request.chat_output);
+  } else {
+    g.prompt_ids = completion_prompt(body, served);
+  }
   const int prompt = static_cast<int>(g.prompt_ids.size());
   if (prompt >= served.context)
     throw ApiError(400,
@@ -352,6 +364,14 @@ ApiRequest parse_request(std::string_view text, Endpoint endpoint, const ServedM
     s.seed = std::random_device{}();
   }
   constraint(body, g.constraint);
+  if (!tools.grammar.empty()) {
+    if (!g.constraint.grammar.empty() || !g.constraint.json_schema.empty())
+      refuse("tool_choice", "'tool_choice' = required or a named function cannot be combined with 'response_format' "
+                            "or 'grammar'");
+    // A prompt that opened <think> (QwQ, R1 distills) lets the reply finish its thought first.
+    g.constraint.grammar = request.chat_output->thinking_open ? tools.grammar_after_thought()
+                                                              : tools.grammar;
+  }
   logprobs(body, chat, g.output);
   g.num_return_sequences = static_cast<int>(integer(body, "n", 1, 1, served.max_sequences));
   beam_and_speculative(body, g);

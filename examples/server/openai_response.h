@@ -4,6 +4,7 @@
 
 #include <kestrel/kestrel.h>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "openai_request.h"
@@ -18,10 +19,23 @@ struct ResponseHeader {
   Endpoint endpoint = Endpoint::completions;
   // Set when the request asked for logprobs: spells the tokens (logprobs_json.h).
   const kestrel::Tokenizer* logprobs_tokenizer = nullptr;
+  // Chat: how replies are parsed into content, reasoning_content and tool_calls.
+  std::optional<kestrel::ChatOutputFormat> chat_output;
 };
 
 // OpenAI's finish_reason: "stop" (a stop token or string), "length"; null otherwise.
-nlohmann::json finish_reason(kestrel::FinishReason reason);
+// `tool_calls`: the reply ended in tool calls, which turns "stop" into "tool_calls".
+nlohmann::json finish_reason(kestrel::FinishReason reason, bool tool_calls = false);
+
+// A chat completion's message: role, content (null when the reply is only tool calls),
+// reasoning_content when there is any, tool_calls when there are any (OpenAI's shape:
+// {id, type: "function", function: {name, arguments}}).
+nlohmann::json assistant_message(const kestrel::ChatOutput& output);
+// A streamed chat chunk with what one piece of text added (delta.content,
+// delta.reasoning_content, delta.tool_calls with index, then id, type and function.name
+// once, then function.arguments); `logprobs` as for text_chunk.
+nlohmann::json delta_chunk(const ResponseHeader& header, int index, const kestrel::ChatOutputDelta& delta,
+                           nlohmann::json logprobs = nullptr);
 
 // The whole response of a finished request (stream false).
 nlohmann::json full_response(const ResponseHeader& header, const kestrel::GenerationResult& result);
@@ -32,7 +46,8 @@ nlohmann::json text_chunk(const ResponseHeader& header, int index, const std::st
 // Chat only: the first chunk of completion `index`, announcing the assistant's role.
 nlohmann::json role_chunk(const ResponseHeader& header, int index);
 // The last chunk of completion `index`: no text, its finish_reason.
-nlohmann::json finish_chunk(const ResponseHeader& header, int index, kestrel::FinishReason reason);
+nlohmann::json finish_chunk(const ResponseHeader& header, int index, kestrel::FinishReason reason,
+                            bool tool_calls = false);
 // stream_options.include_usage: a chunk with no choices and the token counts.
 nlohmann::json usage_chunk(const ResponseHeader& header, const kestrel::GenerationResult& result);
 

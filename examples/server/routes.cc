@@ -61,7 +61,14 @@ struct Stream {
   // With logprobs, per completion: its tokens waiting for their text, and its text so far.
   std::vector<LogprobsAligner> aligners;
   std::vector<std::string> texts;
+  // Chat: per completion, the parser that splits its text into content, reasoning and calls.
+  std::vector<kestrel::ChatOutputParser> parsers;
 };
+
+kestrel::ChatOutputParser& parser_of(Stream& s, int sequence) {
+  while (s.parsers.size() <= static_cast<size_t>(sequence)) s.parsers.emplace_back(*s.header.chat_output);
+  return s.parsers[static_cast<size_t>(sequence)];
+}
 
 bool write_event(httplib::DataSink& sink, const std::string& data) {
   const std::string event = "data: " + data + "\n\n";
@@ -90,7 +97,15 @@ bool provide(Stream& s, httplib::DataSink& sink) {
       logprobs = s.aligners[i].release(s.texts[i]);
     }
     if (e.text.empty()) continue;  // the tokens' entries wait for their text
-    if (!write_event(sink, to_text(text_chunk(s.header, e.sequence, e.text, std::move(logprobs))))) return false;
+    if (s.header.chat_output) {
+      // Text that may still be a marker or an unfinished call is held by the parser; the
+      // token's logprobs go out now, in a chunk of their own when nothing else does.
+      const kestrel::ChatOutputDelta delta = parser_of(s, e.sequence).feed(e.text);
+      if (delta.empty() && logprobs.is_null()) continue;
+      if (!write_event(sink, to_text(delta_chunk(s.header, e.sequence, delta, std::move(logprobs))))) return false;
+    } else if (!write_event(sink, to_text(text_chunk(s.header, e.sequence, e.text, std::move(logprobs))))) {
+      return false;
+    }
     s.last_write = Clock::now();
   }
   if (more) {
@@ -106,8 +121,16 @@ bool provide(Stream& s, httplib::DataSink& sink) {
   if (result.finish == kestrel::FinishReason::error) {
     if (!write_event(sink, to_text(ApiError::body_for(500, result.error)))) return false;
   } else {
-    for (int i = 0; i < completions(result); ++i)
-      if (!write_event(sink, to_text(finish_chunk(s.header, i, finish_of(result, i))))) return false;
+    for (int i = 0; i < completions(result); ++i) {
+      bool calls = false;
+      if (s.header.chat_output) {
+        kestrel::ChatOutputParser& parser = parser_of(s, i);
+        const kestrel::ChatOutputDelta rest = parser.finish();
+        if (!rest.empty() && !write_event(sink, to_text(delta_chunk(s.header, i, rest)))) return false;
+        calls = !parser.result().tool_calls.empty();
+      }
+      if (!write_event(sink, to_text(finish_chunk(s.header, i, finish_of(result, i), calls)))) return false;
+    }
     if (s.include_usage && !write_event(sink, to_text(usage_chunk(s.header, result)))) return false;
   }
   if (!write_event(sink, "[DONE]")) return false;
@@ -138,7 +161,7 @@ void generate(const httplib::Request& req, httplib::Response& res, Endpoint endp
   const bool chat = endpoint == Endpoint::chat_completions;
   ResponseHeader header{random_id(chat ? "chatcmpl-" : "cmpl-"), static_cast<int64_t>(std::time(nullptr)),
                         served.id, endpoint,
-                        api.generation.output.logprobs ? &served.model->tokenizer() : nullptr};
+                        api.generation.output.logprobs ? &served.model->tokenizer() : nullptr, api.chat_output};
   if (!api.stream) {
     // A client that goes away has its request cancelled: its slot and KV blocks are free
     // at the engine's next step (checked every 50 ms).

@@ -21,6 +21,9 @@
 // printing a method or range() shows a placeholder, not Python's repr; recursive loops,
 // includes and template inheritance are refused (Error(unsupported)).
 //
+// The other direction, the model's reply taken apart into content, reasoning and tool
+// calls in the syntax the template teaches, is kestrel/chat_output.h.
+//
 // Errors: what the template raises (raise_exception, a missing variable used where a
 // value is needed, a type error) becomes Error(invalid_argument) "chat template: line N:
 // <jinja2's message>"; a syntax error names its line and what was expected; a template

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "kestrel/chat.h"
+#include "kestrel/chat_output.h"
 #include "kestrel/decoder.h"
 #include "kestrel/engine.h"
 #include "kestrel/error.h"

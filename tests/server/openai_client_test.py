@@ -151,7 +151,7 @@ class OpenAIClientTest(unittest.TestCase):
         self.assertIn("NoneType", error["error"]["message"])
         deep = json.loads("[" * 200 + "]" * 200)
         for body, param in (({"chat_template_kwargs": 5}, "chat_template_kwargs"), ({"tools": "x"}, "tools"),
-                            ({"tools": [deep]}, "tools"), ({"chat_template_kwargs": {"x": deep}}, "chat_template_kwargs")):
+                            ({"tools": [deep]}, "tools[0]"), ({"chat_template_kwargs": {"x": deep}}, "chat_template_kwargs")):
             got, _, error = raw(self.base, "/v1/chat/completions", {"messages": messages[:1], **body}, method="POST")
             self.assertEqual((got, error["error"]["param"]), (400, param), error)
 
@@ -425,6 +425,158 @@ class OpenAIClientTest(unittest.TestCase):
                                                 max_tokens=10**6)
         # Still serving.
         self.assertEqual(self.complete("Hello", max_tokens=2).usage.completion_tokens, 2)
+
+
+WEATHER = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {
+        "city": {"type": "string", "minLength": 1, "maxLength": 12},
+        "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}}
+TIME = {"type": "function", "function": {
+    "name": "get_time", "parameters": {"type": "object", "properties": {"zone": {"enum": ["UTC", "CET"]}},
+                                       "required": ["zone"]}}}
+
+
+def check_weather_arguments(test, arguments):
+    """The arguments' JSON text holds what get_weather's schema asks for, and nothing else."""
+    value = json.loads(arguments)
+    test.assertEqual(sorted(value), ["city", "unit"], arguments)
+    test.assertIsInstance(value["city"], str)
+    test.assertTrue(1 <= len(value["city"]) <= 12, arguments)
+    test.assertIn(value["unit"], ("celsius", "fahrenheit"))
+
+
+def assemble_stream(test, chunks):
+    """(content, reasoning, calls, finish_reason) of a streamed chat completion, checking
+    the OpenAI delta shape: a call's first delta has index, id, type and function.name,
+    later ones only index and function.arguments."""
+    content, reasoning, calls, finish = "", "", [], None
+    for chunk in chunks:
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        content += delta.content or ""
+        reasoning += getattr(delta, "reasoning_content", None) or (delta.model_extra or {}).get("reasoning_content") or ""
+        for call in delta.tool_calls or []:
+            if call.index == len(calls):
+                test.assertTrue(call.id.startswith("call_"), call)
+                test.assertEqual(call.type, "function")
+                test.assertTrue(call.function.name)
+                calls.append({"id": call.id, "name": call.function.name, "arguments": call.function.arguments or ""})
+            else:
+                test.assertIsNone(call.id)
+                test.assertIsNone(call.function.name)
+                calls[call.index]["arguments"] += call.function.arguments
+        finish = chunk.choices[0].finish_reason or finish
+    return content, reasoning, calls, finish
+
+
+class ToolCallTest(unittest.TestCase):
+    """Tool calls and reasoning parsed out of replies. A tiny model does not call tools on
+    its own, so its replies are made deterministic by grammars: tool_choice "required" (the
+    server's own grammar from the tools' schemas, whose output must parse as a valid call)
+    and llama.cpp's "grammar" extension (a fixed call or thought that must come back parsed)."""
+
+    @classmethod
+    def setUpClass(cls):
+        import openai
+        cls.base = start_server("--tool-call-format", "hermes", "--reasoning-format", "think")
+        cls.client = openai.OpenAI(base_url=cls.base + "/v1", api_key="unused", max_retries=0, timeout=120)
+        cls.model = cls.client.models.list().data[0].id
+        cls.messages = [{"role": "user", "content": "What is the weather in Paris?"}]
+
+    def chat(self, **kw):
+        return self.client.chat.completions.create(model=self.model, messages=self.messages, **kw)
+
+    def test_required_named_function_whole_and_streamed(self):
+        kw = dict(tools=[WEATHER, TIME], tool_choice={"type": "function", "function": {"name": "get_weather"}},
+                  parallel_tool_calls=False, temperature=0, max_tokens=120)
+        whole = self.chat(**kw)
+        choice = whole.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        self.assertIsNone(choice.message.content)
+        self.assertEqual(len(choice.message.tool_calls), 1)
+        call = choice.message.tool_calls[0]
+        self.assertEqual((call.type, call.function.name), ("function", "get_weather"))
+        self.assertRegex(call.id, r"^call_[A-Za-z0-9]{24}$")
+        check_weather_arguments(self, call.function.arguments)
+        content, reasoning, calls, finish = assemble_stream(self, self.chat(stream=True, **kw))
+        self.assertEqual((content, reasoning, finish), ("", "", "tool_calls"))
+        self.assertEqual([(c["name"], c["arguments"]) for c in calls], [("get_weather", call.function.arguments)])
+
+    def test_required_sampled_calls_name_a_tool_with_valid_arguments(self):
+        for seed in (1, 2, 3):
+            out = self.chat(tools=[WEATHER, TIME], tool_choice="required", parallel_tool_calls=False,
+                            temperature=1.0, seed=seed, max_tokens=120)
+            calls = out.choices[0].message.tool_calls
+            self.assertEqual(len(calls), 1, out)
+            if calls[0].function.name == "get_weather":
+                check_weather_arguments(self, calls[0].function.arguments)
+            else:
+                self.assertEqual(calls[0].function.name, "get_time")
+                self.assertIn(json.loads(calls[0].function.arguments)["zone"], ("UTC", "CET"))
+
+    def test_auto_parses_a_call_the_reply_makes(self):
+        call = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "'
+        grammar = 'root ::= "Checking. ' + call.replace('"', '\\"').replace("\n", "\\n") + \
+            '" [a-z]{1,8} "\\", \\"unit\\": \\"celsius\\"}}\\n</tool_call>"'
+        kw = dict(tools=[WEATHER], temperature=0, max_tokens=200, extra_body={"grammar": grammar})
+        whole = self.chat(**kw).choices[0]
+        self.assertEqual(whole.finish_reason, "tool_calls")
+        self.assertEqual(whole.message.content, "Checking.")
+        self.assertEqual(whole.message.tool_calls[0].function.name, "get_weather")
+        check_weather_arguments(self, whole.message.tool_calls[0].function.arguments)
+        content, _, calls, finish = assemble_stream(self, self.chat(stream=True, **kw))
+        self.assertEqual((content, finish), ("Checking.", "tool_calls"))
+        self.assertEqual(calls[0]["arguments"], whole.message.tool_calls[0].function.arguments)
+        # tool_choice "none": no parsing, the call's text is the content.
+        plain = self.chat(tool_choice="none", **kw).choices[0]
+        self.assertIsNone(plain.message.tool_calls)
+        self.assertIn("<tool_call>", plain.message.content)
+        self.assertEqual(plain.finish_reason, "stop")
+        # Not a valid call (no arguments): it stays in the content.
+        bad = self.chat(tools=[WEATHER], temperature=0, max_tokens=200,
+                        extra_body={"grammar": 'root ::= "<tool_call>{\\"name\\": \\"get_weather\\"}</tool_call>"'})
+        self.assertEqual(bad.choices[0].message.content, '<tool_call>{"name": "get_weather"}</tool_call>')
+        self.assertIsNone(bad.choices[0].message.tool_calls)
+        self.assertEqual(bad.choices[0].finish_reason, "stop")
+
+    def test_reasoning_content_whole_and_streamed(self):
+        kw = dict(temperature=0, max_tokens=60,
+                  extra_body={"grammar": 'root ::= "<think>" [a-z] [a-z ]{0,11} "</think>\\n" [a-z]{1,10}'})
+        whole = self.chat(**kw)
+        message = whole.choices[0].message.model_dump()
+        self.assertTrue(message["reasoning_content"])
+        self.assertTrue(message["content"])
+        self.assertNotIn("think>", message["content"] + message["reasoning_content"])
+        content, reasoning, calls, _ = assemble_stream(self, self.chat(stream=True, **kw))
+        self.assertEqual((content, reasoning, calls), (message["content"], message["reasoning_content"], []))
+
+    def test_bad_tool_requests_name_the_field(self):
+        bad_name = {"type": "function", "function": {"name": "get weather"}}
+        pattern = {"type": "function", "function": {"name": "f", "parameters": {
+            "type": "object", "properties": {"s": {"type": "string", "pattern": "^a"}}}}}
+        for body, param in (({"tools": [WEATHER], "tool_choice": "sometimes"}, "tool_choice"),
+                            ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+                             "tool_choice"),
+                            ({"tool_choice": "required"}, "tool_choice"),
+                            ({"tools": [bad_name]}, "tools[0].function.name"),
+                            ({"tools": [{"type": "retrieval"}]}, "tools[0].type"),
+                            ({"tools": [WEATHER], "parallel_tool_calls": "yes"}, "parallel_tool_calls"),
+                            ({"tools": [WEATHER], "tool_choice": "required", "response_format": {"type": "json_object"}},
+                             "tool_choice"),
+                            ({"tools": [pattern], "tool_choice": "required"}, "tools")):
+            got, _, error = raw(self.base, "/v1/chat/completions", {"messages": self.messages, **body}, method="POST")
+            self.assertEqual((got, error["error"]["param"]), (400, param), (body, error))
+
+    def test_formats_without_a_call_grammar_refuse_required(self):
+        for extra, word in (((), "no tool-call format"), (("--tool-call-format", "mistral"), "mistral")):
+            base = start_server(*extra)
+            got, _, error = raw(base, "/v1/chat/completions",
+                                {"messages": self.messages, "tools": [WEATHER], "tool_choice": "required"},
+                                method="POST")
+            self.assertEqual((got, error["error"]["param"]), (400, "tool_choice"), error)
+            self.assertIn(word, error["error"]["message"])
 
 
 class QueueFullTest(unittest.TestCase):

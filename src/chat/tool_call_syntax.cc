@@ -1,0 +1,193 @@
+#include "chat/tool_call_syntax.h"
+
+#include <cctype>
+#include <nlohmann/json.hpp>
+
+namespace kestrel::chat {
+
+namespace {
+
+// Ordered: the arguments keep the model's key order.
+using json = nlohmann::ordered_json;
+
+// nlohmann parses recursively: text nested deeper than this is not taken for a call
+// (a model's reply must not be able to exhaust the stack).
+constexpr int kMaxNesting = 64;
+
+bool nests_too_deep(std::string_view text) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      if (++depth > kMaxNesting) return true;
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+std::optional<json> parse_json(std::string_view text) {
+  if (nests_too_deep(text)) return std::nullopt;
+  json value = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) return std::nullopt;
+  return value;
+}
+
+std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+std::optional<ParsedCall> call_of(const json& object, std::string_view arguments_key, std::string_view also_key,
+                                  bool allow_id) {
+  if (!object.is_object()) return std::nullopt;
+  ParsedCall call;
+  const std::string key(arguments_key), also(also_key);
+  for (const auto& [k, v] : object.items()) {
+    if (k == "name") {
+      if (!v.is_string() || v.get<std::string>().empty()) return std::nullopt;
+      call.name = v.get<std::string>();
+    } else if (k == key || (!also.empty() && k == also)) {
+      if (!v.is_object()) return std::nullopt;
+      call.arguments = dump(v);
+    } else if (k == "type") {
+      if (v != "function") return std::nullopt;
+    } else if (k == "id" && allow_id) {
+      if (!v.is_string()) return std::nullopt;
+      call.id = v.get<std::string>();
+    } else {
+      return std::nullopt;  // an unknown shape stays content
+    }
+  }
+  if (call.name.empty() || call.arguments.empty()) return std::nullopt;
+  return call;
+}
+
+bool is_identifier_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+// One value of a built-in call's argument list, starting at text[i]: a JSON string, number
+// or literal, or Python's True / False / None. Advances i past it.
+std::optional<json> python_value(std::string_view text, size_t& i) {
+  const size_t start = i;
+  if (text[i] == '"') {
+    for (++i; i < text.size() && text[i] != '"'; ++i)
+      if (text[i] == '\\') ++i;
+    if (i >= text.size()) return std::nullopt;
+    ++i;
+    return parse_json(text.substr(start, i - start));
+  }
+  while (i < text.size() && text[i] != ',' && text[i] != ')') ++i;
+  const std::string_view word = trim(text.substr(start, i - start));
+  if (word == "True") return json(true);
+  if (word == "False") return json(false);
+  if (word == "None") return json(nullptr);
+  std::optional<json> value = parse_json(word);
+  if (!value || value->is_structured() || value->is_string()) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+std::optional<ParsedCall> json_call(std::string_view text, std::string_view arguments_key, std::string_view also_key) {
+  const std::optional<json> value = parse_json(text);
+  if (!value) return std::nullopt;
+  return call_of(*value, arguments_key, also_key, /*allow_id=*/false);
+}
+
+std::optional<std::vector<ParsedCall>> json_calls_separated(std::string_view text, std::string_view arguments_key,
+                                                            std::string_view also_key) {
+  std::vector<ParsedCall> calls;
+  int depth = 0;
+  bool in_string = false;
+  size_t start = 0;
+  for (size_t i = 0; i <= text.size(); ++i) {
+    const char c = i < text.size() ? text[i] : ';';
+    if (in_string) {
+      if (c == '\\') ++i;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') ++depth;
+    else if (c == '}' || c == ']') --depth;
+    else if (c == ';' && depth == 0) {
+      std::optional<ParsedCall> call = json_call(text.substr(start, i - start), arguments_key, also_key);
+      if (!call) return std::nullopt;
+      calls.push_back(std::move(*call));
+      start = i + 1;
+    }
+  }
+  if (in_string || calls.empty()) return std::nullopt;
+  return calls;
+}
+
+std::optional<std::vector<ParsedCall>> json_call_array(std::string_view text) {
+  const std::optional<json> value = parse_json(text);
+  if (!value || !value->is_array() || value->empty()) return std::nullopt;
+  std::vector<ParsedCall> calls;
+  for (const json& element : *value) {
+    std::optional<ParsedCall> call = call_of(element, "arguments", "", /*allow_id=*/true);
+    if (!call) return std::nullopt;
+    calls.push_back(std::move(*call));
+  }
+  return calls;
+}
+
+std::optional<ParsedCall> python_builtin_call(std::string_view text) {
+  text = trim(text);
+  size_t i = 0;
+  while (i < text.size() && is_identifier_char(text[i])) ++i;
+  ParsedCall call{"", std::string(text.substr(0, i)), ""};
+  constexpr std::string_view kCall = ".call(";
+  if (call.name.empty() || text.substr(i, kCall.size()) != kCall || text.back() != ')') return std::nullopt;
+  i += kCall.size();
+  json arguments = json::object();
+  const size_t end = text.size() - 1;  // the closing parenthesis
+  while (true) {
+    while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    if (i == end) break;
+    const size_t key_start = i;
+    while (i < end && is_identifier_char(text[i])) ++i;
+    const std::string key(text.substr(key_start, i - key_start));
+    while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    if (key.empty() || i >= end || text[i] != '=') return std::nullopt;
+    ++i;
+    while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    if (i >= end) return std::nullopt;
+    std::optional<json> value = python_value(text.substr(0, end), i);
+    if (!value) return std::nullopt;
+    arguments[key] = std::move(*value);
+    while (i < end && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    if (i < end) {
+      if (text[i] != ',') return std::nullopt;
+      ++i;
+    }
+  }
+  call.arguments = dump(arguments);
+  return call;
+}
+
+bool may_start_json_call(std::string_view text) {
+  size_t i = 0;
+  if (text.empty()) return true;
+  if (text[i++] != '{') return false;
+  while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  const std::string_view rest = text.substr(i);
+  for (std::string_view key : {std::string_view("\"name\""), std::string_view("\"type\"")}) {
+    const size_t n = std::min(rest.size(), key.size());
+    if (rest.substr(0, n) == key.substr(0, n)) return true;
+  }
+  return false;
+}
+
+}  // namespace kestrel::chat
