@@ -31,4 +31,16 @@ class ApiError : public std::runtime_error {
   std::string code_;
 };
 
+// A 400 naming the request field at fault.
+[[noreturn]] inline void refuse(const std::string& param, const std::string& message) {
+  throw ApiError(400, message, param, "invalid_value");
+}
+
+// The field's value if present and not null (a request object's keys, in either json kind).
+template <class Json>
+const Json* field(const Json& body, const char* name) {
+  auto it = body.find(name);
+  return it == body.end() || it->is_null() ? nullptr : &*it;
+}
+
 }  // namespace kestrel_server

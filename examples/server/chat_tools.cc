@@ -11,15 +11,6 @@ namespace {
 
 using json = nlohmann::ordered_json;
 
-[[noreturn]] void refuse(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, param, "invalid_value");
-}
-
-const json* field(const json& body, const char* name) {
-  auto it = body.find(name);
-  return it == body.end() || it->is_null() ? nullptr : &*it;
-}
-
 // OpenAI's rule for a function's name: a-z, A-Z, 0-9, underscores and dashes, at most 64.
 bool valid_function_name(const std::string& name) {
   if (name.empty() || name.size() > 64) return false;

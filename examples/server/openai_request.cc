@@ -16,16 +16,6 @@ namespace {
 // client's order, as tojson prints them in Python.
 using json = nlohmann::ordered_json;
 
-[[noreturn]] void refuse(const std::string& param, const std::string& message) {
-  throw ApiError(400, message, param, "invalid_value");
-}
-
-// The field's value if present and not null, checked to be of the expected kind.
-const json* field(const json& body, const char* name) {
-  auto it = body.find(name);
-  return it == body.end() || it->is_null() ? nullptr : &*it;
-}
-
 double number(const json& body, const char* name, double fallback, double lo, double hi) {
   const json* v = field(body, name);
   if (!v) return fallback;

@@ -3,6 +3,8 @@
 #include <cctype>
 #include <nlohmann/json.hpp>
 
+#include "core/json_depth.h"
+
 namespace kestrel::chat {
 
 namespace {
@@ -14,27 +16,8 @@ using json = nlohmann::ordered_json;
 // (a model's reply must not be able to exhaust the stack).
 constexpr int kMaxNesting = 64;
 
-bool nests_too_deep(std::string_view text) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > kMaxNesting) return true;
-    } else if (c == '}' || c == ']') {
-      --depth;
-    }
-  }
-  return false;
-}
-
 std::optional<json> parse_json(std::string_view text) {
-  if (nests_too_deep(text)) return std::nullopt;
+  if (json_nesting_depth(text) > kMaxNesting) return std::nullopt;
   json value = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (value.is_discarded()) return std::nullopt;
   return value;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "core/json_depth.h"
 #include "kestrel/chat.h"
 #include "kestrel/error.h"
 #include "tokenizer/jinja/interpreter.h"
@@ -13,30 +14,9 @@ namespace {
 
 using ojson = nlohmann::ordered_json;
 
-// How deep brackets nest in JSON text (outside strings): nlohmann copies values
-// recursively, so a conversation nested 100,000 deep is refused before it is parsed.
-int json_depth(std::string_view text) {
-  int depth = 0, deepest = 0;
-  bool in_string = false;
-  for (size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      deepest = std::max(deepest, ++depth);
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return deepest;
-}
-
 ojson parse_json(std::string_view text, const char* what) {
   constexpr int kMaxDepth = 200;
-  if (json_depth(text) > kMaxDepth)
+  if (json_nesting_depth(text) > kMaxDepth)
     throw Error(ErrorCategory::invalid_argument,
                 std::string("chat template: ") + what + " nests deeper than " + std::to_string(kMaxDepth));
   try {
