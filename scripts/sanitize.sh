@@ -2,13 +2,11 @@
 # The CPU test suite under ASan + UBSan (preset `asan`: -O1 with asserts, every UBSan
 # finding fatal, leaks reported), or the concurrency tests under TSan (preset `tsan`).
 #   scripts/sanitize.sh [asan|tsan] [ctest arguments...]
-# CI (scripts/test.sh) runs `scripts/sanitize.sh asan`: the whole CPU suite (about 2 min
-# on 2 cores after an 8-11 min build; docs/RELIABILITY.md). MPI is off in these builds
-# (the parallel tests run in the main build). The asan test preset leaves out three
-# ModelLoading tests whose safetensors files put f32 data at odd offsets: UBSan stops them
-# in convert_floats (src/core/half.cc), whose fix is on another branch of issue 13; drop
-# that exclusion from CMakePresets.json once it is merged. The tsan preset builds the
-# models tests and runs the Concurrency ones with OMP_NUM_THREADS=1.
+# Both presets compile with clang 14 (about 2.5 times faster than g++ under ASan).
+# CI (scripts/test.sh) runs `scripts/sanitize.sh asan`: the whole CPU suite, with every
+# time limit four times the plain one (docs/RELIABILITY.md). MPI is off in these builds
+# (the parallel tests run in the main build). The tsan preset builds the models tests
+# and runs the Concurrency ones with OMP_NUM_THREADS=1.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"

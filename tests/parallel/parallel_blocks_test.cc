@@ -25,6 +25,31 @@ namespace {
 using testing::fixture_dir;
 using testing::load_reference;
 
+// Token ids every rank draws alike (a fixed seed: the ranks must feed the same prompt).
+std::vector<int32_t> random_ids(size_t length, uint64_t seed, int32_t vocab_size) {
+  std::vector<int32_t> ids;
+  for (float f : testing::random_floats(length, seed, 0.0f, static_cast<float>(vocab_size)))
+    ids.push_back(std::min(static_cast<int32_t>(f), vocab_size - 1));
+  return ids;
+}
+
+// On each prompt, logits agree with one process's as the float models' do (the all-reduce
+// sums in another order) and 10 greedy tokens are the same.
+void expect_split_matches_whole(const std::shared_ptr<const Model>& whole, const std::shared_ptr<const Model>& split,
+                                const std::vector<std::vector<int32_t>>& prompts) {
+  Session whole_session(whole, testing::f32_cache({.max_sequences = 1}));
+  Session split_session(split, testing::f32_cache({.max_sequences = 1}));
+  Decoder whole_decoder(whole_session), split_decoder(split_session);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    EXPECT_LE(max_abs_diff(whole_decoder.score(prompts[i]), split_decoder.score(prompts[i])), kSplitVsWholeTolerance)
+        << "prompt " << i;
+    GenerationRequest request;
+    request.prompt_ids = prompts[i];
+    request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
+    EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens) << "prompt " << i;
+  }
+}
+
 // --- embedding tables kept in the file's blocks ----------------------------------------
 
 // GGUF files whose token embedding is stored in blocks (tests/fixtures/make_embedding_blocks.py):
@@ -57,14 +82,6 @@ class BlockTables : public ::testing::TestWithParam<const char*> {
       options.parallel.timeout_seconds = 120;
     }
     return Model::load(path_, options);
-  }
-
-  // Token ids every rank draws alike (a fixed seed: the ranks must feed the same prompt).
-  std::vector<int32_t> prompt(size_t length, uint64_t seed) const {
-    std::vector<int32_t> ids;
-    for (float f : testing::random_floats(length, seed, 0.0f, static_cast<float>(whole_->config().vocab_size)))
-      ids.push_back(std::min(static_cast<int32_t>(f), whole_->config().vocab_size - 1));
-    return ids;
   }
 
   // The bytes of the table in the file's blocks (its kept_layout).
@@ -109,16 +126,9 @@ TEST_P(BlockTables, LogitsAndGreedyTokensMatchWholeModel) {
   if (std::string(GetParam()).find("-table-") == std::string::npos && out_columns % 32 != 0)
     GTEST_SKIP() << "the output projection's " << out_columns << " columns per rank cut its Q8_0 blocks: "
                  << "materialized, it computes otherwise than one process's blocks";
-  Session whole(whole_, testing::f32_cache({.max_sequences = 1})), split(split_, testing::f32_cache({.max_sequences = 1}));
-  Decoder whole_decoder(whole), split_decoder(split);
-  for (uint64_t seed : {21u, 22u, 23u}) {
-    const std::vector<int32_t> ids = prompt(6 + 5 * (seed - 21), seed);
-    EXPECT_LE(max_abs_diff(whole_decoder.score(ids), split_decoder.score(ids)), kSplitVsWholeTolerance) << seed;
-    GenerationRequest request;
-    request.prompt_ids = ids;
-    request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
-    EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens) << seed;
-  }
+  expect_split_matches_whole(whole_, split_,
+                             {random_ids(6, 21, c.vocab_size), random_ids(11, 22, c.vocab_size),
+                              random_ids(16, 23, c.vocab_size)});
 }
 
 // Where the table is the only quantized tensor, the split model computes with it exactly what
@@ -135,7 +145,7 @@ TEST_P(BlockTables, TableOnlyInBlocksGivesTheDenseTablesLogits) {
   Session dense_session(dense, {.max_sequences = 1}), blocks_session(split_, {.max_sequences = 1});
   Decoder dense_decoder(dense_session), blocks_decoder(blocks_session);
   for (uint64_t seed : {31u, 32u}) {
-    const std::vector<int32_t> ids = prompt(9 + 4 * (seed - 31), seed);
+    const std::vector<int32_t> ids = random_ids(9 + 4 * (seed - 31), seed, c.vocab_size);
     const std::vector<float> a = dense_decoder.score(ids), b = blocks_decoder.score(ids);
     ASSERT_EQ(a.size(), b.size());
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * sizeof(float)), 0) << seed;
@@ -227,18 +237,7 @@ TEST(UnevenFfnSplit, RanksKeepWholeBlocksAndMatchWholeModel) {
     EXPECT_LT(session.memory().activation_bytes, sized.largest().activation_bytes);
   }
 
-  Session whole_session(whole, testing::f32_cache({.max_sequences = 1}));
-  Session split_session(split, testing::f32_cache({.max_sequences = 1}));
-  Decoder whole_decoder(whole_session), split_decoder(split_session);
-  for (uint64_t seed : {41u, 42u, 43u}) {
-    std::vector<int32_t> ids;
-    for (float f : testing::random_floats(7 + 6 * (seed - 41), seed, 0.0f, 999.0f)) ids.push_back(static_cast<int32_t>(f));
-    EXPECT_LE(max_abs_diff(whole_decoder.score(ids), split_decoder.score(ids)), kSplitVsWholeTolerance) << seed;
-    GenerationRequest request;
-    request.prompt_ids = ids;
-    request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
-    EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens) << seed;
-  }
+  expect_split_matches_whole(whole, split, {random_ids(7, 41, 999), random_ids(13, 42, 999), random_ids(19, 43, 999)});
 }
 
 // --- experts split in whole blocks of their down projections ------------------------
@@ -302,18 +301,7 @@ TEST(MoeBlocksSplit, ExpertsKeepWholeBlocksAndMatchWholeModel) {
   EXPECT_EQ(file.held(shard, Quantization::automatic, 0, split->dtype(), &tied).total(), split->weight_bytes())
       << split->weight_formats();
 
-  Session whole_session(whole, testing::f32_cache({.max_sequences = 1}));
-  Session split_session(split, testing::f32_cache({.max_sequences = 1}));
-  Decoder whole_decoder(whole_session), split_decoder(split_session);
-  for (uint64_t seed : {51u, 52u, 53u}) {
-    std::vector<int32_t> ids;
-    for (float f : testing::random_floats(3 + 7 * (seed - 51), seed, 0.0f, 999.0f)) ids.push_back(static_cast<int32_t>(f));
-    EXPECT_LE(max_abs_diff(whole_decoder.score(ids), split_decoder.score(ids)), kSplitVsWholeTolerance) << seed;
-    GenerationRequest request;
-    request.prompt_ids = ids;
-    request.stop = {.max_new_tokens = 10, .stop_at_eos = false};
-    EXPECT_EQ(whole_decoder.generate(request).tokens, split_decoder.generate(request).tokens) << seed;
-  }
+  expect_split_matches_whole(whole, split, {random_ids(3, 51, 999), random_ids(10, 52, 999), random_ids(17, 53, 999)});
 }
 
 // Experts quantized at load, split: every rank quantizes its own rows and columns of each

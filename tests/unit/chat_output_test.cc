@@ -153,7 +153,7 @@ TEST(ChatOutput, NeverThrowsOnArbitraryText) {
   ChatOutputFormat llama;
   llama.tool_calls = ToolCallFormat::llama3;
   EXPECT_EQ(parse_chat_output("<|python_tag|>" + std::string(100000, '{'), llama).tool_calls.size(), 1u);
-  const std::string junk("\x01<think></think><|tool_call|>[TOOL_CALLS]\xff", 44);
+  const std::string junk = "\x01<think></think><|tool_call|>[TOOL_CALLS]\xff";
   for (ToolCallFormat f : {ToolCallFormat::none, ToolCallFormat::hermes, ToolCallFormat::llama3,
                            ToolCallFormat::mistral, ToolCallFormat::granite}) {
     ChatOutputFormat format;
