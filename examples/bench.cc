@@ -123,7 +123,7 @@ class Clock {
     if (model_.device().kind == kestrel::DeviceKind::cuda) kestrel_bench::synchronize_device(model_.device().index);
 #endif
   }
-  const kestrel::Model& model_;
+  [[maybe_unused]] const kestrel::Model& model_;  // read only by the CUDA build
 };
 
 // The shape the byte and FLOP counts come from: the model's files (their tensor table: the

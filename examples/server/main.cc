@@ -81,7 +81,7 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tool-call-format", args.tool_call_format,
                  "How tool calls are read from chat replies: auto (from the chat template), none, hermes, llama3, "
-                 "mistral, granite")
+                 "mistral, granite, deepseek")
       ->capture_default_str();
   app.add_option("--reasoning-format", args.reasoning_format,
                  "Whether <think>...</think> becomes reasoning_content: auto (when the chat template has it), "

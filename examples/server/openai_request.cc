@@ -177,7 +177,7 @@ std::vector<int32_t> chat_prompt(const json& body, const ServedModel& served, co
   try {
     const std::string rendered = kestrel::apply_chat_template_json(*served.model, history.dump(), options);
     output = tools.output;
-    output.thinking_open = output.reasoning && kestrel::prompt_opens_thinking(rendered);
+    output.thinking_open = output.reasoning && kestrel::prompt_opens_thinking(rendered, output.thought_markers);
     return kestrel::encode_chat(*served.model, rendered);
   } catch (const kestrel::Error& e) {
     throw ApiError(400, "messages cannot be rendered with the model's chat template: " + e.message(), "messages");

@@ -10,20 +10,27 @@
 //             "arguments" accepted);
 //             or <|python_tag|> followed by such an object, by a built-in call
 //             `name.call(key="value", ...)`, or by code (a call of "python" with {"code"}).
-//   mistral   Mistral Nemo / Small / v0.3: [TOOL_CALLS][{"name": ..., "arguments": {...},
-//             "id": ...}, ...]; the model's id is kept.
+//   mistral   Mistral Nemo / Small 3.1 / v0.3: [TOOL_CALLS][{"name": ..., "arguments": {...},
+//             "id": ...}, ...]; or, as Mistral Small 3.2, Devstral, Magistral and
+//             Ministral 3 write them, [TOOL_CALLS]name[ARGS]{...} once per call, with
+//             [CALL_ID]id before [ARGS] in some templates. The model's id is kept.
 //   granite   Granite 3.x: <|tool_call|>[{"name": ..., "arguments": {...}}, ...].
+//   deepseek  DeepSeek R1 (and its template for the distills) and V3.1:
+//             <｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>name
+//             ```json {...} ```<｜tool▁call▁end｜>...<｜tool▁calls▁end｜> (R1; the fence
+//             optional, the short opener <｜tool▁calls｜> accepted) or
+//             <｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}<｜tool▁call▁end｜> (V3.1).
 // Reasoning: <think>...</think> at the start of the reply (Qwen3, QwQ, DeepSeek-R1 and its
-// distills). When the rendered prompt already opens <think> (QwQ, the R1 distills), the
-// reply starts inside the thought. An unclosed thought is all reasoning.
+// distills), or [THINK]...[/THINK] (Magistral 2509, Ministral 3). When the rendered
+// prompt already opens the thought (QwQ, the R1 distills), the reply starts inside it. An
+// unclosed thought is all reasoning.
 // Text that is not a valid call (bad JSON, a missing name, arguments that are not an
 // object, a call past `max_tool_calls`) stays in the content, marker and all: nothing is
 // dropped. With tool calls or a thought parsed, the content is trimmed of surrounding
 // whitespace; with neither format on it is the text untouched.
-// Not covered: Mistral's newer [TOOL_CALLS]name[ARGS]{...} (Magistral, Small 3.2,
-// Devstral), Functionary, Command R, DeepSeek-R1's own <｜tool▁call▁begin｜> syntax, gpt-oss
-// channels, Granite 3.3's <response> tags, calls inside other text (vLLM's llama3_json finds them), and
-// llama.cpp's lenient extras (<function=...>, ```json fences, a bare JSON call in Hermes).
+// Not covered: Functionary, Command R, gpt-oss channels, Granite 3.3's <response> tags,
+// calls inside other text (vLLM's llama3_json finds them), and llama.cpp's lenient extras
+// (<function=...>, ```json fences, a bare JSON call in Hermes).
 #pragma once
 
 #include <cstdint>
@@ -34,27 +41,35 @@
 
 namespace kestrel {
 
-enum class ToolCallFormat : uint8_t { none, hermes, llama3, mistral, granite };
+enum class ToolCallFormat : uint8_t { none, hermes, llama3, mistral, granite, deepseek };
 const char* to_string(ToolCallFormat format) noexcept;
-// "none", "hermes", "llama3", "mistral", "granite"; Error(invalid_argument) naming `what`
-// and the accepted names otherwise.
+// "none", "hermes", "llama3", "mistral", "granite", "deepseek"; Error(invalid_argument)
+// naming `what` and the accepted names otherwise.
 ToolCallFormat parse_tool_call_format(std::string_view name, std::string_view what = "tool call format");
+
+// How a thought is marked: <think>...</think> (Qwen3, QwQ, DeepSeek R1 and V3.1, Granite
+// 3.3) or [THINK]...[/THINK] (Magistral 2509, Ministral 3 reasoning).
+enum class ThoughtMarkers : uint8_t { think_tags, mistral };
 
 // How one reply is parsed.
 struct ChatOutputFormat {
   ToolCallFormat tool_calls = ToolCallFormat::none;  // none: no tool-call parsing
-  bool reasoning = false;       // <think>...</think> is taken out as reasoning
+  bool reasoning = false;       // a leading thought is taken out as reasoning
+  ThoughtMarkers thought_markers = ThoughtMarkers::think_tags;
   bool thinking_open = false;   // the reply starts inside <think> (the prompt opened it)
   int max_tool_calls = 0;       // 0: any number; 1: OpenAI's parallel_tool_calls false
 };
 
 // The format a chat template teaches, found by the markers it contains (as llama.cpp's
 // common/chat.cpp picks a format): "<tool_call>" -> hermes, "[TOOL_CALLS]" -> mistral,
-// "<|tool_call|>" -> granite, "<|python_tag|>" or "<|start_header_id|>ipython" -> llama3;
-// "<think>" or "</think>" -> reasoning. thinking_open is left false: see prompt_opens_thinking.
+// "<|tool_call|>" -> granite, "<｜tool▁calls▁begin｜>" or "<｜tool▁call▁begin｜>" ->
+// deepseek, "<|python_tag|>" or "<|start_header_id|>ipython" -> llama3;
+// "[THINK]" or "[/THINK]" -> reasoning with ThoughtMarkers::mistral, else "<think>" or
+// "</think>" -> reasoning. thinking_open is left false: see prompt_opens_thinking.
 ChatOutputFormat detect_chat_output_format(std::string_view chat_template);
-// Whether a rendered prompt ends inside an open <think> (after optional whitespace).
-bool prompt_opens_thinking(std::string_view rendered_prompt);
+// Whether a rendered prompt ends inside an open thought (its opener, then optional
+// whitespace).
+bool prompt_opens_thinking(std::string_view rendered_prompt, ThoughtMarkers markers = ThoughtMarkers::think_tags);
 
 struct ToolCall {
   std::string id;         // the model's own (mistral) or "call_" + 24 random characters
@@ -118,8 +133,8 @@ class ChatOutputParser {
 // "function": {"name", "parameters"}}]) or only `function_name` when it is not empty, with
 // arguments valid against that tool's parameters schema (json_schema.h semantics), at most
 // `max_calls` of them (0: any number, at least one). hermes and llama3 have such a
-// grammar; mistral and granite open their calls with a special token a grammar cannot
-// produce, and none has no call syntax: Error(unsupported) naming the format. A schema
+// grammar; mistral, granite and deepseek open their calls with a special token a grammar
+// cannot produce, and none has no call syntax: Error(unsupported) naming the format. A schema
 // keyword the grammar compiler does not support is Error(invalid_argument) naming the tool.
 // `after_open_thought`: the prompt opened <think> (ChatOutputFormat::thinking_open), so the
 // reply may finish its thought, close it with </think>, and then makes the calls.

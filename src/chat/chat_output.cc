@@ -14,12 +14,26 @@ using chat::ParsedCall;
 
 constexpr std::string_view kThinkOpen = "<think>";
 constexpr std::string_view kThinkClose = "</think>";
+constexpr std::string_view kMistralThinkOpen = "[THINK]";
+constexpr std::string_view kMistralThinkClose = "[/THINK]";
+
+std::string_view thought_open(ThoughtMarkers m) { return m == ThoughtMarkers::mistral ? kMistralThinkOpen : kThinkOpen; }
+std::string_view thought_close(ThoughtMarkers m) {
+  return m == ThoughtMarkers::mistral ? kMistralThinkClose : kThinkClose;
+}
 constexpr std::string_view kHermesOpen = "<tool_call>";
 constexpr std::string_view kHermesClose = "</tool_call>";
 constexpr std::string_view kPythonTag = "<|python_tag|>";
 constexpr std::string_view kEndOfMessage = "<|eom_id|>";
 constexpr std::string_view kMistralCalls = "[TOOL_CALLS]";
 constexpr std::string_view kGraniteCalls = "<|tool_call|>";
+// DeepSeek's markers are written with U+FF5C (fullwidth vertical line) and U+2581 (lower
+// one eighth block); "<｜tool▁calls｜>" is the short opener llama.cpp also accepts.
+constexpr std::string_view kDeepSeekCalls = "<\uff5ctool\u2581calls\u2581begin\uff5c>";
+constexpr std::string_view kDeepSeekCallsShort = "<\uff5ctool\u2581calls\uff5c>";
+constexpr std::string_view kDeepSeekCallsEnd = "<\uff5ctool\u2581calls\u2581end\uff5c>";
+constexpr std::string_view kDeepSeekCall = "<\uff5ctool\u2581call\u2581begin\uff5c>";
+constexpr std::string_view kDeepSeekCallEnd = "<\uff5ctool\u2581call\u2581end\uff5c>";
 
 bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
 
@@ -60,8 +74,9 @@ class Scanner {
       case ToolCallFormat::none: raw_ += rest; break;
       case ToolCallFormat::hermes: hermes(rest); break;
       case ToolCallFormat::llama3: llama3(rest); break;
-      case ToolCallFormat::mistral: call_array(rest, kMistralCalls); break;
+      case ToolCallFormat::mistral: mistral(rest); break;
       case ToolCallFormat::granite: call_array(rest, kGraniteCalls); break;
+      case ToolCallFormat::deepseek: deepseek(rest); break;
     }
     if (!thought_ && f_.tool_calls == ToolCallFormat::none) {
       out_.content = std::move(raw_);
@@ -76,25 +91,26 @@ class Scanner {
   // Takes a leading thought out as reasoning; returns the text after it.
   std::string_view reasoning(std::string_view text) {
     if (!f_.reasoning) return text;
+    const std::string_view open = thought_open(f_.thought_markers), close_marker = thought_close(f_.thought_markers);
     size_t body = 0;
     if (!f_.thinking_open) {
       const std::string_view lead = ltrim(text);
-      if (lead.substr(0, kThinkOpen.size()) == kThinkOpen) {
-        body = text.size() - lead.size() + kThinkOpen.size();
-      } else if (!final_ && kThinkOpen.substr(0, lead.size()) == lead) {
-        return {};  // may still become "<think>": hold it all
+      if (lead.substr(0, open.size()) == open) {
+        body = text.size() - lead.size() + open.size();
+      } else if (!final_ && open.substr(0, lead.size()) == lead) {
+        return {};  // may still become the opener: hold it all
       } else {
         return text;
       }
     }
     thought_ = true;
-    const size_t close = text.find(kThinkClose, body);
+    const size_t close = text.find(close_marker, body);
     if (close != std::string_view::npos) {
       out_.reasoning = trim(text.substr(body, close - body));
-      return text.substr(close + kThinkClose.size());
+      return text.substr(close + close_marker.size());
     }
     std::string_view thought = text.substr(body);
-    if (!final_) thought = rtrim(thought.substr(0, thought.size() - partial_marker(thought, kThinkClose)));
+    if (!final_) thought = rtrim(thought.substr(0, thought.size() - partial_marker(thought, close_marker)));
     out_.reasoning = ltrim(rtrim(thought));
     return {};
   }
@@ -173,11 +189,86 @@ class Scanner {
     raw_ += r.substr(0, at);
     if (!final_) return;  // the array ends with the reply
     std::optional<std::vector<ParsedCall>> calls = chat::json_call_array(r.substr(at + marker.size()));
-    if (calls && room_for(calls->size())) {
-      for (ParsedCall& call : *calls) out_.calls.push_back(std::move(call));
-    } else {
+    if (calls)
+      take_all(std::move(*calls), r.substr(at));
+    else
       raw_ += r.substr(at);
+  }
+
+  // [TOOL_CALLS] then either a JSON array of calls (Mistral Nemo, v0.3) or, once per call,
+  // name[ARGS]{...} / name[CALL_ID]id[ARGS]{...} (Mistral Small 3.2, Devstral, Magistral):
+  // content before, the calls to the end of the reply.
+  void mistral(std::string_view r) {
+    const size_t at = r.find(kMistralCalls);
+    if (at == std::string_view::npos || ltrim(r.substr(at + kMistralCalls.size())).substr(0, 1) == "[")
+      return call_array(r, kMistralCalls);
+    raw_ += r.substr(0, at);
+    if (!final_) return;  // the calls end with the reply
+    std::vector<ParsedCall> calls;
+    for (size_t pos = at; pos < r.size();) {
+      const size_t body = pos + kMistralCalls.size();
+      const size_t next = std::min(r.find(kMistralCalls, body), r.size());
+      std::optional<ParsedCall> call = chat::mistral_named_call(r.substr(body, next - body));
+      if (!call) return void(raw_ += r.substr(at));
+      calls.push_back(std::move(*call));
+      pos = next;
     }
+    take_all(std::move(calls), r.substr(at));
+  }
+
+  // <｜tool▁calls▁begin｜> (<｜tool▁call▁begin｜>call<｜tool▁call▁end｜>)+ <｜tool▁calls▁end｜>:
+  // DeepSeek R1 and V3.1. Content before and after; the block is released once it closes
+  // or the reply ends.
+  void deepseek(std::string_view r) {
+    size_t at = r.find(kDeepSeekCalls), opener = kDeepSeekCalls.size();
+    if (const size_t short_at = r.find(kDeepSeekCallsShort); short_at < at)
+      at = short_at, opener = kDeepSeekCallsShort.size();
+    if (at == std::string_view::npos) {
+      const size_t held = std::max(partial_marker(r, kDeepSeekCalls), partial_marker(r, kDeepSeekCallsShort));
+      raw_ += final_ ? r : r.substr(0, r.size() - held);
+      return;
+    }
+    raw_ += r.substr(0, at);
+    const size_t end = r.find(kDeepSeekCallsEnd, at + opener);
+    if (end == std::string_view::npos && !final_) return;  // an unfinished block: held
+    const size_t inner_end = end == std::string_view::npos ? r.size() : end;
+    const size_t block_end = end == std::string_view::npos ? r.size() : end + kDeepSeekCallsEnd.size();
+    std::optional<std::vector<ParsedCall>> calls =
+        deepseek_block(r.substr(at + opener, inner_end - at - opener), opener == kDeepSeekCallsShort.size());
+    if (calls)
+      take_all(std::move(*calls), r.substr(at, block_end - at));
+    else
+      raw_ += r.substr(at, block_end - at);
+    raw_ += r.substr(block_end);  // content after the block
+  }
+
+  // The calls inside a DeepSeek block, each <｜tool▁call▁begin｜>...<｜tool▁call▁end｜> (the
+  // last close may be missing: the reply ended); after the short opener the first call's
+  // own opener may be left out.
+  static std::optional<std::vector<ParsedCall>> deepseek_block(std::string_view inner, bool short_opener) {
+    std::vector<ParsedCall> calls;
+    inner = ltrim(inner);
+    bool implied = short_opener && inner.substr(0, kDeepSeekCall.size()) != kDeepSeekCall;
+    while (!inner.empty()) {
+      if (inner.substr(0, kDeepSeekCall.size()) == kDeepSeekCall)
+        inner.remove_prefix(kDeepSeekCall.size());
+      else if (!implied)
+        return std::nullopt;
+      implied = false;
+      const size_t close = inner.find(kDeepSeekCallEnd);
+      std::optional<ParsedCall> call = chat::deepseek_call(inner.substr(0, close));
+      if (!call) return std::nullopt;
+      calls.push_back(std::move(*call));
+      inner = close == std::string_view::npos ? std::string_view() : ltrim(inner.substr(close + kDeepSeekCallEnd.size()));
+    }
+    if (calls.empty()) return std::nullopt;
+    return calls;
+  }
+
+  // Every call of `calls`, or, past max_tool_calls, none: `text` stays content.
+  void take_all(std::vector<ParsedCall> calls, std::string_view text) {
+    if (!room_for(calls.size())) return void(raw_ += text);
+    for (ParsedCall& call : calls) out_.calls.push_back(std::move(call));
   }
 
   static std::string quote(std::string_view text);
@@ -237,16 +328,17 @@ const char* to_string(ToolCallFormat format) noexcept {
     case ToolCallFormat::llama3: return "llama3";
     case ToolCallFormat::mistral: return "mistral";
     case ToolCallFormat::granite: return "granite";
+    case ToolCallFormat::deepseek: return "deepseek";
   }
   return "none";
 }
 
 ToolCallFormat parse_tool_call_format(std::string_view name, std::string_view what) {
   for (ToolCallFormat f : {ToolCallFormat::none, ToolCallFormat::hermes, ToolCallFormat::llama3,
-                           ToolCallFormat::mistral, ToolCallFormat::granite})
+                           ToolCallFormat::mistral, ToolCallFormat::granite, ToolCallFormat::deepseek})
     if (name == to_string(f)) return f;
   throw Error(ErrorCategory::invalid_argument, std::string(what) + " '" + std::string(name) +
-                                                   "' is not one of none, hermes, llama3, mistral, granite");
+                                                   "' is not one of none, hermes, llama3, mistral, granite, deepseek");
 }
 
 ChatOutputFormat detect_chat_output_format(std::string_view t) {
@@ -258,15 +350,23 @@ ChatOutputFormat detect_chat_output_format(std::string_view t) {
     f.tool_calls = ToolCallFormat::mistral;
   else if (has(kGraniteCalls))
     f.tool_calls = ToolCallFormat::granite;
+  else if (has(kDeepSeekCalls) || has(kDeepSeekCall))
+    f.tool_calls = ToolCallFormat::deepseek;
   else if (has(kPythonTag) || has("<|start_header_id|>ipython"))
     f.tool_calls = ToolCallFormat::llama3;
-  f.reasoning = has(kThinkOpen) || has(kThinkClose);
+  if (has(kMistralThinkOpen) || has(kMistralThinkClose)) {
+    f.reasoning = true;
+    f.thought_markers = ThoughtMarkers::mistral;
+  } else {
+    f.reasoning = has(kThinkOpen) || has(kThinkClose);
+  }
   return f;
 }
 
-bool prompt_opens_thinking(std::string_view rendered_prompt) {
+bool prompt_opens_thinking(std::string_view rendered_prompt, ThoughtMarkers markers) {
   const std::string_view end = rtrim(rendered_prompt);
-  return end.size() >= kThinkOpen.size() && end.substr(end.size() - kThinkOpen.size()) == kThinkOpen;
+  const std::string_view open = thought_open(markers);
+  return end.size() >= open.size() && end.substr(end.size() - open.size()) == open;
 }
 
 struct ChatOutputParser::State {

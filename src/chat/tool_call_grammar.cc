@@ -79,7 +79,7 @@ constexpr std::string_view kCallRule = "kestrel-tool-call";
 
 std::string tool_call_grammar(ToolCallFormat format, std::string_view tools_json, std::string_view function_name,
                               int max_calls, bool after_open_thought) {
-  if (format == ToolCallFormat::mistral || format == ToolCallFormat::granite)
+  if (format == ToolCallFormat::mistral || format == ToolCallFormat::granite || format == ToolCallFormat::deepseek)
     throw Error(ErrorCategory::unsupported,
                 std::string("the ") + to_string(format) +
                     " tool-call format opens its calls with a special token, which constrained decoding "

@@ -52,6 +52,15 @@ std::optional<ParsedCall> call_of(const json& object, std::string_view arguments
 
 bool is_identifier_char(char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; }
 
+// A function name as models write them: letters, digits, '_', '-' and '.' (OpenAI allows
+// [a-zA-Z0-9_-]; MCP tool names add dots).
+bool is_function_name(std::string_view name) {
+  if (name.empty()) return false;
+  for (char c : name)
+    if (!is_identifier_char(c) && c != '-' && c != '.') return false;
+  return true;
+}
+
 std::string_view trim(std::string_view s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
@@ -124,6 +133,61 @@ std::optional<std::vector<ParsedCall>> json_call_array(std::string_view text) {
     calls.push_back(std::move(*call));
   }
   return calls;
+}
+
+std::optional<ParsedCall> mistral_named_call(std::string_view text) {
+  constexpr std::string_view kArgs = "[ARGS]", kCallId = "[CALL_ID]";
+  const size_t args = text.find(kArgs);
+  if (args == std::string_view::npos) return std::nullopt;
+  std::string_view head = text.substr(0, args);
+  ParsedCall call;
+  const size_t id = head.find(kCallId);
+  if (id != std::string_view::npos) {
+    call.id = std::string(trim(head.substr(id + kCallId.size())));
+    if (call.id.empty()) return std::nullopt;
+    for (char c : call.id)
+      if (!is_identifier_char(c)) return std::nullopt;
+    head = head.substr(0, id);
+  }
+  call.name = std::string(trim(head));
+  if (!is_function_name(call.name)) return std::nullopt;
+  std::optional<json> arguments = parse_json(text.substr(args + kArgs.size()));
+  if (!arguments || !arguments->is_object()) return std::nullopt;
+  call.arguments = dump(*arguments);
+  return call;
+}
+
+std::optional<ParsedCall> deepseek_call(std::string_view text) {
+  constexpr std::string_view kSep = "<\uff5ctool\u2581sep\uff5c>";
+  const size_t sep = text.find(kSep);
+  if (sep == std::string_view::npos) return std::nullopt;
+  const std::string_view before = trim(text.substr(0, sep));
+  std::string_view after = trim(text.substr(sep + kSep.size()));
+  ParsedCall call;
+  if (!after.empty() && after.front() == '{') {
+    call.name = std::string(before);  // V3.1: name<sep>{...}
+  } else {
+    if (before != "function") return std::nullopt;  // R1: function<sep>name\n```json ...```
+    const size_t newline = after.find('\n');
+    if (newline == std::string_view::npos) return std::nullopt;
+    call.name = std::string(trim(after.substr(0, newline)));
+    after = trim(after.substr(newline + 1));
+    constexpr std::string_view kFence = "```";
+    if (after.substr(0, kFence.size()) == kFence) {
+      const size_t line = after.find('\n');
+      if (line == std::string_view::npos || after.size() < line + 1 + kFence.size() ||
+          after.substr(after.size() - kFence.size()) != kFence)
+        return std::nullopt;
+      const std::string_view language = trim(after.substr(kFence.size(), line - kFence.size()));
+      if (!language.empty() && language != "json") return std::nullopt;
+      after = trim(after.substr(line + 1, after.size() - kFence.size() - line - 1));
+    }
+  }
+  if (!is_function_name(call.name)) return std::nullopt;
+  std::optional<json> arguments = parse_json(after);
+  if (!arguments || !arguments->is_object()) return std::nullopt;
+  call.arguments = dump(*arguments);
+  return call;
 }
 
 std::optional<ParsedCall> python_builtin_call(std::string_view text) {

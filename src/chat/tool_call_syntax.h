@@ -30,6 +30,16 @@ std::optional<std::vector<ParsedCall>> json_calls_separated(std::string_view tex
 // empty array is not a call.
 std::optional<std::vector<ParsedCall>> json_call_array(std::string_view text);
 
+// One call of Mistral's newer syntax, what follows [TOOL_CALLS] (Mistral Small 3.2,
+// Devstral, Magistral, Ministral 3): `name[ARGS]{...}` or `name[CALL_ID]id[ARGS]{...}`,
+// the arguments a JSON object; the id is kept.
+std::optional<ParsedCall> mistral_named_call(std::string_view text);
+
+// One DeepSeek call, what sits between <｜tool▁call▁begin｜> and <｜tool▁call▁end｜>:
+// R1's `function<｜tool▁sep｜>name\n```json\n{...}\n```` (the fence optional) or V3.1's
+// `name<｜tool▁sep｜>{...}`.
+std::optional<ParsedCall> deepseek_call(std::string_view text);
+
 // Llama 3.1's built-in tool call: `name.call(key="value", n=1, ...)`, the values JSON
 // literals (Python's True / False / None accepted).
 std::optional<ParsedCall> python_builtin_call(std::string_view text);

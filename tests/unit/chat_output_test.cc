@@ -27,6 +27,7 @@ ChatOutputFormat format_of(const json& f) {
   format.reasoning = f["reasoning"].get<bool>();
   format.thinking_open = f["thinking_open"].get<bool>();
   format.max_tool_calls = f["max_tool_calls"].get<int>();
+  if (f.value("thought_markers", "think_tags") == "mistral") format.thought_markers = ThoughtMarkers::mistral;
   return format;
 }
 
@@ -153,9 +154,19 @@ TEST(ChatOutput, NeverThrowsOnArbitraryText) {
   ChatOutputFormat llama;
   llama.tool_calls = ToolCallFormat::llama3;
   EXPECT_EQ(parse_chat_output("<|python_tag|>" + std::string(100000, '{'), llama).tool_calls.size(), 1u);
-  const std::string junk = "\x01<think></think><|tool_call|>[TOOL_CALLS]\xff";
+  ChatOutputFormat deepseek;
+  deepseek.tool_calls = ToolCallFormat::deepseek;
+  const std::string deep_call = "<\uff5ctool\u2581calls\u2581begin\uff5c><\uff5ctool\u2581call\u2581begin\uff5c>f"
+                                "<\uff5ctool\u2581sep\uff5c>" + std::string(100000, '{');
+  EXPECT_EQ(parse_chat_output(deep_call, deepseek).content, deep_call);
+  ChatOutputFormat mistral;
+  mistral.tool_calls = ToolCallFormat::mistral;
+  const std::string deep_args = "[TOOL_CALLS]f[ARGS]" + std::string(100000, '[');
+  EXPECT_EQ(parse_chat_output(deep_args, mistral).content, deep_args);
+  const std::string junk = "\x01<think></think><|tool_call|>[TOOL_CALLS][ARGS][CALL_ID]<\uff5ctool\u2581calls\uff5c>"
+                           "<\uff5ctool\u2581sep\uff5c>\xff";
   for (ToolCallFormat f : {ToolCallFormat::none, ToolCallFormat::hermes, ToolCallFormat::llama3,
-                           ToolCallFormat::mistral, ToolCallFormat::granite}) {
+                           ToolCallFormat::mistral, ToolCallFormat::granite, ToolCallFormat::deepseek}) {
     ChatOutputFormat format;
     format.tool_calls = f;
     format.reasoning = true;
@@ -180,7 +191,11 @@ TEST(ChatOutput, FormatsDetectedFromRealTemplates) {
       {"meta-llama-Llama-3.3-70B-Instruct.jinja", ToolCallFormat::llama3, false},
       {"mistralai-Mistral-Nemo-Instruct-2407.jinja", ToolCallFormat::mistral, false},
       {"ibm-granite-granite-3.3-2B-Instruct.jinja", ToolCallFormat::granite, true},
-      {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", ToolCallFormat::none, true},
+      {"Mistral-Small-3.2-24B-Instruct-2506.jinja", ToolCallFormat::mistral, false},
+      {"unsloth-mistral-Devstral-Small-2507.jinja", ToolCallFormat::mistral, false},
+      {"deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja", ToolCallFormat::deepseek, true},
+      {"deepseek-ai-DeepSeek-R1-Distill-Llama-8B.jinja", ToolCallFormat::deepseek, true},
+      {"llama-cpp-deepseek-r1.jinja", ToolCallFormat::deepseek, true},
       {"google-gemma-2-2b-it.jinja", ToolCallFormat::none, false},
   };
   for (const Expectation& e : expectations) {
@@ -198,12 +213,21 @@ TEST(ChatOutput, FormatsDetectedFromRealTemplates) {
   EXPECT_TRUE(opens("Qwen-QwQ-32B.jinja"));
   EXPECT_TRUE(opens("deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja"));
   EXPECT_FALSE(opens("Qwen-Qwen3-0.6B.jinja"));
+  // Magistral 2509 / Ministral 3 mark thoughts [THINK]...[/THINK] (their templates render
+  // a reasoning turn so; this line is the part that matters here).
+  const ChatOutputFormat magistral =
+      detect_chat_output_format("{{- '[THINK]' + message.reasoning_content + '[/THINK]' }}{{- '[TOOL_CALLS]' }}");
+  EXPECT_TRUE(magistral.reasoning);
+  EXPECT_EQ(magistral.thought_markers, ThoughtMarkers::mistral);
+  EXPECT_EQ(magistral.tool_calls, ToolCallFormat::mistral);
+  EXPECT_TRUE(prompt_opens_thinking("[INST]2 + 2?[/INST][THINK]\n", ThoughtMarkers::mistral));
+  EXPECT_FALSE(prompt_opens_thinking("[INST]2 + 2?[/INST][THINK]\n"));
   EXPECT_FALSE(opens("Qwen-Qwen2.5-7B-Instruct.jinja"));
 }
 
 TEST(ChatOutput, FormatNamesRoundTrip) {
   for (ToolCallFormat f : {ToolCallFormat::none, ToolCallFormat::hermes, ToolCallFormat::llama3,
-                           ToolCallFormat::mistral, ToolCallFormat::granite})
+                           ToolCallFormat::mistral, ToolCallFormat::granite, ToolCallFormat::deepseek})
     EXPECT_EQ(parse_tool_call_format(to_string(f)), f);
   try {
     parse_tool_call_format("pythonic", "--tool-call-format");
@@ -285,6 +309,8 @@ TEST(ToolCallGrammar, RefusalsNameTheProblem) {
   EXPECT_NE(message(ToolCallFormat::mistral, kTools, "", ErrorCategory::unsupported).find("mistral"),
             std::string::npos);
   EXPECT_NE(message(ToolCallFormat::granite, kTools, "", ErrorCategory::unsupported).find("granite"),
+            std::string::npos);
+  EXPECT_NE(message(ToolCallFormat::deepseek, kTools, "", ErrorCategory::unsupported).find("deepseek"),
             std::string::npos);
   EXPECT_NE(message(ToolCallFormat::hermes, kTools, "nope", ErrorCategory::invalid_argument).find("'nope'"),
             std::string::npos);

@@ -29,7 +29,9 @@ TEST(GgmlBlocks, EveryFormatMatchesGgufPyBitForBit) {
   ASSERT_TRUE(in) << "tests/fixtures/gguf/ggml_blocks.json is missing";
   const nlohmann::json doc = nlohmann::json::parse(in);
   int formats = 0, kernel_formats = 0;
-  for (const auto& [name, f] : doc["formats"].items()) {
+  for (const auto& item : doc["formats"].items()) {
+    const std::string& name = item.key();  // not a structured binding: clang 14 cannot capture those
+    const nlohmann::json& f = item.value();
     const auto type = ggml_type_from_raw(f["type"].get<uint32_t>());
     ASSERT_TRUE(type.has_value()) << name << " is not read";
     EXPECT_EQ(to_string(*type), name);
