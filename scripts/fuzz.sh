@@ -13,7 +13,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 build="$root/build-fuzz"
 targets=(gguf_reader safetensors config_json tokenizer_json tokenizer_gguf tokenizer_encode
-         chat_template jinja request_options grammar)
+         chat_template jinja request_options grammar chat_output)
 
 usage() { echo "usage: scripts/fuzz.sh TARGET|all SECONDS [libFuzzer flags]; targets: ${targets[*]}" >&2; exit 2; }
 [[ "${1:-}" == "list" ]] && { printf '%s\n' "${targets[@]}"; exit 0; }

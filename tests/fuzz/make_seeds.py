@@ -216,9 +216,22 @@ greeting ::= "hello" | "hi" # comment
         "required": ["a"], "additionalProperties": {"type": "boolean"}}).encode() + b'\0{"a": 1, "t": {"v": 2}}'
 
 
+def chat_output_seeds():
+    # chat_output: format flags (tool-call syntax in bits 0-2, reasoning 3, thought opened 4,
+    # [THINK] markers 5, max_tool_calls 6-7), a cut byte, the reply: every fixture case.
+    formats = ["none", "hermes", "llama3", "mistral", "granite", "deepseek"]
+    cases = json.loads((FIXTURES / "chat_output_cases.json").read_text())["cases"]
+    for i, case in enumerate(cases):
+        f = case["format"]
+        flags = formats.index(f["tool_calls"]) | (8 if f["reasoning"] else 0) | \
+            (16 if f["thinking_open"] else 0) | (32 if f.get("thought_markers") == "mistral" else 0) | \
+            (min(f["max_tool_calls"], 3) << 6)
+        yield "chat_output", f"case-{i}", bytes([flags, i % 16]) + case["text"].encode()
+
+
 def main():
     out = Path(sys.argv[1])
-    for target, name, data in seeds():
+    for target, name, data in list(seeds()) + list(chat_output_seeds()):
         (out / target).mkdir(parents=True, exist_ok=True)
         (out / target / name).write_bytes(data)
 

@@ -293,7 +293,7 @@ struct Bytes {
     return *this;
   }
   // Value-type ids.
-  static constexpr uint32_t kU8 = 0, kU32 = 4, kI32 = 5, kF32 = 6, kString = 8, kArray = 9;
+  static constexpr uint32_t kU8 = 0, kU32 = 4, kI32 = 5, kString = 8, kArray = 9;
   Bytes& header(uint64_t n_tensors, uint64_t n_kv, uint32_t version = 3) {
     return raw("GGUF").u32(version).u64(n_tensors).u64(n_kv);
   }
