@@ -88,6 +88,15 @@ std::optional<json> python_value(std::string_view text, size_t& i) {
   return value;
 }
 
+// `call` with its name checked and `arguments_text` (a JSON object) as its arguments.
+std::optional<ParsedCall> named_call(ParsedCall call, std::string_view arguments_text) {
+  if (!is_function_name(call.name)) return std::nullopt;
+  std::optional<json> arguments = parse_json(arguments_text);
+  if (!arguments || !arguments->is_object()) return std::nullopt;
+  call.arguments = dump(*arguments);
+  return call;
+}
+
 }  // namespace
 
 std::optional<ParsedCall> json_call(std::string_view text, std::string_view arguments_key, std::string_view also_key) {
@@ -150,11 +159,7 @@ std::optional<ParsedCall> mistral_named_call(std::string_view text) {
     head = head.substr(0, id);
   }
   call.name = std::string(trim(head));
-  if (!is_function_name(call.name)) return std::nullopt;
-  std::optional<json> arguments = parse_json(text.substr(args + kArgs.size()));
-  if (!arguments || !arguments->is_object()) return std::nullopt;
-  call.arguments = dump(*arguments);
-  return call;
+  return named_call(std::move(call), text.substr(args + kArgs.size()));
 }
 
 std::optional<ParsedCall> deepseek_call(std::string_view text) {
@@ -183,11 +188,7 @@ std::optional<ParsedCall> deepseek_call(std::string_view text) {
       after = trim(after.substr(line + 1, after.size() - kFence.size() - line - 1));
     }
   }
-  if (!is_function_name(call.name)) return std::nullopt;
-  std::optional<json> arguments = parse_json(after);
-  if (!arguments || !arguments->is_object()) return std::nullopt;
-  call.arguments = dump(*arguments);
-  return call;
+  return named_call(std::move(call), after);
 }
 
 std::optional<ParsedCall> python_builtin_call(std::string_view text) {
