@@ -18,6 +18,7 @@ const char* to_string(QuantFormat format) noexcept {
     case QuantFormat::iq4_xs: return "iq4_xs";
     case QuantFormat::q2_k: return "q2_k";
     case QuantFormat::q3_k: return "q3_k";
+    case QuantFormat::mxfp4: return "mxfp4";
     case QuantFormat::fp8_e4m3: return "fp8_e4m3";
     case QuantFormat::mixed: return "mixed";
   }

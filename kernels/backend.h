@@ -99,6 +99,7 @@ enum class QuantFormat : uint8_t {
   iq4_xs,  // and of 256 columns
   q2_k,
   q3_k,
+  mxfp4,     // OCP MX FP4 (E2M1) in ggml's blocks of 32 with an E8M0 scale (gpt-oss's experts)
   fp8_e4m3,  // OCP FP8 E4M3 (core/fp8.h): w = scale * e4m3(q), one scale per row
   mixed,     // consecutive row ranges, each in its own format (QuantizedWeight::parts)
 };
@@ -118,7 +119,7 @@ const char* to_string(QuantFormat format) noexcept;
 //         activations are rounded to E4M3 per token (scale max |x_t| / 448) before the
 //         product, as an FP8 GEMM takes them.
 //   ggml block formats (q4_k ... q3_k, kquant::is_block_format): group_size the format's
-//         block columns (kquant::block_columns: 32 for q4_0 / q5_0 / q5_1 / iq4_nl, 256 for the
+//         block columns (kquant::block_columns: 32 for q4_0 / q5_0 / q5_1 / iq4_nl / mxfp4, 256 for the
 //         others; K a multiple of it); data [M, G * bytes] i8 used as bytes, G blocks per row
 //         of kquant::block_bytes each in ggml's layout, their scales inside them
 //         (kernels/kquant_blocks.h); scales, mins empty.

@@ -1,8 +1,8 @@
 // kernels/kquant_blocks.h: ggml's block formats that Kestrel keeps as a GGUF file stores
 // them (QuantFormat::q4_k ... q3_k in backend.h), read where they lie by the kernels of both
 // devices. The K-quant super-blocks (Q4_K, Q5_K, Q6_K, and Q2_K, Q3_K, IQ4_XS) hold 256
-// consecutive columns of one weight row as 8 sub-blocks of 32; Q4_0, Q5_0, Q5_1 and IQ4_NL
-// hold 32.
+// consecutive columns of one weight row as 8 sub-blocks of 32; Q4_0, Q5_0, Q5_1, IQ4_NL and
+// MXFP4 hold 32.
 //
 // Every column's value is w = scale * q + min, with q a small integer and scale, min shared
 // by the columns of a sub-block (Q6_K, Q3_K, Q2_K: by each half, 16 columns). The byte
@@ -24,6 +24,10 @@
 //     bit j of qh the fifth bit; q = that - 16.
 //   Q5_1 (24 bytes / 32): d | m f16 | qh | qs[16]: as Q5_0 without the - 16; min = m.
 //   IQ4_NL (18 bytes / 32): d | qs[16]: nibbles as Q5_0's; q = kIq4Grid[nibble], scale = d.
+//   MXFP4 (17 bytes / 32): e u8 | qs[16]: nibbles as Q4_0's, each an OCP E2M1 value held
+//     doubled as an integer (kMxfp4Grid: 0, 1, 2, 3, 4, 6, 8, 12 and their negatives);
+//     scale = 2^(e - 128), the E8M0 scale halved (ggml's GGML_E8M0_TO_FP32_HALF). e = 255
+//     (NaN in the OCP format) is refused at load.
 //   IQ4_XS (136 bytes): d | scales_h u16 | scales_l[4] | qs[128]: sub-block s has the
 //     6-bit scale (nibble s % 2 of scales_l[s / 2]) | (bits 2s, 2s + 1 of scales_h) << 4,
 //     minus 32, times d; its nibbles in qs[16 s ..], as IQ4_NL's.
@@ -34,7 +38,7 @@
 //     q = those - 4 unless bit n / 32 of hmask[c] is set, in [-4, 3]; half g: the 6-bit
 //     scale (nibble g / 8 of scales[g % 8]) | (bits 2 (g / 4) of scales[8 + g % 4]) << 4,
 //     minus 32, times d.
-// Products d * sc and d * sc * q are exact in f32 (at most 11 + 8 + 6 significant bits;
+// Products d * sc and d * sc * q are exact in f32 (MXFP4's 2^k * q too, down to subnormals) (at most 11 + 8 + 6 significant bits;
 // IQ4_XS's dl * grid is rounded once, as ggml rounds it), so scale * q + min (fused or not;
 // scale * q alone where there is no min) equals ggml's dequantization bit for bit, signed
 // zeros included.
@@ -74,13 +78,15 @@ KESTREL_HD constexpr int block_bytes(QuantFormat f) {
     case QuantFormat::iq4_xs: return 136;
     case QuantFormat::q2_k: return 84;
     case QuantFormat::q3_k: return 110;
+    case QuantFormat::mxfp4: return 17;
     default: return 0;
   }
 }
 // Columns of one block: 32 or 256 (0 for int8, int4).
 KESTREL_HD constexpr int block_columns(QuantFormat f) {
   return block_bytes(f) == 0 ? 0
-         : (f == QuantFormat::q4_0 || f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl)
+         : (f == QuantFormat::q4_0 || f == QuantFormat::q5_0 || f == QuantFormat::q5_1 || f == QuantFormat::iq4_nl ||
+            f == QuantFormat::mxfp4)
              ? 32
              : kColumns;
 }
@@ -90,6 +96,20 @@ KESTREL_HD constexpr bool is_block_format(QuantFormat f) { return block_bytes(f)
 KESTREL_HD int iq4_grid(int nibble) {
   constexpr int8_t kGrid[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
   return kGrid[nibble];
+}
+
+// MXFP4's E2M1 values, doubled to integers (llama.cpp's kvalues_mxfp4).
+KESTREL_HD int mxfp4_grid(int nibble) {
+  constexpr int8_t kGrid[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  return kGrid[nibble];
+}
+
+// Half the E8M0 scale e: 2^(e - 128), exactly (subnormal for e < 2).
+KESTREL_HD float e8m0_half(uint8_t e) {
+  const uint32_t bits = e < 2 ? (0x00200000u << e) : (static_cast<uint32_t>(e - 1) << 23);
+  float f;
+  memcpy(&f, &bits, sizeof f);
+  return f;
 }
 
 // IEEE half (its bits, little-endian at p) to float, exactly.
@@ -186,6 +206,7 @@ KESTREL_HD int quant_value(QuantFormat f, const uint8_t* block, int n) {
     }
     case QuantFormat::iq4_nl: return iq4_grid(low_high_nibble(block + 2, n));
     case QuantFormat::iq4_xs: return iq4_grid(low_high_nibble(block + 8 + 16 * (n / 32), n % 32));
+    case QuantFormat::mxfp4: return mxfp4_grid(low_high_nibble(block + 1, n));
     case QuantFormat::q2_k: return (block[16 + 32 * (n / 128) + n % 32] >> (2 * ((n % 128) / 32))) & 3;
     case QuantFormat::q3_k: {
       const int low = (block[32 + 32 * (n / 128) + n % 32] >> (2 * ((n % 128) / 32))) & 3;
@@ -218,6 +239,7 @@ KESTREL_HD void scale_min(QuantFormat f, const uint8_t* block, int n, float& sca
       return;
     }
     case QuantFormat::q3_k: scale = load_half(block + 108) * static_cast<float>(q3_k_scale(block, n / 16)); return;
+    case QuantFormat::mxfp4: scale = e8m0_half(block[0]); return;
     default: scale = 0.0f; return;
   }
 }
@@ -250,7 +272,8 @@ KESTREL_HD void dequantize_block(QuantFormat f, const uint8_t* block, float* out
 }
 
 // The offsets of a block's f16 scales (d, and dmin or m where the format has one), which
-// must be finite; -1 where there is no second one.
+// must be finite; -1 where there is no second one, and both -1 for MXFP4, whose one scale
+// is the E8M0 byte 0 (kE8m0Nan is its only invalid value).
 KESTREL_HD void scale_offsets(QuantFormat f, int& first, int& second) {
   second = -1;
   switch (f) {
@@ -260,8 +283,11 @@ KESTREL_HD void scale_offsets(QuantFormat f, int& first, int& second) {
     case QuantFormat::q6_k: first = 208; return;
     case QuantFormat::q2_k: first = 80, second = 82; return;
     case QuantFormat::q3_k: first = 108; return;
+    case QuantFormat::mxfp4: first = -1; return;
     default: first = 0; return;  // Q4_0, Q5_0, IQ4_NL, IQ4_XS: d first
   }
 }
+
+constexpr uint8_t kE8m0Nan = 0xff;
 
 }  // namespace kestrel::kquant

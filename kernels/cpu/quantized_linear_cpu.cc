@@ -235,6 +235,7 @@ void dequantize_block_row(QuantFormat f, const uint8_t* q, int64_t blocks, float
     case QuantFormat::iq4_xs: return dequantize_block_row<QuantFormat::iq4_xs>(q, blocks, o);
     case QuantFormat::q2_k: return dequantize_block_row<QuantFormat::q2_k>(q, blocks, o);
     case QuantFormat::q3_k: return dequantize_block_row<QuantFormat::q3_k>(q, blocks, o);
+    case QuantFormat::mxfp4: return dequantize_block_row<QuantFormat::mxfp4>(q, blocks, o);
     default: fail("quantized_linear", std::string("not a ggml block format: ") + to_string(f));
   }
 }

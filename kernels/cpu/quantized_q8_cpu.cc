@@ -43,6 +43,7 @@ namespace kestrel::cpu {
   float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x);                                         \
   float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x);                                       \
+  float row_mxfp4(const uint8_t* q, int64_t nb, const Q8Block* x);                                        \
   Rows8Blocks rows8_blocks(QuantFormat f);                                                                \
   float row_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x);                                      \
   float row_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x);                                         \
@@ -108,7 +109,7 @@ float row_kquant_portable(const uint8_t* q, int64_t nsb, const Q8Block* x) {
   return total;
 }
 
-// The other block formats (Q4_0, Q5_0, Q5_1, IQ4_NL: blocks of 32; IQ4_XS, Q2_K, Q3_K: of 256),
+// The other block formats (Q4_0, Q5_0, Q5_1, IQ4_NL, MXFP4: blocks of 32; IQ4_XS, Q2_K, Q3_K: of 256),
 // through the formats' shared reading (kquant_blocks.h): each 16-column half of a block
 // against its activations, scale x the integer product + min x their sum.
 template <QuantFormat F>
@@ -202,6 +203,7 @@ RowsKquant block_rows(QuantFormat f, Q8Isa isa) {
       case QuantFormat::iq4_xs: return v ? rows_one_by_one<q8_vnni::row_iq4_xs> : rows_one_by_one<q8_avx2::row_iq4_xs>;
       case QuantFormat::q2_k: return v ? rows_one_by_one<q8_vnni::row_q2k> : rows_one_by_one<q8_avx2::row_q2k>;
       case QuantFormat::q3_k: return v ? rows_one_by_one<q8_vnni::row_q3k> : rows_one_by_one<q8_avx2::row_q3k>;
+      case QuantFormat::mxfp4: return v ? rows_one_by_one<q8_vnni::row_mxfp4> : rows_one_by_one<q8_avx2::row_mxfp4>;
       default: break;
     }
   }
@@ -219,6 +221,7 @@ RowsKquant block_rows(QuantFormat f, Q8Isa isa) {
     case QuantFormat::iq4_xs: return rows_one_by_one<row_blocks_portable<QuantFormat::iq4_xs>>;
     case QuantFormat::q2_k: return rows_one_by_one<row_blocks_portable<QuantFormat::q2_k>>;
     case QuantFormat::q3_k: return rows_one_by_one<row_blocks_portable<QuantFormat::q3_k>>;
+    case QuantFormat::mxfp4: return rows_one_by_one<row_blocks_portable<QuantFormat::mxfp4>>;
     default: throw Error(ErrorCategory::internal, std::string("block_rows: ") + to_string(f) + " is not a block format");
   }
 }

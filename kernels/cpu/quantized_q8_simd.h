@@ -284,15 +284,23 @@ inline float dot_q4_0(const uint8_t* q, int64_t nb, const Q8Block* x) {
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
 
-// IQ4_NL (nb blocks of 32) and IQ4_XS (nb super-blocks of 8 x 32, a 6-bit scale each):
-// nibbles mapped through the grid to signed bytes.
-inline float dot_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) {
-  const __m256i grid = iq4_grid_bytes();
+// IQ4_NL and MXFP4 (nb blocks of 32; an f16 d, or an E8M0 byte halved) and IQ4_XS (nb
+// super-blocks of 8 x 32, a 6-bit scale each): nibbles mapped through the format's grid to
+// signed bytes.
+template <QuantFormat F>
+inline float dot_grid32(const uint8_t* q, int64_t nb, const Q8Block* x) {
+  static_assert(F == QuantFormat::iq4_nl || F == QuantFormat::mxfp4);
+  constexpr bool kMx = F == QuantFormat::mxfp4;
+  constexpr int kBytes = kquant::block_bytes(F), kQs = kMx ? 1 : 2;
+  const __m256i grid = kMx ? _mm256_setr_epi8(0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12, 0, 1, 2, 3, 4,
+                                              6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12)
+                           : iq4_grid_bytes();
   __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* block = q + 18 * b;
-    const __m256i p32 = signed_dot(_mm256_shuffle_epi8(grid, nibbles32(block + 2)), load_q8(x[b]));
-    acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(half_at(block) * x[b].d), acc[b & 1]);
+    const uint8_t* block = q + kBytes * b;
+    const __m256i p32 = signed_dot(_mm256_shuffle_epi8(grid, nibbles32(block + kQs)), load_q8(x[b]));
+    const float d = kMx ? kquant::e8m0_half(block[0]) : half_at(block);
+    acc[b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p32), _mm256_set1_ps(d * x[b].d), acc[b & 1]);
   }
   return hsum(_mm256_add_ps(acc[0], acc[1]));
 }
@@ -434,7 +442,8 @@ void rows_q6k(const uint8_t* q, int64_t nsb, const Q8Block* x, int64_t x_stride,
 float row_q4_0(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q4_0(q, nb, x); }
 float row_q5_0(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<false>(q, nb, x); }
 float row_q5_1(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_q5<true>(q, nb, x); }
-float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_iq4_nl(q, nb, x); }
+float row_iq4_nl(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_grid32<QuantFormat::iq4_nl>(q, nb, x); }
+float row_mxfp4(const uint8_t* q, int64_t nb, const Q8Block* x) { return dot_grid32<QuantFormat::mxfp4>(q, nb, x); }
 float row_iq4_xs(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_iq4_xs(q, nsb, x); }
 float row_q2k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q2k(q, nsb, x); }
 float row_q3k(const uint8_t* q, int64_t nsb, const Q8Block* x) { return dot_q3k(q, nsb, x); }

@@ -284,6 +284,7 @@ void dispatch_kquant(QuantFormat format, Fn&& f) {
     case QuantFormat::iq4_xs: f.template operator()<QuantFormat::iq4_xs>(); return;
     case QuantFormat::q2_k: f.template operator()<QuantFormat::q2_k>(); return;
     case QuantFormat::q3_k: f.template operator()<QuantFormat::q3_k>(); return;
+    case QuantFormat::mxfp4: f.template operator()<QuantFormat::mxfp4>(); return;
     default: throw Error(ErrorCategory::internal, "dispatch_kquant: not a ggml block format");
   }
 }

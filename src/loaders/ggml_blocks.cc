@@ -5,6 +5,7 @@
 // with gguf-py on random blocks). Any bit pattern is a valid block: nothing here can fail.
 #include "loaders/ggml_blocks.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "core/half.h"
@@ -192,6 +193,21 @@ void dequantize_iq4_nl(const uint8_t* src, float* dst, int64_t blocks) {
     for (int j = 0; j < 16; ++j) {
       dst[j] = d * static_cast<float>(kIq4Values[qs[j] & 0x0f]);
       dst[j + 16] = d * static_cast<float>(kIq4Values[qs[j] >> 4]);
+    }
+  }
+}
+
+// MXFP4, 17 bytes / 32: uint8 e (E8M0), uint8 qs[16]; x = 2^(e - 127) * fp4[nibble] (the
+// OCP E2M1 values; low nibbles 0..15), computed as ggml does: the values doubled, the
+// scale halved.
+void dequantize_mxfp4(const uint8_t* src, float* dst, int64_t blocks) {
+  static constexpr int8_t kDoubledE2m1[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  for (int64_t b = 0; b < blocks; ++b, src += 17, dst += 32) {
+    const int exponent = static_cast<int>(src[0]) - 128;
+    const uint8_t* qs = src + 1;
+    for (int j = 0; j < 16; ++j) {
+      dst[j] = std::ldexp(static_cast<float>(kDoubledE2m1[qs[j] & 0x0f]), exponent);
+      dst[j + 16] = std::ldexp(static_cast<float>(kDoubledE2m1[qs[j] >> 4]), exponent);
     }
   }
 }

@@ -304,7 +304,7 @@ class GgufParser {
     if (!type) {
       fail("ggml type " + ggml_type_name(raw_type) +
            " is not supported (Kestrel reads F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, "
-           "Q2_K ... Q6_K, IQ4_NL and IQ4_XS)");
+           "Q2_K ... Q6_K, IQ4_NL, IQ4_XS and MXFP4)");
     }
     t.type = *type;
     if (t.row_length() % ggml_block_size(t.type) != 0) {

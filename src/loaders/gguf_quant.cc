@@ -78,6 +78,7 @@ const char* to_string(GgmlType type) noexcept {
     case GgmlType::q6_k: return "Q6_K";
     case GgmlType::iq4_nl: return "IQ4_NL";
     case GgmlType::iq4_xs: return "IQ4_XS";
+    case GgmlType::mxfp4: return "MXFP4";
     case GgmlType::bf16: return "BF16";
   }
   return "?";
@@ -106,6 +107,7 @@ std::optional<GgmlType> ggml_type_from_raw(uint32_t raw_type) noexcept {
     case 20: return GgmlType::iq4_nl;
     case 23: return GgmlType::iq4_xs;
     case 30: return GgmlType::bf16;
+    case 39: return GgmlType::mxfp4;
     default: return std::nullopt;
   }
 }
@@ -129,7 +131,8 @@ int64_t ggml_block_size(GgmlType type) noexcept {
     case GgmlType::q5_0:
     case GgmlType::q5_1:
     case GgmlType::q8_0:
-    case GgmlType::iq4_nl: return kQuantBlock;
+    case GgmlType::iq4_nl:
+    case GgmlType::mxfp4: return kQuantBlock;
     case GgmlType::q2_k:
     case GgmlType::q3_k:
     case GgmlType::q4_k:
@@ -157,6 +160,7 @@ size_t ggml_block_bytes(GgmlType type) noexcept {
     case GgmlType::q6_k: return 210;
     case GgmlType::iq4_nl: return 18;
     case GgmlType::iq4_xs: return 136;
+    case GgmlType::mxfp4: return 17;
   }
   return 0;
 }
@@ -202,6 +206,7 @@ void dequantize_row(GgmlType type, const void* src, float* dst, int64_t count) {
     case GgmlType::q6_k: ggml::dequantize_q6_k(bytes, dst, count / block); return;
     case GgmlType::iq4_nl: ggml::dequantize_iq4_nl(bytes, dst, count / block); return;
     case GgmlType::iq4_xs: ggml::dequantize_iq4_xs(bytes, dst, count / block); return;
+    case GgmlType::mxfp4: ggml::dequantize_mxfp4(bytes, dst, count / block); return;
   }
   throw Error(ErrorCategory::internal, "dequantize_row: bad GgmlType");
 }

@@ -8,8 +8,8 @@
 //   Q4_1: 20 bytes per 32 elements: f16 d, f16 m, uint8 qs[16];
 //         x[j] = d * (qs[j] & 0xf) + m,   x[j + 16] = d * (qs[j] >> 4) + m,   j < 16
 // (ggml-quants.c dequantize_row_q8_0 / _q4_0 / _q4_1; gguf-py quants.py agrees.)
-// Q5_0 / Q5_1, the K-quants Q2_K .. Q6_K (blocks of 256) and IQ4_NL / IQ4_XS are read too
-// and dequantized at load (ggml_blocks.h, bit-exact with gguf-py).
+// Q5_0 / Q5_1, the K-quants Q2_K .. Q6_K (blocks of 256), IQ4_NL / IQ4_XS and MXFP4 are
+// read too and dequantized at load (ggml_blocks.h, bit-exact with gguf-py).
 #pragma once
 
 #include <cstddef>
@@ -38,6 +38,7 @@ enum class GgmlType : uint32_t {
   iq4_nl = 20,
   iq4_xs = 23,
   bf16 = 30,
+  mxfp4 = 39,
 };
 
 // "F32", "Q4_0", ... (ggml's spelling).
@@ -49,7 +50,7 @@ std::optional<GgmlType> ggml_type_from_raw(uint32_t raw_type) noexcept;
 // The DType holding the same values unchanged (F32/F16/BF16), or nullopt for block types.
 std::optional<DType> ggml_type_to_dtype(GgmlType type) noexcept;
 
-// Elements per block (1 for F32/F16/BF16, 32 for Q4_0 .. Q8_0 and IQ4_NL, 256 for the
+// Elements per block (1 for F32/F16/BF16, 32 for Q4_0 .. Q8_0, IQ4_NL and MXFP4, 256 for the
 // K-quants and IQ4_XS).
 int64_t ggml_block_size(GgmlType type) noexcept;
 // Bytes per block.

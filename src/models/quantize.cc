@@ -241,6 +241,7 @@ std::optional<KeptLayout> kept_layout(GgmlType type, Quantization mode) {
                              : type == GgmlType::iq4_xs ? QuantFormat::iq4_xs
                              : type == GgmlType::q2_k   ? QuantFormat::q2_k
                              : type == GgmlType::q3_k   ? QuantFormat::q3_k
+                             : type == GgmlType::mxfp4  ? QuantFormat::mxfp4
                                                         : QuantFormat::int8;
   if (!kquant::is_block_format(format)) return std::nullopt;
   return KeptLayout{format, kquant::block_columns(format)};
@@ -334,9 +335,17 @@ QuantizedWeight quantize_weight(WeightStore& store, Backend& backend, const Tens
 
 namespace {
 
-// The f16 scales (and mins) of each kept block must be finite: a file whose blocks hold an
-// infinity or NaN is refused by name rather than turned into NaN logits.
+// The f16 scales (and mins) of each kept block must be finite, and an MXFP4 block's E8M0
+// scale not NaN (0xff): a file whose blocks hold an infinity or NaN is refused by name
+// rather than turned into NaN logits.
 void check_block_scales(GgmlType type, const uint8_t* blocks, int64_t count, const std::string& what) {
+  if (type == GgmlType::mxfp4) {
+    for (int64_t b = 0; b < count; ++b)
+      if (blocks[b * ggml_block_bytes(type)] == kquant::kE8m0Nan)
+        throw Error(ErrorCategory::invalid_argument,
+                    what + ": MXFP4 block " + std::to_string(b) + " has the E8M0 scale 0xff (NaN; corrupt file?)");
+    return;
+  }
   std::vector<int> offsets = {0, 2};  // Q4_1: d, m
   if (type == GgmlType::q8_0 || type == GgmlType::q4_0) offsets = {0};
   if (const std::optional<KeptLayout> layout = kept_layout(type); layout && kquant::is_block_format(layout->format)) {
@@ -409,10 +418,14 @@ std::optional<KeptBlocksPlan> plan_kept_blocks(const WeightSource& source, const
 FfnAlignment ffn_split_alignment(const WeightSource& source, const Architecture& arch, const QuantizationSpec& spec) {
   const ModelConfig& c = arch.config;
   int64_t dense = 1, expert = 1, shared = 1;
-  // The least common multiple of the column blocks of the down weights kept in blocks.
+  // The least common multiple of the column blocks of the down weights kept in blocks (each
+  // source released at once: an Mxfp4Source frees the blocks it repacked).
   auto fold = [&](int64_t& align, const WeightSource& from, const WeightRecipe& recipe, int64_t cols) {
     if (const std::optional<KeptBlocksPlan> plan = plan_kept_blocks(from, recipe, cols, spec))
-      for (const SourceTensor* t : plan->sources) align = std::lcm(align, ggml_block_size(*t->block_type));
+      for (const SourceTensor* t : plan->sources) {
+        align = std::lcm(align, ggml_block_size(*t->block_type));
+        from.release(*t);
+      }
   };
   const ExpertSource experts(source);
   for (int l = 0; l < c.num_layers; ++l) {

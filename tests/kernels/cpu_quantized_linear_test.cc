@@ -345,7 +345,7 @@ TEST(QuantizedQ8Isa, ManyTokensGiveTheBitsOfOneTokenCalls) {
   for (QuantFormat format :
        {QuantFormat::int4, QuantFormat::int8, QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k,
         QuantFormat::q4_0, QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl, QuantFormat::iq4_xs,
-        QuantFormat::q2_k, QuantFormat::q3_k}) {
+        QuantFormat::q2_k, QuantFormat::q3_k, QuantFormat::mxfp4}) {
     const bool blocks = kquant::is_block_format(format);
     for (int group : {32, 64, 0}) {
       if ((format != QuantFormat::int8 && group == 0) || (blocks && group != 32)) continue;
@@ -481,7 +481,7 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
   std::vector<Case> cases;
   for (GgmlType type : {GgmlType::q8_0, GgmlType::q4_0, GgmlType::q4_1, GgmlType::q5_0, GgmlType::q5_1,
                         GgmlType::iq4_nl, GgmlType::iq4_xs, GgmlType::q2_k, GgmlType::q3_k, GgmlType::q4_k,
-                        GgmlType::q5_k, GgmlType::q6_k})
+                        GgmlType::q5_k, GgmlType::q6_k, GgmlType::mxfp4})
     cases.push_back({type, Quantization::automatic});
   cases.push_back({GgmlType::q4_0, Quantization::int4});
   for (const auto [type, mode] : cases) {
@@ -492,9 +492,14 @@ TEST(QuantizeTest, GgmlBlocksAreKeptExactly) {
       state = state * 6364136223846793005ull + 1442695040888963407ull;
       b = static_cast<uint8_t>(state >> 56);
     }
-    // Sane f16 scales (and mins) so that no block holds inf or NaN.
+    // Sane f16 scales (and mins) so that no block holds inf or NaN; MXFP4's E8M0 bytes are
+    // every value from 0 (subnormal products) to 254.
     const size_t bb = ggml_block_bytes(type);
     for (size_t i = 0; i < blocks.size(); i += bb) {
+      if (type == GgmlType::mxfp4) {
+        blocks[i] = static_cast<uint8_t>((i / bb) * 37 % 255);
+        continue;
+      }
       const float d = 0.001f * static_cast<float>(1 + (i / bb) % 50);
       const uint16_t d16 = f32_to_f16(d), m16 = f32_to_f16(-0.3f + d);
       const int d_at = type == GgmlType::q6_k ? 208 : type == GgmlType::q2_k ? 80 : type == GgmlType::q3_k ? 108 : 0;

@@ -43,6 +43,7 @@ inline GgmlType ggml_type_of(QuantFormat f) {
     case QuantFormat::iq4_nl: return GgmlType::iq4_nl;
     case QuantFormat::iq4_xs: return GgmlType::iq4_xs;
     case QuantFormat::q2_k: return GgmlType::q2_k;
+    case QuantFormat::mxfp4: return GgmlType::mxfp4;
     default: return GgmlType::q3_k;
   }
 }
@@ -50,7 +51,7 @@ inline GgmlType ggml_type_of(QuantFormat f) {
 // The ggml block formats beyond the K-quants that came first.
 inline std::vector<QuantFormat> other_block_formats() {
   return {QuantFormat::q4_0, QuantFormat::q5_0, QuantFormat::q5_1, QuantFormat::iq4_nl,
-          QuantFormat::iq4_xs, QuantFormat::q2_k, QuantFormat::q3_k};
+          QuantFormat::iq4_xs, QuantFormat::q2_k, QuantFormat::q3_k, QuantFormat::mxfp4};
 }
 inline std::vector<QuantFormat> block_formats() {
   std::vector<QuantFormat> all = {QuantFormat::q4_k, QuantFormat::q5_k, QuantFormat::q6_k};
@@ -60,7 +61,7 @@ inline std::vector<QuantFormat> block_formats() {
 
 // Random ggml blocks: random bytes (every nibble, high bit and packed scale pattern
 // occurs), with the f16 block scales d (and dmin / m) drawn from a realistic range instead
-// (random bits would make infinities and NaNs).
+// (random bits would make infinities and NaNs); MXFP4's E8M0 scale byte from 2^-14 .. 2^-7.
 inline HostQuantizedWeight random_kquant(const QuantCase& c, uint64_t seed) {
   HostQuantizedWeight q;
   q.format = c.format;
@@ -77,6 +78,10 @@ inline HostQuantizedWeight random_kquant(const QuantCase& c, uint64_t seed) {
   for (int64_t b = 0; b < blocks; ++b) {
     uint8_t* block = data + b * bytes;
     const uint16_t d = f32_to_f16(scales[2 * b]), dmin = f32_to_f16(scales[2 * b + 1]);
+    if (c.format == QuantFormat::mxfp4) {
+      block[0] = static_cast<uint8_t>(113 + static_cast<int>(scales[2 * b] * 4e3f));  // 113 .. 120
+      continue;
+    }
     int first = 0, second = 0;
     kquant::scale_offsets(c.format, first, second);
     std::memcpy(block + first, &d, 2);

@@ -66,8 +66,8 @@ TEST(GgmlBlocks, EveryFormatMatchesGgufPyBitForBit) {
     }
     ++formats;
   }
-  EXPECT_EQ(formats, 12);
-  EXPECT_EQ(kernel_formats, 10);  // Q4_0, Q5_0, Q5_1, IQ4_NL, IQ4_XS and the five K-quants
+  EXPECT_EQ(formats, 13);
+  EXPECT_EQ(kernel_formats, 11);  // Q4_0, Q5_0, Q5_1, IQ4_NL, IQ4_XS, MXFP4 and the five K-quants
 }
 
 TEST(GgmlBlocks, SizesAndRowsOfTheBlockFormats) {
