@@ -132,8 +132,10 @@ class Model {
   const ParallelInfo& parallel() const;
   // How the linear weights and the LM head are held, by format: "int4 x120 + int8 x1" (a
   // GGUF file's blocks kept as stored), "f32 x121"; a fused weight whose parts a file stores
-  // in different formats counts as its formats joined ("q4_k x3 + q4_k+q6_k x1"); what the
-  // status lines print.
+  // in different formats counts as its formats joined ("q4_k x3 + q4_k+q6_k x1"); a
+  // mixture of experts' routers and expert weights count too (the two-layer, six-expert
+  // tests/fixtures/tiny-gpt-oss-mxfp4 on the CPU: "f32 x7 + mxfp4 x24"); what the status
+  // lines print.
   std::string weight_formats() const;
   const std::filesystem::path& path() const;
   // The model's chat template (Jinja source: tokenizer.chat_template in a GGUF file,

@@ -34,15 +34,17 @@ constexpr uint64_t kMaxHeaderBytes = 100u << 20;  // the format's own limit is 1
   throw Error(ErrorCategory::format, path.string() + ": " + what);
 }
 
-// F8_E4M3 (kestrel-quantize's FP8 weights) is read as bytes (DType::i8) marked fp8_e4m3.
-bool parse_dtype(const std::string& name, DType* out, bool* fp8_e4m3) {
+// F8_E4M3 (kestrel-quantize's FP8 weights) is read as bytes (DType::i8) marked fp8_e4m3,
+// U8 (MXFP4 blocks and scales) as bytes marked u8.
+bool parse_dtype(const std::string& name, DType* out, bool* fp8_e4m3, bool* u8) {
   *fp8_e4m3 = name == "F8_E4M3";
+  *u8 = name == "U8";
   if (name == "F32") *out = DType::f32;
   else if (name == "F16") *out = DType::f16;
   else if (name == "BF16") *out = DType::bf16;
   else if (name == "I8") *out = DType::i8;
   else if (name == "I32") *out = DType::i32;
-  else if (name == "F8_E4M3") *out = DType::i8;
+  else if (name == "F8_E4M3" || name == "U8") *out = DType::i8;
   else return false;
   return true;
 }
@@ -73,10 +75,10 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
     t.file = path.string();
     const auto& dtype = entry["dtype"];
     if (!dtype.is_string()) fail(path, where + ": dtype is not a string");
-    if (!parse_dtype(dtype.get<std::string>(), &t.dtype, &t.fp8_e4m3))
+    if (!parse_dtype(dtype.get<std::string>(), &t.dtype, &t.fp8_e4m3, &t.u8))
       throw Error(ErrorCategory::unsupported,
                   path.string() + ": " + where + ": dtype " + dtype.get<std::string>() +
-                      " is not supported (F32, F16, BF16, I8, I32, F8_E4M3)");
+                      " is not supported (F32, F16, BF16, I8, I32, F8_E4M3, U8)");
     const auto& shape = entry["shape"];
     if (!shape.is_array() || shape.size() > 8) fail(path, where + ": shape must be an array of <= 8 dims");
     uint64_t numel = 1;

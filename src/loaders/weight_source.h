@@ -23,6 +23,9 @@ struct SourceTensor {
   // Set when the bytes are OCP FP8 E4M3 values (safetensors "F8_E4M3", core/fp8.h); `dtype`
   // is then i8 (one byte each).
   bool fp8_e4m3 = false;
+  // Set when the bytes are unsigned (safetensors "U8"): only ever parts of another format
+  // (transformers' MXFP4 blocks and scales, loaders/mxfp4_source.h); `dtype` is then i8.
+  bool u8 = false;
   std::vector<int64_t> shape;
   const void* data = nullptr;
   size_t bytes = 0;

@@ -7,6 +7,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -188,6 +189,10 @@ struct Architecture {
   // (its "float_activations": qkv_weight, out_weight, up_weight, down_weight): the
   // products measured to lose the most when their activations are rounded to int8.
   std::vector<WeightSlot> w8a8_float_activations;
+  // Set for a checkpoint whose expert weights transformers stores as MXFP4 (NAME_blocks /
+  // NAME_scales; gpt-oss's quantization_config quant_method "mxfp4"): its files are read
+  // through an Mxfp4Source (loaders/mxfp4_source.h) with these names' rows de-interleaved.
+  std::optional<std::vector<std::string>> mxfp4_paired_rows;
 };
 
 // The slots named in a checkpoint's float_activations (each of qkv_weight, out_weight,

@@ -27,8 +27,11 @@ namespace kestrel {
 
 namespace {
 
-// Hugging Face names of the sparse slots and the sinks, over the Llama-like ones.
-MoeNames gpt_oss_hf_names() {
+// Hugging Face names of the sparse slots and the sinks, over the Llama-like ones. With
+// `mxfp4` the expert weights are transformers' MXFP4 *_blocks / *_scales, which an
+// Mxfp4Source presents per expert as [out, in] blocks, gate_up_proj's rows already
+// gathered into [gate | up].
+MoeNames gpt_oss_hf_names(bool mxfp4) {
   MoeNames names;
   names.slot_recipe = [](WeightSlot slot, int layer) -> WeightRecipe {
     const std::string m = "model.layers." + std::to_string(layer) + ".mlp.router.";
@@ -36,7 +39,7 @@ MoeNames gpt_oss_hf_names() {
     if (slot == WeightSlot::router_bias) return {{m + "bias"}};
     return {};
   };
-  names.expert_recipe = [](WeightSlot slot, int layer, int expert) -> WeightRecipe {
+  names.expert_recipe = [mxfp4](WeightSlot slot, int layer, int expert) -> WeightRecipe {
     const std::string m = "model.layers." + std::to_string(layer) + ".mlp.experts.";
     // Appended, not "#" + to_string: GCC 12 at -O3 warns (-Wrestrict, a false positive) on the latter.
     std::string e = "#";
@@ -45,10 +48,13 @@ MoeNames gpt_oss_hf_names() {
       // Gate and up alternate along the output columns: rows 2i / 2i + 1 of the canonical
       // weight are gate / up column i (interleaved_head_rows 1 in 2 parts).
       case WeightSlot::expert_up_weight:
+        if (mxfp4) return {{m + "gate_up_proj" + e}};
         return {.sources = {m + "gate_up_proj" + e}, .transposed = true, .interleaved_head_rows = 1, .interleaved_parts = 2};
       case WeightSlot::expert_up_bias:
         return {.sources = {m + "gate_up_proj_bias" + e}, .interleaved_head_rows = 1, .interleaved_parts = 2};
-      case WeightSlot::expert_down_weight: return {.sources = {m + "down_proj" + e}, .transposed = true};
+      case WeightSlot::expert_down_weight:
+        if (mxfp4) return {{m + "down_proj" + e}};
+        return {.sources = {m + "down_proj" + e}, .transposed = true};
       case WeightSlot::expert_down_bias: return {{m + "down_proj_bias" + e}};
       default: return {};
     }
@@ -148,16 +154,19 @@ void gpt_oss_layer_windows(const nlohmann::json& json, const std::string& where,
 // says. swiglu_limit is not a GptOssConfig key: GptOssExperts clamps at the constant 7.0
 // (alpha 1.702); the released config.json files say 7.0 and later transformers versions
 // read it, so any other value is refused by name. initializer_range, attention_dropout,
-// router_aux_loss_coef, output_router_logits and use_cache do not change inference. A
-// quantization_config (the released checkpoints' MXFP4 experts, *_blocks / *_scales) is
-// refused by name.
+// router_aux_loss_coef, output_router_logits and use_cache do not change inference.
+// quantization_config quant_method "mxfp4" (the released checkpoints: the experts' weights
+// as MXFP4 *_blocks / *_scales, everything else in bf16, as transformers' Mxfp4HfQuantizer
+// writes and reads them) is read as MXFP4 blocks; any other quantization_config is refused
+// by name.
 Architecture gpt_oss_architecture(const nlohmann::json& json, const std::string& where) {
+  bool mxfp4 = false;
   if (auto q = json.find("quantization_config"); q != json.end() && !q->is_null()) {
     const std::string method = q->is_object() && q->contains("quant_method") ? (*q)["quant_method"].dump() : q->dump();
-    throw Error(ErrorCategory::unsupported,
-                where + ": quantization_config (quant_method " + method +
-                    ": experts stored as MXFP4 *_blocks / *_scales) is not supported; dequantize the checkpoint "
-                    "(transformers' Mxfp4Config(dequantize=True)) or use a GGUF file");
+    if (method != "\"mxfp4\"")
+      throw Error(ErrorCategory::unsupported, where + ": quantization_config (quant_method " + method +
+                                                  ") is not supported (mxfp4, the released checkpoints' experts)");
+    mxfp4 = true;
   }
   Architecture arch = llama_like_from_hf(json, where, "gpt_oss", {.qkv = true, .out = true});
   ModelConfig& c = arch.config;
@@ -191,7 +200,8 @@ Architecture gpt_oss_architecture(const nlohmann::json& json, const std::string&
     return dense(slot, layer);
   };
   make_mixture_of_experts(arch, std::vector<bool>(static_cast<size_t>(std::max(c.num_layers, 0)), true),
-                          /*normalize_top_k=*/true, gpt_oss_hf_names());
+                          /*normalize_top_k=*/true, gpt_oss_hf_names(mxfp4));
+  if (mxfp4) arch.mxfp4_paired_rows = std::vector<std::string>{"gate_up_proj"};
   return arch;
 }
 

@@ -7,6 +7,7 @@
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
+#include "loaders/mxfp4_source.h"
 #include "loaders/safetensors.h"
 #include "models/model_state.h"
 #include "models/moe_family.h"
@@ -105,6 +106,8 @@ ModelFiles describe_model(const std::filesystem::path& path, detail::ModelState&
     state.chat_template = hf_chat_template(path);
     check_vocab(path, state);
     files.source = std::move(source);
+    if (state.arch.mxfp4_paired_rows)
+      files.source = std::make_unique<Mxfp4Source>(std::move(files.source), *state.arch.mxfp4_paired_rows);
   } else {
     throw Error(ErrorCategory::unsupported,
                 path.string() + ": neither a model directory (config.json and *.safetensors) nor a GGUF file");
@@ -224,8 +227,14 @@ const ParallelInfo& Model::parallel() const { return state_->parallel_info; }
 std::string Model::weight_formats() const {
   const ModelWeights& w = state_->weights;
   std::vector<const LinearWeight*> linears;
-  for (const LayerWeights& l : w.layers)
+  for (const LayerWeights& l : w.layers) {
     for (const LinearWeight* lw : {&l.qkv_weight, &l.out_weight, &l.up_weight, &l.down_weight}) linears.push_back(lw);
+    // A sparse layer's router, each expert's two weights and the shared expert's.
+    const MoeWeights& m = l.moe;
+    for (const LinearWeight* lw : {&m.router, &m.shared_up, &m.shared_down}) linears.push_back(lw);
+    for (const std::vector<LinearWeight>* experts : {&m.expert_up, &m.expert_down})
+      for (const LinearWeight& lw : *experts) linears.push_back(&lw);
+  }
   if (!w.lm_head.empty()) linears.push_back(&w.lm_head);
   std::map<std::string, int> counts;  // by format, in name order
   // A mixed weight counts as its parts' formats joined: "q4_k+q6_k" (Q and K rows Q4_K, V Q6_K).

@@ -9,6 +9,8 @@ namespace kestrel {
 const SourceTensor* ExpertSource::find(std::string_view name) const {
   const size_t hash = name.rfind('#');
   if (hash == std::string_view::npos) return inner_.find(name);
+  // A source that presents experts itself (Mxfp4Source) answers first.
+  if (const SourceTensor* own = inner_.find(name)) return own;
   if (auto it = views_.find(std::string(name)); it != views_.end()) return &it->second;
   const SourceTensor* whole = inner_.find(name.substr(0, hash));
   if (!whole) return nullptr;
@@ -38,9 +40,11 @@ const SourceTensor* ExpertSource::find(std::string_view name) const {
   return &views_.emplace(std::string(name), std::move(view)).first->second;
 }
 
-// The stacked tensor is shared by every expert: its pages stay until the layer is done.
+// The stacked tensor is shared by every expert: its pages stay until the layer is done. An
+// expert the inner source presented itself is its to release.
 void ExpertSource::release(const SourceTensor& tensor) const {
-  if (tensor.name.find('#') == std::string::npos) inner_.release(tensor);
+  const auto view = views_.find(tensor.name);
+  if (view == views_.end() || &view->second != &tensor) inner_.release(tensor);
 }
 
 namespace {

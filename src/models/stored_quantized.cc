@@ -104,7 +104,7 @@ std::optional<QuantizedWeight> load_stored_quantized(WeightStore& store, const W
   for (const auto& name : recipe.sources) {
     const SourceTensor* t = source.find(name);
     if (!t) return std::nullopt;  // the float path names the missing tensor
-    const bool quantized = !t->block_type && t->dtype == DType::i8;
+    const bool quantized = !t->block_type && t->dtype == DType::i8 && !t->u8;
     stored += quantized ? 1 : 0;
     parts.push_back(t);
   }

@@ -7,6 +7,7 @@
 #include "kestrel/error.h"
 #include "loaders/gguf.h"
 #include "loaders/gguf_source.h"
+#include "loaders/mxfp4_source.h"
 #include "loaders/safetensors.h"
 #include "models/expert_source.h"
 
@@ -173,8 +174,9 @@ FileWeights::FileWeights(const std::filesystem::path& path) {
   arch_ = architecture_from_hf_config(path / "config.json",
                                       [&](const std::string& name) { return source->find(name) != nullptr; });
   for (const auto& [name, t] : source->tensors())
-    stores_quantized_ = stores_quantized_ || t->fp8_e4m3 || t->dtype == DType::i8;
+    stores_quantized_ = stores_quantized_ || t->fp8_e4m3 || (t->dtype == DType::i8 && !t->u8);
   source_ = std::move(source);
+  if (arch_.mxfp4_paired_rows) source_ = std::make_unique<Mxfp4Source>(std::move(source_), *arch_.mxfp4_paired_rows);
 }
 
 FileWeights::~FileWeights() = default;

@@ -146,6 +146,10 @@ void write_quantized_checkpoint(const Model& model, const Calibration* calibrati
   if (!gguf && (!fs::is_directory(source_dir) || !SafetensorsSource::present(source_dir)))
     throw Error(ErrorCategory::unsupported,
                 source_dir.string() + ": kestrel-quantize reads Hugging Face safetensors directories and GGUF files");
+  if (state.arch.mxfp4_paired_rows)
+    throw Error(ErrorCategory::unsupported, source_dir.string() +
+                                                ": an MXFP4 checkpoint (quantization_config quant_method mxfp4) is not "
+                                                "read by kestrel-quantize; its experts load as MXFP4 blocks as they are");
   // The source tensors and the names they get: as they are from a Hugging Face directory;
   // from a GGUF file, through hf_layout_from_gguf (Q / K rows back in Hugging Face's order).
   struct Input {

@@ -218,7 +218,11 @@ INSTANTIATE_TEST_SUITE_P(
                       MoeCase{"tiny_granitemoe_gguf", "tiny-granitemoe.gguf", "tiny-granitemoe", 24, 0},
                       // make_tiny_gpt_oss.py: attention sinks, a window of 8 in layer 0, YaRN,
                       // biased router and experts of 24 with the clamped SwiGLU (top-2 of 6)
-                      MoeCase{"tiny_gpt_oss", "tiny-gpt-oss", "tiny-gpt-oss", 24, 0}),
+                      MoeCase{"tiny_gpt_oss", "tiny-gpt-oss", "tiny-gpt-oss", 24, 0},
+                      // make_tiny_gpt_oss_mxfp4.py: the same with experts of 32 stored as the
+                      // released checkpoints store them (transformers' MXFP4 blocks and
+                      // scales), here dequantized at load
+                      MoeCase{"tiny_gpt_oss_mxfp4", "tiny-gpt-oss-mxfp4", "tiny-gpt-oss-mxfp4", 32, 0}),
     case_name);
 
 // Quantized at load, experts included: int8 (per channel) and int4 (groups of 32) weights
@@ -252,15 +256,14 @@ TEST(MoeQuantized, ExpertsQuantizeWithTheOtherLinearWeights) {
   }
 }
 
-// tiny-mixtral-q8_0.gguf (llama.cpp's converter, --outtype q8_0): each expert is a row block
-// of the stacked Q8_0 tensors, kept as stored and run by quantized_linear. It follows the
-// same file dequantized at load (exact Q8_0 values in f32), and takes far fewer bytes.
-TEST(MoeQuantized, StackedQ8_0ExpertsRunFromTheirBlocks) {
-  const auto path = fixture_dir() / "tiny-mixtral-q8_0.gguf";
-  auto kept = Model::load(path);
-  auto dequantized = Model::load(path, {.quantization = Quantization::none});
-  EXPECT_LT(kept->weight_bytes(), dequantized->weight_bytes() * 3 / 4);
-  const auto prompts = load_reference(fixture_dir() / "tiny-mixtral", kept->config().vocab_size);
+// Experts kept in their stored blocks follow the same file dequantized at load: an expert
+// with at most 6 of a step's tokens multiplies them with 8-bit activations (as llama.cpp
+// does), so even long prompts carry that rounding (measured on the Q8_0 experts: 3.2e-2 of
+// the logit scale at worst; a wrong expert or offset moves logits by their scale), and the
+// greedy tokens agree at 95% of positions or more.
+void expect_follows_dequantized(const std::shared_ptr<const Model>& kept,
+                                const std::shared_ptr<const Model>& dequantized,
+                                const std::vector<ReferencePrompt>& prompts) {
   Session kept_session(kept, testing::f32_cache()), plain_session(dequantized, testing::f32_cache());
   Decoder kept_decoder(kept_session), plain_decoder(plain_session);
   int agree = 0, total = 0;
@@ -268,9 +271,6 @@ TEST(MoeQuantized, StackedQ8_0ExpertsRunFromTheirBlocks) {
     const std::vector<float> got = kept_decoder.score(p.ids), want = plain_decoder.score(p.ids);
     float scale = 1.0f;
     for (float w : want) scale = std::max(scale, std::fabs(w));
-    // An expert with at most 6 of a step's tokens multiplies them with 8-bit activations
-    // (as llama.cpp does), so even long prompts carry that rounding (measured: 3.2e-2 of
-    // the logit scale at worst; a wrong expert or offset moves logits by their scale).
     EXPECT_LE(max_abs_diff(got, want) / scale, 5e-2f) << p.text;
     const int64_t V = kept->config().vocab_size;
     for (size_t t = 0; t < p.ids.size(); ++t) {
@@ -282,6 +282,42 @@ TEST(MoeQuantized, StackedQ8_0ExpertsRunFromTheirBlocks) {
   EXPECT_GE(agree, total * 95 / 100) << agree << " of " << total;
 }
 
+// tiny-mixtral-q8_0.gguf (llama.cpp's converter, --outtype q8_0): each expert is a row block
+// of the stacked Q8_0 tensors, kept as stored and run by quantized_linear. It follows the
+// same file dequantized at load (exact Q8_0 values in f32), and takes far fewer bytes.
+TEST(MoeQuantized, StackedQ8_0ExpertsRunFromTheirBlocks) {
+  const auto path = fixture_dir() / "tiny-mixtral-q8_0.gguf";
+  auto kept = Model::load(path);
+  auto dequantized = Model::load(path, {.quantization = Quantization::none});
+  EXPECT_LT(kept->weight_bytes(), dequantized->weight_bytes() * 3 / 4);
+  const auto prompts = load_reference(fixture_dir() / "tiny-mixtral", kept->config().vocab_size);
+  expect_follows_dequantized(kept, dequantized, prompts);
+}
+
+// tiny-gpt-oss-mxfp4 (the released checkpoints' MXFP4 experts): by default every expert
+// keeps its MXFP4 blocks (4.25 bits a weight) and runs from them; it follows the same
+// checkpoint dequantized at load (which matches transformers within 1e-4, above) as the
+// Q8_0 experts do, and a token's 8-bit activations are the only difference.
+TEST(MoeQuantized, Mxfp4ExpertsRunFromTheirBlocks) {
+  const auto path = fixture_dir() / "tiny-gpt-oss-mxfp4";
+  auto kept = Model::load(path);
+  auto dequantized = Model::load(path, {.quantization = Quantization::none});
+  // 2 layers x 6 experts x (64 x 32 + 32 x 32) weights: 4 bytes each dequantized, 17 bytes
+  // per 32 kept.
+  const int64_t expert_weights = 2 * 6 * (64 * 32 + 32 * 32);
+  EXPECT_EQ(dequantized->weight_bytes() - kept->weight_bytes(), expert_weights * 4 - expert_weights / 32 * 17);
+  // Per layer a fused QKV, the output projection and the router stay f32; the 24 expert
+  // matrices keep their blocks.
+  EXPECT_EQ(kept->weight_formats(), "f32 x7 + mxfp4 x24");
+  EXPECT_EQ(dequantized->weight_formats(), "f32 x31");
+  const auto prompts = load_reference(path, kept->config().vocab_size);
+  expect_follows_dequantized(kept, dequantized, prompts);
+  // int8 mode quantizes the MXFP4 experts again, per channel, like any block format it does
+  // not keep.
+  auto int8 = Model::load(path, {.quantization = Quantization::int8});
+  EXPECT_LT(int8->weight_bytes(), dequantized->weight_bytes());
+}
+
 // The CUDA backend runs the same routing, grouping and expert GEMMs: its logits follow the
 // CPU's and its greedy tokens in one batch are the reference's (f32).
 TEST(MoeCuda, MatchesTheCpu) {
@@ -290,7 +326,7 @@ TEST(MoeCuda, MatchesTheCpu) {
 #else
   if (!cuda_backend_available()) GTEST_SKIP() << "no CUDA device: cuda_backend_available() is false";
   for (const char* name : {"tiny-mixtral", "tiny-qwen2-moe", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
-                           "tiny-granitemoe", "tiny-gpt-oss"}) {
+                           "tiny-granitemoe", "tiny-gpt-oss", "tiny-gpt-oss-mxfp4"}) {
     SCOPED_TRACE(name);
     auto cpu = Model::load(fixture_dir() / name);
     for (DType dtype : {DType::f32, DType::f16}) {

@@ -155,8 +155,12 @@ TEST(ConfigAuditGptOss, RopeScaling) {
 
 TEST(ConfigAuditGptOss, RefusedKeysAreNamed) {
   json c = config();
-  c["quantization_config"] = {{"quant_method", "mxfp4"}};
-  expect_refused(c, ErrorCategory::unsupported, {"quantization_config", "mxfp4"});
+  c["quantization_config"] = {{"quant_method", "gptq"}};
+  expect_refused(c, ErrorCategory::unsupported, {"quantization_config", "gptq"});
+  c["quantization_config"] = {{"quant_method", "mxfp4"}};  // the released checkpoints: read
+  ASSERT_TRUE(describe(c).mxfp4_paired_rows.has_value());
+  EXPECT_EQ(*describe(c).mxfp4_paired_rows, std::vector<std::string>{"gate_up_proj"});
+  EXPECT_FALSE(describe(config()).mxfp4_paired_rows.has_value());
   c = config();
   c["swiglu_limit"] = 5.0;  // transformers 4.57.6 clamps at 7 whatever it says
   expect_refused(c, ErrorCategory::unsupported, {"swiglu_limit"});

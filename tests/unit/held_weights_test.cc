@@ -62,7 +62,7 @@ const std::vector<std::string> kDirectories = {
     "tiny-gpt-neox",   "tiny-gpt-neox-dynamic", "tiny-gptj",              "tiny-phi3",
     "tiny-gemma2",     "tiny-gemma3",           "tiny-mixtral",           "tiny-qwen2-moe",
     "tiny-qwen2-moe-mixed", "tiny-qwen3-moe", "tiny-granite", "tiny-granitemoe",
-    "tiny-phi4-mini", "tiny-olmo2", "tiny-gpt-oss",
+    "tiny-phi4-mini", "tiny-olmo2", "tiny-gpt-oss", "tiny-gpt-oss-mxfp4",
 };
 
 std::string test_name(const ::testing::TestParamInfo<std::string>& info) {

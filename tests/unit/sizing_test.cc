@@ -90,7 +90,7 @@ INSTANTIATE_TEST_SUITE_P(MixtureOfExperts, SizingMatchesSession,
                          ::testing::Values("tiny-mixtral", "tiny-mixtral.gguf", "tiny-qwen2-moe",
                                            "tiny-qwen2-moe.gguf", "tiny-qwen2-moe-mixed", "tiny-qwen3-moe",
                                            "tiny-qwen3-moe.gguf", "tiny-granitemoe", "tiny-granitemoe.gguf",
-                                           "tiny-gpt-oss"),
+                                           "tiny-gpt-oss", "tiny-gpt-oss-mxfp4"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& ch : name)
