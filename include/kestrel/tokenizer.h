@@ -20,6 +20,10 @@ enum class PreTokenizer : uint8_t {
   llama3,  // the Llama-3 / SmolLM2 style regex (case-insensitive contractions, 1-3 digit groups)
   smollm,  // every digit a word of its own, then the GPT-2 regex (HF Digits(individual_digits)
            // + ByteLevel; llama.cpp's "smollm" / "starcoder" pre-tokenizer type)
+  gpt4o,   // OpenAI's o200k regex (GPT-4o, gpt-oss): a word is a run of capitals with the
+           // lowercase letters and marks after it ("XMLHttpRequest" -> "XMLHttp" "Request"),
+           // digits go in groups of 1-3, punctuation keeps trailing newlines and slashes;
+           // llama.cpp's "gpt-4o"
 };
 
 // How the text between added tokens becomes tokens.

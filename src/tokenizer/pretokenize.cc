@@ -106,6 +106,9 @@ WordSplitter::WordSplitter(PreTokenizer kind) {
     case PreTokenizer::llama3:
       words_ = std::make_unique<Regex>(kLlama3Pattern);
       break;
+    case PreTokenizer::gpt4o:
+      words_ = std::make_unique<Regex>(kGpt4oPattern);
+      break;
     case PreTokenizer::smollm:
       words_ = std::make_unique<Regex>(kGpt2Pattern);
       digit_ = std::make_unique<Regex>(R"(\p{N})");

@@ -20,9 +20,10 @@ PreTokenizer pre_tokenizer_of(const FileContext& file, const std::optional<std::
   if (!pre || *pre == "gpt-2" || *pre == "default") return PreTokenizer::gpt2;
   if (*pre == "smollm") return PreTokenizer::smollm;
   if (*pre == "llama-bpe" || *pre == "llama3" || *pre == "llama-v3") return PreTokenizer::llama3;
+  if (*pre == "gpt-4o") return PreTokenizer::gpt4o;
   file.fail(ErrorCategory::unsupported,
             "tokenizer.ggml.pre " + in_quotes(*pre) +
-                " is not supported (gpt-2, default, smollm, llama-bpe, llama3)");
+                " is not supported (gpt-2, default, smollm, llama-bpe, llama3, gpt-4o)");
 }
 
 std::optional<int32_t> token_id_key(const FileContext& file, const GgufFile& gguf, const char* key) {

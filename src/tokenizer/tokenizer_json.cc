@@ -16,8 +16,8 @@ bool is_byte_level(const json& node) { return node.is_object() && type_of(node) 
 
 // The pre-tokenizers Kestrel implements, in the forms Hugging Face writes them:
 //   ByteLevel(use_regex)                                           -> gpt2
-//   Sequence[Split(Regex(<GPT-2 or Llama-3 pattern>), Isolated), ByteLevel(no regex)]
-//                                                                  -> gpt2 / llama3
+//   Sequence[Split(Regex(<GPT-2, Llama-3 or o200k pattern>), Isolated), ByteLevel(no regex)]
+//                                                                  -> gpt2 / llama3 / gpt4o
 //   Sequence[Digits(individual_digits), ByteLevel(use_regex)]      -> smollm
 void read_pre_tokenizer(const FileContext& file, const json& root, TokenizerSpec& spec) {
   auto it = root.find("pre_tokenizer");
@@ -26,7 +26,7 @@ void read_pre_tokenizer(const FileContext& file, const json& root, TokenizerSpec
   auto unsupported = [&]() {
     file.fail(ErrorCategory::unsupported,
               "pre_tokenizer " + excerpt(node) +
-                  " is not supported (expected ByteLevel, Split with the GPT-2 or Llama-3 regex "
+                  " is not supported (expected ByteLevel, Split with the GPT-2, Llama-3 or o200k regex "
                   "then ByteLevel, or Digits then ByteLevel)");
   };
   if (is_byte_level(node)) {
@@ -72,6 +72,8 @@ void read_pre_tokenizer(const FileContext& file, const json& root, TokenizerSpec
   }
   if (*regex == kLlama3Pattern) {
     spec.pre_tokenizer = PreTokenizer::llama3;
+  } else if (*regex == kGpt4oPattern) {
+    spec.pre_tokenizer = PreTokenizer::gpt4o;
   } else if (*regex == kGpt2Pattern) {
     spec.pre_tokenizer = PreTokenizer::gpt2;
   } else {

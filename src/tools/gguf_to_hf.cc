@@ -54,10 +54,13 @@ void write_tokenizer(const TokenizerSpec& spec, const std::string& chat_template
              {"pretokenizers", {{{"type", "Digits"}, {"individual_digits", true}}, byte_level(true)}}};
       break;
     case PreTokenizer::llama3:
+    case PreTokenizer::gpt4o:
       pre = {{"type", "Sequence"},
              {"pretokenizers",
               {{{"type", "Split"},
-                {"pattern", {{"Regex", std::string(tokenizer::kLlama3Pattern)}}},
+                {"pattern",
+                 {{"Regex", std::string(spec.pre_tokenizer == PreTokenizer::llama3 ? tokenizer::kLlama3Pattern
+                                                                                    : tokenizer::kGpt4oPattern)}}},
                 {"behavior", "Isolated"},
                 {"invert", false}},
                byte_level(false)}}};

@@ -150,21 +150,23 @@ def seeds():
 
     for model in ["tiny-gpt2", "tiny-llama"]:
         yield "config_json", f"{model}.json", b"\xff" + (FIXTURES / model / "config.json").read_bytes()
-    for rel in ["tiny-gpt2/tokenizer.json", "tiny-llama3-tokenizer/tokenizer.json", "spm-llama/tokenizer.json",
+    for rel in ["tiny-gpt2/tokenizer.json", "tiny-llama3-tokenizer/tokenizer.json",
+                "tiny-gpt4o-tokenizer/tokenizer.json", "spm-llama/tokenizer.json",
                 "spm-llama/tokenizer-metaspace.json", "spm-gemma/tokenizer.json"]:
         yield "tokenizer_json", rel.replace("/", "-"), (FIXTURES / rel).read_bytes()
 
-    for which, rel in enumerate(["tiny-gpt2/tokenizer_cases.json", "tiny-llama3-tokenizer/tokenizer_cases.json"]):
+    for which, rel in enumerate(["tiny-gpt2/tokenizer_cases.json", "tiny-llama3-tokenizer/tokenizer_cases.json",
+                                 "tiny-gpt4o-tokenizer/tokenizer_cases.json"]):
         for i, case in enumerate(json.loads((FIXTURES / rel).read_text())):
             text = case["text"].encode("utf-8", "surrogatepass")
             yield "tokenizer_encode", f"{which}-{i}", bytes([which | 4]) + text
-    yield "tokenizer_encode", "smollm-digits", bytes([2]) + b"12345 abc 3.14"
+    yield "tokenizer_encode", "smollm-digits", bytes([3]) + b"12345 abc 3.14"
     yield "tokenizer_encode", "invalid-utf8", bytes([0]) + b"\xff\xfe ok \xc0\xaf\xed\xa0\x80"
-    # The SentencePiece tokenizers (index 3 + k: bits 0-1 and 4-6 of the flag byte), on the
+    # The SentencePiece tokenizers (index 4 + k: bits 0-1 and 4-6 of the flag byte), on the
     # first strings of their conformance cases, special tokens parsed and not.
     strings = json.loads((FIXTURES / "spm-cases" / "strings.json").read_text())
     for k in range(5):
-        index = 3 + k
+        index = 4 + k
         for i, text in enumerate(strings[:40]):
             flag = (index & 3) | ((index >> 2) << 4) | (4 if i % 2 else 0)
             yield "tokenizer_encode", f"spm{k}-{i}", bytes([flag]) + text.encode("utf-8")

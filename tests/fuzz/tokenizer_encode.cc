@@ -1,5 +1,5 @@
 // Fuzz target: encode / decode of arbitrary bytes with the fixture tokenizers (GPT-2,
-// Llama-3 style, and a SmolLM2-style spec: every pre-tokenizer kind; then the SentencePiece
+// Llama-3 style, o200k (GPT-4o) style and a SmolLM2-style spec: every pre-tokenizer kind; then the SentencePiece
 // ones: Llama and Gemma from GGUF, Llama legacy, Llama Metaspace and Gemma tokenizer.json).
 //   input[0]: which tokenizer (bits 0-1, then bits 4-6 above them), parse_special (bit 2),
 //             skip_special (bit 3)
@@ -24,6 +24,7 @@ struct Tokenizers {
     const std::filesystem::path fixtures = KESTREL_FIXTURE_DIR;
     all.push_back(kestrel::Tokenizer::from_directory(fixtures / "tiny-gpt2"));
     all.push_back(kestrel::Tokenizer::from_directory(fixtures / "tiny-llama3-tokenizer"));
+    all.push_back(kestrel::Tokenizer::from_directory(fixtures / "tiny-gpt4o-tokenizer"));
     // The GPT-2 vocab with SmolLM2's pre-tokenizer (single digits).
     kestrel::TokenizerSpec spec;
     const kestrel::Tokenizer& gpt2 = all.front();

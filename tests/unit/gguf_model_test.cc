@@ -1,6 +1,8 @@
 // Models and tokenizers read from GGUF files: the tiny fixtures (tests/fixtures/
 // make_tiny_gguf.py) as the loaders see them, and copies of them with one thing wrong,
 // each of which must fail with an error of the right category naming the culprit.
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include <kestrel/chat.h>
@@ -118,10 +120,55 @@ TEST(GgufTokenizer, MatchesHuggingFaceOnTheTinyGpt2Cases) {
   }
 }
 
+// The o200k tokenizer (tiny-gpt4o-tokenizer) written as llama.cpp's converter writes
+// gpt-oss's: tokens by id, "left right" merges, added tokens typed control (3) or
+// user-defined (4), tokenizer.ggml.pre "gpt-4o", no add_bos_token. It encodes every case as
+// Hugging Face tokenizers does.
+TEST(GgufTokenizer, Gpt4oMatchesHuggingFace) {
+  const fs::path dir = testing::fixture_dir() / "tiny-gpt4o-tokenizer";
+  const auto json = nlohmann::json::parse(testing::read_file(dir / "tokenizer.json"));
+  size_t vocab_size = 0;
+  for (const auto& id : json.at("model").at("vocab")) vocab_size = std::max(vocab_size, id.get<size_t>() + 1);
+  for (const auto& added : json.at("added_tokens")) {
+    vocab_size = std::max(vocab_size, added.at("id").get<size_t>() + 1);
+  }
+  std::vector<std::string> tokens(vocab_size);
+  std::vector<int32_t> types(tokens.size(), 1);
+  for (const auto& [piece, id] : json.at("model").at("vocab").items()) tokens.at(id.get<size_t>()) = piece;
+  for (const auto& added : json.at("added_tokens")) {
+    const size_t id = added.at("id").get<size_t>();
+    tokens.at(id) = added.at("content").get<std::string>();
+    types.at(id) = added.at("special").get<bool>() ? 3 : 4;
+  }
+  const auto merges = json.at("model").at("merges").get<std::vector<std::string>>();
+  const fs::path path = testing::temp_dir("gguf_gpt4o") / "gpt4o.gguf";
+  GgufEditor(tiny_gpt2())
+      .set("tokenizer.ggml.tokens", GgufArray{tokens})
+      .set("tokenizer.ggml.token_type", GgufArray{types})
+      .set("tokenizer.ggml.merges", GgufArray{merges})
+      .set("tokenizer.ggml.pre", std::string("gpt-4o"))
+      .set("tokenizer.ggml.bos_token_id", uint32_t{0})
+      .set("tokenizer.ggml.eos_token_id", uint32_t{5})
+      .erase("tokenizer.ggml.add_bos_token")
+      .write(path);
+  const Tokenizer tok = Tokenizer::from_gguf_file(path);
+  EXPECT_EQ(tok.pre_tokenizer(), PreTokenizer::gpt4o);
+  EXPECT_FALSE(tok.add_bos()) << "llama.cpp adds no BOS for gpt-4o";
+  EXPECT_EQ(tok.eos_id(), tok.token_id("<|return|>"));
+  const auto cases = nlohmann::json::parse(testing::read_file(dir / "tokenizer_cases.json"));
+  ASSERT_GE(cases.size(), 55u);
+  for (const auto& c : cases) {
+    const std::string text = c.at("text").get<std::string>();
+    const auto ids = tok.encode(text);
+    EXPECT_EQ(ids, c.at("ids").get<std::vector<int32_t>>()) << text;
+    EXPECT_EQ(tok.decode(ids), c.at("decoded").get<std::string>()) << text;
+  }
+}
+
 TEST(GgufTokenizer, PreTokenizerNamesMapToKestrelsSplitters) {
   const std::vector<std::pair<std::string, PreTokenizer>> names{
       {"gpt-2", PreTokenizer::gpt2}, {"default", PreTokenizer::gpt2}, {"smollm", PreTokenizer::smollm},
-      {"llama-bpe", PreTokenizer::llama3}, {"llama3", PreTokenizer::llama3}};
+      {"llama-bpe", PreTokenizer::llama3}, {"llama3", PreTokenizer::llama3}, {"gpt-4o", PreTokenizer::gpt4o}};
   const fs::path dir = testing::temp_dir("gguf_pre");
   for (const auto& [name, kind] : names) {
     const fs::path path = dir / (name + ".gguf");

@@ -142,6 +142,22 @@ TEST(TokenizerLlama3, MatchesHuggingFace) {
   expect_cases(tok, cases);
 }
 
+// ---- o200k pre-tokenizer (GPT-4o, gpt-oss): tests/fixtures/tiny-gpt4o-tokenizer ---------
+
+// The same training text and cases as the Llama-3 tokenizer's, and the cases where the o200k
+// regex splits its own way (capital runs, combining marks, slashes after punctuation).
+TEST(TokenizerGpt4o, MatchesHuggingFace) {
+  const auto dir = fixture_dir() / "tiny-gpt4o-tokenizer";
+  Tokenizer tok = Tokenizer::from_directory(dir);
+  EXPECT_EQ(tok.pre_tokenizer(), PreTokenizer::gpt4o);
+  EXPECT_EQ(tok.vocab_size(), 801);
+  EXPECT_FALSE(tok.add_bos());
+  EXPECT_EQ(tok.eos_id(), tok.token_id("<|return|>"));
+  auto cases = load_cases(dir / "tokenizer_cases.json");
+  EXPECT_GE(cases.size(), 55u);
+  expect_cases(tok, cases);
+}
+
 TEST(TokenizerLlama3, BosFromTemplateEosFromConfig) {
   Tokenizer tok = Tokenizer::from_directory(llama3_dir());
   EXPECT_TRUE(tok.add_bos());
