@@ -227,7 +227,8 @@ std::vector<int64_t> source_rows(const Architecture& arch, WeightSlot slot, size
   if (parts == 1) return {rows};
   const bool qkv = slot == WeightSlot::qkv_weight || slot == WeightSlot::qkv_bias;
   const bool up = slot == WeightSlot::up_weight || slot == WeightSlot::up_bias;
-  if (parts == 2 && (slot == WeightSlot::expert_up_weight || slot == WeightSlot::shared_up_weight))
+  if (parts == 2 && (slot == WeightSlot::expert_up_weight || slot == WeightSlot::expert_up_bias ||
+                     slot == WeightSlot::shared_up_weight))
     return {rows / 2, rows / 2};
   if (qkv && parts == 3) {
     const int64_t kv = int64_t{c.num_kv_heads} * c.head_dim;
@@ -267,11 +268,13 @@ Architecture architecture_from_gguf(const GgufFile& file) {
     arch = granitemoe_architecture_from_gguf(file);
   } else if (*name == "olmo2") {
     arch = olmo2_architecture_from_gguf(file);
+  } else if (*name == "gpt-oss") {
+    arch = gpt_oss_architecture_from_gguf(file);
   } else {
     throw Error(ErrorCategory::unsupported,
                 where + ": general.architecture '" + *name +
                     "' is not supported (gpt2, llama, qwen2, qwen3, gptneox, gemma2, gemma3, qwen2moe, qwen3moe, phi3, "
-                    "granite, granitemoe, olmo2)");
+                    "granite, granitemoe, olmo2, gpt-oss)");
   }
   validate_config(arch.config, where);
   if (auto format = file.get_string("kestrel.quantization.format")) {  // written by kestrel-quantize

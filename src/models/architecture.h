@@ -253,6 +253,8 @@ Architecture olmo2_architecture(const nlohmann::json& config, const std::string&
 Architecture olmo2_architecture_from_gguf(const GgufFile& file);
 // models/gpt_oss.cc: gpt-oss (attention sinks, alternating sliding windows, biased experts).
 Architecture gpt_oss_architecture(const nlohmann::json& config, const std::string& where);
+// llama.cpp's "gpt-oss" (convert_hf_to_gguf.py's GptOssModel; models/gpt_oss.cc).
+Architecture gpt_oss_architecture_from_gguf(const GgufFile& file);
 
 // The canonical shape of a slot's whole weight ([out, in] for a matrix, [n] for a vector;
 // empty when the architecture has no such weight), and the rows each of its recipe's source

@@ -13,11 +13,14 @@
 // g = min(gate, limit) (Backend::clamped_swiglu). The checkpoint stacks the experts as
 // [E, H, 2F] gate_up_proj (stored [in, out], gate and up in alternate columns) and
 // [E, F, H] down_proj, with [E, 2F] / [E, H] biases.
+#include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
 #include "models/config_json.h"
+#include "models/gguf_metadata.h"
 #include "models/llama_like.h"
 #include "models/moe_family.h"
 #include "models/rope.h"
@@ -110,6 +113,20 @@ void gpt_oss_rope_scaling(const nlohmann::json& json, const std::string& where, 
              beta("beta_fast", 32.0), beta("beta_slow", 1.0), attention, arch.kinds, truncate);
 }
 
+// Layer l sees the last `window` positions where sliding[l] (0: all of them), else all.
+void set_layer_windows(const std::vector<bool>& sliding, int window, Architecture& arch) {
+  arch.kinds.layer_attention.assign(sliding.size(), LayerAttention{});
+  for (size_t l = 0; l < sliding.size(); ++l)
+    if (sliding[l]) arch.kinds.layer_attention[l].sliding_window = window;
+}
+
+// The default layer_types: sliding, full, sliding, ... (even layers, 0-based, sliding).
+std::vector<bool> alternating_sliding_layers(int layers) {
+  std::vector<bool> sliding(static_cast<size_t>(std::max(layers, 0)));
+  for (size_t l = 0; l < sliding.size(); ++l) sliding[l] = l % 2 == 0;
+  return sliding;
+}
+
 // layer_types (default: sliding, full, sliding, ...) and sliding_window into per-layer windows.
 void gpt_oss_layer_windows(const nlohmann::json& json, const std::string& where, Architecture& arch) {
   const int layers = arch.config.num_layers;
@@ -122,8 +139,7 @@ void gpt_oss_layer_windows(const nlohmann::json& json, const std::string& where,
   } else if (w != json.end()) {
     window = 0;  // null: the "sliding" layers see every position
   }
-  std::vector<bool> sliding(static_cast<size_t>(layers));
-  for (int l = 0; l < layers; ++l) sliding[l] = (l + 1) % 2 != 0;
+  std::vector<bool> sliding = alternating_sliding_layers(layers);
   if (auto types = json.find("layer_types"); types != json.end() && !types->is_null()) {
     if (!types->is_array() || types->size() != static_cast<size_t>(layers))
       throw Error(ErrorCategory::format, where + ": layer_types must list one type per layer (" +
@@ -137,9 +153,16 @@ void gpt_oss_layer_windows(const nlohmann::json& json, const std::string& where,
                                                " (sliding_attention or full_attention)");
     }
   }
-  arch.kinds.layer_attention.assign(static_cast<size_t>(layers), LayerAttention{});
-  for (int l = 0; l < layers; ++l)
-    if (sliding[l]) arch.kinds.layer_attention[l].sliding_window = window;
+  set_layer_windows(sliding, window, arch);
+}
+
+// What both layouts share: GptOssExperts' clamped SwiGLU (limit 7, alpha 1.702: constants
+// in transformers 4.57.6 and in llama.cpp's LLM_FFN_SWIGLU_OAI_MOE) and the sinks.
+constexpr double kSwigluLimit = 7.0;
+void set_gpt_oss_kinds(Architecture& arch) {
+  arch.kinds.swiglu_limit = static_cast<float>(kSwigluLimit);
+  arch.kinds.swiglu_alpha = 1.702f;
+  arch.kinds.attention_sinks = true;
 }
 
 }  // namespace
@@ -187,14 +210,11 @@ Architecture gpt_oss_architecture(const nlohmann::json& json, const std::string&
   c.num_experts = static_cast<int>(json_int(json, {"num_local_experts"}, where).value_or(128));
   c.experts_per_token = static_cast<int>(json_int(json, {"num_experts_per_tok"}, where).value_or(4));
   c.expert_ffn_size = c.ffn_size;
-  constexpr double kLimit = 7.0;  // GptOssExperts.limit and .alpha, constants in transformers 4.57.6
-  if (const double limit = json_number(json, {"swiglu_limit"}, where).value_or(kLimit); limit != kLimit)
+  if (const double limit = json_number(json, {"swiglu_limit"}, where).value_or(kSwigluLimit); limit != kSwigluLimit)
     throw Error(ErrorCategory::unsupported, where + ": swiglu_limit = " + std::to_string(limit) +
                                                 " is not supported (transformers 4.57.6 clamps at 7.0 whatever it says, "
                                                 "later versions read it)");
-  arch.kinds.swiglu_limit = static_cast<float>(kLimit);
-  arch.kinds.swiglu_alpha = 1.702f;
-  arch.kinds.attention_sinks = true;
+  set_gpt_oss_kinds(arch);
   arch.recipe = [dense = arch.recipe](WeightSlot slot, int layer) {
     if (slot == WeightSlot::attn_sinks) return WeightRecipe{{"model.layers." + std::to_string(layer) + ".self_attn.sinks"}};
     return dense(slot, layer);
@@ -202,6 +222,57 @@ Architecture gpt_oss_architecture(const nlohmann::json& json, const std::string&
   make_mixture_of_experts(arch, std::vector<bool>(static_cast<size_t>(std::max(c.num_layers, 0)), true),
                           /*normalize_top_k=*/true, gpt_oss_hf_names(mxfp4));
   if (mxfp4) arch.mxfp4_paired_rows = std::vector<std::string>{"gate_up_proj"};
+  return arch;
+}
+
+// llama.cpp's "gpt-oss" as its converter writes it: Llama's names with q, k, v and o biases,
+// blk.N.post_attention_norm (the FFN's pre-norm), blk.N.attn_sinks, the router
+// blk.N.ffn_gate_inp with its bias, the stacked experts blk.N.ffn_{gate,up,down}_exps
+// (gate_up_proj's alternating columns already split; MXFP4 blocks as the released files
+// hold them) with their stacked biases [E, n]. gpt-oss.attention.sliding_window is the
+// window of the even layers (llama.cpp's swa pattern 2: the file cannot say otherwise).
+// YaRN from rope.scaling.{type, factor, original_context_length}, beta 32 / 1 as
+// GptOssConfig's, its ramp not truncated: as transformers computes gpt-oss (ggml rounds the
+// ramp's ends to whole pairs: over the released models' 32 pairs its ramp runs from pair 8 to
+// 18, transformers' from 8.09 to 17.40).
+Architecture gpt_oss_architecture_from_gguf(const GgufFile& file) {
+  const std::string where = file.path().string(), p = "gpt-oss";
+  Architecture arch = llama_like_from_gguf(file, p, RotaryStyle::neox);
+  arch.name = arch.config.architecture = "gpt_oss";
+  const auto type = file.get_string(p + ".rope.scaling.type");
+  if (type == "yarn") {
+    apply_gguf_yarn(file, p, file.get_float(p + ".rope.freq_base").value_or(10000.0), arch.kinds, arch.config,
+                    /*truncate=*/false);
+  } else if (type && *type != "none") {
+    throw Error(ErrorCategory::unsupported,
+                where + ": " + p + ".rope.scaling.type '" + *type + "' is not supported (yarn, none)");
+  }
+  const int window = gguf_required_dim(file, p + ".attention.sliding_window");
+  if (window <= 0 || window > (1 << 24))
+    throw Error(ErrorCategory::format, where + ": " + p + ".attention.sliding_window = " + std::to_string(window) +
+                                           " is out of range");
+  set_layer_windows(alternating_sliding_layers(arch.config.num_layers), window, arch);
+  set_gpt_oss_kinds(arch);
+  gguf_mixture_of_experts(file, p, arch, /*normalize_top_k=*/true, /*shared_expert=*/false);
+  arch.recipe = [sparse = arch.recipe](WeightSlot slot, int layer) {
+    const std::string b = "blk." + std::to_string(layer) + ".";
+    switch (slot) {
+      case WeightSlot::attn_sinks: return WeightRecipe{{b + "attn_sinks.weight"}};
+      case WeightSlot::ffn_norm_weight: return WeightRecipe{{b + "post_attention_norm.weight"}};
+      case WeightSlot::router_bias:
+        if (sparse(WeightSlot::router_weight, layer).sources.empty()) return WeightRecipe{};
+        return WeightRecipe{{b + "ffn_gate_inp.bias"}};
+      default: return sparse(slot, layer);
+    }
+  };
+  arch.expert_recipe = [experts = arch.expert_recipe](WeightSlot slot, int layer, int expert) {
+    const std::string b = "blk." + std::to_string(layer) + ".";
+    std::string e = ".bias#";  // appended: see gpt_oss_hf_names
+    e += std::to_string(expert);
+    if (slot == WeightSlot::expert_up_bias) return WeightRecipe{{b + "ffn_gate_exps" + e, b + "ffn_up_exps" + e}};
+    if (slot == WeightSlot::expert_down_bias) return WeightRecipe{{b + "ffn_down_exps" + e}};
+    return experts(slot, layer, expert);
+  };
   return arch;
 }
 

@@ -120,9 +120,9 @@ Architecture llama_like_from_gguf(const GgufFile& file, const std::string& prefi
   ModelConfig& c = arch.config;
   c.architecture = prefix;
   // Experts are read by the families that have them (llama: Mixtral; qwen2moe; qwen3moe;
-  // granitemoe).
+  // granitemoe; gpt-oss).
   if (gguf_dim(file, prefix + ".expert_count").value_or(0) > 0 && prefix != "llama" && prefix != "qwen2moe" &&
-      prefix != "qwen3moe" && prefix != "granitemoe")
+      prefix != "qwen3moe" && prefix != "granitemoe" && prefix != "gpt-oss")
     throw Error(ErrorCategory::unsupported,
                 where + ": mixture of experts (" + prefix + ".expert_count) is not supported");
   // Biases as llama.cpp names them: present in every layer or in none.

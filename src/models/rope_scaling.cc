@@ -102,7 +102,7 @@ void apply_yarn(double theta, double factor, int original, double beta_fast, dou
 }
 
 void apply_gguf_yarn(const GgufFile& file, const std::string& prefix, double theta, LayerKinds& kinds,
-                     ModelConfig& config) {
+                     ModelConfig& config, bool truncate) {
   const std::string where = file.path().string(), key = prefix + ".rope.scaling.";
   auto read = [&](const char* name, std::optional<double> fallback) {
     std::optional<double> value = file.get_float(key + name);
@@ -118,7 +118,7 @@ void apply_gguf_yarn(const GgufFile& file, const std::string& prefix, double the
   const double factor = read("factor", std::nullopt);
   const double original = read("original_context_length", config.max_positions);
   const double attention = read("attn_factor", 1.0) * (1.0 + 0.1 * std::log(factor));
-  apply_yarn(theta, factor, static_cast<int>(original), 32.0, 1.0, attention, kinds);
+  apply_yarn(theta, factor, static_cast<int>(original), 32.0, 1.0, attention, kinds, truncate);
   config.max_positions = std::max(config.max_positions, stretched_context(static_cast<int>(original), factor));
 }
 

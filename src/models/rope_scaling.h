@@ -77,7 +77,9 @@ class GgufFile;
 // original_context_length (else the context length) and attn_factor (else 1), which
 // multiplies ggml's own 1 + 0.1 ln(factor); beta_fast / beta_slow are llama.cpp's 32 / 1.
 // `theta`: the file's rope.freq_base. max_positions becomes at least original x factor.
+// ggml rounds the ramp's ends to whole pairs for every model; `truncate` false keeps them
+// as transformers does for a model defined that way (gpt-oss).
 void apply_gguf_yarn(const GgufFile& file, const std::string& prefix, double theta, LayerKinds& kinds,
-                     ModelConfig& config);
+                     ModelConfig& config, bool truncate = true);
 
 }  // namespace kestrel

@@ -5,7 +5,8 @@
 // (Granite's multipliers, stacked experts in the Hugging Face files too), gpt-oss
 // (make_tiny_gpt_oss.py: attention sinks, alternating sliding-window layers, YaRN, biased
 // router and experts, the clamped SwiGLU), from
-// safetensors and as llama.cpp's convert_hf_to_gguf.py writes them, and a Qwen2-MoE whose
+// safetensors and as llama.cpp's convert_hf_to_gguf.py writes them (gpt-oss's MXFP4 experts
+// too), and a Qwen2-MoE whose
 // dense and sparse layers mix (decoder_sparse_step, mlp_only_layers, norm_topk_prob). fp32 logits at every prompt
 // position within 1e-4 (max abs), 20 greedy tokens identical alone, in one batch, and with
 // chunked prefill and sequences joining. The fixtures record which experts transformers
@@ -222,7 +223,11 @@ INSTANTIATE_TEST_SUITE_P(
                       // make_tiny_gpt_oss_mxfp4.py: the same with experts of 32 stored as the
                       // released checkpoints store them (transformers' MXFP4 blocks and
                       // scales), here dequantized at load
-                      MoeCase{"tiny_gpt_oss_mxfp4", "tiny-gpt-oss-mxfp4", "tiny-gpt-oss-mxfp4", 32, 0}),
+                      MoeCase{"tiny_gpt_oss_mxfp4", "tiny-gpt-oss-mxfp4", "tiny-gpt-oss-mxfp4", 32, 0},
+                      // make_gpt_oss_gguf.py: both as llama.cpp's converter writes them
+                      // ("gpt-oss"; the MXFP4 experts repacked by the converter itself)
+                      MoeCase{"tiny_gpt_oss_gguf", "tiny-gpt-oss.gguf", "tiny-gpt-oss", 24, 0},
+                      MoeCase{"tiny_gpt_oss_mxfp4_gguf", "tiny-gpt-oss-mxfp4.gguf", "tiny-gpt-oss-mxfp4", 32, 0}),
     case_name);
 
 // Quantized at load, experts included: int8 (per channel) and int4 (groups of 32) weights
@@ -316,6 +321,20 @@ TEST(MoeQuantized, Mxfp4ExpertsRunFromTheirBlocks) {
   // not keep.
   auto int8 = Model::load(path, {.quantization = Quantization::int8});
   EXPECT_LT(int8->weight_bytes(), dequantized->weight_bytes());
+}
+
+// llama.cpp's converter repacks transformers' MXFP4 experts into ggml blocks itself: kept as
+// stored, the GGUF's experts are the same blocks Mxfp4Source makes of the safetensors, so
+// the two files give the same logits, bit for bit.
+TEST(MoeQuantized, Mxfp4GgufHoldsTheSameBlocksAsTheCheckpoint) {
+  auto gguf = Model::load(fixture_dir() / "tiny-gpt-oss-mxfp4.gguf");
+  auto safetensors = Model::load(fixture_dir() / "tiny-gpt-oss-mxfp4");
+  EXPECT_EQ(gguf->weight_formats(), "f32 x7 + mxfp4 x24");
+  EXPECT_EQ(gguf->weight_bytes(), safetensors->weight_bytes());
+  Session gguf_session(gguf, testing::f32_cache()), safetensors_session(safetensors, testing::f32_cache());
+  Decoder gguf_decoder(gguf_session), safetensors_decoder(safetensors_session);
+  for (const auto& p : load_reference(fixture_dir() / "tiny-gpt-oss-mxfp4", gguf->config().vocab_size))
+    EXPECT_EQ(gguf_decoder.score(p.ids), safetensors_decoder.score(p.ids)) << p.text;
 }
 
 // The CUDA backend runs the same routing, grouping and expert GEMMs: its logits follow the

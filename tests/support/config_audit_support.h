@@ -1,15 +1,18 @@
 // Helpers of the config-audit tests (tests/unit/*config*_test.cc, rope_scaling_test.cc):
-// a fixture's config.json as JSON, its Architecture without weights, and the refusal check.
+// a fixture's config.json as JSON, its Architecture without weights, and the refusal check;
+// the same for GGUF metadata.
 #pragma once
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "kestrel/error.h"
+#include "loaders/gguf.h"
 #include "models/architecture.h"
 #include "test_support.h"
 
@@ -31,6 +34,21 @@ inline void expect_refused(const nlohmann::json& config, ErrorCategory category,
   try {
     describe(config);
     ADD_FAILURE() << "accepted " << config.dump();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), category) << e.what();
+    for (const auto& p : parts) EXPECT_NE(e.message().find(p), std::string::npos) << p << " in: " << e.what();
+  }
+}
+
+// The architecture a GGUF file's metadata describes.
+inline Architecture describe_gguf(const std::filesystem::path& path) { return architecture_from_gguf(GgufFile(path)); }
+
+// Expects describing the GGUF file at `path` to throw Error(category) naming every part.
+inline void expect_gguf_refused(const std::filesystem::path& path, ErrorCategory category,
+                                const std::vector<std::string>& parts) {
+  try {
+    describe_gguf(path);
+    ADD_FAILURE() << path << ": accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.category(), category) << e.what();
     for (const auto& p : parts) EXPECT_NE(e.message().find(p), std::string::npos) << p << " in: " << e.what();

@@ -7,9 +7,12 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "gguf_editor.h"
 #include "kestrel/error.h"
+#include "kestrel/model.h"
 #include "models/architecture.h"
 #include "models/rope.h"
+#include "models/rope_scaling.h"
 #include "config_audit_support.h"
 #include "test_support.h"
 
@@ -18,6 +21,8 @@ namespace {
 
 using nlohmann::json;
 using testing::describe;
+using testing::describe_gguf;
+using testing::expect_gguf_refused;
 using testing::expect_refused;
 using testing::fixture_config;
 
@@ -209,6 +214,90 @@ TEST(ConfigAuditGptOss, MathNeutralKeys) {
   EXPECT_EQ(windows(same), windows(base));
   EXPECT_EQ(same.config.num_experts, base.config.num_experts);
   EXPECT_EQ(same.kinds.swiglu_limit, base.kinds.swiglu_limit);
+}
+
+// llama.cpp's "gpt-oss" GGUF (make_gpt_oss_gguf.py: the converter's own output) describes
+// the model config.json does: the same shapes, windows (gpt-oss.attention.sliding_window on
+// the even layers), sinks, clamped SwiGLU and YaRN frequencies, which follow transformers
+// (the ramp not truncated), and llama.cpp's tensor names with the biases.
+TEST(GgufGptOss, MetadataMatchesTheHfDescription) {
+  for (const char* name : {"tiny-gpt-oss", "tiny-gpt-oss-mxfp4"}) {
+    SCOPED_TRACE(name);
+    const Architecture gguf = describe_gguf(testing::fixture_dir() / (std::string(name) + ".gguf"));
+    const Architecture hf = describe(fixture_config(name));
+    EXPECT_EQ(gguf.name, "gpt_oss");
+    EXPECT_EQ(gguf.config.architecture, "gpt_oss");
+    for (auto field : {&ModelConfig::hidden_size, &ModelConfig::num_layers, &ModelConfig::num_heads,
+                       &ModelConfig::num_kv_heads, &ModelConfig::head_dim, &ModelConfig::max_positions,
+                       &ModelConfig::num_experts, &ModelConfig::experts_per_token, &ModelConfig::expert_ffn_size})
+      EXPECT_EQ(gguf.config.*field, hf.config.*field);
+    EXPECT_FALSE(gguf.config.tied_embeddings);
+    EXPECT_TRUE(gguf.kinds.normalize_top_k);
+    EXPECT_EQ(gguf.kinds.sparse_layers, hf.kinds.sparse_layers);
+    EXPECT_TRUE(gguf.kinds.attention_sinks);
+    EXPECT_EQ(gguf.kinds.swiglu_limit, hf.kinds.swiglu_limit);
+    EXPECT_EQ(gguf.kinds.swiglu_alpha, hf.kinds.swiglu_alpha);
+    EXPECT_EQ(gguf.kinds.rotary_style, RotaryStyle::neox);
+    EXPECT_EQ(windows(gguf), (std::vector<int>{8, 0}));
+    EXPECT_EQ(gguf.kinds.rotary_inv_freq, hf.kinds.rotary_inv_freq);
+    EXPECT_FLOAT_EQ(gguf.kinds.rotary_attention_factor, hf.kinds.rotary_attention_factor);
+    EXPECT_EQ(gguf.recipe(WeightSlot::attn_sinks, 1).sources.at(0), "blk.1.attn_sinks.weight");
+    EXPECT_EQ(gguf.recipe(WeightSlot::ffn_norm_weight, 1).sources.at(0), "blk.1.post_attention_norm.weight");
+    EXPECT_EQ(gguf.recipe(WeightSlot::router_bias, 1).sources.at(0), "blk.1.ffn_gate_inp.bias");
+    EXPECT_EQ(gguf.recipe(WeightSlot::out_bias, 0).sources.at(0), "blk.0.attn_output.bias");
+    EXPECT_EQ(gguf.expert_recipe(WeightSlot::expert_up_bias, 1, 5).sources,
+              (std::vector<std::string>{"blk.1.ffn_gate_exps.bias#5", "blk.1.ffn_up_exps.bias#5"}));
+    EXPECT_EQ(gguf.expert_recipe(WeightSlot::expert_down_bias, 0, 2).sources,
+              std::vector<std::string>{"blk.0.ffn_down_exps.bias#2"});
+  }
+}
+
+std::filesystem::path edited(testing::GgufEditor& editor, const std::string& name) {
+  const std::filesystem::path path = testing::temp_dir("gpt_oss_config") / name;
+  editor.write(path);
+  return path;
+}
+
+// Truncating the ramp as ggml does would move the frequencies of the pairs inside it.
+TEST(GgufGptOss, YarnIsNotTruncated) {
+  LayerKinds truncated;
+  truncated.rotary_inv_freq = rope_inv_freq(10000.0, 16);
+  apply_yarn(10000.0, 4.0, 64, 32.0, 1.0, 1.0, truncated, /*truncate=*/true);
+  EXPECT_NE(describe_gguf(testing::fixture_dir() / "tiny-gpt-oss.gguf").kinds.rotary_inv_freq,
+            truncated.rotary_inv_freq);
+}
+
+TEST(GgufGptOss, BadMetadataIsNamed) {
+  const std::filesystem::path fixture = testing::fixture_dir() / "tiny-gpt-oss.gguf";
+  testing::GgufEditor window(fixture);
+  window.erase("gpt-oss.attention.sliding_window");
+  expect_gguf_refused(edited(window, "no_window.gguf"), ErrorCategory::format, {"gpt-oss.attention.sliding_window"});
+  testing::GgufEditor zero(fixture);
+  zero.set("gpt-oss.attention.sliding_window", uint32_t{0});
+  expect_gguf_refused(edited(zero, "zero_window.gguf"), ErrorCategory::format, {"gpt-oss.attention.sliding_window"});
+  testing::GgufEditor linear(fixture);
+  linear.set("gpt-oss.rope.scaling.type", std::string("linear"));
+  expect_gguf_refused(edited(linear, "linear.gguf"), ErrorCategory::unsupported, {"gpt-oss.rope.scaling.type", "linear"});
+  testing::GgufEditor factor(fixture);
+  factor.erase("gpt-oss.rope.scaling.factor");
+  expect_gguf_refused(edited(factor, "no_factor.gguf"), ErrorCategory::format, {"gpt-oss.rope.scaling.factor"});
+  testing::GgufEditor experts(fixture);
+  experts.erase("gpt-oss.expert_used_count");
+  expect_gguf_refused(edited(experts, "no_used.gguf"), ErrorCategory::format, {"gpt-oss.expert_used_count"});
+}
+
+// A stacked expert bias the file lacks is named when the model loads.
+TEST(GgufGptOss, MissingExpertBiasIsNamedAtLoad) {
+  testing::GgufEditor editor(testing::fixture_dir() / "tiny-gpt-oss.gguf");
+  editor.drop_tensor("blk.1.ffn_up_exps.bias");
+  const std::filesystem::path path = edited(editor, "no_up_bias.gguf");
+  try {
+    Model::load(path);
+    ADD_FAILURE() << "loaded without blk.1.ffn_up_exps.bias";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.category(), ErrorCategory::format) << e.what();
+    EXPECT_NE(e.message().find("blk.1.ffn_up_exps.bias"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace

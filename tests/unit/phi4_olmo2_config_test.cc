@@ -22,26 +22,15 @@ namespace {
 
 using nlohmann::json;
 using testing::describe;
+using testing::describe_gguf;
+using testing::expect_gguf_refused;
 using testing::expect_refused;
 using testing::fixture_config;
-
-Architecture describe_gguf(const std::filesystem::path& path) { return architecture_from_gguf(GgufFile(path)); }
 
 std::filesystem::path edited(testing::GgufEditor& editor, const std::string& name) {
   const std::filesystem::path path = testing::temp_dir("phi4_olmo2_config") / name;
   editor.write(path);
   return path;
-}
-
-void expect_gguf_refused(const std::filesystem::path& path, ErrorCategory category,
-                         const std::vector<std::string>& parts) {
-  try {
-    describe_gguf(path);
-    ADD_FAILURE() << path << ": accepted";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.category(), category) << e.what();
-    for (const auto& p : parts) EXPECT_NE(e.message().find(p), std::string::npos) << p << " in: " << e.what();
-  }
 }
 
 // LongRoPE's attention factor of the fixture: max 64 over an original 16 positions.
