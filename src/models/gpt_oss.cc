@@ -253,26 +253,13 @@ Architecture gpt_oss_architecture_from_gguf(const GgufFile& file) {
                                            " is out of range");
   set_layer_windows(alternating_sliding_layers(arch.config.num_layers), window, arch);
   set_gpt_oss_kinds(arch);
-  gguf_mixture_of_experts(file, p, arch, /*normalize_top_k=*/true, /*shared_expert=*/false);
-  arch.recipe = [sparse = arch.recipe](WeightSlot slot, int layer) {
+  arch.recipe = [dense = arch.recipe](WeightSlot slot, int layer) {
     const std::string b = "blk." + std::to_string(layer) + ".";
-    switch (slot) {
-      case WeightSlot::attn_sinks: return WeightRecipe{{b + "attn_sinks.weight"}};
-      case WeightSlot::ffn_norm_weight: return WeightRecipe{{b + "post_attention_norm.weight"}};
-      case WeightSlot::router_bias:
-        if (sparse(WeightSlot::router_weight, layer).sources.empty()) return WeightRecipe{};
-        return WeightRecipe{{b + "ffn_gate_inp.bias"}};
-      default: return sparse(slot, layer);
-    }
+    if (slot == WeightSlot::attn_sinks) return WeightRecipe{{b + "attn_sinks.weight"}};
+    if (slot == WeightSlot::ffn_norm_weight) return WeightRecipe{{b + "post_attention_norm.weight"}};
+    return dense(slot, layer);
   };
-  arch.expert_recipe = [experts = arch.expert_recipe](WeightSlot slot, int layer, int expert) {
-    const std::string b = "blk." + std::to_string(layer) + ".";
-    std::string e = ".bias#";  // appended: see gpt_oss_hf_names
-    e += std::to_string(expert);
-    if (slot == WeightSlot::expert_up_bias) return WeightRecipe{{b + "ffn_gate_exps" + e, b + "ffn_up_exps" + e}};
-    if (slot == WeightSlot::expert_down_bias) return WeightRecipe{{b + "ffn_down_exps" + e}};
-    return experts(slot, layer, expert);
-  };
+  gguf_mixture_of_experts(file, p, arch, /*normalize_top_k=*/true, /*shared_expert=*/false, /*biases=*/true);
   return arch;
 }
 

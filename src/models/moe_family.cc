@@ -34,11 +34,12 @@ void make_mixture_of_experts(Architecture& arch, std::vector<bool> sparse, bool 
   arch.expert_recipe = std::move(names.expert_recipe);
 }
 
-MoeNames gguf_moe_names(bool shared_expert) {
+MoeNames gguf_moe_names(bool shared_expert, bool biases) {
   MoeNames names;
-  names.slot_recipe = [shared_expert](WeightSlot slot, int layer) -> WeightRecipe {
+  names.slot_recipe = [shared_expert, biases](WeightSlot slot, int layer) -> WeightRecipe {
     const std::string b = "blk." + std::to_string(layer) + ".";
     if (slot == WeightSlot::router_weight) return {{b + "ffn_gate_inp.weight"}};
+    if (slot == WeightSlot::router_bias) return biases ? WeightRecipe{{b + "ffn_gate_inp.bias"}} : WeightRecipe{};
     if (!shared_expert) return {};
     switch (slot) {
       case WeightSlot::shared_up_weight: return {{b + "ffn_gate_shexp.weight", b + "ffn_up_shexp.weight"}};
@@ -47,17 +48,27 @@ MoeNames gguf_moe_names(bool shared_expert) {
       default: return {};
     }
   };
-  names.expert_recipe = [](WeightSlot slot, int layer, int expert) -> WeightRecipe {
-    const std::string b = "blk." + std::to_string(layer) + ".", e = ".weight#" + std::to_string(expert);
-    if (slot == WeightSlot::expert_up_weight) return {{b + "ffn_gate_exps" + e, b + "ffn_up_exps" + e}};
-    if (slot == WeightSlot::expert_down_weight) return {{b + "ffn_down_exps" + e}};
-    return {};
+  names.expert_recipe = [biases](WeightSlot slot, int layer, int expert) -> WeightRecipe {
+    const std::string b = "blk." + std::to_string(layer) + ".";
+    std::string e = "#";  // appended: GCC 12 at -O3 warns (-Wrestrict, a false positive) on "#" + ...
+    e += std::to_string(expert);
+    switch (slot) {
+      case WeightSlot::expert_up_weight: return {{b + "ffn_gate_exps.weight" + e, b + "ffn_up_exps.weight" + e}};
+      case WeightSlot::expert_down_weight: return {{b + "ffn_down_exps.weight" + e}};
+      case WeightSlot::expert_up_bias:
+        if (!biases) return {};
+        return {{b + "ffn_gate_exps.bias" + e, b + "ffn_up_exps.bias" + e}};
+      case WeightSlot::expert_down_bias:
+        if (!biases) return {};
+        return {{b + "ffn_down_exps.bias" + e}};
+      default: return {};
+    }
   };
   return names;
 }
 
 void gguf_mixture_of_experts(const GgufFile& file, const std::string& prefix, Architecture& arch,
-                             bool normalize_top_k, bool shared_expert) {
+                             bool normalize_top_k, bool shared_expert, bool biases) {
   ModelConfig& c = arch.config;
   c.num_experts = gguf_required_dim(file, prefix + ".expert_count");
   c.experts_per_token = gguf_required_dim(file, prefix + ".expert_used_count");
@@ -74,7 +85,7 @@ void gguf_mixture_of_experts(const GgufFile& file, const std::string& prefix, Ar
       throw Error(ErrorCategory::format, file.path().string() + ": tensor '" + b +
                                              "ffn_gate_inp.weight' (the router of the layer's experts) is missing");
   }
-  make_mixture_of_experts(arch, std::move(sparse), normalize_top_k, gguf_moe_names(shared_expert));
+  make_mixture_of_experts(arch, std::move(sparse), normalize_top_k, gguf_moe_names(shared_expert, biases));
 }
 
 bool has_expert_biases(const Architecture& arch) {

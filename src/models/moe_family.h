@@ -31,14 +31,16 @@ void make_mixture_of_experts(Architecture& arch, std::vector<bool> sparse, bool 
 // llama.cpp's names of the sparse slots: blk.N.ffn_gate_inp (router), the stacked
 // blk.N.ffn_{gate,up,down}_exps [E, rows, cols] and, when `shared_expert`, the shared
 // expert's blk.N.ffn_{gate,up,down}_shexp and its gate vector blk.N.ffn_gate_inp_shexp [H].
-MoeNames gguf_moe_names(bool shared_expert);
+// With `biases` (gpt-oss), the router's blk.N.ffn_gate_inp.bias [E] and the experts' stacked
+// blk.N.ffn_{gate,up,down}_exps.bias [E, n] too.
+MoeNames gguf_moe_names(bool shared_expert, bool biases = false);
 
 // From "<prefix>.expert_count", "<prefix>.expert_used_count" and the expert FFN size
 // ("<prefix>.expert_feed_forward_length", else the dense feed_forward_length, as llama.cpp
 // writes Mixtral): sets the config of `arch`; a layer is sparse where the file has its
-// router tensor.
+// router tensor. With `biases` its sparse layers need the router's and experts' biases.
 void gguf_mixture_of_experts(const GgufFile& file, const std::string& prefix, Architecture& arch,
-                             bool normalize_top_k, bool shared_expert);
+                             bool normalize_top_k, bool shared_expert, bool biases = false);
 
 // The Hugging Face layout of the Qwen MoE families (Qwen2-MoE, Qwen3-MoE; models/qwen2_moe.cc):
 // the router model.layers.N.mlp.gate, the experts mlp.experts.E.{gate,up,down}_proj and,
